@@ -1,0 +1,497 @@
+//! A project's `config` (stored as `cpi_projects.config`): its inbox and the
+//! import options of DESIGN §3, and the pure rules that pick the options for
+//! one file. Shared by manifest validation, the HTTP API and the importer.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `cpi_projects.config`. Every field is optional so that the JSON stored is
+/// exactly what the operator wrote (plus `name`); defaults are applied when
+/// options are resolved for a file, not when they are stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The folder watched for CSV files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox: Option<String>,
+    /// Where imported files go (default `<inbox>/processed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed_dir: Option<String>,
+    /// Where rejected files and their `.error.json` go (default `<inbox>/failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_dir: Option<String>,
+    /// Seconds a file's size and mtime must stay unchanged before it is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<ImportOptions>,
+    /// First entry whose `file_pattern` matches wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<ImportOptions>,
+}
+
+/// One column name or several (`primary_key: id` or `primary_key: [a, b]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Append,
+    Upsert,
+    Replace,
+    Sync,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Append => "append",
+            Mode::Upsert => "upsert",
+            Mode::Replace => "replace",
+            Mode::Sync => "sync",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
+    Utf8,
+    #[serde(rename = "latin1", alias = "iso-8859-1")]
+    Latin1,
+    #[serde(rename = "windows-1252", alias = "cp1252")]
+    Windows1252,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    Abort,
+    SkipRows,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnPolicy {
+    Error,
+    Ignore,
+}
+
+/// Import options, valid in `defaults` and in each `tables` entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_key: Option<OneOrMany>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_table: Option<bool>,
+    /// CSV header → target column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escape: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null: Option<OneOrMany>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<Encoding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_columns: Option<ColumnPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_columns: Option<ColumnPolicy>,
+}
+
+/// A target table, `table` or `schema.table`. Both parts are quoted
+/// wherever they reach SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TableName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn parse(s: &str) -> Result<TableName, String> {
+        let parts: Vec<&str> = s.split('.').collect();
+        let bad = |p: &str| p.is_empty() || p.len() > 63 || p.contains('\0');
+        match parts.as_slice() {
+            [t] if !bad(t) => Ok(TableName {
+                schema: None,
+                name: t.to_string(),
+            }),
+            [s, t] if !bad(s) && !bad(t) => Ok(TableName {
+                schema: Some(s.to_string()),
+                name: t.to_string(),
+            }),
+            _ => Err(format!(
+                "table {s:?} is not a valid `table` or `schema.table` name"
+            )),
+        }
+    }
+
+    /// The quoted SQL form, e.g. `"sales"."orders"`.
+    pub fn quoted(&self) -> String {
+        match &self.schema {
+            Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&self.name)),
+            None => quote_ident(&self.name),
+        }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Quotes an SQL identifier: every name from a manifest or a CSV header goes
+/// through here, so none can break out of its quotes.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The options for one file with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedOptions {
+    pub file_pattern: String,
+    pub table: TableName,
+    pub primary_key: Vec<String>,
+    pub mode: Mode,
+    pub create_table: bool,
+    pub columns: BTreeMap<String, String>,
+    pub header: bool,
+    pub delimiter: u8,
+    pub quote: u8,
+    pub escape: Option<u8>,
+    pub null: Vec<String>,
+    pub trim: bool,
+    pub encoding: Encoding,
+    pub on_error: OnError,
+    pub max_errors: Option<u64>,
+    pub extra_columns: ColumnPolicy,
+    pub missing_columns: ColumnPolicy,
+}
+
+const DEFAULT_PATTERN: &str = "*.csv";
+
+impl ProjectConfig {
+    /// Every problem of the config, as messages naming the offending key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Some(s) = self.settle_seconds {
+            if !(0.0..=3600.0).contains(&s) {
+                errors.push(format!("settle_seconds: {s} is not between 0 and 3600"));
+            }
+        }
+        if let Some(d) = &self.defaults {
+            d.validate("defaults", &mut errors);
+        }
+        for (i, t) in self.tables.iter().enumerate() {
+            let at = format!("tables[{i}]");
+            t.validate(&at, &mut errors);
+            let merged = merge(self.defaults.as_ref(), Some(t));
+            check_key_mode(&merged, &at, &mut errors);
+        }
+        if let Some(d) = &self.defaults {
+            check_key_mode(d, "defaults", &mut errors);
+        }
+        errors
+    }
+
+    /// The options for a file (its path relative to the inbox), or `None`
+    /// when no pattern matches it and the file is not this project's.
+    pub fn options_for(&self, relative_path: &str) -> Option<ResolvedOptions> {
+        let file_name = relative_path.rsplit('/').next().unwrap_or(relative_path);
+        let matches = |o: &ImportOptions| {
+            let pattern = o
+                .file_pattern
+                .as_deref()
+                .or(self
+                    .defaults
+                    .as_ref()
+                    .and_then(|d| d.file_pattern.as_deref()))
+                .unwrap_or(DEFAULT_PATTERN);
+            glob_matches(pattern, relative_path) || glob_matches(pattern, file_name)
+        };
+        let entry = self.tables.iter().find(|t| matches(t));
+        let default_matches = self
+            .defaults
+            .as_ref()
+            .map_or_else(|| glob_matches(DEFAULT_PATTERN, file_name), matches);
+        if entry.is_none() && !default_matches {
+            return None;
+        }
+        Some(resolve(&merge(self.defaults.as_ref(), entry), file_name))
+    }
+}
+
+/// `*.csv` also matches `x.csv.gz`: gzip is read transparently, so a
+/// compressed file belongs where its uncompressed name would.
+fn glob_matches(pattern: &str, path: &str) -> bool {
+    let Ok(p) = glob::Pattern::new(pattern) else {
+        return false;
+    };
+    p.matches(path)
+        || path
+            .strip_suffix(".gz")
+            .is_some_and(|plain| p.matches(plain))
+}
+
+/// `entry` over `defaults`, key by key.
+fn merge(defaults: Option<&ImportOptions>, entry: Option<&ImportOptions>) -> ImportOptions {
+    let d = defaults.cloned().unwrap_or_default();
+    let Some(e) = entry.cloned() else { return d };
+    ImportOptions {
+        file_pattern: e.file_pattern.or(d.file_pattern),
+        table: e.table.or(d.table),
+        primary_key: e.primary_key.or(d.primary_key),
+        mode: e.mode.or(d.mode),
+        create_table: e.create_table.or(d.create_table),
+        columns: e.columns.or(d.columns),
+        header: e.header.or(d.header),
+        delimiter: e.delimiter.or(d.delimiter),
+        quote: e.quote.or(d.quote),
+        escape: e.escape.or(d.escape),
+        null: e.null.or(d.null),
+        trim: e.trim.or(d.trim),
+        encoding: e.encoding.or(d.encoding),
+        on_error: e.on_error.or(d.on_error),
+        max_errors: e.max_errors.or(d.max_errors),
+        extra_columns: e.extra_columns.or(d.extra_columns),
+        missing_columns: e.missing_columns.or(d.missing_columns),
+    }
+}
+
+fn check_key_mode(o: &ImportOptions, at: &str, errors: &mut Vec<String>) {
+    let has_key = o
+        .primary_key
+        .as_ref()
+        .is_some_and(|k| !k.to_vec().is_empty());
+    if let Some(m @ (Mode::Upsert | Mode::Sync)) = o.mode {
+        if !has_key {
+            errors.push(format!("{at}: mode {} needs a primary_key", m.as_str()));
+        }
+    }
+}
+
+fn single_byte(v: &Option<String>, key: &str, at: &str, errors: &mut Vec<String>) -> Option<u8> {
+    let s = v.as_deref()?;
+    if s.len() == 1 && s.is_ascii() {
+        Some(s.as_bytes()[0])
+    } else {
+        errors.push(format!(
+            "{at}.{key}: {s:?} must be a single ASCII character"
+        ));
+        None
+    }
+}
+
+impl ImportOptions {
+    fn validate(&self, at: &str, errors: &mut Vec<String>) {
+        if let Some(p) = &self.file_pattern {
+            if let Err(e) = glob::Pattern::new(p) {
+                errors.push(format!("{at}.file_pattern: {p:?} is not a valid glob: {e}"));
+            }
+        }
+        if let Some(t) = &self.table {
+            if let Err(e) = TableName::parse(t) {
+                errors.push(format!("{at}.table: {e}"));
+            }
+        }
+        if let Some(k) = &self.primary_key {
+            if k.to_vec().iter().any(|c| c.is_empty()) {
+                errors.push(format!("{at}.primary_key: a column name is empty"));
+            }
+        }
+        if let Some(cols) = &self.columns {
+            if cols.iter().any(|(k, v)| k.is_empty() || v.is_empty()) {
+                errors.push(format!("{at}.columns: a column name is empty"));
+            }
+        }
+        single_byte(&self.delimiter, "delimiter", at, errors);
+        single_byte(&self.quote, "quote", at, errors);
+        single_byte(&self.escape, "escape", at, errors);
+        if self.max_errors.is_some() && self.on_error != Some(OnError::SkipRows) {
+            // Harmless, but almost always a mistake: say so instead of ignoring it.
+            if self.on_error == Some(OnError::Abort) {
+                errors.push(format!(
+                    "{at}.max_errors: only applies with on_error: skip_rows"
+                ));
+            }
+        }
+    }
+}
+
+/// A file stem as a safe identifier: lower case, `[a-z0-9_]`, not starting
+/// with a digit (`Orders 2024-01.csv.gz` → `orders_2024_01`).
+pub fn table_from_file_name(file_name: &str) -> String {
+    let mut stem = file_name;
+    for ext in [".gz", ".csv", ".tsv", ".txt"] {
+        if stem.len() > ext.len() && stem.to_ascii_lowercase().ends_with(ext) {
+            stem = &stem[..stem.len() - ext.len()];
+        }
+    }
+    let mut out: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out.truncate(63);
+    out
+}
+
+fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
+    let mut ignored = Vec::new();
+    let primary_key = o
+        .primary_key
+        .as_ref()
+        .map(|k| k.to_vec())
+        .unwrap_or_default();
+    let table = o
+        .table
+        .as_deref()
+        .and_then(|t| TableName::parse(t).ok())
+        .unwrap_or_else(|| TableName {
+            schema: None,
+            name: table_from_file_name(file_name),
+        });
+    ResolvedOptions {
+        file_pattern: o
+            .file_pattern
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PATTERN.into()),
+        table,
+        mode: o.mode.unwrap_or(if primary_key.is_empty() {
+            Mode::Append
+        } else {
+            Mode::Upsert
+        }),
+        primary_key,
+        create_table: o.create_table.unwrap_or(false),
+        columns: o.columns.clone().unwrap_or_default(),
+        header: o.header.unwrap_or(true),
+        delimiter: single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
+        quote: single_byte(&o.quote, "quote", "", &mut ignored).unwrap_or(b'"'),
+        escape: single_byte(&o.escape, "escape", "", &mut ignored),
+        null: o
+            .null
+            .as_ref()
+            .map(|n| n.to_vec())
+            .unwrap_or_else(|| vec![String::new()]),
+        trim: o.trim.unwrap_or(false),
+        encoding: o.encoding.unwrap_or(Encoding::Utf8),
+        on_error: o.on_error.unwrap_or(OnError::Abort),
+        max_errors: o.max_errors,
+        extra_columns: o.extra_columns.unwrap_or(ColumnPolicy::Error),
+        missing_columns: o.missing_columns.unwrap_or(ColumnPolicy::Ignore),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(yaml: &str) -> ProjectConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn first_matching_table_entry_wins_over_defaults() {
+        let c = cfg(r#"
+inbox: /tmp/in
+defaults: { primary_key: id, delimiter: ";" }
+tables:
+  - { file_pattern: "orders_*.csv", table: sales.orders, primary_key: [order_id], mode: upsert }
+  - { file_pattern: "orders_*.csv", table: never }
+"#);
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        let o = c.options_for("orders_07.csv").unwrap();
+        assert_eq!(o.table.quoted(), "\"sales\".\"orders\"");
+        assert_eq!(o.primary_key, vec!["order_id"]);
+        assert_eq!(o.delimiter, b';');
+        let d = c.options_for("Customers 2024.csv").unwrap();
+        assert_eq!(d.table.name, "customers_2024");
+        assert_eq!(d.mode, Mode::Upsert);
+        assert!(c.options_for("notes.txt").is_none());
+    }
+
+    #[test]
+    fn defaults_without_key_append() {
+        let c = cfg("inbox: /x");
+        let o = c.options_for("a.csv.gz").unwrap();
+        assert_eq!(o.mode, Mode::Append);
+        assert_eq!(o.table.name, "a");
+        assert_eq!(o.null, vec![String::new()]);
+    }
+
+    #[test]
+    fn upsert_without_key_is_an_error() {
+        let c = cfg("tables: [{ file_pattern: '*.csv', mode: sync }]");
+        assert_eq!(
+            c.validate(),
+            vec!["tables[0]: mode sync needs a primary_key"]
+        );
+        let c = cfg("defaults: { delimiter: ';;', table: 'a.b.c' }");
+        let e = c.validate();
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(serde_yaml::from_str::<ProjectConfig>("inbox: x\nmodee: upsert").is_err());
+        assert!(serde_yaml::from_str::<ProjectConfig>("defaults: { modee: upsert }").is_err());
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(
+            quote_ident("id\"; DROP TABLE x; --"),
+            "\"id\"\"; DROP TABLE x; --\""
+        );
+        assert_eq!(table_from_file_name("2024.csv"), "_2024");
+    }
+}

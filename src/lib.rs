@@ -1,0 +1,20 @@
+//! cpi puts CSV imports into PostgreSQL under git.
+//!
+//! # Layout
+//! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
+//! - [`config`]: a project's config and the import options for one file (pure).
+//! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
+//! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
+//! - [`store`]: the `cpi_*` management tables (connect, migrate, read).
+//! - [`apply`]: runs a plan in one transaction under the reconcile lock.
+//! - [`secret`]: the `Secret` type and redaction of URLs and messages.
+//! - [`cli`]: the command line.
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod manifest;
+pub mod plan;
+pub mod render;
+pub mod secret;
+pub mod store;

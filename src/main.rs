@@ -1,0 +1,45 @@
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+
+use cpi::cli::{self, Cli};
+use cpi::secret;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap exits 2 on usage errors, which `cpi diff` callers would
+            // read as "changes": every error is 1 here.
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => 1,
+            };
+            let text = e.render().to_string();
+            if code == 0 {
+                print!("{text}");
+            } else {
+                eprint!("{}", secret::scrub_credentials(&text));
+            }
+            return ExitCode::from(code);
+        }
+    };
+    cli::init_logging(cli.global.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // Last line of defence: whatever produced the message, no
+            // registered secret and no URL password leaves the process.
+            eprintln!("error: {}", secret::scrub_known(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}

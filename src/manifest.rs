@@ -1,0 +1,771 @@
+//! Loading and validating a manifests folder into the desired state.
+//!
+//! Fail-closed: every problem of every file is collected, and one problem
+//! anywhere makes the whole set invalid, so nothing is applied from it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::ProjectConfig;
+use crate::secret::{self, Secret};
+
+pub const API_VERSION: &str = "cpi/v1";
+
+/// One problem, located as precisely as the input allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The whole set is invalid; every problem found is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid manifests ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct InvalidManifests(pub Vec<ManifestError>);
+
+/// Whether a missing secret file is an error (`apply`, `run`) or a warning
+/// (`validate`, `diff`: they change nothing, and CI has no secrets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Required,
+    Optional,
+}
+
+/// A connection's URL as far as the manifests tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlState {
+    Known(Secret),
+    /// `database_url` + a `password_file` that is not present: the URL
+    /// without its password is known.
+    PasswordUnknown(String),
+    /// A `database_url_file` that is not present.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredConnection {
+    pub name: String,
+    pub description: Option<String>,
+    pub url: UrlState,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredProject {
+    pub name: String,
+    pub description: Option<String>,
+    pub connection: String,
+    /// The config as stored in `cpi_projects.config` (with `name`).
+    pub config: serde_json::Value,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    pub connections: BTreeMap<String, DesiredConnection>,
+    pub projects: BTreeMap<String, DesiredProject>,
+}
+
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub desired: Desired,
+    /// Missing secret files under [`Secrets::Optional`].
+    pub warnings: Vec<String>,
+    /// Every secret file referenced, present or not (the daemon watches them).
+    pub secret_files: Vec<PathBuf>,
+    /// Every manifest file read.
+    pub files: Vec<PathBuf>,
+}
+
+impl Loaded {
+    /// All secrets loaded, for scrubbing messages that may echo them.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        self.desired
+            .connections
+            .values()
+            .filter_map(|c| match &c.url {
+                UrlState::Known(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<S> {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    kind: String,
+    metadata: Metadata,
+    spec: S,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionSpec {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    database_url: Option<String>,
+    #[serde(default)]
+    database_url_file: Option<String>,
+    #[serde(default)]
+    password_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectSpec {
+    #[serde(default)]
+    description: Option<String>,
+    connection: String,
+    config: ProjectConfig,
+}
+
+/// Loads every `*.yaml`/`*.yml` below `dir`. Secret paths are absolute or
+/// relative to `secrets_dir` (default: `dir`).
+pub fn load(
+    dir: &Path,
+    secrets_dir: Option<&Path>,
+    mode: Secrets,
+) -> Result<Loaded, InvalidManifests> {
+    let mut errors = Vec::new();
+    let mut loaded = Loaded::default();
+    let secrets_dir = secrets_dir.unwrap_or(dir);
+    if !dir.is_dir() {
+        // An unmounted or mistyped folder must never read as "no manifests",
+        // which would plan to delete everything.
+        return Err(InvalidManifests(vec![ManifestError {
+            file: dir.display().to_string(),
+            line: None,
+            column: None,
+            message: "manifests folder does not exist or is not a directory".into(),
+        }]));
+    }
+    let mut files = Vec::new();
+    if let Err(e) = walk(dir, &mut files) {
+        errors.push(ManifestError {
+            file: dir.display().to_string(),
+            line: None,
+            column: None,
+            message: format!("cannot read folder: {e}"),
+        });
+    }
+    files.sort();
+    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut references: Vec<(String, String, ManifestError)> = Vec::new();
+    for path in &files {
+        let rel = path
+            .strip_prefix(dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(err(&rel, None, format!("cannot read file: {e}")));
+                continue;
+            }
+        };
+        for doc in split_documents(&text) {
+            let ctx = DocCtx {
+                file: &rel,
+                text: doc.text,
+                offset: doc.line_offset,
+            };
+            match parse_document(&ctx, secrets_dir, mode, &mut loaded) {
+                Ok(None) => {}
+                Ok(Some(obj)) => {
+                    let (kind, name) = match &obj {
+                        Object::Connection(c) => ("Connection", c.name.clone()),
+                        Object::Project(p, _) => ("Project", p.name.clone()),
+                    };
+                    let key = (kind.to_string(), name.clone());
+                    if let Some(first) = seen.get(&key) {
+                        errors.push(ctx.err_at_key(
+                            "name",
+                            format!("duplicate {kind} {name:?} (first declared in {first})"),
+                        ));
+                        continue;
+                    }
+                    seen.insert(key, rel.clone());
+                    match obj {
+                        Object::Connection(c) => {
+                            loaded.desired.connections.insert(name, c);
+                        }
+                        Object::Project(p, reference_error) => {
+                            references.push((
+                                p.name.clone(),
+                                p.connection.clone(),
+                                reference_error,
+                            ));
+                            loaded.desired.projects.insert(name, p);
+                        }
+                    }
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+    }
+    for (project, connection, mut at) in references {
+        if !loaded.desired.connections.contains_key(&connection) {
+            at.message = format!("project {project:?} references connection {connection:?}, which no manifest declares");
+            errors.push(at);
+        }
+    }
+    loaded.files = files;
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(InvalidManifests(errors))
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() || path.is_dir() {
+            walk(&path, out)?;
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+struct Document<'a> {
+    text: &'a str,
+    /// Lines before this document in its file.
+    line_offset: usize,
+}
+
+/// Splits a YAML stream on `---` lines, keeping each document's first line
+/// number so that errors point into the file, not into the document.
+fn split_documents(text: &str) -> Vec<Document<'_>> {
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 0usize;
+    let mut pos = 0usize;
+    for (line_no, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end();
+        if trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "..." {
+            docs.push(Document {
+                text: &text[start..pos],
+                line_offset: start_line,
+            });
+            start = pos + line.len();
+            start_line = line_no + 1;
+        }
+        pos += line.len();
+    }
+    docs.push(Document {
+        text: &text[start..],
+        line_offset: start_line,
+    });
+    docs
+}
+
+struct DocCtx<'a> {
+    file: &'a str,
+    text: &'a str,
+    offset: usize,
+}
+
+fn err(file: &str, line: Option<usize>, message: String) -> ManifestError {
+    ManifestError {
+        file: file.to_string(),
+        line,
+        column: None,
+        message,
+    }
+}
+
+impl DocCtx<'_> {
+    fn yaml_err(&self, e: &serde_yaml::Error) -> ManifestError {
+        let loc = e.location();
+        // serde_yaml's message repeats the location; the ManifestError shows it once.
+        let mut message = e.to_string();
+        if let Some(i) = message.find(" at line ") {
+            message.truncate(i);
+        }
+        ManifestError {
+            file: self.file.to_string(),
+            line: loc.as_ref().map(|l| l.line() + self.offset),
+            column: loc.as_ref().map(|l| l.column()),
+            message,
+        }
+    }
+
+    /// The error located at the first line of the document that sets `key`.
+    fn err_at_key(&self, key: &str, message: String) -> ManifestError {
+        let line = self.text.lines().position(|l| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.starts_with(key) && t[key.len()..].trim_start().starts_with(':')
+        });
+        ManifestError {
+            file: self.file.to_string(),
+            line: Some(line.map_or(self.offset + 1, |l| l + 1 + self.offset)),
+            column: None,
+            message,
+        }
+    }
+}
+
+enum Object {
+    Connection(DesiredConnection),
+    /// With the error to report if its connection reference is dangling.
+    Project(DesiredProject, ManifestError),
+}
+
+fn parse_document(
+    ctx: &DocCtx,
+    secrets_dir: &Path,
+    mode: Secrets,
+    loaded: &mut Loaded,
+) -> Result<Option<Object>, Vec<ManifestError>> {
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    match value.get("apiVersion").and_then(|v| v.as_str()) {
+        Some(API_VERSION) => {}
+        Some(other) => {
+            return Err(vec![ctx.err_at_key(
+                "apiVersion",
+                format!("apiVersion {other:?} is not supported (expected {API_VERSION:?})"),
+            )])
+        }
+        None => {
+            return Err(vec![err(
+                ctx.file,
+                Some(ctx.offset + 1),
+                "missing apiVersion".into(),
+            )])
+        }
+    }
+    if let Some(env_var) = legacy_env_var(&value) {
+        return Err(vec![ctx.err_at_key("env_var", legacy_message(&env_var))]);
+    }
+    match kind {
+        "Connection" => {
+            let env: Envelope<ConnectionSpec> =
+                serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
+            check_name(ctx, &env.metadata.name)?;
+            let _ = (&env.api_version, &env.kind);
+            connection(ctx, env.metadata.name, env.spec, secrets_dir, mode, loaded)
+                .map(|c| Some(Object::Connection(c)))
+        }
+        "Project" => {
+            let env: Envelope<ProjectSpec> =
+                serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
+            check_name(ctx, &env.metadata.name)?;
+            project(ctx, env.metadata.name, env.spec).map(|(p, at)| Some(Object::Project(p, at)))
+        }
+        "" => Err(vec![err(
+            ctx.file,
+            Some(ctx.offset + 1),
+            "missing kind (Connection or Project)".into(),
+        )]),
+        other => Err(vec![ctx.err_at_key(
+            "kind",
+            format!("unknown kind {other:?} (expected Connection or Project)"),
+        )]),
+    }
+}
+
+/// `spec.config.connection.env_var` or `spec.connection.env_var`: the
+/// pre-decision form, where a target URL came from an environment variable.
+fn legacy_env_var(doc: &serde_yaml::Value) -> Option<String> {
+    let spec = doc.get("spec")?;
+    [
+        spec.get("connection"),
+        spec.get("config").and_then(|c| c.get("connection")),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|c| c.get("env_var"))
+    .map(|v| v.as_str().map_or_else(|| format!("{v:?}"), str::to_string))
+}
+
+pub fn legacy_message(env_var: &str) -> String {
+    format!(
+        "connection.env_var ({env_var}) is no longer supported: target databases are \
+         Connection objects now, never environment variables. To migrate, put the URL \
+         from ${env_var} into a secret file, declare a Connection manifest with \
+         `database_url_file` pointing at it, and set `spec.connection: <connection name>` \
+         in this project (`cpi convert-legacy` does all three)"
+    )
+}
+
+fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(vec![ctx.err_at_key(
+            "name",
+            format!("metadata.name {name:?} must be 1-255 characters of [A-Za-z0-9_.-], starting with a letter or digit"),
+        )])
+    }
+}
+
+fn secret_path(secrets_dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        secrets_dir.join(p)
+    }
+}
+
+/// Reads a secret file; `Ok(None)` when it is absent and secrets are optional.
+fn read_secret(
+    ctx: &DocCtx,
+    key: &str,
+    path: &Path,
+    mode: Secrets,
+    loaded: &mut Loaded,
+) -> Result<Option<Secret>, ManifestError> {
+    loaded.secret_files.push(path.to_path_buf());
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            let v = s.trim_end();
+            if v.is_empty() {
+                Err(ctx.err_at_key(
+                    key,
+                    format!("{key}: secret file {} is empty", path.display()),
+                ))
+            } else {
+                Ok(Some(Secret::new(v)))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == Secrets::Optional => {
+            loaded.warnings.push(format!(
+                "{}: {key}: secret file {} is not present; its value is compared as unknown",
+                ctx.file,
+                path.display()
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(ctx.err_at_key(
+            key,
+            format!("{key}: cannot read secret file {}: {e}", path.display()),
+        )),
+    }
+}
+
+fn parse_pg_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "scheme {:?} is not postgres:// or postgresql://",
+            url.scheme()
+        ));
+    }
+    Ok(url)
+}
+
+fn connection(
+    ctx: &DocCtx,
+    name: String,
+    spec: ConnectionSpec,
+    secrets_dir: &Path,
+    mode: Secrets,
+    loaded: &mut Loaded,
+) -> Result<DesiredConnection, Vec<ManifestError>> {
+    let url = match (&spec.database_url, &spec.database_url_file, &spec.password_file) {
+        (Some(_), Some(_), _) | (None, None, _) => {
+            return Err(vec![ctx.err_at_key(
+                "spec",
+                "a Connection needs exactly one of database_url_file, or database_url (with password_file for the password)".into(),
+            )])
+        }
+        (None, Some(_), Some(_)) => {
+            return Err(vec![ctx.err_at_key(
+                "password_file",
+                "password_file goes with database_url; with database_url_file the whole URL, password included, lives in that file".into(),
+            )])
+        }
+        (None, Some(file), None) => {
+            let path = secret_path(secrets_dir, file);
+            match read_secret(ctx, "database_url_file", &path, mode, loaded).map_err(|e| vec![e])? {
+                None => UrlState::Unknown,
+                Some(s) => {
+                    // Never echo the file's content: it is the secret.
+                    parse_pg_url(s.expose()).map_err(|m| {
+                        vec![ctx.err_at_key(
+                            "database_url_file",
+                            format!("database_url_file {}: content is {}", path.display(), secret::scrub(&m, &[&s])),
+                        )]
+                    })?;
+                    UrlState::Known(s)
+                }
+            }
+        }
+        (Some(raw), None, password_file) => {
+            let mut url = parse_pg_url(raw)
+                .map_err(|m| vec![ctx.err_at_key("database_url", format!("database_url: {m}"))])?;
+            if url.password().is_some() {
+                return Err(vec![ctx.err_at_key(
+                    "database_url",
+                    "database_url contains a password: secrets never live in git; move it to a file and reference it with password_file (or put the whole URL in database_url_file)".into(),
+                )]);
+            }
+            match password_file {
+                None => UrlState::Known(Secret::new(url.to_string())),
+                Some(file) => {
+                    let path = secret_path(secrets_dir, file);
+                    match read_secret(ctx, "password_file", &path, mode, loaded).map_err(|e| vec![e])? {
+                        None => UrlState::PasswordUnknown(url.to_string()),
+                        Some(pw) => {
+                            if url.username().is_empty() {
+                                return Err(vec![ctx.err_at_key(
+                                    "database_url",
+                                    "database_url needs a user name when a password_file is given".into(),
+                                )]);
+                            }
+                            // set_password percent-encodes the password into the URL.
+                            url.set_password(Some(pw.expose())).map_err(|_| {
+                                vec![ctx.err_at_key("database_url", "cannot set a password on this URL".into())]
+                            })?;
+                            UrlState::Known(Secret::new(url.to_string()))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(DesiredConnection {
+        name,
+        description: spec.description,
+        url,
+        source: ctx.file.to_string(),
+    })
+}
+
+fn project(
+    ctx: &DocCtx,
+    name: String,
+    spec: ProjectSpec,
+) -> Result<(DesiredProject, ManifestError), Vec<ManifestError>> {
+    let mut config = spec.config;
+    match &config.name {
+        Some(n) if n != &name => {
+            return Err(vec![ctx.err_at_key(
+                "name",
+                format!("config.name {n:?} differs from metadata.name {name:?} (leave it out: it is set from metadata.name)"),
+            )])
+        }
+        _ => config.name = Some(name.clone()),
+    }
+    let problems = config.validate();
+    if !problems.is_empty() {
+        return Err(problems
+            .into_iter()
+            .map(|m| ctx.err_at_key("config", format!("config.{m}")))
+            .collect());
+    }
+    let config = serde_json::to_value(&config).expect("a config always serializes");
+    let at = ctx.err_at_key("connection", String::new());
+    Ok((
+        DesiredProject {
+            name,
+            description: spec.description,
+            connection: spec.connection,
+            config,
+            source: ctx.file.to_string(),
+        },
+        at,
+    ))
+}
+
+/// The git revision of the manifests folder, when it is a git checkout.
+pub fn revision(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    const CONN: &str = "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: abc\nspec:\n  description: d\n  database_url: postgresql://importer@db:5432/abc\n  password_file: abc.pass\n";
+    const PROJ: &str = "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p1\nspec:\n  connection: abc\n  config:\n    inbox: /tmp/in\n";
+
+    #[test]
+    fn loads_multi_document_files_recursively() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "sub/all.yaml", &format!("{CONN}---\n{PROJ}"));
+        write(d.path(), "abc.pass", "p@ss w/rd\n");
+        let l = load(d.path(), None, Secrets::Required).unwrap();
+        let c = &l.desired.connections["abc"];
+        assert_eq!(c.source, "sub/all.yaml");
+        match &c.url {
+            UrlState::Known(s) => assert_eq!(
+                s.expose(),
+                "postgresql://importer:p%40ss%20w%2Frd@db:5432/abc"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let p = &l.desired.projects["p1"];
+        assert_eq!(p.config["name"], "p1");
+        assert_eq!(p.connection, "abc");
+    }
+
+    #[test]
+    fn missing_secret_is_error_for_apply_and_warning_for_diff() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "c.yaml", CONN);
+        let e = load(d.path(), None, Secrets::Required).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("c.yaml:8: password_file: cannot read secret file"),
+            "{e}"
+        );
+        let l = load(d.path(), None, Secrets::Optional).unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        assert_eq!(
+            l.desired.connections["abc"].url,
+            UrlState::PasswordUnknown("postgresql://importer@db:5432/abc".into())
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "a.yaml",
+            &format!("{CONN}---\n{}", PROJ.replace("inbox", "inbx")),
+        );
+        write(d.path(), "abc.pass", "x");
+        let e = load(d.path(), None, Secrets::Required).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].file, "a.yaml");
+        assert_eq!(e.0[0].line, Some(17));
+        assert!(
+            e.0[0].message.contains("unknown field `inbx`"),
+            "{}",
+            e.0[0].message
+        );
+    }
+
+    #[test]
+    fn inline_password_is_rejected_without_echoing_it() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "c.yaml",
+            &CONN
+                .replace("importer@", "importer:sup3rs3cret@")
+                .replace("  password_file: abc.pass\n", ""),
+        );
+        let e = load(d.path(), None, Secrets::Optional)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.yaml:7: database_url contains a password"),
+            "{e}"
+        );
+        assert!(!e.contains("sup3rs3cret"));
+    }
+
+    #[test]
+    fn legacy_env_var_gets_the_migration_hint() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "p.yaml",
+            "apiVersion: cpi/v1\nkind: Project\nmetadata: {name: p}\nspec:\n  connection: x\n  config:\n    connection:\n      env_var: ABC_URL\n",
+        );
+        let e = load(d.path(), None, Secrets::Optional)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("p.yaml:8: connection.env_var (ABC_URL) is no longer supported"),
+            "{e}"
+        );
+        assert!(e.contains("convert-legacy"));
+    }
+
+    #[test]
+    fn duplicates_and_dangling_references_fail_the_whole_set() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "a.yaml", PROJ);
+        write(d.path(), "b.yaml", PROJ);
+        let e = load(d.path(), None, Secrets::Optional).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("b.yaml:4: duplicate Project \"p1\" (first declared in a.yaml)"),
+            "{text}"
+        );
+        assert!(text.contains("a.yaml:6: project \"p1\" references connection \"abc\", which no manifest declares"), "{text}");
+    }
+
+    #[test]
+    fn missing_folder_is_an_error_not_an_empty_set() {
+        let e = load(Path::new("/nonexistent/cpi"), None, Secrets::Optional).unwrap_err();
+        assert!(e.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_positions() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "bad.yml", "---\n{}\n---\nkind: [\n");
+        let e = load(d.path(), None, Secrets::Optional).unwrap_err();
+        assert_eq!(e.0[0].file, "bad.yml");
+        assert!(e.0.iter().all(|x| x.line.is_some()), "{e}");
+    }
+}

@@ -1,0 +1,692 @@
+//! `plan(desired, observed) -> Plan`: the pure heart of reconcile.
+//!
+//! Observed rows come from the management database (or, for
+//! `cpi diff --against`, from another manifests folder). Nothing here does
+//! I/O, so every rule of DESIGN §4 is unit-tested below.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::manifest::{Desired, UrlState};
+use crate::secret;
+
+/// A connection's content, as declared or as found in a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnState {
+    pub name: String,
+    pub description: Option<String>,
+    pub url: UrlState,
+    pub managed_by: Option<String>,
+    pub source: Option<String>,
+}
+
+/// A project's content; `connection` is the connection's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjState {
+    pub name: String,
+    pub description: Option<String>,
+    pub connection: Option<String>,
+    pub config: serde_json::Value,
+    pub managed_by: Option<String>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Row<T> {
+    pub id: Option<Uuid>,
+    pub state: T,
+    /// Digest of the content cpi last wrote into the row.
+    pub applied_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub connections: Vec<Row<ConnState>>,
+    pub projects: Vec<Row<ProjState>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+/// What can be said about a connection's secret without printing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretNote {
+    None,
+    /// The values differ (found by comparing them, never by showing them).
+    Changed,
+    /// A secret file is not present, so the secret could not be compared.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct Change<T> {
+    pub action: Action,
+    pub name: String,
+    /// The row's id (update, delete).
+    pub id: Option<Uuid>,
+    pub before: Option<T>,
+    pub after: Option<T>,
+    /// Changed fields of an update.
+    pub fields: Vec<&'static str>,
+    /// The row was changed behind cpi's back since cpi last wrote it.
+    pub drift: bool,
+    /// The row was not ours (unmanaged or another owner's) and `--adopt` takes it.
+    pub adopt: bool,
+    pub secret: SecretNote,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub kind: &'static str,
+    pub name: String,
+    /// `None` for a row nobody manages.
+    pub owner: Option<String>,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.owner {
+            None => write!(
+                f,
+                "{} {:?} exists and is not managed by cpi: rerun with --adopt to take it over",
+                self.kind, self.name
+            ),
+            Some(o) => write!(
+                f,
+                "{} {:?} is managed by owner {o:?}: rerun with --adopt to take it over",
+                self.kind, self.name
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub connections: Vec<Change<ConnState>>,
+    pub projects: Vec<Change<ProjState>>,
+    pub conflicts: Vec<Conflict>,
+    pub unchanged: usize,
+    /// Rows this owner manages now.
+    pub managed: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Counts {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub drift: usize,
+}
+
+impl Plan {
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        let actions = self
+            .connections
+            .iter()
+            .map(|x| (x.action, x.drift))
+            .chain(self.projects.iter().map(|x| (x.action, x.drift)));
+        for (a, drift) in actions {
+            match a {
+                Action::Create => c.create += 1,
+                Action::Update => c.update += 1,
+                Action::Delete => c.delete += 1,
+            }
+            c.drift += usize::from(drift);
+        }
+        c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty() && self.projects.is_empty()
+    }
+
+    /// The delete guard: a plan that deletes every managed object, or more
+    /// than `max_delete`, needs `allow_delete`. An empty or unmounted
+    /// manifests folder must never wipe the tables by accident.
+    pub fn check_deletes(&self, max_delete: usize, allow_delete: bool) -> Result<(), String> {
+        let deletes = self.counts().delete;
+        if allow_delete || deletes == 0 {
+            return Ok(());
+        }
+        if deletes >= self.managed {
+            return Err(format!(
+                "refusing to delete every managed object ({deletes}): if that is really meant, rerun with --allow-delete"
+            ));
+        }
+        if deletes > max_delete {
+            return Err(format!(
+                "refusing to delete {deletes} objects (more than --max-delete {max_delete}): rerun with --allow-delete or a higher --max-delete"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The desired state as it would be stored by `owner`.
+fn desired_states(desired: &Desired, owner: &str) -> (Vec<ConnState>, Vec<ProjState>) {
+    let conns = desired
+        .connections
+        .values()
+        .map(|c| ConnState {
+            name: c.name.clone(),
+            description: c.description.clone(),
+            url: c.url.clone(),
+            managed_by: Some(owner.to_string()),
+            source: Some(c.source.clone()),
+        })
+        .collect();
+    let projs = desired
+        .projects
+        .values()
+        .map(|p| ProjState {
+            name: p.name.clone(),
+            description: p.description.clone(),
+            connection: Some(p.connection.clone()),
+            config: p.config.clone(),
+            managed_by: Some(owner.to_string()),
+            source: Some(p.source.clone()),
+        })
+        .collect();
+    (conns, projs)
+}
+
+/// Observed rows made from a manifests folder (`cpi diff --against DIR`):
+/// every object counts as managed by `owner`.
+pub fn observed_from_manifests(desired: &Desired, owner: &str) -> Observed {
+    let (conns, projs) = desired_states(desired, owner);
+    Observed {
+        connections: conns
+            .into_iter()
+            .map(|state| Row {
+                id: None,
+                state,
+                applied_digest: None,
+            })
+            .collect(),
+        projects: projs
+            .into_iter()
+            .map(|state| Row {
+                id: None,
+                state,
+                applied_digest: None,
+            })
+            .collect(),
+    }
+}
+
+/// The URL fields of two states: (changed, what to say of the secret).
+fn compare_url(desired: &UrlState, observed: &UrlState) -> (bool, SecretNote) {
+    use UrlState::*;
+    match (desired, observed) {
+        (Known(a), Known(b)) => {
+            if a == b {
+                (false, SecretNote::None)
+            } else if secret_parts(a.expose()) != secret_parts(b.expose()) {
+                (true, SecretNote::Changed)
+            } else {
+                (true, SecretNote::None)
+            }
+        }
+        (Unknown, _) | (_, Unknown) => (false, SecretNote::Unknown),
+        (PasswordUnknown(base), Known(u)) | (Known(u), PasswordUnknown(base)) => (
+            secret::url_without_secrets(u.expose()).as_deref() != Some(base.as_str()),
+            SecretNote::Unknown,
+        ),
+        (PasswordUnknown(a), PasswordUnknown(b)) => (a != b, SecretNote::Unknown),
+    }
+}
+
+/// The secret parts of a URL (password, secret query parameters), to tell a
+/// secret change from a visible one without looking at either value again.
+fn secret_parts(raw: &str) -> Option<(Option<String>, Vec<String>)> {
+    let url = url::Url::parse(raw).ok()?;
+    let visible = secret::url_without_secrets(raw)?;
+    let params: Vec<String> = url
+        .query_pairs()
+        .filter(|(k, v)| !visible.contains(&format!("{k}={v}")))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Some((url.password().map(str::to_string), params))
+}
+
+pub fn connection_digest(s: &ConnState) -> Option<String> {
+    let UrlState::Known(url) = &s.url else {
+        return None;
+    };
+    Some(digest(&[
+        &s.name,
+        s.description.as_deref().unwrap_or("\u{0}"),
+        url.expose(),
+    ]))
+}
+
+pub fn project_digest(s: &ProjState) -> String {
+    digest(&[
+        &s.name,
+        s.description.as_deref().unwrap_or("\u{0}"),
+        s.connection.as_deref().unwrap_or("\u{0}"),
+        &s.config.to_string(),
+    ])
+}
+
+fn digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn ownership(owner: &str, row_owner: &Option<String>, adopt: bool) -> Result<bool, ()> {
+    match row_owner {
+        Some(o) if o == owner => Ok(false),
+        _ if adopt => Ok(true),
+        _ => Err(()),
+    }
+}
+
+fn count_managed(observed: &Observed, owner: &str) -> usize {
+    let ours = |m: &Option<String>| m.as_deref() == Some(owner);
+    observed
+        .connections
+        .iter()
+        .filter(|r| ours(&r.state.managed_by))
+        .count()
+        + observed
+            .projects
+            .iter()
+            .filter(|r| ours(&r.state.managed_by))
+            .count()
+}
+
+/// Compares the desired state with the observed rows for `owner`.
+pub fn plan(desired: &Desired, observed: &Observed, owner: &str, adopt: bool) -> Plan {
+    let (want_conns, want_projs) = desired_states(desired, owner);
+    let mut p = Plan {
+        managed: count_managed(observed, owner),
+        ..Plan::default()
+    };
+    let rows: HashMap<&str, &Row<ConnState>> = observed
+        .connections
+        .iter()
+        .map(|r| (r.state.name.as_str(), r))
+        .collect();
+    for want in want_conns {
+        let Some(row) = rows.get(want.name.as_str()) else {
+            p.connections.push(create(want));
+            continue;
+        };
+        let Ok(adopting) = ownership(owner, &row.state.managed_by, adopt) else {
+            p.conflicts.push(Conflict {
+                kind: "Connection",
+                name: want.name.clone(),
+                owner: row.state.managed_by.clone(),
+            });
+            continue;
+        };
+        let have = &row.state;
+        let (url_changed, secret) = compare_url(&want.url, &have.url);
+        let mut fields = Vec::new();
+        if want.description != have.description {
+            fields.push("description");
+        }
+        if url_changed {
+            fields.push("database_url");
+        }
+        if want.managed_by != have.managed_by {
+            fields.push("managed_by");
+        }
+        if want.source != have.source {
+            fields.push("source");
+        }
+        if fields.is_empty() {
+            p.unchanged += 1;
+            continue;
+        }
+        let drift = !adopting
+            && row.applied_digest.is_some()
+            && connection_digest(have) != row.applied_digest;
+        p.connections.push(Change {
+            action: Action::Update,
+            name: want.name.clone(),
+            id: row.id,
+            before: Some(have.clone()),
+            after: Some(want),
+            fields,
+            drift,
+            adopt: adopting,
+            secret,
+        });
+    }
+    let declared: std::collections::HashSet<&str> =
+        desired.connections.keys().map(String::as_str).collect();
+    let mut deletes: Vec<Change<ConnState>> = observed
+        .connections
+        .iter()
+        .filter(|r| {
+            r.state.managed_by.as_deref() == Some(owner)
+                && !declared.contains(r.state.name.as_str())
+        })
+        .map(delete)
+        .collect();
+    deletes.sort_by(|a, b| a.name.cmp(&b.name));
+    p.connections.extend(deletes);
+
+    let rows: HashMap<&str, &Row<ProjState>> = observed
+        .projects
+        .iter()
+        .map(|r| (r.state.name.as_str(), r))
+        .collect();
+    for want in want_projs {
+        let Some(row) = rows.get(want.name.as_str()) else {
+            p.projects.push(create(want));
+            continue;
+        };
+        let Ok(adopting) = ownership(owner, &row.state.managed_by, adopt) else {
+            p.conflicts.push(Conflict {
+                kind: "Project",
+                name: want.name.clone(),
+                owner: row.state.managed_by.clone(),
+            });
+            continue;
+        };
+        let have = &row.state;
+        let mut fields = Vec::new();
+        if want.description != have.description {
+            fields.push("description");
+        }
+        if want.connection != have.connection {
+            fields.push("connection");
+        }
+        if want.config != have.config {
+            fields.push("config");
+        }
+        if want.managed_by != have.managed_by {
+            fields.push("managed_by");
+        }
+        if want.source != have.source {
+            fields.push("source");
+        }
+        if fields.is_empty() {
+            p.unchanged += 1;
+            continue;
+        }
+        let drift = !adopting
+            && row
+                .applied_digest
+                .as_deref()
+                .is_some_and(|d| d != project_digest(have));
+        p.projects.push(Change {
+            action: Action::Update,
+            name: want.name.clone(),
+            id: row.id,
+            before: Some(have.clone()),
+            after: Some(want),
+            fields,
+            drift,
+            adopt: adopting,
+            secret: SecretNote::None,
+        });
+    }
+    let declared: std::collections::HashSet<&str> =
+        desired.projects.keys().map(String::as_str).collect();
+    let mut deletes: Vec<Change<ProjState>> = observed
+        .projects
+        .iter()
+        .filter(|r| {
+            r.state.managed_by.as_deref() == Some(owner)
+                && !declared.contains(r.state.name.as_str())
+        })
+        .map(delete)
+        .collect();
+    deletes.sort_by(|a, b| a.name.cmp(&b.name));
+    p.projects.extend(deletes);
+    p
+}
+
+trait Named {
+    fn name(&self) -> &str;
+    fn secret_note(&self) -> SecretNote;
+}
+
+impl Named for ConnState {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn secret_note(&self) -> SecretNote {
+        match self.url {
+            UrlState::Known(_) => SecretNote::None,
+            _ => SecretNote::Unknown,
+        }
+    }
+}
+
+impl Named for ProjState {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn secret_note(&self) -> SecretNote {
+        SecretNote::None
+    }
+}
+
+fn create<T: Named>(want: T) -> Change<T> {
+    Change {
+        action: Action::Create,
+        name: want.name().to_string(),
+        id: None,
+        before: None,
+        secret: want.secret_note(),
+        after: Some(want),
+        fields: Vec::new(),
+        drift: false,
+        adopt: false,
+    }
+}
+
+fn delete<T: Named + Clone>(row: &Row<T>) -> Change<T> {
+    Change {
+        action: Action::Delete,
+        name: row.state.name().to_string(),
+        id: row.id,
+        before: Some(row.state.clone()),
+        after: None,
+        fields: Vec::new(),
+        drift: false,
+        adopt: false,
+        secret: SecretNote::None,
+    }
+}
+
+/// Connection names by id, to show a project's connection by name.
+pub fn connection_names(rows: &[Row<ConnState>]) -> BTreeMap<Uuid, String> {
+    rows.iter()
+        .filter_map(|r| r.id.map(|id| (id, r.state.name.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{DesiredConnection, DesiredProject};
+    use crate::secret::Secret;
+    use serde_json::json;
+
+    fn desired() -> Desired {
+        let mut d = Desired::default();
+        d.connections.insert(
+            "c1".into(),
+            DesiredConnection {
+                name: "c1".into(),
+                description: Some("one".into()),
+                url: UrlState::Known(Secret::new("postgresql://u:pw@h/db")),
+                source: "c.yaml".into(),
+            },
+        );
+        d.projects.insert(
+            "p1".into(),
+            DesiredProject {
+                name: "p1".into(),
+                description: None,
+                connection: "c1".into(),
+                config: json!({"name": "p1", "inbox": "/in"}),
+                source: "p.yaml".into(),
+            },
+        );
+        d
+    }
+
+    /// The rows that applying `d` as `owner` would leave.
+    fn applied(d: &Desired, owner: &str) -> Observed {
+        let mut o = observed_from_manifests(d, owner);
+        for r in &mut o.connections {
+            r.id = Some(Uuid::new_v4());
+            r.applied_digest = connection_digest(&r.state);
+        }
+        for r in &mut o.projects {
+            r.id = Some(Uuid::new_v4());
+            r.applied_digest = Some(project_digest(&r.state));
+        }
+        o
+    }
+
+    #[test]
+    fn empty_observed_creates_everything() {
+        let p = plan(&desired(), &Observed::default(), "cpi", false);
+        assert_eq!(
+            p.counts(),
+            Counts {
+                create: 2,
+                update: 0,
+                delete: 0,
+                drift: 0
+            }
+        );
+    }
+
+    #[test]
+    fn applied_state_plans_nothing() {
+        let d = desired();
+        let p = plan(&d, &applied(&d, "cpi"), "cpi", false);
+        assert!(p.is_empty());
+        assert_eq!(p.unchanged, 2);
+        assert_eq!(p.managed, 2);
+    }
+
+    #[test]
+    fn update_names_exactly_the_changed_fields() {
+        let d = desired();
+        let o = applied(&d, "cpi");
+        let mut d2 = d.clone();
+        d2.connections.get_mut("c1").unwrap().description = Some("uno".into());
+        d2.projects.get_mut("p1").unwrap().config = json!({"name": "p1", "inbox": "/other"});
+        let p = plan(&d2, &o, "cpi", false);
+        assert_eq!(p.connections.len(), 1);
+        assert_eq!(p.connections[0].fields, vec!["description"]);
+        assert_eq!(p.projects[0].fields, vec!["config"]);
+        assert!(!p.connections[0].drift);
+    }
+
+    #[test]
+    fn password_change_is_a_secret_change() {
+        let d = desired();
+        let o = applied(&d, "cpi");
+        let mut d2 = d.clone();
+        d2.connections.get_mut("c1").unwrap().url =
+            UrlState::Known(Secret::new("postgresql://u:pw2@h/db"));
+        let p = plan(&d2, &o, "cpi", false);
+        assert_eq!(p.connections[0].fields, vec!["database_url"]);
+        assert_eq!(p.connections[0].secret, SecretNote::Changed);
+        // A host change is visible, not a secret change.
+        d2.connections.get_mut("c1").unwrap().url =
+            UrlState::Known(Secret::new("postgresql://u:pw@h2/db"));
+        let p = plan(&d2, &o, "cpi", false);
+        assert_eq!(p.connections[0].secret, SecretNote::None);
+    }
+
+    #[test]
+    fn unknown_secret_alone_is_not_a_change() {
+        let d = desired();
+        let o = applied(&d, "cpi");
+        let mut d2 = d.clone();
+        d2.connections.get_mut("c1").unwrap().url =
+            UrlState::PasswordUnknown("postgresql://u@h/db".into());
+        assert!(plan(&d2, &o, "cpi", false).is_empty());
+        d2.connections.get_mut("c1").unwrap().url = UrlState::Unknown;
+        assert!(plan(&d2, &o, "cpi", false).is_empty());
+        d2.connections.get_mut("c1").unwrap().url =
+            UrlState::PasswordUnknown("postgresql://u@other/db".into());
+        let p = plan(&d2, &o, "cpi", false);
+        assert_eq!(p.connections[0].fields, vec!["database_url"]);
+        assert_eq!(p.connections[0].secret, SecretNote::Unknown);
+    }
+
+    #[test]
+    fn undeclared_managed_rows_are_deleted_and_guarded() {
+        let d = desired();
+        let o = applied(&d, "cpi");
+        let mut d2 = d.clone();
+        d2.projects.clear();
+        let p = plan(&d2, &o, "cpi", false);
+        assert_eq!(p.counts().delete, 1);
+        assert!(p.check_deletes(10, false).is_ok());
+        assert!(p.check_deletes(0, false).is_err());
+        let everything = plan(&Desired::default(), &o, "cpi", false);
+        assert_eq!(everything.counts().delete, 2);
+        assert!(everything
+            .check_deletes(10, false)
+            .unwrap_err()
+            .contains("every managed object"));
+        assert!(everything.check_deletes(10, true).is_ok());
+    }
+
+    #[test]
+    fn unmanaged_or_foreign_rows_conflict_unless_adopted() {
+        let d = desired();
+        for row_owner in [None, Some("other".to_string())] {
+            let mut o = applied(&d, "cpi");
+            for r in &mut o.connections {
+                r.state.managed_by = row_owner.clone();
+            }
+            let p = plan(&d, &o, "cpi", false);
+            assert_eq!(p.conflicts.len(), 1);
+            assert_eq!(p.conflicts[0].owner, row_owner);
+            let p = plan(&d, &o, "cpi", true);
+            assert!(p.conflicts.is_empty());
+            assert!(p.connections[0].adopt);
+            assert_eq!(p.connections[0].fields, vec!["managed_by"]);
+        }
+    }
+
+    #[test]
+    fn other_owners_rows_are_never_deleted() {
+        let d = desired();
+        let o = applied(&d, "team-a");
+        let p = plan(&Desired::default(), &o, "team-b", false);
+        assert!(p.is_empty());
+        assert_eq!(p.managed, 0);
+    }
+
+    #[test]
+    fn edits_behind_cpis_back_are_drift() {
+        let d = desired();
+        let mut o = applied(&d, "cpi");
+        o.projects[0].state.description = Some("edited by hand".into());
+        o.connections[0].state.url = UrlState::Known(Secret::new("postgresql://u:pw@evil/db"));
+        let p = plan(&d, &o, "cpi", false);
+        assert!(p.projects[0].drift);
+        assert!(p.connections[0].drift);
+        assert_eq!(p.counts().drift, 2);
+    }
+}

@@ -1,0 +1,225 @@
+//! Secrets and redaction.
+//!
+//! A [`Secret`] cannot be printed by accident: its `Debug` and `Display`
+//! write `*****`. The functions below redact secrets inside text that came
+//! from elsewhere (URLs, driver error messages), as a last line of defence.
+
+use std::fmt;
+
+/// What a redacted secret looks like wherever cpi prints one.
+pub const MASK: &str = "*****";
+
+/// Query parameters of a connection URL whose values are secrets.
+const SECRET_PARAMS: &[&str] = &[
+    "password",
+    "pass",
+    "pwd",
+    "sslpassword",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+];
+
+/// A secret value (a password or a whole database URL).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it (a driver call).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+/// A database URL with its password and secret query parameters masked.
+/// Text that does not parse as a URL is masked whole: it may be anything.
+pub fn redact_url(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return MASK.to_string();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some(MASK));
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if pairs.iter().any(|(k, _)| is_secret_param(k)) {
+        let mut q = url.query_pairs_mut();
+        q.clear();
+        for (k, v) in &pairs {
+            if is_secret_param(k) {
+                q.append_pair(k, MASK);
+            } else {
+                q.append_pair(k, v);
+            }
+        }
+    }
+    // `set_password` percent-encodes the mask; show it plainly.
+    url.to_string().replace("%2A%2A%2A%2A%2A", MASK)
+}
+
+fn is_secret_param(key: &str) -> bool {
+    SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(key))
+}
+
+/// The URL without its password (and without secret query parameters), used
+/// to compare the parts of a URL that are known when its password is not.
+pub fn url_without_secrets(raw: &str) -> Option<String> {
+    let mut url = url::Url::parse(raw).ok()?;
+    let _ = url.set_password(None);
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !is_secret_param(k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.set_query(None);
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    Some(url.to_string())
+}
+
+static KNOWN: std::sync::Mutex<Vec<Secret>> = std::sync::Mutex::new(Vec::new());
+
+/// Remembers a secret this process holds, so that [`scrub_known`] masks it
+/// in any message, whatever produced the message.
+pub fn register(s: &Secret) {
+    let mut all = vec![s.clone()];
+    // A URL's password can surface alone (decoded), e.g. in a driver error.
+    if let Ok(url) = url::Url::parse(s.expose()) {
+        if let Some(pw) = url.password() {
+            let decoded = percent_encoding::percent_decode_str(pw).decode_utf8_lossy();
+            all.push(Secret::new(decoded.into_owned()));
+            all.push(Secret::new(pw));
+        }
+    }
+    if let Ok(mut known) = KNOWN.lock() {
+        for s in all {
+            if !known.contains(&s) {
+                known.push(s);
+            }
+        }
+    }
+}
+
+/// [`scrub`] with every registered secret, and the credentials of any URL.
+pub fn scrub_known(text: &str) -> String {
+    match KNOWN.lock() {
+        Ok(known) => scrub(text, &known.iter().collect::<Vec<_>>()),
+        Err(_) => scrub_credentials(text),
+    }
+}
+
+/// Masks every `scheme://user:password@` credential found in free text, and
+/// every occurrence of the given known secrets. Used on every message that
+/// leaves the process (errors, logs), whatever produced it.
+pub fn scrub(text: &str, known: &[&Secret]) -> String {
+    let mut out = text.to_string();
+    for s in known {
+        let v = s.expose();
+        if v.len() >= 3 {
+            out = out.replace(v, MASK);
+            let enc = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+            if enc != v {
+                out = out.replace(&enc, MASK);
+            }
+        }
+    }
+    scrub_credentials(&out)
+}
+
+/// Masks the password part of `://user:password@host` patterns in text.
+pub fn scrub_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', whitespace or quote; the
+        // credential is what precedes the last '@' inside it.
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'' || c == '?')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push(':');
+                        out.push_str(MASK);
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "***** *****");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn redacts_password_and_secret_params() {
+        let r = redact_url("postgresql://u:p%40ss@db:5432/x?sslmode=require&password=zz");
+        assert_eq!(
+            r,
+            "postgresql://u:*****@db:5432/x?sslmode=require&password=*****"
+        );
+        assert_eq!(redact_url("postgresql://u@db/x"), "postgresql://u@db/x");
+        assert_eq!(redact_url("not a url"), MASK);
+    }
+
+    #[test]
+    fn url_without_secrets_drops_them() {
+        assert_eq!(
+            url_without_secrets("postgresql://u:pw@db/x?password=1&sslmode=disable").unwrap(),
+            "postgresql://u@db/x?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn scrub_masks_credentials_in_text() {
+        let t = "error connecting to postgres://bob:s3cr3t@10.0.0.1:5/db: refused";
+        assert_eq!(
+            scrub_credentials(t),
+            "error connecting to postgres://bob:*****@10.0.0.1:5/db: refused"
+        );
+        let known = Secret::new("p@ss word");
+        let t = "bad password p@ss word and p%40ss%20word";
+        assert_eq!(scrub(t, &[&known]), "bad password ***** and *****");
+    }
+}

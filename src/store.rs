@@ -1,0 +1,242 @@
+//! The management database: connecting, migrating, and reading the `cpi_*`
+//! tables. Functions take a connection (`&mut PgConnection`) or an
+//! executor, so they run on a pool or inside the apply transaction alike.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::manifest::UrlState;
+use crate::plan::{ConnState, Observed, ProjState, Row};
+use crate::secret::{self, Secret};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the management database: {0}")]
+    Connect(String),
+    #[error("management database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the management database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Parses a URL into connect options; the error never repeats the URL.
+pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
+    PgConnectOptions::from_str(url.expose())
+        .map_err(|e| secret::scrub(&format!("invalid database URL: {e}"), &[url]))
+}
+
+pub async fn connect(url: &Secret) -> Result<PgPool, StoreError> {
+    let opts = connect_options(url).map_err(StoreError::Connect)?;
+    PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(15))
+        .connect_with(opts)
+        .await
+        .map_err(|e| StoreError::Connect(secret::scrub(&e.to_string(), &[url])))
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    // Several replicas may start at once; sqlx's migrator takes its own
+    // advisory lock, so they apply the migrations one after the other.
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Whether the management tables exist (commands that only read, like
+/// `diff`, work on a database cpi never migrated: everything is a create).
+pub async fn is_migrated(db: impl PgExecutor<'_>) -> Result<bool, StoreError> {
+    let (exists,): (bool,) = sqlx::query_as(
+        "SELECT to_regclass('cpi_projects') IS NOT NULL AND to_regclass('cpi_connections') IS NOT NULL
+           AND EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'cpi_projects' AND column_name = 'managed_by')",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(exists)
+}
+
+type ConnRow = (
+    Uuid,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+type ProjRow = (
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    serde_json::Value,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Both tables, as the plan sees them.
+pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed, StoreError> {
+    let conns: Vec<ConnRow> = sqlx::query_as(
+        "SELECT id, name, description, database_url, managed_by, source, applied_digest FROM cpi_connections",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let projs: Vec<ProjRow> = sqlx::query_as(
+        "SELECT p.id, p.name, p.description, c.name, p.config, p.managed_by, p.source, p.applied_digest
+           FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Observed {
+        connections: conns
+            .into_iter()
+            .map(
+                |(id, name, description, url, managed_by, source, digest)| Row {
+                    id: Some(id),
+                    state: ConnState {
+                        name,
+                        description,
+                        url: UrlState::Known(Secret::new(url)),
+                        managed_by,
+                        source,
+                    },
+                    applied_digest: digest,
+                },
+            )
+            .collect(),
+        projects: projs
+            .into_iter()
+            .map(
+                |(id, name, description, connection, config, managed_by, source, digest)| Row {
+                    id: Some(id),
+                    state: ProjState {
+                        name,
+                        description,
+                        connection,
+                        config,
+                        managed_by,
+                        source,
+                    },
+                    applied_digest: digest,
+                },
+            )
+            .collect(),
+    })
+}
+
+/// A connection row; `database_url` is a [`Secret`].
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ConnectionRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(skip)]
+    #[sqlx(try_from = "String")]
+    pub database_url: SecretText,
+    pub managed_by: Option<String>,
+    pub source: Option<String>,
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `Secret` decoded from a text column.
+#[derive(Debug, Clone)]
+pub struct SecretText(pub Secret);
+
+impl From<String> for SecretText {
+    fn from(s: String) -> Self {
+        SecretText(Secret::new(s))
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ProjectRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub connection_id: Option<Uuid>,
+    pub connection_name: Option<String>,
+    pub config: serde_json::Value,
+    pub managed_by: Option<String>,
+    pub source: Option<String>,
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const CONNECTION_COLUMNS: &str =
+    "id, name, description, database_url, managed_by, source, created_at, updated_at";
+const PROJECT_COLUMNS: &str = "p.id, p.name, p.description, p.connection_id, c.name AS connection_name, p.config, p.managed_by, p.source, p.created_at, p.updated_at";
+
+pub async fn list_connections(db: impl PgExecutor<'_>) -> Result<Vec<ConnectionRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CONNECTION_COLUMNS} FROM cpi_connections ORDER BY name"
+    ))
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn connection_by_name(
+    db: impl PgExecutor<'_>,
+    name: &str,
+) -> Result<Option<ConnectionRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CONNECTION_COLUMNS} FROM cpi_connections WHERE name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn connection_by_id(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<ConnectionRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CONNECTION_COLUMNS} FROM cpi_connections WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn list_projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id ORDER BY p.name"
+    ))
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn project_by_name(
+    db: impl PgExecutor<'_>,
+    name: &str,
+) -> Result<Option<ProjectRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id WHERE p.name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Connects to a target database and runs `SELECT 1`, within `timeout`.
+/// The error text never contains the password.
+pub async fn test_connection(url: &Secret, timeout: Duration) -> Result<(), String> {
+    let opts = connect_options(url)?;
+    let attempt = async {
+        let mut conn = PgConnection::connect_with(&opts).await?;
+        sqlx::query("SELECT 1").execute(&mut conn).await?;
+        conn.close().await
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(secret::scrub(&e.to_string(), &[url])),
+        Err(_) => Err(format!("timed out after {} s", timeout.as_secs())),
+    }
+}

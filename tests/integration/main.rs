@@ -1,0 +1,4 @@
+//! One integration-test binary; modules by intent.
+
+mod common;
+mod exit_codes;
