@@ -336,6 +336,7 @@ fn dash(v: &Option<String>) -> String {
 
 async fn connections(g: &Global, cmd: &ConnectionsCommand) -> Result<ExitCode> {
     let pool = management_pool(g).await?;
+    store::require_migrated(&pool).await?;
     match cmd {
         ConnectionsCommand::List { output } => {
             let rows = store::list_connections(&pool).await?;
@@ -405,6 +406,7 @@ async fn connections(g: &Global, cmd: &ConnectionsCommand) -> Result<ExitCode> {
 
 async fn projects(g: &Global, cmd: &ProjectsCommand) -> Result<ExitCode> {
     let pool = management_pool(g).await?;
+    store::require_migrated(&pool).await?;
     match cmd {
         ProjectsCommand::List { output } => {
             let rows = store::list_projects(&pool).await?;

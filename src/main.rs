@@ -38,8 +38,24 @@ fn main() -> ExitCode {
         Err(e) => {
             // Last line of defence: whatever produced the message, no
             // registered secret and no URL password leaves the process.
-            eprintln!("error: {}", secret::scrub_known(&format!("{e:#}")));
+            eprintln!("error: {}", secret::scrub_known(&chain(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, skipping a cause whose text the message
+/// already carries (many errors print their source inline).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -114,6 +114,7 @@ impl Loaded {
 struct Envelope<S> {
     #[serde(rename = "apiVersion")]
     api_version: String,
+    #[allow(dead_code)] // dispatched on before the typed parse
     kind: String,
     metadata: Metadata,
     spec: S,
@@ -177,58 +178,56 @@ pub fn load(
         });
     }
     files.sort();
-    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+    // Files parse independently: spread them over the cores, then merge in
+    // file order so that results and errors do not depend on timing.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = files.len().div_ceil(threads).max(1);
+    let outcomes: Vec<FileOutcome> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|p| parse_file(dir, p, secrets_dir, mode))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("manifest parser thread"))
+            .collect()
+    });
+    let mut seen: BTreeMap<(&'static str, String), String> = BTreeMap::new();
     let mut references: Vec<(String, String, ManifestError)> = Vec::new();
-    for path in &files {
-        let rel = path
-            .strip_prefix(dir)
-            .unwrap_or(path)
-            .to_string_lossy()
-            .replace('\\', "/");
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(err(&rel, None, format!("cannot read file: {e}")));
+    for outcome in outcomes {
+        loaded.warnings.extend(outcome.warnings);
+        loaded.secret_files.extend(outcome.secret_files);
+        errors.extend(outcome.errors);
+        for (obj, name_at) in outcome.objects {
+            let (kind, name) = match &obj {
+                Object::Connection(c) => ("Connection", c.name.clone()),
+                Object::Project(p, _) => ("Project", p.name.clone()),
+            };
+            let key = (kind, name.clone());
+            if let Some(first) = seen.get(&key) {
+                errors.push(ManifestError {
+                    message: format!("duplicate {kind} {name:?} (first declared in {first})"),
+                    ..name_at
+                });
                 continue;
             }
-        };
-        for doc in split_documents(&text) {
-            let ctx = DocCtx {
-                file: &rel,
-                text: doc.text,
-                offset: doc.line_offset,
-            };
-            match parse_document(&ctx, secrets_dir, mode, &mut loaded) {
-                Ok(None) => {}
-                Ok(Some(obj)) => {
-                    let (kind, name) = match &obj {
-                        Object::Connection(c) => ("Connection", c.name.clone()),
-                        Object::Project(p, _) => ("Project", p.name.clone()),
-                    };
-                    let key = (kind.to_string(), name.clone());
-                    if let Some(first) = seen.get(&key) {
-                        errors.push(ctx.err_at_key(
-                            "name",
-                            format!("duplicate {kind} {name:?} (first declared in {first})"),
-                        ));
-                        continue;
-                    }
-                    seen.insert(key, rel.clone());
-                    match obj {
-                        Object::Connection(c) => {
-                            loaded.desired.connections.insert(name, c);
-                        }
-                        Object::Project(p, reference_error) => {
-                            references.push((
-                                p.name.clone(),
-                                p.connection.clone(),
-                                reference_error,
-                            ));
-                            loaded.desired.projects.insert(name, p);
-                        }
-                    }
+            seen.insert(key, name_at.file.clone());
+            match obj {
+                Object::Connection(c) => {
+                    loaded.desired.connections.insert(name, c);
                 }
-                Err(mut e) => errors.append(&mut e),
+                Object::Project(p, reference_error) => {
+                    references.push((p.name.clone(), p.connection.clone(), reference_error));
+                    loaded.desired.projects.insert(name, p);
+                }
             }
         }
     }
@@ -244,6 +243,50 @@ pub fn load(
     } else {
         Err(InvalidManifests(errors))
     }
+}
+
+#[derive(Default)]
+struct FileOutcome {
+    /// Each object with the location of its name (for a duplicate error).
+    objects: Vec<(Object, ManifestError)>,
+    errors: Vec<ManifestError>,
+    warnings: Vec<String>,
+    secret_files: Vec<PathBuf>,
+}
+
+fn parse_file(dir: &Path, path: &Path, secrets_dir: &Path, mode: Secrets) -> FileOutcome {
+    let rel = path
+        .strip_prefix(dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/");
+    let mut out = FileOutcome::default();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            out.errors
+                .push(err(&rel, None, format!("cannot read file: {e}")));
+            return out;
+        }
+    };
+    let mut side = Loaded::default();
+    for doc in split_documents(&text) {
+        let ctx = DocCtx {
+            file: &rel,
+            text: doc.text,
+            offset: doc.line_offset,
+        };
+        match parse_document(&ctx, secrets_dir, mode, &mut side) {
+            Ok(None) => {}
+            Ok(Some(obj)) => out
+                .objects
+                .push((obj, ctx.err_at_key("name", String::new()))),
+            Err(mut e) => out.errors.append(&mut e),
+        }
+    }
+    out.warnings = side.warnings;
+    out.secret_files = side.secret_files;
+    out
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -354,43 +397,49 @@ fn parse_document(
     mode: Secrets,
     loaded: &mut Loaded,
 ) -> Result<Option<Object>, Vec<ManifestError>> {
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
-    if value.is_null() {
-        return Ok(None);
-    }
-    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-    match value.get("apiVersion").and_then(|v| v.as_str()) {
-        Some(API_VERSION) => {}
-        Some(other) => {
-            return Err(vec![ctx.err_at_key(
-                "apiVersion",
-                format!("apiVersion {other:?} is not supported (expected {API_VERSION:?})"),
-            )])
-        }
+    // The common block-style document names its kind on a top-level line:
+    // read that and parse once, typed. Anything else (flow style, a missing
+    // kind, a legacy config) takes the slow path through a generic Value.
+    let quick = ctx
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("kind:"))
+        .map(str::trim)
+        .filter(|k| matches!(*k, "Connection" | "Project") && !ctx.text.contains("env_var"));
+    let value: serde_yaml::Value;
+    let kind = match quick {
+        Some(k) => k,
         None => {
-            return Err(vec![err(
-                ctx.file,
-                Some(ctx.offset + 1),
-                "missing apiVersion".into(),
-            )])
+            value = serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
+            if value.is_null() {
+                return Ok(None);
+            }
+            if let Some(env_var) = legacy_env_var(&value) {
+                return Err(vec![ctx.err_at_key("env_var", legacy_message(&env_var))]);
+            }
+            if value.get("apiVersion").is_none() {
+                return Err(vec![err(
+                    ctx.file,
+                    Some(ctx.offset + 1),
+                    "missing apiVersion".into(),
+                )]);
+            }
+            value.get("kind").and_then(|k| k.as_str()).unwrap_or("")
         }
-    }
-    if let Some(env_var) = legacy_env_var(&value) {
-        return Err(vec![ctx.err_at_key("env_var", legacy_message(&env_var))]);
-    }
+    };
     match kind {
         "Connection" => {
             let env: Envelope<ConnectionSpec> =
                 serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
+            check_api_version(ctx, &env.api_version)?;
             check_name(ctx, &env.metadata.name)?;
-            let _ = (&env.api_version, &env.kind);
             connection(ctx, env.metadata.name, env.spec, secrets_dir, mode, loaded)
                 .map(|c| Some(Object::Connection(c)))
         }
         "Project" => {
             let env: Envelope<ProjectSpec> =
                 serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
+            check_api_version(ctx, &env.api_version)?;
             check_name(ctx, &env.metadata.name)?;
             project(ctx, env.metadata.name, env.spec).map(|(p, at)| Some(Object::Project(p, at)))
         }
@@ -428,6 +477,17 @@ pub fn legacy_message(env_var: &str) -> String {
          `database_url_file` pointing at it, and set `spec.connection: <connection name>` \
          in this project (`cpi convert-legacy` does all three)"
     )
+}
+
+fn check_api_version(ctx: &DocCtx, v: &str) -> Result<(), Vec<ManifestError>> {
+    if v == API_VERSION {
+        Ok(())
+    } else {
+        Err(vec![ctx.err_at_key(
+            "apiVersion",
+            format!("apiVersion {v:?} is not supported (expected {API_VERSION:?})"),
+        )])
+    }
 }
 
 fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {

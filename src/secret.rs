@@ -97,7 +97,8 @@ pub fn url_without_secrets(raw: &str) -> Option<String> {
     Some(url.to_string())
 }
 
-static KNOWN: std::sync::Mutex<Vec<Secret>> = std::sync::Mutex::new(Vec::new());
+static KNOWN: std::sync::Mutex<Option<std::collections::HashSet<Secret>>> =
+    std::sync::Mutex::new(None);
 
 /// Remembers a secret this process holds, so that [`scrub_known`] masks it
 /// in any message, whatever produced the message.
@@ -112,18 +113,19 @@ pub fn register(s: &Secret) {
         }
     }
     if let Ok(mut known) = KNOWN.lock() {
-        for s in all {
-            if !known.contains(&s) {
-                known.push(s);
-            }
-        }
+        known.get_or_insert_with(Default::default).extend(all);
     }
 }
 
 /// [`scrub`] with every registered secret, and the credentials of any URL.
 pub fn scrub_known(text: &str) -> String {
     match KNOWN.lock() {
-        Ok(known) => scrub(text, &known.iter().collect::<Vec<_>>()),
+        Ok(known) => {
+            // Longest first: a URL is masked whole before its password alone.
+            let mut all: Vec<&Secret> = known.iter().flatten().collect();
+            all.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
+            scrub(text, &all)
+        }
         Err(_) => scrub_credentials(text),
     }
 }

@@ -13,6 +13,18 @@ use crate::manifest::UrlState;
 use crate::plan::{ConnState, Observed, ProjState, Row};
 use crate::secret::{self, Secret};
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +32,13 @@ pub enum StoreError {
     #[error("cannot connect to the management database: {0}")]
     Connect(String),
     #[error("management database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[source] sqlx::Error),
     #[error("migrating the management database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error(
+        "the management database has no cpi tables yet: run `cpi migrate` (or `cpi apply`) first"
+    )]
+    NotMigrated,
 }
 
 /// Parses a URL into connect options; the error never repeats the URL.
@@ -33,12 +49,27 @@ pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
 
 pub async fn connect(url: &Secret) -> Result<PgPool, StoreError> {
     let opts = connect_options(url).map_err(StoreError::Connect)?;
-    PgPoolOptions::new()
+    // One direct attempt first: a pool retries until its timeout and then
+    // reports only "timed out", hiding the reason (refused, auth, DNS).
+    let first = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts))
+        .await
+        .map_err(|_| StoreError::Connect("timed out after 10 s".into()))?
+        .map_err(|e| StoreError::Connect(secret::scrub(&e.to_string(), &[url])))?;
+    let _ = first.close().await;
+    Ok(PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(15))
-        .connect_with(opts)
-        .await
-        .map_err(|e| StoreError::Connect(secret::scrub(&e.to_string(), &[url])))
+        .connect_lazy_with(opts))
+}
+
+/// Fails with a clear message when the management tables do not exist yet
+/// (for commands that only read, and so do not migrate).
+pub async fn require_migrated(pool: &PgPool) -> Result<(), StoreError> {
+    if is_migrated(pool).await? {
+        Ok(())
+    } else {
+        Err(StoreError::NotMigrated)
+    }
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {

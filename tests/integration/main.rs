@@ -2,3 +2,5 @@
 
 mod common;
 mod exit_codes;
+mod reconcile;
+mod secrets;

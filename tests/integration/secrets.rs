@@ -1,0 +1,144 @@
+//! A real password planted in secret files must never reach stdout or
+//! stderr, whatever the command and whatever goes wrong.
+
+use crate::common::{cpi, write, Run, TestDb};
+
+/// Characters that change under percent-encoding, so both forms are checked.
+const PASSWORD: &str = "Sup3r:S3cret/Pw@x!";
+const ENCODED: &str = "Sup3r%3AS3cret%2FPw%40x!";
+
+fn assert_clean(what: &str, r: &Run) {
+    for needle in [PASSWORD, ENCODED, "S3cret"] {
+        assert!(
+            !r.all().contains(needle),
+            "{what} leaked {needle:?}:\n{}",
+            r.all()
+        );
+    }
+}
+
+#[tokio::test]
+async fn password_appears_in_no_output() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("manifests");
+    // One connection to this very server (trust auth ignores the password),
+    // one to a port where nothing listens.
+    write(&m, "c.yaml", &format!(
+        "apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: ok}}\nspec:\n  database_url: postgresql://postgres@127.0.0.1:5432/{}\n  password_file: ok.pass\n---\napiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: down}}\nspec:\n  description: nothing listens here\n  database_url_file: down.url\n",
+        db.name
+    ));
+    write(&m, "ok.pass", &format!("{PASSWORD}\n"));
+    write(
+        &m,
+        "down.url",
+        &format!("postgresql://importer:{ENCODED}@127.0.0.1:1/abc?sslmode=disable\n"),
+    );
+    write(&m, "p.yaml", "apiVersion: cpi/v1\nkind: Project\nmetadata: {name: p}\nspec:\n  connection: down\n  config: {inbox: /tmp/in}\n");
+    let url = db.url();
+    let ms = m.to_str().unwrap();
+    let with = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--database-url", &url, "--manifests", ms]);
+        cpi(&all)
+    };
+
+    let r = with(&["validate"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_clean("validate", &r);
+    let r = with(&["diff"]);
+    assert_eq!(r.code, 2);
+    assert_clean("diff", &r);
+    let r = with(&["diff", "--output", "json"]);
+    assert_clean("diff --output json", &r);
+    let r = with(&["apply"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_clean("apply", &r);
+
+    // A password change is described, never shown.
+    write(&m, "ok.pass", &format!("{PASSWORD}2\n"));
+    let r = with(&["diff"]);
+    assert!(r.stdout.contains("(secret changed)"), "{}", r.stdout);
+    assert_clean("diff of a password change", &r);
+    write(&m, "ok.pass", &format!("{PASSWORD}\n"));
+
+    for args in [
+        vec!["connections", "list"],
+        vec!["connections", "list", "--output", "json"],
+        vec!["connections", "show", "down"],
+        vec!["connections", "show", "ok", "--output", "json"],
+        vec!["projects", "list"],
+        vec!["projects", "show", "p"],
+    ] {
+        let r = with(&args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.all());
+        assert_clean(&format!("{args:?}"), &r);
+    }
+    let listed = with(&["connections", "list"]);
+    assert!(
+        !listed.stdout.contains("postgresql://"),
+        "list never shows a URL: {}",
+        listed.stdout
+    );
+
+    let r = with(&["connections", "test", "ok"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.stdout.trim(),
+        r#"{"message":"Connection successful","success":true}"#
+    );
+    let r = with(&["connections", "test", "down", "--timeout", "3"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains(r#""success":false"#), "{}", r.stdout);
+    assert_clean("connections test (failing)", &r);
+
+    // The audit trail stores the redacted diff only.
+    let mut conn = db.connect().await;
+    let diffs: Vec<(String,)> = sqlx::query_as("SELECT diff FROM cpi_reconcile_runs")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(!diffs.is_empty());
+    for (d,) in diffs {
+        assert!(
+            !d.contains(PASSWORD) && !d.contains(ENCODED) && !d.contains("S3cret"),
+            "{d}"
+        );
+    }
+
+    // A broken manifest next to the secrets: the error names the file, not the secret.
+    write(&m, "broken.yaml", "apiVersion: cpi/v1\nkind: Connection\nmetadata: {name: broken}\nspec:\n  database_url_file: ok.pass\n");
+    let r = with(&["apply"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("broken.yaml"), "{}", r.stderr);
+    assert_clean("apply of a broken manifest", &r);
+    std::fs::remove_file(m.join("broken.yaml")).unwrap();
+
+    // A password typed inline in git is rejected without being echoed.
+    write(&m, "inline.yaml", &format!("apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: inline}}\nspec:\n  database_url: postgresql://u:{ENCODED}@h/db\n"));
+    let r = with(&["validate"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("inline.yaml:5: database_url contains a password"),
+        "{}",
+        r.stderr
+    );
+    assert_clean("validate of an inline password", &r);
+    std::fs::remove_file(m.join("inline.yaml")).unwrap();
+
+    // A management URL with a password that cannot connect.
+    let r = cpi(&[
+        "diff",
+        "--manifests",
+        ms,
+        "--database-url",
+        &format!("postgresql://postgres:{ENCODED}@127.0.0.1:1/x"),
+    ]);
+    assert_eq!(r.code, 1);
+    assert_clean("diff with an unreachable management database", &r);
+
+    // The check itself can fail: --show-secrets does print the URL.
+    let r = with(&["connections", "show", "down", "--show-secrets"]);
+    assert!(r.stdout.contains(ENCODED), "{}", r.stdout);
+}
