@@ -89,6 +89,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectsCommand,
     },
+    /// Import CSV files into a project's target database, once each.
+    Import(crate::import::cli::ImportArgs),
+    /// Inspect and retry import jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: crate::import::cli::JobsCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +193,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Connections { command } => connections(g, command).await,
         Command::Projects { command } => projects(g, command).await,
+        Command::Import(a) => crate::import::cli::import(g, a).await,
+        Command::Jobs { command } => crate::import::cli::jobs_cmd(g, command).await,
     }
 }
 

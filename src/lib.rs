@@ -7,12 +7,16 @@
 //! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
 //! - [`store`]: the `cpi_*` management tables (connect, migrate, read).
 //! - [`apply`]: runs a plan in one transaction under the reconcile lock.
+//! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
+//! - [`jobs`]: the `cpi_import_jobs` rows (create, start, finish, list, retry).
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 //! - [`cli`]: the command line.
 
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod import;
+pub mod jobs;
 pub mod manifest;
 pub mod plan;
 pub mod render;

@@ -1,0 +1,779 @@
+//! Text values from a CSV field → PostgreSQL COPY data, per column type.
+//!
+//! Values are checked here, before they reach the server, so that an error
+//! names the file line, the column and the value, and so that `skip_rows`
+//! can drop one bad row instead of failing the whole COPY. Pure functions.
+
+/// The column types cpi encodes itself; anything else is [`ColType::Other`]
+/// and forces the text COPY format (the server then parses the value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric,
+    Bool,
+    Text,
+    Varchar,
+    Bpchar,
+    Date,
+    Timestamp,
+    Timestamptz,
+    Uuid,
+    Json,
+    Jsonb,
+    Other,
+}
+
+impl ColType {
+    /// From `pg_type.oid` (built-in types have fixed oids).
+    pub fn from_oid(oid: u32) -> ColType {
+        match oid {
+            21 => ColType::Int2,
+            23 => ColType::Int4,
+            20 => ColType::Int8,
+            700 => ColType::Float4,
+            701 => ColType::Float8,
+            1700 => ColType::Numeric,
+            16 => ColType::Bool,
+            25 => ColType::Text,
+            1043 => ColType::Varchar,
+            1042 => ColType::Bpchar,
+            1082 => ColType::Date,
+            1114 => ColType::Timestamp,
+            1184 => ColType::Timestamptz,
+            2950 => ColType::Uuid,
+            114 => ColType::Json,
+            3802 => ColType::Jsonb,
+            _ => ColType::Other,
+        }
+    }
+
+    /// The name used in "is not a valid …" messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            ColType::Int2 => "smallint",
+            ColType::Int4 => "integer",
+            ColType::Int8 => "bigint",
+            ColType::Float4 => "real",
+            ColType::Float8 => "double precision",
+            ColType::Numeric => "numeric",
+            ColType::Bool => "boolean",
+            ColType::Text | ColType::Varchar | ColType::Bpchar | ColType::Other => "text",
+            ColType::Date => "date",
+            ColType::Timestamp => "timestamp",
+            ColType::Timestamptz => "timestamptz",
+            ColType::Uuid => "uuid",
+            ColType::Json => "json",
+            ColType::Jsonb => "jsonb",
+        }
+    }
+
+    /// Whether `IS DISTINCT FROM` works on the type as it is (json has no
+    /// equality operator; for unknown types we cannot tell).
+    pub fn has_equality(self) -> bool {
+        !matches!(self, ColType::Json | ColType::Other)
+    }
+}
+
+/// One target column as the encoder needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub ty: ColType,
+    /// `pg_attribute.atttypmod` (-1 when none): varchar/char length, numeric precision.
+    pub typmod: i32,
+    pub not_null: bool,
+}
+
+/// COPY data format of one import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    Binary,
+    Text,
+}
+
+pub const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+pub const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
+
+/// Why one value was refused; rendered after `column "x": `.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    /// `"12,5" is not a valid numeric`
+    Invalid(&'static str),
+    OutOfRange(&'static str),
+    TooLong(usize),
+    NumericOverflow {
+        precision: i32,
+        scale: i32,
+    },
+    NotNull,
+    Nul,
+    BadUtf8,
+}
+
+impl ValueError {
+    pub fn message(&self, shown: &str) -> String {
+        match self {
+            ValueError::Invalid(t) => format!("{shown} is not a valid {t}"),
+            ValueError::OutOfRange(t) => format!("{shown} is out of range for type {t}"),
+            ValueError::TooLong(n) => format!("{shown} is longer than {n} characters"),
+            ValueError::NumericOverflow { precision, scale } => {
+                format!("{shown} does not fit numeric({precision},{scale})")
+            }
+            ValueError::NotNull => "null value in a NOT NULL column".to_string(),
+            ValueError::Nul => format!("{shown} contains a NUL byte"),
+            ValueError::BadUtf8 => format!("{shown} is not valid UTF-8"),
+        }
+    }
+}
+
+/// A value for messages: at most 50 characters, quoted and escaped so a
+/// message stays on one line.
+pub fn show_value(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut cut: String = text.chars().take(50).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
+/// Appends one NULL field.
+pub fn put_null(buf: &mut Vec<u8>, format: CopyFormat) {
+    match format {
+        CopyFormat::Binary => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        CopyFormat::Text => buf.extend_from_slice(b"\\N"),
+    }
+}
+
+/// Checks `value` for `col` and appends it to `buf` in `format`. On error
+/// `buf` may hold a partial field: the caller truncates to the row start.
+pub fn put_value(
+    buf: &mut Vec<u8>,
+    format: CopyFormat,
+    col: &ColumnSpec,
+    value: &str,
+) -> Result<(), ValueError> {
+    if value.as_bytes().contains(&0) {
+        return Err(ValueError::Nul);
+    }
+    match format {
+        CopyFormat::Binary => put_binary(buf, col, value),
+        CopyFormat::Text => {
+            // Same checks as binary, so errors read the same; the server
+            // parses the text again.
+            if col.ty != ColType::Other {
+                let mut scratch = Vec::new();
+                put_binary(&mut scratch, col, value)?;
+            }
+            put_text_escaped(buf, value);
+            Ok(())
+        }
+    }
+}
+
+/// Text COPY format escaping: backslash, tab, newline and carriage return.
+pub fn put_text_escaped(buf: &mut Vec<u8>, value: &str) {
+    let bytes = value.as_bytes();
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        buf.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            _ => buf.push(b),
+        }
+    }
+}
+
+fn put_field(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+fn put_binary(buf: &mut Vec<u8>, col: &ColumnSpec, value: &str) -> Result<(), ValueError> {
+    let ty = col.ty;
+    // PostgreSQL's own input functions skip surrounding blanks for these.
+    let t = value.trim_matches(|c: char| c.is_ascii_whitespace());
+    match ty {
+        ColType::Int2 => {
+            let v = parse_int(t, ty)?;
+            let v = i16::try_from(v).map_err(|_| ValueError::OutOfRange(ty.label()))?;
+            put_field(buf, &v.to_be_bytes());
+        }
+        ColType::Int4 => {
+            let v = parse_int(t, ty)?;
+            let v = i32::try_from(v).map_err(|_| ValueError::OutOfRange(ty.label()))?;
+            put_field(buf, &v.to_be_bytes());
+        }
+        ColType::Int8 => {
+            let v = parse_int(t, ty)?;
+            put_field(buf, &v.to_be_bytes());
+        }
+        ColType::Float4 => {
+            let v = parse_float(t, ty)?;
+            let f = v as f32;
+            if f.is_infinite() && !v.is_infinite() {
+                return Err(ValueError::OutOfRange(ty.label()));
+            }
+            put_field(buf, &f.to_be_bytes());
+        }
+        ColType::Float8 => {
+            let v = parse_float(t, ty)?;
+            put_field(buf, &v.to_be_bytes());
+        }
+        ColType::Numeric => {
+            let n = parse_numeric(t).ok_or(ValueError::Invalid("numeric"))?;
+            check_numeric_typmod(&n, col.typmod)?;
+            let start = buf.len();
+            buf.extend_from_slice(&[0; 4]);
+            n.write_binary(buf);
+            let len = (buf.len() - start - 4) as i32;
+            buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        ColType::Bool => {
+            let v = parse_bool(t).ok_or(ValueError::Invalid("boolean"))?;
+            put_field(buf, &[v as u8]);
+        }
+        ColType::Text | ColType::Other => put_field(buf, value.as_bytes()),
+        ColType::Varchar => {
+            check_length(value, col.typmod)?;
+            put_field(buf, value.as_bytes());
+        }
+        ColType::Bpchar => {
+            // char(n) pads, and drops trailing blanks beyond n.
+            check_length(value.trim_end_matches(' '), col.typmod)?;
+            put_field(buf, value.as_bytes());
+        }
+        ColType::Date => {
+            let d = parse_date_days(t).ok_or(ValueError::Invalid("date"))?;
+            put_field(buf, &d.to_be_bytes());
+        }
+        ColType::Timestamp | ColType::Timestamptz => {
+            let us = parse_timestamp_us(t, ty == ColType::Timestamptz)
+                .ok_or(ValueError::Invalid(ty.label()))?;
+            put_field(buf, &us.to_be_bytes());
+        }
+        ColType::Uuid => {
+            let u = uuid::Uuid::try_parse(t).map_err(|_| ValueError::Invalid("uuid"))?;
+            put_field(buf, u.as_bytes());
+        }
+        ColType::Json | ColType::Jsonb => {
+            if serde_json::from_str::<serde::de::IgnoredAny>(value).is_err() {
+                return Err(ValueError::Invalid(ty.label()));
+            }
+            if ty == ColType::Jsonb {
+                // jsonb's binary form is a version byte, then the text.
+                buf.extend_from_slice(&(value.len() as i32 + 1).to_be_bytes());
+                buf.push(1);
+                buf.extend_from_slice(value.as_bytes());
+            } else {
+                put_field(buf, value.as_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_length(value: &str, typmod: i32) -> Result<(), ValueError> {
+    if typmod >= 4 {
+        let max = (typmod - 4) as usize;
+        // Byte length bounds the character count: count chars only when needed.
+        if value.len() > max && value.chars().count() > max {
+            return Err(ValueError::TooLong(max));
+        }
+    }
+    Ok(())
+}
+
+fn parse_int(t: &str, ty: ColType) -> Result<i64, ValueError> {
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ValueError::Invalid(ty.label()));
+    }
+    t.parse::<i64>()
+        .map_err(|_| ValueError::OutOfRange(ty.label()))
+}
+
+fn parse_float(t: &str, ty: ColType) -> Result<f64, ValueError> {
+    let v: f64 = t.parse().map_err(|_| ValueError::Invalid(ty.label()))?;
+    let named = t.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    if v.is_infinite() && !named.starts_with("inf") {
+        return Err(ValueError::OutOfRange(ty.label()));
+    }
+    Ok(v)
+}
+
+/// PostgreSQL's boolean spellings (case-insensitive).
+pub fn parse_bool(t: &str) -> Option<bool> {
+    match t.to_ascii_lowercase().as_str() {
+        "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
+        "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// A decimal number split the way PostgreSQL stores it: base-10000 digit
+/// groups, the weight of the first group, the sign and the display scale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numeric {
+    pub digits: Vec<i16>,
+    pub weight: i16,
+    pub sign: u16,
+    pub dscale: u16,
+    /// Digits before the decimal point, leading zeros removed (for typmod checks).
+    pub int_digits: usize,
+}
+
+const NUMERIC_POS: u16 = 0x0000;
+const NUMERIC_NEG: u16 = 0x4000;
+const NUMERIC_NAN: u16 = 0xC000;
+const NUMERIC_PINF: u16 = 0xD000;
+const NUMERIC_NINF: u16 = 0xF000;
+
+impl Numeric {
+    fn special(sign: u16) -> Numeric {
+        Numeric {
+            digits: Vec::new(),
+            weight: 0,
+            sign,
+            dscale: 0,
+            int_digits: 0,
+        }
+    }
+
+    pub fn write_binary(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&(self.digits.len() as i16).to_be_bytes());
+        buf.extend_from_slice(&self.weight.to_be_bytes());
+        buf.extend_from_slice(&self.sign.to_be_bytes());
+        buf.extend_from_slice(&self.dscale.to_be_bytes());
+        for d in &self.digits {
+            buf.extend_from_slice(&d.to_be_bytes());
+        }
+    }
+}
+
+/// Parses `[+-]digits[.digits][e[+-]digits]`, `NaN`, `Infinity`.
+pub fn parse_numeric(t: &str) -> Option<Numeric> {
+    let lower = t.to_ascii_lowercase();
+    match lower.as_str() {
+        "nan" => return Some(Numeric::special(NUMERIC_NAN)),
+        "infinity" | "+infinity" | "inf" | "+inf" => return Some(Numeric::special(NUMERIC_PINF)),
+        "-infinity" | "-inf" => return Some(Numeric::special(NUMERIC_NINF)),
+        _ => {}
+    }
+    let (neg, rest) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => {
+            let e: i32 = rest[i + 1..].parse().ok()?;
+            if e.abs() > 1000 {
+                return None;
+            }
+            (&rest[..i], e)
+        }
+        None => (rest, 0),
+    };
+    let (int_part, frac_part) = match mantissa.find('.') {
+        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
+        None => (mantissa, ""),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    // All digits, and where the decimal point falls among them.
+    let all: Vec<u8> = int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .map(|b| b - b'0')
+        .collect();
+    let point = int_part.len() as i64 + exp as i64;
+    let dscale = (frac_part.len() as i64 - exp as i64).max(0);
+    if dscale > 16383 {
+        return None;
+    }
+    // Align the digits so the point falls on a group boundary: pad the
+    // integer side on the left to a multiple of 4.
+    let lead = (4 - point.rem_euclid(4)) % 4;
+    let first_pos = point + lead; // digits before the point, padded
+    let mut groups: Vec<i16> = Vec::with_capacity(all.len() / 4 + 2);
+    let total = (lead as usize) + all.len();
+    let padded_len = total.div_ceil(4) * 4;
+    let padded_len = padded_len.max(if first_pos > 0 { first_pos as usize } else { 0 });
+    let mut i = 0usize;
+    while i < padded_len {
+        let mut g = 0i16;
+        for k in 0..4 {
+            let idx = i + k;
+            let d = if idx >= lead as usize && idx - (lead as usize) < all.len() {
+                all[idx - lead as usize] as i16
+            } else {
+                0
+            };
+            g = g * 10 + d;
+        }
+        groups.push(g);
+        i += 4;
+    }
+    let mut weight = first_pos / 4 - 1;
+    // Strip leading zero groups (each lowers the weight) and trailing ones.
+    let lead_zero = groups.iter().take_while(|g| **g == 0).count();
+    groups.drain(..lead_zero);
+    weight -= lead_zero as i64;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    let int_digits = int_part.trim_start_matches('0').len() as i64 + exp as i64;
+    if groups.is_empty() {
+        weight = 0;
+    }
+    if !(-32768..=32767).contains(&weight) {
+        return None;
+    }
+    Some(Numeric {
+        sign: if neg && !groups.is_empty() {
+            NUMERIC_NEG
+        } else {
+            NUMERIC_POS
+        },
+        digits: groups,
+        weight: weight as i16,
+        dscale: dscale as u16,
+        int_digits: int_digits.max(0) as usize,
+    })
+}
+
+fn check_numeric_typmod(n: &Numeric, typmod: i32) -> Result<(), ValueError> {
+    if typmod < 4 {
+        return Ok(());
+    }
+    let precision = ((typmod - 4) >> 16) & 0xffff;
+    let scale = (typmod - 4) & 0xffff;
+    if scale > precision || n.sign == NUMERIC_NAN {
+        // Negative scales (PostgreSQL 15) and NaN: let the server decide.
+        return Ok(());
+    }
+    if n.sign == NUMERIC_PINF || n.sign == NUMERIC_NINF {
+        return Err(ValueError::NumericOverflow { precision, scale });
+    }
+    if n.int_digits as i32 > precision - scale {
+        return Err(ValueError::NumericOverflow { precision, scale });
+    }
+    Ok(())
+}
+
+/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
+const PG_EPOCH_DAYS_FROM_UNIX: i64 = 10957;
+
+/// Days since 2000-01-01 of `YYYY-MM-DD` (also `YYYY/MM/DD`, `YYYYMMDD`),
+/// or ±infinity.
+pub fn parse_date_days(t: &str) -> Option<i32> {
+    match t.to_ascii_lowercase().as_str() {
+        "infinity" | "+infinity" => return Some(i32::MAX),
+        "-infinity" => return Some(i32::MIN),
+        _ => {}
+    }
+    let b = t.as_bytes();
+    let (y, m, d) = match b.len() {
+        10 if (b[4] == b'-' && b[7] == b'-') || (b[4] == b'/' && b[7] == b'/') => {
+            (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?)
+        }
+        8 => (num(&b[0..4])?, num(&b[4..6])?, num(&b[6..8])?),
+        _ => return None,
+    };
+    Some(days_from_civil(y, m, d)? as i32)
+}
+
+fn num(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0i64, |a, d| a * 10 + (d - b'0') as i64))
+}
+
+/// Days since 2000-01-01; `None` for an impossible date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
+    let date = chrono::NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)?;
+    Some(
+        date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?)
+            .num_days()
+            - PG_EPOCH_DAYS_FROM_UNIX,
+    )
+}
+
+/// Microseconds since 2000-01-01 00:00 of an ISO 8601 timestamp:
+/// `YYYY-MM-DD[( |T)HH:MM[:SS[.frac]]][Z|±HH[[:]MM]]`. An offset is applied
+/// for timestamptz and ignored for timestamp (as PostgreSQL does); a
+/// timestamptz without offset is UTC (the import session runs in UTC).
+pub fn parse_timestamp_us(t: &str, with_tz: bool) -> Option<i64> {
+    match t.to_ascii_lowercase().as_str() {
+        "infinity" | "+infinity" => return Some(i64::MAX),
+        "-infinity" => return Some(i64::MIN),
+        _ => {}
+    }
+    let b = t.as_bytes();
+    if b.len() < 10 {
+        return None;
+    }
+    let days = parse_date_days(&t[..10])? as i64;
+    let mut i = 10;
+    let mut us: i64 = 0;
+    if i < b.len() && (b[i] == b' ' || b[i] == b'T' || b[i] == b't') {
+        i += 1;
+        let h = num(b.get(i..i + 2)?)?;
+        if b.get(i + 2) != Some(&b':') {
+            return None;
+        }
+        let mi = num(b.get(i + 3..i + 5)?)?;
+        i += 5;
+        let mut s = 0;
+        if b.get(i) == Some(&b':') {
+            s = num(b.get(i + 1..i + 3)?)?;
+            i += 3;
+            if b.get(i) == Some(&b'.') {
+                i += 1;
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let frac = &t[start..i];
+                if frac.is_empty() {
+                    return None;
+                }
+                // Microseconds, rounded half up like PostgreSQL.
+                let mut digits: Vec<u8> = frac.bytes().take(7).collect();
+                while digits.len() < 7 {
+                    digits.push(b'0');
+                }
+                let seven = num(&digits)?;
+                us += (seven + 5) / 10;
+            }
+        }
+        if h > 24 || mi > 59 || s > 60 || (h == 24 && (mi > 0 || s > 0 || us > 0)) {
+            return None;
+        }
+        us += (h * 3600 + mi * 60 + s) * 1_000_000;
+    }
+    // Optional offset.
+    while i < b.len() && b[i] == b' ' {
+        i += 1;
+    }
+    let mut offset_s: i64 = 0;
+    if i < b.len() {
+        let rest = &t[i..];
+        if rest.eq_ignore_ascii_case("z") || rest.eq_ignore_ascii_case("utc") {
+        } else {
+            let sign = match b[i] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let o = &b[i + 1..];
+            let (oh, om) = match o.len() {
+                2 => (num(o)?, 0),
+                4 => (num(&o[..2])?, num(&o[2..])?),
+                5 if o[2] == b':' => (num(&o[..2])?, num(&o[3..])?),
+                _ => return None,
+            };
+            if oh > 15 || om > 59 {
+                return None;
+            }
+            offset_s = sign * (oh * 3600 + om * 60);
+        }
+    }
+    let local = days.checked_mul(86_400_000_000)?.checked_add(us)?;
+    Some(if with_tz {
+        local - offset_s * 1_000_000
+    } else {
+        local
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(ty: ColType) -> ColumnSpec {
+        ColumnSpec {
+            name: "c".into(),
+            ty,
+            typmod: -1,
+            not_null: false,
+        }
+    }
+
+    fn bin(ty: ColType, v: &str) -> Result<Vec<u8>, ValueError> {
+        let mut b = Vec::new();
+        put_value(&mut b, CopyFormat::Binary, &col(ty), v)?;
+        Ok(b)
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(
+            bin(ColType::Int4, " 42 ").unwrap(),
+            [0, 0, 0, 4, 0, 0, 0, 42]
+        );
+        assert_eq!(bin(ColType::Int2, "-1").unwrap(), [0, 0, 0, 2, 0xff, 0xff]);
+        assert_eq!(
+            bin(ColType::Int2, "40000"),
+            Err(ValueError::OutOfRange("smallint"))
+        );
+        assert_eq!(
+            bin(ColType::Int8, "1.5"),
+            Err(ValueError::Invalid("bigint"))
+        );
+        assert_eq!(bin(ColType::Int8, ""), Err(ValueError::Invalid("bigint")));
+        assert_eq!(
+            bin(ColType::Int8, "99999999999999999999"),
+            Err(ValueError::OutOfRange("bigint"))
+        );
+    }
+
+    #[test]
+    fn numerics_match_postgres_layout() {
+        // 12.50 → digits [12, 5000], weight 0, dscale 2
+        let n = parse_numeric("12.50").unwrap();
+        assert_eq!(
+            (n.digits.clone(), n.weight, n.sign, n.dscale),
+            (vec![12, 5000], 0, 0, 2)
+        );
+        let n = parse_numeric("-123456.7").unwrap();
+        assert_eq!(
+            (n.digits.clone(), n.weight, n.sign, n.dscale),
+            (vec![12, 3456, 7000], 1, 0x4000, 1)
+        );
+        let n = parse_numeric("0.0001").unwrap();
+        assert_eq!((n.digits.clone(), n.weight, n.dscale), (vec![1], -1, 4));
+        let n = parse_numeric("0.00").unwrap();
+        assert_eq!((n.digits.len(), n.weight, n.sign, n.dscale), (0, 0, 0, 2));
+        let n = parse_numeric("1.5e3").unwrap();
+        assert_eq!((n.digits.clone(), n.weight, n.dscale), (vec![1500], 0, 0));
+        let n = parse_numeric("10000").unwrap();
+        assert_eq!((n.digits.clone(), n.weight), (vec![1], 1));
+        assert!(parse_numeric("12,5").is_none());
+        assert!(parse_numeric(".").is_none());
+        assert!(parse_numeric("1e").is_none());
+        assert_eq!(parse_numeric("NaN").unwrap().sign, NUMERIC_NAN);
+    }
+
+    #[test]
+    fn numeric_typmod_overflow() {
+        let c = ColumnSpec {
+            typmod: ((5 << 16) | 2) + 4,
+            ..col(ColType::Numeric)
+        };
+        let mut b = Vec::new();
+        assert!(put_value(&mut b, CopyFormat::Binary, &c, "999.99").is_ok());
+        assert_eq!(
+            put_value(&mut b, CopyFormat::Binary, &c, "1000"),
+            Err(ValueError::NumericOverflow {
+                precision: 5,
+                scale: 2
+            })
+        );
+    }
+
+    #[test]
+    fn booleans_dates_timestamps() {
+        assert_eq!(parse_bool("Yes"), Some(true));
+        assert_eq!(parse_bool("off"), Some(false));
+        assert_eq!(parse_bool("maybe"), None);
+        assert_eq!(parse_date_days("2000-01-01"), Some(0));
+        assert_eq!(parse_date_days("2000-01-02"), Some(1));
+        assert_eq!(parse_date_days("1999-12-31"), Some(-1));
+        assert_eq!(parse_date_days("2024-02-30"), None);
+        assert_eq!(parse_date_days("20000102"), Some(1));
+        assert_eq!(
+            parse_timestamp_us("2000-01-01 00:00:01", false),
+            Some(1_000_000)
+        );
+        assert_eq!(
+            parse_timestamp_us("2000-01-01T01:00:00+01:00", true),
+            Some(0)
+        );
+        assert_eq!(
+            parse_timestamp_us("2000-01-01T01:00:00+01:00", false),
+            Some(3_600_000_000)
+        );
+        assert_eq!(
+            parse_timestamp_us("2000-01-01 00:00:00.5Z", true),
+            Some(500_000)
+        );
+        assert_eq!(
+            parse_timestamp_us("2000-01-01 00:00:00.0000005", true),
+            Some(1)
+        );
+        assert_eq!(parse_timestamp_us("2000-01-01 25:00", true), None);
+        assert_eq!(parse_timestamp_us("yesterday", true), None);
+        assert_eq!(
+            parse_timestamp_us("2000-01-01 00:00 -0230", true),
+            Some(9_000_000_000)
+        );
+    }
+
+    #[test]
+    fn text_checks() {
+        let c = ColumnSpec {
+            typmod: 3 + 4,
+            ..col(ColType::Varchar)
+        };
+        let mut b = Vec::new();
+        assert!(put_value(&mut b, CopyFormat::Binary, &c, "äöü").is_ok());
+        assert_eq!(
+            put_value(&mut b, CopyFormat::Binary, &c, "abcd"),
+            Err(ValueError::TooLong(3))
+        );
+        assert_eq!(bin(ColType::Text, "a\0b"), Err(ValueError::Nul));
+        assert_eq!(bin(ColType::Jsonb, "{\"a\":1}").unwrap()[4], 1);
+        assert_eq!(
+            bin(ColType::Json, "{a:1}"),
+            Err(ValueError::Invalid("json"))
+        );
+        assert_eq!(
+            bin(ColType::Uuid, "not-a-uuid"),
+            Err(ValueError::Invalid("uuid"))
+        );
+    }
+
+    #[test]
+    fn text_format_escapes_and_still_checks() {
+        let mut b = Vec::new();
+        put_value(&mut b, CopyFormat::Text, &col(ColType::Other), "a\tb\\c\nd").unwrap();
+        assert_eq!(b, b"a\\tb\\\\c\\nd");
+        assert_eq!(
+            put_value(&mut b, CopyFormat::Text, &col(ColType::Int4), "x"),
+            Err(ValueError::Invalid("integer"))
+        );
+    }
+
+    #[test]
+    fn shown_values_are_short_and_one_line() {
+        assert_eq!(show_value(b"12,5"), "\"12,5\"");
+        assert_eq!(show_value(b"a\nb"), "\"a\\nb\"");
+        let long = "x".repeat(80);
+        assert_eq!(show_value(long.as_bytes()).chars().count(), 53);
+        assert_eq!(
+            ValueError::Invalid("numeric").message(&show_value(b"12,5")),
+            "\"12,5\" is not a valid numeric"
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Which CSV field goes into which target column (DESIGN §3: `columns`
+//! renames, case-insensitive names, `header: false`, `extra_columns`,
+//! `missing_columns`). Pure.
+
+use std::collections::BTreeMap;
+
+use crate::config::{quote_ident, ColumnPolicy};
+
+/// The file's fields that are loaded, in file order: `(field index, target
+/// column index)`. Fields not listed are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub fields: Vec<(usize, usize)>,
+    /// Fields per record the file must have.
+    pub width: usize,
+}
+
+pub struct MappingInput<'a> {
+    /// The header record, or `None` with `header: false`.
+    pub header: Option<&'a [String]>,
+    /// Fields in the first record (used when there is no header).
+    pub first_width: usize,
+    pub table_columns: &'a [String],
+    pub renames: &'a BTreeMap<String, String>,
+    pub primary_key: &'a [String],
+    pub extra_columns: ColumnPolicy,
+    pub missing_columns: ColumnPolicy,
+    pub table: &'a str,
+}
+
+/// The target name a header maps to: a `columns` entry (exact, else
+/// case-insensitive), else the header itself.
+pub fn renamed<'a>(renames: &'a BTreeMap<String, String>, header: &'a str) -> &'a str {
+    if let Some(t) = renames.get(header) {
+        return t;
+    }
+    renames
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(header))
+        .map_or(header, |(_, v)| v.as_str())
+}
+
+/// The table column a name designates: exact match, else the one
+/// case-insensitive match (two would be ambiguous).
+pub fn find_column(columns: &[String], name: &str) -> Result<Option<usize>, String> {
+    if let Some(i) = columns.iter().position(|c| c == name) {
+        return Ok(Some(i));
+    }
+    let matches: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.to_lowercase() == name.to_lowercase())
+        .map(|(i, _)| i)
+        .collect();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [i] => Ok(Some(*i)),
+        _ => Err(format!(
+            "column {} matches several columns of the table that differ only in case",
+            quote_ident(name)
+        )),
+    }
+}
+
+/// Every problem is reported, not just the first.
+pub fn map_columns(m: &MappingInput) -> Result<Mapping, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let width;
+    match m.header {
+        Some(header) => {
+            width = header.len();
+            for (fi, h) in header.iter().enumerate() {
+                let target = renamed(m.renames, h);
+                match find_column(m.table_columns, target) {
+                    Ok(Some(ci)) => {
+                        if let Some(&(other, _)) = fields.iter().find(|(_, c)| *c == ci) {
+                            errors.push(format!(
+                                "header fields {} and {} both go to column {}",
+                                quote_ident(header[other].as_str()),
+                                quote_ident(h),
+                                quote_ident(&m.table_columns[ci])
+                            ));
+                        } else {
+                            fields.push((fi, ci));
+                        }
+                    }
+                    Ok(None) => {
+                        if m.extra_columns == ColumnPolicy::Error {
+                            errors.push(format!(
+                                "column {} of the file is not a column of {} (extra_columns: error)",
+                                quote_ident(h),
+                                m.table
+                            ));
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        None => {
+            width = m.first_width;
+            for fi in 0..m.first_width {
+                if fi < m.table_columns.len() {
+                    fields.push((fi, fi));
+                } else if m.extra_columns == ColumnPolicy::Error {
+                    errors.push(format!(
+                        "the file has {} fields but {} has {} columns (extra_columns: error)",
+                        m.first_width,
+                        m.table,
+                        m.table_columns.len()
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    let covered = |ci: usize| fields.iter().any(|(_, c)| *c == ci);
+    if m.missing_columns == ColumnPolicy::Error {
+        for (ci, c) in m.table_columns.iter().enumerate() {
+            if !covered(ci) {
+                errors.push(format!(
+                    "column {} of {} is not in the file (missing_columns: error)",
+                    quote_ident(c),
+                    m.table
+                ));
+            }
+        }
+    }
+    for k in m.primary_key {
+        match find_column(m.table_columns, k) {
+            Ok(Some(ci)) if covered(ci) => {}
+            Ok(Some(_)) => errors.push(format!(
+                "primary key column {} is not in the file",
+                quote_ident(k)
+            )),
+            Ok(None) => errors.push(format!(
+                "primary key column {} is not a column of {}",
+                quote_ident(k),
+                m.table
+            )),
+            Err(e) => errors.push(e),
+        }
+    }
+    if fields.is_empty() && errors.is_empty() {
+        errors.push(format!("no column of the file is a column of {}", m.table));
+    }
+    if errors.is_empty() {
+        Ok(Mapping { fields, width })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Columns of a table created from a header (`create_table` without
+/// declared columns): the renamed header names, every one `text`.
+pub fn columns_from_header(
+    header: &[String],
+    renames: &BTreeMap<String, String>,
+) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for h in header {
+        let name = renamed(renames, h).to_string();
+        if name.is_empty() {
+            return Err("the header has an empty column name".into());
+        }
+        if name.len() > 63 {
+            return Err(format!(
+                "header column {} is longer than 63 bytes",
+                quote_ident(&name)
+            ));
+        }
+        if out.iter().any(|o| o.eq_ignore_ascii_case(&name)) {
+            return Err(format!(
+                "the header names column {} twice",
+                quote_ident(&name)
+            ));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn input<'a>(
+        header: Option<&'a [String]>,
+        cols: &'a [String],
+        renames: &'a BTreeMap<String, String>,
+        key: &'a [String],
+    ) -> MappingInput<'a> {
+        MappingInput {
+            header,
+            first_width: 3,
+            table_columns: cols,
+            renames,
+            primary_key: key,
+            extra_columns: ColumnPolicy::Error,
+            missing_columns: ColumnPolicy::Ignore,
+            table: "\"t\"",
+        }
+    }
+
+    #[test]
+    fn header_case_insensitive_and_renames() {
+        let cols = s(&["id", "email", "name"]);
+        let header = s(&["ID", "E-Mail", "Name"]);
+        let renames = BTreeMap::from([("e-mail".to_string(), "email".to_string())]);
+        let key = s(&["id"]);
+        let m = map_columns(&input(Some(&header), &cols, &renames, &key)).unwrap();
+        assert_eq!(m.fields, vec![(0, 0), (1, 1), (2, 2)]);
+    }
+
+    #[test]
+    fn extra_and_missing_columns() {
+        let cols = s(&["id", "a"]);
+        let header = s(&["id", "zzz"]);
+        let none = BTreeMap::new();
+        let e = map_columns(&input(Some(&header), &cols, &none, &[])).unwrap_err();
+        assert_eq!(
+            e,
+            vec!["column \"zzz\" of the file is not a column of \"t\" (extra_columns: error)"]
+        );
+        let mut i = input(Some(&header), &cols, &none, &[]);
+        i.extra_columns = ColumnPolicy::Ignore;
+        i.missing_columns = ColumnPolicy::Error;
+        let e = map_columns(&i).unwrap_err();
+        assert_eq!(
+            e,
+            vec!["column \"a\" of \"t\" is not in the file (missing_columns: error)"]
+        );
+        i.missing_columns = ColumnPolicy::Ignore;
+        assert_eq!(map_columns(&i).unwrap().fields, vec![(0, 0)]);
+    }
+
+    #[test]
+    fn hostile_header_is_only_a_name() {
+        let cols = s(&["id"]);
+        let header = s(&["id\"; DROP TABLE x; --"]);
+        let none = BTreeMap::new();
+        let e = map_columns(&input(Some(&header), &cols, &none, &[])).unwrap_err();
+        assert!(
+            e[0].starts_with("column \"id\"\"; DROP TABLE x; --\" of the file"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn without_header_by_position() {
+        let cols = s(&["a", "b"]);
+        let none = BTreeMap::new();
+        let e = map_columns(&input(None, &cols, &none, &[])).unwrap_err();
+        assert!(e[0].contains("3 fields"), "{e:?}");
+        let mut i = input(None, &cols, &none, &[]);
+        i.first_width = 2;
+        assert_eq!(map_columns(&i).unwrap().fields, vec![(0, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn key_must_be_in_file_and_no_duplicates() {
+        let cols = s(&["id", "a"]);
+        let header = s(&["a", "A"]);
+        let none = BTreeMap::new();
+        let key = s(&["id"]);
+        let e = map_columns(&input(Some(&header), &cols, &none, &key)).unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(columns_from_header(&s(&["a", "A"]), &none).is_err());
+        assert_eq!(
+            columns_from_header(&s(&["a", "B"]), &none).unwrap(),
+            s(&["a", "B"])
+        );
+    }
+}

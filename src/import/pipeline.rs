@@ -1,0 +1,355 @@
+//! CSV records → COPY data buffers. Runs on its own thread: parsing and
+//! encoding take one core while the server ingests on the other.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::OnError;
+use crate::import::encode::{self, ColumnSpec, CopyFormat, ValueError};
+use crate::import::reader::Records;
+
+/// Bytes of COPY data per message to the server.
+pub const CHUNK: usize = 512 * 1024;
+
+/// At most this many row errors are kept in `error_details`; the rest are
+/// only counted (memory stays flat whatever the file).
+pub const MAX_ERROR_DETAILS: usize = 1000;
+
+/// One refused row (or value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RowError {
+    pub line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The whole message: `orders_07.csv:1532: column "amount": "12,5" is not a valid numeric`.
+    pub message: String,
+}
+
+impl RowError {
+    pub fn value(file: &str, line: u64, column: &str, raw: &[u8], e: &ValueError) -> RowError {
+        let shown = encode::show_value(raw);
+        RowError {
+            line,
+            column: Some(column.to_string()),
+            value: Some(encode::show_value(raw).trim_matches('"').to_string()),
+            message: format!(
+                "{file}:{line}: column {}: {}",
+                crate::config::quote_ident(column),
+                e.message(&shown)
+            ),
+        }
+    }
+
+    pub fn row(file: &str, line: u64, what: String) -> RowError {
+        RowError {
+            line,
+            column: None,
+            value: None,
+            message: format!("{file}:{line}: {what}"),
+        }
+    }
+}
+
+/// COPY row number → file line, stored only where the difference changes
+/// (multi-line fields, skipped rows), so it stays small.
+#[derive(Debug, Default, Clone)]
+pub struct LineMap {
+    steps: Vec<(u64, u64)>,
+}
+
+impl LineMap {
+    fn record(&mut self, row: u64, line: u64) {
+        let off = line - row;
+        if self.steps.last().is_none_or(|&(r, l)| l - r != off) {
+            self.steps.push((row, line));
+        }
+    }
+
+    /// The file line of COPY row `row` (1-based).
+    pub fn line_of(&self, row: u64) -> Option<u64> {
+        let i = self.steps.partition_point(|&(r, _)| r <= row);
+        let (r, l) = *self.steps.get(i.checked_sub(1)?)?;
+        Some(l + (row - r))
+    }
+}
+
+/// What the producer tells the importer at the end.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub rows_rejected: u64,
+    /// The first [`MAX_ERROR_DETAILS`] errors.
+    pub errors: Vec<RowError>,
+    pub errors_total: u64,
+    /// Why the file as a whole is refused (abort on a bad row, too many
+    /// bad rows, unreadable file). Nothing may be committed.
+    pub fatal: Option<String>,
+    pub lines: LineMap,
+}
+
+pub struct Spec {
+    pub file: String,
+    pub format: CopyFormat,
+    /// (field index, target column), in COPY column order.
+    pub fields: Vec<(usize, ColumnSpec)>,
+    pub width: usize,
+    pub nulls: Vec<String>,
+    pub trim: bool,
+    pub on_error: OnError,
+    pub max_errors: Option<u64>,
+    /// Append the row sequence as the last column (staging tables).
+    pub row_number: bool,
+    /// The first data record was already read (to size a header-less file).
+    pub first: Option<csv::ByteRecord>,
+}
+
+/// Reads every record, sends full buffers to `sink` (which answers false
+/// when the receiver is gone), and returns the summary. `rows` is updated
+/// as it goes, for progress.
+pub fn produce(
+    mut records: Records,
+    spec: Spec,
+    mut sink: impl FnMut(Vec<u8>) -> bool,
+    rows: Arc<AtomicU64>,
+) -> Summary {
+    let mut s = Summary::default();
+    let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
+    if spec.format == CopyFormat::Binary {
+        buf.extend_from_slice(encode::BINARY_HEADER);
+    }
+    let ncols = (spec.fields.len() + spec.row_number as usize) as i16;
+    let mut record = csv::ByteRecord::new();
+    let mut pending = spec.first.clone();
+    let mut row_errors: Vec<RowError> = Vec::new();
+    loop {
+        let line = match pending.take() {
+            Some(r) => {
+                record = r;
+                record.position().map_or(0, |p| p.line())
+            }
+            None => match records.read_byte_record(&mut record) {
+                Ok(true) => record.position().map_or(0, |p| p.line()),
+                Ok(false) => break,
+                Err(e) => {
+                    s.fatal = Some(csv_error(&spec.file, &e));
+                    return s;
+                }
+            },
+        };
+        s.rows_read += 1;
+        let start = buf.len();
+        row_errors.clear();
+        if record.len() != spec.width {
+            row_errors.push(RowError::row(
+                &spec.file,
+                line,
+                format!("expected {} fields, found {}", spec.width, record.len()),
+            ));
+        } else {
+            if spec.format == CopyFormat::Binary {
+                buf.extend_from_slice(&ncols.to_be_bytes());
+            }
+            for (n, (fi, col)) in spec.fields.iter().enumerate() {
+                if spec.format == CopyFormat::Text && n > 0 {
+                    buf.push(b'\t');
+                }
+                let raw = &record[*fi];
+                if let Err(e) = put_field(&mut buf, &spec, col, raw) {
+                    row_errors.push(RowError::value(&spec.file, line, &col.name, raw, &e));
+                }
+            }
+            if spec.row_number {
+                let seq = (s.rows_loaded + 1) as i64;
+                match spec.format {
+                    CopyFormat::Binary => {
+                        buf.extend_from_slice(&8i32.to_be_bytes());
+                        buf.extend_from_slice(&seq.to_be_bytes());
+                    }
+                    CopyFormat::Text => {
+                        buf.push(b'\t');
+                        buf.extend_from_slice(seq.to_string().as_bytes());
+                    }
+                }
+            }
+            if spec.format == CopyFormat::Text {
+                buf.push(b'\n');
+            }
+        }
+        if !row_errors.is_empty() {
+            buf.truncate(start);
+            s.rows_rejected += 1;
+            for e in row_errors.drain(..) {
+                s.errors_total += 1;
+                if s.errors.len() < MAX_ERROR_DETAILS {
+                    s.errors.push(e);
+                }
+            }
+            match spec.on_error {
+                OnError::Abort => {
+                    s.fatal = Some(s.errors[0].message.clone());
+                    return s;
+                }
+                OnError::SkipRows => {
+                    if spec.max_errors.is_some_and(|m| s.rows_rejected > m) {
+                        s.fatal = Some(format!(
+                            "{}: more than {} bad rows (max_errors), the file is rejected",
+                            spec.file,
+                            spec.max_errors.unwrap_or(0)
+                        ));
+                        return s;
+                    }
+                }
+            }
+        } else {
+            s.rows_loaded += 1;
+            s.lines.record(s.rows_loaded, line);
+        }
+        if s.rows_read % 1024 == 0 {
+            rows.store(s.rows_read, Ordering::Relaxed);
+        }
+        if buf.len() >= CHUNK {
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 64 * 1024));
+            if !sink(full) {
+                s.fatal = Some("the import was stopped".into());
+                return s;
+            }
+        }
+    }
+    rows.store(s.rows_read, Ordering::Relaxed);
+    if spec.format == CopyFormat::Binary {
+        buf.extend_from_slice(encode::BINARY_TRAILER);
+    }
+    if !buf.is_empty() && !sink(buf) {
+        s.fatal = Some("the import was stopped".into());
+    }
+    s
+}
+
+fn put_field(
+    buf: &mut Vec<u8>,
+    spec: &Spec,
+    col: &ColumnSpec,
+    raw: &[u8],
+) -> Result<(), ValueError> {
+    let text = std::str::from_utf8(raw).map_err(|_| ValueError::BadUtf8)?;
+    let text = if spec.trim { text.trim() } else { text };
+    if spec.nulls.iter().any(|n| n == text) {
+        if col.not_null {
+            return Err(ValueError::NotNull);
+        }
+        encode::put_null(buf, spec.format);
+        return Ok(());
+    }
+    encode::put_value(buf, spec.format, col, text)
+}
+
+pub fn csv_error(file: &str, e: &csv::Error) -> String {
+    match e.position() {
+        Some(p) => format!("{file}:{}: cannot read the CSV: {e}", p.line()),
+        None => format!("{file}: cannot read the CSV: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::encode::ColType;
+
+    fn records(text: &str) -> Records {
+        let r: Box<dyn std::io::Read + Send> =
+            Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(r)
+    }
+
+    fn spec(on_error: OnError) -> Spec {
+        Spec {
+            file: "f.csv".into(),
+            format: CopyFormat::Text,
+            fields: vec![
+                (
+                    0,
+                    ColumnSpec {
+                        name: "id".into(),
+                        ty: ColType::Int4,
+                        typmod: -1,
+                        not_null: true,
+                    },
+                ),
+                (
+                    1,
+                    ColumnSpec {
+                        name: "amount".into(),
+                        ty: ColType::Numeric,
+                        typmod: -1,
+                        not_null: false,
+                    },
+                ),
+            ],
+            width: 2,
+            nulls: vec![String::new()],
+            trim: false,
+            on_error,
+            max_errors: Some(1),
+            row_number: false,
+            first: None,
+        }
+    }
+
+    fn run(text: &str, spec: Spec) -> (Summary, Vec<u8>) {
+        let mut out = Vec::new();
+        let s = produce(
+            records(text),
+            spec,
+            |b| {
+                out.extend_from_slice(&b);
+                true
+            },
+            Arc::new(AtomicU64::new(0)),
+        );
+        (s, out)
+    }
+
+    #[test]
+    fn abort_names_the_line() {
+        let (s, _) = run("1,2\n2,\"12,5\"\n3,4\n", spec(OnError::Abort));
+        assert_eq!(
+            s.fatal.as_deref(),
+            Some("f.csv:2: column \"amount\": \"12,5\" is not a valid numeric")
+        );
+    }
+
+    #[test]
+    fn skip_rows_keeps_good_rows_and_counts() {
+        let (s, out) = run("1,2\nx,3\n3,\n", spec(OnError::SkipRows));
+        assert!(s.fatal.is_none());
+        assert_eq!((s.rows_read, s.rows_loaded, s.rows_rejected), (3, 2, 1));
+        assert_eq!(out, b"1\t2\n3\t\\N\n");
+        assert_eq!(s.errors[0].line, 2);
+        assert_eq!(s.errors[0].value.as_deref(), Some("x"));
+        let (s, _) = run("x,1\n,2\n", spec(OnError::SkipRows));
+        assert!(s.fatal.unwrap().contains("more than 1 bad rows"));
+        assert!(s.errors[1]
+            .message
+            .ends_with("null value in a NOT NULL column"));
+    }
+
+    #[test]
+    fn field_count_and_line_map() {
+        let mut sp = spec(OnError::SkipRows);
+        sp.max_errors = None;
+        let (s, _) = run("1,2\n\"multi\nline\",3\n4\n5,6\n", sp);
+        assert_eq!(s.rows_rejected, 2, "{:?}", s.errors);
+        assert_eq!(s.errors[1].message, "f.csv:4: expected 2 fields, found 1");
+        // Rows loaded: line 1 and line 5.
+        assert_eq!(s.lines.line_of(1), Some(1));
+        assert_eq!(s.lines.line_of(2), Some(5));
+    }
+}

@@ -1,0 +1,227 @@
+//! Opening a file as a stream of UTF-8 CSV records: gzip, the file's
+//! encoding, the UTF-8 BOM and the dialect options. Nothing here holds
+//! more than a buffer of the file.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Encoding, ResolvedOptions};
+
+const READ_BUF: usize = 256 * 1024;
+
+/// sha256 (hex) and size of the file as it is on disk (compressed or not).
+pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
+
+/// Counts the bytes read from the file (for progress: MB/s of the file).
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// How a single-byte encoding becomes UTF-8.
+enum Decoder {
+    /// ISO-8859-1 is the identity on code points. (encoding_rs maps the
+    /// `latin1` label to windows-1252, which differs in 0x80..0x9F, so it
+    /// is done here.)
+    Latin1,
+    Other(encoding_rs::Decoder),
+}
+
+/// A streaming decoder to UTF-8 with its own output buffer, so any read
+/// size works.
+struct Decode<R> {
+    inner: R,
+    decoder: Decoder,
+    input: Vec<u8>,
+    in_pos: usize,
+    in_len: usize,
+    out: Vec<u8>,
+    out_pos: usize,
+    out_len: usize,
+    eof: bool,
+    done: bool,
+}
+
+impl<R: Read> Decode<R> {
+    fn new(inner: R, decoder: Decoder, size: usize) -> Self {
+        Decode {
+            inner,
+            decoder,
+            input: vec![0; size],
+            in_pos: 0,
+            in_len: 0,
+            // Every byte of these encodings is at most 3 bytes of UTF-8.
+            out: vec![0; size * 3 + 16],
+            out_pos: 0,
+            out_len: 0,
+            eof: false,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Decode<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.out_pos < self.out_len {
+                let n = buf.len().min(self.out_len - self.out_pos);
+                buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+                self.out_pos += n;
+                return Ok(n);
+            }
+            if self.done {
+                return Ok(0);
+            }
+            if self.in_pos == self.in_len && !self.eof {
+                self.in_len = self.inner.read(&mut self.input)?;
+                self.in_pos = 0;
+                self.eof = self.in_len == 0;
+            }
+            let src = &self.input[self.in_pos..self.in_len];
+            self.out_pos = 0;
+            match &mut self.decoder {
+                Decoder::Latin1 => {
+                    let mut w = 0;
+                    for &b in src {
+                        if b < 0x80 {
+                            self.out[w] = b;
+                            w += 1;
+                        } else {
+                            self.out[w] = 0xC0 | (b >> 6);
+                            self.out[w + 1] = 0x80 | (b & 0x3F);
+                            w += 2;
+                        }
+                    }
+                    self.in_pos = self.in_len;
+                    self.out_len = w;
+                    self.done = self.eof;
+                }
+                Decoder::Other(d) => {
+                    let (result, read, written, _) = d.decode_to_utf8(src, &mut self.out, self.eof);
+                    self.in_pos += read;
+                    self.out_len = written;
+                    self.done = self.eof && result == encoding_rs::CoderResult::InputEmpty;
+                }
+            }
+        }
+    }
+}
+
+/// The file's records as UTF-8 bytes (validated per field later).
+pub type Records = csv::Reader<Box<dyn Read + Send>>;
+
+/// Opens `path` per the options. `read_bytes` counts bytes read from disk.
+pub fn open(path: &Path, o: &ResolvedOptions, read_bytes: Arc<AtomicU64>) -> io::Result<Records> {
+    let file = Counting {
+        inner: File::open(path)?,
+        count: read_bytes,
+    };
+    let raw: Box<dyn Read + Send> = if is_gzip(path) {
+        Box::new(BufReader::with_capacity(
+            READ_BUF,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUF, file)),
+        ))
+    } else {
+        Box::new(file)
+    };
+    let text: Box<dyn Read + Send> = match o.encoding {
+        Encoding::Utf8 => Box::new(skip_bom(raw)?),
+        Encoding::Latin1 => Box::new(Decode::new(raw, Decoder::Latin1, READ_BUF)),
+        Encoding::Windows1252 => Box::new(Decode::new(
+            raw,
+            Decoder::Other(encoding_rs::WINDOWS_1252.new_decoder_without_bom_handling()),
+            READ_BUF,
+        )),
+    };
+    let mut b = csv::ReaderBuilder::new();
+    b.has_headers(false)
+        .flexible(true)
+        .delimiter(o.delimiter)
+        .quote(o.quote)
+        .escape(o.escape)
+        .buffer_capacity(READ_BUF);
+    Ok(b.from_reader(text))
+}
+
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+/// Drops a leading UTF-8 byte order mark.
+fn skip_bom<R: Read + Send + 'static>(mut r: R) -> io::Result<impl Read + Send> {
+    let mut head = Vec::with_capacity(3);
+    (&mut r).take(3).read_to_end(&mut head)?;
+    if head == b"\xEF\xBB\xBF" {
+        head.clear();
+    }
+    Ok(io::Cursor::new(head).chain(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(r: impl Read) -> String {
+        let mut s = String::new();
+        let mut r = r;
+        r.read_to_string(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn latin1_and_windows_1252_decode() {
+        let bytes: &[u8] = b"caf\xE9 \x80";
+        let l = Decode::new(bytes, Decoder::Latin1, 2);
+        assert_eq!(read_all(l), "café \u{80}");
+        let d = Decode::new(
+            bytes,
+            Decoder::Other(encoding_rs::WINDOWS_1252.new_decoder_without_bom_handling()),
+            3,
+        );
+        assert_eq!(read_all(d), "café €");
+        // One byte at a time still decodes whole characters.
+        let mut d = Decode::new(bytes, Decoder::Latin1, 4);
+        let mut out = Vec::new();
+        let mut one = [0u8; 1];
+        while d.read(&mut one).unwrap() == 1 {
+            out.push(one[0]);
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), "café \u{80}");
+    }
+
+    #[test]
+    fn bom_is_dropped_once() {
+        let r = skip_bom(io::Cursor::new(b"\xEF\xBB\xBFid\n\xEF\xBB\xBF".to_vec())).unwrap();
+        assert_eq!(read_all(r), "id\n\u{feff}");
+        let r = skip_bom(io::Cursor::new(b"a".to_vec())).unwrap();
+        assert_eq!(read_all(r), "a");
+    }
+}

@@ -1,0 +1,203 @@
+//! The SQL of an import, generated from quoted identifiers only. Pure.
+
+use crate::config::quote_ident;
+use crate::import::encode::CopyFormat;
+
+/// Name of the per-row sequence column of the staging table: the last row
+/// of a key wins, so the merge needs the file order.
+pub const ROW_COLUMN: &str = "__cpi_row";
+
+/// A column as the merge SQL sees it.
+#[derive(Debug, Clone)]
+pub struct MergeColumn {
+    pub name: String,
+    /// Compare as text: the type has no equality operator (json) or we
+    /// cannot tell.
+    pub compare_as_text: bool,
+}
+
+fn list(cols: &[&str]) -> String {
+    cols.iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn copy_statement(table: &str, cols: &[&str], format: CopyFormat) -> String {
+    let f = match format {
+        CopyFormat::Binary => "binary",
+        CopyFormat::Text => "text",
+    };
+    format!("COPY {table} ({}) FROM STDIN (FORMAT {f})", list(cols))
+}
+
+/// A staging table with exactly the file's columns, typed like the target
+/// (`WITH NO DATA` copies types and typmods but no constraints or
+/// defaults: a column absent from the file must not be overwritten by a
+/// default), plus the row sequence.
+pub fn create_stage(stage: &str, target: &str, cols: &[&str]) -> String {
+    format!(
+        "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {}, 0::int8 AS {} FROM {target} WITH NO DATA",
+        list(cols),
+        quote_ident(ROW_COLUMN)
+    )
+}
+
+/// The staging rows, one per key, the last one in the file winning.
+fn distinct_source(stage: &str, cols: &[&str], key: &[&str]) -> String {
+    if key.is_empty() {
+        return format!("SELECT {} FROM {stage}", list(cols));
+    }
+    format!(
+        "SELECT DISTINCT ON ({k}) {c} FROM {stage} ORDER BY {k}, {r} DESC",
+        k = list(key),
+        c = list(cols),
+        r = quote_ident(ROW_COLUMN)
+    )
+}
+
+/// Upsert: one row per key; a row identical to the stored one is not
+/// rewritten (no dead tuple, no trigger, not counted). Returns two
+/// counts: inserted, updated. `xmax = 0` tells a fresh insert from an
+/// update; it is exact here because the import holds the table's advisory
+/// lock and runs in one transaction.
+pub fn upsert(target: &str, stage: &str, cols: &[MergeColumn], key: &[&str]) -> String {
+    let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+    let is_key = |n: &str| key.contains(&n);
+    let rest: Vec<&MergeColumn> = cols.iter().filter(|c| !is_key(&c.name)).collect();
+    let action = if rest.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        let set = rest
+            .iter()
+            .map(|c| format!("{q} = EXCLUDED.{q}", q = quote_ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let side = |prefix: &str| {
+            rest.iter()
+                .map(|c| {
+                    let q = format!("{prefix}.{}", quote_ident(&c.name));
+                    if c.compare_as_text {
+                        format!("{q}::text")
+                    } else {
+                        q
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "DO UPDATE SET {set} WHERE ROW({}) IS DISTINCT FROM ROW({})",
+            side("t"),
+            side("EXCLUDED")
+        )
+    };
+    format!(
+        "WITH up AS (INSERT INTO {target} AS t ({c}) {src} ON CONFLICT ({k}) {action} RETURNING (t.xmax = 0) AS inserted) \
+         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+        c = list(&names),
+        src = distinct_source(stage, &names, key),
+        k = list(key),
+    )
+}
+
+/// Replace: every row of the file (one per key when there is one).
+pub fn insert_all(target: &str, stage: &str, cols: &[&str], key: &[&str]) -> String {
+    format!(
+        "INSERT INTO {target} ({}) {}",
+        list(cols),
+        distinct_source(stage, cols, key)
+    )
+}
+
+/// Sync: rows whose key is not in the file.
+pub fn delete_missing(target: &str, stage: &str, key: &[&str]) -> String {
+    let cond = key
+        .iter()
+        .map(|k| format!("s.{q} = t.{q}", q = quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!("DELETE FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {cond})")
+}
+
+pub fn create_table(target: &str, cols: &[String], key: &[String]) -> String {
+    let mut defs: Vec<String> = cols
+        .iter()
+        .map(|c| format!("{} text", quote_ident(c)))
+        .collect();
+    if !key.is_empty() {
+        let k: Vec<&str> = key.iter().map(String::as_str).collect();
+        defs.push(format!("PRIMARY KEY ({})", list(&k)));
+    }
+    format!("CREATE TABLE {target} ({})", defs.join(", "))
+}
+
+pub const CREATE_LEDGER: &str = "CREATE SCHEMA IF NOT EXISTS cpi;
+CREATE TABLE IF NOT EXISTS cpi.imported_files (
+    project TEXT NOT NULL,
+    target_table TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    job_id UUID NOT NULL,
+    file_name TEXT NOT NULL,
+    rows BIGINT NOT NULL,
+    imported_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW(),
+    PRIMARY KEY (project, target_table, sha256)
+)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVIL: &str = "id\"; DROP TABLE x; --";
+
+    fn mc(n: &str) -> MergeColumn {
+        MergeColumn {
+            name: n.into(),
+            compare_as_text: false,
+        }
+    }
+
+    #[test]
+    fn hostile_identifiers_stay_quoted() {
+        let s = copy_statement("\"t\"", &[EVIL], CopyFormat::Binary);
+        assert_eq!(
+            s,
+            "COPY \"t\" (\"id\"\"; DROP TABLE x; --\") FROM STDIN (FORMAT binary)"
+        );
+        let c = create_table("\"t\"", &[EVIL.to_string()], &[EVIL.to_string()]);
+        assert_eq!(
+            c,
+            "CREATE TABLE \"t\" (\"id\"\"; DROP TABLE x; --\" text, PRIMARY KEY (\"id\"\"; DROP TABLE x; --\"))"
+        );
+    }
+
+    #[test]
+    fn upsert_last_row_wins_and_skips_unchanged() {
+        let s = upsert("\"t\"", "s", &[mc("id"), mc("a")], &["id"]);
+        assert!(s.contains("SELECT DISTINCT ON (\"id\") \"id\", \"a\" FROM s ORDER BY \"id\", \"__cpi_row\" DESC"), "{s}");
+        assert!(s.contains("ON CONFLICT (\"id\") DO UPDATE SET \"a\" = EXCLUDED.\"a\" WHERE ROW(t.\"a\") IS DISTINCT FROM ROW(EXCLUDED.\"a\")"), "{s}");
+        let only_key = upsert("\"t\"", "s", &[mc("id")], &["id"]);
+        assert!(only_key.contains("DO NOTHING"), "{only_key}");
+        let json = upsert(
+            "\"t\"",
+            "s",
+            &[
+                mc("id"),
+                MergeColumn {
+                    name: "j".into(),
+                    compare_as_text: true,
+                },
+            ],
+            &["id"],
+        );
+        assert!(json.contains("ROW(t.\"j\"::text)"), "{json}");
+    }
+
+    #[test]
+    fn sync_deletes_by_key() {
+        assert_eq!(
+            delete_missing("\"t\"", "s", &["a", "b"]),
+            "DELETE FROM \"t\" t WHERE NOT EXISTS (SELECT 1 FROM s s WHERE s.\"a\" = t.\"a\" AND s.\"b\" = t.\"b\")"
+        );
+    }
+}

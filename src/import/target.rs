@@ -1,0 +1,126 @@
+//! The target database: catalog, table lock, ledger. Every function runs
+//! on the import's own connection or transaction.
+
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::import::encode::{ColType, ColumnSpec};
+use crate::import::sql;
+
+/// The target table's columns in table order, or `None` when the table
+/// does not exist. Generated columns cannot be written and are left out.
+pub async fn columns(
+    conn: &mut PgConnection,
+    quoted_table: &str,
+) -> Result<Option<Vec<ColumnSpec>>, sqlx::Error> {
+    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass($1) IS NOT NULL")
+        .bind(quoted_table)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    let rows: Vec<(String, i64, i32, bool)> = sqlx::query_as(
+        "SELECT a.attname::text, a.atttypid::int8, a.atttypmod, a.attnotnull
+           FROM pg_attribute a
+          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+          ORDER BY a.attnum",
+    )
+    .bind(quoted_table)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|(name, oid, typmod, not_null)| ColumnSpec {
+                name,
+                ty: ColType::from_oid(oid as u32),
+                typmod,
+                not_null,
+            })
+            .collect(),
+    ))
+}
+
+/// Serialises imports into one table (inside the import transaction, so it
+/// is released by commit, rollback or a dead connection): two imports into
+/// the same table queue instead of deadlocking on each other's rows.
+pub async fn lock_table(conn: &mut PgConnection, quoted_table: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("cpi import {quoted_table}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Creates `cpi.imported_files` if needed, in its own short transaction
+/// under a lock, so concurrent first imports do not race on CREATE.
+pub async fn ensure_ledger(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('cpi.imported_files') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if exists {
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('cpi ledger', 0))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(sql::CREATE_LEDGER).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// A previous import of the same content into the same table.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    pub job_id: Uuid,
+    pub file_name: String,
+    pub imported_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn ledger_lookup(
+    conn: &mut PgConnection,
+    project: &str,
+    table: &str,
+    sha256: &str,
+) -> Result<Option<LedgerEntry>, sqlx::Error> {
+    let row: Option<(Uuid, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT job_id, file_name, imported_at FROM cpi.imported_files
+          WHERE project = $1 AND target_table = $2 AND sha256 = $3",
+    )
+    .bind(project)
+    .bind(table)
+    .bind(sha256)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(job_id, file_name, imported_at)| LedgerEntry {
+        job_id,
+        file_name,
+        imported_at,
+    }))
+}
+
+/// Records the file in the same transaction as its rows. `false` when the
+/// same content got there first (the transaction must then roll back).
+pub async fn ledger_insert(
+    conn: &mut PgConnection,
+    project: &str,
+    table: &str,
+    sha256: &str,
+    job_id: Uuid,
+    file_name: &str,
+    rows: u64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO cpi.imported_files (project, target_table, sha256, job_id, file_name, rows)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(project)
+    .bind(table)
+    .bind(sha256)
+    .bind(job_id)
+    .bind(file_name)
+    .bind(rows as i64)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -1,0 +1,256 @@
+//! The `cpi_import_jobs` rows: one per file seen (DESIGN §2).
+
+use std::path::Path;
+
+use serde::Serialize;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("project {0:?} does not exist in the management database")]
+    ProjectNotFound(String),
+    #[error("job {0} does not exist")]
+    NotFound(Uuid),
+    #[error("job {id} is {status}: only a failed job can be retried")]
+    NotRetryable { id: Uuid, status: String },
+    #[error("job {id}: the file {path} no longer exists")]
+    FileGone { id: Uuid, path: String },
+    #[error("management database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Duplicate,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Duplicate => "duplicate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        Some(match s {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            "duplicate" => JobStatus::Duplicate,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `cpi_import_jobs` row.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub project_id: Option<Uuid>,
+    pub project_name: String,
+    pub connection_id: Option<Uuid>,
+    pub file_name: String,
+    pub file_path: String,
+    pub file_size: Option<i64>,
+    pub file_sha256: Option<String>,
+    pub target_table: Option<String>,
+    pub mode: Option<String>,
+    pub status: String,
+    pub rows_read: i64,
+    pub rows_inserted: i64,
+    pub rows_updated: i64,
+    pub rows_deleted: i64,
+    pub rows_rejected: i64,
+    pub error: Option<String>,
+    pub error_details: Option<serde_json::Value>,
+    pub worker: Option<String>,
+    pub attempts: i32,
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, created_at, started_at, finished_at";
+
+/// Inserts a `queued` job for `path`. The project must exist (its id and
+/// connection are recorded as they are now). `worker` is who queued it.
+pub async fn create(
+    mgmt: &PgPool,
+    project_name: &str,
+    path: &Path,
+    worker: &str,
+) -> Result<Uuid, JobError> {
+    let project: Option<(Uuid, Option<Uuid>)> =
+        sqlx::query_as("SELECT id, connection_id FROM cpi_projects WHERE name = $1")
+            .bind(project_name)
+            .fetch_optional(mgmt)
+            .await?;
+    let Some((project_id, connection_id)) = project else {
+        return Err(JobError::ProjectNotFound(project_name.to_string()));
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let size = std::fs::metadata(path).ok().map(|m| m.len() as i64);
+    let (id,): (Uuid,) = sqlx::query_as(
+        "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker)
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) RETURNING id",
+    )
+    .bind(project_id)
+    .bind(project_name)
+    .bind(connection_id)
+    .bind(file_name)
+    .bind(abs.to_string_lossy().into_owned())
+    .bind(size)
+    .bind(worker)
+    .fetch_one(mgmt)
+    .await?;
+    Ok(id)
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, JobError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub project: Option<String>,
+    pub status: Option<JobStatus>,
+    pub limit: i64,
+}
+
+/// Newest first.
+pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Job>, JobError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs
+          WHERE ($1::text IS NULL OR project_name = $1) AND ($2::text IS NULL OR status = $2)
+          ORDER BY created_at DESC, id LIMIT $3"
+    ))
+    .bind(&f.project)
+    .bind(f.status.map(JobStatus::as_str))
+    .bind(f.limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Marks the job running for `worker`: attempts + 1, previous results cleared.
+pub async fn start(db: impl PgExecutor<'_>, id: Uuid, worker: &str) -> Result<Job, JobError> {
+    sqlx::query_as(&format!(
+        "UPDATE cpi_import_jobs SET status = 'running', worker = $2, attempts = attempts + 1,
+                started_at = now(), finished_at = NULL, error = NULL, error_details = NULL,
+                rows_read = 0, rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
+          WHERE id = $1 RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(worker)
+    .fetch_optional(db)
+    .await?
+    .ok_or(JobError::NotFound(id))
+}
+
+/// What is known about the file once it was hashed and its options picked.
+pub async fn describe(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    sha256: &str,
+    size: u64,
+    target_table: &str,
+    mode: &str,
+) -> Result<(), JobError> {
+    sqlx::query(
+        "UPDATE cpi_import_jobs SET file_sha256 = $2, file_size = $3, target_table = $4, mode = $5 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(sha256)
+    .bind(size as i64)
+    .bind(target_table)
+    .bind(mode)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Final counts of a job.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub rows_read: u64,
+    pub rows_inserted: u64,
+    pub rows_updated: u64,
+    pub rows_deleted: u64,
+    pub rows_rejected: u64,
+}
+
+pub async fn finish(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    status: JobStatus,
+    counts: &Counts,
+    error: Option<&str>,
+    details: Option<&serde_json::Value>,
+) -> Result<(), JobError> {
+    sqlx::query(
+        "UPDATE cpi_import_jobs SET status = $2, rows_read = $3, rows_inserted = $4, rows_updated = $5,
+                rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(counts.rows_read as i64)
+    .bind(counts.rows_inserted as i64)
+    .bind(counts.rows_updated as i64)
+    .bind(counts.rows_deleted as i64)
+    .bind(counts.rows_rejected as i64)
+    .bind(error)
+    .bind(details)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Puts a failed job back in the queue when its file still exists; the
+/// caller then runs it (`import::run_job`).
+pub async fn requeue(db: &PgPool, id: Uuid) -> Result<Job, JobError> {
+    let job = get(db, id).await?.ok_or(JobError::NotFound(id))?;
+    if job.status != "failed" {
+        return Err(JobError::NotRetryable {
+            id,
+            status: job.status,
+        });
+    }
+    if !Path::new(&job.file_path).exists() {
+        return Err(JobError::FileGone {
+            id,
+            path: job.file_path,
+        });
+    }
+    sqlx::query("UPDATE cpi_import_jobs SET status = 'queued' WHERE id = $1 AND status = 'failed'")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(job)
+}
