@@ -58,10 +58,14 @@ pub async fn apply(
     opts: &ApplyOptions,
 ) -> Result<Applied, ApplyError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(RECONCILE_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    // started_at is when the lock was granted, not when the transaction
+    // began: run intervals of concurrent reconcilers never overlap.
+    let (started,): (chrono::DateTime<chrono::Utc>,) = sqlx::query_as(
+        "SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
+    )
+    .bind(RECONCILE_LOCK)
+    .fetch_one(&mut *tx)
+    .await?;
     let observed = store::load_observed(&mut tx).await?;
     let plan = plan::plan(desired, &observed, &opts.owner, opts.adopt);
     let diff = render::text(&plan, false);
@@ -78,6 +82,7 @@ pub async fn apply(
         record_run(
             pool,
             opts,
+            started,
             "refused",
             &counts,
             &diff,
@@ -90,11 +95,20 @@ pub async fn apply(
         Ok(()) => {}
         Err(e) => {
             let _ = tx.rollback().await;
-            let _ = record_run(pool, opts, "failed", &counts, &diff, Some(&e.to_string())).await;
+            let _ = record_run(
+                pool,
+                opts,
+                started,
+                "failed",
+                &counts,
+                &diff,
+                Some(&e.to_string()),
+            )
+            .await;
             return Err(e);
         }
     }
-    let run_id = record_run(&mut *tx, opts, "succeeded", &counts, &diff, None).await?;
+    let run_id = record_run(&mut *tx, opts, started, "succeeded", &counts, &diff, None).await?;
     tx.commit().await?;
     Ok(Applied {
         run_id,
@@ -103,17 +117,37 @@ pub async fn apply(
     })
 }
 
+/// Records a reconcile that failed before it could plan (invalid manifests,
+/// unreadable secrets): the audit trail shows why nothing was applied.
+pub async fn record_failure(
+    pool: &PgPool,
+    opts: &ApplyOptions,
+    error: &str,
+) -> Result<Uuid, ApplyError> {
+    record_run(
+        pool,
+        opts,
+        chrono::Utc::now(),
+        "failed",
+        &Counts::default(),
+        "",
+        Some(error),
+    )
+    .await
+}
+
 async fn record_run(
     db: impl sqlx::PgExecutor<'_>,
     opts: &ApplyOptions,
+    started: chrono::DateTime<chrono::Utc>,
     status: &str,
     c: &Counts,
     diff: &str,
     error: Option<&str>,
 ) -> Result<Uuid, ApplyError> {
     let (id,): (Uuid,) = sqlx::query_as(
-        "INSERT INTO cpi_reconcile_runs (owner, trigger, revision, status, created, updated, deleted, drifted, diff, error, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NOW()) RETURNING id",
+        "INSERT INTO cpi_reconcile_runs (owner, trigger, revision, status, created, updated, deleted, drifted, diff, error, started_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp()) RETURNING id",
     )
     .bind(&opts.owner)
     .bind(&opts.trigger)
@@ -125,6 +159,7 @@ async fn record_run(
     .bind(c.drift as i32)
     .bind(diff)
     .bind(error)
+    .bind(started)
     .fetch_one(db)
     .await?;
     Ok(id)

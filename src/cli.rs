@@ -89,6 +89,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectsCommand,
     },
+    /// The daemon: reconcile on every manifest or secret change, watch the inboxes, import.
+    Run(crate::daemon::RunArgs),
     /// Import CSV files into a project's target database, once each.
     Import(crate::import::cli::ImportArgs),
     /// Inspect and retry import jobs.
@@ -193,6 +195,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Connections { command } => connections(g, command).await,
         Command::Projects { command } => projects(g, command).await,
+        Command::Run(a) => crate::daemon::run(g, a).await,
         Command::Import(a) => crate::import::cli::import(g, a).await,
         Command::Jobs { command } => crate::import::cli::jobs_cmd(g, command).await,
     }

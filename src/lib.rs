@@ -9,16 +9,26 @@
 //! - [`apply`]: runs a plan in one transaction under the reconcile lock.
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
 //! - [`jobs`]: the `cpi_import_jobs` rows (create, start, finish, list, retry).
+//! - [`reconcile`]: the daemon's reconcile loop (watch, debounce, interval, retry).
+//! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
+//! - [`queue`]: the job queue: enqueue once, claim with a lease, take over dead workers' jobs.
+//! - [`watch`]: file-system events (inotify or polling) as hints.
+//! - [`daemon`]: `cpi run`, wiring the loops, workers and shutdown.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 //! - [`cli`]: the command line.
 
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod import;
+pub mod inbox;
 pub mod jobs;
 pub mod manifest;
 pub mod plan;
+pub mod queue;
+pub mod reconcile;
 pub mod render;
 pub mod secret;
 pub mod store;
+pub mod watch;

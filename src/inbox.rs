@@ -1,0 +1,313 @@
+//! Inbox folders: which files are candidates, when a file is ready (its
+//! size and mtime unchanged for `settle`), and where it goes after its job
+//! (`processed/`, or `failed/` with `<name>.error.json`). Nothing here
+//! deletes a file.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::ProjectConfig;
+
+/// Suffixes of files still being written by their producer.
+const TEMP_SUFFIXES: &[&str] = &[".tmp", ".part", ".partial", ".crdownload"];
+
+/// Whether a file name may be imported: not hidden, not a temp name, not
+/// one of cpi's own error reports.
+pub fn is_candidate(file_name: &str) -> bool {
+    let lower = file_name.to_ascii_lowercase();
+    !file_name.starts_with('.')
+        && !TEMP_SUFFIXES.iter().any(|s| lower.ends_with(s))
+        && !lower.ends_with(".error.json")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    size: u64,
+    mtime: SystemTime,
+    /// When size and mtime were first seen with these values.
+    since: Instant,
+    /// Handed out as ready; not again until released.
+    emitted: bool,
+}
+
+/// Tracks the files of one inbox across scans.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    seen: HashMap<PathBuf, Seen>,
+}
+
+impl Readiness {
+    /// Feeds one listing (path, size, mtime) taken at `now`; returns the
+    /// files that became ready, in name order.
+    pub fn observe(
+        &mut self,
+        listing: &[(PathBuf, u64, SystemTime)],
+        settle: Duration,
+        now: Instant,
+    ) -> Vec<PathBuf> {
+        let present: HashSet<&PathBuf> = listing.iter().map(|(p, _, _)| p).collect();
+        self.seen.retain(|p, _| present.contains(p));
+        let mut ready = Vec::new();
+        for (path, size, mtime) in listing {
+            let entry = self.seen.entry(path.clone()).or_insert(Seen {
+                size: *size,
+                mtime: *mtime,
+                since: now,
+                emitted: false,
+            });
+            if entry.size != *size || entry.mtime != *mtime {
+                // Still being written (or replaced): start settling again.
+                *entry = Seen {
+                    size: *size,
+                    mtime: *mtime,
+                    since: now,
+                    emitted: false,
+                };
+                continue;
+            }
+            if !entry.emitted && now.duration_since(entry.since) >= settle {
+                entry.emitted = true;
+                ready.push(path.clone());
+            }
+        }
+        ready.sort();
+        ready
+    }
+
+    /// Makes a file eligible again (its job must be tried once more).
+    pub fn release(&mut self, path: &Path) {
+        if let Some(s) = self.seen.get_mut(path) {
+            s.emitted = false;
+        }
+    }
+
+    /// Whether some file is still settling (the inbox needs another look soon).
+    pub fn settling(&self) -> bool {
+        self.seen.values().any(|s| !s.emitted)
+    }
+}
+
+/// The candidate files directly in `inbox` (not in its subfolders, where
+/// `processed/` and `failed/` live).
+pub fn list(inbox: &Path) -> std::io::Result<Vec<(PathBuf, u64, SystemTime)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(inbox)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_candidate(name) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        out.push((
+            entry.path(),
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        ));
+    }
+    Ok(out)
+}
+
+/// Where imported and rejected files go.
+pub fn processed_dir(config: &ProjectConfig, inbox: &Path) -> PathBuf {
+    sub_dir(config.processed_dir.as_deref(), inbox, "processed")
+}
+
+pub fn failed_dir(config: &ProjectConfig, inbox: &Path) -> PathBuf {
+    sub_dir(config.failed_dir.as_deref(), inbox, "failed")
+}
+
+fn sub_dir(configured: Option<&str>, inbox: &Path, default: &str) -> PathBuf {
+    match configured {
+        Some(d) if Path::new(d).is_absolute() => PathBuf::from(d),
+        Some(d) => inbox.join(d),
+        None => inbox.join(default),
+    }
+}
+
+/// The name a file gets in `dir`: its own, or prefixed with the job id when
+/// a file of that name is already there (nothing is ever overwritten).
+pub fn destination(dir: &Path, file_name: &str, job_id: &str) -> PathBuf {
+    let plain = dir.join(file_name);
+    if plain.exists() {
+        dir.join(format!("{job_id}_{file_name}"))
+    } else {
+        plain
+    }
+}
+
+/// Moves `file` into `dir`; across file systems, copies, syncs, then
+/// removes the original.
+pub fn move_into(file: &Path, dir: &Path, job_id: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let to = destination(dir, &name, job_id);
+    match std::fs::rename(file, &to) {
+        Ok(()) => Ok(to),
+        Err(e) if e.raw_os_error() == Some(18) => {
+            // EXDEV: another file system.
+            std::fs::copy(file, &to)?;
+            std::fs::File::open(&to)?.sync_all()?;
+            std::fs::remove_file(file)?;
+            Ok(to)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `<name>.error.json` beside a rejected file.
+#[derive(Debug, Serialize)]
+pub struct ErrorReport<'a> {
+    pub job_id: String,
+    pub project: &'a str,
+    pub file: &'a str,
+    pub error: Option<&'a str>,
+    pub errors: serde_json::Value,
+    pub errors_total: u64,
+}
+
+/// Writes the report atomically (temp file, fsync, rename), so a reader
+/// never sees half of it.
+pub fn write_report(dir: &Path, file_name: &str, report: &ErrorReport) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{file_name}.error.json"));
+    let tmp = dir.join(format!(".{file_name}.error.json.tmp"));
+    let text = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_and_hidden_names_are_ignored() {
+        for name in [
+            ".x.csv",
+            "a.csv.tmp",
+            "a.CSV.PART",
+            "b.partial",
+            "c.crdownload",
+            "a.csv.error.json",
+        ] {
+            assert!(!is_candidate(name), "{name}");
+        }
+        assert!(is_candidate("orders_07.csv"));
+        assert!(is_candidate("orders_07.csv.gz"));
+    }
+
+    #[test]
+    fn a_file_is_ready_once_it_stops_changing_for_settle() {
+        let mut r = Readiness::default();
+        let t0 = Instant::now();
+        let settle = Duration::from_secs(2);
+        let p = PathBuf::from("/in/a.csv");
+        let m1 = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
+        let m2 = SystemTime::UNIX_EPOCH + Duration::from_secs(2);
+        assert!(r.observe(&[(p.clone(), 10, m1)], settle, t0).is_empty());
+        // Grew: settling starts over.
+        assert!(r
+            .observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(3))
+            .is_empty());
+        assert!(r.settling());
+        assert!(r
+            .observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(4))
+            .is_empty());
+        assert_eq!(
+            r.observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(5)),
+            vec![p.clone()]
+        );
+        // Handed out once.
+        assert!(r
+            .observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(9))
+            .is_empty());
+        assert!(!r.settling());
+        r.release(&p);
+        assert_eq!(
+            r.observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(10)),
+            vec![p.clone()]
+        );
+        // Gone from the listing: forgotten, so a new file of that name starts fresh.
+        assert!(r
+            .observe(&[], settle, t0 + Duration::from_secs(11))
+            .is_empty());
+        assert!(r
+            .observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(11))
+            .is_empty());
+    }
+
+    #[test]
+    fn ready_files_come_in_name_order() {
+        let mut r = Readiness::default();
+        let t0 = Instant::now();
+        let m = SystemTime::UNIX_EPOCH;
+        let listing: Vec<_> = ["c.csv", "a.csv", "b.csv"]
+            .iter()
+            .map(|n| (PathBuf::from(n), 1, m))
+            .collect();
+        r.observe(&listing, Duration::ZERO, t0);
+        let mut r = Readiness::default();
+        let got = r.observe(&listing, Duration::ZERO, t0);
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from("a.csv"),
+                PathBuf::from("b.csv"),
+                PathBuf::from("c.csv")
+            ]
+        );
+    }
+
+    #[test]
+    fn never_overwrites_in_the_destination() {
+        let d = tempfile::tempdir().unwrap();
+        let inbox = d.path();
+        std::fs::write(inbox.join("a.csv"), "1").unwrap();
+        let to = move_into(&inbox.join("a.csv"), &inbox.join("processed"), "j1").unwrap();
+        assert_eq!(to, inbox.join("processed/a.csv"));
+        std::fs::write(inbox.join("a.csv"), "2").unwrap();
+        let to = move_into(&inbox.join("a.csv"), &inbox.join("processed"), "j2").unwrap();
+        assert_eq!(to, inbox.join("processed/j2_a.csv"));
+        assert_eq!(
+            std::fs::read_to_string(inbox.join("processed/a.csv")).unwrap(),
+            "1"
+        );
+    }
+
+    #[test]
+    fn configured_dirs_are_relative_to_the_inbox() {
+        let c = ProjectConfig {
+            processed_dir: Some("done".into()),
+            failed_dir: Some("/var/rejects".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            processed_dir(&c, Path::new("/in")),
+            PathBuf::from("/in/done")
+        );
+        assert_eq!(
+            failed_dir(&c, Path::new("/in")),
+            PathBuf::from("/var/rejects")
+        );
+        assert_eq!(
+            processed_dir(&ProjectConfig::default(), Path::new("/in")),
+            PathBuf::from("/in/processed")
+        );
+    }
+}

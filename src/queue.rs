@@ -1,0 +1,157 @@
+//! The daemon's job queue on `cpi_import_jobs`: enqueue a ready file once,
+//! claim with `FOR UPDATE SKIP LOCKED` under a lease that the worker renews,
+//! and take over a job whose worker died (lease expired).
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::jobs::{self, JobError};
+
+/// Serializes claims across workers and replicas, so that "the oldest file
+/// of a table not already running" is decided on committed state.
+const CLAIM_LOCK: i64 = 0x0063_7069_5f71_7565; // "cpi_que"
+
+/// Queues `path` for `project`; `None` when a queued or running job for
+/// the same path exists already (another replica, or an earlier scan).
+pub async fn enqueue(
+    pool: &PgPool,
+    project: &str,
+    path: &Path,
+    worker: &str,
+    target_table: Option<&str>,
+    mode: Option<&str>,
+) -> Result<Option<Uuid>, JobError> {
+    match jobs::create(pool, project, path, worker).await {
+        Ok(id) => {
+            sqlx::query("UPDATE cpi_import_jobs SET target_table = $2, mode = $3 WHERE id = $1")
+                .bind(id)
+                .bind(target_table)
+                .bind(mode)
+                .execute(pool)
+                .await?;
+            Ok(Some(id))
+        }
+        Err(JobError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub project_name: String,
+    pub file_name: String,
+    pub file_path: String,
+    pub attempts: i32,
+}
+
+/// Takes the next job: queued, or running with an expired lease (its
+/// worker died). Per target table, one job at a time and the smallest
+/// file name first.
+pub async fn claim(
+    pool: &PgPool,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<Claimed>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CLAIM_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let claimed: Option<Claimed> = sqlx::query_as(
+        "UPDATE cpi_import_jobs j
+            SET status = 'running', worker = $1, lease_expires_at = now() + make_interval(secs => $2)
+          WHERE j.id = (
+              SELECT q.id FROM cpi_import_jobs q
+               WHERE (q.status = 'queued' OR (q.status = 'running' AND q.lease_expires_at < now()))
+                 AND NOT EXISTS (
+                     SELECT 1 FROM cpi_import_jobs r
+                      WHERE r.id <> q.id AND r.project_id = q.project_id AND r.target_table = q.target_table
+                        AND ((r.status = 'running' AND r.lease_expires_at >= now())
+                             OR (r.status = 'queued' AND r.file_name < q.file_name)))
+               ORDER BY q.created_at, q.file_name
+               LIMIT 1
+               FOR UPDATE SKIP LOCKED)
+          RETURNING j.id, j.project_name, j.file_name, j.file_path, j.attempts",
+    )
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Extends the lease of a job this worker holds; `false` when it lost it.
+pub async fn renew(
+    pool: &PgPool,
+    id: Uuid,
+    worker: &str,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE cpi_import_jobs SET lease_expires_at = now() + make_interval(secs => $3)
+          WHERE id = $1 AND worker = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Puts a job this worker abandoned (shutdown timeout) back in the queue.
+pub async fn requeue(pool: &PgPool, id: Uuid, worker: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE cpi_import_jobs SET status = 'queued', lease_expires_at = NULL
+          WHERE id = $1 AND worker = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(worker)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Queued jobs, for the metrics and the logs.
+pub async fn depth(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued'")
+            .fetch_one(pool)
+            .await?;
+    Ok(n)
+}
+
+/// Ends a job whose file is gone before it could be read. Replicas race
+/// here: one imports and moves a file while another, having listed it a
+/// moment before, queues it again. When a job for the same path already
+/// imported it, this one is a `duplicate`; otherwise the file vanished.
+pub async fn settle_vanished(
+    pool: &PgPool,
+    id: Uuid,
+    file_path: &str,
+) -> Result<String, sqlx::Error> {
+    let (status,): (String,) = sqlx::query_as(
+        "WITH earlier AS (
+             SELECT id FROM cpi_import_jobs
+              WHERE file_path = $2 AND id <> $1 AND status IN ('succeeded', 'duplicate')
+              ORDER BY finished_at DESC NULLS LAST LIMIT 1)
+         UPDATE cpi_import_jobs j
+            SET status = CASE WHEN e.id IS NULL THEN 'failed' ELSE 'duplicate' END,
+                error = CASE WHEN e.id IS NULL THEN 'the file no longer exists'
+                             ELSE 'already imported by job ' || e.id || ', which moved the file' END,
+                finished_at = now(), lease_expires_at = NULL
+           FROM (SELECT (SELECT id FROM earlier) AS id) e
+          WHERE j.id = $1
+          RETURNING j.status",
+    )
+    .bind(id)
+    .bind(file_path)
+    .fetch_one(pool)
+    .await?;
+    Ok(status)
+}

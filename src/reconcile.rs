@@ -1,0 +1,222 @@
+//! The daemon's reconcile loop: level-triggered. File events on the
+//! manifests folder and the secret files are hints that start a reconcile
+//! soon (debounced, so a `git pull` is one reconcile); a timer reconciles
+//! every `interval` anyway, which repairs drift and anything missed. A
+//! failed reconcile changes nothing and is retried with backoff.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::Instrument;
+
+use crate::apply::{self, ApplyOptions};
+use crate::manifest::{self, Secrets};
+use crate::secret;
+use crate::watch::{Backend, Watcher};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub manifests: PathBuf,
+    pub secrets_dir: Option<PathBuf>,
+    pub owner: String,
+    pub adopt: bool,
+    pub max_delete: usize,
+    pub allow_delete: bool,
+    pub interval: Duration,
+    pub backend: Backend,
+}
+
+/// How long to wait after the last file event before reconciling.
+const DEBOUNCE: Duration = Duration::from_millis(400);
+/// A burst of events never delays a reconcile longer than this.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(5);
+
+/// The result of the last reconcile, for `/readyz` and the logs.
+#[derive(Debug, Clone, Default)]
+pub struct LastReconcile {
+    pub ok: Option<bool>,
+    pub error: Option<String>,
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Backoff after consecutive failures: 2 s, 4 s, … capped at 60 s.
+pub fn retry_delay(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(failures.min(6)).min(60))
+}
+
+pub async fn run(
+    pool: PgPool,
+    s: Settings,
+    projects_changed: Arc<Notify>,
+    last: Arc<std::sync::Mutex<LastReconcile>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = match Watcher::new(s.backend, tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the manifests; reconciling every interval only");
+            None
+        }
+    };
+    let mut secret_files: Vec<PathBuf> = Vec::new();
+    let mut failures = 0u32;
+    let mut trigger = "startup";
+    let mut last_error: Option<String> = None;
+    loop {
+        let span = tracing::info_span!("reconcile", trigger);
+        let next = async {
+            match reconcile_once(&pool, &s, trigger, &mut secret_files).await {
+                Ok(changed) => {
+                    failures = 0;
+                    last_error = None;
+                    if changed {
+                        projects_changed.notify_one();
+                    }
+                    *last.lock().unwrap() = LastReconcile {
+                        ok: Some(true),
+                        error: None,
+                        at: Some(chrono::Utc::now()),
+                    };
+                    s.interval
+                }
+                Err(e) => {
+                    failures += 1;
+                    let text = secret::scrub_known(&e);
+                    let delay = retry_delay(failures).min(s.interval);
+                    tracing::error!(error = %text, retry_in = ?delay, "reconcile failed; nothing was changed, the last applied state stays in force");
+                    if last_error.as_deref() != Some(&text) {
+                        record_failure(&pool, &s, trigger, &text).await;
+                    }
+                    last_error = Some(text.clone());
+                    *last.lock().unwrap() = LastReconcile {
+                        ok: Some(false),
+                        error: Some(text),
+                        at: Some(chrono::Utc::now()),
+                    };
+                    delay
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        if let Some(w) = watcher.as_mut() {
+            let mut paths = vec![(s.manifests.clone(), true)];
+            // Watch the folders of secret files (a rotation is often a
+            // rename over the old file, which a watch on the file misses).
+            for f in &secret_files {
+                if let Some(dir) = f.parent() {
+                    if !dir.starts_with(&s.manifests) && !paths.iter().any(|(p, _)| p == dir) {
+                        paths.push((dir.to_path_buf(), false));
+                    }
+                }
+            }
+            w.set(&paths);
+        }
+        // Wait for the timer, a relevant event (then debounce), or shutdown.
+        let sleep = tokio::time::sleep(next);
+        tokio::pin!(sleep);
+        trigger = loop {
+            tokio::select! {
+                _ = &mut sleep => break if failures > 0 { "retry" } else { "interval" },
+                _ = shutdown.changed() => return,
+                Some(p) = events.recv() => {
+                    if relevant(&p, &s, &secret_files) {
+                        debounce(&mut events).await;
+                        break "watch";
+                    }
+                }
+            }
+        };
+    }
+}
+
+fn relevant(p: &std::path::Path, s: &Settings, secret_files: &[PathBuf]) -> bool {
+    p.starts_with(&s.manifests) || secret_files.iter().any(|f| f == p)
+}
+
+async fn debounce(events: &mut mpsc::UnboundedReceiver<PathBuf>) {
+    let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
+    loop {
+        let quiet = tokio::time::sleep(DEBOUNCE);
+        tokio::select! {
+            _ = quiet => return,
+            _ = tokio::time::sleep_until(deadline) => return,
+            e = events.recv() => if e.is_none() { return },
+        }
+    }
+}
+
+/// Loads and applies once. `Ok(true)` when rows changed.
+async fn reconcile_once(
+    pool: &PgPool,
+    s: &Settings,
+    trigger: &str,
+    secret_files: &mut Vec<PathBuf>,
+) -> Result<bool, String> {
+    let loaded = manifest::load(&s.manifests, s.secrets_dir.as_deref(), Secrets::Required)
+        .map_err(|e| {
+            // Keep watching the secret files of the last good load.
+            e.to_string()
+        })?;
+    for sec in loaded.secrets() {
+        secret::register(sec);
+    }
+    *secret_files = loaded.secret_files.clone();
+    let opts = options(s, trigger);
+    let applied = apply::apply(pool, &loaded.desired, &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let c = applied.counts;
+    if applied.plan.is_empty() {
+        tracing::debug!("manifests and tables agree");
+    } else {
+        tracing::info!(
+            created = c.create,
+            updated = c.update,
+            deleted = c.delete,
+            drift = c.drift,
+            run = %applied.run_id,
+            "reconciled"
+        );
+        if c.drift > 0 {
+            tracing::warn!(
+                drift = c.drift,
+                "rows changed outside cpi were set back to their manifests"
+            );
+        }
+    }
+    Ok(!applied.plan.is_empty())
+}
+
+fn options(s: &Settings, trigger: &str) -> ApplyOptions {
+    ApplyOptions {
+        owner: s.owner.clone(),
+        adopt: s.adopt,
+        max_delete: s.max_delete,
+        allow_delete: s.allow_delete,
+        trigger: trigger.to_string(),
+        revision: manifest::revision(&s.manifests),
+    }
+}
+
+async fn record_failure(pool: &PgPool, s: &Settings, trigger: &str, error: &str) {
+    if let Err(e) = apply::record_failure(pool, &options(s, trigger), error).await {
+        tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot record the failed reconcile");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backs_off_to_a_minute() {
+        assert_eq!(retry_delay(1), Duration::from_secs(2));
+        assert_eq!(retry_delay(2), Duration::from_secs(4));
+        assert_eq!(retry_delay(10), Duration::from_secs(60));
+    }
+}

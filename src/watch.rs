@@ -1,0 +1,92 @@
+//! File-system watching (notify): events are hints that something changed
+//! under a path. Every consumer also rescans on a timer, so a missed event
+//! (network file systems, overflowing queues) only delays work.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// inotify (or the platform's native backend), or polling for file systems
+/// where the kernel sees no events (NFS, SMB).
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Native,
+    Poll(Duration),
+}
+
+/// A watcher that sends every changed path into a channel.
+pub struct Watcher {
+    inner: Box<dyn notify::Watcher + Send>,
+    watched: Vec<(PathBuf, RecursiveMode)>,
+}
+
+/// Watcher errors, for the `cpi_watcher_errors_total` metric.
+pub static ERRORS: AtomicU64 = AtomicU64::new(0);
+
+impl Watcher {
+    pub fn new(backend: Backend, tx: UnboundedSender<PathBuf>) -> notify::Result<Watcher> {
+        let handler = move |res: notify::Result<notify::Event>| match res {
+            Ok(event) => {
+                for p in event.paths {
+                    let _ = tx.send(p);
+                }
+            }
+            Err(e) => {
+                ERRORS.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "file watcher error; the periodic rescan covers for it");
+            }
+        };
+        let inner: Box<dyn notify::Watcher + Send> = match backend {
+            Backend::Native => Box::new(notify::recommended_watcher(handler)?),
+            Backend::Poll(every) => Box::new(notify::PollWatcher::new(
+                handler,
+                notify::Config::default().with_poll_interval(every),
+            )?),
+        };
+        Ok(Watcher {
+            inner,
+            watched: Vec::new(),
+        })
+    }
+
+    /// Watches exactly `paths` from now on (adding and removing as needed).
+    pub fn set(&mut self, paths: &[(PathBuf, bool)]) {
+        let wanted: Vec<(PathBuf, RecursiveMode)> = paths
+            .iter()
+            .map(|(p, recursive)| {
+                let mode = if *recursive {
+                    RecursiveMode::Recursive
+                } else {
+                    RecursiveMode::NonRecursive
+                };
+                (p.clone(), mode)
+            })
+            .collect();
+        for (p, mode) in std::mem::take(&mut self.watched) {
+            if wanted.contains(&(p.clone(), mode)) {
+                self.watched.push((p, mode));
+            } else {
+                let _ = self.inner.unwatch(&p);
+            }
+        }
+        for (p, mode) in wanted {
+            if self.watched.contains(&(p.clone(), mode)) {
+                continue;
+            }
+            match self.inner.watch(&p, mode) {
+                Ok(()) => self.watched.push((p, mode)),
+                Err(e) => {
+                    ERRORS.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(path = %p.display(), error = %e, "cannot watch; relying on the periodic rescan");
+                }
+            }
+        }
+    }
+
+    pub fn is_watching(&self, p: &Path) -> bool {
+        self.watched.iter().any(|(w, _)| w == p)
+    }
+}

@@ -1,0 +1,711 @@
+//! End-to-end: the real `cpi run` binary on temp folders and the real
+//! PostgreSQL (DESIGN §4-6).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+use crate::common::{cpi_command, write, TestDb};
+
+/// A running `cpi run`, killed when dropped; its log goes to a file.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(db: &TestDb, manifests: &Path, log: &Path, extra: &[&str]) -> Daemon {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut cmd: Command = cpi_command();
+        cmd.args([
+            "run",
+            "--database-url",
+            &db.url(),
+            "--manifests",
+            manifests.to_str().unwrap(),
+        ])
+        .args(extra);
+        // Defaults a test may override (clap takes each flag once).
+        for (flag, value) in [
+            ("--interval", "2s"),
+            ("--rescan", "1s"),
+            ("--settle", "300ms"),
+            ("--lease", "3s"),
+        ] {
+            if !extra.contains(&flag) {
+                cmd.args([flag, value]);
+            }
+        }
+        cmd.env("CPI_LOG", "info,sqlx=warn")
+            .stdout(Stdio::null())
+            .stderr(file);
+        Daemon {
+            child: Some(cmd.spawn().expect("start cpi run")),
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- {} (last lines) ---", self.log.display());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test with `what`.
+async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_as::<_, (i64,)>(sql)
+        .fetch_one(pool)
+        .await
+        .map(|r| r.0)
+        .unwrap_or(-1)
+}
+
+async fn scalar_text(pool: &PgPool, sql: &str) -> Option<String> {
+    sqlx::query_as::<_, (Option<String>,)>(sql)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.0)
+}
+
+fn connection_doc(name: &str, db: &TestDb, description: &str) -> String {
+    format!(
+        "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: {name}\nspec:\n  description: {description}\n  database_url: postgresql://postgres@127.0.0.1:5432/{}\n  password_file: {name}.pass\n",
+        db.name
+    )
+}
+
+fn project_doc(name: &str, connection: &str, inbox: &Path, defaults: &str) -> String {
+    format!(
+        "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: {name}\nspec:\n  connection: {connection}\n  config:\n    inbox: {}\n    defaults: {defaults}\n",
+        inbox.display()
+    )
+}
+
+/// A folder with manifests (a connection to the test database itself) and
+/// one inbox per project.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(db: &TestDb, projects: &[(&str, &str)]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("manifests");
+        write(
+            &m,
+            "connections/target.yaml",
+            &connection_doc("target", db, "the test database"),
+        );
+        write(&m, "target.pass", "pw-1\n");
+        for (name, defaults) in projects {
+            let inbox = dir.path().join("inbox").join(name);
+            std::fs::create_dir_all(&inbox).unwrap();
+            write(
+                &m,
+                &format!("projects/{name}.yaml"),
+                &project_doc(name, "target", &inbox, defaults),
+            );
+        }
+        Setup { dir }
+    }
+    fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+    fn inbox(&self, project: &str) -> PathBuf {
+        self.dir.path().join("inbox").join(project)
+    }
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn csv_rows(first_id: u64, n: u64, tag: &str) -> String {
+    let mut s = String::from("id,tag,n\n");
+    for i in first_id..first_id + n {
+        s.push_str(&format!("{i},{tag},{}\n", i % 97));
+    }
+    s
+}
+
+async fn events_table(pool: &PgPool) {
+    sqlx::query("CREATE TABLE events (id bigint PRIMARY KEY, tag text NOT NULL, n int NOT NULL)")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn manifests_changes_follow_and_a_broken_set_changes_nothing() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p1", "{}")]);
+    let mut d = Daemon::start(&db, &s.manifests(), &s.log("log"), &["--interval", "1h"]);
+    let pool = db.pool().await;
+    eventually(Duration::from_secs(20), "startup reconcile", || {
+        let c = pool.clone();
+        async move {
+            (scalar_i64(
+                &c,
+                "SELECT count(*) FROM cpi_projects WHERE managed_by = 'cpi'",
+            )
+            .await
+                == 1)
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Add, edit.
+    write(
+        &s.manifests(),
+        "projects/p2.yaml",
+        &project_doc("p2", "target", &s.inbox("p2"), "{}"),
+    );
+    write(
+        &s.manifests(),
+        "connections/target.yaml",
+        &connection_doc("target", &db, "edited"),
+    );
+    eventually(Duration::from_secs(10), "add and edit applied", || {
+        let c = pool.clone();
+        async move {
+            let n = scalar_i64(&c, "SELECT count(*) FROM cpi_projects").await;
+            let d = scalar_text(
+                &c,
+                "SELECT description FROM cpi_connections WHERE name = 'target'",
+            )
+            .await;
+            (n == 2 && d.as_deref() == Some("edited")).then_some(())
+        }
+    })
+    .await;
+
+    // A broken manifest: nothing changes, the reason is logged.
+    write(&s.manifests(), "projects/broken.yaml", "apiVersion: cpi/v1\nkind: Project\nmetadata: {name: broken}\nspec: {connection: target, config: {inbox: /x, defaults: {mode: bogus}}}\n");
+    std::fs::remove_file(s.manifests().join("projects/p2.yaml")).unwrap();
+    eventually(Duration::from_secs(10), "the error in the log", || {
+        let log = d.log();
+        async move { (log.contains("reconcile failed") && log.contains("broken.yaml")).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi_projects").await,
+        2,
+        "p2 must survive a broken set"
+    );
+    let failed = scalar_i64(&pool, "SELECT count(*) FROM cpi_reconcile_runs WHERE status = 'failed' AND error LIKE '%broken.yaml%'").await;
+    assert!(failed >= 1);
+
+    // Fixing it applies (p2's removal included).
+    std::fs::remove_file(s.manifests().join("projects/broken.yaml")).unwrap();
+    eventually(Duration::from_secs(15), "the fix applied", || {
+        let c = pool.clone();
+        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_projects").await == 1).then_some(()) }
+    })
+    .await;
+    d.signal("-TERM");
+    assert_eq!(d.wait(Duration::from_secs(20)), Some(0));
+}
+
+#[tokio::test]
+async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p1", "{}")]);
+    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &["--interval", "2s"]);
+    let pool = db.pool().await;
+    eventually(Duration::from_secs(20), "startup reconcile", || {
+        let c = pool.clone();
+        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_projects").await == 1).then_some(()) }
+    })
+    .await;
+    sqlx::query("UPDATE cpi_projects SET description = 'hand edit'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "drift set back", || {
+        let c = pool.clone();
+        async move {
+            (scalar_text(&c, "SELECT description FROM cpi_projects")
+                .await
+                .is_none())
+            .then_some(())
+        }
+    })
+    .await;
+    let drifted = scalar_i64(
+        &pool,
+        "SELECT coalesce(sum(drifted), 0)::int8 FROM cpi_reconcile_runs",
+    )
+    .await;
+    assert_eq!(drifted, 1);
+
+    // Rotation by rename over the old file, as secret managers do it.
+    let tmp = s.manifests().join(".target.pass.new");
+    std::fs::write(&tmp, "pw-2\n").unwrap();
+    std::fs::rename(&tmp, s.manifests().join("target.pass")).unwrap();
+    eventually(Duration::from_secs(10), "rotated password applied", || {
+        let c = pool.clone();
+        async move {
+            let url = scalar_text(&c, "SELECT database_url FROM cpi_connections")
+                .await
+                .unwrap_or_default();
+            url.contains(":pw-2@").then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_file_is_imported_once_and_never_while_being_written() {
+    let db = TestDb::new().await;
+    let s = Setup::new(
+        &db,
+        &[
+            ("alpha", "{table: events, mode: append}"),
+            ("beta", "{table: events, mode: append}"),
+        ],
+    );
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    // Present before start.
+    for i in 0..5u64 {
+        write(
+            &s.inbox("alpha"),
+            &format!("early_{i:03}.csv"),
+            &csv_rows(1_000_000 + i * 10, 10, "early"),
+        );
+    }
+    let d = Daemon::start(
+        &db,
+        &s.manifests(),
+        &s.log("log"),
+        &["--settle", "1s", "--workers", "3"],
+    );
+
+    let mut expected = 50u64;
+    let mut handles = Vec::new();
+    for (p, project) in ["alpha", "beta"].iter().enumerate() {
+        let inbox = s.inbox(project);
+        let base = p as u64 * 100_000;
+        // 70 files written at once.
+        for i in 0..70u64 {
+            std::fs::write(
+                inbox.join(format!("plain_{i:03}.csv")),
+                csv_rows(base + i * 100, 20, "plain"),
+            )
+            .unwrap();
+            expected += 20;
+        }
+        // 15 files written to a temp name, then renamed.
+        for i in 0..15u64 {
+            let tmp = inbox.join(format!("renamed_{i:03}.csv.part"));
+            std::fs::write(&tmp, csv_rows(base + 10_000 + i * 100, 30, "renamed")).unwrap();
+            std::fs::rename(&tmp, inbox.join(format!("renamed_{i:03}.csv"))).unwrap();
+            expected += 30;
+        }
+        // 10 files written slowly, in chunks, with pauses shorter than settle.
+        for i in 0..10u64 {
+            let path = inbox.join(format!("slow_{i:03}.csv"));
+            let body = csv_rows(base + 20_000 + i * 1000, 400, "slow");
+            expected += 400;
+            handles.push(std::thread::spawn(move || {
+                let mut f = std::fs::File::create(&path).unwrap();
+                for chunk in body.as_bytes().chunks(body.len() / 6 + 1) {
+                    f.write_all(chunk).unwrap();
+                    f.flush().unwrap();
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            }));
+        }
+        // Temp names that must never be imported.
+        for name in [
+            "never.csv.tmp",
+            "never.csv.part",
+            "never.csv.partial",
+            "never.csv.crdownload",
+            ".hidden.csv",
+        ] {
+            std::fs::write(inbox.join(name), csv_rows(base + 90_000, 5, "never")).unwrap();
+        }
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    let total_files = 5 + 2 * (70 + 15 + 10);
+    eventually(Duration::from_secs(120), "all files imported", || {
+        let c = pool.clone();
+        async move {
+            (scalar_i64(
+                &c,
+                "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
+            )
+            .await
+                >= total_files)
+                .then_some(())
+        }
+    })
+    .await;
+    let failed: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(
+        failed.is_empty(),
+        "no file may fail (a half-written one would): {failed:?}\n{}",
+        d.log()
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events").await as u64,
+        expected
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events WHERE tag = 'never'").await,
+        0
+    );
+    let once: i64 = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM (SELECT file_path FROM cpi_import_jobs WHERE status = 'succeeded' GROUP BY file_path HAVING count(*) > 1) x",
+    )
+    .await;
+    assert_eq!(once, 0, "a file imported twice");
+    for project in ["alpha", "beta"] {
+        let processed = std::fs::read_dir(s.inbox(project).join("processed"))
+            .unwrap()
+            .count();
+        assert_eq!(processed, if project == "alpha" { 100 } else { 95 });
+        for name in [
+            "never.csv.tmp",
+            "never.csv.part",
+            "never.csv.partial",
+            "never.csv.crdownload",
+            ".hidden.csv",
+        ] {
+            assert!(
+                s.inbox(project).join(name).exists(),
+                "{name} must stay untouched"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_file_goes_to_failed_with_its_report() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    std::fs::write(
+        s.inbox("p").join("bad.csv"),
+        "id,tag,n\n1,a,1\n2,b,not-a-number\n",
+    )
+    .unwrap();
+    let report = s.inbox("p").join("failed/bad.csv.error.json");
+    eventually(Duration::from_secs(20), "error report", || {
+        let r = report.clone();
+        async move { r.exists().then_some(()) }
+    })
+    .await;
+    assert!(s.inbox("p").join("failed/bad.csv").exists());
+    let text = std::fs::read_to_string(&report).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v["job_id"].is_string());
+    assert!(text.contains("not-a-number"), "{text}");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_target_leaves_the_file_waiting() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    // The connection points at a port where nothing listens.
+    let m = s.manifests();
+    let doc = connection_doc("target", &db, "down").replace("127.0.0.1:5432", "127.0.0.1:1");
+    write(&m, "connections/target.yaml", &doc);
+    let d = Daemon::start(&db, &m, &s.log("log"), &[]);
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "x")).unwrap();
+    let pool = db.pool().await;
+    eventually(Duration::from_secs(20), "a failed attempt", || {
+        let c = pool.clone();
+        async move {
+            (scalar_i64(
+                &c,
+                "SELECT count(*) FROM cpi_import_jobs WHERE status = 'failed'",
+            )
+            .await
+                >= 1)
+                .then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        s.inbox("p").join("a.csv").exists(),
+        "the file waits in place"
+    );
+    assert!(!s.inbox("p").join("failed").exists());
+    assert!(
+        d.log().contains("the file stays in the inbox"),
+        "{}",
+        d.log()
+    );
+    assert!(!d.log().contains("pw-1"), "no secret in the log");
+}
+
+/// A file large enough that its import is still running when we act.
+fn big_csv(path: &Path, rows: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "id,tag,n").unwrap();
+    for i in 0..rows {
+        writeln!(f, "{i},big-file-row-with-some-text-{i},{}", i % 1000).unwrap();
+    }
+}
+
+async fn wait_running(pool: &PgPool) {
+    eventually(Duration::from_secs(30), "the import running", || {
+        let c = pool.clone();
+        async move {
+            (scalar_i64(&c, "SELECT count(*) FROM cpi_import_jobs WHERE status = 'running' AND file_sha256 IS NOT NULL").await == 1).then_some(())
+        }
+    })
+    .await;
+    // Let it get into the COPY.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+}
+
+const BIG: u64 = 3_000_000;
+
+#[tokio::test]
+async fn kill_9_mid_import_then_restart_imports_exactly_once() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let tmp = s.dir.path().join("big.tmp");
+    big_csv(&tmp, BIG);
+    let mut d = Daemon::start(&db, &s.manifests(), &s.log("log1"), &[]);
+    std::fs::rename(&tmp, s.inbox("p").join("big.csv")).unwrap();
+    wait_running(&pool).await;
+    d.signal("-KILL");
+    d.wait(Duration::from_secs(10));
+    // The server rolls the dead connection's transaction back.
+    eventually(Duration::from_secs(10), "no import session left", || {
+        let c = pool.clone();
+        async move {
+            (scalar_i64(&c, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'COPY%'").await == 0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events").await,
+        0,
+        "no partial rows"
+    );
+    assert!(s.inbox("p").join("big.csv").exists());
+
+    let _d2 = Daemon::start(&db, &s.manifests(), &s.log("log2"), &[]);
+    eventually(Duration::from_secs(120), "imported after restart", || {
+        let c = pool.clone();
+        async move {
+            (scalar_i64(
+                &c,
+                "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'",
+            )
+            .await
+                == 1)
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events").await as u64,
+        BIG
+    );
+    assert!(s.inbox("p").join("processed/big.csv").exists());
+    let attempts = scalar_i64(
+        &pool,
+        "SELECT attempts::int8 FROM cpi_import_jobs WHERE status = 'succeeded'",
+    )
+    .await;
+    assert_eq!(attempts, 2, "the dead worker's job was taken over");
+}
+
+#[tokio::test]
+async fn sigterm_mid_import_exits_0_and_loses_nothing() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let tmp = s.dir.path().join("big.tmp");
+    big_csv(&tmp, BIG);
+    // A shutdown timeout too short for the import: it is rolled back and requeued.
+    let mut d = Daemon::start(
+        &db,
+        &s.manifests(),
+        &s.log("log1"),
+        &["--shutdown-timeout", "200ms"],
+    );
+    std::fs::rename(&tmp, s.inbox("p").join("big.csv")).unwrap();
+    wait_running(&pool).await;
+    d.signal("-TERM");
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log());
+    assert!(d.log().contains("rolled back, job requeued"), "{}", d.log());
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
+    assert!(s.inbox("p").join("big.csv").exists());
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued'"
+        )
+        .await,
+        1
+    );
+
+    // With time to finish, a SIGTERM lets the import complete.
+    let mut d2 = Daemon::start(
+        &db,
+        &s.manifests(),
+        &s.log("log2"),
+        &["--shutdown-timeout", "2m"],
+    );
+    wait_running(&pool).await;
+    d2.signal("-TERM");
+    assert_eq!(d2.wait(Duration::from_secs(120)), Some(0), "{}", d2.log());
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events").await as u64,
+        BIG
+    );
+    assert!(s.inbox("p").join("processed/big.csv").exists());
+}
+
+#[tokio::test]
+async fn two_replicas_import_each_file_once_and_never_interleave_reconciles() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let _a = Daemon::start(&db, &s.manifests(), &s.log("a"), &["--interval", "1s"]);
+    let _b = Daemon::start(&db, &s.manifests(), &s.log("b"), &["--interval", "1s"]);
+    for i in 0..60u64 {
+        std::fs::write(
+            s.inbox("p").join(format!("f_{i:03}.csv")),
+            csv_rows(i * 100, 25, "r"),
+        )
+        .unwrap();
+        if i % 10 == 0 {
+            // Manifest edits while files flow: both replicas reconcile.
+            write(
+                &s.manifests(),
+                "connections/target.yaml",
+                &connection_doc("target", &db, &format!("rev {i}")),
+            );
+        }
+    }
+    eventually(Duration::from_secs(90), "all files processed", || {
+        let inbox = s.inbox("p");
+        async move {
+            let n = std::fs::read_dir(inbox.join("processed"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            (n >= 60).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events").await,
+        60 * 25
+    );
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_import_jobs WHERE status = 'failed'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM (SELECT file_name FROM cpi_import_jobs WHERE status = 'succeeded' GROUP BY 1 HAVING count(*) <> 1) x").await,
+        0
+    );
+    let replicas = scalar_i64(
+        &pool,
+        "SELECT count(DISTINCT split_part(worker, ':', 2)) FROM cpi_import_jobs WHERE status = 'succeeded'",
+    )
+    .await;
+    assert_eq!(replicas, 2, "both replicas imported files");
+    // Reconcile runs never overlap in time.
+    let overlaps = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM cpi_reconcile_runs a JOIN cpi_reconcile_runs b ON a.id < b.id
+          WHERE a.started_at < b.finished_at AND b.started_at < a.finished_at AND a.status <> 'failed' AND b.status <> 'failed'",
+    )
+    .await;
+    assert_eq!(overlaps, 0);
+    assert!(scalar_i64(&pool, "SELECT count(*) FROM cpi_reconcile_runs").await >= 4);
+}
