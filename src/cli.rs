@@ -89,6 +89,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectsCommand,
     },
+    /// Serve the HTTP API alone (no reconcile, no imports).
+    Serve(crate::api::command::ApiArgs),
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +188,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Connections { command } => connections(g, command).await,
         Command::Projects { command } => projects(g, command).await,
+        Command::Serve(a) => crate::api::command::run(g, a).await,
     }
 }
 

@@ -8,12 +8,16 @@
 //! - [`store`]: the `cpi_*` management tables (connect, migrate, read).
 //! - [`apply`]: runs a plan in one transaction under the reconcile lock.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
+//! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors, `cpi serve`.
+//! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`cli`]: the command line.
 
+pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod manifest;
+pub mod metrics;
 pub mod plan;
 pub mod render;
 pub mod secret;
