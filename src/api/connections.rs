@@ -65,9 +65,20 @@ pub struct ConnectionDetail {
 #[serde(deny_unknown_fields)]
 pub struct ConnectionCreate {
     /// 1-255 characters of `[A-Za-z0-9_.-]`, starting with a letter or digit.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        min_length = 1,
+        max_length = 255,
+        example = "customer_abc_prod"
+    )]
     pub name: String,
+    #[schema(example = "Customer ABC production database")]
     pub description: Option<String>,
     /// `postgres://` or `postgresql://`.
+    #[schema(
+        pattern = "^postgres(ql)?://",
+        example = "postgresql://importer:secret@db.internal:5432/abc"
+    )]
     pub database_url: String,
 }
 
@@ -76,10 +87,16 @@ pub struct ConnectionCreate {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionUpdate {
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        min_length = 1,
+        max_length = 255
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
+    #[schema(pattern = "^postgres(ql)?://")]
     pub database_url: Option<String>,
 }
 
@@ -122,11 +139,17 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Connection>>
     request_body = ConnectionCreate,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created (not managed by any reconciler)", body = Connection),
+        (status = 201, description = "Created (not managed by any reconciler)", body = Connection, links(
+            ("GetConnection" = (operation_id = "get_connection", parameters(("id" = "$response.body#/id")))),
+            ("UpdateConnection" = (operation_id = "update_connection", parameters(("id" = "$response.body#/id")))),
+            ("DeleteConnection" = (operation_id = "delete_connection", parameters(("id" = "$response.body#/id")))),
+            ("TestConnection" = (operation_id = "test_connection", parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 400, description = "Invalid name or URL", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 403, description = "No token configured", body = ErrorBody),
         (status = 409, description = "A connection of this name exists", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 422, description = "Malformed body", body = ErrorBody),
     )
 )]
@@ -220,6 +243,7 @@ pub(super) fn ensure_unmanaged(
         (status = 403, description = "No token configured", body = ErrorBody),
         (status = 404, description = "No such connection", body = ErrorBody),
         (status = 409, description = "Managed by a manifest (the body names it), or the new name is taken", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 422, description = "Malformed body", body = ErrorBody),
     )
 )]

@@ -89,7 +89,7 @@ pub struct JobsQuery {
     /// At most this many jobs (default 50, at most 500).
     #[param(minimum = 0, maximum = 500)]
     pub limit: Option<u32>,
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 2147483647)]
     pub offset: Option<u32>,
 }
 
@@ -111,7 +111,9 @@ const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_nam
     get, path = "/jobs", operation_id = "list_jobs", tag = "jobs",
     params(JobsQuery),
     responses(
-        (status = 200, description = "A page of import jobs, newest first", body = JobPage),
+        (status = 200, description = "A page of import jobs, newest first", body = JobPage, links(
+            ("GetFirstJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/jobs/0/id")))),
+        )),
         (status = 400, description = "Malformed query (unknown status, limit over 500, …)", body = ErrorBody),
     )
 )]
@@ -126,6 +128,12 @@ pub async fn list(
         )));
     }
     let offset = q.offset.unwrap_or(0);
+    if offset > i32::MAX as u32 {
+        return Err(ApiError::invalid(format!(
+            "offset: at most {}, got {offset}",
+            i32::MAX
+        )));
+    }
     if q.project.as_deref().is_some_and(|p| p.contains('\0')) {
         return Err(ApiError::invalid(
             "project: must not contain NUL characters",

@@ -122,8 +122,40 @@ fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI 3 document served at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+pub fn openapi() -> serde_json::Value {
+    let mut doc = serde_json::to_value(routes().into_openapi())
+        .expect("an OpenAPI document always serializes");
+    fix_link_keys(&mut doc);
+    doc
+}
+
+/// utoipa 5 writes the fields of a Link Object in snake case
+/// (`operation_id`); OpenAPI, and every tool that follows links (e.g.
+/// schemathesis' stateful tests), want `operationId`.
+fn fix_link_keys(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|resp| resp.get_mut("links").and_then(|l| l.as_object_mut()))
+        .flat_map(|links| links.values_mut())
+        .filter_map(|link| link.as_object_mut());
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(from) {
+                link.insert(to.to_string(), v);
+            }
+        }
+    }
 }
 
 pub fn app(state: AppState) -> Router {

@@ -60,6 +60,12 @@ impl From<ProjectRow> for Project {
 #[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
     /// 1-255 characters of `[A-Za-z0-9_.-]`, starting with a letter or digit.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        min_length = 1,
+        max_length = 255,
+        example = "customer_abc"
+    )]
     pub name: String,
     pub description: Option<String>,
     /// An existing connection; null leaves the project without one.
@@ -67,7 +73,11 @@ pub struct ProjectCreate {
     /// The import config of DESIGN §3 (`inbox`, `defaults`, `tables`, …);
     /// `name` is set from the project name. A legacy `connection.env_var`
     /// is rejected with the way to migrate.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, example = json!({
+        "inbox": "/srv/cpi/inbox/customer_abc",
+        "defaults": {"file_pattern": "*.csv", "primary_key": "id"},
+        "tables": [{"file_pattern": "orders_*.csv", "table": "sales.orders", "primary_key": ["order_id"], "mode": "upsert"}]
+    }))]
     pub config: Value,
 }
 
@@ -76,6 +86,11 @@ pub struct ProjectCreate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectUpdate {
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        min_length = 1,
+        max_length = 255
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
@@ -210,11 +225,16 @@ pub async fn get(
     request_body = ProjectCreate,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created (not managed by any reconciler)", body = Project),
+        (status = 201, description = "Created (not managed by any reconciler)", body = Project, links(
+            ("GetProject" = (operation_id = "get_project", parameters(("id" = "$response.body#/id")))),
+            ("UpdateProject" = (operation_id = "update_project", parameters(("id" = "$response.body#/id")))),
+            ("DeleteProject" = (operation_id = "delete_project", parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 400, description = "Invalid name or config, legacy connection.env_var, or unknown connection_id", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 403, description = "No token configured", body = ErrorBody),
         (status = 409, description = "A project of this name exists", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 422, description = "Malformed body", body = ErrorBody),
     )
 )]
@@ -268,6 +288,7 @@ pub async fn create(
         (status = 403, description = "No token configured", body = ErrorBody),
         (status = 404, description = "No such project", body = ErrorBody),
         (status = 409, description = "Managed by a manifest (the body names it), or the new name is taken", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 422, description = "Malformed body", body = ErrorBody),
     )
 )]

@@ -91,9 +91,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    super::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes")
+    serde_json::to_string_pretty(&super::openapi()).expect("the OpenAPI document serializes")
 });
 
 #[utoipa::path(

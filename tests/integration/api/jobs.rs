@@ -96,6 +96,7 @@ async fn bad_queries_answer_400() {
         "limit=501",
         "limit=-1",
         "offset=x",
+        "offset=2147483648",
         "unknown=1",
     ] {
         let r = s.get(&format!("/jobs?{q}")).await;

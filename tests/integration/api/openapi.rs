@@ -108,6 +108,31 @@ async fn the_document_is_valid_openapi_3_and_matches_the_routes() {
         .collect();
     assert_eq!(documented, expected);
 
+    // Every link names an operation that exists (tools follow them).
+    let mut links = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            for resp in op["responses"]
+                .as_object()
+                .into_iter()
+                .flat_map(|r| r.values())
+            {
+                for (name, link) in resp["links"].as_object().into_iter().flatten() {
+                    links += 1;
+                    let target = link["operationId"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("link {name}: no operationId: {link}"));
+                    assert!(
+                        operation_ids.contains(target),
+                        "link {name}: unknown operation {target}"
+                    );
+                    assert!(link.get("operation_id").is_none(), "{link}");
+                }
+            }
+        }
+    }
+    assert!(links >= 7, "{links} links");
+
     // Every documented operation is routed: the router answers neither
     // 405 nor its "no route" 404 to any of them.
     let id = uuid::Uuid::new_v4().to_string();
