@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::auth::Authorized;
 use super::error::{ApiError, ErrorBody};
-use super::{check_name, check_text, present, AppState, IdPath, JsonBody};
+use super::{check_name, check_text, ensure_unmanaged, present, AppState, IdPath, JsonBody};
 use crate::secret::{self, Secret};
 use crate::store::{self, ConnectionRow};
 
@@ -211,24 +211,6 @@ pub async fn get(
         managed_by: row.managed_by,
         source: row.source,
     }))
-}
-
-/// 409 for a row a reconciler owns: its manifest is the source of truth.
-pub(super) fn ensure_unmanaged(
-    kind: &'static str,
-    name: &str,
-    managed_by: &Option<String>,
-    source: &Option<String>,
-) -> Result<(), ApiError> {
-    match managed_by {
-        None => Ok(()),
-        Some(owner) => Err(ApiError::Managed {
-            kind,
-            name: name.to_string(),
-            managed_by: owner.clone(),
-            manifest: source.clone(),
-        }),
-    }
 }
 
 #[utoipa::path(

@@ -261,3 +261,21 @@ fn check_text(field: &str, value: &str) -> Result<(), String> {
         Ok(())
     }
 }
+
+/// 409 for a row a reconciler owns: its manifest is the source of truth.
+fn ensure_unmanaged(
+    kind: &'static str,
+    name: &str,
+    managed_by: &Option<String>,
+    source: &Option<String>,
+) -> Result<(), ApiError> {
+    match managed_by {
+        None => Ok(()),
+        Some(owner) => Err(ApiError::Managed {
+            kind,
+            name: name.to_string(),
+            managed_by: owner.clone(),
+            manifest: source.clone(),
+        }),
+    }
+}

@@ -13,9 +13,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Authorized;
-use super::connections::ensure_unmanaged;
 use super::error::{ApiError, ErrorBody};
-use super::{check_name, check_text, present, AppState, IdPath, JsonBody};
+use super::{check_name, check_text, ensure_unmanaged, present, AppState, IdPath, JsonBody};
 use crate::config::ProjectConfig;
 use crate::manifest;
 use crate::store::{self, ProjectRow};

@@ -1,5 +1,5 @@
 //! No database_url, no password and no token in any list response or in
-//! any line the real `cpi serve` logs, even at debug level.
+//! any line the real `cpi serve` logs, even at trace level.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -27,7 +27,7 @@ async fn no_secret_in_list_responses_or_logs() {
         .arg(&token_file)
         .arg("--database-url")
         .arg(db.url())
-        .env("CPI_LOG", "debug")
+        .env("CPI_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
