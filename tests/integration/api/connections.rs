@@ -139,6 +139,10 @@ async fn validation_answers_400_and_malformed_bodies_422() {
     let r = s.call_raw(Method::POST, "/connections", "{nope").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert!(!r.error().is_empty());
+    // No JSON content type.
+    let r = s.call(Method::POST, "/connections", None).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.text);
+    assert!(r.error().contains("application/json"), "{}", r.text);
 
     let id = s.connection("ok", "postgres://h/d").await;
     let r = s
