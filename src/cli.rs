@@ -98,6 +98,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::import::cli::JobsCommand,
     },
+    /// Serve the HTTP API alone (no reconcile, no imports).
+    Serve(crate::api::command::ApiArgs),
 }
 
 #[derive(Debug, Args)]
@@ -174,7 +176,8 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -198,6 +201,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(a) => crate::daemon::run(g, a).await,
         Command::Import(a) => crate::import::cli::import(g, a).await,
         Command::Jobs { command } => crate::import::cli::jobs_cmd(g, command).await,
+        Command::Serve(a) => crate::api::command::run(g, a).await,
     }
 }
 

@@ -25,8 +25,9 @@ use crate::config::ProjectConfig;
 use crate::import::{self, ImportError, JobOutcome};
 use crate::inbox::{self, Readiness};
 use crate::jobs::JobStatus;
+use crate::metrics::Health;
 use crate::queue;
-use crate::reconcile::{self, LastReconcile};
+use crate::reconcile;
 use crate::secret::{self, Secret};
 use crate::store;
 use crate::watch::{Backend, Watcher};
@@ -69,6 +70,12 @@ pub struct RunArgs {
     /// Allow any number of deletes, including every managed object.
     #[arg(long)]
     pub allow_delete: bool,
+    /// Serve the HTTP API (connections, projects, jobs, health, metrics) on host:port.
+    #[arg(long, env = "CPI_LISTEN")]
+    pub listen: Option<String>,
+    /// A file holding the API token (writes and URL-bearing responses need it).
+    #[arg(long, env = "CPI_API_TOKEN_FILE", requires = "listen")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 /// What the workers share.
@@ -84,6 +91,20 @@ struct Shared {
 
 pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
     let url = cli::management_url(g)?;
+    // Arguments first: a bad token file or a taken port fails before anything runs.
+    let token = a
+        .api_token_file
+        .as_deref()
+        .map(crate::api::auth::load_token)
+        .transpose()?;
+    let listener = match &a.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -95,7 +116,19 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let projects_changed = Arc::new(Notify::new());
-    let last = Arc::new(Mutex::new(LastReconcile::default()));
+    let health = Arc::new(Health::with_reconciler());
+    let api = listener.map(|l| {
+        let state = crate::api::AppState::new(pool.clone(), token, health.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = crate::api::serve(l, state, shutdown).await {
+                tracing::error!(error = %e, "the HTTP API stopped");
+            }
+        })
+    });
     let backend = if a.poll {
         Backend::Poll(a.poll_interval)
     } else {
@@ -115,7 +148,7 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
         pool.clone(),
         settings,
         projects_changed.clone(),
-        last.clone(),
+        health.clone(),
         stop.clone(),
     ));
     let shared = Shared {
@@ -125,7 +158,12 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
         job_ready: Arc::new(Notify::new()),
         shutdown: stop.clone(),
     };
-    let scanner = tokio::spawn(scan_inboxes(shared.clone(), backend, projects_changed));
+    let scanner = tokio::spawn(scan_inboxes(
+        shared.clone(),
+        backend,
+        projects_changed,
+        health,
+    ));
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
@@ -150,6 +188,9 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
         .await;
     let _ = reconciler.await;
     let _ = scanner.await;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     pool.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -223,9 +264,14 @@ fn inboxes_from(
 
 /// Watches and lists every project's inbox, and queues each file once it is
 /// ready. Inboxes follow `cpi_projects` (whoever wrote the rows).
-async fn scan_inboxes(s: Shared, backend: Backend, projects_changed: Arc<Notify>) {
+async fn scan_inboxes(
+    s: Shared,
+    backend: Backend,
+    projects_changed: Arc<Notify>,
+    health: Arc<Health>,
+) {
     let (tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = Watcher::new(backend, tx)
+    let mut watcher = Watcher::new(backend, tx, health)
         .map_err(
             |e| tracing::warn!(error = %e, "cannot watch inboxes; listing them every --rescan"),
         )

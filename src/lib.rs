@@ -15,8 +15,11 @@
 //! - [`watch`]: file-system events (inotify or polling) as hints.
 //! - [`daemon`]: `cpi run`, wiring the loops, workers and shutdown.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
+//! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors, `cpi serve`.
+//! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`cli`]: the command line.
 
+pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
@@ -25,6 +28,7 @@ pub mod import;
 pub mod inbox;
 pub mod jobs;
 pub mod manifest;
+pub mod metrics;
 pub mod plan;
 pub mod queue;
 pub mod reconcile;

@@ -490,14 +490,19 @@ fn check_api_version(ctx: &DocCtx, v: &str) -> Result<(), Vec<ManifestError>> {
     }
 }
 
-fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {
-    let ok = !name.is_empty()
+/// The rule for object names, shared with the HTTP API so that every row
+/// can be exported as a manifest.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 255
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {
+    if valid_name(name) {
         Ok(())
     } else {
         Err(vec![ctx.err_at_key(

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::apply::{self, ApplyOptions};
 use crate::manifest::{self, Secrets};
+use crate::metrics::{Health, ReconcileStatus};
 use crate::secret;
 use crate::watch::{Backend, Watcher};
 
@@ -34,14 +35,6 @@ const DEBOUNCE: Duration = Duration::from_millis(400);
 /// A burst of events never delays a reconcile longer than this.
 const DEBOUNCE_MAX: Duration = Duration::from_secs(5);
 
-/// The result of the last reconcile, for `/readyz` and the logs.
-#[derive(Debug, Clone, Default)]
-pub struct LastReconcile {
-    pub ok: Option<bool>,
-    pub error: Option<String>,
-    pub at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
 /// Backoff after consecutive failures: 2 s, 4 s, … capped at 60 s.
 pub fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(2u64.saturating_pow(failures.min(6)).min(60))
@@ -51,11 +44,11 @@ pub async fn run(
     pool: PgPool,
     s: Settings,
     projects_changed: Arc<Notify>,
-    last: Arc<std::sync::Mutex<LastReconcile>>,
+    health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = match Watcher::new(s.backend, tx) {
+    let mut watcher = match Watcher::new(s.backend, tx, health.clone()) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the manifests; reconciling every interval only");
@@ -76,14 +69,10 @@ pub async fn run(
                     if changed {
                         projects_changed.notify_one();
                     }
-                    *last.lock().unwrap() = LastReconcile {
-                        ok: Some(true),
-                        error: None,
-                        at: Some(chrono::Utc::now()),
-                    };
+                    health.reconciled(ReconcileStatus::Succeeded, None);
                     s.interval
                 }
-                Err(e) => {
+                Err((status, e)) => {
                     failures += 1;
                     let text = secret::scrub_known(&e);
                     let delay = retry_delay(failures).min(s.interval);
@@ -91,12 +80,8 @@ pub async fn run(
                     if last_error.as_deref() != Some(&text) {
                         record_failure(&pool, &s, trigger, &text).await;
                     }
-                    last_error = Some(text.clone());
-                    *last.lock().unwrap() = LastReconcile {
-                        ok: Some(false),
-                        error: Some(text),
-                        at: Some(chrono::Utc::now()),
-                    };
+                    health.reconciled(status, Some(&text));
+                    last_error = Some(text);
                     delay
                 }
             }
@@ -156,12 +141,10 @@ async fn reconcile_once(
     s: &Settings,
     trigger: &str,
     secret_files: &mut Vec<PathBuf>,
-) -> Result<bool, String> {
+) -> Result<bool, (ReconcileStatus, String)> {
     let loaded = manifest::load(&s.manifests, s.secrets_dir.as_deref(), Secrets::Required)
-        .map_err(|e| {
-            // Keep watching the secret files of the last good load.
-            e.to_string()
-        })?;
+        // On failure the secret files of the last good load stay watched.
+        .map_err(|e| (ReconcileStatus::Failed, e.to_string()))?;
     for sec in loaded.secrets() {
         secret::register(sec);
     }
@@ -169,7 +152,15 @@ async fn reconcile_once(
     let opts = options(s, trigger);
     let applied = apply::apply(pool, &loaded.desired, &opts)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            let status = match e {
+                apply::ApplyError::Conflicts(_) | apply::ApplyError::DeleteGuard(_) => {
+                    ReconcileStatus::Refused
+                }
+                _ => ReconcileStatus::Failed,
+            };
+            (status, e.to_string())
+        })?;
     let c = applied.counts;
     if applied.plan.is_empty() {
         tracing::debug!("manifests and tables agree");

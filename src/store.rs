@@ -256,6 +256,152 @@ pub async fn project_by_name(
     .await?)
 }
 
+// Writes of the HTTP API. They only ever touch rows no reconciler owns
+// (`managed_by IS NULL`): the caller locks the row first (`FOR UPDATE`) so
+// that an apply adopting it concurrently is serialized with the write.
+
+pub async fn insert_connection(
+    db: impl PgExecutor<'_>,
+    name: &str,
+    description: Option<&str>,
+    database_url: &Secret,
+) -> Result<ConnectionRow, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO cpi_connections (name, description, database_url) VALUES ($1, $2, $3)
+         RETURNING {CONNECTION_COLUMNS}"
+    ))
+    .bind(name)
+    .bind(description)
+    .bind(database_url.expose())
+    .fetch_one(db)
+    .await?)
+}
+
+/// The row, locked until the end of the transaction.
+pub async fn lock_connection(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<ConnectionRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CONNECTION_COLUMNS} FROM cpi_connections WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn update_unmanaged_connection(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    name: &str,
+    description: Option<&str>,
+    database_url: &Secret,
+) -> Result<Option<ConnectionRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE cpi_connections SET name = $2, description = $3, database_url = $4, updated_at = NOW()
+          WHERE id = $1 AND managed_by IS NULL
+         RETURNING {CONNECTION_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(name)
+    .bind(description)
+    .bind(database_url.expose())
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Projects that used the connection keep existing with `connection_id`
+/// NULL (`ON DELETE SET NULL`).
+pub async fn delete_unmanaged_connection(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM cpi_connections WHERE id = $1 AND managed_by IS NULL")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn project_by_id(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<ProjectRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id WHERE p.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The row, locked until the end of the transaction.
+pub async fn lock_project(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<ProjectRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id
+          WHERE p.id = $1 FOR UPDATE OF p"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn insert_project(
+    db: impl PgExecutor<'_>,
+    name: &str,
+    description: Option<&str>,
+    connection_id: Option<Uuid>,
+    config: &serde_json::Value,
+) -> Result<Uuid, StoreError> {
+    let (id,): (Uuid,) = sqlx::query_as(
+        "INSERT INTO cpi_projects (name, description, connection_id, config) VALUES ($1, $2, $3, $4)
+         RETURNING id",
+    )
+    .bind(name)
+    .bind(description)
+    .bind(connection_id)
+    .bind(config)
+    .fetch_one(db)
+    .await?;
+    Ok(id)
+}
+
+pub async fn update_unmanaged_project(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    name: &str,
+    description: Option<&str>,
+    connection_id: Option<Uuid>,
+    config: &serde_json::Value,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE cpi_projects SET name = $2, description = $3, connection_id = $4, config = $5, updated_at = NOW()
+          WHERE id = $1 AND managed_by IS NULL",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(description)
+    .bind(connection_id)
+    .bind(config)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn delete_unmanaged_project(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM cpi_projects WHERE id = $1 AND managed_by IS NULL")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Connects to a target database and runs `SELECT 1`, within `timeout`.
 /// The error text never contains the password.
 pub async fn test_connection(url: &Secret, timeout: Duration) -> Result<(), String> {

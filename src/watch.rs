@@ -3,11 +3,13 @@
 //! (network file systems, overflowing queues) only delays work.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::RecursiveMode;
 use tokio::sync::mpsc::UnboundedSender;
+
+use crate::metrics::Health;
 
 /// inotify (or the platform's native backend), or polling for file systems
 /// where the kernel sees no events (NFS, SMB).
@@ -21,21 +23,28 @@ pub enum Backend {
 pub struct Watcher {
     inner: Box<dyn notify::Watcher + Send>,
     watched: Vec<(PathBuf, RecursiveMode)>,
+    health: Arc<Health>,
 }
 
-/// Watcher errors, for the `cpi_watcher_errors_total` metric.
-pub static ERRORS: AtomicU64 = AtomicU64::new(0);
-
 impl Watcher {
-    pub fn new(backend: Backend, tx: UnboundedSender<PathBuf>) -> notify::Result<Watcher> {
+    /// Errors count in `health` (the `cpi_watcher_errors_total` metric).
+    pub fn new(
+        backend: Backend,
+        tx: UnboundedSender<PathBuf>,
+        health: Arc<Health>,
+    ) -> notify::Result<Watcher> {
+        let counted = health.clone();
         let handler = move |res: notify::Result<notify::Event>| match res {
+            // Reads (open, close without writing) are not changes, and cpi's
+            // own reads of the folder would otherwise wake it up again.
+            Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
             Ok(event) => {
                 for p in event.paths {
                     let _ = tx.send(p);
                 }
             }
             Err(e) => {
-                ERRORS.fetch_add(1, Ordering::Relaxed);
+                counted.watcher_error();
                 tracing::warn!(error = %e, "file watcher error; the periodic rescan covers for it");
             }
         };
@@ -49,6 +58,7 @@ impl Watcher {
         Ok(Watcher {
             inner,
             watched: Vec::new(),
+            health,
         })
     }
 
@@ -79,7 +89,7 @@ impl Watcher {
             match self.inner.watch(&p, mode) {
                 Ok(()) => self.watched.push((p, mode)),
                 Err(e) => {
-                    ERRORS.fetch_add(1, Ordering::Relaxed);
+                    self.health.watcher_error();
                     tracing::warn!(path = %p.display(), error = %e, "cannot watch; relying on the periodic rescan");
                 }
             }

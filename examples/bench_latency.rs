@@ -1,0 +1,108 @@
+//! Latency of the daemon: from a file becoming ready (its job is queued
+//! once it settled) to its import starting, median over 100 files.
+//!
+//! `cargo build --release && cargo run --release --example bench_latency`
+//!
+//! Starts the real `cpi run` on a temp folder and a fresh database, drops
+//! 100 small files into an inbox one by one, waits for every job, and reads
+//! `started_at - created_at` of the jobs. Set CPI_BENCH_ADMIN_URL to use
+//! another server.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+
+const FILES: usize = 100;
+
+#[tokio::main]
+async fn main() {
+    let admin = std::env::var("CPI_BENCH_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("cpi");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --release` first",
+        bin.display()
+    );
+
+    let db = format!("cpi_latency_{}", uuid::Uuid::new_v4().simple());
+    let mut admin_conn = PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+        .execute(&mut admin_conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("all.yaml"),
+        format!(
+            "apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: target}}\nspec:\n  database_url: {url}\n---\napiVersion: cpi/v1\nkind: Project\nmetadata: {{name: latency}}\nspec:\n  connection: target\n  config:\n    inbox: {}\n    defaults: {{table: events, mode: append}}\n",
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE events (id bigint PRIMARY KEY, v text)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let mut daemon = Command::new(&bin)
+        .args([
+            "run",
+            "--database-url",
+            &url,
+            "--manifests",
+            manifests.to_str().unwrap(),
+        ])
+        .args(["--settle", "500ms", "--workers", "2"])
+        .env("CPI_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it start and reconcile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..FILES {
+        let body = format!("id,v\n{},file {i}\n", i + 1);
+        std::fs::write(inbox.join(format!("f_{i:03}.csv")), body).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (done,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap_or((0,));
+        if done as usize >= FILES || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (median, p90, max, n): (f64, f64, f64, i64) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d), percentile_cont(0.9) WITHIN GROUP (ORDER BY d), max(d), count(*)
+           FROM (SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 AS d
+                   FROM cpi_import_jobs WHERE status = 'succeeded') x",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let _ = daemon.wait();
+    drop(conn);
+    sqlx::query(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
+        .execute(&mut admin_conn)
+        .await
+        .unwrap();
+    println!("ready -> job started, over {n} files: median {median:.1} ms, p90 {p90:.1} ms, max {max:.1} ms");
+}

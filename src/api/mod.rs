@@ -1,0 +1,281 @@
+//! The HTTP API (DESIGN §7): the connection API of the decision record,
+//! projects, import jobs, health and metrics.
+//!
+//! [`app`] builds the router from the state alone, so tests can drive it
+//! without a socket; [`serve`] takes its listener and its shutdown future, so
+//! tests bind port 0 and stop it at will, and the daemon serves the same
+//! router from `cpi run --listen`.
+//!
+//! Rows that a reconciler manages (`managed_by` set) are read-only here:
+//! git is their source of truth, and a write answers 409 naming the
+//! manifest. A bearer token guards writes, connection tests and every
+//! response carrying a `database_url`.
+
+pub mod auth;
+pub mod command;
+mod connections;
+mod error;
+mod jobs;
+mod projects;
+mod system;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use serde::{Deserialize, Deserializer};
+use sqlx::PgPool;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub use error::{ApiError, ErrorBody};
+
+use crate::manifest;
+use crate::metrics::Health;
+use crate::secret::Secret;
+
+/// How long `POST /connections/{id}/test` waits for the target database.
+pub const CONNECTION_TEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    /// The API token; `None` makes every guarded endpoint answer 403.
+    pub token: Option<Secret>,
+    /// Shared with the daemon, which reports reconciles and watcher errors.
+    pub health: Arc<Health>,
+    pub connection_test_timeout: Duration,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, token: Option<Secret>, health: Arc<Health>) -> Self {
+        AppState {
+            pool,
+            token,
+            health,
+            connection_test_timeout: CONNECTION_TEST_TIMEOUT,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cpi",
+        description = "Connections, projects and import jobs of cpi (CSV imports into PostgreSQL, under git). \
+            Rows with `managed_by` set are declared by manifests in git and are read-only here (409). \
+            Writes, connection tests and `GET /connections/{id}` need `Authorization: Bearer <token>`; \
+            the token is read from `--api-token-file`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "connections", description = "Target databases (the URL is only shown by GET /connections/{id})"),
+        (name = "projects", description = "Projects and their import config"),
+        (name = "jobs", description = "Import jobs"),
+        (name = "system", description = "Health, readiness, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi
+            .components
+            .get_or_insert_with(utoipa::openapi::Components::new);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Every route, with its OpenAPI description: the router and the document
+/// come from the same list, so they cannot disagree.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(connections::list, connections::create))
+        .routes(routes!(
+            connections::get,
+            connections::update,
+            connections::delete
+        ))
+        .routes(routes!(connections::test))
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi_json))
+}
+
+/// The OpenAPI 3 document served at `/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    let mut doc = serde_json::to_value(routes().into_openapi())
+        .expect("an OpenAPI document always serializes");
+    fix_link_keys(&mut doc);
+    doc
+}
+
+/// utoipa 5 writes the fields of a Link Object in snake case
+/// (`operation_id`); OpenAPI, and every tool that follows links (e.g.
+/// schemathesis' stateful tests), want `operationId`.
+fn fix_link_keys(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|resp| resp.get_mut("links").and_then(|l| l.as_object_mut()))
+        .flat_map(|links| links.values_mut())
+        .filter_map(|link| link.as_object_mut());
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(from) {
+                link.insert(to.to_string(), v);
+            }
+        }
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    let (router, _) = routes().split_for_parts();
+    router
+        .fallback(no_route)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` completes, then lets the
+/// requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    if state.token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the API listens on a non-loopback address without an API token: reads are open to \
+             the network and writes answer 403; give --api-token-file to enable writes"
+        );
+    }
+    tracing::info!(%addr, "API listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::Malformed {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no route for {method} {}", uri.path()),
+    }
+}
+
+/// One line per request: method, path, status, duration. Never headers,
+/// bodies or query strings, which may hold the token or a URL.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    if method == Method::GET || method == Method::HEAD {
+        tracing::debug!(%method, %path, status, ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, ms, "request");
+    }
+    resp
+}
+
+/// `axum::Json`, answering a body it cannot read with the API's JSON error.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct JsonBody<T>(pub T);
+
+/// A UUID path segment; a malformed one is a 400 with the API's JSON error.
+pub struct IdPath(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<Uuid>::from_request_parts(parts, state).await?;
+        Ok(IdPath(id))
+    }
+}
+
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct QueryParams<T>(pub T);
+
+/// Deserializes a field that is present (even as `null`) into `Some`, so
+/// `Option<Option<T>>` tells "left out" (`None`) from "cleared" (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The manifests' name rule, so every row can be exported as a manifest.
+fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    if manifest::valid_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "name: a {kind} name is 1-255 characters of [A-Za-z0-9_.-], starting with a letter or digit"
+        ))
+    }
+}
+
+/// PostgreSQL text cannot hold NUL: a 400, not a failed insert.
+fn check_text(field: &str, value: &str) -> Result<(), String> {
+    if value.contains('\0') {
+        Err(format!("{field}: must not contain NUL characters"))
+    } else {
+        Ok(())
+    }
+}
+
+/// 409 for a row a reconciler owns: its manifest is the source of truth.
+fn ensure_unmanaged(
+    kind: &'static str,
+    name: &str,
+    managed_by: &Option<String>,
+    source: &Option<String>,
+) -> Result<(), ApiError> {
+    match managed_by {
+        None => Ok(()),
+        Some(owner) => Err(ApiError::Managed {
+            kind,
+            name: name.to_string(),
+            managed_by: owner.clone(),
+            manifest: source.clone(),
+        }),
+    }
+}

@@ -1,0 +1,423 @@
+//! `/projects`: projects and their import config, validated exactly like a
+//! Project manifest's.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Authorized;
+use super::error::{ApiError, ErrorBody};
+use super::{check_name, check_text, ensure_unmanaged, present, AppState, IdPath, JsonBody};
+use crate::config::ProjectConfig;
+use crate::manifest;
+use crate::store::{self, ProjectRow};
+
+const KIND: &str = "project";
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Project {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    /// Null when the project has no connection (its imports are rejected).
+    pub connection_id: Option<Uuid>,
+    pub connection_name: Option<String>,
+    /// The project config (`cpi_projects.config`, DESIGN §3).
+    #[schema(value_type = Object)]
+    pub config: Value,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub managed_by: Option<String>,
+    pub source: Option<String>,
+}
+
+impl From<ProjectRow> for Project {
+    fn from(r: ProjectRow) -> Self {
+        Project {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            connection_id: r.connection_id,
+            connection_name: r.connection_name,
+            config: r.config,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            managed_by: r.managed_by,
+            source: r.source,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectCreate {
+    /// 1-255 characters of `[A-Za-z0-9_.-]`, starting with a letter or digit.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        min_length = 1,
+        max_length = 255,
+        example = "customer_abc"
+    )]
+    pub name: String,
+    pub description: Option<String>,
+    /// An existing connection; null leaves the project without one.
+    pub connection_id: Option<Uuid>,
+    /// The import config of DESIGN §3 (`inbox`, `defaults`, `tables`, …);
+    /// `name` is set from the project name. A legacy `connection.env_var`
+    /// is rejected with the way to migrate.
+    #[schema(value_type = Object, example = json!({
+        "inbox": "/srv/cpi/inbox/customer_abc",
+        "defaults": {"file_pattern": "*.csv", "primary_key": "id"},
+        "tables": [{"file_pattern": "orders_*.csv", "table": "sales.orders", "primary_key": ["order_id"], "mode": "upsert"}]
+    }))]
+    pub config: Value,
+}
+
+/// Fields left out keep their value; `null` clears `description` or
+/// `connection_id`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectUpdate {
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        min_length = 1,
+        max_length = 255
+    )]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Uuid>)]
+    pub connection_id: Option<Option<Uuid>>,
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+}
+
+/// The legacy form (`connection.env_var`, in the body or in its config)
+/// gets the migration hint before anything else is checked.
+fn reject_legacy(body: &Value) -> Result<(), ApiError> {
+    let env_var = [
+        body.get("connection"),
+        body.get("config").and_then(|c| c.get("connection")),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|c| c.get("env_var"));
+    match env_var {
+        Some(v) => {
+            let name = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            Err(ApiError::invalid(manifest::legacy_message(&name)))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Reads a body as a `Value` first, so a legacy body gets its hint rather
+/// than an "unknown field" error.
+fn parse<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    reject_legacy(&body)?;
+    serde_json::from_value(body).map_err(|e| ApiError::Malformed {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        message: format!("Failed to deserialize the JSON body into the target type: {e}"),
+    })
+}
+
+/// PostgreSQL's `jsonb` refuses `\u0000`: a 400, not a failed insert.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// The config as a manifest's would be stored: parsed, validated, `name`
+/// set to the project's, and serialized canonically.
+fn check_config(name: &str, config: Value, problems: &mut Vec<String>) -> Option<Value> {
+    if !config.is_object() {
+        problems.push("config: must be an object".into());
+        return None;
+    }
+    if has_nul(&config) {
+        problems.push("config: must not contain NUL characters".into());
+        return None;
+    }
+    let mut parsed: ProjectConfig = match serde_json::from_value(config) {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(format!("config: {e}"));
+            return None;
+        }
+    };
+    match &parsed.name {
+        Some(n) if n != name => {
+            problems.push(format!(
+                "config.name {n:?} differs from the project name {name:?} (leave it out: it is set from the name)"
+            ));
+            return None;
+        }
+        _ => parsed.name = Some(name.to_string()),
+    }
+    let errors = parsed.validate();
+    if !errors.is_empty() {
+        problems.extend(errors.into_iter().map(|m| format!("config.{m}")));
+        return None;
+    }
+    serde_json::to_value(&parsed)
+        .map_err(|e| problems.push(format!("config: {e}")))
+        .ok()
+}
+
+async fn ensure_connection_exists(
+    db: impl sqlx::PgExecutor<'_>,
+    id: Option<Uuid>,
+) -> Result<(), ApiError> {
+    if let Some(id) = id {
+        if store::connection_by_id(db, id).await?.is_none() {
+            return Err(ApiError::invalid(format!(
+                "connection_id: no connection has the id {id}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[utoipa::path(
+    get, path = "/projects", operation_id = "list_projects", tag = "projects",
+    responses((status = 200, description = "Every project, by name", body = [Project]))
+)]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Project>>, ApiError> {
+    let rows = store::list_projects(&state.pool).await?;
+    Ok(Json(rows.into_iter().map(Project::from).collect()))
+}
+
+#[utoipa::path(
+    get, path = "/projects/{id}", operation_id = "get_project", tag = "projects",
+    params(("id" = Uuid, Path, description = "Project id")),
+    responses(
+        (status = 200, description = "The project", body = Project),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Project>, ApiError> {
+    let row = store::project_by_id(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound { kind: KIND, id })?;
+    Ok(Json(row.into()))
+}
+
+#[utoipa::path(
+    post, path = "/projects", operation_id = "create_project", tag = "projects",
+    request_body = ProjectCreate,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created (not managed by any reconciler)", body = Project, links(
+            ("GetProject" = (operation_id = "get_project", parameters(("id" = "$response.body#/id")))),
+            ("UpdateProject" = (operation_id = "update_project", parameters(("id" = "$response.body#/id")))),
+            ("DeleteProject" = (operation_id = "delete_project", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, description = "Invalid name or config, legacy connection.env_var, or unknown connection_id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "No token configured", body = ErrorBody),
+        (status = 409, description = "A project of this name exists", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "Malformed body", body = ErrorBody),
+    )
+)]
+pub async fn create(
+    _auth: Authorized,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: ProjectCreate = parse(body)?;
+    let mut problems = Vec::new();
+    problems.extend(check_name(KIND, &body.name).err());
+    if let Some(d) = &body.description {
+        problems.extend(check_text("description", d).err());
+    }
+    let config = check_config(&body.name, body.config, &mut problems);
+    let Some(config) = config.filter(|_| problems.is_empty()) else {
+        return Err(ApiError::Invalid(problems));
+    };
+    let mut tx = state.pool.begin().await?;
+    ensure_connection_exists(&mut *tx, body.connection_id).await?;
+    let id = store::insert_project(
+        &mut *tx,
+        &body.name,
+        body.description.as_deref(),
+        body.connection_id,
+        &config,
+    )
+    .await
+    .map_err(|e| ApiError::from_write(e, KIND, &body.name))?;
+    let row = store::project_by_id(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound { kind: KIND, id })?;
+    tx.commit().await?;
+    tracing::info!(project = %row.name, %id, "project created");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/projects/{id}"))],
+        Json(Project::from(row)),
+    ))
+}
+
+#[utoipa::path(
+    put, path = "/projects/{id}", operation_id = "update_project", tag = "projects",
+    params(("id" = Uuid, Path, description = "Project id")),
+    request_body = ProjectUpdate,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = Project),
+        (status = 400, description = "Invalid name or config, legacy connection.env_var, unknown connection_id, or malformed id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "No token configured", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 409, description = "Managed by a manifest (the body names it), or the new name is taken", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
+        (status = 422, description = "Malformed body", body = ErrorBody),
+    )
+)]
+pub async fn update(
+    _auth: Authorized,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Project>, ApiError> {
+    let body: ProjectUpdate = parse(body)?;
+    let mut problems = Vec::new();
+    if let Some(n) = &body.name {
+        problems.extend(check_name(KIND, n).err());
+    }
+    if let Some(Some(d)) = &body.description {
+        problems.extend(check_text("description", d).err());
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(problems));
+    }
+    let mut tx = state.pool.begin().await?;
+    let current = store::lock_project(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound { kind: KIND, id })?;
+    ensure_unmanaged(KIND, &current.name, &current.managed_by, &current.source)?;
+    let name = body.name.unwrap_or(current.name);
+    // A rename changes `config.name` too; a new config is checked whole.
+    let config = match body.config {
+        Some(c) => check_config(&name, c, &mut problems),
+        None => {
+            let mut c = current.config;
+            if let Some(o) = c.as_object_mut() {
+                o.insert("name".into(), Value::String(name.clone()));
+            }
+            Some(c)
+        }
+    };
+    let Some(config) = config.filter(|_| problems.is_empty()) else {
+        return Err(ApiError::Invalid(problems));
+    };
+    let description = body.description.unwrap_or(current.description);
+    let connection_id = body.connection_id.unwrap_or(current.connection_id);
+    ensure_connection_exists(&mut *tx, connection_id).await?;
+    let updated = store::update_unmanaged_project(
+        &mut *tx,
+        id,
+        &name,
+        description.as_deref(),
+        connection_id,
+        &config,
+    )
+    .await
+    .map_err(|e| ApiError::from_write(e, KIND, &name))?;
+    if !updated {
+        return Err(ApiError::NotFound { kind: KIND, id });
+    }
+    let row = store::project_by_id(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound { kind: KIND, id })?;
+    tx.commit().await?;
+    tracing::info!(project = %row.name, %id, "project updated");
+    Ok(Json(row.into()))
+}
+
+#[utoipa::path(
+    delete, path = "/projects/{id}", operation_id = "delete_project", tag = "projects",
+    params(("id" = Uuid, Path, description = "Project id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted; its import jobs stay, with project_id null"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "No token configured", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 409, description = "Managed by a manifest (the body names it)", body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    _auth: Authorized,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let current = store::lock_project(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound { kind: KIND, id })?;
+    ensure_unmanaged(KIND, &current.name, &current.managed_by, &current.source)?;
+    if !store::delete_unmanaged_project(&mut *tx, id).await? {
+        return Err(ApiError::NotFound { kind: KIND, id });
+    }
+    tx.commit().await?;
+    tracing::info!(project = %current.name, %id, "project deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_is_validated_like_a_manifest() {
+        let mut p = Vec::new();
+        let c = check_config("abc", json!({"inbox": "/in"}), &mut p).unwrap();
+        assert_eq!(c, json!({"name": "abc", "inbox": "/in"}));
+
+        let mut p = Vec::new();
+        assert!(check_config("abc", json!({"name": "other"}), &mut p).is_none());
+        assert!(p[0].contains("differs"), "{p:?}");
+
+        let mut p = Vec::new();
+        assert!(check_config("abc", json!({"nope": 1}), &mut p).is_none());
+        assert!(p[0].contains("unknown field"), "{p:?}");
+
+        let mut p = Vec::new();
+        assert!(check_config("abc", json!([]), &mut p).is_none());
+        let mut p = Vec::new();
+        assert!(check_config("abc", json!({"inbox": "a\u{0}b"}), &mut p).is_none());
+    }
+
+    #[test]
+    fn legacy_env_var_gets_the_hint() {
+        for body in [
+            json!({"name": "a", "config": {"connection": {"env_var": "ABC_URL"}}}),
+            json!({"name": "a", "connection": {"env_var": "ABC_URL"}, "config": {}}),
+        ] {
+            let e = parse::<ProjectCreate>(body).err().unwrap();
+            let m = e.to_string();
+            assert!(m.contains("ABC_URL") && m.contains("convert-legacy"), "{m}");
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Liveness, readiness, metrics and the OpenAPI document.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::metrics::{self, LastReconcile};
+use crate::secret;
+
+/// How long `/readyz` waits for the database before calling it unreachable.
+const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alive {
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    /// `ok`, or why the management database cannot be used.
+    pub database: String,
+    /// Whether this process runs the reconciler (`cpi run`) or serves the API alone.
+    pub reconciler: bool,
+    /// The last reconcile this process ran, if any.
+    pub last_reconcile: Option<LastReconcile>,
+}
+
+#[utoipa::path(
+    get, path = "/healthz", operation_id = "healthz", tag = "system",
+    responses((status = 200, description = "The process is up", body = Alive))
+)]
+pub async fn healthz() -> Json<Alive> {
+    Json(Alive {
+        status: "ok".into(),
+    })
+}
+
+#[utoipa::path(
+    get, path = "/readyz", operation_id = "readyz", tag = "system",
+    responses(
+        (status = 200, description = "Ready: the database answers and, under `cpi run`, the first reconcile succeeded", body = Readiness),
+        (status = 503, description = "Not ready (the body says why)", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let probe = sqlx::query("SELECT 1").execute(&state.pool);
+    let database = match tokio::time::timeout(READY_DB_TIMEOUT, probe).await {
+        Ok(Ok(_)) => "ok".to_string(),
+        Ok(Err(e)) => format!("unreachable: {}", secret::scrub_known(&e.to_string())),
+        Err(_) => format!(
+            "unreachable: no answer within {} s",
+            READY_DB_TIMEOUT.as_secs()
+        ),
+    };
+    let ready = database == "ok" && state.health.reconcile_ready();
+    let body = Readiness {
+        ready,
+        database,
+        reconciler: state.health.runs_reconciler(),
+        last_reconcile: state.health.last_reconcile(),
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+#[utoipa::path(
+    get, path = "/metrics", operation_id = "metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format (0.0.4); every metric is named cpi_*", body = String, content_type = "text/plain"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let text = metrics::render(&state.pool, &state.health).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    serde_json::to_string_pretty(&super::openapi()).expect("the OpenAPI document serializes")
+});
+
+#[utoipa::path(
+    get, path = "/openapi.json", operation_id = "openapi", tag = "system",
+    responses((status = 200, description = "This API's OpenAPI 3 document", content_type = "application/json", body = Object))
+)]
+pub async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+}

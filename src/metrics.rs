@@ -1,0 +1,349 @@
+//! Health and Prometheus metrics.
+//!
+//! Most metrics are read from the management database at scrape time (jobs,
+//! rows, reconcile runs, managed objects): the tables are the truth, they
+//! survive restarts, and every replica reports the same numbers. Only what
+//! exists nowhere else lives in [`Health`], the handle the daemon updates:
+//! the last reconcile seen by this process and the watcher errors.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use crate::secret;
+
+/// The outcome of one reconcile, as `cpi_reconcile_runs.status` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReconcileStatus {
+    Succeeded,
+    Failed,
+    Refused,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastReconcile {
+    pub status: ReconcileStatus,
+    /// The error of a failed or refused reconcile, secrets masked.
+    pub error: Option<String>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// State shared between the daemon and the HTTP API of one process.
+///
+/// The daemon calls [`Health::with_reconciler`] once, then
+/// [`Health::reconciled`] after every reconcile and
+/// [`Health::watcher_error`] whenever watching a folder fails.
+#[derive(Debug, Default)]
+pub struct Health {
+    reconciler: bool,
+    synced_once: AtomicBool,
+    last: Mutex<Option<LastReconcile>>,
+    watcher_errors: AtomicU64,
+}
+
+impl Health {
+    /// For a process that serves the API alone (`cpi serve`): readiness
+    /// depends on the database only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// For the daemon: not ready until its first reconcile succeeded, so a
+    /// rollout whose manifests are broken never receives traffic. A later
+    /// failure leaves it ready (the rows of the last good apply are still
+    /// served) and shows in `/readyz` and the metrics.
+    pub fn with_reconciler() -> Self {
+        Health {
+            reconciler: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn reconciled(&self, status: ReconcileStatus, error: Option<&str>) {
+        if status == ReconcileStatus::Succeeded {
+            self.synced_once.store(true, Ordering::SeqCst);
+        }
+        let last = LastReconcile {
+            status,
+            error: error.map(secret::scrub_known),
+            finished_at: Utc::now(),
+        };
+        if let Ok(mut slot) = self.last.lock() {
+            *slot = Some(last);
+        }
+    }
+
+    pub fn watcher_error(&self) {
+        self.watcher_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn runs_reconciler(&self) -> bool {
+        self.reconciler
+    }
+
+    /// Whether reconciles allow serving: always without a reconciler.
+    pub fn reconcile_ready(&self) -> bool {
+        !self.reconciler || self.synced_once.load(Ordering::SeqCst)
+    }
+
+    pub fn last_reconcile(&self) -> Option<LastReconcile> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    pub fn watcher_errors(&self) -> u64 {
+        self.watcher_errors.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the import duration histogram.
+const DURATION_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+const JOB_STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "duplicate"];
+const RECONCILE_STATUSES: &[&str] = &["succeeded", "failed", "refused"];
+
+/// The Prometheus text exposition (format 0.0.4) of every `cpi_*` metric.
+/// A database that cannot be read gives `cpi_database_up 0` and the
+/// in-process metrics, never an error: the scrape itself must not fail.
+pub async fn render(pool: &PgPool, health: &Health) -> String {
+    let mut out = String::new();
+    let from_db = database_metrics(pool).await;
+    gauge(
+        &mut out,
+        "cpi_database_up",
+        "Whether the management database answered this scrape.",
+        &[(String::new(), f64::from(u8::from(from_db.is_ok())))],
+    );
+    match from_db {
+        Ok(text) => out.push_str(&text),
+        Err(e) => {
+            tracing::warn!(error = %secret::scrub_known(&e.to_string()), "metrics: cannot read the management database");
+        }
+    }
+    counter(
+        &mut out,
+        "cpi_watcher_errors_total",
+        "Errors while watching manifests, secrets or inboxes, in this process.",
+        &[(String::new(), health.watcher_errors() as f64)],
+    );
+    let ready = health.reconcile_ready();
+    gauge(
+        &mut out,
+        "cpi_reconcile_ready",
+        "1 once this process may serve: no reconciler, or its first reconcile succeeded.",
+        &[(String::new(), f64::from(u8::from(ready)))],
+    );
+    out
+}
+
+async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
+    let mut out = String::new();
+
+    let runs: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT status, count(*), coalesce(sum(drifted), 0)::bigint FROM cpi_reconcile_runs GROUP BY status",
+    )
+    .fetch_all(pool)
+    .await?;
+    let samples: Vec<(String, f64)> = RECONCILE_STATUSES
+        .iter()
+        .map(|s| {
+            let n = runs.iter().find(|r| r.0 == *s).map_or(0, |r| r.1);
+            (labels(&[("status", s)]), n as f64)
+        })
+        .collect();
+    counter(
+        &mut out,
+        "cpi_reconcile_runs_total",
+        "Reconcile runs recorded in cpi_reconcile_runs, by result.",
+        &samples,
+    );
+    let drift: i64 = runs
+        .iter()
+        .filter(|r| r.0 == "succeeded")
+        .map(|r| r.2)
+        .sum();
+    counter(
+        &mut out,
+        "cpi_drift_corrections_total",
+        "Objects changed behind cpi's back and set back by a reconcile.",
+        &[(String::new(), drift as f64)],
+    );
+    let (last_success,): (Option<f64>,) = sqlx::query_as(
+        "SELECT extract(epoch FROM max(finished_at))::float8 FROM cpi_reconcile_runs WHERE status = 'succeeded'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if let Some(t) = last_success {
+        gauge(
+            &mut out,
+            "cpi_reconcile_last_success_timestamp_seconds",
+            "When the last successful reconcile finished (Unix time).",
+            &[(String::new(), t)],
+        );
+    }
+
+    let objects: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT 'connection', coalesce(managed_by, ''), count(*) FROM cpi_connections GROUP BY 2
+         UNION ALL
+         SELECT 'project', coalesce(managed_by, ''), count(*) FROM cpi_projects GROUP BY 2
+         ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await?;
+    let samples: Vec<(String, f64)> = objects
+        .iter()
+        .map(|(kind, owner, n)| (labels(&[("kind", kind), ("managed_by", owner)]), *n as f64))
+        .collect();
+    gauge(
+        &mut out,
+        "cpi_objects",
+        "Connections and projects by owner (managed_by=\"\": not managed by any reconciler).",
+        &samples,
+    );
+
+    let jobs: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM cpi_import_jobs GROUP BY status")
+            .fetch_all(pool)
+            .await?;
+    let count_of = |s: &str| jobs.iter().find(|j| j.0 == s).map_or(0, |j| j.1);
+    let samples: Vec<(String, f64)> = JOB_STATUSES
+        .iter()
+        .map(|s| (labels(&[("status", s)]), count_of(s) as f64))
+        .collect();
+    gauge(
+        &mut out,
+        "cpi_import_jobs",
+        "Import jobs in cpi_import_jobs, by status.",
+        &samples,
+    );
+    gauge(
+        &mut out,
+        "cpi_import_queue_depth",
+        "Files waiting to be imported (jobs queued).",
+        &[(String::new(), count_of("queued") as f64)],
+    );
+
+    let (read, inserted, updated, deleted, rejected): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(rows_read), 0)::bigint, coalesce(sum(rows_inserted), 0)::bigint,
+                coalesce(sum(rows_updated), 0)::bigint, coalesce(sum(rows_deleted), 0)::bigint,
+                coalesce(sum(rows_rejected), 0)::bigint
+           FROM cpi_import_jobs WHERE status = 'succeeded'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let samples: Vec<(String, f64)> = [
+        ("read", read),
+        ("inserted", inserted),
+        ("updated", updated),
+        ("deleted", deleted),
+        ("rejected", rejected),
+    ]
+    .iter()
+    .map(|(k, n)| (labels(&[("outcome", k)]), *n as f64))
+    .collect();
+    counter(
+        &mut out,
+        "cpi_import_rows_total",
+        "Rows of succeeded import jobs, by outcome.",
+        &samples,
+    );
+
+    let buckets: Vec<(f64, i64)> = sqlx::query_as(
+        "WITH d AS (
+            SELECT extract(epoch FROM finished_at - started_at)::float8 AS s FROM cpi_import_jobs
+             WHERE status IN ('succeeded', 'failed') AND started_at IS NOT NULL AND finished_at IS NOT NULL)
+         SELECT b.le, (SELECT count(*) FROM d WHERE d.s <= b.le) FROM unnest($1::float8[]) AS b(le) ORDER BY b.le",
+    )
+    .bind(DURATION_BUCKETS)
+    .fetch_all(pool)
+    .await?;
+    let (count, sum): (i64, f64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)::float8
+           FROM cpi_import_jobs
+          WHERE status IN ('succeeded', 'failed') AND started_at IS NOT NULL AND finished_at IS NOT NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    let name = "cpi_import_duration_seconds";
+    header(
+        &mut out,
+        name,
+        "Time from start to end of finished import jobs.",
+        "histogram",
+    );
+    for (le, n) in &buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {count}");
+    Ok(out)
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
+    header(out, name, help, "counter");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
+    header(out, name, help, "gauge");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+/// `{k="v",…}` with values escaped as the exposition format wants.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            labels(&[("managed_by", "a\"b\\c\nd")]),
+            r#"{managed_by="a\"b\\c\nd"}"#
+        );
+    }
+
+    #[test]
+    fn readiness_waits_for_the_first_successful_reconcile() {
+        assert!(Health::new().reconcile_ready());
+        let h = Health::with_reconciler();
+        assert!(!h.reconcile_ready());
+        h.reconciled(ReconcileStatus::Failed, Some("boom"));
+        assert!(!h.reconcile_ready());
+        h.reconciled(ReconcileStatus::Succeeded, None);
+        assert!(h.reconcile_ready());
+        h.reconciled(ReconcileStatus::Failed, Some("again"));
+        assert!(h.reconcile_ready());
+        assert_eq!(h.last_reconcile().unwrap().error.as_deref(), Some("again"));
+    }
+}

@@ -1,0 +1,92 @@
+//! `cpi serve`: its arguments and its warnings.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{cpi, cpi_command, TestDb};
+
+#[test]
+fn help_exits_0() {
+    let r = cpi(&["serve", "--help"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("--api-token-file"), "{}", r.stdout);
+    assert!(r.stdout.contains("--listen"), "{}", r.stdout);
+}
+
+#[test]
+fn a_missing_or_empty_token_file_exits_1_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    // No database is given: the token file is checked first.
+    let r = cpi(&["serve", "--api-token-file", missing.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("cannot read --api-token-file"),
+        "{}",
+        r.stderr
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, " \n").unwrap();
+    let r = cpi(&["serve", "--api-token-file", empty.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("is empty"), "{}", r.stderr);
+}
+
+#[test]
+fn a_bad_listen_address_exits_1() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(TestDb::new());
+    let r = cpi(&[
+        "serve",
+        "--listen",
+        "not-an-address",
+        "--database-url",
+        &db.url(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("cannot listen on not-an-address"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_token_warns() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(TestDb::new());
+    let mut child = cpi_command()
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--database-url",
+            &db.url(),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    while Instant::now() < deadline && !seen.contains("API listening") {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("API listening"), "{seen}");
+    assert!(seen.contains("WARN"), "{seen}");
+    assert!(seen.contains("without an API token"), "{seen}");
+}

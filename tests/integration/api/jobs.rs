@@ -1,0 +1,130 @@
+//! `/jobs`: filters, pagination, one job, and their errors.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use super::support::Server;
+
+/// Inserts a job as the importer would; its id.
+pub async fn job(pool: &sqlx::PgPool, project: &str, status: &str, seconds_ago: i32) -> String {
+    let (id,): (uuid::Uuid,) = sqlx::query_as(
+        "INSERT INTO cpi_import_jobs (project_name, file_name, file_path, status, rows_read, rows_inserted,
+                                      created_at, started_at, finished_at)
+         VALUES ($1, 'f.csv', '/in/' || gen_random_uuid() || '/f.csv', $2, 10, 7,
+                 now() - make_interval(secs => $3), now() - make_interval(secs => $3),
+                 now() - make_interval(secs => $3) + interval '1.5 seconds')
+         RETURNING id",
+    )
+    .bind(project)
+    .bind(status)
+    .bind(f64::from(seconds_ago))
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    id.to_string()
+}
+
+#[tokio::test]
+async fn list_filter_and_paginate() {
+    let s = Server::start().await;
+    let newest = job(&s.pool, "a", "failed", 1).await;
+    job(&s.pool, "a", "succeeded", 2).await;
+    job(&s.pool, "b", "succeeded", 3).await;
+    let oldest = job(&s.pool, "b", "queued", 4).await;
+
+    let r = s.get("/jobs").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["total"], 4);
+    assert_eq!(r.json["limit"], 50);
+    assert_eq!(r.json["offset"], 0);
+    let jobs = r.json["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 4);
+    assert_eq!(jobs[0]["id"], json!(newest));
+    assert_eq!(jobs[3]["id"], json!(oldest));
+    for key in [
+        "project_id",
+        "project_name",
+        "connection_id",
+        "file_name",
+        "file_path",
+        "file_size",
+        "file_sha256",
+        "target_table",
+        "mode",
+        "status",
+        "rows_read",
+        "rows_inserted",
+        "rows_updated",
+        "rows_deleted",
+        "rows_rejected",
+        "error",
+        "error_details",
+        "worker",
+        "attempts",
+        "lease_expires_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ] {
+        assert!(jobs[0].get(key).is_some(), "{key} missing");
+    }
+
+    let r = s.get("/jobs?project=a").await;
+    assert_eq!(r.json["total"], 2);
+    let r = s.get("/jobs?status=succeeded").await;
+    assert_eq!(r.json["total"], 2);
+    let r = s.get("/jobs?project=b&status=queued").await;
+    assert_eq!(r.json["total"], 1);
+    assert_eq!(r.json["jobs"][0]["id"], json!(oldest));
+
+    let r = s.get("/jobs?limit=2&offset=1").await;
+    assert_eq!(r.json["total"], 4);
+    assert_eq!(r.json["limit"], 2);
+    assert_eq!(r.json["offset"], 1);
+    assert_eq!(r.json["jobs"].as_array().unwrap().len(), 2);
+    let r = s.get("/jobs?offset=10").await;
+    assert_eq!(r.json["jobs"], json!([]));
+    assert_eq!(r.json["total"], 4);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_queries_answer_400() {
+    let s = Server::start().await;
+    for q in [
+        "status=bogus",
+        "limit=501",
+        "limit=-1",
+        "offset=x",
+        "offset=2147483648",
+        "unknown=1",
+    ] {
+        let r = s.get(&format!("/jobs?{q}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text);
+        assert!(!r.error().is_empty(), "{q}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn one_job() {
+    let s = Server::start().await;
+    let id = job(&s.pool, "a", "failed", 1).await;
+    sqlx::query("UPDATE cpi_import_jobs SET error = 'cannot connect to postgres://bob:Jb-pw-31@db/x' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    let r = s.get(&format!("/jobs/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["status"], "failed");
+    assert_eq!(r.json["rows_read"], 10);
+    assert!(!r.text.contains("Jb-pw-31"), "{}", r.text);
+    assert!(!s.get("/jobs").await.text.contains("Jb-pw-31"));
+
+    let r = s.get(&format!("/jobs/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = s.get("/jobs/not-a-uuid").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    s.stop().await;
+}

@@ -1,0 +1,180 @@
+//! A served API and a client for it.
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use cpi::api::{self, AppState};
+use cpi::metrics::Health;
+use cpi::secret::Secret;
+
+use crate::common::TestDb;
+
+pub const TOKEN: &str = "test-token-5a1f0c";
+
+pub struct Server {
+    pub db: TestDb,
+    pub pool: sqlx::PgPool,
+    pub base: String,
+    pub health: Arc<Health>,
+    client: reqwest::Client,
+    token: Option<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// A response: status, headers and the body as JSON (`Null` when empty or not JSON).
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Server {
+    /// The API with the test token configured.
+    pub async fn start() -> Server {
+        Self::start_with(Some(TOKEN), Health::new()).await
+    }
+
+    pub async fn start_with(token: Option<&str>, health: Health) -> Server {
+        let db = TestDb::new().await;
+        let pool = cpi::store::connect(&Secret::new(db.url())).await.unwrap();
+        cpi::store::migrate(&pool).await.unwrap();
+        let health = Arc::new(health);
+        let state = AppState::new(pool.clone(), token.map(Secret::new), health.clone());
+        Self::serve(db, pool, state).await
+    }
+
+    /// Serves `state` (whose pool may point anywhere) for `db`.
+    pub async fn serve(db: TestDb, pool: sqlx::PgPool, state: AppState) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let token = state.token.as_ref().map(|t| t.expose().to_string());
+        let health = state.health.clone();
+        let task = tokio::spawn(api::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        Server {
+            db,
+            pool,
+            base,
+            health,
+            client: reqwest::Client::new(),
+            token,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits until it has shut down.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// A request with the configured token.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        self.call_auth(method, path, body, auth.as_deref()).await
+    }
+
+    /// A request with this `Authorization` header (or none).
+    pub async fn call_auth(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        authorization: Option<&str>,
+    ) -> Resp {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(a) = authorization {
+            req = req.header("Authorization", a);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Resp::from(req.send().await.unwrap()).await
+    }
+
+    /// A request with a raw body and content type.
+    pub async fn call_raw(&self, method: Method, path: &str, body: &str) -> Resp {
+        let req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        Resp::from(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Creates a connection through the API; its id.
+    pub async fn connection(&self, name: &str, url: &str) -> String {
+        let r = self
+            .post(
+                "/connections",
+                serde_json::json!({"name": name, "database_url": url}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json["id"].as_str().unwrap().to_string()
+    }
+
+    /// Inserts a row a reconciler owns, as `cpi apply` would.
+    pub async fn managed_connection(&self, name: &str, source: &str) -> String {
+        let (id,): (uuid::Uuid,) = sqlx::query_as(
+            "INSERT INTO cpi_connections (name, database_url, managed_by, source)
+             VALUES ($1, 'postgresql://importer@db.internal/x', 'cpi', $2) RETURNING id",
+        )
+        .bind(name)
+        .bind(source)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        id.to_string()
+    }
+}
+
+impl Resp {
+    async fn from(r: reqwest::Response) -> Resp {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// The `error` message of an error body.
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or_default()
+    }
+}
