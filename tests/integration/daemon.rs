@@ -802,3 +802,33 @@ async fn run_listen_serves_health_metrics_and_the_api() {
     d.signal("-TERM");
     assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
 }
+
+#[tokio::test]
+async fn poll_finds_files_where_inotify_would_not_be_used() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    // A rescan far away: only the polling watcher can notice the file.
+    let _d = Daemon::start(
+        &db,
+        &s.manifests(),
+        &s.log("log"),
+        &["--poll", "--poll-interval", "200ms", "--rescan", "1h"],
+    );
+    eventually(Duration::from_secs(20), "started", || {
+        let c = pool.clone();
+        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_projects").await == 1).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    std::fs::write(s.inbox("p").join("polled.csv"), csv_rows(1, 4, "poll")).unwrap();
+    eventually(Duration::from_secs(20), "imported", || {
+        let c = pool.clone();
+        async move {
+            (scalar_i64(&c, "SELECT count(*) FROM events WHERE tag = 'poll'").await == 4)
+                .then_some(())
+        }
+    })
+    .await;
+}
