@@ -7,6 +7,23 @@ use cpi::cli::{self, Cli};
 use cpi::secret;
 
 fn main() -> ExitCode {
+    // A panic message can quote any value: it leaves through the scrubber
+    // like every other message.
+    std::panic::set_hook(Box::new(|info| {
+        let text = match info.payload().downcast_ref::<&str>() {
+            Some(s) => s.to_string(),
+            None => info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("cpi panicked{at}: {}", secret::scrub_known(&text));
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
