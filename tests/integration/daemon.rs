@@ -832,3 +832,36 @@ async fn poll_finds_files_where_inotify_would_not_be_used() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn startup_waits_for_the_management_database() {
+    // The database does not exist yet: cpi retries until it does.
+    let db = TestDb {
+        name: format!("cpi_test_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let s = Setup::new(&db, &[("p", "{}")]);
+    let d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    eventually(Duration::from_secs(20), "a logged retry", || {
+        let log = d.log();
+        async move {
+            log.contains("management database not available")
+                .then_some(())
+        }
+    })
+    .await;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&crate::common::admin_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{}\"", db.name))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let pool = db.pool().await;
+    eventually(Duration::from_secs(30), "reconciled once the database is up", || {
+        let c = pool.clone();
+        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_projects").await == 1).then_some(()) }
+    })
+    .await;
+    pool.close().await;
+    drop(d);
+}
