@@ -89,6 +89,40 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectsCommand,
     },
+    /// Write manifests for the rows that exist (to bring a database under git).
+    Export(ExportArgs),
+    /// Turn legacy `connection.env_var` project configs into Connection and
+    /// Project manifests and secret files (reads the variables they name).
+    ConvertLegacy(ConvertLegacyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertLegacyArgs {
+    /// Folder of legacy project configs (*.yaml, *.yml, *.json).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Folder for the manifests (connections/, projects/).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Folder for the secret files (mode 0600); keep it out of git.
+    #[arg(long)]
+    pub secrets_out: PathBuf,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Folder for the manifests (connections/, projects/).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Folder for the secret files (mode 0600); keep it out of git.
+    #[arg(long)]
+    pub secrets_out: PathBuf,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +220,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Connections { command } => connections(g, command).await,
         Command::Projects { command } => projects(g, command).await,
+        Command::Export(a) => {
+            let pool = management_pool(g).await?;
+            crate::export::run(&pool, &a.output, &a.secrets_out, a.force).await
+        }
+        Command::ConvertLegacy(a) => {
+            crate::legacy::run(&a.input, &a.output, &a.secrets_out, a.force)
+        }
     }
 }
 

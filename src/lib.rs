@@ -8,12 +8,18 @@
 //! - [`store`]: the `cpi_*` management tables (connect, migrate, read).
 //! - [`apply`]: runs a plan in one transaction under the reconcile lock.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
+//! - [`export`]: `cpi export`, rows → manifests + secret files (pure), written by [`output`].
+//! - [`legacy`]: `cpi convert-legacy`, `connection.env_var` configs → manifests (pure).
+//! - [`output`]: writing generated manifests and 0600 secret files.
 //! - [`cli`]: the command line.
 
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod export;
+pub mod legacy;
 pub mod manifest;
+pub mod output;
 pub mod plan;
 pub mod render;
 pub mod secret;

@@ -490,14 +490,19 @@ fn check_api_version(ctx: &DocCtx, v: &str) -> Result<(), Vec<ManifestError>> {
     }
 }
 
-fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {
-    let ok = !name.is_empty()
+/// The rule for `metadata.name`: 1-255 of `[A-Za-z0-9_.-]`, starting with a
+/// letter or digit (so a name is always a safe file name too).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 255
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {
+    if is_valid_name(name) {
         Ok(())
     } else {
         Err(vec![ctx.err_at_key(

@@ -2,5 +2,7 @@
 
 mod common;
 mod exit_codes;
+mod export;
+mod legacy;
 mod reconcile;
 mod secrets;
