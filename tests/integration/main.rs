@@ -1,5 +1,6 @@
 //! One integration-test binary; modules by intent.
 
+mod ci;
 mod common;
 mod exit_codes;
 mod export;
