@@ -94,6 +94,13 @@ pub enum Command {
     /// Turn legacy `connection.env_var` project configs into Connection and
     /// Project manifests and secret files (reads the variables they name).
     ConvertLegacy(ConvertLegacyArgs),
+    /// Print the JSON Schema of a manifest document (for editors).
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +233,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::ConvertLegacy(a) => {
             crate::legacy::run(&a.input, &a.output, &a.secrets_out, a.force)
+        }
+        Command::Schema => {
+            print!("{}", crate::schema::text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "cpi", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`export`]: `cpi export`, rows → manifests + secret files (pure), written by [`output`].
 //! - [`legacy`]: `cpi convert-legacy`, `connection.env_var` configs → manifests (pure).
 //! - [`output`]: writing generated manifests and 0600 secret files.
+//! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.
 //! - [`cli`]: the command line.
 
 pub mod apply;
@@ -22,5 +23,6 @@ pub mod manifest;
 pub mod output;
 pub mod plan;
 pub mod render;
+pub mod schema;
 pub mod secret;
 pub mod store;

@@ -6,4 +6,5 @@ mod exit_codes;
 mod export;
 mod legacy;
 mod reconcile;
+mod schema;
 mod secrets;
