@@ -55,6 +55,13 @@ pub struct Global {
     pub owner: String,
     #[arg(long, value_enum, global = true, default_value = "text")]
     pub log_format: LogFormat,
+    /// Where cpi keeps local state, e.g. the embedded PostgreSQL that serves
+    /// as management database when none is given.
+    #[arg(long, env = "CPI_STATE_DIR", global = true, default_value = ".cpi")]
+    pub state_dir: PathBuf,
+    /// The port of the embedded PostgreSQL (127.0.0.1 only).
+    #[arg(long, env = "CPI_EMBEDDED_PORT", global = true, default_value_t = crate::embedded::DEFAULT_PORT)]
+    pub embedded_port: u16,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -213,8 +220,38 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Whether a command talks to the management database (and so, with no
+/// URL given, starts the embedded one). New commands need it unless listed.
+fn needs_management_db(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Validate
+            | Command::Diff(DiffArgs {
+                against: Some(_),
+                ..
+            })
+            | Command::ConvertLegacy(_)
+            | Command::Schema
+            | Command::Completions { .. }
+    )
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let g = &cli.global;
+    let mut global = cli.global.clone();
+    // Started before anything else and dropped after the command returns
+    // (whatever it returns): the guard stops the server it started. A
+    // manifest may reference the instance's password file, so it must
+    // exist before manifests are loaded.
+    let mut _embedded = None;
+    if needs_management_db(&cli.command)
+        && global.database_url.is_none()
+        && global.database_url_file.is_none()
+    {
+        let e = crate::embedded::Embedded::start(&global.state_dir, global.embedded_port).await?;
+        global.database_url = Some(e.url().expose().to_string());
+        _embedded = Some(e);
+    }
+    let g = &global;
     match &cli.command {
         Command::Validate => validate(g),
         Command::Diff(a) => diff(g, a).await,

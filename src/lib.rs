@@ -8,6 +8,7 @@
 //! - [`store`]: the `cpi_*` management tables (connect, migrate, read).
 //! - [`apply`]: runs a plan in one transaction under the reconcile lock.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
+//! - [`embedded`]: the private PostgreSQL under the state dir when no management URL is given.
 //! - [`export`]: `cpi export`, rows → manifests + secret files (pure), written by [`output`].
 //! - [`legacy`]: `cpi convert-legacy`, `connection.env_var` configs → manifests (pure).
 //! - [`output`]: writing generated manifests and 0600 secret files.
@@ -17,6 +18,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod embedded;
 pub mod export;
 pub mod legacy;
 pub mod manifest;

@@ -2,6 +2,7 @@
 
 mod ci;
 mod common;
+mod embedded;
 mod exit_codes;
 mod export;
 mod legacy;
