@@ -6,6 +6,7 @@ mod embedded;
 mod exit_codes;
 mod export;
 mod legacy;
+mod quickstart;
 mod reconcile;
 mod schema;
 mod secrets;
