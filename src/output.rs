@@ -98,6 +98,16 @@ pub fn write_all(files: &Files, output: &Path, secrets_out: &Path, force: bool) 
         .mode(0o700)
         .create(secrets_out)
         .with_context(|| format!("cannot create {}", secrets_out.display()))?;
+    // The secrets folder often sits inside a repository: make `git add .`
+    // unable to pick the secrets up (unless it is the manifests folder
+    // itself, whose manifests must stay committable).
+    let ignore = secrets_out.join(".gitignore");
+    let shared =
+        normalize(&std::path::absolute(secrets_out)?) == normalize(&std::path::absolute(output)?);
+    if !files.secrets.is_empty() && !shared && !ignore.exists() {
+        std::fs::write(&ignore, "# Secret files: never commit them.\n*\n")
+            .with_context(|| format!("cannot write {}", ignore.display()))?;
+    }
     for (rel, value) in &files.secrets {
         write_secret(&secrets_out.join(rel), value)?;
     }
@@ -167,6 +177,9 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(std::fs::read_to_string(sec.join("a.pass")).unwrap(), "pw\n");
+        assert!(std::fs::read_to_string(sec.join(".gitignore"))
+            .unwrap()
+            .contains("*\n"));
         let e = write_all(&files, &out, &sec, false).unwrap_err();
         assert!(e.to_string().contains("--force"), "{e}");
         write_all(&files, &out, &sec, true).unwrap();

@@ -38,3 +38,17 @@ fn completions_name_every_subcommand() {
     let r = cpi(&["completions", "tcsh"]);
     assert_eq!(r.code, 1, "{}", r.all());
 }
+
+#[test]
+fn first_run_commands_have_help_and_reject_bad_usage_with_1() {
+    for cmd in ["export", "convert-legacy", "schema", "completions"] {
+        let r = cpi(&[cmd, "--help"]);
+        assert_eq!(r.code, 0, "{cmd}: {}", r.all());
+        assert!(r.stdout.contains("Usage:"), "{cmd}");
+    }
+    // Missing required options exit 1, never clap's 2.
+    for cmd in [vec!["export"], vec!["convert-legacy", "--input", "x"]] {
+        let r = cpi(&cmd);
+        assert_eq!(r.code, 1, "{cmd:?}: {}", r.all());
+    }
+}
