@@ -60,7 +60,7 @@ pub struct Global {
     #[arg(long, env = "CPI_STATE_DIR", global = true, default_value = ".cpi")]
     pub state_dir: PathBuf,
     /// The port of the embedded PostgreSQL (127.0.0.1 only).
-    #[arg(long, env = "CPI_EMBEDDED_PORT", global = true, default_value_t = crate::embedded::DEFAULT_PORT)]
+    #[arg(long, env = "CPI_EMBEDDED_PORT", global = true, default_value_t = crate::embedded::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub embedded_port: u16,
 }
 

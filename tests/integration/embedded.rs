@@ -138,6 +138,13 @@ fn without_server_binaries_the_error_names_both_fixes() {
 }
 
 #[test]
+fn port_zero_is_a_usage_error() {
+    let r = crate::common::cpi(&["migrate", "--embedded-port", "0"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("--embedded-port"), "{}", r.stderr);
+}
+
+#[test]
 fn commands_without_a_database_start_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
