@@ -160,7 +160,7 @@ pub struct Embedded {
     url: Secret,
     /// Our shared lock on `users.lock`, held for as long as we use the server.
     users: Option<File>,
-    /// Whether this process started the server (for the log line only).
+    /// Whether this process started the server (rather than joined a running one).
     pub started: bool,
 }
 
@@ -471,6 +471,9 @@ impl Embedded {
         if probe.try_lock().is_err() {
             tracing::debug!("the embedded PostgreSQL is still used by another cpi process");
             return;
+        }
+        if !self.data().join("postmaster.pid").exists() {
+            return; // never started (a failed first run)
         }
         let out = self
             .run_as
