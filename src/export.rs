@@ -130,7 +130,7 @@ pub fn connection_manifest(
     row: &ConnectionRow,
     refs: &SecretRefs,
 ) -> Result<(String, Option<(PathBuf, Secret)>), String> {
-    if !manifest::is_valid_name(&row.name) {
+    if !manifest::valid_name(&row.name) {
         return Err(format!(
             "connection {:?}: the name is not a valid metadata.name ([A-Za-z0-9_.-], starting with a letter or digit); rename the row first",
             row.name
@@ -171,7 +171,7 @@ pub fn connection_manifest(
 /// A project row as a manifest: `spec.connection` is the connection's name,
 /// `spec.config` the stored config without `name` (set from metadata.name).
 pub fn project_manifest(row: &ProjectRow) -> Result<String, String> {
-    if !manifest::is_valid_name(&row.name) {
+    if !manifest::valid_name(&row.name) {
         return Err(format!(
             "project {:?}: the name is not a valid metadata.name ([A-Za-z0-9_.-], starting with a letter or digit); rename the row first",
             row.name

@@ -171,7 +171,7 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
     let name = name.or_else(stem).ok_or_else(|| {
         format!("{at}: the project has no `name` (and the file holds several documents)")
     })?;
-    if !manifest::is_valid_name(&name) {
+    if !manifest::valid_name(&name) {
         return Err(format!(
             "{at}: project name {name:?} is not a valid metadata.name (1-255 of [A-Za-z0-9_.-], starting with a letter or digit)"
         ));

@@ -499,9 +499,9 @@ fn check_api_version(ctx: &DocCtx, v: &str) -> Result<(), Vec<ManifestError>> {
     }
 }
 
-/// The rule for `metadata.name`: 1-255 of `[A-Za-z0-9_.-]`, starting with a
-/// letter or digit (so a name is always a safe file name too).
-pub fn is_valid_name(name: &str) -> bool {
+/// The rule for object names, shared with the HTTP API so that every row
+/// can be exported as a manifest.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -511,7 +511,7 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {
-    if is_valid_name(name) {
+    if valid_name(name) {
         Ok(())
     } else {
         Err(vec![ctx.err_at_key(
