@@ -123,11 +123,14 @@ impl RunAs {
     }
 
     fn command(self, program: PathBuf, cwd: &Path) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut c = Command::new(program);
         // The server user may not be allowed into cpi's working directory.
         c.current_dir(cwd);
+        // A group of its own: a Ctrl-C (or `timeout`) aimed at cpi's process
+        // group must not kill the `pg_ctl stop` that cpi runs while it exits.
+        c.process_group(0);
         if let Some((uid, gid)) = self.0 {
-            use std::os::unix::process::CommandExt;
             // std drops root's supplementary groups when it changes uid.
             c.uid(uid).gid(gid);
         }
@@ -486,7 +489,9 @@ impl Embedded {
         match out {
             Ok(o) if o.status.success() => tracing::info!("stopped the embedded PostgreSQL"),
             Ok(o) => tracing::warn!(
-                "could not stop the embedded PostgreSQL: {}",
+                "could not stop the embedded PostgreSQL ({}): {} {}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout).trim(),
                 String::from_utf8_lossy(&o.stderr).trim()
             ),
             Err(e) => tracing::warn!("could not run pg_ctl stop: {e}"),
