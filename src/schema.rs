@@ -86,8 +86,23 @@ fn rename_refs(v: &mut Value) {
 pub fn text() -> String {
     format!(
         "{}\n",
-        serde_json::to_string_pretty(&schema()).expect("a schema always serializes")
+        serde_json::to_string_pretty(&sorted(schema())).expect("a schema always serializes")
     )
+}
+
+/// Keys in sorted order at every depth: whether serde_json keeps insertion
+/// order depends on a crate feature that any dependency may switch on, and
+/// the committed file must not change with it.
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
