@@ -254,7 +254,11 @@ impl Embedded {
         let password = std::fs::read_to_string(&password_path).map_err(|e| {
             failed(
                 &self.dir,
-                format!("cannot read {}: {e}", password_path.display()),
+                format!(
+                    "cannot read {}: {e}; without it the instance cannot be used: remove {} to start over with an empty one",
+                    password_path.display(),
+                    self.dir.display()
+                ),
             )
         })?;
         let password = Secret::new(password.trim());
@@ -308,6 +312,7 @@ impl Embedded {
             ));
         }
         tracing::info!(dir = %self.dir.display(), "creating the embedded PostgreSQL (first run)");
+        // Two v4 UUIDs: 244 bits from the operating system's generator.
         let password = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -572,6 +577,26 @@ mod tests {
         assert_eq!(find_binaries(Some(&v9), Some(&path), &root), Some(v9));
         assert_eq!(find_binaries(Some(&d.path().join("x")), None, &root), None);
         assert_eq!(find_binaries(None, None, &d.path().join("none")), None);
+    }
+
+    #[test]
+    fn a_folder_the_server_user_cannot_pass_is_reported() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let closed = d.path().join("closed");
+        let inner = closed.join("state/embedded");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // A user that owns nothing here.
+        let stranger = RunAs(Some((54321, 54321)));
+        let e = check_reachable(&inner, stranger).unwrap_err().to_string();
+        assert!(
+            e.contains("has mode 700") && e.contains("--state-dir"),
+            "{e}"
+        );
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_reachable(&inner, stranger).unwrap();
+        check_reachable(&inner, RunAs(None)).unwrap();
     }
 
     #[test]
