@@ -413,7 +413,7 @@ pub fn run(input: &Path, output: &Path, secrets_out: &Path, force: bool) -> Resu
         String::new()
     };
     println!(
-        "Converted {} project(s) and {} connection(s). Next: cpi validate --manifests {}{secrets_flag}; keep {} out of git.",
+        "Converted {} project(s) and {} connection(s). Next: cpi validate --manifests {}{secrets_flag}. Never commit the secret files in {}.",
         converted.files.manifests.len() - converted.connections.len(),
         converted.connections.len(),
         output.display(),
