@@ -55,6 +55,13 @@ pub struct Global {
     pub owner: String,
     #[arg(long, value_enum, global = true, default_value = "text")]
     pub log_format: LogFormat,
+    /// Where cpi keeps local state, e.g. the embedded PostgreSQL that serves
+    /// as management database when none is given.
+    #[arg(long, env = "CPI_STATE_DIR", global = true, default_value = ".cpi")]
+    pub state_dir: PathBuf,
+    /// The port of the embedded PostgreSQL (127.0.0.1 only).
+    #[arg(long, env = "CPI_EMBEDDED_PORT", global = true, default_value_t = crate::embedded::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    pub embedded_port: u16,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -100,6 +107,47 @@ pub enum Command {
     },
     /// Serve the HTTP API alone (no reconcile, no imports).
     Serve(crate::api::command::ApiArgs),
+    /// Write manifests for the rows that exist (to bring a database under git).
+    Export(ExportArgs),
+    /// Turn legacy `connection.env_var` project configs into Connection and
+    /// Project manifests and secret files (reads the variables they name).
+    ConvertLegacy(ConvertLegacyArgs),
+    /// Print the JSON Schema of a manifest document (for editors).
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertLegacyArgs {
+    /// Folder of legacy project configs (*.yaml, *.yml, *.json).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Folder for the manifests (connections/, projects/).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Folder for the secret files (mode 0600); keep it out of git.
+    #[arg(long)]
+    pub secrets_out: PathBuf,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Folder for the manifests (connections/, projects/).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Folder for the secret files (mode 0600); keep it out of git.
+    #[arg(long)]
+    pub secrets_out: PathBuf,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -184,8 +232,38 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Whether a command talks to the management database (and so, with no
+/// URL given, starts the embedded one). New commands need it unless listed.
+fn needs_management_db(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Validate
+            | Command::Diff(DiffArgs {
+                against: Some(_),
+                ..
+            })
+            | Command::ConvertLegacy(_)
+            | Command::Schema
+            | Command::Completions { .. }
+    )
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let g = &cli.global;
+    let mut global = cli.global.clone();
+    // Started before anything else and dropped after the command returns
+    // (whatever it returns): the guard stops the server it started. A
+    // manifest may reference the instance's password file, so it must
+    // exist before manifests are loaded.
+    let mut _embedded = None;
+    if needs_management_db(&cli.command)
+        && global.database_url.is_none()
+        && global.database_url_file.is_none()
+    {
+        let e = crate::embedded::Embedded::start(&global.state_dir, global.embedded_port).await?;
+        global.database_url = Some(e.url().expose().to_string());
+        _embedded = Some(e);
+    }
+    let g = &global;
     match &cli.command {
         Command::Validate => validate(g),
         Command::Diff(a) => diff(g, a).await,
@@ -202,6 +280,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(a) => crate::import::cli::import(g, a).await,
         Command::Jobs { command } => crate::import::cli::jobs_cmd(g, command).await,
         Command::Serve(a) => crate::api::command::run(g, a).await,
+        Command::Export(a) => {
+            let pool = management_pool(g).await?;
+            crate::export::run(&pool, &a.output, &a.secrets_out, a.force).await
+        }
+        Command::ConvertLegacy(a) => {
+            crate::legacy::run(&a.input, &a.output, &a.secrets_out, a.force)
+        }
+        Command::Schema => {
+            print!("{}", crate::schema::text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "cpi", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

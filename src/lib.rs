@@ -17,6 +17,11 @@
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors, `cpi serve`.
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
+//! - [`embedded`]: the private PostgreSQL under the state dir when no management URL is given.
+//! - [`export`]: `cpi export`, rows → manifests + secret files (pure), written by [`output`].
+//! - [`legacy`]: `cpi convert-legacy`, `connection.env_var` configs → manifests (pure).
+//! - [`output`]: writing generated manifests and 0600 secret files.
+//! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.
 //! - [`cli`]: the command line.
 
 pub mod api;
@@ -24,15 +29,20 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod embedded;
+pub mod export;
 pub mod import;
 pub mod inbox;
 pub mod jobs;
+pub mod legacy;
 pub mod manifest;
 pub mod metrics;
+pub mod output;
 pub mod plan;
 pub mod queue;
 pub mod reconcile;
 pub mod render;
+pub mod schema;
 pub mod secret;
 pub mod store;
 pub mod watch;

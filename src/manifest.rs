@@ -109,9 +109,10 @@ impl Loaded {
     }
 }
 
-#[derive(Deserialize)]
+// JsonSchema: `cpi schema` describes manifests from these very types.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Envelope<S> {
+pub(crate) struct Envelope<S> {
     #[serde(rename = "apiVersion")]
     api_version: String,
     #[allow(dead_code)] // dispatched on before the typed parse
@@ -120,31 +121,39 @@ struct Envelope<S> {
     spec: S,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Metadata {
+pub(crate) struct Metadata {
+    /// Unique per kind: 1-255 of [A-Za-z0-9_.-], starting with a letter or digit.
     name: String,
 }
 
-#[derive(Deserialize)]
+/// Exactly one URL source: `database_url_file`, or `database_url` (with
+/// `password_file` for the password).
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ConnectionSpec {
+pub(crate) struct ConnectionSpec {
     #[serde(default)]
     description: Option<String>,
+    /// A postgres:// URL without password (a password here is rejected: secrets never live in git).
     #[serde(default)]
     database_url: Option<String>,
+    /// A secret file holding the whole URL (absolute, or relative to --secrets-dir).
     #[serde(default)]
     database_url_file: Option<String>,
+    /// A secret file holding the password for `database_url`.
     #[serde(default)]
     password_file: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ProjectSpec {
+pub(crate) struct ProjectSpec {
     #[serde(default)]
     description: Option<String>,
+    /// The name of a Connection declared in the manifests.
     connection: String,
+    /// Stored as `cpi_projects.config`; `name` is set from metadata.name.
     config: ProjectConfig,
 }
 

@@ -7,10 +7,52 @@ use std::process::{Command, Output};
 
 use sqlx::{Connection, PgConnection};
 
-/// The server every test database is created on.
+/// The server every test database is created on: `CPI_TEST_ADMIN_URL`,
+/// else the local server on 5432, else (none reachable, or
+/// `CPI_TEST_EMBEDDED` set) cpi's embedded PostgreSQL under the target dir.
 pub fn admin_url() -> String {
-    std::env::var("CPI_TEST_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("CPI_TEST_ADMIN_URL") {
+            return url;
+        }
+        let local = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+        let reachable =
+            std::net::TcpStream::connect_timeout(&local, std::time::Duration::from_secs(1)).is_ok();
+        if reachable && std::env::var_os("CPI_TEST_EMBEDDED").is_none() {
+            return "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+        }
+        embedded_admin_url()
+    })
+    .clone()
+}
+
+/// Starts (or joins) the test suite's embedded instance. nextest runs one
+/// process per test: the instance outlives each of them instead of
+/// restarting for every test (stop it with `pg_ctl stop -D
+/// target/tmp/cpi-test-pg/embedded/data`, as the `postgres` user when root).
+fn embedded_admin_url() -> String {
+    std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cpi-test-pg");
+            let port = std::env::var("CPI_TEST_EMBEDDED_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(54339);
+            let e = cpi::embedded::Embedded::start(&state, port)
+                .await
+                .expect("no PostgreSQL on 127.0.0.1:5432 and the embedded one did not start");
+            let url = e.database_url("postgres").expose().to_string();
+            std::mem::forget(e);
+            url
+        })
+    })
+    .join()
+    .unwrap()
 }
 
 /// A database created for one test and dropped when it goes out of scope.

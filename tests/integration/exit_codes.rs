@@ -41,8 +41,17 @@ fn help_exits_0_on_every_command() {
 
 #[test]
 fn diff_without_database_exits_1() {
+    // No URL means the embedded PostgreSQL; without server binaries, an error.
     let dir = tempfile::tempdir().unwrap();
-    let r = cpi(&["diff", "--manifests", dir.path().to_str().unwrap()]);
+    let r: crate::common::Run = crate::common::cpi_command()
+        .args(["diff", "--manifests"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("CPI_POSTGRES_BIN", dir.path().join("none"))
+        .output()
+        .unwrap()
+        .into();
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("no management database"), "{}", r.stderr);
 }

@@ -1,8 +1,14 @@
 //! One integration-test binary; modules by intent.
 
 mod api;
+mod ci;
 mod common;
 mod daemon;
+mod embedded;
 mod exit_codes;
+mod export;
+mod legacy;
+mod quickstart;
 mod reconcile;
+mod schema;
 mod secrets;

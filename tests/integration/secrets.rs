@@ -22,10 +22,24 @@ async fn password_appears_in_no_output() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("manifests");
-    // One connection to this very server (trust auth ignores the password),
-    // one to a port where nothing listens.
+    // One connection to this very server, as a role whose password is the
+    // planted one (so it connects whether the server trusts 127.0.0.1 or
+    // checks passwords, as the embedded test server does), one to a port
+    // where nothing listens.
+    let role = format!("{}_planted", db.name);
+    let mut admin = db.connect().await;
+    sqlx::query(&format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD '{}'",
+        PASSWORD.replace('\'', "''")
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let server = url::Url::parse(&crate::common::admin_url()).unwrap();
     write(&m, "c.yaml", &format!(
-        "apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: ok}}\nspec:\n  database_url: postgresql://postgres@127.0.0.1:5432/{}\n  password_file: ok.pass\n---\napiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: down}}\nspec:\n  description: nothing listens here\n  database_url_file: down.url\n",
+        "apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: ok}}\nspec:\n  database_url: postgresql://{role}@{}:{}/{}\n  password_file: ok.pass\n---\napiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: down}}\nspec:\n  description: nothing listens here\n  database_url_file: down.url\n",
+        server.host_str().unwrap(),
+        server.port().unwrap_or(5432),
         db.name
     ));
     write(&m, "ok.pass", &format!("{PASSWORD}\n"));
@@ -142,4 +156,10 @@ async fn password_appears_in_no_output() {
     // The check itself can fail: --show-secrets does print the URL.
     let r = with(&["connections", "show", "down", "--show-secrets"]);
     assert!(r.stdout.contains(ENCODED), "{}", r.stdout);
+
+    // Roles belong to the server, not to the test database.
+    sqlx::query(&format!("DROP ROLE \"{role}\""))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }

@@ -1,0 +1,428 @@
+//! `cpi export`: manifests for the rows that exist, to bring an existing
+//! management database under git. Row → manifest text is pure (below);
+//! reading the rows and writing the files happen at the edges.
+//!
+//! A connection's URL is split so that git gets no secret: a URL without
+//! password becomes `database_url`; one with a password becomes
+//! `database_url` (password removed) + `password_file`; anything that would
+//! not load back byte for byte (secret query parameters, an encoding the
+//! loader would write differently) goes whole into a `database_url_file`.
+//! Either way the manifests load back to exactly the stored URL, so
+//! `cpi diff` on the result finds nothing but the ownership change.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::ProjectConfig;
+use crate::manifest::{self, API_VERSION};
+use crate::output::{self, Files, SecretRefs};
+use crate::secret::{self, Secret};
+use crate::store::{self, ConnectionRow, ProjectRow};
+
+const HEADER: &str = "# Exported by `cpi export` from the management database.\n";
+
+#[derive(Serialize)]
+struct Envelope<'a, S> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    kind: &'a str,
+    metadata: Metadata<'a>,
+    spec: S,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize, Default)]
+struct ConnectionSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password_file: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ProjectSpec<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    connection: &'a str,
+    config: ProjectConfig,
+}
+
+/// Where a stored URL goes in a manifest.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UrlSplit {
+    /// No secret in it: the URL itself goes into git.
+    Plain(String),
+    /// `database_url` without the password, the password in a file.
+    Password { url: String, password: Secret },
+    /// The whole URL in a `database_url_file`.
+    Whole(Secret),
+}
+
+/// Splits a stored URL so that what the manifest loader rebuilds from the
+/// parts equals the stored text exactly. The error never contains the URL.
+pub fn split_url(raw: &str) -> Result<UrlSplit, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("the stored URL does not parse ({e})"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "the stored URL's scheme {:?} is not postgres:// or postgresql://",
+            url.scheme()
+        ));
+    }
+    let whole = || Ok(UrlSplit::Whole(Secret::new(raw)));
+    let Some(visible) = secret::url_without_secrets(raw) else {
+        return whole();
+    };
+    let mut without_password = url.clone();
+    let _ = without_password.set_password(None);
+    if without_password.as_str() != visible {
+        // Secret query parameters: only a whole-URL file keeps them out of git.
+        return whole();
+    }
+    match url.password() {
+        None if url.as_str() == raw => Ok(UrlSplit::Plain(raw.to_string())),
+        None => whole(),
+        Some(encoded) => {
+            let password = percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .map(|p| p.into_owned());
+            let Ok(password) = password else {
+                return whole();
+            };
+            // The loader sets the file's password on `database_url`; only
+            // when that rebuilds the stored text is the split faithful.
+            let mut rebuilt = without_password.clone();
+            if url.username().is_empty() || rebuilt.set_password(Some(&password)).is_err() {
+                return whole();
+            }
+            if rebuilt.as_str() == raw {
+                Ok(UrlSplit::Password {
+                    url: visible,
+                    password: Secret::new(password),
+                })
+            } else {
+                whole()
+            }
+        }
+    }
+}
+
+fn to_yaml<T: Serialize>(v: &T) -> String {
+    format!(
+        "{HEADER}{}",
+        serde_yaml::to_string(v).expect("a manifest always serializes")
+    )
+}
+
+/// A connection row as a manifest, and the secret file it references.
+pub fn connection_manifest(
+    row: &ConnectionRow,
+    refs: &SecretRefs,
+) -> Result<(String, Option<(PathBuf, Secret)>), String> {
+    if !manifest::valid_name(&row.name) {
+        return Err(format!(
+            "connection {:?}: the name is not a valid metadata.name ([A-Za-z0-9_.-], starting with a letter or digit); rename the row first",
+            row.name
+        ));
+    }
+    let split = split_url(row.database_url.0.expose())
+        .map_err(|e| format!("connection {:?}: {e}", row.name))?;
+    let mut spec = ConnectionSpec {
+        description: row.description.clone(),
+        ..ConnectionSpec::default()
+    };
+    let secret = match split {
+        UrlSplit::Plain(url) => {
+            spec.database_url = Some(url);
+            None
+        }
+        UrlSplit::Password { url, password } => {
+            let file = format!("{}.pass", row.name);
+            spec.database_url = Some(url);
+            spec.password_file = Some(refs.path(&file));
+            Some((PathBuf::from(file), password))
+        }
+        UrlSplit::Whole(url) => {
+            let file = format!("{}.url", row.name);
+            spec.database_url_file = Some(refs.path(&file));
+            Some((PathBuf::from(file), url))
+        }
+    };
+    let text = to_yaml(&Envelope {
+        api_version: API_VERSION,
+        kind: "Connection",
+        metadata: Metadata { name: &row.name },
+        spec,
+    });
+    Ok((text, secret))
+}
+
+/// A project row as a manifest: `spec.connection` is the connection's name,
+/// `spec.config` the stored config without `name` (set from metadata.name).
+pub fn project_manifest(row: &ProjectRow) -> Result<String, String> {
+    if !manifest::valid_name(&row.name) {
+        return Err(format!(
+            "project {:?}: the name is not a valid metadata.name ([A-Za-z0-9_.-], starting with a letter or digit); rename the row first",
+            row.name
+        ));
+    }
+    let Some(connection) = &row.connection_name else {
+        return Err(format!(
+            "project {:?} has no connection (connection_id is NULL), and a Project manifest needs spec.connection; give the row a connection, or write its manifest by hand",
+            row.name
+        ));
+    };
+    let mut config: ProjectConfig = serde_json::from_value(row.config.clone()).map_err(|e| {
+        format!(
+            "project {:?}: its stored config is not a valid manifest config ({e}); a legacy config with connection.env_var is converted by `cpi convert-legacy`",
+            row.name
+        )
+    })?;
+    config.name = None;
+    let problems = config.validate();
+    if !problems.is_empty() {
+        return Err(format!(
+            "project {:?}: its stored config is invalid: {}",
+            row.name,
+            problems.join("; ")
+        ));
+    }
+    Ok(to_yaml(&Envelope {
+        api_version: API_VERSION,
+        kind: "Project",
+        metadata: Metadata { name: &row.name },
+        spec: ProjectSpec {
+            description: row.description.as_deref(),
+            connection,
+            config,
+        },
+    }))
+}
+
+/// What `cpi export` writes, and the rows it leaves out (with the reason).
+#[derive(Debug, Default)]
+pub struct Exported {
+    pub files: Files,
+    pub skipped: Vec<String>,
+}
+
+/// Every row as a manifest. A row that cannot become a valid manifest is
+/// skipped with its reason, and so is a project whose connection is
+/// skipped: the exported folder must validate as a whole.
+pub fn export(conns: &[ConnectionRow], projs: &[ProjectRow], refs: &SecretRefs) -> Exported {
+    let mut out = Exported::default();
+    let mut exported = BTreeSet::new();
+    for row in conns {
+        match connection_manifest(row, refs) {
+            Ok((text, secret)) => {
+                out.files.manifests.push((
+                    Path::new("connections").join(format!("{}.yaml", row.name)),
+                    text,
+                ));
+                out.files.secrets.extend(secret);
+                exported.insert(row.name.as_str());
+            }
+            Err(e) => out.skipped.push(e),
+        }
+    }
+    for row in projs {
+        if let Some(c) = &row.connection_name {
+            if !exported.contains(c.as_str()) {
+                out.skipped.push(format!(
+                    "project {:?}: its connection {c:?} was not exported",
+                    row.name
+                ));
+                continue;
+            }
+        }
+        match project_manifest(row) {
+            Ok(text) => out.files.manifests.push((
+                Path::new("projects").join(format!("{}.yaml", row.name)),
+                text,
+            )),
+            Err(e) => out.skipped.push(e),
+        }
+    }
+    out
+}
+
+/// `cpi export --output DIR --secrets-out DIR [--force]`.
+pub async fn run(
+    pool: &sqlx::PgPool,
+    output: &Path,
+    secrets_out: &Path,
+    force: bool,
+) -> Result<ExitCode> {
+    let refs = SecretRefs::new(output, secrets_out)?;
+    store::require_migrated(pool).await?;
+    let conns = store::list_connections(pool).await?;
+    let projs = store::list_projects(pool).await?;
+    for c in &conns {
+        secret::register(&c.database_url.0);
+    }
+    let exported = export(&conns, &projs, &refs);
+    output::write_all(&exported.files, output, secrets_out, force)?;
+    for s in &exported.skipped {
+        eprintln!("warning: skipped {s}");
+    }
+    for (p, _) in &exported.files.manifests {
+        println!("wrote {}", output.join(p).display());
+    }
+    for (p, _) in &exported.files.secrets {
+        println!("wrote {} (mode 0600)", secrets_out.join(p).display());
+    }
+    println!(
+        "Exported {} manifest(s) and {} secret file(s); skipped {} row(s).",
+        exported.files.manifests.len(),
+        exported.files.secrets.len(),
+        exported.skipped.len()
+    );
+    let secrets_flag = if refs.needs_secrets_dir {
+        format!(" --secrets-dir {}", secrets_out.display())
+    } else {
+        String::new()
+    };
+    println!(
+        "Next: cpi diff --manifests {}{secrets_flag} --adopt, then cpi apply with the same flags to take the rows over.",
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SecretText;
+
+    fn conn(name: &str, url: &str) -> ConnectionRow {
+        ConnectionRow {
+            id: uuid::Uuid::new_v4(),
+            name: name.into(),
+            description: Some("d: with colon".into()),
+            database_url: SecretText(Secret::new(url)),
+            managed_by: None,
+            source: None,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    fn proj(name: &str, connection: Option<&str>, config: serde_json::Value) -> ProjectRow {
+        ProjectRow {
+            id: uuid::Uuid::new_v4(),
+            name: name.into(),
+            description: None,
+            connection_id: connection.map(|_| uuid::Uuid::new_v4()),
+            connection_name: connection.map(str::to_string),
+            config,
+            managed_by: None,
+            source: None,
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    fn refs() -> SecretRefs {
+        SecretRefs {
+            prefix: PathBuf::from("secrets"),
+            needs_secrets_dir: false,
+        }
+    }
+
+    #[test]
+    fn urls_split_so_that_they_load_back_exactly() {
+        assert_eq!(
+            split_url("postgresql://u@h:5432/db").unwrap(),
+            UrlSplit::Plain("postgresql://u@h:5432/db".into())
+        );
+        assert_eq!(
+            split_url("postgresql://u:p%40ss@h:5432/db?sslmode=require").unwrap(),
+            UrlSplit::Password {
+                url: "postgresql://u@h:5432/db?sslmode=require".into(),
+                password: Secret::new("p@ss"),
+            }
+        );
+        for whole in [
+            "postgresql://u@h/db?password=x",
+            "postgresql://u:p%21w@h/db", // `!` would come back unencoded
+        ] {
+            assert_eq!(
+                split_url(whole).unwrap(),
+                UrlSplit::Whole(Secret::new(whole))
+            );
+        }
+        let e = split_url("mysql://u:topsecret@h/db").unwrap_err();
+        assert!(!e.contains("topsecret"), "{e}");
+    }
+
+    #[test]
+    fn connection_with_password_gets_a_password_file() {
+        let (text, secret) =
+            connection_manifest(&conn("abc", "postgresql://u:pw123@h/db"), &refs()).unwrap();
+        assert!(!text.contains("pw123"), "{text}");
+        assert!(text.contains("database_url: postgresql://u@h/db"), "{text}");
+        assert!(text.contains("password_file: secrets/abc.pass"), "{text}");
+        assert!(text.contains("description: 'd: with colon'"), "{text}");
+        let (path, value) = secret.unwrap();
+        assert_eq!(path, PathBuf::from("abc.pass"));
+        assert_eq!(value.expose(), "pw123");
+    }
+
+    #[test]
+    fn project_config_loses_name_and_keeps_the_rest() {
+        let text = project_manifest(&proj(
+            "p1",
+            Some("abc"),
+            serde_json::json!({"name": "p1", "inbox": "/in", "defaults": {"primary_key": "id"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            text,
+            format!("{HEADER}apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p1\nspec:\n  connection: abc\n  config:\n    inbox: /in\n    defaults:\n      primary_key: id\n")
+        );
+    }
+
+    #[test]
+    fn rows_that_cannot_be_manifests_are_skipped_with_a_reason() {
+        let conns = [
+            conn("abc", "postgresql://u@h/db"),
+            conn("bad name", "postgresql://u@h/db"),
+        ];
+        let projs = [
+            proj("orphan", None, serde_json::json!({})),
+            proj("via_bad", Some("bad name"), serde_json::json!({})),
+            proj(
+                "legacy",
+                Some("abc"),
+                serde_json::json!({"connection": {"env_var": "X"}}),
+            ),
+            proj("ok", Some("abc"), serde_json::json!({})),
+        ];
+        let out = export(&conns, &projs, &refs());
+        let names: Vec<_> = out.files.manifests.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                PathBuf::from("connections/abc.yaml"),
+                PathBuf::from("projects/ok.yaml")
+            ]
+        );
+        assert_eq!(out.skipped.len(), 4, "{:?}", out.skipped);
+        assert!(out
+            .skipped
+            .iter()
+            .any(|s| s.contains("connection_id is NULL")));
+        assert!(out.skipped.iter().any(|s| s.contains("convert-legacy")));
+    }
+}

@@ -1,0 +1,517 @@
+//! `cpi convert-legacy`: project configs that name their target database by
+//! an environment variable (`connection.env_var`) become a Connection
+//! manifest per distinct variable (its URL in a 0600 secret file), Project
+//! manifests that reference it by name, and the secret files.
+//!
+//! Accepted input, one project per YAML document or JSON file:
+//! - the bare legacy config:
+//!   `{name, description?, connection: {env_var: ABC_URL}, inbox, defaults, tables, ...}`
+//!   (every key but `name`, `description` and `connection` is the config);
+//! - a `cpi/v1` Project envelope whose `spec.connection` or
+//!   `spec.config.connection` is `{env_var: ...}`.
+//!
+//! The conversion is pure ([`convert`], given the environment as a
+//! function); reading the folder and writing the files are at the edges.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use serde_yaml::{Mapping, Value};
+
+use crate::config::ProjectConfig;
+use crate::manifest::{self, API_VERSION};
+use crate::output::{self, Files, SecretRefs};
+use crate::secret::{self, Secret};
+
+const HEADER: &str = "# Converted by `cpi convert-legacy`.\n";
+
+/// One input document: its file (relative to the input folder), its
+/// position in the file, and its content.
+#[derive(Debug, Clone)]
+pub struct LegacyDoc {
+    pub file: String,
+    /// 0-based document index inside the file.
+    pub index: usize,
+    /// How many documents the file holds (a lone document may take its
+    /// name from the file).
+    pub of: usize,
+    pub value: Value,
+}
+
+impl LegacyDoc {
+    fn at(&self) -> String {
+        if self.of > 1 {
+            format!("{} (document {})", self.file, self.index + 1)
+        } else {
+            self.file.clone()
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LegacyProject {
+    at: String,
+    name: String,
+    description: Option<String>,
+    env_var: String,
+    config: Mapping,
+}
+
+/// The Connection name for an environment variable: lower case, every
+/// character outside `[a-z0-9_.-]` replaced by `_`, starting alphanumeric.
+pub fn connection_name(env_var: &str) -> String {
+    let mut name: String = env_var
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        name.insert_str(0, "env");
+    }
+    name.truncate(255);
+    name
+}
+
+fn str_field(m: &Mapping, key: &str, at: &str) -> Result<Option<String>, String> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{at}: `{key}` must be a string")),
+    }
+}
+
+/// `{env_var: NAME}` → `NAME`.
+fn env_var_of(v: &Value, at: &str) -> Result<String, String> {
+    let m = v
+        .as_mapping()
+        .ok_or_else(|| format!("{at}: `connection` must be a mapping `{{env_var: NAME}}`"))?;
+    if m.len() != 1 {
+        return Err(format!(
+            "{at}: `connection` must hold exactly `env_var` (found {} keys)",
+            m.len()
+        ));
+    }
+    match m.get("env_var") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(format!(
+            "{at}: `connection.env_var` must name an environment variable"
+        )),
+    }
+}
+
+fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
+    let at = doc.at();
+    let Some(top) = doc.value.as_mapping() else {
+        return Err(format!(
+            "{at}: expected a mapping (a legacy project config)"
+        ));
+    };
+    let stem = || {
+        (doc.of == 1)
+            .then(|| {
+                Path::new(&doc.file)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
+            .flatten()
+    };
+    let (name, description, env_var, mut config) = if top.contains_key("apiVersion") {
+        if top.get("kind").and_then(Value::as_str) != Some("Project") {
+            return Err(format!(
+                "{at}: a manifest that is not a Project has nothing to convert"
+            ));
+        }
+        let name = top
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let spec = top
+            .get("spec")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| format!("{at}: a Project needs a `spec` mapping"))?;
+        let mut config = spec
+            .get("config")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        let env_var = match (spec.get("connection"), config.shift_remove("connection")) {
+            (Some(c), None) if c.is_mapping() => env_var_of(c, &at)?,
+            (None, Some(c)) | (Some(Value::String(_)), Some(c)) => env_var_of(&c, &at)?,
+            _ => {
+                return Err(format!(
+                    "{at}: no `connection.env_var`: this Project is not a legacy config"
+                ))
+            }
+        };
+        (name, str_field(spec, "description", &at)?, env_var, config)
+    } else {
+        let mut config = top.clone();
+        let env_var = match config.shift_remove("connection") {
+            Some(c) => env_var_of(&c, &at)?,
+            None => {
+                return Err(format!(
+                    "{at}: no `connection.env_var`: not a legacy project config"
+                ))
+            }
+        };
+        let name = str_field(top, "name", &at)?;
+        let description = str_field(top, "description", &at)?;
+        config.shift_remove("description");
+        (name, description, env_var, config)
+    };
+    config.shift_remove("name");
+    let name = name.or_else(stem).ok_or_else(|| {
+        format!("{at}: the project has no `name` (and the file holds several documents)")
+    })?;
+    if !manifest::valid_name(&name) {
+        return Err(format!(
+            "{at}: project name {name:?} is not a valid metadata.name (1-255 of [A-Za-z0-9_.-], starting with a letter or digit)"
+        ));
+    }
+    // Fail now, with the input file's name, rather than in `cpi validate`.
+    let typed: ProjectConfig = serde_yaml::from_value(Value::Mapping(config.clone()))
+        .map_err(|e| format!("{at}: config: {e}"))?;
+    let problems = typed.validate();
+    if !problems.is_empty() {
+        return Err(format!("{at}: config.{}", problems.join("; config.")));
+    }
+    Ok(LegacyProject {
+        at,
+        name,
+        description,
+        env_var,
+        config,
+    })
+}
+
+fn yaml(v: Value) -> String {
+    format!(
+        "{HEADER}{}",
+        serde_yaml::to_string(&v).expect("a manifest always serializes")
+    )
+}
+
+fn envelope(kind: &str, name: &str, spec: Mapping) -> Value {
+    let mut metadata = Mapping::new();
+    metadata.insert("name".into(), name.into());
+    let mut m = Mapping::new();
+    m.insert("apiVersion".into(), API_VERSION.into());
+    m.insert("kind".into(), kind.into());
+    m.insert("metadata".into(), Value::Mapping(metadata));
+    m.insert("spec".into(), Value::Mapping(spec));
+    Value::Mapping(m)
+}
+
+/// What the conversion produced, and which variable became which connection.
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub files: Files,
+    /// (environment variable, connection name, projects using it)
+    pub connections: Vec<(String, String, Vec<String>)>,
+}
+
+/// Converts every document. Any problem (an unparsable config, a variable
+/// that is not set, two variables with the same connection name) fails
+/// the whole conversion: every problem is listed, nothing is produced.
+pub fn convert(
+    docs: &[LegacyDoc],
+    env: impl Fn(&str) -> Option<String>,
+    refs: &SecretRefs,
+) -> Result<Converted, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut projects = Vec::new();
+    for d in docs {
+        match parse(d) {
+            Ok(p) => projects.push(p),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for p in &projects {
+        if let Some(first) = seen.insert(&p.name, &p.at) {
+            errors.push(format!(
+                "{}: duplicate project {:?} (also in {first})",
+                p.at, p.name
+            ));
+        }
+    }
+    let mut by_var: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in &projects {
+        by_var.entry(&p.env_var).or_default().push(p.name.clone());
+    }
+    let mut names: BTreeMap<String, &str> = BTreeMap::new();
+    let mut out = Converted::default();
+    for (var, users) in &by_var {
+        let name = connection_name(var);
+        if let Some(other) = names.insert(name.clone(), var) {
+            errors.push(format!(
+                "environment variables {other} and {var} would both become connection {name:?}; rename one in the legacy configs"
+            ));
+            continue;
+        }
+        let value = env(var).map(|v| v.trim().to_string()).unwrap_or_default();
+        if value.is_empty() {
+            errors.push(format!(
+                "environment variable {var} is not set (it holds the database URL of project(s) {}): set it and rerun",
+                users.join(", ")
+            ));
+            continue;
+        }
+        let scheme_ok = url::Url::parse(&value)
+            .map(|u| matches!(u.scheme(), "postgres" | "postgresql"))
+            .unwrap_or(false);
+        if !scheme_ok {
+            // Never echo the value: it is the secret.
+            errors.push(format!(
+                "environment variable {var} does not hold a postgres:// or postgresql:// URL"
+            ));
+            continue;
+        }
+        let file = format!("{name}.url");
+        let mut spec = Mapping::new();
+        spec.insert(
+            "description".into(),
+            format!("Converted from the environment variable {var}").into(),
+        );
+        spec.insert("database_url_file".into(), refs.path(&file).into());
+        out.files.manifests.push((
+            Path::new("connections").join(format!("{name}.yaml")),
+            yaml(envelope("Connection", &name, spec)),
+        ));
+        out.files
+            .secrets
+            .push((PathBuf::from(file), Secret::new(value)));
+        out.connections
+            .push((var.to_string(), name.clone(), users.clone()));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for p in projects {
+        let mut spec = Mapping::new();
+        if let Some(d) = p.description {
+            spec.insert("description".into(), d.into());
+        }
+        spec.insert("connection".into(), connection_name(&p.env_var).into());
+        spec.insert("config".into(), Value::Mapping(p.config));
+        out.files.manifests.push((
+            Path::new("projects").join(format!("{}.yaml", p.name)),
+            yaml(envelope("Project", &p.name, spec)),
+        ));
+    }
+    Ok(out)
+}
+
+/// Every YAML document of every `*.yaml`/`*.yml`/`*.json` below `dir`
+/// (hidden files and folders skipped), in path order.
+pub fn read_input(dir: &Path) -> Result<Vec<LegacyDoc>> {
+    if !dir.is_dir() {
+        bail!("--input {} is not a folder", dir.display());
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files).with_context(|| format!("cannot read {}", dir.display()))?;
+    files.sort();
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for path in files {
+        let rel = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut values = Vec::new();
+        for d in serde_yaml::Deserializer::from_str(&text) {
+            match <Value as serde::Deserialize>::deserialize(d) {
+                Ok(Value::Null) => {}
+                Ok(v) => values.push(v),
+                Err(e) => errors.push(format!("{rel}: {e}")),
+            }
+        }
+        let of = values.len();
+        docs.extend(
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(index, value)| LegacyDoc {
+                    file: rel.clone(),
+                    index,
+                    of,
+                    value,
+                }),
+        );
+    }
+    if !errors.is_empty() {
+        bail!(
+            "cannot parse the legacy configs:\n  {}",
+            errors.join("\n  ")
+        );
+    }
+    if docs.is_empty() {
+        bail!(
+            "--input {}: no *.yaml, *.yml or *.json file found",
+            dir.display()
+        );
+    }
+    Ok(docs)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e)) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `cpi convert-legacy --input DIR --output DIR --secrets-out DIR [--force]`.
+pub fn run(input: &Path, output: &Path, secrets_out: &Path, force: bool) -> Result<ExitCode> {
+    let refs = SecretRefs::new(output, secrets_out)?;
+    let docs = read_input(input)?;
+    let converted = convert(&docs, |v| std::env::var(v).ok(), &refs).map_err(|errors| {
+        anyhow::anyhow!(
+            "nothing converted ({} problem(s)):\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        )
+    })?;
+    for (_, s) in &converted.files.secrets {
+        secret::register(s);
+    }
+    output::write_all(&converted.files, output, secrets_out, force)?;
+    for (var, name, users) in &converted.connections {
+        println!(
+            "connection {name}: URL from ${var} → {} (mode 0600); used by {}",
+            secrets_out.join(format!("{name}.url")).display(),
+            users.join(", ")
+        );
+    }
+    for (p, _) in &converted.files.manifests {
+        println!("wrote {}", output.join(p).display());
+    }
+    let secrets_flag = if refs.needs_secrets_dir {
+        format!(" --secrets-dir {}", secrets_out.display())
+    } else {
+        String::new()
+    };
+    println!(
+        "Converted {} project(s) and {} connection(s). Next: cpi validate --manifests {}{secrets_flag}. Never commit the secret files in {}.",
+        converted.files.manifests.len() - converted.connections.len(),
+        converted.connections.len(),
+        output.display(),
+        secrets_out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(file: &str, yaml: &str) -> LegacyDoc {
+        LegacyDoc {
+            file: file.into(),
+            index: 0,
+            of: 1,
+            value: serde_yaml::from_str(yaml).unwrap(),
+        }
+    }
+
+    fn refs() -> SecretRefs {
+        SecretRefs {
+            prefix: PathBuf::new(),
+            needs_secrets_dir: true,
+        }
+    }
+
+    const URL: &str = "postgresql://u:pw-x@h/abc";
+
+    fn env(var: &str) -> Option<String> {
+        (var == "ABC_URL" || var == "WH_DSN").then(|| format!("{URL}\n"))
+    }
+
+    #[test]
+    fn names_are_safe() {
+        assert_eq!(connection_name("ABC_URL"), "abc_url");
+        assert_eq!(connection_name("_X Y"), "env_x_y");
+    }
+
+    #[test]
+    fn one_connection_per_variable_and_projects_reference_it() {
+        let docs = [
+            doc("a.yaml", "name: a\ndescription: A\nconnection: {env_var: ABC_URL}\ninbox: /in/a\ndefaults: {primary_key: id}\n"),
+            doc("b.json", r#"{"connection": {"env_var": "ABC_URL"}, "inbox": "/in/b"}"#),
+            doc("c.yaml", "apiVersion: cpi/v1\nkind: Project\nmetadata: {name: c}\nspec:\n  connection: x\n  config:\n    connection: {env_var: WH_DSN}\n    inbox: /in/c\n"),
+        ];
+        let out = convert(&docs, env, &refs()).unwrap();
+        let files: BTreeMap<_, _> = out.files.manifests.iter().cloned().collect();
+        assert_eq!(files.len(), 5);
+        assert_eq!(
+            files[Path::new("projects/a.yaml")],
+            format!("{HEADER}apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: a\nspec:\n  description: A\n  connection: abc_url\n  config:\n    inbox: /in/a\n    defaults:\n      primary_key: id\n")
+        );
+        assert!(files[Path::new("projects/b.yaml")].contains("name: b\n"));
+        assert!(files[Path::new("projects/c.yaml")].contains("connection: wh_dsn\n"));
+        assert!(files[Path::new("connections/abc_url.yaml")]
+            .contains("database_url_file: abc_url.url\n"));
+        assert!(files.values().all(|t| !t.contains("pw-x")));
+        assert_eq!(out.files.secrets.len(), 2);
+        assert_eq!(out.files.secrets[0].1.expose(), URL);
+    }
+
+    #[test]
+    fn a_missing_variable_fails_everything_and_is_named() {
+        let docs = [
+            doc("a.yaml", "connection: {env_var: ABC_URL}\n"),
+            doc("b.yaml", "connection: {env_var: NOPE_URL}\n"),
+        ];
+        let e = convert(&docs, env, &refs()).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("NOPE_URL is not set"), "{e:?}");
+        assert!(e[0].contains("project(s) b"), "{e:?}");
+    }
+
+    #[test]
+    fn bad_input_is_reported_per_file_without_the_url() {
+        let docs = [
+            doc("a.yaml", "name: a\ninbox: /x\n"),
+            doc("b.yaml", "connection: {env_var: ABC_URL}\ninbx: /x\n"),
+            doc("c.yaml", "connection: {env_var: BAD}\n"),
+        ];
+        let e = convert(
+            &docs,
+            |v| (v == "BAD").then(|| "mysql://u:pw-x@h/x".to_string()),
+            &refs(),
+        )
+        .unwrap_err();
+        let all = e.join("\n");
+        assert!(all.contains("a.yaml: no `connection.env_var`"), "{all}");
+        assert!(
+            all.contains("b.yaml: config: unknown field `inbx`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("BAD does not hold a postgres:// or postgresql:// URL"),
+            "{all}"
+        );
+        assert!(!all.contains("pw-x"));
+    }
+}

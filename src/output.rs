@@ -1,0 +1,187 @@
+//! Writing generated manifests and secret files to disk (`cpi export`,
+//! `cpi convert-legacy`). The content is computed by pure functions
+//! elsewhere; this module is the I/O edge.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::secret::Secret;
+
+/// What a generator produced: manifest files (relative to the output
+/// folder) and secret files (relative to the secrets folder).
+#[derive(Debug, Default)]
+pub struct Files {
+    pub manifests: Vec<(PathBuf, String)>,
+    pub secrets: Vec<(PathBuf, Secret)>,
+}
+
+/// How a manifest written into `output` names a secret file written into
+/// `secrets_out`. Secret paths resolve against `--secrets-dir`, which
+/// defaults to the manifests folder: when the secrets folder lies inside
+/// the output folder, the path relative to the output works with no flag;
+/// otherwise the bare file name works with `--secrets-dir SECRETS_OUT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRefs {
+    /// Prefix of every secret path written into a manifest.
+    pub prefix: PathBuf,
+    /// Whether `--secrets-dir` must be given to find the secrets.
+    pub needs_secrets_dir: bool,
+}
+
+impl SecretRefs {
+    pub fn new(output: &Path, secrets_out: &Path) -> Result<SecretRefs> {
+        let out = normalize(&std::path::absolute(output)?);
+        let sec = normalize(&std::path::absolute(secrets_out)?);
+        Ok(match sec.strip_prefix(&out) {
+            Ok(rel) => SecretRefs {
+                prefix: rel.to_path_buf(),
+                needs_secrets_dir: false,
+            },
+            Err(_) => SecretRefs {
+                prefix: PathBuf::new(),
+                needs_secrets_dir: true,
+            },
+        })
+    }
+
+    /// The path a manifest writes for the secret file `file_name`.
+    pub fn path(&self, file_name: &str) -> String {
+        self.prefix
+            .join(file_name)
+            .to_string_lossy()
+            .replace('\\', "/")
+    }
+}
+
+/// Removes `.` and resolves `..` lexically (the folders may not exist yet).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Writes every file. Without `force`, an existing file is an error and
+/// nothing is written (checked before the first write). Secret files are
+/// created with mode 0600 and their folder with 0700.
+pub fn write_all(files: &Files, output: &Path, secrets_out: &Path, force: bool) -> Result<()> {
+    if !force {
+        let existing: Vec<String> = files
+            .manifests
+            .iter()
+            .map(|(p, _)| output.join(p))
+            .chain(files.secrets.iter().map(|(p, _)| secrets_out.join(p)))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            bail!(
+                "refusing to overwrite {} existing file(s) (rerun with --force): {}",
+                existing.len(),
+                existing.join(", ")
+            );
+        }
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(secrets_out)
+        .with_context(|| format!("cannot create {}", secrets_out.display()))?;
+    // The secrets folder often sits inside a repository: make `git add .`
+    // unable to pick the secrets up (unless it is the manifests folder
+    // itself, whose manifests must stay committable).
+    let ignore = secrets_out.join(".gitignore");
+    let shared =
+        normalize(&std::path::absolute(secrets_out)?) == normalize(&std::path::absolute(output)?);
+    if !files.secrets.is_empty() && !shared && !ignore.exists() {
+        std::fs::write(&ignore, "# Secret files: never commit them.\n*\n")
+            .with_context(|| format!("cannot write {}", ignore.display()))?;
+    }
+    for (rel, value) in &files.secrets {
+        write_secret(&secrets_out.join(rel), value)?;
+    }
+    for (rel, text) in &files.manifests {
+        let path = output.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a secret file readable by its owner only. The mode is set on
+/// creation, so the value is never readable by others, not even briefly;
+/// an existing file (with `--force`) is narrowed to 0600 before writing.
+pub fn write_secret(path: &Path, value: &Secret) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write secret file {}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set mode 0600 on {}", path.display()))?;
+    writeln!(f, "{}", value.expose())
+        .with_context(|| format!("cannot write secret file {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_inside_output_need_no_flag() {
+        let r = SecretRefs::new(Path::new("/x/out"), Path::new("/x/out/./secrets")).unwrap();
+        assert_eq!(r.path("a.pass"), "secrets/a.pass");
+        assert!(!r.needs_secrets_dir);
+        let r = SecretRefs::new(Path::new("/x/out"), Path::new("/x/out/../sec")).unwrap();
+        assert_eq!(r.path("a.pass"), "a.pass");
+        assert!(r.needs_secrets_dir);
+    }
+
+    #[test]
+    fn secret_files_are_0600_and_existing_files_are_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let files = Files {
+            manifests: vec![(PathBuf::from("c/a.yaml"), "x: 1\n".into())],
+            secrets: vec![(PathBuf::from("a.pass"), Secret::new("pw"))],
+        };
+        let out = d.path().join("out");
+        let sec = d.path().join("sec");
+        write_all(&files, &out, &sec, false).unwrap();
+        let mode = std::fs::metadata(sec.join("a.pass"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(sec.join("a.pass")).unwrap(), "pw\n");
+        assert!(std::fs::read_to_string(sec.join(".gitignore"))
+            .unwrap()
+            .contains("*\n"));
+        let e = write_all(&files, &out, &sec, false).unwrap_err();
+        assert!(e.to_string().contains("--force"), "{e}");
+        write_all(&files, &out, &sec, true).unwrap();
+    }
+}

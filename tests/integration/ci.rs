@@ -1,0 +1,273 @@
+//! The CI examples (`examples/ci/`) run as written on a two-revision git
+//! repository: the test reads the commands out of the workflow files, so
+//! a change to a workflow is tested, not a copy of it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{cpi, write, Run};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const CONNECTION: &str = "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: abc\nspec:\n  database_url: postgresql://importer@db.internal:5432/abc\n  password_file: abc.pass\n";
+
+fn project(name: &str, description: &str) -> String {
+    format!("apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: {name}\nspec:\n  description: {description}\n  connection: abc\n  config:\n    inbox: /srv/in/{name}\n")
+}
+
+/// `origin` with `main` (the base) and `feature` (changes p1's
+/// description, adds p2) and `broken` (an unknown field); secrets are
+/// not in git, as in a real repository.
+fn origin(dir: &Path) -> PathBuf {
+    let o = dir.join("origin");
+    std::fs::create_dir_all(&o).unwrap();
+    git(&o, &["init", "-q", "-b", "main"]);
+    write(&o, "manifests/connections/abc.yaml", CONNECTION);
+    write(&o, "manifests/projects/p1.yaml", &project("p1", "nightly"));
+    write(&o, "README.md", "data team\n");
+    git(&o, &["add", "."]);
+    git(&o, &["commit", "-q", "-m", "base"]);
+    git(&o, &["checkout", "-q", "-b", "feature"]);
+    write(&o, "manifests/projects/p1.yaml", &project("p1", "hourly"));
+    write(
+        &o,
+        "manifests/projects/p2.yaml",
+        &project("p2_added", "new"),
+    );
+    git(&o, &["add", "."]);
+    git(&o, &["commit", "-q", "-m", "feature"]);
+    git(&o, &["checkout", "-q", "-b", "broken", "main"]);
+    write(
+        &o,
+        "manifests/projects/p1.yaml",
+        &project("p1", "x").replace("inbox", "inbx"),
+    );
+    git(&o, &["commit", "-q", "-am", "broken"]);
+    git(&o, &["checkout", "-q", "main"]);
+    o
+}
+
+/// A CI checkout of `branch`, with `origin/main` as the base.
+fn checkout(dir: &Path, origin: &Path, branch: &str) -> PathBuf {
+    let c = dir.join(format!("checkout-{branch}"));
+    git(
+        dir,
+        &["clone", "-q", origin.to_str().unwrap(), c.to_str().unwrap()],
+    );
+    git(&c, &["checkout", "-q", branch]);
+    c
+}
+
+/// Runs a CI shell snippet the way the runners do (`bash -eo pipefail`),
+/// with the `cpi` under test first on PATH.
+fn sh(dir: &Path, script: &str, env: &[(&str, String)]) -> Run {
+    let bin = Path::new(env!("CARGO_BIN_EXE_cpi")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn yaml(rel: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(rel)).unwrap()).unwrap()
+}
+
+/// Runs the GitHub workflow's steps (all but installing cpi) in `dir`;
+/// returns the failing step's output or the step summary.
+fn github(dir: &Path, tmp: &Path) -> Result<String, Run> {
+    let wf = yaml("examples/ci/github-actions.yml");
+    let job = &wf["jobs"]["plan"];
+    let runner = tmp.join(format!("runner-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&runner).unwrap();
+    let summary = runner.join("summary.md");
+    let mut env = vec![
+        ("GITHUB_BASE_REF", "main".to_string()),
+        ("RUNNER_TEMP", runner.display().to_string()),
+        ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
+    ];
+    for (k, v) in job["env"].as_mapping().unwrap() {
+        env.push((k.as_str().unwrap(), v.as_str().unwrap().to_string()));
+    }
+    let mut ran = 0;
+    for step in job["steps"].as_sequence().unwrap() {
+        let (Some(name), Some(script)) = (step["name"].as_str(), step["run"].as_str()) else {
+            continue;
+        };
+        if name.starts_with("Install") {
+            continue;
+        }
+        let r = sh(dir, script, &env);
+        if r.code != 0 {
+            return Err(r);
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, 3, "checkout base, validate, diff");
+    Ok(std::fs::read_to_string(summary).unwrap_or_default())
+}
+
+#[test]
+fn github_workflow_validates_and_shows_the_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = origin(tmp.path());
+
+    let summary = github(&checkout(tmp.path(), &o, "feature"), tmp.path())
+        .unwrap_or_else(|r| panic!("{}", r.all()));
+    assert!(summary.contains("cpi: changes on merge"), "{summary}");
+    assert!(summary.contains("+ Project p2_added (create)"), "{summary}");
+    assert!(
+        summary.contains("~ Project p1 (update: description)"),
+        "{summary}"
+    );
+    assert!(summary.contains("hourly"), "{summary}");
+    assert!(
+        summary.contains("Plan: 1 to create, 1 to update, 0 to delete."),
+        "{summary}"
+    );
+
+    let summary = github(&checkout(tmp.path(), &o, "main"), tmp.path())
+        .unwrap_or_else(|r| panic!("{}", r.all()));
+    assert!(summary.contains("no changes"), "{summary}");
+
+    let Err(failed) = github(&checkout(tmp.path(), &o, "broken"), tmp.path()) else {
+        panic!("a broken manifest must fail the workflow");
+    };
+    assert!(
+        failed.stderr.contains("unknown field `inbx`"),
+        "{}",
+        failed.all()
+    );
+}
+
+#[test]
+fn diff_against_a_base_checkout_exits_0_or_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = origin(tmp.path());
+    let head = checkout(tmp.path(), &o, "feature");
+    let base = tmp.path().join("base");
+    git(
+        &head,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            base.to_str().unwrap(),
+            "origin/main",
+        ],
+    );
+    let (h, b) = (head.join("manifests"), base.join("manifests"));
+    let d = cpi(&[
+        "diff",
+        "--manifests",
+        h.to_str().unwrap(),
+        "--against",
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(d.code, 2, "{}", d.all());
+    assert!(d.stdout.contains("p2_added"), "{}", d.stdout);
+    let d = cpi(&[
+        "diff",
+        "--manifests",
+        b.to_str().unwrap(),
+        "--against",
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(d.code, 0, "{}", d.all());
+    let d = cpi(&[
+        "diff",
+        "--manifests",
+        h.to_str().unwrap(),
+        "--against",
+        "/nonexistent",
+    ]);
+    assert_eq!(d.code, 1, "{}", d.all());
+}
+
+#[test]
+fn gitlab_job_validates_and_shows_the_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = origin(tmp.path());
+    let ci = yaml("examples/ci/gitlab-ci.yml");
+    let job = &ci["cpi-plan"];
+    let script: Vec<&str> = job["script"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let run = |branch: &str| {
+        let dir = checkout(tmp.path(), &o, branch);
+        let mut env = vec![
+            ("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "main".to_string()),
+            ("CI_PROJECT_DIR", dir.display().to_string()),
+        ];
+        for (k, v) in job["variables"].as_mapping().unwrap() {
+            let v = v
+                .as_str()
+                .map_or_else(|| v.as_u64().unwrap().to_string(), str::to_string);
+            env.push((k.as_str().unwrap(), v));
+        }
+        let r = sh(&dir, &script.join("\n"), &env);
+        let diff = std::fs::read_to_string(dir.join("cpi-diff.txt")).unwrap_or_default();
+        (r, diff)
+    };
+    let (r, diff) = run("feature");
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("the merge changes"), "{}", r.stdout);
+    assert!(diff.contains("+ Project p2_added (create)"), "{diff}");
+    let (r, _) = run("main");
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("cpi: no changes"), "{}", r.stdout);
+    let (r, _) = run("broken");
+    assert_ne!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn pre_commit_hook_runs_cpi_validate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = origin(tmp.path());
+    let hooks = yaml(".pre-commit-hooks.yaml");
+    let hook = &hooks[0];
+    assert_eq!(hook["id"], "cpi-validate");
+    let config = yaml("examples/ci/pre-commit-config.yaml");
+    let used = &config["repos"][0]["hooks"][0];
+    assert_eq!(used["id"], "cpi-validate");
+    let args: Vec<&str> = used["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let command = format!("{} {}", hook["entry"].as_str().unwrap(), args.join(" "));
+    let r = sh(&checkout(tmp.path(), &o, "feature"), &command, &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = sh(&checkout(tmp.path(), &o, "broken"), &command, &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("projects/p1.yaml"), "{}", r.stderr);
+}

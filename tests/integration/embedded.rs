@@ -1,0 +1,163 @@
+//! The embedded default: with no management URL, cpi starts a private
+//! PostgreSQL under the state dir, reuses it, and stops it on exit.
+
+use std::path::Path;
+
+use sqlx::{Connection, PgConnection};
+
+use crate::common::{cpi_command, write, Run};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cpi ARGS --state-dir STATE --embedded-port PORT`, no management URL.
+fn cpi_embedded(state: &Path, port: u16, args: &[&str]) -> Run {
+    cpi_command()
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--embedded-port", &port.to_string()])
+        .env("CPI_LOG", "info")
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn url(state: &Path, port: u16, db: &str) -> String {
+    let pw = std::fs::read_to_string(state.join("embedded/password")).unwrap();
+    format!("postgres://cpi:{}@127.0.0.1:{port}/{db}", pw.trim())
+}
+
+async fn reachable(state: &Path, port: u16) -> bool {
+    PgConnection::connect(&url(state, port, "cpi"))
+        .await
+        .is_ok()
+}
+
+fn manifests(dir: &Path) {
+    write(
+        dir,
+        "c.yaml",
+        "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: scratch\nspec:\n  database_url: postgresql://cpi@127.0.0.1:1/quickstart\n",
+    );
+    write(
+        dir,
+        "p.yaml",
+        "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n  connection: scratch\n  config:\n    inbox: /tmp/in\n",
+    );
+}
+
+#[tokio::test]
+async fn starts_then_reuses_the_data_then_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let m = tmp.path().join("m");
+    manifests(&m);
+    let port = free_port();
+
+    let a = cpi_embedded(&state, port, &["apply", "--manifests", m.to_str().unwrap()]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert!(a.stderr.contains("first run"), "{}", a.stderr);
+    assert!(
+        a.stderr.contains("using the embedded PostgreSQL (started)"),
+        "{}",
+        a.stderr
+    );
+    assert!(
+        a.stderr.contains("stopped the embedded PostgreSQL"),
+        "{}",
+        a.stderr
+    );
+    let password = std::fs::read_to_string(state.join("embedded/password")).unwrap();
+    assert!(!a.all().contains(password.trim()));
+    assert!(!reachable(&state, port).await, "stopped on exit");
+
+    // A second run finds the cluster (no initdb) and the rows applied before.
+    let d = cpi_embedded(&state, port, &["diff", "--manifests", m.to_str().unwrap()]);
+    assert_eq!(d.code, 0, "data persists: {}", d.all());
+    assert!(!d.stderr.contains("first run"), "{}", d.stderr);
+    assert!(!reachable(&state, port).await, "stopped on exit");
+}
+
+#[tokio::test]
+async fn a_running_instance_is_shared_and_stopped_by_its_last_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let port = free_port();
+
+    // This test process is one user of the instance ...
+    let held = cpi::embedded::Embedded::start(&state, port).await.unwrap();
+    assert!(held.started);
+    let mut c = PgConnection::connect(held.url().expose()).await.unwrap();
+    sqlx::query("CREATE TABLE kept (x int)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+
+    // ... a cpi process attaches to it, and leaves it running on exit.
+    let r = cpi_embedded(&state, port, &["migrate"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("(already running)"), "{}", r.stderr);
+    assert!(!r.stderr.contains("stopped"), "{}", r.stderr);
+    assert!(reachable(&state, port).await);
+
+    // The last user stops it.
+    drop(held);
+    assert!(!reachable(&state, port).await);
+
+    // Restarted on the same data: the table is still there.
+    let again = cpi::embedded::Embedded::start(&state, port).await.unwrap();
+    let mut c = PgConnection::connect(again.url().expose()).await.unwrap();
+    sqlx::query("SELECT * FROM kept")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let scratch = again.database_url(cpi::embedded::SCRATCH_DATABASE);
+    PgConnection::connect(scratch.expose()).await.unwrap();
+}
+
+#[test]
+fn without_server_binaries_the_error_names_both_fixes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r: Run = cpi_command()
+        .args(["migrate", "--state-dir"])
+        .arg(tmp.path())
+        .env("CPI_POSTGRES_BIN", tmp.path().join("no-such-dir"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("install PostgreSQL"), "{}", r.stderr);
+    assert!(r.stderr.contains("--database-url"), "{}", r.stderr);
+}
+
+#[test]
+fn port_zero_is_a_usage_error() {
+    let r = crate::common::cpi(&["migrate", "--embedded-port", "0"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("--embedded-port"), "{}", r.stderr);
+}
+
+#[test]
+fn commands_without_a_database_start_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let m = tmp.path().join("m");
+    manifests(&m);
+    let ms = m.to_str().unwrap();
+    for args in [
+        vec!["validate", "--manifests", ms],
+        vec!["diff", "--manifests", ms, "--against", ms],
+        vec!["schema"],
+    ] {
+        let r = cpi_embedded(&state, free_port(), &args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.all());
+    }
+    assert!(!state.exists());
+}

@@ -1,0 +1,132 @@
+//! `cpi export` round trip: rows created behind cpi's back become manifests
+//! that `cpi diff --adopt` finds equal but for ownership.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::common::{cpi, Run, TestDb};
+
+const PASSWORD: &str = "Exp0rt-s3cret!pw";
+
+fn run(db: &TestDb, args: &[&str]) -> Run {
+    let url = db.url();
+    let mut all = args.to_vec();
+    all.extend(["--database-url", &url]);
+    cpi(&all)
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn export_then_adopt_then_diff_is_clean() {
+    let db = TestDb::new().await;
+    assert_eq!(run(&db, &["migrate"]).code, 0);
+    let mut conn = db.connect().await;
+    let with_password = format!("postgresql://importer:{PASSWORD}@db.internal:5432/abc");
+    sqlx::query("INSERT INTO cpi_connections (name, description, database_url) VALUES ('abc', 'ABC prod', $1), ('plain', NULL, 'postgresql://reader@10.0.0.5/warehouse'), ('tokened', NULL, 'postgresql://u@h/db?sslmode=require&password=qp-secret')")
+        .bind(&with_password)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO cpi_projects (name, description, connection_id, config)
+         SELECT 'p1', 'nightly', id, '{\"name\": \"p1\", \"inbox\": \"/srv/in/p1\", \"defaults\": {\"primary_key\": \"id\"}, \"tables\": [{\"file_pattern\": \"o_*.csv\", \"table\": \"sales.orders\", \"mode\": \"upsert\", \"primary_key\": [\"order_id\"]}]}'::jsonb FROM cpi_connections WHERE name = 'abc'
+         UNION ALL SELECT 'p2', NULL, id, '{\"name\": \"p2\", \"inbox\": \"/srv/in/p2\"}'::jsonb FROM cpi_connections WHERE name = 'plain'
+         UNION ALL SELECT 'orphan', NULL, NULL, '{\"inbox\": \"/srv/in/x\"}'::jsonb",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let secrets = dir.path().join("secrets");
+    let (o, s) = (out.to_str().unwrap(), secrets.to_str().unwrap());
+    let e = run(&db, &["export", "--output", o, "--secrets-out", s]);
+    assert_eq!(e.code, 0, "{}", e.all());
+    assert!(!e.all().contains(PASSWORD) && !e.all().contains("qp-secret"));
+    assert!(
+        e.stderr.contains("\"orphan\"") && e.stderr.contains("connection_id is NULL"),
+        "{}",
+        e.stderr
+    );
+
+    // Git gets no secret; the secret files are the owner's only.
+    let abc = std::fs::read_to_string(out.join("connections/abc.yaml")).unwrap();
+    assert!(!abc.contains(PASSWORD), "{abc}");
+    assert!(abc.contains("password_file: abc.pass"), "{abc}");
+    assert!(
+        !std::fs::read_to_string(out.join("connections/tokened.yaml"))
+            .unwrap()
+            .contains("qp-secret")
+    );
+    assert!(!out.join("projects/orphan.yaml").exists());
+    assert!(!secrets.join("plain.pass").exists());
+    for f in ["abc.pass", "tokened.url"] {
+        assert_eq!(mode(&secrets.join(f)), 0o600, "{f}");
+    }
+    assert_eq!(mode(&secrets), 0o700);
+
+    let m = ["--manifests", o, "--secrets-dir", s];
+    let d = run(&db, &[&["diff"][..], &m].concat());
+    assert_eq!(d.code, 1, "unmanaged rows are conflicts: {}", d.all());
+
+    let d = run(
+        &db,
+        &[&["diff", "--adopt", "--output", "json"][..], &m].concat(),
+    );
+    assert_eq!(d.code, 2, "{}", d.all());
+    assert!(!d.all().contains(PASSWORD));
+    let plan: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 5, "{}", d.stdout);
+    for c in changes {
+        assert_eq!(c["action"], "update", "{c}");
+        assert_eq!(c["adopt"], true, "{c}");
+        assert_eq!(
+            c["fields"],
+            serde_json::json!(["managed_by", "source"]),
+            "only ownership changes: {c}"
+        );
+    }
+
+    let a = run(&db, &[&["apply", "--adopt"][..], &m].concat());
+    assert_eq!(a.code, 0, "{}", a.all());
+    let d = run(&db, &[&["diff"][..], &m].concat());
+    assert_eq!(d.code, 0, "{}", d.all());
+    assert!(!a.all().contains(PASSWORD) && !d.all().contains(PASSWORD));
+
+    // The stored URL was never rewritten: it loaded back byte for byte.
+    let (url,): (String,) =
+        sqlx::query_as("SELECT database_url FROM cpi_connections WHERE name = 'abc'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(url, with_password);
+
+    // A second export does not overwrite what the first wrote.
+    let again = run(&db, &["export", "--output", o, "--secrets-out", s]);
+    assert_eq!(again.code, 1, "{}", again.all());
+    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+}
+
+#[tokio::test]
+async fn export_on_an_unmigrated_database_says_so() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("o");
+    let r = run(
+        &db,
+        &[
+            "export",
+            "--output",
+            o.to_str().unwrap(),
+            "--secrets-out",
+            o.join("s").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("cpi migrate"), "{}", r.stderr);
+}
