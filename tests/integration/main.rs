@@ -2,3 +2,6 @@
 
 mod common;
 mod exit_codes;
+mod import;
+mod import_cli;
+mod import_support;
