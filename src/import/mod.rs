@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::postgres::PgDatabaseError;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::config::{Mode, ProjectConfig, ResolvedOptions};
@@ -326,7 +326,11 @@ async fn connect_target(url: &Secret, project: &str) -> Result<PgConnection, Imp
         project: project.to_string(),
         message: secret::scrub(&message, &[url]),
     };
-    let opts = store::connect_options(url).map_err(unreachable)?;
+    // No statement logging: the merge statements are long, and slow by
+    // nature on big files; the job row says what happened.
+    let opts = store::connect_options(url)
+        .map_err(unreachable)?
+        .disable_statement_logging();
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
@@ -616,6 +620,15 @@ async fn load(
                 sql::ROW_COLUMN
             )));
         }
+        // For the merge: the staging table in memory where it fits, hash
+        // joins of a million rows without spilling, and no JIT compile
+        // for a statement whose cost is writing rows.
+        sqlx::raw_sql(
+            "SET LOCAL temp_buffers = '128MB'; SET LOCAL work_mem = '128MB'; SET LOCAL jit = off",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         sqlx::query(&sql::create_stage(STAGE, &table, &col_names))
             .execute(&mut *tx)
             .await
@@ -640,6 +653,10 @@ async fn load(
         max_errors: o.max_errors,
         row_number: staged,
         first: opened.first,
+        key_fields: key
+            .iter()
+            .filter_map(|k| col_names.iter().position(|c| c == k))
+            .collect(),
     };
     let (tx_buf, mut rx_buf) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let producer = {
@@ -714,17 +731,21 @@ async fn load(
             Mode::Append => counts.rows_inserted = copied,
             Mode::Replace if !staged => counts.rows_inserted = copied,
             Mode::Replace => {
-                let r = sqlx::query(&sql::insert_all(&table, STAGE, &col_names, &key_refs))
-                    .execute(&mut *tx)
-                    .await?;
+                let r = sqlx::query(&sql::insert_all(
+                    &table,
+                    STAGE,
+                    &col_names,
+                    &key_refs,
+                    summary.keys_unique,
+                ))
+                .execute(&mut *tx)
+                .await?;
                 counts.rows_inserted = r.rows_affected();
             }
             Mode::Upsert | Mode::Sync => {
-                // Temp tables have no statistics until analysed: without
-                // them the planner may pick a nested loop over a million rows.
-                sqlx::query(&format!("ANALYZE {STAGE}"))
-                    .execute(&mut *tx)
-                    .await?;
+                // No ANALYZE of the staging table: the planner estimates its
+                // row count from its size, which is what picks the hash
+                // anti-join; sampling would cost more than it tells.
                 let merge_cols: Vec<sql::MergeColumn> = col_names
                     .iter()
                     .map(|n| sql::MergeColumn {
@@ -735,10 +756,15 @@ async fn load(
                             .is_none_or(|c| !c.ty.has_equality()),
                     })
                     .collect();
-                let (ins, upd): (i64, i64) =
-                    sqlx::query_as(&sql::upsert(&table, STAGE, &merge_cols, &key_refs))
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let (ins, upd): (i64, i64) = sqlx::query_as(&sql::upsert(
+                    &table,
+                    STAGE,
+                    &merge_cols,
+                    &key_refs,
+                    summary.keys_unique,
+                ))
+                .fetch_one(&mut *tx)
+                .await?;
                 counts.rows_inserted = ins as u64;
                 counts.rows_updated = upd as u64;
                 if o.mode == Mode::Sync {

@@ -101,6 +101,13 @@ async fn upsert_last_row_wins_and_unchanged_rows_are_not_rewritten() {
         vec!["1|eins|x", "2|two|y", "3|drei|k"],
         "columns absent from the file keep their values"
     );
+    // The last row of a key wins even when it equals the stored row.
+    let o = env.import("c.csv", b"id,name\n1,changed\n1,eins\n").await;
+    assert_eq!(counts(&o), (2, 0, 0, 0, 0), "{:?}", o.error);
+    assert_eq!(
+        env.rows("SELECT name FROM t WHERE id = 1").await,
+        vec!["eins"]
+    );
     let xmin_before = env.rows("SELECT xmin::text FROM t WHERE id = 2").await;
     let o = env.import("b.csv", b"id,name\n2,two\n1,eins\n").await;
     assert_eq!(counts(&o), (2, 0, 0, 0, 0));
