@@ -316,10 +316,14 @@ fn parse_float(t: &str, ty: ColType) -> Result<f64, ValueError> {
 
 /// PostgreSQL's boolean spellings (case-insensitive).
 pub fn parse_bool(t: &str) -> Option<bool> {
-    match t.to_ascii_lowercase().as_str() {
-        "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
-        "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
-        _ => None,
+    const TRUE: &[&str] = &["t", "true", "y", "yes", "on", "1"];
+    const FALSE: &[&str] = &["f", "false", "n", "no", "off", "0"];
+    if TRUE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
+        Some(true)
+    } else if FALSE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
+        Some(false)
+    } else {
+        None
     }
 }
 
