@@ -208,6 +208,19 @@ async fn run_started(
     let url: Secret = connection.database_url.0;
     secret::register(&url);
 
+    if project
+        .config
+        .get("connection")
+        .and_then(|c| c.get("env_var"))
+        .is_some()
+    {
+        return Err(ImportError::Config {
+            project: project_name.clone(),
+            message: "its config still has `connection.env_var`, which is no longer read: \
+                      run `cpi convert-legacy` to turn it into a Connection manifest"
+                .into(),
+        });
+    }
     let config: ProjectConfig =
         serde_json::from_value(project.config.clone()).map_err(|e| ImportError::Config {
             project: project_name.clone(),
@@ -490,6 +503,7 @@ async fn load(
     let table = o.table.quoted();
     let db = |e: sqlx::Error| db_failure(file, e, None);
 
+    let started = std::time::Instant::now();
     target::ensure_ledger(conn).await.map_err(db)?;
     let mut tx = conn.begin().await.map_err(db)?;
     // Timestamps without an offset mean UTC, whatever the server's setting.
@@ -726,6 +740,7 @@ async fn load(
         }
     };
 
+    let copy_done = started.elapsed();
     let merged: Result<(), sqlx::Error> = async {
         match o.mode {
             Mode::Append => counts.rows_inserted = copied,
@@ -811,7 +826,15 @@ async fn load(
             errors_total: 0,
         });
     }
+    let merge_done = started.elapsed();
     tx.commit().await.map_err(db)?;
+    tracing::debug!(
+        file,
+        copy_s = copy_done.as_secs_f64(),
+        merge_s = (merge_done - copy_done).as_secs_f64(),
+        commit_s = (started.elapsed() - merge_done).as_secs_f64(),
+        "import timings"
+    );
     let note = (summary.rows_rejected > 0).then(|| {
         format!(
             "{file}: {} bad row(s) skipped (on_error: skip_rows)",

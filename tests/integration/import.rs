@@ -578,6 +578,19 @@ async fn the_three_connection_errors_are_distinct() {
 }
 
 #[tokio::test]
+async fn a_legacy_env_var_config_is_refused_with_the_way_out() {
+    let env = Env::new(json!({"table": "t"})).await;
+    env.set_project(
+        json!({"name": "p", "connection": {"env_var": "ABC_DATABASE_URL"}}),
+        Some(&env.db.url()),
+    )
+    .await;
+    let path = env.file("a.csv", b"id\n1\n");
+    let e = env.run(&path).await.unwrap_err();
+    assert!(e.to_string().contains("cpi convert-legacy"), "{e}");
+}
+
+#[tokio::test]
 async fn unreachable_target_is_retryable_and_never_shows_the_password() {
     let env = Env::new(json!({"table": "t"})).await;
     env.set_project(
