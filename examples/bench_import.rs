@@ -218,24 +218,6 @@ async fn main() {
     )
     .await;
 
-    // Append.
-    exec(&url, reset).await;
-    let psql_append = psql(
-        &url,
-        &[
-            "-c",
-            &format!("\\copy t FROM '{}' CSV HEADER", base.display()),
-        ],
-    );
-    exec(&url, reset).await;
-    let (cpi_append, rss_append, out) = run_cpi(&bin, &url, &base);
-    print!("{out}");
-    // Keep the loaded table as the starting point of both upserts.
-    exec(&url, "CREATE TABLE t_base AS SELECT * FROM t").await;
-
-    // Upsert of the changed file onto the loaded table.
-    let restore = "TRUNCATE t;\nINSERT INTO t SELECT * FROM t_base;\nDELETE FROM cpi.imported_files;\nVACUUM ANALYZE t;\nCHECKPOINT;\n";
-    exec(&url, restore).await;
     let script = dir_path.join("upsert.sql");
     std::fs::write(
         &script,
@@ -252,14 +234,61 @@ COMMIT;
         ),
     )
     .unwrap();
-    let psql_upsert = psql(&url, &["-f", script.to_str().unwrap()]);
-    exec(&url, restore).await;
-    let (cpi_upsert, rss_upsert, out) = run_cpi(&bin, &url, &changed);
-    print!("{out}");
+    let restore = "TRUNCATE t;\nINSERT INTO t SELECT * FROM t_base;\nDELETE FROM cpi.imported_files;\nVACUUM ANALYZE t;\nCHECKPOINT;\n";
+    let copy_base = format!("\\copy t FROM '{}' CSV HEADER", base.display());
+
+    // The machine may be shared: each figure is the median of REPEAT runs
+    // (BENCH_REPEAT, default 3), psql and cpi alternating.
+    let repeat: usize = std::env::var("BENCH_REPEAT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let (mut pa, mut ca, mut pu, mut cu) = (vec![], vec![], vec![], vec![]);
+    let (mut rss_append, mut rss_upsert) = (0, 0);
+    for round in 0..repeat {
+        exec(&url, reset).await;
+        pa.push(psql(&url, &["-c", &copy_base]));
+        exec(&url, reset).await;
+        let (t, rss, out) = run_cpi(&bin, &url, &base);
+        ca.push(t);
+        rss_append = rss_append.max(rss);
+        if round == 0 {
+            print!("{out}");
+            // The loaded table is the starting point of both upserts.
+            exec(&url, "CREATE TABLE t_base AS SELECT * FROM t").await;
+        }
+        exec(&url, restore).await;
+        pu.push(psql(&url, &["-f", script.to_str().unwrap()]));
+        exec(&url, restore).await;
+        let (t, rss, out) = run_cpi(&bin, &url, &changed);
+        cu.push(t);
+        rss_upsert = rss_upsert.max(rss);
+        if round == 0 {
+            print!("{out}");
+        }
+        println!(
+            "round {}: append psql {:.2} s / cpi {:.2} s, upsert psql {:.2} s / cpi {:.2} s",
+            round + 1,
+            pa[round].as_secs_f64(),
+            ca[round].as_secs_f64(),
+            pu[round].as_secs_f64(),
+            cu[round].as_secs_f64()
+        );
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (psql_append, cpi_append) = (median(&mut pa), median(&mut ca));
+    let (psql_upsert, cpi_upsert) = (median(&mut pu), median(&mut cu));
 
     let s = |d: Duration| d.as_secs_f64();
     println!();
-    println!("rows: {rows} (changed file: {} rows)", rows + rows / 10);
+    println!(
+        "rows: {rows} (changed file: {} rows), median of {repeat} run(s)",
+        rows + rows / 10
+    );
     println!(
         "append: psql \\copy {:.2} s, cpi {:.2} s → ratio {:.2}× (goal ≥ 1.3×)",
         s(psql_append),
@@ -273,7 +302,7 @@ COMMIT;
         s(psql_upsert) / s(cpi_upsert)
     );
     println!(
-        "cpi peak RSS: append {:.1} MiB, upsert {:.1} MiB (goal ≤ 64 MiB)",
+        "cpi peak RSS (max of all runs): append {:.1} MiB, upsert {:.1} MiB (goal ≤ 64 MiB)",
         rss_append as f64 / 1024.0,
         rss_upsert as f64 / 1024.0
     );

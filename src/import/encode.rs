@@ -307,8 +307,12 @@ fn parse_int(t: &str, ty: ColType) -> Result<i64, ValueError> {
 
 fn parse_float(t: &str, ty: ColType) -> Result<f64, ValueError> {
     let v: f64 = t.parse().map_err(|_| ValueError::Invalid(ty.label()))?;
-    let named = t.trim_start_matches(['+', '-']).to_ascii_lowercase();
-    if v.is_infinite() && !named.starts_with("inf") {
+    let named = t.trim_start_matches(['+', '-']);
+    if v.is_infinite()
+        && !named
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("inf"))
+    {
         return Err(ValueError::OutOfRange(ty.label()));
     }
     Ok(v)
@@ -367,14 +371,34 @@ impl Numeric {
     }
 }
 
+/// A spelled-out value (`NaN`, `Infinity`, any case, optional sign): its
+/// code from `names`, negated for a leading `-`. Returns at once on a
+/// digit: most values are numbers, and this runs for each of them.
+fn named_value(t: &str, names: &[(&str, i32)]) -> Option<i32> {
+    let first = *t.as_bytes().first()?;
+    if first.is_ascii_digit() || first == b'.' {
+        return None;
+    }
+    let (neg, body) = match first {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let code = names
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(body))
+        .map(|(_, c)| *c)?;
+    Some(if neg { -code } else { code })
+}
+
 /// Parses `[+-]digits[.digits][e[+-]digits]`, `NaN`, `Infinity`.
 pub fn parse_numeric(t: &str) -> Option<Numeric> {
-    let lower = t.to_ascii_lowercase();
-    match lower.as_str() {
-        "nan" => return Some(Numeric::special(NUMERIC_NAN)),
-        "infinity" | "+infinity" | "inf" | "+inf" => return Some(Numeric::special(NUMERIC_PINF)),
-        "-infinity" | "-inf" => return Some(Numeric::special(NUMERIC_NINF)),
-        _ => {}
+    if let Some(special) = named_value(t, &[("nan", 0), ("infinity", 1), ("inf", 1)]) {
+        return Some(Numeric::special(match special {
+            0 => NUMERIC_NAN,
+            1 => NUMERIC_PINF,
+            _ => NUMERIC_NINF,
+        }));
     }
     let (neg, rest) = match t.as_bytes().first()? {
         b'-' => (true, &t[1..]),
@@ -490,10 +514,10 @@ const PG_EPOCH_DAYS_FROM_UNIX: i64 = 10957;
 /// Days since 2000-01-01 of `YYYY-MM-DD` (also `YYYY/MM/DD`, `YYYYMMDD`),
 /// or ±infinity.
 pub fn parse_date_days(t: &str) -> Option<i32> {
-    match t.to_ascii_lowercase().as_str() {
-        "infinity" | "+infinity" => return Some(i32::MAX),
-        "-infinity" => return Some(i32::MIN),
-        _ => {}
+    match named_value(t, &[("infinity", 1)]) {
+        Some(1) => return Some(i32::MAX),
+        Some(_) => return Some(i32::MIN),
+        None => {}
     }
     let b = t.as_bytes();
     let (y, m, d) = match b.len() {
@@ -528,10 +552,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
 /// for timestamptz and ignored for timestamp (as PostgreSQL does); a
 /// timestamptz without offset is UTC (the import session runs in UTC).
 pub fn parse_timestamp_us(t: &str, with_tz: bool) -> Option<i64> {
-    match t.to_ascii_lowercase().as_str() {
-        "infinity" | "+infinity" => return Some(i64::MAX),
-        "-infinity" => return Some(i64::MIN),
-        _ => {}
+    match named_value(t, &[("infinity", 1)]) {
+        Some(1) => return Some(i64::MAX),
+        Some(_) => return Some(i64::MIN),
+        None => {}
     }
     let b = t.as_bytes();
     if b.len() < 10 {
@@ -677,6 +701,10 @@ mod tests {
         assert!(parse_numeric(".").is_none());
         assert!(parse_numeric("1e").is_none());
         assert_eq!(parse_numeric("NaN").unwrap().sign, NUMERIC_NAN);
+        assert_eq!(parse_numeric("-Infinity").unwrap().sign, NUMERIC_NINF);
+        assert_eq!(parse_numeric("inf").unwrap().sign, NUMERIC_PINF);
+        assert_eq!(parse_date_days("-infinity"), Some(i32::MIN));
+        assert_eq!(parse_timestamp_us("Infinity", true), Some(i64::MAX));
     }
 
     #[test]
