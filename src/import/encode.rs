@@ -223,7 +223,8 @@ fn put_binary(buf: &mut Vec<u8>, col: &ColumnSpec, value: &str) -> Result<(), Va
         ColType::Float4 => {
             let v = parse_float(t, ty)?;
             let f = v as f32;
-            if f.is_infinite() && !v.is_infinite() {
+            // PostgreSQL refuses overflow and underflow alike.
+            if (f.is_infinite() && !v.is_infinite()) || (f == 0.0 && v != 0.0) {
                 return Err(ValueError::OutOfRange(ty.label()));
             }
             put_field(buf, &f.to_be_bytes());
@@ -313,6 +314,10 @@ fn parse_float(t: &str, ty: ColType) -> Result<f64, ValueError> {
             .get(..3)
             .is_some_and(|p| p.eq_ignore_ascii_case("inf"))
     {
+        return Err(ValueError::OutOfRange(ty.label()));
+    }
+    let mantissa = t.split(['e', 'E']).next().unwrap_or("");
+    if v == 0.0 && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
         return Err(ValueError::OutOfRange(ty.label()));
     }
     Ok(v)
@@ -674,6 +679,24 @@ mod tests {
             bin(ColType::Int8, "99999999999999999999"),
             Err(ValueError::OutOfRange("bigint"))
         );
+    }
+
+    #[test]
+    fn floats_refuse_overflow_and_underflow() {
+        assert_eq!(
+            bin(ColType::Float4, "1e-300"),
+            Err(ValueError::OutOfRange("real"))
+        );
+        assert_eq!(
+            bin(ColType::Float8, "1e-400"),
+            Err(ValueError::OutOfRange("double precision"))
+        );
+        assert_eq!(
+            bin(ColType::Float8, "1e400"),
+            Err(ValueError::OutOfRange("double precision"))
+        );
+        assert!(bin(ColType::Float8, "0e5").is_ok());
+        assert!(bin(ColType::Float4, "-Infinity").is_ok());
     }
 
     #[test]

@@ -604,3 +604,96 @@ async fn unreachable_target_is_retryable_and_never_shows_the_password() {
     assert!(matches!(e, ImportError::TargetUnreachable { .. }), "{e}");
     assert!(!format!("{e} {e:?}").contains("Sup3rS3cret"), "{e:?}");
 }
+
+/// The binary encoders agree with PostgreSQL's own text input functions.
+#[tokio::test]
+async fn binary_values_equal_what_postgres_parses_from_text() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec(
+        "CREATE TABLE t (raw text, n numeric, ts timestamptz, lts timestamp, d date, f float8, r real, i int8)",
+    )
+    .await;
+    let numbers = [
+        "0",
+        "-0",
+        "1e3",
+        "0.0001",
+        "123456789.123456789",
+        "1.5e-7",
+        "-99999999999999999999.5",
+        "NaN",
+        "-Infinity",
+        "0.00",
+        "10000",
+        "-123456.7",
+        "+7",
+        ".5",
+        "5.",
+        "1E+2",
+        "0.000000000001",
+    ];
+    let times = [
+        "2024-02-29 23:59:59.999999+05:30",
+        "1970-01-01",
+        "2000-01-01T00:00:00Z",
+        "1900-03-01 12:00",
+        "2038-01-19 03:14:07.5-0800",
+        "1999-12-31 23:59:60",
+        "infinity",
+        "2024-06-30 24:00:00",
+    ];
+    let mut csv = String::from("raw,n,ts,lts,d,f,r,i\n");
+    for n in numbers {
+        csv.push_str(&format!("{n},{n},,,,,,\n"));
+    }
+    for t in times {
+        let d = if t == "infinity" {
+            t.to_string()
+        } else {
+            t[..10].to_string()
+        };
+        csv.push_str(&format!("{t},,{t},{t},{d},,,\n"));
+    }
+    for f in [
+        "1.5",
+        "-0",
+        "1e-30",
+        "3.4028235e38",
+        "-Infinity",
+        "NaN",
+        "0.1",
+    ] {
+        csv.push_str(&format!("{f},,,,,{f},{f},\n"));
+    }
+    for i in ["-9223372036854775808", "9223372036854775807", "+42", " 7 "] {
+        csv.push_str(&format!("\"{i}\",,,,,,,\"{i}\"\n"));
+    }
+    let o = env.import("a.csv", csv.as_bytes()).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    let mut c = env.db.connect().await;
+    sqlx::query("SET TimeZone = 'UTC'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let bad: Vec<String> = sqlx::query_scalar(
+        "SELECT raw FROM t WHERE (n IS NOT NULL AND n::text <> raw::numeric::text)
+            OR (ts IS NOT NULL AND ts <> raw::timestamptz)
+            OR (lts IS NOT NULL AND lts <> raw::timestamp)
+            OR (d IS NOT NULL AND d <> left(raw, 10)::date AND raw <> 'infinity')
+            OR (f IS NOT NULL AND f::text <> raw::float8::text)
+            OR (r IS NOT NULL AND r::text <> raw::real::text)
+            OR (i IS NOT NULL AND i <> raw::int8)",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert!(
+        bad.is_empty(),
+        "values that differ from PostgreSQL's parse: {bad:?}"
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n as usize, numbers.len() + times.len() + 7 + 4);
+}
