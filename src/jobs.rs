@@ -16,6 +16,8 @@ pub enum JobError {
     NotRetryable { id: Uuid, status: String },
     #[error("job {id}: the file {path} no longer exists")]
     FileGone { id: Uuid, path: String },
+    #[error("job {id} is {status}: a finished job is not run again (its result stands)")]
+    Finished { id: Uuid, status: String },
     #[error("management database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -158,19 +160,30 @@ pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Job>, J
     .await?)
 }
 
-/// Marks the job running for `worker`: attempts + 1, previous results cleared.
-pub async fn start(db: impl PgExecutor<'_>, id: Uuid, worker: &str) -> Result<Job, JobError> {
-    sqlx::query_as(&format!(
+/// Marks the job running for `worker`: attempts + 1, previous results
+/// cleared. A job that succeeded or was a duplicate keeps its result: only
+/// queued, failed and running (a worker died) jobs start.
+pub async fn start(db: &PgPool, id: Uuid, worker: &str) -> Result<Job, JobError> {
+    let started: Option<Job> = sqlx::query_as(&format!(
         "UPDATE cpi_import_jobs SET status = 'running', worker = $2, attempts = attempts + 1,
                 started_at = now(), finished_at = NULL, error = NULL, error_details = NULL,
                 rows_read = 0, rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
-          WHERE id = $1 RETURNING {JOB_COLUMNS}"
+          WHERE id = $1 AND status IN ('queued', 'failed', 'running') RETURNING {JOB_COLUMNS}"
     ))
     .bind(id)
     .bind(worker)
     .fetch_optional(db)
-    .await?
-    .ok_or(JobError::NotFound(id))
+    .await?;
+    match started {
+        Some(job) => Ok(job),
+        None => match get(db, id).await? {
+            Some(job) => Err(JobError::Finished {
+                id,
+                status: job.status,
+            }),
+            None => Err(JobError::NotFound(id)),
+        },
+    }
 }
 
 /// What is known about the file once it was hashed and its options picked.
@@ -242,15 +255,54 @@ pub async fn requeue(db: &PgPool, id: Uuid) -> Result<Job, JobError> {
             status: job.status,
         });
     }
-    if !Path::new(&job.file_path).exists() {
-        return Err(JobError::FileGone {
-            id,
-            path: job.file_path,
-        });
-    }
-    sqlx::query("UPDATE cpi_import_jobs SET status = 'queued' WHERE id = $1 AND status = 'failed'")
-        .bind(id)
-        .execute(db)
-        .await?;
+    let path = match failed_copy(db, &job).await? {
+        Some(p) => p,
+        None => {
+            return Err(JobError::FileGone {
+                id,
+                path: job.file_path,
+            })
+        }
+    };
+    let job: Job = sqlx::query_as(&format!(
+        "UPDATE cpi_import_jobs SET status = 'queued', file_path = $2 WHERE id = $1 AND status = 'failed'
+         RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&path)
+    .fetch_optional(db)
+    .await?
+    .ok_or(JobError::NotRetryable {
+        id,
+        status: "no longer failed".into(),
+    })?;
     Ok(job)
+}
+
+/// Where a failed job's file is now: where it was, or in the project's
+/// failed folder (the daemon moves failed files there).
+async fn failed_copy(db: &PgPool, job: &Job) -> Result<Option<String>, JobError> {
+    if Path::new(&job.file_path).is_file() {
+        return Ok(Some(job.file_path.clone()));
+    }
+    let config: Option<(serde_json::Value,)> =
+        sqlx::query_as("SELECT config FROM cpi_projects WHERE name = $1")
+            .bind(&job.project_name)
+            .fetch_optional(db)
+            .await?;
+    let Some(config) =
+        config.and_then(|(c,)| serde_json::from_value::<crate::config::ProjectConfig>(c).ok())
+    else {
+        return Ok(None);
+    };
+    let failed_dir = match (&config.failed_dir, &config.inbox) {
+        (Some(d), Some(inbox)) if Path::new(d).is_relative() => Path::new(inbox).join(d),
+        (Some(d), _) => std::path::PathBuf::from(d),
+        (None, Some(inbox)) => Path::new(inbox).join("failed"),
+        (None, None) => return Ok(None),
+    };
+    let candidate = failed_dir.join(&job.file_name);
+    Ok(candidate
+        .is_file()
+        .then(|| candidate.to_string_lossy().into_owned()))
 }

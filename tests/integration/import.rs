@@ -697,3 +697,30 @@ async fn binary_values_equal_what_postgres_parses_from_text() {
         .unwrap();
     assert_eq!(n as usize, numbers.len() + times.len() + 7 + 4);
 }
+
+#[tokio::test]
+async fn a_finished_job_keeps_its_result_and_a_moved_failed_file_is_found() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int)").await;
+    let ok = env.import("a.csv", b"id\n1\n").await;
+    let e = cpi::import::run_job(&env.pool, ok.job_id, "test", None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("is succeeded"), "{e}");
+    let job = jobs::get(&env.pool, ok.job_id).await.unwrap().unwrap();
+    assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 1));
+
+    // The daemon moved the failed file to <inbox>/failed/, where it is fixed.
+    let bad = env.import("b.csv", b"id\nx\n").await;
+    assert_eq!(bad.status, JobStatus::Failed);
+    std::fs::create_dir(env.inbox().join("failed")).unwrap();
+    std::fs::remove_file(env.inbox().join("b.csv")).unwrap();
+    std::fs::write(env.inbox().join("failed/b.csv"), b"id\n2\n").unwrap();
+    let job = jobs::requeue(&env.pool, bad.job_id).await.unwrap();
+    assert!(job.file_path.ends_with("failed/b.csv"), "{}", job.file_path);
+    let o = cpi::import::run_job(&env.pool, bad.job_id, "test", None)
+        .await
+        .unwrap();
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(env.count("t").await, 2);
+}
