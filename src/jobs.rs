@@ -12,7 +12,7 @@ pub enum JobError {
     ProjectNotFound(String),
     #[error("job {0} does not exist")]
     NotFound(Uuid),
-    #[error("job {id} is {status}: only a failed job can be retried")]
+    #[error("job {id} is {status}: only a failed job can be retried (or a running one whose worker died, with --force)")]
     NotRetryable { id: Uuid, status: String },
     #[error("job {id}: the file {path} no longer exists")]
     FileGone { id: Uuid, path: String },
@@ -128,6 +128,18 @@ pub async fn create(
     .fetch_one(mgmt)
     .await?;
     Ok(id)
+}
+
+/// The queued or running job of a file, if any.
+pub async fn active_for_path(db: &PgPool, path: &Path) -> Result<Option<Job>, JobError> {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE file_path = $1 AND status IN ('queued', 'running')
+          ORDER BY created_at DESC LIMIT 1"
+    ))
+    .bind(abs.to_string_lossy().into_owned())
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, JobError> {
@@ -247,9 +259,14 @@ pub async fn finish(
 
 /// Puts a failed job back in the queue when its file still exists; the
 /// caller then runs it (`import::run_job`).
-pub async fn requeue(db: &PgPool, id: Uuid) -> Result<Job, JobError> {
+///
+/// With `force`, a job stuck in `running` is taken over too (its worker
+/// died, e.g. a killed `cpi import`). That is safe even if the worker is in
+/// fact alive: both runs take the table's lock in the target, and the
+/// second finds the first in the ledger and ends as a duplicate.
+pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError> {
     let job = get(db, id).await?.ok_or(JobError::NotFound(id))?;
-    if job.status != "failed" {
+    if job.status != "failed" && !(force && job.status == "running") {
         return Err(JobError::NotRetryable {
             id,
             status: job.status,
@@ -265,11 +282,12 @@ pub async fn requeue(db: &PgPool, id: Uuid) -> Result<Job, JobError> {
         }
     };
     let job: Job = sqlx::query_as(&format!(
-        "UPDATE cpi_import_jobs SET status = 'queued', file_path = $2 WHERE id = $1 AND status = 'failed'
+        "UPDATE cpi_import_jobs SET status = 'queued', file_path = $2 WHERE id = $1 AND status = $3
          RETURNING {JOB_COLUMNS}"
     ))
     .bind(id)
     .bind(&path)
+    .bind(&job.status)
     .fetch_optional(db)
     .await?
     .ok_or(JobError::NotRetryable {

@@ -268,17 +268,39 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
         vec!["before"]
     );
     assert_eq!(env.count("cpi.imported_files").await, 0);
-    let status: String = sqlx::query_scalar("SELECT status FROM cpi_import_jobs")
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
+    let (job_id, status): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT id, status FROM cpi_import_jobs")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
     assert_eq!(status, "running", "the killed job never finished");
 
+    // One active job per file (the daemon's queue has this index; created
+    // here too so the test does not depend on it).
+    env.exec(
+        "CREATE UNIQUE INDEX IF NOT EXISTS cpi_import_jobs_one_active_per_file
+           ON cpi_import_jobs (file_path) WHERE status IN ('queued', 'running')",
+    )
+    .await;
+    let id = job_id.to_string();
     let r = cpi_async(args(
         &env,
         &["import", "--project", "p", path.to_str().unwrap()],
     ))
     .await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains(&format!("already has an active import job {id}"))
+            && r.stderr.contains(&format!("cpi jobs retry --force {id}")),
+        "{}",
+        r.stderr
+    );
+    // The operator takes the dead job over.
+    let r = cpi_async(args(&env, &["jobs", "retry", &id])).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    let r = cpi_async(args(&env, &["jobs", "retry", "--force", &id])).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
         r.stdout
