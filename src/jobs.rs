@@ -198,11 +198,42 @@ pub async fn start(db: &PgPool, id: Uuid, worker: &str) -> Result<Job, JobError>
     }
 }
 
-/// What is known about the file once it was hashed and its options picked.
+/// Whether a file of this size was imported into this project's table
+/// before (succeeded or duplicate): a cheap hint that the file may be a
+/// duplicate, worth hashing before loading. The target's ledger decides.
+pub async fn size_seen(
+    db: impl PgExecutor<'_>,
+    project_id: Uuid,
+    target_table: &str,
+    size: u64,
+) -> Result<bool, JobError> {
+    let (seen,): (bool,) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM cpi_import_jobs WHERE project_id = $1 AND target_table = $2
+                          AND file_size = $3 AND status IN ('succeeded', 'duplicate'))",
+    )
+    .bind(project_id)
+    .bind(target_table)
+    .bind(size as i64)
+    .fetch_one(db)
+    .await?;
+    Ok(seen)
+}
+
+pub async fn set_sha256(db: impl PgExecutor<'_>, id: Uuid, sha256: &str) -> Result<(), JobError> {
+    sqlx::query("UPDATE cpi_import_jobs SET file_sha256 = $2 WHERE id = $1")
+        .bind(id)
+        .bind(sha256)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// What is known about the file once its options are picked (and its
+/// sha256, when it was hashed before loading).
 pub async fn describe(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    sha256: &str,
+    sha256: Option<&str>,
     size: u64,
     target_table: &str,
     mode: &str,

@@ -179,7 +179,9 @@ struct Ctx {
     project: String,
     path: PathBuf,
     file: String,
-    sha256: String,
+    /// Known before loading only for a likely duplicate; otherwise
+    /// computed while the file streams.
+    sha256: Option<String>,
     size: u64,
     opts: ResolvedOptions,
 }
@@ -235,22 +237,33 @@ async fn run_started(
             message: format!("no file_pattern of the project matches {relative:?}"),
         })?;
 
-    let hash_path = path.clone();
-    let (sha256, size) = tokio::task::spawn_blocking(move || reader::hash_file(&hash_path))
-        .await
-        .map_err(|e| ImportError::FileUnreadable {
-            path: job.file_path.clone(),
-            message: e.to_string(),
-        })?
-        .map_err(|e| ImportError::FileUnreadable {
-            path: job.file_path.clone(),
-            message: e.to_string(),
-        })?;
+    let unreadable = |e: String| ImportError::FileUnreadable {
+        path: job.file_path.clone(),
+        message: e,
+    };
+    let size = std::fs::metadata(&path)
+        .map_err(|e| unreadable(e.to_string()))?
+        .len();
     let table_label = opts.table.to_string();
+    // Hashing first costs a pass over the file before the first row
+    // moves. Only a file the size of one already imported is worth it (a
+    // likely duplicate, then refused without loading anything); any other
+    // file is hashed as it streams and checked against the ledger before
+    // commit.
+    let sha256 = if jobs::size_seen(mgmt, project.id, &table_label, size).await? {
+        let hash_path = path.clone();
+        let (sha, _) = tokio::task::spawn_blocking(move || reader::hash_file(&hash_path))
+            .await
+            .map_err(|e| unreadable(e.to_string()))?
+            .map_err(|e| unreadable(e.to_string()))?;
+        Some(sha)
+    } else {
+        None
+    };
     jobs::describe(
         mgmt,
         job.id,
-        &sha256,
+        sha256.as_deref(),
         size,
         &table_label,
         opts.mode.as_str(),
@@ -272,7 +285,7 @@ async fn run_started(
         status: JobStatus::Failed,
         target_table: Some(table_label),
         mode: Some(ctx.opts.mode.as_str().to_string()),
-        sha256: Some(sha256),
+        sha256,
         counts: Counts::default(),
         error: None,
         errors: Vec::new(),
@@ -284,6 +297,10 @@ async fn run_started(
     let _ = conn.close().await;
     match result {
         Ok(l) => {
+            if outcome.sha256.is_none() {
+                jobs::set_sha256(mgmt, job.id, &l.sha256).await?;
+                outcome.sha256 = Some(l.sha256.clone());
+            }
             outcome.status = l.status;
             outcome.counts = l.counts;
             outcome.error = l.note;
@@ -356,6 +373,7 @@ async fn connect_target(url: &Secret, project: &str) -> Result<PgConnection, Imp
 
 /// A successful load (or a duplicate).
 struct Loaded {
+    sha256: String,
     status: JobStatus,
     counts: Counts,
     note: Option<String>,
@@ -451,13 +469,14 @@ struct Opened {
 }
 
 fn open_file(
-    ctx_path: &Path,
+    path: &Path,
     file: &str,
     o: &ResolvedOptions,
     bytes: Arc<AtomicU64>,
+    hash: Option<reader::StreamHash>,
 ) -> Result<Opened, String> {
     let mut records =
-        reader::open(ctx_path, o, bytes).map_err(|e| format!("{file}: cannot open: {e}"))?;
+        reader::open(path, o, bytes, hash).map_err(|e| format!("{file}: cannot open: {e}"))?;
     let mut first = csv::ByteRecord::new();
     let got = records
         .read_byte_record(&mut first)
@@ -512,31 +531,28 @@ async fn load(
         .await
         .map_err(db)?;
     target::lock_table(&mut tx, &table).await.map_err(db)?;
-    if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, &ctx.sha256)
-        .await
-        .map_err(db)?
-    {
-        let _ = tx.rollback().await;
-        return Ok(Loaded {
-            status: JobStatus::Duplicate,
-            counts: Counts::default(),
-            note: Some(format!(
-                "{file}: the same content was already imported into {} by job {} ({} at {})",
-                o.table,
-                prev.job_id,
-                prev.file_name,
-                prev.imported_at.format("%Y-%m-%d %H:%M:%S UTC")
-            )),
-            errors: Vec::new(),
-            errors_total: 0,
-        });
+    if let Some(sha) = &ctx.sha256 {
+        if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
+            .await
+            .map_err(db)?
+        {
+            let _ = tx.rollback().await;
+            return Ok(duplicate(file, &o.table, sha, &prev));
+        }
     }
 
     let bytes = Arc::new(AtomicU64::new(0));
     let rows = Arc::new(AtomicU64::new(0));
+    let stream_hash = ctx.sha256.is_none().then(reader::new_stream_hash);
     let opened = {
-        let (p, f, oo, b) = (ctx.path.clone(), file.to_string(), o.clone(), bytes.clone());
-        tokio::task::spawn_blocking(move || open_file(&p, &f, &oo, b))
+        let (p, f, oo, b, h) = (
+            ctx.path.clone(),
+            file.to_string(),
+            o.clone(),
+            bytes.clone(),
+            stream_hash.clone(),
+        );
+        tokio::task::spawn_blocking(move || open_file(&p, &f, &oo, b, h))
             .await
             .map_err(|e| Failure::bad(e.to_string()))?
             .map_err(Failure::bad)?
@@ -801,11 +817,27 @@ async fn load(
         });
     }
 
+    let sha256 = match (&ctx.sha256, &stream_hash) {
+        (Some(sha), _) => sha.clone(),
+        // The parser read the whole file: its hash is complete.
+        (None, Some(h)) if bytes.load(Ordering::Relaxed) == ctx.size => {
+            reader::finish_stream_hash(h).unwrap_or_default()
+        }
+        // It stopped short of the end (a gzip trailer, say): hash anew.
+        _ => {
+            let p = ctx.path.clone();
+            tokio::task::spawn_blocking(move || reader::hash_file(&p))
+                .await
+                .map_err(|e| Failure::bad(format!("{file}: {e}")))?
+                .map_err(|e| Failure::bad(format!("{file}: cannot read: {e}")))?
+                .0
+        }
+    };
     let fresh = target::ledger_insert(
         &mut tx,
         &ctx.project,
         &table,
-        &ctx.sha256,
+        &sha256,
         ctx.job_id,
         file,
         summary.rows_loaded,
@@ -813,17 +845,26 @@ async fn load(
     .await
     .map_err(db)?;
     if !fresh {
-        // Another import of the same content committed first.
+        // The same content is in the ledger (imported before, its size
+        // unknown to the management database; or committed meanwhile):
+        // everything loaded here is rolled back.
+        let prev = target::ledger_lookup(&mut tx, &ctx.project, &table, &sha256)
+            .await
+            .map_err(db)?;
         let _ = tx.rollback().await;
-        return Ok(Loaded {
-            status: JobStatus::Duplicate,
-            counts: Counts::default(),
-            note: Some(format!(
-                "{file}: the same content was already imported into {}",
-                o.table
-            )),
-            errors: Vec::new(),
-            errors_total: 0,
+        return Ok(match prev {
+            Some(prev) => duplicate(file, &o.table, &sha256, &prev),
+            None => Loaded {
+                sha256,
+                status: JobStatus::Duplicate,
+                counts: Counts::default(),
+                note: Some(format!(
+                    "{file}: the same content was already imported into {}",
+                    o.table
+                )),
+                errors: Vec::new(),
+                errors_total: 0,
+            },
         });
     }
     let merge_done = started.elapsed();
@@ -842,12 +883,34 @@ async fn load(
         )
     });
     Ok(Loaded {
+        sha256,
         status: JobStatus::Succeeded,
         counts,
         note,
         errors: summary.errors,
         errors_total: summary.errors_total,
     })
+}
+
+fn duplicate(
+    file: &str,
+    table: &crate::config::TableName,
+    sha256: &str,
+    prev: &target::LedgerEntry,
+) -> Loaded {
+    Loaded {
+        sha256: sha256.to_string(),
+        status: JobStatus::Duplicate,
+        counts: Counts::default(),
+        note: Some(format!(
+            "{file}: the same content was already imported into {table} by job {} ({} at {})",
+            prev.job_id,
+            prev.file_name,
+            prev.imported_at.format("%Y-%m-%d %H:%M:%S UTC")
+        )),
+        errors: Vec::new(),
+        errors_total: 0,
+    }
 }
 
 #[cfg(test)]

@@ -246,6 +246,9 @@ async fn gzip_is_read_transparently() {
     let o = env.import("a.csv.gz", &gz.finish().unwrap()).await;
     assert_eq!(counts(&o), (4999, 4999, 0, 0, 0), "{:?}", o.error);
     assert_eq!(env.count("t").await, 4999);
+    // The file is identified by its bytes on disk, the compressed ones.
+    let (want, _) = cpi::import::reader::hash_file(&env.inbox().join("a.csv.gz")).unwrap();
+    assert_eq!(o.sha256.as_deref(), Some(want.as_str()));
 }
 
 #[tokio::test]
@@ -258,7 +261,11 @@ async fn same_content_twice_is_a_duplicate_even_without_job_rows() {
     let again = env.import("b.csv", b"id,v\n1,a\n2,b\n").await;
     assert_eq!(again.status, JobStatus::Duplicate);
     assert_eq!(counts(&again), (0, 0, 0, 0, 0));
-    assert!(again.error.unwrap().contains(&first.job_id.to_string()));
+    assert!(again
+        .error
+        .as_deref()
+        .unwrap()
+        .contains(&first.job_id.to_string()));
     assert_eq!(env.count("t").await, 2);
     // The management database forgets every job: the target's ledger remembers.
     env.exec("DELETE FROM cpi_import_jobs").await;
@@ -272,6 +279,13 @@ async fn same_content_twice_is_a_duplicate_even_without_job_rows() {
     );
     let job = jobs::get(&env.pool, third.job_id).await.unwrap().unwrap();
     assert_eq!(job.status, "duplicate");
+    // The sha256 is right whether it was computed before loading (a file
+    // of a size seen before) or while streaming (the first one).
+    let (want, _) = cpi::import::reader::hash_file(&env.inbox().join("a.csv")).unwrap();
+    for o in [&first, &again, &third] {
+        assert_eq!(o.sha256.as_deref(), Some(want.as_str()));
+    }
+    assert_eq!(job.file_sha256.as_deref(), Some(want.as_str()));
 }
 
 #[tokio::test]
