@@ -738,3 +738,17 @@ async fn a_finished_job_keeps_its_result_and_a_moved_failed_file_is_found() {
     assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
     assert_eq!(env.count("t").await, 2);
 }
+
+#[tokio::test]
+async fn crlf_line_ends_and_quoted_newlines() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    let o = env
+        .import("a.csv", b"id,v\r\n1,\"two\r\nlines\"\r\n2,x\r\n")
+        .await;
+    assert_eq!(counts(&o), (2, 2, 0, 0, 0), "{:?}", o.error);
+    assert_eq!(
+        env.rows("SELECT v FROM t ORDER BY id").await,
+        vec!["two\r\nlines", "x"]
+    );
+}
