@@ -2,11 +2,14 @@
 //! table through COPY, exactly once, all or nothing.
 //!
 //! [`run_job`] is the whole of it, for the daemon and `cpi import` alike:
-//! the connection checks of DESIGN §1, the file's sha256, its options, then
-//! one target transaction that takes the table's advisory lock, checks the
-//! ledger (`cpi.imported_files`), streams the rows (binary COPY, parsed on
-//! a thread of its own), merges them per mode and writes the ledger row.
-//! The job row in the management database records the result.
+//! the connection checks of DESIGN §1, the file's options, then one target
+//! transaction that takes the table's advisory lock, streams the rows
+//! (binary COPY, parsed and hashed on a thread of its own), merges them per
+//! mode and writes the ledger row (`cpi.imported_files`, keyed by the
+//! file's sha256): a content already there rolls everything back. A file
+//! the size of one imported before is hashed first, so that a likely
+//! duplicate is refused before anything is loaded. The job row in the
+//! management database records the result.
 //!
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
 //! - [`mapping`]: header → target columns (pure).
