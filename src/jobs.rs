@@ -12,10 +12,12 @@ pub enum JobError {
     ProjectNotFound(String),
     #[error("job {0} does not exist")]
     NotFound(Uuid),
-    #[error("job {id} is {status}: only a failed job can be retried")]
+    #[error("job {id} is {status}: only a failed job can be retried (or a running one whose worker died, with --force)")]
     NotRetryable { id: Uuid, status: String },
     #[error("job {id}: the file {path} no longer exists")]
     FileGone { id: Uuid, path: String },
+    #[error("job {id} is {status}: a finished job is not run again (its result stands)")]
+    Finished { id: Uuid, status: String },
     #[error("management database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -128,6 +130,18 @@ pub async fn create(
     Ok(id)
 }
 
+/// The queued or running job of a file, if any.
+pub async fn active_for_path(db: &PgPool, path: &Path) -> Result<Option<Job>, JobError> {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE file_path = $1 AND status IN ('queued', 'running')
+          ORDER BY created_at DESC LIMIT 1"
+    ))
+    .bind(abs.to_string_lossy().into_owned())
+    .fetch_optional(db)
+    .await?)
+}
+
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, JobError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE id = $1"
@@ -158,26 +172,68 @@ pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Job>, J
     .await?)
 }
 
-/// Marks the job running for `worker`: attempts + 1, previous results cleared.
-pub async fn start(db: impl PgExecutor<'_>, id: Uuid, worker: &str) -> Result<Job, JobError> {
-    sqlx::query_as(&format!(
+/// Marks the job running for `worker`: attempts + 1, previous results
+/// cleared. A job that succeeded or was a duplicate keeps its result: only
+/// queued, failed and running (a worker died) jobs start.
+pub async fn start(db: &PgPool, id: Uuid, worker: &str) -> Result<Job, JobError> {
+    let started: Option<Job> = sqlx::query_as(&format!(
         "UPDATE cpi_import_jobs SET status = 'running', worker = $2, attempts = attempts + 1,
                 started_at = now(), finished_at = NULL, error = NULL, error_details = NULL,
                 rows_read = 0, rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
-          WHERE id = $1 RETURNING {JOB_COLUMNS}"
+          WHERE id = $1 AND status IN ('queued', 'failed', 'running') RETURNING {JOB_COLUMNS}"
     ))
     .bind(id)
     .bind(worker)
     .fetch_optional(db)
-    .await?
-    .ok_or(JobError::NotFound(id))
+    .await?;
+    match started {
+        Some(job) => Ok(job),
+        None => match get(db, id).await? {
+            Some(job) => Err(JobError::Finished {
+                id,
+                status: job.status,
+            }),
+            None => Err(JobError::NotFound(id)),
+        },
+    }
 }
 
-/// What is known about the file once it was hashed and its options picked.
+/// Whether a file of this size was imported into this project's table
+/// before (succeeded or duplicate): a cheap hint that the file may be a
+/// duplicate, worth hashing before loading. The target's ledger decides.
+pub async fn size_seen(
+    db: impl PgExecutor<'_>,
+    project_id: Uuid,
+    target_table: &str,
+    size: u64,
+) -> Result<bool, JobError> {
+    let (seen,): (bool,) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM cpi_import_jobs WHERE project_id = $1 AND target_table = $2
+                          AND file_size = $3 AND status IN ('succeeded', 'duplicate'))",
+    )
+    .bind(project_id)
+    .bind(target_table)
+    .bind(size as i64)
+    .fetch_one(db)
+    .await?;
+    Ok(seen)
+}
+
+pub async fn set_sha256(db: impl PgExecutor<'_>, id: Uuid, sha256: &str) -> Result<(), JobError> {
+    sqlx::query("UPDATE cpi_import_jobs SET file_sha256 = $2 WHERE id = $1")
+        .bind(id)
+        .bind(sha256)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// What is known about the file once its options are picked (and its
+/// sha256, when it was hashed before loading).
 pub async fn describe(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    sha256: &str,
+    sha256: Option<&str>,
     size: u64,
     target_table: &str,
     mode: &str,
@@ -234,23 +290,68 @@ pub async fn finish(
 
 /// Puts a failed job back in the queue when its file still exists; the
 /// caller then runs it (`import::run_job`).
-pub async fn requeue(db: &PgPool, id: Uuid) -> Result<Job, JobError> {
+///
+/// With `force`, a job stuck in `running` is taken over too (its worker
+/// died, e.g. a killed `cpi import`). That is safe even if the worker is in
+/// fact alive: both runs take the table's lock in the target, and the
+/// second finds the first in the ledger and ends as a duplicate.
+pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError> {
     let job = get(db, id).await?.ok_or(JobError::NotFound(id))?;
-    if job.status != "failed" {
+    if job.status != "failed" && !(force && job.status == "running") {
         return Err(JobError::NotRetryable {
             id,
             status: job.status,
         });
     }
-    if !Path::new(&job.file_path).exists() {
-        return Err(JobError::FileGone {
-            id,
-            path: job.file_path,
-        });
-    }
-    sqlx::query("UPDATE cpi_import_jobs SET status = 'queued' WHERE id = $1 AND status = 'failed'")
-        .bind(id)
-        .execute(db)
-        .await?;
+    let path = match failed_copy(db, &job).await? {
+        Some(p) => p,
+        None => {
+            return Err(JobError::FileGone {
+                id,
+                path: job.file_path,
+            })
+        }
+    };
+    let job: Job = sqlx::query_as(&format!(
+        "UPDATE cpi_import_jobs SET status = 'queued', file_path = $2 WHERE id = $1 AND status = $3
+         RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&path)
+    .bind(&job.status)
+    .fetch_optional(db)
+    .await?
+    .ok_or(JobError::NotRetryable {
+        id,
+        status: "no longer failed".into(),
+    })?;
     Ok(job)
+}
+
+/// Where a failed job's file is now: where it was, or in the project's
+/// failed folder (the daemon moves failed files there).
+async fn failed_copy(db: &PgPool, job: &Job) -> Result<Option<String>, JobError> {
+    if Path::new(&job.file_path).is_file() {
+        return Ok(Some(job.file_path.clone()));
+    }
+    let config: Option<(serde_json::Value,)> =
+        sqlx::query_as("SELECT config FROM cpi_projects WHERE name = $1")
+            .bind(&job.project_name)
+            .fetch_optional(db)
+            .await?;
+    let Some(config) =
+        config.and_then(|(c,)| serde_json::from_value::<crate::config::ProjectConfig>(c).ok())
+    else {
+        return Ok(None);
+    };
+    let failed_dir = match (&config.failed_dir, &config.inbox) {
+        (Some(d), Some(inbox)) if Path::new(d).is_relative() => Path::new(inbox).join(d),
+        (Some(d), _) => std::path::PathBuf::from(d),
+        (None, Some(inbox)) => Path::new(inbox).join("failed"),
+        (None, None) => return Ok(None),
+    };
+    let candidate = failed_dir.join(&job.file_name);
+    Ok(candidate
+        .is_file()
+        .then(|| candidate.to_string_lossy().into_owned()))
 }

@@ -53,6 +53,10 @@ pub enum JobsCommand {
     /// Run a failed job's file again (when it still exists).
     Retry {
         id: Uuid,
+        /// Also take over a job stuck in `running` (its worker died). Safe
+        /// even if it did not: the target's ledger keeps the import single.
+        #[arg(long)]
+        force: bool,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -79,7 +83,10 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
     let mut all_ok = true;
     let mut outcomes = Vec::new();
     for f in &a.files {
-        let id = jobs::create(&pool, &a.project, f, &worker).await?;
+        let id = match jobs::create(&pool, &a.project, f, &worker).await {
+            Ok(id) => id,
+            Err(e) => return Err(active_job_hint(&pool, f, e).await),
+        };
         let result = run_with_progress(&pool, id, &worker, f).await;
         all_ok &= report(
             &f.display().to_string(),
@@ -97,6 +104,31 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A file may have only one queued or running job (the daemon's queue
+/// relies on it): say which one, and what to do when its worker died.
+async fn active_job_hint(
+    pool: &sqlx::PgPool,
+    file: &std::path::Path,
+    e: jobs::JobError,
+) -> anyhow::Error {
+    let duplicate =
+        matches!(&e, jobs::JobError::Db(sqlx::Error::Database(d)) if d.is_unique_violation());
+    if duplicate {
+        if let Ok(Some(j)) = jobs::active_for_path(pool, file).await {
+            return anyhow::anyhow!(
+                "{} already has an active import job {} ({}, worker {}): wait for it to finish, \
+                 or if its worker died, run `cpi jobs retry --force {}`",
+                file.display(),
+                j.id,
+                j.status,
+                j.worker.as_deref().unwrap_or("-"),
+                j.id
+            );
+        }
+    }
+    e.into()
 }
 
 /// A progress bar on stderr when it is a terminal; none when piped.
@@ -249,8 +281,8 @@ pub async fn jobs_cmd(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        JobsCommand::Retry { id, output } => {
-            let job = jobs::requeue(&pool, *id).await?;
+        JobsCommand::Retry { id, force, output } => {
+            let job = jobs::requeue(&pool, *id, *force).await?;
             let worker = worker();
             let path = PathBuf::from(&job.file_path);
             let result = run_with_progress(&pool, *id, &worker, &path).await;

@@ -223,7 +223,8 @@ fn put_binary(buf: &mut Vec<u8>, col: &ColumnSpec, value: &str) -> Result<(), Va
         ColType::Float4 => {
             let v = parse_float(t, ty)?;
             let f = v as f32;
-            if f.is_infinite() && !v.is_infinite() {
+            // PostgreSQL refuses overflow and underflow alike.
+            if (f.is_infinite() && !v.is_infinite()) || (f == 0.0 && v != 0.0) {
                 return Err(ValueError::OutOfRange(ty.label()));
             }
             put_field(buf, &f.to_be_bytes());
@@ -307,8 +308,16 @@ fn parse_int(t: &str, ty: ColType) -> Result<i64, ValueError> {
 
 fn parse_float(t: &str, ty: ColType) -> Result<f64, ValueError> {
     let v: f64 = t.parse().map_err(|_| ValueError::Invalid(ty.label()))?;
-    let named = t.trim_start_matches(['+', '-']).to_ascii_lowercase();
-    if v.is_infinite() && !named.starts_with("inf") {
+    let named = t.trim_start_matches(['+', '-']);
+    if v.is_infinite()
+        && !named
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("inf"))
+    {
+        return Err(ValueError::OutOfRange(ty.label()));
+    }
+    let mantissa = t.split(['e', 'E']).next().unwrap_or("");
+    if v == 0.0 && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
         return Err(ValueError::OutOfRange(ty.label()));
     }
     Ok(v)
@@ -316,10 +325,14 @@ fn parse_float(t: &str, ty: ColType) -> Result<f64, ValueError> {
 
 /// PostgreSQL's boolean spellings (case-insensitive).
 pub fn parse_bool(t: &str) -> Option<bool> {
-    match t.to_ascii_lowercase().as_str() {
-        "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
-        "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
-        _ => None,
+    const TRUE: &[&str] = &["t", "true", "y", "yes", "on", "1"];
+    const FALSE: &[&str] = &["f", "false", "n", "no", "off", "0"];
+    if TRUE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
+        Some(true)
+    } else if FALSE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -363,14 +376,34 @@ impl Numeric {
     }
 }
 
+/// A spelled-out value (`NaN`, `Infinity`, any case, optional sign): its
+/// code from `names`, negated for a leading `-`. Returns at once on a
+/// digit: most values are numbers, and this runs for each of them.
+fn named_value(t: &str, names: &[(&str, i32)]) -> Option<i32> {
+    let first = *t.as_bytes().first()?;
+    if first.is_ascii_digit() || first == b'.' {
+        return None;
+    }
+    let (neg, body) = match first {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let code = names
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(body))
+        .map(|(_, c)| *c)?;
+    Some(if neg { -code } else { code })
+}
+
 /// Parses `[+-]digits[.digits][e[+-]digits]`, `NaN`, `Infinity`.
 pub fn parse_numeric(t: &str) -> Option<Numeric> {
-    let lower = t.to_ascii_lowercase();
-    match lower.as_str() {
-        "nan" => return Some(Numeric::special(NUMERIC_NAN)),
-        "infinity" | "+infinity" | "inf" | "+inf" => return Some(Numeric::special(NUMERIC_PINF)),
-        "-infinity" | "-inf" => return Some(Numeric::special(NUMERIC_NINF)),
-        _ => {}
+    if let Some(special) = named_value(t, &[("nan", 0), ("infinity", 1), ("inf", 1)]) {
+        return Some(Numeric::special(match special {
+            0 => NUMERIC_NAN,
+            1 => NUMERIC_PINF,
+            _ => NUMERIC_NINF,
+        }));
     }
     let (neg, rest) = match t.as_bytes().first()? {
         b'-' => (true, &t[1..]),
@@ -486,10 +519,10 @@ const PG_EPOCH_DAYS_FROM_UNIX: i64 = 10957;
 /// Days since 2000-01-01 of `YYYY-MM-DD` (also `YYYY/MM/DD`, `YYYYMMDD`),
 /// or ±infinity.
 pub fn parse_date_days(t: &str) -> Option<i32> {
-    match t.to_ascii_lowercase().as_str() {
-        "infinity" | "+infinity" => return Some(i32::MAX),
-        "-infinity" => return Some(i32::MIN),
-        _ => {}
+    match named_value(t, &[("infinity", 1)]) {
+        Some(1) => return Some(i32::MAX),
+        Some(_) => return Some(i32::MIN),
+        None => {}
     }
     let b = t.as_bytes();
     let (y, m, d) = match b.len() {
@@ -524,10 +557,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
 /// for timestamptz and ignored for timestamp (as PostgreSQL does); a
 /// timestamptz without offset is UTC (the import session runs in UTC).
 pub fn parse_timestamp_us(t: &str, with_tz: bool) -> Option<i64> {
-    match t.to_ascii_lowercase().as_str() {
-        "infinity" | "+infinity" => return Some(i64::MAX),
-        "-infinity" => return Some(i64::MIN),
-        _ => {}
+    match named_value(t, &[("infinity", 1)]) {
+        Some(1) => return Some(i64::MAX),
+        Some(_) => return Some(i64::MIN),
+        None => {}
     }
     let b = t.as_bytes();
     if b.len() < 10 {
@@ -649,6 +682,24 @@ mod tests {
     }
 
     #[test]
+    fn floats_refuse_overflow_and_underflow() {
+        assert_eq!(
+            bin(ColType::Float4, "1e-300"),
+            Err(ValueError::OutOfRange("real"))
+        );
+        assert_eq!(
+            bin(ColType::Float8, "1e-400"),
+            Err(ValueError::OutOfRange("double precision"))
+        );
+        assert_eq!(
+            bin(ColType::Float8, "1e400"),
+            Err(ValueError::OutOfRange("double precision"))
+        );
+        assert!(bin(ColType::Float8, "0e5").is_ok());
+        assert!(bin(ColType::Float4, "-Infinity").is_ok());
+    }
+
+    #[test]
     fn numerics_match_postgres_layout() {
         // 12.50 → digits [12, 5000], weight 0, dscale 2
         let n = parse_numeric("12.50").unwrap();
@@ -673,6 +724,10 @@ mod tests {
         assert!(parse_numeric(".").is_none());
         assert!(parse_numeric("1e").is_none());
         assert_eq!(parse_numeric("NaN").unwrap().sign, NUMERIC_NAN);
+        assert_eq!(parse_numeric("-Infinity").unwrap().sign, NUMERIC_NINF);
+        assert_eq!(parse_numeric("inf").unwrap().sign, NUMERIC_PINF);
+        assert_eq!(parse_date_days("-infinity"), Some(i32::MIN));
+        assert_eq!(parse_timestamp_us("Infinity", true), Some(i64::MAX));
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! table through COPY, exactly once, all or nothing.
 //!
 //! [`run_job`] is the whole of it, for the daemon and `cpi import` alike:
-//! the connection checks of DESIGN §1, the file's sha256, its options, then
-//! one target transaction that takes the table's advisory lock, checks the
-//! ledger (`cpi.imported_files`), streams the rows (binary COPY, parsed on
-//! a thread of its own), merges them per mode and writes the ledger row.
-//! The job row in the management database records the result.
+//! the connection checks of DESIGN §1, the file's options, then one target
+//! transaction that takes the table's advisory lock, streams the rows
+//! (binary COPY, parsed and hashed on a thread of its own), merges them per
+//! mode and writes the ledger row (`cpi.imported_files`, keyed by the
+//! file's sha256): a content already there rolls everything back. A file
+//! the size of one imported before is hashed first, so that a likely
+//! duplicate is refused before anything is loaded. The job row in the
+//! management database records the result.
 //!
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
 //! - [`mapping`]: header → target columns (pure).
@@ -31,7 +34,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::postgres::PgDatabaseError;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::config::{Mode, ProjectConfig, ResolvedOptions};
@@ -179,7 +182,9 @@ struct Ctx {
     project: String,
     path: PathBuf,
     file: String,
-    sha256: String,
+    /// Known before loading only for a likely duplicate; otherwise
+    /// computed while the file streams.
+    sha256: Option<String>,
     size: u64,
     opts: ResolvedOptions,
 }
@@ -208,6 +213,19 @@ async fn run_started(
     let url: Secret = connection.database_url.0;
     secret::register(&url);
 
+    if project
+        .config
+        .get("connection")
+        .and_then(|c| c.get("env_var"))
+        .is_some()
+    {
+        return Err(ImportError::Config {
+            project: project_name.clone(),
+            message: "its config still has `connection.env_var`, which is no longer read: \
+                      run `cpi convert-legacy` to turn it into a Connection manifest"
+                .into(),
+        });
+    }
     let config: ProjectConfig =
         serde_json::from_value(project.config.clone()).map_err(|e| ImportError::Config {
             project: project_name.clone(),
@@ -222,22 +240,33 @@ async fn run_started(
             message: format!("no file_pattern of the project matches {relative:?}"),
         })?;
 
-    let hash_path = path.clone();
-    let (sha256, size) = tokio::task::spawn_blocking(move || reader::hash_file(&hash_path))
-        .await
-        .map_err(|e| ImportError::FileUnreadable {
-            path: job.file_path.clone(),
-            message: e.to_string(),
-        })?
-        .map_err(|e| ImportError::FileUnreadable {
-            path: job.file_path.clone(),
-            message: e.to_string(),
-        })?;
+    let unreadable = |e: String| ImportError::FileUnreadable {
+        path: job.file_path.clone(),
+        message: e,
+    };
+    let size = std::fs::metadata(&path)
+        .map_err(|e| unreadable(e.to_string()))?
+        .len();
     let table_label = opts.table.to_string();
+    // Hashing first costs a pass over the file before the first row
+    // moves. Only a file the size of one already imported is worth it (a
+    // likely duplicate, then refused without loading anything); any other
+    // file is hashed as it streams and checked against the ledger before
+    // commit.
+    let sha256 = if jobs::size_seen(mgmt, project.id, &table_label, size).await? {
+        let hash_path = path.clone();
+        let (sha, _) = tokio::task::spawn_blocking(move || reader::hash_file(&hash_path))
+            .await
+            .map_err(|e| unreadable(e.to_string()))?
+            .map_err(|e| unreadable(e.to_string()))?;
+        Some(sha)
+    } else {
+        None
+    };
     jobs::describe(
         mgmt,
         job.id,
-        &sha256,
+        sha256.as_deref(),
         size,
         &table_label,
         opts.mode.as_str(),
@@ -259,7 +288,7 @@ async fn run_started(
         status: JobStatus::Failed,
         target_table: Some(table_label),
         mode: Some(ctx.opts.mode.as_str().to_string()),
-        sha256: Some(sha256),
+        sha256,
         counts: Counts::default(),
         error: None,
         errors: Vec::new(),
@@ -271,6 +300,10 @@ async fn run_started(
     let _ = conn.close().await;
     match result {
         Ok(l) => {
+            if outcome.sha256.is_none() {
+                jobs::set_sha256(mgmt, job.id, &l.sha256).await?;
+                outcome.sha256 = Some(l.sha256.clone());
+            }
             outcome.status = l.status;
             outcome.counts = l.counts;
             outcome.error = l.note;
@@ -326,7 +359,11 @@ async fn connect_target(url: &Secret, project: &str) -> Result<PgConnection, Imp
         project: project.to_string(),
         message: secret::scrub(&message, &[url]),
     };
-    let opts = store::connect_options(url).map_err(unreachable)?;
+    // No statement logging: the merge statements are long, and slow by
+    // nature on big files; the job row says what happened.
+    let opts = store::connect_options(url)
+        .map_err(unreachable)?
+        .disable_statement_logging();
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
@@ -339,6 +376,7 @@ async fn connect_target(url: &Secret, project: &str) -> Result<PgConnection, Imp
 
 /// A successful load (or a duplicate).
 struct Loaded {
+    sha256: String,
     status: JobStatus,
     counts: Counts,
     note: Option<String>,
@@ -434,13 +472,14 @@ struct Opened {
 }
 
 fn open_file(
-    ctx_path: &Path,
+    path: &Path,
     file: &str,
     o: &ResolvedOptions,
     bytes: Arc<AtomicU64>,
+    hash: Option<reader::StreamHash>,
 ) -> Result<Opened, String> {
     let mut records =
-        reader::open(ctx_path, o, bytes).map_err(|e| format!("{file}: cannot open: {e}"))?;
+        reader::open(path, o, bytes, hash).map_err(|e| format!("{file}: cannot open: {e}"))?;
     let mut first = csv::ByteRecord::new();
     let got = records
         .read_byte_record(&mut first)
@@ -486,6 +525,7 @@ async fn load(
     let table = o.table.quoted();
     let db = |e: sqlx::Error| db_failure(file, e, None);
 
+    let started = std::time::Instant::now();
     target::ensure_ledger(conn).await.map_err(db)?;
     let mut tx = conn.begin().await.map_err(db)?;
     // Timestamps without an offset mean UTC, whatever the server's setting.
@@ -494,31 +534,28 @@ async fn load(
         .await
         .map_err(db)?;
     target::lock_table(&mut tx, &table).await.map_err(db)?;
-    if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, &ctx.sha256)
-        .await
-        .map_err(db)?
-    {
-        let _ = tx.rollback().await;
-        return Ok(Loaded {
-            status: JobStatus::Duplicate,
-            counts: Counts::default(),
-            note: Some(format!(
-                "{file}: the same content was already imported into {} by job {} ({} at {})",
-                o.table,
-                prev.job_id,
-                prev.file_name,
-                prev.imported_at.format("%Y-%m-%d %H:%M:%S UTC")
-            )),
-            errors: Vec::new(),
-            errors_total: 0,
-        });
+    if let Some(sha) = &ctx.sha256 {
+        if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
+            .await
+            .map_err(db)?
+        {
+            let _ = tx.rollback().await;
+            return Ok(duplicate(file, &o.table, sha, &prev));
+        }
     }
 
     let bytes = Arc::new(AtomicU64::new(0));
     let rows = Arc::new(AtomicU64::new(0));
+    let stream_hash = ctx.sha256.is_none().then(reader::new_stream_hash);
     let opened = {
-        let (p, f, oo, b) = (ctx.path.clone(), file.to_string(), o.clone(), bytes.clone());
-        tokio::task::spawn_blocking(move || open_file(&p, &f, &oo, b))
+        let (p, f, oo, b, h) = (
+            ctx.path.clone(),
+            file.to_string(),
+            o.clone(),
+            bytes.clone(),
+            stream_hash.clone(),
+        );
+        tokio::task::spawn_blocking(move || open_file(&p, &f, &oo, b, h))
             .await
             .map_err(|e| Failure::bad(e.to_string()))?
             .map_err(Failure::bad)?
@@ -616,6 +653,15 @@ async fn load(
                 sql::ROW_COLUMN
             )));
         }
+        // For the merge: the staging table in memory where it fits, hash
+        // joins of a million rows without spilling, and no JIT compile
+        // for a statement whose cost is writing rows.
+        sqlx::raw_sql(
+            "SET LOCAL temp_buffers = '128MB'; SET LOCAL work_mem = '128MB'; SET LOCAL jit = off",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         sqlx::query(&sql::create_stage(STAGE, &table, &col_names))
             .execute(&mut *tx)
             .await
@@ -640,6 +686,10 @@ async fn load(
         max_errors: o.max_errors,
         row_number: staged,
         first: opened.first,
+        key_fields: key
+            .iter()
+            .filter_map(|k| col_names.iter().position(|c| c == k))
+            .collect(),
     };
     let (tx_buf, mut rx_buf) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let producer = {
@@ -709,22 +759,27 @@ async fn load(
         }
     };
 
+    let copy_done = started.elapsed();
     let merged: Result<(), sqlx::Error> = async {
         match o.mode {
             Mode::Append => counts.rows_inserted = copied,
             Mode::Replace if !staged => counts.rows_inserted = copied,
             Mode::Replace => {
-                let r = sqlx::query(&sql::insert_all(&table, STAGE, &col_names, &key_refs))
-                    .execute(&mut *tx)
-                    .await?;
+                let r = sqlx::query(&sql::insert_all(
+                    &table,
+                    STAGE,
+                    &col_names,
+                    &key_refs,
+                    summary.keys_unique,
+                ))
+                .execute(&mut *tx)
+                .await?;
                 counts.rows_inserted = r.rows_affected();
             }
             Mode::Upsert | Mode::Sync => {
-                // Temp tables have no statistics until analysed: without
-                // them the planner may pick a nested loop over a million rows.
-                sqlx::query(&format!("ANALYZE {STAGE}"))
-                    .execute(&mut *tx)
-                    .await?;
+                // No ANALYZE of the staging table: the planner estimates its
+                // row count from its size, which is what picks the hash
+                // anti-join; sampling would cost more than it tells.
                 let merge_cols: Vec<sql::MergeColumn> = col_names
                     .iter()
                     .map(|n| sql::MergeColumn {
@@ -735,10 +790,15 @@ async fn load(
                             .is_none_or(|c| !c.ty.has_equality()),
                     })
                     .collect();
-                let (ins, upd): (i64, i64) =
-                    sqlx::query_as(&sql::upsert(&table, STAGE, &merge_cols, &key_refs))
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let (ins, upd): (i64, i64) = sqlx::query_as(&sql::upsert(
+                    &table,
+                    STAGE,
+                    &merge_cols,
+                    &key_refs,
+                    summary.keys_unique,
+                ))
+                .fetch_one(&mut *tx)
+                .await?;
                 counts.rows_inserted = ins as u64;
                 counts.rows_updated = upd as u64;
                 if o.mode == Mode::Sync {
@@ -760,11 +820,27 @@ async fn load(
         });
     }
 
+    let sha256 = match (&ctx.sha256, &stream_hash) {
+        (Some(sha), _) => sha.clone(),
+        // The parser read the whole file: its hash is complete.
+        (None, Some(h)) if bytes.load(Ordering::Relaxed) == ctx.size => {
+            reader::finish_stream_hash(h).unwrap_or_default()
+        }
+        // It stopped short of the end (a gzip trailer, say): hash anew.
+        _ => {
+            let p = ctx.path.clone();
+            tokio::task::spawn_blocking(move || reader::hash_file(&p))
+                .await
+                .map_err(|e| Failure::bad(format!("{file}: {e}")))?
+                .map_err(|e| Failure::bad(format!("{file}: cannot read: {e}")))?
+                .0
+        }
+    };
     let fresh = target::ledger_insert(
         &mut tx,
         &ctx.project,
         &table,
-        &ctx.sha256,
+        &sha256,
         ctx.job_id,
         file,
         summary.rows_loaded,
@@ -772,20 +848,37 @@ async fn load(
     .await
     .map_err(db)?;
     if !fresh {
-        // Another import of the same content committed first.
+        // The same content is in the ledger (imported before, its size
+        // unknown to the management database; or committed meanwhile):
+        // everything loaded here is rolled back.
+        let prev = target::ledger_lookup(&mut tx, &ctx.project, &table, &sha256)
+            .await
+            .map_err(db)?;
         let _ = tx.rollback().await;
-        return Ok(Loaded {
-            status: JobStatus::Duplicate,
-            counts: Counts::default(),
-            note: Some(format!(
-                "{file}: the same content was already imported into {}",
-                o.table
-            )),
-            errors: Vec::new(),
-            errors_total: 0,
+        return Ok(match prev {
+            Some(prev) => duplicate(file, &o.table, &sha256, &prev),
+            None => Loaded {
+                sha256,
+                status: JobStatus::Duplicate,
+                counts: Counts::default(),
+                note: Some(format!(
+                    "{file}: the same content was already imported into {}",
+                    o.table
+                )),
+                errors: Vec::new(),
+                errors_total: 0,
+            },
         });
     }
+    let merge_done = started.elapsed();
     tx.commit().await.map_err(db)?;
+    tracing::debug!(
+        file,
+        copy_s = copy_done.as_secs_f64(),
+        merge_s = (merge_done - copy_done).as_secs_f64(),
+        commit_s = (started.elapsed() - merge_done).as_secs_f64(),
+        "import timings"
+    );
     let note = (summary.rows_rejected > 0).then(|| {
         format!(
             "{file}: {} bad row(s) skipped (on_error: skip_rows)",
@@ -793,12 +886,34 @@ async fn load(
         )
     });
     Ok(Loaded {
+        sha256,
         status: JobStatus::Succeeded,
         counts,
         note,
         errors: summary.errors,
         errors_total: summary.errors_total,
     })
+}
+
+fn duplicate(
+    file: &str,
+    table: &crate::config::TableName,
+    sha256: &str,
+    prev: &target::LedgerEntry,
+) -> Loaded {
+    Loaded {
+        sha256: sha256.to_string(),
+        status: JobStatus::Duplicate,
+        counts: Counts::default(),
+        note: Some(format!(
+            "{file}: the same content was already imported into {table} by job {} ({} at {})",
+            prev.job_id,
+            prev.file_name,
+            prev.imported_at.format("%Y-%m-%d %H:%M:%S UTC")
+        )),
+        errors: Vec::new(),
+        errors_total: 0,
+    }
 }
 
 #[cfg(test)]

@@ -90,6 +90,108 @@ pub struct Summary {
     /// bad rows, unreadable file). Nothing may be committed.
     pub fatal: Option<String>,
     pub lines: LineMap,
+    /// Every key of the loaded rows is distinct, known because the keys
+    /// came strictly ascending (or descending): the merge can skip
+    /// `DISTINCT ON` and its sort. `false` means "not known".
+    pub keys_unique: bool,
+}
+
+/// Proves keys distinct without remembering them: a file sorted by its key
+/// (the usual export) has strictly monotonic keys. Compares an encoding
+/// whose byte order is a total order where equal values encode equally
+/// (sign-flipped big-endian integers and times, raw uuid bytes, text bytes
+/// NUL-terminated); other key types are not tracked.
+struct KeyOrder {
+    /// Indexes into `Spec::fields`.
+    positions: Vec<usize>,
+    last: Vec<u8>,
+    cur: Vec<u8>,
+    first: bool,
+    direction: Option<std::cmp::Ordering>,
+    unique: bool,
+}
+
+impl KeyOrder {
+    fn new(spec: &Spec) -> Option<KeyOrder> {
+        if spec.format != CopyFormat::Binary || spec.key_fields.is_empty() {
+            return None;
+        }
+        let trackable = spec.key_fields.iter().all(|&p| {
+            use crate::import::encode::ColType::*;
+            matches!(
+                spec.fields[p].1.ty,
+                Int2 | Int4
+                    | Int8
+                    | Date
+                    | Timestamp
+                    | Timestamptz
+                    | Uuid
+                    | Text
+                    | Varchar
+                    | Bpchar
+            )
+        });
+        trackable.then(|| KeyOrder {
+            positions: spec.key_fields.clone(),
+            last: Vec::new(),
+            cur: Vec::new(),
+            first: true,
+            direction: None,
+            unique: true,
+        })
+    }
+
+    /// `offsets[i]` is where field i of the row starts in `buf`; the last
+    /// entry is the row's end.
+    fn push(&mut self, spec: &Spec, buf: &[u8], offsets: &[usize]) {
+        use crate::import::encode::ColType::*;
+        if !self.unique {
+            return;
+        }
+        self.cur.clear();
+        for &p in &self.positions {
+            let field = &buf[offsets[p]..offsets[p + 1]];
+            // A binary field is its length, then its bytes; -1 is NULL.
+            let Some(payload) = field.get(4..) else {
+                self.unique = false;
+                return;
+            };
+            if field[..4] == [0xff; 4] {
+                self.unique = false;
+                return;
+            }
+            match spec.fields[p].1.ty {
+                Int2 | Int4 | Int8 | Date | Timestamp | Timestamptz => {
+                    self.cur.push(payload[0] ^ 0x80);
+                    self.cur.extend_from_slice(&payload[1..]);
+                }
+                Uuid => self.cur.extend_from_slice(payload),
+                Bpchar => {
+                    let end = payload
+                        .iter()
+                        .rposition(|b| *b != b' ')
+                        .map_or(0, |i| i + 1);
+                    self.cur.extend_from_slice(&payload[..end]);
+                    self.cur.push(0);
+                }
+                _ => {
+                    self.cur.extend_from_slice(payload);
+                    self.cur.push(0);
+                }
+            }
+        }
+        if !self.first {
+            let ord = self.cur.cmp(&self.last);
+            match (ord, self.direction) {
+                (std::cmp::Ordering::Equal, _) => self.unique = false,
+                (o, None) => self.direction = Some(o),
+                (o, Some(d)) if o != d => self.unique = false,
+                _ => {}
+            }
+        }
+        self.first = false;
+        std::mem::swap(&mut self.cur, &mut self.last);
+    }
 }
 
 pub struct Spec {
@@ -106,6 +208,9 @@ pub struct Spec {
     pub row_number: bool,
     /// The first data record was already read (to size a header-less file).
     pub first: Option<csv::ByteRecord>,
+    /// Indexes into `fields` of the key columns (to detect a file without
+    /// duplicate keys).
+    pub key_fields: Vec<usize>,
 }
 
 /// Reads every record, sends full buffers to `sink` (which answers false
@@ -126,6 +231,8 @@ pub fn produce(
     let mut record = csv::ByteRecord::new();
     let mut pending = spec.first.clone();
     let mut row_errors: Vec<RowError> = Vec::new();
+    let mut offsets: Vec<usize> = Vec::with_capacity(spec.fields.len() + 1);
+    let mut keys = KeyOrder::new(&spec);
     loop {
         let line = match pending.take() {
             Some(r) => {
@@ -154,10 +261,12 @@ pub fn produce(
             if spec.format == CopyFormat::Binary {
                 buf.extend_from_slice(&ncols.to_be_bytes());
             }
+            offsets.clear();
             for (n, (fi, col)) in spec.fields.iter().enumerate() {
                 if spec.format == CopyFormat::Text && n > 0 {
                     buf.push(b'\t');
                 }
+                offsets.push(buf.len());
                 let raw = &record[*fi];
                 if let Err(e) = put_field(&mut buf, &spec, col, raw) {
                     row_errors.push(RowError::value(&spec.file, line, &col.name, raw, &e));
@@ -208,6 +317,10 @@ pub fn produce(
         } else {
             s.rows_loaded += 1;
             s.lines.record(s.rows_loaded, line);
+            if let Some(k) = keys.as_mut() {
+                offsets.push(buf.len());
+                k.push(&spec, &buf, &offsets);
+            }
         }
         if s.rows_read % 1024 == 0 {
             rows.store(s.rows_read, Ordering::Relaxed);
@@ -221,6 +334,7 @@ pub fn produce(
         }
     }
     rows.store(s.rows_read, Ordering::Relaxed);
+    s.keys_unique = keys.is_some_and(|k| k.unique);
     if spec.format == CopyFormat::Binary {
         buf.extend_from_slice(encode::BINARY_TRAILER);
     }
@@ -300,6 +414,7 @@ mod tests {
             max_errors: Some(1),
             row_number: false,
             first: None,
+            key_fields: vec![0],
         }
     }
 
@@ -315,6 +430,24 @@ mod tests {
             Arc::new(AtomicU64::new(0)),
         );
         (s, out)
+    }
+
+    #[test]
+    fn monotonic_keys_prove_uniqueness() {
+        let mut sp = spec(OnError::Abort);
+        sp.format = CopyFormat::Binary;
+        let mut sp2 = spec(OnError::Abort);
+        sp2.format = CopyFormat::Binary;
+        let mut sp3 = spec(OnError::Abort);
+        sp3.format = CopyFormat::Binary;
+        assert!(run("-5,1\n1,1\n10,1\n", sp).0.keys_unique);
+        assert!(run("10,1\n2,1\n-1,1\n", sp2).0.keys_unique);
+        assert!(!run("1,1\n3,1\n2,1\n", sp3).0.keys_unique);
+        let mut dup = spec(OnError::Abort);
+        dup.format = CopyFormat::Binary;
+        assert!(!run("1,1\n1,2\n", dup).0.keys_unique);
+        // Text format (a type cpi does not encode): not tracked.
+        assert!(!run("1,1\n2,1\n", spec(OnError::Abort)).0.keys_unique);
     }
 
     #[test]

@@ -31,18 +31,39 @@ pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), size))
 }
 
-/// Counts the bytes read from the file (for progress: MB/s of the file).
+/// sha256 computed while the file streams (shared with the importer,
+/// which finalizes it once the parser has read the file to its end).
+pub type StreamHash = Arc<std::sync::Mutex<Sha256>>;
+
+/// Counts the bytes read from the file (for progress: MB/s of the file),
+/// and hashes them when asked to.
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    hash: Option<StreamHash>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if let Some(h) = &self.hash {
+            if let Ok(mut h) = h.lock() {
+                h.update(&buf[..n]);
+            }
+        }
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
+}
+
+pub fn new_stream_hash() -> StreamHash {
+    Arc::new(std::sync::Mutex::new(Sha256::new()))
+}
+
+/// The hex digest of what went through the hash.
+pub fn finish_stream_hash(h: &StreamHash) -> Option<String> {
+    let h = h.lock().ok()?;
+    Some(hex::encode(h.clone().finalize()))
 }
 
 /// How a single-byte encoding becomes UTF-8.
@@ -137,11 +158,18 @@ impl<R: Read> Read for Decode<R> {
 /// The file's records as UTF-8 bytes (validated per field later).
 pub type Records = csv::Reader<Box<dyn Read + Send>>;
 
-/// Opens `path` per the options. `read_bytes` counts bytes read from disk.
-pub fn open(path: &Path, o: &ResolvedOptions, read_bytes: Arc<AtomicU64>) -> io::Result<Records> {
+/// Opens `path` per the options. `read_bytes` counts bytes read from
+/// disk; `hash`, when given, hashes them.
+pub fn open(
+    path: &Path,
+    o: &ResolvedOptions,
+    read_bytes: Arc<AtomicU64>,
+    hash: Option<StreamHash>,
+) -> io::Result<Records> {
     let file = Counting {
         inner: File::open(path)?,
         count: read_bytes,
+        hash,
     };
     let raw: Box<dyn Read + Send> = if is_gzip(path) {
         Box::new(BufReader::with_capacity(

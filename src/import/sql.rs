@@ -43,9 +43,10 @@ pub fn create_stage(stage: &str, target: &str, cols: &[&str]) -> String {
     )
 }
 
-/// The staging rows, one per key, the last one in the file winning.
-fn distinct_source(stage: &str, cols: &[&str], key: &[&str]) -> String {
-    if key.is_empty() {
+/// The staging rows, one per key, the last one in the file winning. When
+/// the keys are known to be distinct, the rows as they are (no sort).
+fn source(stage: &str, cols: &[&str], key: &[&str], keys_unique: bool) -> String {
+    if key.is_empty() || keys_unique {
         return format!("SELECT {} FROM {stage}", list(cols));
     }
     format!(
@@ -56,67 +57,99 @@ fn distinct_source(stage: &str, cols: &[&str], key: &[&str]) -> String {
     )
 }
 
-/// Upsert: one row per key; a row identical to the stored one is not
-/// rewritten (no dead tuple, no trigger, not counted). Returns two
-/// counts: inserted, updated. `xmax = 0` tells a fresh insert from an
-/// update; it is exact here because the import holds the table's advisory
-/// lock and runs in one transaction.
-pub fn upsert(target: &str, stage: &str, cols: &[MergeColumn], key: &[&str]) -> String {
+fn side(prefix: &str, cols: &[&MergeColumn]) -> String {
+    cols.iter()
+        .map(|c| {
+            let q = format!("{prefix}.{}", quote_ident(&c.name));
+            if c.compare_as_text {
+                format!("{q}::text")
+            } else {
+                q
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn key_match(a: &str, b: &str, key: &[&str]) -> String {
+    key.iter()
+        .map(|k| format!("{a}.{q} = {b}.{q}", q = quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// Upsert: one row per key; a row identical to the stored one is neither
+/// rewritten nor even locked (an anti-join drops it before `ON CONFLICT`,
+/// which would lock it), and not counted. Returns two counts: inserted,
+/// updated. `xmax = 0` tells a fresh insert from an update; it is exact
+/// here because the import holds the table's advisory lock and runs in
+/// one transaction.
+pub fn upsert(
+    target: &str,
+    stage: &str,
+    cols: &[MergeColumn],
+    key: &[&str],
+    keys_unique: bool,
+) -> String {
     let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
-    let is_key = |n: &str| key.contains(&n);
-    let rest: Vec<&MergeColumn> = cols.iter().filter(|c| !is_key(&c.name)).collect();
+    let rest: Vec<&MergeColumn> = cols
+        .iter()
+        .filter(|c| !key.contains(&c.name.as_str()))
+        .collect();
+    let s_cols = names
+        .iter()
+        .map(|c| format!("s.{}", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut unchanged = key_match("o", "s", key);
     let action = if rest.is_empty() {
         "DO NOTHING".to_string()
     } else {
+        unchanged.push_str(&format!(
+            " AND ROW({}) IS NOT DISTINCT FROM ROW({})",
+            side("o", &rest),
+            side("s", &rest)
+        ));
         let set = rest
             .iter()
             .map(|c| format!("{q} = EXCLUDED.{q}", q = quote_ident(&c.name)))
             .collect::<Vec<_>>()
             .join(", ");
-        let side = |prefix: &str| {
-            rest.iter()
-                .map(|c| {
-                    let q = format!("{prefix}.{}", quote_ident(&c.name));
-                    if c.compare_as_text {
-                        format!("{q}::text")
-                    } else {
-                        q
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         format!(
             "DO UPDATE SET {set} WHERE ROW({}) IS DISTINCT FROM ROW({})",
-            side("t"),
-            side("EXCLUDED")
+            side("t", &rest),
+            side("EXCLUDED", &rest)
         )
     };
     format!(
-        "WITH up AS (INSERT INTO {target} AS t ({c}) {src} ON CONFLICT ({k}) {action} RETURNING (t.xmax = 0) AS inserted) \
+        "WITH up AS (INSERT INTO {target} AS t ({c}) SELECT {s_cols} FROM ({src}) s \
+         WHERE NOT EXISTS (SELECT 1 FROM {target} o WHERE {unchanged}) \
+         ON CONFLICT ({k}) {action} RETURNING (t.xmax = 0) AS inserted) \
          SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
         c = list(&names),
-        src = distinct_source(stage, &names, key),
+        src = source(stage, &names, key, keys_unique),
         k = list(key),
     )
 }
 
 /// Replace: every row of the file (one per key when there is one).
-pub fn insert_all(target: &str, stage: &str, cols: &[&str], key: &[&str]) -> String {
+pub fn insert_all(
+    target: &str,
+    stage: &str,
+    cols: &[&str],
+    key: &[&str],
+    keys_unique: bool,
+) -> String {
     format!(
         "INSERT INTO {target} ({}) {}",
         list(cols),
-        distinct_source(stage, cols, key)
+        source(stage, cols, key, keys_unique)
     )
 }
 
 /// Sync: rows whose key is not in the file.
 pub fn delete_missing(target: &str, stage: &str, key: &[&str]) -> String {
-    let cond = key
-        .iter()
-        .map(|k| format!("s.{q} = t.{q}", q = quote_ident(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let cond = key_match("s", "t", key);
     format!("DELETE FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {cond})")
 }
 
@@ -173,10 +206,16 @@ mod tests {
 
     #[test]
     fn upsert_last_row_wins_and_skips_unchanged() {
-        let s = upsert("\"t\"", "s", &[mc("id"), mc("a")], &["id"]);
-        assert!(s.contains("SELECT DISTINCT ON (\"id\") \"id\", \"a\" FROM s ORDER BY \"id\", \"__cpi_row\" DESC"), "{s}");
+        let s = upsert("\"t\"", "st", &[mc("id"), mc("a")], &["id"], false);
+        assert!(s.contains("SELECT DISTINCT ON (\"id\") \"id\", \"a\" FROM st ORDER BY \"id\", \"__cpi_row\" DESC"), "{s}");
+        assert!(s.contains("WHERE NOT EXISTS (SELECT 1 FROM \"t\" o WHERE o.\"id\" = s.\"id\" AND ROW(o.\"a\") IS NOT DISTINCT FROM ROW(s.\"a\"))"), "{s}");
+        let fast = upsert("\"t\"", "st", &[mc("id"), mc("a")], &["id"], true);
+        assert!(
+            fast.contains("FROM (SELECT \"id\", \"a\" FROM st) s"),
+            "{fast}"
+        );
         assert!(s.contains("ON CONFLICT (\"id\") DO UPDATE SET \"a\" = EXCLUDED.\"a\" WHERE ROW(t.\"a\") IS DISTINCT FROM ROW(EXCLUDED.\"a\")"), "{s}");
-        let only_key = upsert("\"t\"", "s", &[mc("id")], &["id"]);
+        let only_key = upsert("\"t\"", "s", &[mc("id")], &["id"], false);
         assert!(only_key.contains("DO NOTHING"), "{only_key}");
         let json = upsert(
             "\"t\"",
@@ -189,6 +228,7 @@ mod tests {
                 },
             ],
             &["id"],
+            false,
         );
         assert!(json.contains("ROW(t.\"j\"::text)"), "{json}");
     }

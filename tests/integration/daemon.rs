@@ -528,15 +528,21 @@ fn big_csv(path: &Path, rows: u64) {
 }
 
 async fn wait_running(pool: &PgPool) {
-    eventually(Duration::from_secs(30), "the import running", || {
+    // The import is in its COPY: rows are on their way into the table.
+    eventually(Duration::from_secs(30), "the import streaming", || {
         let c = pool.clone();
         async move {
-            (scalar_i64(&c, "SELECT count(*) FROM cpi_import_jobs WHERE status = 'running' AND file_sha256 IS NOT NULL").await == 1).then_some(())
+            let copying = scalar_i64(
+                &c,
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND state = 'active' AND query ILIKE 'COPY%'",
+            )
+            .await;
+            (copying == 1).then_some(())
         }
     })
     .await;
-    // Let it get into the COPY.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 const BIG: u64 = 3_000_000;
