@@ -220,8 +220,10 @@ pub enum ProjectsCommand {
 pub const EXIT_CHANGES: u8 = 2;
 
 pub fn init_logging(format: LogFormat) {
+    // sqlx reports server notices ("relation _sqlx_migrations already
+    // exists") at info: noise for an operator.
     let filter = tracing_subscriber::EnvFilter::try_from_env("CPI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -420,7 +422,8 @@ async fn apply_cmd(g: &Global, a: &ApplyArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn table(rows: Vec<Vec<String>>) -> String {
+/// Rows as aligned text columns (the first row is the header).
+pub fn table(rows: Vec<Vec<String>>) -> String {
     let mut widths = vec![0; rows.first().map_or(0, Vec::len)];
     for r in &rows {
         for (i, c) in r.iter().enumerate() {

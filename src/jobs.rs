@@ -22,7 +22,7 @@ pub enum JobError {
     Db(#[from] sqlx::Error),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -61,8 +61,8 @@ impl std::fmt::Display for JobStatus {
     }
 }
 
-/// A `cpi_import_jobs` row.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+/// A `cpi_import_jobs` row (DESIGN §2).
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: Uuid,
     pub project_id: Option<Uuid>,
@@ -74,6 +74,7 @@ pub struct Job {
     pub file_sha256: Option<String>,
     pub target_table: Option<String>,
     pub mode: Option<String>,
+    /// queued, running, succeeded, failed or duplicate.
     pub status: String,
     pub rows_read: i64,
     pub rows_inserted: i64,
@@ -81,6 +82,7 @@ pub struct Job {
     pub rows_deleted: i64,
     pub rows_rejected: i64,
     pub error: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub error_details: Option<serde_json::Value>,
     pub worker: Option<String>,
     pub attempts: i32,
@@ -156,20 +158,36 @@ pub struct ListFilter {
     pub project: Option<String>,
     pub status: Option<JobStatus>,
     pub limit: i64,
+    pub offset: i64,
 }
+
+const FILTER: &str =
+    "($1::text IS NULL OR project_name = $1) AND ($2::text IS NULL OR status = $2)";
 
 /// Newest first.
 pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Job>, JobError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs
-          WHERE ($1::text IS NULL OR project_name = $1) AND ($2::text IS NULL OR status = $2)
-          ORDER BY created_at DESC, id LIMIT $3"
+        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE {FILTER}
+          ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
     ))
     .bind(&f.project)
     .bind(f.status.map(JobStatus::as_str))
     .bind(f.limit)
+    .bind(f.offset)
     .fetch_all(db)
     .await?)
+}
+
+/// How many jobs match the filter, across all pages.
+pub async fn count(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<i64, JobError> {
+    let (n,): (i64,) = sqlx::query_as(&format!(
+        "SELECT count(*) FROM cpi_import_jobs WHERE {FILTER}"
+    ))
+    .bind(&f.project)
+    .bind(f.status.map(JobStatus::as_str))
+    .fetch_one(db)
+    .await?;
+    Ok(n)
 }
 
 /// Marks the job running for `worker`: attempts + 1, previous results

@@ -2,80 +2,23 @@
 
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, IdPath, QueryParams};
+use crate::jobs::{self, Job, JobError, JobStatus, ListFilter};
 use crate::secret;
 
 const KIND: &str = "job";
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Duplicate,
-}
-
-impl JobStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Queued => "queued",
-            JobStatus::Running => "running",
-            JobStatus::Succeeded => "succeeded",
-            JobStatus::Failed => "failed",
-            JobStatus::Duplicate => "duplicate",
-        }
-    }
-}
-
-/// One row of `cpi_import_jobs` (DESIGN §2).
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Job {
-    pub id: Uuid,
-    pub project_id: Option<Uuid>,
-    pub project_name: String,
-    pub connection_id: Option<Uuid>,
-    pub file_name: String,
-    pub file_path: String,
-    pub file_size: Option<i64>,
-    pub file_sha256: Option<String>,
-    pub target_table: Option<String>,
-    pub mode: Option<String>,
-    /// queued, running, succeeded, failed or duplicate.
-    pub status: String,
-    pub rows_read: i64,
-    pub rows_inserted: i64,
-    pub rows_updated: i64,
-    pub rows_deleted: i64,
-    pub rows_rejected: i64,
-    pub error: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub error_details: Option<Value>,
-    pub worker: Option<String>,
-    pub attempts: i32,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-impl Job {
-    /// The importer scrubs its errors; this is the second line of defence,
-    /// for messages written by anything else.
-    fn scrubbed(mut self) -> Self {
-        self.error = self.error.map(|e| secret::scrub_credentials(&e));
-        self
-    }
+/// The importer scrubs its errors; this is the second line of defence,
+/// for messages written by anything else.
+fn scrubbed(mut job: Job) -> Job {
+    job.error = job.error.map(|e| secret::scrub_credentials(&e));
+    job
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -102,10 +45,6 @@ pub struct JobPage {
     pub limit: u32,
     pub offset: u32,
 }
-
-const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256,
-    target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error,
-    error_details, worker, attempts, lease_expires_at, created_at, started_at, finished_at";
 
 #[utoipa::path(
     get, path = "/jobs", operation_id = "list_jobs", tag = "jobs",
@@ -139,27 +78,16 @@ pub async fn list(
             "project: must not contain NUL characters",
         ));
     }
-    let status = q.status.map(JobStatus::as_str);
-    let filter = "($1::text IS NULL OR project_name = $1) AND ($2::text IS NULL OR status = $2)";
-    let (total,): (i64,) = sqlx::query_as(&format!(
-        "SELECT count(*) FROM cpi_import_jobs WHERE {filter}"
-    ))
-    .bind(&q.project)
-    .bind(status)
-    .fetch_one(&state.pool)
-    .await?;
-    let jobs: Vec<Job> = sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE {filter}
-          ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
-    ))
-    .bind(&q.project)
-    .bind(status)
-    .bind(i64::from(limit))
-    .bind(i64::from(offset))
-    .fetch_all(&state.pool)
-    .await?;
+    let filter = ListFilter {
+        project: q.project,
+        status: q.status,
+        limit: i64::from(limit),
+        offset: i64::from(offset),
+    };
+    let total = jobs::count(&state.pool, &filter).await.map_err(db_error)?;
+    let jobs = jobs::list(&state.pool, &filter).await.map_err(db_error)?;
     Ok(Json(JobPage {
-        jobs: jobs.into_iter().map(Job::scrubbed).collect(),
+        jobs: jobs.into_iter().map(scrubbed).collect(),
         total,
         limit,
         offset,
@@ -176,12 +104,14 @@ pub async fn list(
     )
 )]
 pub async fn get(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Job>, ApiError> {
-    let job: Option<Job> = sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?;
+    let job = jobs::get(&state.pool, id).await.map_err(db_error)?;
     let job = job.ok_or(ApiError::NotFound { kind: KIND, id })?;
-    Ok(Json(job.scrubbed()))
+    Ok(Json(scrubbed(job)))
+}
+
+fn db_error(e: JobError) -> ApiError {
+    match e {
+        JobError::Db(e) => e.into(),
+        other => ApiError::invalid(other.to_string()),
+    }
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
-use crate::cli::{management_pool, Global, Output};
+use crate::cli::{management_pool, table, Global, Output};
 use crate::import::{self, ImportError, JobOutcome, Progress};
 use crate::jobs::{self, JobStatus, ListFilter};
 use crate::secret;
@@ -239,6 +239,7 @@ pub async fn jobs_cmd(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                     project: project.clone(),
                     status: *status,
                     limit: *limit,
+                    offset: 0,
                 },
             )
             .await?;
@@ -298,24 +299,4 @@ pub async fn jobs_cmd(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             })
         }
     }
-}
-
-fn table(rows: Vec<Vec<String>>) -> String {
-    let mut widths = vec![0; rows.first().map_or(0, Vec::len)];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }
