@@ -332,10 +332,10 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
     );
     let pool = db.pool().await;
     events_table(&pool).await;
-    // Present before start.
-    for i in 0..5u64 {
+    // Present before start: 5 in each inbox, so 200 files in all.
+    for (i, project) in (0..10u64).zip(["alpha", "beta"].iter().cycle()) {
         write(
-            &s.inbox("alpha"),
+            &s.inbox(project),
             &format!("early_{i:03}.csv"),
             &csv_rows(1_000_000 + i * 10, 10, "early"),
         );
@@ -347,7 +347,7 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
         &["--settle", "1s", "--workers", "3"],
     );
 
-    let mut expected = 50u64;
+    let mut expected = 100u64;
     let mut handles = Vec::new();
     for (p, project) in ["alpha", "beta"].iter().enumerate() {
         let inbox = s.inbox(project);
@@ -396,7 +396,8 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
     for h in handles {
         h.join().unwrap();
     }
-    let total_files = 5 + 2 * (70 + 15 + 10);
+    let total_files = 2 * (5 + 70 + 15 + 10);
+    assert_eq!(total_files, 200);
     eventually(Duration::from_secs(120), "all files imported", || {
         let c = pool.clone();
         async move {
@@ -438,7 +439,7 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
         let processed = std::fs::read_dir(s.inbox(project).join("processed"))
             .unwrap()
             .count();
-        assert_eq!(processed, if project == "alpha" { 100 } else { 95 });
+        assert_eq!(processed, 100);
         for name in [
             "never.csv.tmp",
             "never.csv.part",
