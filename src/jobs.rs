@@ -102,6 +102,19 @@ pub async fn create(
     path: &Path,
     worker: &str,
 ) -> Result<Uuid, JobError> {
+    create_for(mgmt, project_name, path, worker, None).await
+}
+
+/// [`create`], with the target table and mode already known (the daemon's
+/// queue orders and serializes jobs per table, so the row must carry its
+/// table from the moment it is visible).
+pub async fn create_for(
+    mgmt: &PgPool,
+    project_name: &str,
+    path: &Path,
+    worker: &str,
+    target: Option<(&str, &str)>,
+) -> Result<Uuid, JobError> {
     let project: Option<(Uuid, Option<Uuid>)> =
         sqlx::query_as("SELECT id, connection_id FROM cpi_projects WHERE name = $1")
             .bind(project_name)
@@ -117,8 +130,8 @@ pub async fn create(
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let size = std::fs::metadata(path).ok().map(|m| m.len() as i64);
     let (id,): (Uuid,) = sqlx::query_as(
-        "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker)
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) RETURNING id",
+        "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9) RETURNING id",
     )
     .bind(project_id)
     .bind(project_name)
@@ -127,6 +140,8 @@ pub async fn create(
     .bind(abs.to_string_lossy().into_owned())
     .bind(size)
     .bind(worker)
+    .bind(target.map(|t| t.0))
+    .bind(target.map(|t| t.1))
     .fetch_one(mgmt)
     .await?;
     Ok(id)

@@ -24,16 +24,9 @@ pub async fn enqueue(
     target_table: Option<&str>,
     mode: Option<&str>,
 ) -> Result<Option<Uuid>, JobError> {
-    match jobs::create(pool, project, path, worker).await {
-        Ok(id) => {
-            sqlx::query("UPDATE cpi_import_jobs SET target_table = $2, mode = $3 WHERE id = $1")
-                .bind(id)
-                .bind(target_table)
-                .bind(mode)
-                .execute(pool)
-                .await?;
-            Ok(Some(id))
-        }
+    let target = target_table.zip(mode);
+    match jobs::create_for(pool, project, path, worker, target).await {
+        Ok(id) => Ok(Some(id)),
         Err(JobError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => Ok(None),
         Err(e) => Err(e),
     }

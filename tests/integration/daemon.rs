@@ -489,9 +489,10 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
     let m = s.manifests();
     let doc = connection_doc("target", &db, "down").replace("127.0.0.1:5432", "127.0.0.1:1");
     write(&m, "connections/target.yaml", &doc);
+    let pool = db.pool().await;
+    events_table(&pool).await;
     let d = Daemon::start(&db, &m, &s.log("log"), &[]);
     std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "x")).unwrap();
-    let pool = db.pool().await;
     eventually(Duration::from_secs(20), "a failed attempt", || {
         let c = pool.clone();
         async move {
@@ -517,6 +518,68 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
         d.log()
     );
     assert!(!d.log().contains("pw-1"), "no secret in the log");
+
+    // Once the connection is fixed, the waiting file is retried and imported.
+    write(
+        &m,
+        "connections/target.yaml",
+        &connection_doc("target", &db, "up"),
+    );
+    eventually(
+        Duration::from_secs(40),
+        "the retry imported the file",
+        || {
+            let c = pool.clone();
+            async move { (scalar_i64(&c, "SELECT count(*) FROM events").await == 3).then_some(()) }
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(10), "the file moved", || {
+        let p = s.inbox("p").join("processed/a.csv");
+        async move { p.exists().then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn files_of_one_table_are_imported_one_at_a_time_in_name_order() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: ordered, mode: append}")]);
+    let pool = db.pool().await;
+    sqlx::query("CREATE TABLE ordered (id bigint PRIMARY KEY, tag text, n int, seq bigserial)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Present before start, so that all become ready in the same scan;
+    // written in reverse name order.
+    for i in (0..8u64).rev() {
+        std::fs::write(
+            s.inbox("p").join(format!("f_{i}.csv")),
+            csv_rows(i * 1000, 500, &format!("f_{i}")),
+        )
+        .unwrap();
+    }
+    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &["--workers", "4"]);
+    eventually(Duration::from_secs(30), "all imported", || {
+        let c = pool.clone();
+        async move { (scalar_i64(&c, "SELECT count(*) FROM ordered").await == 8 * 500).then_some(()) }
+    })
+    .await;
+    // Load order: each file's rows form one block of `seq`, blocks in name order.
+    let blocks: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT tag, min(seq), max(seq) FROM ordered GROUP BY tag ORDER BY min(seq)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let tags: Vec<&str> = blocks.iter().map(|b| b.0.as_str()).collect();
+    assert_eq!(
+        tags,
+        ["f_0", "f_1", "f_2", "f_3", "f_4", "f_5", "f_6", "f_7"]
+    );
+    for w in blocks.windows(2) {
+        assert!(w[0].2 < w[1].1, "files interleaved: {blocks:?}");
+    }
 }
 
 /// A file large enough that its import is still running when we act.
