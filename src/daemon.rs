@@ -136,7 +136,11 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
     };
     let settings = reconcile::Settings {
         manifests: std::path::absolute(&g.manifests).unwrap_or_else(|_| g.manifests.clone()),
-        secrets_dir: g.secrets_dir.clone(),
+        // Absolute: watcher events carry absolute paths.
+        secrets_dir: g
+            .secrets_dir
+            .as_ref()
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone())),
         owner: g.owner.clone(),
         adopt: a.adopt,
         max_delete: a.max_delete,
@@ -318,6 +322,8 @@ async fn scan_inboxes(
         let due: Vec<PathBuf> = {
             let mut retries = s.retries.lock().unwrap();
             let now = Instant::now();
+            // A file removed by hand needs no more tries.
+            retries.retain(|p, _| p.exists());
             let due: Vec<PathBuf> = retries
                 .iter()
                 .filter(|(_, (at, _))| *at <= now)

@@ -43,7 +43,9 @@ impl Daemon {
                 cmd.args([flag, value]);
             }
         }
+        // The log's folder is the working directory (relative paths in tests).
         cmd.env("CPI_LOG", "info,sqlx=warn")
+            .current_dir(log.parent().unwrap())
             .stdout(Stdio::null())
             .stderr(file);
         Daemon {
@@ -258,8 +260,15 @@ async fn manifests_changes_follow_and_a_broken_set_changes_nothing() {
         2,
         "p2 must survive a broken set"
     );
-    let failed = scalar_i64(&pool, "SELECT count(*) FROM cpi_reconcile_runs WHERE status = 'failed' AND error LIKE '%broken.yaml%'").await;
-    assert!(failed >= 1);
+    // The log line comes first, then the audit row.
+    eventually(Duration::from_secs(5), "the failed run recorded", || {
+        let c = pool.clone();
+        async move {
+            let n = scalar_i64(&c, "SELECT count(*) FROM cpi_reconcile_runs WHERE status = 'failed' AND error LIKE '%broken.yaml%'").await;
+            (n >= 1).then_some(())
+        }
+    })
+    .await;
 
     // Fixing it applies (p2's removal included).
     std::fs::remove_file(s.manifests().join("projects/broken.yaml")).unwrap();
@@ -934,4 +943,46 @@ async fn startup_waits_for_the_management_database() {
     .await;
     pool.close().await;
     drop(d);
+}
+
+#[tokio::test]
+async fn regression_rotation_in_a_relative_secrets_dir_is_seen() {
+    // Watcher events carry absolute paths; a relative --secrets-dir once
+    // made every rotation outside the manifests folder go unnoticed.
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{}")]);
+    let secrets = s.dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::rename(
+        s.manifests().join("target.pass"),
+        secrets.join("target.pass"),
+    )
+    .unwrap();
+    let _d = Daemon::start(
+        &db,
+        &s.manifests(),
+        &s.log("log"),
+        &["--secrets-dir", "secrets", "--interval", "1h"],
+    );
+    let pool = db.pool().await;
+    eventually(Duration::from_secs(20), "started", || {
+        let c = pool.clone();
+        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_connections").await == 1).then_some(()) }
+    })
+    .await;
+    std::fs::write(secrets.join("target.pass"), "pw-rotated\n").unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "rotation applied without waiting for the interval",
+        || {
+            let c = pool.clone();
+            async move {
+                let url = scalar_text(&c, "SELECT database_url FROM cpi_connections")
+                    .await
+                    .unwrap_or_default();
+                url.contains(":pw-rotated@").then_some(())
+            }
+        },
+    )
+    .await;
 }
