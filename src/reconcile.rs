@@ -88,6 +88,7 @@ pub async fn run(
         }
         .instrument(span)
         .await;
+        let mut resync = false;
         if let Some(w) = watcher.as_mut() {
             let mut paths = vec![(s.manifests.clone(), true)];
             // Watch the folders of secret files (a rotation is often a
@@ -99,14 +100,17 @@ pub async fn run(
                     }
                 }
             }
-            w.set(&paths);
+            resync = w.set(&paths) && failures == 0;
         }
+        // A newly watched folder may have changed between the load and the
+        // watch (a rotation at startup): one more look right away.
+        let next = if resync { Duration::ZERO } else { next };
         // Wait for the timer, a relevant event (then debounce), or shutdown.
         let sleep = tokio::time::sleep(next);
         tokio::pin!(sleep);
         trigger = loop {
             tokio::select! {
-                _ = &mut sleep => break if failures > 0 { "retry" } else { "interval" },
+                _ = &mut sleep => break if resync { "watch" } else if failures > 0 { "retry" } else { "interval" },
                 _ = shutdown.changed() => return,
                 Some(p) = events.recv() => {
                     if relevant(&p, &s, &secret_files) {

@@ -2,7 +2,7 @@
 //! under a path. Every consumer also rescans on a timer, so a missed event
 //! (network file systems, overflowing queues) only delays work.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +63,10 @@ impl Watcher {
     }
 
     /// Watches exactly `paths` from now on (adding and removing as needed).
-    pub fn set(&mut self, paths: &[(PathBuf, bool)]) {
+    /// `true` when a path was added: what changed under it before now was
+    /// not seen, so the caller looks once more.
+    pub fn set(&mut self, paths: &[(PathBuf, bool)]) -> bool {
+        let mut added = false;
         let wanted: Vec<(PathBuf, RecursiveMode)> = paths
             .iter()
             .map(|(p, recursive)| {
@@ -87,16 +90,16 @@ impl Watcher {
                 continue;
             }
             match self.inner.watch(&p, mode) {
-                Ok(()) => self.watched.push((p, mode)),
+                Ok(()) => {
+                    self.watched.push((p, mode));
+                    added = true;
+                }
                 Err(e) => {
                     self.health.watcher_error();
                     tracing::warn!(path = %p.display(), error = %e, "cannot watch; relying on the periodic rescan");
                 }
             }
         }
-    }
-
-    pub fn is_watching(&self, p: &Path) -> bool {
-        self.watched.iter().any(|(w, _)| w == p)
+        added
     }
 }
