@@ -986,3 +986,43 @@ async fn regression_rotation_in_a_relative_secrets_dir_is_seen() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn json_logs_carry_one_span_per_import_with_its_job_id() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let d = Daemon::start(
+        &db,
+        &s.manifests(),
+        &s.log("log"),
+        &["--log-format", "json"],
+    );
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 2, "j")).unwrap();
+    let line = eventually(Duration::from_secs(20), "an import log line", || {
+        let log = d.log();
+        async move {
+            log.lines()
+                .find(|l| l.contains("import finished"))
+                .map(str::to_string)
+        }
+    })
+    .await;
+    for l in d.log().lines() {
+        serde_json::from_str::<serde_json::Value>(l)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+    }
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (job_id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM cpi_import_jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(v["span"]["name"], "import");
+    assert_eq!(v["span"]["job_id"], job_id.to_string());
+    assert_eq!(v["fields"]["status"], "succeeded");
+    assert!(
+        d.log().contains("\"name\":\"reconcile\""),
+        "a reconcile span"
+    );
+}
