@@ -211,12 +211,9 @@ async fn main() {
         .await
         .unwrap();
     let reset = "TRUNCATE t;\nDELETE FROM cpi.imported_files;\nCHECKPOINT;\n";
-    exec(&url, "CREATE SCHEMA IF NOT EXISTS cpi").await;
-    exec(
-        &url,
-        cpi_ledger().trim_start_matches("CREATE SCHEMA IF NOT EXISTS cpi;\n"),
-    )
-    .await;
+    for statement in cpi::import::sql::CREATE_LEDGER {
+        exec(&url, statement).await;
+    }
 
     let script = dir_path.join("upsert.sql");
     std::fs::write(
@@ -308,8 +305,4 @@ COMMIT;
     );
     pool.close().await;
     exec(&admin, &format!("DROP DATABASE {db} WITH (FORCE)")).await;
-}
-
-fn cpi_ledger() -> &'static str {
-    cpi::import::sql::CREATE_LEDGER
 }

@@ -172,24 +172,15 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
     tracing::info!(workers = a.workers.max(1), manifests = %g.manifests.display(), "cpi is running");
-    // Workers run as local tasks on this thread: rustc cannot prove the
-    // import future Send through sqlx's generic executors (a known compiler
-    // limitation), and they need not be: the CPU work of an import (parsing,
-    // encoding) runs on blocking threads, the rest waits on I/O.
-    let local = tokio::task::LocalSet::new();
-    local
-        .run_until(async {
-            let workers: Vec<_> = (0..a.workers.max(1))
-                .map(|n| {
-                    let id = format!("{host}:{}:w{n}", std::process::id());
-                    tokio::task::spawn_local(work(shared.clone(), id))
-                })
-                .collect();
-            for w in workers {
-                let _ = w.await;
-            }
+    let workers: Vec<_> = (0..a.workers.max(1))
+        .map(|n| {
+            let id = format!("{host}:{}:w{n}", std::process::id());
+            tokio::spawn(work(shared.clone(), id))
         })
-        .await;
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
     let _ = reconciler.await;
     let _ = scanner.await;
     if let Some(api) = api {
@@ -557,8 +548,6 @@ async fn vanished(s: &Shared, job: &queue::Claimed) {
 /// Moves the file after its job is recorded: `processed/` for succeeded and
 /// duplicate, `failed/` with `<name>.error.json` for failed.
 async fn finish_file(pool: PgPool, job: queue::Claimed, path: PathBuf, outcome: JobOutcome) {
-    // Owned arguments: borrowed ones trip the compiler's Send check on
-    // sqlx's `impl PgExecutor` futures inside spawned tasks.
     let path = path.as_path();
     let project = match store::project_by_name(&pool, &job.project_name).await {
         Ok(Some(p)) => p,

@@ -656,12 +656,15 @@ async fn load(
         // For the merge: the staging table in memory where it fits, hash
         // joins of a million rows without spilling, and no JIT compile
         // for a statement whose cost is writing rows.
-        sqlx::raw_sql(
-            "SET LOCAL temp_buffers = '128MB'; SET LOCAL work_mem = '128MB'; SET LOCAL jit = off",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        // One statement each, through `query`: the future of `raw_sql` is
+        // not provably Send, which would keep the import off tokio::spawn.
+        for set in [
+            "SET LOCAL temp_buffers = '128MB'",
+            "SET LOCAL work_mem = '128MB'",
+            "SET LOCAL jit = off",
+        ] {
+            sqlx::query(set).execute(&mut *tx).await.map_err(db)?;
+        }
         sqlx::query(&sql::create_stage(STAGE, &table, &col_names))
             .execute(&mut *tx)
             .await

@@ -165,8 +165,9 @@ pub fn create_table(target: &str, cols: &[String], key: &[String]) -> String {
     format!("CREATE TABLE {target} ({})", defs.join(", "))
 }
 
-pub const CREATE_LEDGER: &str = "CREATE SCHEMA IF NOT EXISTS cpi;
-CREATE TABLE IF NOT EXISTS cpi.imported_files (
+pub const CREATE_LEDGER: &[&str] = &[
+    "CREATE SCHEMA IF NOT EXISTS cpi",
+    "CREATE TABLE IF NOT EXISTS cpi.imported_files (
     project TEXT NOT NULL,
     target_table TEXT NOT NULL,
     sha256 TEXT NOT NULL,
@@ -175,7 +176,8 @@ CREATE TABLE IF NOT EXISTS cpi.imported_files (
     rows BIGINT NOT NULL,
     imported_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW(),
     PRIMARY KEY (project, target_table, sha256)
-)";
+)",
+];
 
 #[cfg(test)]
 mod tests {

@@ -65,7 +65,9 @@ pub async fn ensure_ledger(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('cpi ledger', 0))")
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(sql::CREATE_LEDGER).execute(&mut *tx).await?;
+    for statement in sql::CREATE_LEDGER {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
     tx.commit().await
 }
 
