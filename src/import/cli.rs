@@ -87,7 +87,17 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
             Ok(id) => id,
             Err(e) => return Err(active_job_hint(&pool, f, e).await),
         };
-        let result = run_with_progress(&pool, id, &worker, f).await;
+        let result = tokio::select! {
+            r = run_with_progress(&pool, id, &worker, f) => r,
+            signal = interrupted() => {
+                // The import future is dropped with its target connection:
+                // the server rolls the transaction back. The job says so,
+                // and does not stay `running` to block the file.
+                let message = format!("interrupted by {signal}: rolled back, nothing of the file was written");
+                let _ = jobs::finish(&pool, id, JobStatus::Failed, &jobs::Counts::default(), Some(&message), None).await;
+                bail!("{}: {message} (job {id}); run the import again", f.display());
+            }
+        };
         all_ok &= report(
             &f.display().to_string(),
             id,
@@ -104,6 +114,21 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Ctrl-C or SIGTERM, by name.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
 }
 
 /// A file may have only one queued or running job (the daemon's queue

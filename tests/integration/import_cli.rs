@@ -318,3 +318,85 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
     assert!(r.stdout.contains("big.csv: duplicate"), "{}", r.stdout);
     assert_eq!(env.count("t").await, rows as i64);
 }
+
+/// Ctrl-C while COPY streams: the import rolls back, the job is marked
+/// failed (not left `running` to block the file), and a new import works.
+#[tokio::test]
+async fn sigint_mid_import_rolls_back_and_frees_the_file() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id bigint PRIMARY KEY, name text, amount numeric(12,2))")
+        .await;
+    env.exec(
+        "CREATE UNIQUE INDEX IF NOT EXISTS cpi_import_jobs_one_active_per_file
+           ON cpi_import_jobs (file_path) WHERE status IN ('queued', 'running')",
+    )
+    .await;
+    let rows = 1_000_000u64;
+    let path = env.inbox().join("big.csv");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        writeln!(w, "id,name,amount").unwrap();
+        for i in 1..=rows {
+            writeln!(w, "{i},name {i},{}.{:02}", i % 100000, i % 100).unwrap();
+        }
+    }
+    let child = cpi_command()
+        .args([
+            "import",
+            "--project",
+            "p",
+            path.to_str().unwrap(),
+            "--database-url",
+            &env.db.url(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let copying: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%' AND state = 'active'",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        if copying > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "COPY never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("interrupted by SIGINT: rolled back"),
+        "{stderr}"
+    );
+    assert_eq!(env.count("t").await, 0);
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error FROM cpi_import_jobs")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(error.unwrap_or_default().contains("interrupted by SIGINT"));
+
+    // No `retry --force` needed: the file is free.
+    let r = cpi_async(args(
+        &env,
+        &["import", "--project", "p", path.to_str().unwrap()],
+    ))
+    .await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(env.count("t").await, rows as i64);
+}
