@@ -126,6 +126,29 @@ async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// Waits until `sql` (one bigint) returns `want`.
+async fn wait_i64(pool: &PgPool, secs: u64, what: &str, sql: &str, want: i64) {
+    eventually(Duration::from_secs(secs), what, || {
+        let c = pool.clone();
+        async move { (scalar_i64(&c, sql).await == want).then_some(()) }
+    })
+    .await
+}
+
+/// Waits until the connection's stored URL contains `needle`.
+async fn wait_url(pool: &PgPool, secs: u64, what: &str, needle: &str) {
+    eventually(Duration::from_secs(secs), what, || {
+        let c = pool.clone();
+        async move {
+            let url = scalar_text(&c, "SELECT database_url FROM cpi_connections")
+                .await
+                .unwrap_or_default();
+            url.contains(needle).then_some(())
+        }
+    })
+    .await
+}
+
 async fn scalar_text(pool: &PgPool, sql: &str) -> Option<String> {
     sqlx::query_as::<_, (Option<String>,)>(sql)
         .fetch_optional(pool)
@@ -208,18 +231,13 @@ async fn manifests_changes_follow_and_a_broken_set_changes_nothing() {
     let s = Setup::new(&db, &[("p1", "{}")]);
     let mut d = Daemon::start(&db, &s.manifests(), &s.log("log"), &["--interval", "1h"]);
     let pool = db.pool().await;
-    eventually(Duration::from_secs(20), "startup reconcile", || {
-        let c = pool.clone();
-        async move {
-            (scalar_i64(
-                &c,
-                "SELECT count(*) FROM cpi_projects WHERE managed_by = 'cpi'",
-            )
-            .await
-                == 1)
-                .then_some(())
-        }
-    })
+    wait_i64(
+        &pool,
+        20,
+        "startup reconcile",
+        "SELECT count(*) FROM cpi_projects WHERE managed_by = 'cpi'",
+        1,
+    )
     .await;
 
     // Add, edit.
@@ -272,10 +290,13 @@ async fn manifests_changes_follow_and_a_broken_set_changes_nothing() {
 
     // Fixing it applies (p2's removal included).
     std::fs::remove_file(s.manifests().join("projects/broken.yaml")).unwrap();
-    eventually(Duration::from_secs(15), "the fix applied", || {
-        let c = pool.clone();
-        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_projects").await == 1).then_some(()) }
-    })
+    wait_i64(
+        &pool,
+        15,
+        "the fix applied",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
     .await;
     d.signal("-TERM");
     assert_eq!(d.wait(Duration::from_secs(20)), Some(0));
@@ -287,10 +308,13 @@ async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
     let s = Setup::new(&db, &[("p1", "{}")]);
     let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &["--interval", "2s"]);
     let pool = db.pool().await;
-    eventually(Duration::from_secs(20), "startup reconcile", || {
-        let c = pool.clone();
-        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_projects").await == 1).then_some(()) }
-    })
+    wait_i64(
+        &pool,
+        20,
+        "startup reconcile",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
     .await;
     sqlx::query("UPDATE cpi_projects SET description = 'hand edit'")
         .execute(&pool)
@@ -317,16 +341,7 @@ async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
     let tmp = s.manifests().join(".target.pass.new");
     std::fs::write(&tmp, "pw-2\n").unwrap();
     std::fs::rename(&tmp, s.manifests().join("target.pass")).unwrap();
-    eventually(Duration::from_secs(10), "rotated password applied", || {
-        let c = pool.clone();
-        async move {
-            let url = scalar_text(&c, "SELECT database_url FROM cpi_connections")
-                .await
-                .unwrap_or_default();
-            url.contains(":pw-2@").then_some(())
-        }
-    })
-    .await;
+    wait_url(&pool, 10, "rotated password applied", ":pw-2@").await;
 }
 
 #[tokio::test]
@@ -534,13 +549,12 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
         "connections/target.yaml",
         &connection_doc("target", &db, "up"),
     );
-    eventually(
-        Duration::from_secs(40),
+    wait_i64(
+        &pool,
+        40,
         "the retry imported the file",
-        || {
-            let c = pool.clone();
-            async move { (scalar_i64(&c, "SELECT count(*) FROM events").await == 3).then_some(()) }
-        },
+        "SELECT count(*) FROM events",
+        3,
     )
     .await;
     eventually(Duration::from_secs(10), "the file moved", || {
@@ -569,10 +583,13 @@ async fn files_of_one_table_are_imported_one_at_a_time_in_name_order() {
         .unwrap();
     }
     let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &["--workers", "4"]);
-    eventually(Duration::from_secs(30), "all imported", || {
-        let c = pool.clone();
-        async move { (scalar_i64(&c, "SELECT count(*) FROM ordered").await == 8 * 500).then_some(()) }
-    })
+    wait_i64(
+        &pool,
+        30,
+        "all imported",
+        "SELECT count(*) FROM ordered",
+        8 * 500,
+    )
     .await;
     // Load order: each file's rows form one block of `seq`, blocks in name order.
     let blocks: Vec<(String, i64, i64)> = sqlx::query_as(
@@ -634,13 +651,7 @@ async fn kill_9_mid_import_then_restart_imports_exactly_once() {
     d.signal("-KILL");
     d.wait(Duration::from_secs(10));
     // The server rolls the dead connection's transaction back.
-    eventually(Duration::from_secs(10), "no import session left", || {
-        let c = pool.clone();
-        async move {
-            (scalar_i64(&c, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'COPY%'").await == 0).then_some(())
-        }
-    })
-    .await;
+    wait_i64(&pool, 10, "no import session left", "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'COPY%'", 0).await;
     assert_eq!(
         scalar_i64(&pool, "SELECT count(*) FROM events").await,
         0,
@@ -649,18 +660,13 @@ async fn kill_9_mid_import_then_restart_imports_exactly_once() {
     assert!(s.inbox("p").join("big.csv").exists());
 
     let _d2 = Daemon::start(&db, &s.manifests(), &s.log("log2"), &[]);
-    eventually(Duration::from_secs(120), "imported after restart", || {
-        let c = pool.clone();
-        async move {
-            (scalar_i64(
-                &c,
-                "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'",
-            )
-            .await
-                == 1)
-                .then_some(())
-        }
-    })
+    wait_i64(
+        &pool,
+        120,
+        "imported after restart",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'",
+        1,
+    )
     .await;
     assert_eq!(
         scalar_i64(&pool, "SELECT count(*) FROM events").await as u64,
@@ -895,20 +901,16 @@ async fn poll_finds_files_where_inotify_would_not_be_used() {
         &s.log("log"),
         &["--poll", "--poll-interval", "200ms", "--rescan", "1h"],
     );
-    eventually(Duration::from_secs(20), "started", || {
-        let c = pool.clone();
-        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_projects").await == 1).then_some(()) }
-    })
-    .await;
+    wait_i64(&pool, 20, "started", "SELECT count(*) FROM cpi_projects", 1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     std::fs::write(s.inbox("p").join("polled.csv"), csv_rows(1, 4, "poll")).unwrap();
-    eventually(Duration::from_secs(20), "imported", || {
-        let c = pool.clone();
-        async move {
-            (scalar_i64(&c, "SELECT count(*) FROM events WHERE tag = 'poll'").await == 4)
-                .then_some(())
-        }
-    })
+    wait_i64(
+        &pool,
+        20,
+        "imported",
+        "SELECT count(*) FROM events WHERE tag = 'poll'",
+        4,
+    )
     .await;
 }
 
@@ -936,10 +938,13 @@ async fn startup_waits_for_the_management_database() {
         .await
         .unwrap();
     let pool = db.pool().await;
-    eventually(Duration::from_secs(30), "reconciled once the database is up", || {
-        let c = pool.clone();
-        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_projects").await == 1).then_some(()) }
-    })
+    wait_i64(
+        &pool,
+        30,
+        "reconciled once the database is up",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
     .await;
     pool.close().await;
     drop(d);
@@ -965,24 +970,20 @@ async fn regression_rotation_in_a_relative_secrets_dir_is_seen() {
         &["--secrets-dir", "secrets", "--interval", "1h"],
     );
     let pool = db.pool().await;
-    eventually(Duration::from_secs(20), "started", || {
-        let c = pool.clone();
-        async move { (scalar_i64(&c, "SELECT count(*) FROM cpi_connections").await == 1).then_some(()) }
-    })
+    wait_i64(
+        &pool,
+        20,
+        "started",
+        "SELECT count(*) FROM cpi_connections",
+        1,
+    )
     .await;
     std::fs::write(secrets.join("target.pass"), "pw-rotated\n").unwrap();
-    eventually(
-        Duration::from_secs(10),
+    wait_url(
+        &pool,
+        10,
         "rotation applied without waiting for the interval",
-        || {
-            let c = pool.clone();
-            async move {
-                let url = scalar_text(&c, "SELECT database_url FROM cpi_connections")
-                    .await
-                    .unwrap_or_default();
-                url.contains(":pw-rotated@").then_some(())
-            }
-        },
+        ":pw-rotated@",
     )
     .await;
 }

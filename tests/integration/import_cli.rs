@@ -211,14 +211,7 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
     env.exec("INSERT INTO t SELECT g, 'before', 1 FROM generate_series(1, 10) g")
         .await;
     let rows = 1_000_000u64;
-    let path = env.inbox().join("big.csv");
-    {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        writeln!(w, "id,name,amount").unwrap();
-        for i in 1..=rows {
-            writeln!(w, "{i},name {i},{}.{:02}", i % 100000, i % 100).unwrap();
-        }
-    }
+    let path = big_file(&env, rows);
     let mut child = cpi_command()
         .args([
             "import",
@@ -233,27 +226,7 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
         .spawn()
         .unwrap();
     // Wait until the COPY is streaming into the target, then a little more.
-    let start = Instant::now();
-    loop {
-        let copying: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%' AND state = 'active'",
-        )
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
-        if copying > 0 {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "cpi finished before it could be killed"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "COPY never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_copy(&env, &mut child).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -332,15 +305,8 @@ async fn sigint_mid_import_rolls_back_and_frees_the_file() {
     )
     .await;
     let rows = 1_000_000u64;
-    let path = env.inbox().join("big.csv");
-    {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        writeln!(w, "id,name,amount").unwrap();
-        for i in 1..=rows {
-            writeln!(w, "{i},name {i},{}.{:02}", i % 100000, i % 100).unwrap();
-        }
-    }
-    let child = cpi_command()
+    let path = big_file(&env, rows);
+    let mut child = cpi_command()
         .args([
             "import",
             "--project",
@@ -353,23 +319,7 @@ async fn sigint_mid_import_rolls_back_and_frees_the_file() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    loop {
-        let copying: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%' AND state = 'active'",
-        )
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
-        if copying > 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "COPY never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_copy(&env, &mut child).await;
     let ok = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -399,4 +349,40 @@ async fn sigint_mid_import_rolls_back_and_frees_the_file() {
     .await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(env.count("t").await, rows as i64);
+}
+
+/// A 3-column CSV of `rows` rows in the inbox, big enough to interrupt.
+fn big_file(env: &Env, rows: u64) -> std::path::PathBuf {
+    let path = env.inbox().join("big.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    writeln!(w, "id,name,amount").unwrap();
+    for i in 1..=rows {
+        writeln!(w, "{i},name {i},{}.{:02}", i % 100000, i % 100).unwrap();
+    }
+    path
+}
+
+/// Waits until `child`'s COPY streams into the target.
+async fn wait_for_copy(env: &Env, child: &mut std::process::Child) {
+    let start = Instant::now();
+    loop {
+        let copying: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%' AND state = 'active'",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        if copying > 0 {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "cpi finished before the COPY was seen"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "COPY never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
