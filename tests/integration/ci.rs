@@ -3,36 +3,25 @@
 //! a change to a workflow is tested, not a copy of it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::common::{cpi, write, Run};
+use crate::support::bin::bash as sh;
+use crate::support::fs::{git, manifest, repo_yaml as yaml};
+use crate::support::{cpi, write, Run};
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn connection() -> String {
+    manifest(
+        "Connection",
+        "abc",
+        "database_url: postgresql://importer@db.internal:5432/abc\npassword_file: abc.pass",
+    )
 }
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-const CONNECTION: &str = "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: abc\nspec:\n  database_url: postgresql://importer@db.internal:5432/abc\n  password_file: abc.pass\n";
 
 fn project(name: &str, description: &str) -> String {
-    format!("apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: {name}\nspec:\n  description: {description}\n  connection: abc\n  config:\n    inbox: /srv/in/{name}\n")
+    manifest(
+        "Project",
+        name,
+        &format!("description: {description}\nconnection: abc\nconfig:\n  inbox: /srv/in/{name}"),
+    )
 }
 
 /// `origin` with `main` (the base) and `feature` (changes p1's
@@ -42,7 +31,7 @@ fn origin(dir: &Path) -> PathBuf {
     let o = dir.join("origin");
     std::fs::create_dir_all(&o).unwrap();
     git(&o, &["init", "-q", "-b", "main"]);
-    write(&o, "manifests/connections/abc.yaml", CONNECTION);
+    write(&o, "manifests/connections/abc.yaml", &connection());
     write(&o, "manifests/projects/p1.yaml", &project("p1", "nightly"));
     write(&o, "README.md", "data team\n");
     git(&o, &["add", "."]);
@@ -76,25 +65,6 @@ fn checkout(dir: &Path, origin: &Path, branch: &str) -> PathBuf {
     );
     git(&c, &["checkout", "-q", branch]);
     c
-}
-
-/// Runs a CI shell snippet the way the runners do (`bash -eo pipefail`),
-/// with the `cpi` under test first on PATH.
-fn sh(dir: &Path, script: &str, env: &[(&str, String)]) -> Run {
-    let bin = Path::new(env!("CARGO_BIN_EXE_cpi")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    Command::new("bash")
-        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
-        .current_dir(dir)
-        .env("PATH", path)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap()
-        .into()
-}
-
-fn yaml(rel: &str) -> serde_yaml::Value {
-    serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(rel)).unwrap()).unwrap()
 }
 
 /// Runs the GitHub workflow's steps (all but installing cpi) in `dir`;

@@ -5,50 +5,42 @@ use std::path::Path;
 
 use sqlx::{Connection, PgConnection};
 
-use crate::common::{cpi_command, write, Run};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::db::{embedded_url, reachable};
+use crate::support::fs::manifest;
+use crate::support::{free_port, write, Cpi, Run};
 
 /// `cpi ARGS --state-dir STATE --embedded-port PORT`, no management URL.
 fn cpi_embedded(state: &Path, port: u16, args: &[&str]) -> Run {
-    cpi_command()
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--embedded-port", &port.to_string()])
+    Cpi::new(args)
+        .state_dir(state)
+        .embedded_port(port)
         .env("CPI_LOG", "info")
-        .output()
-        .unwrap()
-        .into()
+        .run()
 }
 
-fn url(state: &Path, port: u16, db: &str) -> String {
-    let pw = std::fs::read_to_string(state.join("embedded/password")).unwrap();
-    format!("postgres://cpi:{}@127.0.0.1:{port}/{db}", pw.trim())
-}
-
-async fn reachable(state: &Path, port: u16) -> bool {
-    PgConnection::connect(&url(state, port, "cpi"))
-        .await
-        .is_ok()
+/// Whether the embedded instance of `state` answers on `port`.
+async fn up(state: &Path, port: u16) -> bool {
+    reachable(&embedded_url(state, port, "cpi")).await
 }
 
 fn manifests(dir: &Path) {
     write(
         dir,
         "c.yaml",
-        "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: scratch\nspec:\n  database_url: postgresql://cpi@127.0.0.1:1/quickstart\n",
+        &manifest(
+            "Connection",
+            "scratch",
+            "database_url: postgresql://cpi@127.0.0.1:1/quickstart",
+        ),
     );
     write(
         dir,
         "p.yaml",
-        "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n  connection: scratch\n  config:\n    inbox: /tmp/in\n",
+        &manifest(
+            "Project",
+            "p",
+            "connection: scratch\nconfig:\n  inbox: /tmp/in",
+        ),
     );
 }
 
@@ -75,13 +67,13 @@ async fn starts_then_reuses_the_data_then_stops() {
     );
     let password = std::fs::read_to_string(state.join("embedded/password")).unwrap();
     assert!(!a.all().contains(password.trim()));
-    assert!(!reachable(&state, port).await, "stopped on exit");
+    assert!(!up(&state, port).await, "stopped on exit");
 
     // A second run finds the cluster (no initdb) and the rows applied before.
     let d = cpi_embedded(&state, port, &["diff", "--manifests", m.to_str().unwrap()]);
     assert_eq!(d.code, 0, "data persists: {}", d.all());
     assert!(!d.stderr.contains("first run"), "{}", d.stderr);
-    assert!(!reachable(&state, port).await, "stopped on exit");
+    assert!(!up(&state, port).await, "stopped on exit");
 }
 
 #[tokio::test]
@@ -105,11 +97,11 @@ async fn a_running_instance_is_shared_and_stopped_by_its_last_user() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stderr.contains("(already running)"), "{}", r.stderr);
     assert!(!r.stderr.contains("stopped"), "{}", r.stderr);
-    assert!(reachable(&state, port).await);
+    assert!(up(&state, port).await);
 
     // The last user stops it.
     drop(held);
-    assert!(!reachable(&state, port).await);
+    assert!(!up(&state, port).await);
 
     // Restarted on the same data: the table is still there.
     let again = cpi::embedded::Embedded::start(&state, port).await.unwrap();
@@ -125,13 +117,10 @@ async fn a_running_instance_is_shared_and_stopped_by_its_last_user() {
 #[test]
 fn without_server_binaries_the_error_names_both_fixes() {
     let tmp = tempfile::tempdir().unwrap();
-    let r: Run = cpi_command()
-        .args(["migrate", "--state-dir"])
-        .arg(tmp.path())
+    let r = Cpi::new(["migrate"])
+        .state_dir(tmp.path())
         .env("CPI_POSTGRES_BIN", tmp.path().join("no-such-dir"))
-        .output()
-        .unwrap()
-        .into();
+        .run();
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("install PostgreSQL"), "{}", r.stderr);
     assert!(r.stderr.contains("--database-url"), "{}", r.stderr);
@@ -139,7 +128,7 @@ fn without_server_binaries_the_error_names_both_fixes() {
 
 #[test]
 fn port_zero_is_a_usage_error() {
-    let r = crate::common::cpi(&["migrate", "--embedded-port", "0"]);
+    let r = crate::support::cpi(&["migrate", "--embedded-port", "0"]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("--embedded-port"), "{}", r.stderr);
 }

@@ -1,7 +1,7 @@
 //! Every error exits 1, including usage errors clap would report as 2
 //! (which `cpi diff` callers read as "changes").
 
-use crate::common::cpi;
+use crate::support::{cpi, Cpi};
 
 #[test]
 fn unknown_flag_exits_1() {
@@ -43,15 +43,11 @@ fn help_exits_0_on_every_command() {
 fn diff_without_database_exits_1() {
     // No URL means the embedded PostgreSQL; without server binaries, an error.
     let dir = tempfile::tempdir().unwrap();
-    let r: crate::common::Run = crate::common::cpi_command()
-        .args(["diff", "--manifests"])
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
+    let r = Cpi::new(["diff"])
+        .manifests(dir.path())
+        .state_dir(dir.path().join("state"))
         .env("CPI_POSTGRES_BIN", dir.path().join("none"))
-        .output()
-        .unwrap()
-        .into();
+        .run();
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("no management database"), "{}", r.stderr);
 }

@@ -1,28 +1,16 @@
 //! `cpi import` and `cpi jobs` as the real binary: output, exit codes,
 //! secrets, and a SIGKILL in the middle of an import.
 
-use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{cpi, cpi_command, Run};
 use crate::import_support::Env;
+use crate::support::{fs, wait, Cpi, Run};
 
-async fn cpi_async(args: Vec<String>) -> Run {
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        cpi(&a)
-    })
-    .await
-    .unwrap()
-}
-
-fn args(env: &Env, rest: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
-    v.push("--database-url".into());
-    v.push(env.db.url());
-    v
+/// `cpi ARGS --database-url <the test database>`, off the runtime.
+async fn cpi_on(env: &Env, args: &[&str]) -> Run {
+    Cpi::new(args).db(&env.db).run_async().await
 }
 
 #[tokio::test]
@@ -33,7 +21,7 @@ async fn import_prints_a_line_per_file_and_exits_by_outcome() {
     let bad = env.file("bad.csv", b"id,v\n3,c\nx,d\n");
     let (g, b) = (good.to_str().unwrap(), bad.to_str().unwrap());
 
-    let r = cpi_async(args(&env, &["import", "--project", "p", g])).await;
+    let r = cpi_on(&env, &["import", "--project", "p", g]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
         r.stdout
@@ -48,7 +36,7 @@ async fn import_prints_a_line_per_file_and_exits_by_outcome() {
     );
 
     // A duplicate is fine; a failed file makes the exit code 1.
-    let r = cpi_async(args(&env, &["import", "--project", "p", g, b])).await;
+    let r = cpi_on(&env, &["import", "--project", "p", g, b]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stdout.contains("good.csv: duplicate"), "{}", r.stdout);
     assert!(r.stdout.contains("bad.csv: failed"), "{}", r.stdout);
@@ -61,11 +49,7 @@ async fn import_prints_a_line_per_file_and_exits_by_outcome() {
     );
     assert_eq!(env.count("t").await, 2);
 
-    let r = cpi_async(args(
-        &env,
-        &["import", "--project", "p", g, "--output", "json"],
-    ))
-    .await;
+    let r = cpi_on(&env, &["import", "--project", "p", g, "--output", "json"]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v[0]["status"], "duplicate");
@@ -75,29 +59,21 @@ async fn import_prints_a_line_per_file_and_exits_by_outcome() {
 async fn import_argument_and_project_errors_exit_1() {
     let env = Env::new(json!({"table": "t"})).await;
     let f = env.file("a.csv", b"id\n1\n");
-    let r = cpi_async(args(
-        &env,
-        &["import", "--project", "p", "/nonexistent/x.csv"],
-    ))
-    .await;
+    let r = cpi_on(&env, &["import", "--project", "p", "/nonexistent/x.csv"]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stderr.contains("/nonexistent/x.csv is not a file"),
         "{}",
         r.stderr
     );
-    let r = cpi_async(args(
-        &env,
-        &["import", "--project", "nope", f.to_str().unwrap()],
-    ))
-    .await;
+    let r = cpi_on(&env, &["import", "--project", "nope", f.to_str().unwrap()]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stderr.contains("project \"nope\" does not exist"),
         "{}",
         r.stderr
     );
-    let r = cpi_async(args(&env, &["import", "--project", "p"])).await;
+    let r = cpi_on(&env, &["import", "--project", "p"]).await;
     assert_eq!(r.code, 1, "usage error: {}", r.all());
 }
 
@@ -114,11 +90,7 @@ async fn a_failing_target_never_prints_its_password() {
     ] {
         env.set_project(json!({"name": "p"}), Some(url)).await;
         let f = env.file("a.csv", b"id\n1\n");
-        let r = cpi_async(args(
-            &env,
-            &["import", "--project", "p", f.to_str().unwrap()],
-        ))
-        .await;
+        let r = cpi_on(&env, &["import", "--project", "p", f.to_str().unwrap()]).await;
         assert_eq!(r.code, 1, "{}", r.all());
         assert!(
             r.stdout.contains("cannot reach the target database"),
@@ -126,7 +98,7 @@ async fn a_failing_target_never_prints_its_password() {
             r.all()
         );
         assert!(!r.all().contains("Sup3r"), "{}", r.all());
-        let show = cpi_async(args(&env, &["jobs", "list", "--output", "json"])).await;
+        let show = cpi_on(&env, &["jobs", "list", "--output", "json"]).await;
         assert!(!show.all().contains("Sup3r"), "{}", show.all());
     }
 }
@@ -136,16 +108,12 @@ async fn jobs_list_show_and_retry() {
     let env = Env::new(json!({"table": "t", "mode": "append"})).await;
     env.exec("CREATE TABLE t (id int)").await;
     let f = env.file("a.csv", b"id\n1\nx\n");
-    let r = cpi_async(args(
-        &env,
-        &["import", "--project", "p", f.to_str().unwrap()],
-    ))
-    .await;
+    let r = cpi_on(&env, &["import", "--project", "p", f.to_str().unwrap()]).await;
     assert_eq!(r.code, 1);
-    let list = cpi_async(args(
+    let list = cpi_on(
         &env,
         &["jobs", "list", "--status", "failed", "--output", "json"],
-    ))
+    )
     .await;
     assert_eq!(list.code, 0, "{}", list.all());
     let jobs: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
@@ -156,29 +124,29 @@ async fn jobs_list_show_and_retry() {
         "a.csv:3: column \"id\": \"x\" is not a valid integer"
     );
 
-    let text = cpi_async(args(&env, &["jobs", "list", "--project", "p"])).await;
+    let text = cpi_on(&env, &["jobs", "list", "--project", "p"]).await;
     assert!(text.stdout.starts_with("ID"), "{}", text.stdout);
     assert!(
         text.stdout.contains(&id) && text.stdout.contains("failed"),
         "{}",
         text.stdout
     );
-    let none = cpi_async(args(
+    let none = cpi_on(
         &env,
         &["jobs", "list", "--project", "other", "--output", "json"],
-    ))
+    )
     .await;
     assert_eq!(none.stdout.trim(), "[]");
-    let bad = cpi_async(args(&env, &["jobs", "list", "--status", "weird"])).await;
+    let bad = cpi_on(&env, &["jobs", "list", "--status", "weird"]).await;
     assert_eq!(bad.code, 1);
 
-    let show = cpi_async(args(&env, &["jobs", "show", &id])).await;
+    let show = cpi_on(&env, &["jobs", "show", &id]).await;
     assert_eq!(show.code, 0, "{}", show.all());
     assert!(show.stdout.contains("line: 3"), "{}", show.stdout);
 
     // Fix the file where it is, then retry the same job.
     std::fs::write(&f, b"id\n1\n2\n").unwrap();
-    let retry = cpi_async(args(&env, &["jobs", "retry", &id])).await;
+    let retry = cpi_on(&env, &["jobs", "retry", &id]).await;
     assert_eq!(retry.code, 0, "{}", retry.all());
     assert!(retry.stdout.contains("succeeded"), "{}", retry.stdout);
     let job = cpi::jobs::get(&env.pool, id.parse().unwrap())
@@ -186,17 +154,17 @@ async fn jobs_list_show_and_retry() {
         .unwrap()
         .unwrap();
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2));
-    let again = cpi_async(args(&env, &["jobs", "retry", &id])).await;
+    let again = cpi_on(&env, &["jobs", "retry", &id]).await;
     assert_eq!(again.code, 1);
     assert!(
         again.stderr.contains("only a failed job can be retried"),
         "{}",
         again.stderr
     );
-    let missing = cpi_async(args(
+    let missing = cpi_on(
         &env,
         &["jobs", "show", "00000000-0000-0000-0000-000000000000"],
-    ))
+    )
     .await;
     assert_eq!(missing.code, 1);
 }
@@ -212,21 +180,17 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
         .await;
     let rows = 1_000_000u64;
     let path = big_file(&env, rows);
-    let mut child = cpi_command()
-        .args([
-            "import",
-            "--project",
-            "p",
-            path.to_str().unwrap(),
-            "--database-url",
-            &env.db.url(),
-        ])
+    let mut child = Cpi::new(["import", "--project", "p", path.to_str().unwrap()])
+        .db(&env.db)
+        .command()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Wait until the COPY is streaming into the target, then a little more.
-    wait_for_copy(&env, &mut child).await;
+    wait::copy_streaming(&env.pool, &mut child, Duration::from_secs(60))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -256,11 +220,7 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
     )
     .await;
     let id = job_id.to_string();
-    let r = cpi_async(args(
-        &env,
-        &["import", "--project", "p", path.to_str().unwrap()],
-    ))
-    .await;
+    let r = cpi_on(&env, &["import", "--project", "p", path.to_str().unwrap()]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stderr
@@ -270,10 +230,10 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
         r.stderr
     );
     // The operator takes the dead job over.
-    let r = cpi_async(args(&env, &["jobs", "retry", &id])).await;
+    let r = cpi_on(&env, &["jobs", "retry", &id]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("--force"), "{}", r.stderr);
-    let r = cpi_async(args(&env, &["jobs", "retry", "--force", &id])).await;
+    let r = cpi_on(&env, &["jobs", "retry", "--force", &id]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
         r.stdout
@@ -282,11 +242,7 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
         r.stdout
     );
     assert_eq!(env.count("t").await, rows as i64);
-    let r = cpi_async(args(
-        &env,
-        &["import", "--project", "p", path.to_str().unwrap()],
-    ))
-    .await;
+    let r = cpi_on(&env, &["import", "--project", "p", path.to_str().unwrap()]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("big.csv: duplicate"), "{}", r.stdout);
     assert_eq!(env.count("t").await, rows as i64);
@@ -306,20 +262,16 @@ async fn sigint_mid_import_rolls_back_and_frees_the_file() {
     .await;
     let rows = 1_000_000u64;
     let path = big_file(&env, rows);
-    let mut child = cpi_command()
-        .args([
-            "import",
-            "--project",
-            "p",
-            path.to_str().unwrap(),
-            "--database-url",
-            &env.db.url(),
-        ])
+    let mut child = Cpi::new(["import", "--project", "p", path.to_str().unwrap()])
+        .db(&env.db)
+        .command()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_copy(&env, &mut child).await;
+    wait::copy_streaming(&env.pool, &mut child, Duration::from_secs(60))
+        .await
+        .unwrap();
     let ok = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -342,11 +294,7 @@ async fn sigint_mid_import_rolls_back_and_frees_the_file() {
     assert!(error.unwrap_or_default().contains("interrupted by SIGINT"));
 
     // No `retry --force` needed: the file is free.
-    let r = cpi_async(args(
-        &env,
-        &["import", "--project", "p", path.to_str().unwrap()],
-    ))
-    .await;
+    let r = cpi_on(&env, &["import", "--project", "p", path.to_str().unwrap()]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(env.count("t").await, rows as i64);
 }
@@ -354,35 +302,8 @@ async fn sigint_mid_import_rolls_back_and_frees_the_file() {
 /// A 3-column CSV of `rows` rows in the inbox, big enough to interrupt.
 fn big_file(env: &Env, rows: u64) -> std::path::PathBuf {
     let path = env.inbox().join("big.csv");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    writeln!(w, "id,name,amount").unwrap();
-    for i in 1..=rows {
-        writeln!(w, "{i},name {i},{}.{:02}", i % 100000, i % 100).unwrap();
-    }
+    fs::write_csv(&path, "id,name,amount", rows, |i| {
+        format!("{i},name {i},{}.{:02}", i % 100000, i % 100)
+    });
     path
-}
-
-/// Waits until `child`'s COPY streams into the target.
-async fn wait_for_copy(env: &Env, child: &mut std::process::Child) {
-    let start = Instant::now();
-    loop {
-        let copying: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%' AND state = 'active'",
-        )
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
-        if copying > 0 {
-            return;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "cpi finished before the COPY was seen"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "COPY never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

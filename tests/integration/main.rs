@@ -15,3 +15,4 @@ mod quickstart;
 mod reconcile;
 mod schema;
 mod secrets;
+mod support;

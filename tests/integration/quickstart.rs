@@ -3,66 +3,38 @@
 
 use std::path::Path;
 
-use crate::common::{cpi_command, Run};
-
-/// Copies the folder as a fresh clone has it: without the `processed/` and
-/// `failed/` folders a quickstart run leaves in the inbox.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "processed" || e.file_name() == "failed" {
-            continue;
-        }
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
+use crate::support::fs::{copy_dir, file_names};
+use crate::support::{free_port, Cpi, Run};
 
 #[test]
 fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("clone");
+    // As a fresh clone has it: without the `processed/` and `failed/`
+    // folders a quickstart run leaves in the inbox.
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"),
         &repo.join("examples/quickstart"),
+        &["processed", "failed"],
     );
     // The manifests name the default port; this test takes a free one so
     // that it never meets a quickstart running on the same machine.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = free_port();
     let conn = repo.join("examples/quickstart/manifests/connections/quickstart.yaml");
     let text = std::fs::read_to_string(&conn).unwrap();
     assert!(text.contains("127.0.0.1:54329/quickstart"));
-    std::fs::write(&conn, text.replace("54329", &port)).unwrap();
+    std::fs::write(&conn, text.replace("54329", &port.to_string())).unwrap();
 
     let inbox = repo.join("examples/quickstart/inbox");
-    let files = || {
-        let mut names: Vec<_> = std::fs::read_dir(&inbox)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        names
-    };
+    let files = || file_names(&inbox);
     let before = files();
 
     let run = |args: &[&str]| -> Run {
-        cpi_command()
+        Cpi::new(args)
             .current_dir(&repo)
-            .args(args)
-            .args(["--manifests", "examples/quickstart/manifests"])
-            .args(["--embedded-port", &port])
-            .output()
-            .unwrap()
-            .into()
+            .manifests("examples/quickstart/manifests")
+            .embedded_port(port)
+            .run()
     };
     let v = run(&["validate"]);
     assert_eq!(v.code, 0, "{}", v.all());

@@ -1,10 +1,9 @@
 //! `cpi serve`: its arguments and its warnings.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{cpi, cpi_command, TestDb};
+use crate::support::{cpi, wait, Cpi, TestDb};
 
 #[test]
 fn help_exits_0() {
@@ -38,13 +37,9 @@ fn a_missing_or_empty_token_file_exits_1_before_connecting() {
 fn a_bad_listen_address_exits_1() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(TestDb::new());
-    let r = cpi(&[
-        "serve",
-        "--listen",
-        "not-an-address",
-        "--database-url",
-        &db.url(),
-    ]);
+    let r = Cpi::new(["serve", "--listen", "not-an-address"])
+        .db(&db)
+        .run();
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stderr.contains("cannot listen on not-an-address"),
@@ -57,35 +52,18 @@ fn a_bad_listen_address_exits_1() {
 fn listening_beyond_loopback_without_a_token_warns() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(TestDb::new());
-    let mut child = cpi_command()
-        .args([
-            "serve",
-            "--listen",
-            "0.0.0.0:0",
-            "--database-url",
-            &db.url(),
-        ])
+    let mut child = Cpi::new(["serve", "--listen", "0.0.0.0:0"])
+        .db(&db)
+        .command()
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = String::new();
-    while Instant::now() < deadline && !seen.contains("API listening") {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-    }
+    let seen = wait::read_until(stderr, "API listening", Duration::from_secs(30));
     let _ = child.kill();
     let _ = child.wait();
+    let seen = seen.unwrap_or_else(|e| panic!("{e}"));
     assert!(seen.contains("API listening"), "{seen}");
     assert!(seen.contains("WARN"), "{seen}");
     assert!(seen.contains("without an API token"), "{seen}");

@@ -4,25 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::support::Server;
-
-/// Inserts a job as the importer would; its id.
-pub async fn job(pool: &sqlx::PgPool, project: &str, status: &str, seconds_ago: i32) -> String {
-    let (id,): (uuid::Uuid,) = sqlx::query_as(
-        "INSERT INTO cpi_import_jobs (project_name, file_name, file_path, status, rows_read, rows_inserted,
-                                      created_at, started_at, finished_at)
-         VALUES ($1, 'f.csv', '/in/' || gen_random_uuid() || '/f.csv', $2, 10, 7,
-                 now() - make_interval(secs => $3), now() - make_interval(secs => $3),
-                 now() - make_interval(secs => $3) + interval '1.5 seconds')
-         RETURNING id",
-    )
-    .bind(project)
-    .bind(status)
-    .bind(f64::from(seconds_ago))
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    id.to_string()
-}
+use crate::support::db::insert_job as job;
 
 #[tokio::test]
 async fn list_filter_and_paginate() {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::jobs::job;
 use super::support::Server;
+use crate::support::db::insert_job as job;
 use cpi::metrics::{Health, ReconcileStatus};
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn readyz_waits_for_the_first_successful_reconcile() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_not_ready_but_metrics_still_answer() {
-    let db = crate::common::TestDb::new().await;
+    let db = crate::support::TestDb::new().await;
     // Nothing listens on port 1.
     let dead = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(500))

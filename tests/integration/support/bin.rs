@@ -1,0 +1,152 @@
+//! Running the real `cpi` binary: tests see what a user sees (output and
+//! exit code), with no `CPI_*` variable leaking in from the environment.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use super::TestDb;
+
+/// The `cpi` binary under test, with no CPI_* variable inherited.
+pub fn cpi_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cpi"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CPI_") || k == "DATABASE_URL" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// A finished run: exit code and both outputs as text.
+pub struct Run {
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout and stderr together, for assertion messages and leak checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `cpi ARGS` (blocking; call from `spawn_blocking` in async tests if it matters).
+pub fn cpi(args: &[&str]) -> Run {
+    Cpi::new(args).run()
+}
+
+/// One `cpi` invocation: the arguments, then the options each test would
+/// otherwise spell out (management URL, manifests, state dir, port), in the
+/// order they are added.
+pub struct Cpi {
+    cmd: Command,
+}
+
+impl Cpi {
+    /// `cpi ARGS`.
+    pub fn new<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Cpi {
+        let mut cmd = cpi_command();
+        cmd.args(args);
+        Cpi { cmd }
+    }
+
+    /// Appends more arguments.
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Cpi {
+        self.cmd.args(args);
+        self
+    }
+
+    /// `--database-url URL`: the management database.
+    pub fn database_url(self, url: &str) -> Cpi {
+        self.args(["--database-url", url])
+    }
+
+    /// `--database-url` of this test database.
+    pub fn db(self, db: &TestDb) -> Cpi {
+        self.database_url(&db.url())
+    }
+
+    /// `--manifests DIR`.
+    pub fn manifests(self, dir: impl AsRef<Path>) -> Cpi {
+        self.args([OsStr::new("--manifests"), dir.as_ref().as_os_str()])
+    }
+
+    /// `--state-dir DIR`.
+    pub fn state_dir(self, dir: impl AsRef<Path>) -> Cpi {
+        self.args([OsStr::new("--state-dir"), dir.as_ref().as_os_str()])
+    }
+
+    /// `--embedded-port PORT`.
+    pub fn embedded_port(self, port: u16) -> Cpi {
+        self.args(["--embedded-port", &port.to_string()])
+    }
+
+    /// Sets an environment variable for the process.
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Cpi {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Runs in `dir` (relative paths, `.cpi/` state).
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Cpi {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// The command, for tests that spawn it and talk to the process.
+    pub fn command(self) -> Command {
+        self.cmd
+    }
+
+    /// Runs to the end (blocking).
+    pub fn run(mut self) -> Run {
+        self.cmd.output().expect("run cpi").into()
+    }
+
+    /// Runs to the end on a blocking thread, so async tests keep their runtime.
+    pub async fn run_async(self) -> Run {
+        tokio::task::spawn_blocking(move || self.run())
+            .await
+            .unwrap()
+    }
+}
+
+/// A TCP port nothing listens on right now (for embedded instances that must
+/// not meet another test's or a developer's).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a shell snippet the way CI runners do (`bash -eo pipefail`) in
+/// `dir`, with the `cpi` under test first on PATH.
+pub fn bash(dir: &Path, script: &str, env: &[(&str, String)]) -> Run {
+    let bin = Path::new(env!("CARGO_BIN_EXE_cpi")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+        .into()
+}

@@ -1,0 +1,102 @@
+//! Waiting for something another process does: every wait has a deadline
+//! and, when it passes, an error that names what was awaited, so a hung
+//! test says what never happened instead of timing out silently.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+/// How often a wait checks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `check` until it returns `Some`; an error naming `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    try_wait_for(what, timeout, || {
+        let f = check();
+        async move { Ok(f.await) }
+    })
+    .await
+}
+
+/// Like [`wait_for`], but `check` may give up early with an error (say, the
+/// process that should act has exited).
+pub async fn try_wait_for<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => return Err(format!("while waiting for {what}: {e}")),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {timeout:?} waiting for {what}"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until a COPY streams into `pool`'s database, while `child` (the
+/// importing process) is still running.
+pub async fn copy_streaming(
+    pool: &PgPool,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<(), String> {
+    try_wait_for("a COPY streaming into the target", timeout, || {
+        let exited = child.try_wait().unwrap().is_some();
+        let pool = pool.clone();
+        async move {
+            if exited {
+                return Err("cpi finished before the COPY was seen".to_string());
+            }
+            Ok((super::db::active_copies(&pool).await > 0).then_some(()))
+        }
+    })
+    .await
+}
+
+/// Reads lines from `stream` (a child's stderr, say) until one contains
+/// `needle`; everything read so far, or an error naming the needle and
+/// holding what was read.
+pub fn read_until(
+    stream: impl Read + Send + 'static,
+    needle: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut seen = String::new();
+    while Instant::now() < deadline && !seen.contains(needle) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    }
+    if seen.contains(needle) {
+        Ok(seen)
+    } else {
+        Err(format!(
+            "timed out after {timeout:?} waiting for a line with {needle:?}; read:\n{seen}"
+        ))
+    }
+}
