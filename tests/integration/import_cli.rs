@@ -1,11 +1,14 @@
 //! `cpi import` and `cpi jobs` as the real binary: output, exit codes,
 //! secrets, and a SIGKILL in the middle of an import.
 
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::import_support::Env;
+use crate::support::bin::signal;
 use crate::support::{fs, wait, Cpi, Run};
 
 /// `cpi ARGS --database-url <the test database>`, off the runtime.
@@ -179,18 +182,8 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
     env.exec("INSERT INTO t SELECT g, 'before', 1 FROM generate_series(1, 10) g")
         .await;
     let rows = 1_000_000u64;
-    let path = big_file(&env, rows);
-    let mut child = Cpi::new(["import", "--project", "p", path.to_str().unwrap()])
-        .db(&env.db)
-        .command()
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the COPY is streaming into the target, then a little more.
-    wait::copy_streaming(&env.pool, &mut child, Duration::from_secs(60))
-        .await
-        .unwrap();
+    // Once the COPY is streaming into the target, a little more.
+    let (path, mut child) = import_mid_copy(&env, rows, Stdio::null).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -261,22 +254,8 @@ async fn sigint_mid_import_rolls_back_and_frees_the_file() {
     )
     .await;
     let rows = 1_000_000u64;
-    let path = big_file(&env, rows);
-    let mut child = Cpi::new(["import", "--project", "p", path.to_str().unwrap()])
-        .db(&env.db)
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait::copy_streaming(&env.pool, &mut child, Duration::from_secs(60))
-        .await
-        .unwrap();
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let (path, child) = import_mid_copy(&env, rows, Stdio::piped).await;
+    signal(child.id(), "-INT");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -299,8 +278,25 @@ async fn sigint_mid_import_rolls_back_and_frees_the_file() {
     assert_eq!(env.count("t").await, rows as i64);
 }
 
+/// Starts `cpi import` of a `rows`-row file (its outputs to `out()`) and
+/// returns once its COPY streams into the target.
+async fn import_mid_copy(env: &Env, rows: u64, out: fn() -> Stdio) -> (PathBuf, Child) {
+    let path = big_file(env, rows);
+    let mut child = Cpi::new(["import", "--project", "p", path.to_str().unwrap()])
+        .db(&env.db)
+        .command()
+        .stdout(out())
+        .stderr(out())
+        .spawn()
+        .unwrap();
+    wait::copy_streaming(&env.pool, &mut child, Duration::from_secs(60))
+        .await
+        .unwrap();
+    (path, child)
+}
+
 /// A 3-column CSV of `rows` rows in the inbox, big enough to interrupt.
-fn big_file(env: &Env, rows: u64) -> std::path::PathBuf {
+fn big_file(env: &Env, rows: u64) -> PathBuf {
     let path = env.inbox().join("big.csv");
     fs::write_csv(&path, "id,name,amount", rows, |i| {
         format!("{i},name {i},{}.{:02}", i % 100000, i % 100)

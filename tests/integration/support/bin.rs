@@ -150,3 +150,12 @@ pub fn bash(dir: &Path, script: &str, env: &[(&str, String)]) -> Run {
         .unwrap()
         .into()
 }
+
+/// Sends `sig` (as `kill` spells it: `-INT`, `-TERM`, `-KILL`) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill {sig} {pid}");
+}
