@@ -116,7 +116,7 @@ pub enum Command {
     /// Serve the HTTP API alone (no reconcile, no imports).
     Serve(ApiArgs),
     /// Write manifests for the rows that exist (to bring a database under git).
-    Export(ExportArgs),
+    Export(GeneratedArgs),
     /// Turn legacy `connection.env_var` project configs into Connection and
     /// Project manifests and secret files (reads the variables they name).
     ConvertLegacy(ConvertLegacyArgs),
@@ -136,20 +136,14 @@ pub struct ConvertLegacyArgs {
     /// Folder of legacy project configs (*.yaml, *.yml, *.json).
     #[arg(long)]
     pub input: PathBuf,
-    /// Folder for the manifests (connections/, projects/).
-    #[arg(long)]
-    pub output: PathBuf,
-    /// Folder for the secret files (mode 0600); keep it out of git.
-    #[arg(long)]
-    pub secrets_out: PathBuf,
-    /// Overwrite files that already exist.
-    #[arg(long)]
-    pub force: bool,
+    /// Where the manifests and secret files go.
+    #[command(flatten)]
+    pub to: GeneratedArgs,
 }
 
-/// `cpi export`.
+/// Where `cpi export` and `cpi convert-legacy` write what they generate.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub struct GeneratedArgs {
     /// Folder for the manifests (connections/, projects/).
     #[arg(long)]
     pub output: PathBuf,
@@ -178,6 +172,17 @@ pub struct DiffArgs {
 /// `cpi apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// Adoption and the delete guard.
+    #[command(flatten)]
+    pub guards: Guards,
+    /// Text (unified diffs) or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// What `cpi apply` and `cpi run` may take over and delete.
+#[derive(Debug, Clone, Args)]
+pub struct Guards {
     /// Take over rows of the same name that are unmanaged or another owner's.
     #[arg(long)]
     pub adopt: bool,
@@ -187,9 +192,6 @@ pub struct ApplyArgs {
     /// Allow any number of deletes, including every managed object.
     #[arg(long)]
     pub allow_delete: bool,
-    /// Text (unified diffs) or JSON.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Output,
 }
 
 /// `cpi connections ...`.
@@ -272,15 +274,9 @@ pub struct RunArgs {
     /// they are rolled back and requeued.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
-    /// Take over rows of the same name that are unmanaged or another owner's.
-    #[arg(long)]
-    pub adopt: bool,
-    /// Refuse a reconcile that deletes more objects than this.
-    #[arg(long, default_value_t = 10)]
-    pub max_delete: usize,
-    /// Allow any number of deletes, including every managed object.
-    #[arg(long)]
-    pub allow_delete: bool,
+    /// Adoption and the delete guard, as for `cpi apply`.
+    #[command(flatten)]
+    pub guards: Guards,
     /// Serve the HTTP API (connections, projects, jobs, health, metrics) on host:port.
     #[arg(long, env = "CPI_LISTEN")]
     pub listen: Option<String>,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::args::Global;
+use super::args::{Global, Output};
 use crate::manifest::{self, Loaded, Secrets};
 use crate::secret::{self, Secret};
 use crate::store;
@@ -76,6 +76,33 @@ pub fn table(rows: Vec<Vec<String>>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Prints `rows` as JSON, or as a table of `columns` with one `line` per row.
+pub fn print_list<T: serde::Serialize>(
+    rows: &[T],
+    output: Output,
+    columns: &[&str],
+    line: impl Fn(&T) -> Vec<String>,
+) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Output::Text => {
+            let mut t = vec![columns.iter().map(|c| c.to_string()).collect()];
+            t.extend(rows.iter().map(line));
+            print!("{}", table(t));
+        }
+    }
+    Ok(())
+}
+
+/// Prints one value as JSON, or as YAML for people.
+pub fn print_one<T: serde::Serialize>(value: &T, output: Output) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Text => print!("{}", serde_yaml::to_string(value)?),
+    }
+    Ok(())
 }
 
 /// A table cell for an optional value: `-` when there is none.

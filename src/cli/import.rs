@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use uuid::Uuid;
 
 use super::args::{Global, ImportArgs, JobsCommand, Output};
-use super::context::{management_pool, signal, table};
+use super::context::{management_pool, print_list, print_one, signal};
 use crate::import::{self, ImportError, JobOutcome, Progress};
 use crate::jobs::{self, JobStatus, ListFilter};
 use crate::secret;
@@ -208,43 +208,36 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                 },
             )
             .await?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                Output::Text => {
-                    let mut t = vec![[
-                        "ID", "PROJECT", "FILE", "STATUS", "TABLE", "READ", "INSERTED", "UPDATED",
-                        "DELETED", "REJECTED", "CREATED",
+            print_list(
+                &rows,
+                *output,
+                &[
+                    "ID", "PROJECT", "FILE", "STATUS", "TABLE", "READ", "INSERTED", "UPDATED",
+                    "DELETED", "REJECTED", "CREATED",
+                ],
+                |j| {
+                    vec![
+                        j.id.to_string(),
+                        j.project_name.clone(),
+                        j.file_name.clone(),
+                        j.status.clone(),
+                        j.target_table.clone().unwrap_or_else(|| "-".into()),
+                        j.rows_read.to_string(),
+                        j.rows_inserted.to_string(),
+                        j.rows_updated.to_string(),
+                        j.rows_deleted.to_string(),
+                        j.rows_rejected.to_string(),
+                        j.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                     ]
-                    .map(String::from)
-                    .to_vec()];
-                    t.extend(rows.iter().map(|j| {
-                        vec![
-                            j.id.to_string(),
-                            j.project_name.clone(),
-                            j.file_name.clone(),
-                            j.status.clone(),
-                            j.target_table.clone().unwrap_or_else(|| "-".into()),
-                            j.rows_read.to_string(),
-                            j.rows_inserted.to_string(),
-                            j.rows_updated.to_string(),
-                            j.rows_deleted.to_string(),
-                            j.rows_rejected.to_string(),
-                            j.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                        ]
-                    }));
-                    print!("{}", table(t));
-                }
-            }
+                },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Show { id, output } => {
             let Some(j) = jobs::get(&pool, *id).await? else {
                 bail!("job {id} does not exist");
             };
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&j)?),
-                Output::Text => print!("{}", serde_yaml::to_string(&j)?),
-            }
+            print_one(&j, *output)?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Retry { id, force, output } => {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::args::{ConnectionsCommand, Global, Output, ProjectsCommand};
-use super::context::{dash, management_pool, table};
+use super::args::{ConnectionsCommand, Global, ProjectsCommand};
+use super::context::{dash, management_pool, print_list, print_one};
 use crate::secret;
 use crate::store;
 
@@ -17,27 +17,20 @@ pub async fn connections(g: &Global, cmd: &ConnectionsCommand) -> Result<ExitCod
     match cmd {
         ConnectionsCommand::List { output } => {
             let rows = store::list_connections(&pool).await?;
-            match output {
-                // ConnectionRow skips database_url when serialized.
-                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                Output::Text => {
-                    let mut t = vec![vec![
-                        "NAME".into(),
-                        "DESCRIPTION".into(),
-                        "MANAGED_BY".into(),
-                        "SOURCE".into(),
-                    ]];
-                    t.extend(rows.iter().map(|r| {
-                        vec![
-                            r.name.clone(),
-                            dash(&r.description),
-                            dash(&r.managed_by),
-                            dash(&r.source),
-                        ]
-                    }));
-                    print!("{}", table(t));
-                }
-            }
+            // ConnectionRow skips database_url when serialized.
+            print_list(
+                &rows,
+                *output,
+                &["NAME", "DESCRIPTION", "MANAGED_BY", "SOURCE"],
+                |r| {
+                    vec![
+                        r.name.clone(),
+                        dash(&r.description),
+                        dash(&r.managed_by),
+                        dash(&r.source),
+                    ]
+                },
+            )?;
         }
         ConnectionsCommand::Show {
             name,
@@ -54,10 +47,7 @@ pub async fn connections(g: &Global, cmd: &ConnectionsCommand) -> Result<ExitCod
             };
             let mut v = serde_json::to_value(&r)?;
             v["database_url"] = url.into();
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-                Output::Text => print!("{}", serde_yaml::to_string(&v)?),
-            }
+            print_one(&v, *output)?;
         }
         ConnectionsCommand::Test { name, timeout } => {
             let Some(r) = store::connection_by_name(&pool, name).await? else {
@@ -88,37 +78,26 @@ pub async fn projects(g: &Global, cmd: &ProjectsCommand) -> Result<ExitCode> {
     match cmd {
         ProjectsCommand::List { output } => {
             let rows = store::list_projects(&pool).await?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                Output::Text => {
-                    let mut t = vec![vec![
-                        "NAME".into(),
-                        "CONNECTION".into(),
-                        "DESCRIPTION".into(),
-                        "MANAGED_BY".into(),
-                        "SOURCE".into(),
-                    ]];
-                    t.extend(rows.iter().map(|r| {
-                        vec![
-                            r.name.clone(),
-                            dash(&r.connection_name),
-                            dash(&r.description),
-                            dash(&r.managed_by),
-                            dash(&r.source),
-                        ]
-                    }));
-                    print!("{}", table(t));
-                }
-            }
+            print_list(
+                &rows,
+                *output,
+                &["NAME", "CONNECTION", "DESCRIPTION", "MANAGED_BY", "SOURCE"],
+                |r| {
+                    vec![
+                        r.name.clone(),
+                        dash(&r.connection_name),
+                        dash(&r.description),
+                        dash(&r.managed_by),
+                        dash(&r.source),
+                    ]
+                },
+            )?;
         }
         ProjectsCommand::Show { name, output } => {
             let Some(r) = store::project_by_name(&pool, name).await? else {
                 bail!("project {name:?} does not exist");
             };
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-                Output::Text => print!("{}", serde_yaml::to_string(&r)?),
-            }
+            print_one(&r, *output)?;
         }
     }
     Ok(ExitCode::SUCCESS)

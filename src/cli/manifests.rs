@@ -84,9 +84,9 @@ pub async fn apply(g: &Global, a: &ApplyArgs) -> Result<ExitCode> {
     store::migrate(&pool).await?;
     let opts = ApplyOptions {
         owner: g.owner.clone(),
-        adopt: a.adopt,
-        max_delete: a.max_delete,
-        allow_delete: a.allow_delete,
+        adopt: a.guards.adopt,
+        max_delete: a.guards.max_delete,
+        allow_delete: a.guards.allow_delete,
         trigger: "cli".into(),
         revision: manifest::revision(&g.manifests),
     };

@@ -87,12 +87,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(a) => import::import(g, a).await,
         Command::Jobs { command } => import::jobs_command(g, command).await,
         Command::Serve(a) => serve::serve(g, a).await,
-        Command::Export(a) => {
+        Command::Export(to) => {
             let pool = management_pool(g).await?;
-            crate::export::run(&pool, &a.output, &a.secrets_out, a.force).await
+            crate::export::run(&pool, &to.output, &to.secrets_out, to.force).await
         }
         Command::ConvertLegacy(a) => {
-            crate::legacy::run(&a.input, &a.output, &a.secrets_out, a.force)
+            let to = &a.to;
+            crate::legacy::run(&a.input, &to.output, &to.secrets_out, to.force)
         }
         Command::Schema => {
             print!("{}", crate::schema::text());

@@ -37,9 +37,9 @@ pub fn settings(g: &Global, a: &RunArgs) -> Result<daemon::Settings> {
         settle: a.settle,
         lease: a.lease,
         shutdown_timeout: a.shutdown_timeout,
-        adopt: a.adopt,
-        max_delete: a.max_delete,
-        allow_delete: a.allow_delete,
+        adopt: a.guards.adopt,
+        max_delete: a.guards.max_delete,
+        allow_delete: a.guards.allow_delete,
         api_token,
         worker_prefix: daemon::default_worker_prefix(),
     })
