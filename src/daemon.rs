@@ -5,7 +5,7 @@
 //!
 //! [`run`] takes plain [`Settings`], a pool, an optional listener and a
 //! shutdown future, so tests run it in-process; the command line
-//! (`crate::cli::run`) builds those from its arguments, waits for the
+//! (`cpi run`) builds those from its arguments, waits for the
 //! database with [`connect_waiting`] and turns SIGTERM/SIGINT into the
 //! shutdown future.
 //!
