@@ -111,17 +111,25 @@ pub fn dash(v: &Option<String>) -> String {
 }
 
 /// Ctrl-C or SIGTERM (what a container runtime sends), by name. One
-/// handler for every command that stops on a signal: `run`, `serve`, `import`.
-pub async fn signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+/// handler for every command that stops on a signal: `run`, `serve`,
+/// `import`. The handlers are installed when this is called (not when the
+/// future is first polled), so a signal that comes early is not lost.
+pub fn signal() -> impl std::future::Future<Output = &'static str> + Send + 'static {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn recv(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            _ = recv(interrupt) => "SIGINT",
+            _ = recv(terminate) => "SIGTERM",
         }
     }
 }

@@ -60,8 +60,9 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
     };
     // One signal, two waiters: the wait for the database, then the daemon.
     let (stop_tx, stop) = watch::channel(false);
+    let signal = signal();
     tokio::spawn(async move {
-        signal().await;
+        signal.await;
         let _ = stop_tx.send(true);
     });
     let stopped = |mut stop: watch::Receiver<bool>| async move {

@@ -27,8 +27,9 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let state = AppState::new(pool, token, Arc::new(Health::new()));
-    let shutdown = async {
-        signal().await;
+    let signal = signal();
+    let shutdown = async move {
+        signal.await;
         tracing::info!("shutting down: finishing the requests in flight");
     };
     api::serve(listener, state, shutdown).await?;

@@ -754,3 +754,23 @@ async fn json_logs_carry_one_span_per_import_with_its_job_id() {
         "a reconcile span"
     );
 }
+
+#[tokio::test]
+async fn sigterm_while_waiting_for_the_management_database_exits_0() {
+    let db = TestDb {
+        name: format!("cpi_test_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let s = Setup::new(&db, &[("p", "{}")]);
+    let mut d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    eventually(Duration::from_secs(20), "a logged retry", || {
+        let log = d.log();
+        async move {
+            log.contains("management database not available")
+                .then_some(())
+        }
+    })
+    .await;
+    d.signal("-TERM");
+    assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
+    // The database was never created: nothing for TestDb to drop.
+}

@@ -301,9 +301,10 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
             std::fs::write(inbox.join(name), csv_rows(base + 90_000, 5, "never")).unwrap();
         }
     }
-    for h in handles {
-        h.join().unwrap();
-    }
+    // Joined off the runtime: the daemon shares it with the test.
+    tokio::task::spawn_blocking(move || handles.into_iter().for_each(|h| h.join().unwrap()))
+        .await
+        .unwrap();
     let total_files = 2 * (5 + 70 + 15 + 10);
     assert_eq!(total_files, 200);
     eventually(Duration::from_secs(120), "all files imported", || {
@@ -455,4 +456,20 @@ async fn poll_finds_files_where_inotify_would_not_be_used() {
         4,
     )
     .await;
+}
+
+#[tokio::test]
+async fn connect_waiting_gives_up_when_asked_to_stop() {
+    // A database that does not exist: every attempt fails, the stop wins.
+    let db = TestDb {
+        name: format!("cpi_test_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let url = cpi::secret::Secret::new(db.url());
+    let pool = tokio::time::timeout(
+        Duration::from_secs(20),
+        daemon::connect_waiting(&url, async {}),
+    )
+    .await
+    .expect("connect_waiting returns once its stop future completes");
+    assert!(pool.is_none());
 }
