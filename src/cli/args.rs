@@ -62,21 +62,23 @@ pub struct Global {
     pub embedded_port: u16,
 }
 
-/// The format of log lines.
+/// The format of log lines: human-readable text, or one JSON object per
+/// line (for log collectors).
+// Doc comments on the variants would become clap's help for each value and
+// change every command's `--help` layout.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines.
     Text,
-    /// One JSON object per line (for log collectors).
     Json,
 }
 
-/// The format of a command's result on stdout.
+/// The format of a command's result on stdout: tables and text for people,
+/// or JSON for scripts.
+#[allow(missing_docs)] // see LogFormat
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
-    /// Tables and text for people.
     Text,
-    /// JSON for scripts.
     Json,
 }
 
