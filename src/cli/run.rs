@@ -74,3 +74,26 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
     daemon::run(settings, pool, listener, stopped(stop)).await?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn run_defaults_are_the_daemon_defaults() {
+        // `daemon::Settings::new` repeats clap's defaults for tests: they must agree.
+        let cli = Cli::try_parse_from(["cpi", "run"]).unwrap();
+        let Command::Run(a) = &cli.command else {
+            panic!("not run: {:?}", cli.command)
+        };
+        let from_cli = settings(&cli.global, a).unwrap();
+        let mut defaults = daemon::Settings::new(from_cli.manifests.clone());
+        // Environment-dependent (CPI_OWNER, CPI_SECRETS_DIR): not defaults of the daemon's.
+        defaults.owner = from_cli.owner.clone();
+        defaults.secrets_dir = from_cli.secrets_dir.clone();
+        assert_eq!(format!("{from_cli:?}"), format!("{defaults:?}"));
+    }
+}
