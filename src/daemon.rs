@@ -1,26 +1,30 @@
-//! `cpi run`: the long-running process. Wiring only: the reconcile loop
-//! ([`crate::reconcile`]), the inbox scanner (this file, on
+//! The long-running daemon behind `cpi run`. Wiring only: the reconcile
+//! loop ([`crate::reconcile`]), the inbox scanner (this file, on
 //! [`crate::inbox`]), import workers (on [`crate::queue`] and
-//! [`crate::import::run_job`]) and shutdown.
+//! [`crate::import::run_job`]), the optional HTTP API and shutdown.
 //!
-//! Shutdown: SIGTERM or SIGINT stops the scanner and the reconcile loop and
-//! stops workers from claiming; running imports get `--shutdown-timeout` to
-//! finish, after which they are dropped (the target transaction rolls back)
-//! and their jobs go back to the queue. The process then exits 0.
+//! [`run`] takes plain [`Settings`], a pool, an optional listener and a
+//! shutdown future, so tests run it in-process; the command line
+//! (`cpi run`) builds those from its arguments, waits for the
+//! database with [`connect_waiting`] and turns SIGTERM/SIGINT into the
+//! shutdown future.
+//!
+//! Shutdown: when the future completes, the scanner and the reconcile loop
+//! stop and workers stop claiming; running imports get `shutdown_timeout`
+//! to finish, after which they are dropped (the target transaction rolls
+//! back) and their jobs go back to the queue. Then [`run`] returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use clap::Args;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
-use crate::cli::{self, Global};
 use crate::config::ProjectConfig;
 use crate::import::{self, ImportError, JobOutcome};
 use crate::inbox::{self, Readiness};
@@ -32,93 +36,105 @@ use crate::secret::{self, Secret};
 use crate::store;
 use crate::watch::{Backend, Watcher};
 
-#[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+/// What the daemon does and how often: plain values, no parsing (the
+/// command line fills them from `cpi run`'s arguments, tests directly).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The manifests folder; made absolute by [`run`] (watcher events are absolute).
+    pub manifests: PathBuf,
+    /// Where relative secret file paths are resolved (default: the manifests folder).
+    pub secrets_dir: Option<PathBuf>,
+    /// The owner id written into `managed_by`.
+    pub owner: String,
     /// Reconcile at least this often, whatever the watcher saw (repairs drift).
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub interval: Duration,
     /// List every inbox at least this often (files the watcher missed).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub rescan: Duration,
-    /// Poll the file system instead of inotify (network file systems).
-    #[arg(long)]
-    pub poll: bool,
-    /// How often --poll looks.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub poll_interval: Duration,
+    /// How file-system changes are noticed (inotify or polling).
+    pub backend: Backend,
     /// Import workers (concurrent imports; one at a time per target table).
-    #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// A file is ready when its size and mtime have not changed for this long
-    /// (a project's `settle_seconds` overrides it).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    /// A file is ready when its size and mtime have not changed for this long.
     pub settle: Duration,
-    /// A claimed job is taken over by another worker when its lease is not
-    /// renewed for this long (its worker died).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// A claimed job not renewed for this long is taken over by another worker.
     pub lease: Duration,
-    /// On SIGTERM/SIGINT, how long running imports may take to finish before
-    /// they are rolled back and requeued.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// After shutdown, how long running imports may take before they are rolled back.
     pub shutdown_timeout: Duration,
     /// Take over rows of the same name that are unmanaged or another owner's.
-    #[arg(long)]
     pub adopt: bool,
     /// Refuse a reconcile that deletes more objects than this.
-    #[arg(long, default_value_t = 10)]
     pub max_delete: usize,
-    /// Allow any number of deletes, including every managed object.
-    #[arg(long)]
+    /// Allow any number of deletes.
     pub allow_delete: bool,
-    /// Serve the HTTP API (connections, projects, jobs, health, metrics) on host:port.
-    #[arg(long, env = "CPI_LISTEN")]
-    pub listen: Option<String>,
-    /// A file holding the API token (writes and URL-bearing responses need it).
-    #[arg(long, env = "CPI_API_TOKEN_FILE", requires = "listen")]
-    pub api_token_file: Option<PathBuf>,
+    /// The API token (writes and URL-bearing responses need it); used when a listener is given.
+    pub api_token: Option<Secret>,
+    /// Worker ids are `<worker_prefix>:w<n>`; unique per replica (default `host:pid`).
+    pub worker_prefix: String,
+}
+
+impl Settings {
+    /// `cpi run`'s defaults for the manifests folder `manifests`.
+    pub fn new(manifests: impl Into<PathBuf>) -> Settings {
+        Settings {
+            manifests: manifests.into(),
+            secrets_dir: None,
+            owner: "cpi".into(),
+            interval: Duration::from_secs(300),
+            rescan: Duration::from_secs(30),
+            backend: Backend::Native,
+            workers: 2,
+            settle: Duration::from_secs(2),
+            lease: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            adopt: false,
+            max_delete: 10,
+            allow_delete: false,
+            api_token: None,
+            worker_prefix: default_worker_prefix(),
+        }
+    }
+}
+
+/// `host:pid`: what tells this process's workers from other replicas'.
+pub fn default_worker_prefix() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// What the workers share.
 #[derive(Clone)]
 struct Shared {
     pool: PgPool,
-    args: RunArgs,
+    settings: Arc<Settings>,
     /// Files whose job could not run (target unreachable, ...): when to try again.
     retries: Arc<Mutex<HashMap<PathBuf, (Instant, u32)>>>,
     job_ready: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
 }
 
-pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
-    let url = cli::management_url(g)?;
-    // Arguments first: a bad token file or a taken port fails before anything runs.
-    let token = a
-        .api_token_file
-        .as_deref()
-        .map(crate::api::auth::load_token)
-        .transpose()?;
-    let listener = match &a.listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
-        ),
-        None => None,
-    };
+/// Runs the daemon on `pool` (migrated here) until `shutdown` completes and
+/// running imports have finished or been requeued. With a `listener`, the
+/// HTTP API is served on it too.
+pub async fn run(
+    settings: Settings,
+    pool: PgPool,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    store::migrate(&pool).await?;
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        shutdown.await;
         tracing::info!("shutting down: no new work; running imports may finish");
         let _ = stop_tx.send(true);
     });
-
-    let Some(pool) = connect(&url, stop.clone()).await else {
-        return Ok(ExitCode::SUCCESS);
-    };
     let projects_changed = Arc::new(Notify::new());
     let health = Arc::new(Health::with_reconciler());
     let api = listener.map(|l| {
-        let state = crate::api::AppState::new(pool.clone(), token, health.clone());
+        let state =
+            crate::api::AppState::new(pool.clone(), settings.api_token.clone(), health.clone());
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let shutdown = async move {
@@ -129,52 +145,43 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
             }
         })
     });
-    let backend = if a.poll {
-        Backend::Poll(a.poll_interval)
-    } else {
-        Backend::Native
-    };
-    let settings = reconcile::Settings {
-        manifests: std::path::absolute(&g.manifests).unwrap_or_else(|_| g.manifests.clone()),
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let reconcile_settings = reconcile::Settings {
         // Absolute: watcher events carry absolute paths.
-        secrets_dir: g
-            .secrets_dir
-            .as_ref()
-            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone())),
-        owner: g.owner.clone(),
-        adopt: a.adopt,
-        max_delete: a.max_delete,
-        allow_delete: a.allow_delete,
-        interval: a.interval,
-        backend,
+        manifests: absolute(&settings.manifests),
+        secrets_dir: settings.secrets_dir.as_ref().map(absolute),
+        owner: settings.owner.clone(),
+        adopt: settings.adopt,
+        max_delete: settings.max_delete,
+        allow_delete: settings.allow_delete,
+        interval: settings.interval,
+        backend: settings.backend,
     };
     let reconciler = tokio::spawn(reconcile::run(
         pool.clone(),
-        settings,
+        reconcile_settings,
         projects_changed.clone(),
         health.clone(),
         stop.clone(),
     ));
+    let workers = settings.workers.max(1);
+    tracing::info!(workers, manifests = %settings.manifests.display(), "cpi is running");
     let shared = Shared {
         pool: pool.clone(),
-        args: a.clone(),
+        settings: Arc::new(settings),
         retries: Arc::default(),
         job_ready: Arc::new(Notify::new()),
         shutdown: stop.clone(),
     };
     let scanner = tokio::spawn(scan_inboxes(
         shared.clone(),
-        backend,
+        shared.settings.backend,
         projects_changed,
         health,
     ));
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    tracing::info!(workers = a.workers.max(1), manifests = %g.manifests.display(), "cpi is running");
-    let workers: Vec<_> = (0..a.workers.max(1))
+    let workers: Vec<_> = (0..workers)
         .map(|n| {
-            let id = format!("{host}:{}:w{n}", std::process::id());
+            let id = format!("{}:w{n}", shared.settings.worker_prefix);
             tokio::spawn(work(shared.clone(), id))
         })
         .collect();
@@ -188,21 +195,13 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<ExitCode> {
     }
     pool.close().await;
     tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-}
-
-/// Connects and migrates, retrying with backoff while the database is down.
-/// `None` when asked to stop first.
-async fn connect(url: &Secret, mut stop: watch::Receiver<bool>) -> Option<PgPool> {
+/// Connects and migrates, retrying with backoff while the database is down
+/// (a daemon may start before its database). `None` when `stop` completes first.
+pub async fn connect_waiting(url: &Secret, stop: impl Future<Output = ()>) -> Option<PgPool> {
+    let mut stop = std::pin::pin!(stop);
     let mut failures = 0u32;
     loop {
         let attempt = async {
@@ -218,7 +217,10 @@ async fn connect(url: &Secret, mut stop: watch::Receiver<bool>) -> Option<PgPool
                 tracing::warn!(error = %secret::scrub_known(&e.to_string()), retry_in = ?delay, "management database not available");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => return None,
+                    _ = &mut stop => {
+                        tracing::info!("stopped while waiting for the management database");
+                        return None;
+                    }
                 }
             }
         }
@@ -280,7 +282,7 @@ async fn scan_inboxes(
         if Instant::now() >= next_full {
             match store::list_projects(&s.pool).await {
                 Ok(rows) => {
-                    let wanted = inboxes_from(rows, s.args.settle);
+                    let wanted = inboxes_from(rows, s.settings.settle);
                     inboxes
                         .retain(|name, ib| wanted.get(name).is_some_and(|(d, _, _)| *d == ib.dir));
                     for (name, (dir, config, settle)) in wanted {
@@ -307,7 +309,7 @@ async fn scan_inboxes(
                     tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot list projects")
                 }
             }
-            next_full = Instant::now() + s.args.rescan;
+            next_full = Instant::now() + s.settings.rescan;
         }
         // Files whose import must be tried again.
         let due: Vec<PathBuf> = {
@@ -418,7 +420,7 @@ async fn work(s: Shared, worker: String) {
         if *shutdown.borrow() {
             return;
         }
-        let claimed = match queue::claim(&s.pool, &worker, s.args.lease).await {
+        let claimed = match queue::claim(&s.pool, &worker, s.settings.lease).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot claim a job");
@@ -443,7 +445,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
     if !Path::new(&job.file_path).exists() {
         return vanished(s, &job).await;
     }
-    let lease = s.args.lease;
+    let lease = s.settings.lease;
     let renewer = {
         let pool = s.pool.clone();
         let (id, worker) = (job.id, worker.to_string());
@@ -466,7 +468,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
     let result = {
         let import = import::run_job(&s.pool, job.id, worker, None);
         let mut stop = s.shutdown.clone();
-        let timeout = s.args.shutdown_timeout;
+        let timeout = s.settings.shutdown_timeout;
         let deadline = async move {
             while !*stop.borrow() {
                 if stop.changed().await.is_err() {

@@ -119,6 +119,7 @@ pub fn processed_dir(config: &ProjectConfig, inbox: &Path) -> PathBuf {
     sub_dir(config.processed_dir.as_deref(), inbox, "processed")
 }
 
+/// Where rejected files and their reports go (`failed/` unless the config says).
 pub fn failed_dir(config: &ProjectConfig, inbox: &Path) -> PathBuf {
     sub_dir(config.failed_dir.as_deref(), inbox, "failed")
 }
@@ -167,11 +168,17 @@ pub fn move_into(file: &Path, dir: &Path, job_id: &str) -> std::io::Result<PathB
 /// `<name>.error.json` beside a rejected file.
 #[derive(Debug, Serialize)]
 pub struct ErrorReport<'a> {
+    /// The job that rejected the file.
     pub job_id: String,
+    /// The project whose inbox held it.
     pub project: &'a str,
+    /// The file's name.
     pub file: &'a str,
+    /// Why the whole file failed, if it did.
     pub error: Option<&'a str>,
+    /// The row errors kept in the job.
     pub errors: serde_json::Value,
+    /// How many row errors there were in all.
     pub errors_total: u64,
 }
 

@@ -1,28 +1,29 @@
 //! cpi puts CSV imports into PostgreSQL under git.
 //!
 //! # Layout
-//! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
-//! - [`config`]: a project's config and the import options for one file (pure).
-//! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
-//! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
-//! - [`store`]: the `cpi_*` management tables (connect, migrate, read).
-//! - [`apply`]: runs a plan in one transaction under the reconcile lock.
-//! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
-//! - [`jobs`]: the `cpi_import_jobs` rows (create, start, finish, list, retry).
+//! From the top down; a module imports only modules below it.
+//! - [`cli`]: the command line: parsing, the global options and management pool, one module per command family.
+//! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the loops, workers, API and shutdown.
+//! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
 //! - [`reconcile`]: the daemon's reconcile loop (watch, debounce, interval, retry).
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
 //! - [`queue`]: the job queue: enqueue once, claim with a lease, take over dead workers' jobs.
 //! - [`watch`]: file-system events (inotify or polling) as hints.
-//! - [`daemon`]: `cpi run`, wiring the loops, workers and shutdown.
-//! - [`secret`]: the `Secret` type and redaction of URLs and messages.
-//! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors, `cpi serve`.
-//! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
+//! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
+//! - [`jobs`]: the `cpi_import_jobs` rows (create, start, finish, list, retry).
 //! - [`embedded`]: the private PostgreSQL under the state dir when no management URL is given.
+//! - [`apply`]: runs a plan in one transaction under the reconcile lock.
 //! - [`export`]: `cpi export`, rows → manifests + secret files (pure), written by [`output`].
 //! - [`legacy`]: `cpi convert-legacy`, `connection.env_var` configs → manifests (pure).
 //! - [`output`]: writing generated manifests and 0600 secret files.
 //! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.
-//! - [`cli`]: the command line.
+//! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
+//! - [`store`]: the `cpi_*` management tables (connect, migrate, read).
+//! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
+//! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
+//! - [`config`]: a project's config and the import options for one file (pure).
+//! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
+//! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 
 pub mod api;
 pub mod apply;

@@ -1,3 +1,6 @@
+//! The `cpi` binary: parse the command line, start logging, run one
+//! command, and print any error through the secret scrubber.
+
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;

@@ -18,15 +18,24 @@ use crate::metrics::{Health, ReconcileStatus};
 use crate::secret;
 use crate::watch::{Backend, Watcher};
 
+/// What the loop reconciles and how (filled by [`crate::daemon::run`]).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The manifests folder (absolute: watcher events are).
     pub manifests: PathBuf,
+    /// Where relative secret file paths are resolved (absolute).
     pub secrets_dir: Option<PathBuf>,
+    /// The owner id written into `managed_by`.
     pub owner: String,
+    /// Take over rows of the same name that are unmanaged or another owner's.
     pub adopt: bool,
+    /// Refuse a reconcile that deletes more objects than this.
     pub max_delete: usize,
+    /// Allow any number of deletes.
     pub allow_delete: bool,
+    /// Reconcile at least this often (repairs drift).
     pub interval: Duration,
+    /// How manifest and secret changes are noticed.
     pub backend: Backend,
 }
 
@@ -40,6 +49,9 @@ pub fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(2u64.saturating_pow(failures.min(6)).min(60))
 }
 
+/// Reconciles at startup, on every relevant file event (debounced) and
+/// every interval, until `shutdown` turns true; notifies `projects_changed`
+/// after a reconcile that changed rows.
 pub async fn run(
     pool: PgPool,
     s: Settings,

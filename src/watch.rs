@@ -15,7 +15,9 @@ use crate::metrics::Health;
 /// where the kernel sees no events (NFS, SMB).
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
+    /// The kernel's change events (inotify).
     Native,
+    /// Compare the folders' contents this often.
     Poll(Duration),
 }
 

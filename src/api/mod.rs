@@ -12,7 +12,6 @@
 //! response carrying a `database_url`.
 
 pub mod auth;
-pub mod command;
 mod connections;
 mod error;
 mod jobs;

@@ -17,9 +17,7 @@
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
-//! - [`cli`]: `cpi import` and `cpi jobs`.
 
-pub mod cli;
 pub mod encode;
 pub mod mapping;
 pub mod pipeline;

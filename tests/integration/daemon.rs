@@ -103,7 +103,7 @@ impl Drop for Daemon {
 }
 
 /// Polls `check` until it returns `Some`, or fails the test with `what`.
-async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -118,7 +118,7 @@ where
     }
 }
 
-async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
+pub(crate) async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_as::<_, (i64,)>(sql)
         .fetch_one(pool)
         .await
@@ -127,7 +127,7 @@ async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
 }
 
 /// Waits until `sql` (one bigint) returns `want`.
-async fn wait_i64(pool: &PgPool, secs: u64, what: &str, sql: &str, want: i64) {
+pub(crate) async fn wait_i64(pool: &PgPool, secs: u64, what: &str, sql: &str, want: i64) {
     eventually(Duration::from_secs(secs), what, || {
         let c = pool.clone();
         async move { (scalar_i64(&c, sql).await == want).then_some(()) }
@@ -136,7 +136,7 @@ async fn wait_i64(pool: &PgPool, secs: u64, what: &str, sql: &str, want: i64) {
 }
 
 /// Waits until the connection's stored URL contains `needle`.
-async fn wait_url(pool: &PgPool, secs: u64, what: &str, needle: &str) {
+pub(crate) async fn wait_url(pool: &PgPool, secs: u64, what: &str, needle: &str) {
     eventually(Duration::from_secs(secs), what, || {
         let c = pool.clone();
         async move {
@@ -149,7 +149,7 @@ async fn wait_url(pool: &PgPool, secs: u64, what: &str, needle: &str) {
     .await
 }
 
-async fn scalar_text(pool: &PgPool, sql: &str) -> Option<String> {
+pub(crate) async fn scalar_text(pool: &PgPool, sql: &str) -> Option<String> {
     sqlx::query_as::<_, (Option<String>,)>(sql)
         .fetch_optional(pool)
         .await
@@ -158,14 +158,14 @@ async fn scalar_text(pool: &PgPool, sql: &str) -> Option<String> {
         .and_then(|r| r.0)
 }
 
-fn connection_doc(name: &str, db: &TestDb, description: &str) -> String {
+pub(crate) fn connection_doc(name: &str, db: &TestDb, description: &str) -> String {
     format!(
         "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: {name}\nspec:\n  description: {description}\n  database_url: postgresql://postgres@127.0.0.1:5432/{}\n  password_file: {name}.pass\n",
         db.name
     )
 }
 
-fn project_doc(name: &str, connection: &str, inbox: &Path, defaults: &str) -> String {
+pub(crate) fn project_doc(name: &str, connection: &str, inbox: &Path, defaults: &str) -> String {
     format!(
         "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: {name}\nspec:\n  connection: {connection}\n  config:\n    inbox: {}\n    defaults: {defaults}\n",
         inbox.display()
@@ -174,12 +174,12 @@ fn project_doc(name: &str, connection: &str, inbox: &Path, defaults: &str) -> St
 
 /// A folder with manifests (a connection to the test database itself) and
 /// one inbox per project.
-struct Setup {
-    dir: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new(db: &TestDb, projects: &[(&str, &str)]) -> Setup {
+    pub(crate) fn new(db: &TestDb, projects: &[(&str, &str)]) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let m = dir.path().join("manifests");
         write(
@@ -199,18 +199,18 @@ impl Setup {
         }
         Setup { dir }
     }
-    fn manifests(&self) -> PathBuf {
+    pub(crate) fn manifests(&self) -> PathBuf {
         self.dir.path().join("manifests")
     }
-    fn inbox(&self, project: &str) -> PathBuf {
+    pub(crate) fn inbox(&self, project: &str) -> PathBuf {
         self.dir.path().join("inbox").join(project)
     }
-    fn log(&self, name: &str) -> PathBuf {
+    pub(crate) fn log(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
 
-fn csv_rows(first_id: u64, n: u64, tag: &str) -> String {
+pub(crate) fn csv_rows(first_id: u64, n: u64, tag: &str) -> String {
     let mut s = String::from("id,tag,n\n");
     for i in first_id..first_id + n {
         s.push_str(&format!("{i},{tag},{}\n", i % 97));
@@ -218,7 +218,7 @@ fn csv_rows(first_id: u64, n: u64, tag: &str) -> String {
     s
 }
 
-async fn events_table(pool: &PgPool) {
+pub(crate) async fn events_table(pool: &PgPool) {
     sqlx::query("CREATE TABLE events (id bigint PRIMARY KEY, tag text NOT NULL, n int NOT NULL)")
         .execute(pool)
         .await
@@ -303,209 +303,6 @@ async fn manifests_changes_follow_and_a_broken_set_changes_nothing() {
 }
 
 #[tokio::test]
-async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
-    let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p1", "{}")]);
-    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &["--interval", "2s"]);
-    let pool = db.pool().await;
-    wait_i64(
-        &pool,
-        20,
-        "startup reconcile",
-        "SELECT count(*) FROM cpi_projects",
-        1,
-    )
-    .await;
-    sqlx::query("UPDATE cpi_projects SET description = 'hand edit'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(10), "drift set back", || {
-        let c = pool.clone();
-        async move {
-            (scalar_text(&c, "SELECT description FROM cpi_projects")
-                .await
-                .is_none())
-            .then_some(())
-        }
-    })
-    .await;
-    let drifted = scalar_i64(
-        &pool,
-        "SELECT coalesce(sum(drifted), 0)::int8 FROM cpi_reconcile_runs",
-    )
-    .await;
-    assert_eq!(drifted, 1);
-
-    // Rotation by rename over the old file, as secret managers do it.
-    let tmp = s.manifests().join(".target.pass.new");
-    std::fs::write(&tmp, "pw-2\n").unwrap();
-    std::fs::rename(&tmp, s.manifests().join("target.pass")).unwrap();
-    wait_url(&pool, 10, "rotated password applied", ":pw-2@").await;
-}
-
-#[tokio::test]
-async fn every_file_is_imported_once_and_never_while_being_written() {
-    let db = TestDb::new().await;
-    let s = Setup::new(
-        &db,
-        &[
-            ("alpha", "{table: events, mode: append}"),
-            ("beta", "{table: events, mode: append}"),
-        ],
-    );
-    let pool = db.pool().await;
-    events_table(&pool).await;
-    // Present before start: 5 in each inbox, so 200 files in all.
-    for (i, project) in (0..10u64).zip(["alpha", "beta"].iter().cycle()) {
-        write(
-            &s.inbox(project),
-            &format!("early_{i:03}.csv"),
-            &csv_rows(1_000_000 + i * 10, 10, "early"),
-        );
-    }
-    let d = Daemon::start(
-        &db,
-        &s.manifests(),
-        &s.log("log"),
-        &["--settle", "1s", "--workers", "3"],
-    );
-
-    let mut expected = 100u64;
-    let mut handles = Vec::new();
-    for (p, project) in ["alpha", "beta"].iter().enumerate() {
-        let inbox = s.inbox(project);
-        let base = p as u64 * 100_000;
-        // 70 files written at once.
-        for i in 0..70u64 {
-            std::fs::write(
-                inbox.join(format!("plain_{i:03}.csv")),
-                csv_rows(base + i * 100, 20, "plain"),
-            )
-            .unwrap();
-            expected += 20;
-        }
-        // 15 files written to a temp name, then renamed.
-        for i in 0..15u64 {
-            let tmp = inbox.join(format!("renamed_{i:03}.csv.part"));
-            std::fs::write(&tmp, csv_rows(base + 10_000 + i * 100, 30, "renamed")).unwrap();
-            std::fs::rename(&tmp, inbox.join(format!("renamed_{i:03}.csv"))).unwrap();
-            expected += 30;
-        }
-        // 10 files written slowly, in chunks, with pauses shorter than settle.
-        for i in 0..10u64 {
-            let path = inbox.join(format!("slow_{i:03}.csv"));
-            let body = csv_rows(base + 20_000 + i * 1000, 400, "slow");
-            expected += 400;
-            handles.push(std::thread::spawn(move || {
-                let mut f = std::fs::File::create(&path).unwrap();
-                for chunk in body.as_bytes().chunks(body.len() / 6 + 1) {
-                    f.write_all(chunk).unwrap();
-                    f.flush().unwrap();
-                    std::thread::sleep(Duration::from_millis(300));
-                }
-            }));
-        }
-        // Temp names that must never be imported.
-        for name in [
-            "never.csv.tmp",
-            "never.csv.part",
-            "never.csv.partial",
-            "never.csv.crdownload",
-            ".hidden.csv",
-        ] {
-            std::fs::write(inbox.join(name), csv_rows(base + 90_000, 5, "never")).unwrap();
-        }
-    }
-    for h in handles {
-        h.join().unwrap();
-    }
-    let total_files = 2 * (5 + 70 + 15 + 10);
-    assert_eq!(total_files, 200);
-    eventually(Duration::from_secs(120), "all files imported", || {
-        let c = pool.clone();
-        async move {
-            (scalar_i64(
-                &c,
-                "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
-            )
-            .await
-                >= total_files)
-                .then_some(())
-        }
-    })
-    .await;
-    let failed: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert!(
-        failed.is_empty(),
-        "no file may fail (a half-written one would): {failed:?}\n{}",
-        d.log()
-    );
-    assert_eq!(
-        scalar_i64(&pool, "SELECT count(*) FROM events").await as u64,
-        expected
-    );
-    assert_eq!(
-        scalar_i64(&pool, "SELECT count(*) FROM events WHERE tag = 'never'").await,
-        0
-    );
-    let once: i64 = scalar_i64(
-        &pool,
-        "SELECT count(*) FROM (SELECT file_path FROM cpi_import_jobs WHERE status = 'succeeded' GROUP BY file_path HAVING count(*) > 1) x",
-    )
-    .await;
-    assert_eq!(once, 0, "a file imported twice");
-    for project in ["alpha", "beta"] {
-        let processed = std::fs::read_dir(s.inbox(project).join("processed"))
-            .unwrap()
-            .count();
-        assert_eq!(processed, 100);
-        for name in [
-            "never.csv.tmp",
-            "never.csv.part",
-            "never.csv.partial",
-            "never.csv.crdownload",
-            ".hidden.csv",
-        ] {
-            assert!(
-                s.inbox(project).join(name).exists(),
-                "{name} must stay untouched"
-            );
-        }
-    }
-}
-
-#[tokio::test]
-async fn a_rejected_file_goes_to_failed_with_its_report() {
-    let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
-    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
-    std::fs::write(
-        s.inbox("p").join("bad.csv"),
-        "id,tag,n\n1,a,1\n2,b,not-a-number\n",
-    )
-    .unwrap();
-    let report = s.inbox("p").join("failed/bad.csv.error.json");
-    eventually(Duration::from_secs(20), "error report", || {
-        let r = report.clone();
-        async move { r.exists().then_some(()) }
-    })
-    .await;
-    assert!(s.inbox("p").join("failed/bad.csv").exists());
-    let text = std::fs::read_to_string(&report).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert!(v["job_id"].is_string());
-    assert!(text.contains("not-a-number"), "{text}");
-    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
-}
-
-#[tokio::test]
 async fn an_unreachable_target_leaves_the_file_waiting() {
     let db = TestDb::new().await;
     let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
@@ -564,52 +361,8 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
     .await;
 }
 
-#[tokio::test]
-async fn files_of_one_table_are_imported_one_at_a_time_in_name_order() {
-    let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: ordered, mode: append}")]);
-    let pool = db.pool().await;
-    sqlx::query("CREATE TABLE ordered (id bigint PRIMARY KEY, tag text, n int, seq bigserial)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    // Present before start, so that all become ready in the same scan;
-    // written in reverse name order.
-    for i in (0..8u64).rev() {
-        std::fs::write(
-            s.inbox("p").join(format!("f_{i}.csv")),
-            csv_rows(i * 1000, 500, &format!("f_{i}")),
-        )
-        .unwrap();
-    }
-    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &["--workers", "4"]);
-    wait_i64(
-        &pool,
-        30,
-        "all imported",
-        "SELECT count(*) FROM ordered",
-        8 * 500,
-    )
-    .await;
-    // Load order: each file's rows form one block of `seq`, blocks in name order.
-    let blocks: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT tag, min(seq), max(seq) FROM ordered GROUP BY tag ORDER BY min(seq)",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let tags: Vec<&str> = blocks.iter().map(|b| b.0.as_str()).collect();
-    assert_eq!(
-        tags,
-        ["f_0", "f_1", "f_2", "f_3", "f_4", "f_5", "f_6", "f_7"]
-    );
-    for w in blocks.windows(2) {
-        assert!(w[0].2 < w[1].1, "files interleaved: {blocks:?}");
-    }
-}
-
 /// A file large enough that its import is still running when we act.
-fn big_csv(path: &Path, rows: u64) {
+pub(crate) fn big_csv(path: &Path, rows: u64) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     writeln!(f, "id,tag,n").unwrap();
     for i in 0..rows {
@@ -617,7 +370,7 @@ fn big_csv(path: &Path, rows: u64) {
     }
 }
 
-async fn wait_running(pool: &PgPool) {
+pub(crate) async fn wait_running(pool: &PgPool) {
     // The import is in its COPY: rows are on their way into the table.
     eventually(Duration::from_secs(30), "the import streaming", || {
         let c = pool.clone();
@@ -635,7 +388,7 @@ async fn wait_running(pool: &PgPool) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-const BIG: u64 = 3_000_000;
+pub(crate) const BIG: u64 = 3_000_000;
 
 #[tokio::test]
 async fn kill_9_mid_import_then_restart_imports_exactly_once() {
@@ -889,32 +642,6 @@ async fn run_listen_serves_health_metrics_and_the_api() {
 }
 
 #[tokio::test]
-async fn poll_finds_files_where_inotify_would_not_be_used() {
-    let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
-    // A rescan far away: only the polling watcher can notice the file.
-    let _d = Daemon::start(
-        &db,
-        &s.manifests(),
-        &s.log("log"),
-        &["--poll", "--poll-interval", "200ms", "--rescan", "1h"],
-    );
-    wait_i64(&pool, 20, "started", "SELECT count(*) FROM cpi_projects", 1).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    std::fs::write(s.inbox("p").join("polled.csv"), csv_rows(1, 4, "poll")).unwrap();
-    wait_i64(
-        &pool,
-        20,
-        "imported",
-        "SELECT count(*) FROM events WHERE tag = 'poll'",
-        4,
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn startup_waits_for_the_management_database() {
     // The database does not exist yet: cpi retries until it does.
     let db = TestDb {
@@ -1026,4 +753,24 @@ async fn json_logs_carry_one_span_per_import_with_its_job_id() {
         d.log().contains("\"name\":\"reconcile\""),
         "a reconcile span"
     );
+}
+
+#[tokio::test]
+async fn sigterm_while_waiting_for_the_management_database_exits_0() {
+    let db = TestDb {
+        name: format!("cpi_test_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let s = Setup::new(&db, &[("p", "{}")]);
+    let mut d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    eventually(Duration::from_secs(20), "a logged retry", || {
+        let log = d.log();
+        async move {
+            log.contains("management database not available")
+                .then_some(())
+        }
+    })
+    .await;
+    d.signal("-TERM");
+    assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
+    // The database was never created: nothing for TestDb to drop.
 }

@@ -4,6 +4,7 @@ mod api;
 mod ci;
 mod common;
 mod daemon;
+mod daemon_inprocess;
 mod embedded;
 mod exit_codes;
 mod export;

@@ -1,4 +1,5 @@
-//! `cpi import` and `cpi jobs`.
+//! `cpi import` and `cpi jobs`: run jobs in the foreground, with a progress
+//! bar on a terminal and one result line (or JSON) per file.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -6,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use clap::{Args, Subcommand};
 use uuid::Uuid;
 
-use crate::cli::{management_pool, table, Global, Output};
+use super::args::{Global, ImportArgs, JobsCommand, Output};
+use super::context::{management_pool, print_list, print_one, signal};
 use crate::import::{self, ImportError, JobOutcome, Progress};
 use crate::jobs::{self, JobStatus, ListFilter};
 use crate::secret;
@@ -18,59 +19,12 @@ use crate::store;
 /// How many row errors a line of `cpi import` output shows (all are in the job).
 const SHOWN_ERRORS: usize = 10;
 
-#[derive(Debug, Args)]
-pub struct ImportArgs {
-    /// The project whose options and connection apply.
-    #[arg(long)]
-    pub project: String,
-    /// CSV files (`.csv.gz` read through gzip).
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Output,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum JobsCommand {
-    /// List import jobs, newest first.
-    List {
-        #[arg(long)]
-        project: Option<String>,
-        /// queued, running, succeeded, failed or duplicate.
-        #[arg(long, value_parser = parse_status)]
-        status: Option<JobStatus>,
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
-        #[arg(long, value_enum, default_value = "text")]
-        output: Output,
-    },
-    /// Show one job with every error.
-    Show {
-        id: Uuid,
-        #[arg(long, value_enum, default_value = "text")]
-        output: Output,
-    },
-    /// Run a failed job's file again (when it still exists).
-    Retry {
-        id: Uuid,
-        /// Also take over a job stuck in `running` (its worker died). Safe
-        /// even if it did not: the target's ledger keeps the import single.
-        #[arg(long)]
-        force: bool,
-        #[arg(long, value_enum, default_value = "text")]
-        output: Output,
-    },
-}
-
-fn parse_status(s: &str) -> Result<JobStatus, String> {
-    JobStatus::parse(s)
-        .ok_or_else(|| format!("{s:?} is not one of queued, running, succeeded, failed, duplicate"))
-}
-
 fn worker() -> String {
     format!("cli:{}", std::process::id())
 }
 
+/// `cpi import`: one job per file, run here; Ctrl-C or SIGTERM rolls the
+/// running one back and marks it failed.
 pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
     for f in &a.files {
         if !f.is_file() {
@@ -89,7 +43,7 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
         };
         let result = tokio::select! {
             r = run_with_progress(&pool, id, &worker, f) => r,
-            signal = interrupted() => {
+            signal = signal() => {
                 // The import future is dropped with its target connection:
                 // the server rolls the transaction back. The job says so,
                 // and does not stay `running` to block the file.
@@ -114,21 +68,6 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Ctrl-C or SIGTERM, by name.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
-        }
-    }
 }
 
 /// A file may have only one queued or running job (the daemon's queue
@@ -248,7 +187,8 @@ fn report(
     }
 }
 
-pub async fn jobs_cmd(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
+/// `cpi jobs list|show|retry`.
+pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
     let pool = management_pool(g).await?;
     store::migrate(&pool).await?;
     match cmd {
@@ -268,43 +208,36 @@ pub async fn jobs_cmd(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                 },
             )
             .await?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                Output::Text => {
-                    let mut t = vec![[
-                        "ID", "PROJECT", "FILE", "STATUS", "TABLE", "READ", "INSERTED", "UPDATED",
-                        "DELETED", "REJECTED", "CREATED",
+            print_list(
+                &rows,
+                *output,
+                &[
+                    "ID", "PROJECT", "FILE", "STATUS", "TABLE", "READ", "INSERTED", "UPDATED",
+                    "DELETED", "REJECTED", "CREATED",
+                ],
+                |j| {
+                    vec![
+                        j.id.to_string(),
+                        j.project_name.clone(),
+                        j.file_name.clone(),
+                        j.status.clone(),
+                        j.target_table.clone().unwrap_or_else(|| "-".into()),
+                        j.rows_read.to_string(),
+                        j.rows_inserted.to_string(),
+                        j.rows_updated.to_string(),
+                        j.rows_deleted.to_string(),
+                        j.rows_rejected.to_string(),
+                        j.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                     ]
-                    .map(String::from)
-                    .to_vec()];
-                    t.extend(rows.iter().map(|j| {
-                        vec![
-                            j.id.to_string(),
-                            j.project_name.clone(),
-                            j.file_name.clone(),
-                            j.status.clone(),
-                            j.target_table.clone().unwrap_or_else(|| "-".into()),
-                            j.rows_read.to_string(),
-                            j.rows_inserted.to_string(),
-                            j.rows_updated.to_string(),
-                            j.rows_deleted.to_string(),
-                            j.rows_rejected.to_string(),
-                            j.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                        ]
-                    }));
-                    print!("{}", table(t));
-                }
-            }
+                },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Show { id, output } => {
             let Some(j) = jobs::get(&pool, *id).await? else {
                 bail!("job {id} does not exist");
             };
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&j)?),
-                Output::Text => print!("{}", serde_yaml::to_string(&j)?),
-            }
+            print_one(&j, *output)?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Retry { id, force, output } => {

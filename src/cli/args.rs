@@ -1,0 +1,359 @@
+//! The command line's grammar (clap): every command, its arguments and the
+//! global options. Parsing only: what the arguments do is in the command
+//! modules beside this one.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+use crate::jobs::JobStatus;
+
+/// `cpi`: the parsed command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cpi",
+    version,
+    about = "CSV imports into PostgreSQL, under git",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes (management database, manifests, owner, logs).
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// The manifests folder (read recursively).
+    #[arg(
+        long,
+        env = "CPI_MANIFESTS",
+        global = true,
+        default_value = "manifests"
+    )]
+    pub manifests: PathBuf,
+    /// Where relative secret file paths are resolved (default: the manifests folder).
+    #[arg(long, env = "CPI_SECRETS_DIR", global = true)]
+    pub secrets_dir: Option<PathBuf>,
+    /// The management database URL. Never read from DATABASE_URL.
+    #[arg(long, env = "CPI_DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+    /// A file holding the management database URL.
+    #[arg(long, global = true, conflicts_with = "database_url")]
+    pub database_url_file: Option<PathBuf>,
+    /// The owner id written into `managed_by`; owners never touch each other's rows.
+    #[arg(long, env = "CPI_OWNER", global = true, default_value = "cpi")]
+    pub owner: String,
+    /// How log lines on stderr look.
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Where cpi keeps local state, e.g. the embedded PostgreSQL that serves
+    /// as management database when none is given.
+    #[arg(long, env = "CPI_STATE_DIR", global = true, default_value = ".cpi")]
+    pub state_dir: PathBuf,
+    /// The port of the embedded PostgreSQL (127.0.0.1 only).
+    #[arg(long, env = "CPI_EMBEDDED_PORT", global = true, default_value_t = crate::embedded::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    pub embedded_port: u16,
+}
+
+/// The format of log lines: human-readable text, or one JSON object per
+/// line (for log collectors).
+// Doc comments on the variants would become clap's help for each value and
+// change every command's `--help` layout.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The format of a command's result on stdout: tables and text for people,
+/// or JSON for scripts.
+#[allow(missing_docs)] // see LogFormat
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Every `cpi` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check the manifests and their secret references (no database).
+    Validate,
+    /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error.
+    Diff(DiffArgs),
+    /// Apply the plan once, in one transaction.
+    Apply(ApplyArgs),
+    /// Apply the management schema migrations.
+    Migrate,
+    /// Inspect connections.
+    Connections {
+        /// What to do with connections.
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
+    /// Inspect projects.
+    Projects {
+        /// What to do with projects.
+        #[command(subcommand)]
+        command: ProjectsCommand,
+    },
+    /// The daemon: reconcile on every manifest or secret change, watch the inboxes, import.
+    Run(RunArgs),
+    /// Import CSV files into a project's target database, once each.
+    Import(ImportArgs),
+    /// Inspect and retry import jobs.
+    Jobs {
+        /// What to do with jobs.
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Serve the HTTP API alone (no reconcile, no imports).
+    Serve(ApiArgs),
+    /// Write manifests for the rows that exist (to bring a database under git).
+    Export(GeneratedArgs),
+    /// Turn legacy `connection.env_var` project configs into Connection and
+    /// Project manifests and secret files (reads the variables they name).
+    ConvertLegacy(ConvertLegacyArgs),
+    /// Print the JSON Schema of a manifest document (for editors).
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `cpi convert-legacy`.
+#[derive(Debug, Args)]
+pub struct ConvertLegacyArgs {
+    /// Folder of legacy project configs (*.yaml, *.yml, *.json).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where the manifests and secret files go.
+    #[command(flatten)]
+    pub to: GeneratedArgs,
+}
+
+/// Where `cpi export` and `cpi convert-legacy` write what they generate.
+#[derive(Debug, Args)]
+pub struct GeneratedArgs {
+    /// Folder for the manifests (connections/, projects/).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Folder for the secret files (mode 0600); keep it out of git.
+    #[arg(long)]
+    pub secrets_out: PathBuf,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `cpi diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Plan against another manifests folder instead of the database (no database, no secrets).
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Text (unified diffs) or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Take over rows of the same name that are unmanaged or another owner's.
+    #[arg(long)]
+    pub adopt: bool,
+}
+
+/// `cpi apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Adoption and the delete guard.
+    #[command(flatten)]
+    pub guards: Guards,
+    /// Text (unified diffs) or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// What `cpi apply` and `cpi run` may take over and delete.
+#[derive(Debug, Clone, Args)]
+pub struct Guards {
+    /// Take over rows of the same name that are unmanaged or another owner's.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Refuse a plan that deletes more objects than this.
+    #[arg(long, default_value_t = 10)]
+    pub max_delete: usize,
+    /// Allow any number of deletes, including every managed object.
+    #[arg(long)]
+    pub allow_delete: bool,
+}
+
+/// `cpi connections ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// List connections (never shows a URL).
+    List {
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Show one connection; its URL is redacted unless --show-secrets.
+    Show {
+        /// The connection's name.
+        name: String,
+        /// Print the URL with its password.
+        #[arg(long)]
+        show_secrets: bool,
+        /// YAML or JSON.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Connect to the connection's database and run `SELECT 1`.
+    Test {
+        /// The connection's name.
+        name: String,
+        /// Seconds before giving up.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+}
+
+/// `cpi projects ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// List projects.
+    List {
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Show one project with its config.
+    Show {
+        /// The project's name.
+        name: String,
+        /// YAML or JSON.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
+/// `cpi run`: the daemon's knobs, turned into [`crate::daemon::Settings`] by
+/// [`super::run::run`].
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Reconcile at least this often, whatever the watcher saw (repairs drift).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// List every inbox at least this often (files the watcher missed).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub rescan: Duration,
+    /// Poll the file system instead of inotify (network file systems).
+    #[arg(long)]
+    pub poll: bool,
+    /// How often --poll looks.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// Import workers (concurrent imports; one at a time per target table).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// A file is ready when its size and mtime have not changed for this long
+    /// (a project's `settle_seconds` overrides it).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// A claimed job is taken over by another worker when its lease is not
+    /// renewed for this long (its worker died).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lease: Duration,
+    /// On SIGTERM/SIGINT, how long running imports may take to finish before
+    /// they are rolled back and requeued.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Adoption and the delete guard, as for `cpi apply`.
+    #[command(flatten)]
+    pub guards: Guards,
+    /// Serve the HTTP API (connections, projects, jobs, health, metrics) on host:port.
+    #[arg(long, env = "CPI_LISTEN")]
+    pub listen: Option<String>,
+    /// A file holding the API token (writes and URL-bearing responses need it).
+    #[arg(long, env = "CPI_API_TOKEN_FILE", requires = "listen")]
+    pub api_token_file: Option<PathBuf>,
+}
+
+/// `cpi serve`: the HTTP API alone.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// Address the HTTP API listens on (host:port).
+    #[arg(long, env = "CPI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// A file holding the API token (surrounding whitespace trimmed). Without
+    /// one, writes and every response with a database URL answer 403.
+    #[arg(long, env = "CPI_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+}
+
+/// `cpi import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The project whose options and connection apply.
+    #[arg(long)]
+    pub project: String,
+    /// CSV files (`.csv.gz` read through gzip).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// One line per file, or JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// `cpi jobs ...`.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List import jobs, newest first.
+    List {
+        /// Only this project's jobs.
+        #[arg(long)]
+        project: Option<String>,
+        /// queued, running, succeeded, failed or duplicate.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<JobStatus>,
+        /// At most this many jobs.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Show one job with every error.
+    Show {
+        /// The job's id.
+        id: Uuid,
+        /// YAML or JSON.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Run a failed job's file again (when it still exists).
+    Retry {
+        /// The job's id.
+        id: Uuid,
+        /// Also take over a job stuck in `running` (its worker died). Safe
+        /// even if it did not: the target's ledger keeps the import single.
+        #[arg(long)]
+        force: bool,
+        /// One line, or JSON.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
+fn parse_status(s: &str) -> Result<JobStatus, String> {
+    JobStatus::parse(s)
+        .ok_or_else(|| format!("{s:?} is not one of queued, running, succeeded, failed, duplicate"))
+}

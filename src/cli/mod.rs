@@ -1,0 +1,108 @@
+//! The command line, on top of everything else: argument parsing
+//! ([`args`]), the shared context ([`context`]) and one module per command
+//! family. Every command validates its arguments first and only then
+//! touches the database or the file system. Nothing below `cli` imports it.
+
+pub mod args;
+pub mod context;
+pub mod import;
+pub mod inspect;
+pub mod manifests;
+pub mod run;
+pub mod serve;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+pub use args::{Cli, Command, DiffArgs, Global, LogFormat, Output};
+pub use context::{load_manifests, management_pool, management_url, table};
+pub use manifests::EXIT_CHANGES;
+
+use crate::store;
+
+/// Logs to stderr, filtered by `CPI_LOG` (default: info, sqlx quiet).
+pub fn init_logging(format: LogFormat) {
+    // sqlx reports server notices ("relation _sqlx_migrations already
+    // exists") at info: noise for an operator.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CPI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Whether a command talks to the management database (and so, with no
+/// URL given, starts the embedded one). New commands need it unless listed.
+fn needs_management_db(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Validate
+            | Command::Diff(DiffArgs {
+                against: Some(_),
+                ..
+            })
+            | Command::ConvertLegacy(_)
+            | Command::Schema
+            | Command::Completions { .. }
+    )
+}
+
+/// Runs one parsed command; its exit code (errors are printed by `main`).
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let mut global = cli.global.clone();
+    // Started before anything else and dropped after the command returns
+    // (whatever it returns): the guard stops the server it started. A
+    // manifest may reference the instance's password file, so it must
+    // exist before manifests are loaded.
+    let mut _embedded = None;
+    if needs_management_db(&cli.command)
+        && global.database_url.is_none()
+        && global.database_url_file.is_none()
+    {
+        let e = crate::embedded::Embedded::start(&global.state_dir, global.embedded_port).await?;
+        global.database_url = Some(e.url().expose().to_string());
+        _embedded = Some(e);
+    }
+    let g = &global;
+    match &cli.command {
+        Command::Validate => manifests::validate(g),
+        Command::Diff(a) => manifests::diff(g, a).await,
+        Command::Apply(a) => manifests::apply(g, a).await,
+        Command::Migrate => {
+            let pool = management_pool(g).await?;
+            store::migrate(&pool).await?;
+            println!("management schema is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connections { command } => inspect::connections(g, command).await,
+        Command::Projects { command } => inspect::projects(g, command).await,
+        Command::Run(a) => run::run(g, a).await,
+        Command::Import(a) => import::import(g, a).await,
+        Command::Jobs { command } => import::jobs_command(g, command).await,
+        Command::Serve(a) => serve::serve(g, a).await,
+        Command::Export(to) => {
+            let pool = management_pool(g).await?;
+            crate::export::run(&pool, &to.output, &to.secrets_out, to.force).await
+        }
+        Command::ConvertLegacy(a) => {
+            let to = &a.to;
+            crate::legacy::run(&a.input, &to.output, &to.secrets_out, to.force)
+        }
+        Command::Schema => {
+            print!("{}", crate::schema::text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "cpi", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

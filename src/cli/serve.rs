@@ -1,0 +1,38 @@
+//! `cpi serve`: the HTTP API alone, without reconcile or imports (for
+//! tests, API checks and frontend-only deployments). `cpi run --listen`
+//! serves the same API beside the daemon.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::args::{ApiArgs, Global};
+use super::context::{management_pool, signal};
+use crate::api::{self, auth, AppState};
+use crate::metrics::Health;
+use crate::store;
+
+/// Serves the API until Ctrl-C or SIGTERM, then lets requests in flight finish.
+pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
+    // Arguments first: a bad token file fails before anything is touched.
+    let token = a
+        .api_token_file
+        .as_deref()
+        .map(auth::load_token)
+        .transpose()?;
+    let pool = management_pool(g).await?;
+    store::migrate(&pool).await?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let state = AppState::new(pool, token, Arc::new(Health::new()));
+    let signal = signal();
+    let shutdown = async move {
+        signal.await;
+        tracing::info!("shutting down: finishing the requests in flight");
+    };
+    api::serve(listener, state, shutdown).await?;
+    tracing::info!("API stopped");
+    Ok(ExitCode::SUCCESS)
+}

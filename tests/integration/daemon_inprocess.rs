@@ -1,0 +1,475 @@
+//! The daemon in the test's own runtime: `cpi::daemon::run` with plain
+//! settings, a pool, a listener on port 0 and a shutdown future. The tests
+//! of wiring live here; those of the binary's own behaviour (signals, exit
+//! codes, kill -9, replicas as processes, log format) stay in `daemon.rs`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cpi::daemon::{self, Settings};
+use cpi::watch::Backend;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::common::{write, TestDb};
+use crate::daemon::{
+    big_csv, csv_rows, events_table, eventually, scalar_i64, scalar_text, wait_i64, wait_running,
+    wait_url, Setup,
+};
+
+/// A daemon running as a task of the test; dropping it asks it to stop.
+struct InProcess {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+    addr: SocketAddr,
+}
+
+impl InProcess {
+    /// Starts `daemon::run` on the setup's manifests with the binary tests'
+    /// quick defaults, changed by `tweak`; the API listens on a free port.
+    async fn start(db: &TestDb, s: &Setup, tweak: impl FnOnce(&mut Settings)) -> InProcess {
+        let mut settings = Settings::new(s.manifests());
+        settings.interval = Duration::from_secs(2);
+        settings.rescan = Duration::from_secs(1);
+        settings.settle = Duration::from_millis(300);
+        settings.lease = Duration::from_secs(3);
+        settings.worker_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        tweak(&mut settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        let task = tokio::spawn(daemon::run(
+            settings,
+            db.pool().await,
+            Some(listener),
+            shutdown,
+        ));
+        InProcess {
+            stop: Some(tx),
+            task,
+            addr,
+        }
+    }
+
+    /// Completes the shutdown future; what `run` returned, within `timeout`.
+    async fn stop(mut self, timeout: Duration) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let task = &mut self.task;
+        tokio::time::timeout(timeout, task)
+            .await
+            .expect("daemon::run returned after its shutdown future completed")
+            .expect("daemon::run did not panic")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_are_reconciled_and_an_inbox_file_is_imported_once() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let d = InProcess::start(&db, &s, |_| {}).await;
+    wait_i64(
+        &pool,
+        20,
+        "the manifests reconciled",
+        "SELECT count(*) FROM cpi_projects WHERE managed_by = 'cpi'",
+        1,
+    )
+    .await;
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 5, "once")).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the file moved to processed/",
+        || {
+            let p = s.inbox("p").join("processed/a.csv");
+            async move { p.exists().then_some(()) }
+        },
+    )
+    .await;
+    // A few rescans later, still one job and one copy of the rows.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 5);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await,
+        1
+    );
+    assert_eq!(
+        scalar_text(&pool, "SELECT status FROM cpi_import_jobs")
+            .await
+            .as_deref(),
+        Some("succeeded")
+    );
+    assert!(!s.inbox("p").join("a.csv").exists());
+    d.stop(Duration::from_secs(20)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_on_the_injected_listener() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{}")]);
+    let d = InProcess::start(&db, &s, |_| {}).await;
+    let http = reqwest::Client::new();
+    let r = http.get(d.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(
+        Duration::from_secs(20),
+        "ready after the first reconcile",
+        || {
+            let (http, url) = (http.clone(), d.url("/readyz"));
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+    let addr = d.addr;
+    d.stop(Duration::from_secs(20)).await.unwrap();
+    // The listener is closed with the daemon.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_future_stops_run_with_no_job_left_running() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let tmp = s.dir.path().join("big.tmp");
+    big_csv(&tmp, 1_000_000);
+    let d = InProcess::start(&db, &s, |c| {
+        c.shutdown_timeout = Duration::from_millis(200);
+    })
+    .await;
+    std::fs::rename(&tmp, s.inbox("p").join("big.csv")).unwrap();
+    wait_running(&pool).await;
+    let asked = Instant::now();
+    d.stop(Duration::from_secs(20)).await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_import_jobs WHERE status = 'running'"
+        )
+        .await,
+        0,
+        "no job left running"
+    );
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued'"
+        )
+        .await,
+        1,
+        "the interrupted job is back in the queue"
+    );
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
+    assert!(s.inbox("p").join("big.csv").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p1", "{}")]);
+    let _d = InProcess::start(&db, &s, |c| c.interval = Duration::from_secs(2)).await;
+    let pool = db.pool().await;
+    wait_i64(
+        &pool,
+        20,
+        "startup reconcile",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
+    .await;
+    sqlx::query("UPDATE cpi_projects SET description = 'hand edit'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "drift set back", || {
+        let c = pool.clone();
+        async move {
+            (scalar_text(&c, "SELECT description FROM cpi_projects")
+                .await
+                .is_none())
+            .then_some(())
+        }
+    })
+    .await;
+    let drifted = scalar_i64(
+        &pool,
+        "SELECT coalesce(sum(drifted), 0)::int8 FROM cpi_reconcile_runs",
+    )
+    .await;
+    assert_eq!(drifted, 1);
+
+    // Rotation by rename over the old file, as secret managers do it.
+    let tmp = s.manifests().join(".target.pass.new");
+    std::fs::write(&tmp, "pw-2\n").unwrap();
+    std::fs::rename(&tmp, s.manifests().join("target.pass")).unwrap();
+    wait_url(&pool, 10, "rotated password applied", ":pw-2@").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_is_imported_once_and_never_while_being_written() {
+    let db = TestDb::new().await;
+    let s = Setup::new(
+        &db,
+        &[
+            ("alpha", "{table: events, mode: append}"),
+            ("beta", "{table: events, mode: append}"),
+        ],
+    );
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    // Present before start: 5 in each inbox, so 200 files in all.
+    for (i, project) in (0..10u64).zip(["alpha", "beta"].iter().cycle()) {
+        write(
+            &s.inbox(project),
+            &format!("early_{i:03}.csv"),
+            &csv_rows(1_000_000 + i * 10, 10, "early"),
+        );
+    }
+    let _d = InProcess::start(&db, &s, |c| {
+        c.settle = Duration::from_secs(1);
+        c.workers = 3;
+    })
+    .await;
+
+    let mut expected = 100u64;
+    let mut handles = Vec::new();
+    for (p, project) in ["alpha", "beta"].iter().enumerate() {
+        let inbox = s.inbox(project);
+        let base = p as u64 * 100_000;
+        // 70 files written at once.
+        for i in 0..70u64 {
+            std::fs::write(
+                inbox.join(format!("plain_{i:03}.csv")),
+                csv_rows(base + i * 100, 20, "plain"),
+            )
+            .unwrap();
+            expected += 20;
+        }
+        // 15 files written to a temp name, then renamed.
+        for i in 0..15u64 {
+            let tmp = inbox.join(format!("renamed_{i:03}.csv.part"));
+            std::fs::write(&tmp, csv_rows(base + 10_000 + i * 100, 30, "renamed")).unwrap();
+            std::fs::rename(&tmp, inbox.join(format!("renamed_{i:03}.csv"))).unwrap();
+            expected += 30;
+        }
+        // 10 files written slowly, in chunks, with pauses shorter than settle.
+        for i in 0..10u64 {
+            let path = inbox.join(format!("slow_{i:03}.csv"));
+            let body = csv_rows(base + 20_000 + i * 1000, 400, "slow");
+            expected += 400;
+            handles.push(std::thread::spawn(move || {
+                let mut f = std::fs::File::create(&path).unwrap();
+                for chunk in body.as_bytes().chunks(body.len() / 6 + 1) {
+                    f.write_all(chunk).unwrap();
+                    f.flush().unwrap();
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            }));
+        }
+        // Temp names that must never be imported.
+        for name in [
+            "never.csv.tmp",
+            "never.csv.part",
+            "never.csv.partial",
+            "never.csv.crdownload",
+            ".hidden.csv",
+        ] {
+            std::fs::write(inbox.join(name), csv_rows(base + 90_000, 5, "never")).unwrap();
+        }
+    }
+    // Joined off the runtime: the daemon shares it with the test.
+    tokio::task::spawn_blocking(move || handles.into_iter().for_each(|h| h.join().unwrap()))
+        .await
+        .unwrap();
+    let total_files = 2 * (5 + 70 + 15 + 10);
+    assert_eq!(total_files, 200);
+    eventually(Duration::from_secs(120), "all files imported", || {
+        let c = pool.clone();
+        async move {
+            (scalar_i64(
+                &c,
+                "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
+            )
+            .await
+                >= total_files)
+                .then_some(())
+        }
+    })
+    .await;
+    let failed: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(
+        failed.is_empty(),
+        "no file may fail (a half-written one would): {failed:?}"
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events").await as u64,
+        expected
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events WHERE tag = 'never'").await,
+        0
+    );
+    let once: i64 = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM (SELECT file_path FROM cpi_import_jobs WHERE status = 'succeeded' GROUP BY file_path HAVING count(*) > 1) x",
+    )
+    .await;
+    assert_eq!(once, 0, "a file imported twice");
+    for project in ["alpha", "beta"] {
+        let processed = std::fs::read_dir(s.inbox(project).join("processed"))
+            .unwrap()
+            .count();
+        assert_eq!(processed, 100);
+        for name in [
+            "never.csv.tmp",
+            "never.csv.part",
+            "never.csv.partial",
+            "never.csv.crdownload",
+            ".hidden.csv",
+        ] {
+            assert!(
+                s.inbox(project).join(name).exists(),
+                "{name} must stay untouched"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_file_goes_to_failed_with_its_report() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let _d = InProcess::start(&db, &s, |_| {}).await;
+    std::fs::write(
+        s.inbox("p").join("bad.csv"),
+        "id,tag,n\n1,a,1\n2,b,not-a-number\n",
+    )
+    .unwrap();
+    let report = s.inbox("p").join("failed/bad.csv.error.json");
+    eventually(Duration::from_secs(20), "error report", || {
+        let r = report.clone();
+        async move { r.exists().then_some(()) }
+    })
+    .await;
+    assert!(s.inbox("p").join("failed/bad.csv").exists());
+    let text = std::fs::read_to_string(&report).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v["job_id"].is_string());
+    assert!(text.contains("not-a-number"), "{text}");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_one_table_are_imported_one_at_a_time_in_name_order() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: ordered, mode: append}")]);
+    let pool = db.pool().await;
+    sqlx::query("CREATE TABLE ordered (id bigint PRIMARY KEY, tag text, n int, seq bigserial)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Present before start, so that all become ready in the same scan;
+    // written in reverse name order.
+    for i in (0..8u64).rev() {
+        std::fs::write(
+            s.inbox("p").join(format!("f_{i}.csv")),
+            csv_rows(i * 1000, 500, &format!("f_{i}")),
+        )
+        .unwrap();
+    }
+    let _d = InProcess::start(&db, &s, |c| c.workers = 4).await;
+    wait_i64(
+        &pool,
+        30,
+        "all imported",
+        "SELECT count(*) FROM ordered",
+        8 * 500,
+    )
+    .await;
+    // Load order: each file's rows form one block of `seq`, blocks in name order.
+    let blocks: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT tag, min(seq), max(seq) FROM ordered GROUP BY tag ORDER BY min(seq)",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let tags: Vec<&str> = blocks.iter().map(|b| b.0.as_str()).collect();
+    assert_eq!(
+        tags,
+        ["f_0", "f_1", "f_2", "f_3", "f_4", "f_5", "f_6", "f_7"]
+    );
+    for w in blocks.windows(2) {
+        assert!(w[0].2 < w[1].1, "files interleaved: {blocks:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_finds_files_where_inotify_would_not_be_used() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    // A rescan far away: only the polling watcher can notice the file.
+    let _d = InProcess::start(&db, &s, |c| {
+        c.backend = Backend::Poll(Duration::from_millis(200));
+        c.rescan = Duration::from_secs(3600);
+    })
+    .await;
+    wait_i64(&pool, 20, "started", "SELECT count(*) FROM cpi_projects", 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    std::fs::write(s.inbox("p").join("polled.csv"), csv_rows(1, 4, "poll")).unwrap();
+    wait_i64(
+        &pool,
+        20,
+        "imported",
+        "SELECT count(*) FROM events WHERE tag = 'poll'",
+        4,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn connect_waiting_gives_up_when_asked_to_stop() {
+    // A database that does not exist: every attempt fails, the stop wins.
+    let db = TestDb {
+        name: format!("cpi_test_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let url = cpi::secret::Secret::new(db.url());
+    let pool = tokio::time::timeout(
+        Duration::from_secs(20),
+        daemon::connect_waiting(&url, async {}),
+    )
+    .await
+    .expect("connect_waiting returns once its stop future completes");
+    assert!(pool.is_none());
+}
