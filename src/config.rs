@@ -24,8 +24,10 @@ pub struct ProjectConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_dir: Option<String>,
     /// Seconds a file's size and mtime must stay unchanged before it is read.
+    // Kept as the number written (`2` stays `2`, not `2.0`), so a stored
+    // config exports and loads back to the same JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settle_seconds: Option<f64>,
+    pub settle_seconds: Option<serde_json::Number>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<ImportOptions>,
     /// First entry whose `file_pattern` matches wins.
@@ -211,11 +213,17 @@ pub struct ResolvedOptions {
 const DEFAULT_PATTERN: &str = "*.csv";
 
 impl ProjectConfig {
+    /// `settle_seconds` as a duration (`None` when unset or out of range).
+    pub fn settle(&self) -> Option<std::time::Duration> {
+        let s = self.settle_seconds.as_ref()?.as_f64()?;
+        std::time::Duration::try_from_secs_f64(s).ok()
+    }
+
     /// Every problem of the config, as messages naming the offending key.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        if let Some(s) = self.settle_seconds {
-            if !(0.0..=3600.0).contains(&s) {
+        if let Some(s) = &self.settle_seconds {
+            if !s.as_f64().is_some_and(|f| (0.0..=3600.0).contains(&f)) {
                 errors.push(format!("settle_seconds: {s} is not between 0 and 3600"));
             }
         }
@@ -434,6 +442,20 @@ fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_round_trip_as_written() {
+        for text in ["settle_seconds: 2\n", "settle_seconds: 2.5\n"] {
+            let c: ProjectConfig = serde_yaml::from_str(text).unwrap();
+            assert_eq!(serde_yaml::to_string(&c).unwrap(), text);
+        }
+        let c: ProjectConfig = serde_yaml::from_str("settle_seconds: 2\n").unwrap();
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::json!({"settle_seconds": 2})
+        );
+        assert_eq!(c.settle(), Some(std::time::Duration::from_secs(2)));
+    }
 
     fn cfg(yaml: &str) -> ProjectConfig {
         serde_yaml::from_str(yaml).unwrap()

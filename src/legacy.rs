@@ -21,8 +21,9 @@ use anyhow::{bail, Context, Result};
 use serde_yaml::{Mapping, Value};
 
 use crate::config::ProjectConfig;
-use crate::manifest::{self, API_VERSION};
+use crate::manifest::{ConnectionSpec, Envelope, ProjectSpec};
 use crate::output::{self, Files, SecretRefs};
+use crate::rules;
 use crate::secret::{self, Secret};
 
 const HEADER: &str = "# Converted by `cpi convert-legacy`.\n";
@@ -171,11 +172,8 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
     let name = name.or_else(stem).ok_or_else(|| {
         format!("{at}: the project has no `name` (and the file holds several documents)")
     })?;
-    if !manifest::valid_name(&name) {
-        return Err(format!(
-            "{at}: project name {name:?} is not a valid metadata.name (1-255 of [A-Za-z0-9_.-], starting with a letter or digit)"
-        ));
-    }
+    rules::check_name(&name)
+        .map_err(|e| format!("{at}: project name {e} to be a metadata.name"))?;
     // Fail now, with the input file's name, rather than in `cpi validate`.
     let typed: ProjectConfig = serde_yaml::from_value(Value::Mapping(config.clone()))
         .map_err(|e| format!("{at}: config: {e}"))?;
@@ -190,24 +188,6 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
         env_var,
         config,
     })
-}
-
-fn yaml(v: Value) -> String {
-    format!(
-        "{HEADER}{}",
-        serde_yaml::to_string(&v).expect("a manifest always serializes")
-    )
-}
-
-fn envelope(kind: &str, name: &str, spec: Mapping) -> Value {
-    let mut metadata = Mapping::new();
-    metadata.insert("name".into(), name.into());
-    let mut m = Mapping::new();
-    m.insert("apiVersion".into(), API_VERSION.into());
-    m.insert("kind".into(), kind.into());
-    m.insert("metadata".into(), Value::Mapping(metadata));
-    m.insert("spec".into(), Value::Mapping(spec));
-    Value::Mapping(m)
 }
 
 /// What the conversion produced, and which variable became which connection.
@@ -265,10 +245,7 @@ pub fn convert(
             ));
             continue;
         }
-        let scheme_ok = url::Url::parse(&value)
-            .map(|u| matches!(u.scheme(), "postgres" | "postgresql"))
-            .unwrap_or(false);
-        if !scheme_ok {
+        if rules::parse_pg_url(&value).is_err() {
             // Never echo the value: it is the secret.
             errors.push(format!(
                 "environment variable {var} does not hold a postgres:// or postgresql:// URL"
@@ -276,15 +253,14 @@ pub fn convert(
             continue;
         }
         let file = format!("{name}.url");
-        let mut spec = Mapping::new();
-        spec.insert(
-            "description".into(),
-            format!("Converted from the environment variable {var}").into(),
-        );
-        spec.insert("database_url_file".into(), refs.path(&file).into());
+        let spec = ConnectionSpec {
+            description: Some(format!("Converted from the environment variable {var}")),
+            database_url_file: Some(refs.path(&file)),
+            ..ConnectionSpec::default()
+        };
         out.files.manifests.push((
             Path::new("connections").join(format!("{name}.yaml")),
-            yaml(envelope("Connection", &name, spec)),
+            Envelope::new("Connection", &name, spec).to_yaml(HEADER),
         ));
         out.files
             .secrets
@@ -296,15 +272,14 @@ pub fn convert(
         return Err(errors);
     }
     for p in projects {
-        let mut spec = Mapping::new();
-        if let Some(d) = p.description {
-            spec.insert("description".into(), d.into());
-        }
-        spec.insert("connection".into(), connection_name(&p.env_var).into());
-        spec.insert("config".into(), Value::Mapping(p.config));
+        let spec = ProjectSpec {
+            description: p.description,
+            connection: connection_name(&p.env_var),
+            config: p.config,
+        };
         out.files.manifests.push((
             Path::new("projects").join(format!("{}.yaml", p.name)),
-            yaml(envelope("Project", &p.name, spec)),
+            Envelope::new("Project", &p.name, spec).to_yaml(HEADER),
         ));
     }
     Ok(out)

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
+//! - [`rules`]: the name, URL and legacy rules shared by manifests, export, the API and imports.
 //! - [`config`]: a project's config and the import options for one file (pure).
 //! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
 //! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
@@ -42,6 +43,7 @@ pub mod plan;
 pub mod queue;
 pub mod reconcile;
 pub mod render;
+pub mod rules;
 pub mod schema;
 pub mod secret;
 pub mod store;

@@ -110,17 +110,7 @@ pub struct TestResult {
 /// A URL the driver accepts. The message never repeats the URL.
 fn check_url(url: &str) -> Result<Secret, String> {
     let secret = Secret::new(url);
-    if url.contains('\0') {
-        return Err("database_url: must not contain NUL characters".into());
-    }
-    let parsed =
-        url::Url::parse(url).map_err(|e| format!("database_url: not a valid URL ({e})"))?;
-    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-        return Err(format!(
-            "database_url: scheme {:?} is not postgres:// or postgresql://",
-            parsed.scheme()
-        ));
-    }
+    crate::rules::parse_pg_url(url).map_err(|e| format!("database_url: {e}"))?;
     store::connect_options(&secret).map_err(|e| format!("database_url: {e}"))?;
     Ok(secret)
 }

@@ -39,7 +39,6 @@ use uuid::Uuid;
 
 pub use error::{ApiError, ErrorBody};
 
-use crate::manifest;
 use crate::metrics::Health;
 use crate::secret::Secret;
 
@@ -244,13 +243,7 @@ where
 
 /// The manifests' name rule, so every row can be exported as a manifest.
 fn check_name(kind: &str, name: &str) -> Result<(), String> {
-    if manifest::valid_name(name) {
-        Ok(())
-    } else {
-        Err(format!(
-            "name: a {kind} name is 1-255 characters of [A-Za-z0-9_.-], starting with a letter or digit"
-        ))
-    }
+    crate::rules::check_name(name).map_err(|e| format!("name: a {kind} name {e}"))
 }
 
 /// PostgreSQL text cannot hold NUL: a 400, not a failed insert.

@@ -16,7 +16,7 @@ use super::auth::Authorized;
 use super::error::{ApiError, ErrorBody};
 use super::{check_name, check_text, ensure_unmanaged, present, AppState, IdPath, JsonBody};
 use crate::config::ProjectConfig;
-use crate::manifest;
+use crate::rules;
 use crate::store::{self, ProjectRow};
 
 const KIND: &str = "project";
@@ -101,29 +101,11 @@ pub struct ProjectUpdate {
     pub config: Option<Value>,
 }
 
-/// The legacy form (`connection.env_var`, in the body or in its config)
-/// gets the migration hint before anything else is checked.
-fn reject_legacy(body: &Value) -> Result<(), ApiError> {
-    let env_var = [
-        body.get("connection"),
-        body.get("config").and_then(|c| c.get("connection")),
-    ]
-    .into_iter()
-    .flatten()
-    .find_map(|c| c.get("env_var"));
-    match env_var {
-        Some(v) => {
-            let name = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            Err(ApiError::invalid(manifest::legacy_message(&name)))
-        }
-        None => Ok(()),
-    }
-}
-
 /// Reads a body as a `Value` first, so a legacy body gets its hint rather
 /// than an "unknown field" error.
 fn parse<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
-    reject_legacy(&body)?;
+    // The legacy form gets the migration hint before anything else is checked.
+    rules::check_legacy(&body).map_err(ApiError::invalid)?;
     serde_json::from_value(body).map_err(|e| ApiError::Malformed {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message: format!("Failed to deserialize the JSON body into the target type: {e}"),
