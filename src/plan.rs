@@ -4,7 +4,7 @@
 //! `cpi diff --against`, from another manifests folder). Nothing here does
 //! I/O, so every rule of DESIGN §4 is unit-tested below.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -204,23 +204,17 @@ fn desired_states(desired: &Desired, owner: &str) -> (Vec<ConnState>, Vec<ProjSt
 /// every object counts as managed by `owner`.
 pub fn observed_from_manifests(desired: &Desired, owner: &str) -> Observed {
     let (conns, projs) = desired_states(desired, owner);
+    fn rows<T>(states: Vec<T>) -> Vec<Row<T>> {
+        let row = |state| Row {
+            id: None,
+            state,
+            applied_digest: None,
+        };
+        states.into_iter().map(row).collect()
+    }
     Observed {
-        connections: conns
-            .into_iter()
-            .map(|state| Row {
-                id: None,
-                state,
-                applied_digest: None,
-            })
-            .collect(),
-        projects: projs
-            .into_iter()
-            .map(|state| Row {
-                id: None,
-                state,
-                applied_digest: None,
-            })
-            .collect(),
+        connections: rows(conns),
+        projects: rows(projs),
     }
 }
 
@@ -296,173 +290,43 @@ fn ownership(owner: &str, row_owner: &Option<String>, adopt: bool) -> Result<boo
     }
 }
 
-fn count_managed(observed: &Observed, owner: &str) -> usize {
-    let ours = |m: &Option<String>| m.as_deref() == Some(owner);
-    observed
-        .connections
-        .iter()
-        .filter(|r| ours(&r.state.managed_by))
-        .count()
-        + observed
-            .projects
-            .iter()
-            .filter(|r| ours(&r.state.managed_by))
-            .count()
-}
-
 /// Compares the desired state with the observed rows for `owner`.
 pub fn plan(desired: &Desired, observed: &Observed, owner: &str, adopt: bool) -> Plan {
     let (want_conns, want_projs) = desired_states(desired, owner);
-    let mut p = Plan {
-        managed: count_managed(observed, owner),
-        ..Plan::default()
+    let mut p = Plan::default();
+    let mut kinds = Kinds {
+        owner,
+        adopt,
+        conflicts: &mut p.conflicts,
+        unchanged: &mut p.unchanged,
+        managed: &mut p.managed,
     };
-    let rows: HashMap<&str, &Row<ConnState>> = observed
-        .connections
-        .iter()
-        .map(|r| (r.state.name.as_str(), r))
-        .collect();
-    for want in want_conns {
-        let Some(row) = rows.get(want.name.as_str()) else {
-            p.connections.push(create(want));
-            continue;
-        };
-        let Ok(adopting) = ownership(owner, &row.state.managed_by, adopt) else {
-            p.conflicts.push(Conflict {
-                kind: "Connection",
-                name: want.name.clone(),
-                owner: row.state.managed_by.clone(),
-            });
-            continue;
-        };
-        let have = &row.state;
-        let (url_changed, secret) = compare_url(&want.url, &have.url);
-        let mut fields = Vec::new();
-        if want.description != have.description {
-            fields.push("description");
-        }
-        if url_changed {
-            fields.push("database_url");
-        }
-        if want.managed_by != have.managed_by {
-            fields.push("managed_by");
-        }
-        if want.source != have.source {
-            fields.push("source");
-        }
-        if fields.is_empty() {
-            p.unchanged += 1;
-            continue;
-        }
-        let drift = !adopting
-            && row.applied_digest.is_some()
-            && connection_digest(have) != row.applied_digest;
-        p.connections.push(Change {
-            action: Action::Update,
-            name: want.name.clone(),
-            id: row.id,
-            before: Some(have.clone()),
-            after: Some(want),
-            fields,
-            drift,
-            adopt: adopting,
-            secret,
-        });
-    }
-    let declared: std::collections::HashSet<&str> =
-        desired.connections.keys().map(String::as_str).collect();
-    let mut deletes: Vec<Change<ConnState>> = observed
-        .connections
-        .iter()
-        .filter(|r| {
-            r.state.managed_by.as_deref() == Some(owner)
-                && !declared.contains(r.state.name.as_str())
-        })
-        .map(delete)
-        .collect();
-    deletes.sort_by(|a, b| a.name.cmp(&b.name));
-    p.connections.extend(deletes);
-
-    let rows: HashMap<&str, &Row<ProjState>> = observed
-        .projects
-        .iter()
-        .map(|r| (r.state.name.as_str(), r))
-        .collect();
-    for want in want_projs {
-        let Some(row) = rows.get(want.name.as_str()) else {
-            p.projects.push(create(want));
-            continue;
-        };
-        let Ok(adopting) = ownership(owner, &row.state.managed_by, adopt) else {
-            p.conflicts.push(Conflict {
-                kind: "Project",
-                name: want.name.clone(),
-                owner: row.state.managed_by.clone(),
-            });
-            continue;
-        };
-        let have = &row.state;
-        let mut fields = Vec::new();
-        if want.description != have.description {
-            fields.push("description");
-        }
-        if want.connection != have.connection {
-            fields.push("connection");
-        }
-        if want.config != have.config {
-            fields.push("config");
-        }
-        if want.managed_by != have.managed_by {
-            fields.push("managed_by");
-        }
-        if want.source != have.source {
-            fields.push("source");
-        }
-        if fields.is_empty() {
-            p.unchanged += 1;
-            continue;
-        }
-        let drift = !adopting
-            && row
-                .applied_digest
-                .as_deref()
-                .is_some_and(|d| d != project_digest(have));
-        p.projects.push(Change {
-            action: Action::Update,
-            name: want.name.clone(),
-            id: row.id,
-            before: Some(have.clone()),
-            after: Some(want),
-            fields,
-            drift,
-            adopt: adopting,
-            secret: SecretNote::None,
-        });
-    }
-    let declared: std::collections::HashSet<&str> =
-        desired.projects.keys().map(String::as_str).collect();
-    let mut deletes: Vec<Change<ProjState>> = observed
-        .projects
-        .iter()
-        .filter(|r| {
-            r.state.managed_by.as_deref() == Some(owner)
-                && !declared.contains(r.state.name.as_str())
-        })
-        .map(delete)
-        .collect();
-    deletes.sort_by(|a, b| a.name.cmp(&b.name));
-    p.projects.extend(deletes);
+    p.connections = kinds.plan(want_conns, &observed.connections);
+    p.projects = kinds.plan(want_projs, &observed.projects);
     p
 }
 
-trait Named {
+/// What the connection and project rows share for planning.
+trait State: Clone {
+    /// The manifest kind, for conflicts.
+    const KIND: &'static str;
     fn name(&self) -> &str;
+    fn managed_by(&self) -> &Option<String>;
+    /// What a create can say of the secret.
     fn secret_note(&self) -> SecretNote;
+    /// The fields that differ from `have`, and what to say of the secret.
+    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote);
+    /// The digest stored when cpi writes the row (`None`: not computable).
+    fn digest(&self) -> Option<String>;
 }
 
-impl Named for ConnState {
+impl State for ConnState {
+    const KIND: &'static str = "Connection";
     fn name(&self) -> &str {
         &self.name
+    }
+    fn managed_by(&self) -> &Option<String> {
+        &self.managed_by
     }
     fn secret_note(&self) -> SecretNote {
         match self.url {
@@ -470,18 +334,120 @@ impl Named for ConnState {
             _ => SecretNote::Unknown,
         }
     }
+    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote) {
+        let (url_changed, secret) = compare_url(&self.url, &have.url);
+        let fields = [
+            ("description", self.description != have.description),
+            ("database_url", url_changed),
+            ("managed_by", self.managed_by != have.managed_by),
+            ("source", self.source != have.source),
+        ];
+        (changed(fields), secret)
+    }
+    fn digest(&self) -> Option<String> {
+        connection_digest(self)
+    }
 }
 
-impl Named for ProjState {
+impl State for ProjState {
+    const KIND: &'static str = "Project";
     fn name(&self) -> &str {
         &self.name
+    }
+    fn managed_by(&self) -> &Option<String> {
+        &self.managed_by
     }
     fn secret_note(&self) -> SecretNote {
         SecretNote::None
     }
+    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote) {
+        let fields = [
+            ("description", self.description != have.description),
+            ("connection", self.connection != have.connection),
+            ("config", self.config != have.config),
+            ("managed_by", self.managed_by != have.managed_by),
+            ("source", self.source != have.source),
+        ];
+        (changed(fields), SecretNote::None)
+    }
+    fn digest(&self) -> Option<String> {
+        Some(project_digest(self))
+    }
 }
 
-fn create<T: Named>(want: T) -> Change<T> {
+/// The names of the fields marked changed, in order.
+fn changed<const N: usize>(fields: [(&'static str, bool); N]) -> Vec<&'static str> {
+    fields
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
+}
+
+/// The parts of a [`Plan`] both kinds add to, while each kind is planned.
+struct Kinds<'a> {
+    owner: &'a str,
+    adopt: bool,
+    conflicts: &'a mut Vec<Conflict>,
+    unchanged: &'a mut usize,
+    managed: &'a mut usize,
+}
+
+impl Kinds<'_> {
+    /// The changes of one kind: creates and updates in the order wanted,
+    /// then deletes of this owner's undeclared rows by name.
+    fn plan<T: State>(&mut self, want: Vec<T>, observed: &[Row<T>]) -> Vec<Change<T>> {
+        let owner = self.owner;
+        let ours = |r: &&Row<T>| r.state.managed_by().as_deref() == Some(owner);
+        *self.managed += observed.iter().filter(ours).count();
+        let rows: HashMap<&str, &Row<T>> = observed.iter().map(|r| (r.state.name(), r)).collect();
+        let declared: HashSet<String> = want.iter().map(|w| w.name().to_string()).collect();
+        let mut changes = Vec::new();
+        for want in want {
+            let Some(row) = rows.get(want.name()) else {
+                changes.push(create(want));
+                continue;
+            };
+            let Ok(adopting) = ownership(owner, row.state.managed_by(), self.adopt) else {
+                self.conflicts.push(Conflict {
+                    kind: T::KIND,
+                    name: want.name().to_string(),
+                    owner: row.state.managed_by().clone(),
+                });
+                continue;
+            };
+            let have = &row.state;
+            let (fields, secret) = want.changed_fields(have);
+            if fields.is_empty() {
+                *self.unchanged += 1;
+                continue;
+            }
+            let drift =
+                !adopting && row.applied_digest.is_some() && have.digest() != row.applied_digest;
+            changes.push(Change {
+                action: Action::Update,
+                name: want.name().to_string(),
+                id: row.id,
+                before: Some(have.clone()),
+                after: Some(want),
+                fields,
+                drift,
+                adopt: adopting,
+                secret,
+            });
+        }
+        let mut deletes: Vec<Change<T>> = observed
+            .iter()
+            .filter(ours)
+            .filter(|r| !declared.contains(r.state.name()))
+            .map(delete)
+            .collect();
+        deletes.sort_by(|a, b| a.name.cmp(&b.name));
+        changes.extend(deletes);
+        changes
+    }
+}
+
+fn create<T: State>(want: T) -> Change<T> {
     Change {
         action: Action::Create,
         name: want.name().to_string(),
@@ -495,7 +461,7 @@ fn create<T: Named>(want: T) -> Change<T> {
     }
 }
 
-fn delete<T: Named + Clone>(row: &Row<T>) -> Change<T> {
+fn delete<T: State>(row: &Row<T>) -> Change<T> {
     Change {
         action: Action::Delete,
         name: row.state.name().to_string(),
