@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::manifest::{Desired, UrlState};
-use crate::plan::{self, Action, Counts, Plan};
+use crate::plan::{self, Action, Change, Counts, Plan};
 use crate::render;
 use crate::store::{self, StoreError};
 
@@ -258,27 +258,26 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
         .await?;
     }
 
-    let deleted_projects: Vec<Uuid> = plan
-        .projects
-        .iter()
-        .filter(|p| p.action == Action::Delete)
-        .filter_map(|p| p.id)
-        .collect();
-    if !deleted_projects.is_empty() {
-        sqlx::query("DELETE FROM cpi_projects WHERE id = ANY($1)")
-            .bind(&deleted_projects)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let deleted_connections: Vec<Uuid> = plan
-        .connections
+    // Projects first: they reference connections.
+    delete_rows(tx, "cpi_projects", &plan.projects).await?;
+    delete_rows(tx, "cpi_connections", &plan.connections).await?;
+    Ok(())
+}
+
+/// Deletes the rows of `table` that `changes` deletes.
+async fn delete_rows<T>(
+    tx: &mut PgConnection,
+    table: &str,
+    changes: &[Change<T>],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = changes
         .iter()
         .filter(|c| c.action == Action::Delete)
         .filter_map(|c| c.id)
         .collect();
-    if !deleted_connections.is_empty() {
-        sqlx::query("DELETE FROM cpi_connections WHERE id = ANY($1)")
-            .bind(&deleted_connections)
+    if !ids.is_empty() {
+        sqlx::query(&format!("DELETE FROM {table} WHERE id = ANY($1)"))
+            .bind(&ids)
             .execute(&mut *tx)
             .await?;
     }
