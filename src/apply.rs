@@ -14,31 +14,47 @@ use crate::store::{self, StoreError};
 /// database still serialize, which keeps the audit trail linear.
 const RECONCILE_LOCK: i64 = 0x0063_7069_5f72_6563; // "cpi_rec"
 
+/// How `apply` runs: whose rows, and how far it may go.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
+    /// The owner name written into `managed_by`.
     pub owner: String,
+    /// Take over rows nobody or another owner manages.
     pub adopt: bool,
+    /// The most deletes allowed without `allow_delete`.
     pub max_delete: usize,
+    /// Allow any number of deletes, all managed rows included.
     pub allow_delete: bool,
+    /// What started the run (`cli`, `daemon`, …), recorded in `cpi_reconcile_runs`.
     pub trigger: String,
+    /// The manifests' git revision, when known.
     pub revision: Option<String>,
 }
 
+/// A finished apply.
 #[derive(Debug)]
 pub struct Applied {
+    /// The `cpi_reconcile_runs` row of this run.
     pub run_id: Uuid,
+    /// The plan that was applied.
     pub plan: Plan,
+    /// What it changed.
     pub counts: Counts,
 }
 
+/// Why an apply changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// Rows of other owners (or of none) and no `--adopt`.
     #[error("{} conflict{}:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n"))]
     Conflicts(Vec<plan::Conflict>),
+    /// The delete guard refused the plan (the message says how to allow it).
     #[error("{0}")]
     DeleteGuard(String),
+    /// A connection whose secret file is missing cannot be written.
     #[error("connection {0:?} has no known URL (a secret file is missing)")]
     UnknownSecret(String),
+    /// The management database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -30,7 +30,12 @@ pub enum UrlSplit {
     /// No secret in it: the URL itself goes into git.
     Plain(String),
     /// `database_url` without the password, the password in a file.
-    Password { url: String, password: Secret },
+    Password {
+        /// The URL without its password.
+        url: String,
+        /// The password, decoded.
+        password: Secret,
+    },
     /// The whole URL in a `database_url_file`.
     Whole(Secret),
 }
@@ -148,7 +153,9 @@ pub fn project_manifest(row: &ProjectRow) -> Result<String, String> {
 /// What `cpi export` writes, and the rows it leaves out (with the reason).
 #[derive(Debug, Default)]
 pub struct Exported {
+    /// The manifests and secret files to write.
     pub files: Files,
+    /// Why each left-out row was left out.
     pub skipped: Vec<String>,
 }
 

@@ -32,12 +32,14 @@ const HEADER: &str = "# Converted by `cpi convert-legacy`.\n";
 /// position in the file, and its content.
 #[derive(Debug, Clone)]
 pub struct LegacyDoc {
+    /// The file, relative to the input folder.
     pub file: String,
     /// 0-based document index inside the file.
     pub index: usize,
     /// How many documents the file holds (a lone document may take its
     /// name from the file).
     pub of: usize,
+    /// The document as parsed.
     pub value: Value,
 }
 
@@ -193,6 +195,7 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
 /// What the conversion produced, and which variable became which connection.
 #[derive(Debug, Default)]
 pub struct Converted {
+    /// The manifests and secret files to write.
     pub files: Files,
     /// (environment variable, connection name, projects using it)
     pub connections: Vec<(String, String, Vec<String>)>,

@@ -13,14 +13,19 @@ use crate::config::ProjectConfig;
 use crate::rules;
 use crate::secret::{self, Secret};
 
+/// The only `apiVersion` manifests may have.
 pub const API_VERSION: &str = "cpi/v1";
 
 /// One problem, located as precisely as the input allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
+    /// The file, relative to the manifests folder.
     pub file: String,
+    /// 1-based line, when known.
     pub line: Option<usize>,
+    /// 1-based column, when known.
     pub column: Option<usize>,
+    /// What is wrong (never a secret's value).
     pub message: String,
 }
 
@@ -46,13 +51,16 @@ pub struct InvalidManifests(pub Vec<ManifestError>);
 /// (`validate`, `diff`: they change nothing, and CI has no secrets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Secrets {
+    /// Missing secret files are errors.
     Required,
+    /// Missing secret files are warnings; their values compare as unknown.
     Optional,
 }
 
 /// A connection's URL as far as the manifests tell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlState {
+    /// The whole URL, password included.
     Known(Secret),
     /// `database_url` + a `password_file` that is not present: the URL
     /// without its password is known.
@@ -61,32 +69,47 @@ pub enum UrlState {
     Unknown,
 }
 
+/// A Connection as the manifests declare it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredConnection {
+    /// `metadata.name`.
     pub name: String,
+    /// `spec.description`.
     pub description: Option<String>,
+    /// The URL, as far as the secret files tell it.
     pub url: UrlState,
+    /// The manifest file, relative to the manifests folder.
     pub source: String,
 }
 
+/// A Project as the manifests declare it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredProject {
+    /// `metadata.name`.
     pub name: String,
+    /// `spec.description`.
     pub description: Option<String>,
+    /// The name of its Connection.
     pub connection: String,
     /// The config as stored in `cpi_projects.config` (with `name`).
     pub config: serde_json::Value,
+    /// The manifest file, relative to the manifests folder.
     pub source: String,
 }
 
+/// Everything the manifests declare, by name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
+    /// Connections by name.
     pub connections: BTreeMap<String, DesiredConnection>,
+    /// Projects by name.
     pub projects: BTreeMap<String, DesiredProject>,
 }
 
+/// A manifests folder, loaded.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// What the manifests declare.
     pub desired: Desired,
     /// Missing secret files under [`Secrets::Optional`].
     pub warnings: Vec<String>,

@@ -16,43 +16,64 @@ use crate::secret;
 /// A connection's content, as declared or as found in a row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnState {
+    /// `name`.
     pub name: String,
+    /// `description`.
     pub description: Option<String>,
+    /// `database_url`, as far as it is known.
     pub url: UrlState,
+    /// The owning reconciler.
     pub managed_by: Option<String>,
+    /// The declaring manifest.
     pub source: Option<String>,
 }
 
 /// A project's content; `connection` is the connection's name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjState {
+    /// `name`.
     pub name: String,
+    /// `description`.
     pub description: Option<String>,
+    /// The connection's name.
     pub connection: Option<String>,
+    /// `cpi_projects.config`.
     pub config: serde_json::Value,
+    /// The owning reconciler.
     pub managed_by: Option<String>,
+    /// The declaring manifest.
     pub source: Option<String>,
 }
 
+/// An observed row.
 #[derive(Debug, Clone)]
 pub struct Row<T> {
+    /// The row's id (`None` for a row read from manifests).
     pub id: Option<Uuid>,
+    /// Its content.
     pub state: T,
     /// Digest of the content cpi last wrote into the row.
     pub applied_digest: Option<String>,
 }
 
+/// The rows as found.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
+    /// Every connection row.
     pub connections: Vec<Row<ConnState>>,
+    /// Every project row.
     pub projects: Vec<Row<ProjState>>,
 }
 
+/// What a change does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// Insert the row.
     Create,
+    /// Change the row.
     Update,
+    /// Delete the row.
     Delete,
 }
 
@@ -60,6 +81,7 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretNote {
+    /// Nothing to say.
     None,
     /// The values differ (found by comparing them, never by showing them).
     Changed,
@@ -67,13 +89,18 @@ pub enum SecretNote {
     Unknown,
 }
 
+/// One change to one row.
 #[derive(Debug, Clone)]
 pub struct Change<T> {
+    /// Create, update or delete.
     pub action: Action,
+    /// The object's name.
     pub name: String,
     /// The row's id (update, delete).
     pub id: Option<Uuid>,
+    /// The row as found (update, delete).
     pub before: Option<T>,
+    /// The row as it will be (create, update).
     pub after: Option<T>,
     /// Changed fields of an update.
     pub fields: Vec<&'static str>,
@@ -81,12 +108,16 @@ pub struct Change<T> {
     pub drift: bool,
     /// The row was not ours (unmanaged or another owner's) and `--adopt` takes it.
     pub adopt: bool,
+    /// What can be said of the secret.
     pub secret: SecretNote,
 }
 
+/// A declared object whose row someone else owns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
+    /// `Connection` or `Project`.
     pub kind: &'static str,
+    /// The object's name.
     pub name: String,
     /// `None` for a row nobody manages.
     pub owner: Option<String>,
@@ -109,25 +140,36 @@ impl std::fmt::Display for Conflict {
     }
 }
 
+/// What apply would do.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    /// Connection changes: creates and updates by name, then deletes.
     pub connections: Vec<Change<ConnState>>,
+    /// Project changes, in the same order.
     pub projects: Vec<Change<ProjState>>,
+    /// Rows that need `--adopt`.
     pub conflicts: Vec<Conflict>,
+    /// Declared objects whose rows already match.
     pub unchanged: usize,
     /// Rows this owner manages now.
     pub managed: usize,
 }
 
+/// How many changes of each action a plan holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Counts {
+    /// Rows to create.
     pub create: usize,
+    /// Rows to update.
     pub update: usize,
+    /// Rows to delete.
     pub delete: usize,
+    /// Updates of rows changed behind cpi's back.
     pub drift: usize,
 }
 
 impl Plan {
+    /// The changes counted by action.
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
         let actions = self
@@ -146,6 +188,7 @@ impl Plan {
         c
     }
 
+    /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
         self.connections.is_empty() && self.projects.is_empty()
     }
@@ -253,6 +296,7 @@ fn secret_parts(raw: &str) -> Option<(Option<String>, Vec<String>)> {
     Some((url.password().map(str::to_string), params))
 }
 
+/// The digest of a connection's content; `None` when its URL is not known.
 pub fn connection_digest(s: &ConnState) -> Option<String> {
     let UrlState::Known(url) = &s.url else {
         return None;
@@ -264,6 +308,7 @@ pub fn connection_digest(s: &ConnState) -> Option<String> {
     ]))
 }
 
+/// The digest of a project's content.
 pub fn project_digest(s: &ProjState) -> String {
     digest(&[
         &s.name,

@@ -46,17 +46,21 @@ use crate::store::{self, ConnectionRow, ProjectRow, StoreError};
 /// How long `POST /connections/{id}/test` waits for the target database.
 pub const CONNECTION_TEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What every handler shares: the pool, the token, the health, the limits.
 #[derive(Clone)]
 pub struct AppState {
+    /// The management database.
     pub pool: PgPool,
     /// The API token; `None` makes every guarded endpoint answer 403.
     pub token: Option<Secret>,
     /// Shared with the daemon, which reports reconciles and watcher errors.
     pub health: Arc<Health>,
+    /// How long `POST /connections/{id}/test` waits.
     pub connection_test_timeout: Duration,
 }
 
 impl AppState {
+    /// The state with the default connection test timeout.
     pub fn new(pool: PgPool, token: Option<Secret>, health: Arc<Health>) -> Self {
         AppState {
             pool,
@@ -158,6 +162,7 @@ fn fix_link_keys(doc: &mut serde_json::Value) {
     }
 }
 
+/// The API as an axum router: every route, the 404 fallback and the request log.
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
     router
@@ -228,6 +233,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
+/// `axum::extract::Query`, answering a query string it cannot read with the API's JSON error.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct QueryParams<T>(pub T);
