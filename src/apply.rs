@@ -192,13 +192,7 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
     let mut owners: Vec<Option<String>> = Vec::new();
     let mut sources: Vec<Option<String>> = Vec::new();
     let mut digests: Vec<Option<String>> = Vec::new();
-    for c in &plan.connections {
-        let Some(s) = (c.action != Action::Delete)
-            .then_some(c.after.as_ref())
-            .flatten()
-        else {
-            continue;
-        };
+    for s in written(&plan.connections) {
         let UrlState::Known(url) = &s.url else {
             return Err(ApplyError::UnknownSecret(s.name.clone()));
         };
@@ -234,13 +228,7 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
     let mut owners: Vec<Option<String>> = Vec::new();
     let mut sources: Vec<Option<String>> = Vec::new();
     let mut digests: Vec<String> = Vec::new();
-    for p in &plan.projects {
-        let Some(s) = (p.action != Action::Delete)
-            .then_some(p.after.as_ref())
-            .flatten()
-        else {
-            continue;
-        };
+    for s in written(&plan.projects) {
         names.push(s.name.clone());
         descs.push(s.description.clone());
         conn_names.push(s.connection.clone().unwrap_or_default());
@@ -278,6 +266,14 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
     delete_rows(tx, "cpi_projects", &plan.projects).await?;
     delete_rows(tx, "cpi_connections", &plan.connections).await?;
     Ok(())
+}
+
+/// The rows a kind's creates and updates will hold.
+fn written<T>(changes: &[Change<T>]) -> impl Iterator<Item = &T> {
+    changes
+        .iter()
+        .filter(|c| c.action != Action::Delete)
+        .filter_map(|c| c.after.as_ref())
 }
 
 /// Deletes the rows of `table` that `changes` deletes.

@@ -230,11 +230,7 @@ pub async fn run(
         exported.files.secrets.len(),
         exported.skipped.len()
     );
-    let secrets_flag = if refs.needs_secrets_dir {
-        format!(" --secrets-dir {}", secrets_out.display())
-    } else {
-        String::new()
-    };
+    let secrets_flag = refs.secrets_dir_flag(secrets_out);
     println!(
         "Next: cpi diff --manifests {}{secrets_flag} --adopt, then cpi apply with the same flags to take the rows over.",
         output.display()

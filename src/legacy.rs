@@ -385,11 +385,7 @@ pub fn run(input: &Path, output: &Path, secrets_out: &Path, force: bool) -> Resu
     for (p, _) in &converted.files.manifests {
         println!("wrote {}", output.join(p).display());
     }
-    let secrets_flag = if refs.needs_secrets_dir {
-        format!(" --secrets-dir {}", secrets_out.display())
-    } else {
-        String::new()
-    };
+    let secrets_flag = refs.secrets_dir_flag(secrets_out);
     println!(
         "Converted {} project(s) and {} connection(s). Next: cpi validate --manifests {}{secrets_flag}. Never commit the secret files in {}.",
         converted.files.manifests.len() - converted.connections.len(),

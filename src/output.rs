@@ -35,6 +35,16 @@ pub struct SecretRefs {
 }
 
 impl SecretRefs {
+    /// ` --secrets-dir DIR` when the written manifests need it to find
+    /// their secrets, else nothing: for the "Next:" hint after writing.
+    pub fn secrets_dir_flag(&self, secrets_out: &Path) -> String {
+        if self.needs_secrets_dir {
+            format!(" --secrets-dir {}", secrets_out.display())
+        } else {
+            String::new()
+        }
+    }
+
     /// How manifests in `output` should name files in `secrets_out`.
     pub fn new(output: &Path, secrets_out: &Path) -> Result<SecretRefs> {
         let out = normalize(&std::path::absolute(output)?);
