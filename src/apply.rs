@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::manifest::{Desired, UrlState};
-use crate::plan::{self, Action, Counts, Plan};
+use crate::plan::{self, Action, Change, Counts, Plan};
 use crate::render;
 use crate::store::{self, StoreError};
 
@@ -14,31 +14,47 @@ use crate::store::{self, StoreError};
 /// database still serialize, which keeps the audit trail linear.
 const RECONCILE_LOCK: i64 = 0x0063_7069_5f72_6563; // "cpi_rec"
 
+/// How `apply` runs: whose rows, and how far it may go.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
+    /// The owner name written into `managed_by`.
     pub owner: String,
+    /// Take over rows nobody or another owner manages.
     pub adopt: bool,
+    /// The most deletes allowed without `allow_delete`.
     pub max_delete: usize,
+    /// Allow any number of deletes, all managed rows included.
     pub allow_delete: bool,
+    /// What started the run (`cli`, `daemon`, …), recorded in `cpi_reconcile_runs`.
     pub trigger: String,
+    /// The manifests' git revision, when known.
     pub revision: Option<String>,
 }
 
+/// A finished apply.
 #[derive(Debug)]
 pub struct Applied {
+    /// The `cpi_reconcile_runs` row of this run.
     pub run_id: Uuid,
+    /// The plan that was applied.
     pub plan: Plan,
+    /// What it changed.
     pub counts: Counts,
 }
 
+/// Why an apply changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// Rows of other owners (or of none) and no `--adopt`.
     #[error("{} conflict{}:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n"))]
     Conflicts(Vec<plan::Conflict>),
+    /// The delete guard refused the plan (the message says how to allow it).
     #[error("{0}")]
     DeleteGuard(String),
+    /// A connection whose secret file is missing cannot be written.
     #[error("connection {0:?} has no known URL (a secret file is missing)")]
     UnknownSecret(String),
+    /// The management database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -176,13 +192,7 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
     let mut owners: Vec<Option<String>> = Vec::new();
     let mut sources: Vec<Option<String>> = Vec::new();
     let mut digests: Vec<Option<String>> = Vec::new();
-    for c in &plan.connections {
-        let Some(s) = (c.action != Action::Delete)
-            .then_some(c.after.as_ref())
-            .flatten()
-        else {
-            continue;
-        };
+    for s in written(&plan.connections) {
         let UrlState::Known(url) = &s.url else {
             return Err(ApplyError::UnknownSecret(s.name.clone()));
         };
@@ -218,13 +228,7 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
     let mut owners: Vec<Option<String>> = Vec::new();
     let mut sources: Vec<Option<String>> = Vec::new();
     let mut digests: Vec<String> = Vec::new();
-    for p in &plan.projects {
-        let Some(s) = (p.action != Action::Delete)
-            .then_some(p.after.as_ref())
-            .flatten()
-        else {
-            continue;
-        };
+    for s in written(&plan.projects) {
         names.push(s.name.clone());
         descs.push(s.description.clone());
         conn_names.push(s.connection.clone().unwrap_or_default());
@@ -258,27 +262,34 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
         .await?;
     }
 
-    let deleted_projects: Vec<Uuid> = plan
-        .projects
+    // Projects first: they reference connections.
+    delete_rows(tx, "cpi_projects", &plan.projects).await?;
+    delete_rows(tx, "cpi_connections", &plan.connections).await?;
+    Ok(())
+}
+
+/// The rows a kind's creates and updates will hold.
+fn written<T>(changes: &[Change<T>]) -> impl Iterator<Item = &T> {
+    changes
         .iter()
-        .filter(|p| p.action == Action::Delete)
-        .filter_map(|p| p.id)
-        .collect();
-    if !deleted_projects.is_empty() {
-        sqlx::query("DELETE FROM cpi_projects WHERE id = ANY($1)")
-            .bind(&deleted_projects)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let deleted_connections: Vec<Uuid> = plan
-        .connections
+        .filter(|c| c.action != Action::Delete)
+        .filter_map(|c| c.after.as_ref())
+}
+
+/// Deletes the rows of `table` that `changes` deletes.
+async fn delete_rows<T>(
+    tx: &mut PgConnection,
+    table: &str,
+    changes: &[Change<T>],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = changes
         .iter()
         .filter(|c| c.action == Action::Delete)
         .filter_map(|c| c.id)
         .collect();
-    if !deleted_connections.is_empty() {
-        sqlx::query("DELETE FROM cpi_connections WHERE id = ANY($1)")
-            .bind(&deleted_connections)
+    if !ids.is_empty() {
+        sqlx::query(&format!("DELETE FROM {table} WHERE id = ANY($1)"))
+            .bind(&ids)
             .execute(&mut *tx)
             .await?;
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
+    /// Set from the project name; leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The folder watched for CSV files.
@@ -24,8 +25,11 @@ pub struct ProjectConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_dir: Option<String>,
     /// Seconds a file's size and mtime must stay unchanged before it is read.
+    // Kept as the number written (`2` stays `2`, not `2.0`), so a stored
+    // config exports and loads back to the same JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settle_seconds: Option<f64>,
+    pub settle_seconds: Option<serde_json::Number>,
+    /// Options for every file, under each `tables` entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<ImportOptions>,
     /// First entry whose `file_pattern` matches wins.
@@ -37,11 +41,14 @@ pub struct ProjectConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
+    /// One column.
     One(String),
+    /// Several columns.
     Many(Vec<String>),
 }
 
 impl OneOrMany {
+    /// The column names as a list.
     pub fn to_vec(&self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s.clone()],
@@ -50,16 +57,22 @@ impl OneOrMany {
     }
 }
 
+/// How a file's rows reach its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    /// Insert every row.
     Append,
+    /// Insert new keys, update existing ones.
     Upsert,
+    /// Make the table the file's rows.
     Replace,
+    /// Upsert, then delete the keys the file does not have.
     Sync,
 }
 
 impl Mode {
+    /// The mode as written in a config.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Append => "append",
@@ -70,27 +83,37 @@ impl Mode {
     }
 }
 
+/// The character encoding of a CSV file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Encoding {
+    /// UTF-8 (a BOM is skipped).
     #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
     Utf8,
+    /// ISO-8859-1.
     #[serde(rename = "latin1", alias = "iso-8859-1")]
     Latin1,
+    /// Windows-1252.
     #[serde(rename = "windows-1252", alias = "cp1252")]
     Windows1252,
 }
 
+/// What a bad row does to its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
+    /// Reject the whole file.
     Abort,
+    /// Skip the row and report it (up to `max_errors`).
     SkipRows,
 }
 
+/// What a column the file and the table do not share does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnPolicy {
+    /// Reject the file.
     Error,
+    /// Leave the column out.
     Ignore,
 }
 
@@ -98,39 +121,55 @@ pub enum ColumnPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportOptions {
+    /// Glob of the files these options apply to (default `*.csv`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_pattern: Option<String>,
+    /// Target table, `table` or `schema.table` (default from the file name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    /// Key column(s), required by `upsert` and `sync`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_key: Option<OneOrMany>,
+    /// `append`, `upsert`, `replace` or `sync` (default `upsert` with a primary_key, else `append`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
+    /// Create the table from the header when it does not exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_table: Option<bool>,
     /// CSV header → target column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<BTreeMap<String, String>>,
+    /// Whether the first line names the columns (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<bool>,
+    /// Field separator, one ASCII character (default `,`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
+    /// Quote character, one ASCII character (default `"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote: Option<String>,
+    /// Escape character inside quotes (default: the quote doubled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escape: Option<String>,
+    /// Field value(s) read as NULL (default the empty field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub null: Option<OneOrMany>,
+    /// Trim white space around every field before it is read (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trim: Option<bool>,
+    /// `utf-8` (default), `latin1` or `windows-1252`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<Encoding>,
+    /// `abort` (default) or `skip_rows`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_error: Option<OnError>,
+    /// With `skip_rows`: the most bad rows before the file is rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<u64>,
+    /// A file column the table lacks: `error` (default) or `ignore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_columns: Option<ColumnPolicy>,
+    /// A table column the file lacks: `error` or `ignore` (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_columns: Option<ColumnPolicy>,
 }
@@ -139,11 +178,14 @@ pub struct ImportOptions {
 /// wherever they reach SQL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct TableName {
+    /// The schema, when given.
     pub schema: Option<String>,
+    /// The table.
     pub name: String,
 }
 
 impl TableName {
+    /// Parses `table` or `schema.table`.
     pub fn parse(s: &str) -> Result<TableName, String> {
         let parts: Vec<&str> = s.split('.').collect();
         let bad = |p: &str| p.is_empty() || p.len() > 63 || p.contains('\0');
@@ -189,33 +231,56 @@ pub fn quote_ident(name: &str) -> String {
 /// The options for one file with every default applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedOptions {
+    /// The pattern that matched.
     pub file_pattern: String,
+    /// The target table.
     pub table: TableName,
+    /// Key columns (empty: none).
     pub primary_key: Vec<String>,
+    /// How rows reach the table.
     pub mode: Mode,
+    /// Create a missing table from the header.
     pub create_table: bool,
+    /// CSV header → target column.
     pub columns: BTreeMap<String, String>,
+    /// The first line names the columns.
     pub header: bool,
+    /// Field separator.
     pub delimiter: u8,
+    /// Quote character.
     pub quote: u8,
+    /// Escape character (`None`: the quote doubled).
     pub escape: Option<u8>,
+    /// Field values read as NULL.
     pub null: Vec<String>,
+    /// Trim white space around every field.
     pub trim: bool,
+    /// The file's encoding.
     pub encoding: Encoding,
+    /// What a bad row does.
     pub on_error: OnError,
+    /// With `skip_rows`, the most bad rows.
     pub max_errors: Option<u64>,
+    /// A file column the table lacks.
     pub extra_columns: ColumnPolicy,
+    /// A table column the file lacks.
     pub missing_columns: ColumnPolicy,
 }
 
 const DEFAULT_PATTERN: &str = "*.csv";
 
 impl ProjectConfig {
+    /// `settle_seconds` as a duration (`None` when unset or out of range).
+    pub fn settle(&self) -> Option<std::time::Duration> {
+        let s = self.settle_seconds.as_ref()?.as_f64()?;
+        std::time::Duration::try_from_secs_f64(s).ok()
+    }
+
     /// Every problem of the config, as messages naming the offending key.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        if let Some(s) = self.settle_seconds {
-            if !(0.0..=3600.0).contains(&s) {
+        if let Some(s) = &self.settle_seconds {
+            if !s.as_f64().is_some_and(|f| (0.0..=3600.0).contains(&f)) {
                 errors.push(format!("settle_seconds: {s} is not between 0 and 3600"));
             }
         }
@@ -434,6 +499,20 @@ fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_round_trip_as_written() {
+        for text in ["settle_seconds: 2\n", "settle_seconds: 2.5\n"] {
+            let c: ProjectConfig = serde_yaml::from_str(text).unwrap();
+            assert_eq!(serde_yaml::to_string(&c).unwrap(), text);
+        }
+        let c: ProjectConfig = serde_yaml::from_str("settle_seconds: 2\n").unwrap();
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::json!({"settle_seconds": 2})
+        );
+        assert_eq!(c.settle(), Some(std::time::Duration::from_secs(2)));
+    }
 
     fn cfg(yaml: &str) -> ProjectConfig {
         serde_yaml::from_str(yaml).unwrap()

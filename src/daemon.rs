@@ -251,9 +251,7 @@ fn inboxes_from(
         let Some(dir) = config.inbox.clone() else {
             continue;
         };
-        let settle = config
-            .settle_seconds
-            .map_or(settle, Duration::from_secs_f64);
+        let settle = config.settle().unwrap_or(settle);
         out.insert(row.name, (PathBuf::from(dir), config, settle));
     }
     out

@@ -14,50 +14,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
-use serde::Serialize;
-
 use crate::config::ProjectConfig;
-use crate::manifest::{self, API_VERSION};
+use crate::manifest::{ConnectionSpec, Envelope, ProjectSpec};
 use crate::output::{self, Files, SecretRefs};
+use crate::rules;
 use crate::secret::{self, Secret};
 use crate::store::{self, ConnectionRow, ProjectRow};
+use anyhow::Result;
 
 const HEADER: &str = "# Exported by `cpi export` from the management database.\n";
-
-#[derive(Serialize)]
-struct Envelope<'a, S> {
-    #[serde(rename = "apiVersion")]
-    api_version: &'a str,
-    kind: &'a str,
-    metadata: Metadata<'a>,
-    spec: S,
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    name: &'a str,
-}
-
-#[derive(Serialize, Default)]
-struct ConnectionSpec {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url_file: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    password_file: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ProjectSpec<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-    connection: &'a str,
-    config: ProjectConfig,
-}
 
 /// Where a stored URL goes in a manifest.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,7 +30,12 @@ pub enum UrlSplit {
     /// No secret in it: the URL itself goes into git.
     Plain(String),
     /// `database_url` without the password, the password in a file.
-    Password { url: String, password: Secret },
+    Password {
+        /// The URL without its password.
+        url: String,
+        /// The password, decoded.
+        password: Secret,
+    },
     /// The whole URL in a `database_url_file`.
     Whole(Secret),
 }
@@ -73,13 +43,7 @@ pub enum UrlSplit {
 /// Splits a stored URL so that what the manifest loader rebuilds from the
 /// parts equals the stored text exactly. The error never contains the URL.
 pub fn split_url(raw: &str) -> Result<UrlSplit, String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("the stored URL does not parse ({e})"))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(format!(
-            "the stored URL's scheme {:?} is not postgres:// or postgresql://",
-            url.scheme()
-        ));
-    }
+    let url = rules::parse_pg_url(raw).map_err(|e| format!("the stored URL: {e}"))?;
     let whole = || Ok(UrlSplit::Whole(Secret::new(raw)));
     let Some(visible) = secret::url_without_secrets(raw) else {
         return whole();
@@ -118,24 +82,13 @@ pub fn split_url(raw: &str) -> Result<UrlSplit, String> {
     }
 }
 
-fn to_yaml<T: Serialize>(v: &T) -> String {
-    format!(
-        "{HEADER}{}",
-        serde_yaml::to_string(v).expect("a manifest always serializes")
-    )
-}
-
 /// A connection row as a manifest, and the secret file it references.
 pub fn connection_manifest(
     row: &ConnectionRow,
     refs: &SecretRefs,
 ) -> Result<(String, Option<(PathBuf, Secret)>), String> {
-    if !manifest::valid_name(&row.name) {
-        return Err(format!(
-            "connection {:?}: the name is not a valid metadata.name ([A-Za-z0-9_.-], starting with a letter or digit); rename the row first",
-            row.name
-        ));
-    }
+    rules::check_name(&row.name)
+        .map_err(|e| format!("connection name {e} to be a metadata.name; rename the row first"))?;
     let split = split_url(row.database_url.0.expose())
         .map_err(|e| format!("connection {:?}: {e}", row.name))?;
     let mut spec = ConnectionSpec {
@@ -159,24 +112,15 @@ pub fn connection_manifest(
             Some((PathBuf::from(file), url))
         }
     };
-    let text = to_yaml(&Envelope {
-        api_version: API_VERSION,
-        kind: "Connection",
-        metadata: Metadata { name: &row.name },
-        spec,
-    });
+    let text = Envelope::new("Connection", &row.name, spec).to_yaml(HEADER);
     Ok((text, secret))
 }
 
 /// A project row as a manifest: `spec.connection` is the connection's name,
 /// `spec.config` the stored config without `name` (set from metadata.name).
 pub fn project_manifest(row: &ProjectRow) -> Result<String, String> {
-    if !manifest::valid_name(&row.name) {
-        return Err(format!(
-            "project {:?}: the name is not a valid metadata.name ([A-Za-z0-9_.-], starting with a letter or digit); rename the row first",
-            row.name
-        ));
-    }
+    rules::check_name(&row.name)
+        .map_err(|e| format!("project name {e} to be a metadata.name; rename the row first"))?;
     let Some(connection) = &row.connection_name else {
         return Err(format!(
             "project {:?} has no connection (connection_id is NULL), and a Project manifest needs spec.connection; give the row a connection, or write its manifest by hand",
@@ -198,22 +142,20 @@ pub fn project_manifest(row: &ProjectRow) -> Result<String, String> {
             problems.join("; ")
         ));
     }
-    Ok(to_yaml(&Envelope {
-        api_version: API_VERSION,
-        kind: "Project",
-        metadata: Metadata { name: &row.name },
-        spec: ProjectSpec {
-            description: row.description.as_deref(),
-            connection,
-            config,
-        },
-    }))
+    let spec = ProjectSpec {
+        description: row.description.clone(),
+        connection: connection.clone(),
+        config,
+    };
+    Ok(Envelope::new("Project", &row.name, spec).to_yaml(HEADER))
 }
 
 /// What `cpi export` writes, and the rows it leaves out (with the reason).
 #[derive(Debug, Default)]
 pub struct Exported {
+    /// The manifests and secret files to write.
     pub files: Files,
+    /// Why each left-out row was left out.
     pub skipped: Vec<String>,
 }
 
@@ -288,11 +230,7 @@ pub async fn run(
         exported.files.secrets.len(),
         exported.skipped.len()
     );
-    let secrets_flag = if refs.needs_secrets_dir {
-        format!(" --secrets-dir {}", secrets_out.display())
-    } else {
-        String::new()
-    };
+    let secrets_flag = refs.secrets_dir_flag(secrets_out);
     println!(
         "Next: cpi diff --manifests {}{secrets_flag} --adopt, then cpi apply with the same flags to take the rows over.",
         output.display()

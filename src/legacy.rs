@@ -21,8 +21,9 @@ use anyhow::{bail, Context, Result};
 use serde_yaml::{Mapping, Value};
 
 use crate::config::ProjectConfig;
-use crate::manifest::{self, API_VERSION};
+use crate::manifest::{ConnectionSpec, Envelope, ProjectSpec};
 use crate::output::{self, Files, SecretRefs};
+use crate::rules;
 use crate::secret::{self, Secret};
 
 const HEADER: &str = "# Converted by `cpi convert-legacy`.\n";
@@ -31,12 +32,14 @@ const HEADER: &str = "# Converted by `cpi convert-legacy`.\n";
 /// position in the file, and its content.
 #[derive(Debug, Clone)]
 pub struct LegacyDoc {
+    /// The file, relative to the input folder.
     pub file: String,
     /// 0-based document index inside the file.
     pub index: usize,
     /// How many documents the file holds (a lone document may take its
     /// name from the file).
     pub of: usize,
+    /// The document as parsed.
     pub value: Value,
 }
 
@@ -171,11 +174,8 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
     let name = name.or_else(stem).ok_or_else(|| {
         format!("{at}: the project has no `name` (and the file holds several documents)")
     })?;
-    if !manifest::valid_name(&name) {
-        return Err(format!(
-            "{at}: project name {name:?} is not a valid metadata.name (1-255 of [A-Za-z0-9_.-], starting with a letter or digit)"
-        ));
-    }
+    rules::check_name(&name)
+        .map_err(|e| format!("{at}: project name {e} to be a metadata.name"))?;
     // Fail now, with the input file's name, rather than in `cpi validate`.
     let typed: ProjectConfig = serde_yaml::from_value(Value::Mapping(config.clone()))
         .map_err(|e| format!("{at}: config: {e}"))?;
@@ -192,27 +192,10 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
     })
 }
 
-fn yaml(v: Value) -> String {
-    format!(
-        "{HEADER}{}",
-        serde_yaml::to_string(&v).expect("a manifest always serializes")
-    )
-}
-
-fn envelope(kind: &str, name: &str, spec: Mapping) -> Value {
-    let mut metadata = Mapping::new();
-    metadata.insert("name".into(), name.into());
-    let mut m = Mapping::new();
-    m.insert("apiVersion".into(), API_VERSION.into());
-    m.insert("kind".into(), kind.into());
-    m.insert("metadata".into(), Value::Mapping(metadata));
-    m.insert("spec".into(), Value::Mapping(spec));
-    Value::Mapping(m)
-}
-
 /// What the conversion produced, and which variable became which connection.
 #[derive(Debug, Default)]
 pub struct Converted {
+    /// The manifests and secret files to write.
     pub files: Files,
     /// (environment variable, connection name, projects using it)
     pub connections: Vec<(String, String, Vec<String>)>,
@@ -265,10 +248,7 @@ pub fn convert(
             ));
             continue;
         }
-        let scheme_ok = url::Url::parse(&value)
-            .map(|u| matches!(u.scheme(), "postgres" | "postgresql"))
-            .unwrap_or(false);
-        if !scheme_ok {
+        if rules::parse_pg_url(&value).is_err() {
             // Never echo the value: it is the secret.
             errors.push(format!(
                 "environment variable {var} does not hold a postgres:// or postgresql:// URL"
@@ -276,15 +256,14 @@ pub fn convert(
             continue;
         }
         let file = format!("{name}.url");
-        let mut spec = Mapping::new();
-        spec.insert(
-            "description".into(),
-            format!("Converted from the environment variable {var}").into(),
-        );
-        spec.insert("database_url_file".into(), refs.path(&file).into());
+        let spec = ConnectionSpec {
+            description: Some(format!("Converted from the environment variable {var}")),
+            database_url_file: Some(refs.path(&file)),
+            ..ConnectionSpec::default()
+        };
         out.files.manifests.push((
             Path::new("connections").join(format!("{name}.yaml")),
-            yaml(envelope("Connection", &name, spec)),
+            Envelope::new("Connection", &name, spec).to_yaml(HEADER),
         ));
         out.files
             .secrets
@@ -296,15 +275,14 @@ pub fn convert(
         return Err(errors);
     }
     for p in projects {
-        let mut spec = Mapping::new();
-        if let Some(d) = p.description {
-            spec.insert("description".into(), d.into());
-        }
-        spec.insert("connection".into(), connection_name(&p.env_var).into());
-        spec.insert("config".into(), Value::Mapping(p.config));
+        let spec = ProjectSpec {
+            description: p.description,
+            connection: connection_name(&p.env_var),
+            config: p.config,
+        };
         out.files.manifests.push((
             Path::new("projects").join(format!("{}.yaml", p.name)),
-            yaml(envelope("Project", &p.name, spec)),
+            Envelope::new("Project", &p.name, spec).to_yaml(HEADER),
         ));
     }
     Ok(out)
@@ -407,11 +385,7 @@ pub fn run(input: &Path, output: &Path, secrets_out: &Path, force: bool) -> Resu
     for (p, _) in &converted.files.manifests {
         println!("wrote {}", output.join(p).display());
     }
-    let secrets_flag = if refs.needs_secrets_dir {
-        format!(" --secrets-dir {}", secrets_out.display())
-    } else {
-        String::new()
-    };
+    let secrets_flag = refs.secrets_dir_flag(secrets_out);
     println!(
         "Converted {} project(s) and {} connection(s). Next: cpi validate --manifests {}{secrets_flag}. Never commit the secret files in {}.",
         converted.files.manifests.len() - converted.connections.len(),

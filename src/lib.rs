@@ -21,6 +21,7 @@
 //! - [`store`]: the `cpi_*` management tables (connect, migrate, read).
 //! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
+//! - [`rules`]: the name, URL and legacy rules shared by manifests, export, the API and imports.
 //! - [`config`]: a project's config and the import options for one file (pure).
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
@@ -43,6 +44,7 @@ pub mod plan;
 pub mod queue;
 pub mod reconcile;
 pub mod render;
+pub mod rules;
 pub mod schema;
 pub mod secret;
 pub mod store;

@@ -7,19 +7,25 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ProjectConfig;
+use crate::rules;
 use crate::secret::{self, Secret};
 
+/// The only `apiVersion` manifests may have.
 pub const API_VERSION: &str = "cpi/v1";
 
 /// One problem, located as precisely as the input allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
+    /// The file, relative to the manifests folder.
     pub file: String,
+    /// 1-based line, when known.
     pub line: Option<usize>,
+    /// 1-based column, when known.
     pub column: Option<usize>,
+    /// What is wrong (never a secret's value).
     pub message: String,
 }
 
@@ -45,13 +51,16 @@ pub struct InvalidManifests(pub Vec<ManifestError>);
 /// (`validate`, `diff`: they change nothing, and CI has no secrets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Secrets {
+    /// Missing secret files are errors.
     Required,
+    /// Missing secret files are warnings; their values compare as unknown.
     Optional,
 }
 
 /// A connection's URL as far as the manifests tell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlState {
+    /// The whole URL, password included.
     Known(Secret),
     /// `database_url` + a `password_file` that is not present: the URL
     /// without its password is known.
@@ -60,32 +69,47 @@ pub enum UrlState {
     Unknown,
 }
 
+/// A Connection as the manifests declare it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredConnection {
+    /// `metadata.name`.
     pub name: String,
+    /// `spec.description`.
     pub description: Option<String>,
+    /// The URL, as far as the secret files tell it.
     pub url: UrlState,
+    /// The manifest file, relative to the manifests folder.
     pub source: String,
 }
 
+/// A Project as the manifests declare it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredProject {
+    /// `metadata.name`.
     pub name: String,
+    /// `spec.description`.
     pub description: Option<String>,
+    /// The name of its Connection.
     pub connection: String,
     /// The config as stored in `cpi_projects.config` (with `name`).
     pub config: serde_json::Value,
+    /// The manifest file, relative to the manifests folder.
     pub source: String,
 }
 
+/// Everything the manifests declare, by name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
+    /// Connections by name.
     pub connections: BTreeMap<String, DesiredConnection>,
+    /// Projects by name.
     pub projects: BTreeMap<String, DesiredProject>,
 }
 
+/// A manifests folder, loaded.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// What the manifests declare.
     pub desired: Desired,
     /// Missing secret files under [`Secrets::Optional`].
     pub warnings: Vec<String>,
@@ -109,52 +133,89 @@ impl Loaded {
     }
 }
 
-// JsonSchema: `cpi schema` describes manifests from these very types.
-#[derive(Deserialize, schemars::JsonSchema)]
+// The one manifest model: the loader deserializes it, `cpi export` and
+// `cpi convert-legacy` serialize it, and `cpi schema` describes it.
+
+/// One cpi/v1 manifest document.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Envelope<S> {
+pub struct Envelope<S> {
+    /// Always [`API_VERSION`].
     #[serde(rename = "apiVersion")]
-    api_version: String,
-    #[allow(dead_code)] // dispatched on before the typed parse
-    kind: String,
-    metadata: Metadata,
-    spec: S,
+    pub api_version: String,
+    /// `Connection` or `Project`.
+    pub kind: String,
+    /// The object's name.
+    pub metadata: Metadata,
+    /// The kind's content.
+    pub spec: S,
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+impl<S> Envelope<S> {
+    /// A document of the current [`API_VERSION`].
+    pub fn new(kind: &str, name: &str, spec: S) -> Self {
+        Envelope {
+            api_version: API_VERSION.to_string(),
+            kind: kind.to_string(),
+            metadata: Metadata {
+                name: name.to_string(),
+            },
+            spec,
+        }
+    }
+}
+
+impl<S: Serialize> Envelope<S> {
+    /// The document as YAML text after `header` (a comment saying who wrote it).
+    pub fn to_yaml(&self, header: &str) -> String {
+        format!(
+            "{header}{}",
+            serde_yaml::to_string(self).expect("a manifest always serializes")
+        )
+    }
+}
+
+/// A manifest's `metadata`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Metadata {
+pub struct Metadata {
     /// Unique per kind: 1-255 of [A-Za-z0-9_.-], starting with a letter or digit.
-    name: String,
+    pub name: String,
 }
 
 /// Exactly one URL source: `database_url_file`, or `database_url` (with
 /// `password_file` for the password).
-#[derive(Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ConnectionSpec {
-    #[serde(default)]
-    description: Option<String>,
+pub struct ConnectionSpec {
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// A postgres:// URL without password (a password here is rejected: secrets never live in git).
-    #[serde(default)]
-    database_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
     /// A secret file holding the whole URL (absolute, or relative to --secrets-dir).
-    #[serde(default)]
-    database_url_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url_file: Option<String>,
     /// A secret file holding the password for `database_url`.
-    #[serde(default)]
-    password_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+/// A Project: its connection and its import config.
+// `C` is the config: typed when loaded or exported, the operator's mapping
+// as written when converted from a legacy config.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProjectSpec {
-    #[serde(default)]
-    description: Option<String>,
+#[schemars(rename = "ProjectSpec")]
+pub struct ProjectSpec<C = ProjectConfig> {
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The name of a Connection declared in the manifests.
-    connection: String,
+    pub connection: String,
     /// Stored as `cpi_projects.config`; `name` is set from metadata.name.
-    config: ProjectConfig,
+    pub config: C,
 }
 
 /// Loads every `*.yaml`/`*.yml` below `dir`. Secret paths are absolute or
@@ -423,8 +484,8 @@ fn parse_document(
             if value.is_null() {
                 return Ok(None);
             }
-            if let Some(env_var) = legacy_env_var(&value) {
-                return Err(vec![ctx.err_at_key("env_var", legacy_message(&env_var))]);
+            if let Some(spec) = value.get("spec") {
+                rules::check_legacy(spec).map_err(|m| vec![ctx.err_at_key("env_var", m)])?;
             }
             if value.get("apiVersion").is_none() {
                 return Err(vec![err(
@@ -464,30 +525,6 @@ fn parse_document(
     }
 }
 
-/// `spec.config.connection.env_var` or `spec.connection.env_var`: the
-/// pre-decision form, where a target URL came from an environment variable.
-fn legacy_env_var(doc: &serde_yaml::Value) -> Option<String> {
-    let spec = doc.get("spec")?;
-    [
-        spec.get("connection"),
-        spec.get("config").and_then(|c| c.get("connection")),
-    ]
-    .into_iter()
-    .flatten()
-    .find_map(|c| c.get("env_var"))
-    .map(|v| v.as_str().map_or_else(|| format!("{v:?}"), str::to_string))
-}
-
-pub fn legacy_message(env_var: &str) -> String {
-    format!(
-        "connection.env_var ({env_var}) is no longer supported: target databases are \
-         Connection objects now, never environment variables. To migrate, put the URL \
-         from ${env_var} into a secret file, declare a Connection manifest with \
-         `database_url_file` pointing at it, and set `spec.connection: <connection name>` \
-         in this project (`cpi convert-legacy` does all three)"
-    )
-}
-
 fn check_api_version(ctx: &DocCtx, v: &str) -> Result<(), Vec<ManifestError>> {
     if v == API_VERSION {
         Ok(())
@@ -499,26 +536,8 @@ fn check_api_version(ctx: &DocCtx, v: &str) -> Result<(), Vec<ManifestError>> {
     }
 }
 
-/// The rule for object names, shared with the HTTP API so that every row
-/// can be exported as a manifest.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
 fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {
-    if valid_name(name) {
-        Ok(())
-    } else {
-        Err(vec![ctx.err_at_key(
-            "name",
-            format!("metadata.name {name:?} must be 1-255 characters of [A-Za-z0-9_.-], starting with a letter or digit"),
-        )])
-    }
+    rules::check_name(name).map_err(|m| vec![ctx.err_at_key("name", format!("metadata.name {m}"))])
 }
 
 fn secret_path(secrets_dir: &Path, p: &str) -> PathBuf {
@@ -566,17 +585,6 @@ fn read_secret(
     }
 }
 
-fn parse_pg_url(raw: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("not a valid URL ({e})"))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(format!(
-            "scheme {:?} is not postgres:// or postgresql://",
-            url.scheme()
-        ));
-    }
-    Ok(url)
-}
-
 fn connection(
     ctx: &DocCtx,
     name: String,
@@ -604,7 +612,7 @@ fn connection(
                 None => UrlState::Unknown,
                 Some(s) => {
                     // Never echo the file's content: it is the secret.
-                    parse_pg_url(s.expose()).map_err(|m| {
+                    rules::parse_pg_url(s.expose()).map_err(|m| {
                         vec![ctx.err_at_key(
                             "database_url_file",
                             format!("database_url_file {}: content is {}", path.display(), secret::scrub(&m, &[&s])),
@@ -615,14 +623,8 @@ fn connection(
             }
         }
         (Some(raw), None, password_file) => {
-            let mut url = parse_pg_url(raw)
-                .map_err(|m| vec![ctx.err_at_key("database_url", format!("database_url: {m}"))])?;
-            if url.password().is_some() {
-                return Err(vec![ctx.err_at_key(
-                    "database_url",
-                    "database_url contains a password: secrets never live in git; move it to a file and reference it with password_file (or put the whole URL in database_url_file)".into(),
-                )]);
-            }
+            let mut url = rules::check_manifest_url(raw)
+                .map_err(|m| vec![ctx.err_at_key("database_url", m)])?;
             match password_file {
                 None => UrlState::Known(Secret::new(url.to_string())),
                 Some(file) => {

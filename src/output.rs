@@ -15,7 +15,9 @@ use crate::secret::Secret;
 /// folder) and secret files (relative to the secrets folder).
 #[derive(Debug, Default)]
 pub struct Files {
+    /// Manifest files: path relative to the output folder, and text.
     pub manifests: Vec<(PathBuf, String)>,
+    /// Secret files: path relative to the secrets folder, and content.
     pub secrets: Vec<(PathBuf, Secret)>,
 }
 
@@ -33,6 +35,17 @@ pub struct SecretRefs {
 }
 
 impl SecretRefs {
+    /// ` --secrets-dir DIR` when the written manifests need it to find
+    /// their secrets, else nothing: for the "Next:" hint after writing.
+    pub fn secrets_dir_flag(&self, secrets_out: &Path) -> String {
+        if self.needs_secrets_dir {
+            format!(" --secrets-dir {}", secrets_out.display())
+        } else {
+            String::new()
+        }
+    }
+
+    /// How manifests in `output` should name files in `secrets_out`.
     pub fn new(output: &Path, secrets_out: &Path) -> Result<SecretRefs> {
         let out = normalize(&std::path::absolute(output)?);
         let sec = normalize(&std::path::absolute(secrets_out)?);

@@ -4,7 +4,7 @@
 //! `cpi diff --against`, from another manifests folder). Nothing here does
 //! I/O, so every rule of DESIGN §4 is unit-tested below.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -16,43 +16,64 @@ use crate::secret;
 /// A connection's content, as declared or as found in a row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnState {
+    /// `name`.
     pub name: String,
+    /// `description`.
     pub description: Option<String>,
+    /// `database_url`, as far as it is known.
     pub url: UrlState,
+    /// The owning reconciler.
     pub managed_by: Option<String>,
+    /// The declaring manifest.
     pub source: Option<String>,
 }
 
 /// A project's content; `connection` is the connection's name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjState {
+    /// `name`.
     pub name: String,
+    /// `description`.
     pub description: Option<String>,
+    /// The connection's name.
     pub connection: Option<String>,
+    /// `cpi_projects.config`.
     pub config: serde_json::Value,
+    /// The owning reconciler.
     pub managed_by: Option<String>,
+    /// The declaring manifest.
     pub source: Option<String>,
 }
 
+/// An observed row.
 #[derive(Debug, Clone)]
 pub struct Row<T> {
+    /// The row's id (`None` for a row read from manifests).
     pub id: Option<Uuid>,
+    /// Its content.
     pub state: T,
     /// Digest of the content cpi last wrote into the row.
     pub applied_digest: Option<String>,
 }
 
+/// The rows as found.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
+    /// Every connection row.
     pub connections: Vec<Row<ConnState>>,
+    /// Every project row.
     pub projects: Vec<Row<ProjState>>,
 }
 
+/// What a change does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// Insert the row.
     Create,
+    /// Change the row.
     Update,
+    /// Delete the row.
     Delete,
 }
 
@@ -60,6 +81,7 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretNote {
+    /// Nothing to say.
     None,
     /// The values differ (found by comparing them, never by showing them).
     Changed,
@@ -67,13 +89,18 @@ pub enum SecretNote {
     Unknown,
 }
 
+/// One change to one row.
 #[derive(Debug, Clone)]
 pub struct Change<T> {
+    /// Create, update or delete.
     pub action: Action,
+    /// The object's name.
     pub name: String,
     /// The row's id (update, delete).
     pub id: Option<Uuid>,
+    /// The row as found (update, delete).
     pub before: Option<T>,
+    /// The row as it will be (create, update).
     pub after: Option<T>,
     /// Changed fields of an update.
     pub fields: Vec<&'static str>,
@@ -81,12 +108,16 @@ pub struct Change<T> {
     pub drift: bool,
     /// The row was not ours (unmanaged or another owner's) and `--adopt` takes it.
     pub adopt: bool,
+    /// What can be said of the secret.
     pub secret: SecretNote,
 }
 
+/// A declared object whose row someone else owns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
+    /// `Connection` or `Project`.
     pub kind: &'static str,
+    /// The object's name.
     pub name: String,
     /// `None` for a row nobody manages.
     pub owner: Option<String>,
@@ -109,25 +140,36 @@ impl std::fmt::Display for Conflict {
     }
 }
 
+/// What apply would do.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    /// Connection changes: creates and updates by name, then deletes.
     pub connections: Vec<Change<ConnState>>,
+    /// Project changes, in the same order.
     pub projects: Vec<Change<ProjState>>,
+    /// Rows that need `--adopt`.
     pub conflicts: Vec<Conflict>,
+    /// Declared objects whose rows already match.
     pub unchanged: usize,
     /// Rows this owner manages now.
     pub managed: usize,
 }
 
+/// How many changes of each action a plan holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Counts {
+    /// Rows to create.
     pub create: usize,
+    /// Rows to update.
     pub update: usize,
+    /// Rows to delete.
     pub delete: usize,
+    /// Updates of rows changed behind cpi's back.
     pub drift: usize,
 }
 
 impl Plan {
+    /// The changes counted by action.
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
         let actions = self
@@ -146,6 +188,7 @@ impl Plan {
         c
     }
 
+    /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
         self.connections.is_empty() && self.projects.is_empty()
     }
@@ -204,23 +247,17 @@ fn desired_states(desired: &Desired, owner: &str) -> (Vec<ConnState>, Vec<ProjSt
 /// every object counts as managed by `owner`.
 pub fn observed_from_manifests(desired: &Desired, owner: &str) -> Observed {
     let (conns, projs) = desired_states(desired, owner);
+    fn rows<T>(states: Vec<T>) -> Vec<Row<T>> {
+        let row = |state| Row {
+            id: None,
+            state,
+            applied_digest: None,
+        };
+        states.into_iter().map(row).collect()
+    }
     Observed {
-        connections: conns
-            .into_iter()
-            .map(|state| Row {
-                id: None,
-                state,
-                applied_digest: None,
-            })
-            .collect(),
-        projects: projs
-            .into_iter()
-            .map(|state| Row {
-                id: None,
-                state,
-                applied_digest: None,
-            })
-            .collect(),
+        connections: rows(conns),
+        projects: rows(projs),
     }
 }
 
@@ -259,6 +296,7 @@ fn secret_parts(raw: &str) -> Option<(Option<String>, Vec<String>)> {
     Some((url.password().map(str::to_string), params))
 }
 
+/// The digest of a connection's content; `None` when its URL is not known.
 pub fn connection_digest(s: &ConnState) -> Option<String> {
     let UrlState::Known(url) = &s.url else {
         return None;
@@ -270,6 +308,7 @@ pub fn connection_digest(s: &ConnState) -> Option<String> {
     ]))
 }
 
+/// The digest of a project's content.
 pub fn project_digest(s: &ProjState) -> String {
     digest(&[
         &s.name,
@@ -296,173 +335,43 @@ fn ownership(owner: &str, row_owner: &Option<String>, adopt: bool) -> Result<boo
     }
 }
 
-fn count_managed(observed: &Observed, owner: &str) -> usize {
-    let ours = |m: &Option<String>| m.as_deref() == Some(owner);
-    observed
-        .connections
-        .iter()
-        .filter(|r| ours(&r.state.managed_by))
-        .count()
-        + observed
-            .projects
-            .iter()
-            .filter(|r| ours(&r.state.managed_by))
-            .count()
-}
-
 /// Compares the desired state with the observed rows for `owner`.
 pub fn plan(desired: &Desired, observed: &Observed, owner: &str, adopt: bool) -> Plan {
     let (want_conns, want_projs) = desired_states(desired, owner);
-    let mut p = Plan {
-        managed: count_managed(observed, owner),
-        ..Plan::default()
+    let mut p = Plan::default();
+    let mut kinds = Kinds {
+        owner,
+        adopt,
+        conflicts: &mut p.conflicts,
+        unchanged: &mut p.unchanged,
+        managed: &mut p.managed,
     };
-    let rows: HashMap<&str, &Row<ConnState>> = observed
-        .connections
-        .iter()
-        .map(|r| (r.state.name.as_str(), r))
-        .collect();
-    for want in want_conns {
-        let Some(row) = rows.get(want.name.as_str()) else {
-            p.connections.push(create(want));
-            continue;
-        };
-        let Ok(adopting) = ownership(owner, &row.state.managed_by, adopt) else {
-            p.conflicts.push(Conflict {
-                kind: "Connection",
-                name: want.name.clone(),
-                owner: row.state.managed_by.clone(),
-            });
-            continue;
-        };
-        let have = &row.state;
-        let (url_changed, secret) = compare_url(&want.url, &have.url);
-        let mut fields = Vec::new();
-        if want.description != have.description {
-            fields.push("description");
-        }
-        if url_changed {
-            fields.push("database_url");
-        }
-        if want.managed_by != have.managed_by {
-            fields.push("managed_by");
-        }
-        if want.source != have.source {
-            fields.push("source");
-        }
-        if fields.is_empty() {
-            p.unchanged += 1;
-            continue;
-        }
-        let drift = !adopting
-            && row.applied_digest.is_some()
-            && connection_digest(have) != row.applied_digest;
-        p.connections.push(Change {
-            action: Action::Update,
-            name: want.name.clone(),
-            id: row.id,
-            before: Some(have.clone()),
-            after: Some(want),
-            fields,
-            drift,
-            adopt: adopting,
-            secret,
-        });
-    }
-    let declared: std::collections::HashSet<&str> =
-        desired.connections.keys().map(String::as_str).collect();
-    let mut deletes: Vec<Change<ConnState>> = observed
-        .connections
-        .iter()
-        .filter(|r| {
-            r.state.managed_by.as_deref() == Some(owner)
-                && !declared.contains(r.state.name.as_str())
-        })
-        .map(delete)
-        .collect();
-    deletes.sort_by(|a, b| a.name.cmp(&b.name));
-    p.connections.extend(deletes);
-
-    let rows: HashMap<&str, &Row<ProjState>> = observed
-        .projects
-        .iter()
-        .map(|r| (r.state.name.as_str(), r))
-        .collect();
-    for want in want_projs {
-        let Some(row) = rows.get(want.name.as_str()) else {
-            p.projects.push(create(want));
-            continue;
-        };
-        let Ok(adopting) = ownership(owner, &row.state.managed_by, adopt) else {
-            p.conflicts.push(Conflict {
-                kind: "Project",
-                name: want.name.clone(),
-                owner: row.state.managed_by.clone(),
-            });
-            continue;
-        };
-        let have = &row.state;
-        let mut fields = Vec::new();
-        if want.description != have.description {
-            fields.push("description");
-        }
-        if want.connection != have.connection {
-            fields.push("connection");
-        }
-        if want.config != have.config {
-            fields.push("config");
-        }
-        if want.managed_by != have.managed_by {
-            fields.push("managed_by");
-        }
-        if want.source != have.source {
-            fields.push("source");
-        }
-        if fields.is_empty() {
-            p.unchanged += 1;
-            continue;
-        }
-        let drift = !adopting
-            && row
-                .applied_digest
-                .as_deref()
-                .is_some_and(|d| d != project_digest(have));
-        p.projects.push(Change {
-            action: Action::Update,
-            name: want.name.clone(),
-            id: row.id,
-            before: Some(have.clone()),
-            after: Some(want),
-            fields,
-            drift,
-            adopt: adopting,
-            secret: SecretNote::None,
-        });
-    }
-    let declared: std::collections::HashSet<&str> =
-        desired.projects.keys().map(String::as_str).collect();
-    let mut deletes: Vec<Change<ProjState>> = observed
-        .projects
-        .iter()
-        .filter(|r| {
-            r.state.managed_by.as_deref() == Some(owner)
-                && !declared.contains(r.state.name.as_str())
-        })
-        .map(delete)
-        .collect();
-    deletes.sort_by(|a, b| a.name.cmp(&b.name));
-    p.projects.extend(deletes);
+    p.connections = kinds.plan(want_conns, &observed.connections);
+    p.projects = kinds.plan(want_projs, &observed.projects);
     p
 }
 
-trait Named {
+/// What the connection and project rows share for planning.
+trait State: Clone {
+    /// The manifest kind, for conflicts.
+    const KIND: &'static str;
     fn name(&self) -> &str;
+    fn managed_by(&self) -> &Option<String>;
+    /// What a create can say of the secret.
     fn secret_note(&self) -> SecretNote;
+    /// The fields that differ from `have`, and what to say of the secret.
+    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote);
+    /// The digest stored when cpi writes the row (`None`: not computable).
+    fn digest(&self) -> Option<String>;
 }
 
-impl Named for ConnState {
+impl State for ConnState {
+    const KIND: &'static str = "Connection";
     fn name(&self) -> &str {
         &self.name
+    }
+    fn managed_by(&self) -> &Option<String> {
+        &self.managed_by
     }
     fn secret_note(&self) -> SecretNote {
         match self.url {
@@ -470,18 +379,120 @@ impl Named for ConnState {
             _ => SecretNote::Unknown,
         }
     }
+    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote) {
+        let (url_changed, secret) = compare_url(&self.url, &have.url);
+        let fields = [
+            ("description", self.description != have.description),
+            ("database_url", url_changed),
+            ("managed_by", self.managed_by != have.managed_by),
+            ("source", self.source != have.source),
+        ];
+        (changed(fields), secret)
+    }
+    fn digest(&self) -> Option<String> {
+        connection_digest(self)
+    }
 }
 
-impl Named for ProjState {
+impl State for ProjState {
+    const KIND: &'static str = "Project";
     fn name(&self) -> &str {
         &self.name
+    }
+    fn managed_by(&self) -> &Option<String> {
+        &self.managed_by
     }
     fn secret_note(&self) -> SecretNote {
         SecretNote::None
     }
+    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote) {
+        let fields = [
+            ("description", self.description != have.description),
+            ("connection", self.connection != have.connection),
+            ("config", self.config != have.config),
+            ("managed_by", self.managed_by != have.managed_by),
+            ("source", self.source != have.source),
+        ];
+        (changed(fields), SecretNote::None)
+    }
+    fn digest(&self) -> Option<String> {
+        Some(project_digest(self))
+    }
 }
 
-fn create<T: Named>(want: T) -> Change<T> {
+/// The names of the fields marked changed, in order.
+fn changed<const N: usize>(fields: [(&'static str, bool); N]) -> Vec<&'static str> {
+    fields
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
+}
+
+/// The parts of a [`Plan`] both kinds add to, while each kind is planned.
+struct Kinds<'a> {
+    owner: &'a str,
+    adopt: bool,
+    conflicts: &'a mut Vec<Conflict>,
+    unchanged: &'a mut usize,
+    managed: &'a mut usize,
+}
+
+impl Kinds<'_> {
+    /// The changes of one kind: creates and updates in the order wanted,
+    /// then deletes of this owner's undeclared rows by name.
+    fn plan<T: State>(&mut self, want: Vec<T>, observed: &[Row<T>]) -> Vec<Change<T>> {
+        let owner = self.owner;
+        let ours = |r: &&Row<T>| r.state.managed_by().as_deref() == Some(owner);
+        *self.managed += observed.iter().filter(ours).count();
+        let rows: HashMap<&str, &Row<T>> = observed.iter().map(|r| (r.state.name(), r)).collect();
+        let declared: HashSet<String> = want.iter().map(|w| w.name().to_string()).collect();
+        let mut changes = Vec::new();
+        for want in want {
+            let Some(row) = rows.get(want.name()) else {
+                changes.push(create(want));
+                continue;
+            };
+            let Ok(adopting) = ownership(owner, row.state.managed_by(), self.adopt) else {
+                self.conflicts.push(Conflict {
+                    kind: T::KIND,
+                    name: want.name().to_string(),
+                    owner: row.state.managed_by().clone(),
+                });
+                continue;
+            };
+            let have = &row.state;
+            let (fields, secret) = want.changed_fields(have);
+            if fields.is_empty() {
+                *self.unchanged += 1;
+                continue;
+            }
+            let drift =
+                !adopting && row.applied_digest.is_some() && have.digest() != row.applied_digest;
+            changes.push(Change {
+                action: Action::Update,
+                name: want.name().to_string(),
+                id: row.id,
+                before: Some(have.clone()),
+                after: Some(want),
+                fields,
+                drift,
+                adopt: adopting,
+                secret,
+            });
+        }
+        let mut deletes: Vec<Change<T>> = observed
+            .iter()
+            .filter(ours)
+            .filter(|r| !declared.contains(r.state.name()))
+            .map(delete)
+            .collect();
+        deletes.sort_by(|a, b| a.name.cmp(&b.name));
+        changes.extend(deletes);
+        changes
+    }
+}
+
+fn create<T: State>(want: T) -> Change<T> {
     Change {
         action: Action::Create,
         name: want.name().to_string(),
@@ -495,7 +506,7 @@ fn create<T: Named>(want: T) -> Change<T> {
     }
 }
 
-fn delete<T: Named + Clone>(row: &Row<T>) -> Change<T> {
+fn delete<T: State>(row: &Row<T>) -> Change<T> {
     Change {
         action: Action::Delete,
         name: row.state.name().to_string(),

@@ -9,7 +9,9 @@ use crate::manifest::UrlState;
 use crate::plan::{Action, Change, ConnState, Plan, ProjState, SecretNote};
 use crate::secret::{self, MASK};
 
+/// Shown for a secret that changed: never the secret.
 pub const SECRET_CHANGED: &str = "(secret changed)";
+/// Shown for a secret that could not be read.
 pub const SECRET_UNKNOWN: &str = "(unknown: secret file not present)";
 
 fn url_text(url: &UrlState) -> String {
@@ -42,6 +44,7 @@ pub fn connection_view(s: &ConnState) -> Value {
     Value::Object(m)
 }
 
+/// A project state as JSON, for the text and JSON diff.
 pub fn project_view(s: &ProjState) -> Value {
     let mut m = Map::new();
     m.insert("kind".into(), "Project".into());
@@ -138,6 +141,7 @@ fn items(plan: &Plan) -> Vec<Item> {
         .collect()
 }
 
+/// The one-line count of a plan (`Plan: 1 to create, …`).
 pub fn summary(plan: &Plan) -> String {
     let c = plan.counts();
     let mut s = format!(
@@ -224,6 +228,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
     out
 }
 
+/// A plan as JSON (`--output json`), secrets redacted.
 pub fn json(plan: &Plan) -> Value {
     let changes: Vec<Value> = items(plan)
         .into_iter()

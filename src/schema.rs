@@ -17,6 +17,7 @@ const KINDS: [(&str, &str); 2] = [
     ("Envelope_for_ProjectSpec", "Project"),
 ];
 
+/// The JSON Schema of a manifest document (what `cpi schema` prints).
 pub fn schema() -> Value {
     let mut generator = SchemaSettings::draft07().into_generator();
     generator.subschema_for::<Envelope<ConnectionSpec>>();

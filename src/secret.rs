@@ -26,6 +26,7 @@ const SECRET_PARAMS: &[&str] = &[
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value that must never be printed.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }

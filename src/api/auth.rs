@@ -48,14 +48,19 @@ pub fn token_matches(expected: &Secret, given: &str) -> bool {
     a.ct_eq(&b).into()
 }
 
+/// Why the API token file cannot serve as the token.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
+    /// The file cannot be read.
     #[error("cannot read --api-token-file {path}: {source}")]
     Read {
+        /// The file as given.
         path: String,
+        /// Why it cannot be read.
         #[source]
         source: std::io::Error,
     },
+    /// The file holds nothing but white space (its path).
     #[error("--api-token-file {0} is empty")]
     Empty(String),
 }

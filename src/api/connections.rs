@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Authorized;
-use super::error::{ApiError, ErrorBody};
-use super::{check_name, check_text, ensure_unmanaged, present, AppState, IdPath, JsonBody};
+use super::error::{ApiError, BodyErrors, ErrorBody, TokenErrors};
+use super::{check_fields, delete_unmanaged, lock_unmanaged, present, AppState, IdPath, JsonBody};
 use crate::secret::{self, Secret};
 use crate::store::{self, ConnectionRow};
 
@@ -110,17 +110,7 @@ pub struct TestResult {
 /// A URL the driver accepts. The message never repeats the URL.
 fn check_url(url: &str) -> Result<Secret, String> {
     let secret = Secret::new(url);
-    if url.contains('\0') {
-        return Err("database_url: must not contain NUL characters".into());
-    }
-    let parsed =
-        url::Url::parse(url).map_err(|e| format!("database_url: not a valid URL ({e})"))?;
-    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-        return Err(format!(
-            "database_url: scheme {:?} is not postgres:// or postgresql://",
-            parsed.scheme()
-        ));
-    }
+    crate::rules::parse_pg_url(url).map_err(|e| format!("database_url: {e}"))?;
     store::connect_options(&secret).map_err(|e| format!("database_url: {e}"))?;
     Ok(secret)
 }
@@ -146,11 +136,9 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Connection>>
             ("TestConnection" = (operation_id = "test_connection", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 400, description = "Invalid name or URL", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "No token configured", body = ErrorBody),
+        TokenErrors,
         (status = 409, description = "A connection of this name exists", body = ErrorBody),
-        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
-        (status = 422, description = "Malformed body", body = ErrorBody),
+        BodyErrors,
     )
 )]
 pub async fn create(
@@ -158,11 +146,7 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ConnectionCreate>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut problems = Vec::new();
-    problems.extend(check_name(KIND, &body.name).err());
-    if let Some(d) = &body.description {
-        problems.extend(check_text("description", d).err());
-    }
+    let mut problems = check_fields(KIND, Some(&body.name), body.description.as_deref());
     let url = check_url(&body.database_url).map_err(|e| problems.push(e));
     let Ok(url) = url else {
         return Err(ApiError::Invalid(problems));
@@ -188,8 +172,7 @@ pub async fn create(
     responses(
         (status = 200, description = "The connection with its database_url", body = ConnectionDetail),
         (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "No token configured", body = ErrorBody),
+        TokenErrors,
         (status = 404, description = "No such connection", body = ErrorBody),
     )
 )]
@@ -221,12 +204,10 @@ pub async fn get(
     responses(
         (status = 200, description = "Updated", body = Connection),
         (status = 400, description = "Invalid name or URL, or malformed id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "No token configured", body = ErrorBody),
+        TokenErrors,
         (status = 404, description = "No such connection", body = ErrorBody),
         (status = 409, description = "Managed by a manifest (the body names it), or the new name is taken", body = ErrorBody),
-        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
-        (status = 422, description = "Malformed body", body = ErrorBody),
+        BodyErrors,
     )
 )]
 pub async fn update(
@@ -235,13 +216,8 @@ pub async fn update(
     IdPath(id): IdPath,
     JsonBody(body): JsonBody<ConnectionUpdate>,
 ) -> Result<Json<Connection>, ApiError> {
-    let mut problems = Vec::new();
-    if let Some(n) = &body.name {
-        problems.extend(check_name(KIND, n).err());
-    }
-    if let Some(Some(d)) = &body.description {
-        problems.extend(check_text("description", d).err());
-    }
+    let description = body.description.as_ref().and_then(Option::as_deref);
+    let mut problems = check_fields(KIND, body.name.as_deref(), description);
     let url = match &body.database_url {
         Some(u) => check_url(u).map(Some).unwrap_or_else(|e| {
             problems.push(e);
@@ -253,10 +229,7 @@ pub async fn update(
         return Err(ApiError::Invalid(problems));
     }
     let mut tx = state.pool.begin().await?;
-    let current = store::lock_connection(&mut *tx, id)
-        .await?
-        .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    ensure_unmanaged(KIND, &current.name, &current.managed_by, &current.source)?;
+    let current: ConnectionRow = lock_unmanaged(&mut tx, id).await?;
     let name = body.name.unwrap_or(current.name);
     let description = body.description.unwrap_or(current.description);
     let url = url.unwrap_or(current.database_url.0);
@@ -276,8 +249,7 @@ pub async fn update(
     responses(
         (status = 204, description = "Deleted; projects that used it keep existing with connection_id null"),
         (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "No token configured", body = ErrorBody),
+        TokenErrors,
         (status = 404, description = "No such connection", body = ErrorBody),
         (status = 409, description = "Managed by a manifest (the body names it)", body = ErrorBody),
     )
@@ -287,15 +259,7 @@ pub async fn delete(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let current = store::lock_connection(&mut *tx, id)
-        .await?
-        .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    ensure_unmanaged(KIND, &current.name, &current.managed_by, &current.source)?;
-    if !store::delete_unmanaged_connection(&mut *tx, id).await? {
-        return Err(ApiError::NotFound { kind: KIND, id });
-    }
-    tx.commit().await?;
+    let current: ConnectionRow = delete_unmanaged(&state.pool, id).await?;
     tracing::info!(connection = %current.name, %id, "connection deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -307,8 +271,7 @@ pub async fn delete(
     responses(
         (status = 200, description = "The outcome of connecting and running `SELECT 1` (success false when it failed)", body = TestResult),
         (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "No token configured", body = ErrorBody),
+        TokenErrors,
         (status = 404, description = "No such connection", body = ErrorBody),
     )
 )]

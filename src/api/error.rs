@@ -14,6 +14,7 @@ use crate::store::StoreError;
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    /// The error in one sentence.
     pub error: String,
     /// Every problem found, for a request that fails validation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -26,24 +27,68 @@ pub struct ErrorBody {
     pub source: Option<String>,
 }
 
+/// The answers every route behind the API token documents (utoipa
+/// `responses(...)`), written once instead of on each route.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // described, never built: handlers answer through `ApiError`
+pub(super) enum TokenErrors {
+    #[response(status = 401, description = "Missing or wrong token")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "No token configured")]
+    Forbidden(ErrorBody),
+}
+
+/// The answers every route that reads a JSON body documents.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // described, never built: handlers answer through `ApiError`
+pub(super) enum BodyErrors {
+    #[response(status = 415, description = "The body is not sent as application/json")]
+    UnsupportedMediaType(ErrorBody),
+    #[response(status = 422, description = "Malformed body")]
+    Unprocessable(ErrorBody),
+}
+
+/// Every failure of a request, mapped to its status and JSON body in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 400: every problem the request has.
     #[error("invalid request: {}", .0.join("; "))]
     Invalid(Vec<String>),
     /// A body, path or query string the extractors could not read.
     #[error("{message}")]
-    Malformed { status: StatusCode, message: String },
+    Malformed {
+        /// 400, 404, 405, 415 or 422, as the extractor decided.
+        status: StatusCode,
+        /// What could not be read.
+        message: String,
+    },
+    /// 404: no row of this kind has the id.
     #[error("{kind} {id} does not exist")]
-    NotFound { kind: &'static str, id: Uuid },
+    NotFound {
+        /// `connection` or `project`.
+        kind: &'static str,
+        /// The id asked for.
+        id: Uuid,
+    },
+    /// 409: the name is taken.
     #[error("a {kind} named {name:?} already exists")]
-    Duplicate { kind: &'static str, name: String },
+    Duplicate {
+        /// `connection` or `project`.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+    },
     #[error(
         "{kind} {name:?} is managed by {managed_by:?} from the manifest {}: git is the source of truth for it, change the manifest instead",
         manifest.as_deref().unwrap_or("(unknown path)")
     )]
+    /// 409: a reconciler owns the row, so its manifest must change instead.
     Managed {
+        /// `connection` or `project`.
         kind: &'static str,
+        /// The row's name.
         name: String,
+        /// The reconciler's owner name.
         managed_by: String,
         /// `source` of the row; not named so, which thiserror would take
         /// for the underlying error.
@@ -52,9 +97,12 @@ pub enum ApiError {
     #[error(
         "this endpoint needs an API token and none is configured: start cpi with --api-token-file FILE (a file holding the token), then send `Authorization: Bearer <token>`"
     )]
+    /// 403: the route needs a token and the server has none.
     TokenNotConfigured,
+    /// 401: the token is missing or wrong.
     #[error("missing or wrong API token: send `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// 503: the management database cannot be reached.
     #[error("the management database is unavailable")]
     Unavailable,
     /// The message is already scrubbed of secrets.
@@ -63,6 +111,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -76,6 +125,7 @@ impl ApiError {
         }
     }
 
+    /// A 400 with one problem.
     pub fn invalid(message: impl Into<String>) -> Self {
         ApiError::Invalid(vec![message.into()])
     }

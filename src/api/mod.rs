@@ -38,24 +38,28 @@ use uuid::Uuid;
 
 pub use error::{ApiError, ErrorBody};
 
-use crate::manifest;
 use crate::metrics::Health;
 use crate::secret::Secret;
+use crate::store::{self, ConnectionRow, ProjectRow, StoreError};
 
 /// How long `POST /connections/{id}/test` waits for the target database.
 pub const CONNECTION_TEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What every handler shares: the pool, the token, the health, the limits.
 #[derive(Clone)]
 pub struct AppState {
+    /// The management database.
     pub pool: PgPool,
     /// The API token; `None` makes every guarded endpoint answer 403.
     pub token: Option<Secret>,
     /// Shared with the daemon, which reports reconciles and watcher errors.
     pub health: Arc<Health>,
+    /// How long `POST /connections/{id}/test` waits.
     pub connection_test_timeout: Duration,
 }
 
 impl AppState {
+    /// The state with the default connection test timeout.
     pub fn new(pool: PgPool, token: Option<Secret>, health: Arc<Health>) -> Self {
         AppState {
             pool,
@@ -157,6 +161,7 @@ fn fix_link_keys(doc: &mut serde_json::Value) {
     }
 }
 
+/// The API as an axum router: every route, the 404 fallback and the request log.
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
     router
@@ -227,6 +232,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
+/// `axum::extract::Query`, answering a query string it cannot read with the API's JSON error.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct QueryParams<T>(pub T);
@@ -241,40 +247,103 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// The manifests' name rule, so every row can be exported as a manifest.
-fn check_name(kind: &str, name: &str) -> Result<(), String> {
-    if manifest::valid_name(name) {
-        Ok(())
-    } else {
-        Err(format!(
-            "name: a {kind} name is 1-255 characters of [A-Za-z0-9_.-], starting with a letter or digit"
-        ))
+/// The problems of the fields every body may carry: the manifests' name
+/// rule (so every row can be exported as a manifest) and a description
+/// PostgreSQL can store (text cannot hold NUL).
+fn check_fields(kind: &str, name: Option<&str>, description: Option<&str>) -> Vec<String> {
+    let name = name.and_then(|n| {
+        crate::rules::check_name(n)
+            .err()
+            .map(|e| format!("name: a {kind} name {e}"))
+    });
+    let description = description
+        .filter(|d| d.contains('\0'))
+        .map(|_| "description: must not contain NUL characters".to_string());
+    name.into_iter().chain(description).collect()
+}
+
+/// What the write handlers of `/connections` and `/projects` share about
+/// their rows: how to lock and delete one, and who owns it.
+trait Resource: Sized + Send {
+    /// `connection` or `project`, for messages.
+    const KIND: &'static str;
+    /// The row's name, owner and manifest.
+    fn ownership(&self) -> (&str, &Option<String>, &Option<String>);
+    /// Locks the row for the rest of the transaction.
+    fn lock(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send;
+    /// Deletes the row unless a reconciler owns it; `false` when it is gone.
+    fn delete(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl Resource for ConnectionRow {
+    const KIND: &'static str = "connection";
+    fn ownership(&self) -> (&str, &Option<String>, &Option<String>) {
+        (&self.name, &self.managed_by, &self.source)
+    }
+    fn lock(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send {
+        store::lock_connection(tx, id)
+    }
+    fn delete(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        store::delete_unmanaged_connection(tx, id)
     }
 }
 
-/// PostgreSQL text cannot hold NUL: a 400, not a failed insert.
-fn check_text(field: &str, value: &str) -> Result<(), String> {
-    if value.contains('\0') {
-        Err(format!("{field}: must not contain NUL characters"))
-    } else {
-        Ok(())
+impl Resource for ProjectRow {
+    const KIND: &'static str = "project";
+    fn ownership(&self) -> (&str, &Option<String>, &Option<String>) {
+        (&self.name, &self.managed_by, &self.source)
+    }
+    fn lock(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send {
+        store::lock_project(tx, id)
+    }
+    fn delete(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        store::delete_unmanaged_project(tx, id)
     }
 }
 
-/// 409 for a row a reconciler owns: its manifest is the source of truth.
-fn ensure_unmanaged(
-    kind: &'static str,
-    name: &str,
-    managed_by: &Option<String>,
-    source: &Option<String>,
-) -> Result<(), ApiError> {
-    match managed_by {
-        None => Ok(()),
-        Some(owner) => Err(ApiError::Managed {
-            kind,
+/// Locks row `id` for a write: 404 when it does not exist, 409 when a
+/// reconciler owns it (its manifest is the source of truth).
+async fn lock_unmanaged<R: Resource>(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<R, ApiError> {
+    let row = R::lock(tx, id)
+        .await?
+        .ok_or(ApiError::NotFound { kind: R::KIND, id })?;
+    let (name, managed_by, source) = row.ownership();
+    if let Some(owner) = managed_by {
+        return Err(ApiError::Managed {
+            kind: R::KIND,
             name: name.to_string(),
             managed_by: owner.clone(),
             manifest: source.clone(),
-        }),
+        });
     }
+    Ok(row)
+}
+
+/// `DELETE` of an unmanaged row in one transaction; the deleted row back.
+async fn delete_unmanaged<R: Resource>(pool: &PgPool, id: Uuid) -> Result<R, ApiError> {
+    let mut tx = pool.begin().await?;
+    let current = lock_unmanaged::<R>(&mut tx, id).await?;
+    if !R::delete(&mut tx, id).await? {
+        return Err(ApiError::NotFound { kind: R::KIND, id });
+    }
+    tx.commit().await?;
+    Ok(current)
 }

@@ -13,10 +13,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Authorized;
-use super::error::{ApiError, ErrorBody};
-use super::{check_name, check_text, ensure_unmanaged, present, AppState, IdPath, JsonBody};
+use super::error::{ApiError, BodyErrors, ErrorBody, TokenErrors};
+use super::{check_fields, delete_unmanaged, lock_unmanaged, present, AppState, IdPath, JsonBody};
 use crate::config::ProjectConfig;
-use crate::manifest;
+use crate::rules;
 use crate::store::{self, ProjectRow};
 
 const KIND: &str = "project";
@@ -101,29 +101,11 @@ pub struct ProjectUpdate {
     pub config: Option<Value>,
 }
 
-/// The legacy form (`connection.env_var`, in the body or in its config)
-/// gets the migration hint before anything else is checked.
-fn reject_legacy(body: &Value) -> Result<(), ApiError> {
-    let env_var = [
-        body.get("connection"),
-        body.get("config").and_then(|c| c.get("connection")),
-    ]
-    .into_iter()
-    .flatten()
-    .find_map(|c| c.get("env_var"));
-    match env_var {
-        Some(v) => {
-            let name = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            Err(ApiError::invalid(manifest::legacy_message(&name)))
-        }
-        None => Ok(()),
-    }
-}
-
 /// Reads a body as a `Value` first, so a legacy body gets its hint rather
 /// than an "unknown field" error.
 fn parse<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
-    reject_legacy(&body)?;
+    // The legacy form gets the migration hint before anything else is checked.
+    rules::check_legacy(&body).map_err(ApiError::invalid)?;
     serde_json::from_value(body).map_err(|e| ApiError::Malformed {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message: format!("Failed to deserialize the JSON body into the target type: {e}"),
@@ -230,11 +212,9 @@ pub async fn get(
             ("DeleteProject" = (operation_id = "delete_project", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 400, description = "Invalid name or config, legacy connection.env_var, or unknown connection_id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "No token configured", body = ErrorBody),
+        TokenErrors,
         (status = 409, description = "A project of this name exists", body = ErrorBody),
-        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
-        (status = 422, description = "Malformed body", body = ErrorBody),
+        BodyErrors,
     )
 )]
 pub async fn create(
@@ -243,11 +223,7 @@ pub async fn create(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body: ProjectCreate = parse(body)?;
-    let mut problems = Vec::new();
-    problems.extend(check_name(KIND, &body.name).err());
-    if let Some(d) = &body.description {
-        problems.extend(check_text("description", d).err());
-    }
+    let mut problems = check_fields(KIND, Some(&body.name), body.description.as_deref());
     let config = check_config(&body.name, body.config, &mut problems);
     let Some(config) = config.filter(|_| problems.is_empty()) else {
         return Err(ApiError::Invalid(problems));
@@ -283,12 +259,10 @@ pub async fn create(
     responses(
         (status = 200, description = "Updated", body = Project),
         (status = 400, description = "Invalid name or config, legacy connection.env_var, unknown connection_id, or malformed id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "No token configured", body = ErrorBody),
+        TokenErrors,
         (status = 404, description = "No such project", body = ErrorBody),
         (status = 409, description = "Managed by a manifest (the body names it), or the new name is taken", body = ErrorBody),
-        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
-        (status = 422, description = "Malformed body", body = ErrorBody),
+        BodyErrors,
     )
 )]
 pub async fn update(
@@ -298,21 +272,13 @@ pub async fn update(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Project>, ApiError> {
     let body: ProjectUpdate = parse(body)?;
-    let mut problems = Vec::new();
-    if let Some(n) = &body.name {
-        problems.extend(check_name(KIND, n).err());
-    }
-    if let Some(Some(d)) = &body.description {
-        problems.extend(check_text("description", d).err());
-    }
+    let description = body.description.as_ref().and_then(Option::as_deref);
+    let mut problems = check_fields(KIND, body.name.as_deref(), description);
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
     let mut tx = state.pool.begin().await?;
-    let current = store::lock_project(&mut *tx, id)
-        .await?
-        .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    ensure_unmanaged(KIND, &current.name, &current.managed_by, &current.source)?;
+    let current: ProjectRow = lock_unmanaged(&mut tx, id).await?;
     let name = body.name.unwrap_or(current.name);
     // A rename changes `config.name` too; a new config is checked whole.
     let config = match body.config {
@@ -359,8 +325,7 @@ pub async fn update(
     responses(
         (status = 204, description = "Deleted; its import jobs stay, with project_id null"),
         (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "No token configured", body = ErrorBody),
+        TokenErrors,
         (status = 404, description = "No such project", body = ErrorBody),
         (status = 409, description = "Managed by a manifest (the body names it)", body = ErrorBody),
     )
@@ -370,15 +335,7 @@ pub async fn delete(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let current = store::lock_project(&mut *tx, id)
-        .await?
-        .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    ensure_unmanaged(KIND, &current.name, &current.managed_by, &current.source)?;
-    if !store::delete_unmanaged_project(&mut *tx, id).await? {
-        return Err(ApiError::NotFound { kind: KIND, id });
-    }
-    tx.commit().await?;
+    let current: ProjectRow = delete_unmanaged(&state.pool, id).await?;
     tracing::info!(project = %current.name, %id, "project deleted");
     Ok(StatusCode::NO_CONTENT)
 }

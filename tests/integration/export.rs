@@ -19,6 +19,20 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// A config with every key set, `settle_seconds` an integer: each must
+/// export and load back to the very JSON stored.
+const EVERY_KEY: &str = r#"{"name": "p3", "inbox": "/srv/in/p3", "processed_dir": "/srv/done/p3",
+  "failed_dir": "/srv/failed/p3", "settle_seconds": 2,
+  "defaults": {"file_pattern": "*.csv", "table": "public.t", "primary_key": "id", "mode": "upsert",
+    "create_table": true, "columns": {"Order ID": "order_id"}, "header": true, "delimiter": ";",
+    "quote": "'", "escape": "\\", "null": ["", "NULL"], "trim": false, "encoding": "latin1",
+    "on_error": "skip_rows", "max_errors": 10, "extra_columns": "ignore", "missing_columns": "error"},
+  "tables": [{"file_pattern": "o_*.csv", "table": "sales.orders", "primary_key": ["a", "b"],
+    "mode": "sync", "create_table": false, "columns": {"x": "y"}, "header": false, "delimiter": "|",
+    "quote": "\"", "escape": "\"", "null": "-", "trim": true, "encoding": "windows-1252",
+    "on_error": "skip_rows", "max_errors": 0, "extra_columns": "error", "missing_columns": "ignore"},
+    {"file_pattern": "slow_*.csv", "mode": "append", "on_error": "abort"}]}"#;
+
 #[tokio::test]
 async fn export_then_adopt_then_diff_is_clean() {
     let db = TestDb::new().await;
@@ -34,8 +48,10 @@ async fn export_then_adopt_then_diff_is_clean() {
         "INSERT INTO cpi_projects (name, description, connection_id, config)
          SELECT 'p1', 'nightly', id, '{\"name\": \"p1\", \"inbox\": \"/srv/in/p1\", \"defaults\": {\"primary_key\": \"id\"}, \"tables\": [{\"file_pattern\": \"o_*.csv\", \"table\": \"sales.orders\", \"mode\": \"upsert\", \"primary_key\": [\"order_id\"]}]}'::jsonb FROM cpi_connections WHERE name = 'abc'
          UNION ALL SELECT 'p2', NULL, id, '{\"name\": \"p2\", \"inbox\": \"/srv/in/p2\"}'::jsonb FROM cpi_connections WHERE name = 'plain'
+         UNION ALL SELECT 'p3', NULL, id, $1::jsonb FROM cpi_connections WHERE name = 'plain'
          UNION ALL SELECT 'orphan', NULL, NULL, '{\"inbox\": \"/srv/in/x\"}'::jsonb",
     )
+    .bind(EVERY_KEY)
     .execute(&mut conn)
     .await
     .unwrap();
@@ -81,7 +97,7 @@ async fn export_then_adopt_then_diff_is_clean() {
     assert!(!d.all().contains(PASSWORD));
     let plan: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
     let changes = plan["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 5, "{}", d.stdout);
+    assert_eq!(changes.len(), 6, "{}", d.stdout);
     for c in changes {
         assert_eq!(c["action"], "update", "{c}");
         assert_eq!(c["adopt"], true, "{c}");
@@ -105,6 +121,15 @@ async fn export_then_adopt_then_diff_is_clean() {
             .await
             .unwrap();
     assert_eq!(url, with_password);
+    // Nor was any config: every key, numbers included, came back as stored.
+    let (same,): (bool,) = sqlx::query_as(
+        "SELECT config = $1::jsonb AND config->'settle_seconds' = '2'::jsonb FROM cpi_projects WHERE name = 'p3'",
+    )
+    .bind(EVERY_KEY)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(same, "the stored config of p3 changed");
 
     // A second export does not overwrite what the first wrote.
     let again = run(&db, &["export", "--output", o, "--secrets-out", s]);
