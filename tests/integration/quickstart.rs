@@ -2,20 +2,20 @@
 //! PostgreSQL under `.cpi/` of the working directory (the repository root).
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::support::fs::{copy_dir, file_names};
+use crate::support::wait::wait_for;
 use crate::support::{free_port, Cpi, Run};
 
 #[test]
 fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("clone");
-    // As a fresh clone has it: without the `processed/` and `failed/`
-    // folders a quickstart run leaves in the inbox.
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"),
         &repo.join("examples/quickstart"),
-        &["processed", "failed"],
+        &[],
     );
     // The manifests name the default port; this test takes a free one so
     // that it never meets a quickstart running on the same machine.
@@ -25,7 +25,7 @@ fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
     assert!(text.contains("127.0.0.1:54329/quickstart"));
     std::fs::write(&conn, text.replace("54329", &port.to_string())).unwrap();
 
-    let inbox = repo.join("examples/quickstart/inbox");
+    let inbox = repo.join("examples/quickstart/samples");
     let files = || file_names(&inbox);
     let before = files();
 
@@ -58,5 +58,79 @@ fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
     for r in [&v, &a, &d, &t] {
         assert!(!r.all().contains(password.trim()));
     }
-    assert_eq!(files(), before, "none of these commands touches the inbox");
+    assert_eq!(
+        files(),
+        before,
+        "none of these commands touches the samples"
+    );
+}
+
+/// `examples/quickstart.rs`, compiled into the tests so that its seeding is
+/// the code under test (its `main` drives the same `cpi run` as below).
+#[allow(dead_code)]
+#[path = "../../examples/quickstart.rs"]
+mod example;
+
+#[tokio::test]
+async fn quickstart_daemon_imports_the_samples_and_leaves_the_checkout_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("clone");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"),
+        &repo.join("examples/quickstart"),
+        &[],
+    );
+    let port = free_port();
+    let conn = repo.join("examples/quickstart/manifests/connections/quickstart.yaml");
+    let text = std::fs::read_to_string(&conn).unwrap();
+    std::fs::write(&conn, text.replace("54329", &port.to_string())).unwrap();
+    let samples = repo.join("examples/quickstart/samples");
+    let before = file_names(&samples);
+    let inbox = repo.join(".cpi/quickstart/inbox");
+
+    example::seed(&samples, &inbox).unwrap();
+    let mut daemon = Cpi::new(["run", "--settle", "200ms"])
+        .current_dir(&repo)
+        .manifests("examples/quickstart/manifests")
+        .embedded_port(port)
+        .command()
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let processed = inbox.join("processed");
+    let done = wait_for(
+        "both samples in .cpi/quickstart/inbox/processed/",
+        Duration::from_secs(120),
+        || {
+            let processed = processed.clone();
+            async move { (processed.is_dir() && file_names(&processed).len() == 2).then_some(()) }
+        },
+    )
+    .await;
+    if done.is_ok() {
+        // While the daemon (and so the embedded server) still runs.
+        let url = crate::support::db::embedded_url(&repo.join(".cpi"), port, "quickstart");
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM customers")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        assert!(n > 0, "customers were imported");
+    }
+    crate::support::bin::signal(daemon.id(), "-TERM");
+    let status = daemon.wait().unwrap();
+    done.unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        file_names(&samples),
+        before,
+        "the samples stay where they are"
+    );
+    assert!(file_names(&inbox).iter().all(|n| n == "processed"));
+
+    // A second run drops nothing: both files were imported before.
+    example::seed(&samples, &inbox).unwrap();
+    assert!(file_names(&inbox).iter().all(|n| n == "processed"));
 }
