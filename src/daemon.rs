@@ -504,7 +504,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
             );
             finish_file(s.pool.clone(), job.clone(), path.clone(), outcome).await;
         }
-        Some(Err(ImportError::FileUnreadable { message, .. })) if path.exists() => {
+        Some(Err(ImportError::FileUnreadable { source, .. })) if path.exists() => {
             let outcome = JobOutcome {
                 job_id: job.id,
                 file_name: job.file_name.clone(),
@@ -513,7 +513,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
                 mode: None,
                 sha256: None,
                 counts: Default::default(),
-                error: Some(message),
+                error: Some(source.to_string()),
                 errors: Vec::new(),
                 errors_total: 0,
             };
@@ -536,7 +536,7 @@ async fn vanished(s: &Shared, job: &queue::Claimed) {
     s.retries.lock().unwrap().remove(Path::new(&job.file_path));
     match queue::settle_vanished(&s.pool, job.id, &job.file_path).await {
         Ok(status) => tracing::info!(
-            status,
+            status = status.as_str(),
             "the file is gone (imported by another job, or removed)"
         ),
         Err(e) => {

@@ -10,6 +10,7 @@
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
 //! - [`jobs`]: the `cpi_import_jobs` rows (create, start, finish, list, retry).
 //! - [`reconcile`]: the daemon's reconcile loop (watch, debounce, interval, retry).
+//! - [`retry`]: the one backoff formula of every retry loop.
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
 //! - [`queue`]: the job queue: enqueue once, claim with a lease, take over dead workers' jobs.
 //! - [`watch`]: file-system events (inotify or polling) as hints.
@@ -42,6 +43,7 @@ pub mod plan;
 pub mod queue;
 pub mod reconcile;
 pub mod render;
+pub mod retry;
 pub mod schema;
 pub mod secret;
 pub mod store;

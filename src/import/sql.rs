@@ -8,7 +8,7 @@ use crate::import::encode::CopyFormat;
 pub const ROW_COLUMN: &str = "__cpi_row";
 
 /// A column as the merge SQL sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergeColumn {
     pub name: String,
     /// Compare as text: the type has no equality operator (json) or we
