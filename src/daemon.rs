@@ -239,7 +239,7 @@ fn inboxes_from(
 ) -> BTreeMap<String, (PathBuf, ProjectConfig, Duration)> {
     let mut out = BTreeMap::new();
     for row in rows {
-        let config: ProjectConfig = match serde_json::from_value(row.config) {
+        let config: ProjectConfig = match row.parsed {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(project = %row.name, error = %e, "project config is invalid; its inbox is not watched");
@@ -560,7 +560,7 @@ async fn finish_file(pool: PgPool, job: queue::Claimed, path: PathBuf, outcome: 
             return;
         }
     };
-    let config: ProjectConfig = serde_json::from_value(project.config).unwrap_or_default();
+    let config: ProjectConfig = project.parsed.unwrap_or_default();
     let inbox_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let id = job.id.to_string();
     let short = &id[..8];

@@ -440,14 +440,12 @@ async fn failed_copy(db: &PgPool, job: &Job) -> Result<Option<String>, JobError>
     if Path::new(&job.file_path).is_file() {
         return Ok(Some(job.file_path.clone()));
     }
-    let config: Option<(serde_json::Value,)> =
-        sqlx::query_as("SELECT config FROM cpi_projects WHERE name = $1")
-            .bind(&job.project_name)
-            .fetch_optional(db)
-            .await?;
-    let Some(config) =
-        config.and_then(|(c,)| serde_json::from_value::<crate::config::ProjectConfig>(c).ok())
-    else {
+    let project = match crate::store::project_by_name(db, &job.project_name).await {
+        Ok(p) => p,
+        Err(crate::store::StoreError::Db(e)) => return Err(JobError::Db(e)),
+        Err(_) => None,
+    };
+    let Some(Ok(config)) = project.map(|p| p.parsed) else {
         return Ok(None);
     };
     let failed_dir = match (&config.failed_dir, &config.inbox) {

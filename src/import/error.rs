@@ -72,9 +72,9 @@ pub enum ImportError {
     InvalidConfig {
         /// The project.
         project: String,
-        /// Why it does not parse.
+        /// Why it does not parse (shared with the row it was read from).
         #[source]
-        source: serde_json::Error,
+        source: std::sync::Arc<serde_json::Error>,
     },
     /// No `file_pattern` of the project matches the file.
     #[error("project {project:?}: no file_pattern of the project matches {relative:?}")]
@@ -199,7 +199,7 @@ pub fn error_policy(err: &ImportError, attempt: u32) -> Action {
         | TargetTransient { .. }
         | Management(JobError::Db(_))
         | Store {
-            source: StoreError::Db(_) | StoreError::Connect(_),
+            source: StoreError::Db(_) | StoreError::Connect(_) | StoreError::Refused { .. },
             ..
         } => Action::Retry(retry::backoff(attempt, RETRY_BASE, RETRY_MAX)),
         ProjectNotFound(_)
@@ -218,8 +218,8 @@ pub fn error_policy(err: &ImportError, attempt: u32) -> Action {
 mod tests {
     use super::*;
 
-    fn bad_json() -> serde_json::Error {
-        serde_json::from_str::<u8>("x").unwrap_err()
+    fn bad_json() -> std::sync::Arc<serde_json::Error> {
+        std::sync::Arc::new(serde_json::from_str::<u8>("x").unwrap_err())
     }
 
     #[test]

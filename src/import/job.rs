@@ -146,7 +146,13 @@ async fn run_started(
     let project_name = job.project_name.clone();
     let (project, url) = project_target(mgmt, &project_name).await?;
     let path = PathBuf::from(&job.file_path);
-    let opts = plan::resolve_options(&project_name, &project.config, &path, &job.file_name)?;
+    let opts = plan::resolve_options(
+        &project_name,
+        &project.config,
+        &project.parsed,
+        &path,
+        &job.file_name,
+    )?;
 
     let unreadable = |source: std::io::Error| ImportError::FileUnreadable {
         path: job.file_path.clone(),

@@ -6,10 +6,11 @@
 
 use std::path::Path;
 
-use crate::config::{Mode, ProjectConfig, ResolvedOptions};
+use crate::config::{Mode, ResolvedOptions};
 use crate::import::encode::{ColType, ColumnSpec, CopyFormat};
 use crate::import::error::ImportError;
 use crate::import::{mapping, sql};
+use crate::store::ParsedConfig;
 
 /// The file's path relative to the project's inbox (what `file_pattern`
 /// matches), else its name.
@@ -24,15 +25,17 @@ pub fn relative_path(inbox: Option<&str>, path: &Path, file_name: &str) -> Strin
     file_name.to_string()
 }
 
-/// The options of one file of `project`, from its stored config (raw, so
-/// that the legacy `connection.env_var` is recognised before parsing).
+/// The options of one file of `project`, from its stored config: `raw` as
+/// stored (so that the legacy `connection.env_var` is recognised whether or
+/// not the rest parses), `parsed` as the row read it.
 pub fn resolve_options(
     project: &str,
-    raw_config: &serde_json::Value,
+    raw: &serde_json::Value,
+    parsed: &ParsedConfig,
     path: &Path,
     file_name: &str,
 ) -> Result<ResolvedOptions, ImportError> {
-    if raw_config
+    if raw
         .get("connection")
         .and_then(|c| c.get("env_var"))
         .is_some()
@@ -41,11 +44,9 @@ pub fn resolve_options(
             project: project.to_string(),
         });
     }
-    let config: ProjectConfig = serde_json::from_value(raw_config.clone()).map_err(|source| {
-        ImportError::InvalidConfig {
-            project: project.to_string(),
-            source,
-        }
+    let config = parsed.as_ref().map_err(|e| ImportError::InvalidConfig {
+        project: project.to_string(),
+        source: e.clone(),
     })?;
     let relative = relative_path(config.inbox.as_deref(), path, file_name);
     config
@@ -257,7 +258,7 @@ pub fn plan_columns(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TableName;
+    use crate::config::{ProjectConfig, TableName};
     use serde_json::json;
 
     #[test]
@@ -310,7 +311,8 @@ mod tests {
         for (config, path, want) in rows {
             let p = Path::new(path);
             let name = p.file_name().unwrap().to_str().unwrap();
-            let got = resolve_options("p", &config, p, name);
+            let parsed = crate::store::parse_config(&config);
+            let got = resolve_options("p", &config, &parsed, p, name);
             match (&want, &got) {
                 (Want::Table(t, m), Ok(o)) => {
                     assert_eq!(o.table.to_string(), *t, "{config}");
