@@ -115,31 +115,54 @@ impl std::fmt::Display for JobStatus {
 /// A `cpi_import_jobs` row (DESIGN §2).
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Job {
+    /// The job's id.
     pub id: Uuid,
+    /// Its project's id (NULL once the project is deleted).
     pub project_id: Option<Uuid>,
+    /// Its project's name, as it was.
     pub project_name: String,
+    /// The project's connection when queued.
     pub connection_id: Option<Uuid>,
+    /// The file's name.
     pub file_name: String,
+    /// The file's absolute path (where it is now, for a retry).
     pub file_path: String,
+    /// The file's size in bytes.
     pub file_size: Option<i64>,
+    /// The file's sha256, once known.
     pub file_sha256: Option<String>,
+    /// The target table, once the options are known.
     pub target_table: Option<String>,
+    /// The mode, once the options are known.
     pub mode: Option<String>,
     /// Where the job is in its lifecycle.
     pub status: JobStatus,
+    /// Records parsed.
     pub rows_read: i64,
+    /// Rows added.
     pub rows_inserted: i64,
+    /// Rows changed in place.
     pub rows_updated: i64,
+    /// Rows removed.
     pub rows_deleted: i64,
+    /// Records skipped as bad.
     pub rows_rejected: i64,
+    /// Why it failed (or which import it repeats), secrets masked.
     pub error: Option<String>,
+    /// The row errors (`errors`, `errors_total`, `errors_truncated`).
     #[schema(value_type = Option<Object>)]
     pub error_details: Option<serde_json::Value>,
+    /// Who ran it last (`cpi import`, or a daemon worker).
     pub worker: Option<String>,
+    /// How many times it started.
     pub attempts: i32,
+    /// Until when its worker holds it (daemon).
     pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it was queued.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When its last run started.
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its last run ended.
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 

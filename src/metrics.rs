@@ -92,6 +92,7 @@ impl Health {
         }
     }
 
+    /// Records the end of a reconcile (its error scrubbed).
     pub fn reconciled(&self, status: ReconcileStatus, error: Option<&str>) {
         if status == ReconcileStatus::Succeeded {
             self.synced_once.store(true, Ordering::SeqCst);
@@ -106,10 +107,12 @@ impl Health {
         }
     }
 
+    /// Counts one failure to watch a folder.
     pub fn watcher_error(&self) {
         self.watcher_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether this process runs the reconciler.
     pub fn runs_reconciler(&self) -> bool {
         self.reconciler
     }
@@ -119,10 +122,12 @@ impl Health {
         !self.reconciler || self.synced_once.load(Ordering::SeqCst)
     }
 
+    /// The last reconcile this process ran, if any.
     pub fn last_reconcile(&self) -> Option<LastReconcile> {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
+    /// Watcher failures since start.
     pub fn watcher_errors(&self) -> u64 {
         self.watcher_errors.load(Ordering::Relaxed)
     }
