@@ -95,14 +95,7 @@ impl JobStatus {
 
     /// The status a column value spells, if any.
     pub fn parse(s: &str) -> Option<JobStatus> {
-        Some(match s {
-            "queued" => JobStatus::Queued,
-            "running" => JobStatus::Running,
-            "succeeded" => JobStatus::Succeeded,
-            "failed" => JobStatus::Failed,
-            "duplicate" => JobStatus::Duplicate,
-            _ => return None,
-        })
+        JobStatus::ALL.into_iter().find(|j| j.as_str() == s)
     }
 }
 
@@ -471,14 +464,30 @@ async fn failed_copy(db: &PgPool, job: &Job) -> Result<Option<String>, JobError>
     let Some(Ok(config)) = project.map(|p| p.parsed) else {
         return Ok(None);
     };
-    let failed_dir = match (&config.failed_dir, &config.inbox) {
-        (Some(d), Some(inbox)) if Path::new(d).is_relative() => Path::new(inbox).join(d),
-        (Some(d), _) => std::path::PathBuf::from(d),
-        (None, Some(inbox)) => Path::new(inbox).join("failed"),
+    let failed_dir = match (&config.inbox, &config.failed_dir) {
+        (Some(inbox), _) => crate::inbox::failed_dir(&config, Path::new(inbox)),
+        (None, Some(d)) => std::path::PathBuf::from(d),
         (None, None) => return Ok(None),
     };
     let candidate = failed_dir.join(&job.file_name);
     Ok(candidate
         .is_file()
         .then(|| candidate.to_string_lossy().into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One spelling per status: the column's (`as_str`, sqlx's lowercase
+    /// rename), the JSON's (serde) and the CLI's (`parse`) agree.
+    #[test]
+    fn status_spellings_agree() {
+        for s in JobStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+            assert_eq!(s.as_str(), format!("{s:?}").to_lowercase());
+        }
+        assert_eq!(JobStatus::parse("done"), None);
+    }
 }

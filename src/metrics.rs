@@ -361,6 +361,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reconcile_status_spellings_agree() {
+        for s in ReconcileStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_str(), format!("{s:?}").to_lowercase());
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(
             labels(&[("managed_by", "a\"b\\c\nd")]),
