@@ -232,13 +232,7 @@ pub(super) async fn load(
 
     let started = Instant::now();
     target::ensure_ledger(conn).await.map_err(db)?;
-    let mut tx = conn.begin().await.map_err(db)?;
-    // Timestamps without an offset mean UTC, whatever the server's setting.
-    sqlx::query("SET LOCAL TimeZone = 'UTC'")
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    target::lock_table(&mut tx, &table).await.map_err(db)?;
+    let mut tx = begin(conn, &table).await.map_err(db)?;
     if let Some(sha) = &ctx.sha256 {
         if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
             .await
@@ -287,39 +281,13 @@ pub(super) async fn load(
     }
 
     let sha256 = file_sha256(ctx, &stream).await?;
-    let fresh = target::ledger_insert(
-        &mut tx,
-        &ctx.project,
-        &table,
-        &sha256,
-        ctx.job_id,
-        file,
-        summary.rows_loaded,
-    )
-    .await
-    .map_err(db)?;
-    if !fresh {
-        // The same content is in the ledger (imported before, its size
-        // unknown to the management database; or committed meanwhile):
-        // everything loaded here is rolled back.
-        let prev = target::ledger_lookup(&mut tx, &ctx.project, &table, &sha256)
-            .await
-            .map_err(db)?;
+    if let Some(dup) = record(&mut tx, ctx, &sha256, summary.rows_loaded)
+        .await
+        .map_err(db)?
+    {
+        // Everything loaded here is rolled back.
         let _ = tx.rollback().await;
-        return Ok(match prev {
-            Some(prev) => duplicate(file, &o.table, &sha256, &prev),
-            None => Loaded {
-                sha256,
-                status: JobStatus::Duplicate,
-                counts: Counts::default(),
-                note: Some(format!(
-                    "{file}: the same content was already imported into {}",
-                    o.table
-                )),
-                errors: Vec::new(),
-                errors_total: 0,
-            },
-        });
+        return Ok(dup);
     }
     let merge_done = started.elapsed();
     tx.commit().await.map_err(db)?;
@@ -344,6 +312,60 @@ pub(super) async fn load(
         errors: summary.errors,
         errors_total: summary.errors_total,
     })
+}
+
+/// The import transaction: timestamps without an offset mean UTC whatever
+/// the server's setting, and the table's lock is held until it ends.
+async fn begin<'c>(
+    conn: &'c mut PgConnection,
+    table: &str,
+) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET LOCAL TimeZone = 'UTC'")
+        .execute(&mut *tx)
+        .await?;
+    target::lock_table(&mut tx, table).await?;
+    Ok(tx)
+}
+
+/// Writes the ledger row; `Some(duplicate)` when the same content is in
+/// the ledger already (imported before, its size unknown to the management
+/// database; or committed meanwhile): the caller then rolls back.
+async fn record(
+    tx: &mut PgConnection,
+    ctx: &Ctx,
+    sha256: &str,
+    rows_loaded: u64,
+) -> Result<Option<Loaded>, sqlx::Error> {
+    let (file, table) = (ctx.file.as_str(), ctx.opts.table.quoted());
+    let fresh = target::ledger_insert(
+        tx,
+        &ctx.project,
+        &table,
+        sha256,
+        ctx.job_id,
+        file,
+        rows_loaded,
+    )
+    .await?;
+    if fresh {
+        return Ok(None);
+    }
+    let prev = target::ledger_lookup(tx, &ctx.project, &table, sha256).await?;
+    Ok(Some(match prev {
+        Some(prev) => duplicate(file, &ctx.opts.table, sha256, &prev),
+        None => Loaded {
+            sha256: sha256.to_string(),
+            status: JobStatus::Duplicate,
+            counts: Counts::default(),
+            note: Some(format!(
+                "{file}: the same content was already imported into {}",
+                ctx.opts.table
+            )),
+            errors: Vec::new(),
+            errors_total: 0,
+        },
+    }))
 }
 
 /// Opens the file and reads its header (or first record), off the runtime.
