@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::manifest::{Desired, UrlState};
+use crate::metrics::ReconcileStatus;
 use crate::plan::{self, Action, Change, Counts, Plan};
 use crate::render;
 use crate::store::{self, StoreError};
@@ -99,7 +100,7 @@ pub async fn apply(
             pool,
             opts,
             started,
-            "refused",
+            ReconcileStatus::Refused,
             &counts,
             &diff,
             Some(&err.to_string()),
@@ -115,7 +116,7 @@ pub async fn apply(
                 pool,
                 opts,
                 started,
-                "failed",
+                ReconcileStatus::Failed,
                 &counts,
                 &diff,
                 Some(&e.to_string()),
@@ -124,7 +125,16 @@ pub async fn apply(
             return Err(e);
         }
     }
-    let run_id = record_run(&mut *tx, opts, started, "succeeded", &counts, &diff, None).await?;
+    let run_id = record_run(
+        &mut *tx,
+        opts,
+        started,
+        ReconcileStatus::Succeeded,
+        &counts,
+        &diff,
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Applied {
         run_id,
@@ -144,7 +154,7 @@ pub async fn record_failure(
         pool,
         opts,
         chrono::Utc::now(),
-        "failed",
+        ReconcileStatus::Failed,
         &Counts::default(),
         "",
         Some(error),
@@ -156,7 +166,7 @@ async fn record_run(
     db: impl sqlx::PgExecutor<'_>,
     opts: &ApplyOptions,
     started: chrono::DateTime<chrono::Utc>,
-    status: &str,
+    status: ReconcileStatus,
     c: &Counts,
     diff: &str,
     error: Option<&str>,

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
 use crate::config::ProjectConfig;
-use crate::import::{self, ImportError, JobOutcome};
+use crate::import::{self, Action, ImportError, JobOutcome};
 use crate::inbox::{self, Readiness};
 use crate::jobs::JobStatus;
 use crate::metrics::Health;
@@ -103,13 +103,31 @@ pub fn default_worker_prefix() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// A file whose job could not run, and when to try it again.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    at: Instant,
+    /// How many times it failed this way in a row.
+    attempt: u32,
+    /// A configuration error: tried again at once when a project changes.
+    waits_for_fix: bool,
+}
+
+/// A project changed (reconcile or API write): files waiting for a
+/// configuration fix are due now, not at their slow re-check.
+fn config_changed(retries: &mut HashMap<PathBuf, Retry>, now: Instant) {
+    for r in retries.values_mut().filter(|r| r.waits_for_fix) {
+        r.at = now;
+    }
+}
+
 /// What the workers share.
 #[derive(Clone)]
 struct Shared {
     pool: PgPool,
     settings: Arc<Settings>,
-    /// Files whose job could not run (target unreachable, ...): when to try again.
-    retries: Arc<Mutex<HashMap<PathBuf, (Instant, u32)>>>,
+    /// Files whose job could not run (target unreachable, config error, ...): when to try again.
+    retries: Arc<Mutex<HashMap<PathBuf, Retry>>>,
     job_ready: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
 }
@@ -241,7 +259,7 @@ fn inboxes_from(
 ) -> BTreeMap<String, (PathBuf, ProjectConfig, Duration)> {
     let mut out = BTreeMap::new();
     for row in rows {
-        let config: ProjectConfig = match serde_json::from_value(row.config) {
+        let config: ProjectConfig = match row.parsed {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(project = %row.name, error = %e, "project config is invalid; its inbox is not watched");
@@ -317,13 +335,13 @@ async fn scan_inboxes(
             retries.retain(|p, _| p.exists());
             let due: Vec<PathBuf> = retries
                 .iter()
-                .filter(|(_, (at, _))| *at <= now)
+                .filter(|(_, r)| r.at <= now)
                 .map(|(p, _)| p.clone())
                 .collect();
             for p in &due {
                 if let Some(entry) = retries.get_mut(p) {
                     // Keep the attempt count; push the time out until the job reports again.
-                    entry.0 = now + Duration::from_secs(3600);
+                    entry.at = now + Duration::from_secs(3600);
                 }
             }
             due
@@ -381,7 +399,10 @@ async fn scan_inboxes(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
-            _ = projects_changed.notified() => next_full = Instant::now(),
+            _ = projects_changed.notified() => {
+                next_full = Instant::now();
+                config_changed(&mut s.retries.lock().unwrap(), next_full);
+            }
             Some(p) = events.recv() => {
                 for (name, ib) in &inboxes {
                     if p.parent() == Some(ib.dir.as_path()) || p == ib.dir {
@@ -401,14 +422,6 @@ fn options_for(
     let name = path.file_name()?.to_str()?;
     let relative = import::relative_path(dir.to_str(), path, name);
     config.options_for(&relative)
-}
-
-/// Backoff for a file whose job could not run: 5 s, 10 s, … capped at 5 min.
-pub fn file_retry_delay(attempt: u32) -> Duration {
-    Duration::from_secs(
-        5u64.saturating_mul(2u64.saturating_pow(attempt.min(6)))
-            .min(300),
-    )
 }
 
 /// One import worker: claim, import under a renewed lease, move the file.
@@ -504,31 +517,60 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
             );
             finish_file(s.pool.clone(), job.clone(), path.clone(), outcome).await;
         }
-        Some(Err(ImportError::FileUnreadable { message, .. })) if path.exists() => {
-            let outcome = JobOutcome {
-                job_id: job.id,
-                file_name: job.file_name.clone(),
-                status: JobStatus::Failed,
-                target_table: None,
-                mode: None,
-                sha256: None,
-                counts: Default::default(),
-                error: Some(message),
-                errors: Vec::new(),
-                errors_total: 0,
-            };
+        Some(Err(ImportError::FileUnreadable { source, .. })) if path.exists() => {
+            let outcome = failed_outcome(&job, source.to_string());
             finish_file(s.pool.clone(), job.clone(), path.clone(), outcome).await;
         }
         Some(Err(ImportError::FileUnreadable { .. })) => vanished(s, &job).await,
         Some(Err(e)) => {
-            // Target down, project without connection, ...: the file waits
-            // in place and is tried again with backoff.
-            let mut retries = s.retries.lock().unwrap();
-            let attempt = retries.get(&path).map_or(0, |(_, n)| *n);
-            let delay = file_retry_delay(attempt);
-            retries.insert(path, (Instant::now() + delay, attempt + 1));
-            tracing::warn!(error = %secret::scrub_known(&e.to_string()), retry_in = ?delay, "import could not run; the file stays in the inbox");
+            let attempt = s
+                .retries
+                .lock()
+                .unwrap()
+                .get(&path)
+                .map_or(0, |r| r.attempt);
+            let error = secret::scrub_known(&e.to_string());
+            let (delay, waits_for_fix) = match import::error_policy(&e, attempt) {
+                Action::Retry(delay) => {
+                    tracing::warn!(%error, retry_in = ?delay, "import could not run; the file stays in the inbox");
+                    (delay, false)
+                }
+                Action::WaitForFix => {
+                    let delay = import::config_recheck(attempt);
+                    tracing::warn!(%error, recheck_in = ?delay, "configuration error: the file waits in the inbox until the project is fixed");
+                    (delay, true)
+                }
+                Action::Fail => {
+                    tracing::warn!(%error, "import failed; the file is set aside");
+                    let outcome = failed_outcome(&job, error);
+                    return finish_file(s.pool.clone(), job.clone(), path, outcome).await;
+                }
+            };
+            s.retries.lock().unwrap().insert(
+                path,
+                Retry {
+                    at: Instant::now() + delay,
+                    attempt: attempt + 1,
+                    waits_for_fix,
+                },
+            );
         }
+    }
+}
+
+/// The outcome of a job that failed without a verdict on its rows.
+fn failed_outcome(job: &queue::Claimed, error: String) -> JobOutcome {
+    JobOutcome {
+        job_id: job.id,
+        file_name: job.file_name.clone(),
+        status: JobStatus::Failed,
+        target_table: None,
+        mode: None,
+        sha256: None,
+        counts: Default::default(),
+        error: Some(error),
+        errors: Vec::new(),
+        errors_total: 0,
     }
 }
 
@@ -536,7 +578,7 @@ async fn vanished(s: &Shared, job: &queue::Claimed) {
     s.retries.lock().unwrap().remove(Path::new(&job.file_path));
     match queue::settle_vanished(&s.pool, job.id, &job.file_path).await {
         Ok(status) => tracing::info!(
-            status,
+            status = status.as_str(),
             "the file is gone (imported by another job, or removed)"
         ),
         Err(e) => {
@@ -560,7 +602,7 @@ async fn finish_file(pool: PgPool, job: queue::Claimed, path: PathBuf, outcome: 
             return;
         }
     };
-    let config: ProjectConfig = serde_json::from_value(project.config).unwrap_or_default();
+    let config: ProjectConfig = project.parsed.unwrap_or_default();
     let inbox_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let id = job.id.to_string();
     let short = &id[..8];
@@ -593,9 +635,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_retries_back_off_to_five_minutes() {
-        assert_eq!(file_retry_delay(0), Duration::from_secs(5));
-        assert_eq!(file_retry_delay(1), Duration::from_secs(10));
-        assert_eq!(file_retry_delay(9), Duration::from_secs(300));
+    fn a_config_change_makes_only_waiting_files_due() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(600);
+        let mut retries: HashMap<PathBuf, Retry> = HashMap::new();
+        retries.insert(
+            "a".into(),
+            Retry {
+                at: later,
+                attempt: 1,
+                waits_for_fix: true,
+            },
+        );
+        retries.insert(
+            "b".into(),
+            Retry {
+                at: later,
+                attempt: 1,
+                waits_for_fix: false,
+            },
+        );
+        config_changed(&mut retries, now);
+        assert_eq!(retries[Path::new("a")].at, now);
+        assert_eq!(retries[Path::new("b")].at, later);
     }
 }

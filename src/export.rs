@@ -127,7 +127,7 @@ pub fn project_manifest(row: &ProjectRow) -> Result<String, String> {
             row.name
         ));
     };
-    let mut config: ProjectConfig = serde_json::from_value(row.config.clone()).map_err(|e| {
+    let mut config: ProjectConfig = row.parsed.clone().map_err(|e| {
         format!(
             "project {:?}: its stored config is not a valid manifest config ({e}); a legacy config with connection.env_var is converted by `cpi convert-legacy`",
             row.name
@@ -263,6 +263,7 @@ mod tests {
             description: None,
             connection_id: connection.map(|_| uuid::Uuid::new_v4()),
             connection_name: connection.map(str::to_string),
+            parsed: crate::store::parse_config(&config),
             config,
             managed_by: None,
             source: None,

@@ -6,33 +6,83 @@ use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
+/// Why a job operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// The project to queue a file for does not exist.
     #[error("project {0:?} does not exist in the management database")]
     ProjectNotFound(String),
+    /// No job has this id.
     #[error("job {0} does not exist")]
     NotFound(Uuid),
+    /// Only failed (or, forced, dead running) jobs are retried.
     #[error("job {id} is {status}: only a failed job can be retried (or a running one whose worker died, with --force)")]
-    NotRetryable { id: Uuid, status: String },
+    NotRetryable {
+        /// The job.
+        id: Uuid,
+        /// Its status, or why it changed meanwhile.
+        status: String,
+    },
+    /// The file of a job to retry is gone.
     #[error("job {id}: the file {path} no longer exists")]
-    FileGone { id: Uuid, path: String },
+    FileGone {
+        /// The job.
+        id: Uuid,
+        /// Where the file was.
+        path: String,
+    },
+    /// A succeeded or duplicate job is not run again.
     #[error("job {id} is {status}: a finished job is not run again (its result stands)")]
-    Finished { id: Uuid, status: String },
+    Finished {
+        /// The job.
+        id: Uuid,
+        /// Its status.
+        status: JobStatus,
+    },
+    /// The management database failed.
     #[error("management database: {0}")]
     Db(#[from] sqlx::Error),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+/// `cpi_import_jobs.status` (a TEXT column; bound and read as this enum).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    sqlx::Type,
+)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum JobStatus {
+    /// Waiting for a worker.
     Queued,
+    /// A worker holds it (under a lease, for the daemon).
     Running,
+    /// Imported.
     Succeeded,
+    /// Rejected, or could not run (see its error).
     Failed,
+    /// Its content was imported before.
     Duplicate,
 }
 
 impl JobStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Duplicate,
+    ];
+
+    /// The status as the column spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Queued => "queued",
@@ -43,15 +93,9 @@ impl JobStatus {
         }
     }
 
+    /// The status a column value spells, if any.
     pub fn parse(s: &str) -> Option<JobStatus> {
-        Some(match s {
-            "queued" => JobStatus::Queued,
-            "running" => JobStatus::Running,
-            "succeeded" => JobStatus::Succeeded,
-            "failed" => JobStatus::Failed,
-            "duplicate" => JobStatus::Duplicate,
-            _ => return None,
-        })
+        JobStatus::ALL.into_iter().find(|j| j.as_str() == s)
     }
 }
 
@@ -64,31 +108,54 @@ impl std::fmt::Display for JobStatus {
 /// A `cpi_import_jobs` row (DESIGN §2).
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Job {
+    /// The job's id.
     pub id: Uuid,
+    /// Its project's id (NULL once the project is deleted).
     pub project_id: Option<Uuid>,
+    /// Its project's name, as it was.
     pub project_name: String,
+    /// The project's connection when queued.
     pub connection_id: Option<Uuid>,
+    /// The file's name.
     pub file_name: String,
+    /// The file's absolute path (where it is now, for a retry).
     pub file_path: String,
+    /// The file's size in bytes.
     pub file_size: Option<i64>,
+    /// The file's sha256, once known.
     pub file_sha256: Option<String>,
+    /// The target table, once the options are known.
     pub target_table: Option<String>,
+    /// The mode, once the options are known.
     pub mode: Option<String>,
-    /// queued, running, succeeded, failed or duplicate.
-    pub status: String,
+    /// Where the job is in its lifecycle.
+    pub status: JobStatus,
+    /// Records parsed.
     pub rows_read: i64,
+    /// Rows added.
     pub rows_inserted: i64,
+    /// Rows changed in place.
     pub rows_updated: i64,
+    /// Rows removed.
     pub rows_deleted: i64,
+    /// Records skipped as bad.
     pub rows_rejected: i64,
+    /// Why it failed (or which import it repeats), secrets masked.
     pub error: Option<String>,
+    /// The row errors (`errors`, `errors_total`, `errors_truncated`).
     #[schema(value_type = Option<Object>)]
     pub error_details: Option<serde_json::Value>,
+    /// Who ran it last (`cpi import`, or a daemon worker).
     pub worker: Option<String>,
+    /// How many times it started.
     pub attempts: i32,
+    /// Until when its worker holds it (daemon).
     pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it was queued.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When its last run started.
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its last run ended.
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -131,7 +198,7 @@ pub async fn create_for(
     let size = std::fs::metadata(path).ok().map(|m| m.len() as i64);
     let (id,): (Uuid,) = sqlx::query_as(
         "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $10, $7, $8, $9) RETURNING id",
     )
     .bind(project_id)
     .bind(project_name)
@@ -142,6 +209,7 @@ pub async fn create_for(
     .bind(worker)
     .bind(target.map(|t| t.0))
     .bind(target.map(|t| t.1))
+    .bind(JobStatus::Queued)
     .fetch_one(mgmt)
     .await?;
     Ok(id)
@@ -151,14 +219,17 @@ pub async fn create_for(
 pub async fn active_for_path(db: &PgPool, path: &Path) -> Result<Option<Job>, JobError> {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE file_path = $1 AND status IN ('queued', 'running')
+        "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE file_path = $1 AND status IN ($2, $3)
           ORDER BY created_at DESC LIMIT 1"
     ))
     .bind(abs.to_string_lossy().into_owned())
+    .bind(JobStatus::Queued)
+    .bind(JobStatus::Running)
     .fetch_optional(db)
     .await?)
 }
 
+/// The job, if it exists.
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, JobError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE id = $1"
@@ -168,11 +239,16 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, JobEr
     .await?)
 }
 
+/// Which jobs [`list`] and [`count`] return.
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
+    /// Only this project's.
     pub project: Option<String>,
+    /// Only jobs in this status.
     pub status: Option<JobStatus>,
+    /// At most this many.
     pub limit: i64,
+    /// After skipping this many.
     pub offset: i64,
 }
 
@@ -186,7 +262,7 @@ pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Job>, J
           ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
     ))
     .bind(&f.project)
-    .bind(f.status.map(JobStatus::as_str))
+    .bind(f.status)
     .bind(f.limit)
     .bind(f.offset)
     .fetch_all(db)
@@ -199,7 +275,7 @@ pub async fn count(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<i64, JobEr
         "SELECT count(*) FROM cpi_import_jobs WHERE {FILTER}"
     ))
     .bind(&f.project)
-    .bind(f.status.map(JobStatus::as_str))
+    .bind(f.status)
     .fetch_one(db)
     .await?;
     Ok(n)
@@ -210,13 +286,16 @@ pub async fn count(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<i64, JobEr
 /// queued, failed and running (a worker died) jobs start.
 pub async fn start(db: &PgPool, id: Uuid, worker: &str) -> Result<Job, JobError> {
     let started: Option<Job> = sqlx::query_as(&format!(
-        "UPDATE cpi_import_jobs SET status = 'running', worker = $2, attempts = attempts + 1,
+        "UPDATE cpi_import_jobs SET status = $3, worker = $2, attempts = attempts + 1,
                 started_at = now(), finished_at = NULL, error = NULL, error_details = NULL,
                 rows_read = 0, rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
-          WHERE id = $1 AND status IN ('queued', 'failed', 'running') RETURNING {JOB_COLUMNS}"
+          WHERE id = $1 AND status IN ($4, $5, $3) RETURNING {JOB_COLUMNS}"
     ))
     .bind(id)
     .bind(worker)
+    .bind(JobStatus::Running)
+    .bind(JobStatus::Queued)
+    .bind(JobStatus::Failed)
     .fetch_optional(db)
     .await?;
     match started {
@@ -242,16 +321,19 @@ pub async fn size_seen(
 ) -> Result<bool, JobError> {
     let (seen,): (bool,) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM cpi_import_jobs WHERE project_id = $1 AND target_table = $2
-                          AND file_size = $3 AND status IN ('succeeded', 'duplicate'))",
+                          AND file_size = $3 AND status IN ($4, $5))",
     )
     .bind(project_id)
     .bind(target_table)
     .bind(size as i64)
+    .bind(JobStatus::Succeeded)
+    .bind(JobStatus::Duplicate)
     .fetch_one(db)
     .await?;
     Ok(seen)
 }
 
+/// Records the file's sha256 once computed.
 pub async fn set_sha256(db: impl PgExecutor<'_>, id: Uuid, sha256: &str) -> Result<(), JobError> {
     sqlx::query("UPDATE cpi_import_jobs SET file_sha256 = $2 WHERE id = $1")
         .bind(id)
@@ -287,13 +369,19 @@ pub async fn describe(
 /// Final counts of a job.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Counts {
+    /// Records parsed.
     pub rows_read: u64,
+    /// Rows added to the table.
     pub rows_inserted: u64,
+    /// Rows changed in place (upsert, sync).
     pub rows_updated: u64,
+    /// Rows removed (replace, sync).
     pub rows_deleted: u64,
+    /// Records skipped as bad (`on_error: skip_rows`).
     pub rows_rejected: u64,
 }
 
+/// Records the job's verdict, counts and errors.
 pub async fn finish(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -308,7 +396,7 @@ pub async fn finish(
           WHERE id = $1",
     )
     .bind(id)
-    .bind(status.as_str())
+    .bind(status)
     .bind(counts.rows_read as i64)
     .bind(counts.rows_inserted as i64)
     .bind(counts.rows_updated as i64)
@@ -330,10 +418,10 @@ pub async fn finish(
 /// second finds the first in the ledger and ends as a duplicate.
 pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError> {
     let job = get(db, id).await?.ok_or(JobError::NotFound(id))?;
-    if job.status != "failed" && !(force && job.status == "running") {
+    if job.status != JobStatus::Failed && !(force && job.status == JobStatus::Running) {
         return Err(JobError::NotRetryable {
             id,
-            status: job.status,
+            status: job.status.to_string(),
         });
     }
     let path = match failed_copy(db, &job).await? {
@@ -346,12 +434,13 @@ pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError
         }
     };
     let job: Job = sqlx::query_as(&format!(
-        "UPDATE cpi_import_jobs SET status = 'queued', file_path = $2 WHERE id = $1 AND status = $3
+        "UPDATE cpi_import_jobs SET status = $4, file_path = $2 WHERE id = $1 AND status = $3
          RETURNING {JOB_COLUMNS}"
     ))
     .bind(id)
     .bind(&path)
-    .bind(&job.status)
+    .bind(job.status)
+    .bind(JobStatus::Queued)
     .fetch_optional(db)
     .await?
     .ok_or(JobError::NotRetryable {
@@ -367,24 +456,38 @@ async fn failed_copy(db: &PgPool, job: &Job) -> Result<Option<String>, JobError>
     if Path::new(&job.file_path).is_file() {
         return Ok(Some(job.file_path.clone()));
     }
-    let config: Option<(serde_json::Value,)> =
-        sqlx::query_as("SELECT config FROM cpi_projects WHERE name = $1")
-            .bind(&job.project_name)
-            .fetch_optional(db)
-            .await?;
-    let Some(config) =
-        config.and_then(|(c,)| serde_json::from_value::<crate::config::ProjectConfig>(c).ok())
-    else {
+    let project = match crate::store::project_by_name(db, &job.project_name).await {
+        Ok(p) => p,
+        Err(crate::store::StoreError::Db(e)) => return Err(JobError::Db(e)),
+        Err(_) => None,
+    };
+    let Some(Ok(config)) = project.map(|p| p.parsed) else {
         return Ok(None);
     };
-    let failed_dir = match (&config.failed_dir, &config.inbox) {
-        (Some(d), Some(inbox)) if Path::new(d).is_relative() => Path::new(inbox).join(d),
-        (Some(d), _) => std::path::PathBuf::from(d),
-        (None, Some(inbox)) => Path::new(inbox).join("failed"),
+    let failed_dir = match (&config.inbox, &config.failed_dir) {
+        (Some(inbox), _) => crate::inbox::failed_dir(&config, Path::new(inbox)),
+        (None, Some(d)) => std::path::PathBuf::from(d),
         (None, None) => return Ok(None),
     };
     let candidate = failed_dir.join(&job.file_name);
     Ok(candidate
         .is_file()
         .then(|| candidate.to_string_lossy().into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One spelling per status: the column's (`as_str`, sqlx's lowercase
+    /// rename), the JSON's (serde) and the CLI's (`parse`) agree.
+    #[test]
+    fn status_spellings_agree() {
+        for s in JobStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+            assert_eq!(s.as_str(), format!("{s:?}").to_lowercase());
+        }
+        assert_eq!(JobStatus::parse("done"), None);
+    }
 }

@@ -24,6 +24,7 @@
 //! - [`rules`]: the name, URL and legacy rules shared by manifests, export, the API and imports.
 //! - [`config`]: a project's config and the import options for one file (pure).
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
+//! - [`retry`]: the one backoff formula of every retry loop.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 
 pub mod api;
@@ -44,6 +45,7 @@ pub mod plan;
 pub mod queue;
 pub mod reconcile;
 pub mod render;
+pub mod retry;
 pub mod rules;
 pub mod schema;
 pub mod secret;

@@ -15,22 +15,49 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
+use crate::jobs::JobStatus;
 use crate::secret;
 
-/// The outcome of one reconcile, as `cpi_reconcile_runs.status` spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+/// The outcome of one reconcile, as `cpi_reconcile_runs.status` (TEXT)
+/// spells it; bound and read as this enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum ReconcileStatus {
+    /// Applied (or nothing to do).
     Succeeded,
+    /// Could not load, plan or write: nothing changed.
     Failed,
+    /// Refused by a guard (conflicts, delete limit): nothing changed.
     Refused,
 }
 
+impl ReconcileStatus {
+    /// Every status, in the order the metrics list them.
+    pub const ALL: [ReconcileStatus; 3] = [
+        ReconcileStatus::Succeeded,
+        ReconcileStatus::Failed,
+        ReconcileStatus::Refused,
+    ];
+
+    /// The status as the column spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileStatus::Succeeded => "succeeded",
+            ReconcileStatus::Failed => "failed",
+            ReconcileStatus::Refused => "refused",
+        }
+    }
+}
+
+/// The last reconcile this process ran.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LastReconcile {
+    /// How it ended.
     pub status: ReconcileStatus,
     /// The error of a failed or refused reconcile, secrets masked.
     pub error: Option<String>,
+    /// When it ended.
     pub finished_at: DateTime<Utc>,
 }
 
@@ -65,6 +92,7 @@ impl Health {
         }
     }
 
+    /// Records the end of a reconcile (its error scrubbed).
     pub fn reconciled(&self, status: ReconcileStatus, error: Option<&str>) {
         if status == ReconcileStatus::Succeeded {
             self.synced_once.store(true, Ordering::SeqCst);
@@ -79,10 +107,12 @@ impl Health {
         }
     }
 
+    /// Counts one failure to watch a folder.
     pub fn watcher_error(&self) {
         self.watcher_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether this process runs the reconciler.
     pub fn runs_reconciler(&self) -> bool {
         self.reconciler
     }
@@ -92,10 +122,12 @@ impl Health {
         !self.reconciler || self.synced_once.load(Ordering::SeqCst)
     }
 
+    /// The last reconcile this process ran, if any.
     pub fn last_reconcile(&self) -> Option<LastReconcile> {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
+    /// Watcher failures since start.
     pub fn watcher_errors(&self) -> u64 {
         self.watcher_errors.load(Ordering::Relaxed)
     }
@@ -105,9 +137,6 @@ impl Health {
 const DURATION_BUCKETS: &[f64] = &[
     0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
-
-const JOB_STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "duplicate"];
-const RECONCILE_STATUSES: &[&str] = &["succeeded", "failed", "refused"];
 
 /// The Prometheus text exposition (format 0.0.4) of every `cpi_*` metric.
 /// A database that cannot be read gives `cpi_database_up 0` and the
@@ -146,16 +175,16 @@ pub async fn render(pool: &PgPool, health: &Health) -> String {
 async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
     let mut out = String::new();
 
-    let runs: Vec<(String, i64, i64)> = sqlx::query_as(
+    let runs: Vec<(ReconcileStatus, i64, i64)> = sqlx::query_as(
         "SELECT status, count(*), coalesce(sum(drifted), 0)::bigint FROM cpi_reconcile_runs GROUP BY status",
     )
     .fetch_all(pool)
     .await?;
-    let samples: Vec<(String, f64)> = RECONCILE_STATUSES
+    let samples: Vec<(String, f64)> = ReconcileStatus::ALL
         .iter()
         .map(|s| {
             let n = runs.iter().find(|r| r.0 == *s).map_or(0, |r| r.1);
-            (labels(&[("status", s)]), n as f64)
+            (labels(&[("status", s.as_str())]), n as f64)
         })
         .collect();
     counter(
@@ -166,7 +195,7 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
     );
     let drift: i64 = runs
         .iter()
-        .filter(|r| r.0 == "succeeded")
+        .filter(|r| r.0 == ReconcileStatus::Succeeded)
         .map(|r| r.2)
         .sum();
     counter(
@@ -176,8 +205,9 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         &[(String::new(), drift as f64)],
     );
     let (last_success,): (Option<f64>,) = sqlx::query_as(
-        "SELECT extract(epoch FROM max(finished_at))::float8 FROM cpi_reconcile_runs WHERE status = 'succeeded'",
+        "SELECT extract(epoch FROM max(finished_at))::float8 FROM cpi_reconcile_runs WHERE status = $1",
     )
+    .bind(ReconcileStatus::Succeeded)
     .fetch_one(pool)
     .await?;
     if let Some(t) = last_success {
@@ -208,14 +238,14 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         &samples,
     );
 
-    let jobs: Vec<(String, i64)> =
+    let jobs: Vec<(JobStatus, i64)> =
         sqlx::query_as("SELECT status, count(*) FROM cpi_import_jobs GROUP BY status")
             .fetch_all(pool)
             .await?;
-    let count_of = |s: &str| jobs.iter().find(|j| j.0 == s).map_or(0, |j| j.1);
-    let samples: Vec<(String, f64)> = JOB_STATUSES
+    let count_of = |s: JobStatus| jobs.iter().find(|j| j.0 == s).map_or(0, |j| j.1);
+    let samples: Vec<(String, f64)> = JobStatus::ALL
         .iter()
-        .map(|s| (labels(&[("status", s)]), count_of(s) as f64))
+        .map(|&s| (labels(&[("status", s.as_str())]), count_of(s) as f64))
         .collect();
     gauge(
         &mut out,
@@ -227,15 +257,16 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         &mut out,
         "cpi_import_queue_depth",
         "Files waiting to be imported (jobs queued).",
-        &[(String::new(), count_of("queued") as f64)],
+        &[(String::new(), count_of(JobStatus::Queued) as f64)],
     );
 
     let (read, inserted, updated, deleted, rejected): (i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT coalesce(sum(rows_read), 0)::bigint, coalesce(sum(rows_inserted), 0)::bigint,
                 coalesce(sum(rows_updated), 0)::bigint, coalesce(sum(rows_deleted), 0)::bigint,
                 coalesce(sum(rows_rejected), 0)::bigint
-           FROM cpi_import_jobs WHERE status = 'succeeded'",
+           FROM cpi_import_jobs WHERE status = $1",
     )
+    .bind(JobStatus::Succeeded)
     .fetch_one(pool)
     .await?;
     let samples: Vec<(String, f64)> = [
@@ -258,17 +289,21 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
     let buckets: Vec<(f64, i64)> = sqlx::query_as(
         "WITH d AS (
             SELECT extract(epoch FROM finished_at - started_at)::float8 AS s FROM cpi_import_jobs
-             WHERE status IN ('succeeded', 'failed') AND started_at IS NOT NULL AND finished_at IS NOT NULL)
+             WHERE status IN ($2, $3) AND started_at IS NOT NULL AND finished_at IS NOT NULL)
          SELECT b.le, (SELECT count(*) FROM d WHERE d.s <= b.le) FROM unnest($1::float8[]) AS b(le) ORDER BY b.le",
     )
     .bind(DURATION_BUCKETS)
+    .bind(JobStatus::Succeeded)
+    .bind(JobStatus::Failed)
     .fetch_all(pool)
     .await?;
     let (count, sum): (i64, f64) = sqlx::query_as(
         "SELECT count(*), coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)::float8
            FROM cpi_import_jobs
-          WHERE status IN ('succeeded', 'failed') AND started_at IS NOT NULL AND finished_at IS NOT NULL",
+          WHERE status IN ($1, $2) AND started_at IS NOT NULL AND finished_at IS NOT NULL",
     )
+    .bind(JobStatus::Succeeded)
+    .bind(JobStatus::Failed)
     .fetch_one(pool)
     .await?;
     let name = "cpi_import_duration_seconds";
@@ -324,6 +359,14 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconcile_status_spellings_agree() {
+        for s in ReconcileStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_str(), format!("{s:?}").to_lowercase());
+        }
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::jobs::{self, JobError};
+use crate::jobs::{self, JobError, JobStatus};
 
 /// Serializes claims across workers and replicas, so that "the oldest file
 /// of a table not already running" is decided on committed state.
@@ -32,12 +32,18 @@ pub async fn enqueue(
     }
 }
 
+/// A job a worker just claimed.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
+    /// The job.
     pub id: Uuid,
+    /// Its project.
     pub project_name: String,
+    /// The file's name.
     pub file_name: String,
+    /// The file's absolute path.
     pub file_path: String,
+    /// Runs so far, this claim included.
     pub attempts: i32,
 }
 
@@ -56,15 +62,15 @@ pub async fn claim(
         .await?;
     let claimed: Option<Claimed> = sqlx::query_as(
         "UPDATE cpi_import_jobs j
-            SET status = 'running', worker = $1, lease_expires_at = now() + make_interval(secs => $2)
+            SET status = $3, worker = $1, lease_expires_at = now() + make_interval(secs => $2)
           WHERE j.id = (
               SELECT q.id FROM cpi_import_jobs q
-               WHERE (q.status = 'queued' OR (q.status = 'running' AND q.lease_expires_at < now()))
+               WHERE (q.status = $4 OR (q.status = $3 AND q.lease_expires_at < now()))
                  AND NOT EXISTS (
                      SELECT 1 FROM cpi_import_jobs r
                       WHERE r.id <> q.id AND r.project_id = q.project_id AND r.target_table = q.target_table
-                        AND ((r.status = 'running' AND r.lease_expires_at >= now())
-                             OR (r.status = 'queued' AND r.file_name < q.file_name)))
+                        AND ((r.status = $3 AND r.lease_expires_at >= now())
+                             OR (r.status = $4 AND r.file_name < q.file_name)))
                ORDER BY q.created_at, q.file_name
                LIMIT 1
                FOR UPDATE SKIP LOCKED)
@@ -72,6 +78,8 @@ pub async fn claim(
     )
     .bind(worker)
     .bind(lease.as_secs_f64())
+    .bind(JobStatus::Running)
+    .bind(JobStatus::Queued)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -87,11 +95,12 @@ pub async fn renew(
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE cpi_import_jobs SET lease_expires_at = now() + make_interval(secs => $3)
-          WHERE id = $1 AND worker = $2 AND status = 'running'",
+          WHERE id = $1 AND worker = $2 AND status = $4",
     )
     .bind(id)
     .bind(worker)
     .bind(lease.as_secs_f64())
+    .bind(JobStatus::Running)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -100,11 +109,13 @@ pub async fn renew(
 /// Puts a job this worker abandoned (shutdown timeout) back in the queue.
 pub async fn requeue(pool: &PgPool, id: Uuid, worker: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE cpi_import_jobs SET status = 'queued', lease_expires_at = NULL
-          WHERE id = $1 AND worker = $2 AND status = 'running'",
+        "UPDATE cpi_import_jobs SET status = $3, lease_expires_at = NULL
+          WHERE id = $1 AND worker = $2 AND status = $4",
     )
     .bind(id)
     .bind(worker)
+    .bind(JobStatus::Queued)
+    .bind(JobStatus::Running)
     .execute(pool)
     .await?;
     Ok(())
@@ -112,10 +123,10 @@ pub async fn requeue(pool: &PgPool, id: Uuid, worker: &str) -> Result<(), sqlx::
 
 /// Queued jobs, for the metrics and the logs.
 pub async fn depth(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued'")
-            .fetch_one(pool)
-            .await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM cpi_import_jobs WHERE status = $1")
+        .bind(JobStatus::Queued)
+        .fetch_one(pool)
+        .await?;
     Ok(n)
 }
 
@@ -127,14 +138,14 @@ pub async fn settle_vanished(
     pool: &PgPool,
     id: Uuid,
     file_path: &str,
-) -> Result<String, sqlx::Error> {
-    let (status,): (String,) = sqlx::query_as(
+) -> Result<JobStatus, sqlx::Error> {
+    let (status,): (JobStatus,) = sqlx::query_as(
         "WITH earlier AS (
              SELECT id FROM cpi_import_jobs
-              WHERE file_path = $2 AND id <> $1 AND status IN ('succeeded', 'duplicate')
+              WHERE file_path = $2 AND id <> $1 AND status IN ($3, $4)
               ORDER BY finished_at DESC NULLS LAST LIMIT 1)
          UPDATE cpi_import_jobs j
-            SET status = CASE WHEN e.id IS NULL THEN 'failed' ELSE 'duplicate' END,
+            SET status = CASE WHEN e.id IS NULL THEN $5 ELSE $4 END,
                 error = CASE WHEN e.id IS NULL THEN 'the file no longer exists'
                              ELSE 'already imported by job ' || e.id || ', which moved the file' END,
                 finished_at = now(), lease_expires_at = NULL
@@ -144,6 +155,9 @@ pub async fn settle_vanished(
     )
     .bind(id)
     .bind(file_path)
+    .bind(JobStatus::Succeeded)
+    .bind(JobStatus::Duplicate)
+    .bind(JobStatus::Failed)
     .fetch_one(pool)
     .await?;
     Ok(status)

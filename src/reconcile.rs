@@ -46,7 +46,7 @@ const DEBOUNCE_MAX: Duration = Duration::from_secs(5);
 
 /// Backoff after consecutive failures: 2 s, 4 s, … capped at 60 s.
 pub fn retry_delay(failures: u32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(failures.min(6)).min(60))
+    crate::retry::backoff(failures, Duration::from_secs(1), Duration::from_secs(60))
 }
 
 /// Reconciles at startup, on every relevant file event (debounced) and

@@ -3,12 +3,14 @@
 //! executor, so they run on a pool or inside the apply transaction alike.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Connection, PgConnection, PgExecutor, PgPool, Row as _};
 use uuid::Uuid;
 
+use crate::config::ProjectConfig;
 use crate::manifest::UrlState;
 use crate::plan::{ConnState, Observed, ProjState, Row};
 use crate::secret::{self, Secret};
@@ -25,16 +27,32 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
+/// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// A management database operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The URL does not parse, or connecting timed out (never the URL).
     #[error("cannot connect to the management database: {0}")]
     Connect(String),
+    /// Connecting failed: `message` is the driver's error with the URL's
+    /// secrets masked, what is printed; `source` is kept for inspection.
+    #[error("cannot connect to the management database: {message}")]
+    Refused {
+        /// The error as printed, scrubbed.
+        message: String,
+        /// The driver's error (may contain the URL: never print it).
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A query failed.
     #[error("management database: {0}")]
     Db(#[source] sqlx::Error),
+    /// A migration failed.
     #[error("migrating the management database: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Commands that only read need `cpi migrate` first.
     #[error(
         "the management database has no cpi tables yet: run `cpi migrate` (or `cpi apply`) first"
     )]
@@ -47,6 +65,8 @@ pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
         .map_err(|e| secret::scrub(&format!("invalid database URL: {e}"), &[url]))
 }
 
+/// A lazy pool on the management database, after one direct connection
+/// that reports why connecting fails (refused, auth, DNS).
 pub async fn connect(url: &Secret) -> Result<PgPool, StoreError> {
     let opts = connect_options(url).map_err(StoreError::Connect)?;
     // One direct attempt first: a pool retries until its timeout and then
@@ -54,7 +74,10 @@ pub async fn connect(url: &Secret) -> Result<PgPool, StoreError> {
     let first = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts))
         .await
         .map_err(|_| StoreError::Connect("timed out after 10 s".into()))?
-        .map_err(|e| StoreError::Connect(secret::scrub(&e.to_string(), &[url])))?;
+        .map_err(|source| StoreError::Refused {
+            message: secret::scrub(&source.to_string(), &[url]),
+            source,
+        })?;
     let _ = first.close().await;
     Ok(PgPoolOptions::new()
         .max_connections(8)
@@ -72,6 +95,7 @@ pub async fn require_migrated(pool: &PgPool) -> Result<(), StoreError> {
     }
 }
 
+/// Applies the pending migrations.
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     // Several replicas may start at once; sqlx's migrator takes its own
     // advisory lock, so they apply the migrations one after the other.
@@ -164,19 +188,27 @@ pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed, StoreErr
 /// A connection row; `database_url` is a [`Secret`].
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct ConnectionRow {
+    /// The row's id.
     pub id: Uuid,
+    /// The connection's unique name.
     pub name: String,
+    /// Free text.
     pub description: Option<String>,
+    /// The target URL; never serialized.
     #[serde(skip)]
     #[sqlx(try_from = "String")]
     pub database_url: SecretText,
+    /// The reconciler that owns the row, if any.
     pub managed_by: Option<String>,
+    /// The manifest file the row came from, if any.
     pub source: Option<String>,
+    /// When the row was created.
     pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the row last changed.
     pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// `Secret` decoded from a text column.
+/// `Secret` decoded from a text column (public field: the secret itself).
 #[derive(Debug, Clone)]
 pub struct SecretText(pub Secret);
 
@@ -186,24 +218,68 @@ impl From<String> for SecretText {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+/// A project's config as read from its row: parsed once, here, or why it
+/// does not parse (the row is still read: an invalid config must not hide
+/// the project from listings, and each caller decides what it means).
+pub type ParsedConfig = Result<ProjectConfig, Arc<serde_json::Error>>;
+
+/// Parses a stored `cpi_projects.config`.
+pub fn parse_config(raw: &serde_json::Value) -> ParsedConfig {
+    serde_json::from_value(raw.clone()).map_err(Arc::new)
+}
+
+/// A `cpi_projects` row, with its connection's name.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ProjectRow {
+    /// The row's id.
     pub id: Uuid,
+    /// The project's unique name.
     pub name: String,
+    /// Free text.
     pub description: Option<String>,
+    /// Its connection, if any.
     pub connection_id: Option<Uuid>,
+    /// Its connection's name, if any.
     pub connection_name: Option<String>,
+    /// The config as stored (JSON), shown as is by the API.
     pub config: serde_json::Value,
+    /// [`Self::config`] parsed.
+    #[serde(skip)]
+    pub parsed: ParsedConfig,
+    /// The reconciler that owns the row, if any.
     pub managed_by: Option<String>,
+    /// The manifest file the row came from, if any.
     pub source: Option<String>,
+    /// When the row was created.
     pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the row last changed.
     pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for ProjectRow {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let config: serde_json::Value = row.try_get("config")?;
+        Ok(ProjectRow {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            connection_id: row.try_get("connection_id")?,
+            connection_name: row.try_get("connection_name")?,
+            parsed: parse_config(&config),
+            config,
+            managed_by: row.try_get("managed_by")?,
+            source: row.try_get("source")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 const CONNECTION_COLUMNS: &str =
     "id, name, description, database_url, managed_by, source, created_at, updated_at";
 const PROJECT_COLUMNS: &str = "p.id, p.name, p.description, p.connection_id, c.name AS connection_name, p.config, p.managed_by, p.source, p.created_at, p.updated_at";
 
+/// Every connection, by name.
 pub async fn list_connections(db: impl PgExecutor<'_>) -> Result<Vec<ConnectionRow>, StoreError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {CONNECTION_COLUMNS} FROM cpi_connections ORDER BY name"
@@ -212,6 +288,7 @@ pub async fn list_connections(db: impl PgExecutor<'_>) -> Result<Vec<ConnectionR
     .await?)
 }
 
+/// The connection named `name`, if any.
 pub async fn connection_by_name(
     db: impl PgExecutor<'_>,
     name: &str,
@@ -224,6 +301,7 @@ pub async fn connection_by_name(
     .await?)
 }
 
+/// The connection with this id, if any.
 pub async fn connection_by_id(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -236,6 +314,7 @@ pub async fn connection_by_id(
     .await?)
 }
 
+/// Every project, by name.
 pub async fn list_projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectRow>, StoreError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id ORDER BY p.name"
@@ -244,6 +323,7 @@ pub async fn list_projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectRow>, S
     .await?)
 }
 
+/// The project named `name`, if any.
 pub async fn project_by_name(
     db: impl PgExecutor<'_>,
     name: &str,
@@ -260,6 +340,7 @@ pub async fn project_by_name(
 // (`managed_by IS NULL`): the caller locks the row first (`FOR UPDATE`) so
 // that an apply adopting it concurrently is serialized with the write.
 
+/// Inserts an unmanaged connection.
 pub async fn insert_connection(
     db: impl PgExecutor<'_>,
     name: &str,
@@ -290,6 +371,7 @@ pub async fn lock_connection(
     .await?)
 }
 
+/// Updates a connection no reconciler owns; `None` when there is none.
 pub async fn update_unmanaged_connection(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -323,6 +405,7 @@ pub async fn delete_unmanaged_connection(
     Ok(done.rows_affected() == 1)
 }
 
+/// The project with this id, if any.
 pub async fn project_by_id(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -349,6 +432,7 @@ pub async fn lock_project(
     .await?)
 }
 
+/// Inserts an unmanaged project; its id.
 pub async fn insert_project(
     db: impl PgExecutor<'_>,
     name: &str,
@@ -369,6 +453,7 @@ pub async fn insert_project(
     Ok(id)
 }
 
+/// Updates a project no reconciler owns; `false` when there is none.
 pub async fn update_unmanaged_project(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -391,6 +476,7 @@ pub async fn update_unmanaged_project(
     Ok(done.rows_affected() == 1)
 }
 
+/// Deletes a project no reconciler owns; `false` when there is none.
 pub async fn delete_unmanaged_project(
     db: impl PgExecutor<'_>,
     id: Uuid,

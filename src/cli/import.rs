@@ -176,7 +176,7 @@ fn report(
             let text = secret::scrub_known(&e.to_string());
             if output == Output::Json {
                 outcomes.push(serde_json::json!({
-                    "job_id": id, "file_name": file, "status": "failed",
+                    "job_id": id, "file_name": file, "status": JobStatus::Failed,
                     "error": text, "retryable": e.retryable(),
                 }));
             } else {
@@ -220,7 +220,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                         j.id.to_string(),
                         j.project_name.clone(),
                         j.file_name.clone(),
-                        j.status.clone(),
+                        j.status.to_string(),
                         j.target_table.clone().unwrap_or_else(|| "-".into()),
                         j.rows_read.to_string(),
                         j.rows_inserted.to_string(),

@@ -8,22 +8,39 @@
 /// and forces the text COPY format (the server then parses the value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
+    /// `smallint`
     Int2,
+    /// `integer`
     Int4,
+    /// `bigint`
     Int8,
+    /// `real`
     Float4,
+    /// `double precision`
     Float8,
+    /// `numeric`
     Numeric,
+    /// `boolean`
     Bool,
+    /// `text`
     Text,
+    /// `varchar(n)`
     Varchar,
+    /// `char(n)`
     Bpchar,
+    /// `date`
     Date,
+    /// `timestamp`
     Timestamp,
+    /// `timestamptz`
     Timestamptz,
+    /// `uuid`
     Uuid,
+    /// `json`
     Json,
+    /// `jsonb`
     Jsonb,
+    /// Any other type: sent as text, checked by the server.
     Other,
 }
 
@@ -81,21 +98,28 @@ impl ColType {
 /// One target column as the encoder needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnSpec {
+    /// The column's name as the catalog spells it.
     pub name: String,
+    /// Its type, as far as cpi encodes it.
     pub ty: ColType,
     /// `pg_attribute.atttypmod` (-1 when none): varchar/char length, numeric precision.
     pub typmod: i32,
+    /// `NOT NULL`: an empty value is refused before the server sees it.
     pub not_null: bool,
 }
 
 /// COPY data format of one import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyFormat {
+    /// `COPY … (FORMAT binary)`: every column has an encoder here.
     Binary,
+    /// `COPY … (FORMAT text)`: some column's type is checked by the server.
     Text,
 }
 
+/// The fixed header of a binary COPY stream (signature, flags, extension).
 pub const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The end of a binary COPY stream (a tuple count of -1).
 pub const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
 
 /// Why one value was refused; rendered after `column "x": `.
@@ -103,18 +127,27 @@ pub const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
 pub enum ValueError {
     /// `"12,5" is not a valid numeric`
     Invalid(&'static str),
+    /// Outside the type's range (the type's name).
     OutOfRange(&'static str),
+    /// Longer than `varchar(n)`/`char(n)` allows (n).
     TooLong(usize),
+    /// More digits than `numeric(precision, scale)` holds.
     NumericOverflow {
+        /// The column's precision.
         precision: i32,
+        /// The column's scale.
         scale: i32,
     },
+    /// Empty in a `NOT NULL` column.
     NotNull,
+    /// Contains a NUL byte, which PostgreSQL text cannot hold.
     Nul,
+    /// Not valid UTF-8.
     BadUtf8,
 }
 
 impl ValueError {
+    /// The message after `column "x": `, with `shown` the value as displayed.
     pub fn message(&self, shown: &str) -> String {
         match self {
             ValueError::Invalid(t) => format!("{shown} is not a valid {t}"),
@@ -340,9 +373,13 @@ pub fn parse_bool(t: &str) -> Option<bool> {
 /// groups, the weight of the first group, the sign and the display scale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Numeric {
+    /// Base-10000 digit groups, most significant first.
     pub digits: Vec<i16>,
+    /// Weight of the first group (its power of 10000).
     pub weight: i16,
+    /// `NUMERIC_POS` or `NUMERIC_NEG`.
     pub sign: u16,
+    /// Digits after the decimal point, as written.
     pub dscale: u16,
     /// Digits before the decimal point, leading zeros removed (for typmod checks).
     pub int_digits: usize,
@@ -365,6 +402,7 @@ impl Numeric {
         }
     }
 
+    /// Appends the value in PostgreSQL's binary `numeric` layout.
     pub fn write_binary(&self, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&(self.digits.len() as i16).to_be_bytes());
         buf.extend_from_slice(&self.weight.to_be_bytes());

@@ -10,21 +10,29 @@ use crate::config::{quote_ident, ColumnPolicy};
 /// column index)`. Fields not listed are ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapping {
+    /// `(field index, target column index)` of every loaded field.
     pub fields: Vec<(usize, usize)>,
     /// Fields per record the file must have.
     pub width: usize,
 }
 
+/// What [`map_columns`] decides from.
 pub struct MappingInput<'a> {
     /// The header record, or `None` with `header: false`.
     pub header: Option<&'a [String]>,
     /// Fields in the first record (used when there is no header).
     pub first_width: usize,
+    /// The table's columns, in table order.
     pub table_columns: &'a [String],
+    /// `columns` renames: header name → column.
     pub renames: &'a BTreeMap<String, String>,
+    /// The key columns (must be loaded).
     pub primary_key: &'a [String],
+    /// What to do with fields the table lacks.
     pub extra_columns: ColumnPolicy,
+    /// What to do with columns the file lacks.
     pub missing_columns: ColumnPolicy,
+    /// How the table is named in messages.
     pub table: &'a str,
 }
 

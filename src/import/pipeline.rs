@@ -20,9 +20,12 @@ pub const MAX_ERROR_DETAILS: usize = 1000;
 /// One refused row (or value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RowError {
+    /// The file line of the row.
     pub line: u64,
+    /// The column, for a value error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
+    /// The refused value (shortened), for a value error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// The whole message: `orders_07.csv:1532: column "amount": "12,5" is not a valid numeric`.
@@ -30,6 +33,7 @@ pub struct RowError {
 }
 
 impl RowError {
+    /// A value refused for its column.
     pub fn value(file: &str, line: u64, column: &str, raw: &[u8], e: &ValueError) -> RowError {
         let shown = encode::show_value(raw);
         RowError {
@@ -44,6 +48,7 @@ impl RowError {
         }
     }
 
+    /// A row refused as a whole (`what` says why).
     pub fn row(file: &str, line: u64, what: String) -> RowError {
         RowError {
             line,
@@ -80,15 +85,20 @@ impl LineMap {
 /// What the producer tells the importer at the end.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Records parsed.
     pub rows_read: u64,
+    /// Rows sent to COPY.
     pub rows_loaded: u64,
+    /// Records skipped as bad.
     pub rows_rejected: u64,
     /// The first [`MAX_ERROR_DETAILS`] errors.
     pub errors: Vec<RowError>,
+    /// How many errors in all (more than `errors` holds).
     pub errors_total: u64,
     /// Why the file as a whole is refused (abort on a bad row, too many
     /// bad rows, unreadable file). Nothing may be committed.
     pub fatal: Option<String>,
+    /// COPY row → file line, to name lines in server errors.
     pub lines: LineMap,
     /// Every key of the loaded rows is distinct, known because the keys
     /// came strictly ascending (or descending): the merge can skip
@@ -194,15 +204,23 @@ impl KeyOrder {
     }
 }
 
+/// What [`produce`] needs to turn records into COPY buffers.
 pub struct Spec {
+    /// The file's name, for messages.
     pub file: String,
+    /// Binary or text COPY.
     pub format: CopyFormat,
     /// (field index, target column), in COPY column order.
     pub fields: Vec<(usize, ColumnSpec)>,
+    /// Fields per record the file must have.
     pub width: usize,
+    /// Values read as NULL.
     pub nulls: Vec<String>,
+    /// Trim blanks around values.
     pub trim: bool,
+    /// What a bad row does.
     pub on_error: OnError,
+    /// How many bad rows `skip_rows` tolerates.
     pub max_errors: Option<u64>,
     /// Append the row sequence as the last column (staging tables).
     pub row_number: bool,
@@ -362,6 +380,7 @@ fn put_field(
     encode::put_value(buf, spec.format, col, text)
 }
 
+/// A CSV reader error as a message naming the file and line.
 pub fn csv_error(file: &str, e: &csv::Error) -> String {
     match e.position() {
         Some(p) => format!("{file}:{}: cannot read the CSV: {e}", p.line()),

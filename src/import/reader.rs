@@ -56,6 +56,7 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// A fresh hash, fed as the file is read.
 pub fn new_stream_hash() -> StreamHash {
     Arc::new(std::sync::Mutex::new(Sha256::new()))
 }
@@ -198,6 +199,7 @@ pub fn open(
     Ok(b.from_reader(text))
 }
 
+/// Whether the file is read through gzip (its name ends in `.gz`).
 pub fn is_gzip(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"))

@@ -8,8 +8,9 @@ use crate::import::encode::CopyFormat;
 pub const ROW_COLUMN: &str = "__cpi_row";
 
 /// A column as the merge SQL sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergeColumn {
+    /// The column's name.
     pub name: String,
     /// Compare as text: the type has no equality operator (json) or we
     /// cannot tell.
@@ -23,6 +24,7 @@ fn list(cols: &[&str]) -> String {
         .join(", ")
 }
 
+/// `COPY table (cols) FROM STDIN` in the given format.
 pub fn copy_statement(table: &str, cols: &[&str], format: CopyFormat) -> String {
     let f = match format {
         CopyFormat::Binary => "binary",
@@ -153,6 +155,7 @@ pub fn delete_missing(target: &str, stage: &str, key: &[&str]) -> String {
     format!("DELETE FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {cond})")
 }
 
+/// `CREATE TABLE` for `create_table`: every column `text`, with the key.
 pub fn create_table(target: &str, cols: &[String], key: &[String]) -> String {
     let mut defs: Vec<String> = cols
         .iter()
@@ -165,6 +168,7 @@ pub fn create_table(target: &str, cols: &[String], key: &[String]) -> String {
     format!("CREATE TABLE {target} ({})", defs.join(", "))
 }
 
+/// The statements that create `cpi.imported_files`, the ledger.
 pub const CREATE_LEDGER: &[&str] = &[
     "CREATE SCHEMA IF NOT EXISTS cpi",
     "CREATE TABLE IF NOT EXISTS cpi.imported_files (

@@ -74,11 +74,15 @@ pub async fn ensure_ledger(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 /// A previous import of the same content into the same table.
 #[derive(Debug, Clone)]
 pub struct LedgerEntry {
+    /// The job that imported it.
     pub job_id: Uuid,
+    /// Its file's name.
     pub file_name: String,
+    /// When it committed.
     pub imported_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// The ledger row of this content in this table, if any.
 pub async fn ledger_lookup(
     conn: &mut PgConnection,
     project: &str,

@@ -61,7 +61,7 @@ async fn type_error_names_file_line_column_and_value() {
     assert_eq!(o.errors[0].line, 8);
     assert_eq!(env.count("t").await, 1, "the table is unchanged");
     let job = jobs::get(&env.pool, o.job_id).await.unwrap().unwrap();
-    assert_eq!(job.status, "failed");
+    assert_eq!(job.status.as_str(), "failed");
     assert_eq!(job.error_details.unwrap()["errors"][0]["line"], 8);
 }
 
@@ -278,7 +278,7 @@ async fn same_content_twice_is_a_duplicate_even_without_job_rows() {
         vec![format!("{} a.csv 2", first.job_id)]
     );
     let job = jobs::get(&env.pool, third.job_id).await.unwrap().unwrap();
-    assert_eq!(job.status, "duplicate");
+    assert_eq!(job.status.as_str(), "duplicate");
     // The sha256 is right whether it was computed before loading (a file
     // of a size seen before) or while streaming (the first one).
     let (want, _) = cpi::import::reader::hash_file(&env.inbox().join("a.csv")).unwrap();

@@ -1,0 +1,267 @@
+//! The job lifecycle of one file: start the job row, check the project and
+//! its connection (DESIGN §1: three checks, three errors, no environment
+//! fallback), plan the file's options, hash a likely duplicate first,
+//! connect to the target, load, and finish the job row with the verdict.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::import::error::ImportError;
+use crate::import::load::{self, Ctx, Failure, ProgressFn};
+use crate::import::pipeline::RowError;
+use crate::import::{plan, reader};
+use crate::jobs::{self, Counts, JobError, JobStatus};
+use crate::secret::{self, Secret};
+use crate::store;
+
+/// How long connecting to a target database may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The verdict on one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobOutcome {
+    /// The job row.
+    pub job_id: Uuid,
+    /// The file's name.
+    pub file_name: String,
+    /// Succeeded, duplicate or failed.
+    pub status: JobStatus,
+    /// The target table, once the options were resolved.
+    pub target_table: Option<String>,
+    /// The mode, once the options were resolved.
+    pub mode: Option<String>,
+    /// The file's sha256, once known.
+    pub sha256: Option<String>,
+    /// Rows read and written.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Why the file failed (or, for a duplicate, which import it repeats).
+    pub error: Option<String>,
+    /// Row errors: the rejected rows with `skip_rows`, the failing row with `abort`.
+    pub errors: Vec<RowError>,
+    /// How many row errors there were in all.
+    pub errors_total: u64,
+}
+
+/// Runs job `job_id`: see the module documentation. Does not move the
+/// file. `Ok` whenever the file got a verdict (succeeded, duplicate, or
+/// failed for its content); `Err` when it could not (see
+/// [`error_policy`](super::error_policy)); the job row records both.
+pub async fn run_job(
+    mgmt: &PgPool,
+    job_id: Uuid,
+    worker: &str,
+    progress: ProgressFn<'_>,
+) -> Result<JobOutcome, ImportError> {
+    let job = jobs::start(mgmt, job_id, worker)
+        .await
+        .map_err(|e| match e {
+            JobError::NotFound(id) => ImportError::JobNotFound(id),
+            e => ImportError::Management(e),
+        })?;
+    match run_started(mgmt, &job, progress).await {
+        Ok(outcome) => {
+            jobs::finish(
+                mgmt,
+                job_id,
+                outcome.status,
+                &outcome.counts,
+                outcome.error.as_deref(),
+                outcome_details(&outcome).as_ref(),
+            )
+            .await?;
+            Ok(outcome)
+        }
+        Err(e) => {
+            // The Display of an ImportError is already scrubbed; scrub
+            // again for the causes that are plain text.
+            let text = secret::scrub_known(&e.to_string());
+            // Best effort: the management database may be what failed.
+            let _ = jobs::finish(
+                mgmt,
+                job_id,
+                JobStatus::Failed,
+                &Counts::default(),
+                Some(&text),
+                None,
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// The row errors, as `cpi_import_jobs.error_details`.
+fn outcome_details(o: &JobOutcome) -> Option<serde_json::Value> {
+    if o.errors.is_empty() {
+        return None;
+    }
+    Some(serde_json::json!({
+        "errors": o.errors,
+        "errors_total": o.errors_total,
+        "errors_truncated": o.errors_total > o.errors.len() as u64,
+    }))
+}
+
+/// The project's row and its target URL (registered with the scrubber).
+async fn project_target(
+    mgmt: &PgPool,
+    project_name: &str,
+) -> Result<(store::ProjectRow, Secret), ImportError> {
+    let store_error = |source: store::StoreError| match source {
+        store::StoreError::Db(e) => ImportError::Management(JobError::Db(e)),
+        source => ImportError::Store {
+            project: project_name.to_string(),
+            source,
+        },
+    };
+    let project = store::project_by_name(mgmt, project_name)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ImportError::ProjectNotFound(project_name.to_string()))?;
+    let connection_id = project
+        .connection_id
+        .ok_or_else(|| ImportError::NoConnection(project_name.to_string()))?;
+    let connection = store::connection_by_id(mgmt, connection_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ImportError::ConnectionNotFound {
+            project: project_name.to_string(),
+            id: connection_id,
+        })?;
+    let url: Secret = connection.database_url.0;
+    secret::register(&url);
+    Ok((project, url))
+}
+
+async fn run_started(
+    mgmt: &PgPool,
+    job: &jobs::Job,
+    progress: ProgressFn<'_>,
+) -> Result<JobOutcome, ImportError> {
+    let project_name = job.project_name.clone();
+    let (project, url) = project_target(mgmt, &project_name).await?;
+    let path = PathBuf::from(&job.file_path);
+    let opts = plan::resolve_options(
+        &project_name,
+        &project.config,
+        &project.parsed,
+        &path,
+        &job.file_name,
+    )?;
+
+    let unreadable = |source: std::io::Error| ImportError::FileUnreadable {
+        path: job.file_path.clone(),
+        source,
+    };
+    let size = std::fs::metadata(&path).map_err(unreadable)?.len();
+    let table_label = opts.table.to_string();
+    // Hashing first costs a pass over the file before the first row
+    // moves. Only a file the size of one already imported is worth it (a
+    // likely duplicate, then refused without loading anything); any other
+    // file is hashed as it streams and checked against the ledger before
+    // commit.
+    let sha256 = if jobs::size_seen(mgmt, project.id, &table_label, size).await? {
+        let hash_path = path.clone();
+        let (sha, _) = tokio::task::spawn_blocking(move || reader::hash_file(&hash_path))
+            .await
+            .map_err(|e| unreadable(std::io::Error::other(e)))?
+            .map_err(unreadable)?;
+        Some(sha)
+    } else {
+        None
+    };
+    jobs::describe(
+        mgmt,
+        job.id,
+        sha256.as_deref(),
+        size,
+        &table_label,
+        opts.mode.as_str(),
+    )
+    .await?;
+
+    let ctx = Ctx {
+        job_id: job.id,
+        project: project_name.clone(),
+        path,
+        file: job.file_name.clone(),
+        sha256: sha256.clone(),
+        size,
+        opts,
+    };
+    let mut outcome = JobOutcome {
+        job_id: job.id,
+        file_name: job.file_name.clone(),
+        status: JobStatus::Failed,
+        target_table: Some(table_label),
+        mode: Some(ctx.opts.mode.as_str().to_string()),
+        sha256,
+        counts: Counts::default(),
+        error: None,
+        errors: Vec::new(),
+        errors_total: 0,
+    };
+
+    let mut conn = connect_target(&url, &project_name).await?;
+    let result = load::load(&mut conn, &ctx, progress).await;
+    let _ = conn.close().await;
+    match result {
+        Ok(l) => {
+            if outcome.sha256.is_none() {
+                jobs::set_sha256(mgmt, job.id, &l.sha256).await?;
+                outcome.sha256 = Some(l.sha256.clone());
+            }
+            outcome.status = l.status;
+            outcome.counts = l.counts;
+            outcome.error = l.note;
+            outcome.errors = l.errors;
+            outcome.errors_total = l.errors_total;
+            Ok(outcome)
+        }
+        Err(Failure::Bad {
+            message,
+            errors,
+            errors_total,
+            counts,
+        }) => {
+            outcome.status = JobStatus::Failed;
+            outcome.error = Some(secret::scrub(&message, &[&url]));
+            outcome.errors = errors;
+            outcome.errors_total = errors_total;
+            outcome.counts = counts;
+            Ok(outcome)
+        }
+        Err(Failure::Transient(source)) => Err(ImportError::TargetTransient {
+            project: project_name,
+            source,
+        }),
+    }
+}
+
+/// Connects to the target, within [`CONNECT_TIMEOUT`].
+async fn connect_target(url: &Secret, project: &str) -> Result<PgConnection, ImportError> {
+    // No statement logging: the merge statements are long, and slow by
+    // nature on big files; the job row says what happened.
+    let opts = store::connect_options(url)
+        .map_err(|message| ImportError::InvalidTargetUrl {
+            project: project.to_string(),
+            message,
+        })?
+        .disable_statement_logging();
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(source)) => Err(ImportError::TargetUnreachable {
+            project: project.to_string(),
+            source,
+        }),
+        Err(_) => Err(ImportError::ConnectTimeout {
+            project: project.to_string(),
+            after: CONNECT_TIMEOUT,
+        }),
+    }
+}

@@ -1,0 +1,623 @@
+//! Loading one planned file into its target, in one transaction: take the
+//! table's lock, stream the rows (binary COPY, parsed and hashed on a
+//! thread of its own), merge them per mode, write the ledger row
+//! (`cpi.imported_files`, keyed by the file's sha256) and commit. A content
+//! already in the ledger rolls everything back.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::postgres::PgDatabaseError;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::config::{Mode, ResolvedOptions, TableName};
+use crate::import::plan::{self, ColumnPlan, TablePlan};
+use crate::import::{pipeline, reader, sql, target};
+use crate::jobs::{Counts, JobStatus};
+use pipeline::RowError;
+
+/// Progress of one file, reported after every buffer sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Rows parsed so far.
+    pub rows: u64,
+    /// Bytes of the file read so far (compressed bytes for `.gz`).
+    pub bytes: u64,
+    /// The file's size.
+    pub total_bytes: u64,
+}
+
+/// Where progress goes, if anywhere (`cpi import` draws a bar).
+pub type ProgressFn<'a> = Option<&'a (dyn Fn(Progress) + Send + Sync)>;
+
+/// Everything one file's load needs to know.
+pub(super) struct Ctx {
+    pub job_id: Uuid,
+    pub project: String,
+    pub path: PathBuf,
+    pub file: String,
+    /// Known before loading only for a likely duplicate; otherwise
+    /// computed while the file streams.
+    pub sha256: Option<String>,
+    pub size: u64,
+    pub opts: ResolvedOptions,
+}
+
+/// A successful load (or a duplicate).
+pub(super) struct Loaded {
+    pub sha256: String,
+    pub status: JobStatus,
+    pub counts: Counts,
+    pub note: Option<String>,
+    pub errors: Vec<RowError>,
+    pub errors_total: u64,
+}
+
+/// Why a load did not commit.
+pub(super) enum Failure {
+    /// The file (or its fit with the table) is wrong: it goes to failed/.
+    Bad {
+        message: String,
+        errors: Vec<RowError>,
+        errors_total: u64,
+        counts: Counts,
+    },
+    /// The target misbehaved (connection lost, serialization failure…).
+    Transient(sqlx::Error),
+}
+
+impl Failure {
+    fn bad(message: impl Into<String>) -> Failure {
+        Failure::Bad {
+            message: message.into(),
+            errors: Vec::new(),
+            errors_total: 0,
+            counts: Counts::default(),
+        }
+    }
+
+    /// The file was rejected after parsing: the parser's report goes with
+    /// it, and nothing counts as written.
+    fn rejected(message: String, s: &pipeline::Summary) -> Failure {
+        Failure::Bad {
+            message,
+            errors: s.errors.clone(),
+            errors_total: s.errors_total,
+            counts: Counts {
+                rows_read: s.rows_read,
+                rows_rejected: s.rows_rejected,
+                ..Counts::default()
+            },
+        }
+    }
+
+    /// Attaches the parser's report to a bad failure.
+    fn with_report(self, s: &pipeline::Summary) -> Failure {
+        match self {
+            Failure::Bad { message, .. } => Failure::rejected(message, s),
+            t => t,
+        }
+    }
+}
+
+/// SQLSTATE classes worth a retry: connection exception, transaction
+/// rollback (serialization, deadlock), insufficient resources, operator
+/// intervention, system error; and a lock timeout (55P03).
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c == "55P03"
+                || ["08", "40", "53", "57", "58"]
+                    .iter()
+                    .any(|p| c.starts_with(p))
+        }),
+        _ => false,
+    }
+}
+
+/// A server error as the operator should read it: with the file line when
+/// the server names a COPY row, and the detail (e.g. the duplicate key).
+fn db_failure(file: &str, e: sqlx::Error, lines: Option<&pipeline::LineMap>) -> Failure {
+    if is_transient(&e) {
+        return Failure::Transient(e);
+    }
+    let Some(pg) = e
+        .as_database_error()
+        .and_then(|d| d.try_downcast_ref::<PgDatabaseError>())
+    else {
+        return Failure::bad(format!("{file}: {e}"));
+    };
+    let mut msg = pg.message().to_string();
+    if let Some(d) = pg.detail() {
+        msg.push_str(&format!(" ({d})"));
+    }
+    let line = pg
+        .r#where()
+        .and_then(copy_row_of)
+        .and_then(|row| lines.and_then(|l| l.line_of(row)));
+    Failure::bad(match line {
+        Some(l) => format!("{file}:{l}: {msg}"),
+        None => format!("{file}: {msg}"),
+    })
+}
+
+/// `COPY t, line 1532, column amount: "x"` → 1532.
+pub fn copy_row_of(context: &str) -> Option<u64> {
+    let i = context.find("line ")?;
+    let digits: String = context[i + 5..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// The opened file and its first record(s).
+struct Opened {
+    records: reader::Records,
+    header: Option<Vec<String>>,
+    first: Option<csv::ByteRecord>,
+    width: usize,
+}
+
+fn open_file(
+    path: &Path,
+    file: &str,
+    o: &ResolvedOptions,
+    bytes: Arc<AtomicU64>,
+    hash: Option<reader::StreamHash>,
+) -> Result<Opened, String> {
+    let mut records =
+        reader::open(path, o, bytes, hash).map_err(|e| format!("{file}: cannot open: {e}"))?;
+    let mut first = csv::ByteRecord::new();
+    let got = records
+        .read_byte_record(&mut first)
+        .map_err(|e| pipeline::csv_error(file, &e))?;
+    if !o.header {
+        let width = if got { first.len() } else { 0 };
+        return Ok(Opened {
+            records,
+            header: None,
+            first: got.then_some(first),
+            width,
+        });
+    }
+    if !got {
+        return Err(format!("{file}: the file is empty (a header was expected)"));
+    }
+    let mut header = Vec::with_capacity(first.len());
+    for f in first.iter() {
+        let name = std::str::from_utf8(f)
+            .map_err(|_| format!("{file}:1: the header is not valid UTF-8"))?;
+        // Blanks around a header name are never meant.
+        header.push(name.trim().to_string());
+    }
+    let width = header.len();
+    Ok(Opened {
+        records,
+        header: Some(header),
+        first: None,
+        width,
+    })
+}
+
+const STAGE: &str = "pg_temp.cpi_stage";
+
+/// Byte and row counters shared with the parser thread, and the hash it
+/// computes while reading (when the sha256 is not known yet).
+struct Stream {
+    bytes: Arc<AtomicU64>,
+    rows: Arc<AtomicU64>,
+    hash: Option<reader::StreamHash>,
+}
+
+/// Loads the file: see the module documentation.
+pub(super) async fn load(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    progress: ProgressFn<'_>,
+) -> Result<Loaded, Failure> {
+    let file = ctx.file.as_str();
+    let o = &ctx.opts;
+    let table = o.table.quoted();
+    let db = |e: sqlx::Error| db_failure(file, e, None);
+
+    let started = Instant::now();
+    target::ensure_ledger(conn).await.map_err(db)?;
+    let mut tx = begin(conn, &table).await.map_err(db)?;
+    if let Some(sha) = &ctx.sha256 {
+        if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
+            .await
+            .map_err(db)?
+        {
+            let _ = tx.rollback().await;
+            return Ok(duplicate(file, &o.table, sha, &prev));
+        }
+    }
+
+    let stream = Stream {
+        bytes: Arc::new(AtomicU64::new(0)),
+        rows: Arc::new(AtomicU64::new(0)),
+        hash: ctx.sha256.is_none().then(reader::new_stream_hash),
+    };
+    let opened = open(ctx, &stream).await?;
+    let plan = prepare_target(&mut tx, ctx, opened.header.as_deref(), opened.width).await?;
+    let mut counts = Counts::default();
+    if o.mode == Mode::Replace {
+        // DELETE, not TRUNCATE: readers keep seeing the old rows until
+        // commit, and no ACCESS EXCLUSIVE lock is taken.
+        let r = sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        counts.rows_deleted = r.rows_affected();
+    }
+    let copy_sql = prepare_copy(&mut tx, &table, &plan).await.map_err(db)?;
+    let copied = copy(&mut tx, ctx, &plan, opened, &copy_sql, &stream, progress).await;
+    let (summary, copied) = match copied {
+        Ok(c) => c,
+        Err(f) => {
+            // After a lost connection this fails too: the server has
+            // rolled back already.
+            let _ = tx.rollback().await;
+            return Err(f);
+        }
+    };
+    counts.rows_read = summary.rows_read;
+    counts.rows_rejected = summary.rows_rejected;
+
+    let copy_done = started.elapsed();
+    if let Err(e) = merge(&mut tx, o, &plan, &summary, copied, &mut counts).await {
+        let _ = tx.rollback().await;
+        return Err(db_failure(file, e, None).with_report(&summary));
+    }
+
+    let sha256 = file_sha256(ctx, &stream).await?;
+    if let Some(dup) = record(&mut tx, ctx, &sha256, summary.rows_loaded)
+        .await
+        .map_err(db)?
+    {
+        // Everything loaded here is rolled back.
+        let _ = tx.rollback().await;
+        return Ok(dup);
+    }
+    let merge_done = started.elapsed();
+    tx.commit().await.map_err(db)?;
+    tracing::debug!(
+        file,
+        copy_s = copy_done.as_secs_f64(),
+        merge_s = (merge_done - copy_done).as_secs_f64(),
+        commit_s = (started.elapsed() - merge_done).as_secs_f64(),
+        "import timings"
+    );
+    let note = (summary.rows_rejected > 0).then(|| {
+        format!(
+            "{file}: {} bad row(s) skipped (on_error: skip_rows)",
+            summary.rows_rejected
+        )
+    });
+    Ok(Loaded {
+        sha256,
+        status: JobStatus::Succeeded,
+        counts,
+        note,
+        errors: summary.errors,
+        errors_total: summary.errors_total,
+    })
+}
+
+/// The import transaction: timestamps without an offset mean UTC whatever
+/// the server's setting, and the table's lock is held until it ends.
+async fn begin<'c>(
+    conn: &'c mut PgConnection,
+    table: &str,
+) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET LOCAL TimeZone = 'UTC'")
+        .execute(&mut *tx)
+        .await?;
+    target::lock_table(&mut tx, table).await?;
+    Ok(tx)
+}
+
+/// Writes the ledger row; `Some(duplicate)` when the same content is in
+/// the ledger already (imported before, its size unknown to the management
+/// database; or committed meanwhile): the caller then rolls back.
+async fn record(
+    tx: &mut PgConnection,
+    ctx: &Ctx,
+    sha256: &str,
+    rows_loaded: u64,
+) -> Result<Option<Loaded>, sqlx::Error> {
+    let (file, table) = (ctx.file.as_str(), ctx.opts.table.quoted());
+    let fresh = target::ledger_insert(
+        tx,
+        &ctx.project,
+        &table,
+        sha256,
+        ctx.job_id,
+        file,
+        rows_loaded,
+    )
+    .await?;
+    if fresh {
+        return Ok(None);
+    }
+    let prev = target::ledger_lookup(tx, &ctx.project, &table, sha256).await?;
+    Ok(Some(match prev {
+        Some(prev) => duplicate(file, &ctx.opts.table, sha256, &prev),
+        None => Loaded {
+            sha256: sha256.to_string(),
+            status: JobStatus::Duplicate,
+            counts: Counts::default(),
+            note: Some(format!(
+                "{file}: the same content was already imported into {}",
+                ctx.opts.table
+            )),
+            errors: Vec::new(),
+            errors_total: 0,
+        },
+    }))
+}
+
+/// Opens the file and reads its header (or first record), off the runtime.
+async fn open(ctx: &Ctx, stream: &Stream) -> Result<Opened, Failure> {
+    let (p, f, o, b, h) = (
+        ctx.path.clone(),
+        ctx.file.clone(),
+        ctx.opts.clone(),
+        stream.bytes.clone(),
+        stream.hash.clone(),
+    );
+    tokio::task::spawn_blocking(move || open_file(&p, &f, &o, b, h))
+        .await
+        .map_err(|e| Failure::bad(e.to_string()))?
+        .map_err(Failure::bad)
+}
+
+/// Creates the table when planned, then plans the columns against the
+/// table as the catalog now describes it. Takes the header, not the opened
+/// file: the records reader is `Send` but not `Sync`, and the import future
+/// must stay `Send`.
+async fn prepare_target(
+    tx: &mut PgConnection,
+    ctx: &Ctx,
+    header: Option<&[String]>,
+    width: usize,
+) -> Result<ColumnPlan, Failure> {
+    let (file, o) = (ctx.file.as_str(), &ctx.opts);
+    let table = o.table.quoted();
+    let db = |e: sqlx::Error| db_failure(file, e, None);
+    let bad = |e: plan::PlanError| Failure::bad(e.to_string());
+    let existing = target::columns(tx, &table).await.map_err(db)?;
+    let columns = match plan::plan_table(file, o, header, existing.is_some()).map_err(bad)? {
+        TablePlan::Existing => existing.unwrap_or_default(),
+        TablePlan::Create(create) => {
+            sqlx::query(&create).execute(&mut *tx).await.map_err(db)?;
+            target::columns(tx, &table)
+                .await
+                .map_err(db)?
+                .unwrap_or_default()
+        }
+    };
+    plan::plan_columns(file, o, header, width, &columns).map_err(bad)
+}
+
+/// The COPY statement, after creating the staging table when the plan
+/// needs one.
+async fn prepare_copy(
+    tx: &mut PgConnection,
+    table: &str,
+    plan: &ColumnPlan,
+) -> Result<String, sqlx::Error> {
+    let cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
+    if !plan.staged {
+        return Ok(sql::copy_statement(table, &cols, plan.format));
+    }
+    // For the merge: the staging table in memory where it fits, hash
+    // joins of a million rows without spilling, and no JIT compile for a
+    // statement whose cost is writing rows. One statement each, through
+    // `query`: the future of `raw_sql` is not provably Send, which would
+    // keep the import off tokio::spawn.
+    for set in [
+        "SET LOCAL temp_buffers = '128MB'",
+        "SET LOCAL work_mem = '128MB'",
+        "SET LOCAL jit = off",
+    ] {
+        sqlx::query(set).execute(&mut *tx).await?;
+    }
+    sqlx::query(&sql::create_stage(STAGE, table, &cols))
+        .execute(&mut *tx)
+        .await?;
+    let mut c = cols;
+    c.push(sql::ROW_COLUMN);
+    Ok(sql::copy_statement(STAGE, &c, plan.format))
+}
+
+/// Streams the rows: parsed on a thread of its own, sent from here, so
+/// both cores are busy with at most a few buffers in flight whatever the
+/// file size. Returns the parser's summary and the rows COPY wrote; on
+/// failure the caller rolls the transaction back.
+async fn copy(
+    tx: &mut PgConnection,
+    ctx: &Ctx,
+    plan: &ColumnPlan,
+    opened: Opened,
+    copy_sql: &str,
+    stream: &Stream,
+    progress: ProgressFn<'_>,
+) -> Result<(pipeline::Summary, u64), Failure> {
+    let (file, o) = (ctx.file.as_str(), &ctx.opts);
+    let spec = pipeline::Spec {
+        file: file.to_string(),
+        format: plan.format,
+        fields: plan.fields.clone(),
+        width: plan.width,
+        nulls: o.null.clone(),
+        trim: o.trim,
+        on_error: o.on_error,
+        max_errors: o.max_errors,
+        row_number: plan.staged,
+        first: opened.first,
+        key_fields: plan.key_fields.clone(),
+    };
+    let (tx_buf, mut rx_buf) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let producer = {
+        let rows = stream.rows.clone();
+        let records = opened.records;
+        tokio::task::spawn_blocking(move || {
+            pipeline::produce(records, spec, |b| tx_buf.blocking_send(b).is_ok(), rows)
+        })
+    };
+    let mut copy = match tx.copy_in_raw(copy_sql).await {
+        Ok(c) => c,
+        Err(e) => {
+            drop(rx_buf);
+            let _ = producer.await;
+            return Err(db_failure(file, e, None));
+        }
+    };
+    let mut send_error = None;
+    while let Some(buf) = rx_buf.recv().await {
+        if let Err(e) = copy.send(buf).await {
+            send_error = Some(e);
+            break;
+        }
+        if let Some(p) = progress {
+            p(Progress {
+                rows: stream.rows.load(Ordering::Relaxed),
+                bytes: stream.bytes.load(Ordering::Relaxed),
+                total_bytes: ctx.size,
+            });
+        }
+    }
+    drop(rx_buf);
+    let summary = producer
+        .await
+        .map_err(|e| Failure::bad(format!("{file}: the parser failed: {e}")))?;
+    if let Some(e) = send_error {
+        // The connection is unusable; the server rolls the transaction back.
+        drop(copy);
+        return Err(db_failure(file, e, Some(&summary.lines)));
+    }
+    if let Some(fatal) = &summary.fatal {
+        let _ = copy.abort("cpi: the file is rejected").await;
+        return Err(Failure::rejected(fatal.clone(), &summary));
+    }
+    match copy.finish().await {
+        Ok(n) => Ok((summary, n)),
+        Err(e) => Err(db_failure(file, e, Some(&summary.lines)).with_report(&summary)),
+    }
+}
+
+/// Moves the rows into the table per mode and fills in the counts.
+async fn merge(
+    tx: &mut PgConnection,
+    o: &ResolvedOptions,
+    plan: &ColumnPlan,
+    summary: &pipeline::Summary,
+    copied: u64,
+    counts: &mut Counts,
+) -> Result<(), sqlx::Error> {
+    let table = o.table.quoted();
+    let cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
+    let key: Vec<&str> = plan.key.iter().map(String::as_str).collect();
+    match o.mode {
+        Mode::Append => counts.rows_inserted = copied,
+        Mode::Replace if !plan.staged => counts.rows_inserted = copied,
+        Mode::Replace => {
+            let r = sqlx::query(&sql::insert_all(
+                &table,
+                STAGE,
+                &cols,
+                &key,
+                summary.keys_unique,
+            ))
+            .execute(&mut *tx)
+            .await?;
+            counts.rows_inserted = r.rows_affected();
+        }
+        Mode::Upsert | Mode::Sync => {
+            // No ANALYZE of the staging table: the planner estimates its
+            // row count from its size, which is what picks the hash
+            // anti-join; sampling would cost more than it tells.
+            let (ins, upd): (i64, i64) = sqlx::query_as(&sql::upsert(
+                &table,
+                STAGE,
+                &plan.merge_columns,
+                &key,
+                summary.keys_unique,
+            ))
+            .fetch_one(&mut *tx)
+            .await?;
+            counts.rows_inserted = ins as u64;
+            counts.rows_updated = upd as u64;
+            if o.mode == Mode::Sync {
+                let r = sqlx::query(&sql::delete_missing(&table, STAGE, &key))
+                    .execute(&mut *tx)
+                    .await?;
+                counts.rows_deleted = r.rows_affected();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The file's sha256: known before, computed while streaming, or (when the
+/// parser stopped short of the end, a gzip trailer say) computed anew.
+async fn file_sha256(ctx: &Ctx, stream: &Stream) -> Result<String, Failure> {
+    let file = ctx.file.as_str();
+    match (&ctx.sha256, &stream.hash) {
+        (Some(sha), _) => Ok(sha.clone()),
+        (None, Some(h)) if stream.bytes.load(Ordering::Relaxed) == ctx.size => {
+            Ok(reader::finish_stream_hash(h).unwrap_or_default())
+        }
+        _ => {
+            let p = ctx.path.clone();
+            Ok(tokio::task::spawn_blocking(move || reader::hash_file(&p))
+                .await
+                .map_err(|e| Failure::bad(format!("{file}: {e}")))?
+                .map_err(|e| Failure::bad(format!("{file}: cannot read: {e}")))?
+                .0)
+        }
+    }
+}
+
+fn duplicate(file: &str, table: &TableName, sha256: &str, prev: &target::LedgerEntry) -> Loaded {
+    Loaded {
+        sha256: sha256.to_string(),
+        status: JobStatus::Duplicate,
+        counts: Counts::default(),
+        note: Some(format!(
+            "{file}: the same content was already imported into {table} by job {} ({} at {})",
+            prev.job_id,
+            prev.file_name,
+            prev.imported_at.format("%Y-%m-%d %H:%M:%S UTC")
+        )),
+        errors: Vec::new(),
+        errors_total: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_context_row() {
+        assert_eq!(
+            copy_row_of("COPY t, line 1532, column amount: \"x\""),
+            Some(1532)
+        );
+        assert_eq!(copy_row_of("COPY t, line 7"), Some(7));
+        assert_eq!(copy_row_of("SQL statement"), None);
+    }
+}

@@ -1,0 +1,575 @@
+//! Planning one file, before any row moves: its options (from the project's
+//! config and the file's path), its target table (use it, or create it from
+//! the header), and its columns (which field goes where, the key, the COPY
+//! format, whether a staging table is needed). Pure: every decision here
+//! is a function of its inputs, unit-tested as a decision table.
+
+use std::path::Path;
+
+use crate::config::{Mode, ResolvedOptions};
+use crate::import::encode::{ColType, ColumnSpec, CopyFormat};
+use crate::import::error::ImportError;
+use crate::import::{mapping, sql};
+use crate::store::ParsedConfig;
+
+/// The file's path relative to the project's inbox (what `file_pattern`
+/// matches), else its name.
+pub fn relative_path(inbox: Option<&str>, path: &Path, file_name: &str) -> String {
+    if let Some(inbox) = inbox {
+        if let Ok(rel) = path.strip_prefix(inbox) {
+            if let Some(s) = rel.to_str() {
+                return s.to_string();
+            }
+        }
+    }
+    file_name.to_string()
+}
+
+/// The options of one file of `project`, from its stored config: `raw` as
+/// stored (so that the legacy `connection.env_var` is recognised whether or
+/// not the rest parses), `parsed` as the row read it.
+pub fn resolve_options(
+    project: &str,
+    raw: &serde_json::Value,
+    parsed: &ParsedConfig,
+    path: &Path,
+    file_name: &str,
+) -> Result<ResolvedOptions, ImportError> {
+    if raw
+        .get("connection")
+        .and_then(|c| c.get("env_var"))
+        .is_some()
+    {
+        return Err(ImportError::LegacyEnvVar {
+            project: project.to_string(),
+        });
+    }
+    let config = parsed.as_ref().map_err(|e| ImportError::InvalidConfig {
+        project: project.to_string(),
+        source: e.clone(),
+    })?;
+    let relative = relative_path(config.inbox.as_deref(), path, file_name);
+    config
+        .options_for(&relative)
+        .ok_or_else(|| ImportError::NoPattern {
+            project: project.to_string(),
+            relative,
+        })
+}
+
+/// Why a file does not fit its target table: the file is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// `create_table` without a header to name the columns.
+    #[error(
+        "{file}: table {table} does not exist, and create_table needs a header to name its columns"
+    )]
+    CreateNeedsHeader {
+        /// The file's name.
+        file: String,
+        /// The target table.
+        table: String,
+    },
+    /// The header cannot name a new table's columns.
+    #[error("{file}: {message}")]
+    BadHeader {
+        /// The file's name.
+        file: String,
+        /// What is wrong with the header.
+        message: String,
+    },
+    /// The table does not exist and may not be created.
+    #[error("table {table} does not exist in the target database (create_table is false)")]
+    NoTable {
+        /// The target table.
+        table: String,
+    },
+    /// The file's fields do not map onto the table's columns.
+    #[error("{file}: {}", problems.join("; "))]
+    Mapping {
+        /// The file's name.
+        file: String,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+    /// Upsert and sync need a key.
+    #[error("mode {mode} needs a primary_key")]
+    NeedsKey {
+        /// The mode.
+        mode: &'static str,
+    },
+    /// The table has the column cpi reserves in its staging table.
+    #[error(
+        "table {table} has a column named {}, which cpi reserves",
+        sql::ROW_COLUMN
+    )]
+    ReservedColumn {
+        /// The target table.
+        table: String,
+    },
+}
+
+/// What to do about the target table before loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TablePlan {
+    /// It exists: load into it.
+    Existing,
+    /// It does not: run this `CREATE TABLE` first.
+    Create(String),
+}
+
+/// Decides the target table: `existing` is whether it exists now.
+pub fn plan_table(
+    file: &str,
+    o: &ResolvedOptions,
+    header: Option<&[String]>,
+    existing: bool,
+) -> Result<TablePlan, PlanError> {
+    if existing {
+        return Ok(TablePlan::Existing);
+    }
+    if !o.create_table {
+        return Err(PlanError::NoTable {
+            table: o.table.to_string(),
+        });
+    }
+    let Some(header) = header else {
+        return Err(PlanError::CreateNeedsHeader {
+            file: file.to_string(),
+            table: o.table.to_string(),
+        });
+    };
+    let cols = mapping::columns_from_header(header, &o.columns).map_err(|message| {
+        PlanError::BadHeader {
+            file: file.to_string(),
+            message,
+        }
+    })?;
+    Ok(TablePlan::Create(sql::create_table(
+        &o.table.quoted(),
+        &cols,
+        &o.primary_key,
+    )))
+}
+
+/// How the file's fields go into the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnPlan {
+    /// `(field index, column)` of every loaded field, in file order.
+    pub fields: Vec<(usize, ColumnSpec)>,
+    /// The loaded columns' names, in the same order.
+    pub columns: Vec<String>,
+    /// The primary key as the table spells it.
+    pub key: Vec<String>,
+    /// Positions of the key's columns in [`Self::columns`].
+    pub key_fields: Vec<usize>,
+    /// Fields per record the file must have.
+    pub width: usize,
+    /// Binary unless a column's type has no binary encoder here.
+    pub format: CopyFormat,
+    /// Whether rows go through a staging table (the merging modes, and
+    /// replace with a key) rather than straight into the table.
+    pub staged: bool,
+    /// The loaded columns for the merge, with how to compare each.
+    pub merge_columns: Vec<sql::MergeColumn>,
+}
+
+/// Maps the file (its header, or the width of its first record) onto the
+/// table's columns `table`, as the catalog lists them.
+pub fn plan_columns(
+    file: &str,
+    o: &ResolvedOptions,
+    header: Option<&[String]>,
+    first_width: usize,
+    table: &[ColumnSpec],
+) -> Result<ColumnPlan, PlanError> {
+    let names: Vec<String> = table.iter().map(|c| c.name.clone()).collect();
+    let key: Vec<String> = o
+        .primary_key
+        .iter()
+        .filter_map(|k| mapping::find_column(&names, k).ok().flatten())
+        .map(|i| names[i].clone())
+        .collect();
+    let table_label = format!("table {}", o.table);
+    let m = mapping::map_columns(&mapping::MappingInput {
+        header,
+        first_width,
+        table_columns: &names,
+        renames: &o.columns,
+        primary_key: &o.primary_key,
+        extra_columns: o.extra_columns,
+        missing_columns: o.missing_columns,
+        table: &table_label,
+    })
+    .map_err(|problems| PlanError::Mapping {
+        file: file.to_string(),
+        problems,
+    })?;
+    if matches!(o.mode, Mode::Upsert | Mode::Sync) && key.is_empty() {
+        return Err(PlanError::NeedsKey {
+            mode: o.mode.as_str(),
+        });
+    }
+    // Append, and replace without a key, COPY straight into the table.
+    let staged = match o.mode {
+        Mode::Append => false,
+        Mode::Replace => !key.is_empty(),
+        Mode::Upsert | Mode::Sync => true,
+    };
+    if staged && names.iter().any(|n| n == sql::ROW_COLUMN) {
+        return Err(PlanError::ReservedColumn {
+            table: o.table.to_string(),
+        });
+    }
+    let fields: Vec<(usize, ColumnSpec)> = m
+        .fields
+        .iter()
+        .map(|&(fi, ci)| (fi, table[ci].clone()))
+        .collect();
+    let columns: Vec<String> = fields.iter().map(|(_, c)| c.name.clone()).collect();
+    let format = if fields.iter().any(|(_, c)| c.ty == ColType::Other) {
+        CopyFormat::Text
+    } else {
+        CopyFormat::Binary
+    };
+    let key_fields = key
+        .iter()
+        .filter_map(|k| columns.iter().position(|c| c == k))
+        .collect();
+    let merge_columns = fields
+        .iter()
+        .map(|(_, c)| sql::MergeColumn {
+            name: c.name.clone(),
+            compare_as_text: !c.ty.has_equality(),
+        })
+        .collect();
+    Ok(ColumnPlan {
+        fields,
+        columns,
+        key,
+        key_fields,
+        width: m.width,
+        format,
+        staged,
+        merge_columns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ProjectConfig, TableName};
+    use serde_json::json;
+
+    #[test]
+    fn relative_to_inbox() {
+        let p = Path::new("/in/sub/a.csv");
+        assert_eq!(relative_path(Some("/in"), p, "a.csv"), "sub/a.csv");
+        assert_eq!(relative_path(Some("/other"), p, "a.csv"), "a.csv");
+        assert_eq!(relative_path(None, p, "a.csv"), "a.csv");
+    }
+
+    /// What a row of the options table expects.
+    #[derive(Debug)]
+    enum Want {
+        Table(&'static str, Mode),
+        Legacy,
+        Invalid,
+        NoPattern(&'static str),
+    }
+
+    #[test]
+    fn options_decision_table() {
+        let rows: Vec<(serde_json::Value, &str, Want)> = vec![
+            (
+                json!({"tables": [{"table": "t"}]}),
+                "/x/a.csv",
+                Want::Table("t", Mode::Append),
+            ),
+            (
+                json!({"inbox": "/in", "tables": [{"file_pattern": "sub/*.csv", "table": "s.t", "mode": "replace"}]}),
+                "/in/sub/a.csv",
+                Want::Table("s.t", Mode::Replace),
+            ),
+            (
+                json!({"tables": [{"file_pattern": "b_*.csv", "table": "b"}, {"table": "a"}]}),
+                "/x/b_1.csv",
+                Want::Table("b", Mode::Append),
+            ),
+            (
+                json!({"tables": [{"file_pattern": "b_*.csv", "table": "b"}]}),
+                "/x/a.txt",
+                Want::NoPattern("a.txt"),
+            ),
+            (
+                json!({"connection": {"env_var": "X"}, "tables": [{"table": "t"}]}),
+                "/x/a.csv",
+                Want::Legacy,
+            ),
+            (json!({"tables": "nope"}), "/x/a.csv", Want::Invalid),
+        ];
+        for (config, path, want) in rows {
+            let p = Path::new(path);
+            let name = p.file_name().unwrap().to_str().unwrap();
+            let parsed = crate::store::parse_config(&config);
+            let got = resolve_options("p", &config, &parsed, p, name);
+            match (&want, &got) {
+                (Want::Table(t, m), Ok(o)) => {
+                    assert_eq!(o.table.to_string(), *t, "{config}");
+                    assert_eq!(o.mode, *m, "{config}");
+                }
+                (Want::Legacy, Err(ImportError::LegacyEnvVar { .. }))
+                | (Want::Invalid, Err(ImportError::InvalidConfig { .. })) => {}
+                (Want::NoPattern(r), Err(ImportError::NoPattern { relative, .. })) => {
+                    assert_eq!(relative, r)
+                }
+                _ => panic!("{config} {path}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    fn opts(mode: Mode, key: &[&str], create: bool) -> ResolvedOptions {
+        let mut o = ProjectConfig::default()
+            .options_for("a.csv")
+            .expect("the default pattern matches");
+        o.table = TableName::parse("t").unwrap();
+        o.mode = mode;
+        o.primary_key = key.iter().map(|k| k.to_string()).collect();
+        o.create_table = create;
+        o
+    }
+
+    fn col(name: &str, ty: ColType) -> ColumnSpec {
+        ColumnSpec {
+            name: name.into(),
+            ty,
+            typmod: -1,
+            not_null: false,
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// (exists, create_table, header) → `Ok(creates the table?)` or the error.
+    type TableRow<'a> = (bool, bool, Option<&'a [String]>, Result<bool, PlanError>);
+
+    /// (columns, key, staged, format), or the start of the error message.
+    type Expect = Result<(Vec<&'static str>, Vec<&'static str>, bool, CopyFormat), &'static str>;
+
+    /// (mode, key, header, first width, table columns) → [`Expect`].
+    type ColumnsRow<'a> = (
+        Mode,
+        &'a [&'a str],
+        Option<&'a [String]>,
+        usize,
+        &'a [ColumnSpec],
+        Expect,
+    );
+
+    #[test]
+    fn table_decision_table() {
+        let h = strings(&["id", "name"]);
+        let dup = strings(&["id", "ID"]);
+        let rows: Vec<TableRow> = vec![
+            // (exists, create_table, header) → Ok(creates?) or the error
+            (true, false, Some(&h), Ok(false)),
+            (true, true, None, Ok(false)),
+            (false, true, Some(&h), Ok(true)),
+            (
+                false,
+                false,
+                Some(&h),
+                Err(PlanError::NoTable { table: "t".into() }),
+            ),
+            (
+                false,
+                true,
+                None,
+                Err(PlanError::CreateNeedsHeader {
+                    file: "a.csv".into(),
+                    table: "t".into(),
+                }),
+            ),
+            (
+                false,
+                true,
+                Some(&dup),
+                Err(PlanError::BadHeader {
+                    file: "a.csv".into(),
+                    message: "the header names column \"ID\" twice".into(),
+                }),
+            ),
+        ];
+        for (exists, create, header, want) in rows {
+            let got = plan_table("a.csv", &opts(Mode::Append, &[], create), header, exists);
+            match (want, got) {
+                (Ok(false), Ok(TablePlan::Existing)) => {}
+                (Ok(true), Ok(TablePlan::Create(sql))) => {
+                    assert!(sql.starts_with("CREATE TABLE"), "{sql}")
+                }
+                (Err(w), Err(g)) => assert_eq!(w, g),
+                (w, g) => panic!("exists {exists} create {create}: want {w:?}, got {g:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn columns_decision_table() {
+        let table = vec![
+            col("id", ColType::Int8),
+            col("Name", ColType::Text),
+            col("doc", ColType::Json),
+        ];
+        let other = vec![col("id", ColType::Int8), col("x", ColType::Other)];
+        let reserved = vec![
+            col("id", ColType::Int8),
+            col(sql::ROW_COLUMN, ColType::Int8),
+        ];
+        let h = strings(&["id", "name"]);
+        let h_doc = strings(&["doc", "id"]);
+        let h_extra = strings(&["id", "nope"]);
+        let rows: Vec<ColumnsRow> = vec![
+            // (mode, key, header, first width, table) → (columns, key, staged, format) or error
+            (
+                Mode::Append,
+                &[],
+                Some(&h),
+                0,
+                &table,
+                Ok((vec!["id", "Name"], vec![], false, CopyFormat::Binary)),
+            ),
+            (
+                Mode::Append,
+                &["ID"],
+                Some(&h),
+                0,
+                &table,
+                Ok((vec!["id", "Name"], vec!["id"], false, CopyFormat::Binary)),
+            ),
+            (
+                Mode::Replace,
+                &[],
+                Some(&h),
+                0,
+                &table,
+                Ok((vec!["id", "Name"], vec![], false, CopyFormat::Binary)),
+            ),
+            (
+                Mode::Replace,
+                &["id"],
+                Some(&h),
+                0,
+                &table,
+                Ok((vec!["id", "Name"], vec!["id"], true, CopyFormat::Binary)),
+            ),
+            (
+                Mode::Upsert,
+                &["id"],
+                Some(&h_doc),
+                0,
+                &table,
+                Ok((vec!["doc", "id"], vec!["id"], true, CopyFormat::Binary)),
+            ),
+            (
+                Mode::Sync,
+                &["id"],
+                Some(&h),
+                0,
+                &table,
+                Ok((vec!["id", "Name"], vec!["id"], true, CopyFormat::Binary)),
+            ),
+            (
+                Mode::Append,
+                &[],
+                None,
+                3,
+                &table,
+                Ok((vec!["id", "Name", "doc"], vec![], false, CopyFormat::Binary)),
+            ),
+            (
+                Mode::Append,
+                &[],
+                None,
+                2,
+                &other,
+                Ok((vec!["id", "x"], vec![], false, CopyFormat::Text)),
+            ),
+            (
+                Mode::Upsert,
+                &[],
+                Some(&h),
+                0,
+                &table,
+                Err("mode upsert needs a primary_key"),
+            ),
+            (
+                Mode::Sync,
+                &["nope"],
+                Some(&h),
+                0,
+                &table,
+                Err("a.csv: primary key column \"nope\" is not a column of table t"),
+            ),
+            (Mode::Append, &[], Some(&h_extra), 0, &table, Err("a.csv: ")),
+            (
+                Mode::Upsert,
+                &["id"],
+                None,
+                2,
+                &reserved,
+                Err("table t has a column named __cpi_row, which cpi reserves"),
+            ),
+            (
+                Mode::Append,
+                &[],
+                None,
+                2,
+                &reserved,
+                Ok((
+                    vec!["id", sql::ROW_COLUMN],
+                    vec![],
+                    false,
+                    CopyFormat::Binary,
+                )),
+            ),
+        ];
+        for (i, (mode, key, header, width, cols, want)) in rows.into_iter().enumerate() {
+            let got = plan_columns("a.csv", &opts(mode, key, false), header, width, cols);
+            match (want, got) {
+                (Ok((c, k, staged, format)), Ok(p)) => {
+                    assert_eq!(p.columns, c, "row {i}");
+                    assert_eq!(p.key, k, "row {i}");
+                    assert_eq!(p.staged, staged, "row {i}");
+                    assert_eq!(p.format, format, "row {i}");
+                    assert_eq!(p.fields.len(), p.columns.len(), "row {i}");
+                    assert_eq!(p.key_fields.len(), p.key.len(), "row {i}");
+                }
+                (Err(w), Err(g)) => {
+                    assert!(
+                        g.to_string().starts_with(w),
+                        "row {i}: {g} does not start with {w}"
+                    )
+                }
+                (w, g) => panic!("row {i}: want {w:?}, got {g:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn merge_compares_json_as_text() {
+        let table = vec![col("id", ColType::Int8), col("doc", ColType::Json)];
+        let h = strings(&["id", "doc"]);
+        let p = plan_columns(
+            "a.csv",
+            &opts(Mode::Upsert, &["id"], false),
+            Some(&h),
+            0,
+            &table,
+        )
+        .unwrap();
+        let as_text: Vec<bool> = p.merge_columns.iter().map(|m| m.compare_as_text).collect();
+        assert_eq!(as_text, vec![false, true]);
+    }
+}
