@@ -27,6 +27,8 @@
 //! - [`retry`]: the one backoff formula of every retry loop.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod apply;
 pub mod cli;
