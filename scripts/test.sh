@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests drive (a headless browser,
+# promtool, systemd-analyze, kubernetes-validate, an S3 server) when it is
+# missing, starts the local PostgreSQL if it is down, then runs every test.
+# Tests that need a tool fail, never skip, when it is missing: this script is
+# how a fresh machine gets them. Arguments go to `cargo nextest run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=()
+command -v chromium >/dev/null || apt_packages+=(chromium)
+command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
+command -v promtool >/dev/null || apt_packages+=(prometheus)
+command -v systemd-analyze >/dev/null || apt_packages+=(systemd)
+if ((${#apt_packages[@]})); then
+  echo "installing ${apt_packages[*]} (Debian)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+fi
+pip_packages=()
+command -v kubernetes-validate >/dev/null || pip_packages+=(kubernetes-validate)
+command -v moto_server >/dev/null || pip_packages+=("moto[server]")
+if ((${#pip_packages[@]})); then
+  echo "installing ${pip_packages[*]} (PyPI)" >&2
+  python3 -m pip install -q "${pip_packages[@]}"
+  hash -r
+fi
+
+# The shared server on 127.0.0.1:5432 (the tests fall back to the embedded
+# one when nothing answers there and it cannot be started).
+if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  if [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    for _ in $(seq 60); do
+      pg_isready -h 127.0.0.1 -p 5432 -q && break
+      sleep 1
+    done
+  fi
+fi
+
+exec cargo nextest run "$@"
