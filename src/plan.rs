@@ -314,8 +314,29 @@ pub fn project_digest(s: &ProjState) -> String {
         &s.name,
         s.description.as_deref().unwrap_or("\u{0}"),
         s.connection.as_deref().unwrap_or("\u{0}"),
-        &s.config.to_string(),
+        &canonical(&s.config).to_string(),
     ])
+}
+
+/// `v` with every object's keys in sorted order. serde_json keeps insertion
+/// order when any crate in the build enables its `preserve_order` feature,
+/// and PostgreSQL's JSONB reorders keys: digests and diffs must not depend
+/// on either.
+pub fn canonical(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
 }
 
 fn digest(parts: &[&str]) -> String {
@@ -699,5 +720,22 @@ mod tests {
         assert!(p.projects[0].drift);
         assert!(p.connections[0].drift);
         assert_eq!(p.counts().drift, 2);
+    }
+
+    #[test]
+    fn regression_jsonb_key_order_is_neither_drift_nor_a_change() {
+        let mut d = desired();
+        d.projects.get_mut("p1").unwrap().config =
+            serde_json::from_str(r#"{"name": "p1", "inbox": "/in", "settle_seconds": 1}"#).unwrap();
+        let mut o = applied(&d, "cpi");
+        // As PostgreSQL's JSONB gives it back: keys reordered.
+        o.projects[0].state.config =
+            serde_json::from_str(r#"{"inbox": "/in", "name": "p1", "settle_seconds": 1}"#).unwrap();
+        d.projects.get_mut("p1").unwrap().description = Some("edited in git".into());
+        let p = plan(&d, &o, "cpi", false);
+        assert!(!p.projects[0].drift, "a key order is not drift");
+        assert_eq!(p.projects[0].fields, vec!["description"]);
+        let text = crate::render::text(&p, false);
+        assert!(!text.contains("+  settle_seconds"), "{text}");
     }
 }

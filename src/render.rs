@@ -51,7 +51,7 @@ pub fn project_view(s: &ProjState) -> Value {
     m.insert("name".into(), s.name.clone().into());
     m.insert("description".into(), opt(&s.description));
     m.insert("connection".into(), opt(&s.connection));
-    m.insert("config".into(), s.config.clone());
+    m.insert("config".into(), crate::plan::canonical(&s.config));
     m.insert("managed_by".into(), opt(&s.managed_by));
     m.insert("source".into(), opt(&s.source));
     Value::Object(m)
