@@ -6,9 +6,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::manifest::{Desired, UrlState};
-use crate::metrics::ReconcileStatus;
 use crate::plan::{self, Action, Change, Counts, Plan};
 use crate::render;
+use crate::store::ReconcileStatus;
 use crate::store::{self, StoreError};
 
 /// One key for every reconciler on a database: two owners sharing a

@@ -270,6 +270,17 @@ pub struct ResolvedOptions {
 const DEFAULT_PATTERN: &str = "*.csv";
 
 impl ProjectConfig {
+    /// Where imported files go (`processed/` under the inbox unless the
+    /// config says; a relative setting is relative to the inbox).
+    pub fn processed_path(&self, inbox: &std::path::Path) -> std::path::PathBuf {
+        sub_dir(self.processed_dir.as_deref(), inbox, "processed")
+    }
+
+    /// Where rejected files and their reports go (`failed/` unless the config says).
+    pub fn failed_path(&self, inbox: &std::path::Path) -> std::path::PathBuf {
+        sub_dir(self.failed_dir.as_deref(), inbox, "failed")
+    }
+
     /// `settle_seconds` as a duration (`None` when unset or out of range).
     pub fn settle(&self) -> Option<std::time::Duration> {
         let s = self.settle_seconds.as_ref()?.as_f64()?;
@@ -493,6 +504,14 @@ fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
         max_errors: o.max_errors,
         extra_columns: o.extra_columns.unwrap_or(ColumnPolicy::Error),
         missing_columns: o.missing_columns.unwrap_or(ColumnPolicy::Ignore),
+    }
+}
+
+fn sub_dir(configured: Option<&str>, inbox: &std::path::Path, default: &str) -> std::path::PathBuf {
+    match configured {
+        Some(d) if std::path::Path::new(d).is_absolute() => std::path::PathBuf::from(d),
+        Some(d) => inbox.join(d),
+        None => inbox.join(default),
     }
 }
 

@@ -116,20 +116,12 @@ pub fn list(inbox: &Path) -> std::io::Result<Vec<(PathBuf, u64, SystemTime)>> {
 
 /// Where imported and rejected files go.
 pub fn processed_dir(config: &ProjectConfig, inbox: &Path) -> PathBuf {
-    sub_dir(config.processed_dir.as_deref(), inbox, "processed")
+    config.processed_path(inbox)
 }
 
 /// Where rejected files and their reports go (`failed/` unless the config says).
 pub fn failed_dir(config: &ProjectConfig, inbox: &Path) -> PathBuf {
-    sub_dir(config.failed_dir.as_deref(), inbox, "failed")
-}
-
-fn sub_dir(configured: Option<&str>, inbox: &Path, default: &str) -> PathBuf {
-    match configured {
-        Some(d) if Path::new(d).is_absolute() => PathBuf::from(d),
-        Some(d) => inbox.join(d),
-        None => inbox.join(default),
-    }
+    config.failed_path(inbox)
 }
 
 /// The name a file gets in `dir`: its own, or prefixed with the job id when

@@ -465,7 +465,7 @@ async fn failed_copy(db: &PgPool, job: &Job) -> Result<Option<String>, JobError>
         return Ok(None);
     };
     let failed_dir = match (&config.inbox, &config.failed_dir) {
-        (Some(inbox), _) => crate::inbox::failed_dir(&config, Path::new(inbox)),
+        (Some(inbox), _) => config.failed_path(Path::new(inbox)),
         (None, Some(d)) => std::path::PathBuf::from(d),
         (None, None) => return Ok(None),
     };

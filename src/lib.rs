@@ -9,6 +9,7 @@
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
 //! - [`queue`]: the job queue: enqueue once, claim with a lease, take over dead workers' jobs.
 //! - [`watch`]: file-system events (inotify or polling) as hints.
+//! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
 //! - [`jobs`]: the `cpi_import_jobs` rows (create, start, finish, list, retry).
 //! - [`embedded`]: the private PostgreSQL under the state dir when no management URL is given.
@@ -23,7 +24,6 @@
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
 //! - [`rules`]: the name, URL and legacy rules shared by manifests, export, the API and imports.
 //! - [`config`]: a project's config and the import options for one file (pure).
-//! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`retry`]: the one backoff formula of every retry loop.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 

@@ -18,37 +18,7 @@ use utoipa::ToSchema;
 use crate::jobs::JobStatus;
 use crate::secret;
 
-/// The outcome of one reconcile, as `cpi_reconcile_runs.status` (TEXT)
-/// spells it; bound and read as this enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-pub enum ReconcileStatus {
-    /// Applied (or nothing to do).
-    Succeeded,
-    /// Could not load, plan or write: nothing changed.
-    Failed,
-    /// Refused by a guard (conflicts, delete limit): nothing changed.
-    Refused,
-}
-
-impl ReconcileStatus {
-    /// Every status, in the order the metrics list them.
-    pub const ALL: [ReconcileStatus; 3] = [
-        ReconcileStatus::Succeeded,
-        ReconcileStatus::Failed,
-        ReconcileStatus::Refused,
-    ];
-
-    /// The status as the column spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReconcileStatus::Succeeded => "succeeded",
-            ReconcileStatus::Failed => "failed",
-            ReconcileStatus::Refused => "refused",
-        }
-    }
-}
+pub use crate::store::ReconcileStatus;
 
 /// The last reconcile this process ran.
 #[derive(Debug, Clone, Serialize, ToSchema)]

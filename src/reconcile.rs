@@ -18,7 +18,7 @@ use crate::metrics::{Health, ReconcileStatus};
 use crate::secret;
 use crate::watch::{Backend, Watcher};
 
-/// What the loop reconciles and how (filled by [`crate::daemon::run`]).
+/// What the loop reconciles and how (filled by the daemon's `run`).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The manifests folder (absolute: watcher events are).

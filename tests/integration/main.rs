@@ -11,6 +11,7 @@ mod export;
 mod import;
 mod import_cli;
 mod import_support;
+mod layout;
 mod legacy;
 mod quickstart;
 mod reconcile;

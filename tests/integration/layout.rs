@@ -1,0 +1,114 @@
+//! The crate's layering, as the crate doc's "Layout" list states it (top
+//! down): a module imports only modules listed below it, so there is no
+//! import circle and nothing runs back up to the command line. A new module
+//! must be placed in that list to pass.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The modules of the Layout list, top first.
+fn layers(lib: &str) -> Vec<String> {
+    lib.lines()
+        .filter_map(|l| l.strip_prefix("//! - [`"))
+        .filter_map(|l| l.split_once("`]").map(|(m, _)| m.to_string()))
+        .collect()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level module a file under src/ belongs to.
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// The top-level modules a source text names as `crate::X` (unit tests
+/// excluded: they may reach anywhere).
+fn uses(text: &str) -> Vec<String> {
+    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            found.push(name);
+        }
+    }
+    // `use crate::{a, b}` groups.
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::{") {
+        rest = &rest[i + "crate::{".len()..];
+        let group = rest.split('}').next().unwrap_or("");
+        for item in group.split(',') {
+            let name: String = item
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != "self" {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_module_imports_only_modules_below_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let order = layers(&lib);
+    assert!(order.len() > 10, "the Layout list of src/lib.rs: {order:?}");
+    let rank: BTreeMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.as_str(), i))
+        .collect();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut problems = Vec::new();
+    for file in files {
+        let module = module_of(&src, &file);
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let Some(&own) = rank.get(module.as_str()) else {
+            problems.push(format!(
+                "module {module} is not in the Layout list of src/lib.rs"
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(&file).unwrap();
+        for used in uses(&text) {
+            match rank.get(used.as_str()) {
+                Some(&r) if r < own => problems.push(format!(
+                    "{} ({module}) imports {used}, which is above it",
+                    file.strip_prefix(&src).unwrap().display()
+                )),
+                _ => {}
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
