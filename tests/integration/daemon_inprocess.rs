@@ -12,11 +12,10 @@ use cpi::watch::Backend;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::common::{write, TestDb};
-use crate::daemon::{
-    big_csv, csv_rows, events_table, eventually, scalar_i64, scalar_text, wait_i64, wait_running,
-    wait_url, Setup,
-};
+use crate::support::daemon::{big_csv, csv_rows, events_table, Setup};
+use crate::support::db::{scalar_i64, scalar_text};
+use crate::support::wait::{copy_running, wait_for, wait_i64, wait_url};
+use crate::support::{write, TestDb};
 
 /// A daemon running as a task of the test; dropping it asks it to stop.
 struct InProcess {
@@ -86,17 +85,19 @@ async fn manifests_are_reconciled_and_an_inbox_file_is_imported_once() {
         "SELECT count(*) FROM cpi_projects WHERE managed_by = 'cpi'",
         1,
     )
-    .await;
+    .await
+    .unwrap();
     std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 5, "once")).unwrap();
-    eventually(
-        Duration::from_secs(20),
+    wait_for(
         "the file moved to processed/",
+        Duration::from_secs(20),
         || {
             let p = s.inbox("p").join("processed/a.csv");
             async move { p.exists().then_some(()) }
         },
     )
-    .await;
+    .await
+    .unwrap();
     // A few rescans later, still one job and one copy of the rows.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 5);
@@ -122,9 +123,9 @@ async fn the_api_answers_on_the_injected_listener() {
     let http = reqwest::Client::new();
     let r = http.get(d.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    eventually(
-        Duration::from_secs(20),
+    wait_for(
         "ready after the first reconcile",
+        Duration::from_secs(20),
         || {
             let (http, url) = (http.clone(), d.url("/readyz"));
             async move {
@@ -137,7 +138,8 @@ async fn the_api_answers_on_the_injected_listener() {
             }
         },
     )
-    .await;
+    .await
+    .unwrap();
     let addr = d.addr;
     d.stop(Duration::from_secs(20)).await.unwrap();
     // The listener is closed with the daemon.
@@ -157,7 +159,7 @@ async fn the_shutdown_future_stops_run_with_no_job_left_running() {
     })
     .await;
     std::fs::rename(&tmp, s.inbox("p").join("big.csv")).unwrap();
-    wait_running(&pool).await;
+    copy_running(&pool, Duration::from_secs(30)).await.unwrap();
     let asked = Instant::now();
     d.stop(Duration::from_secs(20)).await.unwrap();
     assert!(
@@ -200,12 +202,13 @@ async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
         "SELECT count(*) FROM cpi_projects",
         1,
     )
-    .await;
+    .await
+    .unwrap();
     sqlx::query("UPDATE cpi_projects SET description = 'hand edit'")
         .execute(&pool)
         .await
         .unwrap();
-    eventually(Duration::from_secs(10), "drift set back", || {
+    wait_for("drift set back", Duration::from_secs(10), || {
         let c = pool.clone();
         async move {
             (scalar_text(&c, "SELECT description FROM cpi_projects")
@@ -214,7 +217,8 @@ async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
             .then_some(())
         }
     })
-    .await;
+    .await
+    .unwrap();
     let drifted = scalar_i64(
         &pool,
         "SELECT coalesce(sum(drifted), 0)::int8 FROM cpi_reconcile_runs",
@@ -226,7 +230,9 @@ async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
     let tmp = s.manifests().join(".target.pass.new");
     std::fs::write(&tmp, "pw-2\n").unwrap();
     std::fs::rename(&tmp, s.manifests().join("target.pass")).unwrap();
-    wait_url(&pool, 10, "rotated password applied", ":pw-2@").await;
+    wait_url(&pool, 10, "rotated password applied", ":pw-2@")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +313,7 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
         .unwrap();
     let total_files = 2 * (5 + 70 + 15 + 10);
     assert_eq!(total_files, 200);
-    eventually(Duration::from_secs(120), "all files imported", || {
+    wait_for("all files imported", Duration::from_secs(120), || {
         let c = pool.clone();
         async move {
             (scalar_i64(
@@ -319,7 +325,8 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
                 .then_some(())
         }
     })
-    .await;
+    .await
+    .unwrap();
     let failed: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed'")
             .fetch_all(&pool)
@@ -376,11 +383,12 @@ async fn a_rejected_file_goes_to_failed_with_its_report() {
     )
     .unwrap();
     let report = s.inbox("p").join("failed/bad.csv.error.json");
-    eventually(Duration::from_secs(20), "error report", || {
+    wait_for("error report", Duration::from_secs(20), || {
         let r = report.clone();
         async move { r.exists().then_some(()) }
     })
-    .await;
+    .await
+    .unwrap();
     assert!(s.inbox("p").join("failed/bad.csv").exists());
     let text = std::fs::read_to_string(&report).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -415,7 +423,8 @@ async fn files_of_one_table_are_imported_one_at_a_time_in_name_order() {
         "SELECT count(*) FROM ordered",
         8 * 500,
     )
-    .await;
+    .await
+    .unwrap();
     // Load order: each file's rows form one block of `seq`, blocks in name order.
     let blocks: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT tag, min(seq), max(seq) FROM ordered GROUP BY tag ORDER BY min(seq)",
@@ -445,7 +454,9 @@ async fn poll_finds_files_where_inotify_would_not_be_used() {
         c.rescan = Duration::from_secs(3600);
     })
     .await;
-    wait_i64(&pool, 20, "started", "SELECT count(*) FROM cpi_projects", 1).await;
+    wait_i64(&pool, 20, "started", "SELECT count(*) FROM cpi_projects", 1)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     std::fs::write(s.inbox("p").join("polled.csv"), csv_rows(1, 4, "poll")).unwrap();
     wait_i64(
@@ -455,7 +466,8 @@ async fn poll_finds_files_where_inotify_would_not_be_used() {
         "SELECT count(*) FROM events WHERE tag = 'poll'",
         4,
     )
-    .await;
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

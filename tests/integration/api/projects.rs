@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::support::Server;
+use crate::support::api::Server;
 
 #[tokio::test]
 async fn create_list_get_update_delete() {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
+use super::db::{scalar_i64, scalar_text};
+
 /// How often a wait checks again.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -99,4 +101,48 @@ pub fn read_until(
             "timed out after {timeout:?} waiting for a line with {needle:?}; read:\n{seen}"
         ))
     }
+}
+
+/// Waits until `sql` (one bigint, see [`scalar_i64`]) returns `want`; the
+/// error names `what` and the query.
+pub async fn wait_i64(
+    pool: &PgPool,
+    secs: u64,
+    what: &str,
+    sql: &str,
+    want: i64,
+) -> Result<(), String> {
+    let what = format!("{what} ({sql} = {want})");
+    wait_for(&what, Duration::from_secs(secs), || {
+        let pool = pool.clone();
+        async move { (scalar_i64(&pool, sql).await == want).then_some(()) }
+    })
+    .await
+}
+
+/// Waits until the stored URL of the (only) connection contains `needle`,
+/// as after a password rotation.
+pub async fn wait_url(pool: &PgPool, secs: u64, what: &str, needle: &str) -> Result<(), String> {
+    wait_for(what, Duration::from_secs(secs), || {
+        let pool = pool.clone();
+        async move {
+            let url = scalar_text(&pool, "SELECT database_url FROM cpi_connections")
+                .await
+                .unwrap_or_default();
+            url.contains(needle).then_some(())
+        }
+    })
+    .await
+}
+
+/// Waits until exactly one COPY streams into `pool`'s database (an import
+/// mid-way), then a little longer so that rows are on their way.
+pub async fn copy_running(pool: &PgPool, timeout: Duration) -> Result<(), String> {
+    wait_for("the import streaming (one active COPY)", timeout, || {
+        let pool = pool.clone();
+        async move { (super::db::active_copies(&pool).await == 1).then_some(()) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
 }
