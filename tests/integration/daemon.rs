@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::support::daemon::{big_csv, csv_rows, events_table, Daemon, Setup};
+use crate::support::daemon::{big_csv, csv_rows, Daemon, Setup};
 use crate::support::db::{scalar_i64, scalar_text};
 use crate::support::manifests::{connection_to, project};
-use crate::support::wait::{copy_running, wait_for, wait_i64, wait_url};
+use crate::support::wait::{copy_running, http_ok, wait_for, wait_i64, wait_url};
 use crate::support::{admin_url, free_port, write, TestDb};
 
 #[tokio::test]
@@ -94,13 +94,11 @@ async fn manifests_changes_follow_and_a_broken_set_changes_nothing() {
 #[tokio::test]
 async fn an_unreachable_target_leaves_the_file_waiting() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let (s, pool) = Setup::events(&db).await;
     // The connection points at a port where nothing listens.
     let m = s.manifests();
     let doc = connection_to("target", &db, "down").replace("127.0.0.1:5432", "127.0.0.1:1");
     write(&m, "connections/target.yaml", &doc);
-    let pool = db.pool().await;
-    events_table(&pool).await;
     let d = Daemon::start(&db, &m, &s.log("log"), &[]);
     std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "x")).unwrap();
     wait_for("a failed attempt", Duration::from_secs(20), || {
@@ -159,9 +157,7 @@ const BIG: u64 = 3_000_000;
 #[tokio::test]
 async fn kill_9_mid_import_then_restart_imports_exactly_once() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let tmp = s.dir.path().join("big.tmp");
     big_csv(&tmp, BIG);
     let mut d = Daemon::start(&db, &s.manifests(), &s.log("log1"), &[]);
@@ -206,9 +202,7 @@ async fn kill_9_mid_import_then_restart_imports_exactly_once() {
 #[tokio::test]
 async fn sigterm_mid_import_exits_0_and_loses_nothing() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let tmp = s.dir.path().join("big.tmp");
     big_csv(&tmp, BIG);
     // A shutdown timeout too short for the import: it is rolled back and requeued.
@@ -254,9 +248,7 @@ async fn sigterm_mid_import_exits_0_and_loses_nothing() {
 #[tokio::test]
 async fn two_replicas_import_each_file_once_and_never_interleave_reconciles() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let _a = Daemon::start(&db, &s.manifests(), &s.log("a"), &["--interval", "1s"]);
     let _b = Daemon::start(&db, &s.manifests(), &s.log("b"), &["--interval", "1s"]);
     for i in 0..60u64 {
@@ -315,9 +307,7 @@ async fn two_replicas_import_each_file_once_and_never_interleave_reconciles() {
 #[tokio::test]
 async fn run_listen_serves_health_metrics_and_the_api() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, _pool) = Setup::events(&db).await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let token = s.dir.path().join("token");
@@ -335,19 +325,9 @@ async fn run_listen_serves_health_metrics_and_the_api() {
     );
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
-    wait_for("ready", Duration::from_secs(20), || {
-        let (http, url) = (http.clone(), format!("{base}/readyz"));
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        }
-    })
-    .await
-    .unwrap();
+    http_ok(&format!("{base}/readyz"), Duration::from_secs(20))
+        .await
+        .unwrap();
     assert_eq!(
         http.get(format!("{base}/healthz"))
             .send()
@@ -417,15 +397,9 @@ async fn startup_waits_for_the_management_database() {
     };
     let s = Setup::new(&db, &[("p", "{}")]);
     let d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
-    wait_for("a logged retry", Duration::from_secs(20), || {
-        let log = d.log();
-        async move {
-            log.contains("management database not available")
-                .then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    d.wait_log("management database not available", Duration::from_secs(20))
+        .await
+        .unwrap();
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
         .await
         .unwrap();
@@ -490,9 +464,7 @@ async fn regression_rotation_in_a_relative_secrets_dir_is_seen() {
 #[tokio::test]
 async fn json_logs_carry_one_span_per_import_with_its_job_id() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let d = Daemon::start(
         &db,
         &s.manifests(),
@@ -535,15 +507,9 @@ async fn sigterm_while_waiting_for_the_management_database_exits_0() {
     };
     let s = Setup::new(&db, &[("p", "{}")]);
     let mut d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
-    wait_for("a logged retry", Duration::from_secs(20), || {
-        let log = d.log();
-        async move {
-            log.contains("management database not available")
-                .then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    d.wait_log("management database not available", Duration::from_secs(20))
+        .await
+        .unwrap();
     d.signal("-TERM");
     assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
     // The database was never created: nothing for TestDb to drop.

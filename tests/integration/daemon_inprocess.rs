@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::support::daemon::{big_csv, csv_rows, events_table, Setup};
 use crate::support::db::{scalar_i64, scalar_text};
-use crate::support::wait::{copy_running, wait_for, wait_i64, wait_url};
+use crate::support::wait::{copy_running, http_ok, wait_for, wait_i64, wait_url};
 use crate::support::{write, TestDb};
 
 /// A daemon running as a task of the test; dropping it asks it to stop.
@@ -74,9 +74,7 @@ impl InProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_are_reconciled_and_an_inbox_file_is_imported_once() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let d = InProcess::start(&db, &s, |_| {}).await;
     wait_i64(
         &pool,
@@ -123,23 +121,9 @@ async fn the_api_answers_on_the_injected_listener() {
     let http = reqwest::Client::new();
     let r = http.get(d.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    wait_for(
-        "ready after the first reconcile",
-        Duration::from_secs(20),
-        || {
-            let (http, url) = (http.clone(), d.url("/readyz"));
-            async move {
-                http.get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == 200)
-                    .map(|_| ())
-            }
-        },
-    )
-    .await
-    .unwrap();
+    http_ok(&d.url("/readyz"), Duration::from_secs(20))
+        .await
+        .unwrap();
     let addr = d.addr;
     d.stop(Duration::from_secs(20)).await.unwrap();
     // The listener is closed with the daemon.
@@ -149,9 +133,7 @@ async fn the_api_answers_on_the_injected_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shutdown_future_stops_run_with_no_job_left_running() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let tmp = s.dir.path().join("big.tmp");
     big_csv(&tmp, 1_000_000);
     let d = InProcess::start(&db, &s, |c| {
@@ -373,9 +355,7 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_file_goes_to_failed_with_its_report() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let _d = InProcess::start(&db, &s, |_| {}).await;
     std::fs::write(
         s.inbox("p").join("bad.csv"),
@@ -445,9 +425,7 @@ async fn files_of_one_table_are_imported_one_at_a_time_in_name_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_finds_files_where_inotify_would_not_be_used() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     // A rescan far away: only the polling watcher can notice the file.
     let _d = InProcess::start(&db, &s, |c| {
         c.backend = Backend::Poll(Duration::from_millis(200));

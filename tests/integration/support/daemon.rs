@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use super::manifests::{connection_to, project};
+use super::wait::wait_for;
 use super::{write, Cpi, TestDb};
 
 /// A running `cpi run`, killed when dropped; its log goes to a file.
@@ -58,6 +59,15 @@ impl Daemon {
     /// The log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle`; the error names it.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> Result<(), String> {
+        wait_for(&format!("{needle:?} in the log"), timeout, || {
+            let found = self.log().contains(needle);
+            async move { found.then_some(()) }
+        })
+        .await
     }
 
     /// Sends `sig` (`-TERM`, `-KILL`, ...) to the process.
@@ -126,6 +136,15 @@ impl Setup {
             );
         }
         Setup { dir }
+    }
+
+    /// One project `p` appending into a fresh `events` table (see
+    /// [`events_table`]); the setup and a pool on the test database.
+    pub async fn events(db: &TestDb) -> (Setup, PgPool) {
+        let s = Setup::new(db, &[("p", "{table: events, mode: append}")]);
+        let pool = db.pool().await;
+        events_table(&pool).await;
+        (s, pool)
     }
 
     /// The manifests folder.

@@ -146,3 +146,13 @@ pub async fn copy_running(pool: &PgPool, timeout: Duration) -> Result<(), String
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
 }
+
+/// Waits until `GET url` answers 200 (a server up and ready).
+pub async fn http_ok(url: &str, timeout: Duration) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    wait_for(&format!("GET {url} to answer 200"), timeout, || {
+        let get = http.get(url).send();
+        async move { get.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await
+}
