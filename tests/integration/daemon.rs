@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::support::daemon::{big_csv, csv_rows, Daemon, Setup};
 use crate::support::db::{scalar_i64, scalar_text};
 use crate::support::manifests::{connection_to, project};
-use crate::support::wait::{copy_running, http_ok, wait_for, wait_i64, wait_url};
+use crate::support::wait::{
+    copy_running, exists, http_ok, wait_at_least, wait_for, wait_i64, wait_url,
+};
 use crate::support::{admin_url, free_port, write, TestDb};
 
 #[tokio::test]
@@ -66,15 +68,9 @@ async fn manifests_changes_follow_and_a_broken_set_changes_nothing() {
         "p2 must survive a broken set"
     );
     // The log line comes first, then the audit row.
-    wait_for("the failed run recorded", Duration::from_secs(5), || {
-        let c = pool.clone();
-        async move {
-            let n = scalar_i64(&c, "SELECT count(*) FROM cpi_reconcile_runs WHERE status = 'failed' AND error LIKE '%broken.yaml%'").await;
-            (n >= 1).then_some(())
-        }
-    })
-    .await
-    .unwrap();
+    wait_at_least(&pool, 5, "the failed run recorded", "SELECT count(*) FROM cpi_reconcile_runs WHERE status = 'failed' AND error LIKE '%broken.yaml%'", 1)
+        .await
+        .unwrap();
 
     // Fixing it applies (p2's removal included).
     std::fs::remove_file(s.manifests().join("projects/broken.yaml")).unwrap();
@@ -101,18 +97,13 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
     write(&m, "connections/target.yaml", &doc);
     let d = Daemon::start(&db, &m, &s.log("log"), &[]);
     std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "x")).unwrap();
-    wait_for("a failed attempt", Duration::from_secs(20), || {
-        let c = pool.clone();
-        async move {
-            (scalar_i64(
-                &c,
-                "SELECT count(*) FROM cpi_import_jobs WHERE status = 'failed'",
-            )
-            .await
-                >= 1)
-                .then_some(())
-        }
-    })
+    wait_at_least(
+        &pool,
+        20,
+        "a failed attempt",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'failed'",
+        1,
+    )
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -143,10 +134,10 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
     )
     .await
     .unwrap();
-    wait_for("the file moved", Duration::from_secs(10), || {
-        let p = s.inbox("p").join("processed/a.csv");
-        async move { p.exists().then_some(()) }
-    })
+    exists(
+        &s.inbox("p").join("processed/a.csv"),
+        Duration::from_secs(10),
+    )
     .await
     .unwrap();
 }

@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::support::daemon::{big_csv, csv_rows, events_table, Setup};
 use crate::support::db::{scalar_i64, scalar_text};
-use crate::support::wait::{copy_running, http_ok, wait_for, wait_i64, wait_url};
+use crate::support::wait::{
+    copy_running, exists, http_ok, wait_at_least, wait_for, wait_i64, wait_url,
+};
 use crate::support::{write, TestDb};
 
 /// A daemon running as a task of the test; dropping it asks it to stop.
@@ -86,13 +88,9 @@ async fn manifests_are_reconciled_and_an_inbox_file_is_imported_once() {
     .await
     .unwrap();
     std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 5, "once")).unwrap();
-    wait_for(
-        "the file moved to processed/",
+    exists(
+        &s.inbox("p").join("processed/a.csv"),
         Duration::from_secs(20),
-        || {
-            let p = s.inbox("p").join("processed/a.csv");
-            async move { p.exists().then_some(()) }
-        },
     )
     .await
     .unwrap();
@@ -217,6 +215,15 @@ async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
         .unwrap();
 }
 
+/// Names of files still being written, which no import may touch.
+const TEMP_NAMES: [&str; 5] = [
+    "never.csv.tmp",
+    "never.csv.part",
+    "never.csv.partial",
+    "never.csv.crdownload",
+    ".hidden.csv",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_file_is_imported_once_and_never_while_being_written() {
     let db = TestDb::new().await;
@@ -279,13 +286,7 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
             }));
         }
         // Temp names that must never be imported.
-        for name in [
-            "never.csv.tmp",
-            "never.csv.part",
-            "never.csv.partial",
-            "never.csv.crdownload",
-            ".hidden.csv",
-        ] {
+        for name in TEMP_NAMES {
             std::fs::write(inbox.join(name), csv_rows(base + 90_000, 5, "never")).unwrap();
         }
     }
@@ -295,18 +296,13 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
         .unwrap();
     let total_files = 2 * (5 + 70 + 15 + 10);
     assert_eq!(total_files, 200);
-    wait_for("all files imported", Duration::from_secs(120), || {
-        let c = pool.clone();
-        async move {
-            (scalar_i64(
-                &c,
-                "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
-            )
-            .await
-                >= total_files)
-                .then_some(())
-        }
-    })
+    wait_at_least(
+        &pool,
+        120,
+        "all files imported",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
+        total_files,
+    )
     .await
     .unwrap();
     let failed: Vec<(String, Option<String>)> =
@@ -337,13 +333,7 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
             .unwrap()
             .count();
         assert_eq!(processed, 100);
-        for name in [
-            "never.csv.tmp",
-            "never.csv.part",
-            "never.csv.partial",
-            "never.csv.crdownload",
-            ".hidden.csv",
-        ] {
+        for name in TEMP_NAMES {
             assert!(
                 s.inbox(project).join(name).exists(),
                 "{name} must stay untouched"
@@ -363,12 +353,7 @@ async fn a_rejected_file_goes_to_failed_with_its_report() {
     )
     .unwrap();
     let report = s.inbox("p").join("failed/bad.csv.error.json");
-    wait_for("error report", Duration::from_secs(20), || {
-        let r = report.clone();
-        async move { r.exists().then_some(()) }
-    })
-    .await
-    .unwrap();
+    exists(&report, Duration::from_secs(20)).await.unwrap();
     assert!(s.inbox("p").join("failed/bad.csv").exists());
     let text = std::fs::read_to_string(&report).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -160,6 +160,15 @@ impl Server {
         r.json["id"].as_str().unwrap().to_string()
     }
 
+    /// Creates a project `name` with an empty config through the API; its id.
+    pub async fn project(&self, name: &str) -> String {
+        let r = self
+            .post("/projects", serde_json::json!({"name": name, "config": {}}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json["id"].as_str().unwrap().to_string()
+    }
+
     /// Inserts a row a reconciler owns, as `cpi apply` would.
     pub async fn managed_connection(&self, name: &str, source: &str) -> String {
         let (id,): (uuid::Uuid,) = sqlx::query_as(

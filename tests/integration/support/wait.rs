@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -112,10 +113,38 @@ pub async fn wait_i64(
     sql: &str,
     want: i64,
 ) -> Result<(), String> {
-    let what = format!("{what} ({sql} = {want})");
-    wait_for(&what, Duration::from_secs(secs), || {
+    wait_scalar(pool, secs, &format!("{what} ({sql} = {want})"), sql, |n| {
+        n == want
+    })
+    .await
+}
+
+/// Waits until `sql` (one bigint) returns `min` or more, for counts that
+/// keep growing.
+pub async fn wait_at_least(
+    pool: &PgPool,
+    secs: u64,
+    what: &str,
+    sql: &str,
+    min: i64,
+) -> Result<(), String> {
+    wait_scalar(pool, secs, &format!("{what} ({sql} >= {min})"), sql, |n| {
+        n >= min
+    })
+    .await
+}
+
+async fn wait_scalar(
+    pool: &PgPool,
+    secs: u64,
+    what: &str,
+    sql: &str,
+    ok: impl Fn(i64) -> bool,
+) -> Result<(), String> {
+    wait_for(what, Duration::from_secs(secs), || {
         let pool = pool.clone();
-        async move { (scalar_i64(&pool, sql).await == want).then_some(()) }
+        let ok = &ok;
+        async move { ok(scalar_i64(&pool, sql).await).then_some(()) }
     })
     .await
 }
@@ -153,6 +182,15 @@ pub async fn http_ok(url: &str, timeout: Duration) -> Result<(), String> {
     wait_for(&format!("GET {url} to answer 200"), timeout, || {
         let get = http.get(url).send();
         async move { get.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await
+}
+
+/// Waits until `path` exists (a file moved into place, a report written).
+pub async fn exists(path: &Path, timeout: Duration) -> Result<(), String> {
+    wait_for(&format!("{} to exist", path.display()), timeout, || {
+        let found = path.exists();
+        async move { found.then_some(()) }
     })
     .await
 }
