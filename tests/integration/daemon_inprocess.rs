@@ -12,11 +12,12 @@ use cpi::watch::Backend;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::common::{write, TestDb};
-use crate::daemon::{
-    big_csv, csv_rows, events_table, eventually, scalar_i64, scalar_text, wait_i64, wait_running,
-    wait_url, Setup,
+use crate::support::daemon::{big_csv, csv_rows, events_table, Setup};
+use crate::support::db::{scalar_i64, scalar_text};
+use crate::support::wait::{
+    copy_running, exists, http_ok, wait_at_least, wait_for, wait_i64, wait_url,
 };
+use crate::support::{write, TestDb};
 
 /// A daemon running as a task of the test; dropping it asks it to stop.
 struct InProcess {
@@ -75,9 +76,7 @@ impl InProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_are_reconciled_and_an_inbox_file_is_imported_once() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let d = InProcess::start(&db, &s, |_| {}).await;
     wait_i64(
         &pool,
@@ -86,17 +85,15 @@ async fn manifests_are_reconciled_and_an_inbox_file_is_imported_once() {
         "SELECT count(*) FROM cpi_projects WHERE managed_by = 'cpi'",
         1,
     )
-    .await;
+    .await
+    .unwrap();
     std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 5, "once")).unwrap();
-    eventually(
+    exists(
+        &s.inbox("p").join("processed/a.csv"),
         Duration::from_secs(20),
-        "the file moved to processed/",
-        || {
-            let p = s.inbox("p").join("processed/a.csv");
-            async move { p.exists().then_some(()) }
-        },
     )
-    .await;
+    .await
+    .unwrap();
     // A few rescans later, still one job and one copy of the rows.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 5);
@@ -122,22 +119,9 @@ async fn the_api_answers_on_the_injected_listener() {
     let http = reqwest::Client::new();
     let r = http.get(d.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    eventually(
-        Duration::from_secs(20),
-        "ready after the first reconcile",
-        || {
-            let (http, url) = (http.clone(), d.url("/readyz"));
-            async move {
-                http.get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == 200)
-                    .map(|_| ())
-            }
-        },
-    )
-    .await;
+    http_ok(&d.url("/readyz"), Duration::from_secs(20))
+        .await
+        .unwrap();
     let addr = d.addr;
     d.stop(Duration::from_secs(20)).await.unwrap();
     // The listener is closed with the daemon.
@@ -147,9 +131,7 @@ async fn the_api_answers_on_the_injected_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shutdown_future_stops_run_with_no_job_left_running() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let tmp = s.dir.path().join("big.tmp");
     big_csv(&tmp, 1_000_000);
     let d = InProcess::start(&db, &s, |c| {
@@ -157,7 +139,7 @@ async fn the_shutdown_future_stops_run_with_no_job_left_running() {
     })
     .await;
     std::fs::rename(&tmp, s.inbox("p").join("big.csv")).unwrap();
-    wait_running(&pool).await;
+    copy_running(&pool, Duration::from_secs(30)).await.unwrap();
     let asked = Instant::now();
     d.stop(Duration::from_secs(20)).await.unwrap();
     assert!(
@@ -200,12 +182,13 @@ async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
         "SELECT count(*) FROM cpi_projects",
         1,
     )
-    .await;
+    .await
+    .unwrap();
     sqlx::query("UPDATE cpi_projects SET description = 'hand edit'")
         .execute(&pool)
         .await
         .unwrap();
-    eventually(Duration::from_secs(10), "drift set back", || {
+    wait_for("drift set back", Duration::from_secs(10), || {
         let c = pool.clone();
         async move {
             (scalar_text(&c, "SELECT description FROM cpi_projects")
@@ -214,7 +197,8 @@ async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
             .then_some(())
         }
     })
-    .await;
+    .await
+    .unwrap();
     let drifted = scalar_i64(
         &pool,
         "SELECT coalesce(sum(drifted), 0)::int8 FROM cpi_reconcile_runs",
@@ -226,8 +210,19 @@ async fn drift_is_set_back_within_an_interval_and_secret_rotation_follows() {
     let tmp = s.manifests().join(".target.pass.new");
     std::fs::write(&tmp, "pw-2\n").unwrap();
     std::fs::rename(&tmp, s.manifests().join("target.pass")).unwrap();
-    wait_url(&pool, 10, "rotated password applied", ":pw-2@").await;
+    wait_url(&pool, 10, "rotated password applied", ":pw-2@")
+        .await
+        .unwrap();
 }
+
+/// Names of files still being written, which no import may touch.
+const TEMP_NAMES: [&str; 5] = [
+    "never.csv.tmp",
+    "never.csv.part",
+    "never.csv.partial",
+    "never.csv.crdownload",
+    ".hidden.csv",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_file_is_imported_once_and_never_while_being_written() {
@@ -291,13 +286,7 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
             }));
         }
         // Temp names that must never be imported.
-        for name in [
-            "never.csv.tmp",
-            "never.csv.part",
-            "never.csv.partial",
-            "never.csv.crdownload",
-            ".hidden.csv",
-        ] {
+        for name in TEMP_NAMES {
             std::fs::write(inbox.join(name), csv_rows(base + 90_000, 5, "never")).unwrap();
         }
     }
@@ -307,19 +296,15 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
         .unwrap();
     let total_files = 2 * (5 + 70 + 15 + 10);
     assert_eq!(total_files, 200);
-    eventually(Duration::from_secs(120), "all files imported", || {
-        let c = pool.clone();
-        async move {
-            (scalar_i64(
-                &c,
-                "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
-            )
-            .await
-                >= total_files)
-                .then_some(())
-        }
-    })
-    .await;
+    wait_at_least(
+        &pool,
+        120,
+        "all files imported",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
+        total_files,
+    )
+    .await
+    .unwrap();
     let failed: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed'")
             .fetch_all(&pool)
@@ -348,13 +333,7 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
             .unwrap()
             .count();
         assert_eq!(processed, 100);
-        for name in [
-            "never.csv.tmp",
-            "never.csv.part",
-            "never.csv.partial",
-            "never.csv.crdownload",
-            ".hidden.csv",
-        ] {
+        for name in TEMP_NAMES {
             assert!(
                 s.inbox(project).join(name).exists(),
                 "{name} must stay untouched"
@@ -366,9 +345,7 @@ async fn every_file_is_imported_once_and_never_while_being_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_file_goes_to_failed_with_its_report() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     let _d = InProcess::start(&db, &s, |_| {}).await;
     std::fs::write(
         s.inbox("p").join("bad.csv"),
@@ -376,11 +353,7 @@ async fn a_rejected_file_goes_to_failed_with_its_report() {
     )
     .unwrap();
     let report = s.inbox("p").join("failed/bad.csv.error.json");
-    eventually(Duration::from_secs(20), "error report", || {
-        let r = report.clone();
-        async move { r.exists().then_some(()) }
-    })
-    .await;
+    exists(&report, Duration::from_secs(20)).await.unwrap();
     assert!(s.inbox("p").join("failed/bad.csv").exists());
     let text = std::fs::read_to_string(&report).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -415,7 +388,8 @@ async fn files_of_one_table_are_imported_one_at_a_time_in_name_order() {
         "SELECT count(*) FROM ordered",
         8 * 500,
     )
-    .await;
+    .await
+    .unwrap();
     // Load order: each file's rows form one block of `seq`, blocks in name order.
     let blocks: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT tag, min(seq), max(seq) FROM ordered GROUP BY tag ORDER BY min(seq)",
@@ -436,16 +410,16 @@ async fn files_of_one_table_are_imported_one_at_a_time_in_name_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_finds_files_where_inotify_would_not_be_used() {
     let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+    let (s, pool) = Setup::events(&db).await;
     // A rescan far away: only the polling watcher can notice the file.
     let _d = InProcess::start(&db, &s, |c| {
         c.backend = Backend::Poll(Duration::from_millis(200));
         c.rescan = Duration::from_secs(3600);
     })
     .await;
-    wait_i64(&pool, 20, "started", "SELECT count(*) FROM cpi_projects", 1).await;
+    wait_i64(&pool, 20, "started", "SELECT count(*) FROM cpi_projects", 1)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     std::fs::write(s.inbox("p").join("polled.csv"), csv_rows(1, 4, "poll")).unwrap();
     wait_i64(
@@ -455,7 +429,8 @@ async fn poll_finds_files_where_inotify_would_not_be_used() {
         "SELECT count(*) FROM events WHERE tag = 'poll'",
         4,
     )
-    .await;
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

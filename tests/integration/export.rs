@@ -1,23 +1,10 @@
 //! `cpi export` round trip: rows created behind cpi's back become manifests
 //! that `cpi diff --adopt` finds equal but for ownership.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-
-use crate::common::{cpi, Run, TestDb};
+use crate::support::fs::mode;
+use crate::support::{Cpi, TestDb};
 
 const PASSWORD: &str = "Exp0rt-s3cret!pw";
-
-fn run(db: &TestDb, args: &[&str]) -> Run {
-    let url = db.url();
-    let mut all = args.to_vec();
-    all.extend(["--database-url", &url]);
-    cpi(&all)
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
 
 /// A config with every key set, `settle_seconds` an integer: each must
 /// export and load back to the very JSON stored.
@@ -36,7 +23,7 @@ const EVERY_KEY: &str = r#"{"name": "p3", "inbox": "/srv/in/p3", "processed_dir"
 #[tokio::test]
 async fn export_then_adopt_then_diff_is_clean() {
     let db = TestDb::new().await;
-    assert_eq!(run(&db, &["migrate"]).code, 0);
+    assert_eq!(Cpi::new(["migrate"]).db(&db).run().code, 0);
     let mut conn = db.connect().await;
     let with_password = format!("postgresql://importer:{PASSWORD}@db.internal:5432/abc");
     sqlx::query("INSERT INTO cpi_connections (name, description, database_url) VALUES ('abc', 'ABC prod', $1), ('plain', NULL, 'postgresql://reader@10.0.0.5/warehouse'), ('tokened', NULL, 'postgresql://u@h/db?sslmode=require&password=qp-secret')")
@@ -60,7 +47,9 @@ async fn export_then_adopt_then_diff_is_clean() {
     let out = dir.path().join("out");
     let secrets = dir.path().join("secrets");
     let (o, s) = (out.to_str().unwrap(), secrets.to_str().unwrap());
-    let e = run(&db, &["export", "--output", o, "--secrets-out", s]);
+    let e = Cpi::new(["export", "--output", o, "--secrets-out", s])
+        .db(&db)
+        .run();
     assert_eq!(e.code, 0, "{}", e.all());
     assert!(!e.all().contains(PASSWORD) && !e.all().contains("qp-secret"));
     assert!(
@@ -86,13 +75,13 @@ async fn export_then_adopt_then_diff_is_clean() {
     assert_eq!(mode(&secrets), 0o700);
 
     let m = ["--manifests", o, "--secrets-dir", s];
-    let d = run(&db, &[&["diff"][..], &m].concat());
+    let d = Cpi::new(["diff"]).args(m).db(&db).run();
     assert_eq!(d.code, 1, "unmanaged rows are conflicts: {}", d.all());
 
-    let d = run(
-        &db,
-        &[&["diff", "--adopt", "--output", "json"][..], &m].concat(),
-    );
+    let d = Cpi::new(["diff", "--adopt", "--output", "json"])
+        .args(m)
+        .db(&db)
+        .run();
     assert_eq!(d.code, 2, "{}", d.all());
     assert!(!d.all().contains(PASSWORD));
     let plan: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
@@ -108,9 +97,9 @@ async fn export_then_adopt_then_diff_is_clean() {
         );
     }
 
-    let a = run(&db, &[&["apply", "--adopt"][..], &m].concat());
+    let a = Cpi::new(["apply", "--adopt"]).args(m).db(&db).run();
     assert_eq!(a.code, 0, "{}", a.all());
-    let d = run(&db, &[&["diff"][..], &m].concat());
+    let d = Cpi::new(["diff"]).args(m).db(&db).run();
     assert_eq!(d.code, 0, "{}", d.all());
     assert!(!a.all().contains(PASSWORD) && !d.all().contains(PASSWORD));
 
@@ -132,7 +121,9 @@ async fn export_then_adopt_then_diff_is_clean() {
     assert!(same, "the stored config of p3 changed");
 
     // A second export does not overwrite what the first wrote.
-    let again = run(&db, &["export", "--output", o, "--secrets-out", s]);
+    let again = Cpi::new(["export", "--output", o, "--secrets-out", s])
+        .db(&db)
+        .run();
     assert_eq!(again.code, 1, "{}", again.all());
     assert!(again.stderr.contains("--force"), "{}", again.stderr);
 }
@@ -142,16 +133,15 @@ async fn export_on_an_unmigrated_database_says_so() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     let o = dir.path().join("o");
-    let r = run(
-        &db,
-        &[
-            "export",
-            "--output",
-            o.to_str().unwrap(),
-            "--secrets-out",
-            o.join("s").to_str().unwrap(),
-        ],
-    );
+    let r = Cpi::new([
+        "export",
+        "--output",
+        o.to_str().unwrap(),
+        "--secrets-out",
+        o.join("s").to_str().unwrap(),
+    ])
+    .db(&db)
+    .run();
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("cpi migrate"), "{}", r.stderr);
 }

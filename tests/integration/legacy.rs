@@ -1,9 +1,8 @@
 //! `cpi convert-legacy`: env_var configs → manifests that apply and then
 //! diff clean, with no URL ever printed.
 
-use std::os::unix::fs::PermissionsExt;
-
-use crate::common::{cpi_command, write, Run, TestDb};
+use crate::support::fs::mode;
+use crate::support::{cpi_command, write, Cpi, Run, TestDb};
 
 const PASSWORD: &str = "L3gacy-pw-7781";
 
@@ -79,11 +78,7 @@ async fn converted_manifests_apply_and_then_diff_clean() {
         r.stdout
     );
     for f in ["abc_database_url.url", "warehouse_url.url"] {
-        let mode = std::fs::metadata(secrets.join(f))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{f}");
+        assert_eq!(mode(&secrets.join(f)), 0o600, "{f}");
     }
     let weekly = std::fs::read_to_string(out.join("projects/abc_weekly.yaml")).unwrap();
     assert!(weekly.contains("connection: abc_database_url"), "{weekly}");
@@ -97,7 +92,7 @@ async fn converted_manifests_apply_and_then_diff_clean() {
         "--database-url",
         &url,
     ];
-    let run = |cmd: &str| -> Run { cpi_command().arg(cmd).args(m).output().unwrap().into() };
+    let run = |cmd: &str| Cpi::new([cmd]).args(m).run();
     let v = run("validate");
     assert_eq!(v.code, 0, "{}", v.all());
     assert!(

@@ -4,17 +4,16 @@ use std::path::Path;
 
 use sqlx::Row;
 
-use crate::common::{cpi, write, Run, TestDb};
+use crate::support::fs::manifest;
+use crate::support::manifests::connection;
+use crate::support::{cpi, write, Cpi, Run, TestDb};
 
-fn connection(name: &str, description: &str, url: &str, password_file: &str) -> String {
-    format!(
-        "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: {name}\nspec:\n  description: {description}\n  database_url: {url}\n  password_file: {password_file}\n"
-    )
-}
-
+/// A project described as "NAME exports", keyed on `id` by default.
 fn project(name: &str, connection: &str, inbox: &str) -> String {
-    format!(
-        "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: {name}\nspec:\n  description: {name} exports\n  connection: {connection}\n  config:\n    inbox: {inbox}\n    defaults:\n      primary_key: id\n"
+    manifest(
+        "Project",
+        name,
+        &format!("description: {name} exports\nconnection: {connection}\nconfig:\n  inbox: {inbox}\n  defaults:\n    primary_key: id\n"),
     )
 }
 
@@ -34,20 +33,13 @@ fn base(dir: &Path) {
     write(dir, "projects/p1.yaml", &project("p1", "abc", "/srv/in/p1"));
 }
 
-fn run(db: &TestDb, dir: &Path, args: &[&str]) -> Run {
-    let url = db.url();
-    let mut all = args.to_vec();
-    all.extend(["--database-url", &url, "--manifests", dir.to_str().unwrap()]);
-    cpi(&all)
-}
-
 #[tokio::test]
 async fn apply_creates_rows_and_then_diff_is_clean() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     base(dir.path());
 
-    let d = run(&db, dir.path(), &["diff"]);
+    let d = Cpi::new(["diff"]).db(&db).manifests(dir.path()).run();
     assert_eq!(d.code, 2, "{}", d.all());
     assert!(
         d.stdout
@@ -56,9 +48,9 @@ async fn apply_creates_rows_and_then_diff_is_clean() {
         d.stdout
     );
 
-    let a = run(&db, dir.path(), &["apply"]);
+    let a = Cpi::new(["apply"]).db(&db).manifests(dir.path()).run();
     assert_eq!(a.code, 0, "{}", a.all());
-    let d = run(&db, dir.path(), &["diff"]);
+    let d = Cpi::new(["diff"]).db(&db).manifests(dir.path()).run();
     assert_eq!(d.code, 0, "{}", d.all());
     assert!(d
         .stdout
@@ -96,7 +88,10 @@ async fn each_change_shows_exactly_that_field() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     base(dir.path());
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
 
     // Description.
     write(
@@ -109,7 +104,7 @@ async fn each_change_shows_exactly_that_field() {
             "abc.pass",
         ),
     );
-    let d = run(&db, dir.path(), &["diff"]);
+    let d = Cpi::new(["diff"]).db(&db).manifests(dir.path()).run();
     assert_eq!(d.code, 2, "{}", d.all());
     assert!(
         d.stdout.contains("~ Connection abc (update: description)"),
@@ -125,7 +120,10 @@ async fn each_change_shows_exactly_that_field() {
     assert!(d
         .stdout
         .contains("Plan: 0 to create, 1 to update, 0 to delete."));
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
 
     // URL (visible part).
     write(
@@ -138,7 +136,7 @@ async fn each_change_shows_exactly_that_field() {
             "abc.pass",
         ),
     );
-    let d = run(&db, dir.path(), &["diff"]);
+    let d = Cpi::new(["diff"]).db(&db).manifests(dir.path()).run();
     assert_eq!(d.code, 2);
     assert!(
         d.stdout
@@ -152,11 +150,14 @@ async fn each_change_shows_exactly_that_field() {
         "{}",
         d.stdout
     );
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
 
     // Password only.
     write(dir.path(), "abc.pass", "second-password");
-    let d = run(&db, dir.path(), &["diff"]);
+    let d = Cpi::new(["diff"]).db(&db).manifests(dir.path()).run();
     assert_eq!(d.code, 2);
     assert!(
         d.stdout
@@ -165,7 +166,10 @@ async fn each_change_shows_exactly_that_field() {
         d.stdout
     );
     assert!(!d.all().contains("second-password") && !d.all().contains("first-password"));
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
     let mut conn = db.connect().await;
     let (url,): (String,) =
         sqlx::query_as("SELECT database_url FROM cpi_connections WHERE name = 'abc'")
@@ -180,7 +184,7 @@ async fn each_change_shows_exactly_that_field() {
         "projects/p1.yaml",
         &project("p1", "abc", "/srv/in/p1-new"),
     );
-    let d = run(&db, dir.path(), &["diff"]);
+    let d = Cpi::new(["diff"]).db(&db).manifests(dir.path()).run();
     assert_eq!(d.code, 2);
     assert!(
         d.stdout.contains("~ Project p1 (update: config)"),
@@ -193,8 +197,14 @@ async fn each_change_shows_exactly_that_field() {
         "{}",
         d.stdout
     );
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
-    assert_eq!(run(&db, dir.path(), &["diff"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
+    assert_eq!(
+        Cpi::new(["diff"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
 }
 
 #[tokio::test]
@@ -209,18 +219,27 @@ async fn removed_manifest_is_deleted_within_the_guard() {
             &project(&format!("p{i}"), "abc", "/in"),
         );
     }
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
 
     std::fs::remove_file(dir.path().join("projects/p4.yaml")).unwrap();
-    let d = run(&db, dir.path(), &["diff"]);
+    let d = Cpi::new(["diff"]).db(&db).manifests(dir.path()).run();
     assert_eq!(d.code, 2);
     assert!(d.stdout.contains("- Project p4 (delete)"), "{}", d.stdout);
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
 
     // More than --max-delete: refused, nothing changes, recorded as refused.
     std::fs::remove_file(dir.path().join("projects/p3.yaml")).unwrap();
     std::fs::remove_file(dir.path().join("projects/p2.yaml")).unwrap();
-    let a = run(&db, dir.path(), &["apply", "--max-delete", "1"]);
+    let a = Cpi::new(["apply", "--max-delete", "1"])
+        .db(&db)
+        .manifests(dir.path())
+        .run();
     assert_eq!(a.code, 1, "{}", a.all());
     assert!(
         a.stderr
@@ -243,14 +262,17 @@ async fn removed_manifest_is_deleted_within_the_guard() {
 
     // An empty folder (say, an unmounted volume) never deletes everything by accident.
     let empty = tempfile::tempdir().unwrap();
-    let a = run(&db, empty.path(), &["apply"]);
+    let a = Cpi::new(["apply"]).db(&db).manifests(empty.path()).run();
     assert_eq!(a.code, 1);
     assert!(
         a.stderr.contains("refusing to delete every managed object"),
         "{}",
         a.stderr
     );
-    let a = run(&db, empty.path(), &["apply", "--allow-delete"]);
+    let a = Cpi::new(["apply", "--allow-delete"])
+        .db(&db)
+        .manifests(empty.path())
+        .run();
     assert_eq!(a.code, 0, "{}", a.all());
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM cpi_projects")
         .fetch_one(&mut conn)
@@ -264,7 +286,14 @@ async fn unmanaged_row_conflicts_until_adopted() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     base(dir.path());
-    assert_eq!(run(&db, dir.path(), &["migrate"]).code, 0);
+    assert_eq!(
+        Cpi::new(["migrate"])
+            .db(&db)
+            .manifests(dir.path())
+            .run()
+            .code,
+        0
+    );
     let mut conn = db.connect().await;
     sqlx::query("INSERT INTO cpi_connections (name, database_url) VALUES ('abc', 'postgresql://legacy@old/abc')")
         .execute(&mut conn)
@@ -272,7 +301,7 @@ async fn unmanaged_row_conflicts_until_adopted() {
         .unwrap();
 
     for cmd in ["diff", "apply"] {
-        let r = run(&db, dir.path(), &[cmd]);
+        let r = Cpi::new([cmd]).db(&db).manifests(dir.path()).run();
         assert_eq!(r.code, 1, "{cmd}: {}", r.all());
         assert!(
             r.all().contains(
@@ -289,7 +318,10 @@ async fn unmanaged_row_conflicts_until_adopted() {
             .unwrap();
     assert_eq!(owner, None, "a refused apply changes nothing");
 
-    let a = run(&db, dir.path(), &["apply", "--adopt"]);
+    let a = Cpi::new(["apply", "--adopt"])
+        .db(&db)
+        .manifests(dir.path())
+        .run();
     assert_eq!(a.code, 0, "{}", a.all());
     assert!(a.stdout.contains("[adopt]"), "{}", a.stdout);
     let (owner, url): (Option<String>, String) =
@@ -299,7 +331,10 @@ async fn unmanaged_row_conflicts_until_adopted() {
             .unwrap();
     assert_eq!(owner.as_deref(), Some("cpi"));
     assert!(url.contains("db.internal"));
-    assert_eq!(run(&db, dir.path(), &["diff"]).code, 0);
+    assert_eq!(
+        Cpi::new(["diff"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
 }
 
 #[tokio::test]
@@ -307,7 +342,10 @@ async fn deleting_a_connection_row_keeps_its_projects() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     base(dir.path());
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
     let mut conn = db.connect().await;
     sqlx::query("DELETE FROM cpi_connections WHERE name = 'abc'")
         .execute(&mut conn)
@@ -321,7 +359,7 @@ async fn deleting_a_connection_row_keeps_its_projects() {
     assert_eq!(connection_id, None, "ON DELETE SET NULL");
 
     // The next reconcile puts both back together.
-    let d = run(&db, dir.path(), &["diff"]);
+    let d = Cpi::new(["diff"]).db(&db).manifests(dir.path()).run();
     assert_eq!(d.code, 2);
     assert!(
         d.stdout.contains("+ Connection abc (create)"),
@@ -334,7 +372,10 @@ async fn deleting_a_connection_row_keeps_its_projects() {
         "{}",
         d.stdout
     );
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
     let (linked,): (bool,) = sqlx::query_as(
         "SELECT p.connection_id = c.id FROM cpi_projects p, cpi_connections c WHERE p.name = 'p1' AND c.name = 'abc'",
     )
@@ -349,13 +390,16 @@ async fn edits_behind_cpis_back_are_reported_as_drift_and_set_back() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     base(dir.path());
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
     let mut conn = db.connect().await;
     sqlx::query("UPDATE cpi_projects SET description = 'hand edit' WHERE name = 'p1'")
         .execute(&mut conn)
         .await
         .unwrap();
-    let d = run(&db, dir.path(), &["diff"]);
+    let d = Cpi::new(["diff"]).db(&db).manifests(dir.path()).run();
     assert_eq!(d.code, 2);
     assert!(
         d.stdout
@@ -364,7 +408,10 @@ async fn edits_behind_cpis_back_are_reported_as_drift_and_set_back() {
         d.stdout
     );
     assert!(d.stdout.contains("(1 drifted from the manifests)"));
-    assert_eq!(run(&db, dir.path(), &["apply"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
     let (desc,): (String,) =
         sqlx::query_as("SELECT description FROM cpi_projects WHERE name = 'p1'")
             .fetch_one(&mut conn)
@@ -391,17 +438,19 @@ async fn concurrent_applies_are_serialized() {
             &project(&format!("gen{i}"), "abc", "/in"),
         );
     }
-    assert_eq!(run(&db, dir.path(), &["migrate"]).code, 0);
-    let url = db.url();
+    assert_eq!(
+        Cpi::new(["migrate"])
+            .db(&db)
+            .manifests(dir.path())
+            .run()
+            .code,
+        0
+    );
     let spawn = || {
-        crate::common::cpi_command()
-            .args([
-                "apply",
-                "--database-url",
-                &url,
-                "--manifests",
-                dir.path().to_str().unwrap(),
-            ])
+        Cpi::new(["apply"])
+            .db(&db)
+            .manifests(dir.path())
+            .command()
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -426,7 +475,10 @@ async fn concurrent_applies_are_serialized() {
     .await
     .unwrap();
     assert_eq!(created, vec![(0,), (0,), (52,)]);
-    assert_eq!(run(&db, dir.path(), &["diff"]).code, 0);
+    assert_eq!(
+        Cpi::new(["diff"]).db(&db).manifests(dir.path()).run().code,
+        0
+    );
 }
 
 #[tokio::test]
@@ -441,15 +493,28 @@ async fn two_owners_never_touch_each_others_rows() {
         &connection("xyz", "XYZ", "postgresql://u@h/xyz", "x.pass"),
     );
     write(b.path(), "x.pass", "pw");
-    assert_eq!(run(&db, a.path(), &["apply", "--owner", "team-a"]).code, 0);
-    assert_eq!(run(&db, b.path(), &["apply", "--owner", "team-b"]).code, 0);
+    assert_eq!(
+        Cpi::new(["apply", "--owner", "team-a"])
+            .db(&db)
+            .manifests(a.path())
+            .run()
+            .code,
+        0
+    );
+    assert_eq!(
+        Cpi::new(["apply", "--owner", "team-b"])
+            .db(&db)
+            .manifests(b.path())
+            .run()
+            .code,
+        0
+    );
     // Team B's empty folder deletes only team B's rows.
     let empty = tempfile::tempdir().unwrap();
-    let r = run(
-        &db,
-        empty.path(),
-        &["apply", "--owner", "team-b", "--allow-delete"],
-    );
+    let r = Cpi::new(["apply", "--owner", "team-b", "--allow-delete"])
+        .db(&db)
+        .manifests(empty.path())
+        .run();
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
         r.stdout
@@ -457,9 +522,19 @@ async fn two_owners_never_touch_each_others_rows() {
         "{}",
         r.stdout
     );
-    assert_eq!(run(&db, a.path(), &["diff", "--owner", "team-a"]).code, 0);
+    assert_eq!(
+        Cpi::new(["diff", "--owner", "team-a"])
+            .db(&db)
+            .manifests(a.path())
+            .run()
+            .code,
+        0
+    );
     // Declaring team A's connection as team B is a conflict.
-    let r = run(&db, a.path(), &["diff", "--owner", "team-b"]);
+    let r = Cpi::new(["diff", "--owner", "team-b"])
+        .db(&db)
+        .manifests(a.path())
+        .run();
     assert_eq!(r.code, 1);
     assert!(
         r.all().contains("is managed by owner \"team-a\""),

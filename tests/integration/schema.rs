@@ -1,6 +1,6 @@
 //! `cpi schema` and `cpi completions`: what editors and shells consume.
 
-use crate::common::cpi;
+use crate::support::cpi;
 
 #[test]
 fn committed_schema_equals_cpi_schema() {

@@ -1,21 +1,14 @@
 //! A real password planted in secret files must never reach stdout or
 //! stderr, whatever the command and whatever goes wrong.
 
-use crate::common::{cpi, write, Run, TestDb};
+use crate::support::{admin_url, cpi, write, Cpi, TestDb};
 
 /// Characters that change under percent-encoding, so both forms are checked.
 const PASSWORD: &str = "Sup3r:S3cret/Pw@x!";
 const ENCODED: &str = "Sup3r%3AS3cret%2FPw%40x!";
 
-fn assert_clean(what: &str, r: &Run) {
-    for needle in [PASSWORD, ENCODED, "S3cret"] {
-        assert!(
-            !r.all().contains(needle),
-            "{what} leaked {needle:?}:\n{}",
-            r.all()
-        );
-    }
-}
+/// What must never appear in any output: both forms and a telling part.
+const SECRETS: [&str; 3] = [PASSWORD, ENCODED, "S3cret"];
 
 #[tokio::test]
 async fn password_appears_in_no_output() {
@@ -35,7 +28,7 @@ async fn password_appears_in_no_output() {
     .execute(&mut admin)
     .await
     .unwrap();
-    let server = url::Url::parse(&crate::common::admin_url()).unwrap();
+    let server = url::Url::parse(&admin_url()).unwrap();
     write(&m, "c.yaml", &format!(
         "apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: ok}}\nspec:\n  database_url: postgresql://{role}@{}:{}/{}\n  password_file: ok.pass\n---\napiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: down}}\nspec:\n  description: nothing listens here\n  database_url_file: down.url\n",
         server.host_str().unwrap(),
@@ -51,29 +44,25 @@ async fn password_appears_in_no_output() {
     write(&m, "p.yaml", "apiVersion: cpi/v1\nkind: Project\nmetadata: {name: p}\nspec:\n  connection: down\n  config: {inbox: /tmp/in}\n");
     let url = db.url();
     let ms = m.to_str().unwrap();
-    let with = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--database-url", &url, "--manifests", ms]);
-        cpi(&all)
-    };
+    let with = |args: &[&str]| Cpi::new(args).database_url(&url).manifests(&m).run();
 
     let r = with(&["validate"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_clean("validate", &r);
+    r.assert_hides("validate", &SECRETS);
     let r = with(&["diff"]);
     assert_eq!(r.code, 2);
-    assert_clean("diff", &r);
+    r.assert_hides("diff", &SECRETS);
     let r = with(&["diff", "--output", "json"]);
-    assert_clean("diff --output json", &r);
+    r.assert_hides("diff --output json", &SECRETS);
     let r = with(&["apply"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert_clean("apply", &r);
+    r.assert_hides("apply", &SECRETS);
 
     // A password change is described, never shown.
     write(&m, "ok.pass", &format!("{PASSWORD}2\n"));
     let r = with(&["diff"]);
     assert!(r.stdout.contains("(secret changed)"), "{}", r.stdout);
-    assert_clean("diff of a password change", &r);
+    r.assert_hides("diff of a password change", &SECRETS);
     write(&m, "ok.pass", &format!("{PASSWORD}\n"));
 
     for args in [
@@ -86,7 +75,7 @@ async fn password_appears_in_no_output() {
     ] {
         let r = with(&args);
         assert_eq!(r.code, 0, "{args:?}: {}", r.all());
-        assert_clean(&format!("{args:?}"), &r);
+        r.assert_hides(&format!("{args:?}"), &SECRETS);
     }
     let listed = with(&["connections", "list"]);
     assert!(
@@ -105,7 +94,7 @@ async fn password_appears_in_no_output() {
     let r = with(&["connections", "test", "down", "--timeout", "3"]);
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains(r#""success":false"#), "{}", r.stdout);
-    assert_clean("connections test (failing)", &r);
+    r.assert_hides("connections test (failing)", &SECRETS);
 
     // The audit trail stores the redacted diff only.
     let mut conn = db.connect().await;
@@ -126,7 +115,7 @@ async fn password_appears_in_no_output() {
     let r = with(&["apply"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("broken.yaml"), "{}", r.stderr);
-    assert_clean("apply of a broken manifest", &r);
+    r.assert_hides("apply of a broken manifest", &SECRETS);
     std::fs::remove_file(m.join("broken.yaml")).unwrap();
 
     // A password typed inline in git is rejected without being echoed.
@@ -139,7 +128,7 @@ async fn password_appears_in_no_output() {
         "{}",
         r.stderr
     );
-    assert_clean("validate of an inline password", &r);
+    r.assert_hides("validate of an inline password", &SECRETS);
     std::fs::remove_file(m.join("inline.yaml")).unwrap();
 
     // A management URL with a password that cannot connect.
@@ -151,7 +140,7 @@ async fn password_appears_in_no_output() {
         &format!("postgresql://postgres:{ENCODED}@127.0.0.1:1/x"),
     ]);
     assert_eq!(r.code, 1);
-    assert_clean("diff with an unreachable management database", &r);
+    r.assert_hides("diff with an unreachable management database", &SECRETS);
 
     // The check itself can fail: --show-secrets does print the URL.
     let r = with(&["connections", "show", "down", "--show-secrets"]);

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::support::{Server, TOKEN};
+use crate::support::api::{Server, TOKEN};
 use cpi::metrics::Health;
 
 #[tokio::test]
@@ -269,7 +269,7 @@ async fn test_endpoint_gives_up_after_its_timeout() {
     // A listener that accepts and never answers: the test must not hang.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let db = crate::common::TestDb::new().await;
+    let db = crate::support::TestDb::new().await;
     let pool = cpi::store::connect(&cpi::secret::Secret::new(db.url()))
         .await
         .unwrap();

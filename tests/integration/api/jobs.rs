@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::support::Server;
+use crate::support::api::Server;
 use crate::support::db::insert_job as job;
 
 #[tokio::test]

@@ -7,5 +7,4 @@ mod jobs;
 mod openapi;
 mod projects;
 mod secrets;
-mod support;
 mod system;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::support::Server;
+use crate::support::api::Server;
 
 /// DESIGN §7's routes, plus the document itself.
 const ROUTES: &[(&str, &str)] = &[

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::support::Server;
+use crate::support::api::Server;
 
 #[tokio::test]
 async fn create_list_get_update_delete() {
@@ -106,11 +106,7 @@ async fn config_is_validated_like_a_manifest() {
     let r = s.call_raw(Method::POST, "/projects", "[1,").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 
-    let r = s
-        .post("/projects", json!({"name": "p", "config": {}}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.json["id"].as_str().unwrap();
+    let id = s.project("p").await;
     let r = s
         .put(
             &format!("/projects/{id}"),
@@ -137,10 +133,7 @@ async fn legacy_env_var_is_rejected_with_the_migration_hint() {
         assert!(r.error().contains("ABC_DATABASE_URL"), "{}", r.text);
         assert!(r.error().contains("convert-legacy"), "{}", r.text);
     }
-    let r = s
-        .post("/projects", json!({"name": "p", "config": {}}))
-        .await;
-    let id = r.json["id"].as_str().unwrap();
+    let id = s.project("p").await;
     let r = s
         .put(
             &format!("/projects/{id}"),
@@ -164,10 +157,7 @@ async fn connection_id_must_exist() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert!(r.error().contains("connection_id"), "{}", r.text);
-    let r = s
-        .post("/projects", json!({"name": "p", "config": {}}))
-        .await;
-    let id = r.json["id"].as_str().unwrap();
+    let id = s.project("p").await;
     let r = s
         .put(
             &format!("/projects/{id}"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{cpi_command, TestDb};
+use crate::support::{cpi_command, TestDb};
 
 const PASSWORD: &str = "Pw-Leak-Canary-8841";
 const TOKEN: &str = "Tok-Leak-Canary-2207";

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::support::Server;
+use crate::support::api::Server;
 use crate::support::db::insert_job as job;
 use cpi::metrics::{Health, ReconcileStatus};
 

@@ -33,6 +33,18 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
+
+    /// Fails, naming `what` and the needle, if stdout or stderr holds any of
+    /// `secrets`.
+    pub fn assert_hides(&self, what: &str, secrets: &[&str]) {
+        for needle in secrets {
+            assert!(
+                !self.all().contains(needle),
+                "{what} leaked {needle:?}:\n{}",
+                self.all()
+            );
+        }
+    }
 }
 
 impl From<Output> for Run {

@@ -158,3 +158,24 @@ pub async fn active_copies(pool: &PgPool) -> i64 {
     .await
     .unwrap()
 }
+
+/// The one bigint `sql` returns in `pool`'s database; -1 when the query
+/// fails (a table not created yet reads as "not there", not as a panic).
+pub async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_as::<_, (i64,)>(sql)
+        .fetch_one(pool)
+        .await
+        .map(|r| r.0)
+        .unwrap_or(-1)
+}
+
+/// The text `sql` returns in `pool`'s database; `None` when there is no
+/// row, the value is NULL or the query fails.
+pub async fn scalar_text(pool: &PgPool, sql: &str) -> Option<String> {
+    sqlx::query_as::<_, (Option<String>,)>(sql)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.0)
+}

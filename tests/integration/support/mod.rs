@@ -1,11 +1,16 @@
 //! Shared test support, one place for every module: a fresh database per
 //! test ([`db`]), the real `cpi` binary ([`bin`]), waits that fail with what
-//! they waited for ([`wait`]), and temp folders and files ([`fs`]).
+//! they waited for ([`wait`]), temp folders and files ([`fs`]), manifests
+//! ([`manifests`]), the daemon as a process ([`daemon`]) and the API served
+//! in-process ([`api`]).
 #![allow(dead_code)] // not every test module uses every helper
 
+pub mod api;
 pub mod bin;
+pub mod daemon;
 pub mod db;
 pub mod fs;
+pub mod manifests;
 pub mod wait;
 
 pub use bin::{cpi, cpi_command, free_port, Cpi, Run};

@@ -4,10 +4,13 @@
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
+
+use super::db::{scalar_i64, scalar_text};
 
 /// How often a wait checks again.
 const POLL: Duration = Duration::from_millis(20);
@@ -99,4 +102,95 @@ pub fn read_until(
             "timed out after {timeout:?} waiting for a line with {needle:?}; read:\n{seen}"
         ))
     }
+}
+
+/// Waits until `sql` (one bigint, see [`scalar_i64`]) returns `want`; the
+/// error names `what` and the query.
+pub async fn wait_i64(
+    pool: &PgPool,
+    secs: u64,
+    what: &str,
+    sql: &str,
+    want: i64,
+) -> Result<(), String> {
+    wait_scalar(pool, secs, &format!("{what} ({sql} = {want})"), sql, |n| {
+        n == want
+    })
+    .await
+}
+
+/// Waits until `sql` (one bigint) returns `min` or more, for counts that
+/// keep growing.
+pub async fn wait_at_least(
+    pool: &PgPool,
+    secs: u64,
+    what: &str,
+    sql: &str,
+    min: i64,
+) -> Result<(), String> {
+    wait_scalar(pool, secs, &format!("{what} ({sql} >= {min})"), sql, |n| {
+        n >= min
+    })
+    .await
+}
+
+async fn wait_scalar(
+    pool: &PgPool,
+    secs: u64,
+    what: &str,
+    sql: &str,
+    ok: impl Fn(i64) -> bool,
+) -> Result<(), String> {
+    wait_for(what, Duration::from_secs(secs), || {
+        let pool = pool.clone();
+        let ok = &ok;
+        async move { ok(scalar_i64(&pool, sql).await).then_some(()) }
+    })
+    .await
+}
+
+/// Waits until the stored URL of the (only) connection contains `needle`,
+/// as after a password rotation.
+pub async fn wait_url(pool: &PgPool, secs: u64, what: &str, needle: &str) -> Result<(), String> {
+    wait_for(what, Duration::from_secs(secs), || {
+        let pool = pool.clone();
+        async move {
+            let url = scalar_text(&pool, "SELECT database_url FROM cpi_connections")
+                .await
+                .unwrap_or_default();
+            url.contains(needle).then_some(())
+        }
+    })
+    .await
+}
+
+/// Waits until exactly one COPY streams into `pool`'s database (an import
+/// mid-way), then a little longer so that rows are on their way.
+pub async fn copy_running(pool: &PgPool, timeout: Duration) -> Result<(), String> {
+    wait_for("the import streaming (one active COPY)", timeout, || {
+        let pool = pool.clone();
+        async move { (super::db::active_copies(&pool).await == 1).then_some(()) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+/// Waits until `GET url` answers 200 (a server up and ready).
+pub async fn http_ok(url: &str, timeout: Duration) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    wait_for(&format!("GET {url} to answer 200"), timeout, || {
+        let get = http.get(url).send();
+        async move { get.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await
+}
+
+/// Waits until `path` exists (a file moved into place, a report written).
+pub async fn exists(path: &Path, timeout: Duration) -> Result<(), String> {
+    wait_for(&format!("{} to exist", path.display()), timeout, || {
+        let found = path.exists();
+        async move { found.then_some(()) }
+    })
+    .await
 }

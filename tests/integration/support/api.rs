@@ -1,4 +1,5 @@
-//! A served API and a client for it.
+//! The HTTP API served in the test's own runtime on 127.0.0.1:0 with a
+//! fresh migrated database, and a client that keeps status, headers and body.
 
 use std::sync::Arc;
 
@@ -11,14 +12,20 @@ use cpi::api::{self, AppState};
 use cpi::metrics::Health;
 use cpi::secret::Secret;
 
-use crate::common::TestDb;
+use super::TestDb;
 
+/// The bearer token [`Server::start`] configures.
 pub const TOKEN: &str = "test-token-5a1f0c";
 
+/// `api::serve` on a free port, stopped by [`Server::stop`] (or when the test ends).
 pub struct Server {
+    /// The server's database (dropped with the server).
     pub db: TestDb,
+    /// A pool on [`Server::db`], for seeding and checking rows.
     pub pool: sqlx::PgPool,
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// The health the server reports (tests flip it).
     pub health: Arc<Health>,
     client: reqwest::Client,
     token: Option<String>,
@@ -28,9 +35,13 @@ pub struct Server {
 
 /// A response: status, headers and the body as JSON (`Null` when empty or not JSON).
 pub struct Resp {
+    /// The status code.
     pub status: StatusCode,
+    /// The response headers.
     pub headers: reqwest::header::HeaderMap,
+    /// The body as text.
     pub text: String,
+    /// The body parsed as JSON.
     pub json: Value,
 }
 
@@ -40,6 +51,7 @@ impl Server {
         Self::start_with(Some(TOKEN), Health::new()).await
     }
 
+    /// The API with `token` (none: no auth) and `health` as given.
     pub async fn start_with(token: Option<&str>, health: Health) -> Server {
         let db = TestDb::new().await;
         let pool = cpi::store::connect(&Secret::new(db.url())).await.unwrap();
@@ -116,18 +128,22 @@ impl Server {
         Resp::from(req.send().await.unwrap()).await
     }
 
+    /// GET `path` with the token.
     pub async fn get(&self, path: &str) -> Resp {
         self.call(Method::GET, path, None).await
     }
 
+    /// POST `body` to `path` with the token.
     pub async fn post(&self, path: &str, body: Value) -> Resp {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// PUT `body` to `path` with the token.
     pub async fn put(&self, path: &str, body: Value) -> Resp {
         self.call(Method::PUT, path, Some(body)).await
     }
 
+    /// DELETE `path` with the token.
     pub async fn delete(&self, path: &str) -> Resp {
         self.call(Method::DELETE, path, None).await
     }
@@ -139,6 +155,15 @@ impl Server {
                 "/connections",
                 serde_json::json!({"name": name, "database_url": url}),
             )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a project `name` with an empty config through the API; its id.
+    pub async fn project(&self, name: &str) -> String {
+        let r = self
+            .post("/projects", serde_json::json!({"name": name, "config": {}}))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r.json["id"].as_str().unwrap().to_string()
