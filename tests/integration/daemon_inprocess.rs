@@ -448,3 +448,64 @@ async fn connect_waiting_gives_up_when_asked_to_stop() {
     .expect("connect_waiting returns once its stop future completes");
     assert!(pool.is_none());
 }
+
+/// The error policy's "wait for a fix": a project that lost its connection
+/// leaves its file in the inbox (not in `failed/`); the reconcile that
+/// repairs the drift is a configuration change, so the file is imported at
+/// once, not at the slow re-check a minute later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_error_leaves_the_file_waiting_until_the_fix() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    let d = InProcess::start(&db, &s, |st| st.interval = Duration::from_secs(600)).await;
+    wait_i64(
+        &pool,
+        20,
+        "the manifests reconciled",
+        "SELECT count(*) FROM cpi_projects WHERE connection_id IS NOT NULL",
+        1,
+    )
+    .await
+    .unwrap();
+    // Behind cpi's back: the project loses its connection (ON DELETE SET NULL).
+    sqlx::query("DELETE FROM cpi_connections")
+        .execute(&pool)
+        .await
+        .unwrap();
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "waits")).unwrap();
+    wait_i64(
+        &pool,
+        20,
+        "the job failed for the missing connection",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'failed' AND error LIKE '%no connection%'",
+        1,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        s.inbox("p").join("a.csv").exists(),
+        "the file waits in the inbox"
+    );
+    assert!(!s.inbox("p").join("failed").join("a.csv").exists());
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
+
+    // The fix: a manifest change triggers a reconcile, which restores the
+    // connection; the waiting file is due at once.
+    let fixed = Instant::now();
+    let conn = s.manifests().join("connections/target.yaml");
+    let text = std::fs::read_to_string(&conn).unwrap();
+    std::fs::write(&conn, text.replace("the test database", "restored")).unwrap();
+    exists(
+        &s.inbox("p").join("processed/a.csv"),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(
+        fixed.elapsed() < Duration::from_secs(30),
+        "imported after the fix, not at the slow re-check"
+    );
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 3);
+    d.stop(Duration::from_secs(20)).await.unwrap();
+}

@@ -8,7 +8,7 @@ use cpi::jobs;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::common::TestDb;
+use crate::support::TestDb;
 
 pub struct Env {
     pub db: TestDb,

@@ -2,7 +2,6 @@
 
 mod api;
 mod ci;
-mod common;
 mod daemon;
 mod daemon_inprocess;
 mod embedded;
