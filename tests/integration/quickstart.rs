@@ -89,14 +89,16 @@ async fn quickstart_daemon_imports_the_samples_and_leaves_the_checkout_clean() {
     let inbox = repo.join(".cpi/quickstart/inbox");
 
     example::seed(&samples, &inbox).unwrap();
-    let mut daemon = Cpi::new(["run", "--settle", "200ms"])
-        .current_dir(&repo)
-        .manifests("examples/quickstart/manifests")
-        .embedded_port(port)
-        .command()
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = Stopping(
+        Cpi::new(["run", "--settle", "200ms"])
+            .current_dir(&repo)
+            .manifests("examples/quickstart/manifests")
+            .embedded_port(port)
+            .command()
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let processed = inbox.join("processed");
     let done = wait_for(
         "both samples in .cpi/quickstart/inbox/processed/",
@@ -119,8 +121,8 @@ async fn quickstart_daemon_imports_the_samples_and_leaves_the_checkout_clean() {
             .unwrap();
         assert!(n > 0, "customers were imported");
     }
-    crate::support::bin::signal(daemon.id(), "-TERM");
-    let status = daemon.wait().unwrap();
+    crate::support::bin::signal(daemon.0.id(), "-TERM");
+    let status = daemon.0.wait().unwrap();
     done.unwrap();
     assert!(status.success(), "{status}");
     assert_eq!(
@@ -133,4 +135,26 @@ async fn quickstart_daemon_imports_the_samples_and_leaves_the_checkout_clean() {
     // A second run drops nothing: both files were imported before.
     example::seed(&samples, &inbox).unwrap();
     assert!(file_names(&inbox).iter().all(|n| n == "processed"));
+}
+
+/// The daemon, stopped on drop even when an assertion fails: SIGTERM first,
+/// so that it stops the embedded PostgreSQL it started.
+struct Stopping(std::process::Child);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
