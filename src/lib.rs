@@ -4,6 +4,7 @@
 //! From the top down; a module imports only modules below it.
 //! - [`cli`]: the command line: parsing, the global options and management pool, one module per command family.
 //! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the loops, workers, API and shutdown.
+//! - [`console`]: the operator console's embedded web assets, served at `/` with the API.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
 //! - [`reconcile`]: the daemon's reconcile loop (watch, debounce, interval, retry).
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
@@ -31,6 +32,7 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod embedded;
 pub mod export;
