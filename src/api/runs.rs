@@ -1,9 +1,12 @@
 //! `/reconcile/runs`: the recorded reconciles (`cpi_reconcile_runs`), read-only.
 //!
 //! Open without a token, like `/jobs`: a run's diff is rendered with its
-//! secrets redacted when it is recorded, and scrubbed again here.
+//! secrets redacted when it is recorded, and scrubbed again here; without
+//! the token its `database_url` lines are hidden whole, since even a
+//! redacted URL names hosts and users.
 
 use axum::extract::State;
+use axum::http::header::{HeaderMap, AUTHORIZATION};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -153,6 +156,7 @@ pub async fn list(
 )]
 pub async fn get(
     State(state): State<AppState>,
+    headers: HeaderMap,
     IdPath(id): IdPath,
 ) -> Result<Json<ReconcileRunDetail>, ApiError> {
     let row: Option<(String,)> =
@@ -167,8 +171,66 @@ pub async fn get(
     .bind(id)
     .fetch_one(&state.pool)
     .await?;
+    let diff = secret::scrub_credentials(&diff);
+    let diff = if authorized(&state, &headers) {
+        diff
+    } else {
+        hide_urls(&diff)
+    };
     Ok(Json(ReconcileRunDetail {
         run: scrubbed(run),
-        diff: secret::scrub_credentials(&diff),
+        diff,
     }))
+}
+
+/// Whether the request carries the configured token (a wrong one reads
+/// as anonymous: this route is open either way).
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    match (&state.token, given) {
+        (Some(expected), Some(given)) => super::auth::token_matches(expected, given),
+        _ => false,
+    }
+}
+
+const HIDDEN: &str = "(hidden: shown with the API token)";
+
+/// The diff with the value of every `database_url` line replaced.
+fn hide_urls(diff: &str) -> String {
+    diff.split_inclusive('\n')
+        .map(|line| {
+            let body = line.trim_start_matches([' ', '+', '-']);
+            match body.strip_prefix("database_url:") {
+                Some(_) => {
+                    let sign = &line[..line.len() - body.len()];
+                    let nl = if line.ends_with('\n') { "\n" } else { "" };
+                    format!("{sign}database_url: {HIDDEN}{nl}")
+                }
+                None => line.to_string(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_lines_are_hidden_whole() {
+        let diff = "~ connection w (update: database_url)\n-database_url: postgresql://u:*****@h/db\n+database_url: postgresql://u:*****@h2/db  # (secret changed)\n description: x\n database_url: postgres://a@b/c";
+        let hidden = hide_urls(diff);
+        assert!(!hidden.contains("://"), "{hidden}");
+        assert_eq!(hidden.lines().count(), 5);
+        assert!(hidden.contains(&format!("-database_url: {HIDDEN}\n")));
+        assert!(hidden.contains(&format!("+database_url: {HIDDEN}\n")));
+        assert!(hidden.ends_with(&format!(" database_url: {HIDDEN}")));
+        assert!(hidden.starts_with("~ connection w (update: database_url)\n"));
+        assert!(hidden.contains(" description: x\n"));
+    }
 }

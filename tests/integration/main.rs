@@ -3,6 +3,7 @@
 mod api;
 mod ci;
 mod common;
+mod console;
 mod daemon;
 mod daemon_inprocess;
 mod embedded;

@@ -2,7 +2,7 @@
 // the token form and live updates by polling.
 
 import { token, setToken, get } from './api.js';
-import { h, note } from './dom.js';
+import { h, fill, note } from './dom.js';
 import * as pages from './pages.js';
 
 const POLL_MS = 5000;
@@ -45,7 +45,7 @@ async function render(focus) {
   }
   if (!route.page) {
     document.title = 'Not found · cpi console';
-    main.replaceChildren(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Overview')));
+    fill(main, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Overview')));
     return;
   }
   rendering = true;
@@ -53,7 +53,7 @@ async function render(focus) {
     await route.page(main, route.params);
     document.getElementById('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
-    main.replaceChildren(h('h1', {}, 'Cannot load this page'), note('error', e.message));
+    fill(main, h('h1', {}, 'Cannot load this page'), note('error', e.message));
   } finally {
     rendering = false;
   }

@@ -26,6 +26,7 @@ export function fmtNumber(n) {
 export function fmtSeconds(n) {
   if (n >= 3600) return `${(n / 3600).toFixed(1)} h`;
   if (n >= 60) return `${(n / 60).toFixed(1)} min`;
+  if (n > 0 && n < 1) return `${Math.round(n * 1000)} ms`;
   return `${n.toFixed(n >= 10 ? 0 : 1)} s`;
 }
 

@@ -27,6 +27,13 @@ function setAttrs(el, attrs) {
   }
 }
 
+// Replaces the children of `el`; like h(), it skips empty values and
+// flattens arrays (replaceChildren would print "null").
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+}
+
 function append(el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;

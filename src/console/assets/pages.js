@@ -3,7 +3,7 @@
 // live pages every few seconds.
 
 import { get, post, put, del, query, token, ApiError } from './api.js';
-import { h, time, ago, badge, table, facts, note } from './dom.js';
+import { h, fill, time, ago, badge, table, facts, note } from './dom.js';
 import { barChart, fmtNumber, fmtSeconds } from './charts.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'duplicate'];
@@ -50,7 +50,7 @@ export async function overview(main, params) {
   const lastBad = runs.runs.find((r) => r.status !== 'succeeded');
   const procLast = ready && ready.last_reconcile;
   const b = stats.buckets;
-  main.replaceChildren(
+  fill(main, 
     title('Overview'),
     h('section', { class: 'cards', 'aria-label': 'State' },
       h('article', { class: 'card', id: 'card-reconcile' },
@@ -89,7 +89,7 @@ overview.live = true;
 
 export async function connections(main) {
   const list = await get('/connections');
-  main.replaceChildren(
+  fill(main, 
     title('Connections'),
     h('p', { class: 'muted' }, 'Target databases. The list never shows a URL.'),
     token() ? h('p', {}, h('a', { href: '#/connections/new', class: 'button', id: 'new-connection' }, 'New connection'))
@@ -131,7 +131,7 @@ function connectionForm(main, row) {
 }
 
 export async function connectionNew(main) {
-  main.replaceChildren(title('New connection'),
+  fill(main, title('New connection'),
     token() ? connectionForm(main, null) : tokenHint('create connections'));
 }
 
@@ -139,7 +139,7 @@ export async function connection(main, params) {
   const list = await get('/connections');
   const c = list.find((x) => x.id === params.id);
   if (!c) {
-    main.replaceChildren(title('Connection'), note('error', 'No such connection.'));
+    fill(main, title('Connection'), note('error', 'No such connection.'));
     return;
   }
   const result = h('div', { id: 'test-result', role: 'status', 'aria-live': 'polite' });
@@ -194,7 +194,7 @@ export async function connection(main, params) {
   actions.append(editBtn, delBtn);
   const managed = c.managed_by ? managedNote(c) : null;
   if (managed) managed.id = 'managed-note';
-  main.replaceChildren(
+  fill(main, 
     title(`Connection ${c.name}`),
     h('p', {}, h('a', { href: '#/connections' }, '← Connections')),
     managed,
@@ -214,7 +214,7 @@ export async function connection(main, params) {
 
 export async function projects(main) {
   const list = await get('/projects');
-  main.replaceChildren(
+  fill(main, 
     title('Projects'),
     token() ? h('p', {}, h('a', { href: '#/projects/new', class: 'button', id: 'new-project' }, 'New project'))
       : tokenHint('create or change projects'),
@@ -235,9 +235,10 @@ function listOf(v) {
 
 function tableRows(config) {
   const d = config.defaults || {};
-  return (config.tables || []).map((t) => [
+  const tables = config.tables && config.tables.length ? config.tables : (config.defaults ? [{}] : []);
+  return tables.map((t) => [
     h('code', {}, t.file_pattern || d.file_pattern || '*.csv'),
-    h('code', {}, t.table || '(from the file name)'),
+    h('code', {}, t.table || d.table || '(from the file name)'),
     t.mode || d.mode || ((t.primary_key || d.primary_key) ? 'upsert' : 'append'),
     listOf(t.primary_key || d.primary_key),
     (t.create_table ?? d.create_table) ? 'yes' : 'no',
@@ -294,11 +295,11 @@ function projectForm(row, conns) {
 
 export async function projectNew(main) {
   if (!token()) {
-    main.replaceChildren(title('New project'), tokenHint('create projects'));
+    fill(main, title('New project'), tokenHint('create projects'));
     return;
   }
   const conns = await get('/connections');
-  main.replaceChildren(title('New project'), projectForm(null, conns));
+  fill(main, title('New project'), projectForm(null, conns));
 }
 
 export async function project(main, params) {
@@ -306,7 +307,7 @@ export async function project(main, params) {
   try {
     p = await get(`/projects/${params.id}`);
   } catch (e) {
-    main.replaceChildren(title('Project'), errorNote(e));
+    fill(main, title('Project'), errorNote(e));
     return;
   }
   const [jobs, conns] = await Promise.all([
@@ -320,7 +321,7 @@ export async function project(main, params) {
   editBtn.addEventListener('click', () => edit.replaceChildren(projectForm(p, conns)));
   const managed = p.managed_by ? managedNote(p) : null;
   if (managed) managed.id = 'managed-note';
-  main.replaceChildren(
+  fill(main, 
     title(`Project ${p.name}`),
     h('p', {}, h('a', { href: '#/projects' }, '← Projects')),
     managed,
@@ -381,7 +382,7 @@ export async function jobs(main, params) {
     ev.preventDefault();
     location.hash = `#/jobs${query({ project: filters.project.el.value, status: filters.status.el.value, since: filters.since.el.value })}`;
   });
-  main.replaceChildren(
+  fill(main, 
     title('Jobs'),
     form,
     h('p', { class: 'muted', id: 'job-count' }, `${shown.length} shown of ${page.total} matching${since ? ` (time filter over the newest ${page.jobs.length})` : ''}.`),
@@ -394,7 +395,7 @@ export async function job(main, params) {
   try {
     j = await get(`/jobs/${params.id}`);
   } catch (e) {
-    main.replaceChildren(title('Job'), errorNote(e));
+    fill(main, title('Job'), errorNote(e));
     return;
   }
   const details = j.error_details || {};
@@ -408,6 +409,7 @@ export async function job(main, params) {
       try {
         const q = await post(`/jobs/${j.id}/retry`);
         result.replaceChildren(note('ok', `Queued again (${q.status}); a worker picks it up shortly.`));
+        main.focus(); // hand focus back so live updates resume
       } catch (e) {
         result.replaceChildren(errorNote(e));
         retry.disabled = false;
@@ -415,7 +417,7 @@ export async function job(main, params) {
     });
   }
   const dur = j.started_at && j.finished_at ? (new Date(j.finished_at) - new Date(j.started_at)) / 1000 : null;
-  main.replaceChildren(
+  fill(main, 
     title(`Job ${j.file_name}`),
     h('p', {}, h('a', { href: '#/jobs' }, '← Jobs')),
     h('p', {}, 'Status: ', h('span', { id: 'job-status' }, badge(j.status))),
@@ -454,7 +456,7 @@ job.live = true;
 
 export async function reconcile(main, params) {
   const page = await get(`/reconcile/runs${query({ status: params.status, limit: 100 })}`);
-  main.replaceChildren(
+  fill(main, 
     title('Reconcile history'),
     h('p', { class: 'muted' }, `Runs are recorded when something changed, drifted or failed. ${page.total} in all; ${page.drifted_total} drift correction${page.drifted_total === 1 ? '' : 's'}.`),
     table('Reconcile runs', ['Started', 'Trigger', 'Status', 'Created', 'Updated', 'Deleted', 'Drifted', 'Error'], page.runs.map((r) => [
@@ -471,7 +473,7 @@ export async function run(main, params) {
   try {
     r = await get(`/reconcile/runs/${params.id}`);
   } catch (e) {
-    main.replaceChildren(title('Reconcile run'), errorNote(e));
+    fill(main, title('Reconcile run'), errorNote(e));
     return;
   }
   const diff = h('pre', { class: 'diff', id: 'run-diff' }, (r.diff || '').split('\n').map((line) => {
@@ -481,7 +483,7 @@ export async function run(main, params) {
     else if (line.startsWith('-')) cls = 'del';
     return h('span', { class: cls }, `${line}\n`);
   }));
-  main.replaceChildren(
+  fill(main, 
     title('Reconcile run'),
     h('p', {}, h('a', { href: '#/reconcile' }, '← Reconcile history')),
     facts([
