@@ -75,12 +75,16 @@ async fn start_driver() -> Driver {
     Driver { child, url }
 }
 
-async fn browser(driver: &Driver, profile: &Path) -> Client {
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+async fn browser(driver: &Driver, binary: &str, profile: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
-            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "binary": binary,
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -288,7 +292,7 @@ async fn row_id(pool: &sqlx::PgPool, table: &str, name: &str) -> String {
 async fn an_operator_clicks_through_every_page() {
     let driver = start_driver().await;
     let tmp = tempfile::tempdir().unwrap();
-    let c = browser(&driver, &tmp.path().join("profile")).await;
+    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
 
     // A daemon with a managed connection and project, whose URL carries
     // the planted password (the server trusts loopback, so it also works).
@@ -541,6 +545,64 @@ async fn an_operator_clicks_through_every_page() {
     assert_eq!(left.0, 0);
     let _ = scratch;
 
+    // An unmanaged project: the API's validation error shows at its
+    // field; fixed, it is created, then edited. The managed one is not.
+    ui.open(&format!("#/projects/{sales}")).await;
+    ui.wait_text("#managed-note", "managed by git: projects/sales.yaml", 10)
+        .await;
+    assert!(!ui.find("#edit-project").await.is_enabled().await.unwrap());
+    ui.open("#/projects/new").await;
+    ui.find("#f-name").await.send_keys("manual").await.unwrap();
+    ui.find("#f-connection_id")
+        .await
+        .select_by_label("scratch")
+        .await
+        .unwrap();
+    let config = ui.find("#f-config").await;
+    config.clear().await.unwrap();
+    config
+        .send_keys(r#"{"tables": [{"table": "manual_t", "mode": "upsert"}]}"#)
+        .await
+        .unwrap();
+    ui.click("#project-form button[type=submit]").await;
+    let err = ui.wait_text("#e-config", "config.tables[0]", 10).await;
+    assert!(err.contains("primary_key"), "{err}");
+    let invalid = ui
+        .find("#f-config")
+        .await
+        .attr("aria-invalid")
+        .await
+        .unwrap();
+    assert_eq!(invalid.as_deref(), Some("true"));
+    ui.shot("project-form").await;
+    let config = ui.find("#f-config").await;
+    config.clear().await.unwrap();
+    config
+        .send_keys(r#"{"tables": [{"table": "manual_t", "mode": "upsert", "primary_key": "id"}]}"#)
+        .await
+        .unwrap();
+    ui.click("#project-form button[type=submit]").await;
+    let t = ui.wait_text("h1", "Project manual", 10).await;
+    assert!(!t.is_empty());
+    let t = ui.wait_text("main", "manual_t", 10).await;
+    assert!(t.contains("upsert") && t.contains("scratch"), "{t}");
+    ui.click("#edit-project").await;
+    ui.find("#f-description")
+        .await
+        .send_keys("loaded by hand")
+        .await
+        .unwrap();
+    ui.click("#project-form button[type=submit]").await;
+    ui.wait_text("main", "loaded by hand", 10).await;
+
+    // Keyboard: a nav link activated with Enter.
+    ui.find("a[data-nav=jobs]")
+        .await
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    ui.wait_text("h1", "Jobs", 10).await;
+
     // Retry the failed job once its file is fixed.
     let failed_copy = inbox.join("failed/bad.csv");
     assert!(failed_copy.is_file(), "the failed file was set aside");
@@ -602,4 +664,19 @@ async fn an_operator_clicks_through_every_page() {
 
     ui.c.close().await.unwrap();
     d.stop().await;
+}
+
+/// A browser that cannot start fails the test with the reason: CI never
+/// passes a console test by skipping it.
+#[tokio::test]
+#[should_panic(expected = "headless Chromium did not start")]
+async fn a_browser_that_cannot_start_fails_the_test() {
+    let driver = start_driver().await;
+    let tmp = tempfile::tempdir().unwrap();
+    browser(
+        &driver,
+        "/nonexistent/chromium",
+        &tmp.path().join("profile"),
+    )
+    .await;
 }

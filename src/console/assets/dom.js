@@ -78,3 +78,9 @@ export function facts(pairs) {
 export function note(kind, ...children) {
   return h('p', { class: `note note-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, ...children);
 }
+
+// Goes to `hash`; to the same one, redraws it (no hashchange fires then).
+export function navigate(hash) {
+  if (location.hash === hash) window.dispatchEvent(new HashChangeEvent('hashchange'));
+  else location.hash = hash;
+}

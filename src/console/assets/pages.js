@@ -3,7 +3,7 @@
 // live pages every few seconds.
 
 import { get, post, put, del, query, token, ApiError } from './api.js';
-import { h, fill, time, ago, badge, table, facts, note } from './dom.js';
+import { h, fill, navigate, time, ago, badge, table, facts, note } from './dom.js';
 import { barChart, fmtNumber, fmtSeconds } from './charts.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'duplicate'];
@@ -122,7 +122,7 @@ function connectionForm(main, row) {
     if (fields.database_url.el.value) body.database_url = fields.database_url.el.value;
     try {
       const saved = editing ? await put(`/connections/${row.id}`, body) : await post('/connections', body);
-      location.hash = `#/connections/${saved.id}`;
+      navigate(`#/connections/${saved.id}`);
     } catch (e) {
       showErrors(e, fields, out);
     }
@@ -285,7 +285,7 @@ function projectForm(row, conns) {
     };
     try {
       const saved = editing ? await put(`/projects/${row.id}`, body) : await post('/projects', body);
-      location.hash = `#/projects/${saved.id}`;
+      navigate(`#/projects/${saved.id}`);
     } catch (e) {
       showErrors(e, fields, out);
     }
@@ -380,7 +380,7 @@ export async function jobs(main, params) {
     Object.values(filters).map((f) => f.wrap), h('button', { type: 'submit' }, 'Filter'));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    location.hash = `#/jobs${query({ project: filters.project.el.value, status: filters.status.el.value, since: filters.since.el.value })}`;
+    navigate(`#/jobs${query({ project: filters.project.el.value, status: filters.status.el.value, since: filters.since.el.value })}`);
   });
   fill(main, 
     title('Jobs'),
