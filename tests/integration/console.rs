@@ -463,7 +463,19 @@ async fn an_operator_clicks_through_every_page() {
     ui.wait_text("main", "Diff (secrets redacted)", 10).await;
     ui.check_page(true).await;
 
-    // ---- With the token. ----
+    // ---- With the token (a wrong one is refused, not kept). ----
+    ui.find("#token")
+        .await
+        .send_keys("not-the-token")
+        .await
+        .unwrap();
+    ui.click("#token-use").await;
+    ui.wait_text("#auth-state", "Wrong token", 10).await;
+    assert_eq!(
+        ui.js("return sessionStorage.length").await,
+        json!(0),
+        "a wrong token is not kept"
+    );
     ui.find("#token").await.send_keys(TOKEN).await.unwrap();
     ui.click("#token-use").await;
     ui.wait_text("#auth-state", "Token set", 10).await;
@@ -543,7 +555,17 @@ async fn an_operator_clicks_through_every_page() {
             .await
             .unwrap();
     assert_eq!(left.0, 0);
-    let _ = scratch;
+    // Editing an unmanaged connection keeps its URL when left empty.
+    ui.open(&format!("#/connections/{scratch}")).await;
+    ui.click("#edit-connection").await;
+    let desc = ui.find("#f-description").await;
+    desc.clear().await.unwrap();
+    desc.send_keys("edited in the console").await.unwrap();
+    ui.click("#connection-form button[type=submit]").await;
+    ui.wait_text("main", "edited in the console", 10).await;
+    ui.click("#test-connection").await;
+    ui.wait_text("#test-result", "Connection successful", 20)
+        .await;
 
     // An unmanaged project: the API's validation error shows at its
     // field; fixed, it is created, then edited. The managed one is not.
