@@ -473,3 +473,34 @@ async fn connect_waiting_gives_up_when_asked_to_stop() {
     .expect("connect_waiting returns once its stop future completes");
     assert!(pool.is_none());
 }
+
+/// An import whose target cannot be reached counts in
+/// `cpi_import_target_errors_total` (the alert rules watch it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_counts_in_the_metrics() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let m = s.manifests();
+    let doc = crate::daemon::connection_doc("target", &db, "down")
+        .replace("127.0.0.1:5432", "127.0.0.1:1");
+    write(&m, "connections/target.yaml", &doc);
+    let d = InProcess::start(&db, &s, |_| {}).await;
+    let metric = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("cpi_import_target_errors_total "))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+    };
+    let http = reqwest::Client::new();
+    let before = http.get(d.url("/metrics")).send().await.unwrap();
+    assert_eq!(metric(&before.text().await.unwrap()), Some(0.0));
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "x")).unwrap();
+    eventually(Duration::from_secs(20), "a target error counted", || {
+        let (http, url) = (http.clone(), d.url("/metrics"));
+        async move {
+            let text = http.get(url).send().await.ok()?.text().await.ok()?;
+            metric(&text).filter(|n| *n >= 1.0)
+        }
+    })
+    .await;
+    d.stop(Duration::from_secs(20)).await.unwrap();
+}
