@@ -617,6 +617,11 @@ async fn an_operator_clicks_through_every_page() {
     ui.click("#project-form button[type=submit]").await;
     ui.wait_text("main", "loaded by hand", 10).await;
 
+    // Paging: past the first row, a link back to the newer ones.
+    ui.open("#/jobs?offset=1").await;
+    ui.wait_text("#job-count", "1 shown of 2", 10).await;
+    ui.find("nav.pager a[rel=prev]").await;
+
     // Keyboard: a nav link activated with Enter.
     ui.find("a[data-nav=jobs]")
         .await

@@ -36,6 +36,15 @@ function title(text) {
   return h('h1', {}, text);
 }
 
+// "Newer" / "Older" links for a page of `limit` rows at `offset` of `total`.
+function pager(base, params, offset, limit, total) {
+  const link = (o, text, rel) => h('a', { href: `${base}${query({ ...params, offset: o || null })}`, rel }, text);
+  const parts = [];
+  if (offset > 0) parts.push(link(Math.max(offset - limit, 0), '← Newer', 'prev'));
+  if (offset + limit < total) parts.push(link(offset + limit, 'Older →', 'next'));
+  return parts.length ? h('nav', { class: 'pager', 'aria-label': 'Pages' }, parts.flatMap((p) => [p, ' '])) : null;
+}
+
 // ---- Overview ----------------------------------------------------------
 
 export async function overview(main, params) {
@@ -363,8 +372,10 @@ function jobsTable(jobs) {
 
 export async function jobs(main, params) {
   const since = SINCE_MS[params.since] ? params.since : '';
+  const limit = since ? 500 : 100;
+  const offset = Math.max(Number(params.offset) || 0, 0);
   const [page, projectsList] = await Promise.all([
-    get(`/jobs${query({ project: params.project, status: params.status, limit: since ? 500 : 100 })}`),
+    get(`/jobs${query({ project: params.project, status: params.status, limit, offset: offset || null })}`),
     get('/projects'),
   ]);
   const cutoff = since ? Date.now() - SINCE_MS[since] : 0;
@@ -386,7 +397,8 @@ export async function jobs(main, params) {
     title('Jobs'),
     form,
     h('p', { class: 'muted', id: 'job-count' }, `${shown.length} shown of ${page.total} matching${since ? ` (time filter over the newest ${page.jobs.length})` : ''}.`),
-    jobsTable(shown));
+    jobsTable(shown),
+    pager('#/jobs', { project: params.project, status: params.status, since }, offset, limit, page.total));
 }
 jobs.live = true;
 
@@ -455,7 +467,9 @@ job.live = true;
 // ---- Reconcile history ---------------------------------------------------
 
 export async function reconcile(main, params) {
-  const page = await get(`/reconcile/runs${query({ status: params.status, limit: 100 })}`);
+  const limit = 100;
+  const offset = Math.max(Number(params.offset) || 0, 0);
+  const page = await get(`/reconcile/runs${query({ status: params.status, limit, offset: offset || null })}`);
   fill(main, 
     title('Reconcile history'),
     h('p', { class: 'muted' }, `Runs are recorded when something changed, drifted or failed. ${page.total} in all; ${page.drifted_total} drift correction${page.drifted_total === 1 ? '' : 's'}.`),
@@ -464,7 +478,8 @@ export async function reconcile(main, params) {
       r.trigger, badge(r.status), String(r.created), String(r.updated), String(r.deleted),
       h('span', { class: r.drifted > 0 ? 'drift' : '' }, String(r.drifted)),
       r.error ? h('span', { class: 'reason' }, r.error) : '',
-    ]), 'No runs recorded yet.'));
+    ]), 'No runs recorded yet.'),
+    pager('#/reconcile', { status: params.status }, offset, limit, page.total));
 }
 reconcile.live = true;
 
