@@ -459,7 +459,7 @@ export async function job(main, params) {
       ])),
     ] : null,
     retry ? h('div', { class: 'actions' }, retry) : null,
-    retry && !token() ? tokenHint('retry this job') : null,
+    token() ? null : tokenHint(retry ? 'retry this job, and to see what the API shows only with it' : 'see what the API shows only with it'),
     result);
 }
 job.live = true;
