@@ -130,6 +130,8 @@ struct Shared {
     retries: Arc<Mutex<HashMap<PathBuf, Retry>>>,
     job_ready: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
+    /// Counts the imports that could not reach their target.
+    health: Arc<Health>,
 }
 
 /// Runs the daemon on `pool` (migrated here) until `shutdown` completes and
@@ -190,6 +192,7 @@ pub async fn run(
         retries: Arc::default(),
         job_ready: Arc::new(Notify::new()),
         shutdown: stop.clone(),
+        health: health.clone(),
     };
     let scanner = tokio::spawn(scan_inboxes(
         shared.clone(),
@@ -532,6 +535,9 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
             let error = secret::scrub_known(&e.to_string());
             let (delay, waits_for_fix) = match import::error_policy(&e, attempt) {
                 Action::Retry(delay) => {
+                    if unreachable_target(&e) {
+                        s.health.target_error();
+                    }
                     tracing::warn!(%error, retry_in = ?delay, "import could not run; the file stays in the inbox");
                     (delay, false)
                 }
@@ -556,6 +562,15 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
             );
         }
     }
+}
+
+/// Whether the import failed because its target database could not be
+/// reached (`cpi_import_target_errors_total`), rather than mid-import.
+fn unreachable_target(e: &ImportError) -> bool {
+    matches!(
+        e,
+        ImportError::TargetUnreachable { .. } | ImportError::ConnectTimeout { .. }
+    )
 }
 
 /// The outcome of a job that failed without a verdict on its rows.
@@ -658,5 +673,23 @@ mod tests {
         config_changed(&mut retries, now);
         assert_eq!(retries[Path::new("a")].at, now);
         assert_eq!(retries[Path::new("b")].at, later);
+    }
+
+    #[test]
+    fn only_connection_failures_count_as_unreachable_targets() {
+        let p = || "p".to_string();
+        assert!(unreachable_target(&ImportError::ConnectTimeout {
+            project: p(),
+            after: Duration::from_secs(5),
+        }));
+        assert!(unreachable_target(&ImportError::TargetUnreachable {
+            project: p(),
+            source: sqlx::Error::PoolTimedOut,
+        }));
+        assert!(!unreachable_target(&ImportError::TargetTransient {
+            project: p(),
+            source: sqlx::Error::PoolTimedOut,
+        }));
+        assert!(!unreachable_target(&ImportError::ProjectNotFound(p())));
     }
 }

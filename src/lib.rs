@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line: parsing, the global options and management pool, one module per command family.
 //! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the loops, workers, API and shutdown.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
+//! - [`console`]: the operator console's embedded web assets, served at `/` with the API.
 //! - [`reconcile`]: the daemon's reconcile loop (watch, debounce, interval, retry).
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
 //! - [`queue`]: the job queue: enqueue once, claim with a lease, take over dead workers' jobs.
@@ -33,6 +34,7 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod embedded;
 pub mod export;

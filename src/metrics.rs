@@ -42,6 +42,7 @@ pub struct Health {
     synced_once: AtomicBool,
     last: Mutex<Option<LastReconcile>>,
     watcher_errors: AtomicU64,
+    target_errors: AtomicU64,
 }
 
 impl Health {
@@ -80,6 +81,16 @@ impl Health {
     /// Counts one failure to watch a folder.
     pub fn watcher_error(&self) {
         self.watcher_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one import that could not reach its target database (it is retried).
+    pub fn target_error(&self) {
+        self.target_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Imports since start that could not reach their target database.
+    pub fn target_errors(&self) -> u64 {
+        self.target_errors.load(Ordering::Relaxed)
     }
 
     /// Whether this process runs the reconciler.
@@ -131,6 +142,12 @@ pub async fn render(pool: &PgPool, health: &Health) -> String {
         "cpi_watcher_errors_total",
         "Errors while watching manifests, secrets or inboxes, in this process.",
         &[(String::new(), health.watcher_errors() as f64)],
+    );
+    counter(
+        &mut out,
+        "cpi_import_target_errors_total",
+        "Imports that could not reach their target database (retried), in this process.",
+        &[(String::new(), health.target_errors() as f64)],
     );
     let ready = health.reconcile_ready();
     gauge(

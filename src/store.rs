@@ -17,7 +17,17 @@ use crate::secret::{self, Secret};
 
 /// The outcome of one reconcile, as `cpi_reconcile_runs.status` (TEXT)
 /// spells it; bound and read as this enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema, sqlx::Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    sqlx::Type,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum ReconcileStatus {

@@ -5,7 +5,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
+use super::auth::Authorized;
+use super::error::{ApiError, ErrorBody, TokenErrors};
 use super::{AppState, IdPath, QueryParams};
 use crate::jobs::{self, Job, JobError, JobStatus, ListFilter};
 use crate::secret;
@@ -107,6 +108,36 @@ pub async fn get(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Js
     let job = jobs::get(&state.pool, id).await.map_err(db_error)?;
     let job = job.ok_or(ApiError::NotFound { kind: KIND, id })?;
     Ok(Json(scrubbed(job)))
+}
+
+#[utoipa::path(
+    post, path = "/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job, queued again: a worker of `cpi run` picks it up", body = Job),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        TokenErrors,
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "Not failed, or its file is gone", body = ErrorBody),
+    )
+)]
+pub async fn retry(
+    _: Authorized,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Job>, ApiError> {
+    match jobs::requeue(&state.pool, id, false).await {
+        Ok(job) => Ok(Json(scrubbed(job))),
+        Err(JobError::NotFound(id)) => Err(ApiError::NotFound { kind: KIND, id }),
+        Err(e @ (JobError::NotRetryable { .. } | JobError::FileGone { .. })) => {
+            Err(ApiError::Malformed {
+                status: axum::http::StatusCode::CONFLICT,
+                message: secret::scrub_credentials(&e.to_string()),
+            })
+        }
+        Err(e) => Err(db_error(e)),
+    }
 }
 
 fn db_error(e: JobError) -> ApiError {

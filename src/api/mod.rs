@@ -16,6 +16,8 @@ mod connections;
 mod error;
 mod jobs;
 mod projects;
+mod runs;
+mod stats;
 mod system;
 
 use std::future::Future;
@@ -84,6 +86,7 @@ impl AppState {
         (name = "connections", description = "Target databases (the URL is only shown by GET /connections/{id})"),
         (name = "projects", description = "Projects and their import config"),
         (name = "jobs", description = "Import jobs"),
+        (name = "reconcile", description = "Reconcile runs"),
         (name = "system", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -118,6 +121,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::get, projects::update, projects::delete))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(stats::imports))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
@@ -165,6 +172,7 @@ fn fix_link_keys(doc: &mut serde_json::Value) {
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
     router
+        .merge(crate::console::router())
         .fallback(no_route)
         .layer(middleware::from_fn(log_request))
         .with_state(state)

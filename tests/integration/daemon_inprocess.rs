@@ -509,3 +509,35 @@ async fn a_configuration_error_leaves_the_file_waiting_until_the_fix() {
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 3);
     d.stop(Duration::from_secs(20)).await.unwrap();
 }
+
+/// An import whose target cannot be reached counts in
+/// `cpi_import_target_errors_total` (the alert rules watch it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_counts_in_the_metrics() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let m = s.manifests();
+    let doc = crate::support::manifests::connection_to("target", &db, "down")
+        .replace("127.0.0.1:5432", "127.0.0.1:1");
+    write(&m, "connections/target.yaml", &doc);
+    let d = InProcess::start(&db, &s, |_| {}).await;
+    let metric = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("cpi_import_target_errors_total "))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+    };
+    let http = reqwest::Client::new();
+    let before = http.get(d.url("/metrics")).send().await.unwrap();
+    assert_eq!(metric(&before.text().await.unwrap()), Some(0.0));
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "x")).unwrap();
+    wait_for("a target error counted", Duration::from_secs(20), || {
+        let (http, url) = (http.clone(), d.url("/metrics"));
+        async move {
+            let text = http.get(url).send().await.ok()?.text().await.ok()?;
+            metric(&text).filter(|n| *n >= 1.0)
+        }
+    })
+    .await
+    .unwrap();
+    d.stop(Duration::from_secs(20)).await.unwrap();
+}

@@ -2,6 +2,7 @@
 
 mod api;
 mod ci;
+mod console;
 mod daemon;
 mod daemon_inprocess;
 mod embedded;

@@ -3,6 +3,7 @@
 
 mod command;
 mod connections;
+mod console_routes;
 mod jobs;
 mod openapi;
 mod projects;

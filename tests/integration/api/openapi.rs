@@ -22,6 +22,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/projects/{id}"),
     ("GET", "/jobs"),
     ("GET", "/jobs/{id}"),
+    ("POST", "/jobs/{id}/retry"),
+    ("GET", "/reconcile/runs"),
+    ("GET", "/reconcile/runs/{id}"),
+    ("GET", "/stats/imports"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -156,6 +160,7 @@ async fn the_document_is_valid_openapi_3_and_matches_the_routes() {
         ("post", "/connections"),
         ("get", "/connections/{id}"),
         ("put", "/projects/{id}"),
+        ("post", "/jobs/{id}/retry"),
     ] {
         assert_eq!(
             doc["paths"][p][m]["security"][0]["bearer"],

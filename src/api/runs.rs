@@ -1,0 +1,236 @@
+//! `/reconcile/runs`: the recorded reconciles (`cpi_reconcile_runs`), read-only.
+//!
+//! Open without a token, like `/jobs`: a run's diff is rendered with its
+//! secrets redacted when it is recorded, and scrubbed again here; without
+//! the token its `database_url` lines are hidden whole, since even a
+//! redacted URL names hosts and users.
+
+use axum::extract::State;
+use axum::http::header::{HeaderMap, AUTHORIZATION};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::error::{ApiError, ErrorBody};
+use super::{AppState, IdPath, QueryParams};
+use crate::metrics::ReconcileStatus;
+use crate::secret;
+
+const KIND: &str = "reconcile run";
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+/// One `cpi_reconcile_runs` row, without its diff.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, ToSchema)]
+pub struct ReconcileRun {
+    /// The run's id.
+    pub id: Uuid,
+    /// The reconciler's owner name (`managed_by` of the rows it writes).
+    pub owner: String,
+    /// What started it (`daemon`, `cli`, …).
+    pub trigger: String,
+    /// The manifests' git revision, when known.
+    pub revision: Option<String>,
+    /// How it ended.
+    pub status: ReconcileStatus,
+    /// Objects created.
+    pub created: i32,
+    /// Objects updated.
+    pub updated: i32,
+    /// Objects deleted.
+    pub deleted: i32,
+    /// Objects changed behind cpi's back and set back (drift corrections).
+    pub drifted: i32,
+    /// Why it failed or was refused, secrets masked.
+    pub error: Option<String>,
+    /// When it started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// When it ended.
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One run with its diff.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconcileRunDetail {
+    #[serde(flatten)]
+    pub run: ReconcileRun,
+    /// The plan it applied as a unified diff, secrets redacted.
+    pub diff: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    /// Only runs that ended so.
+    #[param(inline)]
+    pub status: Option<ReconcileStatus>,
+    /// At most this many runs (default 50, at most 500).
+    #[param(minimum = 0, maximum = 500)]
+    pub limit: Option<u32>,
+    #[param(minimum = 0, maximum = 2147483647)]
+    pub offset: Option<u32>,
+}
+
+/// A page of reconcile runs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunPage {
+    pub runs: Vec<ReconcileRun>,
+    /// Runs matching the filter, across all pages.
+    pub total: i64,
+    /// Drift corrections of the succeeded runs matching the filter, across all pages.
+    pub drifted_total: i64,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+const COLUMNS: &str = "id, owner, trigger, revision, status, created, updated, deleted, drifted, error, started_at, finished_at";
+const FILTER: &str = "($1::text IS NULL OR status = $1)";
+
+fn scrubbed(mut run: ReconcileRun) -> ReconcileRun {
+    run.error = run.error.map(|e| secret::scrub_credentials(&e));
+    run
+}
+
+#[utoipa::path(
+    get, path = "/reconcile/runs", operation_id = "list_reconcile_runs", tag = "reconcile",
+    params(RunsQuery),
+    responses(
+        (status = 200, description = "A page of reconcile runs, newest first", body = RunPage, links(
+            ("GetFirstRun" = (operation_id = "get_reconcile_run", parameters(("id" = "$response.body#/runs/0/id")))),
+        )),
+        (status = 400, description = "Malformed query (unknown status, limit over 500, …)", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<RunsQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit > MAX_LIMIT {
+        return Err(ApiError::invalid(format!(
+            "limit: at most {MAX_LIMIT}, got {limit}"
+        )));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if offset > i32::MAX as u32 {
+        return Err(ApiError::invalid(format!(
+            "offset: at most {}, got {offset}",
+            i32::MAX
+        )));
+    }
+    let (total, drifted_total): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT count(*), coalesce(sum(drifted) FILTER (WHERE status = 'succeeded'), 0)::bigint
+           FROM cpi_reconcile_runs WHERE {FILTER}"
+    ))
+    .bind(q.status)
+    .fetch_one(&state.pool)
+    .await?;
+    let runs: Vec<ReconcileRun> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM cpi_reconcile_runs WHERE {FILTER}
+          ORDER BY started_at DESC, id LIMIT $2 OFFSET $3"
+    ))
+    .bind(q.status)
+    .bind(i64::from(limit))
+    .bind(i64::from(offset))
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(RunPage {
+        runs: runs.into_iter().map(scrubbed).collect(),
+        total,
+        drifted_total,
+        limit,
+        offset,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/reconcile/runs/{id}", operation_id = "get_reconcile_run", tag = "reconcile",
+    params(("id" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run with its redacted diff", body = ReconcileRunDetail),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    IdPath(id): IdPath,
+) -> Result<Json<ReconcileRunDetail>, ApiError> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT diff FROM cpi_reconcile_runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let (diff,) = row.ok_or(ApiError::NotFound { kind: KIND, id })?;
+    let run: ReconcileRun = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM cpi_reconcile_runs WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&state.pool)
+    .await?;
+    let diff = secret::scrub_credentials(&diff);
+    let diff = if authorized(&state, &headers) {
+        diff
+    } else {
+        hide_urls(&diff)
+    };
+    Ok(Json(ReconcileRunDetail {
+        run: scrubbed(run),
+        diff,
+    }))
+}
+
+/// Whether the request carries the configured token (a wrong one reads
+/// as anonymous: this route is open either way).
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    match (&state.token, given) {
+        (Some(expected), Some(given)) => super::auth::token_matches(expected, given),
+        _ => false,
+    }
+}
+
+const HIDDEN: &str = "(hidden: shown with the API token)";
+
+/// The diff with the value of every `database_url` line replaced.
+fn hide_urls(diff: &str) -> String {
+    diff.split_inclusive('\n')
+        .map(|line| {
+            let body = line.trim_start_matches([' ', '+', '-']);
+            match body.strip_prefix("database_url:") {
+                Some(_) => {
+                    let sign = &line[..line.len() - body.len()];
+                    let nl = if line.ends_with('\n') { "\n" } else { "" };
+                    format!("{sign}database_url: {HIDDEN}{nl}")
+                }
+                None => line.to_string(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_lines_are_hidden_whole() {
+        let diff = "~ connection w (update: database_url)\n-database_url: postgresql://u:*****@h/db\n+database_url: postgresql://u:*****@h2/db  # (secret changed)\n description: x\n database_url: postgres://a@b/c";
+        let hidden = hide_urls(diff);
+        assert!(!hidden.contains("://"), "{hidden}");
+        assert_eq!(hidden.lines().count(), 5);
+        assert!(hidden.contains(&format!("-database_url: {HIDDEN}\n")));
+        assert!(hidden.contains(&format!("+database_url: {HIDDEN}\n")));
+        assert!(hidden.ends_with(&format!(" database_url: {HIDDEN}")));
+        assert!(hidden.starts_with("~ connection w (update: database_url)\n"));
+        assert!(hidden.contains(" description: x\n"));
+    }
+}

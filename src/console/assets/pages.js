@@ -1,0 +1,560 @@
+// The console's pages. Each takes the <main> element and its route
+// parameters, fetches what it shows and builds it; the router re-runs
+// live pages every few seconds.
+
+import { get, post, put, del, query, token, ApiError } from './api.js';
+import { h, fill, navigate, time, ago, badge, table, facts, note } from './dom.js';
+import { barChart, fmtNumber, fmtSeconds } from './charts.js';
+
+const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'duplicate'];
+
+// Where a token would unlock more, said once per place.
+function tokenHint(what) {
+  return note('info', `Enter the API token at the top to ${what}.`);
+}
+
+function managedNote(row) {
+  return note('managed', 'Read-only — managed by git: ', h('code', {}, row.source || '(unknown manifest)'),
+    ` (owner ${row.managed_by}). Change the manifest instead.`);
+}
+
+function owner(row) {
+  return row.managed_by
+    ? h('span', { class: 'managed' }, 'managed by git: ', h('code', {}, row.source || row.managed_by))
+    : h('span', { class: 'muted' }, 'unmanaged');
+}
+
+function errorNote(e) {
+  if (e instanceof ApiError && e.needsToken) {
+    return note('error', e.message, ' ', e.status === 401 ? 'Check the API token at the top.' : '');
+  }
+  return note('error', e.message);
+}
+
+function title(text) {
+  document.title = `${text} · cpi console`;
+  return h('h1', {}, text);
+}
+
+// "Newer" / "Older" links for a page of `limit` rows at `offset` of `total`.
+function pager(base, params, offset, limit, total) {
+  const link = (o, text, rel) => h('a', { href: `${base}${query({ ...params, offset: o || null })}`, rel }, text);
+  const parts = [];
+  if (offset > 0) parts.push(link(Math.max(offset - limit, 0), '← Newer', 'prev'));
+  if (offset + limit < total) parts.push(link(offset + limit, 'Older →', 'next'));
+  return parts.length ? h('nav', { class: 'pager', 'aria-label': 'Pages' }, parts.flatMap((p) => [p, ' '])) : null;
+}
+
+// ---- Overview ----------------------------------------------------------
+
+export async function overview(main, params) {
+  const days = Math.min(Math.max(Number(params.days) || 7, 1), 90);
+  const [stats, ok, runs, ready] = await Promise.all([
+    get(`/stats/imports${query({ days })}`),
+    get('/reconcile/runs?limit=1&status=succeeded'),
+    get('/reconcile/runs?limit=20'),
+    fetch('/readyz', { cache: 'no-store' }).then((r) => r.json()).catch(() => null),
+  ]);
+  const lastOk = ok.runs[0];
+  const lastBad = runs.runs.find((r) => r.status !== 'succeeded');
+  const procLast = ready && ready.last_reconcile;
+  const b = stats.buckets;
+  fill(main, 
+    title('Overview'),
+    h('section', { class: 'cards', 'aria-label': 'State' },
+      h('article', { class: 'card', id: 'card-reconcile' },
+        h('h2', {}, 'Reconcile'),
+        facts([
+          ['Last success', lastOk ? [time(lastOk.finished_at || lastOk.started_at), ` (${ago(lastOk.finished_at || lastOk.started_at)})`] : 'never'],
+          ['Last error', lastBad
+            ? h('span', {}, badge(lastBad.status), ' ', time(lastBad.started_at), h('br'), h('span', { class: 'reason' }, lastBad.error || ''))
+            : 'none recorded'],
+          ['Drift corrections', h('span', { class: ok.drifted_total > 0 ? 'drift' : '' }, String(ok.drifted_total))],
+          procLast ? ['This process', [badge(procLast.status), ' ', time(procLast.finished_at)]] : null,
+        ]),
+        h('a', { href: '#/reconcile' }, 'Reconcile history')),
+      h('article', { class: 'card', id: 'card-queue' },
+        h('h2', {}, 'Imports'),
+        facts([
+          ['Queue depth', h('span', { id: 'queued' }, String(stats.queued))],
+          ['Running', h('span', { id: 'running' }, String(stats.running))],
+          ['Failed in 24 h', h('a', { href: '#/jobs?status=failed', class: stats.failed_last_24h ? 'bad' : '', id: 'failed24' }, String(stats.failed_last_24h))],
+        ]),
+        h('a', { href: '#/jobs' }, 'All jobs'))),
+    h('section', { 'aria-labelledby': 'charts-h' },
+      h('h2', { id: 'charts-h' }, `Per hour, last ${days} day${days > 1 ? 's' : ''}`),
+      h('p', { class: 'range' }, 'Range: ', [1, 7, 30].map((d) => [
+        h('a', { href: `#/?days=${d}`, 'aria-current': d === days ? 'true' : null }, `${d} d`), ' ',
+      ])),
+      h('div', { class: 'charts' },
+        barChart({ id: 'chart-files', title: 'Files imported', buckets: b, value: (x) => x.files }),
+        barChart({ id: 'chart-rows', title: 'Rows written', buckets: b, value: (x) => x.rows, kind: 'rows' }),
+        barChart({ id: 'chart-durations', title: 'Longest import', buckets: b, value: (x) => x.duration_max_seconds, fmt: fmtSeconds, kind: 'duration' }),
+        barChart({ id: 'chart-failures', title: 'Failed imports', buckets: b, value: (x) => x.failed, kind: 'failures' }))));
+}
+overview.live = true;
+
+// ---- Connections -------------------------------------------------------
+
+export async function connections(main) {
+  const list = await get('/connections');
+  fill(main, 
+    title('Connections'),
+    h('p', { class: 'muted' }, 'Target databases. The list never shows a URL.'),
+    token() ? h('p', {}, h('a', { href: '#/connections/new', class: 'button', id: 'new-connection' }, 'New connection'))
+      : tokenHint('create connections, reveal URLs and run connection tests'),
+    table('Connections', ['Name', 'Description', 'Owner', 'Updated'], list.map((c) => [
+      h('a', { href: `#/connections/${c.id}` }, c.name), c.description || '', owner(c), time(c.updated_at),
+    ]), 'No connections yet.'));
+}
+connections.live = true;
+
+function connectionForm(main, row) {
+  const editing = Boolean(row);
+  const out = h('div', { id: 'form-result' });
+  const fields = {
+    name: input('name', 'Name', row ? row.name : '', { required: true, autocomplete: 'off' }),
+    description: input('description', 'Description', row ? row.description || '' : ''),
+    database_url: input('database_url', editing ? 'Database URL (leave empty to keep it)' : 'Database URL', '',
+      { type: 'password', required: !editing, autocomplete: 'off', placeholder: 'postgres://user:password@host/db' }),
+  };
+  const form = h('form', { class: 'form', id: 'connection-form', novalidate: true },
+    Object.values(fields).map((f) => f.wrap),
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit' }, editing ? 'Save' : 'Create'),
+      h('a', { href: editing ? `#/connections/${row.id}` : '#/connections' }, 'Cancel')),
+    out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(fields);
+    const body = { name: fields.name.el.value, description: fields.description.el.value || null };
+    if (fields.database_url.el.value) body.database_url = fields.database_url.el.value;
+    try {
+      const saved = editing ? await put(`/connections/${row.id}`, body) : await post('/connections', body);
+      navigate(`#/connections/${saved.id}`);
+    } catch (e) {
+      showErrors(e, fields, out);
+    }
+  });
+  return form;
+}
+
+export async function connectionNew(main) {
+  fill(main, title('New connection'),
+    token() ? connectionForm(main, null) : tokenHint('create connections'));
+}
+
+export async function connection(main, params) {
+  const list = await get('/connections');
+  const c = list.find((x) => x.id === params.id);
+  if (!c) {
+    fill(main, title('Connection'), note('error', 'No such connection.'));
+    return;
+  }
+  const result = h('div', { id: 'test-result', role: 'status', 'aria-live': 'polite' });
+  const urlBox = h('div', { id: 'url-box' });
+  const actions = h('div', { class: 'actions' });
+  const edit = h('div', { id: 'edit-box' });
+  const testBtn = h('button', { type: 'button', id: 'test-connection', disabled: !token() }, 'Test connection');
+  testBtn.addEventListener('click', async () => {
+    testBtn.disabled = true;
+    result.replaceChildren(h('p', { class: 'muted' }, 'Testing…'));
+    try {
+      const r = await post(`/connections/${c.id}/test`);
+      result.replaceChildren(note(r.success ? 'ok' : 'error', r.message));
+    } catch (e) {
+      result.replaceChildren(errorNote(e));
+    } finally {
+      testBtn.disabled = false;
+    }
+  });
+  actions.append(testBtn);
+  if (token()) {
+    const reveal = h('button', { type: 'button', id: 'reveal-url' }, 'Reveal URL');
+    reveal.addEventListener('click', async () => {
+      try {
+        const d = await get(`/connections/${c.id}`);
+        urlBox.replaceChildren(h('p', {}, 'URL: ', h('code', { id: 'database-url' }, d.database_url)),
+          h('p', { class: 'muted' }, 'Shown until you leave this page.'));
+        reveal.hidden = true;
+      } catch (e) {
+        urlBox.replaceChildren(errorNote(e));
+      }
+    });
+    actions.append(reveal);
+  }
+  const editBtn = h('button', { type: 'button', id: 'edit-connection', disabled: Boolean(c.managed_by) || !token(),
+    'aria-describedby': c.managed_by ? 'managed-note' : null }, 'Edit');
+  editBtn.addEventListener('click', () => edit.replaceChildren(connectionForm(main, c)));
+  const delBtn = h('button', { type: 'button', id: 'delete-connection', class: 'danger', disabled: Boolean(c.managed_by) || !token() }, 'Delete');
+  delBtn.addEventListener('click', () => {
+    const sure = h('button', { type: 'button', id: 'confirm-delete', class: 'danger' }, `Delete ${c.name} for good`);
+    sure.addEventListener('click', async () => {
+      try {
+        await del(`/connections/${c.id}`);
+        location.hash = '#/connections';
+      } catch (e) {
+        edit.replaceChildren(errorNote(e));
+      }
+    });
+    edit.replaceChildren(h('p', {}, 'Projects using it keep running without a connection until given another. '), sure);
+    sure.focus();
+  });
+  actions.append(editBtn, delBtn);
+  const managed = c.managed_by ? managedNote(c) : null;
+  if (managed) managed.id = 'managed-note';
+  fill(main, 
+    title(`Connection ${c.name}`),
+    h('p', {}, h('a', { href: '#/connections' }, '← Connections')),
+    managed,
+    facts([
+      ['Name', c.name],
+      ['Description', c.description || '—'],
+      ['Owner', owner(c)],
+      ['Created', time(c.created_at)],
+      ['Updated', time(c.updated_at)],
+      ['URL', token() ? 'hidden — use “Reveal URL”' : 'shown only with the API token'],
+    ]),
+    token() ? null : tokenHint('test this connection, reveal its URL or change it'),
+    actions, result, urlBox, edit);
+}
+
+// ---- Projects ----------------------------------------------------------
+
+export async function projects(main) {
+  const list = await get('/projects');
+  fill(main, 
+    title('Projects'),
+    token() ? h('p', {}, h('a', { href: '#/projects/new', class: 'button', id: 'new-project' }, 'New project'))
+      : tokenHint('create or change projects'),
+    table('Projects', ['Name', 'Connection', 'Inbox', 'Tables', 'Owner'], list.map((p) => [
+      h('a', { href: `#/projects/${p.id}` }, p.name),
+      p.connection_id ? h('a', { href: `#/connections/${p.connection_id}` }, p.connection_name || p.connection_id) : h('span', { class: 'muted' }, 'none'),
+      p.config && p.config.inbox ? h('code', {}, p.config.inbox) : '—',
+      String((p.config && p.config.tables || []).length),
+      owner(p),
+    ]), 'No projects yet.'));
+}
+projects.live = true;
+
+function listOf(v) {
+  if (v === undefined || v === null) return '—';
+  return Array.isArray(v) ? v.join(', ') : String(v);
+}
+
+function tableRows(config) {
+  const d = config.defaults || {};
+  const tables = config.tables && config.tables.length ? config.tables : (config.defaults ? [{}] : []);
+  return tables.map((t) => [
+    h('code', {}, t.file_pattern || d.file_pattern || '*.csv'),
+    h('code', {}, t.table || d.table || '(from the file name)'),
+    t.mode || d.mode || ((t.primary_key || d.primary_key) ? 'upsert' : 'append'),
+    listOf(t.primary_key || d.primary_key),
+    (t.create_table ?? d.create_table) ? 'yes' : 'no',
+    t.on_error || d.on_error || 'abort',
+  ]);
+}
+
+function projectForm(row, conns) {
+  const editing = Boolean(row);
+  const out = h('div', { id: 'form-result' });
+  const config = row ? { ...row.config } : { inbox: '', tables: [{ file_pattern: '*.csv', table: '', mode: 'append' }] };
+  delete config.name;
+  const select = h('select', { id: 'f-connection_id', name: 'connection_id' },
+    h('option', { value: '' }, '(none)'),
+    conns.map((c) => h('option', { value: c.id, selected: row && row.connection_id === c.id }, c.name)));
+  const fields = {
+    name: input('name', 'Name', row ? row.name : '', { required: true }),
+    description: input('description', 'Description', row ? row.description || '' : ''),
+    connection_id: field('connection_id', 'Connection', select),
+    config: field('config', 'Config (JSON: inbox, tables, defaults)',
+      h('textarea', { id: 'f-config', name: 'config', rows: 12, spellcheck: 'false' }, JSON.stringify(config, null, 2))),
+  };
+  const form = h('form', { class: 'form', id: 'project-form', novalidate: true },
+    Object.values(fields).map((f) => f.wrap),
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit' }, editing ? 'Save' : 'Create'),
+      h('a', { href: editing ? `#/projects/${row.id}` : '#/projects' }, 'Cancel')),
+    out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(fields);
+    let cfg;
+    try {
+      cfg = JSON.parse(fields.config.el.value);
+    } catch (e) {
+      fieldError(fields.config, `not valid JSON: ${e.message}`);
+      return;
+    }
+    const body = {
+      name: fields.name.el.value,
+      description: fields.description.el.value || null,
+      connection_id: select.value || null,
+      config: cfg,
+    };
+    try {
+      const saved = editing ? await put(`/projects/${row.id}`, body) : await post('/projects', body);
+      navigate(`#/projects/${saved.id}`);
+    } catch (e) {
+      showErrors(e, fields, out);
+    }
+  });
+  return form;
+}
+
+export async function projectNew(main) {
+  if (!token()) {
+    fill(main, title('New project'), tokenHint('create projects'));
+    return;
+  }
+  const conns = await get('/connections');
+  fill(main, title('New project'), projectForm(null, conns));
+}
+
+export async function project(main, params) {
+  let p;
+  try {
+    p = await get(`/projects/${params.id}`);
+  } catch (e) {
+    fill(main, title('Project'), errorNote(e));
+    return;
+  }
+  const [jobs, conns] = await Promise.all([
+    get(`/jobs${query({ project: p.name, limit: 10 })}`),
+    get('/connections'),
+  ]);
+  const cfg = p.config || {};
+  const edit = h('div', { id: 'edit-box' });
+  const editBtn = h('button', { type: 'button', id: 'edit-project', disabled: Boolean(p.managed_by) || !token(),
+    'aria-describedby': p.managed_by ? 'managed-note' : null }, 'Edit');
+  editBtn.addEventListener('click', () => edit.replaceChildren(projectForm(p, conns)));
+  const managed = p.managed_by ? managedNote(p) : null;
+  if (managed) managed.id = 'managed-note';
+  fill(main, 
+    title(`Project ${p.name}`),
+    h('p', {}, h('a', { href: '#/projects' }, '← Projects')),
+    managed,
+    facts([
+      ['Description', p.description || '—'],
+      ['Connection', p.connection_id ? h('a', { href: `#/connections/${p.connection_id}` }, p.connection_name || p.connection_id) : 'none'],
+      ['Owner', owner(p)],
+      ['Inbox', cfg.inbox ? h('code', {}, cfg.inbox) : '—'],
+      ['Processed files', cfg.processed_dir ? h('code', {}, cfg.processed_dir) : 'default (inbox/processed)'],
+      ['Failed files', cfg.failed_dir ? h('code', {}, cfg.failed_dir) : 'default (inbox/failed)'],
+      ['Settle time', cfg.settle_seconds !== undefined ? `${cfg.settle_seconds} s` : 'default'],
+    ]),
+    h('h2', {}, 'Tables'),
+    table('Files and their tables', ['Files', 'Table', 'Mode', 'Key', 'Create table', 'On error'], tableRows(cfg), 'No tables configured.'),
+    cfg.defaults ? h('details', {}, h('summary', {}, 'Defaults'), h('pre', {}, JSON.stringify(cfg.defaults, null, 2))) : null,
+    h('div', { class: 'actions' }, editBtn),
+    token() || p.managed_by ? null : tokenHint('change this project'),
+    edit,
+    h('h2', {}, 'Recent jobs'),
+    jobsTable(jobs.jobs),
+    h('p', {}, h('a', { href: `#/jobs?project=${encodeURIComponent(p.name)}` }, 'All jobs of this project')));
+}
+
+// ---- Jobs --------------------------------------------------------------
+
+const SINCE = { '': 'any time', '1h': 'last hour', '24h': 'last 24 hours', '7d': 'last 7 days' };
+const SINCE_MS = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3 };
+
+function jobsTable(jobs) {
+  return table('Jobs', ['Queued', 'Project', 'File', 'Status', 'Rows read', 'Written'], jobs.map((j) => [
+    h('a', { href: `#/jobs/${j.id}` }, time(j.created_at)),
+    j.project_name,
+    j.file_name,
+    badge(j.status),
+    fmtNumber(j.rows_read || 0),
+    fmtNumber((j.rows_inserted || 0) + (j.rows_updated || 0) + (j.rows_deleted || 0)),
+  ]), 'No jobs match.');
+}
+
+export async function jobs(main, params) {
+  const since = SINCE_MS[params.since] ? params.since : '';
+  const limit = since ? 500 : 100;
+  const offset = Math.max(Number(params.offset) || 0, 0);
+  const [page, projectsList] = await Promise.all([
+    get(`/jobs${query({ project: params.project, status: params.status, limit, offset: offset || null })}`),
+    get('/projects'),
+  ]);
+  const cutoff = since ? Date.now() - SINCE_MS[since] : 0;
+  const shown = page.jobs.filter((j) => new Date(j.created_at).getTime() >= cutoff);
+  const sel = (name, label, options, value) => field(name, label,
+    h('select', { id: `f-${name}`, name }, options.map(([v, t]) => h('option', { value: v, selected: v === (value || '') }, t))));
+  const filters = {
+    project: sel('project', 'Project', [['', 'all projects'], ...projectsList.map((p) => [p.name, p.name])], params.project),
+    status: sel('status', 'Status', [['', 'any status'], ...STATUSES.map((x) => [x, x])], params.status),
+    since: sel('since', 'Queued', Object.entries(SINCE), since),
+  };
+  const form = h('form', { class: 'filters', id: 'job-filters', role: 'search' },
+    Object.values(filters).map((f) => f.wrap), h('button', { type: 'submit' }, 'Filter'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    navigate(`#/jobs${query({ project: filters.project.el.value, status: filters.status.el.value, since: filters.since.el.value })}`);
+  });
+  fill(main, 
+    title('Jobs'),
+    form,
+    h('p', { class: 'muted', id: 'job-count' }, `${shown.length} shown of ${page.total} matching${since ? ` (time filter over the newest ${page.jobs.length})` : ''}.`),
+    jobsTable(shown),
+    pager('#/jobs', { project: params.project, status: params.status, since }, offset, limit, page.total));
+}
+jobs.live = true;
+
+export async function job(main, params) {
+  let j;
+  try {
+    j = await get(`/jobs/${params.id}`);
+  } catch (e) {
+    fill(main, title('Job'), errorNote(e));
+    return;
+  }
+  const details = j.error_details || {};
+  const rowErrors = Array.isArray(details.errors) ? details.errors : [];
+  const result = h('div', { id: 'retry-result', role: 'status' });
+  let retry = null;
+  if (j.status === 'failed') {
+    retry = h('button', { type: 'button', id: 'retry-job', disabled: !token() }, 'Retry');
+    retry.addEventListener('click', async () => {
+      retry.disabled = true;
+      try {
+        const q = await post(`/jobs/${j.id}/retry`);
+        result.replaceChildren(note('ok', `Queued again (${q.status}); a worker picks it up shortly.`));
+        main.focus(); // hand focus back so live updates resume
+      } catch (e) {
+        result.replaceChildren(errorNote(e));
+        retry.disabled = false;
+      }
+    });
+  }
+  const dur = j.started_at && j.finished_at ? (new Date(j.finished_at) - new Date(j.started_at)) / 1000 : null;
+  fill(main, 
+    title(`Job ${j.file_name}`),
+    h('p', {}, h('a', { href: '#/jobs' }, '← Jobs')),
+    h('p', {}, 'Status: ', h('span', { id: 'job-status' }, badge(j.status))),
+    facts([
+      ['Project', j.project_id ? h('a', { href: `#/projects/${j.project_id}` }, j.project_name) : j.project_name],
+      ['File', j.file_name],
+      j.file_path ? ['Path', h('code', {}, j.file_path)] : null,
+      ['Table', j.target_table ? h('code', {}, j.target_table) : '—'],
+      ['Mode', j.mode || '—'],
+      ['Attempts', String(j.attempts)],
+      ['Queued', time(j.created_at)],
+      ['Started', time(j.started_at)],
+      ['Finished', time(j.finished_at)],
+      dur !== null ? ['Duration', fmtSeconds(dur)] : null,
+    ]),
+    h('h2', {}, 'Rows'),
+    facts([
+      ['Read', String(j.rows_read)], ['Inserted', String(j.rows_inserted)], ['Updated', String(j.rows_updated)],
+      ['Deleted', String(j.rows_deleted)], ['Rejected', String(j.rows_rejected)],
+    ]),
+    j.error ? [h('h2', {}, 'Error'), h('pre', { class: 'error', id: 'job-error' }, j.error)] : null,
+    rowErrors.length ? [
+      h('h2', {}, 'Row errors'),
+      details.errors_truncated ? h('p', { class: 'muted' }, `First ${rowErrors.length} of ${details.errors_total}.`) : null,
+      table('Row errors', ['Line', 'Column', 'Value', 'Message'], rowErrors.map((r) => [
+        String(r.line), r.column || '—', r.value !== undefined ? h('code', {}, r.value) : '—', r.message,
+      ])),
+    ] : null,
+    retry ? h('div', { class: 'actions' }, retry) : null,
+    token() ? null : tokenHint(retry ? 'retry this job, and to see what the API shows only with it' : 'see what the API shows only with it'),
+    result);
+}
+job.live = true;
+
+// ---- Reconcile history ---------------------------------------------------
+
+export async function reconcile(main, params) {
+  const limit = 100;
+  const offset = Math.max(Number(params.offset) || 0, 0);
+  const page = await get(`/reconcile/runs${query({ status: params.status, limit, offset: offset || null })}`);
+  fill(main, 
+    title('Reconcile history'),
+    h('p', { class: 'muted' }, `Runs are recorded when something changed, drifted or failed. ${page.total} in all; ${page.drifted_total} drift correction${page.drifted_total === 1 ? '' : 's'}.`),
+    table('Reconcile runs', ['Started', 'Trigger', 'Status', 'Created', 'Updated', 'Deleted', 'Drifted', 'Error'], page.runs.map((r) => [
+      h('a', { href: `#/reconcile/${r.id}` }, time(r.started_at)),
+      r.trigger, badge(r.status), String(r.created), String(r.updated), String(r.deleted),
+      h('span', { class: r.drifted > 0 ? 'drift' : '' }, String(r.drifted)),
+      r.error ? h('span', { class: 'reason' }, r.error) : '',
+    ]), 'No runs recorded yet.'),
+    pager('#/reconcile', { status: params.status }, offset, limit, page.total));
+}
+reconcile.live = true;
+
+export async function run(main, params) {
+  let r;
+  try {
+    r = await get(`/reconcile/runs/${params.id}`);
+  } catch (e) {
+    fill(main, title('Reconcile run'), errorNote(e));
+    return;
+  }
+  const diff = h('pre', { class: 'diff', id: 'run-diff' }, (r.diff || '').split('\n').map((line) => {
+    let cls = '';
+    if (/drift/i.test(line)) cls = 'drift';
+    else if (line.startsWith('+')) cls = 'add';
+    else if (line.startsWith('-')) cls = 'del';
+    return h('span', { class: cls }, `${line}\n`);
+  }));
+  fill(main, 
+    title('Reconcile run'),
+    h('p', {}, h('a', { href: '#/reconcile' }, '← Reconcile history')),
+    facts([
+      ['Status', badge(r.status)], ['Trigger', r.trigger], ['Owner', r.owner], ['Revision', r.revision || '—'],
+      ['Started', time(r.started_at)], ['Finished', time(r.finished_at)],
+      ['Counts', `${r.created} created, ${r.updated} updated, ${r.deleted} deleted`],
+      ['Drifted', h('span', { class: r.drifted > 0 ? 'drift' : '' }, String(r.drifted))],
+    ]),
+    r.error ? h('pre', { class: 'error' }, r.error) : null,
+    h('h2', {}, 'Diff (secrets redacted)'),
+    r.diff ? diff : h('p', { class: 'muted' }, 'No changes.'));
+}
+
+// ---- Forms -------------------------------------------------------------
+
+function field(name, label, el) {
+  const err = h('p', { class: 'field-error', id: `e-${name}`, hidden: true });
+  el.setAttribute('aria-describedby', `e-${name}`);
+  const wrap = h('div', { class: 'field' }, h('label', { for: `f-${name}` }, label), el, err);
+  return { el, err, wrap };
+}
+
+function input(name, label, value, attrs = {}) {
+  return field(name, label, h('input', { id: `f-${name}`, name, value, type: 'text', ...attrs }));
+}
+
+function fieldError(f, msg) {
+  f.err.hidden = false;
+  f.err.textContent = msg;
+  f.el.setAttribute('aria-invalid', 'true');
+}
+
+function clearErrors(fields) {
+  for (const f of Object.values(fields)) {
+    f.err.hidden = true;
+    f.err.textContent = '';
+    f.el.removeAttribute('aria-invalid');
+  }
+}
+
+// Each problem of a 400 goes to the field it names ("config.tables[0]…"
+// → config); the rest, and every other error, below the form.
+function showErrors(e, fields, out) {
+  if (!(e instanceof ApiError) || e.status !== 400) {
+    out.replaceChildren(errorNote(e));
+    return;
+  }
+  const rest = [];
+  const byField = {};
+  for (const p of e.problems()) {
+    const key = (p.match(/^([a-z_]+)/) || [])[1];
+    if (key && fields[key]) (byField[key] = byField[key] || []).push(p);
+    else rest.push(p);
+  }
+  for (const [k, msgs] of Object.entries(byField)) fieldError(fields[k], msgs.join('; '));
+  out.replaceChildren(rest.length ? note('error', rest.join('; ')) : note('error', 'Please correct the fields marked above.'));
+  const first = Object.keys(byField)[0];
+  if (first) fields[first].el.focus();
+}

@@ -1,0 +1,720 @@
+//! The operator console in a real headless Chromium, driven over WebDriver
+//! (chromedriver), against a real daemon: `cpi::daemon::run` with manifests
+//! (a managed connection and project), an unmanaged connection, and a
+//! succeeded and a failed import.
+//!
+//! These tests fail, never skip, when the browser cannot start.
+//! `CPI_UPDATE_SCREENSHOTS=1` writes the screenshots into docs/console/
+//! (otherwise into a temp folder, so a test run leaves the checkout clean).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cpi::daemon::{self, Settings};
+use cpi::secret::Secret;
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::support::daemon::{csv_rows, events_table};
+use crate::support::free_port;
+use crate::support::manifests::{connection_to as connection_doc, project as project_doc};
+use crate::support::wait::wait_i64;
+use crate::support::{write, TestDb};
+
+const TOKEN: &str = "console-token-7d1e55a0";
+/// A real password in every connection URL: it must never reach a page,
+/// a response or a request URL without the token.
+const PLANTED: &str = "Planted-Pw-c0ns0le-91f3";
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> PathBuf {
+    std::env::var_os("CHROMEDRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("chromedriver"))
+}
+
+async fn start_driver() -> Driver {
+    let port = free_port();
+    let child = Command::new(chromedriver())
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start chromedriver (install Debian's chromium-driver; .ci/run does): {e}"
+            )
+        });
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{url}/status")).await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not answer on {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Driver { child, url }
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+async fn browser(driver: &Driver, binary: &str, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": binary,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1280,1000", "--lang=en-US",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .unwrap_or_else(|e| panic!("headless Chromium did not start through chromedriver: {e}"))
+}
+
+/// The daemon as a task of the test, with the API and console on `base`.
+struct Daemon {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    base: String,
+}
+
+impl Daemon {
+    async fn start(db: &TestDb, manifests: &Path) -> Daemon {
+        let mut settings = Settings::new(manifests);
+        settings.interval = Duration::from_secs(2);
+        settings.rescan = Duration::from_secs(1);
+        settings.settle = Duration::from_millis(300);
+        settings.lease = Duration::from_secs(5);
+        settings.worker_prefix = format!("console-{}", uuid::Uuid::new_v4().simple());
+        settings.api_token = Some(Secret::new(TOKEN));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(
+            settings,
+            db.pool().await,
+            Some(listener),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        Daemon {
+            stop: Some(tx),
+            task,
+            base,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("the daemon stops")
+            .expect("no panic")
+            .expect("a clean stop");
+    }
+}
+
+/// Where screenshots go: docs/console/ when asked, else a temp folder.
+fn shots_dir(tmp: &Path) -> PathBuf {
+    if std::env::var_os("CPI_UPDATE_SCREENSHOTS").is_some() {
+        crate::support::fs::repo_root().join("docs/console")
+    } else {
+        tmp.join("shots")
+    }
+}
+
+/// The browser session and what the test checks on every page.
+struct Ui {
+    c: Client,
+    base: String,
+    shots: PathBuf,
+    /// Every page source seen without the token.
+    anonymous_sources: Vec<String>,
+    /// Every URL the browser requested, document by document.
+    requests: Vec<String>,
+}
+
+impl Ui {
+    /// Loads the console at `hash` (a new document: the requests of the
+    /// one before are kept first).
+    async fn open(&mut self, hash: &str) {
+        self.harvest().await;
+        self.c.goto(&format!("{}/{hash}", self.base)).await.unwrap();
+        self.js("performance.setResourceTimingBufferSize(100000); return 0")
+            .await;
+    }
+
+    /// Adds the current document's requests (its resource timings and its
+    /// own URL) to `requests`.
+    async fn harvest(&mut self) {
+        let urls = self
+            .js("return location.protocol.startsWith('http') ? performance.getEntriesByType('resource').map(e => e.name).concat([location.href]) : []")
+            .await;
+        let urls: Vec<String> = serde_json::from_value(urls).unwrap();
+        self.requests.extend(urls);
+    }
+
+    /// Clicks a link or button by CSS selector.
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    async fn find(&self, css: &str) -> Element {
+        match self
+            .c
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => panic!("no {css}: {e}\n{}", self.main_text().await),
+        }
+    }
+
+    async fn main_text(&self) -> String {
+        match self.c.find(Locator::Css("main")).await {
+            Ok(m) => m.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Waits until the text of `css` contains `needle` (pages poll).
+    async fn wait_text(&self, css: &str, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(e) = self.c.find(Locator::Css(css)).await {
+                if let Ok(t) = e.text().await {
+                    if t.contains(needle) {
+                        return t;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} never contained {needle:?}; main: {}",
+                self.main_text().await
+            );
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.c.execute(script, vec![]).await.unwrap()
+    }
+
+    async fn shot(&self, name: &str) {
+        std::fs::create_dir_all(&self.shots).unwrap();
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// What every page must hold: labelled controls, no secret in the
+    /// URL or title; without the token, no URL or password in the source.
+    async fn check_page(&mut self, anonymous: bool) {
+        let unlabelled = self
+            .js("return [...document.querySelectorAll('input,select,textarea')].filter(e => !e.labels || !e.labels.length).map(e => e.outerHTML)")
+            .await;
+        assert_eq!(unlabelled, json!([]), "controls without a label");
+        let url = self.c.current_url().await.unwrap().to_string();
+        let title = self.c.title().await.unwrap();
+        for s in [&url, &title] {
+            assert!(!s.contains(TOKEN) && !s.contains(PLANTED), "secret in {s}");
+        }
+        if anonymous {
+            let src = self.c.source().await.unwrap();
+            assert!(
+                !src.contains(PLANTED),
+                "{url}: the planted password in the page"
+            );
+            assert!(
+                !src.contains("postgres://") && !src.contains("postgresql://"),
+                "{url}: a database URL in the page"
+            );
+            self.anonymous_sources.push(src);
+        }
+    }
+}
+
+async fn job_id(pool: &sqlx::PgPool, file: &str) -> String {
+    let (id,): (uuid::Uuid,) = sqlx::query_as(
+        "SELECT id FROM cpi_import_jobs WHERE file_name = $1 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(file)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    id.to_string()
+}
+
+async fn row_id(pool: &sqlx::PgPool, table: &str, name: &str) -> String {
+    let (id,): (uuid::Uuid,) = sqlx::query_as(&format!("SELECT id FROM {table} WHERE name = $1"))
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    id.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_clicks_through_every_page() {
+    let driver = start_driver().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
+
+    // A daemon with a managed connection and project, whose URL carries
+    // the planted password (the server trusts loopback, so it also works).
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let m = tmp.path().join("manifests");
+    let inbox = tmp.path().join("inbox/sales");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write(
+        &m,
+        "connections/warehouse.yaml",
+        &connection_doc("warehouse", &db, "the warehouse"),
+    );
+    write(&m, "warehouse.pass", &format!("{PLANTED}\n"));
+    write(
+        &m,
+        "projects/sales.yaml",
+        &project_doc(
+            "sales",
+            "warehouse",
+            &inbox,
+            "{table: events, mode: append}",
+        ),
+    );
+    let d = Daemon::start(&db, &m).await;
+    wait_i64(
+        &pool,
+        30,
+        "the manifests reconciled",
+        "SELECT count(*) FROM cpi_projects WHERE managed_by IS NOT NULL",
+        1,
+    )
+    .await
+    .unwrap();
+
+    // An unmanaged connection, created through the API.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/connections", d.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "scratch", "description": "made by hand",
+                      "database_url": format!("postgres://postgres:{PLANTED}@127.0.0.1:5432/{}", db.name)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // A file that imports and one that fails on a value.
+    std::fs::write(inbox.join("good.csv"), csv_rows(1, 5, "good")).unwrap();
+    std::fs::write(
+        inbox.join("bad.csv"),
+        "id,tag,n\n10,x,1\n11,y,not-a-number\n",
+    )
+    .unwrap();
+    wait_i64(&pool, 30, "one import succeeded, one failed",
+        "SELECT count(*) FROM cpi_import_jobs WHERE (file_name = 'good.csv' AND status = 'succeeded') OR (file_name = 'bad.csv' AND status = 'failed')", 2).await.unwrap();
+    // Drift: a managed row changed behind cpi's back, set back by a reconcile.
+    sqlx::query(
+        "UPDATE cpi_connections SET description = 'changed by hand' WHERE name = 'warehouse'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    wait_i64(
+        &pool,
+        30,
+        "the drift corrected",
+        "SELECT coalesce(sum(drifted), 0)::bigint FROM cpi_reconcile_runs",
+        1,
+    )
+    .await
+    .unwrap();
+
+    let warehouse = row_id(&pool, "cpi_connections", "warehouse").await;
+    let scratch = row_id(&pool, "cpi_connections", "scratch").await;
+    let sales = row_id(&pool, "cpi_projects", "sales").await;
+    let bad = job_id(&pool, "bad.csv").await;
+    let started = Instant::now();
+
+    let mut ui = Ui {
+        requests: vec![],
+        c,
+        base: d.base.clone(),
+        shots: shots_dir(tmp.path()),
+        anonymous_sources: vec![],
+    };
+    // ---- Without the token: what the API shows anonymously. ----
+    ui.open("").await;
+    ui.find("#card-reconcile").await;
+    let first_paint = started.elapsed();
+    ui.wait_text("#card-reconcile", "Drift corrections", 10)
+        .await;
+    ui.wait_text("#failed24", "1", 10).await;
+    let charts = ui
+        .js("return document.querySelectorAll('figure.chart-box svg').length")
+        .await;
+    assert_eq!(charts, json!(4));
+    let bars = ui
+        .js("return document.querySelectorAll('#chart-files rect.bar').length")
+        .await;
+    assert!(bars.as_u64().unwrap() >= 1, "the files chart has a bar");
+    ui.check_page(true).await;
+    ui.shot("overview").await;
+
+    ui.click("a[data-nav=connections]").await;
+    let t = ui.wait_text("main", "scratch", 10).await;
+    assert!(
+        t.contains("warehouse") && t.contains("managed by git"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Enter the API token"),
+        "says where a token unlocks more: {t}"
+    );
+    ui.check_page(true).await;
+    ui.click(&format!("a[href='#/connections/{warehouse}']"))
+        .await;
+    ui.wait_text("main", "shown only with the API token", 10)
+        .await;
+    assert!(!ui
+        .find("#test-connection")
+        .await
+        .is_enabled()
+        .await
+        .unwrap());
+    ui.check_page(true).await;
+
+    ui.click("a[data-nav=projects]").await;
+    ui.click(&format!("a[href='#/projects/{sales}']")).await;
+    let t = ui.wait_text("main", "Recent jobs", 10).await;
+    assert!(
+        t.contains(&inbox.display().to_string()) && t.contains("events") && t.contains("append"),
+        "{t}"
+    );
+    assert!(t.contains("managed by git"), "{t}");
+    ui.check_page(true).await;
+    ui.shot("project").await;
+
+    ui.click("a[data-nav=jobs]").await;
+    ui.wait_text("main", "bad.csv", 10).await;
+    ui.find("#f-status")
+        .await
+        .select_by_value("failed")
+        .await
+        .unwrap();
+    ui.click("#job-filters button").await;
+    ui.wait_text("#job-count", "1 shown of 1", 10).await;
+    let url = ui.c.current_url().await.unwrap();
+    assert!(
+        url.fragment().unwrap().contains("status=failed"),
+        "filters live in the URL: {url}"
+    );
+    ui.check_page(true).await;
+    ui.click(&format!("a[href='#/jobs/{bad}']")).await;
+    // Anonymously the API may hold back row values: only the verdict is
+    // asserted here; the row errors are, with the token, below.
+    ui.wait_text("#job-status", "failed", 10).await;
+    assert!(
+        !ui.find("#retry-job").await.is_enabled().await.unwrap(),
+        "retry needs the token"
+    );
+    ui.check_page(true).await;
+
+    ui.click("a[data-nav=reconcile]").await;
+    ui.find("main table .drift").await;
+    ui.check_page(true).await;
+    ui.shot("reconcile").await;
+    ui.click("main table a").await;
+    ui.wait_text("main", "Diff (secrets redacted)", 10).await;
+    ui.check_page(true).await;
+
+    // ---- With the token (a wrong one is refused, not kept). ----
+    ui.find("#token")
+        .await
+        .send_keys("not-the-token")
+        .await
+        .unwrap();
+    ui.click("#token-use").await;
+    ui.wait_text("#auth-state", "Wrong token", 10).await;
+    assert_eq!(
+        ui.js("return sessionStorage.length").await,
+        json!(0),
+        "a wrong token is not kept"
+    );
+    ui.find("#token").await.send_keys(TOKEN).await.unwrap();
+    ui.click("#token-use").await;
+    ui.wait_text("#auth-state", "Token set", 10).await;
+    let stored = ui
+        .js("return sessionStorage.getItem('cpi.api-token')")
+        .await;
+    assert_eq!(stored, json!(TOKEN));
+    let local = ui.js("return localStorage.length").await;
+    assert_eq!(local, json!(0), "the token is kept for the session only");
+
+    // A managed row: tested, but read-only.
+    ui.open(&format!("#/connections/{warehouse}")).await;
+    ui.wait_text(
+        "#managed-note",
+        "managed by git: connections/warehouse.yaml",
+        10,
+    )
+    .await;
+    assert!(
+        !ui.find("#edit-connection")
+            .await
+            .is_enabled()
+            .await
+            .unwrap(),
+        "a managed row refuses edits"
+    );
+    assert!(!ui
+        .find("#delete-connection")
+        .await
+        .is_enabled()
+        .await
+        .unwrap());
+    ui.click("#test-connection").await;
+    ui.wait_text("#test-result", "Connection successful", 20)
+        .await;
+    ui.check_page(false).await;
+    ui.shot("connection").await;
+
+    // An unmanaged one: create (a bad name first, shown at its field), delete.
+    ui.open("#/connections").await;
+    ui.click("#new-connection").await;
+    ui.find("#f-name")
+        .await
+        .send_keys("not a valid name!")
+        .await
+        .unwrap();
+    ui.find("#f-database_url")
+        .await
+        .send_keys(&format!(
+            "postgres://postgres:{PLANTED}@127.0.0.1:5432/{}",
+            db.name
+        ))
+        .await
+        .unwrap();
+    ui.click("#connection-form button[type=submit]").await;
+    let err = ui.wait_text("#e-name", "name", 10).await;
+    assert!(!err.is_empty());
+    ui.shot("connection-form").await;
+    ui.find("#f-name").await.clear().await.unwrap();
+    ui.find("#f-name")
+        .await
+        .send_keys("temporary")
+        .await
+        .unwrap();
+    ui.click("#connection-form button[type=submit]").await;
+    ui.wait_text("h1", "Connection temporary", 10).await;
+    ui.click("#test-connection").await;
+    ui.wait_text("#test-result", "Connection successful", 20)
+        .await;
+    ui.click("#delete-connection").await;
+    ui.click("#confirm-delete").await;
+    let t = ui.wait_text("main", "scratch", 10).await;
+    assert!(!t.contains("temporary"), "deleted: {t}");
+    let left: (i64,) =
+        sqlx::query_as("SELECT count(*) FROM cpi_connections WHERE name = 'temporary'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left.0, 0);
+    // Editing an unmanaged connection keeps its URL when left empty.
+    ui.open(&format!("#/connections/{scratch}")).await;
+    ui.click("#edit-connection").await;
+    let desc = ui.find("#f-description").await;
+    desc.clear().await.unwrap();
+    desc.send_keys("edited in the console").await.unwrap();
+    ui.click("#connection-form button[type=submit]").await;
+    ui.wait_text("main", "edited in the console", 10).await;
+    ui.click("#test-connection").await;
+    ui.wait_text("#test-result", "Connection successful", 20)
+        .await;
+
+    // An unmanaged project: the API's validation error shows at its
+    // field; fixed, it is created, then edited. The managed one is not.
+    ui.open(&format!("#/projects/{sales}")).await;
+    ui.wait_text("#managed-note", "managed by git: projects/sales.yaml", 10)
+        .await;
+    assert!(!ui.find("#edit-project").await.is_enabled().await.unwrap());
+    ui.open("#/projects/new").await;
+    ui.find("#f-name").await.send_keys("manual").await.unwrap();
+    ui.find("#f-connection_id")
+        .await
+        .select_by_label("scratch")
+        .await
+        .unwrap();
+    let config = ui.find("#f-config").await;
+    config.clear().await.unwrap();
+    config
+        .send_keys(r#"{"tables": [{"table": "manual_t", "mode": "upsert"}]}"#)
+        .await
+        .unwrap();
+    ui.click("#project-form button[type=submit]").await;
+    let err = ui.wait_text("#e-config", "config.tables[0]", 10).await;
+    assert!(err.contains("primary_key"), "{err}");
+    let invalid = ui
+        .find("#f-config")
+        .await
+        .attr("aria-invalid")
+        .await
+        .unwrap();
+    assert_eq!(invalid.as_deref(), Some("true"));
+    ui.shot("project-form").await;
+    let config = ui.find("#f-config").await;
+    config.clear().await.unwrap();
+    config
+        .send_keys(r#"{"tables": [{"table": "manual_t", "mode": "upsert", "primary_key": "id"}]}"#)
+        .await
+        .unwrap();
+    ui.click("#project-form button[type=submit]").await;
+    let t = ui.wait_text("h1", "Project manual", 10).await;
+    assert!(!t.is_empty());
+    let t = ui.wait_text("main", "manual_t", 10).await;
+    assert!(t.contains("upsert") && t.contains("scratch"), "{t}");
+    ui.click("#edit-project").await;
+    ui.find("#f-description")
+        .await
+        .send_keys("loaded by hand")
+        .await
+        .unwrap();
+    ui.click("#project-form button[type=submit]").await;
+    ui.wait_text("main", "loaded by hand", 10).await;
+
+    // Paging: past the first row, a link back to the newer ones.
+    ui.open("#/jobs?offset=1").await;
+    ui.wait_text("#job-count", "1 shown of 2", 10).await;
+    ui.find("nav.pager a[rel=prev]").await;
+
+    // Keyboard: a nav link activated with Enter.
+    ui.find("a[data-nav=jobs]")
+        .await
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    ui.wait_text("h1", "Jobs", 10).await;
+
+    // Retry the failed job once its file is fixed.
+    let failed_copy = inbox.join("failed/bad.csv");
+    assert!(failed_copy.is_file(), "the failed file was set aside");
+    std::fs::write(&failed_copy, "id,tag,n\n10,x,1\n11,y,2\n").unwrap();
+    ui.open(&format!("#/jobs/{bad}")).await;
+    ui.wait_text("#job-status", "failed", 10).await;
+    let t = ui.wait_text("main", "Row errors", 10).await;
+    assert!(
+        t.contains("Line") && t.contains("Column") && t.contains("Value"),
+        "{t}"
+    );
+    assert!(t.contains("not-a-number"), "the row error's value: {t}");
+    ui.shot("job-failed").await;
+    ui.click("#retry-job").await;
+    ui.wait_text("#retry-result", "Queued again", 10).await;
+    ui.wait_text("#job-status", "succeeded", 40).await;
+    ui.check_page(false).await;
+    ui.shot("job").await;
+
+    // 320 px wide: readable, no sideways scrolling.
+    ui.c.set_window_size(320, 900).await.unwrap();
+    ui.open("").await;
+    ui.find("#card-queue").await;
+    let (w, sw) = {
+        let v = ui
+            .js("return [window.innerWidth, document.documentElement.scrollWidth]")
+            .await;
+        (v[0].as_u64().unwrap(), v[1].as_u64().unwrap())
+    };
+    assert!(
+        sw <= w + 1,
+        "no horizontal scroll at {w} px: content is {sw} px wide"
+    );
+    ui.shot("overview-320").await;
+
+    // No request of the console carried a secret in its URL.
+    ui.harvest().await;
+    let mut urls = std::mem::take(&mut ui.requests);
+    urls.sort();
+    urls.dedup();
+    assert!(urls.len() > 10, "{urls:?}");
+    for u in &urls {
+        assert!(
+            !u.contains(TOKEN) && !u.contains(PLANTED) && !u.contains("token="),
+            "secret in {u}"
+        );
+    }
+    // And every API response the console read, asked again without the
+    // token, holds no database URL: no `database_url` field, no value.
+    assert!(
+        urls.iter().any(|u| u.contains("/reconcile/runs/")),
+        "{urls:?}"
+    );
+    for u in urls.iter().filter(|u| !u.contains("/console/")) {
+        let body = http.get(u).send().await.unwrap().text().await.unwrap();
+        assert!(
+            !body.contains("\"database_url\"")
+                && !body.contains("postgres://")
+                && !body.contains("postgresql://")
+                && !body.contains(PLANTED),
+            "{u}: {body}"
+        );
+    }
+    assert!(ui.anonymous_sources.len() >= 7);
+    eprintln!("first page interactive after {first_paint:?}");
+
+    ui.c.close().await.unwrap();
+    d.stop().await;
+}
+
+/// A browser that cannot start fails the test with the reason: CI never
+/// passes a console test by skipping it.
+#[tokio::test]
+#[should_panic(expected = "headless Chromium did not start")]
+async fn a_browser_that_cannot_start_fails_the_test() {
+    let driver = start_driver().await;
+    let tmp = tempfile::tempdir().unwrap();
+    browser(
+        &driver,
+        "/nonexistent/chromium",
+        &tmp.path().join("profile"),
+    )
+    .await;
+}
