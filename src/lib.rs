@@ -25,12 +25,15 @@
 //! - [`config`]: a project's config and the import options for one file (pure).
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`retry`]: the one backoff formula of every retry loop.
+//! - [`tls`]: database URLs with libpq's TLS parameters turned into connect options; clear TLS errors.
+//! - [`crypto`]: encryption at rest of stored URLs (AES-256-GCM envelopes, key files, rotation).
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 
 pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod daemon;
 pub mod embedded;
 pub mod export;
@@ -50,4 +53,5 @@ pub mod rules;
 pub mod schema;
 pub mod secret;
 pub mod store;
+pub mod tls;
 pub mod watch;

@@ -112,7 +112,7 @@ pub enum ImportError {
         message: String,
     },
     /// Connecting to the target failed (refused, authentication, DNS).
-    #[error("cannot reach the target database of project {project:?}: {}", secret::scrub_known(&source.to_string()))]
+    #[error("cannot reach the target database of project {project:?}: {}", secret::scrub_known(&crate::tls::explain(source)))]
     TargetUnreachable {
         /// The project.
         project: String,
