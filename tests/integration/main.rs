@@ -17,3 +17,4 @@ mod reconcile;
 mod schema;
 mod secrets;
 mod support;
+mod tls;
