@@ -6,6 +6,7 @@ mod common;
 mod daemon;
 mod daemon_inprocess;
 mod embedded;
+mod encryption;
 mod exit_codes;
 mod export;
 mod import;

@@ -7,5 +7,5 @@ mod jobs;
 mod openapi;
 mod projects;
 mod secrets;
-mod support;
+pub mod support;
 mod system;
