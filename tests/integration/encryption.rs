@@ -174,6 +174,29 @@ async fn with_a_key_the_dump_holds_no_url_and_users_still_see_it() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
 
+    // `cpi export` writes the real secrets, never an envelope.
+    let out = e.dir.path().join("export");
+    let r = e.cpi(
+        &[
+            "export",
+            "--output",
+            out.join("m").to_str().unwrap(),
+            "--secrets-out",
+            out.join("s").to_str().unwrap(),
+        ],
+        Some(&key),
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    let secrets: Vec<String> = std::fs::read_dir(out.join("s"))
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
+    assert!(secrets.iter().any(|t| t.contains(PASSWORD)), "{secrets:?}");
+    assert!(
+        secrets.iter().all(|t| !t.contains("cpi:v1:")),
+        "{secrets:?}"
+    );
+
     // Without the key: lists and diffs work, what needs the URL names the flag.
     for args in [
         vec!["connections", "list"],
