@@ -402,6 +402,29 @@ mod tests {
     }
 
     #[test]
+    fn handshake_errors_name_the_failed_check() {
+        use rustls::CertificateError as C;
+        // sqlx reports a failed handshake as an I/O error around rustls's.
+        let wrapped = |c: C| {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            ))
+        };
+        for (c, want) in [
+            (C::UnknownIssuer, "unknown CA"),
+            (C::NotValidForName, "wrong host name"),
+            (C::Expired, "has expired"),
+            (C::NotValidYet, "not valid yet"),
+        ] {
+            let text = explain(&wrapped(c));
+            assert!(text.contains(want), "{text}");
+        }
+        let e = sqlx::Error::Tls("server does not support TLS".into());
+        assert!(explain(&e).contains("does not accept TLS"));
+    }
+
+    #[test]
     fn relative_cert_paths_resolve_under_the_secrets_dir() {
         let mut u = url::Url::parse(
             "postgresql://u@h/db?sslmode=verify-full&sslrootcert=ca.pem&sslcert=/abs/c.pem&sslkey=k/c.key",
