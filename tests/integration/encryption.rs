@@ -32,6 +32,15 @@ async fn keygen_writes_0600_and_never_overwrites() {
     let again = keygen(&k);
     assert_eq!(again.code, 1, "{}", again.all());
     assert_eq!(std::fs::read_to_string(&k).unwrap(), text, "left as it was");
+    // The deploy kit passes the flag to `cpi run` and `cpi serve`.
+    for cmd in ["run", "serve"] {
+        let h = Cpi::new([cmd, "--help"]).run();
+        assert!(
+            h.stdout.contains("--encryption-key-file"),
+            "{cmd}: {}",
+            h.stdout
+        );
+    }
 }
 
 struct Env {
