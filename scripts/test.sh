@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests drive (a headless browser,
-# promtool, systemd-analyze, kubernetes-validate, an S3 server) when it is
+# promtool, systemd-analyze, openssl, kubernetes-validate, an S3 server) when it is
 # missing, starts the local PostgreSQL if it is down, then runs every test.
 # Tests that need a tool fail, never skip, when it is missing: this script is
 # how a fresh machine gets them. Arguments go to `cargo nextest run`.
@@ -12,6 +12,8 @@ command -v chromium >/dev/null || apt_packages+=(chromium)
 command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
 command -v promtool >/dev/null || apt_packages+=(prometheus)
 command -v systemd-analyze >/dev/null || apt_packages+=(systemd)
+# The TLS tests make a test CA with the openssl CLI.
+command -v openssl >/dev/null || apt_packages+=(openssl)
 if ((${#apt_packages[@]})); then
   echo "installing ${apt_packages[*]} (Debian)" >&2
   apt-get update -qq

@@ -55,6 +55,13 @@ pub enum ApplyError {
     /// A connection whose secret file is missing cannot be written.
     #[error("connection {0:?} has no known URL (a secret file is missing)")]
     UnknownSecret(String),
+    /// Stored URLs are encrypted and no key was given: writing would put
+    /// plain text beside them.
+    #[error(
+        "the management database stores connection URLs encrypted: give the key file with {}",
+        crate::crypto::FLAG
+    )]
+    NeedKey,
     /// The management database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -196,6 +203,16 @@ async fn record_run(
 /// dangling reference for the next statement. Each step is one statement
 /// over arrays, so 10,000 objects cost a handful of round trips.
 async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
+    let ring = crate::crypto::keyring();
+    if ring.has_key() {
+        // Rows written before the key existed: encrypted now, whatever
+        // the plan says (the stored text changes, the value does not).
+        store::reseal_connections(tx, &ring, store::Reseal::Plain).await?;
+    } else if written(&plan.connections).next().is_some()
+        && store::has_sealed_urls(&mut *tx).await?
+    {
+        return Err(ApplyError::NeedKey);
+    }
     let mut names: Vec<String> = Vec::new();
     let mut descs: Vec<Option<String>> = Vec::new();
     let mut urls: Vec<String> = Vec::new();
@@ -208,7 +225,7 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
         };
         names.push(s.name.clone());
         descs.push(s.description.clone());
-        urls.push(url.expose().to_string());
+        urls.push(ring.seal(url));
         owners.push(s.managed_by.clone());
         sources.push(s.source.clone());
         digests.push(plan::connection_digest(s));

@@ -89,8 +89,10 @@ pub fn connection_manifest(
 ) -> Result<(String, Option<(PathBuf, Secret)>), String> {
     rules::check_name(&row.name)
         .map_err(|e| format!("connection name {e} to be a metadata.name; rename the row first"))?;
-    let split = split_url(row.database_url.0.expose())
+    let url = row
+        .url()
         .map_err(|e| format!("connection {:?}: {e}", row.name))?;
+    let split = split_url(url.expose()).map_err(|e| format!("connection {:?}: {e}", row.name))?;
     let mut spec = ConnectionSpec {
         description: row.description.clone(),
         ..ConnectionSpec::default()
@@ -211,7 +213,9 @@ pub async fn run(
     let conns = store::list_connections(pool).await?;
     let projs = store::list_projects(pool).await?;
     for c in &conns {
-        secret::register(&c.database_url.0);
+        if let Ok(url) = c.url() {
+            secret::register(&url);
+        }
     }
     let exported = export(&conns, &projs, &refs);
     output::write_all(&exported.files, output, secrets_out, force)?;

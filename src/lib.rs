@@ -26,6 +26,8 @@
 //! - [`rules`]: the name, URL and legacy rules shared by manifests, export, the API and imports.
 //! - [`config`]: a project's config and the import options for one file (pure).
 //! - [`retry`]: the one backoff formula of every retry loop.
+//! - [`tls`]: database URLs with libpq's TLS parameters turned into connect options; clear TLS errors.
+//! - [`crypto`]: encryption at rest of stored URLs (AES-256-GCM envelopes, key files, rotation).
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 
 #![warn(missing_docs)]
@@ -35,6 +37,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod crypto;
 pub mod daemon;
 pub mod embedded;
 pub mod export;
@@ -54,4 +57,5 @@ pub mod rules;
 pub mod schema;
 pub mod secret;
 pub mod store;
+pub mod tls;
 pub mod watch;

@@ -618,13 +618,25 @@ fn connection(
                             format!("database_url_file {}: content is {}", path.display(), secret::scrub(&m, &[&s])),
                         )]
                     })?;
-                    UrlState::Known(s)
+                    // Certificate and key paths resolve like secret files.
+                    match url::Url::parse(s.expose()) {
+                        Ok(mut u) => {
+                            if crate::tls::resolve_file_params(&mut u, secrets_dir) {
+                                UrlState::Known(Secret::new(u.to_string()))
+                            } else {
+                                UrlState::Known(s)
+                            }
+                        }
+                        Err(_) => UrlState::Known(s),
+                    }
                 }
             }
         }
         (Some(raw), None, password_file) => {
             let mut url = rules::check_manifest_url(raw)
                 .map_err(|m| vec![ctx.err_at_key("database_url", m)])?;
+            // Certificate and key paths resolve like secret files.
+            crate::tls::resolve_file_params(&mut url, secrets_dir);
             match password_file {
                 None => UrlState::Known(Secret::new(url.to_string())),
                 Some(file) => {

@@ -487,8 +487,9 @@ impl Kinds<'_> {
                 *self.unchanged += 1;
                 continue;
             }
-            let drift =
-                !adopting && row.applied_digest.is_some() && have.digest() != row.applied_digest;
+            let drift = !adopting
+                && row.applied_digest.is_some()
+                && have.digest().is_some_and(|d| Some(d) != row.applied_digest);
             changes.push(Change {
                 action: Action::Update,
                 name: want.name().to_string(),

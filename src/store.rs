@@ -2,7 +2,6 @@
 //! tables. Functions take a connection (`&mut PgConnection`) or an
 //! executor, so they run on a pool or inside the apply transaction alike.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,12 +98,21 @@ pub enum StoreError {
         "the management database has no cpi tables yet: run `cpi migrate` (or `cpi apply`) first"
     )]
     NotMigrated,
+    /// A stored URL does not decrypt with the key file given (or none was).
+    #[error("connection {name:?}: {source}")]
+    Sealed {
+        /// The connection.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::crypto::CryptoError,
+    },
 }
 
-/// Parses a URL into connect options; the error never repeats the URL.
+/// Parses a URL into connect options with libpq's TLS meanings
+/// ([`crate::tls`]); the error never repeats the URL.
 pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
-    PgConnectOptions::from_str(url.expose())
-        .map_err(|e| secret::scrub(&format!("invalid database URL: {e}"), &[url]))
+    crate::tls::connect_options(url)
 }
 
 /// A lazy pool on the management database, after one direct connection
@@ -113,14 +121,15 @@ pub async fn connect(url: &Secret) -> Result<PgPool, StoreError> {
     let opts = connect_options(url).map_err(StoreError::Connect)?;
     // One direct attempt first: a pool retries until its timeout and then
     // reports only "timed out", hiding the reason (refused, auth, DNS).
-    let first = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts))
+    let (first, opts) = tokio::time::timeout(Duration::from_secs(10), crate::tls::connect(&opts))
         .await
         .map_err(|_| StoreError::Connect("timed out after 10 s".into()))?
         .map_err(|source| StoreError::Refused {
-            message: secret::scrub(&source.to_string(), &[url]),
+            message: secret::scrub(&crate::tls::explain(&source), &[url]),
             source,
         })?;
     let _ = first.close().await;
+    // `opts` is the TLS mode that worked (`allow`/`prefer` settle on one).
     Ok(PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(15))
@@ -199,7 +208,11 @@ pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed, StoreErr
                     state: ConnState {
                         name,
                         description,
-                        url: UrlState::Known(Secret::new(url)),
+                        // Without the key an encrypted URL is unknown: the
+                        // other fields still plan (apply refuses to write).
+                        url: crate::crypto::open(&url)
+                            .map(UrlState::Known)
+                            .unwrap_or(UrlState::Unknown),
                         managed_by,
                         source,
                     },
@@ -250,9 +263,18 @@ pub struct ConnectionRow {
     pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// `Secret` decoded from a text column (public field: the secret itself).
+/// `Secret` decoded from a text column (public field: the secret itself,
+/// as stored: possibly a [`crate::crypto`] envelope).
 #[derive(Debug, Clone)]
 pub struct SecretText(pub Secret);
+
+impl ConnectionRow {
+    /// The URL in plain text, decrypted with the process's key ring: call
+    /// it only where the URL is used (an import, a test, a detail view).
+    pub fn url(&self) -> Result<Secret, crate::crypto::CryptoError> {
+        crate::crypto::open(self.database_url.0.expose())
+    }
+}
 
 impl From<String> for SecretText {
     fn from(s: String) -> Self {
@@ -395,7 +417,7 @@ pub async fn insert_connection(
     ))
     .bind(name)
     .bind(description)
-    .bind(database_url.expose())
+    .bind(crate::crypto::seal(database_url))
     .fetch_one(db)
     .await?)
 }
@@ -429,7 +451,7 @@ pub async fn update_unmanaged_connection(
     .bind(id)
     .bind(name)
     .bind(description)
-    .bind(database_url.expose())
+    .bind(crate::crypto::seal(database_url))
     .fetch_optional(db)
     .await?)
 }
@@ -530,18 +552,79 @@ pub async fn delete_unmanaged_project(
     Ok(done.rows_affected() == 1)
 }
 
-/// Connects to a target database and runs `SELECT 1`, within `timeout`.
-/// The error text never contains the password.
-pub async fn test_connection(url: &Secret, timeout: Duration) -> Result<(), String> {
+/// Connects to a target database and runs `SELECT 1`, within `timeout`;
+/// the session's TLS version (`None`: not encrypted). The error text never
+/// contains the password.
+pub async fn test_connection(url: &Secret, timeout: Duration) -> Result<Option<String>, String> {
     let opts = connect_options(url)?;
     let attempt = async {
-        let mut conn = PgConnection::connect_with(&opts).await?;
+        let (mut conn, _) = crate::tls::connect(&opts).await?;
         sqlx::query("SELECT 1").execute(&mut conn).await?;
-        conn.close().await
+        let tls = crate::tls::session_tls(&mut conn).await?;
+        conn.close().await?;
+        Ok::<_, sqlx::Error>(tls)
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(secret::scrub(&e.to_string(), &[url])),
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) => Err(secret::scrub(&crate::tls::explain(&e), &[url])),
         Err(_) => Err(format!("timed out after {} s", timeout.as_secs())),
     }
+}
+
+/// Which stored URLs [`reseal_connections`] rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reseal {
+    /// Those in plain text (written before a key existed): the next apply.
+    Plain,
+    /// Those not encrypted with the first key: `cpi rekey`.
+    NotCurrent,
+}
+
+/// Re-encrypts stored URLs with the key ring's first key, in the caller's
+/// transaction (rows locked); `(rewritten, total)`. A row that does not
+/// decrypt fails the whole call, naming the connection.
+pub async fn reseal_connections(
+    conn: &mut PgConnection,
+    ring: &crate::crypto::Keyring,
+    which: Reseal,
+) -> Result<(u64, u64), StoreError> {
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, name, database_url FROM cpi_connections ORDER BY name FOR UPDATE",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let total = rows.len() as u64;
+    let mut changed = 0;
+    for (id, name, stored) in rows {
+        let due = match which {
+            Reseal::Plain => !crate::crypto::is_sealed(&stored),
+            Reseal::NotCurrent => !ring.is_current(&stored),
+        };
+        if !due || !ring.has_key() {
+            continue;
+        }
+        let plain = ring.open(&stored).map_err(|source| StoreError::Sealed {
+            name: name.clone(),
+            source,
+        })?;
+        // Only the storage changes: updated_at and the digest stay.
+        sqlx::query("UPDATE cpi_connections SET database_url = $2 WHERE id = $1")
+            .bind(id)
+            .bind(ring.seal(&plain))
+            .execute(&mut *conn)
+            .await?;
+        changed += 1;
+    }
+    Ok((changed, total))
+}
+
+/// Whether some stored URL is encrypted (writing without a key would then
+/// put plain text beside it: refused).
+pub async fn has_sealed_urls(db: impl PgExecutor<'_>) -> Result<bool, StoreError> {
+    let (yes,): (bool,) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM cpi_connections WHERE database_url LIKE 'cpi:v1:%')",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(yes)
 }

@@ -184,11 +184,12 @@ pub async fn get(
     let row = store::connection_by_id(&state.pool, id)
         .await?
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
+    let url = row.url().map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(ConnectionDetail {
         id: row.id,
         name: row.name,
         description: row.description,
-        database_url: row.database_url.0.expose().to_string(),
+        database_url: url.expose().to_string(),
         created_at: row.created_at,
         updated_at: row.updated_at,
         managed_by: row.managed_by,
@@ -230,9 +231,14 @@ pub async fn update(
     }
     let mut tx = state.pool.begin().await?;
     let current: ConnectionRow = lock_unmanaged(&mut tx, id).await?;
+    let url = match url {
+        Some(u) => u,
+        None => current
+            .url()
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    };
     let name = body.name.unwrap_or(current.name);
     let description = body.description.unwrap_or(current.description);
-    let url = url.unwrap_or(current.database_url.0);
     let row = store::update_unmanaged_connection(&mut *tx, id, &name, description.as_deref(), &url)
         .await
         .map_err(|e| ApiError::from_write(e, KIND, &name))?
@@ -285,10 +291,18 @@ pub async fn test(
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
     // Not registered with `secret::register`: scrubbing with this URL
     // explicitly is enough, and the registry must not grow per request.
-    let url = &row.database_url.0;
+    let url = &match row.url() {
+        Ok(u) => u,
+        Err(e) => {
+            return Ok(Json(TestResult {
+                success: false,
+                message: format!("Connection failed: {e}"),
+            }))
+        }
+    };
     let result = store::test_connection(url, state.connection_test_timeout).await;
     Ok(Json(match result {
-        Ok(()) => TestResult {
+        Ok(_) => TestResult {
             success: true,
             message: "Connection successful".into(),
         },

@@ -57,6 +57,10 @@ pub struct Global {
     /// as management database when none is given.
     #[arg(long, env = "CPI_STATE_DIR", global = true, default_value = ".cpi")]
     pub state_dir: PathBuf,
+    /// A key file (`cpi keygen`): connection URLs are stored encrypted with
+    /// its first key and read with any of its keys.
+    #[arg(long, env = "CPI_ENCRYPTION_KEY_FILE", global = true)]
+    pub encryption_key_file: Option<PathBuf>,
     /// The port of the embedded PostgreSQL (127.0.0.1 only).
     #[arg(long, env = "CPI_EMBEDDED_PORT", global = true, default_value_t = crate::embedded::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub embedded_port: u16,
@@ -122,6 +126,15 @@ pub enum Command {
     /// Turn legacy `connection.env_var` project configs into Connection and
     /// Project manifests and secret files (reads the variables they name).
     ConvertLegacy(ConvertLegacyArgs),
+    /// Write a new encryption key file (mode 0600) for --encryption-key-file.
+    Keygen {
+        /// The file to create (never overwritten).
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Re-encrypt every stored connection URL with the first key of
+    /// --encryption-key-file (after putting a new key first).
+    Rekey,
     /// Print the JSON Schema of a manifest document (for editors).
     Schema,
     /// Print a shell completion script.

@@ -7,8 +7,8 @@ use anyhow::{bail, Result};
 
 use super::args::{ConnectionsCommand, Global, ProjectsCommand};
 use super::context::{dash, management_pool, print_list, print_one};
-use crate::secret;
 use crate::store;
+use crate::{crypto, secret};
 
 /// `cpi connections list|show|test`.
 pub async fn connections(g: &Global, cmd: &ConnectionsCommand) -> Result<ExitCode> {
@@ -40,10 +40,19 @@ pub async fn connections(g: &Global, cmd: &ConnectionsCommand) -> Result<ExitCod
             let Some(r) = store::connection_by_name(&pool, name).await? else {
                 bail!("connection {name:?} does not exist");
             };
-            let url = if *show_secrets {
-                r.database_url.0.expose().to_string()
-            } else {
-                secret::redact_url(r.database_url.0.expose())
+            // Decrypted only to be shown: without the key (or without
+            // --show-secrets) an encrypted URL shows as its envelope's key id.
+            let url = match (r.url(), *show_secrets) {
+                (Ok(u), true) => {
+                    secret::register(&u);
+                    u.expose().to_string()
+                }
+                (Ok(u), false) => secret::redact_url(u.expose()),
+                (Err(e), true) => bail!("connection {name:?}: {e}"),
+                (Err(_), false) => format!(
+                    "(encrypted with key {})",
+                    crypto::key_id(r.database_url.0.expose()).unwrap_or("?")
+                ),
             };
             let mut v = serde_json::to_value(&r)?;
             v["database_url"] = url.into();
@@ -53,11 +62,20 @@ pub async fn connections(g: &Global, cmd: &ConnectionsCommand) -> Result<ExitCod
             let Some(r) = store::connection_by_name(&pool, name).await? else {
                 bail!("connection {name:?} does not exist");
             };
-            secret::register(&r.database_url.0);
-            let result =
-                store::test_connection(&r.database_url.0, Duration::from_secs(*timeout)).await;
+            let url = r
+                .url()
+                .map_err(|e| anyhow::anyhow!("connection {name:?}: {e}"))?;
+            secret::register(&url);
+            let result = store::test_connection(&url, Duration::from_secs(*timeout)).await;
+            // stdout keeps the API's exact answer; the session's encryption
+            // is for the person reading, on stderr.
+            match &result {
+                Ok(Some(v)) => eprintln!("session: encrypted ({v})"),
+                Ok(None) => eprintln!("session: not encrypted"),
+                Err(_) => {}
+            }
             let body = match &result {
-                Ok(()) => serde_json::json!({"success": true, "message": "Connection successful"}),
+                Ok(_) => serde_json::json!({"success": true, "message": "Connection successful"}),
                 Err(e) => {
                     serde_json::json!({"success": false, "message": format!("Connection failed: {e}")})
                 }

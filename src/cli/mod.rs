@@ -7,6 +7,7 @@ pub mod args;
 pub mod context;
 pub mod import;
 pub mod inspect;
+pub mod keys;
 pub mod manifests;
 pub mod run;
 pub mod serve;
@@ -49,6 +50,7 @@ fn needs_management_db(command: &Command) -> bool {
                 ..
             })
             | Command::ConvertLegacy(_)
+            | Command::Keygen { .. }
             | Command::Schema
             | Command::Completions { .. }
     )
@@ -57,6 +59,7 @@ fn needs_management_db(command: &Command) -> bool {
 /// Runs one parsed command; its exit code (errors are printed by `main`).
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let mut global = cli.global.clone();
+    keys::install(&global)?;
     // Started before anything else and dropped after the command returns
     // (whatever it returns): the guard stops the server it started. A
     // manifest may reference the instance's password file, so it must
@@ -95,6 +98,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let to = &a.to;
             crate::legacy::run(&a.input, &to.output, &to.secrets_out, to.force)
         }
+        Command::Keygen { output } => keys::keygen(output),
+        Command::Rekey => keys::rekey(g).await,
         Command::Schema => {
             print!("{}", crate::schema::text());
             Ok(ExitCode::SUCCESS)

@@ -20,10 +20,10 @@
 //! **What a configuration error does to a waiting file:** nothing. The file
 //! stays in the inbox untouched (not moved, not renamed, no ledger row);
 //! its job row records the error as `failed`, so `cpi jobs` and the API
-//! show why it waits. The file is tried again as soon as the project's
-//! configuration changes (a reconcile or an API write), and otherwise on
-//! the slow [`config_recheck`] backoff: a fix applied out of band (a
-//! restored connection row) is still picked up. A configuration error never
+//! show why it waits. The file is tried again as soon as a reconcile writes
+//! projects or connections (the usual fix: a manifest change), and
+//! otherwise on the slow [`config_recheck`] backoff: a fix applied through
+//! the API or SQL is still picked up. A configuration error never
 //! moves a file to `failed/`: the file is not at fault, and moving it would
 //! make the operator move it back after the fix.
 //!
@@ -112,7 +112,7 @@ pub enum ImportError {
         message: String,
     },
     /// Connecting to the target failed (refused, authentication, DNS).
-    #[error("cannot reach the target database of project {project:?}: {}", secret::scrub_known(&source.to_string()))]
+    #[error("cannot reach the target database of project {project:?}: {}", secret::scrub_known(&crate::tls::explain(source)))]
     TargetUnreachable {
         /// The project.
         project: String,

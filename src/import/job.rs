@@ -133,7 +133,12 @@ async fn project_target(
             project: project_name.to_string(),
             id: connection_id,
         })?;
-    let url: Secret = connection.database_url.0;
+    let url: Secret = connection
+        .url()
+        .map_err(|e| ImportError::InvalidTargetUrl {
+            project: project_name.to_string(),
+            message: e.to_string(),
+        })?;
     secret::register(&url);
     Ok((project, url))
 }
@@ -253,8 +258,8 @@ async fn connect_target(url: &Secret, project: &str) -> Result<PgConnection, Imp
             message,
         })?
         .disable_statement_logging();
-    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
-        Ok(Ok(c)) => Ok(c),
+    match tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(&opts)).await {
+        Ok(Ok((c, _))) => Ok(c),
         Ok(Err(source)) => Err(ImportError::TargetUnreachable {
             project: project.to_string(),
             source,

@@ -449,33 +449,48 @@ async fn connect_waiting_gives_up_when_asked_to_stop() {
     assert!(pool.is_none());
 }
 
-/// The error policy's "wait for a fix": a project that lost its connection
-/// leaves its file in the inbox (not in `failed/`); the reconcile that
-/// repairs the drift is a configuration change, so the file is imported at
-/// once, not at the slow re-check a minute later.
+/// The error policy's "wait for a fix": a project without a connection
+/// leaves its file in the inbox (not in `failed/`); the reconcile that gives
+/// it one is a configuration change, so the file is imported at once, not
+/// at the slow re-check a minute later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configuration_error_leaves_the_file_waiting_until_the_fix() {
     let db = TestDb::new().await;
-    let (s, pool) = Setup::events(&db).await;
-    let d = InProcess::start(&db, &s, |st| st.interval = Duration::from_secs(600)).await;
+    // Manifests declare only the connection; the project is someone else's
+    // row (no manifest, so no reconcile repairs it behind the test's back).
+    let s = Setup::new(&db, &[]);
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let inbox = s.inbox("p");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let d = InProcess::start(&db, &s, |st| {
+        st.interval = Duration::from_secs(600);
+        st.adopt = true;
+    })
+    .await;
     wait_i64(
         &pool,
         20,
         "the manifests reconciled",
-        "SELECT count(*) FROM cpi_projects WHERE connection_id IS NOT NULL",
+        "SELECT count(*) FROM cpi_connections",
         1,
     )
     .await
     .unwrap();
-    // Behind cpi's back: the project loses its connection (ON DELETE SET NULL).
-    sqlx::query("DELETE FROM cpi_connections")
+    let config = serde_json::json!({
+        "name": "p",
+        "inbox": inbox,
+        "defaults": {"table": "events", "mode": "append"},
+    });
+    sqlx::query("INSERT INTO cpi_projects (name, config) VALUES ('p', $1)")
+        .bind(&config)
         .execute(&pool)
         .await
         .unwrap();
-    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "waits")).unwrap();
+    std::fs::write(inbox.join("a.csv"), csv_rows(1, 3, "waits")).unwrap();
     wait_i64(
         &pool,
-        20,
+        30,
         "the job failed for the missing connection",
         "SELECT count(*) FROM cpi_import_jobs WHERE status = 'failed' AND error LIKE '%no connection%'",
         1,
@@ -483,25 +498,21 @@ async fn a_configuration_error_leaves_the_file_waiting_until_the_fix() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        s.inbox("p").join("a.csv").exists(),
-        "the file waits in the inbox"
-    );
-    assert!(!s.inbox("p").join("failed").join("a.csv").exists());
+    assert!(inbox.join("a.csv").exists(), "the file waits in the inbox");
+    assert!(!inbox.join("failed").join("a.csv").exists());
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
 
-    // The fix: a manifest change triggers a reconcile, which restores the
-    // connection; the waiting file is due at once.
+    // The fix: a manifest adopts the project with a connection; that
+    // reconcile makes the waiting file due at once.
     let fixed = Instant::now();
-    let conn = s.manifests().join("connections/target.yaml");
-    let text = std::fs::read_to_string(&conn).unwrap();
-    std::fs::write(&conn, text.replace("the test database", "restored")).unwrap();
-    exists(
-        &s.inbox("p").join("processed/a.csv"),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    write(
+        &s.manifests(),
+        "projects/p.yaml",
+        &crate::support::manifests::project("p", "target", &inbox, "{table: events, mode: append}"),
+    );
+    exists(&inbox.join("processed/a.csv"), Duration::from_secs(30))
+        .await
+        .unwrap();
     assert!(
         fixed.elapsed() < Duration::from_secs(30),
         "imported after the fix, not at the slow re-check"

@@ -6,9 +6,21 @@ use crate::support::{admin_url, cpi, write, Cpi, TestDb};
 /// Characters that change under percent-encoding, so both forms are checked.
 const PASSWORD: &str = "Sup3r:S3cret/Pw@x!";
 const ENCODED: &str = "Sup3r%3AS3cret%2FPw%40x!";
+/// Planted in a TLS client key file that a connection's URL names.
+const TLS_KEY: &str = "TlsKeyCanary7731";
+/// The encryption key given with --encryption-key-file (32 bytes, base64).
+const ENC_KEY: &str = "RW5jS2V5Q2FuYXJ5LTAxMjM0NTY3ODlhYmNkZWZYWVo=";
 
-/// What must never appear in any output: both forms and a telling part.
-const SECRETS: [&str; 3] = [PASSWORD, ENCODED, "S3cret"];
+/// What must never appear in any output: both forms, a telling part, the
+/// planted TLS key and the encryption key.
+const SECRETS: [&str; 6] = [
+    PASSWORD,
+    ENCODED,
+    "S3cret",
+    TLS_KEY,
+    ENC_KEY,
+    "EncKeyCanary",
+];
 
 #[tokio::test]
 async fn password_appears_in_no_output() {
@@ -41,10 +53,36 @@ async fn password_appears_in_no_output() {
         "down.url",
         &format!("postgresql://importer:{ENCODED}@127.0.0.1:1/abc?sslmode=disable\n"),
     );
+    // A connection whose client key (a secret file, resolved under the
+    // secrets folder) holds a planted value; the driver reads and rejects it.
+    write(&m, "c-tls.yaml", "apiVersion: cpi/v1\nkind: Connection\nmetadata: {name: tlskey}\nspec:\n  database_url_file: tlskey.url\n");
+    write(
+        &m,
+        "tlskey.url",
+        &format!("postgresql://importer:{ENCODED}@127.0.0.1:5432/x?sslmode=require&sslcert=client.crt&sslkey=client.key\n"),
+    );
+    write(
+        &m,
+        "client.crt",
+        &format!("-----BEGIN CERTIFICATE-----\n{TLS_KEY}\n-----END CERTIFICATE-----\n"),
+    );
+    write(
+        &m,
+        "client.key",
+        &format!("-----BEGIN PRIVATE KEY-----\n{TLS_KEY}\n-----END PRIVATE KEY-----\n"),
+    );
+    // Every command runs with an encryption key: URLs are stored encrypted.
+    let key_file = write(dir.path(), "enc.key", &format!("k1:{ENC_KEY}\n"));
     write(&m, "p.yaml", "apiVersion: cpi/v1\nkind: Project\nmetadata: {name: p}\nspec:\n  connection: down\n  config: {inbox: /tmp/in}\n");
     let url = db.url();
     let ms = m.to_str().unwrap();
-    let with = |args: &[&str]| Cpi::new(args).database_url(&url).manifests(&m).run();
+    let with = |args: &[&str]| {
+        Cpi::new(args)
+            .database_url(&url)
+            .manifests(&m)
+            .args(["--encryption-key-file", key_file.to_str().unwrap()])
+            .run()
+    };
 
     let r = with(&["validate"]);
     assert_eq!(r.code, 0, "{}", r.all());
@@ -95,6 +133,17 @@ async fn password_appears_in_no_output() {
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains(r#""success":false"#), "{}", r.stdout);
     r.assert_hides("connections test (failing)", &SECRETS);
+    let r = with(&["connections", "test", "tlskey", "--timeout", "5"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_hides("connections test with a planted TLS key", &SECRETS);
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT database_url FROM cpi_connections")
+        .fetch_all(&mut db.connect().await)
+        .await
+        .unwrap();
+    assert!(
+        stored.iter().all(|(u,)| u.starts_with("cpi:v1:k1:")),
+        "{stored:?}"
+    );
 
     // The audit trail stores the redacted diff only.
     let mut conn = db.connect().await;

@@ -13,6 +13,10 @@ use crate::support::{cpi_command, TestDb};
 
 const PASSWORD: &str = "Pw-Leak-Canary-8841";
 const TOKEN: &str = "Tok-Leak-Canary-2207";
+/// Planted in a TLS client key file that a connection's URL names.
+const TLS_KEY: &str = "TlsKey-Leak-Canary-3319";
+/// The --encryption-key-file key: base64 of "EncKeyCanary-0123456789abcdefXYZ".
+const ENC_KEY: &str = "RW5jS2V5Q2FuYXJ5LTAxMjM0NTY3ODlhYmNkZWZYWVo=";
 
 #[tokio::test]
 async fn no_secret_in_list_responses_or_logs() {
@@ -20,11 +24,22 @@ async fn no_secret_in_list_responses_or_logs() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let key_file = dir.path().join("enc.key");
+    std::fs::write(&key_file, format!("k1:{ENC_KEY}\n")).unwrap();
+    for f in ["client.crt", "client.key"] {
+        std::fs::write(
+            dir.path().join(f),
+            format!("-----BEGIN PRIVATE KEY-----\n{TLS_KEY}\n-----END PRIVATE KEY-----\n"),
+        )
+        .unwrap();
+    }
 
     let mut child = cpi_command()
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--api-token-file")
         .arg(&token_file)
+        .arg("--encryption-key-file")
+        .arg(&key_file)
         .arg("--database-url")
         .arg(db.url())
         .env("CPI_LOG", "trace")
@@ -68,8 +83,13 @@ async fn no_secret_in_list_responses_or_logs() {
         .url()
         .replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
     let bad_url = format!("postgresql://bob:{PASSWORD}@127.0.0.1:1/x?sslmode=disable");
+    let tls_url = format!(
+        "postgresql://bob:{PASSWORD}@127.0.0.1:5432/x?sslmode=require&sslcert={}&sslkey={}",
+        dir.path().join("client.crt").display(),
+        dir.path().join("client.key").display()
+    );
     let mut ids = Vec::new();
-    for (name, url) in [("good", &good_url), ("bad", &bad_url)] {
+    for (name, url) in [("good", &good_url), ("bad", &bad_url), ("tls", &tls_url)] {
         let r = client
             .post(format!("{base}/connections"))
             .header("Authorization", &auth)
@@ -132,6 +152,7 @@ async fn no_secret_in_list_responses_or_logs() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     error_bodies.push(r.text().await.unwrap());
     for body in &error_bodies {
+        assert!(!body.contains(TLS_KEY) && !body.contains(ENC_KEY), "{body}");
         assert!(!body.contains(PASSWORD), "{body}");
         assert!(!body.contains(TOKEN), "{body}");
     }
@@ -188,6 +209,15 @@ async fn no_secret_in_list_responses_or_logs() {
     assert!(log.contains("connection created"), "{log}");
     assert!(log.contains("shutting down"), "{log}");
     assert!(!log.contains(PASSWORD), "{log}");
+    assert!(!log.contains(TLS_KEY) && !log.contains(ENC_KEY), "{log}");
+    // Stored encrypted: no password in the management database.
+    let stored: Vec<String> = sqlx::query_scalar("SELECT database_url FROM cpi_connections")
+        .fetch_all(&db.pool().await)
+        .await
+        .unwrap();
+    assert!(stored
+        .iter()
+        .all(|u| u.starts_with("cpi:v1:k1:") && !u.contains(PASSWORD)));
     assert!(!log.contains(TOKEN), "{log}");
     assert!(!log.contains(&db.url()), "{log}");
 }

@@ -16,3 +16,4 @@ pub mod wait;
 pub use bin::{cpi, cpi_command, free_port, Cpi, Run};
 pub use db::{admin_url, TestDb};
 pub use fs::write;
+pub mod tls;

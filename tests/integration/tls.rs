@@ -1,0 +1,210 @@
+//! TLS against a private PostgreSQL that accepts TLS only
+//! (support::tls): verify-full with the test CA works for imports and for
+//! the management database; a wrong CA, a wrong host name, sslmode=disable
+//! and a missing client certificate each fail with their own clear error.
+
+use crate::support::fs::manifest;
+use crate::support::tls::TlsServer;
+use crate::support::{write, Cpi, Run, TestDb};
+
+fn connection(name: &str, url: &str) -> String {
+    manifest("Connection", name, &format!("database_url: \"{url}\""))
+}
+
+/// `cpi connections test NAME` with the manifests applied to `mgmt`.
+fn test_conn(mgmt: &str, secrets: &std::path::Path, name: &str) -> Run {
+    Cpi::new(["connections", "test", name, "--timeout", "10"])
+        .database_url(mgmt)
+        .args([std::ffi::OsStr::new("--secrets-dir"), secrets.as_os_str()])
+        .run()
+}
+
+#[tokio::test]
+async fn connections_test_names_each_tls_outcome() {
+    let tls = TlsServer::start();
+    let plain = TlsServer::start_plain();
+    let mgmt = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    let ca = tls.file("ca.crt").display().to_string();
+    let other = tls.file("other-ca.crt").display().to_string();
+    let mut docs = vec![
+        connection("good", &tls.verified_url("postgres")),
+        connection(
+            "wrongca",
+            &tls.url(
+                "localhost",
+                "postgres",
+                &format!("sslmode=verify-full&sslrootcert={other}"),
+            ),
+        ),
+        connection(
+            "wronghost",
+            &tls.url(
+                "127.0.0.2",
+                "postgres",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+        ),
+        // verify-ca checks the chain (sqlx 0.8.6 also checks the host name
+        // under rustls >= 0.23.24, launchbadge/sqlx#3793: stricter, never
+        // weaker; docs/security.md says so).
+        connection(
+            "verifyca",
+            &tls.url(
+                "localhost",
+                "postgres",
+                &format!("sslmode=verify-ca&sslrootcert={ca}"),
+            ),
+        ),
+        connection(
+            "disabled",
+            &tls.url("localhost", "postgres", "sslmode=disable"),
+        ),
+        // libpq's allow: plain first, then TLS when the server wants it.
+        connection("allow", &tls.url("localhost", "postgres", "sslmode=allow")),
+        connection(
+            "notls",
+            &plain.url("127.0.0.1", "postgres", "sslmode=require"),
+        ),
+        connection("prefer-plain", &plain.url("127.0.0.1", "postgres", "")),
+        // Relative certificate paths resolve under the secrets folder.
+        connection(
+            "clientcert",
+            &tls.url(
+                "localhost",
+                "certdb",
+                &format!(
+                    "sslmode=verify-full&sslrootcert={ca}&sslcert=client.crt&sslkey=client.key"
+                ),
+            ),
+        ),
+        connection(
+            "nocert",
+            &tls.url(
+                "localhost",
+                "certdb",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+        ),
+        connection(
+            "nofile",
+            &tls.url(
+                "localhost",
+                "postgres",
+                "sslmode=verify-full&sslrootcert=/nonexistent/ca.crt",
+            ),
+        ),
+    ];
+    docs.sort();
+    write(&m, "c.yaml", &docs.join("---\n"));
+    let secrets = tls.dir.path();
+    let a = Cpi::new(["apply"])
+        .db(&mgmt)
+        .manifests(&m)
+        .args([std::ffi::OsStr::new("--secrets-dir"), secrets.as_os_str()])
+        .run();
+    assert_eq!(a.code, 0, "{}", a.all());
+    let url = mgmt.url();
+
+    for ok in ["good", "verifyca", "allow", "clientcert"] {
+        let r = test_conn(&url, secrets, ok);
+        assert_eq!(r.code, 0, "{ok}: {}", r.all());
+        let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"success": true, "message": "Connection successful"}),
+            "{ok}"
+        );
+        assert!(
+            r.stderr.contains("session: encrypted (TLSv1."),
+            "{ok}: {}",
+            r.stderr
+        );
+    }
+    let r = test_conn(&url, secrets, "prefer-plain");
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("session: not encrypted"), "{}", r.stderr);
+
+    for (name, expect) in [
+        ("wrongca", "unknown CA"),
+        ("wronghost", "wrong host name"),
+        ("disabled", "accepts only TLS connections"),
+        ("notls", "does not accept TLS connections"),
+        ("nocert", "client certificate"),
+        (
+            "nofile",
+            "cannot read the sslrootcert file /nonexistent/ca.crt",
+        ),
+    ] {
+        let r = test_conn(&url, secrets, name);
+        assert_eq!(r.code, 1, "{name}: {}", r.all());
+        let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        assert_eq!(v["success"], false);
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains(expect), "{name}: want {expect:?} in {msg}");
+    }
+}
+
+#[tokio::test]
+async fn management_and_target_over_verify_full_import_a_file() {
+    let tls = TlsServer::start();
+    tls.psql("postgres", "CREATE DATABASE mgmt");
+    tls.psql("postgres", "CREATE DATABASE target");
+    tls.psql("target", "CREATE TABLE t (id int, v text)");
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write(
+        &m,
+        "c.yaml",
+        &connection("target", &tls.verified_url("target")),
+    );
+    write(
+        &m,
+        "p.yaml",
+        &manifest(
+            "Project",
+            "p",
+            &format!(
+                "connection: target\nconfig:\n  inbox: {}\n  defaults: {{table: t, mode: append}}",
+                inbox.display()
+            ),
+        ),
+    );
+    let csv = write(&inbox, "a.csv", "id,v\n1,x\n2,y\n");
+    // The management database itself over verify-full.
+    let mgmt = tls.verified_url("mgmt");
+
+    let a = Cpi::new(["apply"]).database_url(&mgmt).manifests(&m).run();
+    assert_eq!(a.code, 0, "{}", a.all());
+    let r = Cpi::new(["import", "--project", "p", csv.to_str().unwrap()])
+        .database_url(&mgmt)
+        .run();
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("a.csv: succeeded into t"), "{}", r.stdout);
+    assert_eq!(tls.psql("target", "SELECT count(*) FROM t"), "2");
+    // Every session of this server is encrypted (hostssl only), and cpi's
+    // management pool talked to it.
+    assert_eq!(
+        tls.psql(
+            "mgmt",
+            "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'"
+        ),
+        "1"
+    );
+
+    // The management URL with a CA that did not sign the server fails clearly.
+    let wrong = tls.url(
+        "localhost",
+        "mgmt",
+        &format!(
+            "sslmode=verify-full&sslrootcert={}",
+            tls.file("other-ca.crt").display()
+        ),
+    );
+    let r = Cpi::new(["connections", "list"]).database_url(&wrong).run();
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("unknown CA"), "{}", r.stderr);
+}
