@@ -70,6 +70,9 @@ pub struct Settings {
     pub api_token: Option<Secret>,
     /// Worker ids are `<worker_prefix>:w<n>`; unique per replica (default `host:pid`).
     pub worker_prefix: String,
+    /// `--inbox-root`: inboxes, processed and failed folders must resolve
+    /// inside one of these (none: anywhere).
+    pub inbox_roots: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -91,6 +94,7 @@ impl Settings {
             allow_delete: false,
             api_token: None,
             worker_prefix: default_worker_prefix(),
+            inbox_roots: Vec::new(),
         }
     }
 }
@@ -151,8 +155,9 @@ pub async fn run(
     let projects_changed = Arc::new(Notify::new());
     let health = Arc::new(Health::with_reconciler());
     let api = listener.map(|l| {
-        let state =
+        let mut state =
             crate::api::AppState::new(pool.clone(), settings.api_token.clone(), health.clone());
+        state.inbox_roots = Arc::new(settings.inbox_roots.clone());
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let shutdown = async move {
@@ -174,6 +179,7 @@ pub async fn run(
         allow_delete: settings.allow_delete,
         interval: settings.interval,
         backend: settings.backend,
+        inbox_roots: settings.inbox_roots.clone(),
     };
     let reconciler = tokio::spawn(reconcile::run(
         pool.clone(),
@@ -284,7 +290,7 @@ async fn scan_inboxes(
     health: Arc<Health>,
 ) {
     let (tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = Watcher::new(backend, tx, health)
+    let mut watcher = Watcher::new(backend, tx, health.clone())
         .map_err(
             |e| tracing::warn!(error = %e, "cannot watch inboxes; listing them every --rescan"),
         )
@@ -299,6 +305,7 @@ async fn scan_inboxes(
             match store::list_projects(&s.pool).await {
                 Ok(rows) => {
                     let wanted = inboxes_from(rows, s.settings.settle);
+                    let wanted = crate::confine::watched(wanted, &s.settings.inbox_roots, &health);
                     inboxes
                         .retain(|name, ib| wanted.get(name).is_some_and(|(d, _, _)| *d == ib.dir));
                     for (name, (dir, config, settle)) in wanted {
@@ -515,11 +522,11 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
                 seconds = started.elapsed().as_secs_f64(),
                 "import finished"
             );
-            finish_file(s.pool.clone(), job.clone(), path.clone(), outcome).await;
+            finish_file(s, job.clone(), path.clone(), outcome).await;
         }
         Some(Err(ImportError::FileUnreadable { source, .. })) if path.exists() => {
             let outcome = failed_outcome(&job, source.to_string());
-            finish_file(s.pool.clone(), job.clone(), path.clone(), outcome).await;
+            finish_file(s, job.clone(), path.clone(), outcome).await;
         }
         Some(Err(ImportError::FileUnreadable { .. })) => vanished(s, &job).await,
         Some(Err(e)) => {
@@ -543,7 +550,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
                 Action::Fail => {
                     tracing::warn!(%error, "import failed; the file is set aside");
                     let outcome = failed_outcome(&job, error);
-                    return finish_file(s.pool.clone(), job.clone(), path, outcome).await;
+                    return finish_file(s, job.clone(), path, outcome).await;
                 }
             };
             s.retries.lock().unwrap().insert(
@@ -589,9 +596,11 @@ async fn vanished(s: &Shared, job: &queue::Claimed) {
 
 /// Moves the file after its job is recorded: `processed/` for succeeded and
 /// duplicate, `failed/` with `<name>.error.json` for failed.
-async fn finish_file(pool: PgPool, job: queue::Claimed, path: PathBuf, outcome: JobOutcome) {
+async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: JobOutcome) {
+    let pool = &s.pool;
+    let roots = &s.settings.inbox_roots;
     let path = path.as_path();
-    let project = match store::project_by_name(&pool, &job.project_name).await {
+    let project = match store::project_by_name(pool, &job.project_name).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             tracing::warn!("project no longer exists; the file stays where it is");
@@ -616,10 +625,12 @@ async fn finish_file(pool: PgPool, job: queue::Claimed, path: PathBuf, outcome: 
             errors: serde_json::to_value(&outcome.errors).unwrap_or_default(),
             errors_total: outcome.errors_total,
         };
-        inbox::write_report(&dir, &job.file_name, &report)
+        confined(&dir, roots)
+            .and_then(|_| inbox::write_report(&dir, &job.file_name, &report))
             .and_then(|_| inbox::move_into(path, &dir, short))
     } else {
-        inbox::move_into(path, &inbox::processed_dir(&config, &inbox_dir), short)
+        let dir = inbox::processed_dir(&config, &inbox_dir);
+        confined(&dir, roots).and_then(|_| inbox::move_into(path, &dir, short))
     };
     match moved {
         Ok(to) => tracing::info!(to = %to.display(), "file moved"),
@@ -628,6 +639,12 @@ async fn finish_file(pool: PgPool, job: queue::Claimed, path: PathBuf, outcome: 
         }
         Err(e) => tracing::error!(error = %e, "cannot move the file; it stays in the inbox"),
     }
+}
+
+/// [`crate::confine::may_move_into`] as an I/O error (permission denied).
+fn confined(dir: &Path, roots: &[PathBuf]) -> std::io::Result<()> {
+    crate::confine::may_move_into(dir, roots)
+        .map_err(|m| std::io::Error::new(std::io::ErrorKind::PermissionDenied, m))
 }
 
 #[cfg(test)]

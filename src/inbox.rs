@@ -101,7 +101,12 @@ pub fn list(inbox: &Path) -> std::io::Result<Vec<(PathBuf, u64, SystemTime)>> {
         if !is_candidate(name) {
             continue;
         }
+        // DirEntry::metadata does not follow symlinks: a link is never read.
         let Ok(meta) = entry.metadata() else { continue };
+        if meta.file_type().is_symlink() {
+            symlink_skipped(&entry.path());
+            continue;
+        }
         if !meta.is_file() {
             continue;
         }
@@ -112,6 +117,19 @@ pub fn list(inbox: &Path) -> std::io::Result<Vec<(PathBuf, u64, SystemTime)>> {
         ));
     }
     Ok(out)
+}
+
+/// Logs a symlinked inbox file once per path and process: a link could
+/// make the daemon read (and move) a file outside the inbox.
+fn symlink_skipped(path: &Path) {
+    static LOGGED: std::sync::Mutex<Option<HashSet<PathBuf>>> = std::sync::Mutex::new(None);
+    let mut logged = LOGGED.lock().unwrap();
+    if logged
+        .get_or_insert_with(HashSet::new)
+        .insert(path.to_path_buf())
+    {
+        tracing::warn!(file = %path.display(), "a symlink in the inbox is never followed; it is left alone");
+    }
 }
 
 /// Where imported and rejected files go.
@@ -316,5 +334,18 @@ mod tests {
             processed_dir(&ProjectConfig::default(), Path::new("/in")),
             PathBuf::from("/in/processed")
         );
+    }
+
+    #[test]
+    fn symlinked_files_are_never_listed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.csv"), "1").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("b.csv")).unwrap();
+        let names: Vec<_> = list(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|(p, _, _)| p)
+            .collect();
+        assert_eq!(names, vec![d.path().join("a.csv")]);
     }
 }

@@ -6,6 +6,7 @@
 //! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the loops, workers, API and shutdown.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
 //! - [`reconcile`]: the daemon's reconcile loop (watch, debounce, interval, retry).
+//! - [`confine`]: the daemon's side of `--inbox-root`: which inboxes it watches, where it may move files.
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
 //! - [`queue`]: the job queue: enqueue once, claim with a lease, take over dead workers' jobs.
 //! - [`watch`]: file-system events (inotify or polling) as hints.
@@ -31,6 +32,7 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod confine;
 pub mod daemon;
 pub mod embedded;
 pub mod export;

@@ -56,6 +56,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// How long `POST /connections/{id}/test` waits.
     pub connection_test_timeout: Duration,
+    /// `--inbox-root`: where a project's folders may be; none: the API may not set them.
+    pub inbox_roots: Arc<Vec<std::path::PathBuf>>,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             token,
             health,
             connection_test_timeout: CONNECTION_TEST_TIMEOUT,
+            inbox_roots: Arc::default(),
         }
     }
 }

@@ -86,7 +86,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse and check the manifests and their secret references (no database).
-    Validate,
+    Validate(InboxRoots),
     /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error.
     Diff(DiffArgs),
     /// Apply the plan once, in one transaction.
@@ -157,6 +157,21 @@ pub struct GeneratedArgs {
     pub force: bool,
 }
 
+/// `--inbox-root`: the folders every `inbox`, `processed_dir` and
+/// `failed_dir` must resolve inside (`run`, `serve`, `apply`, `diff`, `validate`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct InboxRoots {
+    /// Every inbox, processed_dir and failed_dir must resolve inside one of
+    /// these folders (repeatable). Without one, the API may not set them.
+    #[arg(
+        long = "inbox-root",
+        value_name = "DIR",
+        env = "CPI_INBOX_ROOTS",
+        value_delimiter = ':'
+    )]
+    pub inbox_roots: Vec<PathBuf>,
+}
+
 /// `cpi diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -169,6 +184,9 @@ pub struct DiffArgs {
     /// Take over rows of the same name that are unmanaged or another owner's.
     #[arg(long)]
     pub adopt: bool,
+    /// Where inboxes may be.
+    #[command(flatten)]
+    pub roots: InboxRoots,
 }
 
 /// `cpi apply`.
@@ -180,6 +198,9 @@ pub struct ApplyArgs {
     /// Text (unified diffs) or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+    /// Where inboxes may be.
+    #[command(flatten)]
+    pub roots: InboxRoots,
 }
 
 /// What `cpi apply` and `cpi run` may take over and delete.
@@ -285,6 +306,9 @@ pub struct RunArgs {
     /// A file holding the API token (writes and URL-bearing responses need it).
     #[arg(long, env = "CPI_API_TOKEN_FILE", requires = "listen")]
     pub api_token_file: Option<PathBuf>,
+    /// Where inboxes may be.
+    #[command(flatten)]
+    pub roots: InboxRoots,
 }
 
 /// `cpi serve`: the HTTP API alone.
@@ -297,6 +321,9 @@ pub struct ApiArgs {
     /// one, writes and every response with a database URL answer 403.
     #[arg(long, env = "CPI_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// Where inboxes may be.
+    #[command(flatten)]
+    pub roots: InboxRoots,
 }
 
 /// `cpi import`.

@@ -43,7 +43,7 @@ pub fn init_logging(format: LogFormat) {
 fn needs_management_db(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Validate
+        Command::Validate(_)
             | Command::Diff(DiffArgs {
                 against: Some(_),
                 ..
@@ -72,7 +72,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
     let g = &global;
     match &cli.command {
-        Command::Validate => manifests::validate(g),
+        Command::Validate(r) => manifests::validate(g, r),
         Command::Diff(a) => manifests::diff(g, a).await,
         Command::Apply(a) => manifests::apply(g, a).await,
         Command::Migrate => {

@@ -7,5 +7,5 @@ mod jobs;
 mod openapi;
 mod projects;
 mod secrets;
-mod support;
+pub(crate) mod support;
 mod system;
