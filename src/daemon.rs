@@ -73,6 +73,8 @@ pub struct Settings {
     /// `--inbox-root`: inboxes, processed and failed folders must resolve
     /// inside one of these (none: anywhere).
     pub inbox_roots: Vec<PathBuf>,
+    /// The HTTP server's connection cap, timeouts and CORS origins.
+    pub http: crate::api::server::HttpSettings,
 }
 
 impl Settings {
@@ -95,6 +97,7 @@ impl Settings {
             api_token: None,
             worker_prefix: default_worker_prefix(),
             inbox_roots: Vec::new(),
+            http: Default::default(),
         }
     }
 }
@@ -158,6 +161,7 @@ pub async fn run(
         let mut state =
             crate::api::AppState::new(pool.clone(), settings.api_token.clone(), health.clone());
         state.inbox_roots = Arc::new(settings.inbox_roots.clone());
+        state.http = settings.http.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let shutdown = async move {

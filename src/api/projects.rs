@@ -14,7 +14,10 @@ use uuid::Uuid;
 
 use super::auth::Authorized;
 use super::error::{ApiError, BodyErrors, ErrorBody, TokenErrors};
-use super::{check_fields, delete_unmanaged, lock_unmanaged, present, AppState, IdPath, JsonBody};
+use super::{
+    check_fields, delete_unmanaged, lock_unmanaged, present, AppState, IdPath, JsonBody, Page,
+    QueryParams,
+};
 use crate::config::ProjectConfig;
 use crate::rules;
 use crate::store::{self, ProjectRow};
@@ -204,10 +207,17 @@ async fn ensure_connection_exists(
 
 #[utoipa::path(
     get, path = "/projects", operation_id = "list_projects", tag = "projects",
-    responses((status = 200, description = "Every project, by name", body = [Project]))
+    params(Page),
+    responses(
+        (status = 200, description = "A page of projects, by name", body = [Project]),
+        (status = 400, description = "Malformed query (limit over 1000, …)", body = ErrorBody),
+    )
 )]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Project>>, ApiError> {
-    let rows = store::list_projects(&state.pool).await?;
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(page): QueryParams<Page>,
+) -> Result<Json<Vec<Project>>, ApiError> {
+    let rows = page.slice(store::list_projects(&state.pool).await?)?;
     Ok(Json(rows.into_iter().map(Project::from).collect()))
 }
 
@@ -254,6 +264,10 @@ pub async fn create(
     let body: ProjectCreate = parse(body)?;
     let mut problems = check_fields(KIND, Some(&body.name), body.description.as_deref());
     let config = check_config(&body.name, body.config, &state.inbox_roots, &mut problems);
+    // Checked with the rest, so one answer lists every problem.
+    if let Err(e) = ensure_connection_exists(&state.pool, body.connection_id).await {
+        problems.push(e.to_string());
+    }
     let Some(config) = config.filter(|_| problems.is_empty()) else {
         return Err(ApiError::Invalid(problems));
     };
@@ -303,6 +317,11 @@ pub async fn update(
     let body: ProjectUpdate = parse(body)?;
     let description = body.description.as_ref().and_then(Option::as_deref);
     let mut problems = check_fields(KIND, body.name.as_deref(), description);
+    if let Some(Some(c)) = body.connection_id {
+        if let Err(e) = ensure_connection_exists(&state.pool, Some(c)).await {
+            problems.push(e.to_string());
+        }
+    }
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
@@ -172,6 +173,37 @@ pub struct InboxRoots {
     pub inbox_roots: Vec<PathBuf>,
 }
 
+/// The HTTP server's limits and CORS (`run --listen`, `serve`).
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = crate::api::server::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; also how long an idle
+    /// kept-alive connection stays open.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// A request not answered within this gets 408.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// An origin (`https://console.example.com`) whose pages may call the
+    /// API from a browser (repeatable; none: no CORS headers).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+}
+
+impl HttpArgs {
+    /// The server settings these arguments name.
+    pub fn settings(&self) -> crate::api::server::HttpSettings {
+        crate::api::server::HttpSettings {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            request_timeout: self.request_timeout,
+            cors_origins: self.cors_origins.clone(),
+        }
+    }
+}
+
 /// `cpi diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -306,6 +338,9 @@ pub struct RunArgs {
     /// A file holding the API token (writes and URL-bearing responses need it).
     #[arg(long, env = "CPI_API_TOKEN_FILE", requires = "listen")]
     pub api_token_file: Option<PathBuf>,
+    /// The HTTP server's limits.
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Where inboxes may be.
     #[command(flatten)]
     pub roots: InboxRoots,
@@ -321,6 +356,9 @@ pub struct ApiArgs {
     /// one, writes and every response with a database URL answer 403.
     #[arg(long, env = "CPI_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// The HTTP server's limits.
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Where inboxes may be.
     #[command(flatten)]
     pub roots: InboxRoots,

@@ -298,3 +298,189 @@ async fn the_daemon_refuses_an_inbox_outside_the_root_and_says_so_in_readyz() {
     let _ = tx.send(());
     daemon.await.unwrap().unwrap();
 }
+
+async fn server_with_http(http: cpi::api::server::HttpSettings) -> Server {
+    let db = TestDb::new().await;
+    let pool = cpi::store::connect(&cpi::secret::Secret::new(db.url()))
+        .await
+        .unwrap();
+    cpi::store::migrate(&pool).await.unwrap();
+    let mut state = cpi::api::AppState::new(
+        pool.clone(),
+        Some(cpi::secret::Secret::new(TOKEN)),
+        Arc::new(cpi::metrics::Health::new()),
+    );
+    state.http = http;
+    Server::serve(db, pool, state).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_neither_block_healthz_nor_stay_open() {
+    use tokio::io::AsyncReadExt;
+    let s = server_with_http(cpi::api::server::HttpSettings {
+        header_timeout: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // 2,000 sockets that connect and send nothing (plus one slowloris that
+    // dribbles a header line); the server holds one fd per socket too.
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut slow, b"GET /healthz HTTP/1.1\r\nX-A: 1\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", s.base))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .expect("/healthz answers within a second beside 2,000 idle sockets");
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // After the header timeout, the server has closed every one of them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    idle.push(slow);
+    let mut open = 0;
+    for mut sock in idle {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(200), sock.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => {} // EOF, a 408 then EOF, or a reset: closed.
+            Err(_) => open += 1,
+        }
+    }
+    assert_eq!(open, 0, "sockets still open after the header timeout");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn headers_cors_paging_caps_and_bodies() {
+    let s = server_with_http(cpi::api::server::HttpSettings {
+        cors_origins: vec!["https://console.example".into()],
+        ..Default::default()
+    })
+    .await;
+    let r = s.get("/healthz").await;
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    let r = s.get("/nope").await;
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    // A response holding a URL is never cached.
+    let r = s
+        .post(
+            "/connections",
+            json!({"name": "c0", "database_url": "postgresql://u:s3cr3t@h/db"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let r = s.get(&format!("/connections/{id}")).await;
+    assert!(r.text.contains("s3cr3t"));
+    assert_eq!(r.headers["cache-control"], "no-store");
+    // CORS: the allowlisted origin only.
+    let client = reqwest::Client::new();
+    let pre = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{}/connections", s.base))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .send()
+    };
+    let ok = pre("https://console.example").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://console.example"
+    );
+    let other = pre("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // Paging.
+    for i in 1..5 {
+        let r = s
+            .post(
+                "/connections",
+                json!({"name": format!("c{i}"), "database_url": "postgresql://u@h/db"}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let r = s.get("/connections?limit=2&offset=1").await;
+    let names: Vec<_> = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("c1"), json!("c2")]);
+    assert_eq!(s.get("/connections?limit=1001").await.status, 400);
+    assert_eq!(s.get("/projects?limit=1").await.status, 200);
+    // Caps, bodies, every problem at once.
+    let r = s
+        .post("/connections", json!({"name": "big", "database_url": "postgresql://u@h/db", "description": "x".repeat(5000)}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text.contains("description: at most 4096 characters"),
+        "{}",
+        r.text
+    );
+    let r = s
+        .post(
+            "/connections",
+            json!([{"name": "arr", "database_url": "postgresql://u@h/db"}]),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("must be a JSON object"), "{}", r.text);
+    let r = s
+        .post("/projects", json!({"name": "_bad", "connection_id": "00000000-0000-0000-0000-000000000001", "config": {}}))
+        .await;
+    assert_eq!(r.status, 400);
+    let details = r.json["details"].to_string();
+    assert!(
+        details.contains("name:") && details.contains("connection_id:"),
+        "{}",
+        r.text
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn anonymous_jobs_hold_no_row_values_paths_or_workers() {
+    let s = Server::start().await;
+    let id = crate::support::db::insert_job(&s.pool, "p", "failed", 5).await;
+    let ssn = "078-05-1120";
+    sqlx::query(
+        "UPDATE cpi_import_jobs SET worker = 'db-host-7:123:w0', file_path = '/srv/secret-inbox/f.csv',
+                error = $2, error_details = $3 WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .bind(format!("row 2: invalid input syntax for type integer: \"{ssn}\""))
+    .bind(json!({"errors": [{"line": 2, "message": format!("bad value {ssn}"), "record": [ssn]}], "errors_total": 1, "errors_truncated": false}))
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    for path in ["/jobs".to_string(), format!("/jobs/{id}")] {
+        let anon = s.call_auth(reqwest::Method::GET, &path, None, None).await;
+        assert_eq!(anon.status, 200);
+        for leak in [ssn, "secret-inbox", "db-host-7"] {
+            assert!(
+                !anon.text.contains(leak),
+                "{path} leaks {leak}: {}",
+                anon.text
+            );
+        }
+        assert!(anon.text.contains("errors_total"), "{}", anon.text);
+        let full = s.get(&path).await;
+        for shown in [ssn, "secret-inbox", "db-host-7"] {
+            assert!(
+                full.text.contains(shown),
+                "{path} with the token lacks {shown}"
+            );
+        }
+    }
+    s.stop().await;
+}
