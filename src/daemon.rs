@@ -619,8 +619,7 @@ async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: Jo
     let inbox_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let id = job.id.to_string();
     let short = &id[..8];
-    let moved = if outcome.status == JobStatus::Failed {
-        let dir = inbox::failed_dir(&config, &inbox_dir);
+    let m = if outcome.status == JobStatus::Failed {
         let report = inbox::ErrorReport {
             job_id: id.clone(),
             project: &job.project_name,
@@ -629,26 +628,14 @@ async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: Jo
             errors: serde_json::to_value(&outcome.errors).unwrap_or_default(),
             errors_total: outcome.errors_total,
         };
-        confined(&dir, roots)
-            .and_then(|_| inbox::write_report(&dir, &job.file_name, &report))
-            .and_then(|_| inbox::move_into(path, &dir, short))
+        let report = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        let dir = inbox::failed_dir(&config, &inbox_dir);
+        crate::moves::Move::new(path.to_path_buf(), dir, short, Some(report), roots)
     } else {
         let dir = inbox::processed_dir(&config, &inbox_dir);
-        confined(&dir, roots).and_then(|_| inbox::move_into(path, &dir, short))
+        crate::moves::Move::new(path.to_path_buf(), dir, short, None, roots)
     };
-    match moved {
-        Ok(to) => tracing::info!(to = %to.display(), "file moved"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::debug!("file already moved (another replica)")
-        }
-        Err(e) => tracing::error!(error = %e, "cannot move the file; it stays in the inbox"),
-    }
-}
-
-/// [`crate::confine::may_move_into`] as an I/O error (permission denied).
-fn confined(dir: &Path, roots: &[PathBuf]) -> std::io::Result<()> {
-    crate::confine::may_move_into(dir, roots)
-        .map_err(|m| std::io::Error::new(std::io::ErrorKind::PermissionDenied, m))
+    crate::moves::start(m, s.shutdown.clone());
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
 //! - [`reconcile`]: the daemon's reconcile loop (watch, debounce, interval, retry).
 //! - [`confine`]: the daemon's side of `--inbox-root`: which inboxes it watches, where it may move files.
+//! - [`moves`]: a file's move out of the inbox after its job, retried with backoff until done.
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
 //! - [`queue`]: the job queue: enqueue once, claim with a lease, take over dead workers' jobs.
 //! - [`watch`]: file-system events (inotify or polling) as hints.
@@ -42,6 +43,7 @@ pub mod jobs;
 pub mod legacy;
 pub mod manifest;
 pub mod metrics;
+pub mod moves;
 pub mod output;
 pub mod plan;
 pub mod queue;

@@ -484,3 +484,55 @@ async fn anonymous_jobs_hold_no_row_values_paths_or_workers() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_move_is_retried_until_the_folder_is_writable_and_imports_once() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    crate::daemon::events_table(&pool).await;
+    // `processed` is a plain file: the folder cannot be created (root
+    // ignores permission bits, so a read-only folder would not stop it).
+    let processed = s.inbox("p").join("processed");
+    std::fs::write(&processed, "in the way").unwrap();
+    let mut settings = cpi::daemon::Settings::new(s.manifests());
+    settings.interval = Duration::from_secs(2);
+    settings.rescan = Duration::from_millis(500);
+    settings.settle = Duration::from_millis(200);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(cpi::daemon::run(settings, pool.clone(), None, async {
+        let _ = rx.await;
+    }));
+    std::fs::write(
+        s.inbox("p").join("a.csv"),
+        crate::daemon::csv_rows(1, 5, "x"),
+    )
+    .unwrap();
+    crate::daemon::wait_i64(&pool, 30, "import", "SELECT count(*) FROM events", 5).await;
+    // The move fails and is retried; the file waits in the inbox.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(s.inbox("p").join("a.csv").exists());
+    std::fs::remove_file(&processed).unwrap();
+    let fixed = Instant::now();
+    eventually(Duration::from_secs(20), "a.csv in processed/", || {
+        let p = processed.join("a.csv");
+        async move { p.exists().then_some(()) }
+    })
+    .await;
+    // Backoff at the fix: at most 4 s (after 0.5 + 1 + 2 s of failures).
+    assert!(
+        fixed.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        fixed.elapsed()
+    );
+    assert!(!s.inbox("p").join("a.csv").exists());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let jobs = crate::daemon::scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await;
+    assert_eq!(jobs, 1, "imported once");
+    assert_eq!(
+        crate::daemon::scalar_i64(&pool, "SELECT count(*) FROM events").await,
+        5
+    );
+    let _ = tx.send(());
+    daemon.await.unwrap().unwrap();
+}
