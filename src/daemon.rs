@@ -516,6 +516,21 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
         }
         Some(Ok(outcome)) => {
             s.retries.lock().unwrap().remove(&path);
+            if outcome.status == JobStatus::Failed {
+                // Already scrubbed by the importer; the first error says why.
+                let first = outcome
+                    .error
+                    .as_deref()
+                    .or(outcome.errors.first().map(|e| e.message.as_str()))
+                    .unwrap_or("");
+                tracing::warn!(
+                    rows_read = outcome.counts.rows_read,
+                    rows_rejected = outcome.counts.rows_rejected,
+                    errors = outcome.errors_total,
+                    error = %first,
+                    "import failed; the file is set aside"
+                );
+            }
             tracing::info!(
                 status = outcome.status.as_str(),
                 rows_read = outcome.counts.rows_read,

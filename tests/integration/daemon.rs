@@ -11,13 +11,13 @@ use sqlx::PgPool;
 use crate::common::{cpi_command, write, TestDb};
 
 /// A running `cpi run`, killed when dropped; its log goes to a file.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn start(db: &TestDb, manifests: &Path, log: &Path, extra: &[&str]) -> Daemon {
+    pub(crate) fn start(db: &TestDb, manifests: &Path, log: &Path, extra: &[&str]) -> Daemon {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -58,7 +58,7 @@ impl Daemon {
         self.child.as_ref().unwrap().id()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 

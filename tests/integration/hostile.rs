@@ -536,3 +536,60 @@ async fn a_failed_move_is_retried_until_the_folder_is_writable_and_imports_once(
     let _ = tx.send(());
     daemon.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_corrupt_gzip_file_gets_a_gzip_error() {
+    use std::io::Write;
+    let env = crate::import_support::Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (a int, b text, c text)").await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    writeln!(gz, "a,b,c").unwrap();
+    for i in 0..20_000 {
+        writeln!(gz, "{i},b{},c{}", i * 7919 % 10007, i % 13).unwrap();
+    }
+    let good = gz.finish().unwrap();
+    let truncated = good[..good.len() / 2].to_vec();
+    let mut flipped = good.clone();
+    for i in (good.len() / 3..good.len() / 3 + 64).step_by(3) {
+        flipped[i] ^= 0x5a;
+    }
+    let mut header = good.clone();
+    header[0] = b'x';
+    for (name, bytes) in [
+        ("t1.csv.gz", truncated),
+        ("t2.csv.gz", flipped),
+        ("t3.csv.gz", header),
+    ] {
+        let o = env.try_import(name, &bytes).await;
+        let text = match o {
+            Ok(o) => format!("{:?} {:?}", o.error, o.errors),
+            Err(e) => e.to_string(),
+        };
+        assert!(text.contains("not a valid gzip file"), "{name}: {text}");
+    }
+    assert_eq!(env.count("t").await, 0);
+}
+
+#[tokio::test]
+async fn a_failed_import_is_a_warn_with_its_first_error() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    cpi::store::migrate(&pool).await.unwrap();
+    crate::daemon::events_table(&pool).await;
+    let d = crate::daemon::Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    std::fs::write(s.inbox("p").join("bad.csv"), "id,tag,n\n1,a,not-a-number\n").unwrap();
+    let line = eventually(Duration::from_secs(30), "the WARN line", || {
+        let log = d.log();
+        async move {
+            log.lines()
+                .find(|l| l.contains("WARN") && l.contains("import failed"))
+                .map(str::to_string)
+        }
+    })
+    .await;
+    assert!(
+        line.contains("bad.csv") && line.contains("not-a-number"),
+        "{line}"
+    );
+}

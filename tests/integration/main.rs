@@ -11,7 +11,7 @@ mod export;
 mod hostile;
 mod import;
 mod import_cli;
-mod import_support;
+pub(crate) mod import_support;
 mod legacy;
 mod quickstart;
 mod reconcile;
