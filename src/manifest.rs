@@ -434,6 +434,33 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, warnings: &mut Vec<String>) -> std::
     Ok(())
 }
 
+/// The key of serde_yaml's duplicate-key messages (typed and generic).
+fn duplicate_key(message: &str) -> Option<&str> {
+    let after = |start: &str, end: char| {
+        let i = message.find(start)? + start.len();
+        let rest = &message[i..];
+        Some(&rest[..rest.find(end)?])
+    };
+    after("duplicate field `", '`').or_else(|| after("duplicate entry with key \"", '"'))
+}
+
+/// The (line, column), 1-based, of the second `key:` at one indentation
+/// from line `from` on: where a duplicate key is repeated.
+fn second_key(text: &str, key: &str, from: usize) -> Option<(usize, usize)> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let body = line.trim_start().trim_start_matches("- ");
+        let indent = line.len() - body.len();
+        let is_key = body
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'));
+        if is_key && !seen.insert(indent) {
+            return Some((i + 1, indent + 1));
+        }
+    }
+    None
+}
+
 /// YAML forbids tabs for indentation; say so, where the parser would only
 /// say "found character that cannot start any token".
 fn check_tabs(ctx: &DocCtx) -> Result<(), ManifestError> {
@@ -608,6 +635,18 @@ impl DocCtx<'_> {
         let mut message = e.to_string();
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
+        }
+        let from = loc.as_ref().map_or(1, |l| l.line());
+        if let Some((line, column)) =
+            duplicate_key(&message).and_then(|k| second_key(self.text, k, from))
+        {
+            // serde_yaml points at the mapping; the repeated key is the news.
+            return ManifestError {
+                file: self.file.to_string(),
+                line: Some(line + self.offset),
+                column: Some(column),
+                message,
+            };
         }
         ManifestError {
             file: self.file.to_string(),
@@ -1075,5 +1114,24 @@ mod tests {
         walk(d.path(), &mut files, &mut warnings).unwrap();
         assert_eq!(files, vec![d.path().join("a/p.yaml")]);
         assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_duplicate_key_is_located_at_the_repeat() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "c.yaml", &format!("{CONN}  description: again\n"));
+        let e = load(d.path(), None, Secrets::Optional).unwrap_err();
+        assert_eq!((e.0[0].line, e.0[0].column), (Some(9), Some(3)), "{e}");
+        assert!(e.0[0].message.contains("description"), "{e}");
+        // The generic path (flow style) too.
+        write(
+            d.path(),
+            "c.yaml",
+            "{apiVersion: cpi/v1, kind: Connection}\n",
+        );
+        write(d.path(), "d.yaml", "a: 1\nb:\n  x: 1\n  x: 2\n");
+        let e = load(d.path(), None, Secrets::Optional).unwrap_err();
+        let dup = e.0.iter().find(|x| x.file == "d.yaml").unwrap();
+        assert_eq!(dup.line, Some(4), "{e}");
     }
 }

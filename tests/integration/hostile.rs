@@ -593,3 +593,20 @@ async fn a_failed_import_is_a_warn_with_its_first_error() {
         "{line}"
     );
 }
+
+#[test]
+fn a_duplicate_key_is_located_at_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    write(
+        &m,
+        "c.yaml",
+        &format!("{CONN}  description: a\n  description: b\n"),
+    );
+    let (code, out, _, _) = validate_measured(&m, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("c.yaml:8:3: spec: duplicate field `description`"),
+        "{out}"
+    );
+}
