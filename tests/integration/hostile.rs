@@ -610,3 +610,50 @@ fn a_duplicate_key_is_located_at_the_key() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn no_op_reconciles_add_no_rows() {
+    let db = TestDb::new().await;
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    write(&m, "c.yaml", CONN);
+    let apply = || {
+        let out = cpi_command()
+            .args([
+                "apply",
+                "--database-url",
+                &db.url(),
+                "--manifests",
+                m.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    apply();
+    let pool = db.pool().await;
+    let runs = |pool: sqlx::PgPool| async move {
+        crate::daemon::scalar_i64(&pool, "SELECT count(*) FROM cpi_reconcile_runs").await
+    };
+    assert_eq!(runs(pool.clone()).await, 1);
+    for _ in 0..5 {
+        apply();
+    }
+    // One row for the change, one for the streak of no-ops.
+    assert_eq!(runs(pool.clone()).await, 2);
+    let extended = crate::daemon::scalar_i64(
+        &pool,
+        "SELECT count(*) FROM cpi_reconcile_runs WHERE created = 0 AND finished_at - started_at > interval '0'",
+    )
+    .await;
+    assert_eq!(extended, 1);
+    // A change is a row of its own again.
+    write(&m, "c.yaml", &CONN.replace("db\n", "db2\n"));
+    apply();
+    apply();
+    assert_eq!(runs(pool).await, 4);
+}
