@@ -75,6 +75,8 @@ pub struct Settings {
     pub inbox_roots: Vec<PathBuf>,
     /// The HTTP server's connection cap, timeouts and CORS origins.
     pub http: crate::api::server::HttpSettings,
+    /// `--retention`: prune finished jobs and runs older than this, hourly.
+    pub retention: Option<Duration>,
 }
 
 impl Settings {
@@ -98,6 +100,7 @@ impl Settings {
             worker_prefix: default_worker_prefix(),
             inbox_roots: Vec::new(),
             http: Default::default(),
+            retention: None,
         }
     }
 }
@@ -192,6 +195,9 @@ pub async fn run(
         health.clone(),
         stop.clone(),
     ));
+    if let Some(age) = settings.retention {
+        tokio::spawn(crate::prune::every(pool.clone(), age, stop.clone()));
+    }
     let workers = settings.workers.max(1);
     tracing::info!(workers, manifests = %settings.manifests.display(), "cpi is running");
     let shared = Shared {

@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line: parsing, the global options and management pool, one module per command family.
 //! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the loops, workers, API and shutdown.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
+//! - [`prune`]: history retention (`cpi prune`, `cpi run --retention`).
 //! - [`reconcile`]: the daemon's reconcile loop (watch, debounce, interval, retry).
 //! - [`confine`]: the daemon's side of `--inbox-root`: which inboxes it watches, where it may move files.
 //! - [`moves`]: a file's move out of the inbox after its job, retried with backoff until done.
@@ -46,6 +47,7 @@ pub mod metrics;
 pub mod moves;
 pub mod output;
 pub mod plan;
+pub mod prune;
 pub mod queue;
 pub mod reconcile;
 pub mod render;

@@ -123,6 +123,8 @@ pub enum Command {
     /// Turn legacy `connection.env_var` project configs into Connection and
     /// Project manifests and secret files (reads the variables they name).
     ConvertLegacy(ConvertLegacyArgs),
+    /// Delete finished import jobs and reconcile runs older than AGE.
+    Prune(PruneArgs),
     /// Print the JSON Schema of a manifest document (for editors).
     Schema,
     /// Print a shell completion script.
@@ -202,6 +204,14 @@ impl HttpArgs {
             cors_origins: self.cors_origins.clone(),
         }
     }
+}
+
+/// `cpi prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Finished jobs and reconcile runs that ended longer ago than this (`90d`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub older_than: Duration,
 }
 
 /// `cpi diff`.
@@ -344,6 +354,9 @@ pub struct RunArgs {
     /// Where inboxes may be.
     #[command(flatten)]
     pub roots: InboxRoots,
+    /// Delete finished jobs and reconcile runs older than this, hourly (off by default).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retention: Option<Duration>,
 }
 
 /// `cpi serve`: the HTTP API alone.

@@ -95,6 +95,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let to = &a.to;
             crate::legacy::run(&a.input, &to.output, &to.secrets_out, to.force)
         }
+        Command::Prune(a) => {
+            let pool = management_pool(g).await?;
+            store::migrate(&pool).await?;
+            let p = crate::prune::prune(&pool, a.older_than).await?;
+            let secs = a.older_than.as_secs();
+            // humantime writes 90d as "2months 29days 2h…": days read better.
+            let age = if secs % 86_400 == 0 {
+                format!("{}d", secs / 86_400)
+            } else {
+                humantime::format_duration(a.older_than).to_string()
+            };
+            println!(
+                "pruned {} job(s) and {} reconcile run(s) older than {age}",
+                p.jobs, p.reconcile_runs
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema => {
             print!("{}", crate::schema::text());
             Ok(ExitCode::SUCCESS)

@@ -44,6 +44,7 @@ pub fn settings(g: &Global, a: &RunArgs) -> Result<daemon::Settings> {
         worker_prefix: daemon::default_worker_prefix(),
         inbox_roots: a.roots.inbox_roots.clone(),
         http: a.http.settings(),
+        retention: a.retention,
     })
 }
 

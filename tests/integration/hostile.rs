@@ -657,3 +657,56 @@ async fn no_op_reconciles_add_no_rows() {
     apply();
     assert_eq!(runs(pool).await, 4);
 }
+
+#[tokio::test]
+async fn prune_deletes_finished_history_older_than_age() {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    cpi::store::migrate(&pool).await.unwrap();
+    let day = 86_400;
+    let old = crate::support::db::insert_job(&pool, "p", "succeeded", 100 * day).await;
+    crate::support::db::insert_job(&pool, "p", "failed", 100 * day).await;
+    let recent = crate::support::db::insert_job(&pool, "p", "succeeded", 10 * day).await;
+    let waiting = crate::support::db::insert_job(&pool, "p", "queued", 100 * day).await;
+    sqlx::query("UPDATE cpi_import_jobs SET finished_at = NULL WHERE id = $1::uuid")
+        .bind(&waiting)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for days in [200, 100, 95] {
+        sqlx::query(
+            "INSERT INTO cpi_reconcile_runs (owner, trigger, status, drifted, started_at, finished_at)
+             VALUES ('cpi', 'cli', 'succeeded', 1, now() - make_interval(days => $1), now() - make_interval(days => $1))",
+        )
+        .bind(days)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let out = cpi_command()
+        .args(["prune", "--older-than", "90d", "--database-url", &db.url()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The latest run (95 days) is kept for /metrics.
+    assert!(
+        text.contains("pruned 2 job(s) and 2 reconcile run(s) older than 90d"),
+        "{text}"
+    );
+    let left: Vec<(String,)> = sqlx::query_as("SELECT id::text FROM cpi_import_jobs ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut want = vec![recent, waiting];
+    want.sort();
+    assert_eq!(left.into_iter().map(|r| r.0).collect::<Vec<_>>(), want);
+    assert!(!want.contains(&old));
+    // `cpi run --retention` is off by default and takes an age.
+    let help = cpi_command().args(["run", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--retention <RETENTION>"));
+}
