@@ -28,6 +28,7 @@
 //! - [`config`]: a project's config and the import options for one file (pure).
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`retry`]: the one backoff formula of every retry loop.
+//! - [`fuzzing`]: one input → one check, for the fuzz targets and the in-tree random harness.
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 
 pub mod api;
@@ -38,6 +39,7 @@ pub mod confine;
 pub mod daemon;
 pub mod embedded;
 pub mod export;
+pub mod fuzzing;
 pub mod import;
 pub mod inbox;
 pub mod jobs;

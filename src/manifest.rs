@@ -356,16 +356,39 @@ fn parse_file(
         .unwrap_or(path)
         .to_string_lossy()
         .replace('\\', "/");
+    match read_bounded(path) {
+        Ok(text) => parse_text(&rel, &text, secrets_dir, mode, roots),
+        Err(m) => FileOutcome {
+            errors: vec![err(&rel, None, m)],
+            ..FileOutcome::default()
+        },
+    }
+}
+
+/// Every problem of one manifest file's text, as `load` would report them
+/// for `file` (secrets optional; cross-file checks left out). For fuzzing.
+pub fn check_text(file: &str, text: &str) -> Vec<ManifestError> {
+    parse_text(
+        file,
+        text,
+        Path::new("/nonexistent"),
+        Secrets::Optional,
+        &[],
+    )
+    .errors
+}
+
+fn parse_text(
+    rel: &str,
+    text: &str,
+    secrets_dir: &Path,
+    mode: Secrets,
+    roots: &[PathBuf],
+) -> FileOutcome {
+    let rel = rel.to_string();
     let mut out = FileOutcome::default();
-    let text = match read_bounded(path) {
-        Ok(t) => t,
-        Err(m) => {
-            out.errors.push(err(&rel, None, m));
-            return out;
-        }
-    };
     let mut side = Loaded::default();
-    for doc in split_documents(&text) {
+    for doc in split_documents(text) {
         let ctx = DocCtx {
             file: &rel,
             text: doc.text,

@@ -8,6 +8,7 @@ mod daemon_inprocess;
 mod embedded;
 mod exit_codes;
 mod export;
+mod fuzz;
 mod hostile;
 mod import;
 mod import_cli;
