@@ -31,5 +31,5 @@ for t in "${TARGETS[@]}"; do
   echo "== $t: ${SECONDS_PER_TARGET}s"
   (cd fuzz && cargo +nightly fuzz run "$t" "corpus/$t" -- \
     -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=1024 -max_len=65536 -timeout=10) \
-    2>&1 | grep -E '^(#[0-9]+ +DONE|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' || true
+    2>&1 | grep -E '^(Done [0-9]+ runs|#[0-9]+ +DONE|==[0-9]+==|SUMMARY|Test unit written)' || true
 done
