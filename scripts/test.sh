@@ -14,6 +14,8 @@ command -v promtool >/dev/null || apt_packages+=(prometheus)
 command -v systemd-analyze >/dev/null || apt_packages+=(systemd)
 # The TLS tests make a test CA with the openssl CLI.
 command -v openssl >/dev/null || apt_packages+=(openssl)
+# The hostile-input tests measure peak RSS with /usr/bin/time.
+[ -x /usr/bin/time ] || apt_packages+=(time)
 if ((${#apt_packages[@]})); then
   echo "installing ${apt_packages[*]} (Debian)" >&2
   apt-get update -qq

@@ -132,16 +132,28 @@ pub async fn apply(
             return Err(e);
         }
     }
-    let run_id = record_run(
-        &mut *tx,
-        opts,
-        started,
-        ReconcileStatus::Succeeded,
-        &counts,
-        &diff,
-        None,
-    )
-    .await?;
+    // A no-op extends the last run when that was a no-op too: an
+    // `--interval` that finds nothing to do adds no row (288 a day, forever).
+    let repeated = if plan.is_empty() {
+        extend_noop(&mut *tx, opts).await?
+    } else {
+        None
+    };
+    let run_id = match repeated {
+        Some(id) => id,
+        None => {
+            record_run(
+                &mut *tx,
+                opts,
+                started,
+                ReconcileStatus::Succeeded,
+                &counts,
+                &diff,
+                None,
+            )
+            .await?
+        }
+    };
     tx.commit().await?;
     Ok(Applied {
         run_id,
@@ -167,6 +179,27 @@ pub async fn record_failure(
         Some(error),
     )
     .await
+}
+
+/// Moves the `finished_at` of the latest run to now when it is a no-op of
+/// the same owner and revision (succeeded, nothing changed or drifted);
+/// its id, or `None` when the latest run is anything else.
+async fn extend_noop(
+    db: impl sqlx::PgExecutor<'_>,
+    opts: &ApplyOptions,
+) -> Result<Option<Uuid>, ApplyError> {
+    let id: Option<(Uuid,)> = sqlx::query_as(
+        "UPDATE cpi_reconcile_runs SET finished_at = clock_timestamp()
+          WHERE id = (SELECT id FROM cpi_reconcile_runs ORDER BY started_at DESC LIMIT 1)
+            AND owner = $1 AND revision IS NOT DISTINCT FROM $2 AND status = 'succeeded'
+            AND created = 0 AND updated = 0 AND deleted = 0 AND drifted = 0
+          RETURNING id",
+    )
+    .bind(&opts.owner)
+    .bind(&opts.revision)
+    .fetch_optional(db)
+    .await?;
+    Ok(id.map(|r| r.0))
 }
 
 async fn record_run(

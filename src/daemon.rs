@@ -70,6 +70,13 @@ pub struct Settings {
     pub api_token: Option<Secret>,
     /// Worker ids are `<worker_prefix>:w<n>`; unique per replica (default `host:pid`).
     pub worker_prefix: String,
+    /// `--inbox-root`: inboxes, processed and failed folders must resolve
+    /// inside one of these (none: anywhere).
+    pub inbox_roots: Vec<PathBuf>,
+    /// The HTTP server's connection cap, timeouts and CORS origins.
+    pub http: crate::api::server::HttpSettings,
+    /// `--retention`: prune finished jobs and runs older than this, hourly.
+    pub retention: Option<Duration>,
 }
 
 impl Settings {
@@ -91,6 +98,9 @@ impl Settings {
             allow_delete: false,
             api_token: None,
             worker_prefix: default_worker_prefix(),
+            inbox_roots: Vec::new(),
+            http: Default::default(),
+            retention: None,
         }
     }
 }
@@ -153,8 +163,10 @@ pub async fn run(
     let projects_changed = Arc::new(Notify::new());
     let health = Arc::new(Health::with_reconciler());
     let api = listener.map(|l| {
-        let state =
+        let mut state =
             crate::api::AppState::new(pool.clone(), settings.api_token.clone(), health.clone());
+        state.inbox_roots = Arc::new(settings.inbox_roots.clone());
+        state.http = settings.http.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let shutdown = async move {
@@ -176,6 +188,7 @@ pub async fn run(
         allow_delete: settings.allow_delete,
         interval: settings.interval,
         backend: settings.backend,
+        inbox_roots: settings.inbox_roots.clone(),
     };
     let reconciler = tokio::spawn(reconcile::run(
         pool.clone(),
@@ -184,6 +197,9 @@ pub async fn run(
         health.clone(),
         stop.clone(),
     ));
+    if let Some(age) = settings.retention {
+        tokio::spawn(crate::prune::every(pool.clone(), age, stop.clone()));
+    }
     let workers = settings.workers.max(1);
     tracing::info!(workers, manifests = %settings.manifests.display(), "cpi is running");
     let shared = Shared {
@@ -287,7 +303,7 @@ async fn scan_inboxes(
     health: Arc<Health>,
 ) {
     let (tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = Watcher::new(backend, tx, health)
+    let mut watcher = Watcher::new(backend, tx, health.clone())
         .map_err(
             |e| tracing::warn!(error = %e, "cannot watch inboxes; listing them every --rescan"),
         )
@@ -302,6 +318,7 @@ async fn scan_inboxes(
             match store::list_projects(&s.pool).await {
                 Ok(rows) => {
                     let wanted = inboxes_from(rows, s.settings.settle);
+                    let wanted = crate::confine::watched(wanted, &s.settings.inbox_roots, &health);
                     inboxes
                         .retain(|name, ib| wanted.get(name).is_some_and(|(d, _, _)| *d == ib.dir));
                     for (name, (dir, config, settle)) in wanted {
@@ -508,6 +525,21 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
         }
         Some(Ok(outcome)) => {
             s.retries.lock().unwrap().remove(&path);
+            if outcome.status == JobStatus::Failed {
+                // Already scrubbed by the importer; the first error says why.
+                let first = outcome
+                    .error
+                    .as_deref()
+                    .or(outcome.errors.first().map(|e| e.message.as_str()))
+                    .unwrap_or("");
+                tracing::warn!(
+                    rows_read = outcome.counts.rows_read,
+                    rows_rejected = outcome.counts.rows_rejected,
+                    errors = outcome.errors_total,
+                    error = %first,
+                    "import failed; the file is set aside"
+                );
+            }
             tracing::info!(
                 status = outcome.status.as_str(),
                 rows_read = outcome.counts.rows_read,
@@ -518,11 +550,11 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
                 seconds = started.elapsed().as_secs_f64(),
                 "import finished"
             );
-            finish_file(s.pool.clone(), job.clone(), path.clone(), outcome).await;
+            finish_file(s, job.clone(), path.clone(), outcome).await;
         }
         Some(Err(ImportError::FileUnreadable { source, .. })) if path.exists() => {
             let outcome = failed_outcome(&job, source.to_string());
-            finish_file(s.pool.clone(), job.clone(), path.clone(), outcome).await;
+            finish_file(s, job.clone(), path.clone(), outcome).await;
         }
         Some(Err(ImportError::FileUnreadable { .. })) => vanished(s, &job).await,
         Some(Err(e)) => {
@@ -549,7 +581,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
                 Action::Fail => {
                     tracing::warn!(%error, "import failed; the file is set aside");
                     let outcome = failed_outcome(&job, error);
-                    return finish_file(s.pool.clone(), job.clone(), path, outcome).await;
+                    return finish_file(s, job.clone(), path, outcome).await;
                 }
             };
             s.retries.lock().unwrap().insert(
@@ -604,9 +636,11 @@ async fn vanished(s: &Shared, job: &queue::Claimed) {
 
 /// Moves the file after its job is recorded: `processed/` for succeeded and
 /// duplicate, `failed/` with `<name>.error.json` for failed.
-async fn finish_file(pool: PgPool, job: queue::Claimed, path: PathBuf, outcome: JobOutcome) {
+async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: JobOutcome) {
+    let pool = &s.pool;
+    let roots = &s.settings.inbox_roots;
     let path = path.as_path();
-    let project = match store::project_by_name(&pool, &job.project_name).await {
+    let project = match store::project_by_name(pool, &job.project_name).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             tracing::warn!("project no longer exists; the file stays where it is");
@@ -621,8 +655,7 @@ async fn finish_file(pool: PgPool, job: queue::Claimed, path: PathBuf, outcome: 
     let inbox_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let id = job.id.to_string();
     let short = &id[..8];
-    let moved = if outcome.status == JobStatus::Failed {
-        let dir = inbox::failed_dir(&config, &inbox_dir);
+    let m = if outcome.status == JobStatus::Failed {
         let report = inbox::ErrorReport {
             job_id: id.clone(),
             project: &job.project_name,
@@ -631,18 +664,14 @@ async fn finish_file(pool: PgPool, job: queue::Claimed, path: PathBuf, outcome: 
             errors: serde_json::to_value(&outcome.errors).unwrap_or_default(),
             errors_total: outcome.errors_total,
         };
-        inbox::write_report(&dir, &job.file_name, &report)
-            .and_then(|_| inbox::move_into(path, &dir, short))
+        let report = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        let dir = inbox::failed_dir(&config, &inbox_dir);
+        crate::moves::Move::new(path.to_path_buf(), dir, short, Some(report), roots)
     } else {
-        inbox::move_into(path, &inbox::processed_dir(&config, &inbox_dir), short)
+        let dir = inbox::processed_dir(&config, &inbox_dir);
+        crate::moves::Move::new(path.to_path_buf(), dir, short, None, roots)
     };
-    match moved {
-        Ok(to) => tracing::info!(to = %to.display(), "file moved"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::debug!("file already moved (another replica)")
-        }
-        Err(e) => tracing::error!(error = %e, "cannot move the file; it stays in the inbox"),
-    }
+    crate::moves::start(m, s.shutdown.clone());
 }
 
 #[cfg(test)]

@@ -101,7 +101,12 @@ pub fn list(inbox: &Path) -> std::io::Result<Vec<(PathBuf, u64, SystemTime)>> {
         if !is_candidate(name) {
             continue;
         }
+        // DirEntry::metadata does not follow symlinks: a link is never read.
         let Ok(meta) = entry.metadata() else { continue };
+        if meta.file_type().is_symlink() {
+            symlink_skipped(&entry.path());
+            continue;
+        }
         if !meta.is_file() {
             continue;
         }
@@ -112,6 +117,19 @@ pub fn list(inbox: &Path) -> std::io::Result<Vec<(PathBuf, u64, SystemTime)>> {
         ));
     }
     Ok(out)
+}
+
+/// Logs a symlinked inbox file once per path and process: a link could
+/// make the daemon read (and move) a file outside the inbox.
+fn symlink_skipped(path: &Path) {
+    static LOGGED: std::sync::Mutex<Option<HashSet<PathBuf>>> = std::sync::Mutex::new(None);
+    let mut logged = LOGGED.lock().unwrap();
+    if logged
+        .get_or_insert_with(HashSet::new)
+        .insert(path.to_path_buf())
+    {
+        tracing::warn!(file = %path.display(), "a symlink in the inbox is never followed; it is left alone");
+    }
 }
 
 /// Where imported and rejected files go.
@@ -174,21 +192,34 @@ pub struct ErrorReport<'a> {
     pub errors_total: u64,
 }
 
-/// Writes the report atomically (temp file, fsync, rename), so a reader
-/// never sees half of it.
-pub fn write_report(dir: &Path, file_name: &str, report: &ErrorReport) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{file_name}.error.json"));
-    let tmp = dir.join(format!(".{file_name}.error.json.tmp"));
-    let text = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+/// Writes `report` as `<file>.error.json` beside `file` (a file already in
+/// `failed/`), atomically (temp file, fsync, then a hard link, which never
+/// replaces an existing name). When that name is taken, the report gets
+/// the job id prefix (`<job>_<file>.error.json`); it never overwrites.
+pub fn write_report_beside(file: &Path, job_id: &str, report: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.error.json.{job_id}.tmp"));
     {
-        use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
+        f.write_all(report)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
+    let plain = dir.join(format!("{name}.error.json"));
+    let prefixed = dir.join(format!("{job_id}_{name}.error.json"));
+    let linked = match std::fs::hard_link(&tmp, &plain) {
+        Ok(()) => Ok(plain),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::hard_link(&tmp, &prefixed).map(|()| prefixed)
+        }
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 #[cfg(test)]
@@ -307,6 +338,47 @@ mod tests {
         assert_eq!(
             processed_dir(&ProjectConfig::default(), Path::new("/in")),
             PathBuf::from("/in/processed")
+        );
+    }
+
+    #[test]
+    fn symlinked_files_are_never_listed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.csv"), "1").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("b.csv")).unwrap();
+        let names: Vec<_> = list(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|(p, _, _)| p)
+            .collect();
+        assert_eq!(names, vec![d.path().join("a.csv")]);
+    }
+
+    #[test]
+    fn reports_sit_beside_the_moved_file_and_never_overwrite() {
+        let d = tempfile::tempdir().unwrap();
+        let failed = d.path().join("failed");
+        std::fs::create_dir_all(&failed).unwrap();
+        std::fs::write(d.path().join("a.csv"), "1").unwrap();
+        let to = move_into(&d.path().join("a.csv"), &failed, "j1").unwrap();
+        let r1 = write_report_beside(&to, "j1", b"first").unwrap();
+        assert_eq!(r1, failed.join("a.csv.error.json"));
+        let r2 = write_report_beside(&to, "j2", b"second").unwrap();
+        assert_eq!(r2, failed.join("j2_a.csv.error.json"));
+        assert_eq!(std::fs::read(&r1).unwrap(), b"first");
+        // A second a.csv lands as j3_a.csv, its report beside it.
+        std::fs::write(d.path().join("a.csv"), "2").unwrap();
+        let to = move_into(&d.path().join("a.csv"), &failed, "j3").unwrap();
+        assert_eq!(to, failed.join("j3_a.csv"));
+        let r3 = write_report_beside(&to, "j3", b"third").unwrap();
+        assert_eq!(r3, failed.join("j3_a.csv.error.json"));
+        let left: Vec<_> = std::fs::read_dir(&failed)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            !left.iter().any(|n| n.to_string_lossy().ends_with(".tmp")),
+            "{left:?}"
         );
     }
 }

@@ -3,10 +3,14 @@
 //! # Layout
 //! From the top down; a module imports only modules below it.
 //! - [`cli`]: the command line: parsing, the global options and management pool, one module per command family.
+//! - [`fuzzing`]: one input → one check, for the fuzz targets and the in-tree random harness.
 //! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the loops, workers, API and shutdown.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
 //! - [`console`]: the operator console's embedded web assets, served at `/` with the API.
+//! - [`prune`]: history retention (`cpi prune`, `cpi run --retention`).
 //! - [`reconcile`]: the daemon's reconcile loop (watch, debounce, interval, retry).
+//! - [`moves`]: a file's move out of the inbox after its job, retried with backoff until done.
+//! - [`confine`]: the daemon's side of `--inbox-root`: which inboxes it watches, where it may move files.
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
 //! - [`queue`]: the job queue: enqueue once, claim with a lease, take over dead workers' jobs.
 //! - [`watch`]: file-system events (inotify or polling) as hints.
@@ -36,19 +40,23 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod confine;
 pub mod console;
 pub mod crypto;
 pub mod daemon;
 pub mod embedded;
 pub mod export;
+pub mod fuzzing;
 pub mod import;
 pub mod inbox;
 pub mod jobs;
 pub mod legacy;
 pub mod manifest;
 pub mod metrics;
+pub mod moves;
 pub mod output;
 pub mod plan;
+pub mod prune;
 pub mod queue;
 pub mod reconcile;
 pub mod render;

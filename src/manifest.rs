@@ -218,12 +218,32 @@ pub struct ProjectSpec<C = ProjectConfig> {
     pub config: C,
 }
 
+/// The largest manifest file read (a manifests folder is reviewed text,
+/// not data).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The most YAML nodes (lines, counted with every alias expanded) one
+/// document may stand for: aliases that replay a large anchor many times
+/// would otherwise make a small file take gigabytes to load.
+pub const MAX_EXPANDED_NODES: u64 = 200_000;
+
 /// Loads every `*.yaml`/`*.yml` below `dir`. Secret paths are absolute or
 /// relative to `secrets_dir` (default: `dir`).
 pub fn load(
     dir: &Path,
     secrets_dir: Option<&Path>,
     mode: Secrets,
+) -> Result<Loaded, InvalidManifests> {
+    load_confined(dir, secrets_dir, mode, &[])
+}
+
+/// [`load`], with every project's `inbox`, `processed_dir` and `failed_dir`
+/// required to resolve inside one of `roots` (`--inbox-root`; none: anywhere).
+pub fn load_confined(
+    dir: &Path,
+    secrets_dir: Option<&Path>,
+    mode: Secrets,
+    roots: &[PathBuf],
 ) -> Result<Loaded, InvalidManifests> {
     let mut errors = Vec::new();
     let mut loaded = Loaded::default();
@@ -239,7 +259,7 @@ pub fn load(
         }]));
     }
     let mut files = Vec::new();
-    if let Err(e) = walk(dir, &mut files) {
+    if let Err(e) = walk(dir, &mut files, &mut loaded.warnings) {
         errors.push(ManifestError {
             file: dir.display().to_string(),
             line: None,
@@ -260,7 +280,7 @@ pub fn load(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|p| parse_file(dir, p, secrets_dir, mode))
+                        .map(|p| parse_file(dir, p, secrets_dir, mode, roots))
                         .collect::<Vec<_>>()
                 })
             })
@@ -324,28 +344,61 @@ struct FileOutcome {
     secret_files: Vec<PathBuf>,
 }
 
-fn parse_file(dir: &Path, path: &Path, secrets_dir: &Path, mode: Secrets) -> FileOutcome {
+fn parse_file(
+    dir: &Path,
+    path: &Path,
+    secrets_dir: &Path,
+    mode: Secrets,
+    roots: &[PathBuf],
+) -> FileOutcome {
     let rel = path
         .strip_prefix(dir)
         .unwrap_or(path)
         .to_string_lossy()
         .replace('\\', "/");
+    match read_bounded(path) {
+        Ok(text) => parse_text(&rel, &text, secrets_dir, mode, roots),
+        Err(m) => FileOutcome {
+            errors: vec![err(&rel, None, m)],
+            ..FileOutcome::default()
+        },
+    }
+}
+
+/// Every problem of one manifest file's text, as `load` would report them
+/// for `file` (secrets optional; cross-file checks left out). For fuzzing.
+pub fn check_text(file: &str, text: &str) -> Vec<ManifestError> {
+    parse_text(
+        file,
+        text,
+        Path::new("/nonexistent"),
+        Secrets::Optional,
+        &[],
+    )
+    .errors
+}
+
+fn parse_text(
+    rel: &str,
+    text: &str,
+    secrets_dir: &Path,
+    mode: Secrets,
+    roots: &[PathBuf],
+) -> FileOutcome {
+    let rel = rel.to_string();
     let mut out = FileOutcome::default();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            out.errors
-                .push(err(&rel, None, format!("cannot read file: {e}")));
-            return out;
-        }
-    };
     let mut side = Loaded::default();
-    for doc in split_documents(&text) {
+    for doc in split_documents(text) {
         let ctx = DocCtx {
             file: &rel,
             text: doc.text,
             offset: doc.line_offset,
+            roots,
         };
+        if let Err(e) = check_tabs(&ctx).and_then(|()| check_expansion(&ctx)) {
+            out.errors.push(e);
+            continue;
+        }
         match parse_document(&ctx, secrets_dir, mode, &mut side) {
             Ok(None) => {}
             Ok(Some(obj)) => out
@@ -359,7 +412,28 @@ fn parse_file(dir: &Path, path: &Path, secrets_dir: &Path, mode: Secrets) -> Fil
     out
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// A file's text, refused above [`MAX_FILE_BYTES`] (checked while reading:
+/// the file may grow between a stat and the read).
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is larger than {} KiB, the most a manifest file may be",
+            MAX_FILE_BYTES / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("cannot read file: not UTF-8 ({e})"))
+}
+
+/// Collects the manifest files below `dir`. A symlink to a folder is never
+/// followed (a link to `.` or `..` would make the walk loop or explode);
+/// it is reported as a warning. Each real folder is listed once: linear.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, warnings: &mut Vec<String>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
@@ -368,13 +442,164 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         if name.starts_with('.') {
             continue;
         }
-        if entry.file_type()?.is_dir() || path.is_dir() {
-            walk(&path, out)?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk(&path, out, warnings)?;
+        } else if kind.is_symlink() && path.is_dir() {
+            warnings.push(format!(
+                "{}: a symlink to a folder is not followed",
+                path.display()
+            ));
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
             out.push(path);
         }
     }
     Ok(())
+}
+
+/// The key of serde_yaml's duplicate-key messages (typed and generic).
+fn duplicate_key(message: &str) -> Option<&str> {
+    let after = |start: &str, end: char| {
+        let i = message.find(start)? + start.len();
+        let rest = &message[i..];
+        Some(&rest[..rest.find(end)?])
+    };
+    after("duplicate field `", '`').or_else(|| after("duplicate entry with key \"", '"'))
+}
+
+/// The (line, column), 1-based, of the second `key:` at one indentation
+/// from line `from` on: where a duplicate key is repeated.
+fn second_key(text: &str, key: &str, from: usize) -> Option<(usize, usize)> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let body = line.trim_start().trim_start_matches("- ");
+        let indent = line.len() - body.len();
+        let is_key = body
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'));
+        if is_key && !seen.insert(indent) {
+            return Some((i + 1, indent + 1));
+        }
+    }
+    None
+}
+
+/// YAML forbids tabs for indentation; say so, where the parser would only
+/// say "found character that cannot start any token".
+fn check_tabs(ctx: &DocCtx) -> Result<(), ManifestError> {
+    for (i, line) in ctx.text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        if let Some(col) = line[..indent].find('\t') {
+            return Err(ManifestError {
+                file: ctx.file.to_string(),
+                line: Some(i + 1 + ctx.offset),
+                column: Some(col + 1),
+                message: "a tab in the indentation: YAML indents with spaces only".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a document whose aliases would expand past [`MAX_EXPANDED_NODES`].
+fn check_expansion(ctx: &DocCtx) -> Result<(), ManifestError> {
+    let n = expanded_nodes(ctx.text);
+    if n > MAX_EXPANDED_NODES {
+        return Err(err(
+            ctx.file,
+            Some(ctx.offset + 1),
+            format!(
+                "its aliases (*name) expand to about {n} nodes, more than the {MAX_EXPANDED_NODES} a document may have"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `c` can end an anchor or alias name.
+fn ends_name(c: char) -> bool {
+    c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}')
+}
+
+/// The `&anchor` and `*alias` names on one line: a `&`/`*` at the start of
+/// a token (after a space, `-`, `:` or a flow indicator). Text inside
+/// quotes may be miscounted; that only makes the estimate larger.
+fn marks(line: &str) -> (Vec<&str>, Vec<&str>) {
+    let (mut anchors, mut aliases) = (Vec::new(), Vec::new());
+    let code = match line.find(" #") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let bytes = code.as_bytes();
+    for (i, c) in code.char_indices() {
+        if c != '&' && c != '*' {
+            continue;
+        }
+        if i > 0 && !matches!(bytes[i - 1], b' ' | b'[' | b'{' | b',' | b'-' | b':') {
+            continue;
+        }
+        let rest = &code[i + 1..];
+        let name = &rest[..rest.find(ends_name).unwrap_or(rest.len())];
+        if name.is_empty() {
+            continue;
+        }
+        if c == '&' {
+            anchors.push(name);
+        } else {
+            aliases.push(name);
+        }
+    }
+    (anchors, aliases)
+}
+
+/// An estimate (from above, for block and flow style) of the nodes a
+/// document stands for with every alias expanded: each line counts 1 (plus
+/// its commas, for flow style), and an alias counts as much as the lines of
+/// its anchor's node, nested aliases included. Linear in the text.
+pub fn expanded_nodes(text: &str) -> u64 {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let blank = |l: &str| {
+        let t = l.trim_start();
+        t.is_empty() || t.starts_with('#')
+    };
+    // prefix[i]: the weight of lines[..i]; anchors: name -> (first, end) line range.
+    let mut prefix = vec![0u64; lines.len() + 1];
+    let mut anchors: std::collections::HashMap<&str, (usize, usize)> = Default::default();
+    // Where each open anchor's block ends is known when a line at or left of
+    // its indentation comes; until then its weight is what is known so far.
+    let mut open: Vec<(&str, usize, usize)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !blank(line) {
+            let ind = indent(line);
+            open.retain(|&(name, start, at)| {
+                if ind <= at {
+                    anchors.insert(name, (start, i));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        let (anch, aliases) = marks(line);
+        let mut w = 1 + line.matches(',').count() as u64;
+        for a in aliases {
+            let range = anchors
+                .get(a)
+                .copied()
+                .or_else(|| open.iter().find(|o| o.0 == a).map(|o| (o.1, i)));
+            if let Some((start, end)) = range {
+                w = w.saturating_add(prefix[end.max(start + 1).min(i)] - prefix[start.min(i)]);
+            }
+        }
+        prefix[i + 1] = prefix[i].saturating_add(w);
+        for a in anch {
+            open.retain(|o| o.0 != a);
+            anchors.remove(a);
+            open.push((a, i, indent(line)));
+        }
+    }
+    prefix[lines.len()]
 }
 
 struct Document<'a> {
@@ -413,6 +638,8 @@ struct DocCtx<'a> {
     file: &'a str,
     text: &'a str,
     offset: usize,
+    /// `--inbox-root`: where inboxes may be (none: anywhere).
+    roots: &'a [PathBuf],
 }
 
 fn err(file: &str, line: Option<usize>, message: String) -> ManifestError {
@@ -431,6 +658,18 @@ impl DocCtx<'_> {
         let mut message = e.to_string();
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
+        }
+        let from = loc.as_ref().map_or(1, |l| l.line());
+        if let Some((line, column)) =
+            duplicate_key(&message).and_then(|k| second_key(self.text, k, from))
+        {
+            // serde_yaml points at the mapping; the repeated key is the news.
+            return ManifestError {
+                file: self.file.to_string(),
+                line: Some(line + self.offset),
+                column: Some(column),
+                message,
+            };
         }
         ManifestError {
             file: self.file.to_string(),
@@ -691,6 +930,28 @@ fn project(
             .map(|m| ctx.err_at_key("config", format!("config.{m}")))
             .collect());
     }
+    if !ctx.roots.is_empty() {
+        let outside = rules::confine_project(
+            config.inbox.as_deref(),
+            config.processed_dir.as_deref(),
+            config.failed_dir.as_deref(),
+            ctx.roots,
+        );
+        if !outside.is_empty() {
+            return Err(outside
+                .into_iter()
+                .map(|(key, m)| {
+                    // A default dir (processed/, failed/) is located at the inbox.
+                    let key = if ctx.text.contains(&format!("{key}:")) {
+                        key
+                    } else {
+                        "inbox"
+                    };
+                    ctx.err_at_key(key, format!("config.{m}"))
+                })
+                .collect());
+        }
+    }
     let config = serde_json::to_value(&config).expect("a config always serializes");
     let at = ctx.err_at_key("connection", String::new());
     Ok((
@@ -855,5 +1116,57 @@ mod tests {
         let e = load(d.path(), None, Secrets::Optional).unwrap_err();
         assert_eq!(e.0[0].file, "bad.yml");
         assert!(e.0.iter().all(|x| x.line.is_some()), "{e}");
+    }
+
+    #[test]
+    fn alias_expansion_is_estimated_linearly() {
+        // A small, ordinary use of anchors stays far below the cap.
+        let ok = "defaults: &d\n  a: 1\n  b: 2\ntables:\n  - *d\n  - *d\n";
+        assert_eq!(expanded_nodes(ok), 6 + 2 * 3);
+        // Nested: each level multiplies.
+        let mut nested = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        for (i, prev) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+            nested.push_str(&format!("{}: &{} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n", i, ["b", "c", "d", "e", "f", "g"][i]));
+        }
+        assert!(
+            expanded_nodes(&nested) > MAX_EXPANDED_NODES,
+            "{}",
+            expanded_nodes(&nested)
+        );
+        // `&` and `*` inside words are not marks.
+        assert_eq!(
+            marks("url: postgres://h/db?a=1&b=2 *x"),
+            (vec![], vec!["x"])
+        );
+    }
+
+    #[test]
+    fn symlinked_folders_are_not_walked() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "a/p.yaml", PROJ);
+        std::os::unix::fs::symlink("..", d.path().join("a/up")).unwrap();
+        let (mut files, mut warnings) = (Vec::new(), Vec::new());
+        walk(d.path(), &mut files, &mut warnings).unwrap();
+        assert_eq!(files, vec![d.path().join("a/p.yaml")]);
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_duplicate_key_is_located_at_the_repeat() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "c.yaml", &format!("{CONN}  description: again\n"));
+        let e = load(d.path(), None, Secrets::Optional).unwrap_err();
+        assert_eq!((e.0[0].line, e.0[0].column), (Some(9), Some(3)), "{e}");
+        assert!(e.0[0].message.contains("description"), "{e}");
+        // The generic path (flow style) too.
+        write(
+            d.path(),
+            "c.yaml",
+            "{apiVersion: cpi/v1, kind: Connection}\n",
+        );
+        write(d.path(), "d.yaml", "a: 1\nb:\n  x: 1\n  x: 2\n");
+        let e = load(d.path(), None, Secrets::Optional).unwrap_err();
+        let dup = e.0.iter().find(|x| x.file == "d.yaml").unwrap();
+        assert_eq!(dup.line, Some(4), "{e}");
     }
 }

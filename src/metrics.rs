@@ -43,6 +43,8 @@ pub struct Health {
     last: Mutex<Option<LastReconcile>>,
     watcher_errors: AtomicU64,
     target_errors: AtomicU64,
+    /// Projects whose folders lie outside every `--inbox-root`, with why.
+    refused: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Health {
@@ -61,6 +63,26 @@ impl Health {
             reconciler: true,
             ..Self::default()
         }
+    }
+
+    /// Marks `project` as refused (its folders lie outside every
+    /// `--inbox-root`); `true` when it was not marked so before (log it once).
+    pub fn refuse_inbox(&self, project: &str, why: &str) -> bool {
+        let mut r = self.refused.lock().unwrap();
+        r.insert(project.to_string(), why.to_string()).as_deref() != Some(why)
+    }
+
+    /// Keeps only the refusals of `projects` (the rest were fixed or removed).
+    pub fn keep_refused(&self, projects: &std::collections::BTreeSet<String>) {
+        self.refused
+            .lock()
+            .unwrap()
+            .retain(|p, _| projects.contains(p));
+    }
+
+    /// Projects refused by `--inbox-root`, with why (for `/readyz`).
+    pub fn refused_inboxes(&self) -> std::collections::BTreeMap<String, String> {
+        self.refused.lock().unwrap().clone()
     }
 
     /// Records the end of a reconcile (its error scrubbed).

@@ -37,6 +37,8 @@ pub struct Settings {
     pub interval: Duration,
     /// How manifest and secret changes are noticed.
     pub backend: Backend,
+    /// `--inbox-root`: where a manifest's inbox may be (none: anywhere).
+    pub inbox_roots: Vec<PathBuf>,
 }
 
 /// How long to wait after the last file event before reconciling.
@@ -158,9 +160,14 @@ async fn reconcile_once(
     trigger: &str,
     secret_files: &mut Vec<PathBuf>,
 ) -> Result<bool, (ReconcileStatus, String)> {
-    let loaded = manifest::load(&s.manifests, s.secrets_dir.as_deref(), Secrets::Required)
-        // On failure the secret files of the last good load stay watched.
-        .map_err(|e| (ReconcileStatus::Failed, e.to_string()))?;
+    let loaded = manifest::load_confined(
+        &s.manifests,
+        s.secrets_dir.as_deref(),
+        Secrets::Required,
+        &s.inbox_roots,
+    )
+    // On failure the secret files of the last good load stay watched.
+    .map_err(|e| (ReconcileStatus::Failed, e.to_string()))?;
     for sec in loaded.secrets() {
         secret::register(sec);
     }

@@ -2,6 +2,10 @@
 //! connection URLs and the legacy `connection.env_var` check. Manifests,
 //! export, convert-legacy, the HTTP API and the importer all call these, so
 //! a row the API accepts can always be exported as a manifest that loads.
+//! Also the inbox confinement (`--inbox-root`) the manifests, the API and the
+//! daemon share.
+
+use std::path::{Component, Path, PathBuf};
 
 /// The name rule in words, for messages and docs.
 pub const NAME_RULE: &str = "1-255 characters of [A-Za-z0-9_.-], starting with a letter or digit";
@@ -117,6 +121,134 @@ pub fn check_legacy<T: Tree>(holder: &T) -> Result<(), String> {
     }
 }
 
+/// The flag that confines inboxes, for messages.
+pub const INBOX_ROOT_FLAG: &str = "--inbox-root";
+
+/// `path` with `.` and `..` removed lexically (`..` at the root stays at the
+/// root), made absolute against `cwd` first. Pure.
+pub fn normalize(path: &Path, cwd: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Whether `path` lies inside one of `roots` (all normalized and resolved
+/// alike); a root is inside itself. Component-wise, so `/srv/in2` is not
+/// inside `/srv/in`. Pure.
+pub fn inside(path: &Path, roots: &[PathBuf]) -> bool {
+    roots.iter().any(|r| path.starts_with(r))
+}
+
+/// `path` normalized, then with symlinks resolved for the longest prefix
+/// that exists (a symlink pointing out of a root is caught even when the
+/// folder below it does not exist yet). The file system's view at the time
+/// of the call.
+pub fn resolve(path: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let mut rest = Vec::new();
+    let mut existing = normalize(path, &cwd);
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            let mut out = real;
+            out.extend(rest.iter().rev());
+            // A `..` cannot be left: normalize removed them before.
+            return out;
+        }
+        match (
+            existing.file_name().map(ToOwned::to_owned),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return normalize(path, &cwd),
+        }
+    }
+}
+
+/// Checks that `path` resolves inside one of `roots` (each resolved too);
+/// `Err(message)` names the resolved path and the roots.
+pub fn confine(path: &str, roots: &[PathBuf]) -> Result<PathBuf, String> {
+    if path.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    let resolved = resolve(Path::new(path));
+    let roots: Vec<PathBuf> = roots.iter().map(|r| resolve(r)).collect();
+    if inside(&resolved, &roots) {
+        Ok(resolved)
+    } else {
+        Err(format!(
+            "{path:?} resolves to {} which is outside every {INBOX_ROOT_FLAG} ({})",
+            resolved.display(),
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// The folders a project's config makes cpi read and write, by config key:
+/// `inbox`, and `processed_dir` / `failed_dir` (relative ones, and the
+/// defaults `processed`, `failed`, lie under the inbox). Pure.
+pub fn project_dirs(
+    inbox: Option<&str>,
+    processed_dir: Option<&str>,
+    failed_dir: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let Some(inbox) = inbox else {
+        // Without an inbox nothing is watched; absolute dirs are still checked.
+        return [("processed_dir", processed_dir), ("failed_dir", failed_dir)]
+            .into_iter()
+            .filter_map(|(k, d)| {
+                d.filter(|d| Path::new(d).is_absolute())
+                    .map(|d| (k, d.to_string()))
+            })
+            .collect();
+    };
+    let under = |d: Option<&str>, default: &str| match d {
+        Some(d) if Path::new(d).is_absolute() => d.to_string(),
+        Some(d) => Path::new(inbox).join(d).to_string_lossy().into_owned(),
+        None => Path::new(inbox)
+            .join(default)
+            .to_string_lossy()
+            .into_owned(),
+    };
+    vec![
+        ("inbox", inbox.to_string()),
+        ("processed_dir", under(processed_dir, "processed")),
+        ("failed_dir", under(failed_dir, "failed")),
+    ]
+}
+
+/// Every folder of a project config outside `roots`, as `(key, message)`.
+pub fn confine_project(
+    inbox: Option<&str>,
+    processed_dir: Option<&str>,
+    failed_dir: Option<&str>,
+    roots: &[PathBuf],
+) -> Vec<(&'static str, String)> {
+    project_dirs(inbox, processed_dir, failed_dir)
+        .into_iter()
+        .filter_map(|(k, d)| confine(&d, roots).err().map(|m| (k, format!("{k}: {m}"))))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +297,83 @@ mod tests {
             serde_yaml::from_str("config:\n  connection:\n    env_var: X\n").unwrap();
         assert_eq!(legacy_env_var(&y).as_deref(), Some("X"));
         assert!(check_legacy(&serde_yaml::Value::Null).is_ok());
+    }
+
+    #[test]
+    fn normalize_removes_dots_lexically() {
+        let cwd = Path::new("/srv/cpi");
+        assert_eq!(
+            normalize(Path::new("../../etc"), cwd),
+            PathBuf::from("/etc")
+        );
+        assert_eq!(
+            normalize(Path::new("/a/./b/../c"), cwd),
+            PathBuf::from("/a/c")
+        );
+        assert_eq!(normalize(Path::new("/../../x"), cwd), PathBuf::from("/x"));
+        assert_eq!(
+            normalize(Path::new("in"), cwd),
+            PathBuf::from("/srv/cpi/in")
+        );
+        assert_eq!(normalize(Path::new(""), cwd), PathBuf::from("/srv/cpi"));
+    }
+
+    #[test]
+    fn inside_is_component_wise() {
+        let roots = [PathBuf::from("/srv/in")];
+        assert!(inside(Path::new("/srv/in"), &roots));
+        assert!(inside(Path::new("/srv/in/a/b"), &roots));
+        assert!(!inside(Path::new("/srv/in2"), &roots));
+        assert!(!inside(Path::new("/etc"), &roots));
+        assert!(!inside(Path::new("/srv/in/x"), &[]));
+    }
+
+    #[test]
+    fn confine_resolves_dots_and_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        let roots = [root.clone()];
+        let p = |s: &Path| s.to_string_lossy().into_owned();
+        assert!(confine(&p(&root.join("a")), &roots).is_ok());
+        // Not there yet: checked lexically below the existing part.
+        assert!(confine(&p(&root.join("new/deeper")), &roots).is_ok());
+        let e = confine(&p(&root.join("a/../../outside")), &roots).unwrap_err();
+        assert!(e.contains("outside every --inbox-root"), "{e}");
+        // A symlink out of the root, with or without a missing tail.
+        assert!(confine(&p(&root.join("escape")), &roots).is_err());
+        assert!(confine(&p(&root.join("escape/new")), &roots).is_err());
+        assert!(confine("/etc", &roots).is_err());
+        assert!(confine("", &roots).unwrap_err().contains("empty"));
+        // A root given through a symlink still holds its real folder.
+        std::os::unix::fs::symlink(&root, d.path().join("link")).unwrap();
+        assert!(confine(&p(&root.join("a")), &[d.path().join("link")]).is_ok());
+    }
+
+    #[test]
+    fn project_dirs_default_under_the_inbox() {
+        assert_eq!(
+            project_dirs(Some("/in"), Some("done"), Some("/var/rej")),
+            vec![
+                ("inbox", "/in".to_string()),
+                ("processed_dir", "/in/done".to_string()),
+                ("failed_dir", "/var/rej".to_string())
+            ]
+        );
+        assert_eq!(
+            project_dirs(None, Some("done"), Some("/x")),
+            vec![("failed_dir", "/x".to_string())]
+        );
+        let bad = confine_project(
+            Some("/srv/in/a"),
+            Some("/root/.ssh"),
+            None,
+            &[PathBuf::from("/srv/in")],
+        );
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].1.starts_with("processed_dir: "), "{bad:?}");
     }
 }

@@ -40,6 +40,24 @@ impl FromRequestParts<AppState> for Authorized {
     }
 }
 
+/// Whether the request carried the configured token, for routes that
+/// answer everyone but show more to the token's holder (`/jobs`).
+#[derive(Debug)]
+pub struct Authorization(pub bool);
+
+impl FromRequestParts<AppState> for Authorization {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(Authorization(
+            Authorized::from_request_parts(parts, state).await.is_ok(),
+        ))
+    }
+}
+
 /// Compares digests, not the tokens: equal length whatever was sent, and a
 /// constant-time comparison, so timing tells nothing about the token.
 pub fn token_matches(expected: &Secret, given: &str) -> bool {

@@ -11,7 +11,10 @@ use uuid::Uuid;
 
 use super::auth::Authorized;
 use super::error::{ApiError, BodyErrors, ErrorBody, TokenErrors};
-use super::{check_fields, delete_unmanaged, lock_unmanaged, present, AppState, IdPath, JsonBody};
+use super::{
+    check_fields, delete_unmanaged, lock_unmanaged, present, AppState, IdPath, JsonBody, Page,
+    QueryParams,
+};
 use crate::secret::{self, Secret};
 use crate::store::{self, ConnectionRow};
 
@@ -117,10 +120,17 @@ fn check_url(url: &str) -> Result<Secret, String> {
 
 #[utoipa::path(
     get, path = "/connections", operation_id = "list_connections", tag = "connections",
-    responses((status = 200, description = "Every connection, by name; never a database_url", body = [Connection]))
+    params(Page),
+    responses(
+        (status = 200, description = "A page of connections, by name; never a database_url", body = [Connection]),
+        (status = 400, description = "Malformed query (limit over 1000, …)", body = ErrorBody),
+    )
 )]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Connection>>, ApiError> {
-    let rows = store::list_connections(&state.pool).await?;
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(page): QueryParams<Page>,
+) -> Result<Json<Vec<Connection>>, ApiError> {
+    let rows = page.slice(store::list_connections(&state.pool).await?)?;
     Ok(Json(rows.iter().map(Connection::from).collect()))
 }
 

@@ -5,7 +5,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Authorized;
+use super::auth::{Authorization, Authorized};
 use super::error::{ApiError, ErrorBody, TokenErrors};
 use super::{AppState, IdPath, QueryParams};
 use crate::jobs::{self, Job, JobError, JobStatus, ListFilter};
@@ -20,6 +20,34 @@ const MAX_LIMIT: u32 = 500;
 fn scrubbed(mut job: Job) -> Job {
     job.error = job.error.map(|e| secret::scrub_credentials(&e));
     job
+}
+
+/// What an anonymous client may see of a job: no row values (the file's
+/// error and the row errors may quote them), no file path, no worker
+/// (host names). Counts, statuses and times stay.
+fn anonymous(mut job: Job) -> Job {
+    if job.error.is_some() {
+        job.error = Some(HIDDEN.into());
+    }
+    if let Some(serde_json::Value::Object(d)) = &mut job.error_details {
+        d.remove("errors");
+    }
+    job.file_path = String::new();
+    job.worker = None;
+    job
+}
+
+/// What replaces a job's error for anonymous clients.
+const HIDDEN: &str = "hidden: send the API token to see the error";
+
+/// The job as `auth` may see it.
+fn shown(job: Job, auth: &Authorization) -> Job {
+    let job = scrubbed(job);
+    if auth.0 {
+        job
+    } else {
+        anonymous(job)
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -51,13 +79,14 @@ pub struct JobPage {
     get, path = "/jobs", operation_id = "list_jobs", tag = "jobs",
     params(JobsQuery),
     responses(
-        (status = 200, description = "A page of import jobs, newest first", body = JobPage, links(
+        (status = 200, description = "A page of import jobs, newest first. Without the API token: no row values (`error` hidden, `error_details.errors` left out), `file_path` empty, no `worker`", body = JobPage, links(
             ("GetFirstJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/jobs/0/id")))),
         )),
         (status = 400, description = "Malformed query (unknown status, limit over 500, …)", body = ErrorBody),
     )
 )]
 pub async fn list(
+    auth: Authorization,
     State(state): State<AppState>,
     QueryParams(q): QueryParams<JobsQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
@@ -88,7 +117,7 @@ pub async fn list(
     let total = jobs::count(&state.pool, &filter).await.map_err(db_error)?;
     let jobs = jobs::list(&state.pool, &filter).await.map_err(db_error)?;
     Ok(Json(JobPage {
-        jobs: jobs.into_iter().map(scrubbed).collect(),
+        jobs: jobs.into_iter().map(|j| shown(j, &auth)).collect(),
         total,
         limit,
         offset,
@@ -99,15 +128,19 @@ pub async fn list(
     get, path = "/jobs/{id}", operation_id = "get_job", tag = "jobs",
     params(("id" = Uuid, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The job", body = Job),
+        (status = 200, description = "The job (without the API token, redacted as in GET /jobs)", body = Job),
         (status = 400, description = "Malformed id", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     )
 )]
-pub async fn get(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Job>, ApiError> {
+pub async fn get(
+    auth: Authorization,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Job>, ApiError> {
     let job = jobs::get(&state.pool, id).await.map_err(db_error)?;
     let job = job.ok_or(ApiError::NotFound { kind: KIND, id })?;
-    Ok(Json(scrubbed(job)))
+    Ok(Json(shown(job, &auth)))
 }
 
 #[utoipa::path(

@@ -17,6 +17,7 @@ mod error;
 mod jobs;
 mod projects;
 mod runs;
+pub mod server;
 mod stats;
 mod system;
 
@@ -58,6 +59,10 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// How long `POST /connections/{id}/test` waits.
     pub connection_test_timeout: Duration,
+    /// `--inbox-root`: where a project's folders may be; none: the API may not set them.
+    pub inbox_roots: Arc<Vec<std::path::PathBuf>>,
+    /// Connection cap, timeouts and CORS origins of the server.
+    pub http: server::HttpSettings,
 }
 
 impl AppState {
@@ -68,6 +73,8 @@ impl AppState {
             token,
             health,
             connection_test_timeout: CONNECTION_TEST_TIMEOUT,
+            inbox_roots: Arc::default(),
+            http: server::HttpSettings::default(),
         }
     }
 }
@@ -168,14 +175,37 @@ fn fix_link_keys(doc: &mut serde_json::Value) {
     }
 }
 
-/// The API as an axum router: every route, the 404 fallback and the request log.
+/// The API as an axum router: every route, the 404 fallback, the request
+/// log, the request timeout, the headers every response carries, and CORS
+/// when origins are configured.
 pub fn app(state: AppState) -> Router {
+    use axum::http::{header, HeaderValue};
+    use tower_http::set_header::SetResponseHeaderLayer;
     let (router, _) = routes().split_for_parts();
-    router
+    let http = state.http.clone();
+    let router = router
         .merge(crate::console::router())
         .fallback(no_route)
-        .layer(middleware::from_fn(log_request))
-        .with_state(state)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            http.request_timeout,
+        ))
+        // API responses may hold URLs with passwords: never cached. A route
+        // that wants caching (static assets) sets its own Cache-Control.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(middleware::from_fn(log_request));
+    let router = match server::cors(&http.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then lets the
@@ -194,9 +224,8 @@ pub async fn serve(
         );
     }
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let http = state.http.clone();
+    server::serve(listener, app(state), &http, shutdown).await
 }
 
 async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -224,9 +253,28 @@ async fn log_request(req: Request, next: Next) -> Response {
 }
 
 /// `axum::Json`, answering a body it cannot read with the API's JSON error.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// The body must be a JSON object (serde would read a struct from an array).
 pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::Malformed {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: "the body must be a JSON object".into(),
+            });
+        }
+        serde_json::from_value(value)
+            .map(JsonBody)
+            .map_err(|e| ApiError::Malformed {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: format!("Failed to deserialize the JSON body into the target type: {e}"),
+            })
+    }
+}
 
 /// A UUID path segment; a malformed one is a 400 with the API's JSON error.
 pub struct IdPath(pub Uuid);
@@ -255,6 +303,44 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// The longest description the API stores (names have the name rule's 255).
+pub const MAX_DESCRIPTION: usize = 4096;
+
+/// `limit`/`offset` of a list: at most [`MAX_PAGE`] rows, [`DEFAULT_PAGE`] by default.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// At most this many rows (default 100, at most 1000).
+    #[param(minimum = 0, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// Rows skipped first (by name order).
+    #[param(minimum = 0)]
+    pub offset: Option<usize>,
+}
+
+/// A list's default page size.
+pub const DEFAULT_PAGE: usize = 100;
+/// A list's largest page.
+pub const MAX_PAGE: usize = 1000;
+
+impl Page {
+    /// The rows of this page, or a 400 for a limit over [`MAX_PAGE`].
+    pub fn slice<T>(&self, rows: Vec<T>) -> Result<Vec<T>, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if limit > MAX_PAGE {
+            return Err(ApiError::invalid(format!(
+                "limit: at most {MAX_PAGE}, got {limit}"
+            )));
+        }
+        Ok(rows
+            .into_iter()
+            .skip(self.offset.unwrap_or(0))
+            .take(limit)
+            .collect())
+    }
+}
+
 /// The problems of the fields every body may carry: the manifests' name
 /// rule (so every row can be exported as a manifest) and a description
 /// PostgreSQL can store (text cannot hold NUL).
@@ -264,9 +350,18 @@ fn check_fields(kind: &str, name: Option<&str>, description: Option<&str>) -> Ve
             .err()
             .map(|e| format!("name: a {kind} name {e}"))
     });
-    let description = description
-        .filter(|d| d.contains('\0'))
-        .map(|_| "description: must not contain NUL characters".to_string());
+    let description = description.and_then(|d| {
+        if d.contains('\0') {
+            Some("description: must not contain NUL characters".to_string())
+        } else if d.chars().count() > MAX_DESCRIPTION {
+            Some(format!(
+                "description: at most {MAX_DESCRIPTION} characters, got {}",
+                d.chars().count()
+            ))
+        } else {
+            None
+        }
+    });
     name.into_iter().chain(description).collect()
 }
 

@@ -14,7 +14,10 @@ use uuid::Uuid;
 
 use super::auth::Authorized;
 use super::error::{ApiError, BodyErrors, ErrorBody, TokenErrors};
-use super::{check_fields, delete_unmanaged, lock_unmanaged, present, AppState, IdPath, JsonBody};
+use super::{
+    check_fields, delete_unmanaged, lock_unmanaged, present, AppState, IdPath, JsonBody, Page,
+    QueryParams,
+};
 use crate::config::ProjectConfig;
 use crate::rules;
 use crate::store::{self, ProjectRow};
@@ -124,7 +127,12 @@ fn has_nul(v: &Value) -> bool {
 
 /// The config as a manifest's would be stored: parsed, validated, `name`
 /// set to the project's, and serialized canonically.
-fn check_config(name: &str, config: Value, problems: &mut Vec<String>) -> Option<Value> {
+fn check_config(
+    name: &str,
+    config: Value,
+    roots: &[std::path::PathBuf],
+    problems: &mut Vec<String>,
+) -> Option<Value> {
     if !config.is_object() {
         problems.push("config: must be an object".into());
         return None;
@@ -149,7 +157,8 @@ fn check_config(name: &str, config: Value, problems: &mut Vec<String>) -> Option
         }
         _ => parsed.name = Some(name.to_string()),
     }
-    let errors = parsed.validate();
+    let mut errors = parsed.validate();
+    errors.extend(check_dirs(&parsed, roots));
     if !errors.is_empty() {
         problems.extend(errors.into_iter().map(|m| format!("config.{m}")));
         return None;
@@ -157,6 +166,29 @@ fn check_config(name: &str, config: Value, problems: &mut Vec<String>) -> Option
     serde_json::to_value(&parsed)
         .map_err(|e| problems.push(format!("config: {e}")))
         .ok()
+}
+
+/// The API may place a project's folders only inside an `--inbox-root`;
+/// without one it may not set them at all (a token would otherwise let its
+/// holder read and move any file the daemon can).
+fn check_dirs(config: &ProjectConfig, roots: &[std::path::PathBuf]) -> Vec<String> {
+    if roots.is_empty() {
+        return [
+            ("inbox", &config.inbox),
+            ("processed_dir", &config.processed_dir),
+            ("failed_dir", &config.failed_dir),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| {
+            format!(
+                "{k}: the API may only set inbox, processed_dir and failed_dir when cpi is started with {} DIR",
+                rules::INBOX_ROOT_FLAG
+            )
+        })
+        .collect();
+    }
+    crate::confine::outside(config, roots)
 }
 
 async fn ensure_connection_exists(
@@ -175,10 +207,17 @@ async fn ensure_connection_exists(
 
 #[utoipa::path(
     get, path = "/projects", operation_id = "list_projects", tag = "projects",
-    responses((status = 200, description = "Every project, by name", body = [Project]))
+    params(Page),
+    responses(
+        (status = 200, description = "A page of projects, by name", body = [Project]),
+        (status = 400, description = "Malformed query (limit over 1000, …)", body = ErrorBody),
+    )
 )]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Project>>, ApiError> {
-    let rows = store::list_projects(&state.pool).await?;
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(page): QueryParams<Page>,
+) -> Result<Json<Vec<Project>>, ApiError> {
+    let rows = page.slice(store::list_projects(&state.pool).await?)?;
     Ok(Json(rows.into_iter().map(Project::from).collect()))
 }
 
@@ -224,7 +263,11 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let body: ProjectCreate = parse(body)?;
     let mut problems = check_fields(KIND, Some(&body.name), body.description.as_deref());
-    let config = check_config(&body.name, body.config, &mut problems);
+    let config = check_config(&body.name, body.config, &state.inbox_roots, &mut problems);
+    // Checked with the rest, so one answer lists every problem.
+    if let Err(e) = ensure_connection_exists(&state.pool, body.connection_id).await {
+        problems.push(e.to_string());
+    }
     let Some(config) = config.filter(|_| problems.is_empty()) else {
         return Err(ApiError::Invalid(problems));
     };
@@ -274,6 +317,11 @@ pub async fn update(
     let body: ProjectUpdate = parse(body)?;
     let description = body.description.as_ref().and_then(Option::as_deref);
     let mut problems = check_fields(KIND, body.name.as_deref(), description);
+    if let Some(Some(c)) = body.connection_id {
+        if let Err(e) = ensure_connection_exists(&state.pool, Some(c)).await {
+            problems.push(e.to_string());
+        }
+    }
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
@@ -282,7 +330,7 @@ pub async fn update(
     let name = body.name.unwrap_or(current.name);
     // A rename changes `config.name` too; a new config is checked whole.
     let config = match body.config {
-        Some(c) => check_config(&name, c, &mut problems),
+        Some(c) => check_config(&name, c, &state.inbox_roots, &mut problems),
         None => {
             let mut c = current.config;
             if let Some(o) = c.as_object_mut() {
@@ -347,22 +395,29 @@ mod tests {
 
     #[test]
     fn config_is_validated_like_a_manifest() {
+        let root = [std::path::PathBuf::from("/in")];
         let mut p = Vec::new();
-        let c = check_config("abc", json!({"inbox": "/in"}), &mut p).unwrap();
+        let c = check_config("abc", json!({"inbox": "/in"}), &root, &mut p).unwrap();
         assert_eq!(c, json!({"name": "abc", "inbox": "/in"}));
+        let mut p = Vec::new();
+        assert!(check_config("abc", json!({"inbox": "/in"}), &[], &mut p).is_none());
+        assert!(p[0].contains("--inbox-root"), "{p:?}");
+        let mut p = Vec::new();
+        assert!(check_config("abc", json!({"inbox": "/in/../etc"}), &root, &mut p).is_none());
+        assert!(p[0].contains("outside every --inbox-root"), "{p:?}");
 
         let mut p = Vec::new();
-        assert!(check_config("abc", json!({"name": "other"}), &mut p).is_none());
+        assert!(check_config("abc", json!({"name": "other"}), &root, &mut p).is_none());
         assert!(p[0].contains("differs"), "{p:?}");
 
         let mut p = Vec::new();
-        assert!(check_config("abc", json!({"nope": 1}), &mut p).is_none());
+        assert!(check_config("abc", json!({"nope": 1}), &root, &mut p).is_none());
         assert!(p[0].contains("unknown field"), "{p:?}");
 
         let mut p = Vec::new();
-        assert!(check_config("abc", json!([]), &mut p).is_none());
+        assert!(check_config("abc", json!([]), &root, &mut p).is_none());
         let mut p = Vec::new();
-        assert!(check_config("abc", json!({"inbox": "a\u{0}b"}), &mut p).is_none());
+        assert!(check_config("abc", json!({"inbox": "a\u{0}b"}), &root, &mut p).is_none());
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct Readiness {
     pub reconciler: bool,
     /// The last reconcile this process ran, if any.
     pub last_reconcile: Option<LastReconcile>,
+    /// Projects whose inbox, processed_dir or failed_dir lie outside every
+    /// `--inbox-root`: not watched, nothing moved (project name → why).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub refused_inboxes: std::collections::BTreeMap<String, String>,
 }
 
 #[utoipa::path(
@@ -66,6 +70,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         database,
         reconciler: state.health.runs_reconciler(),
         last_reconcile: state.health.last_reconcile(),
+        refused_inboxes: state.health.refused_inboxes(),
     };
     let status = if ready {
         StatusCode::OK

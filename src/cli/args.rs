@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
@@ -90,7 +91,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse and check the manifests and their secret references (no database).
-    Validate,
+    Validate(InboxRoots),
     /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error.
     Diff(DiffArgs),
     /// Apply the plan once, in one transaction.
@@ -135,6 +136,8 @@ pub enum Command {
     /// Re-encrypt every stored connection URL with the first key of
     /// --encryption-key-file (after putting a new key first).
     Rekey,
+    /// Delete finished import jobs and reconcile runs older than AGE.
+    Prune(PruneArgs),
     /// Print the JSON Schema of a manifest document (for editors).
     Schema,
     /// Print a shell completion script.
@@ -170,6 +173,60 @@ pub struct GeneratedArgs {
     pub force: bool,
 }
 
+/// `--inbox-root`: the folders every `inbox`, `processed_dir` and
+/// `failed_dir` must resolve inside (`run`, `serve`, `apply`, `diff`, `validate`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct InboxRoots {
+    /// Every inbox, processed_dir and failed_dir must resolve inside one of
+    /// these folders (repeatable). Without one, the API may not set them.
+    #[arg(
+        long = "inbox-root",
+        value_name = "DIR",
+        env = "CPI_INBOX_ROOTS",
+        value_delimiter = ':'
+    )]
+    pub inbox_roots: Vec<PathBuf>,
+}
+
+/// The HTTP server's limits and CORS (`run --listen`, `serve`).
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = crate::api::server::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; also how long an idle
+    /// kept-alive connection stays open.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// A request not answered within this gets 408.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// An origin (`https://console.example.com`) whose pages may call the
+    /// API from a browser (repeatable; none: no CORS headers).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+}
+
+impl HttpArgs {
+    /// The server settings these arguments name.
+    pub fn settings(&self) -> crate::api::server::HttpSettings {
+        crate::api::server::HttpSettings {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            request_timeout: self.request_timeout,
+            cors_origins: self.cors_origins.clone(),
+        }
+    }
+}
+
+/// `cpi prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Finished jobs and reconcile runs that ended longer ago than this (`90d`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub older_than: Duration,
+}
+
 /// `cpi diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -182,6 +239,9 @@ pub struct DiffArgs {
     /// Take over rows of the same name that are unmanaged or another owner's.
     #[arg(long)]
     pub adopt: bool,
+    /// Where inboxes may be.
+    #[command(flatten)]
+    pub roots: InboxRoots,
 }
 
 /// `cpi apply`.
@@ -193,6 +253,9 @@ pub struct ApplyArgs {
     /// Text (unified diffs) or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+    /// Where inboxes may be.
+    #[command(flatten)]
+    pub roots: InboxRoots,
 }
 
 /// What `cpi apply` and `cpi run` may take over and delete.
@@ -298,6 +361,15 @@ pub struct RunArgs {
     /// A file holding the API token (writes and URL-bearing responses need it).
     #[arg(long, env = "CPI_API_TOKEN_FILE", requires = "listen")]
     pub api_token_file: Option<PathBuf>,
+    /// The HTTP server's limits.
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Where inboxes may be.
+    #[command(flatten)]
+    pub roots: InboxRoots,
+    /// Delete finished jobs and reconcile runs older than this, hourly (off by default).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retention: Option<Duration>,
 }
 
 /// `cpi serve`: the HTTP API alone.
@@ -310,6 +382,12 @@ pub struct ApiArgs {
     /// one, writes and every response with a database URL answer 403.
     #[arg(long, env = "CPI_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// The HTTP server's limits.
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Where inboxes may be.
+    #[command(flatten)]
+    pub roots: InboxRoots,
 }
 
 /// `cpi import`.

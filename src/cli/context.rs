@@ -37,7 +37,17 @@ pub async fn management_pool(g: &Global) -> Result<sqlx::PgPool> {
 
 /// Loads the manifests, registering every secret for scrubbing.
 pub fn load_manifests(g: &Global, mode: Secrets) -> Result<Loaded> {
-    load_manifests_from(&g.manifests, g.secrets_dir.as_deref(), mode)
+    load_manifests_confined(g, &[], mode)
+}
+
+/// [`load_manifests`] with every inbox confined to `roots` (none: anywhere).
+pub fn load_manifests_confined(
+    g: &Global,
+    roots: &[std::path::PathBuf],
+    mode: Secrets,
+) -> Result<Loaded> {
+    let loaded = manifest::load_confined(&g.manifests, g.secrets_dir.as_deref(), mode, roots)?;
+    Ok(registered(loaded))
 }
 
 /// Loads the manifests of `dir`, registering every secret for scrubbing
@@ -47,14 +57,18 @@ pub fn load_manifests_from(
     secrets_dir: Option<&Path>,
     mode: Secrets,
 ) -> Result<Loaded> {
-    let loaded = manifest::load(dir, secrets_dir, mode)?;
+    Ok(registered(manifest::load(dir, secrets_dir, mode)?))
+}
+
+/// Registers every secret of `loaded` for scrubbing and prints its warnings.
+fn registered(loaded: Loaded) -> Loaded {
     for s in loaded.secrets() {
         secret::register(s);
     }
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(loaded)
+    loaded
 }
 
 /// Rows as aligned text columns (the first row is the header).

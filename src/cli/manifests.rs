@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use super::args::{ApplyArgs, DiffArgs, Global, Output};
-use super::context::{load_manifests, load_manifests_from, management_pool};
+use super::args::{ApplyArgs, DiffArgs, Global, InboxRoots, Output};
+use super::context::{load_manifests_confined, load_manifests_from, management_pool};
 use crate::apply::{self, ApplyOptions};
 use crate::manifest::{self, Secrets};
 use crate::plan::{self, Observed};
@@ -18,8 +18,8 @@ use crate::store;
 pub const EXIT_CHANGES: u8 = 2;
 
 /// `cpi validate`: parse and check, no database.
-pub fn validate(g: &Global) -> Result<ExitCode> {
-    let loaded = load_manifests(g, Secrets::Optional)?;
+pub fn validate(g: &Global, r: &InboxRoots) -> Result<ExitCode> {
+    let loaded = load_manifests_confined(g, &r.inbox_roots, Secrets::Optional)?;
     println!(
         "{}: {} connection(s), {} project(s) in {} file(s): valid",
         g.manifests.display(),
@@ -42,7 +42,7 @@ fn print_plan(p: &plan::Plan, output: Output) {
 
 /// `cpi diff`: the plan, and [`EXIT_CHANGES`] when it is not empty.
 pub async fn diff(g: &Global, a: &DiffArgs) -> Result<ExitCode> {
-    let loaded = load_manifests(g, Secrets::Optional)?;
+    let loaded = load_manifests_confined(g, &a.roots.inbox_roots, Secrets::Optional)?;
     let observed = match &a.against {
         Some(dir) => {
             let base = load_manifests_from(dir, g.secrets_dir.as_deref(), Secrets::Optional)
@@ -79,7 +79,7 @@ pub async fn diff(g: &Global, a: &DiffArgs) -> Result<ExitCode> {
 
 /// `cpi apply`: the plan, applied in one transaction.
 pub async fn apply(g: &Global, a: &ApplyArgs) -> Result<ExitCode> {
-    let loaded = load_manifests(g, Secrets::Required)?;
+    let loaded = load_manifests_confined(g, &a.roots.inbox_roots, Secrets::Required)?;
     let pool = management_pool(g).await?;
     store::migrate(&pool).await?;
     let opts = ApplyOptions {

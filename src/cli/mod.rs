@@ -44,7 +44,7 @@ pub fn init_logging(format: LogFormat) {
 fn needs_management_db(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Validate
+        Command::Validate(_)
             | Command::Diff(DiffArgs {
                 against: Some(_),
                 ..
@@ -75,7 +75,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
     let g = &global;
     match &cli.command {
-        Command::Validate => manifests::validate(g),
+        Command::Validate(r) => manifests::validate(g, r),
         Command::Diff(a) => manifests::diff(g, a).await,
         Command::Apply(a) => manifests::apply(g, a).await,
         Command::Migrate => {
@@ -100,6 +100,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Keygen { output } => keys::keygen(output),
         Command::Rekey => keys::rekey(g).await,
+        Command::Prune(a) => {
+            let pool = management_pool(g).await?;
+            store::migrate(&pool).await?;
+            let p = crate::prune::prune(&pool, a.older_than).await?;
+            let secs = a.older_than.as_secs();
+            // humantime writes 90d as "2months 29days 2h…": days read better.
+            let age = if secs % 86_400 == 0 {
+                format!("{}d", secs / 86_400)
+            } else {
+                humantime::format_duration(a.older_than).to_string()
+            };
+            println!(
+                "pruned {} job(s) and {} reconcile run(s) older than {age}",
+                p.jobs, p.reconcile_runs
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema => {
             print!("{}", crate::schema::text());
             Ok(ExitCode::SUCCESS)

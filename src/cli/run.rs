@@ -42,6 +42,9 @@ pub fn settings(g: &Global, a: &RunArgs) -> Result<daemon::Settings> {
         allow_delete: a.guards.allow_delete,
         api_token,
         worker_prefix: daemon::default_worker_prefix(),
+        inbox_roots: a.roots.inbox_roots.clone(),
+        http: a.http.settings(),
+        retention: a.retention,
     })
 }
 

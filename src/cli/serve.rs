@@ -26,7 +26,9 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
-    let state = AppState::new(pool, token, Arc::new(Health::new()));
+    let mut state = AppState::new(pool, token, Arc::new(Health::new()));
+    state.inbox_roots = Arc::new(a.roots.inbox_roots.clone());
+    state.http = a.http.settings();
     let signal = signal();
     let shutdown = async move {
         signal.await;

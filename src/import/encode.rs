@@ -604,7 +604,8 @@ pub fn parse_timestamp_us(t: &str, with_tz: bool) -> Option<i64> {
     if b.len() < 10 {
         return None;
     }
-    let days = parse_date_days(&t[..10])? as i64;
+    // `get`: byte 10 may fall inside a multi-byte character (found by fuzzing).
+    let days = parse_date_days(t.get(..10)?)? as i64;
     let mut i = 10;
     let mut us: i64 = 0;
     if i < b.len() && (b[i] == b' ' || b[i] == b'T' || b[i] == b't') {
@@ -867,6 +868,16 @@ mod tests {
         assert_eq!(
             ValueError::Invalid("numeric").message(&show_value(b"12,5")),
             "\"12,5\" is not a valid numeric"
+        );
+    }
+
+    #[test]
+    fn a_multibyte_character_at_byte_ten_is_no_timestamp() {
+        // Found by the copy_encoders fuzz target: it used to panic.
+        assert_eq!(parse_timestamp_us("2024-01-0\u{e9}", true), None);
+        assert_eq!(
+            parse_timestamp_us("\u{fffd}\u{fffd}\u{fffd}\u{fffd}", false),
+            None
         );
     }
 }

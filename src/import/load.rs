@@ -510,7 +510,12 @@ async fn copy(
     }
     if let Some(fatal) = &summary.fatal {
         let _ = copy.abort("cpi: the file is rejected").await;
-        return Err(Failure::rejected(fatal.clone(), &summary));
+        // A corrupt .gz can decode to garbage rows before its checksum
+        // fails: the gzip verdict, when there is one, is the real reason.
+        let message = reader::gzip_problem(&ctx.path)
+            .map(|m| format!("{file}: {m}"))
+            .unwrap_or_else(|| fatal.clone());
+        return Err(Failure::rejected(message, &summary));
     }
     match copy.finish().await {
         Ok(n) => Ok((summary, n)),

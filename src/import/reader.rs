@@ -175,7 +175,9 @@ pub fn open(
     let raw: Box<dyn Read + Send> = if is_gzip(path) {
         Box::new(BufReader::with_capacity(
             READ_BUF,
-            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUF, file)),
+            Gzip(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                READ_BUF, file,
+            ))),
         ))
     } else {
         Box::new(file)
@@ -197,6 +199,35 @@ pub fn open(
         .escape(o.escape)
         .buffer_capacity(READ_BUF);
     Ok(b.from_reader(text))
+}
+
+/// A gzip decoder whose errors say so: a corrupt or truncated `.csv.gz`
+/// reads "not a valid gzip file", not as a CSV problem at some line.
+struct Gzip<R>(flate2::read::MultiGzDecoder<R>);
+
+impl<R: Read> Read for Gzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a valid gzip file: {e}"),
+            )
+        })
+    }
+}
+
+/// For a `.gz` file, why it is not a valid gzip stream (decompressed to the
+/// end, checksums checked); `None` for a valid one or another file.
+/// Called only when an import failed, so the happy path reads once.
+pub fn gzip_problem(path: &Path) -> Option<String> {
+    if !is_gzip(path) {
+        return None;
+    }
+    let file = BufReader::with_capacity(READ_BUF, File::open(path).ok()?);
+    let mut gz = Gzip(flate2::read::MultiGzDecoder::new(file));
+    io::copy(&mut gz, &mut io::sink())
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// Whether the file is read through gzip (its name ends in `.gz`).

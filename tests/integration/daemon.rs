@@ -292,7 +292,8 @@ async fn two_replicas_import_each_file_once_and_never_interleave_reconciles() {
     )
     .await;
     assert_eq!(overlaps, 0);
-    assert!(scalar_i64(&pool, "SELECT count(*) FROM cpi_reconcile_runs").await >= 4);
+    // The create and at least one edit; no-op reconciles fold into one row.
+    assert!(scalar_i64(&pool, "SELECT count(*) FROM cpi_reconcile_runs").await >= 2);
 }
 
 #[tokio::test]

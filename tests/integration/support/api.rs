@@ -57,7 +57,9 @@ impl Server {
         let pool = cpi::store::connect(&Secret::new(db.url())).await.unwrap();
         cpi::store::migrate(&pool).await.unwrap();
         let health = Arc::new(health);
-        let state = AppState::new(pool.clone(), token.map(Secret::new), health.clone());
+        let mut state = AppState::new(pool.clone(), token.map(Secret::new), health.clone());
+        // The CRUD tests place inboxes anywhere; confinement has its own tests.
+        state.inbox_roots = Arc::new(vec!["/".into()]);
         Self::serve(db, pool, state).await
     }
 

@@ -1,0 +1,155 @@
+//! Moving a file after its job, until it is done: into `processed/`, or
+//! into `failed/` with its `.error.json` beside it. A move that fails
+//! (folder unwritable, disk full, a mount gone) is retried with
+//! [`crate::retry::backoff`] and each failure logged with source and
+//! destination, so the file leaves the inbox once the fault is fixed,
+//! without a restart.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::inbox;
+
+/// The first retry waits this long, then twice as long each time.
+pub const BASE: Duration = Duration::from_millis(500);
+/// Retries never wait longer than this.
+pub const MAX: Duration = Duration::from_secs(30);
+
+/// One file's way out of the inbox, with what is done so far.
+#[derive(Debug)]
+pub struct Move {
+    /// The file in the inbox.
+    pub from: PathBuf,
+    /// `processed/` or `failed/`.
+    pub dir: PathBuf,
+    /// The job id's prefix, for names already taken.
+    pub job: String,
+    /// The `.error.json` to write beside the moved file (failed jobs).
+    pub report: Option<Vec<u8>>,
+    /// `--inbox-root`, checked again at every attempt.
+    pub roots: Vec<PathBuf>,
+    /// Where the file landed, once it did.
+    moved: Option<PathBuf>,
+}
+
+/// How an attempt ended.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The file (and its report) are in place.
+    Done(PathBuf),
+    /// The file is no longer in the inbox (another replica moved it).
+    Gone,
+    /// Try again later.
+    Failed(std::io::Error),
+}
+
+impl Move {
+    /// A move of `from` into `dir` for job `job`.
+    pub fn new(
+        from: PathBuf,
+        dir: PathBuf,
+        job: &str,
+        report: Option<Vec<u8>>,
+        roots: &[PathBuf],
+    ) -> Move {
+        Move {
+            from,
+            dir,
+            job: job.to_string(),
+            report,
+            roots: roots.to_vec(),
+            moved: None,
+        }
+    }
+
+    /// One attempt: the move if not done yet, then the report beside the
+    /// moved file (so it never lies beside nothing).
+    pub fn attempt(&mut self) -> Attempt {
+        if self.moved.is_none() {
+            if let Err(m) = crate::confine::may_move_into(&self.dir, &self.roots) {
+                return Attempt::Failed(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    m,
+                ));
+            }
+            match inbox::move_into(&self.from, &self.dir, &self.job) {
+                Ok(to) => self.moved = Some(to),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.from.exists() => {
+                    return Attempt::Gone
+                }
+                Err(e) => return Attempt::Failed(e),
+            }
+        }
+        let to = self.moved.clone().expect("set above");
+        if let Some(report) = &self.report {
+            if let Err(e) = inbox::write_report_beside(&to, &self.job, report) {
+                return Attempt::Failed(e);
+            }
+            self.report = None;
+        }
+        Attempt::Done(to)
+    }
+
+    /// Where the attempt that fails is heading, for the log.
+    fn destination(&self) -> PathBuf {
+        self.moved.clone().unwrap_or_else(|| self.dir.clone())
+    }
+}
+
+/// Attempts `m` once, now; if that fails, keeps trying in a background task
+/// ([`until_done`]) so the worker can take its next job. The first attempt
+/// is inline so that a process about to exit has moved what it could.
+pub fn start(mut m: Move, stop: watch::Receiver<bool>) {
+    match m.attempt() {
+        Attempt::Done(to) => tracing::info!(to = %to.display(), "file moved"),
+        Attempt::Gone => {
+            tracing::debug!(from = %m.from.display(), "file already moved (another replica)")
+        }
+        Attempt::Failed(e) => {
+            tracing::error!(
+                from = %m.from.display(),
+                to = %m.destination().display(),
+                error = %e,
+                "cannot move the file; it stays in the inbox and the move is retried"
+            );
+            tokio::spawn(until_done(m, stop));
+        }
+    }
+}
+
+/// Attempts `m` until it is done, the file is gone, or `stop` is set (then
+/// the file stays in the inbox: at the next start it is found again and
+/// recognised as a duplicate by its checksum, and moved).
+pub async fn until_done(mut m: Move, mut stop: watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    loop {
+        // The caller's attempt failed just now: wait before the next.
+        let delay = crate::retry::backoff(failures, BASE, MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        failures += 1;
+        match m.attempt() {
+            Attempt::Done(to) => {
+                tracing::info!(from = %m.from.display(), to = %to.display(), failures, "file moved after retries");
+                return;
+            }
+            Attempt::Gone => {
+                tracing::debug!(from = %m.from.display(), "file already moved (another replica)");
+                return;
+            }
+            Attempt::Failed(e) => {
+                tracing::error!(
+                    from = %m.from.display(),
+                    to = %m.destination().display(),
+                    error = %e,
+                    retry_in = ?crate::retry::backoff(failures, BASE, MAX),
+                    "cannot move the file; it stays in the inbox and the move is retried"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! History retention: `cpi prune --older-than AGE` and `cpi run
+//! --retention AGE` delete finished import jobs and reconcile runs older
+//! than AGE. Safe for exactly-once: the ledger that keeps an import single
+//! lives in the target database, not in the job rows.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+/// What one prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    /// Finished import jobs (succeeded, failed, duplicate).
+    pub jobs: u64,
+    /// Reconcile runs (the latest one is always kept).
+    pub reconcile_runs: u64,
+}
+
+/// Deletes finished jobs and reconcile runs that ended more than `age` ago.
+/// Queued and running jobs stay, and so does the latest reconcile run
+/// (`/metrics` and `/readyz` tell its time).
+pub async fn prune(pool: &PgPool, age: Duration) -> Result<Pruned, sqlx::Error> {
+    let secs = age.as_secs_f64();
+    let jobs = sqlx::query(
+        "DELETE FROM cpi_import_jobs
+          WHERE status IN ('succeeded', 'failed', 'duplicate')
+            AND coalesce(finished_at, created_at) < now() - make_interval(secs => $1)",
+    )
+    .bind(secs)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let reconcile_runs = sqlx::query(
+        "DELETE FROM cpi_reconcile_runs
+          WHERE coalesce(finished_at, started_at) < now() - make_interval(secs => $1)
+            AND id <> (SELECT id FROM cpi_reconcile_runs ORDER BY started_at DESC LIMIT 1)",
+    )
+    .bind(secs)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(Pruned {
+        jobs,
+        reconcile_runs,
+    })
+}
+
+/// How often the daemon prunes under `--retention`.
+pub const EVERY: Duration = Duration::from_secs(3600);
+
+/// The daemon's retention loop: prunes at start, then every [`EVERY`],
+/// until `stop` is set.
+pub async fn every(pool: PgPool, age: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        match prune(&pool, age).await {
+            Ok(p) if p != Pruned::default() => {
+                tracing::info!(
+                    jobs = p.jobs,
+                    reconcile_runs = p.reconcile_runs,
+                    "pruned history older than --retention"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %crate::secret::scrub_known(&e.to_string()), "cannot prune history")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
