@@ -23,6 +23,7 @@ fn test_conn(mgmt: &str, secrets: &std::path::Path, name: &str) -> Run {
 async fn connections_test_names_each_tls_outcome() {
     let tls = TlsServer::start();
     let plain = TlsServer::start_plain();
+    let expired = TlsServer::start_expired();
     let mgmt = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("m");
@@ -68,6 +69,7 @@ async fn connections_test_names_each_tls_outcome() {
             &plain.url("127.0.0.1", "postgres", "sslmode=require"),
         ),
         connection("prefer-plain", &plain.url("127.0.0.1", "postgres", "")),
+        connection("expired", &expired.verified_url("postgres")),
         // Relative certificate paths resolve under the secrets folder.
         connection(
             "clientcert",
@@ -129,6 +131,7 @@ async fn connections_test_names_each_tls_outcome() {
     for (name, expect) in [
         ("wrongca", "unknown CA"),
         ("wronghost", "wrong host name"),
+        ("expired", "certificate has expired"),
         ("disabled", "accepts only TLS connections"),
         ("notls", "does not accept TLS connections"),
         ("nocert", "client certificate"),

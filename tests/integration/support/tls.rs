@@ -76,7 +76,7 @@ fn ca(dir: &Path, name: &str) {
 }
 
 /// A certificate `NAME.crt` + key `NAME.key` signed by `ca`, for `cn` with `san`.
-fn leaf(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>) {
+fn leaf(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>, days: &str) {
     openssl(
         dir,
         &[
@@ -111,7 +111,7 @@ fn leaf(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>) {
             &format!("{ca}.key"),
             "-CAcreateserial",
             "-days",
-            "30",
+            days,
             "-extfile",
             &ext,
             "-out",
@@ -123,16 +123,21 @@ fn leaf(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>) {
 impl TlsServer {
     /// Makes the certificates, initdb, TLS-only config, start.
     pub fn start() -> TlsServer {
-        Self::start_with(true)
+        Self::start_with(true, false)
+    }
+
+    /// The same TLS-only server, whose certificate expired yesterday.
+    pub fn start_expired() -> TlsServer {
+        Self::start_with(true, true)
     }
 
     /// The same server without TLS at all (`ssl = off`, `host` lines), for
     /// `sslmode=require` against a server that cannot.
     pub fn start_plain() -> TlsServer {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
-    fn start_with(ssl: bool) -> TlsServer {
+    fn start_with(ssl: bool, expired: bool) -> TlsServer {
         let dir = tempfile::Builder::new()
             .prefix("cpi-tls-")
             .tempdir_in("/tmp")
@@ -148,8 +153,10 @@ impl TlsServer {
             "server",
             "localhost",
             Some("DNS:localhost,IP:127.0.0.1"),
+            // openssl takes a negative validity: not after is before now.
+            if expired { "-1" } else { "30" },
         );
-        leaf(d, "ca", "client", "postgres", None);
+        leaf(d, "ca", "client", "postgres", None, "30");
         for f in ["client.key", "server.key"] {
             std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
         }
