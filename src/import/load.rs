@@ -13,7 +13,10 @@ use sqlx::postgres::PgDatabaseError;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::config::{Mode, ResolvedOptions, TableName};
+use std::collections::BTreeMap;
+
+use crate::config::{DateOrder, Mode, OnError, ResolvedOptions, TableName};
+use crate::import::encode::CopyFormat;
 use crate::import::plan::{self, ColumnPlan, TablePlan};
 use crate::import::{pipeline, reader, sql, target};
 use crate::jobs::{Counts, JobStatus};
@@ -144,8 +147,13 @@ fn db_failure(file: &str, e: sqlx::Error, lines: Option<&pipeline::LineMap>) -> 
         .r#where()
         .and_then(copy_row_of)
         .and_then(|row| lines.and_then(|l| l.line_of(row)));
+    let column = pg
+        .r#where()
+        .and_then(copy_column_of)
+        .map(|c| format!("column {}: ", crate::config::quote_ident(&c)))
+        .unwrap_or_default();
     Failure::bad(match line {
-        Some(l) => format!("{file}:{l}: {msg}"),
+        Some(l) => format!("{file}:{l}: {column}{msg}"),
         None => format!("{file}: {msg}"),
     })
 }
@@ -158,6 +166,16 @@ pub fn copy_row_of(context: &str) -> Option<u64> {
         .take_while(|c| c.is_ascii_digit())
         .collect();
     digits.parse().ok()
+}
+
+/// `COPY t, line 3, column date: "x"` → `date` (the server's context
+/// names the column of a refused value).
+pub fn copy_column_of(context: &str) -> Option<String> {
+    let first = context.lines().next()?;
+    let i = first.find(", column ")?;
+    let rest = &first[i + 9..];
+    let end = rest.find(": ").unwrap_or(rest.len());
+    Some(rest[..end].to_string())
 }
 
 /// The opened file and its first record(s).
@@ -219,6 +237,14 @@ struct Stream {
     hash: Option<reader::StreamHash>,
 }
 
+fn new_stream(ctx: &Ctx) -> Stream {
+    Stream {
+        bytes: Arc::new(AtomicU64::new(0)),
+        rows: Arc::new(AtomicU64::new(0)),
+        hash: ctx.sha256.is_none().then(reader::new_stream_hash),
+    }
+}
+
 /// Loads the file: see the module documentation.
 pub(super) async fn load(
     conn: &mut PgConnection,
@@ -232,7 +258,7 @@ pub(super) async fn load(
 
     let started = Instant::now();
     target::ensure_ledger(conn).await.map_err(db)?;
-    let mut tx = begin(conn, &table).await.map_err(db)?;
+    let mut tx = begin(conn, &table, o.date_order).await.map_err(db)?;
     if let Some(sha) = &ctx.sha256 {
         if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
             .await
@@ -243,13 +269,9 @@ pub(super) async fn load(
         }
     }
 
-    let stream = Stream {
-        bytes: Arc::new(AtomicU64::new(0)),
-        rows: Arc::new(AtomicU64::new(0)),
-        hash: ctx.sha256.is_none().then(reader::new_stream_hash),
-    };
+    let mut stream = new_stream(ctx);
     let opened = open(ctx, &stream).await?;
-    let plan = prepare_target(&mut tx, ctx, opened.header.as_deref(), opened.width).await?;
+    let mut plan = prepare_target(&mut tx, ctx, opened.header.as_deref(), opened.width).await?;
     let mut counts = Counts::default();
     if o.mode == Mode::Replace {
         // DELETE, not TRUNCATE: readers keep seeing the old rows until
@@ -260,15 +282,60 @@ pub(super) async fn load(
             .map_err(db)?;
         counts.rows_deleted = r.rows_affected();
     }
-    let copy_sql = prepare_copy(&mut tx, &table, &plan).await.map_err(db)?;
-    let copied = copy(&mut tx, ctx, &plan, opened, &copy_sql, &stream, progress).await;
-    let (summary, copied) = match copied {
-        Ok(c) => c,
-        Err(f) => {
-            // After a lost connection this fails too: the server has
-            // rolled back already.
+    prepare_copy(&mut tx, &table, &plan).await.map_err(db)?;
+    // A pass may end early: a binary COPY met a value only the server
+    // reads (go again as text), or, with skip_rows, the server refused a
+    // row (go again without it). Each pass starts from this savepoint.
+    let savepoint = plan.format == CopyFormat::Binary || o.on_error == OnError::SkipRows;
+    if savepoint {
+        sqlx::query("SAVEPOINT cpi_copy")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    let mut notes = Vec::new();
+    let mut refused = BTreeMap::new();
+    let mut opened = Some(opened);
+    let (summary, copied) = loop {
+        let this = match opened.take() {
+            Some(op) => Ok(op),
+            None => {
+                stream = new_stream(ctx);
+                open(ctx, &stream).await
+            }
+        };
+        let pass = match this {
+            Ok(op) => copy(&mut tx, ctx, &plan, op, &stream, progress, &refused).await,
+            Err(f) => Err(f),
+        };
+        match pass {
+            Ok(Pass::Done(s, n)) => break (s, n),
+            Ok(Pass::NeedsText(why)) => {
+                tracing::info!(file, decision = %why, "binary COPY → text COPY");
+                notes.push(why);
+                plan.format = CopyFormat::Text;
+            }
+            Ok(Pass::Refused(row)) if !refused.contains_key(&row.line) => {
+                tracing::info!(file, row = %row.message, "the server refused a row: skipped");
+                refused.insert(row.line, row);
+            }
+            Ok(Pass::Refused(row)) => {
+                let _ = tx.rollback().await;
+                return Err(Failure::bad(row.message));
+            }
+            Err(f) => {
+                // After a lost connection this fails too: the server has
+                // rolled back already.
+                let _ = tx.rollback().await;
+                return Err(f);
+            }
+        }
+        if let Err(e) = sqlx::query("ROLLBACK TO SAVEPOINT cpi_copy")
+            .execute(&mut *tx)
+            .await
+        {
             let _ = tx.rollback().await;
-            return Err(f);
+            return Err(db(e));
         }
     };
     counts.rows_read = summary.rows_read;
@@ -298,12 +365,13 @@ pub(super) async fn load(
         commit_s = (started.elapsed() - merge_done).as_secs_f64(),
         "import timings"
     );
-    let note = (summary.rows_rejected > 0).then(|| {
-        format!(
+    if summary.rows_rejected > 0 {
+        notes.push(format!(
             "{file}: {} bad row(s) skipped (on_error: skip_rows)",
             summary.rows_rejected
-        )
-    });
+        ));
+    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(Loaded {
         sha256,
         status: JobStatus::Succeeded,
@@ -319,11 +387,20 @@ pub(super) async fn load(
 async fn begin<'c>(
     conn: &'c mut PgConnection,
     table: &str,
+    date_order: DateOrder,
 ) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     sqlx::query("SET LOCAL TimeZone = 'UTC'")
         .execute(&mut *tx)
         .await?;
+    // How the server reads `01/02/2024` when cpi hands it a date; cpi's
+    // own date forms are year-first, the same in every order.
+    sqlx::query(&format!(
+        "SET LOCAL DateStyle = 'ISO, {}'",
+        date_order.as_str()
+    ))
+    .execute(&mut *tx)
+    .await?;
     target::lock_table(&mut tx, table).await?;
     Ok(tx)
 }
@@ -411,17 +488,16 @@ async fn prepare_target(
     plan::plan_columns(file, o, header, width, &columns).map_err(bad)
 }
 
-/// The COPY statement, after creating the staging table when the plan
-/// needs one.
+/// Creates the staging table when the plan needs one.
 async fn prepare_copy(
     tx: &mut PgConnection,
     table: &str,
     plan: &ColumnPlan,
-) -> Result<String, sqlx::Error> {
-    let cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
+) -> Result<(), sqlx::Error> {
     if !plan.staged {
-        return Ok(sql::copy_statement(table, &cols, plan.format));
+        return Ok(());
     }
+    let cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
     // For the merge: the staging table in memory where it fits, hash
     // joins of a million rows without spilling, and no JIT compile for a
     // statement whose cost is writing rows. One statement each, through
@@ -437,9 +513,58 @@ async fn prepare_copy(
     sqlx::query(&sql::create_stage(STAGE, table, &cols))
         .execute(&mut *tx)
         .await?;
-    let mut c = cols;
-    c.push(sql::ROW_COLUMN);
-    Ok(sql::copy_statement(STAGE, &c, plan.format))
+    Ok(())
+}
+
+/// The COPY of the plan: into the table, or into the staging table with
+/// the row sequence.
+fn copy_statement(table: &str, plan: &ColumnPlan) -> String {
+    let mut cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
+    if !plan.staged {
+        return sql::copy_statement(table, &cols, plan.format);
+    }
+    cols.push(sql::ROW_COLUMN);
+    sql::copy_statement(STAGE, &cols, plan.format)
+}
+
+/// How one COPY pass ended (see [`load`]).
+enum Pass {
+    /// Every row went (or was skipped as bad): the COPY's row count.
+    Done(pipeline::Summary, u64),
+    /// A binary COPY met a value only the server reads: why.
+    NeedsText(String),
+    /// With `skip_rows`, the server refused this row.
+    Refused(RowError),
+}
+
+/// A server error on one COPY row's value or constraint, as a row error
+/// (file line, column, value), when the server named the row.
+fn refused_row(file: &str, e: &sqlx::Error, lines: &pipeline::LineMap) -> Option<RowError> {
+    let pg = e
+        .as_database_error()?
+        .try_downcast_ref::<PgDatabaseError>()?;
+    let code = pg.code();
+    if !(code.starts_with("22") || code == "23502" || code == "23514") {
+        return None;
+    }
+    let context = pg.r#where()?;
+    let line = lines.line_of(copy_row_of(context)?)?;
+    let column = copy_column_of(context);
+    let value = context
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(": \""))
+        .map(|(_, v)| v.trim_end_matches('"').to_string());
+    let shown = column
+        .as_deref()
+        .map(|c| format!("column {}: ", crate::config::quote_ident(c)))
+        .unwrap_or_default();
+    Some(RowError {
+        line,
+        column,
+        value,
+        message: format!("{file}:{line}: {shown}{}", pg.message()),
+    })
 }
 
 /// Streams the rows: parsed on a thread of its own, sent from here, so
@@ -451,11 +576,12 @@ async fn copy(
     ctx: &Ctx,
     plan: &ColumnPlan,
     opened: Opened,
-    copy_sql: &str,
     stream: &Stream,
     progress: ProgressFn<'_>,
-) -> Result<(pipeline::Summary, u64), Failure> {
+    refused: &BTreeMap<u64, RowError>,
+) -> Result<Pass, Failure> {
     let (file, o) = (ctx.file.as_str(), &ctx.opts);
+    let copy_sql = &copy_statement(&o.table.quoted(), plan);
     let spec = pipeline::Spec {
         file: file.to_string(),
         format: plan.format,
@@ -468,6 +594,11 @@ async fn copy(
         row_number: plan.staged,
         first: opened.first,
         key_fields: plan.key_fields.clone(),
+        dialects: {
+            let cols: Vec<_> = plan.fields.iter().map(|(_, c)| c).collect();
+            crate::import::dialect::for_columns(o, &cols)
+        },
+        refused: refused.clone(),
     };
     let (tx_buf, mut rx_buf) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let producer = {
@@ -503,18 +634,30 @@ async fn copy(
     let summary = producer
         .await
         .map_err(|e| Failure::bad(format!("{file}: the parser failed: {e}")))?;
+    let skip = o.on_error == OnError::SkipRows;
     if let Some(e) = send_error {
-        // The connection is unusable; the server rolls the transaction back.
         drop(copy);
+        if let Some(row) = refused_row(file, &e, &summary.lines).filter(|_| skip) {
+            return Ok(Pass::Refused(row));
+        }
+        // The server rolls the transaction back.
         return Err(db_failure(file, e, Some(&summary.lines)));
+    }
+    if let Some(why) = summary.needs_server {
+        // The server answers the abort with an error, which is expected.
+        let _ = copy.abort("cpi: starting over as text COPY").await;
+        return Ok(Pass::NeedsText(why));
     }
     if let Some(fatal) = &summary.fatal {
         let _ = copy.abort("cpi: the file is rejected").await;
         return Err(Failure::rejected(fatal.clone(), &summary));
     }
     match copy.finish().await {
-        Ok(n) => Ok((summary, n)),
-        Err(e) => Err(db_failure(file, e, Some(&summary.lines)).with_report(&summary)),
+        Ok(n) => Ok(Pass::Done(summary, n)),
+        Err(e) => match refused_row(file, &e, &summary.lines).filter(|_| skip) {
+            Some(row) => Ok(Pass::Refused(row)),
+            None => Err(db_failure(file, e, Some(&summary.lines)).with_report(&summary)),
+        },
     }
 }
 
@@ -619,5 +762,10 @@ mod tests {
         );
         assert_eq!(copy_row_of("COPY t, line 7"), Some(7));
         assert_eq!(copy_row_of("SQL statement"), None);
+        assert_eq!(
+            copy_column_of("COPY t, line 3, column date: \"x\"").as_deref(),
+            Some("date")
+        );
+        assert_eq!(copy_column_of("COPY t, line 7"), None);
     }
 }

@@ -10,11 +10,13 @@
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
 //! - [`mapping`]: header → target columns (pure).
+//! - [`dialect`]: values in the file's spelling → PostgreSQL's (separators, booleans, formats).
 //! - [`encode`]: values → COPY binary/text, checked per type (pure).
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
 
+pub mod dialect;
 pub mod encode;
 pub mod error;
 pub mod job;

@@ -3,6 +3,7 @@
 mod api;
 mod ci;
 mod common;
+mod csv_real;
 mod daemon;
 mod daemon_inprocess;
 mod embedded;
@@ -12,6 +13,7 @@ mod import;
 mod import_cli;
 mod import_support;
 mod legacy;
+mod pg_input;
 mod quickstart;
 mod reconcile;
 mod schema;
