@@ -117,6 +117,24 @@ pub enum ColumnPolicy {
     Ignore,
 }
 
+/// `create_table`: `true`, `false` or `infer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum CreateTable {
+    /// `true`: every column `text`; `false`: never create.
+    Flag(bool),
+    /// `infer`: typed columns chosen from the file's values.
+    Infer(InferWord),
+}
+
+/// The word `infer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum InferWord {
+    /// Types from the file's values.
+    #[serde(rename = "infer")]
+    Infer,
+}
+
 /// How PostgreSQL reads an all-digit date like `01/02/2024` (its `DateStyle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum DateOrder {
@@ -188,9 +206,10 @@ pub struct ImportOptions {
     /// `append`, `upsert`, `replace` or `sync` (default `upsert` with a primary_key, else `append`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
-    /// Create the table from the header when it does not exist.
+    /// Create the table when it does not exist: `true` (every column
+    /// `text`) or `infer` (types chosen from the whole file's values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_table: Option<bool>,
+    pub create_table: Option<CreateTable>,
     /// CSV header → target column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<BTreeMap<String, String>>,
@@ -317,6 +336,8 @@ pub struct ResolvedOptions {
     pub mode: Mode,
     /// Create a missing table from the header.
     pub create_table: bool,
+    /// With `create_table`: infer the column types from the file.
+    pub infer_types: bool,
     /// CSV header → target column.
     pub columns: BTreeMap<String, String>,
     /// The first line names the columns.
@@ -641,7 +662,8 @@ fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
             Mode::Upsert
         }),
         primary_key,
-        create_table: o.create_table.unwrap_or(false),
+        create_table: !matches!(o.create_table, None | Some(CreateTable::Flag(false))),
+        infer_types: matches!(o.create_table, Some(CreateTable::Infer(_))),
         columns: o.columns.clone().unwrap_or_default(),
         header: o.header.unwrap_or(true),
         delimiter: single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),

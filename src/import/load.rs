@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use crate::config::{DateOrder, Mode, OnError, ResolvedOptions, TableName};
 use crate::import::encode::CopyFormat;
 use crate::import::plan::{self, ColumnPlan, TablePlan};
-use crate::import::{pipeline, reader, sql, target};
+use crate::import::{infer, pipeline, reader, sql, target};
 use crate::jobs::{Counts, JobStatus};
 use pipeline::RowError;
 
@@ -271,7 +271,15 @@ pub(super) async fn load(
 
     let mut stream = new_stream(ctx);
     let opened = open(ctx, &stream).await?;
-    let mut plan = prepare_target(&mut tx, ctx, opened.header.as_deref(), opened.width).await?;
+    let mut notes = Vec::new();
+    let mut plan = prepare_target(
+        &mut tx,
+        ctx,
+        opened.header.as_deref(),
+        opened.width,
+        &mut notes,
+    )
+    .await?;
     let mut counts = Counts::default();
     if o.mode == Mode::Replace {
         // DELETE, not TRUNCATE: readers keep seeing the old rows until
@@ -293,7 +301,6 @@ pub(super) async fn load(
             .await
             .map_err(db)?;
     }
-    let mut notes = Vec::new();
     let mut refused = BTreeMap::new();
     let mut opened = Some(opened);
     let (summary, copied) = loop {
@@ -469,13 +476,29 @@ async fn prepare_target(
     ctx: &Ctx,
     header: Option<&[String]>,
     width: usize,
+    notes: &mut Vec<String>,
 ) -> Result<ColumnPlan, Failure> {
     let (file, o) = (ctx.file.as_str(), &ctx.opts);
     let table = o.table.quoted();
     let db = |e: sqlx::Error| db_failure(file, e, None);
     let bad = |e: plan::PlanError| Failure::bad(e.to_string());
     let existing = target::columns(tx, &table).await.map_err(db)?;
-    let columns = match plan::plan_table(file, o, header, existing.is_some()).map_err(bad)? {
+    let mut planned = plan::plan_table(file, o, header, existing.is_some()).map_err(bad)?;
+    if matches!(planned, TablePlan::Create(_)) && o.infer_types {
+        let (p, f, opts) = (ctx.path.clone(), ctx.file.clone(), o.clone());
+        let inf = tokio::task::spawn_blocking(move || infer_file(&p, &f, &opts))
+            .await
+            .map_err(|e| Failure::bad(e.to_string()))?
+            .map_err(Failure::bad)?;
+        for n in &inf.notes {
+            tracing::info!(file, decision = %n, "create_table: infer");
+            notes.push(format!("{file}: {n}"));
+        }
+        let create = infer::create_table(&table, &inf, &o.primary_key);
+        notes.push(format!("{file}: created {}", one_line(&create)));
+        planned = TablePlan::Create(create);
+    }
+    let columns = match planned {
         TablePlan::Existing => existing.unwrap_or_default(),
         TablePlan::Create(create) => {
             sqlx::query(&create).execute(&mut *tx).await.map_err(db)?;
@@ -486,6 +509,45 @@ async fn prepare_target(
         }
     };
     plan::plan_columns(file, o, header, width, &columns).map_err(bad)
+}
+
+/// `CREATE TABLE (\n  a int,\n …)` on one line, for a note.
+fn one_line(sql: &str) -> String {
+    sql.replace("\n  ", " ").replace('\n', " ")
+}
+
+/// `create_table: infer`: reads the whole file (so that no row of it can
+/// fail the types chosen) and infers its columns' types. The header's
+/// names go through the `columns` renames.
+pub fn infer_file(
+    path: &Path,
+    file: &str,
+    o: &ResolvedOptions,
+) -> Result<infer::Inference, String> {
+    let opened = open_file(path, file, o, Arc::new(AtomicU64::new(0)), None)?;
+    let header = opened
+        .header
+        .ok_or_else(|| format!("{file}: create_table: infer needs a header"))?;
+    let names = crate::import::mapping::columns_from_header(&header, &o.columns)
+        .map_err(|m| format!("{file}: {m}"))?;
+    let mut inf = infer::Infer::new(&names, &o.null);
+    let mut records = opened.records;
+    let mut record = csv::StringRecord::new();
+    loop {
+        match records.read_record(&mut record) {
+            Ok(true) => {
+                let line = record.position().map_or(0, |p| p.line());
+                if o.trim {
+                    inf.add(line, record.iter().map(str::trim));
+                } else {
+                    inf.add(line, record.iter());
+                }
+            }
+            Ok(false) => break,
+            Err(e) => return Err(pipeline::csv_error(file, &e)),
+        }
+    }
+    Ok(inf.finish())
 }
 
 /// Creates the staging table when the plan needs one.

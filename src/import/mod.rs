@@ -7,6 +7,7 @@
 //! - [`job`]: the job lifecycle (start, checks, connect, load, finish).
 //! - [`plan`]: the file's options, target table and columns (pure).
 //! - [`load`]: one transaction: lock, COPY, merge per mode, ledger, commit.
+//! - [`infer`]: `create_table: infer`, column types from the file's values (pure).
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
 //! - [`mapping`]: header → target columns (pure).
@@ -19,6 +20,7 @@
 pub mod dialect;
 pub mod encode;
 pub mod error;
+pub mod infer;
 pub mod job;
 pub mod load;
 pub mod mapping;

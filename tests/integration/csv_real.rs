@@ -240,3 +240,113 @@ async fn skip_rows_skips_rows_the_server_refuses() {
         vec!["1,3"]
     );
 }
+
+/// `column type, …` of a table, in column order.
+async fn types(env: &Env, table: &str) -> String {
+    env.rows(&format!(
+        "SELECT string_agg(column_name || ' ' || data_type || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END, ', ' ORDER BY ordinal_position)
+         FROM information_schema.columns WHERE table_name = '{table}'"
+    ))
+    .await
+    .remove(0)
+}
+
+#[tokio::test]
+async fn create_table_infer_types_real_files_and_the_feed_goes_on() {
+    let env = Env::new(json!({"mode": "append", "create_table": "infer"})).await;
+    // The first half of the stocks feed creates the table …
+    let text = std::fs::read_to_string(data("vega_datasets/stocks.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first = format!("{}\n{}\n", lines[0], lines[1..281].join("\n"));
+    let second = format!("{}\n{}\n", lines[0], lines[281..].join("\n"));
+    let o = env.import("stocks.csv", first.as_bytes()).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        types(&env, "stocks").await,
+        "symbol text, date date, price numeric"
+    );
+    assert!(
+        o.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("created CREATE TABLE \"stocks\""),
+        "the decision is in the job: {:?}",
+        o.error
+    );
+    // … and the second half of the same feed imports into it cleanly.
+    let env2_file = env.file("stocks_2.csv", second.as_bytes());
+    sqlx::query(
+        "UPDATE cpi_projects SET config = jsonb_set(config, '{defaults,table}', '\"stocks\"')",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let o = env.run(&env2_file).await.unwrap();
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(env.count("stocks").await, 560);
+    assert_eq!(
+        env.rows("SELECT max(date)::text FROM stocks").await,
+        vec!["2010-03-01"]
+    );
+    sqlx::query("UPDATE cpi_projects SET config = config #- '{defaults,table}'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    for (rel, table, want) in [
+        (
+            "vega_datasets/seattle-weather.csv",
+            "seattle_weather",
+            "date date, precipitation numeric, temp_max numeric, temp_min numeric, wind numeric, weather text",
+        ),
+        (
+            "vega_datasets/la-riots.csv",
+            "la_riots",
+            "first_name text, last_name text, age smallint, gender text, race text, death_date date, address text, neighborhood text, type text, longitude numeric, latitude numeric",
+        ),
+        (
+            "vega_datasets/iowa-electricity.csv",
+            "iowa_electricity",
+            "year date, source text, net_generation integer",
+        ),
+    ] {
+        let name = rel.rsplit('/').next().unwrap();
+        let o = env.import(name, &std::fs::read(data(rel)).unwrap()).await;
+        assert_eq!(o.status, JobStatus::Succeeded, "{rel}: {:?}", o.error);
+        assert_eq!(types(&env, table).await, want, "{rel}");
+    }
+}
+
+#[tokio::test]
+async fn infer_widens_falls_back_and_keys_are_not_null() {
+    let env = Env::new(json!({"table": "t", "primary_key": "id", "create_table": "infer"})).await;
+    let o = env
+        .import(
+            "t.csv",
+            b"id,n,at,flag\n1,5,2024-01-01 10:00:00,yes\n2,5.5,2024-01-01 10:00:00+02,no\n70000,,soon,t\n",
+        )
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        types(&env, "t").await,
+        "id integer not null, n numeric, at text, flag boolean"
+    );
+    let note = o.error.unwrap();
+    assert!(
+        note.contains("column \"at\": \"soon\" on line 4 is not timestamptz: falls back to text"),
+        "{note}"
+    );
+    assert!(
+        note.contains("column \"n\": \"5.5\" on line 3 is not smallint: widens to numeric"),
+        "{note}"
+    );
+}
+
+#[test]
+fn cpi_infer_prints_the_create_table() {
+    let run = crate::support::cpi(&["infer", data("vega_datasets/stocks.csv").to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        run.stdout.trim_start_matches(|c| c != '\n').trim(),
+        "CREATE TABLE \"stocks\" (\n  \"symbol\" text,\n  \"date\" date,\n  \"price\" numeric\n);"
+    );
+}
