@@ -95,6 +95,10 @@ pub enum Encoding {
     /// Windows-1252.
     #[serde(rename = "windows-1252", alias = "cp1252")]
     Windows1252,
+    /// Decided per file: a UTF-8 BOM or valid UTF-8 throughout is UTF-8,
+    /// else windows-1252 (the decision is written to the job).
+    #[serde(rename = "auto")]
+    Auto,
 }
 
 /// What a bad row does to its file.
@@ -216,7 +220,8 @@ pub struct ImportOptions {
     /// Whether the first line names the columns (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<bool>,
-    /// Field separator, one ASCII character (default `,`).
+    /// Field separator, one ASCII character (default `,`), or `auto`
+    /// (the most frequent of `,` `;` tab `|` in the first line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
     /// Quote character, one ASCII character (default `"`).
@@ -344,6 +349,8 @@ pub struct ResolvedOptions {
     pub header: bool,
     /// Field separator.
     pub delimiter: u8,
+    /// `delimiter: auto`: chosen per file from its first line.
+    pub delimiter_auto: bool,
     /// Quote character.
     pub quote: u8,
     /// Escape character (`None`: the quote doubled).
@@ -527,7 +534,9 @@ impl ImportOptions {
                 errors.push(format!("{at}.columns: a column name is empty"));
             }
         }
-        single_byte(&self.delimiter, "delimiter", at, errors);
+        if self.delimiter.as_deref() != Some("auto") {
+            single_byte(&self.delimiter, "delimiter", at, errors);
+        }
         single_byte(&self.quote, "quote", at, errors);
         single_byte(&self.escape, "escape", at, errors);
         self.validate_values(at, errors);
@@ -667,6 +676,7 @@ fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
         columns: o.columns.clone().unwrap_or_default(),
         header: o.header.unwrap_or(true),
         delimiter: single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
+        delimiter_auto: o.delimiter.as_deref() == Some("auto"),
         quote: single_byte(&o.quote, "quote", "", &mut ignored).unwrap_or(b'"'),
         escape: single_byte(&o.escape, "escape", "", &mut ignored),
         null: o

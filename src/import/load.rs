@@ -37,6 +37,7 @@ pub struct Progress {
 pub type ProgressFn<'a> = Option<&'a (dyn Fn(Progress) + Send + Sync)>;
 
 /// Everything one file's load needs to know.
+#[derive(Clone)]
 pub(super) struct Ctx {
     pub job_id: Uuid,
     pub project: String,
@@ -237,6 +238,41 @@ struct Stream {
     hash: Option<reader::StreamHash>,
 }
 
+/// `encoding: auto` and `delimiter: auto` decided from the file (one extra
+/// pass for the encoding), each decision logged and noted for the job.
+async fn auto_options(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Option<Ctx>, Failure> {
+    let o = &ctx.opts;
+    let auto_encoding = o.encoding == crate::config::Encoding::Auto;
+    if !auto_encoding && !o.delimiter_auto {
+        return Ok(None);
+    }
+    let p = ctx.path.clone();
+    let s = tokio::task::spawn_blocking(move || crate::import::sniff::sniff(&p, auto_encoding))
+        .await
+        .map_err(|e| Failure::bad(e.to_string()))?
+        .map_err(|e| Failure::bad(format!("{}: cannot read: {e}", ctx.file)))?;
+    let mut c = ctx.clone();
+    if auto_encoding {
+        let (enc, why) = crate::import::sniff::encoding(s.bom, s.valid_utf8);
+        c.opts.encoding = enc;
+        let note = format!("{}: encoding: auto → {why}", ctx.file);
+        tracing::info!(file = %ctx.file, decision = %note, "encoding");
+        notes.push(note);
+    }
+    if o.delimiter_auto {
+        let d = crate::import::sniff::delimiter(&s.first_line, o.quote);
+        c.opts.delimiter = d;
+        let note = format!(
+            "{}: delimiter: auto → {:?}",
+            ctx.file,
+            char::from(d).escape_default().to_string()
+        );
+        tracing::info!(file = %ctx.file, decision = %note, "delimiter");
+        notes.push(note);
+    }
+    Ok(Some(c))
+}
+
 fn new_stream(ctx: &Ctx) -> Stream {
     Stream {
         bytes: Arc::new(AtomicU64::new(0)),
@@ -251,6 +287,15 @@ pub(super) async fn load(
     ctx: &Ctx,
     progress: ProgressFn<'_>,
 ) -> Result<Loaded, Failure> {
+    let mut notes = Vec::new();
+    let sniffed;
+    let ctx = match auto_options(ctx, &mut notes).await? {
+        Some(c) => {
+            sniffed = c;
+            &sniffed
+        }
+        None => ctx,
+    };
     let file = ctx.file.as_str();
     let o = &ctx.opts;
     let table = o.table.quoted();
@@ -271,7 +316,6 @@ pub(super) async fn load(
 
     let mut stream = new_stream(ctx);
     let opened = open(ctx, &stream).await?;
-    let mut notes = Vec::new();
     let mut plan = prepare_target(
         &mut tx,
         ctx,

@@ -14,6 +14,7 @@
 //! - [`dialect`]: values in the file's spelling → PostgreSQL's (separators, booleans, formats).
 //! - [`encode`]: values → COPY binary/text, checked per type (pure).
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
+//! - [`sniff`]: `encoding: auto`, `delimiter: auto` from the file's bytes.
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
 
@@ -27,6 +28,7 @@ pub mod mapping;
 pub mod pipeline;
 pub mod plan;
 pub mod reader;
+pub mod sniff;
 pub mod sql;
 pub mod target;
 

@@ -350,3 +350,54 @@ fn cpi_infer_prints_the_create_table() {
         "CREATE TABLE \"stocks\" (\n  \"symbol\" text,\n  \"date\" date,\n  \"price\" numeric\n);"
     );
 }
+
+#[tokio::test]
+async fn tsv_and_txt_files_by_pattern() {
+    let env = Env::with_config(|inbox| {
+        json!({"name": "p", "inbox": inbox, "tables": [
+            {"file_pattern": "*.tsv", "table": "t", "mode": "append", "delimiter": "\t"},
+            {"file_pattern": "*.txt", "table": "t", "mode": "append", "delimiter": "|"},
+        ]})
+    })
+    .await;
+    env.exec("CREATE TABLE t (id int, name text)").await;
+    let o = env.import("a.tsv", b"id\tname\n1\tSmith, Jo\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    let o = env.import("b.txt", b"id|name\n2|x\ty\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        env.rows("SELECT string_agg(name, '/' ORDER BY id) FROM t")
+            .await,
+        vec!["Smith, Jo/x\ty"]
+    );
+}
+
+#[tokio::test]
+async fn encoding_and_delimiter_auto_decide_per_file_and_say_so() {
+    let env =
+        Env::new(json!({"table": "t", "mode": "append", "encoding": "auto", "delimiter": "auto"}))
+            .await;
+    env.exec("CREATE TABLE t (id int, name text)").await;
+    // A spreadsheet export: windows-1252, semicolons.
+    let o = env.import("a.csv", b"id;name\n1;Jos\xE9 \x80\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        o.error.as_deref(),
+        Some("a.csv: encoding: auto → windows-1252 (the file is not valid UTF-8); a.csv: delimiter: auto → \";\"")
+    );
+    // UTF-8 with a BOM, tabs.
+    let o = env
+        .import("b.csv", "\u{feff}id\tname\n2\tJosé €\n".as_bytes())
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert!(o.error.unwrap().contains("utf-8 (byte order mark)"));
+    assert_eq!(
+        env.rows("SELECT string_agg(name, '|' ORDER BY id) FROM t")
+            .await,
+        vec!["José €|José €"]
+    );
+    let job = env
+        .rows("SELECT error FROM cpi_import_jobs WHERE file_name = 'b.csv'")
+        .await;
+    assert!(job[0].contains("delimiter: auto → \"\\\\t\""), "{job:?}");
+}
