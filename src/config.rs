@@ -95,6 +95,10 @@ pub enum Encoding {
     /// Windows-1252.
     #[serde(rename = "windows-1252", alias = "cp1252")]
     Windows1252,
+    /// Decided per file: a UTF-8 BOM or valid UTF-8 throughout is UTF-8,
+    /// else windows-1252 (the decision is written to the job).
+    #[serde(rename = "auto")]
+    Auto,
 }
 
 /// What a bad row does to its file.
@@ -117,6 +121,79 @@ pub enum ColumnPolicy {
     Ignore,
 }
 
+/// `create_table`: `true`, `false` or `infer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum CreateTable {
+    /// `true`: every column `text`; `false`: never create.
+    Flag(bool),
+    /// `infer`: typed columns chosen from the file's values.
+    Infer(InferWord),
+}
+
+/// The word `infer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum InferWord {
+    /// Types from the file's values.
+    #[serde(rename = "infer")]
+    Infer,
+}
+
+/// How PostgreSQL reads an all-digit date like `01/02/2024` (its `DateStyle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum DateOrder {
+    /// Month, day, year (PostgreSQL's default): `01/02/2024` is January 2.
+    #[serde(rename = "MDY")]
+    Mdy,
+    /// Day, month, year: `01/02/2024` is February 1.
+    #[serde(rename = "DMY")]
+    Dmy,
+    /// Year, month, day.
+    #[serde(rename = "YMD")]
+    Ymd,
+}
+
+impl DateOrder {
+    /// The option's spelling, also the `DateStyle` order.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DateOrder::Mdy => "MDY",
+            DateOrder::Dmy => "DMY",
+            DateOrder::Ymd => "YMD",
+        }
+    }
+}
+
+/// One strftime-like format for every column of the type, or one per column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Formats {
+    /// Every column of the type (e.g. `"%d.%m.%Y"`).
+    All(String),
+    /// Column name → format; other columns as usual.
+    PerColumn(BTreeMap<String, String>),
+}
+
+impl Formats {
+    /// The format for `column`, if any.
+    pub fn for_column(&self, column: &str) -> Option<&str> {
+        match self {
+            Formats::All(f) => Some(f),
+            Formats::PerColumn(m) => m
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(column))
+                .map(|(_, f)| f.as_str()),
+        }
+    }
+
+    fn each(&self) -> Vec<&str> {
+        match self {
+            Formats::All(f) => vec![f],
+            Formats::PerColumn(m) => m.values().map(String::as_str).collect(),
+        }
+    }
+}
+
 /// Import options, valid in `defaults` and in each `tables` entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -133,16 +210,18 @@ pub struct ImportOptions {
     /// `append`, `upsert`, `replace` or `sync` (default `upsert` with a primary_key, else `append`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
-    /// Create the table from the header when it does not exist.
+    /// Create the table when it does not exist: `true` (every column
+    /// `text`) or `infer` (types chosen from the whole file's values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_table: Option<bool>,
+    pub create_table: Option<CreateTable>,
     /// CSV header → target column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<BTreeMap<String, String>>,
     /// Whether the first line names the columns (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<bool>,
-    /// Field separator, one ASCII character (default `,`).
+    /// Field separator, one ASCII character (default `,`), or `auto`
+    /// (the most frequent of `,` `;` tab `|` in the first line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
     /// Quote character, one ASCII character (default `"`).
@@ -172,6 +251,27 @@ pub struct ImportOptions {
     /// A table column the file lacks: `error` or `ignore` (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_columns: Option<ColumnPolicy>,
+    /// How all-digit dates like `01/02/2024` read: `MDY` (default), `DMY` or `YMD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_order: Option<DateOrder>,
+    /// strftime-like format of `date` columns (`"%d.%m.%Y"`), or per column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_format: Option<Formats>,
+    /// strftime-like format of `timestamp`/`timestamptz` columns, or per column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_format: Option<Formats>,
+    /// Decimal separator of numeric columns: `.` (default) or `,`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimal_separator: Option<String>,
+    /// Thousands separator of numeric columns, removed before parsing (`.`, `,`, ` ` or `'`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thousands_separator: Option<String>,
+    /// Values read as true in boolean columns, besides PostgreSQL's own (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_values: Option<Vec<String>>,
+    /// Values read as false in boolean columns, besides PostgreSQL's own (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub false_values: Option<Vec<String>>,
 }
 
 /// A target table, `table` or `schema.table`. Both parts are quoted
@@ -241,12 +341,16 @@ pub struct ResolvedOptions {
     pub mode: Mode,
     /// Create a missing table from the header.
     pub create_table: bool,
+    /// With `create_table`: infer the column types from the file.
+    pub infer_types: bool,
     /// CSV header → target column.
     pub columns: BTreeMap<String, String>,
     /// The first line names the columns.
     pub header: bool,
     /// Field separator.
     pub delimiter: u8,
+    /// `delimiter: auto`: chosen per file from its first line.
+    pub delimiter_auto: bool,
     /// Quote character.
     pub quote: u8,
     /// Escape character (`None`: the quote doubled).
@@ -265,6 +369,20 @@ pub struct ResolvedOptions {
     pub extra_columns: ColumnPolicy,
     /// A table column the file lacks.
     pub missing_columns: ColumnPolicy,
+    /// The session's `DateStyle` order.
+    pub date_order: DateOrder,
+    /// Explicit date formats.
+    pub date_format: Option<Formats>,
+    /// Explicit timestamp formats.
+    pub timestamp_format: Option<Formats>,
+    /// `b'.'` or `b','`.
+    pub decimal_separator: u8,
+    /// Removed from numeric values before parsing.
+    pub thousands_separator: Option<u8>,
+    /// Extra spellings of true.
+    pub true_values: Vec<String>,
+    /// Extra spellings of false.
+    pub false_values: Vec<String>,
 }
 
 const DEFAULT_PATTERN: &str = "*.csv";
@@ -371,6 +489,13 @@ fn merge(defaults: Option<&ImportOptions>, entry: Option<&ImportOptions>) -> Imp
         max_errors: e.max_errors.or(d.max_errors),
         extra_columns: e.extra_columns.or(d.extra_columns),
         missing_columns: e.missing_columns.or(d.missing_columns),
+        date_order: e.date_order.or(d.date_order),
+        date_format: e.date_format.or(d.date_format),
+        timestamp_format: e.timestamp_format.or(d.timestamp_format),
+        decimal_separator: e.decimal_separator.or(d.decimal_separator),
+        thousands_separator: e.thousands_separator.or(d.thousands_separator),
+        true_values: e.true_values.or(d.true_values),
+        false_values: e.false_values.or(d.false_values),
     }
 }
 
@@ -420,9 +545,12 @@ impl ImportOptions {
                 errors.push(format!("{at}.columns: a column name is empty"));
             }
         }
-        single_byte(&self.delimiter, "delimiter", at, errors);
+        if self.delimiter.as_deref() != Some("auto") {
+            single_byte(&self.delimiter, "delimiter", at, errors);
+        }
         single_byte(&self.quote, "quote", at, errors);
         single_byte(&self.escape, "escape", at, errors);
+        self.validate_values(at, errors);
         if self.max_errors.is_some() && self.on_error != Some(OnError::SkipRows) {
             // Harmless, but almost always a mistake: say so instead of ignoring it.
             if self.on_error == Some(OnError::Abort) {
@@ -432,6 +560,73 @@ impl ImportOptions {
             }
         }
     }
+}
+
+impl ImportOptions {
+    /// The value options: formats chrono can read, separators that cannot
+    /// be confused, boolean spellings that do not contradict each other.
+    fn validate_values(&self, at: &str, errors: &mut Vec<String>) {
+        for (key, f) in [
+            ("date_format", &self.date_format),
+            ("timestamp_format", &self.timestamp_format),
+        ] {
+            for fmt in f.iter().flat_map(Formats::each) {
+                if let Some(problem) = format_problem(fmt) {
+                    errors.push(format!("{at}.{key}: {fmt:?} {problem}"));
+                }
+            }
+        }
+        let dec = self.decimal_separator.as_deref();
+        if let Some(d) = dec {
+            if d != "." && d != "," {
+                errors.push(format!(
+                    "{at}.decimal_separator: {d:?} must be \".\" or \",\""
+                ));
+            }
+        }
+        if let Some(t) = self.thousands_separator.as_deref() {
+            if ![".", ",", " ", "'", "_"].contains(&t) {
+                errors.push(format!(
+                    "{at}.thousands_separator: {t:?} must be one of \".\", \",\", \" \", \"'\" or \"_\""
+                ));
+            } else if t == dec.unwrap_or(".") {
+                errors.push(format!(
+                    "{at}.thousands_separator: {t:?} is also the decimal_separator"
+                ));
+            }
+        }
+        let lower = |v: &Option<Vec<String>>| -> Vec<String> {
+            v.iter().flatten().map(|s| s.to_lowercase()).collect()
+        };
+        let (t, f) = (lower(&self.true_values), lower(&self.false_values));
+        for v in t.iter().chain(&f) {
+            if v.is_empty() {
+                errors.push(format!(
+                    "{at}: true_values/false_values: the empty value is NULL (see `null`)"
+                ));
+            }
+        }
+        for v in t.iter().filter(|v| f.contains(v)) {
+            errors.push(format!(
+                "{at}: {v:?} is in both true_values and false_values"
+            ));
+        }
+    }
+}
+
+/// Why chrono cannot use `fmt` as a date/time format, if it cannot.
+pub fn format_problem(fmt: &str) -> Option<&'static str> {
+    use chrono::format::{Item, StrftimeItems};
+    if fmt.is_empty() {
+        return Some("is empty");
+    }
+    if StrftimeItems::new(fmt).any(|i| matches!(i, Item::Error)) {
+        return Some("is not a valid strftime-like format (see chrono's strftime)");
+    }
+    if !fmt.contains('%') {
+        return Some("has no % field");
+    }
+    None
 }
 
 /// A file stem as a safe identifier: lower case, `[a-z0-9_]`, not starting
@@ -487,10 +682,12 @@ fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
             Mode::Upsert
         }),
         primary_key,
-        create_table: o.create_table.unwrap_or(false),
+        create_table: !matches!(o.create_table, None | Some(CreateTable::Flag(false))),
+        infer_types: matches!(o.create_table, Some(CreateTable::Infer(_))),
         columns: o.columns.clone().unwrap_or_default(),
         header: o.header.unwrap_or(true),
         delimiter: single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
+        delimiter_auto: o.delimiter.as_deref() == Some("auto"),
         quote: single_byte(&o.quote, "quote", "", &mut ignored).unwrap_or(b'"'),
         escape: single_byte(&o.escape, "escape", "", &mut ignored),
         null: o
@@ -504,6 +701,20 @@ fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
         max_errors: o.max_errors,
         extra_columns: o.extra_columns.unwrap_or(ColumnPolicy::Error),
         missing_columns: o.missing_columns.unwrap_or(ColumnPolicy::Ignore),
+        date_order: o.date_order.unwrap_or(DateOrder::Mdy),
+        date_format: o.date_format.clone(),
+        timestamp_format: o.timestamp_format.clone(),
+        decimal_separator: match o.decimal_separator.as_deref() {
+            Some(",") => b',',
+            _ => b'.',
+        },
+        thousands_separator: o
+            .thousands_separator
+            .as_deref()
+            .filter(|t| t.len() == 1)
+            .map(|t| t.as_bytes()[0]),
+        true_values: o.true_values.clone().unwrap_or_default(),
+        false_values: o.false_values.clone().unwrap_or_default(),
     }
 }
 
@@ -576,6 +787,37 @@ tables:
         let c = cfg("defaults: { delimiter: ';;', table: 'a.b.c' }");
         let e = c.validate();
         assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn value_options_say_what_is_wrong() {
+        let c = cfg(r##"
+defaults: { decimal_separator: ";", thousands_separator: "#", date_format: "%Q", true_values: [ja, ""], false_values: [JA] }
+tables:
+  - { date_format: { booked: "dd.mm.yyyy" }, timestamp_format: "", decimal_separator: ",", thousands_separator: "," }
+"##);
+        assert_eq!(
+            c.validate(),
+            vec![
+                "defaults.date_format: \"%Q\" is not a valid strftime-like format (see chrono's strftime)",
+                "defaults.decimal_separator: \";\" must be \".\" or \",\"",
+                "defaults.thousands_separator: \"#\" must be one of \".\", \",\", \" \", \"'\" or \"_\"",
+                "defaults: true_values/false_values: the empty value is NULL (see `null`)",
+                "defaults: \"ja\" is in both true_values and false_values",
+                "tables[0].date_format: \"dd.mm.yyyy\" has no % field",
+                "tables[0].timestamp_format: \"\" is empty",
+                "tables[0].thousands_separator: \",\" is also the decimal_separator",
+            ]
+        );
+        assert!(serde_yaml::from_str::<ProjectConfig>("defaults: { date_order: DDMMYY }").is_err());
+        let o =
+            cfg("defaults: { date_order: DMY, decimal_separator: ',', thousands_separator: '.' }")
+                .options_for("a.csv")
+                .unwrap();
+        assert_eq!(
+            (o.date_order, o.decimal_separator, o.thousands_separator),
+            (DateOrder::Dmy, b',', Some(b'.'))
+        );
     }
 
     #[test]

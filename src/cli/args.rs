@@ -114,6 +114,8 @@ pub enum Command {
     Run(RunArgs),
     /// Import CSV files into a project's target database, once each.
     Import(ImportArgs),
+    /// Print the CREATE TABLE that `create_table: infer` would run for CSV files.
+    Infer(InferArgs),
     /// Inspect and retry import jobs.
     Jobs {
         /// What to do with jobs.
@@ -402,6 +404,17 @@ pub struct ImportArgs {
     /// One line per file, or JSON.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+}
+
+/// `cpi infer`.
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Read the files with this project's options (table, key, dialect).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// CSV files (`.csv.gz` read through gzip).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 /// `cpi jobs ...`.

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod context;
 pub mod import;
+pub mod infer;
 pub mod inspect;
 pub mod keys;
 pub mod manifests;
@@ -51,6 +52,7 @@ fn needs_management_db(command: &Command) -> bool {
             })
             | Command::ConvertLegacy(_)
             | Command::Keygen { .. }
+            | Command::Infer(args::InferArgs { project: None, .. })
             | Command::Schema
             | Command::Completions { .. }
     )
@@ -88,6 +90,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Projects { command } => inspect::projects(g, command).await,
         Command::Run(a) => run::run(g, a).await,
         Command::Import(a) => import::import(g, a).await,
+        Command::Infer(a) => infer::infer(g, a).await,
         Command::Jobs { command } => import::jobs_command(g, command).await,
         Command::Serve(a) => serve::serve(g, a).await,
         Command::Export(to) => {

@@ -13,9 +13,12 @@ use sqlx::postgres::PgDatabaseError;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::config::{Mode, ResolvedOptions, TableName};
+use std::collections::BTreeMap;
+
+use crate::config::{DateOrder, Mode, OnError, ResolvedOptions, TableName};
+use crate::import::encode::CopyFormat;
 use crate::import::plan::{self, ColumnPlan, TablePlan};
-use crate::import::{pipeline, reader, sql, target};
+use crate::import::{infer, pipeline, reader, sql, target};
 use crate::jobs::{Counts, JobStatus};
 use pipeline::RowError;
 
@@ -34,6 +37,7 @@ pub struct Progress {
 pub type ProgressFn<'a> = Option<&'a (dyn Fn(Progress) + Send + Sync)>;
 
 /// Everything one file's load needs to know.
+#[derive(Clone)]
 pub(super) struct Ctx {
     pub job_id: Uuid,
     pub project: String,
@@ -144,8 +148,13 @@ fn db_failure(file: &str, e: sqlx::Error, lines: Option<&pipeline::LineMap>) -> 
         .r#where()
         .and_then(copy_row_of)
         .and_then(|row| lines.and_then(|l| l.line_of(row)));
+    let column = pg
+        .r#where()
+        .and_then(copy_column_of)
+        .map(|c| format!("column {}: ", crate::config::quote_ident(&c)))
+        .unwrap_or_default();
     Failure::bad(match line {
-        Some(l) => format!("{file}:{l}: {msg}"),
+        Some(l) => format!("{file}:{l}: {column}{msg}"),
         None => format!("{file}: {msg}"),
     })
 }
@@ -158,6 +167,16 @@ pub fn copy_row_of(context: &str) -> Option<u64> {
         .take_while(|c| c.is_ascii_digit())
         .collect();
     digits.parse().ok()
+}
+
+/// `COPY t, line 3, column date: "x"` → `date` (the server's context
+/// names the column of a refused value).
+pub fn copy_column_of(context: &str) -> Option<String> {
+    let first = context.lines().next()?;
+    let i = first.find(", column ")?;
+    let rest = &first[i + 9..];
+    let end = rest.find(": ").unwrap_or(rest.len());
+    Some(rest[..end].to_string())
 }
 
 /// The opened file and its first record(s).
@@ -219,12 +238,64 @@ struct Stream {
     hash: Option<reader::StreamHash>,
 }
 
+/// `encoding: auto` and `delimiter: auto` decided from the file (one extra
+/// pass for the encoding), each decision logged and noted for the job.
+async fn auto_options(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Option<Ctx>, Failure> {
+    let o = &ctx.opts;
+    let auto_encoding = o.encoding == crate::config::Encoding::Auto;
+    if !auto_encoding && !o.delimiter_auto {
+        return Ok(None);
+    }
+    let p = ctx.path.clone();
+    let s = tokio::task::spawn_blocking(move || crate::import::sniff::sniff(&p, auto_encoding))
+        .await
+        .map_err(|e| Failure::bad(e.to_string()))?
+        .map_err(|e| Failure::bad(format!("{}: cannot read: {e}", ctx.file)))?;
+    let mut c = ctx.clone();
+    if auto_encoding {
+        let (enc, why) = crate::import::sniff::encoding(s.bom, s.valid_utf8);
+        c.opts.encoding = enc;
+        let note = format!("{}: encoding: auto → {why}", ctx.file);
+        tracing::info!(file = %ctx.file, decision = %note, "encoding");
+        notes.push(note);
+    }
+    if o.delimiter_auto {
+        let d = crate::import::sniff::delimiter(&s.first_line, o.quote);
+        c.opts.delimiter = d;
+        let note = format!(
+            "{}: delimiter: auto → {:?}",
+            ctx.file,
+            char::from(d).escape_default().to_string()
+        );
+        tracing::info!(file = %ctx.file, decision = %note, "delimiter");
+        notes.push(note);
+    }
+    Ok(Some(c))
+}
+
+fn new_stream(ctx: &Ctx) -> Stream {
+    Stream {
+        bytes: Arc::new(AtomicU64::new(0)),
+        rows: Arc::new(AtomicU64::new(0)),
+        hash: ctx.sha256.is_none().then(reader::new_stream_hash),
+    }
+}
+
 /// Loads the file: see the module documentation.
 pub(super) async fn load(
     conn: &mut PgConnection,
     ctx: &Ctx,
     progress: ProgressFn<'_>,
 ) -> Result<Loaded, Failure> {
+    let mut notes = Vec::new();
+    let sniffed;
+    let ctx = match auto_options(ctx, &mut notes).await? {
+        Some(c) => {
+            sniffed = c;
+            &sniffed
+        }
+        None => ctx,
+    };
     let file = ctx.file.as_str();
     let o = &ctx.opts;
     let table = o.table.quoted();
@@ -232,7 +303,7 @@ pub(super) async fn load(
 
     let started = Instant::now();
     target::ensure_ledger(conn).await.map_err(db)?;
-    let mut tx = begin(conn, &table).await.map_err(db)?;
+    let mut tx = begin(conn, &table, o.date_order).await.map_err(db)?;
     if let Some(sha) = &ctx.sha256 {
         if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
             .await
@@ -243,13 +314,16 @@ pub(super) async fn load(
         }
     }
 
-    let stream = Stream {
-        bytes: Arc::new(AtomicU64::new(0)),
-        rows: Arc::new(AtomicU64::new(0)),
-        hash: ctx.sha256.is_none().then(reader::new_stream_hash),
-    };
+    let mut stream = new_stream(ctx);
     let opened = open(ctx, &stream).await?;
-    let plan = prepare_target(&mut tx, ctx, opened.header.as_deref(), opened.width).await?;
+    let mut plan = prepare_target(
+        &mut tx,
+        ctx,
+        opened.header.as_deref(),
+        opened.width,
+        &mut notes,
+    )
+    .await?;
     let mut counts = Counts::default();
     if o.mode == Mode::Replace {
         // DELETE, not TRUNCATE: readers keep seeing the old rows until
@@ -260,15 +334,59 @@ pub(super) async fn load(
             .map_err(db)?;
         counts.rows_deleted = r.rows_affected();
     }
-    let copy_sql = prepare_copy(&mut tx, &table, &plan).await.map_err(db)?;
-    let copied = copy(&mut tx, ctx, &plan, opened, &copy_sql, &stream, progress).await;
-    let (summary, copied) = match copied {
-        Ok(c) => c,
-        Err(f) => {
-            // After a lost connection this fails too: the server has
-            // rolled back already.
+    prepare_copy(&mut tx, &table, &plan).await.map_err(db)?;
+    // A pass may end early: a binary COPY met a value only the server
+    // reads (go again as text), or, with skip_rows, the server refused a
+    // row (go again without it). Each pass starts from this savepoint.
+    let savepoint = plan.format == CopyFormat::Binary || o.on_error == OnError::SkipRows;
+    if savepoint {
+        sqlx::query("SAVEPOINT cpi_copy")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    let mut refused = BTreeMap::new();
+    let mut opened = Some(opened);
+    let (summary, copied) = loop {
+        let this = match opened.take() {
+            Some(op) => Ok(op),
+            None => {
+                stream = new_stream(ctx);
+                open(ctx, &stream).await
+            }
+        };
+        let pass = match this {
+            Ok(op) => copy(&mut tx, ctx, &plan, op, &stream, progress, &refused).await,
+            Err(f) => Err(f),
+        };
+        match pass {
+            Ok(Pass::Done(s, n)) => break (s, n),
+            Ok(Pass::NeedsText(why)) => {
+                tracing::info!(file, decision = %why, "binary COPY → text COPY");
+                notes.push(why);
+                plan.format = CopyFormat::Text;
+            }
+            Ok(Pass::Refused(row)) if !refused.contains_key(&row.line) => {
+                tracing::info!(file, row = %row.message, "the server refused a row: skipped");
+                refused.insert(row.line, row);
+            }
+            Ok(Pass::Refused(row)) => {
+                let _ = tx.rollback().await;
+                return Err(Failure::bad(row.message));
+            }
+            Err(f) => {
+                // After a lost connection this fails too: the server has
+                // rolled back already.
+                let _ = tx.rollback().await;
+                return Err(f);
+            }
+        }
+        if let Err(e) = sqlx::query("ROLLBACK TO SAVEPOINT cpi_copy")
+            .execute(&mut *tx)
+            .await
+        {
             let _ = tx.rollback().await;
-            return Err(f);
+            return Err(db(e));
         }
     };
     counts.rows_read = summary.rows_read;
@@ -298,12 +416,13 @@ pub(super) async fn load(
         commit_s = (started.elapsed() - merge_done).as_secs_f64(),
         "import timings"
     );
-    let note = (summary.rows_rejected > 0).then(|| {
-        format!(
+    if summary.rows_rejected > 0 {
+        notes.push(format!(
             "{file}: {} bad row(s) skipped (on_error: skip_rows)",
             summary.rows_rejected
-        )
-    });
+        ));
+    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(Loaded {
         sha256,
         status: JobStatus::Succeeded,
@@ -319,11 +438,20 @@ pub(super) async fn load(
 async fn begin<'c>(
     conn: &'c mut PgConnection,
     table: &str,
+    date_order: DateOrder,
 ) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     sqlx::query("SET LOCAL TimeZone = 'UTC'")
         .execute(&mut *tx)
         .await?;
+    // How the server reads `01/02/2024` when cpi hands it a date; cpi's
+    // own date forms are year-first, the same in every order.
+    sqlx::query(&format!(
+        "SET LOCAL DateStyle = 'ISO, {}'",
+        date_order.as_str()
+    ))
+    .execute(&mut *tx)
+    .await?;
     target::lock_table(&mut tx, table).await?;
     Ok(tx)
 }
@@ -392,13 +520,29 @@ async fn prepare_target(
     ctx: &Ctx,
     header: Option<&[String]>,
     width: usize,
+    notes: &mut Vec<String>,
 ) -> Result<ColumnPlan, Failure> {
     let (file, o) = (ctx.file.as_str(), &ctx.opts);
     let table = o.table.quoted();
     let db = |e: sqlx::Error| db_failure(file, e, None);
     let bad = |e: plan::PlanError| Failure::bad(e.to_string());
     let existing = target::columns(tx, &table).await.map_err(db)?;
-    let columns = match plan::plan_table(file, o, header, existing.is_some()).map_err(bad)? {
+    let mut planned = plan::plan_table(file, o, header, existing.is_some()).map_err(bad)?;
+    if matches!(planned, TablePlan::Create(_)) && o.infer_types {
+        let (p, f, opts) = (ctx.path.clone(), ctx.file.clone(), o.clone());
+        let inf = tokio::task::spawn_blocking(move || infer_file(&p, &f, &opts))
+            .await
+            .map_err(|e| Failure::bad(e.to_string()))?
+            .map_err(Failure::bad)?;
+        for n in &inf.notes {
+            tracing::info!(file, decision = %n, "create_table: infer");
+            notes.push(format!("{file}: {n}"));
+        }
+        let create = infer::create_table(&table, &inf, &o.primary_key);
+        notes.push(format!("{file}: created {}", one_line(&create)));
+        planned = TablePlan::Create(create);
+    }
+    let columns = match planned {
         TablePlan::Existing => existing.unwrap_or_default(),
         TablePlan::Create(create) => {
             sqlx::query(&create).execute(&mut *tx).await.map_err(db)?;
@@ -411,17 +555,55 @@ async fn prepare_target(
     plan::plan_columns(file, o, header, width, &columns).map_err(bad)
 }
 
-/// The COPY statement, after creating the staging table when the plan
-/// needs one.
+/// `CREATE TABLE (\n  a int,\n …)` on one line, for a note.
+fn one_line(sql: &str) -> String {
+    sql.replace("\n  ", " ").replace('\n', " ")
+}
+
+/// `create_table: infer`: reads the whole file (so that no row of it can
+/// fail the types chosen) and infers its columns' types. The header's
+/// names go through the `columns` renames.
+pub fn infer_file(
+    path: &Path,
+    file: &str,
+    o: &ResolvedOptions,
+) -> Result<infer::Inference, String> {
+    let opened = open_file(path, file, o, Arc::new(AtomicU64::new(0)), None)?;
+    let header = opened
+        .header
+        .ok_or_else(|| format!("{file}: create_table: infer needs a header"))?;
+    let names = crate::import::mapping::columns_from_header(&header, &o.columns)
+        .map_err(|m| format!("{file}: {m}"))?;
+    let mut inf = infer::Infer::new(&names, &o.null);
+    let mut records = opened.records;
+    let mut record = csv::StringRecord::new();
+    loop {
+        match records.read_record(&mut record) {
+            Ok(true) => {
+                let line = record.position().map_or(0, |p| p.line());
+                if o.trim {
+                    inf.add(line, record.iter().map(str::trim));
+                } else {
+                    inf.add(line, record.iter());
+                }
+            }
+            Ok(false) => break,
+            Err(e) => return Err(pipeline::csv_error(file, &e)),
+        }
+    }
+    Ok(inf.finish())
+}
+
+/// Creates the staging table when the plan needs one.
 async fn prepare_copy(
     tx: &mut PgConnection,
     table: &str,
     plan: &ColumnPlan,
-) -> Result<String, sqlx::Error> {
-    let cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
+) -> Result<(), sqlx::Error> {
     if !plan.staged {
-        return Ok(sql::copy_statement(table, &cols, plan.format));
+        return Ok(());
     }
+    let cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
     // For the merge: the staging table in memory where it fits, hash
     // joins of a million rows without spilling, and no JIT compile for a
     // statement whose cost is writing rows. One statement each, through
@@ -437,9 +619,58 @@ async fn prepare_copy(
     sqlx::query(&sql::create_stage(STAGE, table, &cols))
         .execute(&mut *tx)
         .await?;
-    let mut c = cols;
-    c.push(sql::ROW_COLUMN);
-    Ok(sql::copy_statement(STAGE, &c, plan.format))
+    Ok(())
+}
+
+/// The COPY of the plan: into the table, or into the staging table with
+/// the row sequence.
+fn copy_statement(table: &str, plan: &ColumnPlan) -> String {
+    let mut cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
+    if !plan.staged {
+        return sql::copy_statement(table, &cols, plan.format);
+    }
+    cols.push(sql::ROW_COLUMN);
+    sql::copy_statement(STAGE, &cols, plan.format)
+}
+
+/// How one COPY pass ended (see [`load`]).
+enum Pass {
+    /// Every row went (or was skipped as bad): the COPY's row count.
+    Done(pipeline::Summary, u64),
+    /// A binary COPY met a value only the server reads: why.
+    NeedsText(String),
+    /// With `skip_rows`, the server refused this row.
+    Refused(RowError),
+}
+
+/// A server error on one COPY row's value or constraint, as a row error
+/// (file line, column, value), when the server named the row.
+fn refused_row(file: &str, e: &sqlx::Error, lines: &pipeline::LineMap) -> Option<RowError> {
+    let pg = e
+        .as_database_error()?
+        .try_downcast_ref::<PgDatabaseError>()?;
+    let code = pg.code();
+    if !(code.starts_with("22") || code == "23502" || code == "23514") {
+        return None;
+    }
+    let context = pg.r#where()?;
+    let line = lines.line_of(copy_row_of(context)?)?;
+    let column = copy_column_of(context);
+    let value = context
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(": \""))
+        .map(|(_, v)| v.trim_end_matches('"').to_string());
+    let shown = column
+        .as_deref()
+        .map(|c| format!("column {}: ", crate::config::quote_ident(c)))
+        .unwrap_or_default();
+    Some(RowError {
+        line,
+        column,
+        value,
+        message: format!("{file}:{line}: {shown}{}", pg.message()),
+    })
 }
 
 /// Streams the rows: parsed on a thread of its own, sent from here, so
@@ -451,11 +682,12 @@ async fn copy(
     ctx: &Ctx,
     plan: &ColumnPlan,
     opened: Opened,
-    copy_sql: &str,
     stream: &Stream,
     progress: ProgressFn<'_>,
-) -> Result<(pipeline::Summary, u64), Failure> {
+    refused: &BTreeMap<u64, RowError>,
+) -> Result<Pass, Failure> {
     let (file, o) = (ctx.file.as_str(), &ctx.opts);
+    let copy_sql = &copy_statement(&o.table.quoted(), plan);
     let spec = pipeline::Spec {
         file: file.to_string(),
         format: plan.format,
@@ -468,6 +700,11 @@ async fn copy(
         row_number: plan.staged,
         first: opened.first,
         key_fields: plan.key_fields.clone(),
+        dialects: {
+            let cols: Vec<_> = plan.fields.iter().map(|(_, c)| c).collect();
+            crate::import::dialect::for_columns(o, &cols)
+        },
+        refused: refused.clone(),
     };
     let (tx_buf, mut rx_buf) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let producer = {
@@ -503,10 +740,19 @@ async fn copy(
     let summary = producer
         .await
         .map_err(|e| Failure::bad(format!("{file}: the parser failed: {e}")))?;
+    let skip = o.on_error == OnError::SkipRows;
     if let Some(e) = send_error {
-        // The connection is unusable; the server rolls the transaction back.
         drop(copy);
+        if let Some(row) = refused_row(file, &e, &summary.lines).filter(|_| skip) {
+            return Ok(Pass::Refused(row));
+        }
+        // The server rolls the transaction back.
         return Err(db_failure(file, e, Some(&summary.lines)));
+    }
+    if let Some(why) = summary.needs_server {
+        // The server answers the abort with an error, which is expected.
+        let _ = copy.abort("cpi: starting over as text COPY").await;
+        return Ok(Pass::NeedsText(why));
     }
     if let Some(fatal) = &summary.fatal {
         let _ = copy.abort("cpi: the file is rejected").await;
@@ -518,8 +764,11 @@ async fn copy(
         return Err(Failure::rejected(message, &summary));
     }
     match copy.finish().await {
-        Ok(n) => Ok((summary, n)),
-        Err(e) => Err(db_failure(file, e, Some(&summary.lines)).with_report(&summary)),
+        Ok(n) => Ok(Pass::Done(summary, n)),
+        Err(e) => match refused_row(file, &e, &summary.lines).filter(|_| skip) {
+            Some(row) => Ok(Pass::Refused(row)),
+            None => Err(db_failure(file, e, Some(&summary.lines)).with_report(&summary)),
+        },
     }
 }
 
@@ -624,5 +873,10 @@ mod tests {
         );
         assert_eq!(copy_row_of("COPY t, line 7"), Some(7));
         assert_eq!(copy_row_of("SQL statement"), None);
+        assert_eq!(
+            copy_column_of("COPY t, line 3, column date: \"x\"").as_deref(),
+            Some("date")
+        );
+        assert_eq!(copy_column_of("COPY t, line 7"), None);
     }
 }

@@ -7,22 +7,28 @@
 //! - [`job`]: the job lifecycle (start, checks, connect, load, finish).
 //! - [`plan`]: the file's options, target table and columns (pure).
 //! - [`load`]: one transaction: lock, COPY, merge per mode, ledger, commit.
+//! - [`infer`]: `create_table: infer`, column types from the file's values (pure).
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
 //! - [`mapping`]: header → target columns (pure).
+//! - [`dialect`]: values in the file's spelling → PostgreSQL's (separators, booleans, formats).
 //! - [`encode`]: values → COPY binary/text, checked per type (pure).
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
+//! - [`sniff`]: `encoding: auto`, `delimiter: auto` from the file's bytes.
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
 
+pub mod dialect;
 pub mod encode;
 pub mod error;
+pub mod infer;
 pub mod job;
 pub mod load;
 pub mod mapping;
 pub mod pipeline;
 pub mod plan;
 pub mod reader;
+pub mod sniff;
 pub mod sql;
 pub mod target;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::OnError;
+use crate::import::dialect::Dialect;
 use crate::import::encode::{self, ColumnSpec, CopyFormat, ValueError};
 use crate::import::reader::Records;
 
@@ -104,6 +105,9 @@ pub struct Summary {
     /// came strictly ascending (or descending): the merge can skip
     /// `DISTINCT ON` and its sort. `false` means "not known".
     pub keys_unique: bool,
+    /// A binary COPY met a value only the server can judge (`Jan 1 2000`
+    /// for a date): the message says where; the file is sent again as text.
+    pub needs_server: Option<String>,
 }
 
 /// Proves keys distinct without remembering them: a file sorted by its key
@@ -229,6 +233,11 @@ pub struct Spec {
     /// Indexes into `fields` of the key columns (to detect a file without
     /// duplicate keys).
     pub key_fields: Vec<usize>,
+    /// Each field's value dialect (same order as `fields`; empty: none).
+    pub dialects: Vec<Option<Dialect>>,
+    /// Rows the server refused on an earlier pass (`skip_rows`): file line
+    /// → the error, counted as a bad row instead of being sent again.
+    pub refused: std::collections::BTreeMap<u64, RowError>,
 }
 
 /// Reads every record, sends full buffers to `sink` (which answers false
@@ -269,7 +278,9 @@ pub fn produce(
         s.rows_read += 1;
         let start = buf.len();
         row_errors.clear();
-        if record.len() != spec.width {
+        if let Some(e) = spec.refused.get(&line) {
+            row_errors.push(e.clone());
+        } else if record.len() != spec.width {
             row_errors.push(RowError::row(
                 &spec.file,
                 line,
@@ -286,7 +297,18 @@ pub fn produce(
                 }
                 offsets.push(buf.len());
                 let raw = &record[*fi];
-                if let Err(e) = put_field(&mut buf, &spec, col, raw) {
+                let dialect = spec.dialects.get(n).and_then(Option::as_ref);
+                if let Err(e) = put_field(&mut buf, &spec, col, dialect, raw) {
+                    if spec.format == CopyFormat::Binary && server_may_accept(col, dialect, &e) {
+                        s.needs_server = Some(format!(
+                            "{}:{line}: column {}: {} is not a form cpi reads itself, so the file goes to the server's {} parser (text COPY)",
+                            spec.file,
+                            crate::config::quote_ident(&col.name),
+                            encode::show_value(raw),
+                            col.ty.label()
+                        ));
+                        return s;
+                    }
                     row_errors.push(RowError::value(&spec.file, line, &col.name, raw, &e));
                 }
             }
@@ -362,10 +384,20 @@ pub fn produce(
     s
 }
 
+/// Whether the server's input function may accept a value cpi's fast
+/// parser refused (PostgreSQL's acceptance is the floor); not when the
+/// operator gave an explicit format.
+fn server_may_accept(col: &ColumnSpec, dialect: Option<&Dialect>, e: &ValueError) -> bool {
+    col.ty.server_parses_more()
+        && matches!(e, ValueError::Invalid(_))
+        && !matches!(dialect, Some(Dialect::Date(_) | Dialect::Timestamp(_)))
+}
+
 fn put_field(
     buf: &mut Vec<u8>,
     spec: &Spec,
     col: &ColumnSpec,
+    dialect: Option<&Dialect>,
     raw: &[u8],
 ) -> Result<(), ValueError> {
     let text = std::str::from_utf8(raw).map_err(|_| ValueError::BadUtf8)?;
@@ -377,7 +409,21 @@ fn put_field(
         encode::put_null(buf, spec.format);
         return Ok(());
     }
-    encode::put_value(buf, spec.format, col, text)
+    let text = match dialect {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(d) => d.rewrite(text)?,
+    };
+    let start = buf.len();
+    match encode::put_value(buf, spec.format, col, &text) {
+        Err(e) if spec.format == CopyFormat::Text && server_may_accept(col, dialect, &e) => {
+            // The server's parser decides; its error names the COPY line,
+            // mapped back to the file line.
+            buf.truncate(start);
+            encode::put_text_escaped(buf, &text);
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 /// A CSV reader error as a message naming the file and line.
@@ -434,6 +480,8 @@ mod tests {
             row_number: false,
             first: None,
             key_fields: vec![0],
+            dialects: Vec::new(),
+            refused: Default::default(),
         }
     }
 

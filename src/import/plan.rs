@@ -336,6 +336,7 @@ mod tests {
         o.mode = mode;
         o.primary_key = key.iter().map(|k| k.to_string()).collect();
         o.create_table = create;
+        o.infer_types = false;
         o
     }
 

@@ -183,7 +183,8 @@ pub fn open(
         Box::new(file)
     };
     let text: Box<dyn Read + Send> = match o.encoding {
-        Encoding::Utf8 => Box::new(skip_bom(raw)?),
+        // `auto` is decided before the file is opened (import::sniff).
+        Encoding::Utf8 | Encoding::Auto => Box::new(skip_bom(raw)?),
         Encoding::Latin1 => Box::new(Decode::new(raw, Decoder::Latin1, READ_BUF)),
         Encoding::Windows1252 => Box::new(Decode::new(
             raw,

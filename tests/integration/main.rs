@@ -3,6 +3,7 @@
 mod api;
 mod ci;
 mod console;
+mod csv_real;
 mod daemon;
 mod daemon_inprocess;
 mod deploy_kit;
@@ -17,6 +18,7 @@ mod import_cli;
 pub(crate) mod import_support;
 mod layout;
 mod legacy;
+mod pg_input;
 mod quickstart;
 mod reconcile;
 mod schema;

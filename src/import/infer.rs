@@ -1,0 +1,315 @@
+//! `create_table: infer`: column types chosen from the file's values. Pure:
+//! the caller feeds every record of the file (the sample is the whole
+//! file, so no later row of it can fail the type chosen), and gets the
+//! types and the decisions worth telling (a widening, a fall back to
+//! `text`).
+
+use crate::config::quote_ident;
+use crate::import::encode;
+
+/// A column type `infer` can choose, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Inferred {
+    /// `t`/`f`, `true`/`false`, `yes`/`no` (any case).
+    Boolean,
+    /// Integers within ±32767.
+    Smallint,
+    /// Integers within 32 bits.
+    Integer,
+    /// Integers within 64 bits.
+    Bigint,
+    /// Decimals, and integers beyond 64 bits.
+    Numeric,
+    /// Numbers with an exponent, `NaN`, `Infinity`.
+    Double,
+    /// `YYYY-MM-DD` (and `YYYY/MM/DD`, `YYYYMMDD`).
+    Date,
+    /// ISO 8601 date and time without offset.
+    Timestamp,
+    /// ISO 8601 date and time, some with an offset.
+    Timestamptz,
+    /// 8-4-4-4-12 hex.
+    Uuid,
+    /// JSON objects and arrays.
+    Jsonb,
+    /// Anything else.
+    Text,
+}
+
+impl Inferred {
+    /// The SQL type.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Inferred::Boolean => "boolean",
+            Inferred::Smallint => "smallint",
+            Inferred::Integer => "integer",
+            Inferred::Bigint => "bigint",
+            Inferred::Numeric => "numeric",
+            Inferred::Double => "double precision",
+            Inferred::Date => "date",
+            Inferred::Timestamp => "timestamp",
+            Inferred::Timestamptz => "timestamptz",
+            Inferred::Uuid => "uuid",
+            Inferred::Jsonb => "jsonb",
+            Inferred::Text => "text",
+        }
+    }
+
+    fn is_number(self) -> bool {
+        (Inferred::Smallint..=Inferred::Double).contains(&self)
+    }
+}
+
+/// The narrowest type of one (non-null) value.
+pub fn value_type(v: &str) -> Inferred {
+    let t = v.trim();
+    if t.is_empty() {
+        return Inferred::Text;
+    }
+    let lower = t.to_ascii_lowercase();
+    if ["t", "f", "true", "false", "yes", "no"].contains(&lower.as_str()) {
+        return Inferred::Boolean;
+    }
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return match t.parse::<i64>() {
+            Ok(n) if i16::try_from(n).is_ok() => Inferred::Smallint,
+            Ok(n) if i32::try_from(n).is_ok() => Inferred::Integer,
+            Ok(_) => Inferred::Bigint,
+            Err(_) => Inferred::Numeric,
+        };
+    }
+    let special = ["nan", "infinity", "-infinity", "inf", "-inf"].contains(&lower.as_str());
+    if !special && !t.contains(['e', 'E']) && encode::parse_numeric(t).is_some() {
+        return Inferred::Numeric;
+    }
+    if t.parse::<f64>().is_ok_and(f64::is_finite) && t.bytes().any(|b| b.is_ascii_digit()) {
+        return Inferred::Double;
+    }
+    if t.len() >= 8 && encode::parse_date_days(t).is_some() {
+        return Inferred::Date;
+    }
+    // `Jan 1 2000`: PostgreSQL reads it in every date_order.
+    if t.len() <= 12 && chrono::NaiveDate::parse_from_str(t, "%b %d %Y").is_ok() {
+        return Inferred::Date;
+    }
+    if t.len() > 10 && encode::parse_timestamp_us(t, false).is_some() {
+        let rest = &t[10..];
+        let offset = rest.ends_with(['z', 'Z'])
+            || rest.to_ascii_lowercase().ends_with("utc")
+            || rest.get(6..).is_some_and(|r| r.contains(['+', '-']));
+        return if offset {
+            Inferred::Timestamptz
+        } else {
+            Inferred::Timestamp
+        };
+    }
+    if t.len() == 36 && uuid::Uuid::try_parse(t).is_ok() {
+        return Inferred::Uuid;
+    }
+    if (t.starts_with('{') || t.starts_with('['))
+        && serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
+        && !t.contains("\\u0000")
+    {
+        return Inferred::Jsonb;
+    }
+    Inferred::Text
+}
+
+/// The type that holds values of both, and whether that is a fall back to
+/// `text` (rather than a widening among numbers or times).
+pub fn join(a: Inferred, b: Inferred) -> Inferred {
+    use Inferred::*;
+    if a == b {
+        return a;
+    }
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    match (lo, hi) {
+        (l, h) if l.is_number() && h.is_number() => h,
+        (Timestamp, Timestamptz) => Timestamptz,
+        (Date, Timestamp | Timestamptz) => hi,
+        _ => Text,
+    }
+}
+
+/// One column's running verdict.
+#[derive(Debug, Clone)]
+struct Column {
+    ty: Option<Inferred>,
+    /// The first value that changed the type, and its line.
+    note: Option<String>,
+}
+
+/// The inferred table: column types, `NOT NULL` keys, and what was decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inference {
+    /// (column, type), in file order.
+    pub columns: Vec<(String, Inferred)>,
+    /// Widenings and falls back to `text`, one per column at most.
+    pub notes: Vec<String>,
+}
+
+/// Feeds the file's records, one by one.
+pub struct Infer {
+    names: Vec<String>,
+    nulls: Vec<String>,
+    cols: Vec<Column>,
+}
+
+impl Infer {
+    /// For a file with these column names; values equal to one of `nulls` are NULL.
+    pub fn new(names: &[String], nulls: &[String]) -> Infer {
+        Infer {
+            names: names.to_vec(),
+            nulls: nulls.to_vec(),
+            cols: vec![
+                Column {
+                    ty: None,
+                    note: None,
+                };
+                names.len()
+            ],
+        }
+    }
+
+    /// One record (file `line`); fields beyond the header are ignored.
+    pub fn add<'a>(&mut self, line: u64, fields: impl IntoIterator<Item = &'a str>) {
+        for (i, v) in fields.into_iter().enumerate().take(self.cols.len()) {
+            if self.nulls.iter().any(|n| n == v) {
+                continue;
+            }
+            let c = &mut self.cols[i];
+            let vt = value_type(v);
+            let next = match c.ty {
+                None => vt,
+                Some(t) => join(t, vt),
+            };
+            if let Some(prev) = c.ty.filter(|p| *p != next) {
+                if c.note.is_none() || next == Inferred::Text {
+                    let how = if next == Inferred::Text {
+                        "falls back to"
+                    } else {
+                        "widens to"
+                    };
+                    c.note = Some(format!(
+                        "column {}: {} on line {line} is not {}: {how} {}",
+                        quote_ident(&self.names[i]),
+                        encode::show_value(v.as_bytes()),
+                        prev.sql(),
+                        next.sql()
+                    ));
+                }
+            }
+            c.ty = Some(next);
+        }
+    }
+
+    /// The verdict: a column without a value is `text`.
+    pub fn finish(self) -> Inference {
+        let notes = self.cols.iter().filter_map(|c| c.note.clone()).collect();
+        Inference {
+            columns: self
+                .names
+                .into_iter()
+                .zip(self.cols)
+                .map(|(n, c)| (n, c.ty.unwrap_or(Inferred::Text)))
+                .collect(),
+            notes,
+        }
+    }
+}
+
+/// `CREATE TABLE` with the inferred types; the key's columns `NOT NULL`.
+pub fn create_table(target: &str, inf: &Inference, key: &[String]) -> String {
+    let mut defs: Vec<String> = inf
+        .columns
+        .iter()
+        .map(|(n, t)| {
+            let not_null = if key.iter().any(|k| k.eq_ignore_ascii_case(n)) {
+                " NOT NULL"
+            } else {
+                ""
+            };
+            format!("{} {}{not_null}", quote_ident(n), t.sql())
+        })
+        .collect();
+    if !key.is_empty() {
+        let k: Vec<String> = key
+            .iter()
+            .map(|k| {
+                let name = inf
+                    .columns
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                    .map_or(k.as_str(), |(n, _)| n.as_str());
+                quote_ident(name)
+            })
+            .collect();
+        defs.push(format!("PRIMARY KEY ({})", k.join(", ")));
+    }
+    format!("CREATE TABLE {target} (\n  {}\n)", defs.join(",\n  "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Inferred::*;
+
+    #[test]
+    fn value_types() {
+        let cases = [
+            ("true", Boolean),
+            ("F", Boolean),
+            ("1", Smallint),
+            ("-40000", Integer),
+            ("3000000000", Bigint),
+            ("99999999999999999999", Numeric),
+            ("12.50", Numeric),
+            ("1e5", Double),
+            ("NaN", Text),
+            ("2024-06-01", Date),
+            ("2012/01/01", Date),
+            ("2024-06-01 10:00:00", Timestamp),
+            ("2024-06-01T10:00:00Z", Timestamptz),
+            ("2024-06-01 10:00:00+02:00", Timestamptz),
+            ("0e4b2a2c-3c1f-4a7e-9f0a-5d8e1b2c3d4e", Uuid),
+            ("{\"a\": 1}", Jsonb),
+            ("[1,2]", Jsonb),
+            ("Jan 1 2000", Date),
+            ("Janvier 1 2000", Text),
+            ("12,5", Text),
+        ];
+        for (v, want) in cases {
+            assert_eq!(value_type(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn later_rows_widen_or_fall_back_and_say_so() {
+        let names: Vec<String> = ["id", "n", "d", "x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut inf = Infer::new(&names, &[String::new()]);
+        inf.add(2, ["1", "1", "2024-01-01", ""]);
+        inf.add(3, ["2", "1.5", "2024-01-01 10:00", ""]);
+        inf.add(4, ["70000", "2", "soon", ""]);
+        let r = inf.finish();
+        assert_eq!(
+            r.columns.iter().map(|c| c.1).collect::<Vec<_>>(),
+            vec![Integer, Numeric, Text, Text]
+        );
+        assert_eq!(
+            r.notes,
+            vec![
+                "column \"id\": \"70000\" on line 4 is not smallint: widens to integer",
+                "column \"n\": \"1.5\" on line 3 is not smallint: widens to numeric",
+                "column \"d\": \"soon\" on line 4 is not timestamp: falls back to text",
+            ]
+        );
+        assert_eq!(
+            create_table("\"t\"", &r, &["ID".into()]),
+            "CREATE TABLE \"t\" (\n  \"id\" integer NOT NULL,\n  \"n\" numeric,\n  \"d\" text,\n  \"x\" text,\n  PRIMARY KEY (\"id\")\n)"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! `encoding: auto` and `delimiter: auto`: decisions taken from the file's
+//! bytes before it is read as CSV. The rules are pure; [`sniff`] reads the
+//! file (decompressed) once.
+
+use std::io::{self, Read};
+use std::path::Path;
+
+use crate::config::Encoding;
+
+/// The delimiters `delimiter: auto` chooses among.
+pub const DELIMITERS: &[u8] = b",;\t|";
+
+/// The encoding: a UTF-8 BOM, or bytes that are valid UTF-8 throughout,
+/// are UTF-8; anything else is windows-1252 (which maps every byte).
+pub fn encoding(has_bom: bool, valid_utf8: bool) -> (Encoding, &'static str) {
+    if has_bom {
+        (Encoding::Utf8, "utf-8 (byte order mark)")
+    } else if valid_utf8 {
+        (Encoding::Utf8, "utf-8 (the whole file is valid UTF-8)")
+    } else {
+        (
+            Encoding::Windows1252,
+            "windows-1252 (the file is not valid UTF-8)",
+        )
+    }
+}
+
+/// The delimiter of the first line: the candidate found most often
+/// outside quotes (ties in [`DELIMITERS`] order; none found: `,`).
+pub fn delimiter(first_line: &[u8], quote: u8) -> u8 {
+    let mut counts = [0usize; 4];
+    let mut quoted = false;
+    for &b in first_line {
+        if b == quote {
+            quoted = !quoted;
+        } else if !quoted {
+            if let Some(i) = DELIMITERS.iter().position(|d| *d == b) {
+                counts[i] += 1;
+            }
+        }
+    }
+    let mut best = 0;
+    for i in 1..counts.len() {
+        if counts[i] > counts[best] {
+            best = i;
+        }
+    }
+    DELIMITERS[best]
+}
+
+/// What [`sniff`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sniffed {
+    /// Starts with a UTF-8 BOM.
+    pub bom: bool,
+    /// Every byte is valid UTF-8.
+    pub valid_utf8: bool,
+    /// The first line, BOM removed.
+    pub first_line: Vec<u8>,
+}
+
+/// Reads the (decompressed) file once: BOM, UTF-8 validity, first line.
+/// `full` false stops after the first line (only the delimiter is wanted).
+pub fn sniff(path: &Path, full: bool) -> io::Result<Sniffed> {
+    let file = std::fs::File::open(path)?;
+    let mut r: Box<dyn Read> = if super::reader::is_gzip(path) {
+        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
+    } else {
+        Box::new(file)
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut carry: Vec<u8> = Vec::new();
+    let mut s = Sniffed {
+        bom: false,
+        valid_utf8: true,
+        first_line: Vec::new(),
+    };
+    let mut first = true;
+    let mut line_done = false;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let mut chunk = &buf[..n];
+        if first {
+            first = false;
+            if chunk.starts_with(b"\xEF\xBB\xBF") {
+                s.bom = true;
+                chunk = &chunk[3..];
+            }
+        }
+        if !line_done {
+            match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    s.first_line.extend_from_slice(&chunk[..i]);
+                    line_done = true;
+                }
+                None => s.first_line.extend_from_slice(chunk),
+            }
+            if line_done && !full {
+                return Ok(s);
+            }
+        }
+        if s.valid_utf8 && full {
+            carry.extend_from_slice(chunk);
+            match std::str::from_utf8(&carry) {
+                Ok(_) => carry.clear(),
+                // A sequence cut at the chunk's end: keep it for the next.
+                Err(e) if e.error_len().is_none() => {
+                    carry.drain(..e.valid_up_to());
+                }
+                Err(_) => s.valid_utf8 = false,
+            }
+        }
+    }
+    if !carry.is_empty() {
+        s.valid_utf8 = false;
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_and_delimiters() {
+        assert_eq!(encoding(true, false).0, Encoding::Utf8);
+        assert_eq!(encoding(false, true).0, Encoding::Utf8);
+        assert_eq!(encoding(false, false).0, Encoding::Windows1252);
+        assert_eq!(delimiter(b"a;b;c", b'"'), b';');
+        assert_eq!(delimiter(b"a\tb,c\td", b'"'), b'\t');
+        assert_eq!(delimiter(b"\"a;b\",c", b'"'), b',');
+        assert_eq!(delimiter(b"abc", b'"'), b',');
+        assert_eq!(delimiter(b"a|b", b'"'), b'|');
+    }
+
+    #[test]
+    fn sniffs_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.csv");
+        std::fs::write(&p, b"\xEF\xBB\xBFid;name\n1;Jos\xE9\n").unwrap();
+        let s = sniff(&p, true).unwrap();
+        assert_eq!((s.bom, s.valid_utf8), (true, false));
+        assert_eq!(s.first_line, b"id;name");
+        std::fs::write(&p, "id,name\n1,José\n").unwrap();
+        assert!(sniff(&p, true).unwrap().valid_utf8);
+    }
+}

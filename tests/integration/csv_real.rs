@@ -1,0 +1,403 @@
+//! Real-world CSVs (issue 13): public data sets shipped by package
+//! registries (tests/data/README.md) load as `psql \copy` loads them, and
+//! values only the server reads (`Jan 1 2000`) reach the server.
+
+use std::path::{Path, PathBuf};
+
+use cpi::jobs::JobStatus;
+use serde_json::json;
+
+use crate::import_support::{counts, Env};
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
+}
+
+/// Loads `rel` with `psql \copy` into `<table>_psql` and with cpi into
+/// `<table>` (both created by `create` with `{t}` for the name) and
+/// compares: the same count, `EXCEPT` empty both ways.
+async fn same_as_psql(env: &Env, rel: &str, table: &str, create: &str) -> u64 {
+    env.exec(&create.replace("{t}", table)).await;
+    env.exec(&create.replace("{t}", &format!("{table}_psql")))
+        .await;
+    let src = data(rel);
+    let copy = format!(
+        "\\copy {table}_psql FROM '{}' WITH (FORMAT csv, HEADER)",
+        src.display()
+    );
+    let out = std::process::Command::new("psql")
+        .args([env.db.url().as_str(), "-v", "ON_ERROR_STOP=1", "-c", &copy])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = src.file_name().unwrap().to_str().unwrap();
+    let o = env.import(name, &std::fs::read(&src).unwrap()).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{rel}: {:?}", o.error);
+    let psql = env.count(&format!("{table}_psql")).await;
+    assert_eq!(env.count(table).await, psql, "{rel}: row counts");
+    for (a, b) in [
+        (table.to_string(), format!("{table}_psql")),
+        (format!("{table}_psql"), table.to_string()),
+    ] {
+        let extra = env
+            .count(&format!(
+                "(SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) x"
+            ))
+            .await;
+        assert_eq!(extra, 0, "{rel}: rows in {a} and not in {b}");
+    }
+    psql as u64
+}
+
+#[tokio::test]
+async fn public_data_sets_load_as_psql_copy_loads_them() {
+    let env = Env::new(json!({"mode": "append"})).await;
+    // `Jan 1 2000`: a date only the server reads (the issue's example).
+    let n = same_as_psql(
+        &env,
+        "vega_datasets/stocks.csv",
+        "stocks",
+        "CREATE TABLE {t} (symbol text, date date, price numeric)",
+    )
+    .await;
+    assert_eq!(n, 560);
+    let note = env
+        .rows("SELECT error FROM cpi_import_jobs WHERE file_name = 'stocks.csv'")
+        .await;
+    assert!(
+        note[0].contains(
+            "stocks.csv:2: column \"date\": \"Jan 1 2000\" is not a form cpi reads itself"
+        ),
+        "the decision is in the job: {note:?}"
+    );
+    // `2012/01/01` dates and decimals: cpi's own fast path.
+    let n = same_as_psql(
+        &env,
+        "vega_datasets/seattle-weather.csv",
+        "seattle_weather",
+        "CREATE TABLE {t} (date date, precipitation numeric, temp_max numeric,
+            temp_min numeric, wind real, weather text)",
+    )
+    .await;
+    assert_eq!(n, 1461);
+    let note = env
+        .rows("SELECT coalesce(error, '') FROM cpi_import_jobs WHERE file_name = 'seattle-weather.csv'")
+        .await;
+    assert_eq!(note, vec![String::new()], "binary COPY throughout");
+    // Empty ages, quoted addresses, double precision coordinates.
+    same_as_psql(
+        &env,
+        "vega_datasets/la-riots.csv",
+        "la_riots",
+        "CREATE TABLE {t} (first_name text, last_name text, age int, gender text,
+            race text, death_date date, address text, neighborhood text, type text,
+            longitude double precision, latitude double precision)",
+    )
+    .await;
+    same_as_psql(
+        &env,
+        "vega_datasets/iowa-electricity.csv",
+        "iowa_electricity",
+        "CREATE TABLE {t} (year date, source text, net_generation integer)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn server_refusal_names_file_line_column_and_value() {
+    // Staged (upsert): the text COPY goes to the staging table.
+    let env = Env::new(json!({"table": "t", "primary_key": "id"})).await;
+    env.exec("CREATE TABLE t (id int PRIMARY KEY, day date)")
+        .await;
+    let o = env
+        .import("t.csv", b"id,day\n1,Jan 1 2000\n2,\"multi\nline\"\n")
+        .await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(
+        o.error.as_deref(),
+        Some("t.csv:3: column \"day\": invalid input syntax for type date: \"multi\nline\"")
+    );
+    assert_eq!(env.count("t").await, 0);
+    let o = env
+        .import(
+            "t2.csv",
+            b"id,day\n1,2000-01-01\n2,Feb 3 2001\n3,20010304\n",
+        )
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(counts(&o), (3, 3, 0, 0, 0));
+    assert_eq!(
+        env.rows("SELECT string_agg(day::text, ' ' ORDER BY id) FROM t")
+            .await,
+        vec!["2000-01-01 2001-02-03 2001-03-04"]
+    );
+}
+
+#[tokio::test]
+async fn date_order_sets_how_the_server_reads_dates() {
+    for (order, want) in [("MDY", "2024-01-02"), ("DMY", "2024-02-01")] {
+        let env = Env::new(json!({"mode": "append", "date_order": order})).await;
+        env.exec("CREATE TABLE t (day date, at timestamp)").await;
+        let o = env
+            .import("t.csv", b"day,at\n01/02/2024,01/02/2024 10:00\n")
+            .await;
+        assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+        assert_eq!(
+            env.rows("SELECT day::text || ' ' || at::text FROM t").await,
+            vec![format!("{want} {want} 10:00:00")],
+            "{order}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn value_options_read_spreadsheet_spellings() {
+    let env = Env::new(json!({
+        "table": "t",
+        "mode": "append",
+        "delimiter": ";",
+        "decimal_separator": ",",
+        "thousands_separator": ".",
+        "true_values": ["Ja"],
+        "false_values": ["Nein"],
+        "date_format": {"booked": "%d.%m.%Y"},
+        "timestamp_format": "%d.%m.%Y %H:%M",
+    }))
+    .await;
+    env.exec("CREATE TABLE t (amount numeric(12,2), n int, paid boolean, booked date, due date, at timestamp)")
+        .await;
+    let o = env
+        .import(
+            "t.csv",
+            "amount;n;paid;booked;due;at\n1.234,56;1.000;Ja;31.12.2024;2024-12-31;01.02.2024 10:30\n-0,5;7;nein;01.01.2025;;\n"
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        env.rows("SELECT concat_ws('|', amount, n, paid, booked, due, at) FROM t ORDER BY n DESC")
+            .await,
+        vec![
+            "1234.56|1000|t|2024-12-31|2024-12-31|2024-02-01 10:30:00",
+            "-0.50|7|f|2025-01-01"
+        ]
+    );
+    // An explicit format is the operator's word: no server fallback.
+    let o = env
+        .import("u.csv", b"amount;n;paid;booked\n1;1;t;2024-12-31\n")
+        .await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(
+        o.error.as_deref(),
+        Some("u.csv:2: column \"booked\": \"2024-12-31\" does not match the format \"%d.%m.%Y\"")
+    );
+}
+
+#[tokio::test]
+async fn skip_rows_skips_rows_the_server_refuses() {
+    let env = Env::new(json!({"table": "t", "mode": "append", "on_error": "skip_rows"})).await;
+    env.exec("CREATE TABLE t (id int, day date CHECK (day > '1990-01-01'))")
+        .await;
+    let o = env
+        .import(
+            "a.csv",
+            b"id,day\n1,Jan 1 2000\n2,Febtember 3\n3,2000-01-03\n4,Jan 1 1980\n",
+        )
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(counts(&o), (4, 2, 0, 0, 2));
+    let lines: Vec<(u64, Option<String>)> = o
+        .errors
+        .iter()
+        .map(|e| (e.line, e.column.clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![(3, Some("day".into())), (5, None)],
+        "{:?}",
+        o.errors
+    );
+    assert_eq!(
+        o.errors[0].message,
+        "a.csv:3: column \"day\": invalid input syntax for type date: \"Febtember 3\""
+    );
+    assert!(
+        o.errors[1]
+            .message
+            .starts_with("a.csv:5: new row for relation \"t\" violates check constraint"),
+        "{:?}",
+        o.errors[1]
+    );
+    assert_eq!(
+        env.rows("SELECT string_agg(id::text, ',' ORDER BY id) FROM t")
+            .await,
+        vec!["1,3"]
+    );
+}
+
+/// `column type, …` of a table, in column order.
+async fn types(env: &Env, table: &str) -> String {
+    env.rows(&format!(
+        "SELECT string_agg(column_name || ' ' || data_type || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END, ', ' ORDER BY ordinal_position)
+         FROM information_schema.columns WHERE table_name = '{table}'"
+    ))
+    .await
+    .remove(0)
+}
+
+#[tokio::test]
+async fn create_table_infer_types_real_files_and_the_feed_goes_on() {
+    let env = Env::new(json!({"mode": "append", "create_table": "infer"})).await;
+    // The first half of the stocks feed creates the table …
+    let text = std::fs::read_to_string(data("vega_datasets/stocks.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first = format!("{}\n{}\n", lines[0], lines[1..281].join("\n"));
+    let second = format!("{}\n{}\n", lines[0], lines[281..].join("\n"));
+    let o = env.import("stocks.csv", first.as_bytes()).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        types(&env, "stocks").await,
+        "symbol text, date date, price numeric"
+    );
+    assert!(
+        o.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("created CREATE TABLE \"stocks\""),
+        "the decision is in the job: {:?}",
+        o.error
+    );
+    // … and the second half of the same feed imports into it cleanly.
+    let env2_file = env.file("stocks_2.csv", second.as_bytes());
+    sqlx::query(
+        "UPDATE cpi_projects SET config = jsonb_set(config, '{defaults,table}', '\"stocks\"')",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let o = env.run(&env2_file).await.unwrap();
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(env.count("stocks").await, 560);
+    assert_eq!(
+        env.rows("SELECT max(date)::text FROM stocks").await,
+        vec!["2010-03-01"]
+    );
+    sqlx::query("UPDATE cpi_projects SET config = config #- '{defaults,table}'")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    for (rel, table, want) in [
+        (
+            "vega_datasets/seattle-weather.csv",
+            "seattle_weather",
+            "date date, precipitation numeric, temp_max numeric, temp_min numeric, wind numeric, weather text",
+        ),
+        (
+            "vega_datasets/la-riots.csv",
+            "la_riots",
+            "first_name text, last_name text, age smallint, gender text, race text, death_date date, address text, neighborhood text, type text, longitude numeric, latitude numeric",
+        ),
+        (
+            "vega_datasets/iowa-electricity.csv",
+            "iowa_electricity",
+            "year date, source text, net_generation integer",
+        ),
+    ] {
+        let name = rel.rsplit('/').next().unwrap();
+        let o = env.import(name, &std::fs::read(data(rel)).unwrap()).await;
+        assert_eq!(o.status, JobStatus::Succeeded, "{rel}: {:?}", o.error);
+        assert_eq!(types(&env, table).await, want, "{rel}");
+    }
+}
+
+#[tokio::test]
+async fn infer_widens_falls_back_and_keys_are_not_null() {
+    let env = Env::new(json!({"table": "t", "primary_key": "id", "create_table": "infer"})).await;
+    let o = env
+        .import(
+            "t.csv",
+            b"id,n,at,flag\n1,5,2024-01-01 10:00:00,yes\n2,5.5,2024-01-01 10:00:00+02,no\n70000,,soon,t\n",
+        )
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        types(&env, "t").await,
+        "id integer not null, n numeric, at text, flag boolean"
+    );
+    let note = o.error.unwrap();
+    assert!(
+        note.contains("column \"at\": \"soon\" on line 4 is not timestamptz: falls back to text"),
+        "{note}"
+    );
+    assert!(
+        note.contains("column \"n\": \"5.5\" on line 3 is not smallint: widens to numeric"),
+        "{note}"
+    );
+}
+
+#[test]
+fn cpi_infer_prints_the_create_table() {
+    let run = crate::support::cpi(&["infer", data("vega_datasets/stocks.csv").to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        run.stdout.trim_start_matches(|c| c != '\n').trim(),
+        "CREATE TABLE \"stocks\" (\n  \"symbol\" text,\n  \"date\" date,\n  \"price\" numeric\n);"
+    );
+}
+
+#[tokio::test]
+async fn tsv_and_txt_files_by_pattern() {
+    let env = Env::with_config(|inbox| {
+        json!({"name": "p", "inbox": inbox, "tables": [
+            {"file_pattern": "*.tsv", "table": "t", "mode": "append", "delimiter": "\t"},
+            {"file_pattern": "*.txt", "table": "t", "mode": "append", "delimiter": "|"},
+        ]})
+    })
+    .await;
+    env.exec("CREATE TABLE t (id int, name text)").await;
+    let o = env.import("a.tsv", b"id\tname\n1\tSmith, Jo\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    let o = env.import("b.txt", b"id|name\n2|x\ty\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        env.rows("SELECT string_agg(name, '/' ORDER BY id) FROM t")
+            .await,
+        vec!["Smith, Jo/x\ty"]
+    );
+}
+
+#[tokio::test]
+async fn encoding_and_delimiter_auto_decide_per_file_and_say_so() {
+    let env =
+        Env::new(json!({"table": "t", "mode": "append", "encoding": "auto", "delimiter": "auto"}))
+            .await;
+    env.exec("CREATE TABLE t (id int, name text)").await;
+    // A spreadsheet export: windows-1252, semicolons.
+    let o = env.import("a.csv", b"id;name\n1;Jos\xE9 \x80\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        o.error.as_deref(),
+        Some("a.csv: encoding: auto → windows-1252 (the file is not valid UTF-8); a.csv: delimiter: auto → \";\"")
+    );
+    // UTF-8 with a BOM, tabs.
+    let o = env
+        .import("b.csv", "\u{feff}id\tname\n2\tJosé €\n".as_bytes())
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert!(o.error.unwrap().contains("utf-8 (byte order mark)"));
+    assert_eq!(
+        env.rows("SELECT string_agg(name, '|' ORDER BY id) FROM t")
+            .await,
+        vec!["José €|José €"]
+    );
+    let job = env
+        .rows("SELECT error FROM cpi_import_jobs WHERE file_name = 'b.csv'")
+        .await;
+    assert!(job[0].contains("delimiter: auto → \"\\\\t\""), "{job:?}");
+}
