@@ -230,6 +230,7 @@ pub async fn run(
     if let Some(api) = api {
         let _ = api.await;
     }
+    import::targets::close_idle().await;
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -447,11 +448,19 @@ fn options_for(
 /// One import worker: claim, import under a renewed lease, move the file.
 async fn work(s: Shared, worker: String) {
     let mut shutdown = s.shutdown.clone();
+    // The job this worker just finished: the next file of its table comes here.
+    let mut previous: Option<queue::Claimed> = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let claimed = match queue::claim(&s.pool, &worker, s.settings.lease).await {
+        let t = Instant::now();
+        let claimed = match previous.take() {
+            Some(p) => queue::claim_after(&s.pool, &worker, s.settings.lease, &p).await,
+            None => queue::claim(&s.pool, &worker, s.settings.lease).await,
+        };
+        let claim_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let claimed = match claimed {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot claim a job");
@@ -468,7 +477,9 @@ async fn work(s: Shared, worker: String) {
             continue;
         };
         let span = tracing::info_span!("import", job_id = %job.id, project = %job.project_name, file = %job.file_name);
-        process(&s, &worker, job).instrument(span).await;
+        tracing::debug!(parent: &span, claim_ms, "claimed");
+        process(&s, &worker, job.clone()).instrument(span).await;
+        previous = Some(job);
     }
 }
 
@@ -637,21 +648,14 @@ async fn vanished(s: &Shared, job: &queue::Claimed) {
 /// Moves the file after its job is recorded: `processed/` for succeeded and
 /// duplicate, `failed/` with `<name>.error.json` for failed.
 async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: JobOutcome) {
-    let pool = &s.pool;
     let roots = &s.settings.inbox_roots;
     let path = path.as_path();
-    let project = match store::project_by_name(pool, &job.project_name).await {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            tracing::warn!("project no longer exists; the file stays where it is");
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot read the project; the file stays where it is");
-            return;
-        }
+    // The config as the claim read it: no second read per file.
+    let Some(raw) = job.project_config.as_ref() else {
+        tracing::warn!("project no longer exists; the file stays where it is");
+        return;
     };
-    let config: ProjectConfig = project.parsed.unwrap_or_default();
+    let config: ProjectConfig = store::parse_config(raw).unwrap_or_default();
     let inbox_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let id = job.id.to_string();
     let short = &id[..8];

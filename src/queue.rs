@@ -32,6 +32,40 @@ pub async fn enqueue(
     }
 }
 
+/// The claim's choice of job: the oldest queued (due) job at the head of
+/// its table's queue (smallest file name) while no live job of that table
+/// runs, or a running job whose lease expired (its worker died). The
+/// statuses are literals so that the planner can prove the partial
+/// indexes' predicate (`status IN ('queued', 'running')`) with a generic
+/// plan: finished jobs are never visited. Public for `EXPLAIN`.
+pub const CLAIM_CANDIDATE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
+  WHERE q.status IN ('queued', 'running')
+    AND CASE WHEN q.status = 'queued' THEN q.not_before IS NULL OR q.not_before <= now()
+             ELSE q.lease_expires_at < now() END
+    AND NOT EXISTS (
+        SELECT 1 FROM cpi_import_jobs r
+         WHERE r.status IN ('queued', 'running')
+           AND r.project_id = q.project_id AND r.target_table = q.target_table AND r.id <> q.id
+           AND ((r.status = 'running' AND r.lease_expires_at >= now())
+                OR (r.status = 'queued' AND r.file_name < q.file_name)))
+  ORDER BY q.created_at, q.file_name
+  LIMIT 1
+  FOR UPDATE SKIP LOCKED";
+
+/// The next job of one table (`$1` project id, `$2` table) for the worker
+/// that just finished its previous one: the head of that table's queue,
+/// when it is due and no other live job of the table runs.
+const NEXT_OF_TABLE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
+  WHERE q.status = 'queued' AND q.project_id = $1 AND q.target_table = $2
+    AND (q.not_before IS NULL OR q.not_before <= now())
+    AND NOT EXISTS (
+        SELECT 1 FROM cpi_import_jobs r
+         WHERE r.status = 'running' AND r.project_id = $1 AND r.target_table = $2
+           AND r.lease_expires_at >= now())
+  ORDER BY q.file_name
+  LIMIT 1
+  FOR UPDATE SKIP LOCKED";
+
 /// A job a worker just claimed.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
@@ -39,12 +73,18 @@ pub struct Claimed {
     pub id: Uuid,
     /// Its project.
     pub project_name: String,
+    /// Its project's id (`None` once the project is deleted).
+    pub project_id: Option<Uuid>,
+    /// Its target table, when known at queue time.
+    pub target_table: Option<String>,
     /// The file's name.
     pub file_name: String,
     /// The file's absolute path.
     pub file_path: String,
-    /// Runs so far, this claim included.
+    /// Runs before this claim.
     pub attempts: i32,
+    /// Its project's config as the claim read it (`None`: the project is gone).
+    pub project_config: Option<serde_json::Value>,
 }
 
 /// Takes the next job: queued, or running with an expired lease (its
@@ -55,33 +95,62 @@ pub async fn claim(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<Claimed>, sqlx::Error> {
+    claim_with(pool, worker, lease, CLAIM_CANDIDATE_SQL, None).await
+}
+
+/// [`claim`], preferring the next job of the table of `previous` (a job
+/// this worker just finished): a table's files then follow each other on
+/// one worker with no wait, and other workers take other tables.
+pub async fn claim_after(
+    pool: &PgPool,
+    worker: &str,
+    lease: Duration,
+    previous: &Claimed,
+) -> Result<Option<Claimed>, sqlx::Error> {
+    if let (Some(project), Some(table)) = (previous.project_id, previous.target_table.as_deref()) {
+        let next = claim_with(
+            pool,
+            worker,
+            lease,
+            NEXT_OF_TABLE_SQL,
+            Some((project, table)),
+        )
+        .await?;
+        if next.is_some() {
+            return Ok(next);
+        }
+    }
+    claim(pool, worker, lease).await
+}
+
+async fn claim_with(
+    pool: &PgPool,
+    worker: &str,
+    lease: Duration,
+    candidate: &str,
+    table: Option<(Uuid, &str)>,
+) -> Result<Option<Claimed>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(CLAIM_LOCK)
         .execute(&mut *tx)
         .await?;
-    let claimed: Option<Claimed> = sqlx::query_as(
+    // The candidate's own parameters are $1/$2; the update's follow.
+    let sql = format!(
         "UPDATE cpi_import_jobs j
-            SET status = $3, worker = $1, lease_expires_at = now() + make_interval(secs => $2)
-          WHERE j.id = (
-              SELECT q.id FROM cpi_import_jobs q
-               WHERE (q.status = $4 OR (q.status = $3 AND q.lease_expires_at < now()))
-                 AND NOT EXISTS (
-                     SELECT 1 FROM cpi_import_jobs r
-                      WHERE r.id <> q.id AND r.project_id = q.project_id AND r.target_table = q.target_table
-                        AND ((r.status = $3 AND r.lease_expires_at >= now())
-                             OR (r.status = $4 AND r.file_name < q.file_name)))
-               ORDER BY q.created_at, q.file_name
-               LIMIT 1
-               FOR UPDATE SKIP LOCKED)
-          RETURNING j.id, j.project_name, j.file_name, j.file_path, j.attempts",
-    )
-    .bind(worker)
-    .bind(lease.as_secs_f64())
-    .bind(JobStatus::Running)
-    .bind(JobStatus::Queued)
-    .fetch_optional(&mut *tx)
-    .await?;
+            SET status = 'running', worker = $3, lease_expires_at = now() + make_interval(secs => $4)
+          WHERE j.id = ({candidate})
+          RETURNING j.id, j.project_name, j.project_id, j.target_table, j.file_name, j.file_path, j.attempts,
+                    (SELECT p.config FROM cpi_projects p WHERE p.id = j.project_id) AS project_config"
+    );
+    let (project, name) = table.unzip();
+    let claimed: Option<Claimed> = sqlx::query_as(&sql)
+        .bind(project)
+        .bind(name)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .fetch_optional(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(claimed)
 }

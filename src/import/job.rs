@@ -4,16 +4,17 @@
 //! connect to the target, load, and finish the job row with the verdict.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::import::error::ImportError;
 use crate::import::load::{self, Ctx, Failure, ProgressFn};
 use crate::import::pipeline::RowError;
-use crate::import::{plan, reader};
+use crate::import::{plan, reader, targets};
 use crate::jobs::{self, Counts, JobError, JobStatus};
 use crate::secret::{self, Secret};
 use crate::store;
@@ -57,14 +58,17 @@ pub async fn run_job(
     worker: &str,
     progress: ProgressFn<'_>,
 ) -> Result<JobOutcome, ImportError> {
+    let t0 = Instant::now();
     let job = jobs::start(mgmt, job_id, worker)
         .await
         .map_err(|e| match e {
             JobError::NotFound(id) => ImportError::JobNotFound(id),
             e => ImportError::Management(e),
         })?;
+    let started_ms = ms(t0);
     match run_started(mgmt, &job, progress).await {
         Ok(outcome) => {
+            let t = Instant::now();
             jobs::finish(
                 mgmt,
                 job_id,
@@ -74,6 +78,12 @@ pub async fn run_job(
                 outcome_details(&outcome).as_ref(),
             )
             .await?;
+            tracing::debug!(
+                start_ms = started_ms,
+                finish_ms = ms(t),
+                total_ms = ms(t0),
+                "job timings"
+            );
             Ok(outcome)
         }
         Err(e) => {
@@ -93,6 +103,11 @@ pub async fn run_job(
             Err(e)
         }
     }
+}
+
+/// Milliseconds since `t`, for the debug timings.
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// The row errors, as `cpi_import_jobs.error_details`.
@@ -149,7 +164,10 @@ async fn run_started(
     progress: ProgressFn<'_>,
 ) -> Result<JobOutcome, ImportError> {
     let project_name = job.project_name.clone();
+    let t = Instant::now();
     let (project, url) = project_target(mgmt, &project_name).await?;
+    let project_ms = ms(t);
+    let t = Instant::now();
     let path = PathBuf::from(&job.file_path);
     let opts = plan::resolve_options(
         &project_name,
@@ -212,9 +230,34 @@ async fn run_started(
         errors_total: 0,
     };
 
-    let mut conn = connect_target(&url, &project_name).await?;
+    let describe_ms = ms(t);
+    let t = Instant::now();
+    // `project_target` checked it is there.
+    let connection_id = project.connection_id.unwrap_or_default();
+    let (mut conn, reused) = match targets::take(connection_id, &url).await {
+        Some(c) => (c, true),
+        None => (connect_target(&url, &project_name).await?, false),
+    };
+    let connect_ms = ms(t);
+    let t = Instant::now();
     let result = load::load(&mut conn, &ctx, progress).await;
-    let _ = conn.close().await;
+    let load_ms = ms(t);
+    // Only a connection whose transaction ended (commit or rollback) is
+    // reused; after a lost connection or a server error mid-COPY it is closed.
+    match &result {
+        Ok(_) | Err(Failure::Bad { .. }) => targets::give_back(connection_id, &url, conn),
+        Err(Failure::Transient(_)) => {
+            let _ = conn.close().await;
+        }
+    }
+    tracing::debug!(
+        project_ms,
+        describe_ms,
+        connect_ms,
+        reused,
+        load_ms,
+        "import step timings"
+    );
     match result {
         Ok(l) => {
             if outcome.sha256.is_none() {
@@ -248,16 +291,25 @@ async fn run_started(
     }
 }
 
-/// Connects to the target, within [`CONNECT_TIMEOUT`].
-async fn connect_target(url: &Secret, project: &str) -> Result<PgConnection, ImportError> {
+/// How a target URL becomes connect options: the one place for it (the
+/// cached connections are keyed by the URL string and opened with these).
+fn target_connect_options(url: &Secret, project: &str) -> Result<PgConnectOptions, ImportError> {
     // No statement logging: the merge statements are long, and slow by
     // nature on big files; the job row says what happened.
-    let opts = store::connect_options(url)
+    Ok(store::connect_options(url)
         .map_err(|message| ImportError::InvalidTargetUrl {
             project: project.to_string(),
             message,
         })?
-        .disable_statement_logging();
+        .disable_statement_logging()
+        // Cached connections live across imports while tables may change
+        // shape: no server-side prepared statements to go stale.
+        .statement_cache_capacity(0))
+}
+
+/// Connects to the target, within [`CONNECT_TIMEOUT`].
+async fn connect_target(url: &Secret, project: &str) -> Result<PgConnection, ImportError> {
+    let opts = target_connect_options(url, project)?;
     match tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(&opts)).await {
         Ok(Ok((c, _))) => Ok(c),
         Ok(Err(source)) => Err(ImportError::TargetUnreachable {

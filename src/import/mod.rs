@@ -17,6 +17,7 @@
 //! - [`sniff`]: `encoding: auto`, `delimiter: auto` from the file's bytes.
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
+//! - [`targets`]: target connections kept open between imports.
 
 pub mod dialect;
 pub mod encode;
@@ -31,6 +32,7 @@ pub mod reader;
 pub mod sniff;
 pub mod sql;
 pub mod target;
+pub mod targets;
 
 pub use error::{config_recheck, error_policy, Action, ImportError};
 pub use job::{run_job, JobOutcome};

@@ -1,0 +1,285 @@
+//! Many small files: a `psql \copy` loop vs `cpi import` of all files in
+//! one call vs the daemon, in the same run on this machine.
+//!
+//! `cargo build --release && cargo run --release --example bench_small_files [-- OPTIONS]`
+//!
+//! Options (or environment variables):
+//! - `--files N` (`BENCH_FILES`, default 1000): how many files;
+//! - `--rows N` (`BENCH_FILE_ROWS`, default 20): rows per file;
+//! - `--history N` (`BENCH_HISTORY`, default 0): finished jobs inserted with
+//!   SQL into `cpi_import_jobs` (same project and table) before timing;
+//! - `--rounds N` (`BENCH_ROUNDS`, default 3): paired rounds; medians printed;
+//! - `--explain`: prints `EXPLAIN` of the daemon's claim query after the history is in.
+//!
+//! Each round generates the files (id bigint primary key, store text,
+//! amount numeric, at timestamptz) and times, into three tables of the same
+//! shape: `for f; do psql -c "\copy …"; done`, `cpi import` of all files in
+//! one call, and the real `cpi run` (`--settle 200ms`, 2 workers) from
+//! "files moved into the inbox" (one rename each) to "all rows committed".
+//! Set CPI_BENCH_ADMIN_URL to use another server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+
+fn arg(name: &str, env: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| std::env::var(env).ok())
+        .map(|s| s.replace('_', "").parse().expect("a number"))
+        .unwrap_or(default)
+}
+
+fn generate(dir: &Path, files: u64, rows: u64, round: u64) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..files)
+        .map(|f| {
+            let mut body = String::from("id,store,amount,at\n");
+            for r in 0..rows {
+                let id = (round * files + f) * rows + r + 1;
+                body.push_str(&format!(
+                    "{id},store_{f:04},{}.{:02},2026-11-{:02}T{:02}:00:00Z\n",
+                    id % 997,
+                    id % 100,
+                    1 + r % 28,
+                    r % 24
+                ));
+            }
+            let p = dir.join(format!("drop_{f:05}.csv"));
+            std::fs::write(&p, body).unwrap();
+            p
+        })
+        .collect()
+}
+
+async fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(conn)
+        .await
+        .unwrap_or(0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let files = arg("--files", "BENCH_FILES", 1000);
+    let rows = arg("--rows", "BENCH_FILE_ROWS", 20);
+    let history = arg("--history", "BENCH_HISTORY", 0);
+    let rounds = arg("--rounds", "BENCH_ROUNDS", 3).max(1);
+    let explain = std::env::args().any(|a| a == "--explain");
+    let admin = std::env::var("CPI_BENCH_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("cpi");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --release` first",
+        bin.display()
+    );
+
+    let db = format!("cpi_small_{}", uuid::Uuid::new_v4().simple());
+    let mut admin_conn = PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+        .execute(&mut admin_conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("all.yaml"),
+        format!(
+            "apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: target}}\nspec:\n  database_url: {url}\n\
+             ---\napiVersion: cpi/v1\nkind: Project\nmetadata: {{name: drops}}\nspec:\n  connection: target\n  config:\n    inbox: {}\n    defaults: {{table: ev_daemon, mode: append}}\n\
+             ---\napiVersion: cpi/v1\nkind: Project\nmetadata: {{name: cli}}\nspec:\n  connection: target\n  config:\n    defaults: {{table: ev_import, mode: append}}\n",
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    for t in ["ev_psql", "ev_import", "ev_daemon"] {
+        sqlx::query(&format!(
+            "CREATE TABLE {t} (id bigint PRIMARY KEY, store text, amount numeric(12,2), at timestamptz)"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
+    let mut daemon = Command::new(&bin)
+        .args(["run", "--database-url", &url, "--manifests"])
+        .arg(&manifests)
+        .args(["--settle", "200ms", "--workers", "2"])
+        .env(
+            "CPI_LOG",
+            std::env::var("BENCH_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .args(
+            std::env::var("BENCH_DAEMON_LOG")
+                .is_ok()
+                .then_some(["--log-format", "json"])
+                .into_iter()
+                .flatten(),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the daemon has migrated and reconciled both projects.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&mut conn, "SELECT count(*) FROM cpi_projects").await < 2 {
+        assert!(Instant::now() < deadline, "the daemon did not reconcile");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if history > 0 {
+        let t = Instant::now();
+        sqlx::query(
+            "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path,
+                    file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, worker,
+                    attempts, created_at, started_at, finished_at)
+             SELECT p.id, p.name, p.connection_id, 'old_' || g || '.csv', '/old/old_' || g || '.csv',
+                    100000 + g, md5(g::text), 'ev_daemon', 'append',
+                    CASE WHEN g % 50 = 0 THEN 'failed' ELSE 'succeeded' END, 20, 20, 'old:w0', 1,
+                    now() - interval '1 day' + g * interval '1 ms', now() - interval '1 day', now() - interval '1 day'
+               FROM cpi_projects p, generate_series(1, $1) g WHERE p.name = 'drops'",
+        )
+        .bind(history as i64)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        println!(
+            "inserted {history} finished jobs in {:.1} s (not analyzed)",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    if explain {
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN {}",
+            cpi::queue::CLAIM_CANDIDATE_SQL
+                .replace("$1", "'running'")
+                .replace("$2", "'queued'")
+        ))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        println!(
+            "EXPLAIN of the claim's candidate query:\n{}",
+            plan.join("\n")
+        );
+    }
+
+    let (mut loop_s, mut import_s, mut daemon_s) = (vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let staging = dir.path().join(format!("staging_{round}"));
+        let paths = generate(&staging, files, rows, round);
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+
+        let t = Instant::now();
+        for p in &paths {
+            let ok = Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c"])
+                .arg(format!("\\copy ev_psql FROM '{}' CSV HEADER", p.display()))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "psql failed");
+        }
+        loop_s.push(t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        let out = Command::new(&bin)
+            .args(["import", "--project", "cli", "--database-url", &url])
+            .args(&paths)
+            .env("CPI_LOG", "warn")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(out.success(), "cpi import failed");
+        import_s.push(t.elapsed().as_secs_f64());
+
+        let expected = ((round + 1) * files * rows) as i64;
+        // The daemon creates the inbox when it first lists the project; the
+        // benchmark may get here first.
+        std::fs::create_dir_all(&inbox).unwrap();
+        let t = Instant::now();
+        for p in &paths {
+            std::fs::rename(p, inbox.join(p.file_name().unwrap())).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while count(&mut conn, "SELECT count(*) FROM ev_daemon").await < expected {
+            assert!(Instant::now() < deadline, "the daemon did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        daemon_s.push(t.elapsed().as_secs_f64());
+        // All rows are committed; wait for the last moves before the next round.
+        while inbox::pending(&inbox) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for (t, n) in [("ev_psql", &loop_s), ("ev_import", &import_s)] {
+            let c = count(&mut conn, &format!("SELECT count(*) FROM {t}")).await;
+            assert_eq!(c, expected, "{t}: {} s", n[round as usize]);
+        }
+        let r = round as usize;
+        println!(
+            "round {}: psql loop {:.2} s, cpi import {:.2} s, daemon {:.2} s (load average {})",
+            round + 1,
+            loop_s[r],
+            import_s[r],
+            daemon_s[r],
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let (l, i, d) = (
+        median(&mut loop_s),
+        median(&mut import_s),
+        median(&mut daemon_s),
+    );
+    let n = files as f64;
+    println!();
+    println!(
+        "{files} files × {rows} rows, {history} finished jobs in the history, median of {rounds} round(s):"
+    );
+    println!("psql \\copy loop: {l:.2} s, {:.0} files/s", n / l);
+    println!(
+        "cpi import (one call): {i:.2} s, {:.0} files/s → {:.1}× the loop (goal ≥ 5×)",
+        n / i,
+        l / i
+    );
+    println!(
+        "cpi run (daemon): {d:.2} s, {:.0} files/s → {:.1}× the loop (goal ≥ 5×)",
+        n / d,
+        l / d
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let _ = daemon.wait();
+    drop(conn);
+    sqlx::query(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
+        .execute(&mut admin_conn)
+        .await
+        .unwrap();
+}
+
+mod inbox {
+    /// Files still directly in the inbox.
+    pub fn pending(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|d| d.flatten().filter(|e| e.path().is_file()).count())
+            .unwrap_or(0)
+    }
+}
