@@ -161,26 +161,40 @@ pub struct Job {
 
 const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, created_at, started_at, finished_at";
 
-/// Inserts a `queued` job for `path`. The project must exist (its id and
-/// connection are recorded as they are now). `worker` is who queued it.
+/// Inserts a job for `path` that `worker` runs at once (`cpi import`). The
+/// project must exist (its id and connection are recorded as they are now).
+/// The row is `running` from the start: a `queued` row would be free for a
+/// daemon on the same management database to claim between the insert and
+/// the start, and it would then move the user's file.
 pub async fn create(
     mgmt: &PgPool,
     project_name: &str,
     path: &Path,
     worker: &str,
 ) -> Result<Uuid, JobError> {
-    create_for(mgmt, project_name, path, worker, None).await
+    insert(mgmt, project_name, path, worker, None, JobStatus::Running).await
 }
 
-/// [`create`], with the target table and mode already known (the daemon's
-/// queue orders and serializes jobs per table, so the row must carry its
-/// table from the moment it is visible).
+/// Inserts a `queued` job for the daemon's queue, with the target table and
+/// mode already known (the queue orders and serializes jobs per table, so
+/// the row must carry its table from the moment it is visible).
 pub async fn create_for(
     mgmt: &PgPool,
     project_name: &str,
     path: &Path,
     worker: &str,
     target: Option<(&str, &str)>,
+) -> Result<Uuid, JobError> {
+    insert(mgmt, project_name, path, worker, target, JobStatus::Queued).await
+}
+
+async fn insert(
+    mgmt: &PgPool,
+    project_name: &str,
+    path: &Path,
+    worker: &str,
+    target: Option<(&str, &str)>,
+    status: JobStatus,
 ) -> Result<Uuid, JobError> {
     let project: Option<(Uuid, Option<Uuid>)> =
         sqlx::query_as("SELECT id, connection_id FROM cpi_projects WHERE name = $1")
@@ -209,7 +223,7 @@ pub async fn create_for(
     .bind(worker)
     .bind(target.map(|t| t.0))
     .bind(target.map(|t| t.1))
-    .bind(JobStatus::Queued)
+    .bind(status)
     .fetch_one(mgmt)
     .await?;
     Ok(id)

@@ -552,3 +552,46 @@ async fn an_unreachable_target_counts_in_the_metrics() {
     .unwrap();
     d.stop(Duration::from_secs(20)).await.unwrap();
 }
+
+/// Regression: `cpi import` inserted its job as `queued` and only then
+/// started it, so a daemon on the same management database could claim it
+/// in between, import the file itself and move it out of the user's folder
+/// (found by bench_small_files). The one-shot job is `running` from its
+/// insert: the queue never offers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_daemon_never_claims_a_cpi_import_job() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    let d = InProcess::start(&db, &s, |_| {}).await;
+    wait_i64(
+        &pool,
+        20,
+        "the manifests reconciled",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
+    .await
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("mine.csv");
+    std::fs::write(&file, csv_rows(1, 3, "cli")).unwrap();
+    let id = cpi::jobs::create(&pool, "p", &file, "cli-test")
+        .await
+        .unwrap();
+    // The daemon's claim loop runs several times while the job waits.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let job = cpi::jobs::get(&pool, id).await.unwrap().unwrap();
+    assert_eq!(
+        job.worker.as_deref(),
+        Some("cli-test"),
+        "the daemon took it"
+    );
+    assert!(file.exists(), "the file stays where the user put it");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
+    cpi::import::run_job(&pool, id, "cli-test", None)
+        .await
+        .unwrap();
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 3);
+    assert!(file.exists());
+    d.stop(Duration::from_secs(20)).await.unwrap();
+}
