@@ -8,7 +8,9 @@
 //! `started_at - created_at` of the jobs. Set CPI_BENCH_ADMIN_URL to use
 //! another server.
 
-use std::path::Path;
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,23 +20,9 @@ const FILES: usize = 100;
 
 #[tokio::main]
 async fn main() {
-    let admin = std::env::var("CPI_BENCH_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("cpi");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build --release` first",
-        bin.display()
-    );
-
-    let db = format!("cpi_latency_{}", uuid::Uuid::new_v4().simple());
-    let mut admin_conn = PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-        .execute(&mut admin_conn)
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let bin = bench_support::release_binary();
+    let bench_db = bench_support::fresh_database("cpi_latency").await;
+    let url = bench_db.url.clone();
 
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path().join("inbox");
@@ -100,9 +88,6 @@ async fn main() {
         .status();
     let _ = daemon.wait();
     drop(conn);
-    sqlx::query(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
-        .execute(&mut admin_conn)
-        .await
-        .unwrap();
+    bench_db.drop_db().await;
     println!("ready -> job started, over {n} files: median {median:.1} ms, p90 {p90:.1} ms, max {max:.1} ms");
 }

@@ -18,6 +18,9 @@
 //! "files moved into the inbox" (one rename each) to "all rows committed".
 //! Set CPI_BENCH_ADMIN_URL to use another server.
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,23 +78,9 @@ async fn main() {
     let history = arg("--history", "BENCH_HISTORY", 0);
     let rounds = arg("--rounds", "BENCH_ROUNDS", 3).max(1);
     let explain = std::env::args().any(|a| a == "--explain");
-    let admin = std::env::var("CPI_BENCH_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("cpi");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build --release` first",
-        bin.display()
-    );
-
-    let db = format!("cpi_small_{}", uuid::Uuid::new_v4().simple());
-    let mut admin_conn = PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-        .execute(&mut admin_conn)
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let bin = bench_support::release_binary();
+    let bench_db = bench_support::fresh_database("cpi_small").await;
+    let url = bench_db.url.clone();
 
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path().join("inbox");
@@ -269,10 +258,7 @@ async fn main() {
         .status();
     let _ = daemon.wait();
     drop(conn);
-    sqlx::query(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
-        .execute(&mut admin_conn)
-        .await
-        .unwrap();
+    bench_db.drop_db().await;
 }
 
 mod inbox {
