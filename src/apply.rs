@@ -258,10 +258,15 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
         };
         names.push(s.name.clone());
         descs.push(s.description.clone());
-        urls.push(ring.seal(url));
+        let stored = ring.seal(url);
+        digests.push(Some(plan::connection_digest(
+            &s.name,
+            s.description.as_deref(),
+            &stored,
+        )));
+        urls.push(stored);
         owners.push(s.managed_by.clone());
         sources.push(s.source.clone());
-        digests.push(plan::connection_digest(s));
     }
     if !names.is_empty() {
         sqlx::query(

@@ -205,6 +205,11 @@ pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed, StoreErr
             .map(
                 |(id, name, description, url, managed_by, source, digest)| Row {
                     id: Some(id),
+                    stored_digest: Some(crate::plan::connection_digest(
+                        &name,
+                        description.as_deref(),
+                        &url,
+                    )),
                     state: ConnState {
                         name,
                         description,
@@ -223,17 +228,21 @@ pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed, StoreErr
         projects: projs
             .into_iter()
             .map(
-                |(id, name, description, connection, config, managed_by, source, digest)| Row {
-                    id: Some(id),
-                    state: ProjState {
+                |(id, name, description, connection, config, managed_by, source, digest)| {
+                    let state = ProjState {
                         name,
                         description,
                         connection,
                         config,
                         managed_by,
                         source,
-                    },
-                    applied_digest: digest,
+                    };
+                    Row {
+                        id: Some(id),
+                        stored_digest: Some(crate::plan::project_digest(&state)),
+                        state,
+                        applied_digest: digest,
+                    }
                 },
             )
             .collect(),
@@ -588,14 +597,17 @@ pub async fn reseal_connections(
     ring: &crate::crypto::Keyring,
     which: Reseal,
 ) -> Result<(u64, u64), StoreError> {
-    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, name, database_url FROM cpi_connections ORDER BY name FOR UPDATE",
+    /// id, name, description, database_url, applied_digest.
+    type Stored = (Uuid, String, Option<String>, String, Option<String>);
+    let rows: Vec<Stored> = sqlx::query_as(
+        "SELECT id, name, description, database_url, applied_digest
+           FROM cpi_connections ORDER BY name FOR UPDATE",
     )
     .fetch_all(&mut *conn)
     .await?;
     let total = rows.len() as u64;
     let mut changed = 0;
-    for (id, name, stored) in rows {
+    for (id, name, description, stored, applied) in rows {
         let due = match which {
             Reseal::Plain => !crate::crypto::is_sealed(&stored),
             Reseal::NotCurrent => !ring.is_current(&stored),
@@ -607,12 +619,24 @@ pub async fn reseal_connections(
             name: name.clone(),
             source,
         })?;
-        // Only the storage changes: updated_at and the digest stay.
-        sqlx::query("UPDATE cpi_connections SET database_url = $2 WHERE id = $1")
-            .bind(id)
-            .bind(ring.seal(&plain))
-            .execute(&mut *conn)
-            .await?;
+        // Only the storage changes, so updated_at stays. The digest is over
+        // the stored text: it follows the new text when the row was as cpi
+        // wrote it, and stays (still drift) when it had been edited by hand.
+        let resealed = ring.seal(&plain);
+        let digest_of =
+            |text: &str| crate::plan::connection_digest(&name, description.as_deref(), text);
+        let applied = match applied {
+            Some(d) if d == digest_of(&stored) => Some(digest_of(&resealed)),
+            other => other,
+        };
+        sqlx::query(
+            "UPDATE cpi_connections SET database_url = $2, applied_digest = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(resealed)
+        .bind(applied)
+        .execute(&mut *conn)
+        .await?;
         changed += 1;
     }
     Ok((changed, total))
