@@ -136,8 +136,6 @@ impl Health {
     }
 }
 
-/// Upper bounds (seconds) of the import duration histogram.
-
 /// The Prometheus text exposition (format 0.0.4) of every `cpi_*` metric.
 /// A database that cannot be read gives `cpi_database_up 0` and the
 /// in-process metrics, never an error: the scrape itself must not fail.
