@@ -353,10 +353,12 @@ async fn delete_rows<T>(
         .filter_map(|c| c.id)
         .collect();
     if !ids.is_empty() {
-        sqlx::query(&format!("DELETE FROM {table} WHERE id = ANY($1)"))
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE id = ANY($1)"
+        )))
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }

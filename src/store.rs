@@ -354,9 +354,9 @@ const PROJECT_COLUMNS: &str = "p.id, p.name, p.description, p.connection_id, c.n
 
 /// Every connection, by name.
 pub async fn list_connections(db: impl PgExecutor<'_>) -> Result<Vec<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONNECTION_COLUMNS} FROM cpi_connections ORDER BY name"
-    ))
+    )))
     .fetch_all(db)
     .await?)
 }
@@ -366,9 +366,9 @@ pub async fn connection_by_name(
     db: impl PgExecutor<'_>,
     name: &str,
 ) -> Result<Option<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONNECTION_COLUMNS} FROM cpi_connections WHERE name = $1"
-    ))
+    )))
     .bind(name)
     .fetch_optional(db)
     .await?)
@@ -379,9 +379,9 @@ pub async fn connection_by_id(
     db: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONNECTION_COLUMNS} FROM cpi_connections WHERE id = $1"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)
@@ -389,9 +389,9 @@ pub async fn connection_by_id(
 
 /// Every project, by name.
 pub async fn list_projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id ORDER BY p.name"
-    ))
+    )))
     .fetch_all(db)
     .await?)
 }
@@ -401,9 +401,9 @@ pub async fn project_by_name(
     db: impl PgExecutor<'_>,
     name: &str,
 ) -> Result<Option<ProjectRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id WHERE p.name = $1"
-    ))
+    )))
     .bind(name)
     .fetch_optional(db)
     .await?)
@@ -420,10 +420,10 @@ pub async fn insert_connection(
     description: Option<&str>,
     database_url: &Secret,
 ) -> Result<ConnectionRow, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO cpi_connections (name, description, database_url) VALUES ($1, $2, $3)
          RETURNING {CONNECTION_COLUMNS}"
-    ))
+    )))
     .bind(name)
     .bind(description)
     .bind(crate::crypto::seal(database_url))
@@ -436,9 +436,9 @@ pub async fn lock_connection(
     db: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONNECTION_COLUMNS} FROM cpi_connections WHERE id = $1 FOR UPDATE"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)
@@ -452,11 +452,11 @@ pub async fn update_unmanaged_connection(
     description: Option<&str>,
     database_url: &Secret,
 ) -> Result<Option<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE cpi_connections SET name = $2, description = $3, database_url = $4, updated_at = NOW()
           WHERE id = $1 AND managed_by IS NULL
          RETURNING {CONNECTION_COLUMNS}"
-    ))
+    )))
     .bind(id)
     .bind(name)
     .bind(description)
@@ -483,9 +483,9 @@ pub async fn project_by_id(
     db: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<ProjectRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id WHERE p.id = $1"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)
@@ -496,10 +496,10 @@ pub async fn lock_project(
     db: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<ProjectRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id
           WHERE p.id = $1 FOR UPDATE OF p"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)

@@ -293,11 +293,13 @@ async fn job_id(pool: &sqlx::PgPool, file: &str) -> String {
 }
 
 async fn row_id(pool: &sqlx::PgPool, table: &str, name: &str) -> String {
-    let (id,): (uuid::Uuid,) = sqlx::query_as(&format!("SELECT id FROM {table} WHERE name = $1"))
-        .bind(name)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let (id,): (uuid::Uuid,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} WHERE name = $1"
+    )))
+    .bind(name)
+    .fetch_one(pool)
+    .await
+    .unwrap();
     id.to_string()
 }
 
