@@ -137,7 +137,13 @@ where
                 .with_no_client_auth()
         }
     } else {
-        let mut cert_store = import_root_certs();
+        // cpi patch: a given root certificate is the only trust anchor, as
+        // in libpq (`sslrootcert`); the built-in roots only without one.
+        let mut cert_store = if tls_config.root_cert_path.is_some() {
+            RootCertStore::empty()
+        } else {
+            import_root_certs()
+        };
 
         if let Some(ca) = tls_config.root_cert_path {
             let data = ca.data().await?;
