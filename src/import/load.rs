@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use std::collections::BTreeMap;
 
-use crate::config::{DateOrder, Mode, OnError, ResolvedOptions, TableName};
+use crate::config::{DateOrder, ExtraColumns, Mode, OnError, ResolvedOptions, TableName};
+use crate::import::encode::ColumnSpec;
 use crate::import::encode::CopyFormat;
 use crate::import::plan::{self, ColumnPlan, TablePlan};
 use crate::import::{infer, pipeline, reader, sql, target};
@@ -543,7 +544,9 @@ async fn prepare_target(
         planned = TablePlan::Create(create);
     }
     let columns = match planned {
-        TablePlan::Existing => existing.unwrap_or_default(),
+        TablePlan::Existing => {
+            add_extra_columns(tx, ctx, header, existing.unwrap_or_default(), notes).await?
+        }
         TablePlan::Create(create) => {
             sqlx::query(&create).execute(&mut *tx).await.map_err(db)?;
             target::columns(tx, &table)
@@ -552,7 +555,114 @@ async fn prepare_target(
                 .unwrap_or_default()
         }
     };
-    plan::plan_columns(file, o, header, width, &columns).map_err(bad)
+    let plan = plan::plan_columns(file, o, header, width, &columns).map_err(bad)?;
+    if let Some(h) = header {
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let (extra, missing) = crate::import::mapping::unmatched(h, &o.columns, &names);
+        for n in column_notes(o, &extra, &missing) {
+            tracing::info!(file, decision = %n, "columns");
+            notes.push(format!("{file}: {n}"));
+        }
+    }
+    Ok(plan)
+}
+
+/// The decisions about the columns the file and the table do not share,
+/// for the job (the refusals are the import's error instead).
+fn column_notes(o: &ResolvedOptions, extra: &[String], missing: &[String]) -> Vec<String> {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|c| crate::config::quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    if !extra.is_empty() && o.extra_columns == ExtraColumns::Ignore {
+        out.push(format!(
+            "extra_columns: ignore → not loaded: {}",
+            list(extra)
+        ));
+    }
+    if !missing.is_empty() && o.missing_columns == crate::config::ColumnPolicy::Ignore {
+        let what = match o.mode {
+            Mode::Upsert | Mode::Sync => {
+                "new rows get NULL or the column's default, updated rows keep their value"
+            }
+            Mode::Append | Mode::Replace => "NULL or the column's default",
+        };
+        out.push(format!(
+            "missing_columns: ignore → not in the file: {} ({what})",
+            list(missing)
+        ));
+    }
+    out
+}
+
+/// `extra_columns: add`: the header's columns the table lacks are added
+/// (`ALTER TABLE … ADD COLUMN IF NOT EXISTS`, typed as `create_table:
+/// infer` would type them, from the whole file) in the import's
+/// transaction, so a failed import leaves the table as it was. Returns the
+/// table's columns as they now are.
+async fn add_extra_columns(
+    tx: &mut PgConnection,
+    ctx: &Ctx,
+    header: Option<&[String]>,
+    columns: Vec<ColumnSpec>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ColumnSpec>, Failure> {
+    let (file, o) = (ctx.file.as_str(), &ctx.opts);
+    let Some(header) = header.filter(|_| o.extra_columns == ExtraColumns::Add) else {
+        return Ok(columns);
+    };
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let (extra, _) = crate::import::mapping::unmatched(header, &o.columns, &names);
+    // An added column would not be a key: a key column the table lacks
+    // stays the mapping's error.
+    let extra: Vec<String> = extra
+        .into_iter()
+        .filter(|e| !o.primary_key.iter().any(|k| k.eq_ignore_ascii_case(e)))
+        .collect();
+    if extra.is_empty() {
+        return Ok(columns);
+    }
+    let (p, f, opts) = (ctx.path.clone(), ctx.file.clone(), o.clone());
+    let inf = tokio::task::spawn_blocking(move || infer_file(&p, &f, &opts))
+        .await
+        .map_err(|e| Failure::bad(e.to_string()))?
+        .map_err(Failure::bad)?;
+    let added: Vec<(String, infer::Inferred)> = inf
+        .columns
+        .into_iter()
+        .filter(|(n, _)| extra.contains(n))
+        .collect();
+    for (n, _) in &added {
+        let prefix = format!("column {}:", crate::config::quote_ident(n));
+        for why in inf.notes.iter().filter(|w| w.starts_with(&prefix)) {
+            tracing::info!(file, decision = %why, "extra_columns: add");
+            notes.push(format!("{file}: {why}"));
+        }
+    }
+    let table = o.table.quoted();
+    let db = |e: sqlx::Error| db_failure(file, e, None);
+    sqlx::query(&infer::add_columns(&table, &added))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let note = format!(
+        "extra_columns: add → added to {}: {}",
+        o.table,
+        added
+            .iter()
+            .map(|(n, t)| format!("{} {}", crate::config::quote_ident(n), t.sql()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    tracing::info!(file, decision = %note, "extra_columns: add");
+    notes.push(format!("{file}: {note}"));
+    Ok(target::columns(tx, &table)
+        .await
+        .map_err(db)?
+        .unwrap_or_default())
 }
 
 /// `CREATE TABLE (\n  a int,\n …)` on one line, for a note.

@@ -401,3 +401,114 @@ async fn encoding_and_delimiter_auto_decide_per_file_and_say_so() {
         .await;
     assert!(job[0].contains("delimiter: auto → \"\\\\t\""), "{job:?}");
 }
+
+/// `format_type` of each column of `t`, in table order.
+async fn column_types(env: &Env, table: &str) -> Vec<String> {
+    env.rows(&format!(
+        "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
+          WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn extra_columns_add_adds_typed_columns_in_the_import_transaction() {
+    let env =
+        Env::new(json!({"table": "sales", "primary_key": "id", "extra_columns": "add"})).await;
+    env.exec("CREATE TABLE sales (id int PRIMARY KEY, amount numeric)")
+        .await;
+    let o = env.import("sales_01.csv", b"id,amount\n1,10\n2,20\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    // Next month's file has three new columns (and `Amount` in another case).
+    let o = env
+        .import(
+            "sales_02.csv",
+            b"id,Amount,qty,sold on,region\n2,21.5,7,2024-02-01,north\n3,5,70000,2024-02-03,\"south, east\"\n4,1,,,\n",
+        )
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(counts(&o), (3, 2, 1, 0, 0));
+    assert_eq!(
+        column_types(&env, "sales").await,
+        vec![
+            "id integer",
+            "amount numeric",
+            "qty integer",
+            "sold on date",
+            "region text"
+        ]
+    );
+    assert_eq!(
+        env.rows(
+            "SELECT concat_ws('|', id, amount, qty, \"sold on\", region) FROM sales ORDER BY id"
+        )
+        .await,
+        vec![
+            "1|10",
+            "2|21.5|7|2024-02-01|north",
+            "3|5|70000|2024-02-03|south, east",
+            "4|1"
+        ]
+    );
+    // The decision is in the job row (`cpi jobs show`, the API's job).
+    let note = env
+        .rows("SELECT error FROM cpi_import_jobs WHERE file_name = 'sales_02.csv'")
+        .await;
+    assert_eq!(
+        note,
+        vec!["sales_02.csv: column \"qty\": \"70000\" on line 3 is not smallint: widens to integer; \
+              sales_02.csv: extra_columns: add → added to sales: \"qty\" integer, \"sold on\" date, \"region\" text"]
+    );
+    // A bad row later in the file rolls the new column back with the rows.
+    let o = env
+        .import("sales_03.csv", b"id,amount,discount\n5,1,0.5\n6,oops,0.1\n")
+        .await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(
+        o.error.as_deref(),
+        Some("sales_03.csv:3: column \"amount\": \"oops\" is not a valid numeric")
+    );
+    assert_eq!(
+        column_types(&env, "sales").await.len(),
+        5,
+        "no discount column"
+    );
+    assert_eq!(env.count("sales").await, 4);
+    // A file without the new columns: they are the missing ones now.
+    let o = env.import("sales_04.csv", b"id,amount\n9,1\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        o.error.as_deref(),
+        Some("sales_04.csv: missing_columns: ignore → not in the file: \"qty\", \"sold on\", \"region\" \
+              (new rows get NULL or the column's default, updated rows keep their value)")
+    );
+}
+
+#[tokio::test]
+async fn extra_and_missing_column_decisions_are_in_the_job() {
+    let env = Env::new(json!({"table": "t", "mode": "append", "extra_columns": "ignore"})).await;
+    env.exec("CREATE TABLE t (a int, b text, c date)").await;
+    let o = env.import("t.csv", b"a,x,b,y\n1,2,z,3\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        env.rows("SELECT error FROM cpi_import_jobs").await,
+        vec!["t.csv: extra_columns: ignore → not loaded: \"x\", \"y\"; \
+              t.csv: missing_columns: ignore → not in the file: \"c\" (NULL or the column's default)"]
+    );
+    // Refusals are the import's error.
+    env.set_project(
+        json!({"name": "p", "inbox": env.inbox(), "defaults": {"table": "t", "mode": "append", "missing_columns": "error"}}),
+        Some(&env.db.url()),
+    )
+    .await;
+    let o = env.import("u.csv", b"a,x\n1,2\n").await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(
+        o.error.as_deref(),
+        Some(
+            "u.csv: column \"x\" of the file is not a column of table t (extra_columns: error); \
+              column \"b\" of table t is not in the file (missing_columns: error); \
+              column \"c\" of table t is not in the file (missing_columns: error)"
+        )
+    );
+}
