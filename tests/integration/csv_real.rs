@@ -512,3 +512,73 @@ async fn extra_and_missing_column_decisions_are_in_the_job() {
         )
     );
 }
+
+#[tokio::test]
+async fn merge_errors_name_the_file_line_in_every_merging_mode() {
+    let env = Env::new(json!({"table": "t", "primary_key": "id"})).await;
+    env.exec(
+        "CREATE TABLE c (id int PRIMARY KEY);
+         INSERT INTO c VALUES (1), (2);
+         CREATE TABLE t (id int PRIMARY KEY, amount numeric CHECK (amount > 0),
+                         cust int REFERENCES c (id), region text NOT NULL DEFAULT 'x');
+         ALTER TABLE t ALTER COLUMN region DROP DEFAULT;
+         INSERT INTO t VALUES (1, 1, 1, 'north'), (2, 2, 2, 'south');",
+    )
+    .await;
+    let before = env
+        .rows("SELECT string_agg(concat_ws('|', id, amount, cust, region), ' ' ORDER BY id) FROM t")
+        .await;
+    for (mode, csv, want) in [
+        // A check constraint, after a field over two lines.
+        (
+            "upsert",
+            "id,amount,cust,region\n1,3,1,\"multi\nline\"\n2,-1,2,s\n",
+            "t.csv:4: new row for relation \"t\" violates check constraint \"t_amount_check\"",
+        ),
+        // A foreign key (the table was emptied first: every row is inserted).
+        (
+            "replace",
+            "id,amount,cust,region\n1,3,1,n\n2,4,2,s\n3,5,9,e\n4,6,1,w\n",
+            "t.csv:4: insert or update on table \"t\" violates foreign key constraint \"t_cust_fkey\"",
+        ),
+        // A foreign key in an update.
+        (
+            "sync",
+            "id,amount,cust,region\n1,3,1,n\n3,5,2,e\n2,4,9,s\n",
+            "t.csv:4: insert or update on table \"t\" violates foreign key constraint \"t_cust_fkey\"",
+        ),
+        // NOT NULL on a column the file lacks: the server checks the row
+        // it would insert before it finds the key's row, so the first row
+        // is to blame even for a key the table has.
+        (
+            "sync",
+            "id,amount\n1,3\n3,5\n2,4\n",
+            "t.csv:2: column \"region\": null value in column \"region\" of relation \"t\" violates not-null constraint",
+        ),
+    ] {
+        env.set_project(
+            json!({"name": "p", "inbox": env.inbox(), "defaults": {"table": "t", "primary_key": "id", "mode": mode}}),
+            Some(&env.db.url()),
+        )
+        .await;
+        let o = env.import("t.csv", csv.as_bytes()).await;
+        assert_eq!(o.status, JobStatus::Failed, "{mode}");
+        let error = o.error.clone().unwrap_or_default();
+        assert!(error.starts_with(want), "{mode}: {error}");
+        let line: u64 = want[6..7].parse().unwrap();
+        let details = env
+            .rows("SELECT error_details::text FROM cpi_import_jobs ORDER BY created_at DESC LIMIT 1")
+            .await;
+        assert!(
+            details[0].contains(&format!("\"line\": {line}")),
+            "{mode}: {details:?}"
+        );
+        assert_eq!(
+            env.rows("SELECT string_agg(concat_ws('|', id, amount, cust, region), ' ' ORDER BY id) FROM t")
+                .await,
+            before,
+            "{mode}: nothing changed"
+        );
+        std::fs::remove_file(env.inbox().join("t.csv")).unwrap();
+    }
+}
