@@ -482,16 +482,17 @@ impl ProjectConfig {
     }
 }
 
-/// `*.csv` also matches `x.csv.gz`: gzip is read transparently, so a
-/// compressed file belongs where its uncompressed name would.
+/// `*.csv` also matches `x.csv.gz` and `x.csv.zst`: gzip and zstd are
+/// read transparently, so a compressed file belongs where its
+/// uncompressed name would.
 fn glob_matches(pattern: &str, path: &str) -> bool {
     let Ok(p) = glob::Pattern::new(pattern) else {
         return false;
     };
     p.matches(path)
-        || path
-            .strip_suffix(".gz")
-            .is_some_and(|plain| p.matches(plain))
+        || [".gz", ".zst"]
+            .iter()
+            .any(|ext| path.strip_suffix(ext).is_some_and(|plain| p.matches(plain)))
 }
 
 /// `entry` over `defaults`, key by key.
@@ -669,7 +670,7 @@ pub fn format_problem(fmt: &str) -> Option<&'static str> {
 /// with a digit (`Orders 2024-01.csv.gz` → `orders_2024_01`).
 pub fn table_from_file_name(file_name: &str) -> String {
     let mut stem = file_name;
-    for ext in [".gz", ".csv", ".tsv", ".txt"] {
+    for ext in [".gz", ".zst", ".csv", ".tsv", ".txt"] {
         if stem.len() > ext.len() && stem.to_ascii_lowercase().ends_with(ext) {
             stem = &stem[..stem.len() - ext.len()];
         }
@@ -807,6 +808,8 @@ tables:
     #[test]
     fn defaults_without_key_append() {
         let c = cfg("inbox: /x");
+        let z = c.options_for("Sales 2024.csv.zst").unwrap();
+        assert_eq!(z.table.name, "sales_2024");
         let o = c.options_for("a.csv.gz").unwrap();
         assert_eq!(o.mode, Mode::Append);
         assert_eq!(o.table.name, "a");

@@ -198,9 +198,11 @@ fn open_file(
     let mut records =
         reader::open(path, o, bytes, hash).map_err(|e| format!("{file}: cannot open: {e}"))?;
     let mut first = csv::ByteRecord::new();
-    let got = records
-        .read_byte_record(&mut first)
-        .map_err(|e| pipeline::csv_error(file, &e))?;
+    let got = records.read_byte_record(&mut first).map_err(|e| {
+        reader::compression_problem(path)
+            .map(|m| format!("{file}: {m}"))
+            .unwrap_or_else(|| pipeline::csv_error(file, &e))
+    })?;
     if !o.header {
         let width = if got { first.len() } else { 0 };
         return Ok(Opened {
@@ -884,8 +886,9 @@ async fn copy(
     if let Some(fatal) = &summary.fatal {
         let _ = copy.abort("cpi: the file is rejected").await;
         // A corrupt .gz can decode to garbage rows before its checksum
-        // fails: the gzip verdict, when there is one, is the real reason.
-        let message = reader::gzip_problem(&ctx.path)
+        // fails: the gzip (or zstd) verdict, when there is one, is the
+        // real reason.
+        let message = reader::compression_problem(&ctx.path)
             .map(|m| format!("{file}: {m}"))
             .unwrap_or_else(|| fatal.clone());
         return Err(Failure::rejected(message, &summary));
