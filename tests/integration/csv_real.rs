@@ -19,12 +19,23 @@ fn data(rel: &str) -> PathBuf {
 /// `<table>` (both created by `create` with `{t}` for the name) and
 /// compares: the same count, `EXCEPT` empty both ways.
 async fn same_as_psql(env: &Env, rel: &str, table: &str, create: &str) -> u64 {
+    same_as_psql_with(env, rel, table, create, "").await
+}
+
+/// [`same_as_psql`] with more `\copy` options (`, DELIMITER ';'`).
+async fn same_as_psql_with(
+    env: &Env,
+    rel: &str,
+    table: &str,
+    create: &str,
+    copy_options: &str,
+) -> u64 {
     env.exec(&create.replace("{t}", table)).await;
     env.exec(&create.replace("{t}", &format!("{table}_psql")))
         .await;
     let src = data(rel);
     let copy = format!(
-        "\\copy {table}_psql FROM '{}' WITH (FORMAT csv, HEADER)",
+        "\\copy {table}_psql FROM '{}' WITH (FORMAT csv, HEADER{copy_options})",
         src.display()
     );
     let out = std::process::Command::new("psql")
@@ -581,4 +592,50 @@ async fn merge_errors_name_the_file_line_in_every_merging_mode() {
         );
         std::fs::remove_file(env.inbox().join("t.csv")).unwrap();
     }
+}
+
+/// A second origin and dialect: Rmetrics' Microsoft prices, `;`-separated
+/// as R's `data()` wants a `.csv` (Debian's r-cran-timeseries).
+#[tokio::test]
+async fn semicolon_separated_rmetrics_file_loads_as_psql_copy_and_infers() {
+    let env = Env::new(json!({"mode": "append", "delimiter": "auto"})).await;
+    let n = same_as_psql_with(
+        &env,
+        "rmetrics_timeseries/msft.csv",
+        "msft",
+        "CREATE TABLE {t} (\"%Y-%m-%d\" date, \"Open\" numeric, \"High\" numeric,
+            \"Low\" numeric, \"Close\" numeric, \"Volume\" bigint)",
+        ", DELIMITER ';'",
+    )
+    .await;
+    assert_eq!(n, 249);
+    assert_eq!(
+        env.rows("SELECT error FROM cpi_import_jobs WHERE file_name = 'msft.csv'")
+            .await,
+        vec!["msft.csv: delimiter: auto → \";\""]
+    );
+    // create_table: infer on the first half of the feed, then the second
+    // half into the inferred table.
+    let env = Env::new(
+        json!({"table": "msft", "mode": "append", "delimiter": ";", "create_table": "infer"}),
+    )
+    .await;
+    let text = std::fs::read_to_string(data("rmetrics_timeseries/msft.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first = format!("{}\n{}\n", lines[0], lines[1..125].join("\n"));
+    let second = format!("{}\n{}\n", lines[0], lines[125..].join("\n"));
+    let o = env.import("msft_1.csv", first.as_bytes()).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        types(&env, "msft").await,
+        "%Y-%m-%d date, Open numeric, High numeric, Low numeric, Close numeric, Volume integer"
+    );
+    let o = env.import("msft_2.csv", second.as_bytes()).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(env.count("msft").await, 249);
+    assert_eq!(
+        env.rows("SELECT concat_ws(' ', min(\"%Y-%m-%d\"), max(\"%Y-%m-%d\"), max(\"Volume\")) FROM msft")
+            .await,
+        vec!["2000-09-27 2001-09-27 128496600"]
+    );
 }
