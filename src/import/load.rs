@@ -666,7 +666,8 @@ async fn add_extra_columns(
     }
     let table = o.table.quoted();
     let db = |e: sqlx::Error| db_failure(file, e, None);
-    sqlx::query(&infer::add_columns(&table, &added))
+    // Identifiers quoted by add_columns, types from a fixed list.
+    sqlx::query(sqlx::AssertSqlSafe(infer::add_columns(&table, &added)))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -1025,7 +1026,11 @@ async fn prefix_fails(
             summary.keys_unique,
         ),
     };
-    let failed = sqlx::query(&q).execute(&mut *tx).await.is_err();
+    // Built from quoted identifiers and an integer.
+    let failed = sqlx::query(sqlx::AssertSqlSafe(q))
+        .execute(&mut *tx)
+        .await
+        .is_err();
     sqlx::query("ROLLBACK TO SAVEPOINT cpi_merge")
         .execute(&mut *tx)
         .await?;
