@@ -328,7 +328,7 @@ pub(super) async fn load(
     if o.mode == Mode::Replace {
         // DELETE, not TRUNCATE: readers keep seeing the old rows until
         // commit, and no ACCESS EXCLUSIVE lock is taken.
-        let r = sqlx::query(&format!("DELETE FROM {table}"))
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -446,10 +446,10 @@ async fn begin<'c>(
         .await?;
     // How the server reads `01/02/2024` when cpi hands it a date; cpi's
     // own date forms are year-first, the same in every order.
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "SET LOCAL DateStyle = 'ISO, {}'",
         date_order.as_str()
-    ))
+    )))
     .execute(&mut *tx)
     .await?;
     target::lock_table(&mut tx, table).await?;
@@ -545,7 +545,10 @@ async fn prepare_target(
     let columns = match planned {
         TablePlan::Existing => existing.unwrap_or_default(),
         TablePlan::Create(create) => {
-            sqlx::query(&create).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             target::columns(tx, &table)
                 .await
                 .map_err(db)?
@@ -616,7 +619,7 @@ async fn prepare_copy(
     ] {
         sqlx::query(set).execute(&mut *tx).await?;
     }
-    sqlx::query(&sql::create_stage(STAGE, table, &cols))
+    sqlx::query(sqlx::AssertSqlSafe(sql::create_stage(STAGE, table, &cols)))
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -788,13 +791,13 @@ async fn merge(
         Mode::Append => counts.rows_inserted = copied,
         Mode::Replace if !plan.staged => counts.rows_inserted = copied,
         Mode::Replace => {
-            let r = sqlx::query(&sql::insert_all(
+            let r = sqlx::query(sqlx::AssertSqlSafe(sql::insert_all(
                 &table,
                 STAGE,
                 &cols,
                 &key,
                 summary.keys_unique,
-            ))
+            )))
             .execute(&mut *tx)
             .await?;
             counts.rows_inserted = r.rows_affected();
@@ -806,13 +809,13 @@ async fn merge(
             let merged = match merge_upsert(tx, &table, plan, &key, summary.keys_unique).await? {
                 Some(counts) => counts,
                 None => {
-                    let (ins, upd): (i64, i64) = sqlx::query_as(&sql::upsert(
+                    let (ins, upd): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql::upsert(
                         &table,
                         STAGE,
                         &plan.merge_columns,
                         &key,
                         summary.keys_unique,
-                    ))
+                    )))
                     .fetch_one(&mut *tx)
                     .await?;
                     (ins as u64, upd as u64)
@@ -820,9 +823,11 @@ async fn merge(
             };
             (counts.rows_inserted, counts.rows_updated) = merged;
             if o.mode == Mode::Sync {
-                let r = sqlx::query(&sql::delete_missing(&table, STAGE, &key))
-                    .execute(&mut *tx)
-                    .await?;
+                let r = sqlx::query(sqlx::AssertSqlSafe(sql::delete_missing(
+                    &table, STAGE, &key,
+                )))
+                .execute(&mut *tx)
+                .await?;
                 counts.rows_deleted = r.rows_affected();
             }
         }
@@ -854,19 +859,24 @@ async fn merge_upsert(
         format!("CREATE TEMP SEQUENCE {counter}"),
         "SAVEPOINT cpi_merge".to_string(),
     ] {
-        sqlx::query(&step).execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(step))
+            .execute(&mut *tx)
+            .await?;
     }
     let merge = sql::merge_upsert(table, STAGE, &plan.merge_columns, key, keys_unique);
-    let written = match sqlx::query(&merge).execute(&mut *tx).await {
+    let written = match sqlx::query(sqlx::AssertSqlSafe(merge))
+        .execute(&mut *tx)
+        .await
+    {
         Ok(r) => Some(r.rows_affected()),
         Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => None,
         Err(e) => return Err(e),
     };
     let inserted: Option<i64> = match written {
         Some(_) => Some(
-            sqlx::query_scalar(&format!(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {counter}"
-            ))
+            )))
             .fetch_one(&mut *tx)
             .await?,
         ),
@@ -885,7 +895,9 @@ async fn merge_upsert(
         "RELEASE SAVEPOINT cpi_merge".to_string(),
         format!("DROP SEQUENCE {counter}"),
     ] {
-        sqlx::query(&step).execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(step))
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(written.zip(inserted).map(|(w, i)| (i as u64, w - i as u64)))
 }
