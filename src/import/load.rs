@@ -841,7 +841,8 @@ async fn merge(
 /// key has the unique index `ON CONFLICT` would use. `None`: run
 /// [`sql::upsert`] instead; also after a unique violation (another
 /// session inserted one of the keys meanwhile, which `ON CONFLICT`
-/// handles), the `MERGE` rolled back to its savepoint.
+/// handles) or a feature `MERGE` lacks, the `MERGE` rolled back to its
+/// savepoint.
 async fn merge_upsert(
     tx: &mut PgConnection,
     table: &str,
@@ -869,7 +870,11 @@ async fn merge_upsert(
         .await
     {
         Ok(r) => Some(r.rows_affected()),
-        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => None,
+        // 23505: a concurrent insert of a key; 0A000: what MERGE does not
+        // support and ON CONFLICT does (a table with a DELETE rule).
+        Err(sqlx::Error::Database(d)) if matches!(d.code().as_deref(), Some("23505" | "0A000")) => {
+            None
+        }
         Err(e) => return Err(e),
     };
     let inserted: Option<i64> = match written {

@@ -149,6 +149,25 @@ async fn upsert_without_a_unique_key_index_is_refused_as_before() {
 }
 
 #[tokio::test]
+async fn upsert_into_a_table_with_a_delete_rule_still_works() {
+    // MERGE refuses tables with rules; ON CONFLICT takes over.
+    let env = Env::new(json!({"table": "t", "primary_key": "id", "mode": "upsert"})).await;
+    env.exec("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
+    env.exec("CREATE TABLE gone (id int)").await;
+    env.exec("CREATE RULE t_gone AS ON DELETE TO t DO ALSO INSERT INTO gone VALUES (OLD.id)")
+        .await;
+    env.exec("INSERT INTO t VALUES (1, 'a'), (2, 'b')").await;
+    let o = env.import("a.csv", b"id,v\n1,a\n2,x\n3,c\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(counts(&o), (3, 1, 1, 0, 0));
+    assert_eq!(
+        env.rows("SELECT id || v FROM t ORDER BY id").await,
+        vec!["1a", "2x", "3c"]
+    );
+}
+
+#[tokio::test]
 async fn upsert_waits_for_a_concurrent_insert_of_its_key_and_updates_it() {
     // Another session inserts key 2 and commits while the import's merge
     // waits on it: the import still succeeds (MERGE's unique violation
