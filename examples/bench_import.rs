@@ -8,9 +8,14 @@
 //! - append: `psql \copy t FROM file CSV HEADER` vs `cpi import` (append);
 //! - upsert: psql COPY into a temp table + `INSERT … ON CONFLICT (id) DO
 //!   UPDATE` in one transaction vs `cpi import` (upsert), both onto the
-//!   loaded table.
+//!   loaded table after `VACUUM ANALYZE` (as autovacuum leaves any real
+//!   table: the merge's plan depends on its statistics).
 //!
-//! cpi runs as the real release binary; its peak RSS is its VmHWM.
+//! Each figure is the median of 3 rounds (`BENCH_REPEAT`), psql and cpi
+//! alternating, with the load average beside it. cpi runs as the real
+//! release binary; its peak RSS is its VmHWM. For profiling: `BENCH_DIR`
+//! keeps the generated files, `BENCH_CPI_LOG=cpi=debug` prints cpi's
+//! per-import timings, `BENCH_KEEP_DB=1` keeps the database.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -97,39 +102,45 @@ fn cpi_binary() -> PathBuf {
     bin
 }
 
-fn psql(url: &str, args: &[&str]) -> Duration {
-    let start = Instant::now();
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url])
-        .args(args)
-        .output()
-        .expect("psql");
-    let t = start.elapsed();
-    assert!(
-        out.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t
+/// One timed command: wall time, its peak RSS, and the CPU time it and
+/// the server processes serving it used. CPU seconds stay comparable on a
+/// shared machine, where wall times wait for a core.
+struct Run {
+    wall: Duration,
+    peak_kib: u64,
+    client_cpu: f64,
+    server_cpu: f64,
+    stdout: String,
 }
 
-/// Runs cpi, returns (wall time, peak RSS in KiB, stdout).
-fn run_cpi(bin: &Path, url: &str, file: &Path) -> (Duration, u64, String) {
+/// utime + stime of a process (all its threads), in seconds; its parent.
+fn cpu_of(pid: u32) -> Option<(f64, u32)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let f: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some((ticks as f64 / 100.0, f.get(1)?.parse().ok()?))
+}
+
+/// Runs `cmd` to its end, polling /proc: the child's VmHWM and CPU, and
+/// the CPU of the postmaster's children serving database `db` (their
+/// process title names it). Polling every 10 ms misses at most that
+/// much of a backend's CPU.
+fn timed(mut cmd: Command, postmaster: u32, db: &str) -> Run {
     let start = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["import", "--project", "bench", file.to_str().unwrap()])
-        .args(["--database-url", url])
-        .env_remove("CPI_DATABASE_URL")
-        .env("CPI_LOG", "warn")
+    let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
+    let pid = child.id();
+    let (mut peak, mut client_cpu) = (0u64, 0f64);
+    // pid → CPU seen last (None: a process of someone else).
+    let mut backends: std::collections::HashMap<u32, Option<f64>> = Default::default();
+    let needle = format!(" {db} ");
     loop {
-        // VmHWM is the peak so far; read it until the process is gone.
-        if let Ok(s) = std::fs::read_to_string(&status_path) {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             if let Some(kb) = s
                 .lines()
                 .find(|l| l.starts_with("VmHWM:"))
@@ -139,16 +150,82 @@ fn run_cpi(bin: &Path, url: &str, file: &Path) -> (Duration, u64, String) {
                 peak = peak.max(kb);
             }
         }
+        if let Some((c, _)) = cpu_of(pid) {
+            client_cpu = client_cpu.max(c);
+        }
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if matches!(backends.get(&p), Some(None)) {
+                continue;
+            }
+            let Some((c, parent)) = cpu_of(p) else {
+                continue;
+            };
+            if parent != postmaster {
+                backends.insert(p, None);
+                continue;
+            }
+            let ours = backends.get(&p).is_some_and(Option::is_some)
+                || std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|t| String::from_utf8_lossy(&t).contains(&needle));
+            if ours {
+                backends.insert(p, Some(c));
+            }
+        }
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let t = start.elapsed();
+    let wall = start.elapsed();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "cpi failed: {stdout}");
-    (t, peak, stdout)
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // cpi's log (BENCH_CPI_LOG) goes on stderr.
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    Run {
+        wall,
+        peak_kib: peak,
+        client_cpu,
+        server_cpu: backends.values().flatten().sum(),
+        stdout,
+    }
+}
+
+fn psql(url: &str, args: &[&str], postmaster: u32, db: &str) -> Run {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url])
+        .args(args);
+    timed(cmd, postmaster, db)
+}
+
+fn run_cpi(bin: &Path, url: &str, file: &Path, postmaster: u32, db: &str) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.args(["import", "--project", "bench", file.to_str().unwrap()])
+        .args(["--database-url", url])
+        .env_remove("CPI_DATABASE_URL")
+        // BENCH_CPI_LOG=cpi=debug shows each import's copy/merge/commit
+        // timings.
+        .env(
+            "CPI_LOG",
+            std::env::var("BENCH_CPI_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+    timed(cmd, postmaster, db)
+}
+
+/// The 1-minute load average: the machine may be shared, so every figure
+/// is printed beside it.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Runs each `;`-separated statement on its own (VACUUM cannot run in
@@ -244,68 +321,99 @@ COMMIT;
         .and_then(|s| s.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let (mut pa, mut ca, mut pu, mut cu) = (vec![], vec![], vec![], vec![]);
-    let (mut rss_append, mut rss_upsert) = (0, 0);
+    let postmaster = {
+        let mut c = PgConnection::connect(&url).await.unwrap();
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        cpu_of(backend as u32)
+            .expect("the server runs on this machine")
+            .1
+    };
+    // [append, upsert] × rounds, each a (psql, cpi) pair.
+    let mut pairs: [Vec<(Run, Run)>; 2] = [vec![], vec![]];
     for round in 0..repeat {
         exec(&url, reset).await;
-        pa.push(psql(&url, &["-c", &copy_base]));
+        let p = psql(&url, &["-c", &copy_base], postmaster, &db);
         exec(&url, reset).await;
-        let (t, rss, out) = run_cpi(&bin, &url, &base);
-        ca.push(t);
-        rss_append = rss_append.max(rss);
+        let c = run_cpi(&bin, &url, &base, postmaster, &db);
         if round == 0 {
-            print!("{out}");
+            print!("{}", c.stdout);
             // The loaded table is the starting point of both upserts.
             exec(&url, "CREATE TABLE t_base AS SELECT * FROM t").await;
         }
+        pairs[0].push((p, c));
         exec(&url, restore).await;
-        pu.push(psql(&url, &["-f", script.to_str().unwrap()]));
+        let p = psql(&url, &["-f", script.to_str().unwrap()], postmaster, &db);
         exec(&url, restore).await;
-        let (t, rss, out) = run_cpi(&bin, &url, &changed);
-        cu.push(t);
-        rss_upsert = rss_upsert.max(rss);
+        let c = run_cpi(&bin, &url, &changed, postmaster, &db);
         if round == 0 {
-            print!("{out}");
+            print!("{}", c.stdout);
         }
-        println!(
-            "round {}: append psql {:.2} s / cpi {:.2} s, upsert psql {:.2} s / cpi {:.2} s",
-            round + 1,
-            pa[round].as_secs_f64(),
-            ca[round].as_secs_f64(),
-            pu[round].as_secs_f64(),
-            cu[round].as_secs_f64()
-        );
+        pairs[1].push((p, c));
+        for (name, v) in ["append", "upsert"].iter().zip(&pairs) {
+            let (p, c) = v.last().unwrap();
+            println!(
+                "round {}: {name} psql {:.2} s / cpi {:.2} s = {:.2}×; CPU s (client + server) psql {:.2} + {:.2}, cpi {:.2} + {:.2} (load {})",
+                round + 1,
+                p.wall.as_secs_f64(),
+                c.wall.as_secs_f64(),
+                p.wall.as_secs_f64() / c.wall.as_secs_f64(),
+                p.client_cpu,
+                p.server_cpu,
+                c.client_cpu,
+                c.server_cpu,
+                load()
+            );
+        }
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (psql_append, cpi_append) = (median(&mut pa), median(&mut ca));
-    let (psql_upsert, cpi_upsert) = (median(&mut pu), median(&mut cu));
-
-    let s = |d: Duration| d.as_secs_f64();
     println!();
     println!(
-        "rows: {rows} (changed file: {} rows), median of {repeat} run(s)",
-        rows + rows / 10
+        "rows: {rows} (changed file: {} rows), median of {repeat} paired round(s), load average now {}",
+        rows + rows / 10,
+        load()
     );
-    println!(
-        "append: psql \\copy {:.2} s, cpi {:.2} s → ratio {:.2}× (goal ≥ 1.3×)",
-        s(psql_append),
-        s(cpi_append),
-        s(psql_append) / s(cpi_append)
-    );
-    println!(
-        "upsert: psql COPY + INSERT … ON CONFLICT {:.2} s, cpi {:.2} s → ratio {:.2}× (goal ≥ 1.5×)",
-        s(psql_upsert),
-        s(cpi_upsert),
-        s(psql_upsert) / s(cpi_upsert)
-    );
+    for ((name, what, goal), v) in [
+        ("append", "psql \\copy", "1.6"),
+        ("upsert", "psql COPY + INSERT … ON CONFLICT", "2.0"),
+    ]
+    .iter()
+    .zip(&pairs)
+    {
+        let wall = |f: fn(&(Run, Run)) -> &Run| {
+            median(v.iter().map(|r| f(r).wall.as_secs_f64()).collect())
+        };
+        let ratio = median(
+            v.iter()
+                .map(|(p, c)| p.wall.as_secs_f64() / c.wall.as_secs_f64())
+                .collect(),
+        );
+        let cpu = |r: &Run| r.client_cpu + r.server_cpu;
+        let cpu_ratio = median(v.iter().map(|(p, c)| cpu(p) / cpu(c)).collect());
+        println!(
+            "{name}: {what} {:.2} s, cpi {:.2} s → ratio {ratio:.2}× (goal ≥ {goal}×); CPU seconds ratio {cpu_ratio:.2}×",
+            wall(|r| &r.0),
+            wall(|r| &r.1),
+        );
+    }
+    let rss =
+        |i: usize| pairs[i].iter().map(|(_, c)| c.peak_kib).max().unwrap_or(0) as f64 / 1024.0;
     println!(
         "cpi peak RSS (max of all runs): append {:.1} MiB, upsert {:.1} MiB (goal ≤ 64 MiB)",
-        rss_append as f64 / 1024.0,
-        rss_upsert as f64 / 1024.0
+        rss(0),
+        rss(1)
     );
     pool.close().await;
-    exec(&admin, &format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    if std::env::var_os("BENCH_KEEP_DB").is_some() {
+        // For EXPLAIN of the merge afterwards: t holds the upserted rows,
+        // t_base the loaded ones.
+        println!("kept database {db} (BENCH_KEEP_DB)");
+    } else {
+        exec(&admin, &format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    }
 }

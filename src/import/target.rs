@@ -41,6 +41,34 @@ pub async fn columns(
     ))
 }
 
+/// Whether `INSERT … ON CONFLICT (key)` has an arbiter: a unique,
+/// immediate, non-partial index on exactly the key's columns (in any
+/// order). Only then may an upsert run as `MERGE`, which needs none and
+/// would otherwise accept what `ON CONFLICT` refuses.
+pub async fn has_key_index(
+    conn: &mut PgConnection,
+    quoted_table: &str,
+    key: &[String],
+) -> Result<bool, sqlx::Error> {
+    let (found,): (bool,) = sqlx::query_as(
+        "SELECT EXISTS (
+           SELECT 1 FROM pg_index i
+            WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate
+              AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+              AND i.indnkeyatts = cardinality($2::text[])
+              AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text)
+                     FROM pg_attribute a
+                    WHERE a.attrelid = i.indrelid
+                      AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]))
+                  = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) k))",
+    )
+    .bind(quoted_table)
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(found)
+}
+
 /// Serialises imports into one table (inside the import transaction, so it
 /// is released by commit, rollback or a dead connection): two imports into
 /// the same table queue instead of deadlocking on each other's rows.

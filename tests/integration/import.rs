@@ -129,6 +129,103 @@ async fn upsert_compares_json_and_composite_keys() {
 }
 
 #[tokio::test]
+async fn upsert_without_a_unique_key_index_is_refused_as_before() {
+    // MERGE needs no unique index; ON CONFLICT does, and its refusal
+    // stays the rule: a key without one is a configuration error.
+    let env = Env::new(json!({"table": "t", "primary_key": "id", "mode": "upsert"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    env.exec("INSERT INTO t VALUES (1, 'a'), (1, 'b')").await;
+    let o = env.import("a.csv", b"id,v\n1,x\n2,y\n").await;
+    assert_eq!(o.status, JobStatus::Failed, "{o:?}");
+    let e = o.error.unwrap_or_default();
+    assert!(
+        e.contains("no unique or exclusion constraint matching the ON CONFLICT"),
+        "{e}"
+    );
+    assert_eq!(
+        env.rows("SELECT id || v FROM t ORDER BY v").await,
+        vec!["1a", "1b"]
+    );
+}
+
+/// `head` (a `id,v` file) followed by enough rows (ids from 100,000, value
+/// `pad`) that the upsert runs as MERGE (small files use ON CONFLICT).
+fn big_enough_for_merge(head: &[u8]) -> Vec<u8> {
+    let mut f = head.to_vec();
+    for id in 100_000..110_000 {
+        f.extend_from_slice(format!("{id},pad\n").as_bytes());
+    }
+    f
+}
+
+#[tokio::test]
+async fn upsert_into_a_table_with_a_delete_rule_still_works() {
+    // MERGE refuses tables with rules; ON CONFLICT takes over.
+    let env = Env::new(json!({"table": "t", "primary_key": "id", "mode": "upsert"})).await;
+    env.exec("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
+    env.exec("CREATE TABLE gone (id int)").await;
+    env.exec("CREATE RULE t_gone AS ON DELETE TO t DO ALSO INSERT INTO gone VALUES (OLD.id)")
+        .await;
+    env.exec("INSERT INTO t VALUES (1, 'a'), (2, 'b')").await;
+    let file = big_enough_for_merge(b"id,v\n1,a\n2,x\n3,c\n");
+    let o = env.import("a.csv", &file).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(counts(&o), (10_003, 10_001, 1, 0, 0));
+    assert_eq!(
+        env.rows("SELECT id || v FROM t WHERE id < 100 ORDER BY id")
+            .await,
+        vec!["1a", "2x", "3c"]
+    );
+}
+
+#[tokio::test]
+async fn upsert_waits_for_a_concurrent_insert_of_its_key_and_updates_it() {
+    // Another session inserts key 2 and commits while the import's merge
+    // waits on it: the import still succeeds (MERGE's unique violation
+    // falls back to ON CONFLICT), the file's row wins, and the counts
+    // tell the insert of 3 from the update of 2.
+    let env = Env::new(json!({"table": "t", "primary_key": "id", "mode": "upsert"})).await;
+    env.exec("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .await;
+    env.exec("INSERT INTO t VALUES (1, 'a')").await;
+    let mut other = env.pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO t VALUES (2, 'theirs')")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let commit_when_blocked = async {
+        let mut seen = false;
+        for _ in 0..600 {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'
+                    AND query LIKE 'MERGE%')",
+            )
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+            if waiting {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        other.commit().await.unwrap();
+        assert!(seen, "the import's MERGE never waited on the other insert");
+    };
+    let file = big_enough_for_merge(b"id,v\n1,a\n2,mine\n3,new\n");
+    let (o, ()) = tokio::join!(env.import("a.csv", &file), commit_when_blocked);
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(counts(&o), (10_003, 10_001, 1, 0, 0));
+    assert_eq!(
+        env.rows("SELECT id || v FROM t WHERE id < 100 ORDER BY id")
+            .await,
+        vec!["1a", "2mine", "3new"]
+    );
+}
+
+#[tokio::test]
 async fn replace_makes_the_table_the_file() {
     let env = Env::new(json!({"table": "t", "mode": "replace"})).await;
     env.exec("CREATE TABLE t (id int, v text)").await;
