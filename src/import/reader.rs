@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,9 +14,57 @@ use crate::config::{Encoding, ResolvedOptions};
 
 const READ_BUF: usize = 256 * 1024;
 
+/// Where a file's bytes come from: a local file, or an object streamed
+/// from its store (one GET per pass, never held in memory).
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file on disk.
+    File(PathBuf),
+    /// An object in an `s3://` inbox.
+    Object(crate::storage::Object),
+}
+
+impl From<PathBuf> for Source {
+    fn from(p: PathBuf) -> Source {
+        Source::File(p)
+    }
+}
+
+impl Source {
+    /// The bytes from the start, unbuffered.
+    pub fn open_raw(&self) -> io::Result<Box<dyn Read + Send>> {
+        match self {
+            Source::File(p) => Ok(Box::new(File::open(p)?)),
+            Source::Object(o) => o.read(),
+        }
+    }
+
+    /// Whether it is read through gzip (its name ends in `.gz`).
+    pub fn is_gzip(&self) -> bool {
+        match self {
+            Source::File(p) => is_gzip(p),
+            Source::Object(o) => is_gzip(Path::new(&o.object.key)),
+        }
+    }
+
+    /// Whether a read failed on the way (an object store's network or
+    /// server error): the file was not judged, the job is tried again.
+    pub fn read_failed(&self) -> bool {
+        match self {
+            Source::File(_) => false,
+            Source::Object(o) => o.read_failed(),
+        }
+    }
+}
+
 /// sha256 (hex) and size of the file as it is on disk (compressed or not).
 pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = File::open(path)?;
+    hash(&Source::File(path.to_path_buf()))
+}
+
+/// sha256 (hex) and size of the source's bytes (compressed or not).
+pub fn hash(source: &Source) -> io::Result<(String, u64)> {
+    let mut f = source.open_raw()?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -159,20 +207,20 @@ impl<R: Read> Read for Decode<R> {
 /// The file's records as UTF-8 bytes (validated per field later).
 pub type Records = csv::Reader<Box<dyn Read + Send>>;
 
-/// Opens `path` per the options. `read_bytes` counts bytes read from
+/// Opens `source` per the options. `read_bytes` counts bytes read from
 /// disk; `hash`, when given, hashes them.
 pub fn open(
-    path: &Path,
+    source: &Source,
     o: &ResolvedOptions,
     read_bytes: Arc<AtomicU64>,
     hash: Option<StreamHash>,
 ) -> io::Result<Records> {
     let file = Counting {
-        inner: File::open(path)?,
+        inner: source.open_raw()?,
         count: read_bytes,
         hash,
     };
-    let raw: Box<dyn Read + Send> = if is_gzip(path) {
+    let raw: Box<dyn Read + Send> = if source.is_gzip() {
         Box::new(BufReader::with_capacity(
             READ_BUF,
             Gzip(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
@@ -220,11 +268,11 @@ impl<R: Read> Read for Gzip<R> {
 /// For a `.gz` file, why it is not a valid gzip stream (decompressed to the
 /// end, checksums checked); `None` for a valid one or another file.
 /// Called only when an import failed, so the happy path reads once.
-pub fn gzip_problem(path: &Path) -> Option<String> {
-    if !is_gzip(path) {
+pub fn gzip_problem(source: &Source) -> Option<String> {
+    if !source.is_gzip() {
         return None;
     }
-    let file = BufReader::with_capacity(READ_BUF, File::open(path).ok()?);
+    let file = BufReader::with_capacity(READ_BUF, source.open_raw().ok()?);
     let mut gz = Gzip(flate2::read::MultiGzDecoder::new(file));
     io::copy(&mut gz, &mut io::sink())
         .err()
