@@ -394,7 +394,11 @@ async fn scan_inboxes(
             let listing = match list_inbox(&ib.dir, &ib.config).await {
                 Ok(l) => l,
                 Err(e) => {
-                    if is_object_path(&ib.dir) { tracing::warn!(project = %name, error = %e, "cannot list the inbox") } else { tracing::debug!(project = %name, error = %e, "cannot list the inbox") }
+                    if is_object_path(&ib.dir) {
+                        tracing::warn!(project = %name, error = %e, "cannot list the inbox")
+                    } else {
+                        tracing::debug!(project = %name, error = %e, "cannot list the inbox")
+                    }
                     continue;
                 }
             };
@@ -405,7 +409,7 @@ async fn scan_inboxes(
                 .collect();
             let mut ready = ib.readiness.observe(&listing, ib.settle, Instant::now());
             if is_object_path(&ib.dir) {
-                ready = not_imported(&s.pool, ready).await;
+                ready = not_imported(&s.pool, ready, &listing).await;
             }
             for path in ready {
                 let opts = options_for(&ib.config, &ib.dir, &path);
@@ -475,19 +479,46 @@ async fn list_inbox(
 
 /// `ready` without the objects an import already took in: their move (a
 /// copy, then a delete) may still be under way when another replica lists
-/// the prefix. On a database error, all of them (the queue's unique index
-/// and the ledger still hold).
-async fn not_imported(pool: &PgPool, ready: Vec<PathBuf>) -> Vec<PathBuf> {
+/// the prefix. An object written after that import (the same content
+/// uploaded again has the same ETag) is a new file. On a database error,
+/// all of them (the queue's unique index and the ledger still hold).
+async fn not_imported(
+    pool: &PgPool,
+    ready: Vec<PathBuf>,
+    listing: &[(PathBuf, u64, std::time::SystemTime)],
+) -> Vec<PathBuf> {
     let paths: Vec<String> = ready
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    match crate::jobs::imported_paths(pool, &paths).await {
-        Ok(done) => ready
-            .into_iter()
-            .filter(|p| !done.contains(p.to_string_lossy().as_ref()))
-            .collect(),
-        Err(_) => ready,
+    let Ok(done) = crate::jobs::imported_at(pool, &paths).await else {
+        return ready;
+    };
+    let written: HashMap<&Path, std::time::SystemTime> =
+        listing.iter().map(|(p, _, m)| (p.as_path(), *m)).collect();
+    ready
+        .into_iter()
+        .filter(|p| {
+            let at = done.get(p.to_string_lossy().as_ref());
+            let modified = written.get(p.as_path()).copied();
+            !judged_since(at.copied().map(Into::into), modified)
+        })
+        .collect()
+}
+
+/// Whether an import finished (`imported`) after the object was last
+/// written (`modified`): then the listed object is the one it judged.
+/// Stores give the time of the write in whole seconds (rounded down): an
+/// import within a second of it does not count, so an upload of the same
+/// content right after an import is never mistaken for the one imported
+/// (at worst, an object is judged twice: the second time a duplicate).
+fn judged_since(
+    imported: Option<std::time::SystemTime>,
+    modified: Option<std::time::SystemTime>,
+) -> bool {
+    match (imported, modified) {
+        (Some(i), Some(m)) => i >= m + Duration::from_secs(1),
+        _ => false,
     }
 }
 
@@ -817,6 +848,17 @@ mod tests {
         config_changed(&mut retries, now);
         assert_eq!(retries[Path::new("a")].at, now);
         assert_eq!(retries[Path::new("b")].at, later);
+    }
+
+    #[test]
+    fn an_object_written_after_its_import_is_a_new_file() {
+        let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let later = t + Duration::from_secs(2);
+        assert!(judged_since(Some(later), Some(t)), "its move is under way");
+        // Within the second of the write (rounded down): not known to be the same.
+        assert!(!judged_since(Some(t + Duration::from_millis(900)), Some(t)));
+        assert!(!judged_since(Some(t), Some(later)), "uploaded again");
+        assert!(!judged_since(None, Some(t)), "never imported");
     }
 
     #[test]

@@ -243,25 +243,30 @@ async fn insert(
     Ok(id)
 }
 
-/// Which of `paths` an import already took in (succeeded or duplicate).
-/// For objects, whose job path carries the ETag: an object whose job
-/// finished but whose move is still under way is not queued again by
-/// another replica's listing.
-pub async fn imported_paths(
+/// When an import last took in each of `paths` (succeeded or duplicate).
+/// For objects, whose job path carries the ETag: an object listed again
+/// while its move (copy, then delete) is under way was judged already;
+/// the daemon compares the time with the object's last write (the same
+/// content uploaded again is a new file).
+pub async fn imported_at(
     db: &PgPool,
     paths: &[String],
-) -> Result<std::collections::HashSet<String>, JobError> {
+) -> Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>, JobError> {
     if paths.is_empty() {
         return Ok(Default::default());
     }
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT DISTINCT file_path FROM cpi_import_jobs
-          WHERE file_path = ANY($1) AND status IN ('succeeded', 'duplicate')",
+    let rows: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+        "SELECT file_path, max(finished_at) FROM cpi_import_jobs
+          WHERE file_path = ANY($1) AND status IN ('succeeded', 'duplicate')
+          GROUP BY file_path",
     )
     .bind(paths)
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(|(p,)| p).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(p, t)| t.map(|t| (p, t)))
+        .collect())
 }
 
 /// The queued or running job of a file, if any.

@@ -30,7 +30,9 @@ pub const SCHEME: &str = "s3://";
 /// MinIO, Ceph, R2, GCS's interoperability API). Credentials are never
 /// here: they come from the environment, the shared credentials file
 /// (`AWS_PROFILE`), web identity or instance metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// The store's URL (default: AWS S3 for the region), e.g. `https://minio.example:9000`.
@@ -487,7 +489,8 @@ impl Object {
                 return Err(io::Error::new(kind, e.to_string()));
             }
         };
-        let body = tokio_util::io::SyncIoBridge::new_with_handle(got.body.into_async_read(), handle);
+        let body =
+            tokio_util::io::SyncIoBridge::new_with_handle(got.body.into_async_read(), handle);
         Ok(Box::new(Watched {
             inner: body,
             read: Arc::default(),
@@ -553,11 +556,7 @@ pub async fn copy(client: &Client, from: &ObjectRef, to: &ObjectRef) -> Result<(
         .remove(b'_')
         .remove(b'.')
         .remove(b'~');
-    let source = format!(
-        "{}/{}",
-        from.bucket,
-        utf8_percent_encode(&from.key, KEY)
-    );
+    let source = format!("{}/{}", from.bucket, utf8_percent_encode(&from.key, KEY));
     client
         .copy_object()
         .copy_source(source)
@@ -637,7 +636,10 @@ mod tests {
         // A '#' in a key that is not followed by an ETag is part of the key.
         let o = parse_object("s3://b-1/in/a#b.csv").unwrap();
         assert_eq!((o.key.as_str(), o.etag), ("in/a#b.csv", None));
-        assert_eq!(parse_object("s3://b-1/top.csv").unwrap().location().prefix, "");
+        assert_eq!(
+            parse_object("s3://b-1/top.csv").unwrap().location().prefix,
+            ""
+        );
         assert!(parse_object("s3://b-1/in/").is_err());
         assert!(parse_object("s3://b-1").is_err());
     }
@@ -683,8 +685,9 @@ mod tests {
         assert!(check(Some("s3://B/in/"), None, None, None)[0].starts_with("inbox: "));
         assert!(check(Some("/in"), Some("s3://bkt/done/"), None, None)[0]
             .contains("the inbox is a folder"));
-        assert!(check(Some("s3://bkt/in/"), None, Some("/var/rej"), None)[0]
-            .contains("local folder"));
+        assert!(
+            check(Some("s3://bkt/in/"), None, Some("/var/rej"), None)[0].contains("local folder")
+        );
         let http = StorageConfig {
             endpoint: Some("http://127.0.0.1:9000".into()),
             ..Default::default()

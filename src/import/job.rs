@@ -255,7 +255,10 @@ async fn run_started(
     let result = match result {
         Err(Failure::Bad { message, .. }) if source.read_failed() => {
             targets::give_back(connection_id, &url, conn);
-            return Err(object_failed(&job.file_path, std::io::Error::other(message)));
+            return Err(object_failed(
+                &job.file_path,
+                std::io::Error::other(message),
+            ));
         }
         r => r,
     };

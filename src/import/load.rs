@@ -4,7 +4,6 @@
 //! (`cpi.imported_files`, keyed by the file's sha256) and commit. A content
 //! already in the ledger rolls everything back.
 
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;

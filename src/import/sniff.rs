@@ -4,7 +4,6 @@
 
 use std::io::{self, Read};
 
-
 use crate::config::Encoding;
 
 /// The delimiters `delimiter: auto` chooses among.

@@ -38,7 +38,9 @@ impl S3Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server must be installed (pip install 'moto[server]'; scripts/test.sh does)");
+            .expect(
+                "moto_server must be installed (pip install 'moto[server]'; scripts/test.sh does)",
+            );
         let server = S3Server { child, port };
         let url = server.endpoint();
         wait_for("moto_server to answer", Duration::from_secs(60), || {
@@ -125,7 +127,11 @@ pub async fn keys(c: &Client, bucket: &str, prefix: &str) -> Vec<String> {
             .send()
             .await
             .unwrap();
-        out.extend(page.contents().iter().filter_map(|o| o.key().map(String::from)));
+        out.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(String::from)),
+        );
         match page.next_continuation_token() {
             Some(t) => token = Some(t.to_string()),
             None => break,
@@ -269,7 +275,11 @@ async fn pipe(
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let limit = rate.load(Ordering::Relaxed) as usize;
-            let want = if limit == 0 { buf.len() } else { limit.min(buf.len()) };
+            let want = if limit == 0 {
+                buf.len()
+            } else {
+                limit.min(buf.len())
+            };
             let n = match sr.read(&mut buf[..want]).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
