@@ -757,7 +757,12 @@ async fn copy(
         let _ = copy.abort("cpi: the file is rejected").await;
         // A corrupt .gz can decode to garbage rows before its checksum
         // fails: the gzip verdict, when there is one, is the real reason.
-        let message = reader::gzip_problem(&ctx.source)
+        // Off the runtime: it reads the file (an object: a GET) again.
+        let source = ctx.source.clone();
+        let message = tokio::task::spawn_blocking(move || reader::gzip_problem(&source))
+            .await
+            .ok()
+            .flatten()
             .map(|m| format!("{file}: {m}"))
             .unwrap_or_else(|| fatal.clone());
         return Err(Failure::rejected(message, &summary));

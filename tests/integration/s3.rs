@@ -88,6 +88,11 @@ async fn objects_are_imported_once_then_moved_and_a_reupload_is_a_duplicate() {
     // Not in the inbox: a sub-"folder", and a name no pattern matches.
     s3::put(&c, BUCKET, "in/sub/deep.csv", csv_rows(100, 5, "deep")).await;
     s3::put(&c, BUCKET, "in/notes.txt", "hello").await;
+    // A truncated .gz: its report gives the gzip reason (read again off the runtime).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, csv_rows(500, 2000, "gz").as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    s3::put(&c, BUCKET, "in/cut.csv.gz", gz[..gz.len() / 2].to_vec()).await;
 
     let dir = tempfile::tempdir().unwrap();
     let m = s3_manifests(&db, dir.path(), &server.endpoint());
@@ -113,10 +118,18 @@ async fn objects_are_imported_once_then_moved_and_a_reupload_is_a_duplicate() {
     wait_keys(
         &c,
         "in/failed/",
-        &["in/failed/bad.csv", "in/failed/bad.csv.error.json"],
+        &[
+            "in/failed/bad.csv",
+            "in/failed/bad.csv.error.json",
+            "in/failed/cut.csv.gz",
+            "in/failed/cut.csv.gz.error.json",
+        ],
         60,
     )
     .await;
+    let gz_report =
+        String::from_utf8(s3::get(&c, BUCKET, "in/failed/cut.csv.gz.error.json").await).unwrap();
+    assert!(gz_report.contains("not a valid gzip file"), "{gz_report}");
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 10);
     let report =
         String::from_utf8(s3::get(&c, BUCKET, "in/failed/bad.csv.error.json").await).unwrap();
@@ -128,6 +141,8 @@ async fn objects_are_imported_once_then_moved_and_a_reupload_is_a_duplicate() {
         vec![
             "in/failed/bad.csv",
             "in/failed/bad.csv.error.json",
+            "in/failed/cut.csv.gz",
+            "in/failed/cut.csv.gz.error.json",
             "in/notes.txt",
             "in/processed/a.csv",
             "in/sub/deep.csv",
@@ -201,9 +216,14 @@ async fn objects_are_imported_once_then_moved_and_a_reupload_is_a_duplicate() {
             !body.contains(PLANTED_SECRET),
             "{url} leaked the secret key"
         );
-        if url == "/jobs" {
-            assert!(body.contains("a.csv"), "{body}");
-        }
+        // Object inboxes show like folder inboxes.
+        let shown = match url {
+            "/jobs" => "a.csv",
+            "/projects" => "s3://cpi-inbox/in/",
+            "/metrics" => "cpi_import_rows_total{outcome=\"inserted\"} 10",
+            _ => "",
+        };
+        assert!(body.contains(shown), "{url}: {body}");
     }
     let log = d.log();
     assert!(
