@@ -202,8 +202,9 @@ fn median(v: &mut [Duration]) -> f64 {
     v[v.len() / 2].as_secs_f64()
 }
 
-/// Manifests for project `small` (inbox `inbox`, table `s`) on `url`.
-fn manifests(dir: &Path, url: &str, inbox: &str, storage: &str) -> PathBuf {
+/// A manifests folder: Connection `bench` to `url`, one Project `name`
+/// with `config` (YAML lines, indented by the caller's 4 spaces).
+fn manifests(dir: &Path, url: &str, name: &str, config: &str) -> PathBuf {
     let m = dir.join(format!("manifests-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(m.join("projects")).unwrap();
     std::fs::write(
@@ -212,8 +213,8 @@ fn manifests(dir: &Path, url: &str, inbox: &str, storage: &str) -> PathBuf {
     )
     .unwrap();
     std::fs::write(
-        m.join("projects/small.yaml"),
-        format!("apiVersion: cpi/v1\nkind: Project\nmetadata: {{name: small}}\nspec:\n  connection: bench\n  config:\n    inbox: \"{inbox}\"\n    {storage}\n    defaults: {{table: s, mode: append}}\n"),
+        m.join(format!("projects/{name}.yaml")),
+        format!("apiVersion: cpi/v1\nkind: Project\nmetadata: {{name: {name}}}\nspec:\n  connection: bench\n  config:\n{config}"),
     )
     .unwrap();
     m
@@ -223,7 +224,13 @@ fn manifests(dir: &Path, url: &str, inbox: &str, storage: &str) -> PathBuf {
 async fn daemon_until(bin: &Path, url: &str, m: &Path, want: i64) -> Duration {
     let start = Instant::now();
     let mut child = Command::new(bin)
-        .args(["run", "--manifests", m.to_str().unwrap(), "--database-url", url])
+        .args([
+            "run",
+            "--manifests",
+            m.to_str().unwrap(),
+            "--database-url",
+            url,
+        ])
         .args(["--rescan", "1s", "--settle", "200ms", "--workers", "2"])
         .env_remove("CPI_DATABASE_URL")
         .env("CPI_LOG", "warn")
@@ -282,27 +289,29 @@ async fn main() {
     let db = bench_support::fresh_database("cpi_bench_s3").await;
     let url = db.url.clone();
     exec(&url, TABLE).await;
-    exec(&url, "CREATE TABLE s (id bigint PRIMARY KEY, store text, amount numeric, at timestamptz)").await;
+    exec(
+        &url,
+        "CREATE TABLE s (id bigint PRIMARY KEY, store text, amount numeric, at timestamptz)",
+    )
+    .await;
     for statement in cpi::import::sql::CREATE_LEDGER {
         exec(&url, statement).await;
     }
     let storage = format!(
         "storage: {{endpoint: \"{endpoint}\", region: us-east-1, allow_http: true, path_style: true}}"
     );
+    // No inbox: `cpi import` picks the options by the file's name.
+    let config = format!(
+        "    {storage}\n    tables: [{{file_pattern: base.csv, table: t, mode: append}}]\n"
+    );
     let applied = Command::new(&bin)
         .args(["apply", "--database-url", &url, "--manifests"])
-        .arg(manifests(tmp.path(), &url, "s3://bench/in/", &storage))
+        .arg(manifests(tmp.path(), &url, "bench", &config))
         .env_remove("CPI_DATABASE_URL")
         .env("CPI_LOG", "warn")
         .status()
         .unwrap();
     assert!(applied.success());
-    // `cpi import` chooses options by the project's patterns: table t for base.csv.
-    exec(
-        &url,
-        &format!("UPDATE cpi_projects SET config = jsonb_set(config::jsonb, '{{tables}}', '[{{\"file_pattern\": \"base.csv\", \"table\": \"t\", \"mode\": \"append\"}}]')::json, name = 'bench' WHERE name = 'small'"),
-    )
-    .await;
     let reset = "TRUNCATE t;\nDELETE FROM cpi.imported_files;\nCHECKPOINT;\n";
     let (mut disk, mut object) = (Vec::new(), Vec::new());
     let (mut rss_disk, mut rss_object) = (0, 0);
@@ -336,7 +345,6 @@ async fn main() {
 
     // 2. Small files through the daemon: a folder inbox, an s3 inbox.
     let (mut folder_t, mut object_t) = (Vec::new(), Vec::new());
-    exec(&url, "DELETE FROM cpi_projects WHERE name = 'bench'").await;
     for round in 1..=rounds {
         let inbox = tmp.path().join(format!("inbox-{round}"));
         std::fs::create_dir_all(&inbox).unwrap();
@@ -345,15 +353,23 @@ async fn main() {
             let mut body = String::from("id,store,amount,at\n");
             for r in 0..20 {
                 let id = (round as u64 * files + f) * 20 + r;
-                body.push_str(&format!("{id},store-{f},{}.{:02},2024-06-01T10:00:00Z\n", id % 997, id % 100));
+                body.push_str(&format!(
+                    "{id},store-{f},{}.{:02},2024-06-01T10:00:00Z\n",
+                    id % 997,
+                    id % 100
+                ));
             }
             bodies.push(body);
         }
         for (f, b) in bodies.iter().enumerate() {
             std::fs::write(inbox.join(format!("f{f:05}.csv")), b).unwrap();
         }
-        exec(&url, "TRUNCATE s;\nDELETE FROM cpi.imported_files;\nDELETE FROM cpi_projects;\n").await;
-        let m = manifests(tmp.path(), &url, inbox.to_str().unwrap(), "");
+        exec(&url, "TRUNCATE s;\nDELETE FROM cpi.imported_files;\n").await;
+        let config = format!(
+            "    inbox: \"{}\"\n    defaults: {{table: s, mode: append}}\n",
+            inbox.display()
+        );
+        let m = manifests(tmp.path(), &url, "small", &config);
         let t = daemon_until(&bin, &url, &m, files as i64 * 20).await;
         folder_t.push(t);
 
@@ -375,8 +391,11 @@ async fn main() {
             }
         }
         while puts.join_next().await.is_some() {}
-        exec(&url, "TRUNCATE s;\nDELETE FROM cpi.imported_files;\nDELETE FROM cpi_projects;\n").await;
-        let m = manifests(tmp.path(), &url, &format!("s3://bench/{prefix}"), &storage);
+        exec(&url, "TRUNCATE s;\nDELETE FROM cpi.imported_files;\n").await;
+        let config = format!(
+            "    inbox: s3://bench/{prefix}\n    {storage}\n    defaults: {{table: s, mode: append}}\n"
+        );
+        let m = manifests(tmp.path(), &url, "small", &config);
         let u = daemon_until(&bin, &url, &m, files as i64 * 20).await;
         object_t.push(u);
         println!(

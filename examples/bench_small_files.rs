@@ -60,7 +60,7 @@ fn generate(dir: &Path, files: u64, rows: u64, round: u64) -> Vec<PathBuf> {
 }
 
 async fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
         .fetch_one(conn)
         .await
         .unwrap_or(0)
@@ -99,9 +99,9 @@ async fn main() {
     .unwrap();
     let mut conn = PgConnection::connect(&url).await.unwrap();
     for t in ["ev_psql", "ev_import", "ev_daemon"] {
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE {t} (id bigint PRIMARY KEY, store text, amount numeric(12,2), at timestamptz)"
-        ))
+        )))
         .execute(&mut conn)
         .await
         .unwrap();
@@ -153,12 +153,12 @@ async fn main() {
         );
     }
     if explain {
-        let plan: Vec<String> = sqlx::query_scalar(&format!(
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "EXPLAIN {}",
             cpi::queue::CLAIM_CANDIDATE_SQL
                 .replace("$1", "'running'")
                 .replace("$2", "'queued'")
-        ))
+        )))
         .fetch_all(&mut conn)
         .await
         .unwrap();

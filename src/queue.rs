@@ -144,7 +144,7 @@ async fn claim_with(
                     (SELECT p.config FROM cpi_projects p WHERE p.id = j.project_id) AS project_config"
     );
     let (project, name) = table.unzip();
-    let claimed: Option<Claimed> = sqlx::query_as(&sql)
+    let claimed: Option<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(project)
         .bind(name)
         .bind(worker)
