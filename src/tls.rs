@@ -7,6 +7,8 @@
 //!   `verify-full`; a weaker mode with it is refused, as libpq 16 does.
 //! - `sslmode=require` with an `sslrootcert` file verifies the chain
 //!   (`verify-ca`), as libpq does when a root file exists.
+//! - An `sslrootcert` file is the only trust anchor (sqlx-core 0.9.0 adds
+//!   the system roots; cpi builds `vendor/sqlx-core`, patched not to).
 //! - `allow` tries without TLS, then with it; `prefer` (the default) tries
 //!   with TLS, then without it (sqlx does one attempt of either).
 //! - A missing or unreadable certificate or key file is named before
@@ -30,7 +32,8 @@ pub enum Roots {
     Default,
     /// `sslrootcert=system`: the operating system's roots.
     System,
-    /// `sslrootcert=FILE`: that file (PEM), besides the system roots.
+    /// `sslrootcert=FILE`: that file (PEM) alone, as libpq (the vendored
+    /// sqlx-core leaves the system roots out when a root file is given).
     File(PathBuf),
 }
 
@@ -214,7 +217,8 @@ pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
     let params =
         tls_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| invalid(&e))?;
     if params.roots == Roots::System {
-        // sqlx always adds the system roots; it would read `system` as a file.
+        // Without a root file sqlx loads the system roots; it would read
+        // `system` as a file name.
         parsed.set_query(None);
         let kept: Vec<_> = pairs
             .iter()
