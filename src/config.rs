@@ -15,15 +15,19 @@ pub struct ProjectConfig {
     /// Set from the project name; leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The folder watched for CSV files.
+    /// The folder watched for CSV files, or an object-storage prefix `s3://bucket/prefix/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbox: Option<String>,
-    /// Where imported files go (default `<inbox>/processed`).
+    /// Where imported files go (default `<inbox>/processed`; `s3://…` for an object inbox).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processed_dir: Option<String>,
-    /// Where rejected files and their `.error.json` go (default `<inbox>/failed`).
+    /// Where rejected files and their `.error.json` go (default `<inbox>/failed`; `s3://…` for an object inbox).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_dir: Option<String>,
+    /// How an `s3://` inbox's store is reached (S3-compatible stores).
+    /// Never credentials: those come from the standard AWS chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageConfig>,
     /// Seconds a file's size and mtime must stay unchanged before it is read.
     // Kept as the number written (`2` stays `2`, not `2.0`), so a stored
     // config exports and loads back to the same JSON.
@@ -36,6 +40,8 @@ pub struct ProjectConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<ImportOptions>,
 }
+
+pub use crate::storage::StorageConfig;
 
 /// One column name or several (`primary_key: id` or `primary_key: [a, b]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -452,6 +458,13 @@ impl ProjectConfig {
             check_key_mode(d, "defaults", &mut errors);
             check_extra_columns(d, "defaults", &mut errors);
         }
+        crate::storage::check_config(
+            self.inbox.as_deref(),
+            self.processed_dir.as_deref(),
+            self.failed_dir.as_deref(),
+            self.storage.as_ref(),
+            &mut errors,
+        );
         errors
     }
 
@@ -757,7 +770,10 @@ fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
 
 fn sub_dir(configured: Option<&str>, inbox: &std::path::Path, default: &str) -> std::path::PathBuf {
     match configured {
-        Some(d) if std::path::Path::new(d).is_absolute() => std::path::PathBuf::from(d),
+        // An object-storage prefix is a URL, never relative to the inbox.
+        Some(d) if std::path::Path::new(d).is_absolute() || d.starts_with("s3://") => {
+            std::path::PathBuf::from(d)
+        }
         Some(d) => inbox.join(d),
         None => inbox.join(default),
     }

@@ -33,6 +33,7 @@ use crate::metrics::Health;
 use crate::queue;
 use crate::reconcile;
 use crate::secret::{self, Secret};
+use crate::storage;
 use crate::store;
 use crate::watch::{Backend, Watcher};
 
@@ -289,7 +290,12 @@ fn inboxes_from(
         let Some(dir) = config.inbox.clone() else {
             continue;
         };
-        let settle = config.settle().unwrap_or(settle);
+        // Objects appear whole (a PUT is atomic): no settle window.
+        let settle = if storage::is_object(&dir) {
+            Duration::ZERO
+        } else {
+            config.settle().unwrap_or(settle)
+        };
         out.insert(row.name, (PathBuf::from(dir), config, settle));
     }
     out
@@ -323,7 +329,9 @@ async fn scan_inboxes(
                     inboxes
                         .retain(|name, ib| wanted.get(name).is_some_and(|(d, _, _)| *d == ib.dir));
                     for (name, (dir, config, settle)) in wanted {
-                        if let Err(e) = std::fs::create_dir_all(&dir) {
+                        if is_object_path(&dir) {
+                            // A prefix needs no creating.
+                        } else if let Err(e) = std::fs::create_dir_all(&dir) {
                             tracing::warn!(project = %name, inbox = %dir.display(), error = %e, "cannot create the inbox");
                         }
                         let ib = inboxes.entry(name).or_insert_with(|| Inbox {
@@ -336,8 +344,11 @@ async fn scan_inboxes(
                         ib.settle = settle;
                     }
                     if let Some(w) = watcher.as_mut() {
-                        let paths: Vec<(PathBuf, bool)> =
-                            inboxes.values().map(|ib| (ib.dir.clone(), false)).collect();
+                        let paths: Vec<(PathBuf, bool)> = inboxes
+                            .values()
+                            .filter(|ib| !is_object_path(&ib.dir))
+                            .map(|ib| (ib.dir.clone(), false))
+                            .collect();
                         w.set(&paths);
                     }
                     dirty.extend(inboxes.keys().cloned());
@@ -353,7 +364,8 @@ async fn scan_inboxes(
             let mut retries = s.retries.lock().unwrap();
             let now = Instant::now();
             // A file removed by hand needs no more tries.
-            retries.retain(|p, _| p.exists());
+            // (An object's removal shows at its next listing.)
+            retries.retain(|p, _| p.exists() || is_object_path(p));
             let due: Vec<PathBuf> = retries
                 .iter()
                 .filter(|(_, r)| r.at <= now)
@@ -379,10 +391,14 @@ async fn scan_inboxes(
             if !dirty.contains(name) && !ib.readiness.settling() {
                 continue;
             }
-            let listing = match inbox::list(&ib.dir) {
+            let listing = match list_inbox(&ib.dir, &ib.config).await {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::debug!(project = %name, error = %e, "cannot list the inbox");
+                    if is_object_path(&ib.dir) {
+                        tracing::warn!(project = %name, error = %e, "cannot list the inbox")
+                    } else {
+                        tracing::debug!(project = %name, error = %e, "cannot list the inbox")
+                    }
                     continue;
                 }
             };
@@ -391,7 +407,11 @@ async fn scan_inboxes(
                 .into_iter()
                 .filter(|(p, _, _)| options_for(&ib.config, &ib.dir, p).is_some())
                 .collect();
-            for path in ib.readiness.observe(&listing, ib.settle, Instant::now()) {
+            let mut ready = ib.readiness.observe(&listing, ib.settle, Instant::now());
+            if is_object_path(&ib.dir) {
+                ready = not_imported(&s.pool, ready, &listing).await;
+            }
+            for path in ready {
                 let opts = options_for(&ib.config, &ib.dir, &path);
                 let table = opts.as_ref().map(|o| o.table.to_string());
                 let mode = opts.as_ref().map(|o| o.mode.as_str());
@@ -435,11 +455,87 @@ async fn scan_inboxes(
     }
 }
 
+/// The candidate files of an inbox: a folder's, or an `s3://` prefix's
+/// objects (each as its job path `s3://bucket/key#etag`, so that a new
+/// upload under the same key is a new file).
+async fn list_inbox(
+    dir: &Path,
+    config: &ProjectConfig,
+) -> std::result::Result<Vec<(PathBuf, u64, std::time::SystemTime)>, String> {
+    let Some(url) = dir.to_str().filter(|d| storage::is_object(d)) else {
+        return inbox::list(dir).map_err(|e| e.to_string());
+    };
+    let loc = storage::parse_location(url)?;
+    let client = storage::client(config.storage.as_ref()).await;
+    let listed = storage::list(&client, &loc)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(listed
+        .into_iter()
+        .filter(|l| inbox::is_candidate(l.object.name()))
+        .map(|l| (PathBuf::from(l.object.job_path()), l.size, l.modified))
+        .collect())
+}
+
+/// `ready` without the objects an import already took in: their move (a
+/// copy, then a delete) may still be under way when another replica lists
+/// the prefix. An object written after that import (the same content
+/// uploaded again has the same ETag) is a new file. On a database error,
+/// all of them (the queue's unique index and the ledger still hold).
+async fn not_imported(
+    pool: &PgPool,
+    ready: Vec<PathBuf>,
+    listing: &[(PathBuf, u64, std::time::SystemTime)],
+) -> Vec<PathBuf> {
+    let paths: Vec<String> = ready
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let Ok(done) = crate::jobs::imported_at(pool, &paths).await else {
+        return ready;
+    };
+    let written: HashMap<&Path, std::time::SystemTime> =
+        listing.iter().map(|(p, _, m)| (p.as_path(), *m)).collect();
+    ready
+        .into_iter()
+        .filter(|p| {
+            let at = done.get(p.to_string_lossy().as_ref());
+            let modified = written.get(p.as_path()).copied();
+            !judged_since(at.copied().map(Into::into), modified)
+        })
+        .collect()
+}
+
+/// Whether an import finished (`imported`) after the object was last
+/// written (`modified`): then the listed object is the one it judged.
+/// Stores give the time of the write in whole seconds (rounded down): an
+/// import within a second of it does not count, so an upload of the same
+/// content right after an import is never mistaken for the one imported
+/// (at worst, an object is judged twice: the second time a duplicate).
+fn judged_since(
+    imported: Option<std::time::SystemTime>,
+    modified: Option<std::time::SystemTime>,
+) -> bool {
+    match (imported, modified) {
+        (Some(i), Some(m)) => i >= m + Duration::from_secs(1),
+        _ => false,
+    }
+}
+
+/// Whether an inbox or job path is in object storage.
+fn is_object_path(p: &Path) -> bool {
+    p.to_str().is_some_and(storage::is_object)
+}
+
 fn options_for(
     config: &ProjectConfig,
     dir: &Path,
     path: &Path,
 ) -> Option<crate::config::ResolvedOptions> {
+    if let Some(o) = path.to_str().and_then(|p| storage::parse_object(p).ok()) {
+        // Patterns match the key below the inbox's prefix: its name.
+        return config.options_for(o.name());
+    }
     let name = path.file_name()?.to_str()?;
     let relative = import::relative_path(dir.to_str(), path, name);
     config.options_for(&relative)
@@ -484,7 +580,9 @@ async fn work(s: Shared, worker: String) {
 }
 
 async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
-    if !Path::new(&job.file_path).exists() {
+    // (An object that is gone is found so by its job's first request.)
+    let object = storage::is_object(&job.file_path);
+    if !object && !Path::new(&job.file_path).exists() {
         return vanished(s, &job).await;
     }
     let lease = s.settings.lease;
@@ -656,19 +754,14 @@ async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: Jo
         return;
     };
     let config: ProjectConfig = store::parse_config(raw).unwrap_or_default();
+    if let Some(url) = path.to_str().filter(|p| storage::is_object(p)) {
+        return finish_object(s, &job, url, &config, &outcome).await;
+    }
     let inbox_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let id = job.id.to_string();
     let short = &id[..8];
     let m = if outcome.status == JobStatus::Failed {
-        let report = inbox::ErrorReport {
-            job_id: id.clone(),
-            project: &job.project_name,
-            file: &job.file_name,
-            error: outcome.error.as_deref(),
-            errors: serde_json::to_value(&outcome.errors).unwrap_or_default(),
-            errors_total: outcome.errors_total,
-        };
-        let report = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        let report = error_report(&job, &outcome);
         let dir = inbox::failed_dir(&config, &inbox_dir);
         crate::moves::Move::new(path.to_path_buf(), dir, short, Some(report), roots)
     } else {
@@ -676,6 +769,55 @@ async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: Jo
         crate::moves::Move::new(path.to_path_buf(), dir, short, None, roots)
     };
     crate::moves::start(m, s.shutdown.clone());
+}
+
+/// `<name>.error.json`'s content for a failed job.
+fn error_report(job: &queue::Claimed, outcome: &JobOutcome) -> Vec<u8> {
+    let report = inbox::ErrorReport {
+        job_id: job.id.to_string(),
+        project: &job.project_name,
+        file: &job.file_name,
+        error: outcome.error.as_deref(),
+        errors: serde_json::to_value(&outcome.errors).unwrap_or_default(),
+        errors_total: outcome.errors_total,
+    };
+    serde_json::to_vec_pretty(&report).unwrap_or_default()
+}
+
+/// [`finish_file`] for an object: copied into `processed/` or `failed/`
+/// (under the inbox's prefix, or the configured `s3://` locations), then
+/// deleted. `--inbox-root` does not apply: it confines local paths.
+async fn finish_object(
+    s: &Shared,
+    job: &queue::Claimed,
+    url: &str,
+    config: &ProjectConfig,
+    outcome: &JobOutcome,
+) {
+    let object = match storage::parse_object(url) {
+        Ok(o) => o,
+        Err(e) => return tracing::warn!(error = %e, "the object stays where it is"),
+    };
+    let inbox = config
+        .inbox
+        .as_deref()
+        .and_then(|i| storage::parse_location(i).ok())
+        .unwrap_or_else(|| object.location());
+    let failed = outcome.status == JobStatus::Failed;
+    let to = if failed {
+        storage::sub_location(&inbox, config.failed_dir.as_deref(), "failed")
+    } else {
+        storage::sub_location(&inbox, config.processed_dir.as_deref(), "processed")
+    };
+    let to = match to {
+        Ok(t) => t,
+        Err(e) => return tracing::warn!(error = %e, "the object stays where it is"),
+    };
+    let id = job.id.to_string();
+    let report = failed.then(|| error_report(job, outcome));
+    let client = storage::client(config.storage.as_ref()).await;
+    let m = crate::moves::ObjectMove::new(client, object, to, &id[..8], report);
+    crate::moves::start_object(m, s.shutdown.clone()).await;
 }
 
 #[cfg(test)]
@@ -706,6 +848,17 @@ mod tests {
         config_changed(&mut retries, now);
         assert_eq!(retries[Path::new("a")].at, now);
         assert_eq!(retries[Path::new("b")].at, later);
+    }
+
+    #[test]
+    fn an_object_written_after_its_import_is_a_new_file() {
+        let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let later = t + Duration::from_secs(2);
+        assert!(judged_since(Some(later), Some(t)), "its move is under way");
+        // Within the second of the write (rounded down): not known to be the same.
+        assert!(!judged_since(Some(t + Duration::from_millis(900)), Some(t)));
+        assert!(!judged_since(Some(t), Some(later)), "uploaded again");
+        assert!(!judged_since(None, Some(t)), "never imported");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The `cpi_import_jobs` rows: one per file seen (DESIGN §2).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
@@ -188,6 +188,16 @@ pub async fn create_for(
     insert(mgmt, project_name, path, worker, target, JobStatus::Queued).await
 }
 
+/// An object's file name and job path (`s3://bucket/key[#etag]`, as
+/// given: a URL is never made absolute), or `None` for a local file.
+fn object_job(path: &Path) -> Option<(String, String)> {
+    let s = path.to_str().filter(|s| crate::storage::is_object(s))?;
+    let name = crate::storage::parse_object(s)
+        .map(|o| o.name().to_string())
+        .unwrap_or_else(|_| s.to_string());
+    Some((name, s.to_string()))
+}
+
 async fn insert(
     mgmt: &PgPool,
     project_name: &str,
@@ -204,12 +214,16 @@ async fn insert(
     let Some((project_id, connection_id)) = project else {
         return Err(JobError::ProjectNotFound(project_name.to_string()));
     };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let size = std::fs::metadata(path).ok().map(|m| m.len() as i64);
+    let (file_name, abs, size) = match object_job(path) {
+        Some((name, job_path)) => (name, PathBuf::from(job_path), None),
+        None => (
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string()),
+            std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            std::fs::metadata(path).ok().map(|m| m.len() as i64),
+        ),
+    };
     let (id,): (Uuid,) = sqlx::query_as(
         "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)
          VALUES ($1, $2, $3, $4, $5, $6, $10, $7, $8, $9) RETURNING id",
@@ -229,9 +243,38 @@ async fn insert(
     Ok(id)
 }
 
+/// When an import last took in each of `paths` (succeeded or duplicate).
+/// For objects, whose job path carries the ETag: an object listed again
+/// while its move (copy, then delete) is under way was judged already;
+/// the daemon compares the time with the object's last write (the same
+/// content uploaded again is a new file).
+pub async fn imported_at(
+    db: &PgPool,
+    paths: &[String],
+) -> Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>, JobError> {
+    if paths.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
+        "SELECT file_path, max(finished_at) FROM cpi_import_jobs
+          WHERE file_path = ANY($1) AND status IN ('succeeded', 'duplicate')
+          GROUP BY file_path",
+    )
+    .bind(paths)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(p, t)| t.map(|t| (p, t)))
+        .collect())
+}
+
 /// The queued or running job of a file, if any.
 pub async fn active_for_path(db: &PgPool, path: &Path) -> Result<Option<Job>, JobError> {
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let abs = match object_job(path) {
+        Some((_, job_path)) => PathBuf::from(job_path),
+        None => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    };
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE file_path = $1 AND status IN ($2, $3)
           ORDER BY created_at DESC LIMIT 1"

@@ -29,6 +29,7 @@
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
 //! - [`rules`]: the name, URL and legacy rules shared by manifests, export, the API and imports.
 //! - [`config`]: a project's config and the import options for one file (pure).
+//! - [`storage`]: object-storage inboxes: `s3://` locations (pure), list, stream, copy, put, delete (AWS SDK).
 //! - [`retry`]: the one backoff formula of every retry loop.
 //! - [`tls`]: database URLs with libpq's TLS parameters turned into connect options; clear TLS errors.
 //! - [`crypto`]: encryption at rest of stored URLs (AES-256-GCM envelopes, key files, rotation).
@@ -64,6 +65,7 @@ pub mod retry;
 pub mod rules;
 pub mod schema;
 pub mod secret;
+pub mod storage;
 pub mod store;
 pub mod tls;
 pub mod watch;

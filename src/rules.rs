@@ -245,6 +245,9 @@ pub fn confine_project(
 ) -> Vec<(&'static str, String)> {
     project_dirs(inbox, processed_dir, failed_dir)
         .into_iter()
+        // `--inbox-root` confines local paths; an `s3://` location is the
+        // bucket policy's to confine.
+        .filter(|(_, d)| !d.starts_with("s3://") && !inbox.is_some_and(|i| i.starts_with("s3://")))
         .filter_map(|(k, d)| confine(&d, roots).err().map(|m| (k, format!("{k}: {m}"))))
         .collect()
 }

@@ -27,7 +27,12 @@ fn worker() -> String {
 /// running one back and marks it failed.
 pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
     for f in &a.files {
-        if !f.is_file() {
+        let object = f.to_str().is_some_and(crate::storage::is_object);
+        if object {
+            if let Err(m) = crate::storage::parse_object(&f.to_string_lossy()) {
+                bail!("{m}");
+            }
+        } else if !f.is_file() {
             bail!("{} is not a file", f.display());
         }
     }

@@ -35,7 +35,7 @@ pub async fn infer(g: &Global, a: &InferArgs) -> Result<ExitCode> {
         let name = file_name(f);
         let path = f.clone();
         let opts = o.clone();
-        let inf = tokio::task::spawn_blocking(move || load::infer_file(&path, &name, &opts))
+        let inf = tokio::task::spawn_blocking(move || load::infer_file(&path.into(), &name, &opts))
             .await?
             .map_err(|e| anyhow!(e))?;
         println!("-- {}", f.display());

@@ -103,6 +103,15 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
+    /// An object could not be read from its store (store down, network,
+    /// credentials refused), before or during the load: the file was not
+    /// judged, the import rolled back, and it is tried again.
+    #[error("{source}")]
+    ObjectUnavailable {
+        /// What the store (or the stream from it) said.
+        #[source]
+        source: crate::storage::StorageError,
+    },
     /// The connection's URL does not parse (the message is already scrubbed).
     #[error("cannot reach the target database of project {project:?}: {message}")]
     InvalidTargetUrl {
@@ -197,6 +206,7 @@ pub fn error_policy(err: &ImportError, attempt: u32) -> Action {
         TargetUnreachable { .. }
         | ConnectTimeout { .. }
         | TargetTransient { .. }
+        | ObjectUnavailable { .. }
         | Management(JobError::Db(_))
         | Store {
             source: StoreError::Db(_) | StoreError::Connect(_) | StoreError::Refused { .. },

@@ -17,6 +17,7 @@ use crate::import::pipeline::RowError;
 use crate::import::{plan, reader, targets};
 use crate::jobs::{self, Counts, JobError, JobStatus};
 use crate::secret::{self, Secret};
+use crate::storage;
 use crate::store;
 
 /// How long connecting to a target database may take.
@@ -168,7 +169,7 @@ async fn run_started(
     let (project, url) = project_target(mgmt, &project_name).await?;
     let project_ms = ms(t);
     let t = Instant::now();
-    let path = PathBuf::from(&job.file_path);
+    let (source, path) = open_source(&job.file_path, &project.parsed).await?;
     let opts = plan::resolve_options(
         &project_name,
         &project.config,
@@ -181,7 +182,10 @@ async fn run_started(
         path: job.file_path.clone(),
         source,
     };
-    let size = std::fs::metadata(&path).map_err(unreadable)?.len();
+    let size = match &source {
+        reader::Source::File(p) => std::fs::metadata(p).map_err(unreadable)?.len(),
+        reader::Source::Object(o) => o.size,
+    };
     let table_label = opts.table.to_string();
     // Hashing first costs a pass over the file before the first row
     // moves. Only a file the size of one already imported is worth it (a
@@ -189,12 +193,15 @@ async fn run_started(
     // file is hashed as it streams and checked against the ledger before
     // commit.
     let sha256 = if jobs::size_seen(mgmt, project.id, &table_label, size).await? {
-        let hash_path = path.clone();
-        let (sha, _) = tokio::task::spawn_blocking(move || reader::hash_file(&hash_path))
+        let hash_source = source.clone();
+        let hashed = tokio::task::spawn_blocking(move || reader::hash(&hash_source))
             .await
-            .map_err(|e| unreadable(std::io::Error::other(e)))?
-            .map_err(unreadable)?;
-        Some(sha)
+            .map_err(|e| unreadable(std::io::Error::other(e)))?;
+        match hashed {
+            Ok((sha, _)) => Some(sha),
+            Err(e) if source.read_failed() => return Err(object_failed(&job.file_path, e)),
+            Err(e) => return Err(unreadable(e)),
+        }
     } else {
         None
     };
@@ -211,7 +218,7 @@ async fn run_started(
     let ctx = Ctx {
         job_id: job.id,
         project: project_name.clone(),
-        path,
+        source: source.clone(),
         file: job.file_name.clone(),
         sha256: sha256.clone(),
         size,
@@ -242,6 +249,19 @@ async fn run_started(
     let t = Instant::now();
     let result = load::load(&mut conn, &ctx, progress).await;
     let load_ms = ms(t);
+    // A read from an object store that failed on the way rejected the
+    // "file" for a reason that is not its content: the transaction rolled
+    // back, and the object is tried again rather than set aside.
+    let result = match result {
+        Err(Failure::Bad { message, .. }) if source.read_failed() => {
+            targets::give_back(connection_id, &url, conn);
+            return Err(object_failed(
+                &job.file_path,
+                std::io::Error::other(message),
+            ));
+        }
+        r => r,
+    };
     // Only a connection whose transaction ended (commit or rollback) is
     // reused; after a lost connection or a server error mid-COPY it is closed.
     match &result {
@@ -288,6 +308,47 @@ async fn run_started(
             project: project_name,
             source,
         }),
+    }
+}
+
+/// Where the job's bytes come from, and the path its options are chosen
+/// by (an object's `s3://bucket/key`, without its ETag).
+async fn open_source(
+    file_path: &str,
+    parsed: &store::ParsedConfig,
+) -> Result<(reader::Source, PathBuf), ImportError> {
+    if !storage::is_object(file_path) {
+        return Ok((
+            reader::Source::File(PathBuf::from(file_path)),
+            PathBuf::from(file_path),
+        ));
+    }
+    let object = storage::parse_object(file_path).map_err(|m| ImportError::FileUnreadable {
+        path: file_path.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
+    })?;
+    let config = parsed.as_ref().ok().and_then(|c| c.storage.as_ref());
+    let client = storage::client(config).await;
+    let url = object.url();
+    match storage::Object::open(client, object).await {
+        Ok(o) => Ok((reader::Source::Object(o), PathBuf::from(url))),
+        Err(e) if e.is_gone() => Err(ImportError::FileUnreadable {
+            path: file_path.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()),
+        }),
+        Err(source) => Err(ImportError::ObjectUnavailable { source }),
+    }
+}
+
+/// A read of an object that failed on the way (see [`ImportError::ObjectUnavailable`]).
+fn object_failed(file_path: &str, e: std::io::Error) -> ImportError {
+    ImportError::ObjectUnavailable {
+        source: storage::StorageError {
+            what: "read",
+            url: file_path.to_string(),
+            message: e.to_string(),
+            status: None,
+        },
     }
 }
 

@@ -4,7 +4,6 @@
 //! (`cpi.imported_files`, keyed by the file's sha256) and commit. A content
 //! already in the ledger rolls everything back.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,7 +41,7 @@ pub type ProgressFn<'a> = Option<&'a (dyn Fn(Progress) + Send + Sync)>;
 pub(super) struct Ctx {
     pub job_id: Uuid,
     pub project: String,
-    pub path: PathBuf,
+    pub source: reader::Source,
     pub file: String,
     /// Known before loading only for a likely duplicate; otherwise
     /// computed while the file streams.
@@ -189,17 +188,17 @@ struct Opened {
 }
 
 fn open_file(
-    path: &Path,
+    source: &reader::Source,
     file: &str,
     o: &ResolvedOptions,
     bytes: Arc<AtomicU64>,
     hash: Option<reader::StreamHash>,
 ) -> Result<Opened, String> {
     let mut records =
-        reader::open(path, o, bytes, hash).map_err(|e| format!("{file}: cannot open: {e}"))?;
+        reader::open(source, o, bytes, hash).map_err(|e| format!("{file}: cannot open: {e}"))?;
     let mut first = csv::ByteRecord::new();
     let got = records.read_byte_record(&mut first).map_err(|e| {
-        reader::compression_problem(path)
+        reader::compression_problem(source)
             .map(|m| format!("{file}: {m}"))
             .unwrap_or_else(|| pipeline::csv_error(file, &e))
     })?;
@@ -249,7 +248,7 @@ async fn auto_options(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Option<Ctx>,
     if !auto_encoding && !o.delimiter_auto {
         return Ok(None);
     }
-    let p = ctx.path.clone();
+    let p = ctx.source.clone();
     let s = tokio::task::spawn_blocking(move || crate::import::sniff::sniff(&p, auto_encoding))
         .await
         .map_err(|e| Failure::bad(e.to_string()))?
@@ -519,7 +518,7 @@ async fn record(
 /// Opens the file and reads its header (or first record), off the runtime.
 async fn open(ctx: &Ctx, stream: &Stream) -> Result<Opened, Failure> {
     let (p, f, o, b, h) = (
-        ctx.path.clone(),
+        ctx.source.clone(),
         ctx.file.clone(),
         ctx.opts.clone(),
         stream.bytes.clone(),
@@ -549,7 +548,7 @@ async fn prepare_target(
     let existing = target::columns(tx, &table).await.map_err(db)?;
     let mut planned = plan::plan_table(file, o, header, existing.is_some()).map_err(bad)?;
     if matches!(planned, TablePlan::Create(_)) && o.infer_types {
-        let (p, f, opts) = (ctx.path.clone(), ctx.file.clone(), o.clone());
+        let (p, f, opts) = (ctx.source.clone(), ctx.file.clone(), o.clone());
         let inf = tokio::task::spawn_blocking(move || infer_file(&p, &f, &opts))
             .await
             .map_err(|e| Failure::bad(e.to_string()))?
@@ -647,7 +646,7 @@ async fn add_extra_columns(
     if extra.is_empty() {
         return Ok(columns);
     }
-    let (p, f, opts) = (ctx.path.clone(), ctx.file.clone(), o.clone());
+    let (p, f, opts) = (ctx.source.clone(), ctx.file.clone(), o.clone());
     let inf = tokio::task::spawn_blocking(move || infer_file(&p, &f, &opts))
         .await
         .map_err(|e| Failure::bad(e.to_string()))?
@@ -697,11 +696,11 @@ fn one_line(sql: &str) -> String {
 /// fail the types chosen) and infers its columns' types. The header's
 /// names go through the `columns` renames.
 pub fn infer_file(
-    path: &Path,
+    source: &reader::Source,
     file: &str,
     o: &ResolvedOptions,
 ) -> Result<infer::Inference, String> {
-    let opened = open_file(path, file, o, Arc::new(AtomicU64::new(0)), None)?;
+    let opened = open_file(source, file, o, Arc::new(AtomicU64::new(0)), None)?;
     let header = opened
         .header
         .ok_or_else(|| format!("{file}: create_table: infer needs a header"))?;
@@ -891,8 +890,13 @@ async fn copy(
         let _ = copy.abort("cpi: the file is rejected").await;
         // A corrupt .gz can decode to garbage rows before its checksum
         // fails: the gzip (or zstd) verdict, when there is one, is the
-        // real reason.
-        let message = reader::compression_problem(&ctx.path)
+        // real reason. Off the runtime: it reads the file (an object: a
+        // GET) again.
+        let source = ctx.source.clone();
+        let message = tokio::task::spawn_blocking(move || reader::compression_problem(&source))
+            .await
+            .ok()
+            .flatten()
             .map(|m| format!("{file}: {m}"))
             .unwrap_or_else(|| fatal.clone());
         return Err(Failure::rejected(message, &summary));
@@ -1184,8 +1188,8 @@ async fn file_sha256(ctx: &Ctx, stream: &Stream) -> Result<String, Failure> {
             Ok(reader::finish_stream_hash(h).unwrap_or_default())
         }
         _ => {
-            let p = ctx.path.clone();
-            Ok(tokio::task::spawn_blocking(move || reader::hash_file(&p))
+            let p = ctx.source.clone();
+            Ok(tokio::task::spawn_blocking(move || reader::hash(&p))
                 .await
                 .map_err(|e| Failure::bad(format!("{file}: {e}")))?
                 .map_err(|e| Failure::bad(format!("{file}: cannot read: {e}")))?

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,9 +14,57 @@ use crate::config::{Encoding, ResolvedOptions};
 
 const READ_BUF: usize = 256 * 1024;
 
+/// Where a file's bytes come from: a local file, or an object streamed
+/// from its store (one GET per pass, never held in memory).
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file on disk.
+    File(PathBuf),
+    /// An object in an `s3://` inbox.
+    Object(crate::storage::Object),
+}
+
+impl From<PathBuf> for Source {
+    fn from(p: PathBuf) -> Source {
+        Source::File(p)
+    }
+}
+
+impl Source {
+    /// The bytes from the start, unbuffered.
+    pub fn open_raw(&self) -> io::Result<Box<dyn Read + Send>> {
+        match self {
+            Source::File(p) => Ok(Box::new(File::open(p)?)),
+            Source::Object(o) => o.read(),
+        }
+    }
+
+    /// How it is compressed, by its name (`.gz`, `.zst`).
+    pub fn compression(&self) -> Compression {
+        match self {
+            Source::File(p) => compression(p),
+            Source::Object(o) => compression(Path::new(&o.object.key)),
+        }
+    }
+
+    /// Whether a read failed on the way (an object store's network or
+    /// server error): the file was not judged, the job is tried again.
+    pub fn read_failed(&self) -> bool {
+        match self {
+            Source::File(_) => false,
+            Source::Object(o) => o.read_failed(),
+        }
+    }
+}
+
 /// sha256 (hex) and size of the file as it is on disk (compressed or not).
 pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = File::open(path)?;
+    hash(&Source::File(path.to_path_buf()))
+}
+
+/// sha256 (hex) and size of the source's bytes (compressed or not).
+pub fn hash(source: &Source) -> io::Result<(String, u64)> {
+    let mut f = source.open_raw()?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -159,20 +207,20 @@ impl<R: Read> Read for Decode<R> {
 /// The file's records as UTF-8 bytes (validated per field later).
 pub type Records = csv::Reader<Box<dyn Read + Send>>;
 
-/// Opens `path` per the options. `read_bytes` counts bytes read from
+/// Opens `source` per the options. `read_bytes` counts bytes read from
 /// disk; `hash`, when given, hashes them.
 pub fn open(
-    path: &Path,
+    source: &Source,
     o: &ResolvedOptions,
     read_bytes: Arc<AtomicU64>,
     hash: Option<StreamHash>,
 ) -> io::Result<Records> {
     let file = Counting {
-        inner: File::open(path)?,
+        inner: source.open_raw()?,
         count: read_bytes,
         hash,
     };
-    let raw: Box<dyn Read + Send> = match compression(path) {
+    let raw: Box<dyn Read + Send> = match source.compression() {
         Compression::None => Box::new(file),
         c => Box::new(BufReader::with_capacity(
             READ_BUF,
@@ -265,12 +313,13 @@ impl<R: Read> Read for Named<R> {
 /// For a compressed file, why it is not a valid stream (decompressed to
 /// the end, checksums checked); `None` for a valid one or a plain file.
 /// Called only when an import failed, so the happy path reads once.
-pub fn compression_problem(path: &Path) -> Option<String> {
-    let c = compression(path);
+/// It reads the source again (an object: a GET): call it off the runtime.
+pub fn compression_problem(source: &Source) -> Option<String> {
+    let c = source.compression();
     if c == Compression::None {
         return None;
     }
-    let file = BufReader::with_capacity(READ_BUF, File::open(path).ok()?);
+    let file = BufReader::with_capacity(READ_BUF, source.open_raw().ok()?);
     let mut r = match decompress(c, file) {
         Ok(r) => r,
         Err(e) => return Some(e.to_string()),

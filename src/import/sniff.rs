@@ -3,7 +3,6 @@
 //! file (decompressed) once.
 
 use std::io::{self, Read};
-use std::path::Path;
 
 use crate::config::Encoding;
 
@@ -61,10 +60,10 @@ pub struct Sniffed {
 
 /// Reads the (decompressed) file once: BOM, UTF-8 validity, first line.
 /// `full` false stops after the first line (only the delimiter is wanted).
-pub fn sniff(path: &Path, full: bool) -> io::Result<Sniffed> {
-    let file = std::fs::File::open(path)?;
-    let c = super::reader::compression(path);
-    let mut r: Box<dyn Read> = super::reader::decompress(c, io::BufReader::new(file))?;
+pub fn sniff(source: &super::reader::Source, full: bool) -> io::Result<Sniffed> {
+    let file = source.open_raw()?;
+    let mut r: Box<dyn Read> =
+        super::reader::decompress(source.compression(), io::BufReader::new(file))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut carry: Vec<u8> = Vec::new();
     let mut s = Sniffed {
@@ -138,10 +137,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.csv");
         std::fs::write(&p, b"\xEF\xBB\xBFid;name\n1;Jos\xE9\n").unwrap();
-        let s = sniff(&p, true).unwrap();
+        let s = sniff(&p.clone().into(), true).unwrap();
         assert_eq!((s.bom, s.valid_utf8), (true, false));
         assert_eq!(s.first_line, b"id;name");
         std::fs::write(&p, "id,name\n1,José\n").unwrap();
-        assert!(sniff(&p, true).unwrap().valid_utf8);
+        assert!(sniff(&p.clone().into(), true).unwrap().valid_utf8);
     }
 }

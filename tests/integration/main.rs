@@ -21,6 +21,7 @@ mod legacy;
 mod pg_input;
 mod quickstart;
 mod reconcile;
+mod s3;
 mod schema;
 mod secrets;
 mod support;

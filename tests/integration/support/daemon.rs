@@ -22,6 +22,17 @@ impl Daemon {
     /// Starts `cpi run` on `manifests` with quick intervals (each overridable
     /// in `extra`), logging to `log` and running in `log`'s folder.
     pub fn start(db: &TestDb, manifests: &Path, log: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_env(db, manifests, log, extra, &[])
+    }
+
+    /// [`Daemon::start`] with `env` set for the process.
+    pub fn start_env(
+        db: &TestDb,
+        manifests: &Path,
+        log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -40,6 +51,9 @@ impl Daemon {
             }
         }
         // The log's folder is the working directory (relative paths in tests).
+        for (k, v) in env {
+            cpi = cpi.env(k, v);
+        }
         let mut cmd = cpi
             .env("CPI_LOG", "info,sqlx=warn")
             .current_dir(log.parent().unwrap())
