@@ -14,10 +14,10 @@
 //! to finish, after which they are dropped (the target transaction rolls
 //! back) and their jobs go back to the queue. Then [`run`] returns.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -113,31 +113,11 @@ pub fn default_worker_prefix() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// A file whose job could not run, and when to try it again.
-#[derive(Debug, Clone, Copy)]
-struct Retry {
-    at: Instant,
-    /// How many times it failed this way in a row.
-    attempt: u32,
-    /// A configuration error: tried again at once when a project changes.
-    waits_for_fix: bool,
-}
-
-/// A project changed (reconcile or API write): files waiting for a
-/// configuration fix are due now, not at their slow re-check.
-fn config_changed(retries: &mut HashMap<PathBuf, Retry>, now: Instant) {
-    for r in retries.values_mut().filter(|r| r.waits_for_fix) {
-        r.at = now;
-    }
-}
-
 /// What the workers share.
 #[derive(Clone)]
 struct Shared {
     pool: PgPool,
     settings: Arc<Settings>,
-    /// Files whose job could not run (target unreachable, config error, ...): when to try again.
-    retries: Arc<Mutex<HashMap<PathBuf, Retry>>>,
     job_ready: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
     /// Counts the imports that could not reach their target.
@@ -205,7 +185,6 @@ pub async fn run(
     let shared = Shared {
         pool: pool.clone(),
         settings: Arc::new(settings),
-        retries: Arc::default(),
         job_ready: Arc::new(Notify::new()),
         shutdown: stop.clone(),
         health: health.clone(),
@@ -348,33 +327,6 @@ async fn scan_inboxes(
             }
             next_full = Instant::now() + s.settings.rescan;
         }
-        // Files whose import must be tried again.
-        let due: Vec<PathBuf> = {
-            let mut retries = s.retries.lock().unwrap();
-            let now = Instant::now();
-            // A file removed by hand needs no more tries.
-            retries.retain(|p, _| p.exists());
-            let due: Vec<PathBuf> = retries
-                .iter()
-                .filter(|(_, r)| r.at <= now)
-                .map(|(p, _)| p.clone())
-                .collect();
-            for p in &due {
-                if let Some(entry) = retries.get_mut(p) {
-                    // Keep the attempt count; push the time out until the job reports again.
-                    entry.at = now + Duration::from_secs(3600);
-                }
-            }
-            due
-        };
-        for (name, ib) in inboxes.iter_mut() {
-            for p in &due {
-                if p.parent() == Some(ib.dir.as_path()) {
-                    ib.readiness.release(p);
-                    dirty.insert(name.clone());
-                }
-            }
-        }
         for (name, ib) in inboxes.iter_mut() {
             if !dirty.contains(name) && !ib.readiness.settling() {
                 continue;
@@ -411,8 +363,7 @@ async fn scan_inboxes(
         }
         dirty.clear();
         let settling = inboxes.values().any(|ib| ib.readiness.settling());
-        let has_retries = !s.retries.lock().unwrap().is_empty();
-        let wait = if settling || has_retries {
+        let wait = if settling {
             Duration::from_millis(200)
         } else {
             next_full.saturating_duration_since(Instant::now())
@@ -422,7 +373,15 @@ async fn scan_inboxes(
             _ = shutdown.changed() => return,
             _ = projects_changed.notified() => {
                 next_full = Instant::now();
-                config_changed(&mut s.retries.lock().unwrap(), next_full);
+                // Files waiting for a configuration fix are due at once.
+                match queue::fixes_due(&s.pool).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(jobs = n, "projects changed: jobs waiting for a fix are due");
+                        s.job_ready.notify_waiters();
+                    }
+                    Err(e) => tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot make waiting jobs due"),
+                }
             }
             Some(p) = events.recv() => {
                 for (name, ib) in &inboxes {
@@ -508,7 +467,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
     };
     let started = Instant::now();
     let result = {
-        let import = import::run_job(&s.pool, job.id, worker, None);
+        let import = import::run_queued(&s.pool, job.id, worker);
         let mut stop = s.shutdown.clone();
         let timeout = s.settings.shutdown_timeout;
         let deadline = async move {
@@ -535,7 +494,6 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
             }
         }
         Some(Ok(outcome)) => {
-            s.retries.lock().unwrap().remove(&path);
             if outcome.status == JobStatus::Failed {
                 // Already scrubbed by the importer; the first error says why.
                 let first = outcome
@@ -569,40 +527,27 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
         }
         Some(Err(ImportError::FileUnreadable { .. })) => vanished(s, &job).await,
         Some(Err(e)) => {
-            let attempt = s
-                .retries
-                .lock()
-                .unwrap()
-                .get(&path)
-                .map_or(0, |r| r.attempt);
+            // `run_queued` applied the same decision to the job row: a
+            // retry or a wait puts it back in the queue with its delay.
+            let attempt = u32::try_from(job.attempts).unwrap_or(0);
             let error = secret::scrub_known(&e.to_string());
-            let (delay, waits_for_fix) = match import::error_policy(&e, attempt) {
+            match import::error_policy(&e, attempt) {
                 Action::Retry(delay) => {
                     if unreachable_target(&e) {
                         s.health.target_error();
                     }
                     tracing::warn!(%error, retry_in = ?delay, "import could not run; the file stays in the inbox");
-                    (delay, false)
                 }
                 Action::WaitForFix => {
                     let delay = import::config_recheck(attempt);
                     tracing::warn!(%error, recheck_in = ?delay, "configuration error: the file waits in the inbox until the project is fixed");
-                    (delay, true)
                 }
                 Action::Fail => {
                     tracing::warn!(%error, "import failed; the file is set aside");
                     let outcome = failed_outcome(&job, error);
-                    return finish_file(s, job.clone(), path, outcome).await;
+                    finish_file(s, job.clone(), path, outcome).await;
                 }
-            };
-            s.retries.lock().unwrap().insert(
-                path,
-                Retry {
-                    at: Instant::now() + delay,
-                    attempt: attempt + 1,
-                    waits_for_fix,
-                },
-            );
+            }
         }
     }
 }
@@ -633,7 +578,6 @@ fn failed_outcome(job: &queue::Claimed, error: String) -> JobOutcome {
 }
 
 async fn vanished(s: &Shared, job: &queue::Claimed) {
-    s.retries.lock().unwrap().remove(Path::new(&job.file_path));
     match queue::settle_vanished(&s.pool, job.id, &job.file_path).await {
         Ok(status) => tracing::info!(
             status = status.as_str(),
@@ -681,32 +625,6 @@ async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: Jo
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_config_change_makes_only_waiting_files_due() {
-        let now = Instant::now();
-        let later = now + Duration::from_secs(600);
-        let mut retries: HashMap<PathBuf, Retry> = HashMap::new();
-        retries.insert(
-            "a".into(),
-            Retry {
-                at: later,
-                attempt: 1,
-                waits_for_fix: true,
-            },
-        );
-        retries.insert(
-            "b".into(),
-            Retry {
-                at: later,
-                attempt: 1,
-                waits_for_fix: false,
-            },
-        );
-        config_changed(&mut retries, now);
-        assert_eq!(retries[Path::new("a")].at, now);
-        assert_eq!(retries[Path::new("b")].at, later);
-    }
 
     #[test]
     fn only_connection_failures_count_as_unreachable_targets() {

@@ -16,7 +16,7 @@ pub enum JobError {
     #[error("job {0} does not exist")]
     NotFound(Uuid),
     /// Only failed (or, forced, dead running) jobs are retried.
-    #[error("job {id} is {status}: only a failed job can be retried (or a running one whose worker died, with --force)")]
+    #[error("job {id} is {status}: only a failed job can be retried, or a queued one waiting for its retry (or a running one whose worker died, with --force)")]
     NotRetryable {
         /// The job.
         id: Uuid,
@@ -151,6 +151,12 @@ pub struct Job {
     pub attempts: i32,
     /// Until when its worker holds it (daemon).
     pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A queued job is not claimed before this time: its last run could
+    /// not reach a verdict (see `error`) and it waits for its retry.
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// A queued job whose last run hit a configuration error (see
+    /// `error`): due again as soon as a project or connection changes.
+    pub waits_for_fix: bool,
     /// When it was queued.
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// When its last run started.
@@ -159,7 +165,7 @@ pub struct Job {
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, created_at, started_at, finished_at";
+const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, not_before, waits_for_fix, created_at, started_at, finished_at";
 
 /// Inserts a job for `path` that `worker` runs at once (`cpi import`). The
 /// project must exist (its id and connection are recorded as they are now).
@@ -302,7 +308,7 @@ pub async fn start(db: &PgPool, id: Uuid, worker: &str) -> Result<Job, JobError>
     let started: Option<Job> = sqlx::query_as(&format!(
         "UPDATE cpi_import_jobs SET status = $3, worker = $2, attempts = attempts + 1,
                 started_at = now(), finished_at = NULL, error = NULL, error_details = NULL,
-                rows_read = 0, rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
+                not_before = NULL, waits_for_fix = false, rows_read = 0, rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
           WHERE id = $1 AND status IN ($4, $5, $3) RETURNING {JOB_COLUMNS}"
     ))
     .bind(id)
@@ -423,8 +429,40 @@ pub async fn finish(
     Ok(())
 }
 
-/// Puts a failed job back in the queue when its file still exists; the
-/// caller then runs it (`import::run_job`).
+/// Puts a job whose last run could not reach a verdict back in the queue
+/// to wait for its retry: the same row, due at `now() + delay` (the queue's
+/// `not_before`), with the error that made it wait. `waits_for_fix` marks a
+/// configuration error, made due at once by [`crate::queue::fixes_due`].
+/// Only while `worker` still holds it; `false` when it no longer does.
+pub async fn defer(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    worker: &str,
+    delay: std::time::Duration,
+    waits_for_fix: bool,
+    error: &str,
+) -> Result<bool, JobError> {
+    let r = sqlx::query(
+        "UPDATE cpi_import_jobs SET status = $6, not_before = now() + make_interval(secs => $3),
+                waits_for_fix = $4, error = $5, error_details = NULL, finished_at = now(),
+                lease_expires_at = NULL
+          WHERE id = $1 AND worker = $2 AND status = $7",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(delay.as_secs_f64())
+    .bind(waits_for_fix)
+    .bind(error)
+    .bind(JobStatus::Queued)
+    .bind(JobStatus::Running)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Puts a failed job back in the queue when its file still exists, or makes
+/// a queued job that waits for its retry due now; the caller then runs it
+/// (`import::run_job`) or leaves it to the daemon.
 ///
 /// With `force`, a job stuck in `running` is taken over too (its worker
 /// died, e.g. a killed `cpi import`). That is safe even if the worker is in
@@ -432,7 +470,8 @@ pub async fn finish(
 /// second finds the first in the ledger and ends as a duplicate.
 pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError> {
     let job = get(db, id).await?.ok_or(JobError::NotFound(id))?;
-    if job.status != JobStatus::Failed && !(force && job.status == JobStatus::Running) {
+    let waiting = job.status == JobStatus::Queued && (job.waits_for_fix || job.not_before.is_some());
+    if job.status != JobStatus::Failed && !(force && job.status == JobStatus::Running) && !waiting {
         return Err(JobError::NotRetryable {
             id,
             status: job.status.to_string(),
@@ -448,7 +487,8 @@ pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError
         }
     };
     let job: Job = sqlx::query_as(&format!(
-        "UPDATE cpi_import_jobs SET status = $4, file_path = $2 WHERE id = $1 AND status = $3
+        "UPDATE cpi_import_jobs SET status = $4, file_path = $2, not_before = NULL, waits_for_fix = false
+          WHERE id = $1 AND status = $3
          RETURNING {JOB_COLUMNS}"
     ))
     .bind(id)

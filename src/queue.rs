@@ -34,8 +34,10 @@ pub async fn enqueue(
 
 /// The claim's choice of job: the oldest queued (due) job at the head of
 /// its table's queue (smallest file name) while no live job of that table
-/// runs, or a running job whose lease expired (its worker died). The
-/// statuses are literals so that the planner can prove the partial
+/// runs, or a running job whose lease expired (its worker died). A job
+/// waiting for its retry (`not_before` in the future) is not due, but it
+/// stays at the head of its table: later files of the table wait behind it.
+/// The statuses are literals so that the planner can prove the partial
 /// indexes' predicate (`status IN ('queued', 'running')`) with a generic
 /// plan: finished jobs are never visited. Public for `EXPLAIN`.
 pub const CLAIM_CANDIDATE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
@@ -54,14 +56,18 @@ pub const CLAIM_CANDIDATE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
 
 /// The next job of one table (`$1` project id, `$2` table) for the worker
 /// that just finished its previous one: the head of that table's queue,
-/// when it is due and no other live job of the table runs.
-const NEXT_OF_TABLE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
+/// when it is due and no other live job of the table runs. The head is the
+/// smallest file name among all queued jobs of the table, due or not: a
+/// file waiting for its retry is never overtaken. Public for `EXPLAIN`.
+pub const NEXT_OF_TABLE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
   WHERE q.status = 'queued' AND q.project_id = $1 AND q.target_table = $2
     AND (q.not_before IS NULL OR q.not_before <= now())
     AND NOT EXISTS (
         SELECT 1 FROM cpi_import_jobs r
-         WHERE r.status = 'running' AND r.project_id = $1 AND r.target_table = $2
-           AND r.lease_expires_at >= now())
+         WHERE r.status IN ('queued', 'running') AND r.project_id = $1 AND r.target_table = $2
+           AND r.id <> q.id
+           AND ((r.status = 'running' AND r.lease_expires_at >= now())
+                OR (r.status = 'queued' AND r.file_name < q.file_name)))
   ORDER BY q.file_name
   LIMIT 1
   FOR UPDATE SKIP LOCKED";
@@ -188,6 +194,21 @@ pub async fn requeue(pool: &PgPool, id: Uuid, worker: &str) -> Result<(), sqlx::
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// A project or connection changed (a reconcile or an API write): the jobs
+/// waiting for a configuration fix are due now rather than at their slow
+/// re-check. How many were made due.
+pub async fn fixes_due(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    // The status literals let the planner use the active-jobs indexes.
+    let r = sqlx::query(
+        "UPDATE cpi_import_jobs SET not_before = now()
+          WHERE status IN ('queued', 'running') AND status = 'queued' AND waits_for_fix
+            AND not_before > now()",
+    )
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected())
 }
 
 /// Queued jobs, for the metrics and the logs.

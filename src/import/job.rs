@@ -58,6 +58,30 @@ pub async fn run_job(
     worker: &str,
     progress: ProgressFn<'_>,
 ) -> Result<JobOutcome, ImportError> {
+    run(mgmt, job_id, worker, progress, false).await
+}
+
+/// [`run_job`] for a job of the daemon's queue: when it cannot reach a
+/// verdict, [`error_policy`](super::error_policy) decides in the same
+/// update of its row: `Retry` and `WaitForFix` put the same job back in
+/// the queue, due after the policy's delay (`not_before`), so the retry
+/// survives a restart and keeps the file's place in its table's order;
+/// `Fail` records it failed. The delay grows with the job's `attempts`.
+pub async fn run_queued(
+    mgmt: &PgPool,
+    job_id: Uuid,
+    worker: &str,
+) -> Result<JobOutcome, ImportError> {
+    run(mgmt, job_id, worker, None, true).await
+}
+
+async fn run(
+    mgmt: &PgPool,
+    job_id: Uuid,
+    worker: &str,
+    progress: ProgressFn<'_>,
+    requeue: bool,
+) -> Result<JobOutcome, ImportError> {
     let t0 = Instant::now();
     let job = jobs::start(mgmt, job_id, worker)
         .await
@@ -90,7 +114,19 @@ pub async fn run_job(
             // The Display of an ImportError is already scrubbed; scrub
             // again for the causes that are plain text.
             let text = secret::scrub_known(&e.to_string());
-            // Best effort: the management database may be what failed.
+            // Runs before this one: the exponent of the backoff.
+            let attempt = u32::try_from(job.attempts - 1).unwrap_or(0);
+            let wait = match (requeue, super::error_policy(&e, attempt)) {
+                (true, super::Action::Retry(delay)) => Some((delay, false)),
+                (true, super::Action::WaitForFix) => Some((super::config_recheck(attempt), true)),
+                _ => None,
+            };
+            // Best effort: the management database may be what failed (the
+            // job's lease then expires and another worker takes it over).
+            if let Some((delay, waits_for_fix)) = wait {
+                let _ = jobs::defer(mgmt, job_id, worker, delay, waits_for_fix, &text).await;
+                return Err(e);
+            }
             let _ = jobs::finish(
                 mgmt,
                 job_id,

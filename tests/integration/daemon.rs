@@ -100,8 +100,8 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
     wait_at_least(
         &pool,
         20,
-        "a failed attempt",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'failed'",
+        "a failed attempt, queued again for its retry",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued' AND not_before > now() AND attempts = 1 AND error IS NOT NULL",
         1,
     )
     .await
@@ -118,6 +118,16 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
         d.log()
     );
     assert!(!d.log().contains("pw-1"), "no secret in the log");
+
+    // The retry survives a restart: the same job, still waiting.
+    drop(d);
+    let _d = Daemon::start(&db, &m, &s.log("log2"), &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await,
+        1,
+        "the retry is the same row"
+    );
 
     // Once the connection is fixed, the waiting file is retried and imported.
     write(
