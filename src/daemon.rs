@@ -14,7 +14,7 @@
 //! to finish, after which they are dropped (the target transaction rolls
 //! back) and their jobs go back to the queue. Then [`run`] returns.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
-use crate::config::ProjectConfig;
+use crate::config::{Patterns, ProjectConfig};
 use crate::import::{self, Action, ImportError, JobOutcome};
 use crate::inbox::{self, Readiness};
 use crate::jobs::JobStatus;
@@ -77,6 +77,9 @@ pub struct Settings {
     pub http: crate::api::server::HttpSettings,
     /// `--retention`: prune finished jobs and runs older than this, hourly.
     pub retention: Option<Duration>,
+    /// Test-only: at most this many inotify watches for inboxes, the rest
+    /// polled (as when the kernel's budget runs out). `None`: the kernel decides.
+    pub inotify_watch_cap: Option<usize>,
 }
 
 impl Settings {
@@ -101,6 +104,7 @@ impl Settings {
             inbox_roots: Vec::new(),
             http: Default::default(),
             retention: None,
+            inotify_watch_cap: None,
         }
     }
 }
@@ -248,6 +252,8 @@ pub async fn connect_waiting(url: &Secret, stop: impl Future<Output = ()>) -> Op
 struct Inbox {
     dir: PathBuf,
     config: ProjectConfig,
+    /// `config`'s file patterns, compiled when the config changes (not per scan).
+    patterns: Patterns,
     settle: Duration,
     readiness: Readiness,
 }
@@ -288,13 +294,20 @@ async fn scan_inboxes(
             |e| tracing::warn!(error = %e, "cannot watch inboxes; listing them every --rescan"),
         )
         .ok();
+    if let (Some(w), Some(cap)) = (watcher.as_mut(), s.settings.inotify_watch_cap) {
+        w.cap_native(cap);
+    }
     let mut inboxes: BTreeMap<String, Inbox> = BTreeMap::new();
+    // Inbox folder → project, for the watcher's events.
+    let mut by_dir: HashMap<PathBuf, String> = HashMap::new();
     let mut dirty: HashSet<String> = HashSet::new();
     let mut next_full = Instant::now();
     let mut shutdown = s.shutdown.clone();
     let queued_by = format!("scanner:{}", std::process::id());
     loop {
-        if Instant::now() >= next_full {
+        let pass = Instant::now();
+        let full = pass >= next_full;
+        if full {
             match store::list_projects(&s.pool).await {
                 Ok(rows) => {
                     let wanted = inboxes_from(rows, s.settings.settle);
@@ -307,13 +320,21 @@ async fn scan_inboxes(
                         }
                         let ib = inboxes.entry(name).or_insert_with(|| Inbox {
                             dir: dir.clone(),
+                            patterns: config.patterns(),
                             config: config.clone(),
                             settle,
                             readiness: Readiness::default(),
                         });
-                        ib.config = config;
+                        if ib.config != config {
+                            ib.patterns = config.patterns();
+                            ib.config = config;
+                        }
                         ib.settle = settle;
                     }
+                    by_dir = inboxes
+                        .iter()
+                        .map(|(name, ib)| (ib.dir.clone(), name.clone()))
+                        .collect();
                     if let Some(w) = watcher.as_mut() {
                         let paths: Vec<(PathBuf, bool)> =
                             inboxes.values().map(|ib| (ib.dir.clone(), false)).collect();
@@ -327,10 +348,12 @@ async fn scan_inboxes(
             }
             next_full = Instant::now() + s.settings.rescan;
         }
+        let mut listed = 0usize;
         for (name, ib) in inboxes.iter_mut() {
             if !dirty.contains(name) && !ib.readiness.settling() {
                 continue;
             }
+            listed += 1;
             let listing = match inbox::list(&ib.dir) {
                 Ok(l) => l,
                 Err(e) => {
@@ -341,10 +364,11 @@ async fn scan_inboxes(
             // Only this project's files: the ones a pattern of its config matches.
             let listing: Vec<_> = listing
                 .into_iter()
-                .filter(|(p, _, _)| options_for(&ib.config, &ib.dir, p).is_some())
+                .filter(|(p, _, _)| relative(&ib.dir, p).is_some_and(|r| ib.patterns.matches(&r)))
                 .collect();
             for path in ib.readiness.observe(&listing, ib.settle, Instant::now()) {
-                let opts = options_for(&ib.config, &ib.dir, &path);
+                let opts = relative(&ib.dir, &path)
+                    .and_then(|r| ib.config.options_with(&ib.patterns, &r));
                 let table = opts.as_ref().map(|o| o.table.to_string());
                 let mode = opts.as_ref().map(|o| o.mode.as_str());
                 match queue::enqueue(&s.pool, name, &path, &queued_by, table.as_deref(), mode).await
@@ -362,6 +386,15 @@ async fn scan_inboxes(
             }
         }
         dirty.clear();
+        if full {
+            // What a rescan of every inbox costs (docs/benchmarks.md).
+            tracing::debug!(
+                inboxes = inboxes.len(),
+                listed,
+                ms = pass.elapsed().as_secs_f64() * 1000.0,
+                "full inbox scan"
+            );
+        }
         let settling = inboxes.values().any(|ib| ib.readiness.settling());
         let wait = if settling {
             Duration::from_millis(200)
@@ -384,24 +417,25 @@ async fn scan_inboxes(
                 }
             }
             Some(p) = events.recv() => {
-                for (name, ib) in &inboxes {
-                    if p.parent() == Some(ib.dir.as_path()) || p == ib.dir {
+                // A burst of files is one burst of events: take them all
+                // before listing, or each event lists the inbox again.
+                let mut next = Some(p);
+                while let Some(p) = next {
+                    let dir = if by_dir.contains_key(&p) { Some(p.as_path()) } else { p.parent() };
+                    if let Some(name) = dir.and_then(|d| by_dir.get(d)) {
                         dirty.insert(name.clone());
                     }
+                    next = events.try_recv().ok();
                 }
             }
         }
     }
 }
 
-fn options_for(
-    config: &ProjectConfig,
-    dir: &Path,
-    path: &Path,
-) -> Option<crate::config::ResolvedOptions> {
+/// A file's path relative to its inbox, as the config's patterns see it.
+fn relative(dir: &Path, path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    let relative = import::relative_path(dir.to_str(), path, name);
-    config.options_for(&relative)
+    Some(import::relative_path(dir.to_str(), path, name))
 }
 
 /// One import worker: claim, import under a renewed lease, move the file.

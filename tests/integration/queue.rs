@@ -103,7 +103,8 @@ async fn a_configuration_fix_makes_only_waiting_jobs_due() {
     assert_eq!(claim(&pool, None).await.as_deref(), Some("a.csv"));
 
     // A transient wait is not a configuration wait: a fix does not hurry it.
-    let (pool2, _dir2) = queue_of(&TestDb::new().await, &["b.csv"]).await;
+    let db2 = TestDb::new().await;
+    let (pool2, _dir2) = queue_of(&db2, &["b.csv"]).await;
     let c = queue::claim(&pool2, "w", LEASE).await.unwrap().unwrap();
     defer(&pool2, &c, Duration::from_secs(3600), false).await;
     assert_eq!(queue::fixes_due(&pool2).await.unwrap(), 0);
