@@ -469,7 +469,7 @@ async fn work(s: Shared, worker: String) {
             }
             continue;
         };
-        let span = tracing::info_span!("import", job_id = %job.id, project = %job.project_name, file = %job.file_name);
+        let span = tracing::info_span!("import", job_id = %job.job.id, project = %job.job.project_name, file = %job.job.file_name);
         tracing::debug!(parent: &span, claim_ms, "claimed");
         process(&s, &worker, job.clone()).instrument(span).await;
         previous = Some(job);
@@ -477,13 +477,13 @@ async fn work(s: Shared, worker: String) {
 }
 
 async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
-    if !Path::new(&job.file_path).exists() {
+    if !Path::new(&job.job.file_path).exists() {
         return vanished(s, &job).await;
     }
     let lease = s.settings.lease;
     let renewer = {
         let pool = s.pool.clone();
-        let (id, worker) = (job.id, worker.to_string());
+        let (id, worker) = (job.job.id, worker.to_string());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(lease / 3);
             tick.tick().await;
@@ -501,7 +501,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
     };
     let started = Instant::now();
     let result = {
-        let import = import::run_queued(&s.pool, job.id, worker);
+        let import = import::run_queued(&s.pool, &job.job, worker);
         let mut stop = s.shutdown.clone();
         let timeout = s.settings.shutdown_timeout;
         let deadline = async move {
@@ -518,12 +518,12 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
         }
     };
     renewer.abort();
-    let path = PathBuf::from(&job.file_path);
+    let path = PathBuf::from(&job.job.file_path);
     match result {
         None => {
             // Dropping the import rolled its target transaction back.
             tracing::warn!("shutdown timeout: import rolled back, job requeued");
-            if let Err(e) = queue::requeue(&s.pool, job.id, worker).await {
+            if let Err(e) = queue::requeue(&s.pool, job.job.id, worker).await {
                 tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot requeue; its lease will expire");
             }
         }
@@ -563,7 +563,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
         Some(Err(e)) => {
             // `run_queued` applied the same decision to the job row: a
             // retry or a wait puts it back in the queue with its delay.
-            let attempt = u32::try_from(job.attempts).unwrap_or(0);
+            let attempt = u32::try_from(job.job.attempts - 1).unwrap_or(0);
             let error = secret::scrub_known(&e.to_string());
             match import::error_policy(&e, attempt) {
                 Action::Retry(delay) => {
@@ -598,8 +598,8 @@ fn unreachable_target(e: &ImportError) -> bool {
 /// The outcome of a job that failed without a verdict on its rows.
 fn failed_outcome(job: &queue::Claimed, error: String) -> JobOutcome {
     JobOutcome {
-        job_id: job.id,
-        file_name: job.file_name.clone(),
+        job_id: job.job.id,
+        file_name: job.job.file_name.clone(),
         status: JobStatus::Failed,
         target_table: None,
         mode: None,
@@ -612,7 +612,7 @@ fn failed_outcome(job: &queue::Claimed, error: String) -> JobOutcome {
 }
 
 async fn vanished(s: &Shared, job: &queue::Claimed) {
-    match queue::settle_vanished(&s.pool, job.id, &job.file_path).await {
+    match queue::settle_vanished(&s.pool, job.job.id, &job.job.file_path).await {
         Ok(status) => tracing::info!(
             status = status.as_str(),
             "the file is gone (imported by another job, or removed)"
@@ -635,13 +635,13 @@ async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: Jo
     };
     let config: ProjectConfig = store::parse_config(raw).unwrap_or_default();
     let inbox_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let id = job.id.to_string();
+    let id = job.job.id.to_string();
     let short = &id[..8];
     let m = if outcome.status == JobStatus::Failed {
         let report = inbox::ErrorReport {
             job_id: id.clone(),
-            project: &job.project_name,
-            file: &job.file_name,
+            project: &job.job.project_name,
+            file: &job.job.file_name,
             error: outcome.error.as_deref(),
             errors: serde_json::to_value(&outcome.errors).unwrap_or_default(),
             errors_total: outcome.errors_total,

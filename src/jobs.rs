@@ -165,7 +165,8 @@ pub struct Job {
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, not_before, waits_for_fix, created_at, started_at, finished_at";
+/// The columns of [`Job`], in its order.
+pub const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, not_before, waits_for_fix, created_at, started_at, finished_at";
 
 /// Inserts a job for `path` that `worker` runs at once (`cpi import`). The
 /// project must exist (its id and connection are recorded as they are now).
@@ -202,27 +203,19 @@ async fn insert(
     target: Option<(&str, &str)>,
     status: JobStatus,
 ) -> Result<Uuid, JobError> {
-    let project: Option<(Uuid, Option<Uuid>)> =
-        sqlx::query_as("SELECT id, connection_id FROM cpi_projects WHERE name = $1")
-            .bind(project_name)
-            .fetch_optional(mgmt)
-            .await?;
-    let Some((project_id, connection_id)) = project else {
-        return Err(JobError::ProjectNotFound(project_name.to_string()));
-    };
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let size = std::fs::metadata(path).ok().map(|m| m.len() as i64);
-    let (id,): (Uuid,) = sqlx::query_as(
+    // The project's id and connection as they are now, in the insert itself.
+    let id: Option<(Uuid,)> = sqlx::query_as(
         "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)
-         VALUES ($1, $2, $3, $4, $5, $6, $10, $7, $8, $9) RETURNING id",
+         SELECT p.id, p.name, p.connection_id, $2, $3, $4, $8, $5, $6, $7 FROM cpi_projects p WHERE p.name = $1
+         RETURNING id",
     )
-    .bind(project_id)
     .bind(project_name)
-    .bind(connection_id)
     .bind(file_name)
     .bind(abs.to_string_lossy().into_owned())
     .bind(size)
@@ -230,9 +223,12 @@ async fn insert(
     .bind(target.map(|t| t.0))
     .bind(target.map(|t| t.1))
     .bind(status)
-    .fetch_one(mgmt)
+    .fetch_optional(mgmt)
     .await?;
-    Ok(id)
+    match id {
+        Some((id,)) => Ok(id),
+        None => Err(JobError::ProjectNotFound(project_name.to_string())),
+    }
 }
 
 /// The queued or running job of a file, if any.
@@ -353,16 +349,6 @@ pub async fn size_seen(
     Ok(seen)
 }
 
-/// Records the file's sha256 once computed.
-pub async fn set_sha256(db: impl PgExecutor<'_>, id: Uuid, sha256: &str) -> Result<(), JobError> {
-    sqlx::query("UPDATE cpi_import_jobs SET file_sha256 = $2 WHERE id = $1")
-        .bind(id)
-        .bind(sha256)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
 /// What is known about the file once its options are picked (and its
 /// sha256, when it was hashed before loading).
 pub async fn describe(
@@ -401,7 +387,8 @@ pub struct Counts {
     pub rows_rejected: u64,
 }
 
-/// Records the job's verdict, counts and errors.
+/// Records the job's verdict, counts and errors (and the file's sha256
+/// when it was computed while loading).
 pub async fn finish(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -409,10 +396,12 @@ pub async fn finish(
     counts: &Counts,
     error: Option<&str>,
     details: Option<&serde_json::Value>,
+    sha256: Option<&str>,
 ) -> Result<(), JobError> {
     sqlx::query(
         "UPDATE cpi_import_jobs SET status = $2, rows_read = $3, rows_inserted = $4, rows_updated = $5,
-                rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now()
+                rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now(),
+                file_sha256 = COALESCE($10, file_sha256)
           WHERE id = $1",
     )
     .bind(id)
@@ -424,6 +413,7 @@ pub async fn finish(
     .bind(counts.rows_rejected as i64)
     .bind(error)
     .bind(details)
+    .bind(sha256)
     .execute(db)
     .await?;
     Ok(())

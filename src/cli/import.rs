@@ -48,7 +48,7 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
                 // the server rolls the transaction back. The job says so,
                 // and does not stay `running` to block the file.
                 let message = format!("interrupted by {signal}: rolled back, nothing of the file was written");
-                let _ = jobs::finish(&pool, id, JobStatus::Failed, &jobs::Counts::default(), Some(&message), None).await;
+                let _ = jobs::finish(&pool, id, JobStatus::Failed, &jobs::Counts::default(), Some(&message), None, None).await;
                 bail!("{}: {message} (job {id}); run the import again", f.display());
             }
         };

@@ -38,13 +38,12 @@ async fn claim(pool: &PgPool, after: Option<&Claimed>) -> Option<String> {
         Some(p) => queue::claim_after(pool, "w", LEASE, p).await,
         None => queue::claim(pool, "w", LEASE).await,
     };
-    c.unwrap().map(|c| c.file_name)
+    c.unwrap().map(|c| c.job.file_name)
 }
 
-/// Runs the claimed job until it cannot reach a verdict: it waits `delay`.
+/// The claimed (so started) job could not reach a verdict: it waits `delay`.
 async fn defer(pool: &PgPool, c: &Claimed, delay: Duration, waits_for_fix: bool) {
-    cpi::jobs::start(pool, c.id, "w").await.unwrap();
-    assert!(cpi::jobs::defer(pool, c.id, "w", delay, waits_for_fix, "target down")
+    assert!(cpi::jobs::defer(pool, c.job.id, "w", delay, waits_for_fix, "target down")
         .await
         .unwrap());
 }
@@ -54,12 +53,12 @@ async fn a_job_waiting_for_its_retry_holds_its_tables_next_files() {
     let db = TestDb::new().await;
     let (pool, _dir) = queue_of(&db, &["a_1.csv", "a_2.csv"]).await;
     let first = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
-    assert_eq!(first.file_name, "a_1.csv");
+    assert_eq!((first.job.file_name.as_str(), first.job.attempts), ("a_1.csv", 1));
     defer(&pool, &first, Duration::from_secs(60), false).await;
     // The same row, queued again, not due: nobody may take a_2 meanwhile.
     let (status, attempts): (String, i32) =
         sqlx::query_as("SELECT status, attempts FROM cpi_import_jobs WHERE id = $1")
-            .bind(first.id)
+            .bind(first.job.id)
             .fetch_one(&pool)
             .await
             .unwrap();
@@ -72,13 +71,13 @@ async fn a_job_waiting_for_its_retry_holds_its_tables_next_files() {
         .await
         .unwrap();
     let again = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
-    assert_eq!((again.file_name.as_str(), again.attempts), ("a_1.csv", 1));
-    cpi::jobs::start(&pool, again.id, "w").await.unwrap();
+    assert_eq!((again.job.file_name.as_str(), again.job.attempts), ("a_1.csv", 2));
     cpi::jobs::finish(
         &pool,
-        again.id,
+        again.job.id,
         cpi::jobs::JobStatus::Succeeded,
         &Default::default(),
+        None,
         None,
         None,
     )
@@ -117,7 +116,7 @@ async fn retry_makes_a_waiting_job_due_now() {
     let (pool, _dir) = queue_of(&db, &["a.csv"]).await;
     let c = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
     defer(&pool, &c, Duration::from_secs(3600), false).await;
-    let job = cpi::jobs::requeue(&pool, c.id, false).await.unwrap();
+    let job = cpi::jobs::requeue(&pool, c.job.id, false).await.unwrap();
     assert_eq!(job.not_before, None);
     assert_eq!(claim(&pool, None).await.as_deref(), Some("a.csv"));
 }
