@@ -220,7 +220,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                         j.id.to_string(),
                         j.project_name.clone(),
                         j.file_name.clone(),
-                        j.status.to_string(),
+                        status_text(j),
                         j.target_table.clone().unwrap_or_else(|| "-".into()),
                         j.rows_read.to_string(),
                         j.rows_inserted.to_string(),
@@ -256,5 +256,17 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+    }
+}
+
+/// A job's status as `cpi jobs list` shows it: a queued job that waits for
+/// its retry says so, and until when.
+fn status_text(j: &jobs::Job) -> String {
+    match (j.status, j.waits_for_fix, j.not_before) {
+        (JobStatus::Queued, true, _) => "queued (waits for a fix)".into(),
+        (JobStatus::Queued, false, Some(t)) if t > chrono::Utc::now() => {
+            format!("queued (retry at {})", t.format("%H:%M:%S"))
+        }
+        (s, _, _) => s.to_string(),
     }
 }
