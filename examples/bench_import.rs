@@ -156,7 +156,10 @@ fn run_cpi(bin: &Path, url: &str, file: &Path) -> (Duration, u64, String) {
 async fn exec(url: &str, sql: &str) {
     let mut c = PgConnection::connect(url).await.unwrap();
     for stmt in sql.split(";\n").filter(|s| !s.trim().is_empty()) {
-        sqlx::raw_sql(stmt).execute(&mut c).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
     c.close().await.unwrap();
 }

@@ -30,7 +30,7 @@ fn arg(name: &str) -> Option<u64> {
         .map(|s| s.replace('_', "").parse().expect("a number"))
 }
 
-async fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+async fn count(conn: &mut PgConnection, sql: &'static str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql)
         .fetch_one(conn)
         .await

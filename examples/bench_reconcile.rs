@@ -84,7 +84,7 @@ async fn main() {
 
     let db = format!("cpi_bench_{}", uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
         .execute(&mut conn)
         .await
         .unwrap();
@@ -101,10 +101,12 @@ async fn main() {
     let diff_noop = time(&bin, &with(&["diff"]), 0);
     let apply_noop = time(&bin, &with(&["apply"]), 0);
 
-    sqlx::query(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE \"{db}\" WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
     println!("reconcile benchmark: {n} connections + {n} projects");
     println!("  cpi diff  (everything to create) {diff_create:>7.2} s");
     println!("  cpi apply (create)               {create:>7.2} s   goal < 10 s");

@@ -60,7 +60,7 @@ fn generate(dir: &Path, files: u64, rows: u64, round: u64) -> Vec<PathBuf> {
 }
 
 async fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
         .fetch_one(conn)
         .await
         .unwrap_or(0)
@@ -99,9 +99,9 @@ async fn main() {
     .unwrap();
     let mut conn = PgConnection::connect(&url).await.unwrap();
     for t in ["ev_psql", "ev_import", "ev_daemon"] {
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE {t} (id bigint PRIMARY KEY, store text, amount numeric(12,2), at timestamptz)"
-        ))
+        )))
         .execute(&mut conn)
         .await
         .unwrap();
@@ -167,7 +167,7 @@ async fn main() {
             ("claim (any table)", cpi::queue::CLAIM_CANDIDATE_SQL.to_string()),
             ("claim_after (next file of the table)", next),
         ] {
-            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {sql}"))
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
                 .fetch_all(&mut conn)
                 .await
                 .unwrap();

@@ -258,10 +258,15 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
         };
         names.push(s.name.clone());
         descs.push(s.description.clone());
-        urls.push(ring.seal(url));
+        let stored = ring.seal(url);
+        digests.push(Some(plan::connection_digest(
+            &s.name,
+            s.description.as_deref(),
+            &stored,
+        )));
+        urls.push(stored);
         owners.push(s.managed_by.clone());
         sources.push(s.source.clone());
-        digests.push(plan::connection_digest(s));
     }
     if !names.is_empty() {
         sqlx::query(
@@ -348,10 +353,12 @@ async fn delete_rows<T>(
         .filter_map(|c| c.id)
         .collect();
     if !ids.is_empty() {
-        sqlx::query(&format!("DELETE FROM {table} WHERE id = ANY($1)"))
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE id = ANY($1)"
+        )))
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }

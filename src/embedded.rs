@@ -459,10 +459,10 @@ impl Embedded {
                     .await
                     .map_err(|e| failed(&self.dir, e.to_string()))?;
             if !exists {
-                sqlx::query(&format!(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
                     "CREATE DATABASE {}",
                     crate::config::quote_ident(db)
-                ))
+                )))
                 .execute(&mut conn)
                 .await
                 .map_err(|e| failed(&self.dir, e.to_string()))?;

@@ -234,10 +234,10 @@ async fn insert(
 /// The queued or running job of a file, if any.
 pub async fn active_for_path(db: &PgPool, path: &Path) -> Result<Option<Job>, JobError> {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE file_path = $1 AND status IN ($2, $3)
           ORDER BY created_at DESC LIMIT 1"
-    ))
+    )))
     .bind(abs.to_string_lossy().into_owned())
     .bind(JobStatus::Queued)
     .bind(JobStatus::Running)
@@ -247,9 +247,9 @@ pub async fn active_for_path(db: &PgPool, path: &Path) -> Result<Option<Job>, Jo
 
 /// The job, if it exists.
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, JobError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE id = $1"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)
@@ -273,10 +273,10 @@ const FILTER: &str =
 
 /// Newest first.
 pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Job>, JobError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE {FILTER}
           ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
-    ))
+    )))
     .bind(&f.project)
     .bind(f.status)
     .bind(f.limit)
@@ -287,9 +287,9 @@ pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Job>, J
 
 /// How many jobs match the filter, across all pages.
 pub async fn count(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<i64, JobError> {
-    let (n,): (i64,) = sqlx::query_as(&format!(
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM cpi_import_jobs WHERE {FILTER}"
-    ))
+    )))
     .bind(&f.project)
     .bind(f.status)
     .fetch_one(db)
@@ -301,12 +301,12 @@ pub async fn count(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<i64, JobEr
 /// cleared. A job that succeeded or was a duplicate keeps its result: only
 /// queued, failed and running (a worker died) jobs start.
 pub async fn start(db: &PgPool, id: Uuid, worker: &str) -> Result<Job, JobError> {
-    let started: Option<Job> = sqlx::query_as(&format!(
+    let started: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE cpi_import_jobs SET status = $3, worker = $2, attempts = attempts + 1,
                 started_at = now(), finished_at = NULL, error = NULL, error_details = NULL,
                 not_before = NULL, waits_for_fix = false, rows_read = 0, rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
           WHERE id = $1 AND status IN ($4, $5, $3) RETURNING {JOB_COLUMNS}"
-    ))
+    )))
     .bind(id)
     .bind(worker)
     .bind(JobStatus::Running)
@@ -476,11 +476,11 @@ pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError
             })
         }
     };
-    let job: Job = sqlx::query_as(&format!(
+    let job: Job = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE cpi_import_jobs SET status = $4, file_path = $2, not_before = NULL, waits_for_fix = false
           WHERE id = $1 AND status = $3
          RETURNING {JOB_COLUMNS}"
-    ))
+    )))
     .bind(id)
     .bind(&path)
     .bind(job.status)

@@ -136,11 +136,6 @@ impl Health {
     }
 }
 
-/// Upper bounds (seconds) of the import duration histogram.
-const DURATION_BUCKETS: &[f64] = &[
-    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-];
-
 /// The Prometheus text exposition (format 0.0.4) of every `cpi_*` metric.
 /// A database that cannot be read gives `cpi_database_up 0` and the
 /// in-process metrics, never an error: the scrape itself must not fail.
@@ -247,10 +242,18 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         &samples,
     );
 
-    let jobs: Vec<(JobStatus, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM cpi_import_jobs GROUP BY status")
-            .fetch_all(pool)
-            .await?;
+    // Active jobs are counted through the status index; finished ones come
+    // from cpi_import_job_totals, kept by triggers (migration 0050), so a
+    // scrape never scans the history.
+    let jobs: Vec<(JobStatus, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM cpi_import_jobs WHERE status IN ($1, $2) GROUP BY status
+         UNION ALL
+         SELECT status, sum(jobs)::bigint FROM cpi_import_job_totals GROUP BY status",
+    )
+    .bind(JobStatus::Queued)
+    .bind(JobStatus::Running)
+    .fetch_all(pool)
+    .await?;
     let count_of = |s: JobStatus| jobs.iter().find(|j| j.0 == s).map_or(0, |j| j.1);
     let samples: Vec<(String, f64)> = JobStatus::ALL
         .iter()
@@ -273,7 +276,7 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         "SELECT coalesce(sum(rows_read), 0)::bigint, coalesce(sum(rows_inserted), 0)::bigint,
                 coalesce(sum(rows_updated), 0)::bigint, coalesce(sum(rows_deleted), 0)::bigint,
                 coalesce(sum(rows_rejected), 0)::bigint
-           FROM cpi_import_jobs WHERE status = $1",
+           FROM cpi_import_job_totals WHERE status = $1",
     )
     .bind(JobStatus::Succeeded)
     .fetch_one(pool)
@@ -295,26 +298,22 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         &samples,
     );
 
-    let buckets: Vec<(f64, i64)> = sqlx::query_as(
-        "WITH d AS (
-            SELECT extract(epoch FROM finished_at - started_at)::float8 AS s FROM cpi_import_jobs
-             WHERE status IN ($2, $3) AND started_at IS NOT NULL AND finished_at IS NOT NULL)
-         SELECT b.le, (SELECT count(*) FROM d WHERE d.s <= b.le) FROM unnest($1::float8[]) AS b(le) ORDER BY b.le",
-    )
-    .bind(DURATION_BUCKETS)
-    .bind(JobStatus::Succeeded)
-    .bind(JobStatus::Failed)
-    .fetch_all(pool)
-    .await?;
-    let (count, sum): (i64, f64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)::float8
-           FROM cpi_import_jobs
-          WHERE status IN ($1, $2) AND started_at IS NOT NULL AND finished_at IS NOT NULL",
+    // The bounds are defined once, in SQL (cpi_duration_bounds); bucket i
+    // of the totals holds the jobs of (bound i-1, bound i].
+    let (bounds, per_bucket, sum): (Vec<f64>, Vec<i64>, f64) = sqlx::query_as(
+        "SELECT cpi_duration_bounds(),
+                ARRAY(SELECT coalesce(sum(t.jobs), 0)::bigint
+                        FROM generate_series(0, cardinality(cpi_duration_bounds())) AS b(i)
+                        LEFT JOIN cpi_import_job_totals t ON t.bucket = b.i AND t.status IN ($1, $2)
+                       GROUP BY b.i ORDER BY b.i),
+                (SELECT coalesce(sum(seconds), 0)::float8 FROM cpi_import_job_totals
+                  WHERE status IN ($1, $2) AND bucket >= 0)",
     )
     .bind(JobStatus::Succeeded)
     .bind(JobStatus::Failed)
     .fetch_one(pool)
     .await?;
+    let (buckets, count) = cumulative(&bounds, &per_bucket);
     let name = "cpi_import_duration_seconds";
     header(
         &mut out,
@@ -329,6 +328,22 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
     let _ = writeln!(out, "{name}_sum {sum}");
     let _ = writeln!(out, "{name}_count {count}");
     Ok(out)
+}
+
+/// Histogram buckets from per-bucket counts: `(le, jobs ≤ le)` for each
+/// bound, and the total (the `+Inf` bucket). `per_bucket` has one entry per
+/// bound plus one for the jobs above the last.
+fn cumulative(bounds: &[f64], per_bucket: &[i64]) -> (Vec<(f64, i64)>, i64) {
+    let mut running = 0;
+    let buckets = bounds
+        .iter()
+        .zip(per_bucket)
+        .map(|(&le, &n)| {
+            running += n;
+            (le, running)
+        })
+        .collect();
+    (buckets, per_bucket.iter().sum())
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -375,6 +390,13 @@ mod tests {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
             assert_eq!(s.as_str(), format!("{s:?}").to_lowercase());
         }
+    }
+
+    #[test]
+    fn histogram_buckets_accumulate_and_inf_counts_all() {
+        let (b, count) = cumulative(&[0.1, 1.0], &[2, 0, 3]);
+        assert_eq!(b, vec![(0.1, 2), (1.0, 2)]);
+        assert_eq!(count, 5, "+Inf holds the 3 jobs above the last bound");
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct Row<T> {
     pub state: T,
     /// Digest of the content cpi last wrote into the row.
     pub applied_digest: Option<String>,
+    /// Digest of the row's content as it is stored now (`None`: the row
+    /// was not read from the tables, so drift cannot be told).
+    pub stored_digest: Option<String>,
 }
 
 /// The rows as found.
@@ -252,6 +255,7 @@ pub fn observed_from_manifests(desired: &Desired, owner: &str) -> Observed {
             id: None,
             state,
             applied_digest: None,
+            stored_digest: None,
         };
         states.into_iter().map(row).collect()
     }
@@ -296,16 +300,13 @@ fn secret_parts(raw: &str) -> Option<(Option<String>, Vec<String>)> {
     Some((url.password().map(str::to_string), params))
 }
 
-/// The digest of a connection's content; `None` when its URL is not known.
-pub fn connection_digest(s: &ConnState) -> Option<String> {
-    let UrlState::Known(url) = &s.url else {
-        return None;
-    };
-    Some(digest(&[
-        &s.name,
-        s.description.as_deref().unwrap_or("\u{0}"),
-        url.expose(),
-    ]))
+/// The digest of a connection row's content, over the URL *as stored*: with
+/// encryption at rest that is the sealed text, whose nonce is random, so the
+/// digest kept beside it says nothing about the password (a digest of the
+/// plain URL would let anyone with a backup test password guesses offline).
+/// It also lets drift be told without the key.
+pub fn connection_digest(name: &str, description: Option<&str>, stored_url: &str) -> String {
+    digest(&[name, description.unwrap_or("\u{0}"), stored_url])
 }
 
 /// The digest of a project's content.
@@ -382,8 +383,6 @@ trait State: Clone {
     fn secret_note(&self) -> SecretNote;
     /// The fields that differ from `have`, and what to say of the secret.
     fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote);
-    /// The digest stored when cpi writes the row (`None`: not computable).
-    fn digest(&self) -> Option<String>;
 }
 
 impl State for ConnState {
@@ -410,9 +409,6 @@ impl State for ConnState {
         ];
         (changed(fields), secret)
     }
-    fn digest(&self) -> Option<String> {
-        connection_digest(self)
-    }
 }
 
 impl State for ProjState {
@@ -435,9 +431,6 @@ impl State for ProjState {
             ("source", self.source != have.source),
         ];
         (changed(fields), SecretNote::None)
-    }
-    fn digest(&self) -> Option<String> {
-        Some(project_digest(self))
     }
 }
 
@@ -489,7 +482,8 @@ impl Kinds<'_> {
             }
             let drift = !adopting
                 && row.applied_digest.is_some()
-                && have.digest().is_some_and(|d| Some(d) != row.applied_digest);
+                && row.stored_digest.is_some()
+                && row.stored_digest != row.applied_digest;
             changes.push(Change {
                 action: Action::Update,
                 name: want.name().to_string(),
@@ -583,15 +577,35 @@ mod tests {
     /// The rows that applying `d` as `owner` would leave.
     fn applied(d: &Desired, owner: &str) -> Observed {
         let mut o = observed_from_manifests(d, owner);
+        reread(&mut o);
         for r in &mut o.connections {
             r.id = Some(Uuid::new_v4());
-            r.applied_digest = connection_digest(&r.state);
+            r.applied_digest = r.stored_digest.clone();
         }
         for r in &mut o.projects {
             r.id = Some(Uuid::new_v4());
-            r.applied_digest = Some(project_digest(&r.state));
+            r.applied_digest = r.stored_digest.clone();
         }
         o
+    }
+
+    /// The stored digests as `store::load_observed` computes them (URLs
+    /// stored in plain text).
+    fn reread(o: &mut Observed) {
+        for r in &mut o.connections {
+            let UrlState::Known(url) = &r.state.url else {
+                panic!("test rows have known URLs");
+            };
+            let s = &r.state;
+            r.stored_digest = Some(connection_digest(
+                &s.name,
+                s.description.as_deref(),
+                url.expose(),
+            ));
+        }
+        for r in &mut o.projects {
+            r.stored_digest = Some(project_digest(&r.state));
+        }
     }
 
     #[test]
@@ -717,6 +731,7 @@ mod tests {
         let mut o = applied(&d, "cpi");
         o.projects[0].state.description = Some("edited by hand".into());
         o.connections[0].state.url = UrlState::Known(Secret::new("postgresql://u:pw@evil/db"));
+        reread(&mut o);
         let p = plan(&d, &o, "cpi", false);
         assert!(p.projects[0].drift);
         assert!(p.connections[0].drift);
@@ -732,6 +747,7 @@ mod tests {
         // As PostgreSQL's JSONB gives it back: keys reordered.
         o.projects[0].state.config =
             serde_json::from_str(r#"{"inbox": "/in", "name": "p1", "settle_seconds": 1}"#).unwrap();
+        reread(&mut o);
         d.projects.get_mut("p1").unwrap().description = Some("edited in git".into());
         let p = plan(&d, &o, "cpi", false);
         assert!(!p.projects[0].drift, "a key order is not drift");

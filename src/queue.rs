@@ -147,7 +147,7 @@ async fn claim_with(
         jobs::JOB_COLUMNS
     );
     let (project, name) = table.unzip();
-    let claimed: Option<Claimed> = sqlx::query_as(&sql)
+    let claimed: Option<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(project)
         .bind(name)
         .bind(worker)

@@ -205,6 +205,11 @@ pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed, StoreErr
             .map(
                 |(id, name, description, url, managed_by, source, digest)| Row {
                     id: Some(id),
+                    stored_digest: Some(crate::plan::connection_digest(
+                        &name,
+                        description.as_deref(),
+                        &url,
+                    )),
                     state: ConnState {
                         name,
                         description,
@@ -223,17 +228,21 @@ pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed, StoreErr
         projects: projs
             .into_iter()
             .map(
-                |(id, name, description, connection, config, managed_by, source, digest)| Row {
-                    id: Some(id),
-                    state: ProjState {
+                |(id, name, description, connection, config, managed_by, source, digest)| {
+                    let state = ProjState {
                         name,
                         description,
                         connection,
                         config,
                         managed_by,
                         source,
-                    },
-                    applied_digest: digest,
+                    };
+                    Row {
+                        id: Some(id),
+                        stored_digest: Some(crate::plan::project_digest(&state)),
+                        state,
+                        applied_digest: digest,
+                    }
                 },
             )
             .collect(),
@@ -345,9 +354,9 @@ const PROJECT_COLUMNS: &str = "p.id, p.name, p.description, p.connection_id, c.n
 
 /// Every connection, by name.
 pub async fn list_connections(db: impl PgExecutor<'_>) -> Result<Vec<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONNECTION_COLUMNS} FROM cpi_connections ORDER BY name"
-    ))
+    )))
     .fetch_all(db)
     .await?)
 }
@@ -357,9 +366,9 @@ pub async fn connection_by_name(
     db: impl PgExecutor<'_>,
     name: &str,
 ) -> Result<Option<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONNECTION_COLUMNS} FROM cpi_connections WHERE name = $1"
-    ))
+    )))
     .bind(name)
     .fetch_optional(db)
     .await?)
@@ -370,9 +379,9 @@ pub async fn connection_by_id(
     db: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONNECTION_COLUMNS} FROM cpi_connections WHERE id = $1"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)
@@ -380,9 +389,9 @@ pub async fn connection_by_id(
 
 /// Every project, by name.
 pub async fn list_projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id ORDER BY p.name"
-    ))
+    )))
     .fetch_all(db)
     .await?)
 }
@@ -392,9 +401,9 @@ pub async fn project_by_name(
     db: impl PgExecutor<'_>,
     name: &str,
 ) -> Result<Option<ProjectRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id WHERE p.name = $1"
-    ))
+    )))
     .bind(name)
     .fetch_optional(db)
     .await?)
@@ -411,10 +420,10 @@ pub async fn insert_connection(
     description: Option<&str>,
     database_url: &Secret,
 ) -> Result<ConnectionRow, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO cpi_connections (name, description, database_url) VALUES ($1, $2, $3)
          RETURNING {CONNECTION_COLUMNS}"
-    ))
+    )))
     .bind(name)
     .bind(description)
     .bind(crate::crypto::seal(database_url))
@@ -427,9 +436,9 @@ pub async fn lock_connection(
     db: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CONNECTION_COLUMNS} FROM cpi_connections WHERE id = $1 FOR UPDATE"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)
@@ -443,11 +452,11 @@ pub async fn update_unmanaged_connection(
     description: Option<&str>,
     database_url: &Secret,
 ) -> Result<Option<ConnectionRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE cpi_connections SET name = $2, description = $3, database_url = $4, updated_at = NOW()
           WHERE id = $1 AND managed_by IS NULL
          RETURNING {CONNECTION_COLUMNS}"
-    ))
+    )))
     .bind(id)
     .bind(name)
     .bind(description)
@@ -474,9 +483,9 @@ pub async fn project_by_id(
     db: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<ProjectRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id WHERE p.id = $1"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)
@@ -487,10 +496,10 @@ pub async fn lock_project(
     db: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<ProjectRow>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id
           WHERE p.id = $1 FOR UPDATE OF p"
-    ))
+    )))
     .bind(id)
     .fetch_optional(db)
     .await?)
@@ -588,14 +597,17 @@ pub async fn reseal_connections(
     ring: &crate::crypto::Keyring,
     which: Reseal,
 ) -> Result<(u64, u64), StoreError> {
-    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, name, database_url FROM cpi_connections ORDER BY name FOR UPDATE",
+    /// id, name, description, database_url, applied_digest.
+    type Stored = (Uuid, String, Option<String>, String, Option<String>);
+    let rows: Vec<Stored> = sqlx::query_as(
+        "SELECT id, name, description, database_url, applied_digest
+           FROM cpi_connections ORDER BY name FOR UPDATE",
     )
     .fetch_all(&mut *conn)
     .await?;
     let total = rows.len() as u64;
     let mut changed = 0;
-    for (id, name, stored) in rows {
+    for (id, name, description, stored, applied) in rows {
         let due = match which {
             Reseal::Plain => !crate::crypto::is_sealed(&stored),
             Reseal::NotCurrent => !ring.is_current(&stored),
@@ -607,12 +619,24 @@ pub async fn reseal_connections(
             name: name.clone(),
             source,
         })?;
-        // Only the storage changes: updated_at and the digest stay.
-        sqlx::query("UPDATE cpi_connections SET database_url = $2 WHERE id = $1")
-            .bind(id)
-            .bind(ring.seal(&plain))
-            .execute(&mut *conn)
-            .await?;
+        // Only the storage changes, so updated_at stays. The digest is over
+        // the stored text: it follows the new text when the row was as cpi
+        // wrote it, and stays (still drift) when it had been edited by hand.
+        let resealed = ring.seal(&plain);
+        let digest_of =
+            |text: &str| crate::plan::connection_digest(&name, description.as_deref(), text);
+        let applied = match applied {
+            Some(d) if d == digest_of(&stored) => Some(digest_of(&resealed)),
+            other => other,
+        };
+        sqlx::query(
+            "UPDATE cpi_connections SET database_url = $2, applied_digest = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(resealed)
+        .bind(applied)
+        .execute(&mut *conn)
+        .await?;
         changed += 1;
     }
     Ok((changed, total))

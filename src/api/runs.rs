@@ -120,17 +120,17 @@ pub async fn list(
             i32::MAX
         )));
     }
-    let (total, drifted_total): (i64, i64) = sqlx::query_as(&format!(
+    let (total, drifted_total): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT count(*), coalesce(sum(drifted) FILTER (WHERE status = 'succeeded'), 0)::bigint
            FROM cpi_reconcile_runs WHERE {FILTER}"
-    ))
+    )))
     .bind(q.status)
     .fetch_one(&state.pool)
     .await?;
-    let runs: Vec<ReconcileRun> = sqlx::query_as(&format!(
+    let runs: Vec<ReconcileRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM cpi_reconcile_runs WHERE {FILTER}
           ORDER BY started_at DESC, id LIMIT $2 OFFSET $3"
-    ))
+    )))
     .bind(q.status)
     .bind(i64::from(limit))
     .bind(i64::from(offset))
@@ -165,9 +165,9 @@ pub async fn get(
             .fetch_optional(&state.pool)
             .await?;
     let (diff,) = row.ok_or(ApiError::NotFound { kind: KIND, id })?;
-    let run: ReconcileRun = sqlx::query_as(&format!(
+    let run: ReconcileRun = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM cpi_reconcile_runs WHERE id = $1"
-    ))
+    )))
     .bind(id)
     .fetch_one(&state.pool)
     .await?;

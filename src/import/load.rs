@@ -328,7 +328,7 @@ pub(super) async fn load(
     if o.mode == Mode::Replace {
         // DELETE, not TRUNCATE: readers keep seeing the old rows until
         // commit, and no ACCESS EXCLUSIVE lock is taken.
-        let r = sqlx::query(&format!("DELETE FROM {table}"))
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -446,10 +446,10 @@ async fn begin<'c>(
         .await?;
     // How the server reads `01/02/2024` when cpi hands it a date; cpi's
     // own date forms are year-first, the same in every order.
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "SET LOCAL DateStyle = 'ISO, {}'",
         date_order.as_str()
-    ))
+    )))
     .execute(&mut *tx)
     .await?;
     target::lock_table(&mut tx, table).await?;
@@ -545,7 +545,10 @@ async fn prepare_target(
     let columns = match planned {
         TablePlan::Existing => existing.unwrap_or_default(),
         TablePlan::Create(create) => {
-            sqlx::query(&create).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             target::columns(tx, &table)
                 .await
                 .map_err(db)?
@@ -616,7 +619,7 @@ async fn prepare_copy(
     ] {
         sqlx::query(set).execute(&mut *tx).await?;
     }
-    sqlx::query(&sql::create_stage(STAGE, table, &cols))
+    sqlx::query(sqlx::AssertSqlSafe(sql::create_stage(STAGE, table, &cols)))
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -788,13 +791,13 @@ async fn merge(
         Mode::Append => counts.rows_inserted = copied,
         Mode::Replace if !plan.staged => counts.rows_inserted = copied,
         Mode::Replace => {
-            let r = sqlx::query(&sql::insert_all(
+            let r = sqlx::query(sqlx::AssertSqlSafe(sql::insert_all(
                 &table,
                 STAGE,
                 &cols,
                 &key,
                 summary.keys_unique,
-            ))
+            )))
             .execute(&mut *tx)
             .await?;
             counts.rows_inserted = r.rows_affected();
@@ -803,21 +806,23 @@ async fn merge(
             // No ANALYZE of the staging table: the planner estimates its
             // row count from its size, which is what picks the hash
             // anti-join; sampling would cost more than it tells.
-            let (ins, upd): (i64, i64) = sqlx::query_as(&sql::upsert(
+            let (ins, upd): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql::upsert(
                 &table,
                 STAGE,
                 &plan.merge_columns,
                 &key,
                 summary.keys_unique,
-            ))
+            )))
             .fetch_one(&mut *tx)
             .await?;
             counts.rows_inserted = ins as u64;
             counts.rows_updated = upd as u64;
             if o.mode == Mode::Sync {
-                let r = sqlx::query(&sql::delete_missing(&table, STAGE, &key))
-                    .execute(&mut *tx)
-                    .await?;
+                let r = sqlx::query(sqlx::AssertSqlSafe(sql::delete_missing(
+                    &table, STAGE, &key,
+                )))
+                .execute(&mut *tx)
+                .await?;
                 counts.rows_deleted = r.rows_affected();
             }
         }

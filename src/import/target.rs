@@ -66,7 +66,7 @@ pub async fn ensure_ledger(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         .execute(&mut *tx)
         .await?;
     for statement in sql::CREATE_LEDGER {
-        sqlx::query(statement).execute(&mut *tx).await?;
+        sqlx::query(*statement).execute(&mut *tx).await?;
     }
     tx.commit().await
 }

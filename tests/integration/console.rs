@@ -188,9 +188,20 @@ impl Ui {
         self.requests.extend(urls);
     }
 
-    /// Clicks a link or button by CSS selector.
+    /// Clicks a link or button by CSS selector. Pages re-render as they
+    /// poll, so an element found a moment ago may be replaced before the
+    /// click reaches it: then it is found again.
     async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.find(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
     }
 
     async fn find(&self, css: &str) -> Element {
@@ -282,11 +293,13 @@ async fn job_id(pool: &sqlx::PgPool, file: &str) -> String {
 }
 
 async fn row_id(pool: &sqlx::PgPool, table: &str, name: &str) -> String {
-    let (id,): (uuid::Uuid,) = sqlx::query_as(&format!("SELECT id FROM {table} WHERE name = $1"))
-        .bind(name)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let (id,): (uuid::Uuid,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} WHERE name = $1"
+    )))
+    .bind(name)
+    .fetch_one(pool)
+    .await
+    .unwrap();
     id.to_string()
 }
 

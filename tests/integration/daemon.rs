@@ -405,10 +405,13 @@ async fn startup_waits_for_the_management_database() {
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url())
         .await
         .unwrap();
-    sqlx::query(&format!("CREATE DATABASE \"{}\"", db.name))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE \"{}\"",
+        db.name
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     let pool = db.pool().await;
     wait_i64(
         &pool,

@@ -334,3 +334,78 @@ async fn api_detail_sees_the_url_and_the_row_is_encrypted() {
     assert_eq!(r.json["database_url"], json!(url));
     s.stop().await;
 }
+
+/// The digest kept beside a sealed URL (for drift) is over the sealed text:
+/// it says nothing about the password, so a backup does not let anyone test
+/// password guesses offline. A re-encryption is not drift; a hand edit of
+/// the stored URL is, with or without the key.
+#[tokio::test]
+async fn the_digest_beside_a_sealed_url_tells_nothing_and_rekey_is_not_drift() {
+    let e1 = env().await;
+    let key = e1.dir.path().join("k");
+    assert_eq!(keygen(&key).code, 0);
+    let new = e1.dir.path().join("new");
+    assert_eq!(keygen(&new).code, 0);
+    let pool = e1.db.pool().await;
+    let digests = || async {
+        let v: Vec<(String, Option<String>, String)> = sqlx::query_as(
+            "SELECT name, description, applied_digest FROM cpi_connections ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        v
+    };
+    // What a backup holder could test guesses against: the digest of the
+    // plain row. Without a key the URL is in the row anyway...
+    let a = e1.cpi(&["apply"], None);
+    assert_eq!(a.code, 0, "{}", a.all());
+    let plain_guess = |name: &str, desc: &Option<String>| {
+        cpi::plan::connection_digest(name, desc.as_deref(), &e1.url)
+    };
+    for (name, desc, d) in digests().await {
+        assert_eq!(d, plain_guess(&name, &desc));
+    }
+    // ...with the key the digest no longer matches a right guess.
+    let a = e1.cpi(&["apply"], Some(&key));
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert!(e1.stored().await.iter().all(|u| u.starts_with("cpi:v1:")));
+    for (name, desc, d) in digests().await {
+        assert_ne!(d, plain_guess(&name, &desc), "{name}");
+    }
+
+    // A rekey (new key first, old key second) is not drift.
+    let both = e1.dir.path().join("both");
+    let text = std::fs::read_to_string(&new).unwrap() + &std::fs::read_to_string(&key).unwrap();
+    std::fs::write(&both, text).unwrap();
+    std::fs::set_permissions(&both, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = e1.cpi(&["rekey"], Some(&both));
+    assert!(r.stdout.contains("re-encrypted 2 of 2"), "{}", r.all());
+    write(
+        &e1.m(),
+        "a.url",
+        &format!("{}?application_name=x\n", e1.url),
+    );
+    let d = e1.cpi(&["diff"], Some(&new));
+    assert_eq!(d.code, 2, "{}", d.all());
+    assert!(
+        !d.stdout.contains("drift"),
+        "a rekey is not drift: {}",
+        d.stdout
+    );
+
+    // A hand edit of a stored URL is drift, and is seen without the key.
+    sqlx::query(
+        "UPDATE cpi_connections SET database_url = 'postgresql://u@elsewhere/db' WHERE name = 'a'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let d = e1.cpi(&["diff"], None);
+    assert!(
+        d.stdout.contains("Connection a") && d.stdout.contains("drift"),
+        "{}",
+        d.all()
+    );
+    assert!(!d.all().contains(PASSWORD));
+}

@@ -74,19 +74,22 @@ impl Env {
     }
 
     pub async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(sql).execute(&self.pool).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await
+            .unwrap();
     }
 
     /// One text value per row.
     pub async fn rows(&self, sql: &str) -> Vec<String> {
-        sqlx::query_scalar::<_, String>(sql)
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await
             .unwrap()
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
             .fetch_one(&self.pool)
             .await
             .unwrap()

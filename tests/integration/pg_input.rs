@@ -227,7 +227,7 @@ async fn cpi_verdict_is_the_servers() {
     ] {
         values.extend(HAND_PICKED.iter().map(|s| s.to_string()));
         // The import session's settings.
-        sqlx::raw_sql(&format!(
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, {order}';
              CREATE OR REPLACE FUNCTION pg_temp.try_send(v text, ty text, send text) RETURNS bytea
              LANGUAGE plpgsql AS $$
@@ -237,7 +237,7 @@ async fn cpi_verdict_is_the_servers() {
                RETURN r;
              EXCEPTION WHEN others THEN RETURN NULL;
              END $$;"
-        ))
+        )))
         .execute(&mut conn)
         .await
         .unwrap();

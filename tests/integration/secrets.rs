@@ -33,10 +33,10 @@ async fn password_appears_in_no_output() {
     // where nothing listens.
     let role = format!("{}_planted", db.name);
     let mut admin = db.connect().await;
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE ROLE \"{role}\" LOGIN PASSWORD '{}'",
         PASSWORD.replace('\'', "''")
-    ))
+    )))
     .execute(&mut admin)
     .await
     .unwrap();
@@ -196,7 +196,7 @@ async fn password_appears_in_no_output() {
     assert!(r.stdout.contains(ENCODED), "{}", r.stdout);
 
     // Roles belong to the server, not to the test database.
-    sqlx::query(&format!("DROP ROLE \"{role}\""))
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE \"{role}\"")))
         .execute(&mut admin)
         .await
         .unwrap();

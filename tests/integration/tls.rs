@@ -1,7 +1,9 @@
 //! TLS against a private PostgreSQL that accepts TLS only
 //! (support::tls): verify-full with the test CA works for imports and for
-//! the management database; a wrong CA, a wrong host name, sslmode=disable
-//! and a missing client certificate each fail with their own clear error.
+//! the management database; verify-ca accepts a certificate for another
+//! host name (chain only, as libpq); a wrong CA, a wrong host name under
+//! verify-full, sslmode=disable and a missing client certificate each fail
+//! with their own clear error.
 
 use crate::support::fs::manifest;
 use crate::support::tls::TlsServer;
@@ -47,15 +49,24 @@ async fn connections_test_names_each_tls_outcome() {
                 &format!("sslmode=verify-full&sslrootcert={ca}"),
             ),
         ),
-        // verify-ca checks the chain (sqlx 0.8.6 also checks the host name
-        // under rustls >= 0.23.24, launchbadge/sqlx#3793: stricter, never
-        // weaker; docs/security.md says so).
+        // libpq's verify-ca checks the chain only: 127.0.0.2 is not in the
+        // certificate (verify-full to it is "wronghost" above), and
+        // verify-ca to it connects. The chain is still checked: a CA that
+        // did not sign the server fails.
         connection(
             "verifyca",
             &tls.url(
-                "localhost",
+                "127.0.0.2",
                 "postgres",
                 &format!("sslmode=verify-ca&sslrootcert={ca}"),
+            ),
+        ),
+        connection(
+            "verifyca-wrongca",
+            &tls.url(
+                "127.0.0.2",
+                "postgres",
+                &format!("sslmode=verify-ca&sslrootcert={other}"),
             ),
         ),
         connection(
@@ -130,6 +141,7 @@ async fn connections_test_names_each_tls_outcome() {
 
     for (name, expect) in [
         ("wrongca", "unknown CA"),
+        ("verifyca-wrongca", "unknown CA"),
         ("wronghost", "wrong host name"),
         ("expired", "certificate has expired"),
         ("disabled", "accepts only TLS connections"),

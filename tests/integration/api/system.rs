@@ -141,6 +141,95 @@ async fn metrics_count_from_the_database_and_the_process() {
     s.stop().await;
 }
 
+/// /metrics reads the finished jobs' totals kept by triggers (not the whole
+/// history): they follow the table through retries (finished → queued →
+/// finished), multi-row updates and prunes, exactly as a full scan would.
+#[tokio::test]
+async fn metrics_totals_follow_retries_and_prunes() {
+    let s = Server::start().await;
+    let failed = job(&s.pool, "a", "failed", 1).await;
+    for _ in 0..3 {
+        job(&s.pool, "a", "succeeded", 1).await;
+    }
+    job(&s.pool, "b", "duplicate", 90_000).await;
+    let metric = |text: &str, name: &str| -> String {
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} ")));
+        line.unwrap_or_else(|| panic!("no {name} in\n{text}"))[name.len() + 1..].to_string()
+    };
+    let t = s.call_auth(Method::GET, "/metrics", None, None).await.text;
+    assert_eq!(metric(&t, "cpi_import_jobs{status=\"failed\"}"), "1");
+    assert_eq!(metric(&t, "cpi_import_duration_seconds_count"), "4");
+
+    // A retry takes the failed job out of the totals...
+    sqlx::query(
+        "UPDATE cpi_import_jobs SET status = 'queued', started_at = NULL, finished_at = NULL
+          WHERE id = $1::uuid",
+    )
+    .bind(&failed)
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    let t = s.call_auth(Method::GET, "/metrics", None, None).await.text;
+    assert_eq!(metric(&t, "cpi_import_jobs{status=\"failed\"}"), "0");
+    assert_eq!(metric(&t, "cpi_import_jobs{status=\"queued\"}"), "1");
+    assert_eq!(metric(&t, "cpi_import_duration_seconds_count"), "3");
+    // ...and its success puts it back, with its rows and its duration.
+    sqlx::query(
+        "UPDATE cpi_import_jobs SET status = 'succeeded', rows_read = 5, rows_inserted = 5,
+                started_at = now() - interval '40 seconds', finished_at = now() WHERE id = $1::uuid",
+    )
+    .bind(&failed)
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    let t = s.call_auth(Method::GET, "/metrics", None, None).await.text;
+    assert_eq!(metric(&t, "cpi_import_jobs{status=\"succeeded\"}"), "4");
+    assert_eq!(metric(&t, "cpi_import_rows_total{outcome=\"read\"}"), "35");
+    assert_eq!(
+        metric(&t, "cpi_import_duration_seconds_bucket{le=\"30\"}"),
+        "3"
+    );
+    assert_eq!(
+        metric(&t, "cpi_import_duration_seconds_bucket{le=\"60\"}"),
+        "4"
+    );
+
+    // A multi-row update and a prune (what `cpi prune` deletes).
+    sqlx::query("UPDATE cpi_import_jobs SET rows_rejected = 1 WHERE status = 'succeeded'")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM cpi_import_jobs WHERE finished_at < now() - interval '1 day'")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    let t = s.call_auth(Method::GET, "/metrics", None, None).await.text;
+    assert_eq!(metric(&t, "cpi_import_jobs{status=\"duplicate\"}"), "0");
+    assert_eq!(
+        metric(&t, "cpi_import_rows_total{outcome=\"rejected\"}"),
+        "4"
+    );
+
+    // The invariant, checked against a full scan.
+    let diff: i64 = sqlx::query_scalar(
+        "WITH scan AS (
+             SELECT status, cpi_duration_bucket(started_at, finished_at) AS bucket, count(*) AS jobs,
+                    sum(rows_read) AS r, sum(rows_rejected) AS x
+               FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed', 'duplicate') GROUP BY 1, 2
+         ), kept AS (
+             SELECT status, bucket, jobs, rows_read AS r, rows_rejected AS x
+               FROM cpi_import_job_totals WHERE jobs <> 0
+         )
+         SELECT count(*) FROM ((SELECT * FROM scan EXCEPT SELECT * FROM kept)
+                     UNION ALL (SELECT * FROM kept EXCEPT SELECT * FROM scan)) d",
+    )
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(diff, 0, "totals and table disagree");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods() {
     let s = Server::start().await;

@@ -66,7 +66,7 @@ impl TestDb {
         let mut admin = PgConnection::connect(&admin_url())
             .await
             .expect("admin connection");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut admin)
             .await
             .expect("create test database");
@@ -106,10 +106,11 @@ impl Drop for TestDb {
                 .unwrap();
             rt.block_on(async {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut admin)
-                            .await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
                 }
             });
         })
@@ -162,7 +163,7 @@ pub async fn active_copies(pool: &PgPool) -> i64 {
 /// The one bigint `sql` returns in `pool`'s database; -1 when the query
 /// fails (a table not created yet reads as "not there", not as a panic).
 pub async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_as::<_, (i64,)>(sql)
+    sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql))
         .fetch_one(pool)
         .await
         .map(|r| r.0)
@@ -172,7 +173,7 @@ pub async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {
 /// The text `sql` returns in `pool`'s database; `None` when there is no
 /// row, the value is NULL or the query fails.
 pub async fn scalar_text(pool: &PgPool, sql: &str) -> Option<String> {
-    sqlx::query_as::<_, (Option<String>,)>(sql)
+    sqlx::query_as::<_, (Option<String>,)>(sqlx::AssertSqlSafe(sql))
         .fetch_optional(pool)
         .await
         .ok()
