@@ -422,7 +422,7 @@ pub async fn finish(
 /// Puts a job whose last run could not reach a verdict back in the queue
 /// to wait for its retry: the same row, due at `now() + delay` (the queue's
 /// `not_before`), with the error that made it wait. `waits_for_fix` marks a
-/// configuration error, made due at once by [`crate::queue::fixes_due`].
+/// configuration error, made due at once by the queue's `fixes_due`.
 /// Only while `worker` still holds it; `false` when it no longer does.
 pub async fn defer(
     db: impl PgExecutor<'_>,
