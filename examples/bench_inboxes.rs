@@ -93,11 +93,7 @@ async fn main() {
     let drops = [0, projects / 2, projects - 1];
     let t = Instant::now();
     for (n, i) in drops.iter().enumerate() {
-        std::fs::write(
-            inbox(*i).join("drop.csv"),
-            format!("id,tag\n{n},p{i:05}\n"),
-        )
-        .unwrap();
+        std::fs::write(inbox(*i).join("drop.csv"), format!("id,tag\n{n},p{i:05}\n")).unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while count(&mut conn, "SELECT count(*) FROM ev").await < drops.len() as i64 {
@@ -115,7 +111,12 @@ async fn main() {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["fields"]["message"] == "full inbox scan")
-        .filter_map(|v| Some((v["fields"]["ms"].as_f64()?, v["fields"]["inboxes"].as_u64()?)))
+        .filter_map(|v| {
+            Some((
+                v["fields"]["ms"].as_f64()?,
+                v["fields"]["inboxes"].as_u64()?,
+            ))
+        })
         .filter(|(_, n)| *n == projects)
         .collect();
     passes.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -142,7 +143,10 @@ async fn main() {
     );
     println!(
         "load average {}",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     drop(conn);
     bench_db.drop_db().await;

@@ -164,13 +164,17 @@ async fn main() {
             .replace("$1", &format!("'{project}'::uuid"))
             .replace("$2", "'ev_daemon'");
         for (what, sql) in [
-            ("claim (any table)", cpi::queue::CLAIM_CANDIDATE_SQL.to_string()),
+            (
+                "claim (any table)",
+                cpi::queue::CLAIM_CANDIDATE_SQL.to_string(),
+            ),
             ("claim_after (next file of the table)", next),
         ] {
-            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
+            let plan: Vec<String> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
             println!("EXPLAIN of the {what}:\n{}\n", plan.join("\n"));
         }
     }

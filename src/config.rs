@@ -456,7 +456,11 @@ impl ProjectConfig {
 
     /// [`options_for`](Self::options_for) with `patterns` compiled from this
     /// config by [`patterns`](Self::patterns).
-    pub fn options_with(&self, patterns: &Patterns, relative_path: &str) -> Option<ResolvedOptions> {
+    pub fn options_with(
+        &self,
+        patterns: &Patterns,
+        relative_path: &str,
+    ) -> Option<ResolvedOptions> {
         let file_name = relative_path.rsplit('/').next().unwrap_or(relative_path);
         let entry = patterns.entry_for(relative_path)?;
         let entry = entry.and_then(|i| self.tables.get(i));

@@ -367,8 +367,8 @@ async fn scan_inboxes(
                 .filter(|(p, _, _)| relative(&ib.dir, p).is_some_and(|r| ib.patterns.matches(&r)))
                 .collect();
             for path in ib.readiness.observe(&listing, ib.settle, Instant::now()) {
-                let opts = relative(&ib.dir, &path)
-                    .and_then(|r| ib.config.options_with(&ib.patterns, &r));
+                let opts =
+                    relative(&ib.dir, &path).and_then(|r| ib.config.options_with(&ib.patterns, &r));
                 let table = opts.as_ref().map(|o| o.table.to_string());
                 let mode = opts.as_ref().map(|o| o.mode.as_str());
                 match queue::enqueue(&s.pool, name, &path, &queued_by, table.as_deref(), mode).await

@@ -460,7 +460,8 @@ pub async fn defer(
 /// second finds the first in the ledger and ends as a duplicate.
 pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError> {
     let job = get(db, id).await?.ok_or(JobError::NotFound(id))?;
-    let waiting = job.status == JobStatus::Queued && (job.waits_for_fix || job.not_before.is_some());
+    let waiting =
+        job.status == JobStatus::Queued && (job.waits_for_fix || job.not_before.is_some());
     if job.status != JobStatus::Failed && !(force && job.status == JobStatus::Running) && !waiting {
         return Err(JobError::NotRetryable {
             id,

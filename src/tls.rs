@@ -312,7 +312,13 @@ pub fn nodelay() {
             unsafe {
                 let mut ty: libc::c_int = 0;
                 let mut len = int;
-                if libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&raw mut ty).cast(), &mut len) != 0
+                if libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_TYPE,
+                    (&raw mut ty).cast(),
+                    &mut len,
+                ) != 0
                     || ty != libc::SOCK_STREAM
                 {
                     continue;
@@ -325,7 +331,13 @@ pub fn nodelay() {
                     continue;
                 }
                 let one: libc::c_int = 1;
-                libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&raw const one).cast(), int);
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&raw const one).cast(),
+                    int,
+                );
             }
         }
     }

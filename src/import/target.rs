@@ -7,6 +7,9 @@ use uuid::Uuid;
 use crate::import::encode::{ColType, ColumnSpec};
 use crate::import::sql;
 
+/// A column from the catalog (all `None`: the table exists but has no columns).
+type CatalogRow = (Option<String>, Option<i64>, Option<i32>, Option<bool>);
+
 /// The target table's columns in table order, or `None` when the table
 /// does not exist. Generated columns cannot be written and are left out.
 pub async fn columns(
@@ -15,7 +18,7 @@ pub async fn columns(
 ) -> Result<Option<Vec<ColumnSpec>>, sqlx::Error> {
     // One round trip: the table's row (NULL columns when it has none)
     // and its columns; no row at all when the table does not exist.
-    let rows: Vec<(Option<String>, Option<i64>, Option<i32>, Option<bool>)> = sqlx::query_as(
+    let rows: Vec<CatalogRow> = sqlx::query_as(
         "SELECT a.attname::text, a.atttypid::int8, a.atttypmod, a.attnotnull
            FROM (SELECT to_regclass($1) AS rel) t
            LEFT JOIN pg_attribute a
@@ -29,18 +32,17 @@ pub async fn columns(
     if rows.is_empty() {
         return Ok(None);
     }
-    let rows = rows.into_iter().filter_map(|(name, oid, typmod, not_null)| {
-        Some((name?, oid?, typmod?, not_null?))
-    });
+    let rows = rows
+        .into_iter()
+        .filter_map(|(name, oid, typmod, not_null)| Some((name?, oid?, typmod?, not_null?)));
     Ok(Some(
-        rows
-            .map(|(name, oid, typmod, not_null)| ColumnSpec {
-                name,
-                ty: ColType::from_oid(oid as u32),
-                typmod,
-                not_null,
-            })
-            .collect(),
+        rows.map(|(name, oid, typmod, not_null)| ColumnSpec {
+            name,
+            ty: ColType::from_oid(oid as u32),
+            typmod,
+            not_null,
+        })
+        .collect(),
     ))
 }
 

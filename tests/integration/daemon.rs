@@ -541,7 +541,14 @@ async fn a_thousand_inboxes_beyond_the_inotify_budget_are_polled_and_imported() 
         &db,
         &s.manifests(),
         &s.log("log"),
-        &["--inotify-watch-cap", "100", "--rescan", "1h", "--interval", "1h"],
+        &[
+            "--inotify-watch-cap",
+            "100",
+            "--rescan",
+            "1h",
+            "--interval",
+            "1h",
+        ],
     );
     wait_i64(
         &pool,
@@ -555,15 +562,25 @@ async fn a_thousand_inboxes_beyond_the_inotify_budget_are_polled_and_imported() 
     d.wait_log("900 folders are polled", Duration::from_secs(60))
         .await
         .unwrap();
-    assert!(d.log().contains("fs.inotify.max_user_watches"), "{}", d.log());
+    assert!(
+        d.log().contains("fs.inotify.max_user_watches"),
+        "{}",
+        d.log()
+    );
     // Let the pollers take their first look before the files arrive.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for (i, name) in [(0u64, "p0000"), (1, "p0500"), (2, "p0999")] {
         std::fs::write(s.inbox(name).join("drop.csv"), csv_rows(i * 10, 5, name)).unwrap();
     }
-    wait_i64(&pool, 60, "the three files imported", "SELECT count(*) FROM events", 15)
-        .await
-        .unwrap();
+    wait_i64(
+        &pool,
+        60,
+        "the three files imported",
+        "SELECT count(*) FROM events",
+        15,
+    )
+    .await
+    .unwrap();
     let tags: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT tag FROM events ORDER BY tag")
         .fetch_all(&pool)
         .await

@@ -650,9 +650,15 @@ async fn a_file_waiting_for_its_retry_is_not_overtaken_by_the_next_file_of_its_t
         .execute(&pool)
         .await
         .unwrap();
-    wait_i64(&pool, 40, "both imported", "SELECT count(*) FROM ordered", 10)
-        .await
-        .unwrap();
+    wait_i64(
+        &pool,
+        40,
+        "both imported",
+        "SELECT count(*) FROM ordered",
+        10,
+    )
+    .await
+    .unwrap();
     let order: Vec<(String,)> =
         sqlx::query_as("SELECT tag FROM ordered GROUP BY tag ORDER BY min(seq)")
             .fetch_all(&pool)

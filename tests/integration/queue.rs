@@ -43,9 +43,11 @@ async fn claim(pool: &PgPool, after: Option<&Claimed>) -> Option<String> {
 
 /// The claimed (so started) job could not reach a verdict: it waits `delay`.
 async fn defer(pool: &PgPool, c: &Claimed, delay: Duration, waits_for_fix: bool) {
-    assert!(cpi::jobs::defer(pool, c.job.id, "w", delay, waits_for_fix, "target down")
-        .await
-        .unwrap());
+    assert!(
+        cpi::jobs::defer(pool, c.job.id, "w", delay, waits_for_fix, "target down")
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -53,7 +55,10 @@ async fn a_job_waiting_for_its_retry_holds_its_tables_next_files() {
     let db = TestDb::new().await;
     let (pool, _dir) = queue_of(&db, &["a_1.csv", "a_2.csv"]).await;
     let first = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
-    assert_eq!((first.job.file_name.as_str(), first.job.attempts), ("a_1.csv", 1));
+    assert_eq!(
+        (first.job.file_name.as_str(), first.job.attempts),
+        ("a_1.csv", 1)
+    );
     defer(&pool, &first, Duration::from_secs(60), false).await;
     // The same row, queued again, not due: nobody may take a_2 meanwhile.
     let (status, attempts): (String, i32) =
@@ -63,7 +68,11 @@ async fn a_job_waiting_for_its_retry_holds_its_tables_next_files() {
             .await
             .unwrap();
     assert_eq!((status.as_str(), attempts), ("queued", 1));
-    assert_eq!(claim(&pool, Some(&first)).await, None, "claim_after overtook");
+    assert_eq!(
+        claim(&pool, Some(&first)).await,
+        None,
+        "claim_after overtook"
+    );
     assert_eq!(claim(&pool, None).await, None, "claim overtook");
     // Due: the first file comes back first, then the second.
     sqlx::query("UPDATE cpi_import_jobs SET not_before = now() - interval '1 second'")
@@ -71,7 +80,10 @@ async fn a_job_waiting_for_its_retry_holds_its_tables_next_files() {
         .await
         .unwrap();
     let again = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
-    assert_eq!((again.job.file_name.as_str(), again.job.attempts), ("a_1.csv", 2));
+    assert_eq!(
+        (again.job.file_name.as_str(), again.job.attempts),
+        ("a_1.csv", 2)
+    );
     cpi::jobs::finish(
         &pool,
         again.job.id,

@@ -239,7 +239,11 @@ async fn target_connections_send_small_writes_at_once() {
         .unwrap();
     let mut found = 0;
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         // SAFETY: only reads into the buffers passed, with their sizes.
@@ -255,12 +259,24 @@ async fn target_connections_send_small_writes_at_once() {
             let mut on: libc::c_int = 0;
             let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
             assert_eq!(
-                libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&raw mut on).cast(), &mut len),
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&raw mut on).cast(),
+                    &mut len
+                ),
                 0
             );
-            assert_eq!(on, 1, "TCP_NODELAY is off on the target connection's socket");
+            assert_eq!(
+                on, 1,
+                "TCP_NODELAY is off on the target connection's socket"
+            );
             found += 1;
         }
     }
-    assert!(found >= 1, "the connection's socket (local port {port}) was not found");
+    assert!(
+        found >= 1,
+        "the connection's socket (local port {port}) was not found"
+    );
 }
