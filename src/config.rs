@@ -121,6 +121,30 @@ pub enum ColumnPolicy {
     Ignore,
 }
 
+/// What a file column the table lacks does (`extra_columns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraColumns {
+    /// Reject the file.
+    Error,
+    /// Leave the column out.
+    Ignore,
+    /// Add it to the table (`ALTER TABLE … ADD COLUMN`, its type inferred
+    /// from the file) in the import's transaction, then load it.
+    Add,
+}
+
+impl ExtraColumns {
+    /// The option's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExtraColumns::Error => "error",
+            ExtraColumns::Ignore => "ignore",
+            ExtraColumns::Add => "add",
+        }
+    }
+}
+
 /// `create_table`: `true`, `false` or `infer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
@@ -245,9 +269,10 @@ pub struct ImportOptions {
     /// With `skip_rows`: the most bad rows before the file is rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<u64>,
-    /// A file column the table lacks: `error` (default) or `ignore`.
+    /// A file column the table lacks: `error` (default), `ignore`, or
+    /// `add` (added to the table with a type inferred from the file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extra_columns: Option<ColumnPolicy>,
+    pub extra_columns: Option<ExtraColumns>,
     /// A table column the file lacks: `error` or `ignore` (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_columns: Option<ColumnPolicy>,
@@ -366,7 +391,7 @@ pub struct ResolvedOptions {
     /// With `skip_rows`, the most bad rows.
     pub max_errors: Option<u64>,
     /// A file column the table lacks.
-    pub extra_columns: ColumnPolicy,
+    pub extra_columns: ExtraColumns,
     /// A table column the file lacks.
     pub missing_columns: ColumnPolicy,
     /// The session's `DateStyle` order.
@@ -421,9 +446,11 @@ impl ProjectConfig {
             t.validate(&at, &mut errors);
             let merged = merge(self.defaults.as_ref(), Some(t));
             check_key_mode(&merged, &at, &mut errors);
+            check_extra_columns(&merged, &at, &mut errors);
         }
         if let Some(d) = &self.defaults {
             check_key_mode(d, "defaults", &mut errors);
+            check_extra_columns(d, "defaults", &mut errors);
         }
         errors
     }
@@ -509,13 +536,14 @@ impl Patterns {
     }
 }
 
-/// `*.csv` also matches `x.csv.gz`: gzip is read transparently, so a
-/// compressed file belongs where its uncompressed name would.
+/// `*.csv` also matches `x.csv.gz` and `x.csv.zst`: gzip and zstd are
+/// read transparently, so a compressed file belongs where its
+/// uncompressed name would.
 fn glob_matches(p: &glob::Pattern, path: &str) -> bool {
     p.matches(path)
-        || path
-            .strip_suffix(".gz")
-            .is_some_and(|plain| p.matches(plain))
+        || [".gz", ".zst"]
+            .iter()
+            .any(|ext| path.strip_suffix(ext).is_some_and(|plain| p.matches(plain)))
 }
 
 /// `entry` over `defaults`, key by key.
@@ -559,6 +587,15 @@ fn check_key_mode(o: &ImportOptions, at: &str, errors: &mut Vec<String>) {
         if !has_key {
             errors.push(format!("{at}: mode {} needs a primary_key", m.as_str()));
         }
+    }
+}
+
+/// `extra_columns: add` names the new columns after the header.
+fn check_extra_columns(o: &ImportOptions, at: &str, errors: &mut Vec<String>) {
+    if o.extra_columns == Some(ExtraColumns::Add) && o.header == Some(false) {
+        errors.push(format!(
+            "{at}: extra_columns: add needs a header (header: false gives the new columns no names)"
+        ));
     }
 }
 
@@ -684,7 +721,7 @@ pub fn format_problem(fmt: &str) -> Option<&'static str> {
 /// with a digit (`Orders 2024-01.csv.gz` → `orders_2024_01`).
 pub fn table_from_file_name(file_name: &str) -> String {
     let mut stem = file_name;
-    for ext in [".gz", ".csv", ".tsv", ".txt"] {
+    for ext in [".gz", ".zst", ".csv", ".tsv", ".txt"] {
         if stem.len() > ext.len() && stem.to_ascii_lowercase().ends_with(ext) {
             stem = &stem[..stem.len() - ext.len()];
         }
@@ -750,7 +787,7 @@ fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
         encoding: o.encoding.unwrap_or(Encoding::Utf8),
         on_error: o.on_error.unwrap_or(OnError::Abort),
         max_errors: o.max_errors,
-        extra_columns: o.extra_columns.unwrap_or(ColumnPolicy::Error),
+        extra_columns: o.extra_columns.unwrap_or(ExtraColumns::Error),
         missing_columns: o.missing_columns.unwrap_or(ColumnPolicy::Ignore),
         date_order: o.date_order.unwrap_or(DateOrder::Mdy),
         date_format: o.date_format.clone(),
@@ -822,6 +859,8 @@ tables:
     #[test]
     fn defaults_without_key_append() {
         let c = cfg("inbox: /x");
+        let z = c.options_for("Sales 2024.csv.zst").unwrap();
+        assert_eq!(z.table.name, "sales_2024");
         let o = c.options_for("a.csv.gz").unwrap();
         assert_eq!(o.mode, Mode::Append);
         assert_eq!(o.table.name, "a");
@@ -838,6 +877,36 @@ tables:
         let c = cfg("defaults: { delimiter: ';;', table: 'a.b.c' }");
         let e = c.validate();
         assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn extra_columns_add_misuse() {
+        let c = cfg("defaults: { extra_columns: add }\ntables: [{ table: t, header: false }]");
+        assert_eq!(
+            c.validate(),
+            vec!["tables[0]: extra_columns: add needs a header (header: false gives the new columns no names)"]
+        );
+        assert_eq!(
+            cfg("defaults: { extra_columns: add }")
+                .options_for("a.csv")
+                .unwrap()
+                .extra_columns,
+            ExtraColumns::Add
+        );
+        // `add` is for the file's columns only; the error lists what is allowed.
+        for (yaml, allowed) in [
+            (
+                "defaults: { missing_columns: add }",
+                "expected `error` or `ignore`",
+            ),
+            (
+                "defaults: { extra_columns: adds }",
+                "expected one of `error`, `ignore`, `add`",
+            ),
+        ] {
+            let e = serde_yaml::from_str::<ProjectConfig>(yaml).unwrap_err();
+            assert!(e.to_string().contains(allowed), "{yaml}: {e}");
+        }
     }
 
     #[test]

@@ -240,6 +240,7 @@ mod tests {
         }
         assert!(is_candidate("orders_07.csv"));
         assert!(is_candidate("orders_07.csv.gz"));
+        assert!(is_candidate("orders_07.csv.zst"));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   `verify-full`; a weaker mode with it is refused, as libpq 16 does.
 //! - `sslmode=require` with an `sslrootcert` file verifies the chain
 //!   (`verify-ca`), as libpq does when a root file exists.
+//! - An `sslrootcert` file is the only trust anchor (sqlx-core 0.9.0 adds
+//!   the system roots; cpi builds `vendor/sqlx-core`, patched not to).
 //! - `allow` tries without TLS, then with it; `prefer` (the default) tries
 //!   with TLS, then without it (sqlx does one attempt of either).
 //! - A missing or unreadable certificate or key file is named before
@@ -30,7 +32,8 @@ pub enum Roots {
     Default,
     /// `sslrootcert=system`: the operating system's roots.
     System,
-    /// `sslrootcert=FILE`: that file (PEM), besides the system roots.
+    /// `sslrootcert=FILE`: that file (PEM) alone, as libpq (the vendored
+    /// sqlx-core leaves the system roots out when a root file is given).
     File(PathBuf),
 }
 
@@ -214,7 +217,8 @@ pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
     let params =
         tls_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| invalid(&e))?;
     if params.roots == Roots::System {
-        // sqlx always adds the system roots; it would read `system` as a file.
+        // Without a root file sqlx loads the system roots; it would read
+        // `system` as a file name.
         parsed.set_query(None);
         let kept: Vec<_> = pairs
             .iter()
@@ -255,23 +259,15 @@ pub async fn connect(
         _ => None,
     };
     let Some((a, b)) = second else {
-        let c = opts.connect().await?;
-        nodelay();
-        return Ok((c, opts.clone()));
+        return Ok((opts.connect().await?, opts.clone()));
     };
     let first = opts.clone().ssl_mode(a);
     match first.connect().await {
-        Ok(c) => {
-            nodelay();
-            Ok((c, first))
-        }
+        Ok(c) => Ok((c, first)),
         Err(e1) => {
             let then = opts.clone().ssl_mode(b);
             match then.connect().await {
-                Ok(c) => {
-                    nodelay();
-                    Ok((c, then))
-                }
+                Ok(c) => Ok((c, then)),
                 // `allow` failed twice: the TLS attempt says more (a
                 // hostssl-only server rejects the plain one). `prefer`: the
                 // TLS attempt too.
@@ -280,64 +276,6 @@ pub async fn connect(
                     Err(e2)
                 }
                 Err(_) => Err(e1),
-            }
-        }
-    }
-}
-
-/// Sets `TCP_NODELAY` on every TCP socket of this process.
-///
-/// sqlx 0.9 no longer sets it on its sockets (0.8 did), and a COPY then
-/// stalls about 40 ms per file: its data and its `CopyDone` leave in two
-/// small writes, and Nagle holds the second until the server's delayed ACK
-/// of the first (measured: 40 of 54 ms per 20-row file, docs/benchmarks.md).
-/// sqlx does not expose the socket, so after each connect every TCP socket
-/// of the process gets the option; that is harmless on any TCP socket (it
-/// only stops small writes from waiting for ACKs).
-pub fn nodelay() {
-    #[cfg(target_os = "linux")]
-    {
-        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-            return;
-        };
-        let int = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        for entry in dir.flatten() {
-            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            // SAFETY: the calls only read or write the buffers passed, with
-            // their sizes. On a descriptor that is not a TCP socket (or was
-            // closed meanwhile) they fail and change nothing; one reused for
-            // another TCP socket meanwhile gets the (harmless) option too.
-            unsafe {
-                let mut ty: libc::c_int = 0;
-                let mut len = int;
-                if libc::getsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_TYPE,
-                    (&raw mut ty).cast(),
-                    &mut len,
-                ) != 0
-                    || ty != libc::SOCK_STREAM
-                {
-                    continue;
-                }
-                let mut addr: libc::sockaddr_storage = std::mem::zeroed();
-                let mut alen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                if libc::getsockname(fd, (&raw mut addr).cast(), &mut alen) != 0
-                    || !matches!(i32::from(addr.ss_family), libc::AF_INET | libc::AF_INET6)
-                {
-                    continue;
-                }
-                let one: libc::c_int = 1;
-                libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NODELAY,
-                    (&raw const one).cast(),
-                    int,
-                );
             }
         }
     }

@@ -403,7 +403,7 @@ pub struct ImportArgs {
     /// The project whose options and connection apply.
     #[arg(long)]
     pub project: String,
-    /// CSV files (`.csv.gz` read through gzip).
+    /// CSV files (`.csv.gz` read through gzip, `.csv.zst` through zstd).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// One line per file, or JSON.
@@ -417,7 +417,7 @@ pub struct InferArgs {
     /// Read the files with this project's options (table, key, dialect).
     #[arg(long)]
     pub project: Option<String>,
-    /// CSV files (`.csv.gz` read through gzip).
+    /// CSV files (`.csv.gz` read through gzip, `.csv.zst` through zstd).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }

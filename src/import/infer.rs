@@ -219,6 +219,17 @@ impl Infer {
     }
 }
 
+/// `extra_columns: add`: one `ALTER TABLE` adding every new column with
+/// its inferred type (nullable: the rows already there have no value).
+/// `IF NOT EXISTS`: a column added meanwhile by someone else is kept as is.
+pub fn add_columns(target: &str, columns: &[(String, Inferred)]) -> String {
+    let adds: Vec<String> = columns
+        .iter()
+        .map(|(n, t)| format!("ADD COLUMN IF NOT EXISTS {} {}", quote_ident(n), t.sql()))
+        .collect();
+    format!("ALTER TABLE {target} {}", adds.join(", "))
+}
+
 /// `CREATE TABLE` with the inferred types; the key's columns `NOT NULL`.
 pub fn create_table(target: &str, inf: &Inference, key: &[String]) -> String {
     let mut defs: Vec<String> = inf
@@ -310,6 +321,17 @@ mod tests {
         assert_eq!(
             create_table("\"t\"", &r, &["ID".into()]),
             "CREATE TABLE \"t\" (\n  \"id\" integer NOT NULL,\n  \"n\" numeric,\n  \"d\" text,\n  \"x\" text,\n  PRIMARY KEY (\"id\")\n)"
+        );
+    }
+
+    #[test]
+    fn added_columns_are_quoted_and_nullable() {
+        assert_eq!(
+            add_columns(
+                "\"s\".\"t\"",
+                &[("Region".into(), Text), ("sold on".into(), Date)]
+            ),
+            "ALTER TABLE \"s\".\"t\" ADD COLUMN IF NOT EXISTS \"Region\" text, ADD COLUMN IF NOT EXISTS \"sold on\" date"
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{quote_ident, ColumnPolicy};
+use crate::config::{quote_ident, ColumnPolicy, ExtraColumns};
 
 /// The file's fields that are loaded, in file order: `(field index, target
 /// column index)`. Fields not listed are ignored.
@@ -28,8 +28,9 @@ pub struct MappingInput<'a> {
     pub renames: &'a BTreeMap<String, String>,
     /// The key columns (must be loaded).
     pub primary_key: &'a [String],
-    /// What to do with fields the table lacks.
-    pub extra_columns: ColumnPolicy,
+    /// What to do with fields the table lacks (`add` has added them
+    /// before: a field still unmatched is an error).
+    pub extra_columns: ExtraColumns,
     /// What to do with columns the file lacks.
     pub missing_columns: ColumnPolicy,
     /// How the table is named in messages.
@@ -94,11 +95,12 @@ pub fn map_columns(m: &MappingInput) -> Result<Mapping, Vec<String>> {
                         }
                     }
                     Ok(None) => {
-                        if m.extra_columns == ColumnPolicy::Error {
+                        if m.extra_columns != ExtraColumns::Ignore {
                             errors.push(format!(
-                                "column {} of the file is not a column of {} (extra_columns: error)",
+                                "column {} of the file is not a column of {} (extra_columns: {})",
                                 quote_ident(h),
-                                m.table
+                                m.table,
+                                m.extra_columns.as_str()
                             ));
                         }
                     }
@@ -111,12 +113,13 @@ pub fn map_columns(m: &MappingInput) -> Result<Mapping, Vec<String>> {
             for fi in 0..m.first_width {
                 if fi < m.table_columns.len() {
                     fields.push((fi, fi));
-                } else if m.extra_columns == ColumnPolicy::Error {
+                } else if m.extra_columns != ExtraColumns::Ignore {
                     errors.push(format!(
-                        "the file has {} fields but {} has {} columns (extra_columns: error)",
+                        "the file has {} fields but {} has {} columns (extra_columns: {})",
                         m.first_width,
                         m.table,
-                        m.table_columns.len()
+                        m.table_columns.len(),
+                        m.extra_columns.as_str()
                     ));
                     break;
                 }
@@ -158,6 +161,34 @@ pub fn map_columns(m: &MappingInput) -> Result<Mapping, Vec<String>> {
     } else {
         Err(errors)
     }
+}
+
+/// What the header and the table do not share: the header's names (after
+/// the renames) that match no column of the table, and the table's columns
+/// that no header name matches, each in its own order. An ambiguous name
+/// counts as matched ([`map_columns`] reports it).
+pub fn unmatched(
+    header: &[String],
+    renames: &BTreeMap<String, String>,
+    table_columns: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let mut matched = vec![false; table_columns.len()];
+    let mut extra = Vec::new();
+    for h in header {
+        let target = renamed(renames, h);
+        match find_column(table_columns, target) {
+            Ok(Some(ci)) => matched[ci] = true,
+            Ok(None) => extra.push(target.to_string()),
+            Err(_) => {}
+        }
+    }
+    let missing = table_columns
+        .iter()
+        .zip(matched)
+        .filter(|(_, m)| !m)
+        .map(|(c, _)| c.clone())
+        .collect();
+    (extra, missing)
 }
 
 /// Columns of a table created from a header (`create_table` without
@@ -209,7 +240,7 @@ mod tests {
             table_columns: cols,
             renames,
             primary_key: key,
-            extra_columns: ColumnPolicy::Error,
+            extra_columns: ExtraColumns::Error,
             missing_columns: ColumnPolicy::Ignore,
             table: "\"t\"",
         }
@@ -226,6 +257,18 @@ mod tests {
     }
 
     #[test]
+    fn unmatched_names_both_sides() {
+        let renames = BTreeMap::from([("Amt".to_string(), "amount".to_string())]);
+        let (extra, missing) = unmatched(
+            &s(&["ID", "Amt", "region", "Sold On"]),
+            &renames,
+            &s(&["id", "amount", "note"]),
+        );
+        assert_eq!(extra, s(&["region", "Sold On"]));
+        assert_eq!(missing, s(&["note"]));
+    }
+
+    #[test]
     fn extra_and_missing_columns() {
         let cols = s(&["id", "a"]);
         let header = s(&["id", "zzz"]);
@@ -236,7 +279,7 @@ mod tests {
             vec!["column \"zzz\" of the file is not a column of \"t\" (extra_columns: error)"]
         );
         let mut i = input(Some(&header), &cols, &none, &[]);
-        i.extra_columns = ColumnPolicy::Ignore;
+        i.extra_columns = ExtraColumns::Ignore;
         i.missing_columns = ColumnPolicy::Error;
         let e = map_columns(&i).unwrap_err();
         assert_eq!(

@@ -172,15 +172,12 @@ pub fn open(
         count: read_bytes,
         hash,
     };
-    let raw: Box<dyn Read + Send> = if is_gzip(path) {
-        Box::new(BufReader::with_capacity(
+    let raw: Box<dyn Read + Send> = match compression(path) {
+        Compression::None => Box::new(file),
+        c => Box::new(BufReader::with_capacity(
             READ_BUF,
-            Gzip(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-                READ_BUF, file,
-            ))),
-        ))
-    } else {
-        Box::new(file)
+            decompress(c, BufReader::with_capacity(READ_BUF, file))?,
+        )),
     };
     let text: Box<dyn Read + Send> = match o.encoding {
         // `auto` is decided before the file is opened (import::sniff).
@@ -202,39 +199,85 @@ pub fn open(
     Ok(b.from_reader(text))
 }
 
-/// A gzip decoder whose errors say so: a corrupt or truncated `.csv.gz`
-/// reads "not a valid gzip file", not as a CSV problem at some line.
-struct Gzip<R>(flate2::read::MultiGzDecoder<R>);
+/// How a file is compressed, known by its name: `.gz` is gzip, `.zst`
+/// zstd, under any name (`x.csv.gz`, `x.tsv.zst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Read as it is.
+    None,
+    /// gzip (several members read one after the other).
+    Gzip,
+    /// Zstandard (several frames read one after the other).
+    Zstd,
+}
 
-impl<R: Read> Read for Gzip<R> {
+impl Compression {
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "plain",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// The file's compression, by its extension (any case).
+pub fn compression(path: &Path) -> Compression {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("gz") => Compression::Gzip,
+        Some(e) if e.eq_ignore_ascii_case("zst") => Compression::Zstd,
+        _ => Compression::None,
+    }
+}
+
+/// The decompressed stream of `r`. Its errors say what is wrong: a corrupt
+/// or truncated `.csv.gz` reads "not a valid gzip file", not as a CSV
+/// problem at some line (the same for zstd).
+pub fn decompress<R: io::BufRead + Send + 'static>(
+    c: Compression,
+    r: R,
+) -> io::Result<Box<dyn Read + Send>> {
+    Ok(match c {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(Named(flate2::read::MultiGzDecoder::new(r), c)),
+        Compression::Zstd => Box::new(Named(
+            zstd::stream::read::Decoder::with_buffer(r)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?,
+            c,
+        )),
+    })
+}
+
+/// A decoder whose errors name the format.
+struct Named<R>(R, Compression);
+
+impl<R: Read> Read for Named<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("not a valid gzip file: {e}"),
+                format!("not a valid {} file: {e}", self.1.name()),
             )
         })
     }
 }
 
-/// For a `.gz` file, why it is not a valid gzip stream (decompressed to the
-/// end, checksums checked); `None` for a valid one or another file.
+/// For a compressed file, why it is not a valid stream (decompressed to
+/// the end, checksums checked); `None` for a valid one or a plain file.
 /// Called only when an import failed, so the happy path reads once.
-pub fn gzip_problem(path: &Path) -> Option<String> {
-    if !is_gzip(path) {
+pub fn compression_problem(path: &Path) -> Option<String> {
+    let c = compression(path);
+    if c == Compression::None {
         return None;
     }
     let file = BufReader::with_capacity(READ_BUF, File::open(path).ok()?);
-    let mut gz = Gzip(flate2::read::MultiGzDecoder::new(file));
-    io::copy(&mut gz, &mut io::sink())
+    let mut r = match decompress(c, file) {
+        Ok(r) => r,
+        Err(e) => return Some(e.to_string()),
+    };
+    io::copy(&mut r, &mut io::sink())
         .err()
         .map(|e| e.to_string())
-}
-
-/// Whether the file is read through gzip (its name ends in `.gz`).
-pub fn is_gzip(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// Drops a leading UTF-8 byte order mark.

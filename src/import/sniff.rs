@@ -63,11 +63,8 @@ pub struct Sniffed {
 /// `full` false stops after the first line (only the delimiter is wanted).
 pub fn sniff(path: &Path, full: bool) -> io::Result<Sniffed> {
     let file = std::fs::File::open(path)?;
-    let mut r: Box<dyn Read> = if super::reader::is_gzip(path) {
-        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
-    } else {
-        Box::new(file)
-    };
+    let c = super::reader::compression(path);
+    let mut r: Box<dyn Read> = super::reader::decompress(c, io::BufReader::new(file))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut carry: Vec<u8> = Vec::new();
     let mut s = Sniffed {

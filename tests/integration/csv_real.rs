@@ -19,12 +19,23 @@ fn data(rel: &str) -> PathBuf {
 /// `<table>` (both created by `create` with `{t}` for the name) and
 /// compares: the same count, `EXCEPT` empty both ways.
 async fn same_as_psql(env: &Env, rel: &str, table: &str, create: &str) -> u64 {
+    same_as_psql_with(env, rel, table, create, "").await
+}
+
+/// [`same_as_psql`] with more `\copy` options (`, DELIMITER ';'`).
+async fn same_as_psql_with(
+    env: &Env,
+    rel: &str,
+    table: &str,
+    create: &str,
+    copy_options: &str,
+) -> u64 {
     env.exec(&create.replace("{t}", table)).await;
     env.exec(&create.replace("{t}", &format!("{table}_psql")))
         .await;
     let src = data(rel);
     let copy = format!(
-        "\\copy {table}_psql FROM '{}' WITH (FORMAT csv, HEADER)",
+        "\\copy {table}_psql FROM '{}' WITH (FORMAT csv, HEADER{copy_options})",
         src.display()
     );
     let out = std::process::Command::new("psql")
@@ -400,4 +411,231 @@ async fn encoding_and_delimiter_auto_decide_per_file_and_say_so() {
         .rows("SELECT error FROM cpi_import_jobs WHERE file_name = 'b.csv'")
         .await;
     assert!(job[0].contains("delimiter: auto → \"\\\\t\""), "{job:?}");
+}
+
+/// `format_type` of each column of `t`, in table order.
+async fn column_types(env: &Env, table: &str) -> Vec<String> {
+    env.rows(&format!(
+        "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
+          WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn extra_columns_add_adds_typed_columns_in_the_import_transaction() {
+    let env =
+        Env::new(json!({"table": "sales", "primary_key": "id", "extra_columns": "add"})).await;
+    env.exec("CREATE TABLE sales (id int PRIMARY KEY, amount numeric)")
+        .await;
+    let o = env.import("sales_01.csv", b"id,amount\n1,10\n2,20\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    // Next month's file has three new columns (and `Amount` in another case).
+    let o = env
+        .import(
+            "sales_02.csv",
+            b"id,Amount,qty,sold on,region\n2,21.5,7,2024-02-01,north\n3,5,70000,2024-02-03,\"south, east\"\n4,1,,,\n",
+        )
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(counts(&o), (3, 2, 1, 0, 0));
+    assert_eq!(
+        column_types(&env, "sales").await,
+        vec![
+            "id integer",
+            "amount numeric",
+            "qty integer",
+            "sold on date",
+            "region text"
+        ]
+    );
+    assert_eq!(
+        env.rows(
+            "SELECT concat_ws('|', id, amount, qty, \"sold on\", region) FROM sales ORDER BY id"
+        )
+        .await,
+        vec![
+            "1|10",
+            "2|21.5|7|2024-02-01|north",
+            "3|5|70000|2024-02-03|south, east",
+            "4|1"
+        ]
+    );
+    // The decision is in the job row (`cpi jobs show`, the API's job).
+    let note = env
+        .rows("SELECT error FROM cpi_import_jobs WHERE file_name = 'sales_02.csv'")
+        .await;
+    assert_eq!(
+        note,
+        vec!["sales_02.csv: column \"qty\": \"70000\" on line 3 is not smallint: widens to integer; \
+              sales_02.csv: extra_columns: add → added to sales: \"qty\" integer, \"sold on\" date, \"region\" text"]
+    );
+    // A bad row later in the file rolls the new column back with the rows.
+    let o = env
+        .import("sales_03.csv", b"id,amount,discount\n5,1,0.5\n6,oops,0.1\n")
+        .await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(
+        o.error.as_deref(),
+        Some("sales_03.csv:3: column \"amount\": \"oops\" is not a valid numeric")
+    );
+    assert_eq!(
+        column_types(&env, "sales").await.len(),
+        5,
+        "no discount column"
+    );
+    assert_eq!(env.count("sales").await, 4);
+    // A file without the new columns: they are the missing ones now.
+    let o = env.import("sales_04.csv", b"id,amount\n9,1\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        o.error.as_deref(),
+        Some("sales_04.csv: missing_columns: ignore → not in the file: \"qty\", \"sold on\", \"region\" \
+              (new rows get NULL or the column's default, updated rows keep their value)")
+    );
+}
+
+#[tokio::test]
+async fn extra_and_missing_column_decisions_are_in_the_job() {
+    let env = Env::new(json!({"table": "t", "mode": "append", "extra_columns": "ignore"})).await;
+    env.exec("CREATE TABLE t (a int, b text, c date)").await;
+    let o = env.import("t.csv", b"a,x,b,y\n1,2,z,3\n").await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        env.rows("SELECT error FROM cpi_import_jobs").await,
+        vec!["t.csv: extra_columns: ignore → not loaded: \"x\", \"y\"; \
+              t.csv: missing_columns: ignore → not in the file: \"c\" (NULL or the column's default)"]
+    );
+    // Refusals are the import's error.
+    env.set_project(
+        json!({"name": "p", "inbox": env.inbox(), "defaults": {"table": "t", "mode": "append", "missing_columns": "error"}}),
+        Some(&env.db.url()),
+    )
+    .await;
+    let o = env.import("u.csv", b"a,x\n1,2\n").await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(
+        o.error.as_deref(),
+        Some(
+            "u.csv: column \"x\" of the file is not a column of table t (extra_columns: error); \
+              column \"b\" of table t is not in the file (missing_columns: error); \
+              column \"c\" of table t is not in the file (missing_columns: error)"
+        )
+    );
+}
+
+#[tokio::test]
+async fn merge_errors_name_the_file_line_in_every_merging_mode() {
+    let env = Env::new(json!({"table": "t", "primary_key": "id"})).await;
+    env.exec(
+        "CREATE TABLE c (id int PRIMARY KEY);
+         INSERT INTO c VALUES (1), (2);
+         CREATE TABLE t (id int PRIMARY KEY, amount numeric CHECK (amount > 0),
+                         cust int REFERENCES c (id), region text NOT NULL DEFAULT 'x');
+         ALTER TABLE t ALTER COLUMN region DROP DEFAULT;
+         INSERT INTO t VALUES (1, 1, 1, 'north'), (2, 2, 2, 'south');",
+    )
+    .await;
+    let before = env
+        .rows("SELECT string_agg(concat_ws('|', id, amount, cust, region), ' ' ORDER BY id) FROM t")
+        .await;
+    for (mode, csv, want) in [
+        // A check constraint, after a field over two lines.
+        (
+            "upsert",
+            "id,amount,cust,region\n1,3,1,\"multi\nline\"\n2,-1,2,s\n",
+            "t.csv:4: new row for relation \"t\" violates check constraint \"t_amount_check\"",
+        ),
+        // A foreign key (the table was emptied first: every row is inserted).
+        (
+            "replace",
+            "id,amount,cust,region\n1,3,1,n\n2,4,2,s\n3,5,9,e\n4,6,1,w\n",
+            "t.csv:4: insert or update on table \"t\" violates foreign key constraint \"t_cust_fkey\"",
+        ),
+        // A foreign key in an update.
+        (
+            "sync",
+            "id,amount,cust,region\n1,3,1,n\n3,5,2,e\n2,4,9,s\n",
+            "t.csv:4: insert or update on table \"t\" violates foreign key constraint \"t_cust_fkey\"",
+        ),
+        // NOT NULL on a column the file lacks: the server checks the row
+        // it would insert before it finds the key's row, so the first row
+        // is to blame even for a key the table has.
+        (
+            "sync",
+            "id,amount\n1,3\n3,5\n2,4\n",
+            "t.csv:2: column \"region\": null value in column \"region\" of relation \"t\" violates not-null constraint",
+        ),
+    ] {
+        env.set_project(
+            json!({"name": "p", "inbox": env.inbox(), "defaults": {"table": "t", "primary_key": "id", "mode": mode}}),
+            Some(&env.db.url()),
+        )
+        .await;
+        let o = env.import("t.csv", csv.as_bytes()).await;
+        assert_eq!(o.status, JobStatus::Failed, "{mode}");
+        let error = o.error.clone().unwrap_or_default();
+        assert!(error.starts_with(want), "{mode}: {error}");
+        let line: u64 = want[6..7].parse().unwrap();
+        let details = env
+            .rows("SELECT error_details::text FROM cpi_import_jobs ORDER BY created_at DESC LIMIT 1")
+            .await;
+        assert!(
+            details[0].contains(&format!("\"line\": {line}")),
+            "{mode}: {details:?}"
+        );
+        assert_eq!(
+            env.rows("SELECT string_agg(concat_ws('|', id, amount, cust, region), ' ' ORDER BY id) FROM t")
+                .await,
+            before,
+            "{mode}: nothing changed"
+        );
+        std::fs::remove_file(env.inbox().join("t.csv")).unwrap();
+    }
+}
+
+/// A second origin and dialect: Rmetrics' Microsoft prices, `;`-separated
+/// as R's `data()` wants a `.csv` (Debian's r-cran-timeseries).
+#[tokio::test]
+async fn semicolon_separated_rmetrics_file_loads_as_psql_copy_and_infers() {
+    let env = Env::new(json!({"mode": "append", "delimiter": "auto"})).await;
+    let n = same_as_psql_with(
+        &env,
+        "rmetrics_timeseries/msft.csv",
+        "msft",
+        "CREATE TABLE {t} (\"%Y-%m-%d\" date, \"Open\" numeric, \"High\" numeric,
+            \"Low\" numeric, \"Close\" numeric, \"Volume\" bigint)",
+        ", DELIMITER ';'",
+    )
+    .await;
+    assert_eq!(n, 249);
+    assert_eq!(
+        env.rows("SELECT error FROM cpi_import_jobs WHERE file_name = 'msft.csv'")
+            .await,
+        vec!["msft.csv: delimiter: auto → \";\""]
+    );
+    // create_table: infer on the first half of the feed, then the second
+    // half into the inferred table.
+    let env = Env::new(
+        json!({"table": "msft", "mode": "append", "delimiter": ";", "create_table": "infer"}),
+    )
+    .await;
+    let text = std::fs::read_to_string(data("rmetrics_timeseries/msft.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first = format!("{}\n{}\n", lines[0], lines[1..125].join("\n"));
+    let second = format!("{}\n{}\n", lines[0], lines[125..].join("\n"));
+    let o = env.import("msft_1.csv", first.as_bytes()).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(
+        types(&env, "msft").await,
+        "%Y-%m-%d date, Open numeric, High numeric, Low numeric, Close numeric, Volume integer"
+    );
+    let o = env.import("msft_2.csv", second.as_bytes()).await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(env.count("msft").await, 249);
+    assert_eq!(
+        env.rows("SELECT concat_ws(' ', min(\"%Y-%m-%d\"), max(\"%Y-%m-%d\"), max(\"Volume\")) FROM msft")
+            .await,
+        vec!["2000-09-27 2001-09-27 128496600"]
+    );
 }

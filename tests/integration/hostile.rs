@@ -723,3 +723,46 @@ async fn prune_deletes_finished_history_older_than_age() {
     let help = cpi_command().args(["run", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("--retention <RETENTION>"));
 }
+
+#[tokio::test]
+async fn zstd_files_load_and_a_corrupt_one_gets_a_zstd_error() {
+    use std::io::Write;
+    let env = crate::import_support::Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (a int, b text, c text)").await;
+    let mut text = Vec::new();
+    writeln!(text, "a,b,c").unwrap();
+    for i in 0..20_000 {
+        writeln!(text, "{i},b{},c{}", i * 7919 % 10007, i % 13).unwrap();
+    }
+    let good = zstd::encode_all(&text[..], 3).unwrap();
+    let o = env.import("good.csv.zst", &good).await;
+    assert_eq!(o.status, cpi::jobs::JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(env.count("t").await, 20_000);
+    // Two frames one after the other (`cat a.zst b.zst`): both are read.
+    let mut two = zstd::encode_all(&b"a,b,c\n1,x,y\n"[..], 1).unwrap();
+    two.extend(zstd::encode_all(&b"2,z,w\n"[..], 1).unwrap());
+    let o = env.import("two.csv.zst", &two).await;
+    assert_eq!(o.status, cpi::jobs::JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(env.count("t").await, 20_002);
+    let truncated = good[..good.len() / 2].to_vec();
+    let mut flipped = good.clone();
+    for i in (good.len() / 3..good.len() / 3 + 64).step_by(3) {
+        flipped[i] ^= 0x5a;
+    }
+    let mut header = good.clone();
+    header[0] = b'x';
+    for (name, bytes) in [
+        ("t1.csv.zst", truncated),
+        ("t2.csv.zst", flipped),
+        ("t3.csv.zst", header),
+    ] {
+        let o = env.import(name, &bytes).await;
+        assert_eq!(o.status, cpi::jobs::JobStatus::Failed, "{name}");
+        let error = o.error.unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("{name}: ")) && error.contains("not a valid zstd file"),
+            "{name}: {error}"
+        );
+    }
+    assert_eq!(env.count("t").await, 20_002);
+}

@@ -225,7 +225,8 @@ async fn management_and_target_over_verify_full_import_a_file() {
 }
 
 /// Regression (sqlx 0.9 dropped `TCP_NODELAY`): a COPY stalled ~40 ms per
-/// file on Nagle and the server's delayed ACK. A connection made by
+/// file on Nagle and the server's delayed ACK (the vendored sqlx-core sets it
+/// again). A connection made by
 /// `tls::connect` (every target connection) has `TCP_NODELAY` set: the
 /// socket whose local port the server sees as `inet_client_port()`.
 #[tokio::test]
@@ -279,4 +280,93 @@ async fn target_connections_send_small_writes_at_once() {
         found >= 1,
         "the connection's socket (local port {port}) was not found"
     );
+}
+
+/// An `sslrootcert` file is the only trust anchor, as in libpq: the system
+/// roots are not added to it. The machine's store cannot be changed here,
+/// so the server's CA is made a "system" root through `SSL_CERT_FILE`
+/// (which the OS-roots loader, rustls-native-certs, reads instead of the
+/// store): a URL whose `sslrootcert` names another CA must then fail with
+/// "unknown CA" under verify-ca, require (= verify-ca with a file) and
+/// verify-full, while `sslrootcert=system` trusts that CA.
+#[tokio::test]
+async fn a_root_file_excludes_the_system_roots() {
+    let tls = TlsServer::start();
+    let mgmt = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    let other = tls.file("other-ca.crt").display().to_string();
+    let mut docs = [
+        connection(
+            "file-verifyca",
+            &tls.url(
+                "127.0.0.2",
+                "postgres",
+                &format!("sslmode=verify-ca&sslrootcert={other}"),
+            ),
+        ),
+        connection(
+            "file-require",
+            &tls.url(
+                "localhost",
+                "postgres",
+                &format!("sslmode=require&sslrootcert={other}"),
+            ),
+        ),
+        connection(
+            "file-verifyfull",
+            &tls.url(
+                "localhost",
+                "postgres",
+                &format!("sslmode=verify-full&sslrootcert={other}"),
+            ),
+        ),
+        connection(
+            "system",
+            &tls.url(
+                "localhost",
+                "postgres",
+                "sslmode=verify-full&sslrootcert=system",
+            ),
+        ),
+        connection(
+            "default-roots",
+            &tls.url("localhost", "postgres", "sslmode=verify-full"),
+        ),
+    ];
+    docs.sort();
+    write(&m, "c.yaml", &docs.join("---\n"));
+    let a = Cpi::new(["apply"]).db(&mgmt).manifests(&m).run();
+    assert_eq!(a.code, 0, "{}", a.all());
+    let url = mgmt.url();
+    let secrets = dir.path();
+    let with_system_ca = |name: &str| {
+        Cpi::new(["connections", "test", name, "--timeout", "10"])
+            .database_url(&url)
+            .args([std::ffi::OsStr::new("--secrets-dir"), secrets.as_os_str()])
+            .env("SSL_CERT_FILE", tls.file("ca.crt"))
+            .run()
+    };
+
+    for ok in ["system", "default-roots"] {
+        let r = with_system_ca(ok);
+        assert_eq!(r.code, 0, "{ok}: {}", r.all());
+        assert!(
+            r.stderr.contains("session: encrypted (TLSv1."),
+            "{ok}: {}",
+            r.stderr
+        );
+    }
+    for name in ["file-verifyca", "file-require", "file-verifyfull"] {
+        let r = with_system_ca(name);
+        assert_eq!(r.code, 1, "{name}: {}", r.all());
+        let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains("unknown CA"), "{name}: {msg}");
+    }
+    // Without the override the server's CA is no system root: the system
+    // case fails, so the successes above came from SSL_CERT_FILE.
+    let r = test_conn(&url, secrets, "system");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stdout.contains("unknown CA"), "{}", r.stdout);
 }
