@@ -153,19 +153,30 @@ async fn main() {
         );
     }
     if explain {
-        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN {}",
-            cpi::queue::CLAIM_CANDIDATE_SQL
-                .replace("$1", "'running'")
-                .replace("$2", "'queued'")
-        )))
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-        println!(
-            "EXPLAIN of the claim's candidate query:\n{}",
-            plan.join("\n")
-        );
+        // The two claim queries as a worker runs them: a fresh claim, and
+        // the next file of the table of the job it just finished.
+        let project: uuid::Uuid =
+            sqlx::query_scalar("SELECT id FROM cpi_projects WHERE name = 'drops'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let next = cpi::queue::NEXT_OF_TABLE_SQL
+            .replace("$1", &format!("'{project}'::uuid"))
+            .replace("$2", "'ev_daemon'");
+        for (what, sql) in [
+            (
+                "claim (any table)",
+                cpi::queue::CLAIM_CANDIDATE_SQL.to_string(),
+            ),
+            ("claim_after (next file of the table)", next),
+        ] {
+            let plan: Vec<String> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            println!("EXPLAIN of the {what}:\n{}\n", plan.join("\n"));
+        }
     }
 
     let (mut loop_s, mut import_s, mut daemon_s) = (vec![], vec![], vec![]);

@@ -471,37 +471,88 @@ impl ProjectConfig {
     /// The options for a file (its path relative to the inbox), or `None`
     /// when no pattern matches it and the file is not this project's.
     pub fn options_for(&self, relative_path: &str) -> Option<ResolvedOptions> {
-        let file_name = relative_path.rsplit('/').next().unwrap_or(relative_path);
-        let matches = |o: &ImportOptions| {
-            let pattern = o
-                .file_pattern
-                .as_deref()
-                .or(self
-                    .defaults
-                    .as_ref()
-                    .and_then(|d| d.file_pattern.as_deref()))
-                .unwrap_or(DEFAULT_PATTERN);
-            glob_matches(pattern, relative_path) || glob_matches(pattern, file_name)
-        };
-        let entry = self.tables.iter().find(|t| matches(t));
-        let default_matches = self
+        self.options_with(&self.patterns(), relative_path)
+    }
+
+    /// This config's file patterns, compiled: a caller that matches many
+    /// files (the daemon's inbox scans) compiles them once per config.
+    pub fn patterns(&self) -> Patterns {
+        let default = self
             .defaults
             .as_ref()
-            .map_or_else(|| glob_matches(DEFAULT_PATTERN, file_name), matches);
-        if entry.is_none() && !default_matches {
-            return None;
+            .and_then(|d| d.file_pattern.as_deref())
+            .unwrap_or(DEFAULT_PATTERN);
+        let compile = |p: &str| glob::Pattern::new(p).ok();
+        Patterns {
+            tables: self
+                .tables
+                .iter()
+                .map(|t| compile(t.file_pattern.as_deref().unwrap_or(default)))
+                .collect(),
+            default: compile(default),
+            default_on_path: self.defaults.is_some(),
         }
+    }
+
+    /// [`options_for`](Self::options_for) with `patterns` compiled from this
+    /// config by [`patterns`](Self::patterns).
+    pub fn options_with(
+        &self,
+        patterns: &Patterns,
+        relative_path: &str,
+    ) -> Option<ResolvedOptions> {
+        let file_name = relative_path.rsplit('/').next().unwrap_or(relative_path);
+        let entry = patterns.entry_for(relative_path)?;
+        let entry = entry.and_then(|i| self.tables.get(i));
         Some(resolve(&merge(self.defaults.as_ref(), entry), file_name))
+    }
+}
+
+/// A config's file patterns compiled ([`ProjectConfig::patterns`]): one per
+/// `tables` entry (its own, else the default's), and the default's. An
+/// invalid pattern (refused by validation) matches nothing.
+#[derive(Debug, Clone)]
+pub struct Patterns {
+    tables: Vec<Option<glob::Pattern>>,
+    default: Option<glob::Pattern>,
+    /// `defaults` is set: its pattern is tried on the relative path too.
+    default_on_path: bool,
+}
+
+impl Patterns {
+    /// Which options a file takes: `Some(Some(i))` the `tables` entry `i`
+    /// (the first that matches), `Some(None)` the defaults alone, `None`
+    /// no pattern matches: the file is not this project's.
+    pub fn entry_for(&self, relative_path: &str) -> Option<Option<usize>> {
+        let file_name = relative_path.rsplit('/').next().unwrap_or(relative_path);
+        let matches = |p: &Option<glob::Pattern>| {
+            p.as_ref()
+                .is_some_and(|p| glob_matches(p, relative_path) || glob_matches(p, file_name))
+        };
+        if let Some(i) = self.tables.iter().position(matches) {
+            return Some(Some(i));
+        }
+        // Without `defaults`, the built-in pattern is tried on the file name alone.
+        let default = if self.default_on_path {
+            matches(&self.default)
+        } else {
+            self.default
+                .as_ref()
+                .is_some_and(|p| glob_matches(p, file_name))
+        };
+        default.then_some(None)
+    }
+
+    /// Whether some pattern matches the file: it is this project's.
+    pub fn matches(&self, relative_path: &str) -> bool {
+        self.entry_for(relative_path).is_some()
     }
 }
 
 /// `*.csv` also matches `x.csv.gz` and `x.csv.zst`: gzip and zstd are
 /// read transparently, so a compressed file belongs where its
 /// uncompressed name would.
-fn glob_matches(pattern: &str, path: &str) -> bool {
-    let Ok(p) = glob::Pattern::new(pattern) else {
-        return false;
-    };
+fn glob_matches(p: &glob::Pattern, path: &str) -> bool {
     p.matches(path)
         || [".gz", ".zst"]
             .iter()

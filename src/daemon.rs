@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -25,7 +25,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
-use crate::config::ProjectConfig;
+use crate::config::{Patterns, ProjectConfig};
 use crate::import::{self, Action, ImportError, JobOutcome};
 use crate::inbox::{self, Readiness};
 use crate::jobs::JobStatus;
@@ -78,6 +78,9 @@ pub struct Settings {
     pub http: crate::api::server::HttpSettings,
     /// `--retention`: prune finished jobs and runs older than this, hourly.
     pub retention: Option<Duration>,
+    /// Test-only: at most this many inotify watches for inboxes, the rest
+    /// polled (as when the kernel's budget runs out). `None`: the kernel decides.
+    pub inotify_watch_cap: Option<usize>,
 }
 
 impl Settings {
@@ -102,6 +105,7 @@ impl Settings {
             inbox_roots: Vec::new(),
             http: Default::default(),
             retention: None,
+            inotify_watch_cap: None,
         }
     }
 }
@@ -114,31 +118,11 @@ pub fn default_worker_prefix() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// A file whose job could not run, and when to try it again.
-#[derive(Debug, Clone, Copy)]
-struct Retry {
-    at: Instant,
-    /// How many times it failed this way in a row.
-    attempt: u32,
-    /// A configuration error: tried again at once when a project changes.
-    waits_for_fix: bool,
-}
-
-/// A project changed (reconcile or API write): files waiting for a
-/// configuration fix are due now, not at their slow re-check.
-fn config_changed(retries: &mut HashMap<PathBuf, Retry>, now: Instant) {
-    for r in retries.values_mut().filter(|r| r.waits_for_fix) {
-        r.at = now;
-    }
-}
-
 /// What the workers share.
 #[derive(Clone)]
 struct Shared {
     pool: PgPool,
     settings: Arc<Settings>,
-    /// Files whose job could not run (target unreachable, config error, ...): when to try again.
-    retries: Arc<Mutex<HashMap<PathBuf, Retry>>>,
     job_ready: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
     /// Counts the imports that could not reach their target.
@@ -206,7 +190,6 @@ pub async fn run(
     let shared = Shared {
         pool: pool.clone(),
         settings: Arc::new(settings),
-        retries: Arc::default(),
         job_ready: Arc::new(Notify::new()),
         shutdown: stop.clone(),
         health: health.clone(),
@@ -270,6 +253,8 @@ pub async fn connect_waiting(url: &Secret, stop: impl Future<Output = ()>) -> Op
 struct Inbox {
     dir: PathBuf,
     config: ProjectConfig,
+    /// `config`'s file patterns, compiled when the config changes (not per scan).
+    patterns: Patterns,
     settle: Duration,
     readiness: Readiness,
 }
@@ -315,13 +300,20 @@ async fn scan_inboxes(
             |e| tracing::warn!(error = %e, "cannot watch inboxes; listing them every --rescan"),
         )
         .ok();
+    if let (Some(w), Some(cap)) = (watcher.as_mut(), s.settings.inotify_watch_cap) {
+        w.cap_native(cap);
+    }
     let mut inboxes: BTreeMap<String, Inbox> = BTreeMap::new();
+    // Inbox folder → project, for the watcher's events.
+    let mut by_dir: HashMap<PathBuf, String> = HashMap::new();
     let mut dirty: HashSet<String> = HashSet::new();
     let mut next_full = Instant::now();
     let mut shutdown = s.shutdown.clone();
     let queued_by = format!("scanner:{}", std::process::id());
     loop {
-        if Instant::now() >= next_full {
+        let pass = Instant::now();
+        let full = pass >= next_full;
+        if full {
             match store::list_projects(&s.pool).await {
                 Ok(rows) => {
                     let wanted = inboxes_from(rows, s.settings.settle);
@@ -336,13 +328,21 @@ async fn scan_inboxes(
                         }
                         let ib = inboxes.entry(name).or_insert_with(|| Inbox {
                             dir: dir.clone(),
+                            patterns: config.patterns(),
                             config: config.clone(),
                             settle,
                             readiness: Readiness::default(),
                         });
-                        ib.config = config;
+                        if ib.config != config {
+                            ib.patterns = config.patterns();
+                            ib.config = config;
+                        }
                         ib.settle = settle;
                     }
+                    by_dir = inboxes
+                        .iter()
+                        .map(|(name, ib)| (ib.dir.clone(), name.clone()))
+                        .collect();
                     if let Some(w) = watcher.as_mut() {
                         let paths: Vec<(PathBuf, bool)> = inboxes
                             .values()
@@ -359,38 +359,12 @@ async fn scan_inboxes(
             }
             next_full = Instant::now() + s.settings.rescan;
         }
-        // Files whose import must be tried again.
-        let due: Vec<PathBuf> = {
-            let mut retries = s.retries.lock().unwrap();
-            let now = Instant::now();
-            // A file removed by hand needs no more tries.
-            // (An object's removal shows at its next listing.)
-            retries.retain(|p, _| p.exists() || is_object_path(p));
-            let due: Vec<PathBuf> = retries
-                .iter()
-                .filter(|(_, r)| r.at <= now)
-                .map(|(p, _)| p.clone())
-                .collect();
-            for p in &due {
-                if let Some(entry) = retries.get_mut(p) {
-                    // Keep the attempt count; push the time out until the job reports again.
-                    entry.at = now + Duration::from_secs(3600);
-                }
-            }
-            due
-        };
-        for (name, ib) in inboxes.iter_mut() {
-            for p in &due {
-                if p.parent() == Some(ib.dir.as_path()) {
-                    ib.readiness.release(p);
-                    dirty.insert(name.clone());
-                }
-            }
-        }
+        let mut listed = 0usize;
         for (name, ib) in inboxes.iter_mut() {
             if !dirty.contains(name) && !ib.readiness.settling() {
                 continue;
             }
+            listed += 1;
             let listing = match list_inbox(&ib.dir, &ib.config).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -405,14 +379,15 @@ async fn scan_inboxes(
             // Only this project's files: the ones a pattern of its config matches.
             let listing: Vec<_> = listing
                 .into_iter()
-                .filter(|(p, _, _)| options_for(&ib.config, &ib.dir, p).is_some())
+                .filter(|(p, _, _)| relative(&ib.dir, p).is_some_and(|r| ib.patterns.matches(&r)))
                 .collect();
             let mut ready = ib.readiness.observe(&listing, ib.settle, Instant::now());
             if is_object_path(&ib.dir) {
                 ready = not_imported(&s.pool, ready, &listing).await;
             }
             for path in ready {
-                let opts = options_for(&ib.config, &ib.dir, &path);
+                let opts =
+                    relative(&ib.dir, &path).and_then(|r| ib.config.options_with(&ib.patterns, &r));
                 let table = opts.as_ref().map(|o| o.table.to_string());
                 let mode = opts.as_ref().map(|o| o.mode.as_str());
                 match queue::enqueue(&s.pool, name, &path, &queued_by, table.as_deref(), mode).await
@@ -430,9 +405,17 @@ async fn scan_inboxes(
             }
         }
         dirty.clear();
+        if full {
+            // What a rescan of every inbox costs (docs/benchmarks.md).
+            tracing::debug!(
+                inboxes = inboxes.len(),
+                listed,
+                ms = pass.elapsed().as_secs_f64() * 1000.0,
+                "full inbox scan"
+            );
+        }
         let settling = inboxes.values().any(|ib| ib.readiness.settling());
-        let has_retries = !s.retries.lock().unwrap().is_empty();
-        let wait = if settling || has_retries {
+        let wait = if settling {
             Duration::from_millis(200)
         } else {
             next_full.saturating_duration_since(Instant::now())
@@ -442,13 +425,26 @@ async fn scan_inboxes(
             _ = shutdown.changed() => return,
             _ = projects_changed.notified() => {
                 next_full = Instant::now();
-                config_changed(&mut s.retries.lock().unwrap(), next_full);
+                // Files waiting for a configuration fix are due at once.
+                match queue::fixes_due(&s.pool).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(jobs = n, "projects changed: jobs waiting for a fix are due");
+                        s.job_ready.notify_waiters();
+                    }
+                    Err(e) => tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot make waiting jobs due"),
+                }
             }
             Some(p) = events.recv() => {
-                for (name, ib) in &inboxes {
-                    if p.parent() == Some(ib.dir.as_path()) || p == ib.dir {
+                // A burst of files is one burst of events: take them all
+                // before listing, or each event lists the inbox again.
+                let mut next = Some(p);
+                while let Some(p) = next {
+                    let dir = if by_dir.contains_key(&p) { Some(p.as_path()) } else { p.parent() };
+                    if let Some(name) = dir.and_then(|d| by_dir.get(d)) {
                         dirty.insert(name.clone());
                     }
+                    next = events.try_recv().ok();
                 }
             }
         }
@@ -527,18 +523,14 @@ fn is_object_path(p: &Path) -> bool {
     p.to_str().is_some_and(storage::is_object)
 }
 
-fn options_for(
-    config: &ProjectConfig,
-    dir: &Path,
-    path: &Path,
-) -> Option<crate::config::ResolvedOptions> {
+/// A file's path relative to its inbox, as the config's patterns see it;
+/// an object's is its name below the inbox's prefix.
+fn relative(dir: &Path, path: &Path) -> Option<String> {
     if let Some(o) = path.to_str().and_then(|p| storage::parse_object(p).ok()) {
-        // Patterns match the key below the inbox's prefix: its name.
-        return config.options_for(o.name());
+        return Some(o.name().to_string());
     }
     let name = path.file_name()?.to_str()?;
-    let relative = import::relative_path(dir.to_str(), path, name);
-    config.options_for(&relative)
+    Some(import::relative_path(dir.to_str(), path, name))
 }
 
 /// One import worker: claim, import under a renewed lease, move the file.
@@ -572,7 +564,7 @@ async fn work(s: Shared, worker: String) {
             }
             continue;
         };
-        let span = tracing::info_span!("import", job_id = %job.id, project = %job.project_name, file = %job.file_name);
+        let span = tracing::info_span!("import", job_id = %job.job.id, project = %job.job.project_name, file = %job.job.file_name);
         tracing::debug!(parent: &span, claim_ms, "claimed");
         process(&s, &worker, job.clone()).instrument(span).await;
         previous = Some(job);
@@ -581,14 +573,14 @@ async fn work(s: Shared, worker: String) {
 
 async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
     // (An object that is gone is found so by its job's first request.)
-    let object = storage::is_object(&job.file_path);
-    if !object && !Path::new(&job.file_path).exists() {
+    let object = storage::is_object(&job.job.file_path);
+    if !object && !Path::new(&job.job.file_path).exists() {
         return vanished(s, &job).await;
     }
     let lease = s.settings.lease;
     let renewer = {
         let pool = s.pool.clone();
-        let (id, worker) = (job.id, worker.to_string());
+        let (id, worker) = (job.job.id, worker.to_string());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(lease / 3);
             tick.tick().await;
@@ -606,7 +598,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
     };
     let started = Instant::now();
     let result = {
-        let import = import::run_job(&s.pool, job.id, worker, None);
+        let import = import::run_queued(&s.pool, &job.job, worker);
         let mut stop = s.shutdown.clone();
         let timeout = s.settings.shutdown_timeout;
         let deadline = async move {
@@ -623,17 +615,16 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
         }
     };
     renewer.abort();
-    let path = PathBuf::from(&job.file_path);
+    let path = PathBuf::from(&job.job.file_path);
     match result {
         None => {
             // Dropping the import rolled its target transaction back.
             tracing::warn!("shutdown timeout: import rolled back, job requeued");
-            if let Err(e) = queue::requeue(&s.pool, job.id, worker).await {
+            if let Err(e) = queue::requeue(&s.pool, job.job.id, worker).await {
                 tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot requeue; its lease will expire");
             }
         }
         Some(Ok(outcome)) => {
-            s.retries.lock().unwrap().remove(&path);
             if outcome.status == JobStatus::Failed {
                 // Already scrubbed by the importer; the first error says why.
                 let first = outcome
@@ -667,40 +658,27 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
         }
         Some(Err(ImportError::FileUnreadable { .. })) => vanished(s, &job).await,
         Some(Err(e)) => {
-            let attempt = s
-                .retries
-                .lock()
-                .unwrap()
-                .get(&path)
-                .map_or(0, |r| r.attempt);
+            // `run_queued` applied the same decision to the job row: a
+            // retry or a wait puts it back in the queue with its delay.
+            let attempt = u32::try_from(job.job.attempts - 1).unwrap_or(0);
             let error = secret::scrub_known(&e.to_string());
-            let (delay, waits_for_fix) = match import::error_policy(&e, attempt) {
+            match import::error_policy(&e, attempt) {
                 Action::Retry(delay) => {
                     if unreachable_target(&e) {
                         s.health.target_error();
                     }
                     tracing::warn!(%error, retry_in = ?delay, "import could not run; the file stays in the inbox");
-                    (delay, false)
                 }
                 Action::WaitForFix => {
                     let delay = import::config_recheck(attempt);
                     tracing::warn!(%error, recheck_in = ?delay, "configuration error: the file waits in the inbox until the project is fixed");
-                    (delay, true)
                 }
                 Action::Fail => {
                     tracing::warn!(%error, "import failed; the file is set aside");
                     let outcome = failed_outcome(&job, error);
-                    return finish_file(s, job.clone(), path, outcome).await;
+                    finish_file(s, job.clone(), path, outcome).await;
                 }
-            };
-            s.retries.lock().unwrap().insert(
-                path,
-                Retry {
-                    at: Instant::now() + delay,
-                    attempt: attempt + 1,
-                    waits_for_fix,
-                },
-            );
+            }
         }
     }
 }
@@ -717,8 +695,8 @@ fn unreachable_target(e: &ImportError) -> bool {
 /// The outcome of a job that failed without a verdict on its rows.
 fn failed_outcome(job: &queue::Claimed, error: String) -> JobOutcome {
     JobOutcome {
-        job_id: job.id,
-        file_name: job.file_name.clone(),
+        job_id: job.job.id,
+        file_name: job.job.file_name.clone(),
         status: JobStatus::Failed,
         target_table: None,
         mode: None,
@@ -731,8 +709,7 @@ fn failed_outcome(job: &queue::Claimed, error: String) -> JobOutcome {
 }
 
 async fn vanished(s: &Shared, job: &queue::Claimed) {
-    s.retries.lock().unwrap().remove(Path::new(&job.file_path));
-    match queue::settle_vanished(&s.pool, job.id, &job.file_path).await {
+    match queue::settle_vanished(&s.pool, job.job.id, &job.job.file_path).await {
         Ok(status) => tracing::info!(
             status = status.as_str(),
             "the file is gone (imported by another job, or removed)"
@@ -758,7 +735,7 @@ async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: Jo
         return finish_object(s, &job, url, &config, &outcome).await;
     }
     let inbox_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let id = job.id.to_string();
+    let id = job.job.id.to_string();
     let short = &id[..8];
     let m = if outcome.status == JobStatus::Failed {
         let report = error_report(&job, &outcome);
@@ -774,9 +751,9 @@ async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: Jo
 /// `<name>.error.json`'s content for a failed job.
 fn error_report(job: &queue::Claimed, outcome: &JobOutcome) -> Vec<u8> {
     let report = inbox::ErrorReport {
-        job_id: job.id.to_string(),
-        project: &job.project_name,
-        file: &job.file_name,
+        job_id: job.job.id.to_string(),
+        project: &job.job.project_name,
+        file: &job.job.file_name,
         error: outcome.error.as_deref(),
         errors: serde_json::to_value(&outcome.errors).unwrap_or_default(),
         errors_total: outcome.errors_total,
@@ -813,7 +790,7 @@ async fn finish_object(
         Ok(t) => t,
         Err(e) => return tracing::warn!(error = %e, "the object stays where it is"),
     };
-    let id = job.id.to_string();
+    let id = job.job.id.to_string();
     let report = failed.then(|| error_report(job, outcome));
     let client = storage::client(config.storage.as_ref()).await;
     let m = crate::moves::ObjectMove::new(client, object, to, &id[..8], report);
@@ -823,32 +800,6 @@ async fn finish_object(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_config_change_makes_only_waiting_files_due() {
-        let now = Instant::now();
-        let later = now + Duration::from_secs(600);
-        let mut retries: HashMap<PathBuf, Retry> = HashMap::new();
-        retries.insert(
-            "a".into(),
-            Retry {
-                at: later,
-                attempt: 1,
-                waits_for_fix: true,
-            },
-        );
-        retries.insert(
-            "b".into(),
-            Retry {
-                at: later,
-                attempt: 1,
-                waits_for_fix: false,
-            },
-        );
-        config_changed(&mut retries, now);
-        assert_eq!(retries[Path::new("a")].at, now);
-        assert_eq!(retries[Path::new("b")].at, later);
-    }
 
     #[test]
     fn an_object_written_after_its_import_is_a_new_file() {

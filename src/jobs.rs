@@ -16,7 +16,7 @@ pub enum JobError {
     #[error("job {0} does not exist")]
     NotFound(Uuid),
     /// Only failed (or, forced, dead running) jobs are retried.
-    #[error("job {id} is {status}: only a failed job can be retried (or a running one whose worker died, with --force)")]
+    #[error("job {id} is {status}: only a failed job can be retried, or a queued one waiting for its retry (or a running one whose worker died, with --force)")]
     NotRetryable {
         /// The job.
         id: Uuid,
@@ -151,6 +151,12 @@ pub struct Job {
     pub attempts: i32,
     /// Until when its worker holds it (daemon).
     pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A queued job is not claimed before this time: its last run could
+    /// not reach a verdict (see `error`) and it waits for its retry.
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// A queued job whose last run hit a configuration error (see
+    /// `error`): due again as soon as a project or connection changes.
+    pub waits_for_fix: bool,
     /// When it was queued.
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// When its last run started.
@@ -159,7 +165,8 @@ pub struct Job {
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, created_at, started_at, finished_at";
+/// The columns of [`Job`], in its order.
+pub const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, not_before, waits_for_fix, created_at, started_at, finished_at";
 
 /// Inserts a job for `path` that `worker` runs at once (`cpi import`). The
 /// project must exist (its id and connection are recorded as they are now).
@@ -206,14 +213,6 @@ async fn insert(
     target: Option<(&str, &str)>,
     status: JobStatus,
 ) -> Result<Uuid, JobError> {
-    let project: Option<(Uuid, Option<Uuid>)> =
-        sqlx::query_as("SELECT id, connection_id FROM cpi_projects WHERE name = $1")
-            .bind(project_name)
-            .fetch_optional(mgmt)
-            .await?;
-    let Some((project_id, connection_id)) = project else {
-        return Err(JobError::ProjectNotFound(project_name.to_string()));
-    };
     let (file_name, abs, size) = match object_job(path) {
         Some((name, job_path)) => (name, PathBuf::from(job_path), None),
         None => (
@@ -224,13 +223,13 @@ async fn insert(
             std::fs::metadata(path).ok().map(|m| m.len() as i64),
         ),
     };
-    let (id,): (Uuid,) = sqlx::query_as(
+    // The project's id and connection as they are now, in the insert itself.
+    let id: Option<(Uuid,)> = sqlx::query_as(
         "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)
-         VALUES ($1, $2, $3, $4, $5, $6, $10, $7, $8, $9) RETURNING id",
+         SELECT p.id, p.name, p.connection_id, $2, $3, $4, $8, $5, $6, $7 FROM cpi_projects p WHERE p.name = $1
+         RETURNING id",
     )
-    .bind(project_id)
     .bind(project_name)
-    .bind(connection_id)
     .bind(file_name)
     .bind(abs.to_string_lossy().into_owned())
     .bind(size)
@@ -238,9 +237,12 @@ async fn insert(
     .bind(target.map(|t| t.0))
     .bind(target.map(|t| t.1))
     .bind(status)
-    .fetch_one(mgmt)
+    .fetch_optional(mgmt)
     .await?;
-    Ok(id)
+    match id {
+        Some((id,)) => Ok(id),
+        None => Err(JobError::ProjectNotFound(project_name.to_string())),
+    }
 }
 
 /// When an import last took in each of `paths` (succeeded or duplicate).
@@ -345,7 +347,7 @@ pub async fn start(db: &PgPool, id: Uuid, worker: &str) -> Result<Job, JobError>
     let started: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE cpi_import_jobs SET status = $3, worker = $2, attempts = attempts + 1,
                 started_at = now(), finished_at = NULL, error = NULL, error_details = NULL,
-                rows_read = 0, rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
+                not_before = NULL, waits_for_fix = false, rows_read = 0, rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
           WHERE id = $1 AND status IN ($4, $5, $3) RETURNING {JOB_COLUMNS}"
     )))
     .bind(id)
@@ -390,16 +392,6 @@ pub async fn size_seen(
     Ok(seen)
 }
 
-/// Records the file's sha256 once computed.
-pub async fn set_sha256(db: impl PgExecutor<'_>, id: Uuid, sha256: &str) -> Result<(), JobError> {
-    sqlx::query("UPDATE cpi_import_jobs SET file_sha256 = $2 WHERE id = $1")
-        .bind(id)
-        .bind(sha256)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
 /// What is known about the file once its options are picked (and its
 /// sha256, when it was hashed before loading).
 pub async fn describe(
@@ -438,7 +430,8 @@ pub struct Counts {
     pub rows_rejected: u64,
 }
 
-/// Records the job's verdict, counts and errors.
+/// Records the job's verdict, counts and errors (and the file's sha256
+/// when it was computed while loading).
 pub async fn finish(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -446,10 +439,12 @@ pub async fn finish(
     counts: &Counts,
     error: Option<&str>,
     details: Option<&serde_json::Value>,
+    sha256: Option<&str>,
 ) -> Result<(), JobError> {
     sqlx::query(
         "UPDATE cpi_import_jobs SET status = $2, rows_read = $3, rows_inserted = $4, rows_updated = $5,
-                rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now()
+                rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now(),
+                file_sha256 = COALESCE($10, file_sha256)
           WHERE id = $1",
     )
     .bind(id)
@@ -461,13 +456,46 @@ pub async fn finish(
     .bind(counts.rows_rejected as i64)
     .bind(error)
     .bind(details)
+    .bind(sha256)
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Puts a failed job back in the queue when its file still exists; the
-/// caller then runs it (`import::run_job`).
+/// Puts a job whose last run could not reach a verdict back in the queue
+/// to wait for its retry: the same row, due at `now() + delay` (the queue's
+/// `not_before`), with the error that made it wait. `waits_for_fix` marks a
+/// configuration error, made due at once by the queue's `fixes_due`.
+/// Only while `worker` still holds it; `false` when it no longer does.
+pub async fn defer(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    worker: &str,
+    delay: std::time::Duration,
+    waits_for_fix: bool,
+    error: &str,
+) -> Result<bool, JobError> {
+    let r = sqlx::query(
+        "UPDATE cpi_import_jobs SET status = $6, not_before = now() + make_interval(secs => $3),
+                waits_for_fix = $4, error = $5, error_details = NULL, finished_at = now(),
+                lease_expires_at = NULL
+          WHERE id = $1 AND worker = $2 AND status = $7",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(delay.as_secs_f64())
+    .bind(waits_for_fix)
+    .bind(error)
+    .bind(JobStatus::Queued)
+    .bind(JobStatus::Running)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Puts a failed job back in the queue when its file still exists, or makes
+/// a queued job that waits for its retry due now; the caller then runs it
+/// (`import::run_job`) or leaves it to the daemon.
 ///
 /// With `force`, a job stuck in `running` is taken over too (its worker
 /// died, e.g. a killed `cpi import`). That is safe even if the worker is in
@@ -475,7 +503,9 @@ pub async fn finish(
 /// second finds the first in the ledger and ends as a duplicate.
 pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError> {
     let job = get(db, id).await?.ok_or(JobError::NotFound(id))?;
-    if job.status != JobStatus::Failed && !(force && job.status == JobStatus::Running) {
+    let waiting =
+        job.status == JobStatus::Queued && (job.waits_for_fix || job.not_before.is_some());
+    if job.status != JobStatus::Failed && !(force && job.status == JobStatus::Running) && !waiting {
         return Err(JobError::NotRetryable {
             id,
             status: job.status.to_string(),
@@ -491,7 +521,8 @@ pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError
         }
     };
     let job: Job = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE cpi_import_jobs SET status = $4, file_path = $2 WHERE id = $1 AND status = $3
+        "UPDATE cpi_import_jobs SET status = $4, file_path = $2, not_before = NULL, waits_for_fix = false
+          WHERE id = $1 AND status = $3
          RETURNING {JOB_COLUMNS}"
     )))
     .bind(id)

@@ -34,8 +34,10 @@ pub async fn enqueue(
 
 /// The claim's choice of job: the oldest queued (due) job at the head of
 /// its table's queue (smallest file name) while no live job of that table
-/// runs, or a running job whose lease expired (its worker died). The
-/// statuses are literals so that the planner can prove the partial
+/// runs, or a running job whose lease expired (its worker died). A job
+/// waiting for its retry (`not_before` in the future) is not due, but it
+/// stays at the head of its table: later files of the table wait behind it.
+/// The statuses are literals so that the planner can prove the partial
 /// indexes' predicate (`status IN ('queued', 'running')`) with a generic
 /// plan: finished jobs are never visited. Public for `EXPLAIN`.
 pub const CLAIM_CANDIDATE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
@@ -54,35 +56,30 @@ pub const CLAIM_CANDIDATE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
 
 /// The next job of one table (`$1` project id, `$2` table) for the worker
 /// that just finished its previous one: the head of that table's queue,
-/// when it is due and no other live job of the table runs.
-const NEXT_OF_TABLE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
+/// when it is due and no other live job of the table runs. The head is the
+/// smallest file name among all queued jobs of the table, due or not: a
+/// file waiting for its retry is never overtaken. Public for `EXPLAIN`.
+pub const NEXT_OF_TABLE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
   WHERE q.status = 'queued' AND q.project_id = $1 AND q.target_table = $2
     AND (q.not_before IS NULL OR q.not_before <= now())
     AND NOT EXISTS (
         SELECT 1 FROM cpi_import_jobs r
-         WHERE r.status = 'running' AND r.project_id = $1 AND r.target_table = $2
-           AND r.lease_expires_at >= now())
+         WHERE r.status IN ('queued', 'running') AND r.project_id = $1 AND r.target_table = $2
+           AND r.id <> q.id
+           AND ((r.status = 'running' AND r.lease_expires_at >= now())
+                OR (r.status = 'queued' AND r.file_name < q.file_name)))
   ORDER BY q.file_name
   LIMIT 1
   FOR UPDATE SKIP LOCKED";
 
-/// A job a worker just claimed.
+/// A job a worker just claimed, already started: the claim did what
+/// [`jobs::start`] does (`attempts` + 1, `started_at`, results cleared), in
+/// the same statement.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
-    /// The job.
-    pub id: Uuid,
-    /// Its project.
-    pub project_name: String,
-    /// Its project's id (`None` once the project is deleted).
-    pub project_id: Option<Uuid>,
-    /// Its target table, when known at queue time.
-    pub target_table: Option<String>,
-    /// The file's name.
-    pub file_name: String,
-    /// The file's absolute path.
-    pub file_path: String,
-    /// Runs before this claim.
-    pub attempts: i32,
+    /// The job's row as the claim left it (`running`, this worker's).
+    #[sqlx(flatten)]
+    pub job: jobs::Job,
     /// Its project's config as the claim read it (`None`: the project is gone).
     pub project_config: Option<serde_json::Value>,
 }
@@ -107,6 +104,7 @@ pub async fn claim_after(
     lease: Duration,
     previous: &Claimed,
 ) -> Result<Option<Claimed>, sqlx::Error> {
+    let previous = &previous.job;
     if let (Some(project), Some(table)) = (previous.project_id, previous.target_table.as_deref()) {
         let next = claim_with(
             pool,
@@ -136,12 +134,17 @@ async fn claim_with(
         .execute(&mut *tx)
         .await?;
     // The candidate's own parameters are $1/$2; the update's follow.
+    // Claimed and started in one statement: one commit less per file.
     let sql = format!(
         "UPDATE cpi_import_jobs j
-            SET status = 'running', worker = $3, lease_expires_at = now() + make_interval(secs => $4)
+            SET status = 'running', worker = $3, lease_expires_at = now() + make_interval(secs => $4),
+                attempts = attempts + 1, started_at = now(), finished_at = NULL, error = NULL,
+                error_details = NULL, not_before = NULL, waits_for_fix = false, rows_read = 0,
+                rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
           WHERE j.id = ({candidate})
-          RETURNING j.id, j.project_name, j.project_id, j.target_table, j.file_name, j.file_path, j.attempts,
-                    (SELECT p.config FROM cpi_projects p WHERE p.id = j.project_id) AS project_config"
+          RETURNING {},
+                    (SELECT p.config FROM cpi_projects p WHERE p.id = j.project_id) AS project_config",
+        jobs::JOB_COLUMNS
     );
     let (project, name) = table.unzip();
     let claimed: Option<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -188,6 +191,21 @@ pub async fn requeue(pool: &PgPool, id: Uuid, worker: &str) -> Result<(), sqlx::
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// A project or connection changed (a reconcile or an API write): the jobs
+/// waiting for a configuration fix are due now rather than at their slow
+/// re-check. How many were made due.
+pub async fn fixes_due(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    // The status literals let the planner use the active-jobs indexes.
+    let r = sqlx::query(
+        "UPDATE cpi_import_jobs SET not_before = now()
+          WHERE status IN ('queued', 'running') AND status = 'queued' AND waits_for_fix
+            AND not_before > now()",
+    )
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected())
 }
 
 /// Queued jobs, for the metrics and the logs.

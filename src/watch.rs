@@ -1,7 +1,14 @@
 //! File-system watching (notify): events are hints that something changed
 //! under a path. Every consumer also rescans on a timer, so a missed event
 //! (network file systems, overflowing queues) only delays work.
+//!
+//! inotify watches are a per-user kernel budget
+//! (`fs.inotify.max_user_watches`). When it runs out, the paths the native
+//! watcher cannot take are polled instead ([`FALLBACK_POLL`]), with one
+//! WARN line naming how many are polled and the sysctl to raise: a
+//! thousand inboxes are watched either way, never silently missed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +17,9 @@ use notify::RecursiveMode;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::metrics::Health;
+
+/// How often the paths beyond the inotify budget are polled.
+pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
 /// inotify (or the platform's native backend), or polling for file systems
 /// where the kernel sees no events (NFS, SMB).
@@ -21,11 +31,46 @@ pub enum Backend {
     Poll(Duration),
 }
 
+/// Which watcher holds a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Inner,
+    Fallback,
+}
+
 /// A watcher that sends every changed path into a channel.
 pub struct Watcher {
     inner: Box<dyn notify::Watcher + Send>,
-    watched: Vec<(PathBuf, RecursiveMode)>,
+    native: bool,
+    /// Polls what the native watcher could not take (created on first need).
+    fallback: Option<notify::PollWatcher>,
+    watched: HashMap<PathBuf, (RecursiveMode, Via)>,
+    /// Test-only: at most this many native watches, as if the kernel's
+    /// budget were this small (`cpi run --inotify-watch-cap`, hidden).
+    native_cap: Option<usize>,
+    tx: UnboundedSender<PathBuf>,
     health: Arc<Health>,
+}
+
+/// The event handler of a notify watcher: changed paths into `tx`.
+fn handler(
+    tx: UnboundedSender<PathBuf>,
+    health: Arc<Health>,
+) -> impl Fn(notify::Result<notify::Event>) + Send + 'static {
+    move |res: notify::Result<notify::Event>| match res {
+        // Reads (open, close without writing) are not changes, and cpi's
+        // own reads of the folder would otherwise wake it up again.
+        Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
+        Ok(event) => {
+            for p in event.paths {
+                let _ = tx.send(p);
+            }
+        }
+        Err(e) => {
+            health.watcher_error();
+            tracing::warn!(error = %e, "file watcher error; the periodic rescan covers for it");
+        }
+    }
 }
 
 impl Watcher {
@@ -35,41 +80,46 @@ impl Watcher {
         tx: UnboundedSender<PathBuf>,
         health: Arc<Health>,
     ) -> notify::Result<Watcher> {
-        let counted = health.clone();
-        let handler = move |res: notify::Result<notify::Event>| match res {
-            // Reads (open, close without writing) are not changes, and cpi's
-            // own reads of the folder would otherwise wake it up again.
-            Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
-            Ok(event) => {
-                for p in event.paths {
-                    let _ = tx.send(p);
-                }
-            }
-            Err(e) => {
-                counted.watcher_error();
-                tracing::warn!(error = %e, "file watcher error; the periodic rescan covers for it");
-            }
-        };
-        let inner: Box<dyn notify::Watcher + Send> = match backend {
-            Backend::Native => Box::new(notify::recommended_watcher(handler)?),
-            Backend::Poll(every) => Box::new(notify::PollWatcher::new(
-                handler,
-                notify::Config::default().with_poll_interval(every),
-            )?),
+        let h = handler(tx.clone(), health.clone());
+        let (inner, native): (Box<dyn notify::Watcher + Send>, bool) = match backend {
+            Backend::Native => (Box::new(notify::recommended_watcher(h)?), true),
+            Backend::Poll(every) => (
+                Box::new(notify::PollWatcher::new(
+                    h,
+                    notify::Config::default().with_poll_interval(every),
+                )?),
+                false,
+            ),
         };
         Ok(Watcher {
             inner,
-            watched: Vec::new(),
+            native,
+            fallback: None,
+            watched: HashMap::new(),
+            native_cap: None,
+            tx,
             health,
         })
+    }
+
+    /// Test-only: behave as if the kernel allowed `cap` inotify watches.
+    pub fn cap_native(&mut self, cap: usize) {
+        self.native_cap = Some(cap);
+    }
+
+    /// How many paths are polled because inotify's watches ran out.
+    pub fn fallback_count(&self) -> usize {
+        self.watched
+            .values()
+            .filter(|(_, via)| *via == Via::Fallback)
+            .count()
     }
 
     /// Watches exactly `paths` from now on (adding and removing as needed).
     /// `true` when a path was added: what changed under it before now was
     /// not seen, so the caller looks once more.
     pub fn set(&mut self, paths: &[(PathBuf, bool)]) -> bool {
-        let mut added = false;
-        let wanted: Vec<(PathBuf, RecursiveMode)> = paths
+        let wanted: HashMap<PathBuf, RecursiveMode> = paths
             .iter()
             .map(|(p, recursive)| {
                 let mode = if *recursive {
@@ -80,28 +130,80 @@ impl Watcher {
                 (p.clone(), mode)
             })
             .collect();
-        for (p, mode) in std::mem::take(&mut self.watched) {
-            if wanted.contains(&(p.clone(), mode)) {
-                self.watched.push((p, mode));
-            } else {
-                let _ = self.inner.unwatch(&p);
+        let stale: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|(p, (mode, _))| wanted.get(*p) != Some(mode))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in stale {
+            if let Some((_, via)) = self.watched.remove(&p) {
+                let _ = match (via, self.fallback.as_mut()) {
+                    (Via::Fallback, Some(f)) => notify::Watcher::unwatch(f, &p),
+                    _ => self.inner.unwatch(&p),
+                };
             }
         }
+        let polled_before = self.fallback_count();
+        let mut added = false;
+        let mut wanted: Vec<(PathBuf, RecursiveMode)> = wanted
+            .into_iter()
+            .filter(|(p, _)| !self.watched.contains_key(p))
+            .collect();
+        // A stable order: which inboxes fall back does not change per call.
+        wanted.sort();
         for (p, mode) in wanted {
-            if self.watched.contains(&(p.clone(), mode)) {
-                continue;
-            }
-            match self.inner.watch(&p, mode) {
-                Ok(()) => {
-                    self.watched.push((p, mode));
-                    added = true;
+            let natives = self.watched.len() - self.fallback_count();
+            let result = if self.native_cap.is_some_and(|cap| natives >= cap) {
+                Err(notify::Error::new(notify::ErrorKind::MaxFilesWatch))
+            } else {
+                self.inner.watch(&p, mode)
+            };
+            let via = match result {
+                Ok(()) => Via::Inner,
+                Err(e) if self.native && matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                    match self.poll(&p, mode) {
+                        Ok(()) => Via::Fallback,
+                        Err(e) => {
+                            self.cannot_watch(&p, &e);
+                            continue;
+                        }
+                    }
                 }
                 Err(e) => {
-                    self.health.watcher_error();
-                    tracing::warn!(path = %p.display(), error = %e, "cannot watch; relying on the periodic rescan");
+                    self.cannot_watch(&p, &e);
+                    continue;
                 }
-            }
+            };
+            self.watched.insert(p, (mode, via));
+            added = true;
+        }
+        let polled = self.fallback_count();
+        if polled > polled_before {
+            tracing::warn!(
+                polled,
+                watched = self.watched.len() - polled,
+                poll_every = ?FALLBACK_POLL,
+                "inotify watches ran out: {polled} folders are polled instead; raise the limit \
+                 with `sysctl fs.inotify.max_user_watches=<more>` (and restart cpi)"
+            );
         }
         added
+    }
+
+    /// Watches `p` with the fallback poller.
+    fn poll(&mut self, p: &std::path::Path, mode: RecursiveMode) -> notify::Result<()> {
+        if self.fallback.is_none() {
+            let h = handler(self.tx.clone(), self.health.clone());
+            let config = notify::Config::default().with_poll_interval(FALLBACK_POLL);
+            self.fallback = Some(notify::PollWatcher::new(h, config)?);
+        }
+        let f = self.fallback.as_mut().expect("created above");
+        notify::Watcher::watch(f, p, mode)
+    }
+
+    fn cannot_watch(&self, p: &std::path::Path, e: &notify::Error) {
+        self.health.watcher_error();
+        tracing::warn!(path = %p.display(), error = %e, "cannot watch; relying on the periodic rescan");
     }
 }

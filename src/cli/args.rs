@@ -339,6 +339,11 @@ pub struct RunArgs {
     /// How often --poll looks.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// Test-only (hidden): use at most this many inotify watches for the
+    /// inboxes, as if the kernel's budget were that small; the rest are
+    /// polled, as when `fs.inotify.max_user_watches` runs out.
+    #[arg(long, hide = true)]
+    pub inotify_watch_cap: Option<usize>,
     /// Import workers (concurrent imports; one at a time per target table).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,

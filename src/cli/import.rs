@@ -53,7 +53,7 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
                 // the server rolls the transaction back. The job says so,
                 // and does not stay `running` to block the file.
                 let message = format!("interrupted by {signal}: rolled back, nothing of the file was written");
-                let _ = jobs::finish(&pool, id, JobStatus::Failed, &jobs::Counts::default(), Some(&message), None).await;
+                let _ = jobs::finish(&pool, id, JobStatus::Failed, &jobs::Counts::default(), Some(&message), None, None).await;
                 bail!("{}: {message} (job {id}); run the import again", f.display());
             }
         };
@@ -225,7 +225,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                         j.id.to_string(),
                         j.project_name.clone(),
                         j.file_name.clone(),
-                        j.status.to_string(),
+                        status_text(j),
                         j.target_table.clone().unwrap_or_else(|| "-".into()),
                         j.rows_read.to_string(),
                         j.rows_inserted.to_string(),
@@ -261,5 +261,17 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+    }
+}
+
+/// A job's status as `cpi jobs list` shows it: a queued job that waits for
+/// its retry says so, and until when.
+fn status_text(j: &jobs::Job) -> String {
+    match (j.status, j.waits_for_fix, j.not_before) {
+        (JobStatus::Queued, true, _) => "queued (waits for a fix)".into(),
+        (JobStatus::Queued, false, Some(t)) if t > chrono::Utc::now() => {
+            format!("queued (retry at {})", t.format("%H:%M:%S"))
+        }
+        (s, _, _) => s.to_string(),
     }
 }

@@ -66,8 +66,35 @@ pub async fn run_job(
             JobError::NotFound(id) => ImportError::JobNotFound(id),
             e => ImportError::Management(e),
         })?;
-    let started_ms = ms(t0);
-    match run_started(mgmt, &job, progress).await {
+    tracing::debug!(start_ms = ms(t0), "job started");
+    run(mgmt, &job, worker, progress, false).await
+}
+
+/// [`run_job`] for a job the daemon's queue just claimed (the claim
+/// started it: `job` is its row). When it cannot reach a verdict,
+/// [`error_policy`](super::error_policy) decides in the same update of its
+/// row: `Retry` and `WaitForFix` put the same job back in the queue, due
+/// after the policy's delay (`not_before`), so the retry survives a restart
+/// and keeps the file's place in its table's order; `Fail` records it
+/// failed. The delay grows with the job's `attempts`.
+pub async fn run_queued(
+    mgmt: &PgPool,
+    job: &jobs::Job,
+    worker: &str,
+) -> Result<JobOutcome, ImportError> {
+    run(mgmt, job, worker, None, true).await
+}
+
+async fn run(
+    mgmt: &PgPool,
+    job: &jobs::Job,
+    worker: &str,
+    progress: ProgressFn<'_>,
+    requeue: bool,
+) -> Result<JobOutcome, ImportError> {
+    let t0 = Instant::now();
+    let job_id = job.id;
+    match run_started(mgmt, job, progress).await {
         Ok(outcome) => {
             let t = Instant::now();
             jobs::finish(
@@ -77,27 +104,36 @@ pub async fn run_job(
                 &outcome.counts,
                 outcome.error.as_deref(),
                 outcome_details(&outcome).as_ref(),
+                outcome.sha256.as_deref(),
             )
             .await?;
-            tracing::debug!(
-                start_ms = started_ms,
-                finish_ms = ms(t),
-                total_ms = ms(t0),
-                "job timings"
-            );
+            tracing::debug!(finish_ms = ms(t), total_ms = ms(t0), "job timings");
             Ok(outcome)
         }
         Err(e) => {
             // The Display of an ImportError is already scrubbed; scrub
             // again for the causes that are plain text.
             let text = secret::scrub_known(&e.to_string());
-            // Best effort: the management database may be what failed.
+            // Runs before this one: the exponent of the backoff.
+            let attempt = u32::try_from(job.attempts - 1).unwrap_or(0);
+            let wait = match (requeue, super::error_policy(&e, attempt)) {
+                (true, super::Action::Retry(delay)) => Some((delay, false)),
+                (true, super::Action::WaitForFix) => Some((super::config_recheck(attempt), true)),
+                _ => None,
+            };
+            // Best effort: the management database may be what failed (the
+            // job's lease then expires and another worker takes it over).
+            if let Some((delay, waits_for_fix)) = wait {
+                let _ = jobs::defer(mgmt, job_id, worker, delay, waits_for_fix, &text).await;
+                return Err(e);
+            }
             let _ = jobs::finish(
                 mgmt,
                 job_id,
                 JobStatus::Failed,
                 &Counts::default(),
                 Some(&text),
+                None,
                 None,
             )
             .await;
@@ -205,15 +241,22 @@ async fn run_started(
     } else {
         None
     };
-    jobs::describe(
-        mgmt,
-        job.id,
-        sha256.as_deref(),
-        size,
-        &table_label,
-        opts.mode.as_str(),
-    )
-    .await?;
+    // A queued job already holds its table, mode and size (the scanner
+    // wrote them): no write, no commit, unless something differs.
+    let known = job.target_table.as_deref() == Some(table_label.as_str())
+        && job.mode.as_deref() == Some(opts.mode.as_str())
+        && job.file_size == i64::try_from(size).ok();
+    if sha256.is_some() || !known {
+        jobs::describe(
+            mgmt,
+            job.id,
+            sha256.as_deref(),
+            size,
+            &table_label,
+            opts.mode.as_str(),
+        )
+        .await?;
+    }
 
     let ctx = Ctx {
         job_id: job.id,
@@ -280,8 +323,8 @@ async fn run_started(
     );
     match result {
         Ok(l) => {
+            // Recorded by the job's finish, in the same statement.
             if outcome.sha256.is_none() {
-                jobs::set_sha256(mgmt, job.id, &l.sha256).await?;
                 outcome.sha256 = Some(l.sha256.clone());
             }
             outcome.status = l.status;

@@ -459,18 +459,16 @@ async fn begin<'c>(
     table: &str,
     date_order: DateOrder,
 ) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    sqlx::query("SET LOCAL TimeZone = 'UTC'")
-        .execute(&mut *tx)
+    // One round trip (a simple-query batch) for the three statements. The
+    // DateStyle says how the server reads `01/02/2024` when cpi hands it a
+    // date; cpi's own date forms are year-first, the same in every order.
+    // `date_order` is one of cpi's own constants, never input.
+    let mut tx = conn
+        .begin_with(sqlx::AssertSqlSafe(format!(
+            "BEGIN; SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, {}'",
+            date_order.as_str()
+        )))
         .await?;
-    // How the server reads `01/02/2024` when cpi hands it a date; cpi's
-    // own date forms are year-first, the same in every order.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL DateStyle = 'ISO, {}'",
-        date_order.as_str()
-    )))
-    .execute(&mut *tx)
-    .await?;
     target::lock_table(&mut tx, table).await?;
     Ok(tx)
 }

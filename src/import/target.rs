@@ -7,37 +7,42 @@ use uuid::Uuid;
 use crate::import::encode::{ColType, ColumnSpec};
 use crate::import::sql;
 
+/// A column from the catalog (all `None`: the table exists but has no columns).
+type CatalogRow = (Option<String>, Option<i64>, Option<i32>, Option<bool>);
+
 /// The target table's columns in table order, or `None` when the table
 /// does not exist. Generated columns cannot be written and are left out.
 pub async fn columns(
     conn: &mut PgConnection,
     quoted_table: &str,
 ) -> Result<Option<Vec<ColumnSpec>>, sqlx::Error> {
-    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass($1) IS NOT NULL")
-        .bind(quoted_table)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !exists {
-        return Ok(None);
-    }
-    let rows: Vec<(String, i64, i32, bool)> = sqlx::query_as(
+    // One round trip: the table's row (NULL columns when it has none)
+    // and its columns; no row at all when the table does not exist.
+    let rows: Vec<CatalogRow> = sqlx::query_as(
         "SELECT a.attname::text, a.atttypid::int8, a.atttypmod, a.attnotnull
-           FROM pg_attribute a
-          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+           FROM (SELECT to_regclass($1) AS rel) t
+           LEFT JOIN pg_attribute a
+             ON a.attrelid = t.rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+          WHERE t.rel IS NOT NULL
           ORDER BY a.attnum",
     )
     .bind(quoted_table)
     .fetch_all(&mut *conn)
     .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let rows = rows
+        .into_iter()
+        .filter_map(|(name, oid, typmod, not_null)| Some((name?, oid?, typmod?, not_null?)));
     Ok(Some(
-        rows.into_iter()
-            .map(|(name, oid, typmod, not_null)| ColumnSpec {
-                name,
-                ty: ColType::from_oid(oid as u32),
-                typmod,
-                not_null,
-            })
-            .collect(),
+        rows.map(|(name, oid, typmod, not_null)| ColumnSpec {
+            name,
+            ty: ColType::from_oid(oid as u32),
+            typmod,
+            not_null,
+        })
+        .collect(),
     ))
 }
 

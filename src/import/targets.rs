@@ -23,6 +23,10 @@ const IDLE_PER_TARGET: usize = 4;
 const MAX_TARGETS: usize = 64;
 /// An idle connection unused for this long is closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A connection given back this recently is reused without a ping (a round
+/// trip per file): it answered a moment ago. Should the server have closed
+/// it meanwhile, the import fails as transient and its job is retried.
+const FRESH: Duration = Duration::from_secs(2);
 
 struct Idle {
     /// The URL the connections were opened with.
@@ -60,7 +64,7 @@ pub(crate) async fn take(id: Uuid, url: &Secret) -> Option<PgConnection> {
         }
         // A connection the server closed meanwhile (restart, idle timeout)
         // fails here rather than in the import.
-        if conn.ping().await.is_ok() {
+        if since.elapsed() < FRESH || conn.ping().await.is_ok() {
             return Some(conn);
         }
     }

@@ -100,8 +100,8 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
     wait_at_least(
         &pool,
         20,
-        "a failed attempt",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'failed'",
+        "a failed attempt, queued again for its retry",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued' AND not_before > now() AND attempts = 1 AND error IS NOT NULL",
         1,
     )
     .await
@@ -118,6 +118,16 @@ async fn an_unreachable_target_leaves_the_file_waiting() {
         d.log()
     );
     assert!(!d.log().contains("pw-1"), "no secret in the log");
+
+    // The retry survives a restart: the same job, still waiting.
+    drop(d);
+    let _d = Daemon::start(&db, &m, &s.log("log2"), &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await,
+        1,
+        "the retry is the same row"
+    );
 
     // Once the connection is fixed, the waiting file is retried and imported.
     write(
@@ -508,4 +518,81 @@ async fn sigterm_while_waiting_for_the_management_database_exits_0() {
     d.signal("-TERM");
     assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
     // The database was never created: nothing for TestDb to drop.
+}
+
+/// 1,000 projects, each with its own inbox, and an inotify budget of 100
+/// watches (the hidden, test-only `--inotify-watch-cap`, standing in for
+/// `fs.inotify.max_user_watches` running out): the first 100 inboxes are
+/// watched, the other 900 polled, said once at WARN with the sysctl to
+/// raise. A file dropped into the first, a middle and the last inbox is
+/// imported; the rescan is an hour away, so only the watchers can see them.
+#[tokio::test]
+async fn a_thousand_inboxes_beyond_the_inotify_budget_are_polled_and_imported() {
+    let db = TestDb::new().await;
+    let names: Vec<String> = (0..1000).map(|i| format!("p{i:04}")).collect();
+    let projects: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), "{table: events, mode: append}"))
+        .collect();
+    let s = Setup::new(&db, &projects);
+    let pool = db.pool().await;
+    crate::support::daemon::events_table(&pool).await;
+    let d = Daemon::start(
+        &db,
+        &s.manifests(),
+        &s.log("log"),
+        &[
+            "--inotify-watch-cap",
+            "100",
+            "--rescan",
+            "1h",
+            "--interval",
+            "1h",
+        ],
+    );
+    wait_i64(
+        &pool,
+        120,
+        "1,000 projects reconciled",
+        "SELECT count(*) FROM cpi_projects",
+        1000,
+    )
+    .await
+    .unwrap();
+    d.wait_log("900 folders are polled", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        d.log().contains("fs.inotify.max_user_watches"),
+        "{}",
+        d.log()
+    );
+    // Let the pollers take their first look before the files arrive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (i, name) in [(0u64, "p0000"), (1, "p0500"), (2, "p0999")] {
+        std::fs::write(s.inbox(name).join("drop.csv"), csv_rows(i * 10, 5, name)).unwrap();
+    }
+    wait_i64(
+        &pool,
+        60,
+        "the three files imported",
+        "SELECT count(*) FROM events",
+        15,
+    )
+    .await
+    .unwrap();
+    let tags: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT tag FROM events ORDER BY tag")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        tags,
+        [("p0000".into(),), ("p0500".into(),), ("p0999".into(),)]
+    );
+    assert_eq!(
+        d.log().matches("inotify watches ran out").count(),
+        1,
+        "one WARN line, not one per inbox: {}",
+        d.log()
+    );
 }

@@ -491,8 +491,8 @@ async fn a_configuration_error_leaves_the_file_waiting_until_the_fix() {
     wait_i64(
         &pool,
         30,
-        "the job failed for the missing connection",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'failed' AND error LIKE '%no connection%'",
+        "the job waits for a fix of the missing connection",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued' AND waits_for_fix AND not_before > now() AND error LIKE '%no connection%'",
         1,
     )
     .await
@@ -518,6 +518,11 @@ async fn a_configuration_error_leaves_the_file_waiting_until_the_fix() {
         "imported after the fix, not at the slow re-check"
     );
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 3);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await,
+        1,
+        "the wait and the import are one job"
+    );
     d.stop(Duration::from_secs(20)).await.unwrap();
 }
 
@@ -593,5 +598,83 @@ async fn regression_a_daemon_never_claims_a_cpi_import_job() {
         .unwrap();
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 3);
     assert!(file.exists());
+    d.stop(Duration::from_secs(20)).await.unwrap();
+}
+
+/// A file waiting for its retry keeps its place in its table's queue: the
+/// next file of the same table is not imported before it (neither by a
+/// fresh claim nor by the worker that just ran the failed one), and the
+/// retry is the same job row, not a new one. The first file's rows hit a
+/// trigger that raises a serialization failure (a transient error, so
+/// `Retry`) until the test lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_waiting_for_its_retry_is_not_overtaken_by_the_next_file_of_its_table() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: ordered, mode: append}")]);
+    let pool = db.pool().await;
+    for sql in [
+        "CREATE TABLE ordered (id bigint PRIMARY KEY, tag text, n int, seq bigserial)",
+        "CREATE TABLE gate (closed boolean NOT NULL)",
+        "INSERT INTO gate VALUES (true)",
+        "CREATE FUNCTION gate_check() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.tag = 'first' AND (SELECT closed FROM gate) THEN
+             RAISE EXCEPTION 'the gate is closed' USING ERRCODE = 'serialization_failure';
+           END IF;
+           RETURN NEW;
+         END $$",
+        "CREATE TRIGGER gate BEFORE INSERT ON ordered FOR EACH ROW EXECUTE FUNCTION gate_check()",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    std::fs::write(s.inbox("p").join("a_1.csv"), csv_rows(1, 5, "first")).unwrap();
+    std::fs::write(s.inbox("p").join("a_2.csv"), csv_rows(100, 5, "second")).unwrap();
+    let d = InProcess::start(&db, &s, |c| c.workers = 2).await;
+    wait_at_least(
+        &pool,
+        30,
+        "the first file's transient failure recorded",
+        "SELECT count(*) FROM cpi_import_jobs WHERE file_name = 'a_1.csv' AND error LIKE '%gate is closed%'",
+        1,
+    )
+    .await
+    .unwrap();
+    // The retry is due 5 s later; meanwhile both workers are idle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM ordered WHERE tag = 'second'").await,
+        0,
+        "the second file overtook the first, which waits for its retry"
+    );
+    sqlx::query("UPDATE gate SET closed = false")
+        .execute(&pool)
+        .await
+        .unwrap();
+    wait_i64(
+        &pool,
+        40,
+        "both imported",
+        "SELECT count(*) FROM ordered",
+        10,
+    )
+    .await
+    .unwrap();
+    let order: Vec<(String,)> =
+        sqlx::query_as("SELECT tag FROM ordered GROUP BY tag ORDER BY min(seq)")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(order, [("first".to_string(),), ("second".to_string(),)]);
+    // One row per file: the retry reused the first file's job.
+    let rows: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT file_name, status, attempts FROM cpi_import_jobs ORDER BY file_name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, "a_1.csv");
+    assert_eq!(rows[0].1, "succeeded");
+    assert!(rows[0].2 >= 2, "attempts counted on the same row: {rows:?}");
     d.stop(Duration::from_secs(20)).await.unwrap();
 }

@@ -19,6 +19,7 @@ pub(crate) mod import_support;
 mod layout;
 mod legacy;
 mod pg_input;
+mod queue;
 mod quickstart;
 mod reconcile;
 mod s3;

@@ -224,6 +224,64 @@ async fn management_and_target_over_verify_full_import_a_file() {
     assert!(r.stderr.contains("unknown CA"), "{}", r.stderr);
 }
 
+/// Regression (sqlx 0.9 dropped `TCP_NODELAY`): a COPY stalled ~40 ms per
+/// file on Nagle and the server's delayed ACK (the vendored sqlx-core sets it
+/// again). A connection made by
+/// `tls::connect` (every target connection) has `TCP_NODELAY` set: the
+/// socket whose local port the server sees as `inet_client_port()`.
+#[tokio::test]
+async fn target_connections_send_small_writes_at_once() {
+    let db = TestDb::new().await;
+    let opts = cpi::store::connect_options(&cpi::secret::Secret::new(db.url())).unwrap();
+    let (mut conn, _) = cpi::tls::connect(&opts).await.unwrap();
+    let port: i32 = sqlx::query_scalar("SELECT inet_client_port()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let mut found = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: only reads into the buffers passed, with their sizes.
+        unsafe {
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            let mut alen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if libc::getsockname(fd, (&raw mut addr).cast(), &mut alen) != 0
+                || i32::from(addr.sin_family) != libc::AF_INET
+                || i32::from(u16::from_be(addr.sin_port)) != port
+            {
+                continue;
+            }
+            let mut on: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            assert_eq!(
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&raw mut on).cast(),
+                    &mut len
+                ),
+                0
+            );
+            assert_eq!(
+                on, 1,
+                "TCP_NODELAY is off on the target connection's socket"
+            );
+            found += 1;
+        }
+    }
+    assert!(
+        found >= 1,
+        "the connection's socket (local port {port}) was not found"
+    );
+}
+
 /// An `sslrootcert` file is the only trust anchor, as in libpq: the system
 /// roots are not added to it. The machine's store cannot be changed here,
 /// so the server's CA is made a "system" root through `SSL_CERT_FILE`

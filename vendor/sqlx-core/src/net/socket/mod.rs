@@ -188,9 +188,12 @@ pub async fn connect_tcp<Ws: WithSocket>(
 ) -> crate::Result<Ws::Output> {
     #[cfg(feature = "_rt-tokio")]
     if crate::rt::rt_tokio::available() {
-        return Ok(with_socket
-            .with_socket(tokio::net::TcpStream::connect((host, port)).await?)
-            .await);
+        // cpi patch: sqlx 0.8 set TCP_NODELAY, 0.9.0 does not; without it
+        // a COPY's small CopyData and CopyDone wait ~40 ms on Nagle and the
+        // server's delayed ACK (vendor/README.md).
+        let stream = tokio::net::TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        return Ok(with_socket.with_socket(stream).await);
     }
 
     cfg_if! {
