@@ -127,6 +127,13 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     /// Counts the imports that could not reach their target.
     health: Arc<Health>,
+    /// Objects this process moved out of their inbox, for the scanner to
+    /// forget: a listing tells an object only by key, ETag, size and a
+    /// write time in whole seconds, so the same content uploaded again
+    /// within the second would otherwise look like the one already judged.
+    moved_objects: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+    /// Wakes the scanner when `moved_objects` has news.
+    objects_moved: Arc<Notify>,
 }
 
 /// Runs the daemon on `pool` (migrated here) until `shutdown` completes and
@@ -193,6 +200,8 @@ pub async fn run(
         job_ready: Arc::new(Notify::new()),
         shutdown: stop.clone(),
         health: health.clone(),
+        moved_objects: Arc::default(),
+        objects_moved: Arc::new(Notify::new()),
     };
     let scanner = tokio::spawn(scan_inboxes(
         shared.clone(),
@@ -313,6 +322,15 @@ async fn scan_inboxes(
     loop {
         let pass = Instant::now();
         let full = pass >= next_full;
+        let moved: Vec<PathBuf> = std::mem::take(&mut *s.moved_objects.lock().unwrap());
+        for (name, ib) in inboxes.iter_mut() {
+            for p in &moved {
+                if ib.readiness.forget(p) {
+                    // Listed again now: an upload after the move is a new file.
+                    dirty.insert(name.clone());
+                }
+            }
+        }
         if full {
             match store::list_projects(&s.pool).await {
                 Ok(rows) => {
@@ -423,6 +441,7 @@ async fn scan_inboxes(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
+            _ = s.objects_moved.notified() => {}
             _ = projects_changed.notified() => {
                 next_full = Instant::now();
                 // Files waiting for a configuration fix are due at once.
@@ -795,6 +814,11 @@ async fn finish_object(
     let client = storage::client(config.storage.as_ref()).await;
     let m = crate::moves::ObjectMove::new(client, object, to, &id[..8], report);
     crate::moves::start_object(m, s.shutdown.clone()).await;
+    s.moved_objects
+        .lock()
+        .unwrap()
+        .push(PathBuf::from(&job.job.file_path));
+    s.objects_moved.notify_one();
 }
 
 #[cfg(test)]

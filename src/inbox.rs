@@ -84,6 +84,12 @@ impl Readiness {
         }
     }
 
+    /// Drops what is known of `path` (it was moved away by its job): if it
+    /// is listed again, it is a new file. Whether it was known.
+    pub fn forget(&mut self, path: &Path) -> bool {
+        self.seen.remove(path).is_some()
+    }
+
     /// Whether some file is still settling (the inbox needs another look soon).
     pub fn settling(&self) -> bool {
         self.seen.values().any(|s| !s.emitted)
@@ -225,6 +231,21 @@ pub fn write_report_beside(file: &Path, job_id: &str, report: &[u8]) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_listed_again_after_it_was_forgotten_is_ready_again() {
+        let t = SystemTime::UNIX_EPOCH;
+        let now = Instant::now();
+        let listing = vec![(PathBuf::from("s3://b/in/a.csv#e"), 10, t)];
+        let mut r = Readiness::default();
+        assert_eq!(r.observe(&listing, Duration::ZERO, now).len(), 1);
+        // The same key, ETag, size and second: not new by itself...
+        assert!(r.observe(&listing, Duration::ZERO, now).is_empty());
+        // ...but after its job moved it away, a listing of it is a new upload.
+        assert!(r.forget(Path::new("s3://b/in/a.csv#e")));
+        assert_eq!(r.observe(&listing, Duration::ZERO, now).len(), 1);
+        assert!(!r.forget(Path::new("s3://b/in/other.csv#e")));
+    }
 
     #[test]
     fn temp_and_hidden_names_are_ignored() {

@@ -160,7 +160,7 @@ async fn objects_are_imported_once_then_moved_and_a_reupload_is_a_duplicate() {
         1,
     )
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
     wait_for("the re-upload moved", Duration::from_secs(60), || {
         let c = c.clone();
         async move {
