@@ -17,6 +17,9 @@
 //! keeps the generated files, `BENCH_CPI_LOG=cpi=debug` prints cpi's
 //! per-import timings, `BENCH_KEEP_DB=1` keeps the database.
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,45 +27,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
-const TABLE: &str = "CREATE TABLE t (
-    id bigint PRIMARY KEY, name text, email text, amount numeric(12,2), qty int,
-    created_at timestamptz, active boolean, note text)";
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-}
-
-const WORDS: &[&str] = &[
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
-];
-
-fn row(w: &mut impl Write, id: u64, version: u64) -> std::io::Result<()> {
-    let mut r =
-        Rng(id.wrapping_mul(0x9E3779B97F4A7C15) ^ version.wrapping_mul(0xD1B54A32D192ED03) | 1);
-    let a = WORDS[(r.next() % 10) as usize];
-    let b = WORDS[(r.next() % 10) as usize];
-    let cents = r.next() % 10_000_000;
-    let qty = r.next() % 1000;
-    let secs = 1_600_000_000 + (r.next() % 100_000_000);
-    let ts = chrono::DateTime::from_timestamp(secs as i64, 0).unwrap();
-    writeln!(
-        w,
-        "{id},{a} {b},{a}.{b}{id}@example.com,{}.{:02},{qty},{},{},\"{b}, {a} said \"\"hi\"\", #{}\"",
-        cents / 100,
-        cents % 100,
-        ts.format("%Y-%m-%dT%H:%M:%SZ"),
-        if r.next().is_multiple_of(2) { "true" } else { "false" },
-        r.next() % 100_000
-    )
-}
+use bench_support::{row, TABLE};
 
 fn generate(dir: &Path, rows: u64) -> (PathBuf, PathBuf) {
     let base = dir.join("base.csv");

@@ -24,6 +24,8 @@
 #[path = "bench_support/mod.rs"]
 mod bench_support;
 
+use bench_support::{arg, row, TABLE};
+
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,56 +33,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use sqlx::{Connection, PgConnection};
-
-fn arg(name: &str, env: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| std::env::var(env).ok())
-        .map(|s| s.replace('_', "").parse().expect("a number"))
-        .unwrap_or(default)
-}
-
-/// xorshift64*, as bench_import.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-}
-
-const WORDS: &[&str] = &[
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
-];
-
-/// bench_import's row.
-fn row(w: &mut impl Write, id: u64) -> std::io::Result<()> {
-    let mut r = Rng(id.wrapping_mul(0x9E3779B97F4A7C15) | 1);
-    let a = WORDS[(r.next() % 10) as usize];
-    let b = WORDS[(r.next() % 10) as usize];
-    let cents = r.next() % 10_000_000;
-    let qty = r.next() % 1000;
-    let secs = 1_600_000_000 + (r.next() % 100_000_000);
-    let ts = chrono::DateTime::from_timestamp(secs as i64, 0).unwrap();
-    writeln!(
-        w,
-        "{id},{a} {b},{a}.{b}{id}@example.com,{}.{:02},{qty},{},{},\"{b}, {a} said \"\"hi\"\", #{}\"",
-        cents / 100,
-        cents % 100,
-        ts.format("%Y-%m-%dT%H:%M:%SZ"),
-        if r.next().is_multiple_of(2) { "true" } else { "false" },
-        r.next() % 100_000
-    )
-}
-
-const TABLE: &str = "CREATE TABLE t (
-    id bigint PRIMARY KEY, name text, email text, amount numeric(12,2), qty int,
-    created_at timestamptz, active boolean, note text)";
 
 struct Moto(Child, u16);
 
@@ -274,7 +226,7 @@ async fn main() {
         let mut w = BufWriter::new(std::fs::File::create(&base).unwrap());
         writeln!(w, "id,name,email,amount,qty,created_at,active,note").unwrap();
         for id in 1..=rows {
-            row(&mut w, id).unwrap();
+            row(&mut w, id, 0).unwrap();
         }
         w.flush().unwrap();
     }

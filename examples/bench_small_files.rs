@@ -21,21 +21,13 @@
 #[path = "bench_support/mod.rs"]
 mod bench_support;
 
+use bench_support::arg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
-
-fn arg(name: &str, env: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| std::env::var(env).ok())
-        .map(|s| s.replace('_', "").parse().expect("a number"))
-        .unwrap_or(default)
-}
 
 fn generate(dir: &Path, files: u64, rows: u64, round: u64) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
