@@ -764,7 +764,7 @@ async fn finish_file(s: &Shared, job: queue::Claimed, path: PathBuf, outcome: Jo
         let dir = inbox::processed_dir(&config, &inbox_dir);
         crate::moves::Move::new(path.to_path_buf(), dir, short, None, roots)
     };
-    crate::moves::start(m, s.shutdown.clone());
+    crate::moves::start(m, s.shutdown.clone()).await;
 }
 
 /// `<name>.error.json`'s content for a failed job.
@@ -813,7 +813,7 @@ async fn finish_object(
     let report = failed.then(|| error_report(job, outcome));
     let client = storage::client(config.storage.as_ref()).await;
     let m = crate::moves::ObjectMove::new(client, object, to, &id[..8], report);
-    crate::moves::start_object(m, s.shutdown.clone()).await;
+    crate::moves::start(m, s.shutdown.clone()).await;
     s.moved_objects
         .lock()
         .unwrap()

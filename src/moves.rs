@@ -100,62 +100,6 @@ impl Move {
     }
 }
 
-/// Attempts `m` once, now; if that fails, keeps trying in a background task
-/// ([`until_done`]) so the worker can take its next job. The first attempt
-/// is inline so that a process about to exit has moved what it could.
-pub fn start(mut m: Move, stop: watch::Receiver<bool>) {
-    match m.attempt() {
-        Attempt::Done(to) => tracing::info!(to = %to.display(), "file moved"),
-        Attempt::Gone => {
-            tracing::debug!(from = %m.from.display(), "file already moved (another replica)")
-        }
-        Attempt::Failed(e) => {
-            tracing::error!(
-                from = %m.from.display(),
-                to = %m.destination().display(),
-                error = %e,
-                "cannot move the file; it stays in the inbox and the move is retried"
-            );
-            tokio::spawn(until_done(m, stop));
-        }
-    }
-}
-
-/// Attempts `m` until it is done, the file is gone, or `stop` is set (then
-/// the file stays in the inbox: at the next start it is found again and
-/// recognised as a duplicate by its checksum, and moved).
-pub async fn until_done(mut m: Move, mut stop: watch::Receiver<bool>) {
-    let mut failures = 0u32;
-    loop {
-        // The caller's attempt failed just now: wait before the next.
-        let delay = crate::retry::backoff(failures, BASE, MAX);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        failures += 1;
-        match m.attempt() {
-            Attempt::Done(to) => {
-                tracing::info!(from = %m.from.display(), to = %to.display(), failures, "file moved after retries");
-                return;
-            }
-            Attempt::Gone => {
-                tracing::debug!(from = %m.from.display(), "file already moved (another replica)");
-                return;
-            }
-            Attempt::Failed(e) => {
-                tracing::error!(
-                    from = %m.from.display(),
-                    to = %m.destination().display(),
-                    error = %e,
-                    retry_in = ?crate::retry::backoff(failures, BASE, MAX),
-                    "cannot move the file; it stays in the inbox and the move is retried"
-                );
-            }
-        }
-    }
-}
-
 /// An object's way out of an `s3://` inbox: copied into `processed/` or
 /// `failed/` (with its `.error.json` beside it), then deleted. Nothing is
 /// deleted before its copy exists; each step that is done stays done
@@ -258,53 +202,96 @@ impl ObjectMove {
     }
 }
 
-/// [`start`] for an object: one attempt now, then retries in the background.
-pub async fn start_object(mut m: ObjectMove, stop: watch::Receiver<bool>) {
-    match m.attempt().await {
-        Attempt::Done(to) => tracing::info!(to = %to.display(), "object moved"),
-        Attempt::Gone => {
-            tracing::debug!(from = %m.from.url(), "object already moved (another replica) or replaced")
-        }
-        Attempt::Failed(e) => {
-            tracing::error!(
-                from = %m.from.url(),
-                to = %m.destination(),
-                error = %e,
-                "cannot move the object; it stays in the inbox and the move is retried"
-            );
-            tokio::spawn(object_until_done(m, stop));
-        }
+/// A move that [`start`] and [`until_done`] drive: a file's ([`Move`]) or
+/// an object's ([`ObjectMove`]).
+pub trait Movable: Send + Sized + 'static {
+    /// `"file"` or `"object"`, for the log.
+    const KIND: &'static str;
+    /// One try; what is done stays done for the next.
+    fn try_once(&mut self) -> impl std::future::Future<Output = Attempt> + Send;
+    /// Where it is, for the log.
+    fn source(&self) -> String;
+    /// Where the try that failed was heading, for the log.
+    fn heading(&self) -> String;
+}
+
+impl Movable for Move {
+    const KIND: &'static str = "file";
+    async fn try_once(&mut self) -> Attempt {
+        self.attempt()
+    }
+    fn source(&self) -> String {
+        self.from.display().to_string()
+    }
+    fn heading(&self) -> String {
+        self.destination().display().to_string()
     }
 }
 
-/// [`until_done`] for an object.
-pub async fn object_until_done(mut m: ObjectMove, mut stop: watch::Receiver<bool>) {
+impl Movable for ObjectMove {
+    const KIND: &'static str = "object";
+    async fn try_once(&mut self) -> Attempt {
+        self.attempt().await
+    }
+    fn source(&self) -> String {
+        self.from.url()
+    }
+    fn heading(&self) -> String {
+        self.destination()
+    }
+}
+
+/// Attempts `m` once, now; if that fails, keeps trying in a background task
+/// ([`until_done`]) so the worker can take its next job. The first attempt
+/// is inline so that a process about to exit has moved what it could.
+pub async fn start<M: Movable>(mut m: M, stop: watch::Receiver<bool>) {
+    let attempt = m.try_once().await;
+    if !settled(&m, attempt, 0) {
+        tokio::spawn(until_done(m, stop));
+    }
+}
+
+/// Attempts `m` until it is done, it is gone, or `stop` is set (then the
+/// file stays in the inbox: at the next start it is found again and
+/// recognised as a duplicate by its checksum, and moved).
+pub async fn until_done<M: Movable>(mut m: M, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
     loop {
+        // The last attempt failed just now: wait before the next.
         let delay = crate::retry::backoff(failures, BASE, MAX);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         failures += 1;
-        match m.attempt().await {
-            Attempt::Done(to) => {
-                tracing::info!(from = %m.from.url(), to = %to.display(), failures, "object moved after retries");
-                return;
-            }
-            Attempt::Gone => {
-                tracing::debug!(from = %m.from.url(), "object already moved (another replica) or replaced");
-                return;
-            }
-            Attempt::Failed(e) => {
-                tracing::error!(
-                    from = %m.from.url(),
-                    to = %m.destination(),
-                    error = %e,
-                    retry_in = ?crate::retry::backoff(failures, BASE, MAX),
-                    "cannot move the object; it stays in the inbox and the move is retried"
-                );
-            }
+        let attempt = m.try_once().await;
+        if settled(&m, attempt, failures) {
+            return;
+        }
+    }
+}
+
+/// Logs one attempt (`failures` before it); whether the move is over.
+fn settled<M: Movable>(m: &M, attempt: Attempt, failures: u32) -> bool {
+    let kind = M::KIND;
+    match attempt {
+        Attempt::Done(to) => {
+            tracing::info!(from = %m.source(), to = %to.display(), failures, "{kind} moved");
+            true
+        }
+        Attempt::Gone => {
+            tracing::debug!(from = %m.source(), "{kind} already moved (another replica) or replaced");
+            true
+        }
+        Attempt::Failed(e) => {
+            tracing::error!(
+                from = %m.source(),
+                to = %m.heading(),
+                error = %e,
+                retry_in = ?crate::retry::backoff(failures, BASE, MAX),
+                "cannot move the {kind}; it stays in the inbox and the move is retried"
+            );
+            false
         }
     }
 }
