@@ -80,6 +80,33 @@ fn key_match(a: &str, b: &str, key: &[&str]) -> String {
         .join(" AND ")
 }
 
+/// The merge's column names, and the columns that are not the key.
+fn split_key<'a>(cols: &'a [MergeColumn], key: &[&str]) -> (Vec<&'a str>, Vec<&'a MergeColumn>) {
+    let names = cols.iter().map(|c| c.name.as_str()).collect();
+    let rest = cols
+        .iter()
+        .filter(|c| !key.contains(&c.name.as_str()))
+        .collect();
+    (names, rest)
+}
+
+/// `alias."a", alias."b"`.
+fn qualified(alias: &str, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|c| format!("{alias}.{}", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `"a" = from."a", …`: the SET list of an update from `from`.
+fn assignments(cols: &[&MergeColumn], from: &str) -> String {
+    cols.iter()
+        .map(|c| format!("{q} = {from}.{q}", q = quote_ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Upsert: one row per key; a row identical to the stored one is neither
 /// rewritten nor even locked (an anti-join drops it before `ON CONFLICT`,
 /// which would lock it), and not counted. Returns two counts: inserted,
@@ -93,16 +120,8 @@ pub fn upsert(
     key: &[&str],
     keys_unique: bool,
 ) -> String {
-    let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
-    let rest: Vec<&MergeColumn> = cols
-        .iter()
-        .filter(|c| !key.contains(&c.name.as_str()))
-        .collect();
-    let s_cols = names
-        .iter()
-        .map(|c| format!("s.{}", quote_ident(c)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (names, rest) = split_key(cols, key);
+    let s_cols = qualified("s", &names);
     let mut unchanged = key_match("o", "s", key);
     let action = if rest.is_empty() {
         "DO NOTHING".to_string()
@@ -112,11 +131,7 @@ pub fn upsert(
             side("o", &rest),
             side("s", &rest)
         ));
-        let set = rest
-            .iter()
-            .map(|c| format!("{q} = EXCLUDED.{q}", q = quote_ident(&c.name)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let set = assignments(&rest, "EXCLUDED");
         format!(
             "DO UPDATE SET {set} WHERE ROW({}) IS DISTINCT FROM ROW({})",
             side("t", &rest),
@@ -157,30 +172,18 @@ pub fn merge_upsert(
     key: &[&str],
     keys_unique: bool,
 ) -> String {
-    let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
-    let rest: Vec<&MergeColumn> = cols
-        .iter()
-        .filter(|c| !key.contains(&c.name.as_str()))
-        .collect();
+    let (names, rest) = split_key(cols, key);
     let update = if rest.is_empty() {
         String::new()
     } else {
-        let set = rest
-            .iter()
-            .map(|c| format!("{q} = s.{q}", q = quote_ident(&c.name)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let set = assignments(&rest, "s");
         format!(
             " WHEN MATCHED AND ROW({}) IS DISTINCT FROM ROW({}) THEN UPDATE SET {set}",
             side("t", &rest),
             side("s", &rest)
         )
     };
-    let values = names
-        .iter()
-        .map(|c| format!("s.{}", quote_ident(c)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let values = qualified("s", &names);
     format!(
         "MERGE INTO {target} AS t USING ({src}) s ON {on}{update} \
          WHEN NOT MATCHED AND nextval('{INSERTED_COUNTER}') > 0 THEN INSERT ({c}) VALUES ({values})",
