@@ -132,8 +132,6 @@ struct Shared {
     /// write time in whole seconds, so the same content uploaded again
     /// within the second would otherwise look like the one already judged.
     moved_objects: Arc<std::sync::Mutex<Vec<PathBuf>>>,
-    /// Wakes the scanner when `moved_objects` has news.
-    objects_moved: Arc<Notify>,
 }
 
 /// Runs the daemon on `pool` (migrated here) until `shutdown` completes and
@@ -201,7 +199,6 @@ pub async fn run(
         shutdown: stop.clone(),
         health: health.clone(),
         moved_objects: Arc::default(),
-        objects_moved: Arc::new(Notify::new()),
     };
     let scanner = tokio::spawn(scan_inboxes(
         shared.clone(),
@@ -322,13 +319,14 @@ async fn scan_inboxes(
     loop {
         let pass = Instant::now();
         let full = pass >= next_full;
+        // An upload after the move is a new file at the next listing. (Not
+        // listed at once: every listing widens the window in which another
+        // replica's import can finish between the "imported?" check and
+        // the enqueue.)
         let moved: Vec<PathBuf> = std::mem::take(&mut *s.moved_objects.lock().unwrap());
-        for (name, ib) in inboxes.iter_mut() {
+        for ib in inboxes.values_mut() {
             for p in &moved {
-                if ib.readiness.forget(p) {
-                    // Listed again now: an upload after the move is a new file.
-                    dirty.insert(name.clone());
-                }
+                ib.readiness.forget(p);
             }
         }
         if full {
@@ -441,7 +439,6 @@ async fn scan_inboxes(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
-            _ = s.objects_moved.notified() => {}
             _ = projects_changed.notified() => {
                 next_full = Instant::now();
                 // Files waiting for a configuration fix are due at once.
@@ -818,7 +815,6 @@ async fn finish_object(
         .lock()
         .unwrap()
         .push(PathBuf::from(&job.job.file_path));
-    s.objects_moved.notify_one();
 }
 
 #[cfg(test)]

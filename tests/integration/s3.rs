@@ -437,11 +437,29 @@ async fn two_replicas_on_one_bucket_load_each_of_500_objects_once() {
         n as i64,
         "each object loaded once"
     );
-    assert_eq!(
-        scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await,
-        n as i64,
-        "each object queued once"
-    );
+    let twice: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT file_name, status, error, coalesce(worker, '') FROM cpi_import_jobs
+          WHERE file_name IN (SELECT file_name FROM cpi_import_jobs GROUP BY 1 HAVING count(*) > 1)
+          ORDER BY file_name, created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    if !twice.is_empty() {
+        let logs: String = [&a, &b]
+            .iter()
+            .flat_map(|d| {
+                let log = d.log();
+                let names: Vec<String> = twice.iter().map(|t| t.0.clone()).collect();
+                log.lines()
+                    .filter(|l| names.iter().any(|n| l.contains(n.as_str())))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!("each object queued once: {twice:?}\n{logs}");
+    }
     for d in [&mut a, &mut b] {
         d.signal("-TERM");
         assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
