@@ -35,7 +35,7 @@ use crate::reconcile;
 use crate::secret::{self, Secret};
 use crate::storage;
 use crate::store;
-use crate::watch::{Backend, Watcher};
+use crate::watch::{Backend, Events, Watcher};
 
 /// What the daemon does and how often: plain values, no parsing (the
 /// command line fills them from `cpi run`'s arguments, tests directly).
@@ -301,7 +301,7 @@ async fn scan_inboxes(
     health: Arc<Health>,
 ) {
     let (tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = Watcher::new(backend, tx, health.clone())
+    let mut watcher = Watcher::new(backend, Events::Arrivals, tx, health.clone())
         .map_err(
             |e| tracing::warn!(error = %e, "cannot watch inboxes; listing them every --rescan"),
         )

@@ -16,7 +16,7 @@ use crate::apply::{self, ApplyOptions};
 use crate::manifest::{self, Secrets};
 use crate::metrics::{Health, ReconcileStatus};
 use crate::secret;
-use crate::watch::{Backend, Watcher};
+use crate::watch::{Backend, Events, Watcher};
 
 /// What the loop reconciles and how (filled by the daemon's `run`).
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = match Watcher::new(s.backend, tx, health.clone()) {
+    let mut watcher = match Watcher::new(s.backend, Events::All, tx, health.clone()) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the manifests; reconciling every interval only");

@@ -38,6 +38,35 @@ enum Via {
     Fallback,
 }
 
+/// Which changes a watcher reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Events {
+    /// Every change: a manifest removed or renamed away matters.
+    All,
+    /// Paths that appeared or were written. An inbox loses a file each time
+    /// an import moves one out; listing the folder again for that is
+    /// wasted (with 1,000 files waiting, a thousand listings of a thousand
+    /// files each).
+    Arrivals,
+}
+
+impl Events {
+    /// Whether `kind` is one of these changes.
+    pub fn wants(self, kind: &notify::EventKind) -> bool {
+        use notify::event::{ModifyKind, RenameMode};
+        use notify::EventKind;
+        match kind {
+            // Reads (open, close without writing) are not changes, and
+            // cpi's own reads of the folder would otherwise wake it up again.
+            EventKind::Access(_) => false,
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                self == Events::All
+            }
+            _ => true,
+        }
+    }
+}
+
 /// A watcher that sends every changed path into a channel.
 pub struct Watcher {
     inner: Box<dyn notify::Watcher + Send>,
@@ -50,17 +79,17 @@ pub struct Watcher {
     native_cap: Option<usize>,
     tx: UnboundedSender<PathBuf>,
     health: Arc<Health>,
+    events: Events,
 }
 
 /// The event handler of a notify watcher: changed paths into `tx`.
 fn handler(
     tx: UnboundedSender<PathBuf>,
     health: Arc<Health>,
+    events: Events,
 ) -> impl Fn(notify::Result<notify::Event>) + Send + 'static {
     move |res: notify::Result<notify::Event>| match res {
-        // Reads (open, close without writing) are not changes, and cpi's
-        // own reads of the folder would otherwise wake it up again.
-        Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
+        Ok(event) if !events.wants(&event.kind) => {}
         Ok(event) => {
             for p in event.paths {
                 let _ = tx.send(p);
@@ -77,10 +106,11 @@ impl Watcher {
     /// Errors count in `health` (the `cpi_watcher_errors_total` metric).
     pub fn new(
         backend: Backend,
+        events: Events,
         tx: UnboundedSender<PathBuf>,
         health: Arc<Health>,
     ) -> notify::Result<Watcher> {
-        let h = handler(tx.clone(), health.clone());
+        let h = handler(tx.clone(), health.clone(), events);
         let (inner, native): (Box<dyn notify::Watcher + Send>, bool) = match backend {
             Backend::Native => (Box::new(notify::recommended_watcher(h)?), true),
             Backend::Poll(every) => (
@@ -99,6 +129,7 @@ impl Watcher {
             native_cap: None,
             tx,
             health,
+            events,
         })
     }
 
@@ -194,7 +225,7 @@ impl Watcher {
     /// Watches `p` with the fallback poller.
     fn poll(&mut self, p: &std::path::Path, mode: RecursiveMode) -> notify::Result<()> {
         if self.fallback.is_none() {
-            let h = handler(self.tx.clone(), self.health.clone());
+            let h = handler(self.tx.clone(), self.health.clone(), self.events);
             let config = notify::Config::default().with_poll_interval(FALLBACK_POLL);
             self.fallback = Some(notify::PollWatcher::new(h, config)?);
         }
@@ -205,5 +236,37 @@ impl Watcher {
     fn cannot_watch(&self, p: &std::path::Path, e: &notify::Error) {
         self.health.watcher_error();
         tracing::warn!(path = %p.display(), error = %e, "cannot watch; relying on the periodic rescan");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode};
+    use notify::EventKind;
+
+    #[test]
+    fn an_inbox_hears_arrivals_and_not_departures() {
+        let arrivals = [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            // A backend that cannot tell the direction of a rename.
+            EventKind::Modify(ModifyKind::Name(RenameMode::Any)),
+        ];
+        let departures = [
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+        ];
+        for k in &arrivals {
+            assert!(Events::Arrivals.wants(k), "{k:?}");
+            assert!(Events::All.wants(k), "{k:?}");
+        }
+        for k in &departures {
+            assert!(!Events::Arrivals.wants(k), "{k:?}");
+            assert!(Events::All.wants(k), "{k:?}");
+        }
+        let read = EventKind::Access(notify::event::AccessKind::Any);
+        assert!(!Events::All.wants(&read) && !Events::Arrivals.wants(&read));
     }
 }
