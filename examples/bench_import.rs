@@ -259,7 +259,8 @@ async fn main() {
     // history are emptied, or a file the size of an earlier job's would be
     // hashed before loading (cpi's check for a likely duplicate), a pass
     // over the file that a new file does not pay.
-    let reset = "TRUNCATE t;\nDELETE FROM cpi.imported_files;\nDELETE FROM cpi_import_jobs;\nCHECKPOINT;\n";
+    let reset =
+        "TRUNCATE t;\nDELETE FROM cpi.imported_files;\nDELETE FROM cpi_import_jobs;\nCHECKPOINT;\n";
     for statement in cpi::import::sql::CREATE_LEDGER {
         exec(&url, statement).await;
     }

@@ -9,7 +9,7 @@
 //! - `--history N` (`BENCH_HISTORY`, default 0): finished jobs inserted with
 //!   SQL into `cpi_import_jobs` (same project and table) before timing;
 //! - `--rounds N` (`BENCH_ROUNDS`, default 3): paired rounds; medians printed;
-//! - `--explain`: prints `EXPLAIN` of the daemon's claim query after the history is in.
+//! - `--explain`: prints the plans of the daemon's claim (auto_explain) after the history is in.
 //!
 //! Each round generates the files (id bigint primary key, store text,
 //! amount numeric, at timestamptz) and times, into three tables of the same
@@ -145,30 +145,47 @@ async fn main() {
         );
     }
     if explain {
-        // The two claim queries as a worker runs them: a fresh claim, and
-        // the next file of the table of the job it just finished.
+        // The claim as a worker runs it, after the table's previous job
+        // (`cpi_claim` tries the table first, then any table), in a
+        // transaction rolled back: auto_explain prints the plan of each
+        // statement inside the function and of the claim's own query, as
+        // generic plans (what a worker's cached plans become).
         let project: uuid::Uuid =
             sqlx::query_scalar("SELECT id FROM cpi_projects WHERE name = 'drops'")
                 .fetch_one(&mut conn)
                 .await
                 .unwrap();
-        let next = cpi::queue::NEXT_OF_TABLE_SQL
-            .replace("$1", &format!("'{project}'::uuid"))
-            .replace("$2", "'ev_daemon'");
-        for (what, sql) in [
-            (
-                "claim (any table)",
-                cpi::queue::CLAIM_CANDIDATE_SQL.to_string(),
-            ),
-            ("claim_after (next file of the table)", next),
-        ] {
-            let plan: Vec<String> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap();
-            println!("EXPLAIN of the {what}:\n{}\n", plan.join("\n"));
-        }
+        let claim = cpi::queue::CLAIM_SQL
+            .replace("$1", "'explain'")
+            .replace("$2", "1")
+            .replace("$3", &format!("'{project}'::uuid"))
+            .replace("$4", "'ev_daemon'");
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-d", &url])
+            .args([
+                "-c",
+                "LOAD 'auto_explain'",
+                "-c",
+                "SET auto_explain.log_min_duration = 0",
+                "-c",
+                "SET auto_explain.log_nested_statements = on",
+                "-c",
+                "SET auto_explain.log_level = notice",
+                "-c",
+                "SET plan_cache_mode = force_generic_plan",
+                "-c",
+                "BEGIN",
+                "-c",
+                &claim,
+                "-c",
+                "ROLLBACK",
+            ])
+            .output()
+            .expect("psql");
+        println!(
+            "EXPLAIN of the claim (auto_explain):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     let (mut loop_s, mut import_s, mut daemon_s) = (vec![], vec![], vec![]);

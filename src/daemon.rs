@@ -401,21 +401,31 @@ async fn scan_inboxes(
             if is_object_path(&ib.dir) {
                 ready = not_imported(&s.pool, ready, &listing).await;
             }
-            for path in ready {
-                let opts =
-                    relative(&ib.dir, &path).and_then(|r| ib.config.options_with(&ib.patterns, &r));
-                let table = opts.as_ref().map(|o| o.table.to_string());
-                let mode = opts.as_ref().map(|o| o.mode.as_str());
-                match queue::enqueue(&s.pool, name, &path, &queued_by, table.as_deref(), mode).await
-                {
-                    Ok(Some(id)) => {
-                        tracing::info!(project = %name, file = %path.display(), job = %id, "file ready: queued");
+            let files: Vec<crate::jobs::QueuedFile> = ready
+                .into_iter()
+                .map(|path| {
+                    let opts = relative(&ib.dir, &path)
+                        .and_then(|r| ib.config.options_with(&ib.patterns, &r));
+                    let target = opts.map(|o| (o.table.to_string(), o.mode.as_str().to_string()));
+                    crate::jobs::QueuedFile { path, target }
+                })
+                .collect();
+            match queue::enqueue(&s.pool, name, &files, &queued_by).await {
+                Ok(queued) => {
+                    for (id, file) in &queued {
+                        tracing::info!(project = %name, file = %file, job = %id, "file ready: queued");
+                    }
+                    if !queued.is_empty() {
                         s.job_ready.notify_waiters();
                     }
-                    Ok(None) => tracing::debug!(file = %path.display(), "already queued"),
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %secret::scrub_known(&e.to_string()), "cannot queue; will retry");
-                        ib.readiness.release(&path);
+                    if queued.len() < files.len() {
+                        tracing::debug!(project = %name, files = files.len() - queued.len(), "already queued");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(project = %name, files = files.len(), error = %secret::scrub_known(&e.to_string()), "cannot queue; will retry");
+                    for f in &files {
+                        ib.readiness.release(&f.path);
                     }
                 }
             }
@@ -554,6 +564,7 @@ async fn work(s: Shared, worker: String) {
     let mut shutdown = s.shutdown.clone();
     // The job this worker just finished: the next file of its table comes here.
     let mut previous: Option<queue::Claimed> = None;
+    let mut known = import::Known::default();
     loop {
         if *shutdown.borrow() {
             return;
@@ -582,12 +593,14 @@ async fn work(s: Shared, worker: String) {
         };
         let span = tracing::info_span!("import", job_id = %job.job.id, project = %job.job.project_name, file = %job.job.file_name);
         tracing::debug!(parent: &span, claim_ms, "claimed");
-        process(&s, &worker, job.clone()).instrument(span).await;
+        process(&s, &worker, job.clone(), &mut known)
+            .instrument(span)
+            .await;
         previous = Some(job);
     }
 }
 
-async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
+async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut import::Known) {
     // (An object that is gone is found so by its job's first request.)
     let object = storage::is_object(&job.job.file_path);
     if !object && !Path::new(&job.job.file_path).exists() {
@@ -614,7 +627,12 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed) {
     };
     let started = Instant::now();
     let result = {
-        let import = import::run_queued(&s.pool, &job.job, worker);
+        let claim = import::Claim {
+            target_version: job.target_version.as_deref(),
+            size_seen: job.size_seen,
+            known,
+        };
+        let import = import::run_queued(&s.pool, &job.job, worker, claim);
         let mut stop = s.shutdown.clone();
         let timeout = s.settings.shutdown_timeout;
         let deadline = async move {

@@ -179,20 +179,78 @@ pub async fn create(
     path: &Path,
     worker: &str,
 ) -> Result<Uuid, JobError> {
-    insert(mgmt, project_name, path, worker, None, JobStatus::Running).await
+    insert(mgmt, project_name, path, worker).await
 }
 
-/// Inserts a `queued` job for the daemon's queue, with the target table and
-/// mode already known (the queue orders and serializes jobs per table, so
-/// the row must carry its table from the moment it is visible).
-pub async fn create_for(
+/// A file for the daemon's queue, with its target table and mode when its
+/// options resolve (the queue orders and serializes jobs per table, so the
+/// row must carry its table from the moment it is visible).
+#[derive(Debug, Clone)]
+pub struct QueuedFile {
+    /// The file (or an object's job path).
+    pub path: std::path::PathBuf,
+    /// Its table and mode.
+    pub target: Option<(String, String)>,
+}
+
+/// Inserts `queued` jobs for `files` in one statement (a listing's ready
+/// files, one round trip and one commit however many). A file that has a
+/// queued or running job already is skipped (the unique index on active
+/// jobs); so is every file when the project is gone. Returns the new jobs,
+/// by path. Rows go in path order, so two replicas queueing the same files
+/// wait for each other instead of deadlocking.
+pub async fn create_queued(
     mgmt: &PgPool,
     project_name: &str,
-    path: &Path,
+    files: &[QueuedFile],
     worker: &str,
-    target: Option<(&str, &str)>,
-) -> Result<Uuid, JobError> {
-    insert(mgmt, project_name, path, worker, target, JobStatus::Queued).await
+) -> Result<Vec<(Uuid, String)>, JobError> {
+    let (mut names, mut paths, mut sizes, mut tables, mut modes) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for f in files {
+        let (name, path, size) = job_path(&f.path);
+        names.push(name);
+        paths.push(path.to_string_lossy().into_owned());
+        sizes.push(size);
+        tables.push(f.target.as_ref().map(|t| t.0.clone()));
+        modes.push(f.target.as_ref().map(|t| t.1.clone()));
+    }
+    Ok(sqlx::query_as(
+        "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)
+         SELECT p.id, p.name, p.connection_id, f.file_name, f.file_path, f.file_size, $7, $8, f.target_table, f.mode
+           FROM cpi_projects p,
+                unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[])
+                    AS f(file_name, file_path, file_size, target_table, mode)
+          WHERE p.name = $1
+          ORDER BY f.file_path
+         ON CONFLICT DO NOTHING
+         RETURNING id, file_path",
+    )
+    .bind(project_name)
+    .bind(names)
+    .bind(paths)
+    .bind(sizes)
+    .bind(tables)
+    .bind(modes)
+    .bind(JobStatus::Queued)
+    .bind(worker)
+    .fetch_all(mgmt)
+    .await?)
+}
+
+/// A job's file name, path as recorded (absolute; an object's URL as
+/// given) and size (a file's, when it can be read now).
+fn job_path(path: &Path) -> (String, PathBuf, Option<i64>) {
+    match object_job(path) {
+        Some((name, job_path)) => (name, PathBuf::from(job_path), None),
+        None => (
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string()),
+            std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            std::fs::metadata(path).ok().map(|m| m.len() as i64),
+        ),
+    }
 }
 
 /// An object's file name and job path (`s3://bucket/key[#etag]`, as
@@ -210,19 +268,9 @@ async fn insert(
     project_name: &str,
     path: &Path,
     worker: &str,
-    target: Option<(&str, &str)>,
-    status: JobStatus,
 ) -> Result<Uuid, JobError> {
-    let (file_name, abs, size) = match object_job(path) {
-        Some((name, job_path)) => (name, PathBuf::from(job_path), None),
-        None => (
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| path.display().to_string()),
-            std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
-            std::fs::metadata(path).ok().map(|m| m.len() as i64),
-        ),
-    };
+    let (target, status): (Option<(&str, &str)>, _) = (None, JobStatus::Running);
+    let (file_name, abs, size) = job_path(path);
     // The project's id and connection as they are now, in the insert itself.
     let id: Option<(Uuid,)> = sqlx::query_as(
         "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)

@@ -2,7 +2,6 @@
 //! claim with `FOR UPDATE SKIP LOCKED` under a lease that the worker renews,
 //! and take over a job whose worker died (lease expired).
 
-use std::path::Path;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -10,67 +9,20 @@ use uuid::Uuid;
 
 use crate::jobs::{self, JobError, JobStatus};
 
-/// Serializes claims across workers and replicas, so that "the oldest file
-/// of a table not already running" is decided on committed state.
-const CLAIM_LOCK: i64 = 0x0063_7069_5f71_7565; // "cpi_que"
-
-/// Queues `path` for `project`; `None` when a queued or running job for
-/// the same path exists already (another replica, or an earlier scan).
+/// Queues `files` for `project` in one statement; returns the new jobs by
+/// path. A file with a queued or running job already (another replica, or
+/// an earlier scan) gets none.
 pub async fn enqueue(
     pool: &PgPool,
     project: &str,
-    path: &Path,
+    files: &[jobs::QueuedFile],
     worker: &str,
-    target_table: Option<&str>,
-    mode: Option<&str>,
-) -> Result<Option<Uuid>, JobError> {
-    let target = target_table.zip(mode);
-    match jobs::create_for(pool, project, path, worker, target).await {
-        Ok(id) => Ok(Some(id)),
-        Err(JobError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => Ok(None),
-        Err(e) => Err(e),
+) -> Result<Vec<(Uuid, String)>, JobError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
     }
+    jobs::create_queued(pool, project, files, worker).await
 }
-
-/// The claim's choice of job: the oldest queued (due) job at the head of
-/// its table's queue (smallest file name) while no live job of that table
-/// runs, or a running job whose lease expired (its worker died). A job
-/// waiting for its retry (`not_before` in the future) is not due, but it
-/// stays at the head of its table: later files of the table wait behind it.
-/// The statuses are literals so that the planner can prove the partial
-/// indexes' predicate (`status IN ('queued', 'running')`) with a generic
-/// plan: finished jobs are never visited. Public for `EXPLAIN`.
-pub const CLAIM_CANDIDATE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
-  WHERE q.status IN ('queued', 'running')
-    AND CASE WHEN q.status = 'queued' THEN q.not_before IS NULL OR q.not_before <= now()
-             ELSE q.lease_expires_at < now() END
-    AND NOT EXISTS (
-        SELECT 1 FROM cpi_import_jobs r
-         WHERE r.status IN ('queued', 'running')
-           AND r.project_id = q.project_id AND r.target_table = q.target_table AND r.id <> q.id
-           AND ((r.status = 'running' AND r.lease_expires_at >= now())
-                OR (r.status = 'queued' AND r.file_name < q.file_name)))
-  ORDER BY q.created_at, q.file_name
-  LIMIT 1
-  FOR UPDATE SKIP LOCKED";
-
-/// The next job of one table (`$1` project id, `$2` table) for the worker
-/// that just finished its previous one: the head of that table's queue,
-/// when it is due and no other live job of the table runs. The head is the
-/// smallest file name among all queued jobs of the table, due or not: a
-/// file waiting for its retry is never overtaken. Public for `EXPLAIN`.
-pub const NEXT_OF_TABLE_SQL: &str = "SELECT q.id FROM cpi_import_jobs q
-  WHERE q.status = 'queued' AND q.project_id = $1 AND q.target_table = $2
-    AND (q.not_before IS NULL OR q.not_before <= now())
-    AND NOT EXISTS (
-        SELECT 1 FROM cpi_import_jobs r
-         WHERE r.status IN ('queued', 'running') AND r.project_id = $1 AND r.target_table = $2
-           AND r.id <> q.id
-           AND ((r.status = 'running' AND r.lease_expires_at >= now())
-                OR (r.status = 'queued' AND r.file_name < q.file_name)))
-  ORDER BY q.file_name
-  LIMIT 1
-  FOR UPDATE SKIP LOCKED";
 
 /// A job a worker just claimed, already started: the claim did what
 /// [`jobs::start`] does (`attempts` + 1, `started_at`, results cleared), in
@@ -82,7 +34,27 @@ pub struct Claimed {
     pub job: jobs::Job,
     /// Its project's config as the claim read it (`None`: the project is gone).
     pub project_config: Option<serde_json::Value>,
+    /// The versions of its project and connection rows (their `xmin`s):
+    /// equal versions are equal rows, so a worker may keep what it read of
+    /// them for the job before.
+    pub target_version: Option<String>,
+    /// Whether a file of this job's size was imported into its table
+    /// before (the job's table and size as queued).
+    pub size_seen: bool,
 }
+
+/// The claim: one call of `cpi_claim` (migration 0070), which takes the
+/// claim lock and then chooses, each with a snapshot of its own; the
+/// project's config, the rows' versions and the size check come along.
+/// `$3`/`$4`: the table preferred (none: any). Public for `EXPLAIN`.
+pub const CLAIM_SQL: &str = "SELECT c.*, p.config AS project_config,
+       p.xmin::text || '/' || coalesce(n.xmin::text, '-') AS target_version,
+       EXISTS (SELECT 1 FROM cpi_import_jobs s
+                WHERE s.status IN ('succeeded', 'duplicate') AND s.project_id = c.project_id
+                  AND s.target_table = c.target_table AND s.file_size = c.file_size) AS size_seen
+  FROM cpi_claim($1, $2, $3, $4) c
+  LEFT JOIN cpi_projects p ON p.id = c.project_id
+  LEFT JOIN cpi_connections n ON n.id = p.connection_id";
 
 /// Takes the next job: queued, or running with an expired lease (its
 /// worker died). Per target table, one job at a time and the smallest
@@ -92,7 +64,7 @@ pub async fn claim(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<Claimed>, sqlx::Error> {
-    claim_with(pool, worker, lease, CLAIM_CANDIDATE_SQL, None).await
+    claim_with(pool, worker, lease, None).await
 }
 
 /// [`claim`], preferring the next job of the table of `previous` (a job
@@ -106,17 +78,8 @@ pub async fn claim_after(
 ) -> Result<Option<Claimed>, sqlx::Error> {
     let previous = &previous.job;
     if let (Some(project), Some(table)) = (previous.project_id, previous.target_table.as_deref()) {
-        let next = claim_with(
-            pool,
-            worker,
-            lease,
-            NEXT_OF_TABLE_SQL,
-            Some((project, table)),
-        )
-        .await?;
-        if next.is_some() {
-            return Ok(next);
-        }
+        // The function falls back to any table by itself.
+        return claim_with(pool, worker, lease, Some((project, table))).await;
     }
     claim(pool, worker, lease).await
 }
@@ -125,37 +88,16 @@ async fn claim_with(
     pool: &PgPool,
     worker: &str,
     lease: Duration,
-    candidate: &str,
     table: Option<(Uuid, &str)>,
 ) -> Result<Option<Claimed>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(CLAIM_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    // The candidate's own parameters are $1/$2; the update's follow.
-    // Claimed and started in one statement: one commit less per file.
-    let sql = format!(
-        "UPDATE cpi_import_jobs j
-            SET status = 'running', worker = $3, lease_expires_at = now() + make_interval(secs => $4),
-                attempts = attempts + 1, started_at = now(), finished_at = NULL, error = NULL,
-                error_details = NULL, not_before = NULL, waits_for_fix = false, rows_read = 0,
-                rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
-          WHERE j.id = ({candidate})
-          RETURNING {},
-                    (SELECT p.config FROM cpi_projects p WHERE p.id = j.project_id) AS project_config",
-        jobs::JOB_COLUMNS
-    );
     let (project, name) = table.unzip();
-    let claimed: Option<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(project)
-        .bind(name)
+    sqlx::query_as(CLAIM_SQL)
         .bind(worker)
         .bind(lease.as_secs_f64())
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(claimed)
+        .bind(project)
+        .bind(name)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Extends the lease of a job this worker holds; `false` when it lost it.

@@ -67,7 +67,55 @@ pub async fn run_job(
             e => ImportError::Management(e),
         })?;
     tracing::debug!(start_ms = ms(t0), "job started");
-    run(mgmt, &job, worker, progress, false).await
+    run(mgmt, &job, worker, progress, None).await
+}
+
+/// What a worker keeps between jobs: the project and target URL it read
+/// last, per project, with the versions of their rows. A claim says the
+/// versions as they are now; equal versions are equal rows (the `xmin` of a
+/// row changes with every update), so the reads are skipped.
+#[derive(Default)]
+pub struct Known {
+    projects: std::collections::HashMap<Uuid, (String, store::ProjectRow, Secret)>,
+}
+
+impl Known {
+    /// The project and its target URL: as read for an earlier job when
+    /// `version` says the rows are unchanged, else read now (and kept).
+    async fn target(
+        &mut self,
+        mgmt: &PgPool,
+        id: Uuid,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(store::ProjectRow, Secret), ImportError> {
+        if let (Some((v, project, url)), Some(version)) = (self.projects.get(&id), version) {
+            if v == version && project.name == name {
+                return Ok((project.clone(), url.clone()));
+            }
+        }
+        let (project, url) = project_target(mgmt, name).await?;
+        match version {
+            Some(v) if project.id == id => {
+                self.projects
+                    .insert(id, (v.to_string(), project.clone(), url.clone()));
+            }
+            _ => {
+                self.projects.remove(&id);
+            }
+        }
+        Ok((project, url))
+    }
+}
+
+/// What the daemon's claim read along with the job.
+pub struct Claim<'a> {
+    /// The versions of the job's project and connection rows.
+    pub target_version: Option<&'a str>,
+    /// Whether a file of the job's queued size went into its queued table before.
+    pub size_seen: bool,
+    /// This worker's [`Known`].
+    pub known: &'a mut Known,
 }
 
 /// [`run_job`] for a job the daemon's queue just claimed (the claim
@@ -81,8 +129,9 @@ pub async fn run_queued(
     mgmt: &PgPool,
     job: &jobs::Job,
     worker: &str,
+    claim: Claim<'_>,
 ) -> Result<JobOutcome, ImportError> {
-    run(mgmt, job, worker, None, true).await
+    run(mgmt, job, worker, None, Some(claim)).await
 }
 
 async fn run(
@@ -90,11 +139,12 @@ async fn run(
     job: &jobs::Job,
     worker: &str,
     progress: ProgressFn<'_>,
-    requeue: bool,
+    claim: Option<Claim<'_>>,
 ) -> Result<JobOutcome, ImportError> {
     let t0 = Instant::now();
     let job_id = job.id;
-    match run_started(mgmt, job, progress).await {
+    let requeue = claim.is_some();
+    match run_started(mgmt, job, progress, claim).await {
         Ok(outcome) => {
             let t = Instant::now();
             jobs::finish(
@@ -199,10 +249,18 @@ async fn run_started(
     mgmt: &PgPool,
     job: &jobs::Job,
     progress: ProgressFn<'_>,
+    mut claim: Option<Claim<'_>>,
 ) -> Result<JobOutcome, ImportError> {
     let project_name = job.project_name.clone();
     let t = Instant::now();
-    let (project, url) = project_target(mgmt, &project_name).await?;
+    let (project, url) = match (claim.as_mut(), job.project_id) {
+        (Some(c), Some(id)) => {
+            c.known
+                .target(mgmt, id, &project_name, c.target_version)
+                .await?
+        }
+        _ => project_target(mgmt, &project_name).await?,
+    };
     let project_ms = ms(t);
     let t = Instant::now();
     let (source, path) = open_source(&job.file_path, &project.parsed).await?;
@@ -223,12 +281,21 @@ async fn run_started(
         reader::Source::Object(o) => o.size,
     };
     let table_label = opts.table.to_string();
+    // A queued job already holds its table, mode and size (the scanner
+    // wrote them): no write, no commit, unless something differs.
+    let known = job.target_table.as_deref() == Some(table_label.as_str())
+        && job.mode.as_deref() == Some(opts.mode.as_str())
+        && job.file_size == i64::try_from(size).ok();
     // Hashing first costs a pass over the file before the first row
     // moves. Only a file the size of one already imported is worth it (a
     // likely duplicate, then refused without loading anything); any other
     // file is hashed as it streams and checked against the ledger before
-    // commit.
-    let sha256 = if jobs::size_seen(mgmt, project.id, &table_label, size).await? {
+    // commit. The claim answered for the job's table and size as queued.
+    let size_seen = match &claim {
+        Some(c) if known => c.size_seen,
+        _ => jobs::size_seen(mgmt, project.id, &table_label, size).await?,
+    };
+    let sha256 = if size_seen {
         let hash_source = source.clone();
         let hashed = tokio::task::spawn_blocking(move || reader::hash(&hash_source))
             .await
@@ -241,11 +308,6 @@ async fn run_started(
     } else {
         None
     };
-    // A queued job already holds its table, mode and size (the scanner
-    // wrote them): no write, no commit, unless something differs.
-    let known = job.target_table.as_deref() == Some(table_label.as_str())
-        && job.mode.as_deref() == Some(opts.mode.as_str())
-        && job.file_size == i64::try_from(size).ok();
     if sha256.is_some() || !known {
         jobs::describe(
             mgmt,
@@ -406,9 +468,12 @@ fn target_connect_options(url: &Secret, project: &str) -> Result<PgConnectOption
             message,
         })?
         .disable_statement_logging()
-        // Cached connections live across imports while tables may change
-        // shape: no server-side prepared statements to go stale.
-        .statement_cache_capacity(0))
+        // cpi's own statements (the ledger, the lock, the catalog) are
+        // prepared once per connection: one round trip each instead of
+        // two. Statements built from a table's name or columns are never
+        // kept (`persistent(false)` in `load`): cached connections live
+        // across imports while tables may change shape.
+        .statement_cache_capacity(32))
 }
 
 /// Connects to the target, within [`CONNECT_TIMEOUT`].

@@ -331,6 +331,7 @@ pub(super) async fn load(
         // DELETE, not TRUNCATE: readers keep seeing the old rows until
         // commit, and no ACCESS EXCLUSIVE lock is taken.
         let r = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .persistent(false)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -565,6 +566,7 @@ async fn prepare_target(
         }
         TablePlan::Create(create) => {
             sqlx::query(sqlx::AssertSqlSafe(create))
+                .persistent(false)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -665,6 +667,7 @@ async fn add_extra_columns(
     let db = |e: sqlx::Error| db_failure(file, e, None);
     // Identifiers quoted by add_columns, types from a fixed list.
     sqlx::query(sqlx::AssertSqlSafe(infer::add_columns(&table, &added)))
+        .persistent(false)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -747,6 +750,7 @@ async fn prepare_copy(
         sqlx::query(set).execute(&mut *tx).await?;
     }
     sqlx::query(sqlx::AssertSqlSafe(sql::create_stage(STAGE, table, &cols)))
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -931,6 +935,7 @@ async fn merge(
                 &key,
                 summary.keys_unique,
             )))
+            .persistent(false)
             .execute(&mut *tx)
             .await?;
             counts.rows_inserted = r.rows_affected();
@@ -951,6 +956,7 @@ async fn merge(
                         &key,
                         summary.keys_unique,
                     )))
+                    .persistent(false)
                     .fetch_one(&mut *tx)
                     .await?;
                     (ins as u64, upd as u64)
@@ -961,6 +967,7 @@ async fn merge(
                 let r = sqlx::query(sqlx::AssertSqlSafe(sql::delete_missing(
                     &table, STAGE, &key,
                 )))
+                .persistent(false)
                 .execute(&mut *tx)
                 .await?;
                 counts.rows_deleted = r.rows_affected();
@@ -1037,6 +1044,7 @@ async fn prefix_fails(
     };
     // Built from quoted identifiers and an integer.
     let failed = sqlx::query(sqlx::AssertSqlSafe(q))
+        .persistent(false)
         .execute(&mut *tx)
         .await
         .is_err();
@@ -1130,11 +1138,13 @@ async fn merge_upsert(
         "SAVEPOINT cpi_merge_upsert".to_string(),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(step))
+            .persistent(false)
             .execute(&mut *tx)
             .await?;
     }
     let merge = sql::merge_upsert(table, STAGE, &plan.merge_columns, key, keys_unique);
     let written = match sqlx::query(sqlx::AssertSqlSafe(merge))
+        .persistent(false)
         .execute(&mut *tx)
         .await
     {
@@ -1151,6 +1161,7 @@ async fn merge_upsert(
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {counter}"
             )))
+            .persistent(false)
             .fetch_one(&mut *tx)
             .await?,
         ),
@@ -1170,6 +1181,7 @@ async fn merge_upsert(
         format!("DROP SEQUENCE {counter}"),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(step))
+            .persistent(false)
             .execute(&mut *tx)
             .await?;
     }

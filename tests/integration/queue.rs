@@ -22,14 +22,19 @@ async fn queue_of(db: &TestDb, files: &[&str]) -> (PgPool, tempfile::TempDir) {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for f in files {
-        let path: PathBuf = dir.path().join(f);
-        std::fs::write(&path, "id\n1\n").unwrap();
-        queue::enqueue(&pool, "p", &path, "test", Some("t"), Some("append"))
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    let queued: Vec<cpi::jobs::QueuedFile> = files
+        .iter()
+        .map(|f| {
+            let path: PathBuf = dir.path().join(f);
+            std::fs::write(&path, "id\n1\n").unwrap();
+            cpi::jobs::QueuedFile {
+                path,
+                target: Some(("t".into(), "append".into())),
+            }
+        })
+        .collect();
+    let jobs = queue::enqueue(&pool, "p", &queued, "test").await.unwrap();
+    assert_eq!(jobs.len(), files.len());
     (pool, dir)
 }
 
@@ -131,4 +136,92 @@ async fn retry_makes_a_waiting_job_due_now() {
     let job = cpi::jobs::requeue(&pool, c.job.id, false).await.unwrap();
     assert_eq!(job.not_before, None);
     assert_eq!(claim(&pool, None).await.as_deref(), Some("a.csv"));
+}
+
+#[tokio::test]
+async fn a_listing_is_queued_in_one_statement_and_files_already_queued_are_skipped() {
+    let db = TestDb::new().await;
+    let (pool, dir) = queue_of(&db, &["b_1.csv"]).await;
+    let files: Vec<cpi::jobs::QueuedFile> = ["b_1.csv", "b_2.csv", "b_3.csv"]
+        .iter()
+        .map(|f| {
+            let path = dir.path().join(f);
+            std::fs::write(&path, "id\n1\n").unwrap();
+            cpi::jobs::QueuedFile {
+                path,
+                target: Some(("t".into(), "append".into())),
+            }
+        })
+        .collect();
+    let queued = queue::enqueue(&pool, "p", &files, "test").await.unwrap();
+    let mut names: Vec<String> = queued
+        .iter()
+        .map(|(_, p)| p.rsplit('/').next().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["b_2.csv", "b_3.csv"], "b_1.csv was queued already");
+    // Each row carries its table, mode and size from the start.
+    type Row = (String, Option<String>, Option<String>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT file_name, target_table, mode, file_size FROM cpi_import_jobs ORDER BY file_name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 3);
+    for (name, table, mode, size) in rows {
+        assert_eq!(
+            (table.as_deref(), mode.as_deref(), size),
+            (Some("t"), Some("append"), Some(5)),
+            "{name}"
+        );
+    }
+    // A project that is gone queues nothing (and fails nothing).
+    assert!(queue::enqueue(&pool, "gone", &files, "test")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn the_claim_says_whether_a_file_of_the_same_size_went_into_the_table_before() {
+    let db = TestDb::new().await;
+    let (pool, _dir) = queue_of(&db, &["c_1.csv", "c_2.csv"]).await;
+    let first = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
+    assert!(!first.size_seen, "nothing was imported yet");
+    assert!(first.target_version.is_some());
+    cpi::jobs::finish(
+        &pool,
+        first.job.id,
+        cpi::jobs::JobStatus::Succeeded,
+        &Default::default(),
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    // c_2.csv has the same size (5 bytes) and table.
+    let second = queue::claim_after(&pool, "w", LEASE, &first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.job.file_name, "c_2.csv");
+    assert!(second.size_seen);
+    assert_eq!(
+        second.target_version, first.target_version,
+        "no row changed"
+    );
+    sqlx::query("UPDATE cpi_projects SET config = '{\"x\": 1}'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let version: Option<String> = sqlx::query_scalar(
+        "SELECT p.xmin::text || '/' || coalesce(n.xmin::text, '-')
+           FROM cpi_projects p LEFT JOIN cpi_connections n ON n.id = p.connection_id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_ne!(version, first.target_version, "an update is a new version");
 }
