@@ -303,6 +303,11 @@ COMMIT;
     };
     // [append, upsert] × rounds, each a (psql, cpi) pair.
     let mut pairs: [Vec<(Run, Run)>; 2] = [vec![], vec![]];
+    // The server's side of a binary COPY of the same rows, with no client
+    // work to speak of (psql sends a file cpi's encoding would produce):
+    // how fast any client of this server can append them.
+    let binary = dir_path.join("base.bin");
+    let mut floor: Vec<Run> = vec![];
     for round in 0..repeat {
         exec(&url, reset).await;
         let p = psql(&url, &["-c", &copy_base], postmaster, &db);
@@ -312,8 +317,13 @@ COMMIT;
             print!("{}", c.stdout);
             // The loaded table is the starting point of both upserts.
             exec(&url, "CREATE TABLE t_base AS SELECT * FROM t").await;
+            let dump = format!("\\copy t TO '{}' (FORMAT binary)", binary.display());
+            psql(&url, &["-c", &dump], postmaster, &db);
         }
         pairs[0].push((p, c));
+        exec(&url, reset).await;
+        let load_binary = format!("\\copy t FROM '{}' (FORMAT binary)", binary.display());
+        floor.push(psql(&url, &["-c", &load_binary], postmaster, &db));
         exec(&url, restore).await;
         let p = psql(&url, &["-f", script.to_str().unwrap()], postmaster, &db);
         exec(&url, restore).await;
@@ -322,6 +332,14 @@ COMMIT;
             print!("{}", c.stdout);
         }
         pairs[1].push((p, c));
+        let f = floor.last().unwrap();
+        println!(
+            "round {}: append psql binary \\copy (the server's floor) {:.2} s; CPU s psql {:.2} + {:.2}",
+            round + 1,
+            f.wall.as_secs_f64(),
+            f.client_cpu,
+            f.server_cpu
+        );
         for (name, v) in ["append", "upsert"].iter().zip(&pairs) {
             let (p, c) = v.last().unwrap();
             println!(
@@ -371,6 +389,14 @@ COMMIT;
             wall(|r| &r.1),
         );
     }
+    let floor_s = median(floor.iter().map(|f| f.wall.as_secs_f64()).collect());
+    let cpi_append = median(pairs[0].iter().map(|(_, c)| c.wall.as_secs_f64()).collect());
+    let psql_append = median(pairs[0].iter().map(|(p, _)| p.wall.as_secs_f64()).collect());
+    println!(
+        "append floor: psql binary \\copy {floor_s:.2} s (psql CSV / binary: {:.2}×; cpi takes {:.2}× the floor's time)",
+        psql_append / floor_s,
+        cpi_append / floor_s
+    );
     let rss =
         |i: usize| pairs[i].iter().map(|(_, c)| c.peak_kib).max().unwrap_or(0) as f64 / 1024.0;
     println!(
