@@ -98,6 +98,21 @@ $$;
 -- (evaluated without calling any function) lets through only the updates
 -- that change what is counted costs claims and renewals nothing. Inserts
 -- and deletes (bulk prunes) keep their statement triggers.
+-- One job's share of the totals, `sign` 1 (counted in) or -1 (out): the
+-- delta format of cpi_import_job_totals_add. (The statement trigger of
+-- 0050 groups rows before they become JSON: a prune of a million jobs
+-- makes a few dozen deltas, not a million.)
+CREATE OR REPLACE FUNCTION cpi_import_job_delta(j cpi_import_jobs, sign int) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS
+$$
+    SELECT jsonb_build_object(
+        'status', j.status, 'bucket', cpi_duration_bucket(j.started_at, j.finished_at), 'jobs', sign,
+        'seconds', sign * coalesce(extract(epoch FROM j.finished_at - j.started_at), 0),
+        'rows_read', sign * coalesce(j.rows_read, 0), 'rows_inserted', sign * coalesce(j.rows_inserted, 0),
+        'rows_updated', sign * coalesce(j.rows_updated, 0), 'rows_deleted', sign * coalesce(j.rows_deleted, 0),
+        'rows_rejected', sign * coalesce(j.rows_rejected, 0))
+$$;
+
 CREATE OR REPLACE FUNCTION cpi_import_job_totals_row() RETURNS trigger
 LANGUAGE plpgsql AS
 $$
@@ -105,20 +120,10 @@ DECLARE
     deltas jsonb := '[]'::jsonb;
 BEGIN
     IF NEW.status IN ('succeeded', 'failed', 'duplicate') THEN
-        deltas := deltas || jsonb_build_array(jsonb_build_object(
-            'status', NEW.status, 'bucket', cpi_duration_bucket(NEW.started_at, NEW.finished_at),
-            'jobs', 1, 'seconds', coalesce(extract(epoch FROM NEW.finished_at - NEW.started_at), 0),
-            'rows_read', coalesce(NEW.rows_read, 0), 'rows_inserted', coalesce(NEW.rows_inserted, 0),
-            'rows_updated', coalesce(NEW.rows_updated, 0), 'rows_deleted', coalesce(NEW.rows_deleted, 0),
-            'rows_rejected', coalesce(NEW.rows_rejected, 0)));
+        deltas := deltas || jsonb_build_array(cpi_import_job_delta(NEW, 1));
     END IF;
     IF OLD.status IN ('succeeded', 'failed', 'duplicate') THEN
-        deltas := deltas || jsonb_build_array(jsonb_build_object(
-            'status', OLD.status, 'bucket', cpi_duration_bucket(OLD.started_at, OLD.finished_at),
-            'jobs', -1, 'seconds', -coalesce(extract(epoch FROM OLD.finished_at - OLD.started_at), 0),
-            'rows_read', -coalesce(OLD.rows_read, 0), 'rows_inserted', -coalesce(OLD.rows_inserted, 0),
-            'rows_updated', -coalesce(OLD.rows_updated, 0), 'rows_deleted', -coalesce(OLD.rows_deleted, 0),
-            'rows_rejected', -coalesce(OLD.rows_rejected, 0)));
+        deltas := deltas || jsonb_build_array(cpi_import_job_delta(OLD, -1));
     END IF;
     PERFORM cpi_import_job_totals_add(deltas);
     RETURN NULL;

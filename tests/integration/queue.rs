@@ -55,6 +55,21 @@ async fn defer(pool: &PgPool, c: &Claimed, delay: Duration, waits_for_fix: bool)
     );
 }
 
+/// The claimed job got its verdict: imported.
+async fn succeed(pool: &PgPool, c: &Claimed) {
+    cpi::jobs::finish(
+        pool,
+        c.job.id,
+        cpi::jobs::JobStatus::Succeeded,
+        &Default::default(),
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_job_waiting_for_its_retry_holds_its_tables_next_files() {
     let db = TestDb::new().await;
@@ -89,17 +104,7 @@ async fn a_job_waiting_for_its_retry_holds_its_tables_next_files() {
         (again.job.file_name.as_str(), again.job.attempts),
         ("a_1.csv", 2)
     );
-    cpi::jobs::finish(
-        &pool,
-        again.job.id,
-        cpi::jobs::JobStatus::Succeeded,
-        &Default::default(),
-        None,
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    succeed(&pool, &again).await;
     assert_eq!(claim(&pool, Some(&again)).await.as_deref(), Some("a_2.csv"));
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM cpi_import_jobs")
         .fetch_one(&pool)
@@ -190,17 +195,7 @@ async fn the_claim_says_whether_a_file_of_the_same_size_went_into_the_table_befo
     let first = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
     assert!(!first.size_seen, "nothing was imported yet");
     assert!(first.target_version.is_some());
-    cpi::jobs::finish(
-        &pool,
-        first.job.id,
-        cpi::jobs::JobStatus::Succeeded,
-        &Default::default(),
-        None,
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    succeed(&pool, &first).await;
     // c_2.csv has the same size (5 bytes) and table.
     let second = queue::claim_after(&pool, "w", LEASE, &first)
         .await
