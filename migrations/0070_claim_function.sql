@@ -19,8 +19,9 @@
 -- Each "no other job first" check is its own index lookup: a running job
 -- of the table (the index below), and a queued job of the table with a
 -- smaller file name (a range of the active-jobs index, which stops at the
--- first). Written as one check, a burst of 1,000 queued files made each
--- claim walk all of its table's queue.
+-- first; for the table of the previous job, its first entry). Written as
+-- one check, a burst of 1,000 queued files made each claim walk all of its
+-- table's queue.
 --
 -- The claimed job is started in the same statement (`attempts` + 1,
 -- `started_at`, results cleared) and returned as it now is.
@@ -37,25 +38,27 @@ LANGUAGE plpgsql VOLATILE AS
 $$
 DECLARE
     picked uuid;
+    head uuid;
+    head_due boolean;
 BEGIN
     -- Serializes claims across workers and replicas ("cpi_que").
     PERFORM pg_advisory_xact_lock(27989620569503077);
     IF p_project IS NOT NULL THEN
-        SELECT q.id INTO picked FROM cpi_import_jobs q
-         WHERE q.status = 'queued' AND q.project_id = p_project AND q.target_table = p_table
-           AND (q.not_before IS NULL OR q.not_before <= now())
-           AND NOT EXISTS (
+        -- The head of that table's queue, due or not (a file waiting for
+        -- its retry is never overtaken), taken when it is due and no live
+        -- job of the table runs: the first entry of the table in the index.
+        SELECT q.id, q.not_before IS NULL OR q.not_before <= now() INTO head, head_due
+          FROM cpi_import_jobs q
+         WHERE q.status IN ('queued', 'running') AND q.status = 'queued'
+           AND q.project_id = p_project AND q.target_table = p_table
+         ORDER BY q.file_name
+         LIMIT 1;
+        IF head_due AND NOT EXISTS (
                SELECT 1 FROM cpi_import_jobs r
                 WHERE r.status = 'running' AND r.project_id = p_project
-                  AND r.target_table = p_table AND r.lease_expires_at >= now())
-           AND NOT EXISTS (
-               SELECT 1 FROM cpi_import_jobs r
-                WHERE r.status IN ('queued', 'running') AND r.status = 'queued'
-                  AND r.project_id = p_project AND r.target_table = p_table
-                  AND r.file_name < q.file_name)
-         ORDER BY q.file_name
-         LIMIT 1
-         FOR UPDATE SKIP LOCKED;
+                  AND r.target_table = p_table AND r.lease_expires_at >= now()) THEN
+            picked := head;
+        END IF;
     END IF;
     IF picked IS NULL THEN
         SELECT q.id INTO picked FROM cpi_import_jobs q
@@ -87,6 +90,9 @@ BEGIN
            error_details = NULL, not_before = NULL, waits_for_fix = false, rows_read = 0,
            rows_inserted = 0, rows_updated = 0, rows_deleted = 0, rows_rejected = 0
      WHERE j.id = picked
+       -- Claims are serialized by the lock; anything else that changed
+       -- the row meanwhile (a retry made due, a requeue) is seen here.
+       AND (j.status = 'queued' OR (j.status = 'running' AND j.lease_expires_at < now()))
     RETURNING j.*;
 END
 $$;
