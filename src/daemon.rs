@@ -320,9 +320,8 @@ async fn scan_inboxes(
         let pass = Instant::now();
         let full = pass >= next_full;
         // An upload after the move is a new file at the next listing. (Not
-        // listed at once: every listing widens the window in which another
-        // replica's import can finish between the "imported?" check and
-        // the enqueue.)
+        // listed at once: each listing is one more chance for another
+        // replica's import to commit while the enqueue runs.)
         let moved: Vec<PathBuf> = std::mem::take(&mut *s.moved_objects.lock().unwrap());
         for ib in inboxes.values_mut() {
             for p in &moved {
@@ -397,17 +396,25 @@ async fn scan_inboxes(
                 .into_iter()
                 .filter(|(p, _, _)| relative(&ib.dir, p).is_some_and(|r| ib.patterns.matches(&r)))
                 .collect();
-            let mut ready = ib.readiness.observe(&listing, ib.settle, Instant::now());
-            if is_object_path(&ib.dir) {
-                ready = not_imported(&s.pool, ready, &listing).await;
-            }
+            let ready = ib.readiness.observe(&listing, ib.settle, Instant::now());
+            // An object's write time: the enqueue skips an object imported since.
+            let written: HashMap<&Path, std::time::SystemTime> = if is_object_path(&ib.dir) {
+                listing.iter().map(|(p, _, m)| (p.as_path(), *m)).collect()
+            } else {
+                HashMap::new()
+            };
             let files: Vec<crate::jobs::QueuedFile> = ready
                 .into_iter()
                 .map(|path| {
                     let opts = relative(&ib.dir, &path)
                         .and_then(|r| ib.config.options_with(&ib.patterns, &r));
                     let target = opts.map(|o| (o.table.to_string(), o.mode.as_str().to_string()));
-                    crate::jobs::QueuedFile { path, target }
+                    let written = written.get(path.as_path()).copied();
+                    crate::jobs::QueuedFile {
+                        path,
+                        target,
+                        written,
+                    }
                 })
                 .collect();
             match queue::enqueue(&s.pool, name, &files, &queued_by).await {
@@ -497,51 +504,6 @@ async fn list_inbox(
         .filter(|l| inbox::is_candidate(l.object.name()))
         .map(|l| (PathBuf::from(l.object.job_path()), l.size, l.modified))
         .collect())
-}
-
-/// `ready` without the objects an import already took in: their move (a
-/// copy, then a delete) may still be under way when another replica lists
-/// the prefix. An object written after that import (the same content
-/// uploaded again has the same ETag) is a new file. On a database error,
-/// all of them (the queue's unique index and the ledger still hold).
-async fn not_imported(
-    pool: &PgPool,
-    ready: Vec<PathBuf>,
-    listing: &[(PathBuf, u64, std::time::SystemTime)],
-) -> Vec<PathBuf> {
-    let paths: Vec<String> = ready
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let Ok(done) = crate::jobs::imported_at(pool, &paths).await else {
-        return ready;
-    };
-    let written: HashMap<&Path, std::time::SystemTime> =
-        listing.iter().map(|(p, _, m)| (p.as_path(), *m)).collect();
-    ready
-        .into_iter()
-        .filter(|p| {
-            let at = done.get(p.to_string_lossy().as_ref());
-            let modified = written.get(p.as_path()).copied();
-            !judged_since(at.copied().map(Into::into), modified)
-        })
-        .collect()
-}
-
-/// Whether an import finished (`imported`) after the object was last
-/// written (`modified`): then the listed object is the one it judged.
-/// Stores give the time of the write in whole seconds (rounded down): an
-/// import within a second of it does not count, so an upload of the same
-/// content right after an import is never mistaken for the one imported
-/// (at worst, an object is judged twice: the second time a duplicate).
-fn judged_since(
-    imported: Option<std::time::SystemTime>,
-    modified: Option<std::time::SystemTime>,
-) -> bool {
-    match (imported, modified) {
-        (Some(i), Some(m)) => i >= m + Duration::from_secs(1),
-        _ => false,
-    }
 }
 
 /// Whether an inbox or job path is in object storage.
@@ -838,17 +800,6 @@ async fn finish_object(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_object_written_after_its_import_is_a_new_file() {
-        let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let later = t + Duration::from_secs(2);
-        assert!(judged_since(Some(later), Some(t)), "its move is under way");
-        // Within the second of the write (rounded down): not known to be the same.
-        assert!(!judged_since(Some(t + Duration::from_millis(900)), Some(t)));
-        assert!(!judged_since(Some(t), Some(later)), "uploaded again");
-        assert!(!judged_since(None, Some(t)), "never imported");
-    }
 
     #[test]
     fn only_connection_failures_count_as_unreachable_targets() {

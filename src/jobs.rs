@@ -191,6 +191,9 @@ pub struct QueuedFile {
     pub path: std::path::PathBuf,
     /// Its table and mode.
     pub target: Option<(String, String)>,
+    /// An object's last write (its job path carries the ETag, the same for
+    /// the same content uploaded again): see [`create_queued`].
+    pub written: Option<std::time::SystemTime>,
 }
 
 /// Inserts `queued` jobs for `files` in one statement (a listing's ready
@@ -199,15 +202,26 @@ pub struct QueuedFile {
 /// jobs); so is every file when the project is gone. Returns the new jobs,
 /// by path. Rows go in path order, so two replicas queueing the same files
 /// wait for each other instead of deadlocking.
+///
+/// An object that an import took in (succeeded or duplicate) after its
+/// last write is skipped too: its move (a copy, then a delete) may still
+/// be under way when another replica lists the prefix. Checked in the
+/// insert itself, so that an import finishing between a separate check
+/// and the insert cannot queue the object a second time. Stores give the
+/// write time in whole seconds (rounded down): an import within a second
+/// of it does not count, so an upload of the same content right after an
+/// import is never mistaken for the one imported (at worst, an object is
+/// judged twice: the second time a duplicate).
 pub async fn create_queued(
     mgmt: &PgPool,
     project_name: &str,
     files: &[QueuedFile],
     worker: &str,
 ) -> Result<Vec<(Uuid, String)>, JobError> {
-    let (mut names, mut paths, mut sizes, mut tables, mut modes) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut names, mut paths, mut sizes, mut tables, mut modes, mut written) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for f in files {
+        written.push(f.written.map(chrono::DateTime::<chrono::Utc>::from));
         let (name, path, size) = job_path(&f.path);
         names.push(name);
         paths.push(path.to_string_lossy().into_owned());
@@ -219,9 +233,13 @@ pub async fn create_queued(
         "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)
          SELECT p.id, p.name, p.connection_id, f.file_name, f.file_path, f.file_size, $7, $8, f.target_table, f.mode
            FROM cpi_projects p,
-                unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[])
-                    AS f(file_name, file_path, file_size, target_table, mode)
+                unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $9::timestamptz[])
+                    AS f(file_name, file_path, file_size, target_table, mode, written)
           WHERE p.name = $1
+            AND (f.written IS NULL OR NOT EXISTS (
+                SELECT 1 FROM cpi_import_jobs d
+                 WHERE d.file_path = f.file_path AND d.status IN ('succeeded', 'duplicate')
+                   AND d.finished_at >= f.written + interval '1 second'))
           ORDER BY f.file_path
          ON CONFLICT DO NOTHING
          RETURNING id, file_path",
@@ -234,6 +252,7 @@ pub async fn create_queued(
     .bind(modes)
     .bind(JobStatus::Queued)
     .bind(worker)
+    .bind(written)
     .fetch_all(mgmt)
     .await?)
 }
@@ -291,32 +310,6 @@ async fn insert(
         Some((id,)) => Ok(id),
         None => Err(JobError::ProjectNotFound(project_name.to_string())),
     }
-}
-
-/// When an import last took in each of `paths` (succeeded or duplicate).
-/// For objects, whose job path carries the ETag: an object listed again
-/// while its move (copy, then delete) is under way was judged already;
-/// the daemon compares the time with the object's last write (the same
-/// content uploaded again is a new file).
-pub async fn imported_at(
-    db: &PgPool,
-    paths: &[String],
-) -> Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>, JobError> {
-    if paths.is_empty() {
-        return Ok(Default::default());
-    }
-    let rows: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
-        "SELECT file_path, max(finished_at) FROM cpi_import_jobs
-          WHERE file_path = ANY($1) AND status IN ('succeeded', 'duplicate')
-          GROUP BY file_path",
-    )
-    .bind(paths)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(p, t)| t.map(|t| (p, t)))
-        .collect())
 }
 
 /// The queued or running job of a file, if any.

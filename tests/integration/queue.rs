@@ -30,6 +30,7 @@ async fn queue_of(db: &TestDb, files: &[&str]) -> (PgPool, tempfile::TempDir) {
             cpi::jobs::QueuedFile {
                 path,
                 target: Some(("t".into(), "append".into())),
+                written: None,
             }
         })
         .collect();
@@ -155,6 +156,7 @@ async fn a_listing_is_queued_in_one_statement_and_files_already_queued_are_skipp
             cpi::jobs::QueuedFile {
                 path,
                 target: Some(("t".into(), "append".into())),
+                written: None,
             }
         })
         .collect();
@@ -219,4 +221,50 @@ async fn the_claim_says_whether_a_file_of_the_same_size_went_into_the_table_befo
     .await
     .unwrap();
     assert_ne!(version, first.target_version, "an update is a new version");
+}
+
+#[tokio::test]
+async fn an_object_imported_after_its_last_write_is_not_queued_again() {
+    let db = TestDb::new().await;
+    let (pool, _dir) = queue_of(&db, &[]).await;
+    let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let object = |written| cpi::jobs::QueuedFile {
+        path: PathBuf::from("s3://bucket/in/o.csv#etag1"),
+        target: Some(("t".into(), "append".into())),
+        written: Some(written),
+    };
+    let queued = queue::enqueue(&pool, "p", &[object(t)], "test")
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    // Imported 2 s after its write; its move is under way.
+    sqlx::query("UPDATE cpi_import_jobs SET status = 'succeeded', finished_at = $1")
+        .bind(chrono::DateTime::<chrono::Utc>::from(
+            t + Duration::from_secs(2),
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let again = |written| {
+        let pool = pool.clone();
+        async move {
+            queue::enqueue(&pool, "p", &[object(written)], "test")
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(again(t).await, 0, "listed again while it is moved");
+    // Written within the second before the import (stores round the time
+    // down): not known to be the object imported, so queued (at worst a duplicate).
+    assert_eq!(again(t + Duration::from_millis(1_100)).await, 1);
+    sqlx::query("DELETE FROM cpi_import_jobs WHERE status = 'queued'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        again(t + Duration::from_secs(5)).await,
+        1,
+        "uploaded again after the import"
+    );
 }
