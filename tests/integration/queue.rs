@@ -22,7 +22,16 @@ async fn queue_of(db: &TestDb, files: &[&str]) -> (PgPool, tempfile::TempDir) {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let queued: Vec<cpi::jobs::QueuedFile> = files
+    let jobs = queue::enqueue(&pool, "p", &files_in(&dir, files), "test")
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), files.len());
+    (pool, dir)
+}
+
+/// Files of 5 bytes named `names` in `dir`, for table `t`.
+fn files_in(dir: &tempfile::TempDir, names: &[&str]) -> Vec<cpi::jobs::QueuedFile> {
+    names
         .iter()
         .map(|f| {
             let path: PathBuf = dir.path().join(f);
@@ -33,10 +42,7 @@ async fn queue_of(db: &TestDb, files: &[&str]) -> (PgPool, tempfile::TempDir) {
                 written: None,
             }
         })
-        .collect();
-    let jobs = queue::enqueue(&pool, "p", &queued, "test").await.unwrap();
-    assert_eq!(jobs.len(), files.len());
-    (pool, dir)
+        .collect()
 }
 
 async fn claim(pool: &PgPool, after: Option<&Claimed>) -> Option<String> {
@@ -148,18 +154,7 @@ async fn retry_makes_a_waiting_job_due_now() {
 async fn a_listing_is_queued_in_one_statement_and_files_already_queued_are_skipped() {
     let db = TestDb::new().await;
     let (pool, dir) = queue_of(&db, &["b_1.csv"]).await;
-    let files: Vec<cpi::jobs::QueuedFile> = ["b_1.csv", "b_2.csv", "b_3.csv"]
-        .iter()
-        .map(|f| {
-            let path = dir.path().join(f);
-            std::fs::write(&path, "id\n1\n").unwrap();
-            cpi::jobs::QueuedFile {
-                path,
-                target: Some(("t".into(), "append".into())),
-                written: None,
-            }
-        })
-        .collect();
+    let files = files_in(&dir, &["b_1.csv", "b_2.csv", "b_3.csv"]);
     let queued = queue::enqueue(&pool, "p", &files, "test").await.unwrap();
     let mut names: Vec<String> = queued
         .iter()
