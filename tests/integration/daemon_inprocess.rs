@@ -678,3 +678,54 @@ async fn a_file_waiting_for_its_retry_is_not_overtaken_by_the_next_file_of_its_t
     assert!(rows[0].2 >= 2, "attempts counted on the same row: {rows:?}");
     d.stop(Duration::from_secs(20)).await.unwrap();
 }
+
+/// A worker keeps the project it read for its previous file while the
+/// project's row is unchanged (`import::Known`); a change made between two
+/// files applies to the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_changed_between_two_files_applies_to_the_second() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    sqlx::query("CREATE TABLE events_2 (id bigint PRIMARY KEY, tag text NOT NULL, n int NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // One worker: the second file is that worker's next job.
+    let d = InProcess::start(&db, &s, |c| c.workers = 1).await;
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "first")).unwrap();
+    exists(
+        &s.inbox("p").join("processed/a.csv"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    write(
+        &s.manifests(),
+        "projects/p.yaml",
+        &crate::support::manifests::project(
+            "p",
+            "target",
+            &s.inbox("p"),
+            "{table: events_2, mode: append}",
+        ),
+    );
+    wait_i64(
+        &pool,
+        20,
+        "the changed project reconciled",
+        "SELECT count(*) FROM cpi_projects WHERE config::text LIKE '%events_2%'",
+        1,
+    )
+    .await
+    .unwrap();
+    std::fs::write(s.inbox("p").join("b.csv"), csv_rows(10, 4, "second")).unwrap();
+    exists(
+        &s.inbox("p").join("processed/b.csv"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 3);
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events_2").await, 4);
+    d.stop(Duration::from_secs(20)).await.unwrap();
+}
