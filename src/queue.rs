@@ -9,19 +9,25 @@ use uuid::Uuid;
 
 use crate::jobs::{self, JobError, JobStatus};
 
-/// Queues `files` for `project` in one statement; returns the new jobs by
-/// path. A file with a queued or running job already (another replica, or
-/// an earlier scan) gets none.
+/// Files queued per statement: a listing of any size is queued in
+/// statements of bounded size (one round trip and one commit per
+/// thousand files).
+pub const ENQUEUE_BATCH: usize = 1000;
+
+/// Queues `files` for `project`, [`ENQUEUE_BATCH`] per statement; returns
+/// the new jobs by path. A file with a queued or running job already
+/// (another replica, or an earlier scan) gets none.
 pub async fn enqueue(
     pool: &PgPool,
     project: &str,
     files: &[jobs::QueuedFile],
     worker: &str,
 ) -> Result<Vec<(Uuid, String)>, JobError> {
-    if files.is_empty() {
-        return Ok(Vec::new());
+    let mut queued = Vec::new();
+    for batch in files.chunks(ENQUEUE_BATCH) {
+        queued.extend(jobs::create_queued(pool, project, batch, worker).await?);
     }
-    jobs::create_queued(pool, project, files, worker).await
+    Ok(queued)
 }
 
 /// A job a worker just claimed, already started: the claim did what

@@ -263,3 +263,36 @@ async fn an_object_imported_after_its_last_write_is_not_queued_again() {
         "uploaded again after the import"
     );
 }
+
+#[tokio::test]
+async fn a_listing_larger_than_a_batch_is_queued_in_bounded_statements() {
+    let db = TestDb::new().await;
+    let (pool, dir) = queue_of(&db, &[]).await;
+    let names: Vec<String> = (0..queue::ENQUEUE_BATCH * 2 + 5)
+        .map(|i| format!("many_{i:05}.csv"))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let queued = queue::enqueue(&pool, "p", &files_in(&dir, &names), "test")
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), names.len());
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, names.len() as i64);
+    // One transaction per statement: rows of one statement share an xmin.
+    let statements: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM cpi_import_jobs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        statements,
+        3,
+        "{} files in batches of {}",
+        names.len(),
+        queue::ENQUEUE_BATCH
+    );
+}
