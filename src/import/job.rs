@@ -470,9 +470,11 @@ fn target_connect_options(url: &Secret, project: &str) -> Result<PgConnectOption
         .disable_statement_logging()
         // cpi's own statements (the ledger, the lock, the catalog) are
         // prepared once per connection: one round trip each instead of
-        // two. Statements built from a table's name or columns are never
-        // kept (`persistent(false)` in `load`): cached connections live
-        // across imports while tables may change shape.
+        // two. Statements built from a table's name or columns are not
+        // kept (`persistent(false)` in `load`): their text differs per
+        // table and file, and each kept one would hold a prepared
+        // statement on the server for nothing. (A kept statement whose
+        // table changes shape is planned again by the server.)
         .statement_cache_capacity(32))
 }
 

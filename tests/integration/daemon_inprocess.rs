@@ -729,3 +729,57 @@ async fn a_project_changed_between_two_files_applies_to_the_second() {
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events_2").await, 4);
     d.stop(Duration::from_secs(20)).await.unwrap();
 }
+
+/// Target connections are kept between imports, with cpi's own statements
+/// prepared on them. A table that changes shape between two files (a
+/// column added, one dropped) still takes the second file, an upsert, on
+/// the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_changes_shape_between_two_files_takes_the_second() {
+    let db = TestDb::new().await;
+    let s = Setup::new(
+        &db,
+        &[("p", "{table: events, mode: upsert, primary_key: id}")],
+    );
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    // One worker: both files on the same cached target connection.
+    let d = InProcess::start(&db, &s, |c| c.workers = 1).await;
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "first")).unwrap();
+    exists(
+        &s.inbox("p").join("processed/a.csv"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    sqlx::query("ALTER TABLE events ADD COLUMN note text, DROP COLUMN n")
+        .execute(&pool)
+        .await
+        .unwrap();
+    std::fs::write(
+        s.inbox("p").join("b.csv"),
+        "id,tag,note\n2,second,changed\n9,second,new\n",
+    )
+    .unwrap();
+    exists(
+        &s.inbox("p").join("processed/b.csv"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let rows: Vec<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT id, tag, note FROM events ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (1, "first".into(), None),
+            (2, "second".into(), Some("changed".into())),
+            (3, "first".into(), None),
+            (9, "second".into(), Some("new".into())),
+        ]
+    );
+    d.stop(Duration::from_secs(20)).await.unwrap();
+}
