@@ -12,7 +12,7 @@ use cpi::watch::Backend;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::support::daemon::{big_csv, csv_rows, events_table, Setup};
+use crate::support::daemon::{big_csv, csv_rows, events_table, events_table_named, Setup};
 use crate::support::db::{scalar_i64, scalar_text};
 use crate::support::wait::{
     copy_running, exists, http_ok, wait_at_least, wait_for, wait_i64, wait_url,
@@ -73,6 +73,18 @@ impl InProcess {
     }
 }
 
+/// Drops `name` with `body` into project `p`'s inbox and waits until the
+/// daemon has moved it to `processed/`.
+async fn import_into_p(s: &Setup, name: &str, body: &str) {
+    std::fs::write(s.inbox("p").join(name), body).unwrap();
+    exists(
+        &s.inbox("p").join("processed").join(name),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_are_reconciled_and_an_inbox_file_is_imported_once() {
     let db = TestDb::new().await;
@@ -87,13 +99,7 @@ async fn manifests_are_reconciled_and_an_inbox_file_is_imported_once() {
     )
     .await
     .unwrap();
-    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 5, "once")).unwrap();
-    exists(
-        &s.inbox("p").join("processed/a.csv"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    import_into_p(&s, "a.csv", &csv_rows(1, 5, "once")).await;
     // A few rescans later, still one job and one copy of the rows.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 5);
@@ -686,19 +692,10 @@ async fn a_file_waiting_for_its_retry_is_not_overtaken_by_the_next_file_of_its_t
 async fn a_project_changed_between_two_files_applies_to_the_second() {
     let db = TestDb::new().await;
     let (s, pool) = Setup::events(&db).await;
-    sqlx::query("CREATE TABLE events_2 (id bigint PRIMARY KEY, tag text NOT NULL, n int NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    events_table_named(&pool, "events_2").await;
     // One worker: the second file is that worker's next job.
     let d = InProcess::start(&db, &s, |c| c.workers = 1).await;
-    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "first")).unwrap();
-    exists(
-        &s.inbox("p").join("processed/a.csv"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    import_into_p(&s, "a.csv", &csv_rows(1, 3, "first")).await;
     write(
         &s.manifests(),
         "projects/p.yaml",
@@ -718,13 +715,7 @@ async fn a_project_changed_between_two_files_applies_to_the_second() {
     )
     .await
     .unwrap();
-    std::fs::write(s.inbox("p").join("b.csv"), csv_rows(10, 4, "second")).unwrap();
-    exists(
-        &s.inbox("p").join("processed/b.csv"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    import_into_p(&s, "b.csv", &csv_rows(10, 4, "second")).await;
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 3);
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events_2").await, 4);
     d.stop(Duration::from_secs(20)).await.unwrap();
@@ -745,28 +736,12 @@ async fn a_table_that_changes_shape_between_two_files_takes_the_second() {
     events_table(&pool).await;
     // One worker: both files on the same cached target connection.
     let d = InProcess::start(&db, &s, |c| c.workers = 1).await;
-    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "first")).unwrap();
-    exists(
-        &s.inbox("p").join("processed/a.csv"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    import_into_p(&s, "a.csv", &csv_rows(1, 3, "first")).await;
     sqlx::query("ALTER TABLE events ADD COLUMN note text, DROP COLUMN n")
         .execute(&pool)
         .await
         .unwrap();
-    std::fs::write(
-        s.inbox("p").join("b.csv"),
-        "id,tag,note\n2,second,changed\n9,second,new\n",
-    )
-    .unwrap();
-    exists(
-        &s.inbox("p").join("processed/b.csv"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    import_into_p(&s, "b.csv", "id,tag,note\n2,second,changed\n9,second,new\n").await;
     let rows: Vec<(i64, String, Option<String>)> =
         sqlx::query_as("SELECT id, tag, note FROM events ORDER BY id")
             .fetch_all(&pool)

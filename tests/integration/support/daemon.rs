@@ -197,8 +197,15 @@ pub fn big_csv(path: &Path, rows: u64) {
 
 /// Creates the `events` table the projects' `{table: events}` import into.
 pub async fn events_table(pool: &PgPool) {
-    sqlx::query("CREATE TABLE events (id bigint PRIMARY KEY, tag text NOT NULL, n int NOT NULL)")
-        .execute(pool)
-        .await
-        .unwrap();
+    events_table_named(pool, "events").await;
+}
+
+/// Creates a table of the `events` shape named `name` (a plain identifier).
+pub async fn events_table_named(pool: &PgPool, name: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {name} (id bigint PRIMARY KEY, tag text NOT NULL, n int NOT NULL)"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
 }
