@@ -269,4 +269,38 @@ mod tests {
         let read = EventKind::Access(notify::event::AccessKind::Any);
         assert!(!Events::All.wants(&read) && !Events::Arrivals.wants(&read));
     }
+
+    /// The first path a real inotify watch of an inbox reports after an
+    /// import moved one file out into `processed/`, another file was
+    /// deleted, and a third one arrived.
+    async fn first_reported(events: Events) -> PathBuf {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = dir.path().to_path_buf();
+        std::fs::create_dir(inbox.join("processed")).unwrap();
+        for f in ["moved.csv", "deleted.csv"] {
+            std::fs::write(inbox.join(f), "id\n1\n").unwrap();
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut w = Watcher::new(Backend::Native, events, tx, Arc::default()).unwrap();
+        assert!(w.set(&[(inbox.clone(), false)]));
+        std::fs::rename(inbox.join("moved.csv"), inbox.join("processed/moved.csv")).unwrap();
+        std::fs::remove_file(inbox.join("deleted.csv")).unwrap();
+        std::fs::write(inbox.join("arrived.csv"), "id\n2\n").unwrap();
+        // inotify reports a watch's events in order: the departures come
+        // before the arrival unless they are dropped.
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_inbox_watch_is_not_woken_by_files_leaving_it() {
+        let first = first_reported(Events::Arrivals).await;
+        assert_eq!(first.file_name().unwrap(), "arrived.csv");
+        // The same steps under a watch of every change (manifests): the
+        // move out is what it hears first.
+        let first = first_reported(Events::All).await;
+        assert_eq!(first.file_name().unwrap(), "moved.csv");
+    }
 }
