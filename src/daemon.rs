@@ -591,7 +591,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
     let result = {
         let claim = import::Claim {
             target_version: job.target_version.as_deref(),
-            size_seen: job.size_seen,
+            size_seen: Some(job.size_seen),
             known,
         };
         let import = import::run_queued(&s.pool, &job.job, worker, claim);

@@ -41,13 +41,16 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
     let worker = worker();
     let mut all_ok = true;
     let mut outcomes = Vec::new();
+    // The project and target URL, read again only when their rows change.
+    let mut known = import::Known::default();
     for f in &a.files {
-        let id = match jobs::create(&pool, &a.project, f, &worker).await {
-            Ok(id) => id,
+        let created = match jobs::create_started(&pool, &a.project, f, &worker).await {
+            Ok(c) => c,
             Err(e) => return Err(active_job_hint(&pool, f, e).await),
         };
+        let id = created.job.id;
         let result = tokio::select! {
-            r = run_with_progress(&pool, id, &worker, f) => r,
+            r = run_with_progress(&pool, Job::Created(&created, &mut known), &worker, f) => r,
             signal = signal() => {
                 // The import future is dropped with its target connection:
                 // the server rolls the transaction back. The job says so,
@@ -100,15 +103,37 @@ async fn active_job_hint(
     e.into()
 }
 
+/// The job to run in the foreground.
+enum Job<'a> {
+    /// Made and started by `cpi import` ([`jobs::create_started`]).
+    Created(&'a jobs::Created, &'a mut import::Known),
+    /// An existing job, started now (`cpi jobs retry`).
+    Existing(Uuid),
+}
+
+impl Job<'_> {
+    async fn run(
+        self,
+        pool: &sqlx::PgPool,
+        worker: &str,
+        progress: import::ProgressFn<'_>,
+    ) -> Result<JobOutcome, ImportError> {
+        match self {
+            Job::Created(c, known) => import::run_created(pool, c, worker, progress, known).await,
+            Job::Existing(id) => import::run_job(pool, id, worker, progress).await,
+        }
+    }
+}
+
 /// A progress bar on stderr when it is a terminal; none when piped.
 async fn run_with_progress(
     pool: &sqlx::PgPool,
-    id: Uuid,
+    job: Job<'_>,
     worker: &str,
     file: &std::path::Path,
 ) -> Result<JobOutcome, ImportError> {
     if !std::io::stderr().is_terminal() {
-        return import::run_job(pool, id, worker, None).await;
+        return job.run(pool, worker, None).await;
     }
     let bar = indicatif::ProgressBar::new(std::fs::metadata(file).map_or(0, |m| m.len()));
     bar.set_style(
@@ -128,7 +153,7 @@ async fn run_with_progress(
         bar.set_position(p.bytes);
         bar.set_message(format!("{name}: {} rows", p.rows));
     };
-    let r = import::run_job(pool, id, worker, Some(&update)).await;
+    let r = job.run(pool, worker, Some(&update)).await;
     bar.finish_and_clear();
     r
 }
@@ -249,7 +274,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             let job = jobs::requeue(&pool, *id, *force).await?;
             let worker = worker();
             let path = PathBuf::from(&job.file_path);
-            let result = run_with_progress(&pool, *id, &worker, &path).await;
+            let result = run_with_progress(&pool, Job::Existing(*id), &worker, &path).await;
             let mut outcomes = Vec::new();
             let ok = report(&job.file_path, *id, &result, *output, &mut outcomes);
             if *output == Output::Json {

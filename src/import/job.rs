@@ -67,7 +67,7 @@ pub async fn run_job(
             e => ImportError::Management(e),
         })?;
     tracing::debug!(start_ms = ms(t0), "job started");
-    run(mgmt, &job, worker, progress, None).await
+    run(mgmt, &job, worker, progress, None, false).await
 }
 
 /// What a worker keeps between jobs: the project and target URL it read
@@ -108,12 +108,14 @@ impl Known {
     }
 }
 
-/// What the daemon's claim read along with the job.
+/// What the statement that started the job read along with it: the
+/// daemon's claim, or `cpi import`'s insert ([`jobs::create_started`]).
 pub struct Claim<'a> {
     /// The versions of the job's project and connection rows.
     pub target_version: Option<&'a str>,
-    /// Whether a file of the job's queued size went into its queued table before.
-    pub size_seen: bool,
+    /// Whether a file of the job's queued size went into its queued table
+    /// before (`None`: not asked; the job has no table yet).
+    pub size_seen: Option<bool>,
     /// This worker's [`Known`].
     pub known: &'a mut Known,
 }
@@ -131,7 +133,26 @@ pub async fn run_queued(
     worker: &str,
     claim: Claim<'_>,
 ) -> Result<JobOutcome, ImportError> {
-    run(mgmt, job, worker, None, Some(claim)).await
+    run(mgmt, job, worker, None, Some(claim), true).await
+}
+
+/// [`run_job`] for a job [`jobs::create_started`] made and started
+/// (`cpi import`): the project and target URL are read again only when
+/// the versions read by the insert differ from `known`'s. A job that
+/// cannot reach a verdict is failed, as with [`run_job`].
+pub async fn run_created(
+    mgmt: &PgPool,
+    created: &jobs::Created,
+    worker: &str,
+    progress: ProgressFn<'_>,
+    known: &mut Known,
+) -> Result<JobOutcome, ImportError> {
+    let claim = Claim {
+        target_version: created.target_version.as_deref(),
+        size_seen: None,
+        known,
+    };
+    run(mgmt, &created.job, worker, progress, Some(claim), false).await
 }
 
 async fn run(
@@ -140,10 +161,10 @@ async fn run(
     worker: &str,
     progress: ProgressFn<'_>,
     claim: Option<Claim<'_>>,
+    requeue: bool,
 ) -> Result<JobOutcome, ImportError> {
     let t0 = Instant::now();
     let job_id = job.id;
-    let requeue = claim.is_some();
     match run_started(mgmt, job, progress, claim).await {
         Ok(outcome) => {
             let t = Instant::now();
@@ -290,35 +311,30 @@ async fn run_started(
     // moves. Only a file the size of one already imported is worth it (a
     // likely duplicate, then refused without loading anything); any other
     // file is hashed as it streams and checked against the ledger before
-    // commit. The claim answered for the job's table and size as queued.
-    let size_seen = match &claim {
-        Some(c) if known => c.size_seen,
-        _ => jobs::size_seen(mgmt, project.id, &table_label, size).await?,
+    // commit. The claim answered for the job's table and size as queued;
+    // otherwise the write of the table, mode and size answers.
+    let size_seen = match claim.as_ref().and_then(|c| c.size_seen) {
+        Some(seen) if known => seen,
+        _ => {
+            let mode = opts.mode.as_str();
+            jobs::describe(mgmt, job.id, project.id, size, &table_label, mode).await?
+        }
     };
     let sha256 = if size_seen {
         let hash_source = source.clone();
         let hashed = tokio::task::spawn_blocking(move || reader::hash(&hash_source))
             .await
             .map_err(|e| unreadable(std::io::Error::other(e)))?;
-        match hashed {
-            Ok((sha, _)) => Some(sha),
+        let sha = match hashed {
+            Ok((sha, _)) => sha,
             Err(e) if source.read_failed() => return Err(object_failed(&job.file_path, e)),
             Err(e) => return Err(unreadable(e)),
-        }
+        };
+        jobs::record_sha256(mgmt, job.id, &sha).await?;
+        Some(sha)
     } else {
         None
     };
-    if sha256.is_some() || !known {
-        jobs::describe(
-            mgmt,
-            job.id,
-            sha256.as_deref(),
-            size,
-            &table_label,
-            opts.mode.as_str(),
-        )
-        .await?;
-    }
 
     let ctx = Ctx {
         job_id: job.id,

@@ -850,3 +850,47 @@ async fn crlf_line_ends_and_quoted_newlines() {
         vec!["two\r\nlines", "x"]
     );
 }
+
+/// `cpi import` starts each file's job in the insert that creates it, and
+/// keeps the project it read for the next file while the project's and
+/// connection's rows are unchanged: a change between two files of one call
+/// applies to the second.
+#[tokio::test]
+async fn a_project_changed_between_two_files_of_one_call_applies_to_the_second() {
+    let env = Env::new(json!({"table": "t"})).await;
+    env.exec("CREATE TABLE t (id int)").await;
+    env.exec("CREATE TABLE t2 (id int)").await;
+    let mut known = cpi::import::Known::default();
+    let env = &env;
+    let run = |name: &str, body: &[u8]| {
+        let path = env.file(name, body);
+        async move {
+            jobs::create_started(&env.pool, "p", &path, "cli:1")
+                .await
+                .unwrap()
+        }
+    };
+
+    let a = run("a.csv", b"id\n1\n").await;
+    assert_eq!((a.job.status, a.job.attempts), (JobStatus::Running, 1));
+    assert!(a.job.started_at.is_some() && a.target_version.is_some());
+    let o = cpi::import::run_created(&env.pool, &a, "cli:1", None, &mut known)
+        .await
+        .unwrap();
+    assert_eq!(o.target_table.as_deref(), Some("t"));
+
+    // A reconcile changes the project's table (an update of its row).
+    env.exec("UPDATE cpi_projects SET config = jsonb_set(config, '{defaults,table}', '\"t2\"')")
+        .await;
+    let b = run("b.csv", b"id\n2\n").await;
+    let o = cpi::import::run_created(&env.pool, &b, "cli:1", None, &mut known)
+        .await
+        .unwrap();
+    assert_eq!(
+        (o.status, o.target_table.as_deref()),
+        (JobStatus::Succeeded, Some("t2"))
+    );
+    assert_eq!((env.count("t").await, env.count("t2").await), (1, 1));
+    let job = jobs::get(&env.pool, b.job.id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 1));
+}
