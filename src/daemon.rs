@@ -380,7 +380,14 @@ async fn scan_inboxes(
                 continue;
             }
             listed += 1;
-            let listing = match list_inbox(&ib.dir, &ib.config).await {
+            // A listing is new work: shutdown does not wait for it (an
+            // object store that stopped answering holds it for the
+            // client's read timeout, a minute).
+            let listing = tokio::select! {
+                l = list_inbox(&ib.dir, &ib.config) => l,
+                _ = shutdown.changed() => return,
+            };
+            let listing = match listing {
                 Ok(l) => l,
                 Err(e) => {
                     if is_object_path(&ib.dir) {
