@@ -213,18 +213,39 @@ pub async fn run(
         })
         .collect();
     for w in workers {
-        let _ = w.await;
+        awaited("the workers", w, &stop).await;
     }
-    let _ = reconciler.await;
-    let _ = scanner.await;
+    awaited("the reconcile loop", reconciler, &stop).await;
+    awaited("the inbox scanner", scanner, &stop).await;
     if let Some(api) = api {
-        let _ = api.await;
+        awaited("the HTTP API", api, &stop).await;
     }
-    import::targets::close_idle().await;
-    pool.close().await;
+    let closing = import::targets::close_idle();
+    awaited("closing target connections", closing, &stop).await;
+    awaited("closing the management pool", pool.close(), &stop).await;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Awaits one part of the daemon; once `stop` is set, says every
+/// [`STILL_WAITING`] which part it still waits for: a stop that hangs
+/// names its cause in the log.
+async fn awaited<F: Future>(what: &str, part: F, stop: &watch::Receiver<bool>) {
+    let mut part = std::pin::pin!(part);
+    loop {
+        tokio::select! {
+            _ = &mut part => return,
+            _ = tokio::time::sleep(STILL_WAITING) => {
+                if *stop.borrow() {
+                    tracing::info!(waiting_for = what, "stopping: still waiting");
+                }
+            }
+        }
+    }
+}
+
+/// See [`awaited`].
+const STILL_WAITING: Duration = Duration::from_secs(5);
 
 /// Connects and migrates, retrying with backoff while the database is down
 /// (a daemon may start before its database). `None` when `stop` completes first.

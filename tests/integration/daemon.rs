@@ -246,6 +246,50 @@ async fn sigterm_mid_import_exits_0_and_loses_nothing() {
     assert!(s.inbox("p").join("processed/big.csv").exists());
 }
 
+/// A stop that waits says what for: an import held by a lock on its
+/// table keeps the workers busy past SIGTERM, and the log names them every
+/// 5 s until the lock goes and the import finishes.
+#[tokio::test]
+async fn a_stop_that_waits_says_what_for() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    let mut d = Daemon::start(
+        &db,
+        &s.manifests(),
+        &s.log("log"),
+        &["--shutdown-timeout", "2m"],
+    );
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    std::fs::write(s.inbox("p").join("a.csv"), csv_rows(1, 3, "r")).unwrap();
+    wait_i64(
+        &pool,
+        30,
+        "the import running",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'running'",
+        1,
+    )
+    .await
+    .unwrap();
+    d.signal("-TERM");
+    d.wait_log("stopping: still waiting", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("stopping: still waiting"))
+        .unwrap();
+    assert!(line.contains("the workers"), "{line}");
+    assert!(d.wait(Duration::from_millis(100)).is_none(), "it waits");
+    lock.commit().await.unwrap();
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log());
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 3);
+}
+
 #[tokio::test]
 async fn two_replicas_import_each_file_once_and_never_interleave_reconciles() {
     let db = TestDb::new().await;
