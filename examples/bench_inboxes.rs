@@ -48,15 +48,15 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
-    let mut yaml = format!(
-        "apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: target}}\nspec:\n  database_url: {url}\n"
-    );
+    let mut yaml = bench_support::connection_doc("target", &url);
     let inbox = |i: u64| dir.path().join("inbox").join(format!("p{i:05}"));
     for i in 0..projects {
         std::fs::create_dir_all(inbox(i)).unwrap();
-        yaml.push_str(&format!(
-            "---\napiVersion: cpi/v1\nkind: Project\nmetadata: {{name: p{i:05}}}\nspec:\n  connection: target\n  config:\n    inbox: {}\n    defaults: {{table: ev, mode: append}}\n",
-            inbox(i).display()
+        yaml.push_str(&bench_support::project_doc(
+            &format!("p{i:05}"),
+            "target",
+            Some(&inbox(i)),
+            "{table: ev, mode: append}",
         ));
     }
     std::fs::write(manifests.join("all.yaml"), yaml).unwrap();

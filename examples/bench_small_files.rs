@@ -74,19 +74,23 @@ async fn main() {
     let bench_db = bench_support::fresh_database("cpi_small").await;
     let url = bench_db.url.clone();
 
-    let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("inbox");
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir_all(&inbox).unwrap();
-    std::fs::create_dir_all(&manifests).unwrap();
+    let f = bench_support::folders();
+    let (dir, inbox, manifests) = (&f.tmp, f.inbox.clone(), f.manifests.clone());
     std::fs::write(
         manifests.join("all.yaml"),
-        format!(
-            "apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: target}}\nspec:\n  database_url: {url}\n\
-             ---\napiVersion: cpi/v1\nkind: Project\nmetadata: {{name: drops}}\nspec:\n  connection: target\n  config:\n    inbox: {}\n    defaults: {{table: ev_daemon, mode: append}}\n\
-             ---\napiVersion: cpi/v1\nkind: Project\nmetadata: {{name: cli}}\nspec:\n  connection: target\n  config:\n    defaults: {{table: ev_import, mode: append}}\n",
-            inbox.display()
-        ),
+        bench_support::connection_doc("target", &url)
+            + &bench_support::project_doc(
+                "drops",
+                "target",
+                Some(&inbox),
+                "{table: ev_daemon, mode: append}",
+            )
+            + &bench_support::project_doc(
+                "cli",
+                "target",
+                None,
+                "{table: ev_import, mode: append}",
+            ),
     )
     .unwrap();
     let mut conn = PgConnection::connect(&url).await.unwrap();

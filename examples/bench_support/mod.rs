@@ -58,6 +58,49 @@ pub async fn fresh_database(prefix: &str) -> BenchDb {
     BenchDb { url, name, admin }
 }
 
+/// A Connection manifest document: `name`, to `url`.
+pub fn connection_doc(name: &str, url: &str) -> String {
+    format!(
+        "apiVersion: cpi/v1\nkind: Connection\nmetadata: {{name: {name}}}\nspec:\n  database_url: \"{url}\"\n"
+    )
+}
+
+/// A Project manifest document (after a `---`, to follow another one) on
+/// `connection`, with its `inbox` when given, and `defaults` (a YAML flow
+/// mapping such as `{table: ev, mode: append}`).
+pub fn project_doc(name: &str, connection: &str, inbox: Option<&Path>, defaults: &str) -> String {
+    let inbox = inbox
+        .map(|p| format!("    inbox: {}\n", p.display()))
+        .unwrap_or_default();
+    format!(
+        "---\napiVersion: cpi/v1\nkind: Project\nmetadata: {{name: {name}}}\nspec:\n  connection: {connection}\n  config:\n{inbox}    defaults: {defaults}\n"
+    )
+}
+
+/// A temporary folder with an `inbox` and a `manifests` folder in it.
+pub struct Folders {
+    /// Removed when dropped.
+    pub tmp: tempfile::TempDir,
+    /// `inbox/`.
+    pub inbox: PathBuf,
+    /// `manifests/`.
+    pub manifests: PathBuf,
+}
+
+/// [`Folders`], created.
+pub fn folders() -> Folders {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("inbox");
+    let manifests = tmp.path().join("manifests");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::create_dir_all(&manifests).unwrap();
+    Folders {
+        tmp,
+        inbox,
+        manifests,
+    }
+}
+
 /// `--name N` from the command line, else `$env`, else `default` (`_`
 /// allowed as a digit separator).
 pub fn arg(name: &str, env: &str, default: u64) -> u64 {
