@@ -50,7 +50,7 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
         };
         let id = created.job.id;
         let result = tokio::select! {
-            r = run_with_progress(&pool, Job::Created(&created, &mut known), &worker, f) => r,
+            r = run_with_progress(&pool, Foreground::Created(&created, &mut known), &worker, f) => r,
             signal = signal() => {
                 // The import future is dropped with its target connection:
                 // the server rolls the transaction back. The job says so,
@@ -104,14 +104,14 @@ async fn active_job_hint(
 }
 
 /// The job to run in the foreground.
-enum Job<'a> {
+enum Foreground<'a> {
     /// Made and started by `cpi import` ([`jobs::create_started`]).
     Created(&'a jobs::Created, &'a mut import::Known),
     /// An existing job, started now (`cpi jobs retry`).
     Existing(Uuid),
 }
 
-impl Job<'_> {
+impl Foreground<'_> {
     async fn run(
         self,
         pool: &sqlx::PgPool,
@@ -119,8 +119,10 @@ impl Job<'_> {
         progress: import::ProgressFn<'_>,
     ) -> Result<JobOutcome, ImportError> {
         match self {
-            Job::Created(c, known) => import::run_created(pool, c, worker, progress, known).await,
-            Job::Existing(id) => import::run_job(pool, id, worker, progress).await,
+            Foreground::Created(c, known) => {
+                import::run_created(pool, c, worker, progress, known).await
+            }
+            Foreground::Existing(id) => import::run_job(pool, id, worker, progress).await,
         }
     }
 }
@@ -128,7 +130,7 @@ impl Job<'_> {
 /// A progress bar on stderr when it is a terminal; none when piped.
 async fn run_with_progress(
     pool: &sqlx::PgPool,
-    job: Job<'_>,
+    job: Foreground<'_>,
     worker: &str,
     file: &std::path::Path,
 ) -> Result<JobOutcome, ImportError> {
@@ -274,7 +276,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             let job = jobs::requeue(&pool, *id, *force).await?;
             let worker = worker();
             let path = PathBuf::from(&job.file_path);
-            let result = run_with_progress(&pool, Job::Existing(*id), &worker, &path).await;
+            let result = run_with_progress(&pool, Foreground::Existing(*id), &worker, &path).await;
             let mut outcomes = Vec::new();
             let ok = report(&job.file_path, *id, &result, *output, &mut outcomes);
             if *output == Output::Json {
