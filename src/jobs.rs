@@ -168,23 +168,6 @@ pub struct Job {
 /// The columns of [`Job`], in its order.
 pub const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, not_before, waits_for_fix, created_at, started_at, finished_at";
 
-/// Inserts a job for `path` that `worker` runs at once (`cpi import`). The
-/// project must exist (its id and connection are recorded as they are now).
-/// The row is `running` from the start: a `queued` row would be free for a
-/// daemon on the same management database to claim between the insert and
-/// the start, and it would then move the user's file.
-pub async fn create(
-    mgmt: &PgPool,
-    project_name: &str,
-    path: &Path,
-    worker: &str,
-) -> Result<Uuid, JobError> {
-    Ok(insert(mgmt, project_name, path, worker, false)
-        .await?
-        .job
-        .id)
-}
-
 /// A job [`create_started`] made.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Created {
@@ -196,15 +179,39 @@ pub struct Created {
     pub target_version: Option<String>,
 }
 
-/// [`create`] and [`start`] in one statement, for `cpi import`'s files:
-/// one round trip and one commit fewer per file.
+/// Inserts a job for `path` that `worker` runs at once (`cpi import`),
+/// started in the same statement (`attempts` 1, `started_at` now): one
+/// round trip and one commit per file. The project must exist (its id and
+/// connection are recorded as they are now). The row is `running` from
+/// the start: a `queued` row would be free for a daemon on the same
+/// management database to claim, and it would then move the user's file.
 pub async fn create_started(
     mgmt: &PgPool,
     project_name: &str,
     path: &Path,
     worker: &str,
 ) -> Result<Created, JobError> {
-    insert(mgmt, project_name, path, worker, true).await
+    let (file_name, abs, size) = job_path(path);
+    // The project's id and connection as they are now, in the insert itself.
+    let created: Option<Created> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker,
+                                      attempts, started_at)
+         SELECT p.id, p.name, p.connection_id, $2, $3, $4, $6, $5, 1, now()
+           FROM cpi_projects p WHERE p.name = $1
+         RETURNING {JOB_COLUMNS},
+                   (SELECT p.xmin::text || '/' || coalesce(n.xmin::text, '-')
+                      FROM cpi_projects p LEFT JOIN cpi_connections n ON n.id = p.connection_id
+                     WHERE p.id = cpi_import_jobs.project_id) AS target_version"
+    )))
+    .bind(project_name)
+    .bind(file_name)
+    .bind(abs.to_string_lossy().into_owned())
+    .bind(size)
+    .bind(worker)
+    .bind(JobStatus::Running)
+    .fetch_optional(mgmt)
+    .await?;
+    created.ok_or_else(|| JobError::ProjectNotFound(project_name.to_string()))
 }
 
 /// A file for the daemon's queue, with its target table and mode when its
@@ -305,38 +312,6 @@ fn object_job(path: &Path) -> Option<(String, String)> {
         .map(|o| o.name().to_string())
         .unwrap_or_else(|_| s.to_string());
     Some((name, s.to_string()))
-}
-
-async fn insert(
-    mgmt: &PgPool,
-    project_name: &str,
-    path: &Path,
-    worker: &str,
-    started: bool,
-) -> Result<Created, JobError> {
-    let (file_name, abs, size) = job_path(path);
-    // The project's id and connection as they are now, in the insert itself.
-    let created: Option<Created> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker,
-                                      attempts, started_at)
-         SELECT p.id, p.name, p.connection_id, $2, $3, $4, $6, $5,
-                CASE WHEN $7 THEN 1 ELSE 0 END, CASE WHEN $7 THEN now() END
-           FROM cpi_projects p WHERE p.name = $1
-         RETURNING {JOB_COLUMNS},
-                   (SELECT p.xmin::text || '/' || coalesce(n.xmin::text, '-')
-                      FROM cpi_projects p LEFT JOIN cpi_connections n ON n.id = p.connection_id
-                     WHERE p.id = cpi_import_jobs.project_id) AS target_version"
-    )))
-    .bind(project_name)
-    .bind(file_name)
-    .bind(abs.to_string_lossy().into_owned())
-    .bind(size)
-    .bind(worker)
-    .bind(JobStatus::Running)
-    .bind(started)
-    .fetch_optional(mgmt)
-    .await?;
-    created.ok_or_else(|| JobError::ProjectNotFound(project_name.to_string()))
 }
 
 /// The queued or running job of a file, if any.

@@ -586,9 +586,10 @@ async fn regression_a_daemon_never_claims_a_cpi_import_job() {
     let elsewhere = tempfile::tempdir().unwrap();
     let file = elsewhere.path().join("mine.csv");
     std::fs::write(&file, csv_rows(1, 3, "cli")).unwrap();
-    let id = cpi::jobs::create(&pool, "p", &file, "cli-test")
+    let created = cpi::jobs::create_started(&pool, "p", &file, "cli-test")
         .await
         .unwrap();
+    let id = created.job.id;
     // The daemon's claim loop runs several times while the job waits.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let job = cpi::jobs::get(&pool, id).await.unwrap().unwrap();
@@ -599,7 +600,8 @@ async fn regression_a_daemon_never_claims_a_cpi_import_job() {
     );
     assert!(file.exists(), "the file stays where the user put it");
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
-    cpi::import::run_job(&pool, id, "cli-test", None)
+    let mut known = cpi::import::Known::default();
+    cpi::import::run_created(&pool, &created, "cli-test", None, &mut known)
         .await
         .unwrap();
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 3);

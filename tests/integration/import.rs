@@ -650,7 +650,11 @@ async fn the_three_connection_errors_are_distinct() {
     let path = env.file("a.csv", b"id\n1\n");
 
     // (1) The project is gone by the time the job runs.
-    let id = jobs::create(&env.pool, "p", &path, "test").await.unwrap();
+    let id = jobs::create_started(&env.pool, "p", &path, "test")
+        .await
+        .unwrap()
+        .job
+        .id;
     env.exec("DELETE FROM cpi_projects").await;
     let e = cpi::import::run_job(&env.pool, id, "test", None)
         .await

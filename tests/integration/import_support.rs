@@ -101,8 +101,12 @@ impl Env {
     }
 
     pub async fn run(&self, path: &Path) -> Result<JobOutcome, ImportError> {
-        let id = jobs::create(&self.pool, "p", path, "test").await.unwrap();
-        import::run_job(&self.pool, id, "test", None).await
+        // As `cpi import` runs a file.
+        let created = jobs::create_started(&self.pool, "p", path, "test")
+            .await
+            .unwrap();
+        let mut known = import::Known::default();
+        import::run_created(&self.pool, &created, "test", None, &mut known).await
     }
 
     pub async fn import(&self, name: &str, bytes: &[u8]) -> JobOutcome {
