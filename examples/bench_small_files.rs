@@ -10,6 +10,8 @@
 //!   SQL into `cpi_import_jobs` (same project and table) before timing;
 //! - `--rounds N` (`BENCH_ROUNDS`, default 3): paired rounds; medians printed;
 //! - `--explain`: prints the plans of the daemon's claim (auto_explain) after the history is in.
+//! - `BENCH_DAEMON_LOG`, `BENCH_IMPORT_LOG`: `CPI_LOG` of the daemon, of `cpi import` (JSON
+//!   lines on stderr, for per-file timings; default `warn`).
 //!
 //! Each round generates the files (id bigint primary key, store text,
 //! amount numeric, at timestamptz) and times, into three tables of the same
@@ -214,7 +216,17 @@ async fn main() {
         let out = Command::new(&bin)
             .args(["import", "--project", "cli", "--database-url", &url])
             .args(&paths)
-            .env("CPI_LOG", "warn")
+            .env(
+                "CPI_LOG",
+                std::env::var("BENCH_IMPORT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .args(
+                std::env::var("BENCH_IMPORT_LOG")
+                    .is_ok()
+                    .then_some(["--log-format", "json"])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdout(Stdio::null())
             .status()
             .unwrap();
