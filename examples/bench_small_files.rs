@@ -65,6 +65,15 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// `CPI_LOG` and the log-format flags for cpi from the benchmark's
+/// variable `var`: its filter as JSON lines on stderr, or warnings only.
+fn logging(var: &str) -> (String, &'static [&'static str]) {
+    match std::env::var(var) {
+        Ok(filter) => (filter, &["--log-format", "json"]),
+        Err(_) => ("warn".into(), &[]),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let files = arg("--files", "BENCH_FILES", 1000);
@@ -105,21 +114,13 @@ async fn main() {
         .unwrap();
     }
 
+    let (daemon_log, import_log) = (logging("BENCH_DAEMON_LOG"), logging("BENCH_IMPORT_LOG"));
     let mut daemon = Command::new(&bin)
         .args(["run", "--database-url", &url, "--manifests"])
         .arg(&manifests)
         .args(["--settle", "200ms", "--workers", "2"])
-        .env(
-            "CPI_LOG",
-            std::env::var("BENCH_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .args(
-            std::env::var("BENCH_DAEMON_LOG")
-                .is_ok()
-                .then_some(["--log-format", "json"])
-                .into_iter()
-                .flatten(),
-        )
+        .env("CPI_LOG", &daemon_log.0)
+        .args(daemon_log.1)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -216,17 +217,8 @@ async fn main() {
         let out = Command::new(&bin)
             .args(["import", "--project", "cli", "--database-url", &url])
             .args(&paths)
-            .env(
-                "CPI_LOG",
-                std::env::var("BENCH_IMPORT_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .args(
-                std::env::var("BENCH_IMPORT_LOG")
-                    .is_ok()
-                    .then_some(["--log-format", "json"])
-                    .into_iter()
-                    .flatten(),
-            )
+            .env("CPI_LOG", &import_log.0)
+            .args(import_log.1)
             .stdout(Stdio::null())
             .status()
             .unwrap();
