@@ -41,7 +41,7 @@ pub struct ProjectConfig {
     pub tables: Vec<ImportOptions>,
 }
 
-pub use crate::storage::StorageConfig;
+pub use crate::object_storage::StorageConfig;
 
 /// One column name or several (`primary_key: id` or `primary_key: [a, b]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -458,7 +458,7 @@ impl ProjectConfig {
             check_key_mode(d, "defaults", &mut errors);
             check_extra_columns(d, "defaults", &mut errors);
         }
-        crate::storage::check_config(
+        crate::object_storage::check_config(
             self.inbox.as_deref(),
             self.processed_dir.as_deref(),
             self.failed_dir.as_deref(),

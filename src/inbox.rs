@@ -33,22 +33,31 @@ struct Seen {
     emitted: bool,
 }
 
-/// Tracks the files of one inbox across scans.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    seen: HashMap<PathBuf, Seen>,
+/// Tracks the files of one inbox across scans, by `K` (a path, or where a
+/// file is: [`crate::location::FileRef`]).
+#[derive(Debug)]
+pub struct Readiness<K = PathBuf> {
+    seen: HashMap<K, Seen>,
 }
 
-impl Readiness {
+impl<K> Default for Readiness<K> {
+    fn default() -> Self {
+        Readiness {
+            seen: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Clone + Eq + std::hash::Hash + Ord> Readiness<K> {
     /// Feeds one listing (path, size, mtime) taken at `now`; returns the
     /// files that became ready, in name order.
     pub fn observe(
         &mut self,
-        listing: &[(PathBuf, u64, SystemTime)],
+        listing: &[(K, u64, SystemTime)],
         settle: Duration,
         now: Instant,
-    ) -> Vec<PathBuf> {
-        let present: HashSet<&PathBuf> = listing.iter().map(|(p, _, _)| p).collect();
+    ) -> Vec<K> {
+        let present: HashSet<&K> = listing.iter().map(|(p, _, _)| p).collect();
         self.seen.retain(|p, _| present.contains(p));
         let mut ready = Vec::new();
         for (path, size, mtime) in listing {
@@ -78,7 +87,11 @@ impl Readiness {
     }
 
     /// Makes a file eligible again (its job must be tried once more).
-    pub fn release(&mut self, path: &Path) {
+    pub fn release<Q>(&mut self, path: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         if let Some(s) = self.seen.get_mut(path) {
             s.emitted = false;
         }
@@ -86,7 +99,11 @@ impl Readiness {
 
     /// Drops what is known of `path` (it was moved away by its job): if it
     /// is listed again, it is a new file. Whether it was known.
-    pub fn forget(&mut self, path: &Path) -> bool {
+    pub fn forget<Q>(&mut self, path: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.seen.remove(path).is_some()
     }
 

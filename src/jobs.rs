@@ -1,6 +1,8 @@
 //! The `cpi_import_jobs` rows: one per file seen (DESIGN §2).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::location::FileRef;
 
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
@@ -188,10 +190,10 @@ pub struct Created {
 pub async fn create_started(
     mgmt: &PgPool,
     project_name: &str,
-    path: &Path,
+    file: &FileRef,
     worker: &str,
 ) -> Result<Created, JobError> {
-    let (file_name, abs, size) = job_path(path);
+    let (file_name, job_path, size) = (file.name(), file.job_path(), local_size(file));
     // The project's id and connection as they are now, in the insert itself.
     let created: Option<Created> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker,
@@ -205,7 +207,7 @@ pub async fn create_started(
     )))
     .bind(project_name)
     .bind(file_name)
-    .bind(abs.to_string_lossy().into_owned())
+    .bind(job_path)
     .bind(size)
     .bind(worker)
     .bind(JobStatus::Running)
@@ -219,8 +221,8 @@ pub async fn create_started(
 /// row must carry its table from the moment it is visible).
 #[derive(Debug, Clone)]
 pub struct QueuedFile {
-    /// The file (or an object's job path).
-    pub path: std::path::PathBuf,
+    /// The file.
+    pub file: FileRef,
     /// Its table and mode.
     pub target: Option<(String, String)>,
     /// An object's last write (its job path carries the ETag, the same for
@@ -254,10 +256,9 @@ pub async fn create_queued(
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for f in files {
         written.push(f.written.map(chrono::DateTime::<chrono::Utc>::from));
-        let (name, path, size) = job_path(&f.path);
-        names.push(name);
-        paths.push(path.to_string_lossy().into_owned());
-        sizes.push(size);
+        names.push(f.file.name());
+        paths.push(f.file.job_path());
+        sizes.push(local_size(&f.file));
         tables.push(f.target.as_ref().map(|t| t.0.clone()));
         modes.push(f.target.as_ref().map(|t| t.1.clone()));
     }
@@ -289,42 +290,22 @@ pub async fn create_queued(
     .await?)
 }
 
-/// A job's file name, path as recorded (absolute; an object's URL as
-/// given) and size (a file's, when it can be read now).
-fn job_path(path: &Path) -> (String, PathBuf, Option<i64>) {
-    match object_job(path) {
-        Some((name, job_path)) => (name, PathBuf::from(job_path), None),
-        None => (
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| path.display().to_string()),
-            std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
-            std::fs::metadata(path).ok().map(|m| m.len() as i64),
-        ),
+/// A local file's size when it can be read now (an object's comes with
+/// its job's first read).
+fn local_size(file: &FileRef) -> Option<i64> {
+    match file {
+        FileRef::Local(p) => std::fs::metadata(p).ok().map(|m| m.len() as i64),
+        FileRef::Object(_) => None,
     }
 }
 
-/// An object's file name and job path (`s3://bucket/key[#etag]`, as
-/// given: a URL is never made absolute), or `None` for a local file.
-fn object_job(path: &Path) -> Option<(String, String)> {
-    let s = path.to_str().filter(|s| crate::storage::is_object(s))?;
-    let name = crate::storage::parse_object(s)
-        .map(|o| o.name().to_string())
-        .unwrap_or_else(|_| s.to_string());
-    Some((name, s.to_string()))
-}
-
 /// The queued or running job of a file, if any.
-pub async fn active_for_path(db: &PgPool, path: &Path) -> Result<Option<Job>, JobError> {
-    let abs = match object_job(path) {
-        Some((_, job_path)) => PathBuf::from(job_path),
-        None => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
-    };
+pub async fn active_for(db: &PgPool, file: &FileRef) -> Result<Option<Job>, JobError> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE file_path = $1 AND status IN ($2, $3)
           ORDER BY created_at DESC LIMIT 1"
     )))
-    .bind(abs.to_string_lossy().into_owned())
+    .bind(file.job_path())
     .bind(JobStatus::Queued)
     .bind(JobStatus::Running)
     .fetch_optional(db)

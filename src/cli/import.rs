@@ -13,6 +13,7 @@ use super::args::{Global, ImportArgs, JobsCommand, Output};
 use super::context::{management_pool, print_list, print_one, signal};
 use crate::import::{self, ImportError, JobOutcome, Progress};
 use crate::jobs::{self, JobStatus, ListFilter};
+use crate::location::FileRef;
 use crate::secret;
 use crate::store;
 
@@ -26,14 +27,14 @@ fn worker() -> String {
 /// `cpi import`: one job per file, run here; Ctrl-C or SIGTERM rolls the
 /// running one back and marks it failed.
 pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
+    // Every argument checked before any job starts.
+    let mut files = Vec::new();
     for f in &a.files {
-        let object = f.to_str().is_some_and(crate::storage::is_object);
-        if object {
-            if let Err(m) = crate::storage::parse_object(&f.to_string_lossy()) {
-                bail!("{m}");
-            }
-        } else if !f.is_file() {
-            bail!("{} is not a file", f.display());
+        match FileRef::parse(&f.to_string_lossy()) {
+            Err(m) => bail!("{m}"),
+            Ok(FileRef::Local(_)) if !f.is_file() => bail!("{} is not a file", f.display()),
+            Ok(FileRef::Local(_)) => files.push((f, FileRef::local(f))),
+            Ok(object) => files.push((f, object)),
         }
     }
     let pool = management_pool(g).await?;
@@ -43,10 +44,10 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
     let mut outcomes = Vec::new();
     // The project and target URL, read again only when their rows change.
     let mut known = import::Known::default();
-    for f in &a.files {
-        let created = match jobs::create_started(&pool, &a.project, f, &worker).await {
+    for (f, file) in files {
+        let created = match jobs::create_started(&pool, &a.project, &file, &worker).await {
             Ok(c) => c,
-            Err(e) => return Err(active_job_hint(&pool, f, e).await),
+            Err(e) => return Err(active_job_hint(&pool, f, &file, e).await),
         };
         let id = created.job.id;
         let result = tokio::select! {
@@ -83,12 +84,13 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
 async fn active_job_hint(
     pool: &sqlx::PgPool,
     file: &std::path::Path,
+    at: &FileRef,
     e: jobs::JobError,
 ) -> anyhow::Error {
     let duplicate =
         matches!(&e, jobs::JobError::Db(sqlx::Error::Database(d)) if d.is_unique_violation());
     if duplicate {
-        if let Ok(Some(j)) = jobs::active_for_path(pool, file).await {
+        if let Ok(Some(j)) = jobs::active_for(pool, at).await {
             return anyhow::anyhow!(
                 "{} already has an active import job {} ({}, worker {}): wait for it to finish, \
                  or if its worker died, run `cpi jobs retry --force {}`",

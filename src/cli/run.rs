@@ -12,7 +12,7 @@ use super::args::{Global, RunArgs};
 use super::context::{management_url, signal};
 use crate::api::auth;
 use crate::daemon;
-use crate::watch::Backend;
+use crate::daemon::watch::Backend;
 
 /// The daemon's settings from the global options and `cpi run`'s arguments
 /// (the API token file is read here: a bad one fails before anything runs).

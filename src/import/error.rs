@@ -94,7 +94,17 @@ pub enum ImportError {
         #[source]
         source: StoreError,
     },
-    /// The file cannot be read (it vanished, or permissions).
+    /// The file or object is not there (any more): moved by another
+    /// job, or removed.
+    #[error("cannot read {path}: {source}")]
+    FileGone {
+        /// The file's path.
+        path: String,
+        /// The I/O error (not found).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is there but cannot be read (permissions, a folder).
     #[error("cannot read {path}: {source}")]
     FileUnreadable {
         /// The file's path.
@@ -110,7 +120,7 @@ pub enum ImportError {
     ObjectUnavailable {
         /// What the store (or the stream from it) said.
         #[source]
-        source: crate::storage::StorageError,
+        source: crate::object_storage::StorageError,
     },
     /// The connection's URL does not parse (the message is already scrubbed).
     #[error("cannot reach the target database of project {project:?}: {message}")]
@@ -180,6 +190,10 @@ pub enum Action {
     /// tried again when the configuration changes, or after
     /// [`config_recheck`].
     WaitForFix,
+    /// The file is gone: nothing to move. The daemon ends the job as a
+    /// duplicate of the job that moved it, or as vanished; `cpi import`
+    /// fails it.
+    Vanished,
 }
 
 /// First retry delay of a transient failure.
@@ -220,6 +234,7 @@ pub fn error_policy(err: &ImportError, attempt: u32) -> Action {
         | NoPattern { .. }
         | InvalidTargetUrl { .. }
         | Store { .. } => Action::WaitForFix,
+        FileGone { .. } => Action::Vanished,
         FileUnreadable { .. } | JobNotFound(_) | Management(_) => Action::Fail,
     }
 }
@@ -355,6 +370,14 @@ mod tests {
                 },
                 0,
                 Action::Fail,
+            ),
+            (
+                ImportError::FileGone {
+                    path: "a.csv".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                },
+                0,
+                Action::Vanished,
             ),
             (ImportError::JobNotFound(id), 0, Action::Fail),
             (

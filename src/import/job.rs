@@ -3,7 +3,6 @@
 //! fallback), plan the file's options, hash a likely duplicate first,
 //! connect to the target, load, and finish the job row with the verdict.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -11,13 +10,14 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::import::error::ImportError;
+use crate::import::error::{config_recheck, error_policy, Action, ImportError};
 use crate::import::load::{self, Ctx, Failure, ProgressFn};
 use crate::import::pipeline::RowError;
 use crate::import::{plan, reader, targets};
 use crate::jobs::{self, Counts, JobError, JobStatus};
+use crate::location::FileRef;
+use crate::object_storage;
 use crate::secret::{self, Secret};
-use crate::storage;
 use crate::store;
 
 /// How long connecting to a target database may take.
@@ -67,7 +67,28 @@ pub async fn run_job(
             e => ImportError::Management(e),
         })?;
     tracing::debug!(start_ms = ms(t0), "job started");
-    run(mgmt, &job, worker, progress, None, false).await
+    let file = decode(&job)?;
+    run(mgmt, &job, &file, worker, progress, None, false)
+        .await
+        .map_err(|u| u.error)
+}
+
+/// The job's file, decoded from its row.
+fn decode(job: &jobs::Job) -> Result<FileRef, ImportError> {
+    FileRef::parse(&job.file_path).map_err(|e| ImportError::FileUnreadable {
+        path: job.file_path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })
+}
+
+/// A job that reached no verdict: the error, and what the one
+/// [`error_policy`] decided for it (already written to the job's row).
+#[derive(Debug)]
+pub struct Unfinished {
+    /// Why.
+    pub error: ImportError,
+    /// Retry, wait for a fix, fail, or the file vanished.
+    pub action: Action,
 }
 
 /// What a worker keeps between jobs: the project and target URL it read
@@ -130,10 +151,11 @@ pub struct Claim<'a> {
 pub async fn run_queued(
     mgmt: &PgPool,
     job: &jobs::Job,
+    file: &FileRef,
     worker: &str,
     claim: Claim<'_>,
-) -> Result<JobOutcome, ImportError> {
-    run(mgmt, job, worker, None, Some(claim), true).await
+) -> Result<JobOutcome, Unfinished> {
+    run(mgmt, job, file, worker, None, Some(claim), true).await
 }
 
 /// [`run_job`] for a job [`jobs::create_started`] made and started
@@ -152,20 +174,32 @@ pub async fn run_created(
         size_seen: None,
         known,
     };
-    run(mgmt, &created.job, worker, progress, Some(claim), false).await
+    let file = decode(&created.job)?;
+    run(
+        mgmt,
+        &created.job,
+        &file,
+        worker,
+        progress,
+        Some(claim),
+        false,
+    )
+    .await
+    .map_err(|u| u.error)
 }
 
 async fn run(
     mgmt: &PgPool,
     job: &jobs::Job,
+    file: &FileRef,
     worker: &str,
     progress: ProgressFn<'_>,
     claim: Option<Claim<'_>>,
     requeue: bool,
-) -> Result<JobOutcome, ImportError> {
+) -> Result<JobOutcome, Unfinished> {
     let t0 = Instant::now();
     let job_id = job.id;
-    match run_started(mgmt, job, progress, claim).await {
+    match run_started(mgmt, job, file, progress, claim).await {
         Ok(outcome) => {
             let t = Instant::now();
             jobs::finish(
@@ -177,7 +211,12 @@ async fn run(
                 outcome_details(&outcome).as_ref(),
                 outcome.sha256.as_deref(),
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                let error = ImportError::from(e);
+                let action = error_policy(&error, 0);
+                Unfinished { error, action }
+            })?;
             tracing::debug!(finish_ms = ms(t), total_ms = ms(t0), "job timings");
             Ok(outcome)
         }
@@ -187,16 +226,23 @@ async fn run(
             let text = secret::scrub_known(&e.to_string());
             // Runs before this one: the exponent of the backoff.
             let attempt = u32::try_from(job.attempts - 1).unwrap_or(0);
-            let wait = match (requeue, super::error_policy(&e, attempt)) {
-                (true, super::Action::Retry(delay)) => Some((delay, false)),
-                (true, super::Action::WaitForFix) => Some((super::config_recheck(attempt), true)),
+            let action = error_policy(&e, attempt);
+            let wait = match (requeue, action) {
+                (true, Action::Retry(delay)) => Some((delay, false)),
+                (true, Action::WaitForFix) => Some((config_recheck(attempt), true)),
                 _ => None,
             };
+            let unfinished = Unfinished { error: e, action };
             // Best effort: the management database may be what failed (the
             // job's lease then expires and another worker takes it over).
             if let Some((delay, waits_for_fix)) = wait {
                 let _ = jobs::defer(mgmt, job_id, worker, delay, waits_for_fix, &text).await;
-                return Err(e);
+                return Err(unfinished);
+            }
+            if requeue && action == Action::Vanished {
+                // The daemon settles it: a duplicate of the job that moved
+                // the file, or vanished.
+                return Err(unfinished);
             }
             let _ = jobs::finish(
                 mgmt,
@@ -208,7 +254,7 @@ async fn run(
                 None,
             )
             .await;
-            Err(e)
+            Err(unfinished)
         }
     }
 }
@@ -269,6 +315,7 @@ async fn project_target(
 async fn run_started(
     mgmt: &PgPool,
     job: &jobs::Job,
+    file: &FileRef,
     progress: ProgressFn<'_>,
     mut claim: Option<Claim<'_>>,
 ) -> Result<JobOutcome, ImportError> {
@@ -284,19 +331,16 @@ async fn run_started(
     };
     let project_ms = ms(t);
     let t = Instant::now();
-    let (source, path) = open_source(&job.file_path, &project.parsed).await?;
+    let source = open_source(file, &project.parsed).await?;
     let opts = plan::resolve_options(
         &project_name,
         &project.config,
         &project.parsed,
-        &path,
+        &file.options_path(),
         &job.file_name,
     )?;
 
-    let unreadable = |source: std::io::Error| ImportError::FileUnreadable {
-        path: job.file_path.clone(),
-        source,
-    };
+    let unreadable = |source| unreadable(&job.file_path, source);
     let size = match &source {
         reader::Source::File(p) => std::fs::metadata(p).map_err(unreadable)?.len(),
         reader::Source::Object(o) => o.size,
@@ -432,39 +476,42 @@ async fn run_started(
     }
 }
 
-/// Where the job's bytes come from, and the path its options are chosen
-/// by (an object's `s3://bucket/key`, without its ETag).
+/// Where the job's bytes come from.
 async fn open_source(
-    file_path: &str,
+    file: &FileRef,
     parsed: &store::ParsedConfig,
-) -> Result<(reader::Source, PathBuf), ImportError> {
-    if !storage::is_object(file_path) {
-        return Ok((
-            reader::Source::File(PathBuf::from(file_path)),
-            PathBuf::from(file_path),
-        ));
-    }
-    let object = storage::parse_object(file_path).map_err(|m| ImportError::FileUnreadable {
-        path: file_path.to_string(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
-    })?;
+) -> Result<reader::Source, ImportError> {
+    let object = match file {
+        FileRef::Local(p) => return Ok(reader::Source::File(p.clone())),
+        FileRef::Object(o) => o.clone(),
+    };
     let config = parsed.as_ref().ok().and_then(|c| c.storage.as_ref());
-    let client = storage::client(config).await;
-    let url = object.url();
-    match storage::Object::open(client, object).await {
-        Ok(o) => Ok((reader::Source::Object(o), PathBuf::from(url))),
-        Err(e) if e.is_gone() => Err(ImportError::FileUnreadable {
-            path: file_path.to_string(),
+    let client = object_storage::client(config).await;
+    let job_path = file.job_path();
+    match object_storage::Object::open(client, object).await {
+        Ok(o) => Ok(reader::Source::Object(o)),
+        Err(e) if e.is_gone() => Err(ImportError::FileGone {
+            path: job_path,
             source: std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()),
         }),
         Err(source) => Err(ImportError::ObjectUnavailable { source }),
     }
 }
 
+/// A file that cannot be read: gone (not found), or there but unreadable.
+fn unreadable(path: &str, source: std::io::Error) -> ImportError {
+    let path = path.to_string();
+    if source.kind() == std::io::ErrorKind::NotFound {
+        ImportError::FileGone { path, source }
+    } else {
+        ImportError::FileUnreadable { path, source }
+    }
+}
+
 /// A read of an object that failed on the way (see [`ImportError::ObjectUnavailable`]).
 fn object_failed(file_path: &str, e: std::io::Error) -> ImportError {
     ImportError::ObjectUnavailable {
-        source: storage::StorageError {
+        source: object_storage::StorageError {
             what: "read",
             url: file_path.to_string(),
             message: e.to_string(),

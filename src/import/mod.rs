@@ -35,7 +35,7 @@ pub mod target;
 pub mod targets;
 
 pub use error::{config_recheck, error_policy, Action, ImportError};
-pub use job::{run_created, run_job, run_queued, Claim, JobOutcome, Known};
+pub use job::{run_created, run_job, run_queued, Claim, JobOutcome, Known, Unfinished};
 pub use load::{copy_row_of, Progress, ProgressFn};
 pub use pipeline::RowError;
 pub use plan::relative_path;

@@ -21,7 +21,7 @@ pub enum Source {
     /// A file on disk.
     File(PathBuf),
     /// An object in an `s3://` inbox.
-    Object(crate::storage::Object),
+    Object(crate::object_storage::Object),
 }
 
 impl From<PathBuf> for Source {

@@ -105,7 +105,7 @@ async fn browser(driver: &Driver, binary: &str, profile: &Path) -> Client {
 /// The daemon as a task of the test, with the API and console on `base`.
 struct Daemon {
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), cpi::store::StoreError>>,
     base: String,
 }
 

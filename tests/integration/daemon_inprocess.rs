@@ -7,8 +7,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use cpi::daemon::watch::Backend;
 use cpi::daemon::{self, Settings};
-use cpi::watch::Backend;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -22,7 +22,7 @@ use crate::support::{write, TestDb};
 /// A daemon running as a task of the test; dropping it asks it to stop.
 struct InProcess {
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<anyhow::Result<()>>,
+    task: JoinHandle<Result<(), cpi::store::StoreError>>,
     addr: SocketAddr,
 }
 
@@ -57,7 +57,7 @@ impl InProcess {
     }
 
     /// Completes the shutdown future; what `run` returned, within `timeout`.
-    async fn stop(mut self, timeout: Duration) -> anyhow::Result<()> {
+    async fn stop(mut self, timeout: Duration) -> Result<(), cpi::store::StoreError> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -586,9 +586,14 @@ async fn regression_a_daemon_never_claims_a_cpi_import_job() {
     let elsewhere = tempfile::tempdir().unwrap();
     let file = elsewhere.path().join("mine.csv");
     std::fs::write(&file, csv_rows(1, 3, "cli")).unwrap();
-    let created = cpi::jobs::create_started(&pool, "p", &file, "cli-test")
-        .await
-        .unwrap();
+    let created = cpi::jobs::create_started(
+        &pool,
+        "p",
+        &cpi::location::FileRef::local(&file),
+        "cli-test",
+    )
+    .await
+    .unwrap();
     let id = created.job.id;
     // The daemon's claim loop runs several times while the job waits.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use cpi::import::ImportError;
 use cpi::jobs::{self, JobStatus};
+use cpi::location::FileRef;
 use serde_json::json;
 
 use crate::import_support::{counts, Env};
@@ -650,7 +651,7 @@ async fn the_three_connection_errors_are_distinct() {
     let path = env.file("a.csv", b"id\n1\n");
 
     // (1) The project is gone by the time the job runs.
-    let id = jobs::create_started(&env.pool, "p", &path, "test")
+    let id = jobs::create_started(&env.pool, "p", &FileRef::local(&path), "test")
         .await
         .unwrap()
         .job
@@ -869,7 +870,7 @@ async fn a_project_changed_between_two_files_of_one_call_applies_to_the_second()
     let run = |name: &str, body: &[u8]| {
         let path = env.file(name, body);
         async move {
-            jobs::create_started(&env.pool, "p", &path, "cli:1")
+            jobs::create_started(&env.pool, "p", &FileRef::local(&path), "cli:1")
                 .await
                 .unwrap()
         }

@@ -102,9 +102,14 @@ impl Env {
 
     pub async fn run(&self, path: &Path) -> Result<JobOutcome, ImportError> {
         // As `cpi import` runs a file.
-        let created = jobs::create_started(&self.pool, "p", path, "test")
-            .await
-            .unwrap();
+        let created = jobs::create_started(
+            &self.pool,
+            "p",
+            &cpi::location::FileRef::local(path),
+            "test",
+        )
+        .await
+        .unwrap();
         let mut known = import::Known::default();
         import::run_created(&self.pool, &created, "test", None, &mut known).await
     }

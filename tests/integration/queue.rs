@@ -37,7 +37,7 @@ fn files_in(dir: &tempfile::TempDir, names: &[&str]) -> Vec<cpi::jobs::QueuedFil
             let path: PathBuf = dir.path().join(f);
             std::fs::write(&path, "id\n1\n").unwrap();
             cpi::jobs::QueuedFile {
-                path,
+                file: cpi::location::FileRef::local(&path),
                 target: Some(("t".into(), "append".into())),
                 written: None,
             }
@@ -224,7 +224,7 @@ async fn an_object_imported_after_its_last_write_is_not_queued_again() {
     let (pool, _dir) = queue_of(&db, &[]).await;
     let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let object = |written| cpi::jobs::QueuedFile {
-        path: PathBuf::from("s3://bucket/in/o.csv#etag1"),
+        file: cpi::location::FileRef::parse("s3://bucket/in/o.csv#etag1").unwrap(),
         target: Some(("t".into(), "append".into())),
         written: Some(written),
     };

@@ -12,11 +12,11 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
+use super::watch::{Backend, Events, Watcher};
 use crate::apply::{self, ApplyOptions};
 use crate::manifest::{self, Secrets};
 use crate::metrics::{Health, ReconcileStatus};
 use crate::secret;
-use crate::watch::{Backend, Events, Watcher};
 
 /// What the loop reconciles and how (filled by the daemon's `run`).
 #[derive(Debug, Clone)]

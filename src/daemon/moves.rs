@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::inbox;
-use crate::storage::{self, ObjectRef, S3Location, StorageError};
+use crate::object_storage::{self, ObjectRef, S3Location, StorageError};
 
 /// The first retry waits this long, then twice as long each time.
 pub const BASE: Duration = Duration::from_millis(500);
@@ -142,7 +142,7 @@ impl ObjectMove {
     /// ever overwritten).
     async fn free_key(&self, name: &str) -> Result<String, StorageError> {
         let plain = format!("{}{name}", self.to.prefix);
-        if storage::exists(&self.client, &self.to.bucket, &plain).await? {
+        if object_storage::exists(&self.client, &self.to.bucket, &plain).await? {
             Ok(format!("{}{}_{name}", self.to.prefix, self.job))
         } else {
             Ok(plain)
@@ -163,7 +163,7 @@ impl ObjectMove {
                 key,
                 etag: None,
             };
-            match storage::copy(&self.client, &self.from, &to).await {
+            match object_storage::copy(&self.client, &self.from, &to).await {
                 Ok(()) => self.copied = Some(to),
                 // Gone, or replaced by a new upload (its ETag changed): the
                 // new object is a new file, left in the inbox for its own job.
@@ -183,12 +183,12 @@ impl ObjectMove {
                 key,
                 etag: None,
             };
-            if let Err(e) = storage::put(&self.client, &at, report.clone()).await {
+            if let Err(e) = object_storage::put(&self.client, &at, report.clone()).await {
                 return failed(e);
             }
             self.report = None;
         }
-        match storage::delete(&self.client, &self.from).await {
+        match object_storage::delete(&self.client, &self.from).await {
             Ok(()) => Attempt::Done(PathBuf::from(copied.url())),
             Err(e) => failed(e),
         }

@@ -1,0 +1,308 @@
+//! An import worker: claim a job, import its file under a renewed lease,
+//! then finish it: move the file to `processed/` or `failed/` (with its
+//! report), whether it lies in a folder or in object storage.
+
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use super::moves::{self, Move, ObjectMove};
+use super::settings::Shared;
+use crate::config::ProjectConfig;
+use crate::import::{self, Action, ImportError, JobOutcome, Unfinished};
+use crate::inbox;
+use crate::jobs::JobStatus;
+use crate::location::{Destination, FileRef};
+use crate::object_storage;
+use crate::queue;
+use crate::secret;
+use crate::store;
+
+/// One import worker: claim, import under a renewed lease, move the file.
+pub(super) async fn work(s: Shared, worker: String) {
+    let mut shutdown = s.shutdown.clone();
+    // The job this worker just finished: the next file of its table comes here.
+    let mut previous: Option<queue::Claimed> = None;
+    let mut known = import::Known::default();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let t = Instant::now();
+        let claimed = match previous.take() {
+            Some(p) => queue::claim_after(&s.pool, &worker, s.settings.lease, &p).await,
+            None => queue::claim(&s.pool, &worker, s.settings.lease).await,
+        };
+        let claim_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot claim a job");
+                None
+            }
+        };
+        let Some(job) = claimed else {
+            // Local jobs wake us at once; other replicas' jobs within a second.
+            tokio::select! {
+                _ = s.job_ready.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        };
+        let span = tracing::info_span!("import", job_id = %job.job.id, project = %job.job.project_name, file = %job.job.file_name);
+        tracing::debug!(parent: &span, claim_ms, "claimed");
+        process(&s, &worker, job.clone(), &mut known)
+            .instrument(span)
+            .await;
+        previous = Some(job);
+    }
+}
+
+async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut import::Known) {
+    // Decoded once: everything below takes the file as it is.
+    let file = match FileRef::parse(&job.job.file_path) {
+        Ok(f) => f,
+        Err(e) => {
+            let outcome = failed_outcome(&job, e.to_string());
+            tracing::warn!(error = %e, "the job's file cannot be told; the job fails");
+            let _ = crate::jobs::finish(
+                &s.pool,
+                job.job.id,
+                JobStatus::Failed,
+                &Default::default(),
+                outcome.error.as_deref(),
+                None,
+                None,
+            )
+            .await;
+            return;
+        }
+    };
+    // (An object that is gone is found so by its job's first request.)
+    if let FileRef::Local(p) = &file {
+        if !p.exists() {
+            return vanished(s, &job).await;
+        }
+    }
+    let lease = s.settings.lease;
+    let renewer = {
+        let pool = s.pool.clone();
+        let (id, worker) = (job.job.id, worker.to_string());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match queue::renew(&pool, id, &worker, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("lost the lease on the job"),
+                    Err(e) => {
+                        tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot renew the lease")
+                    }
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let result = {
+        let claim = import::Claim {
+            target_version: job.target_version.as_deref(),
+            size_seen: Some(job.size_seen),
+            known,
+        };
+        let import = import::run_queued(&s.pool, &job.job, &file, worker, claim);
+        let mut stop = s.shutdown.clone();
+        let timeout = s.settings.shutdown_timeout;
+        let deadline = async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::time::sleep(timeout).await;
+        };
+        tokio::select! {
+            r = import => Some(r),
+            _ = deadline => None,
+        }
+    };
+    renewer.abort();
+    match result {
+        None => {
+            // Dropping the import rolled its target transaction back.
+            tracing::warn!("shutdown timeout: import rolled back, job requeued");
+            if let Err(e) = queue::requeue(&s.pool, job.job.id, worker).await {
+                tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot requeue; its lease will expire");
+            }
+        }
+        Some(Ok(outcome)) => {
+            if outcome.status == JobStatus::Failed {
+                // Already scrubbed by the importer; the first error says why.
+                let first = outcome
+                    .error
+                    .as_deref()
+                    .or(outcome.errors.first().map(|e| e.message.as_str()))
+                    .unwrap_or("");
+                tracing::warn!(
+                    rows_read = outcome.counts.rows_read,
+                    rows_rejected = outcome.counts.rows_rejected,
+                    errors = outcome.errors_total,
+                    error = %first,
+                    "import failed; the file is set aside"
+                );
+            }
+            tracing::info!(
+                status = outcome.status.as_str(),
+                rows_read = outcome.counts.rows_read,
+                rows_inserted = outcome.counts.rows_inserted,
+                rows_updated = outcome.counts.rows_updated,
+                rows_deleted = outcome.counts.rows_deleted,
+                rows_rejected = outcome.counts.rows_rejected,
+                seconds = started.elapsed().as_secs_f64(),
+                "import finished"
+            );
+            finish(s, &job, &file, &outcome).await;
+        }
+        Some(Err(Unfinished { error, action })) => {
+            // `run_queued` decided with the one error policy and wrote the
+            // decision to the job row: a retry or a wait put it back in the
+            // queue with its delay. Here it is only logged and acted on.
+            let text = secret::scrub_known(&error.to_string());
+            match action {
+                Action::Retry(delay) => {
+                    if unreachable_target(&error) {
+                        s.health.target_error();
+                    }
+                    tracing::warn!(error = %text, retry_in = ?delay, "import could not run; the file stays in the inbox");
+                }
+                Action::WaitForFix => {
+                    let attempt = u32::try_from(job.job.attempts - 1).unwrap_or(0);
+                    let delay = import::config_recheck(attempt);
+                    tracing::warn!(error = %text, recheck_in = ?delay, "configuration error: the file waits in the inbox until the project is fixed");
+                }
+                Action::Vanished => vanished(s, &job).await,
+                Action::Fail => {
+                    tracing::warn!(error = %text, "import failed; the file is set aside");
+                    // An unreadable file's report says why in the OS's words.
+                    let text = match &error {
+                        ImportError::FileUnreadable { source, .. } => source.to_string(),
+                        _ => text,
+                    };
+                    let outcome = failed_outcome(&job, text);
+                    finish(s, &job, &file, &outcome).await;
+                }
+            }
+        }
+    }
+}
+
+/// Whether the import failed because its target database could not be
+/// reached (`cpi_import_target_errors_total`), rather than mid-import.
+fn unreachable_target(e: &ImportError) -> bool {
+    matches!(
+        e,
+        ImportError::TargetUnreachable { .. } | ImportError::ConnectTimeout { .. }
+    )
+}
+
+/// The outcome of a job that failed without a verdict on its rows.
+fn failed_outcome(job: &queue::Claimed, error: String) -> JobOutcome {
+    JobOutcome {
+        job_id: job.job.id,
+        file_name: job.job.file_name.clone(),
+        status: JobStatus::Failed,
+        target_table: None,
+        mode: None,
+        sha256: None,
+        counts: Default::default(),
+        error: Some(error),
+        errors: Vec::new(),
+        errors_total: 0,
+    }
+}
+
+async fn vanished(s: &Shared, job: &queue::Claimed) {
+    match queue::settle_vanished(&s.pool, job.job.id, &job.job.file_path).await {
+        Ok(status) => tracing::info!(
+            status = status.as_str(),
+            "the file is gone (imported by another job, or removed)"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot record the vanished file")
+        }
+    }
+}
+
+/// Moves the file after its job is recorded: `processed/` for succeeded and
+/// duplicate, `failed/` with `<name>.error.json` for failed. An object is
+/// copied into its destination prefix, then deleted; `--inbox-root` does
+/// not apply to it (it confines local paths).
+async fn finish(s: &Shared, job: &queue::Claimed, file: &FileRef, outcome: &JobOutcome) {
+    // The config as the claim read it: no second read per file.
+    let Some(raw) = job.project_config.as_ref() else {
+        tracing::warn!("project no longer exists; the file stays where it is");
+        return;
+    };
+    let config: ProjectConfig = store::parse_config(raw).unwrap_or_default();
+    let failed = outcome.status == JobStatus::Failed;
+    let to = match file.destination(&config, failed) {
+        Ok(to) => to,
+        Err(e) => return tracing::warn!(error = %e, "the file stays where it is"),
+    };
+    let id = job.job.id.to_string();
+    let short = &id[..8];
+    let report = failed.then(|| error_report(job, outcome));
+    match (file, to) {
+        (FileRef::Local(path), Destination::Folder(dir)) => {
+            let roots = &s.settings.inbox_roots;
+            let m = Move::new(path.clone(), dir, short, report, roots);
+            moves::start(m, s.shutdown.clone()).await;
+        }
+        (FileRef::Object(object), Destination::Prefix(to)) => {
+            let client = object_storage::client(config.storage.as_ref()).await;
+            let m = ObjectMove::new(client, object.clone(), to, short, report);
+            moves::start(m, s.shutdown.clone()).await;
+            s.moved_objects.lock().unwrap().push(file.clone());
+        }
+        // `destination` keeps a file's kind: a folder for a path, a prefix
+        // for an object.
+        (_, to) => tracing::warn!(destination = ?to, "the file stays where it is"),
+    }
+}
+
+/// `<name>.error.json`'s content for a failed job.
+fn error_report(job: &queue::Claimed, outcome: &JobOutcome) -> Vec<u8> {
+    let report = inbox::ErrorReport {
+        job_id: job.job.id.to_string(),
+        project: &job.job.project_name,
+        file: &job.job.file_name,
+        error: outcome.error.as_deref(),
+        errors: serde_json::to_value(&outcome.errors).unwrap_or_default(),
+        errors_total: outcome.errors_total,
+    };
+    serde_json::to_vec_pretty(&report).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connection_failures_count_as_unreachable_targets() {
+        let p = || "p".to_string();
+        assert!(unreachable_target(&ImportError::ConnectTimeout {
+            project: p(),
+            after: Duration::from_secs(5),
+        }));
+        assert!(unreachable_target(&ImportError::TargetUnreachable {
+            project: p(),
+            source: sqlx::Error::PoolTimedOut,
+        }));
+        assert!(!unreachable_target(&ImportError::TargetTransient {
+            project: p(),
+            source: sqlx::Error::PoolTimedOut,
+        }));
+        assert!(!unreachable_target(&ImportError::ProjectNotFound(p())));
+    }
+}
