@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use cpi::jobs::JobStatus;
 use serde_json::json;
 
-use crate::import_support::{counts, Env};
+use crate::support::import::{counts, Env};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,14 +38,15 @@ async fn same_as_psql_with(
         "\\copy {table}_psql FROM '{}' WITH (FORMAT csv, HEADER{copy_options})",
         src.display()
     );
-    let out = std::process::Command::new("psql")
-        .args([env.db.url().as_str(), "-v", "ON_ERROR_STOP=1", "-c", &copy])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::support::bin::succeed(
+        "psql",
+        std::process::Command::new("psql").args([
+            env.db.url().as_str(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &copy,
+        ]),
     );
     let name = src.file_name().unwrap().to_str().unwrap();
     let o = env.import(name, &std::fs::read(&src).unwrap()).await;

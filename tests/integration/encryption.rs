@@ -119,14 +119,14 @@ async fn env() -> Env {
 }
 
 fn pg_dump(url: &str) -> String {
-    let out = std::process::Command::new("pg_dump")
-        .args(["--data-only", "--table", "cpi_connections", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::support::bin::succeed(
+        "pg_dump",
+        std::process::Command::new("pg_dump").args([
+            "--data-only",
+            "--table",
+            "cpi_connections",
+            url,
+        ]),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

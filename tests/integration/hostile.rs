@@ -23,7 +23,8 @@ where
         .await
         .unwrap()
 }
-use crate::support::cpi_command;
+use crate::support::bin::succeed;
+use crate::support::{cpi_command, Cpi};
 
 const PROJECT: &str = "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n  connection: c\n  config:\n    inbox: INBOX\n";
 const CONN: &str = "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  database_url: postgresql://u@h/db\n";
@@ -553,7 +554,7 @@ async fn a_failed_move_is_retried_until_the_folder_is_writable_and_imports_once(
 #[tokio::test]
 async fn a_corrupt_gzip_file_gets_a_gzip_error() {
     use std::io::Write;
-    let env = crate::import_support::Env::new(json!({"table": "t", "mode": "append"})).await;
+    let env = crate::support::import::Env::new(json!({"table": "t", "mode": "append"})).await;
     env.exec("CREATE TABLE t (a int, b text, c text)").await;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     writeln!(gz, "a,b,c").unwrap();
@@ -631,20 +632,9 @@ async fn no_op_reconciles_add_no_rows() {
     let m = d.path().join("m");
     write(&m, "c.yaml", CONN);
     let apply = || {
-        let out = cpi_command()
-            .args([
-                "apply",
-                "--database-url",
-                &db.url(),
-                "--manifests",
-                m.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            "cpi apply",
+            &mut Cpi::new(["apply"]).db(&db).manifests(&m).command(),
         );
     };
     apply();
@@ -696,16 +686,11 @@ async fn prune_deletes_finished_history_older_than_age() {
         .await
         .unwrap();
     }
-    let out = cpi_command()
-        .args(["prune", "--older-than", "90d", "--database-url", &db.url()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        "cpi prune",
+        &mut Cpi::new(["prune", "--older-than", "90d"]).db(&db).command(),
     );
+    let text = String::from_utf8_lossy(&out.stdout);
     // The latest run (95 days) is kept for /metrics.
     assert!(
         text.contains("pruned 2 job(s) and 2 reconcile run(s) older than 90d"),
@@ -727,7 +712,7 @@ async fn prune_deletes_finished_history_older_than_age() {
 #[tokio::test]
 async fn zstd_files_load_and_a_corrupt_one_gets_a_zstd_error() {
     use std::io::Write;
-    let env = crate::import_support::Env::new(json!({"table": "t", "mode": "append"})).await;
+    let env = crate::support::import::Env::new(json!({"table": "t", "mode": "append"})).await;
     env.exec("CREATE TABLE t (a int, b text, c text)").await;
     let mut text = Vec::new();
     writeln!(text, "a,b,c").unwrap();

@@ -7,7 +7,7 @@ use cpi::import::ImportError;
 use cpi::jobs::{self, JobStatus};
 use serde_json::json;
 
-use crate::import_support::{counts, Env};
+use crate::support::import::{counts, Env};
 
 const TYPED: &str = "CREATE TABLE t (
     id bigint PRIMARY KEY, name text, amount numeric(12,2), qty int, small smallint,

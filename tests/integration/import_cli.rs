@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::import_support::Env;
 use crate::support::bin::signal;
+use crate::support::import::Env;
 use crate::support::{fs, wait, Cpi, Run};
 
 /// `cpi ARGS --database-url <the test database>`, off the runtime.

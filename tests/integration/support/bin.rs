@@ -171,3 +171,19 @@ pub fn signal(pid: u32, sig: &str) {
         .unwrap();
     assert!(ok.success(), "kill {sig} {pid}");
 }
+
+/// Runs `cmd` to the end and fails the test, naming `what` and quoting the
+/// command's output, unless it exits 0; returns the output for the caller's
+/// own checks.
+pub fn succeed(what: &str, cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -8,7 +8,7 @@ use cpi::jobs;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::support::TestDb;
+use super::TestDb;
 
 pub struct Env {
     pub db: TestDb,
