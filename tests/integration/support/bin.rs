@@ -47,6 +47,32 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Fails, quoting both outputs, unless the exit code is `code`.
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "{}", self.all());
+        self
+    }
+
+    /// Fails, quoting stdout, unless stdout holds `needle`.
+    pub fn assert_stdout(&self, needle: &str) -> &Run {
+        assert!(self.stdout.contains(needle), "{}", self.stdout);
+        self
+    }
+
+    /// Fails, quoting stderr, unless stderr holds `needle`.
+    pub fn assert_stderr(&self, needle: &str) -> &Run {
+        assert!(self.stderr.contains(needle), "{}", self.stderr);
+        self
+    }
+
+    /// Fails, quoting both outputs, unless stdout or stderr holds `needle`.
+    pub fn assert_output(&self, needle: &str) -> &Run {
+        assert!(self.all().contains(needle), "{}", self.all());
+        self
+    }
+}
+
 impl From<Output> for Run {
     fn from(o: Output) -> Self {
         Run {
