@@ -215,8 +215,7 @@ async fn sigterm_mid_import_exits_0_and_loses_nothing() {
     );
     std::fs::rename(&tmp, s.inbox("p").join("big.csv")).unwrap();
     copy_running(&pool, Duration::from_secs(30)).await.unwrap();
-    d.signal("-TERM");
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log());
+    d.stop(30);
     assert!(d.log().contains("rolled back, job requeued"), "{}", d.log());
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
     assert!(s.inbox("p").join("big.csv").exists());
@@ -237,8 +236,7 @@ async fn sigterm_mid_import_exits_0_and_loses_nothing() {
         &["--shutdown-timeout", "2m"],
     );
     copy_running(&pool, Duration::from_secs(30)).await.unwrap();
-    d2.signal("-TERM");
-    assert_eq!(d2.wait(Duration::from_secs(120)), Some(0), "{}", d2.log());
+    d2.stop(120);
     assert_eq!(
         scalar_i64(&pool, "SELECT count(*) FROM events").await as u64,
         BIG
@@ -398,14 +396,7 @@ async fn run_listen_serves_health_metrics_and_the_api() {
     )
     .await
     .unwrap();
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::api::body_text(http.get(format!("{base}/metrics"))).await;
     assert!(
         metrics.contains("cpi_reconcile_runs_total{status=\"succeeded\"}"),
         "{metrics}"
@@ -431,8 +422,7 @@ async fn run_listen_serves_health_metrics_and_the_api() {
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains("connections/target.yaml"));
     assert!(!d.log().contains("t0ken-for-the-api"));
-    d.signal("-TERM");
-    assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
+    d.stop(20);
 }
 
 #[tokio::test]
@@ -559,8 +549,7 @@ async fn sigterm_while_waiting_for_the_management_database_exits_0() {
     d.wait_log("management database not available", Duration::from_secs(20))
         .await
         .unwrap();
-    d.signal("-TERM");
-    assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
+    d.stop(20);
     // The database was never created: nothing for TestDb to drop.
 }
 

@@ -201,6 +201,11 @@ impl Server {
     }
 }
 
+/// Sends `req` and reads the body as text; fails the test if either fails.
+pub async fn body_text(req: reqwest::RequestBuilder) -> String {
+    req.send().await.unwrap().text().await.unwrap()
+}
+
 impl Resp {
     async fn from(r: reqwest::Response) -> Resp {
         let status = r.status();

@@ -89,6 +89,18 @@ impl Daemon {
         super::bin::signal(self.pid(), sig);
     }
 
+    /// SIGTERM, then fails the test (quoting the log) unless the process
+    /// exits 0 within `secs` seconds.
+    pub fn stop(&mut self, secs: u64) {
+        self.signal("-TERM");
+        assert_eq!(
+            self.wait(Duration::from_secs(secs)),
+            Some(0),
+            "{}",
+            self.log()
+        );
+    }
+
     /// Waits for the process to exit; its exit code (`None`: still running
     /// after `timeout`, or killed by a signal).
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
