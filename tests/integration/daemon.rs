@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::daemon::{big_csv, csv_rows, Daemon, Setup};
+use crate::support::daemon::{csv_rows, Daemon, Setup};
 use crate::support::db::{scalar_i64, scalar_text};
 use crate::support::manifests::{connection_to, project};
 use crate::support::wait::{
@@ -159,8 +159,7 @@ const BIG: u64 = 3_000_000;
 async fn kill_9_mid_import_then_restart_imports_exactly_once() {
     let db = TestDb::new().await;
     let (s, pool) = Setup::events(&db).await;
-    let tmp = s.dir.path().join("big.tmp");
-    big_csv(&tmp, BIG);
+    let tmp = s.big_tmp(BIG);
     let mut d = Daemon::start(&db, &s.manifests(), &s.log("log1"), &[]);
     std::fs::rename(&tmp, s.inbox("p").join("big.csv")).unwrap();
     copy_running(&pool, Duration::from_secs(30)).await.unwrap();
@@ -204,8 +203,7 @@ async fn kill_9_mid_import_then_restart_imports_exactly_once() {
 async fn sigterm_mid_import_exits_0_and_loses_nothing() {
     let db = TestDb::new().await;
     let (s, pool) = Setup::events(&db).await;
-    let tmp = s.dir.path().join("big.tmp");
-    big_csv(&tmp, BIG);
+    let tmp = s.big_tmp(BIG);
     // A shutdown timeout too short for the import: it is rolled back and requeued.
     let mut d = Daemon::start(
         &db,

@@ -12,7 +12,7 @@ use cpi::watch::Backend;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::support::daemon::{big_csv, csv_rows, events_table, events_table_named, Setup};
+use crate::support::daemon::{csv_rows, events_table, events_table_named, Setup};
 use crate::support::db::{scalar_i64, scalar_text};
 use crate::support::wait::{
     copy_running, exists, http_ok, wait_at_least, wait_for, wait_i64, wait_url,
@@ -141,8 +141,7 @@ async fn the_api_answers_on_the_injected_listener() {
 async fn the_shutdown_future_stops_run_with_no_job_left_running() {
     let db = TestDb::new().await;
     let (s, pool) = Setup::events(&db).await;
-    let tmp = s.dir.path().join("big.tmp");
-    big_csv(&tmp, 1_000_000);
+    let tmp = s.big_tmp(1_000_000);
     let d = InProcess::start(&db, &s, |c| {
         c.shutdown_timeout = Duration::from_millis(200);
     })

@@ -101,14 +101,7 @@ async fn env() -> Env {
     write(
         &m,
         "p.yaml",
-        &manifest(
-            "Project",
-            "p",
-            &format!(
-                "connection: a\nconfig:\n  inbox: {}\n  defaults: {{table: t, mode: append}}",
-                inbox.display()
-            ),
-        ),
+        &crate::support::manifests::project("p", "a", &inbox, "{table: t, mode: append}"),
     );
     let pool = db.pool().await;
     sqlx::query("CREATE TABLE t (id int)")

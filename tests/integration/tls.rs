@@ -179,14 +179,7 @@ async fn management_and_target_over_verify_full_import_a_file() {
     write(
         &m,
         "p.yaml",
-        &manifest(
-            "Project",
-            "p",
-            &format!(
-                "connection: target\nconfig:\n  inbox: {}\n  defaults: {{table: t, mode: append}}",
-                inbox.display()
-            ),
-        ),
+        &crate::support::manifests::project("p", "target", &inbox, "{table: t, mode: append}"),
     );
     let csv = write(&inbox, "a.csv", "id,v\n1,x\n2,y\n");
     // The management database itself over verify-full.

@@ -183,6 +183,15 @@ impl Setup {
         self.dir.path().join("inbox").join(project)
     }
 
+    /// `big.tmp` in the folder, outside every inbox, with `rows` rows for
+    /// `events` (see [`big_csv`]): renamed into an inbox, it is an import
+    /// that takes a while.
+    pub fn big_tmp(&self, rows: u64) -> PathBuf {
+        let tmp = self.dir.path().join("big.tmp");
+        big_csv(&tmp, rows);
+        tmp
+    }
+
     /// A log file `name` in the folder.
     pub fn log(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
