@@ -55,6 +55,25 @@ impl Env {
     }
 
     /// `cpi ARGS` on the management DB and manifests, with `key` if any.
+    /// The URL `cpi connections show NAME --show-secrets` shows with `key`
+    /// (as JSON); the command must succeed.
+    fn shown_url(&self, name: &str, key: &Path) -> serde_json::Value {
+        let r = self.cpi(
+            &[
+                "connections",
+                "show",
+                name,
+                "--show-secrets",
+                "--output",
+                "json",
+            ],
+            Some(key),
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["database_url"].clone()
+    }
+
     fn cpi(&self, args: &[&str], key: Option<&Path>) -> Run {
         let mut c = Cpi::new(args).db(&self.db).manifests(self.m());
         if let Some(k) = key {
@@ -152,20 +171,7 @@ async fn with_a_key_the_dump_holds_no_url_and_users_still_see_it() {
     }
 
     // Where the URL is used, it is the real one.
-    let r = e.cpi(
-        &[
-            "connections",
-            "show",
-            "a",
-            "--show-secrets",
-            "--output",
-            "json",
-        ],
-        Some(&key),
-    );
-    assert_eq!(r.code, 0, "{}", r.all());
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["database_url"], json!(e.url));
+    assert_eq!(e.shown_url("a", &key), json!(e.url));
     let r = e.cpi(&["connections", "test", "a"], Some(&key));
     assert_eq!(r.code, 0, "{}", r.all());
     let csv = write(&e.dir.path().join("inbox"), "x.csv", "id\n1\n2\n");
@@ -266,20 +272,7 @@ async fn rotation_with_two_keys_and_rekey() {
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("re-encrypted 2 of 2"), "{}", r.stdout);
     for name in ["a", "b"] {
-        let r = e.cpi(
-            &[
-                "connections",
-                "show",
-                name,
-                "--show-secrets",
-                "--output",
-                "json",
-            ],
-            Some(&new),
-        );
-        assert_eq!(r.code, 0, "{}", r.all());
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        assert_eq!(v["database_url"], json!(e.url));
+        assert_eq!(e.shown_url(name, &new), json!(e.url));
         let r = e.cpi(&["connections", "show", name, "--show-secrets"], Some(&old));
         assert_eq!(
             r.code,

@@ -247,13 +247,13 @@ async fn removed_manifest_is_deleted_within_the_guard() {
     assert_eq!(n, 0);
 }
 
+/// A connection `abc` made by hand, before cpi managed it.
+const UNMANAGED_ABC: &str =
+    "INSERT INTO cpi_connections (name, database_url) VALUES ('abc', 'postgresql://legacy@old/abc')";
+
 #[tokio::test]
 async fn unmanaged_row_conflicts_until_adopted() {
-    let (f, mut conn) = Fixture::after(
-        "migrate",
-        "INSERT INTO cpi_connections (name, database_url) VALUES ('abc', 'postgresql://legacy@old/abc')",
-    )
-    .await;
+    let (f, mut conn) = Fixture::after("migrate", UNMANAGED_ABC).await;
 
     for cmd in ["diff", "apply"] {
         let r = f.cpi(&[cmd]);

@@ -383,20 +383,10 @@ async fn two_replicas_on_one_bucket_load_each_of_500_objects_once() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let m = s3_manifests(&db, dir.path(), &server.endpoint());
     let env = env_keys();
-    let mut a = Daemon::start_env(
-        &db,
-        &m,
-        &dir.path().join("a.log"),
-        &["--workers", "2"],
-        &env,
-    );
-    let mut b = Daemon::start_env(
-        &db,
-        &m,
-        &dir.path().join("b.log"),
-        &["--workers", "2"],
-        &env,
-    );
+    let replica =
+        |log: &str| Daemon::start_env(&db, &m, &dir.path().join(log), &["--workers", "2"], &env);
+    let mut a = replica("a.log");
+    let mut b = replica("b.log");
     wait_i64(
         &pool,
         300,
