@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::bin::bash as sh;
+use crate::support::bin::{bash as sh, diff_against};
 use crate::support::fs::{git, manifest, repo_yaml as yaml};
-use crate::support::{cpi, write, Run};
+use crate::support::{write, Run};
 
 fn connection() -> String {
     manifest(
@@ -152,30 +152,12 @@ fn diff_against_a_base_checkout_exits_0_or_2() {
         ],
     );
     let (h, b) = (head.join("manifests"), base.join("manifests"));
-    let d = cpi(&[
-        "diff",
-        "--manifests",
-        h.to_str().unwrap(),
-        "--against",
-        b.to_str().unwrap(),
-    ]);
+    let d = diff_against(&h, &b, &[]);
     assert_eq!(d.code, 2, "{}", d.all());
     assert!(d.stdout.contains("p2_added"), "{}", d.stdout);
-    let d = cpi(&[
-        "diff",
-        "--manifests",
-        b.to_str().unwrap(),
-        "--against",
-        b.to_str().unwrap(),
-    ]);
+    let d = diff_against(&b, &b, &[]);
     assert_eq!(d.code, 0, "{}", d.all());
-    let d = cpi(&[
-        "diff",
-        "--manifests",
-        h.to_str().unwrap(),
-        "--against",
-        "/nonexistent",
-    ]);
+    let d = diff_against(&h, "/nonexistent", &[]);
     assert_eq!(d.code, 1, "{}", d.all());
 }
 

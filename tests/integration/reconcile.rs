@@ -5,6 +5,7 @@ use std::path::Path;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
+use crate::support::bin::diff_against;
 use crate::support::fs::manifest;
 use crate::support::manifests::connection;
 use crate::support::{cpi, write, Cpi, Run, TestDb};
@@ -405,13 +406,7 @@ fn diff_against_another_folder_needs_no_database_nor_secrets() {
         base(d);
         std::fs::remove_file(d.join("abc.pass")).unwrap();
     }
-    let r = cpi(&[
-        "diff",
-        "--manifests",
-        head.path().to_str().unwrap(),
-        "--against",
-        base_dir.path().to_str().unwrap(),
-    ]);
+    let r = diff_against(head.path(), base_dir.path(), &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
         r.stderr.contains("secret file"),
@@ -429,15 +424,7 @@ fn diff_against_another_folder_needs_no_database_nor_secrets() {
         "projects/p1.yaml",
         &project("p1", "abc", "/in/other"),
     );
-    let r = cpi(&[
-        "diff",
-        "--manifests",
-        head.path().to_str().unwrap(),
-        "--against",
-        base_dir.path().to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let r = diff_against(head.path(), base_dir.path(), &["--output", "json"]);
     assert_eq!(r.code, 2, "{}", r.all());
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["summary"]["create"], 1);

@@ -95,10 +95,7 @@ async fn metrics_count_from_the_database_and_the_process() {
 
     let r = s.call_auth(Method::GET, "/metrics", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.headers["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
+    assert!(r.content_type().starts_with("text/plain; version=0.0.4"));
     for line in [
         "cpi_database_up 1",
         "cpi_import_jobs{status=\"queued\"} 2",

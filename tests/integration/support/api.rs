@@ -220,6 +220,11 @@ impl Resp {
         }
     }
 
+    /// The `Content-Type` header.
+    pub fn content_type(&self) -> &str {
+        self.headers["content-type"].to_str().unwrap()
+    }
+
     /// The `error` message of an error body.
     pub fn error(&self) -> &str {
         self.json["error"].as_str().unwrap_or_default()

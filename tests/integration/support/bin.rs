@@ -164,6 +164,16 @@ impl Cpi {
     }
 }
 
+/// `cpi diff --manifests HEAD --against BASE EXTRA...`: two folders
+/// compared, no database.
+pub fn diff_against(head: impl AsRef<Path>, base: impl AsRef<Path>, extra: &[&str]) -> Run {
+    Cpi::new(["diff"])
+        .manifests(head)
+        .args([OsStr::new("--against"), base.as_ref().as_os_str()])
+        .args(extra)
+        .run()
+}
+
 /// A TCP port nothing listens on right now (for embedded instances that must
 /// not meet another test's or a developer's).
 pub fn free_port() -> u16 {
