@@ -35,14 +35,8 @@ impl Env {
 
     /// (Re)creates project `p` and connection `c` (None: no connection).
     pub async fn set_project(&self, config: Value, url: Option<&str>) {
-        sqlx::query("DELETE FROM cpi_projects")
-            .execute(&self.pool)
-            .await
-            .unwrap();
-        sqlx::query("DELETE FROM cpi_connections")
-            .execute(&self.pool)
-            .await
-            .unwrap();
+        self.exec("DELETE FROM cpi_projects").await;
+        self.exec("DELETE FROM cpi_connections").await;
         let conn: Option<uuid::Uuid> = match url {
             Some(u) => Some(
                 sqlx::query_scalar(
@@ -74,10 +68,7 @@ impl Env {
     }
 
     pub async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&self.pool)
-            .await
-            .unwrap();
+        super::db::exec(&self.pool, sql).await;
     }
 
     /// One text value per row.
