@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use cpi::jobs::JobStatus;
 use serde_json::json;
 
-use crate::support::import::{counts, Env};
+use crate::support::import::{assert_failed_with, counts, Env};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -130,10 +130,9 @@ async fn server_refusal_names_file_line_column_and_value() {
     let o = env
         .import("t.csv", b"id,day\n1,Jan 1 2000\n2,\"multi\nline\"\n")
         .await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("t.csv:3: column \"day\": invalid input syntax for type date: \"multi\nline\"")
+    assert_failed_with(
+        &o,
+        "t.csv:3: column \"day\": invalid input syntax for type date: \"multi\nline\"",
     );
     assert_eq!(env.count("t").await, 0);
     let o = env
@@ -204,10 +203,9 @@ async fn value_options_read_spreadsheet_spellings() {
     let o = env
         .import("u.csv", b"amount;n;paid;booked\n1;1;t;2024-12-31\n")
         .await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("u.csv:2: column \"booked\": \"2024-12-31\" does not match the format \"%d.%m.%Y\"")
+    assert_failed_with(
+        &o,
+        "u.csv:2: column \"booked\": \"2024-12-31\" does not match the format \"%d.%m.%Y\"",
     );
 }
 
@@ -475,10 +473,9 @@ async fn extra_columns_add_adds_typed_columns_in_the_import_transaction() {
     let o = env
         .import("sales_03.csv", b"id,amount,discount\n5,1,0.5\n6,oops,0.1\n")
         .await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("sales_03.csv:3: column \"amount\": \"oops\" is not a valid numeric")
+    assert_failed_with(
+        &o,
+        "sales_03.csv:3: column \"amount\": \"oops\" is not a valid numeric",
     );
     assert_eq!(
         column_types(&env, "sales").await.len(),
@@ -514,14 +511,11 @@ async fn extra_and_missing_column_decisions_are_in_the_job() {
     )
     .await;
     let o = env.import("u.csv", b"a,x\n1,2\n").await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some(
-            "u.csv: column \"x\" of the file is not a column of table t (extra_columns: error); \
+    assert_failed_with(
+        &o,
+        "u.csv: column \"x\" of the file is not a column of table t (extra_columns: error); \
               column \"b\" of table t is not in the file (missing_columns: error); \
-              column \"c\" of table t is not in the file (missing_columns: error)"
-        )
+              column \"c\" of table t is not in the file (missing_columns: error)",
     );
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use cpi::import::{self, ImportError, JobOutcome};
-use cpi::jobs;
+use cpi::jobs::{self, JobStatus};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -106,6 +106,12 @@ impl Env {
             Err(e) => panic!("import of {name} failed: {e}"),
         }
     }
+}
+
+/// Fails the test unless `o` failed with exactly this `error`.
+pub fn assert_failed_with(o: &JobOutcome, error: &str) {
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(o.error.as_deref(), Some(error));
 }
 
 /// (read, inserted, updated, deleted, rejected)
