@@ -153,8 +153,7 @@ fn diff_against_a_base_checkout_exits_0_or_2() {
     );
     let (h, b) = (head.join("manifests"), base.join("manifests"));
     let d = diff_against(&h, &b, &[]);
-    assert_eq!(d.code, 2, "{}", d.all());
-    assert!(d.stdout.contains("p2_added"), "{}", d.stdout);
+    d.assert_code(2).assert_stdout("p2_added");
     let d = diff_against(&b, &b, &[]);
     assert_eq!(d.code, 0, "{}", d.all());
     let d = diff_against(&h, "/nonexistent", &[]);
@@ -190,12 +189,10 @@ fn gitlab_job_validates_and_shows_the_change() {
         (r, diff)
     };
     let (r, diff) = run("feature");
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("the merge changes"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("the merge changes");
     assert!(diff.contains("+ Project p2_added (create)"), "{diff}");
     let (r, _) = run("main");
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("cpi: no changes"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("cpi: no changes");
     let (r, _) = run("broken");
     assert_ne!(r.code, 0, "{}", r.all());
 }
@@ -220,6 +217,5 @@ fn pre_commit_hook_runs_cpi_validate() {
     let r = sh(&checkout(tmp.path(), &o, "feature"), &command, &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     let r = sh(&checkout(tmp.path(), &o, "broken"), &command, &[]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("projects/p1.yaml"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("projects/p1.yaml");
 }

@@ -179,8 +179,7 @@ async fn with_a_key_the_dump_holds_no_url_and_users_still_see_it() {
         &["import", "--project", "p", csv.to_str().unwrap()],
         Some(&key),
     );
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("succeeded");
 
     // `cpi export` writes the real secrets, never an envelope.
     let out = e.dir.path().join("export");
@@ -241,11 +240,9 @@ async fn with_a_key_the_dump_holds_no_url_and_users_still_see_it() {
         &c.replace("description: second", "description: third"),
     );
     let d = e.cpi(&["diff"], None);
-    assert_eq!(d.code, 2, "{}", d.all());
-    assert!(d.stdout.contains("third"), "{}", d.stdout);
+    d.assert_code(2).assert_stdout("third");
     let a = e.cpi(&["apply"], None);
-    assert_eq!(a.code, 1, "{}", a.all());
-    assert!(a.stderr.contains("--encryption-key-file"), "{}", a.stderr);
+    a.assert_code(1).assert_stderr("--encryption-key-file");
     assert!(e.stored().await.iter().all(|s| s.starts_with("cpi:v1:")));
 }
 
@@ -269,8 +266,7 @@ async fn rotation_with_two_keys_and_rekey() {
     let r = e.cpi(&["connections", "show", "b", "--show-secrets"], Some(&both));
     assert_eq!(r.code, 0, "{}", r.all());
     let r = e.cpi(&["rekey"], Some(&both));
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("re-encrypted 2 of 2"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("re-encrypted 2 of 2");
     for name in ["a", "b"] {
         assert_eq!(e.shown_url(name, &new), json!(e.url));
         let r = e.cpi(&["connections", "show", name, "--show-secrets"], Some(&old));

@@ -44,12 +44,8 @@ fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
             .run()
     };
     let v = run(&["validate"]);
-    assert_eq!(v.code, 0, "{}", v.all());
-    assert!(
-        v.stdout.contains("1 connection(s), 1 project(s)"),
-        "{}",
-        v.stdout
-    );
+    v.assert_code(0)
+        .assert_stdout("1 connection(s), 1 project(s)");
 
     let a = run(&["apply"]);
     assert_eq!(a.code, 0, "{}", a.all());
@@ -59,8 +55,7 @@ fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
 
     // The Connection reaches the quickstart database with the generated password.
     let t = run(&["connections", "test", "quickstart"]);
-    assert_eq!(t.code, 0, "{}", t.all());
-    assert!(t.stdout.contains("Connection successful"), "{}", t.stdout);
+    t.assert_code(0).assert_stdout("Connection successful");
     let password = std::fs::read_to_string(repo.join(".cpi/embedded/password")).unwrap();
     for r in [&v, &a, &d, &t] {
         assert!(!r.all().contains(password.trim()));
