@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::bin::bash as sh;
+use crate::support::bin::{bash as sh, diff_against};
 use crate::support::fs::{git, manifest, repo_yaml as yaml};
-use crate::support::{cpi, write, Run};
+use crate::support::{write, Run};
 
 fn connection() -> String {
     manifest(
@@ -152,30 +152,11 @@ fn diff_against_a_base_checkout_exits_0_or_2() {
         ],
     );
     let (h, b) = (head.join("manifests"), base.join("manifests"));
-    let d = cpi(&[
-        "diff",
-        "--manifests",
-        h.to_str().unwrap(),
-        "--against",
-        b.to_str().unwrap(),
-    ]);
-    assert_eq!(d.code, 2, "{}", d.all());
-    assert!(d.stdout.contains("p2_added"), "{}", d.stdout);
-    let d = cpi(&[
-        "diff",
-        "--manifests",
-        b.to_str().unwrap(),
-        "--against",
-        b.to_str().unwrap(),
-    ]);
+    let d = diff_against(&h, &b, &[]);
+    d.assert_code(2).assert_stdout("p2_added");
+    let d = diff_against(&b, &b, &[]);
     assert_eq!(d.code, 0, "{}", d.all());
-    let d = cpi(&[
-        "diff",
-        "--manifests",
-        h.to_str().unwrap(),
-        "--against",
-        "/nonexistent",
-    ]);
+    let d = diff_against(&h, "/nonexistent", &[]);
     assert_eq!(d.code, 1, "{}", d.all());
 }
 
@@ -208,12 +189,10 @@ fn gitlab_job_validates_and_shows_the_change() {
         (r, diff)
     };
     let (r, diff) = run("feature");
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("the merge changes"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("the merge changes");
     assert!(diff.contains("+ Project p2_added (create)"), "{diff}");
     let (r, _) = run("main");
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("cpi: no changes"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("cpi: no changes");
     let (r, _) = run("broken");
     assert_ne!(r.code, 0, "{}", r.all());
 }
@@ -238,6 +217,5 @@ fn pre_commit_hook_runs_cpi_validate() {
     let r = sh(&checkout(tmp.path(), &o, "feature"), &command, &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     let r = sh(&checkout(tmp.path(), &o, "broken"), &command, &[]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("projects/p1.yaml"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("projects/p1.yaml");
 }

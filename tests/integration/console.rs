@@ -217,6 +217,18 @@ impl Ui {
         }
     }
 
+    /// Types `text` into the field `css`.
+    async fn type_in(&self, css: &str, text: &str) {
+        self.find(css).await.send_keys(text).await.unwrap();
+    }
+
+    /// Clears the field `css`, then types `text` into it.
+    async fn replace(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
     async fn main_text(&self) -> String {
         match self.c.find(Locator::Css("main")).await {
             Ok(m) => m.text().await.unwrap_or_default(),
@@ -481,11 +493,7 @@ async fn an_operator_clicks_through_every_page() {
     ui.check_page(true).await;
 
     // ---- With the token (a wrong one is refused, not kept). ----
-    ui.find("#token")
-        .await
-        .send_keys("not-the-token")
-        .await
-        .unwrap();
+    ui.type_in("#token", "not-the-token").await;
     ui.click("#token-use").await;
     ui.wait_text("#auth-state", "Wrong token", 10).await;
     assert_eq!(
@@ -493,7 +501,7 @@ async fn an_operator_clicks_through_every_page() {
         json!(0),
         "a wrong token is not kept"
     );
-    ui.find("#token").await.send_keys(TOKEN).await.unwrap();
+    ui.type_in("#token", TOKEN).await;
     ui.click("#token-use").await;
     ui.wait_text("#auth-state", "Token set", 10).await;
     let stored = ui
@@ -534,29 +542,18 @@ async fn an_operator_clicks_through_every_page() {
     // An unmanaged one: create (a bad name first, shown at its field), delete.
     ui.open("#/connections").await;
     ui.click("#new-connection").await;
-    ui.find("#f-name")
-        .await
-        .send_keys("not a valid name!")
-        .await
-        .unwrap();
-    ui.find("#f-database_url")
-        .await
-        .send_keys(&format!(
-            "postgres://postgres:{PLANTED}@127.0.0.1:5432/{}",
-            db.name
-        ))
-        .await
-        .unwrap();
+    ui.type_in("#f-name", "not a valid name!").await;
+    ui.type_in(
+        "#f-database_url",
+        &format!("postgres://postgres:{PLANTED}@127.0.0.1:5432/{}", db.name),
+    )
+    .await;
     ui.click("#connection-form button[type=submit]").await;
     let err = ui.wait_text("#e-name", "name", 10).await;
     assert!(!err.is_empty());
     ui.shot("connection-form").await;
     ui.find("#f-name").await.clear().await.unwrap();
-    ui.find("#f-name")
-        .await
-        .send_keys("temporary")
-        .await
-        .unwrap();
+    ui.type_in("#f-name", "temporary").await;
     ui.click("#connection-form button[type=submit]").await;
     ui.wait_text("h1", "Connection temporary", 10).await;
     ui.click("#test-connection").await;
@@ -575,9 +572,7 @@ async fn an_operator_clicks_through_every_page() {
     // Editing an unmanaged connection keeps its URL when left empty.
     ui.open(&format!("#/connections/{scratch}")).await;
     ui.click("#edit-connection").await;
-    let desc = ui.find("#f-description").await;
-    desc.clear().await.unwrap();
-    desc.send_keys("edited in the console").await.unwrap();
+    ui.replace("#f-description", "edited in the console").await;
     ui.click("#connection-form button[type=submit]").await;
     ui.wait_text("main", "edited in the console", 10).await;
     ui.click("#test-connection").await;
@@ -591,18 +586,17 @@ async fn an_operator_clicks_through_every_page() {
         .await;
     assert!(!ui.find("#edit-project").await.is_enabled().await.unwrap());
     ui.open("#/projects/new").await;
-    ui.find("#f-name").await.send_keys("manual").await.unwrap();
+    ui.type_in("#f-name", "manual").await;
     ui.find("#f-connection_id")
         .await
         .select_by_label("scratch")
         .await
         .unwrap();
-    let config = ui.find("#f-config").await;
-    config.clear().await.unwrap();
-    config
-        .send_keys(r#"{"tables": [{"table": "manual_t", "mode": "upsert"}]}"#)
-        .await
-        .unwrap();
+    ui.replace(
+        "#f-config",
+        r#"{"tables": [{"table": "manual_t", "mode": "upsert"}]}"#,
+    )
+    .await;
     ui.click("#project-form button[type=submit]").await;
     let err = ui.wait_text("#e-config", "config.tables[0]", 10).await;
     assert!(err.contains("primary_key"), "{err}");
@@ -614,23 +608,18 @@ async fn an_operator_clicks_through_every_page() {
         .unwrap();
     assert_eq!(invalid.as_deref(), Some("true"));
     ui.shot("project-form").await;
-    let config = ui.find("#f-config").await;
-    config.clear().await.unwrap();
-    config
-        .send_keys(r#"{"tables": [{"table": "manual_t", "mode": "upsert", "primary_key": "id"}]}"#)
-        .await
-        .unwrap();
+    ui.replace(
+        "#f-config",
+        r#"{"tables": [{"table": "manual_t", "mode": "upsert", "primary_key": "id"}]}"#,
+    )
+    .await;
     ui.click("#project-form button[type=submit]").await;
     let t = ui.wait_text("h1", "Project manual", 10).await;
     assert!(!t.is_empty());
     let t = ui.wait_text("main", "manual_t", 10).await;
     assert!(t.contains("upsert") && t.contains("scratch"), "{t}");
     ui.click("#edit-project").await;
-    ui.find("#f-description")
-        .await
-        .send_keys("loaded by hand")
-        .await
-        .unwrap();
+    ui.type_in("#f-description", "loaded by hand").await;
     ui.click("#project-form button[type=submit]").await;
     ui.wait_text("main", "loaded by hand", 10).await;
 
@@ -640,11 +629,7 @@ async fn an_operator_clicks_through_every_page() {
     ui.find("nav.pager a[rel=prev]").await;
 
     // Keyboard: a nav link activated with Enter.
-    ui.find("a[data-nav=jobs]")
-        .await
-        .send_keys("\u{E007}")
-        .await
-        .unwrap();
+    ui.type_in("a[data-nav=jobs]", "\u{E007}").await;
     ui.wait_text("h1", "Jobs", 10).await;
 
     // Retry the failed job once its file is fixed.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use cpi::jobs::JobStatus;
 use serde_json::json;
 
-use crate::import_support::{counts, Env};
+use crate::support::import::{assert_failed_with, counts, Env};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,14 +38,15 @@ async fn same_as_psql_with(
         "\\copy {table}_psql FROM '{}' WITH (FORMAT csv, HEADER{copy_options})",
         src.display()
     );
-    let out = std::process::Command::new("psql")
-        .args([env.db.url().as_str(), "-v", "ON_ERROR_STOP=1", "-c", &copy])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::support::bin::succeed(
+        "psql",
+        std::process::Command::new("psql").args([
+            env.db.url().as_str(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &copy,
+        ]),
     );
     let name = src.file_name().unwrap().to_str().unwrap();
     let o = env.import(name, &std::fs::read(&src).unwrap()).await;
@@ -129,10 +130,9 @@ async fn server_refusal_names_file_line_column_and_value() {
     let o = env
         .import("t.csv", b"id,day\n1,Jan 1 2000\n2,\"multi\nline\"\n")
         .await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("t.csv:3: column \"day\": invalid input syntax for type date: \"multi\nline\"")
+    assert_failed_with(
+        &o,
+        "t.csv:3: column \"day\": invalid input syntax for type date: \"multi\nline\"",
     );
     assert_eq!(env.count("t").await, 0);
     let o = env
@@ -203,10 +203,9 @@ async fn value_options_read_spreadsheet_spellings() {
     let o = env
         .import("u.csv", b"amount;n;paid;booked\n1;1;t;2024-12-31\n")
         .await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("u.csv:2: column \"booked\": \"2024-12-31\" does not match the format \"%d.%m.%Y\"")
+    assert_failed_with(
+        &o,
+        "u.csv:2: column \"booked\": \"2024-12-31\" does not match the format \"%d.%m.%Y\"",
     );
 }
 
@@ -474,10 +473,9 @@ async fn extra_columns_add_adds_typed_columns_in_the_import_transaction() {
     let o = env
         .import("sales_03.csv", b"id,amount,discount\n5,1,0.5\n6,oops,0.1\n")
         .await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("sales_03.csv:3: column \"amount\": \"oops\" is not a valid numeric")
+    assert_failed_with(
+        &o,
+        "sales_03.csv:3: column \"amount\": \"oops\" is not a valid numeric",
     );
     assert_eq!(
         column_types(&env, "sales").await.len(),
@@ -513,14 +511,11 @@ async fn extra_and_missing_column_decisions_are_in_the_job() {
     )
     .await;
     let o = env.import("u.csv", b"a,x\n1,2\n").await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some(
-            "u.csv: column \"x\" of the file is not a column of table t (extra_columns: error); \
+    assert_failed_with(
+        &o,
+        "u.csv: column \"x\" of the file is not a column of table t (extra_columns: error); \
               column \"b\" of table t is not in the file (missing_columns: error); \
-              column \"c\" of table t is not in the file (missing_columns: error)"
-        )
+              column \"c\" of table t is not in the file (missing_columns: error)",
     );
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::daemon::{big_csv, csv_rows, Daemon, Setup};
+use crate::support::daemon::{csv_rows, Daemon, Setup};
 use crate::support::db::{scalar_i64, scalar_text};
 use crate::support::manifests::{connection_to, project};
 use crate::support::wait::{
@@ -159,8 +159,7 @@ const BIG: u64 = 3_000_000;
 async fn kill_9_mid_import_then_restart_imports_exactly_once() {
     let db = TestDb::new().await;
     let (s, pool) = Setup::events(&db).await;
-    let tmp = s.dir.path().join("big.tmp");
-    big_csv(&tmp, BIG);
+    let tmp = s.big_tmp(BIG);
     let mut d = Daemon::start(&db, &s.manifests(), &s.log("log1"), &[]);
     std::fs::rename(&tmp, s.inbox("p").join("big.csv")).unwrap();
     copy_running(&pool, Duration::from_secs(30)).await.unwrap();
@@ -204,8 +203,7 @@ async fn kill_9_mid_import_then_restart_imports_exactly_once() {
 async fn sigterm_mid_import_exits_0_and_loses_nothing() {
     let db = TestDb::new().await;
     let (s, pool) = Setup::events(&db).await;
-    let tmp = s.dir.path().join("big.tmp");
-    big_csv(&tmp, BIG);
+    let tmp = s.big_tmp(BIG);
     // A shutdown timeout too short for the import: it is rolled back and requeued.
     let mut d = Daemon::start(
         &db,
@@ -215,8 +213,7 @@ async fn sigterm_mid_import_exits_0_and_loses_nothing() {
     );
     std::fs::rename(&tmp, s.inbox("p").join("big.csv")).unwrap();
     copy_running(&pool, Duration::from_secs(30)).await.unwrap();
-    d.signal("-TERM");
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log());
+    d.stop(30);
     assert!(d.log().contains("rolled back, job requeued"), "{}", d.log());
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
     assert!(s.inbox("p").join("big.csv").exists());
@@ -237,8 +234,7 @@ async fn sigterm_mid_import_exits_0_and_loses_nothing() {
         &["--shutdown-timeout", "2m"],
     );
     copy_running(&pool, Duration::from_secs(30)).await.unwrap();
-    d2.signal("-TERM");
-    assert_eq!(d2.wait(Duration::from_secs(120)), Some(0), "{}", d2.log());
+    d2.stop(120);
     assert_eq!(
         scalar_i64(&pool, "SELECT count(*) FROM events").await as u64,
         BIG
@@ -398,14 +394,7 @@ async fn run_listen_serves_health_metrics_and_the_api() {
     )
     .await
     .unwrap();
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::api::body_text(http.get(format!("{base}/metrics"))).await;
     assert!(
         metrics.contains("cpi_reconcile_runs_total{status=\"succeeded\"}"),
         "{metrics}"
@@ -431,8 +420,7 @@ async fn run_listen_serves_health_metrics_and_the_api() {
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains("connections/target.yaml"));
     assert!(!d.log().contains("t0ken-for-the-api"));
-    d.signal("-TERM");
-    assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
+    d.stop(20);
 }
 
 #[tokio::test]
@@ -559,8 +547,7 @@ async fn sigterm_while_waiting_for_the_management_database_exits_0() {
     d.wait_log("management database not available", Duration::from_secs(20))
         .await
         .unwrap();
-    d.signal("-TERM");
-    assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
+    d.stop(20);
     // The database was never created: nothing for TestDb to drop.
 }
 

@@ -12,7 +12,7 @@ use cpi::daemon::{self, Settings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::support::daemon::{big_csv, csv_rows, events_table, events_table_named, Setup};
+use crate::support::daemon::{csv_rows, events_table, events_table_named, Setup};
 use crate::support::db::{scalar_i64, scalar_text};
 use crate::support::wait::{
     copy_running, exists, http_ok, wait_at_least, wait_for, wait_i64, wait_url,
@@ -73,6 +73,13 @@ impl InProcess {
     }
 }
 
+/// Waits until `count_sql` counts the one project of the manifests.
+async fn reconciled(pool: &sqlx::PgPool, count_sql: &str) {
+    wait_i64(pool, 20, "the manifests reconciled", count_sql, 1)
+        .await
+        .unwrap();
+}
+
 /// Drops `name` with `body` into project `p`'s inbox and waits until the
 /// daemon has moved it to `processed/`.
 async fn import_into_p(s: &Setup, name: &str, body: &str) {
@@ -90,15 +97,11 @@ async fn manifests_are_reconciled_and_an_inbox_file_is_imported_once() {
     let db = TestDb::new().await;
     let (s, pool) = Setup::events(&db).await;
     let d = InProcess::start(&db, &s, |_| {}).await;
-    wait_i64(
+    reconciled(
         &pool,
-        20,
-        "the manifests reconciled",
         "SELECT count(*) FROM cpi_projects WHERE managed_by = 'cpi'",
-        1,
     )
-    .await
-    .unwrap();
+    .await;
     import_into_p(&s, "a.csv", &csv_rows(1, 5, "once")).await;
     // A few rescans later, still one job and one copy of the rows.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -138,8 +141,7 @@ async fn the_api_answers_on_the_injected_listener() {
 async fn the_shutdown_future_stops_run_with_no_job_left_running() {
     let db = TestDb::new().await;
     let (s, pool) = Setup::events(&db).await;
-    let tmp = s.dir.path().join("big.tmp");
-    big_csv(&tmp, 1_000_000);
+    let tmp = s.big_tmp(1_000_000);
     let d = InProcess::start(&db, &s, |c| {
         c.shutdown_timeout = Duration::from_millis(200);
     })
@@ -474,15 +476,7 @@ async fn a_configuration_error_leaves_the_file_waiting_until_the_fix() {
         st.adopt = true;
     })
     .await;
-    wait_i64(
-        &pool,
-        20,
-        "the manifests reconciled",
-        "SELECT count(*) FROM cpi_connections",
-        1,
-    )
-    .await
-    .unwrap();
+    reconciled(&pool, "SELECT count(*) FROM cpi_connections").await;
     let config = serde_json::json!({
         "name": "p",
         "inbox": inbox,
@@ -574,15 +568,7 @@ async fn regression_a_daemon_never_claims_a_cpi_import_job() {
     let db = TestDb::new().await;
     let (s, pool) = Setup::events(&db).await;
     let d = InProcess::start(&db, &s, |_| {}).await;
-    wait_i64(
-        &pool,
-        20,
-        "the manifests reconciled",
-        "SELECT count(*) FROM cpi_projects",
-        1,
-    )
-    .await
-    .unwrap();
+    reconciled(&pool, "SELECT count(*) FROM cpi_projects").await;
     let elsewhere = tempfile::tempdir().unwrap();
     let file = elsewhere.path().join("mine.csv");
     std::fs::write(&file, csv_rows(1, 3, "cli")).unwrap();

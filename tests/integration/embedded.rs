@@ -53,18 +53,10 @@ async fn starts_then_reuses_the_data_then_stops() {
     let port = free_port();
 
     let a = cpi_embedded(&state, port, &["apply", "--manifests", m.to_str().unwrap()]);
-    assert_eq!(a.code, 0, "{}", a.all());
-    assert!(a.stderr.contains("first run"), "{}", a.stderr);
-    assert!(
-        a.stderr.contains("using the embedded PostgreSQL (started)"),
-        "{}",
-        a.stderr
-    );
-    assert!(
-        a.stderr.contains("stopped the embedded PostgreSQL"),
-        "{}",
-        a.stderr
-    );
+    a.assert_code(0)
+        .assert_stderr("first run")
+        .assert_stderr("using the embedded PostgreSQL (started)")
+        .assert_stderr("stopped the embedded PostgreSQL");
     let password = std::fs::read_to_string(state.join("embedded/password")).unwrap();
     assert!(!a.all().contains(password.trim()));
     assert!(!up(&state, port).await, "stopped on exit");
@@ -94,8 +86,7 @@ async fn a_running_instance_is_shared_and_stopped_by_its_last_user() {
 
     // ... a cpi process attaches to it, and leaves it running on exit.
     let r = cpi_embedded(&state, port, &["migrate"]);
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stderr.contains("(already running)"), "{}", r.stderr);
+    r.assert_code(0).assert_stderr("(already running)");
     assert!(!r.stderr.contains("stopped"), "{}", r.stderr);
     assert!(up(&state, port).await);
 
@@ -121,16 +112,15 @@ fn without_server_binaries_the_error_names_both_fixes() {
         .state_dir(tmp.path())
         .env("CPI_POSTGRES_BIN", tmp.path().join("no-such-dir"))
         .run();
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("install PostgreSQL"), "{}", r.stderr);
-    assert!(r.stderr.contains("--database-url"), "{}", r.stderr);
+    r.assert_code(1)
+        .assert_stderr("install PostgreSQL")
+        .assert_stderr("--database-url");
 }
 
 #[test]
 fn port_zero_is_a_usage_error() {
     let r = crate::support::cpi(&["migrate", "--embedded-port", "0"]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("--embedded-port"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("--embedded-port");
 }
 
 #[test]

@@ -55,6 +55,25 @@ impl Env {
     }
 
     /// `cpi ARGS` on the management DB and manifests, with `key` if any.
+    /// The URL `cpi connections show NAME --show-secrets` shows with `key`
+    /// (as JSON); the command must succeed.
+    fn shown_url(&self, name: &str, key: &Path) -> serde_json::Value {
+        let r = self.cpi(
+            &[
+                "connections",
+                "show",
+                name,
+                "--show-secrets",
+                "--output",
+                "json",
+            ],
+            Some(key),
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["database_url"].clone()
+    }
+
     fn cpi(&self, args: &[&str], key: Option<&Path>) -> Run {
         let mut c = Cpi::new(args).db(&self.db).manifests(self.m());
         if let Some(k) = key {
@@ -101,14 +120,7 @@ async fn env() -> Env {
     write(
         &m,
         "p.yaml",
-        &manifest(
-            "Project",
-            "p",
-            &format!(
-                "connection: a\nconfig:\n  inbox: {}\n  defaults: {{table: t, mode: append}}",
-                inbox.display()
-            ),
-        ),
+        &crate::support::manifests::project("p", "a", &inbox, "{table: t, mode: append}"),
     );
     let pool = db.pool().await;
     sqlx::query("CREATE TABLE t (id int)")
@@ -119,14 +131,14 @@ async fn env() -> Env {
 }
 
 fn pg_dump(url: &str) -> String {
-    let out = std::process::Command::new("pg_dump")
-        .args(["--data-only", "--table", "cpi_connections", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::support::bin::succeed(
+        "pg_dump",
+        std::process::Command::new("pg_dump").args([
+            "--data-only",
+            "--table",
+            "cpi_connections",
+            url,
+        ]),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -159,20 +171,7 @@ async fn with_a_key_the_dump_holds_no_url_and_users_still_see_it() {
     }
 
     // Where the URL is used, it is the real one.
-    let r = e.cpi(
-        &[
-            "connections",
-            "show",
-            "a",
-            "--show-secrets",
-            "--output",
-            "json",
-        ],
-        Some(&key),
-    );
-    assert_eq!(r.code, 0, "{}", r.all());
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["database_url"], json!(e.url));
+    assert_eq!(e.shown_url("a", &key), json!(e.url));
     let r = e.cpi(&["connections", "test", "a"], Some(&key));
     assert_eq!(r.code, 0, "{}", r.all());
     let csv = write(&e.dir.path().join("inbox"), "x.csv", "id\n1\n2\n");
@@ -180,8 +179,7 @@ async fn with_a_key_the_dump_holds_no_url_and_users_still_see_it() {
         &["import", "--project", "p", csv.to_str().unwrap()],
         Some(&key),
     );
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("succeeded");
 
     // `cpi export` writes the real secrets, never an envelope.
     let out = e.dir.path().join("export");
@@ -242,11 +240,9 @@ async fn with_a_key_the_dump_holds_no_url_and_users_still_see_it() {
         &c.replace("description: second", "description: third"),
     );
     let d = e.cpi(&["diff"], None);
-    assert_eq!(d.code, 2, "{}", d.all());
-    assert!(d.stdout.contains("third"), "{}", d.stdout);
+    d.assert_code(2).assert_stdout("third");
     let a = e.cpi(&["apply"], None);
-    assert_eq!(a.code, 1, "{}", a.all());
-    assert!(a.stderr.contains("--encryption-key-file"), "{}", a.stderr);
+    a.assert_code(1).assert_stderr("--encryption-key-file");
     assert!(e.stored().await.iter().all(|s| s.starts_with("cpi:v1:")));
 }
 
@@ -270,23 +266,9 @@ async fn rotation_with_two_keys_and_rekey() {
     let r = e.cpi(&["connections", "show", "b", "--show-secrets"], Some(&both));
     assert_eq!(r.code, 0, "{}", r.all());
     let r = e.cpi(&["rekey"], Some(&both));
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("re-encrypted 2 of 2"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("re-encrypted 2 of 2");
     for name in ["a", "b"] {
-        let r = e.cpi(
-            &[
-                "connections",
-                "show",
-                name,
-                "--show-secrets",
-                "--output",
-                "json",
-            ],
-            Some(&new),
-        );
-        assert_eq!(r.code, 0, "{}", r.all());
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        assert_eq!(v["database_url"], json!(e.url));
+        assert_eq!(e.shown_url(name, &new), json!(e.url));
         let r = e.cpi(&["connections", "show", name, "--show-secrets"], Some(&old));
         assert_eq!(
             r.code,

@@ -13,8 +13,7 @@ fn unknown_flag_exits_1() {
 #[test]
 fn missing_argument_exits_1() {
     let r = cpi(&["connections", "show"]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("<NAME>"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("<NAME>");
 }
 
 #[test]
@@ -48,8 +47,7 @@ fn diff_without_database_exits_1() {
         .state_dir(dir.path().join("state"))
         .env("CPI_POSTGRES_BIN", dir.path().join("none"))
         .run();
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("no management database"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("no management database");
 }
 
 #[test]
@@ -61,6 +59,5 @@ fn diff_on_missing_folder_exits_1() {
         "--against",
         "/tmp",
     ]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("does not exist");
 }

@@ -124,8 +124,7 @@ async fn export_then_adopt_then_diff_is_clean() {
     let again = Cpi::new(["export", "--output", o, "--secrets-out", s])
         .db(&db)
         .run();
-    assert_eq!(again.code, 1, "{}", again.all());
-    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+    again.assert_code(1).assert_stderr("--force");
 }
 
 #[tokio::test]
@@ -142,6 +141,5 @@ async fn export_on_an_unmigrated_database_says_so() {
     ])
     .db(&db)
     .run();
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("cpi migrate"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("cpi migrate");
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::api::{Server, TOKEN};
+use crate::support::api::Server;
 use crate::support::daemon::Setup;
 use crate::support::{write, TestDb};
 
@@ -23,7 +23,8 @@ where
         .await
         .unwrap()
 }
-use crate::support::cpi_command;
+use crate::support::bin::succeed;
+use crate::support::{cpi_command, Cpi};
 
 const PROJECT: &str = "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n  connection: c\n  config:\n    inbox: INBOX\n";
 const CONN: &str = "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  database_url: postgresql://u@h/db\n";
@@ -156,16 +157,19 @@ fn directory_symlink_loops_are_not_followed() {
     assert!(rss < 100 * 1024, "peak RSS {rss} KiB");
 }
 
-#[test]
-fn yaml_tabs_are_named() {
+/// `cpi validate` on a folder holding only `c.yaml` with this text: (exit
+/// code, output).
+fn validate_connection(yaml: &str) -> (i32, String) {
     let d = tempfile::tempdir().unwrap();
     let m = d.path().join("m");
-    write(
-        &m,
-        "c.yaml",
-        &CONN.replace("  database_url", "\tdatabase_url"),
-    );
+    write(&m, "c.yaml", yaml);
     let (code, out, _, _) = validate_measured(&m, &[]);
+    (code, out)
+}
+
+#[test]
+fn yaml_tabs_are_named() {
+    let (code, out) = validate_connection(&CONN.replace("  database_url", "\tdatabase_url"));
     assert_eq!(code, 1);
     assert!(
         out.contains("c.yaml:6:1: a tab in the indentation"),
@@ -174,18 +178,7 @@ fn yaml_tabs_are_named() {
 }
 
 async fn server_with_roots(roots: Vec<std::path::PathBuf>) -> Server {
-    let db = TestDb::new().await;
-    let pool = cpi::store::connect(&cpi::secret::Secret::new(db.url()))
-        .await
-        .unwrap();
-    cpi::store::migrate(&pool).await.unwrap();
-    let mut state = cpi::api::AppState::new(
-        pool.clone(),
-        Some(cpi::secret::Secret::new(TOKEN)),
-        Arc::new(cpi::metrics::Health::new()),
-    );
-    state.inbox_roots = Arc::new(roots);
-    Server::serve(db, pool, state).await
+    Server::start_adjusted(|state| state.inbox_roots = Arc::new(roots)).await
 }
 
 #[tokio::test]
@@ -311,18 +304,7 @@ async fn the_daemon_refuses_an_inbox_outside_the_root_and_says_so_in_readyz() {
 }
 
 async fn server_with_http(http: cpi::api::server::HttpSettings) -> Server {
-    let db = TestDb::new().await;
-    let pool = cpi::store::connect(&cpi::secret::Secret::new(db.url()))
-        .await
-        .unwrap();
-    cpi::store::migrate(&pool).await.unwrap();
-    let mut state = cpi::api::AppState::new(
-        pool.clone(),
-        Some(cpi::secret::Secret::new(TOKEN)),
-        Arc::new(cpi::metrics::Health::new()),
-    );
-    state.http = http;
-    Server::serve(db, pool, state).await
+    Server::start_adjusted(|state| state.http = http).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,30 +532,47 @@ async fn a_failed_move_is_retried_until_the_folder_is_writable_and_imports_once(
     daemon.await.unwrap().unwrap();
 }
 
-#[tokio::test]
-async fn a_corrupt_gzip_file_gets_a_gzip_error() {
-    use std::io::Write;
-    let env = crate::import_support::Env::new(json!({"table": "t", "mode": "append"})).await;
+/// A project appending to an empty table `t (a, b, c)`.
+async fn appending_to_t() -> crate::support::import::Env {
+    let env = crate::support::import::Env::new(json!({"table": "t", "mode": "append"})).await;
     env.exec("CREATE TABLE t (a int, b text, c text)").await;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    writeln!(gz, "a,b,c").unwrap();
+    env
+}
+
+/// Writes a CSV for `t` of 20,000 rows that compress neither too well nor
+/// too badly, a line a write.
+fn write_20k_rows(to: &mut impl std::io::Write) {
+    writeln!(to, "a,b,c").unwrap();
     for i in 0..20_000 {
-        writeln!(gz, "{i},b{},c{}", i * 7919 % 10007, i % 13).unwrap();
+        writeln!(to, "{i},b{},c{}", i * 7919 % 10007, i % 13).unwrap();
     }
-    let good = gz.finish().unwrap();
+}
+
+/// `good` damaged three ways, as `t1..t3.csv.EXT`: cut in half, bytes
+/// flipped in the middle, the magic number broken.
+fn damaged(ext: &str, good: &[u8]) -> [(String, Vec<u8>); 3] {
     let truncated = good[..good.len() / 2].to_vec();
-    let mut flipped = good.clone();
+    let mut flipped = good.to_vec();
     for i in (good.len() / 3..good.len() / 3 + 64).step_by(3) {
         flipped[i] ^= 0x5a;
     }
-    let mut header = good.clone();
+    let mut header = good.to_vec();
     header[0] = b'x';
-    for (name, bytes) in [
-        ("t1.csv.gz", truncated),
-        ("t2.csv.gz", flipped),
-        ("t3.csv.gz", header),
-    ] {
-        let o = env.try_import(name, &bytes).await;
+    [
+        (format!("t1.csv.{ext}"), truncated),
+        (format!("t2.csv.{ext}"), flipped),
+        (format!("t3.csv.{ext}"), header),
+    ]
+}
+
+#[tokio::test]
+async fn a_corrupt_gzip_file_gets_a_gzip_error() {
+    let env = appending_to_t().await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    write_20k_rows(&mut gz);
+    let good = gz.finish().unwrap();
+    for (name, bytes) in damaged("gz", &good) {
+        let o = env.try_import(&name, &bytes).await;
         let text = match o {
             Ok(o) => format!("{:?} {:?}", o.error, o.errors),
             Err(e) => e.to_string(),
@@ -609,14 +608,7 @@ async fn a_failed_import_is_a_warn_with_its_first_error() {
 
 #[test]
 fn a_duplicate_key_is_located_at_the_key() {
-    let d = tempfile::tempdir().unwrap();
-    let m = d.path().join("m");
-    write(
-        &m,
-        "c.yaml",
-        &format!("{CONN}  description: a\n  description: b\n"),
-    );
-    let (code, out, _, _) = validate_measured(&m, &[]);
+    let (code, out) = validate_connection(&format!("{CONN}  description: a\n  description: b\n"));
     assert_eq!(code, 1);
     assert!(
         out.contains("c.yaml:8:3: spec: duplicate field `description`"),
@@ -631,20 +623,9 @@ async fn no_op_reconciles_add_no_rows() {
     let m = d.path().join("m");
     write(&m, "c.yaml", CONN);
     let apply = || {
-        let out = cpi_command()
-            .args([
-                "apply",
-                "--database-url",
-                &db.url(),
-                "--manifests",
-                m.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            "cpi apply",
+            &mut Cpi::new(["apply"]).db(&db).manifests(&m).command(),
         );
     };
     apply();
@@ -696,16 +677,11 @@ async fn prune_deletes_finished_history_older_than_age() {
         .await
         .unwrap();
     }
-    let out = cpi_command()
-        .args(["prune", "--older-than", "90d", "--database-url", &db.url()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        "cpi prune",
+        &mut Cpi::new(["prune", "--older-than", "90d"]).db(&db).command(),
     );
+    let text = String::from_utf8_lossy(&out.stdout);
     // The latest run (95 days) is kept for /metrics.
     assert!(
         text.contains("pruned 2 job(s) and 2 reconcile run(s) older than 90d"),
@@ -726,14 +702,9 @@ async fn prune_deletes_finished_history_older_than_age() {
 
 #[tokio::test]
 async fn zstd_files_load_and_a_corrupt_one_gets_a_zstd_error() {
-    use std::io::Write;
-    let env = crate::import_support::Env::new(json!({"table": "t", "mode": "append"})).await;
-    env.exec("CREATE TABLE t (a int, b text, c text)").await;
+    let env = appending_to_t().await;
     let mut text = Vec::new();
-    writeln!(text, "a,b,c").unwrap();
-    for i in 0..20_000 {
-        writeln!(text, "{i},b{},c{}", i * 7919 % 10007, i % 13).unwrap();
-    }
+    write_20k_rows(&mut text);
     let good = zstd::encode_all(&text[..], 3).unwrap();
     let o = env.import("good.csv.zst", &good).await;
     assert_eq!(o.status, cpi::jobs::JobStatus::Succeeded, "{:?}", o.error);
@@ -744,19 +715,8 @@ async fn zstd_files_load_and_a_corrupt_one_gets_a_zstd_error() {
     let o = env.import("two.csv.zst", &two).await;
     assert_eq!(o.status, cpi::jobs::JobStatus::Succeeded, "{:?}", o.error);
     assert_eq!(env.count("t").await, 20_002);
-    let truncated = good[..good.len() / 2].to_vec();
-    let mut flipped = good.clone();
-    for i in (good.len() / 3..good.len() / 3 + 64).step_by(3) {
-        flipped[i] ^= 0x5a;
-    }
-    let mut header = good.clone();
-    header[0] = b'x';
-    for (name, bytes) in [
-        ("t1.csv.zst", truncated),
-        ("t2.csv.zst", flipped),
-        ("t3.csv.zst", header),
-    ] {
-        let o = env.import(name, &bytes).await;
+    for (name, bytes) in damaged("zst", &good) {
+        let o = env.import(&name, &bytes).await;
         assert_eq!(o.status, cpi::jobs::JobStatus::Failed, "{name}");
         let error = o.error.unwrap_or_default();
         assert!(

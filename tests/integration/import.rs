@@ -8,7 +8,7 @@ use cpi::jobs::{self, JobStatus};
 use cpi::location::FileRef;
 use serde_json::json;
 
-use crate::import_support::{counts, Env};
+use crate::support::import::{assert_failed_with, counts, Env};
 
 const TYPED: &str = "CREATE TABLE t (
     id bigint PRIMARY KEY, name text, amount numeric(12,2), qty int, small smallint,
@@ -317,10 +317,9 @@ async fn invalid_utf8_is_a_row_error() {
     let env = Env::new(json!({"table": "t", "mode": "append"})).await;
     env.exec("CREATE TABLE t (id int, v text)").await;
     let o = env.import("a.csv", b"id,v\n1,ok\n2,caf\xE9\n").await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("a.csv:3: column \"v\": \"caf\u{FFFD}\" is not valid UTF-8")
+    assert_failed_with(
+        &o,
+        "a.csv:3: column \"v\": \"caf\u{FFFD}\" is not valid UTF-8",
     );
 }
 
@@ -444,10 +443,9 @@ async fn skip_rows_beyond_max_errors_rejects_the_file() {
     .await;
     env.exec("CREATE TABLE t (id int)").await;
     let o = env.import("a.csv", b"id\n1\nx\n2\ny\n3\n").await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("a.csv: more than 1 bad rows (max_errors), the file is rejected")
+    assert_failed_with(
+        &o,
+        "a.csv: more than 1 bad rows (max_errors), the file is rejected",
     );
     assert_eq!(o.errors.len(), 2);
     assert_eq!(env.count("t").await, 0);
@@ -512,10 +510,9 @@ async fn columns_renames_case_and_extra_missing_policies() {
     );
 
     let o = env.import("x_1.csv", b"id,extra\n2,zz\n").await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("x_1.csv: column \"extra\" of the file is not a column of table t (extra_columns: error)")
+    assert_failed_with(
+        &o,
+        "x_1.csv: column \"extra\" of the file is not a column of table t (extra_columns: error)",
     );
     let o = env.import("i_1.csv", b"id,extra\n3,zz\n").await;
     assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
@@ -588,10 +585,9 @@ async fn create_table_from_header_with_key() {
 async fn missing_table_without_create_table_fails_clearly() {
     let env = Env::new(json!({"table": "nope", "mode": "append"})).await;
     let o = env.import("a.csv", b"id\n1\n").await;
-    assert_eq!(o.status, JobStatus::Failed);
-    assert_eq!(
-        o.error.as_deref(),
-        Some("table nope does not exist in the target database (create_table is false)")
+    assert_failed_with(
+        &o,
+        "table nope does not exist in the target database (create_table is false)",
     );
 }
 

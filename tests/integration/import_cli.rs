@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::import_support::Env;
 use crate::support::bin::signal;
+use crate::support::import::Env;
 use crate::support::{fs, wait, Cpi, Run};
 
 /// `cpi ARGS --database-url <the test database>`, off the runtime.
@@ -25,13 +25,8 @@ async fn import_prints_a_line_per_file_and_exits_by_outcome() {
     let (g, b) = (good.to_str().unwrap(), bad.to_str().unwrap());
 
     let r = cpi_on(&env, &["import", "--project", "p", g]).await;
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(
-        r.stdout
-            .contains("good.csv: succeeded into t (append): read 2, inserted 2"),
-        "{}",
-        r.stdout
-    );
+    r.assert_code(0)
+        .assert_stdout("good.csv: succeeded into t (append): read 2, inserted 2");
     assert!(
         !r.stderr.contains('\r') && !r.stderr.contains("rows"),
         "no progress bar when piped: {}",
@@ -40,9 +35,9 @@ async fn import_prints_a_line_per_file_and_exits_by_outcome() {
 
     // A duplicate is fine; a failed file makes the exit code 1.
     let r = cpi_on(&env, &["import", "--project", "p", g, b]).await;
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stdout.contains("good.csv: duplicate"), "{}", r.stdout);
-    assert!(r.stdout.contains("bad.csv: failed"), "{}", r.stdout);
+    r.assert_code(1)
+        .assert_stdout("good.csv: duplicate")
+        .assert_stdout("bad.csv: failed");
     assert!(
         r.stdout.contains("bad.csv:3: column \"v\"")
             || r.stdout
@@ -63,19 +58,11 @@ async fn import_argument_and_project_errors_exit_1() {
     let env = Env::new(json!({"table": "t"})).await;
     let f = env.file("a.csv", b"id\n1\n");
     let r = cpi_on(&env, &["import", "--project", "p", "/nonexistent/x.csv"]).await;
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr.contains("/nonexistent/x.csv is not a file"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(1)
+        .assert_stderr("/nonexistent/x.csv is not a file");
     let r = cpi_on(&env, &["import", "--project", "nope", f.to_str().unwrap()]).await;
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr.contains("project \"nope\" does not exist"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(1)
+        .assert_stderr("project \"nope\" does not exist");
     let r = cpi_on(&env, &["import", "--project", "p"]).await;
     assert_eq!(r.code, 1, "usage error: {}", r.all());
 }
@@ -144,14 +131,12 @@ async fn jobs_list_show_and_retry() {
     assert_eq!(bad.code, 1);
 
     let show = cpi_on(&env, &["jobs", "show", &id]).await;
-    assert_eq!(show.code, 0, "{}", show.all());
-    assert!(show.stdout.contains("line: 3"), "{}", show.stdout);
+    show.assert_code(0).assert_stdout("line: 3");
 
     // Fix the file where it is, then retry the same job.
     std::fs::write(&f, b"id\n1\n2\n").unwrap();
     let retry = cpi_on(&env, &["jobs", "retry", &id]).await;
-    assert_eq!(retry.code, 0, "{}", retry.all());
-    assert!(retry.stdout.contains("succeeded"), "{}", retry.stdout);
+    retry.assert_code(0).assert_stdout("succeeded");
     let job = cpi::jobs::get(&env.pool, id.parse().unwrap())
         .await
         .unwrap()
@@ -224,20 +209,13 @@ async fn sigkill_mid_import_leaves_the_target_unchanged() {
     );
     // The operator takes the dead job over.
     let r = cpi_on(&env, &["jobs", "retry", &id]).await;
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("--force");
     let r = cpi_on(&env, &["jobs", "retry", "--force", &id]).await;
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(
-        r.stdout
-            .contains(&format!("read {rows}, inserted {}, updated 10", rows - 10)),
-        "{}",
-        r.stdout
-    );
+    r.assert_code(0)
+        .assert_stdout(&format!("read {rows}, inserted {}, updated 10", rows - 10));
     assert_eq!(env.count("t").await, rows as i64);
     let r = cpi_on(&env, &["import", "--project", "p", path.to_str().unwrap()]).await;
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("big.csv: duplicate"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("big.csv: duplicate");
     assert_eq!(env.count("t").await, rows as i64);
 }
 

@@ -52,12 +52,7 @@ async fn converted_manifests_apply_and_then_diff_clean() {
 
     // A variable that is not set: named, and nothing written.
     let r = convert(&[("ABC_DATABASE_URL", &abc_url)]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr.contains("WAREHOUSE_URL is not set"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(1).assert_stderr("WAREHOUSE_URL is not set");
     assert!(!r.all().contains(PASSWORD));
     assert!(!out.exists() && !secrets.exists());
 
@@ -94,12 +89,8 @@ async fn converted_manifests_apply_and_then_diff_clean() {
     ];
     let run = |cmd: &str| Cpi::new([cmd]).args(m).run();
     let v = run("validate");
-    assert_eq!(v.code, 0, "{}", v.all());
-    assert!(
-        v.stdout.contains("2 connection(s), 3 project(s)"),
-        "{}",
-        v.stdout
-    );
+    v.assert_code(0)
+        .assert_stdout("2 connection(s), 3 project(s)");
     let a = run("apply");
     assert_eq!(a.code, 0, "{}", a.all());
     let d = run("diff");

@@ -15,7 +15,6 @@ mod fuzz;
 mod hostile;
 mod import;
 mod import_cli;
-pub(crate) mod import_support;
 mod layout;
 mod legacy;
 mod pg_input;

@@ -45,6 +45,20 @@ fn files_in(dir: &tempfile::TempDir, names: &[&str]) -> Vec<cpi::jobs::QueuedFil
         .collect()
 }
 
+/// A fresh queue of the one file `name`, claimed and then deferred for an
+/// hour (`waits_for_fix`: for a configuration fix): the database, its pool,
+/// the files' folder and the claim.
+async fn waiting_an_hour(
+    name: &str,
+    waits_for_fix: bool,
+) -> (TestDb, PgPool, tempfile::TempDir, Claimed) {
+    let db = TestDb::new().await;
+    let (pool, dir) = queue_of(&db, &[name]).await;
+    let c = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
+    defer(&pool, &c, Duration::from_secs(3600), waits_for_fix).await;
+    (db, pool, dir, c)
+}
+
 async fn claim(pool: &PgPool, after: Option<&Claimed>) -> Option<String> {
     let c = match after {
         Some(p) => queue::claim_after(pool, "w", LEASE, p).await,
@@ -122,29 +136,20 @@ async fn a_job_waiting_for_its_retry_holds_its_tables_next_files() {
 
 #[tokio::test]
 async fn a_configuration_fix_makes_only_waiting_jobs_due() {
-    let db = TestDb::new().await;
-    let (pool, _dir) = queue_of(&db, &["a.csv"]).await;
-    let c = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
-    defer(&pool, &c, Duration::from_secs(3600), true).await;
+    let (_db, pool, _dir, _c) = waiting_an_hour("a.csv", true).await;
     assert_eq!(claim(&pool, None).await, None);
     assert_eq!(queue::fixes_due(&pool).await.unwrap(), 1);
     assert_eq!(claim(&pool, None).await.as_deref(), Some("a.csv"));
 
     // A transient wait is not a configuration wait: a fix does not hurry it.
-    let db2 = TestDb::new().await;
-    let (pool2, _dir2) = queue_of(&db2, &["b.csv"]).await;
-    let c = queue::claim(&pool2, "w", LEASE).await.unwrap().unwrap();
-    defer(&pool2, &c, Duration::from_secs(3600), false).await;
+    let (_db2, pool2, _dir2, _c) = waiting_an_hour("b.csv", false).await;
     assert_eq!(queue::fixes_due(&pool2).await.unwrap(), 0);
     assert_eq!(claim(&pool2, None).await, None);
 }
 
 #[tokio::test]
 async fn retry_makes_a_waiting_job_due_now() {
-    let db = TestDb::new().await;
-    let (pool, _dir) = queue_of(&db, &["a.csv"]).await;
-    let c = queue::claim(&pool, "w", LEASE).await.unwrap().unwrap();
-    defer(&pool, &c, Duration::from_secs(3600), false).await;
+    let (_db, pool, _dir, c) = waiting_an_hour("a.csv", false).await;
     let job = cpi::jobs::requeue(&pool, c.job.id, false).await.unwrap();
     assert_eq!(job.not_before, None);
     assert_eq!(claim(&pool, None).await.as_deref(), Some("a.csv"));

@@ -1,29 +1,36 @@
 //! `examples/quickstart` on a fresh clone: no database setup, the embedded
 //! PostgreSQL under `.cpi/` of the working directory (the repository root).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::fs::{copy_dir, file_names};
 use crate::support::wait::wait_for;
 use crate::support::{free_port, Cpi, Run};
 
-#[test]
-fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("clone");
+/// `examples/quickstart` copied into `tmp/clone` as a fresh clone has it,
+/// its connection moved from the default port to a free one (so that it
+/// never meets a quickstart running on the same machine): the clone, the
+/// port and the connection manifest as it came.
+fn fresh_clone(tmp: &Path) -> (PathBuf, u16, String) {
+    let repo = tmp.join("clone");
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"),
         &repo.join("examples/quickstart"),
         &[],
     );
-    // The manifests name the default port; this test takes a free one so
-    // that it never meets a quickstart running on the same machine.
     let port = free_port();
     let conn = repo.join("examples/quickstart/manifests/connections/quickstart.yaml");
     let text = std::fs::read_to_string(&conn).unwrap();
-    assert!(text.contains("127.0.0.1:54329/quickstart"));
     std::fs::write(&conn, text.replace("54329", &port.to_string())).unwrap();
+    (repo, port, text)
+}
+
+#[test]
+fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, port, text) = fresh_clone(tmp.path());
+    assert!(text.contains("127.0.0.1:54329/quickstart"));
 
     let inbox = repo.join("examples/quickstart/samples");
     let files = || file_names(&inbox);
@@ -37,12 +44,8 @@ fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
             .run()
     };
     let v = run(&["validate"]);
-    assert_eq!(v.code, 0, "{}", v.all());
-    assert!(
-        v.stdout.contains("1 connection(s), 1 project(s)"),
-        "{}",
-        v.stdout
-    );
+    v.assert_code(0)
+        .assert_stdout("1 connection(s), 1 project(s)");
 
     let a = run(&["apply"]);
     assert_eq!(a.code, 0, "{}", a.all());
@@ -52,8 +55,7 @@ fn quickstart_applies_on_a_fresh_clone_with_the_embedded_database() {
 
     // The Connection reaches the quickstart database with the generated password.
     let t = run(&["connections", "test", "quickstart"]);
-    assert_eq!(t.code, 0, "{}", t.all());
-    assert!(t.stdout.contains("Connection successful"), "{}", t.stdout);
+    t.assert_code(0).assert_stdout("Connection successful");
     let password = std::fs::read_to_string(repo.join(".cpi/embedded/password")).unwrap();
     for r in [&v, &a, &d, &t] {
         assert!(!r.all().contains(password.trim()));
@@ -74,16 +76,7 @@ mod example;
 #[tokio::test]
 async fn quickstart_daemon_imports_the_samples_and_leaves_the_checkout_clean() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("clone");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"),
-        &repo.join("examples/quickstart"),
-        &[],
-    );
-    let port = free_port();
-    let conn = repo.join("examples/quickstart/manifests/connections/quickstart.yaml");
-    let text = std::fs::read_to_string(&conn).unwrap();
-    std::fs::write(&conn, text.replace("54329", &port.to_string())).unwrap();
+    let (repo, port, _) = fresh_clone(tmp.path());
     let samples = repo.join("examples/quickstart/samples");
     let before = file_names(&samples);
     let inbox = repo.join(".cpi/quickstart/inbox");

@@ -40,6 +40,24 @@ fn s3_manifests(db: &TestDb, dir: &Path, endpoint: &str) -> std::path::PathBuf {
     m
 }
 
+/// A fresh database (and a pool on it) with an `events` table, an S3 server
+/// with an empty bucket [`BUCKET`] and a client on it, and a temp folder.
+async fn store() -> (
+    TestDb,
+    sqlx::PgPool,
+    S3Server,
+    aws_sdk_s3::Client,
+    tempfile::TempDir,
+) {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let server = S3Server::start().await;
+    let c = s3::client(&server.endpoint());
+    s3::create_bucket(&c, BUCKET).await;
+    (db, pool, server, c, tempfile::tempdir().unwrap())
+}
+
 /// The environment of a process that takes its keys from the environment
 /// (the planted secret among them), and never asks instance metadata.
 fn env_keys() -> Vec<(&'static str, &'static str)> {
@@ -77,12 +95,7 @@ async fn wait_keys(c: &aws_sdk_s3::Client, prefix: &str, want: &[&str], secs: u6
 
 #[tokio::test]
 async fn objects_are_imported_once_then_moved_and_a_reupload_is_a_duplicate() {
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    events_table(&pool).await;
-    let server = S3Server::start().await;
-    let c = s3::client(&server.endpoint());
-    s3::create_bucket(&c, BUCKET).await;
+    let (db, pool, server, c, dir) = store().await;
     s3::put(&c, BUCKET, "in/a.csv", csv_rows(1, 10, "a")).await;
     s3::put(&c, BUCKET, "in/bad.csv", "id,tag,n\nnot-a-number,x,1\n").await;
     // Not in the inbox: a sub-"folder", and a name no pattern matches.
@@ -94,7 +107,6 @@ async fn objects_are_imported_once_then_moved_and_a_reupload_is_a_duplicate() {
     let gz = gz.finish().unwrap();
     s3::put(&c, BUCKET, "in/cut.csv.gz", gz[..gz.len() / 2].to_vec()).await;
 
-    let dir = tempfile::tempdir().unwrap();
     let m = s3_manifests(&db, dir.path(), &server.endpoint());
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -203,15 +215,11 @@ async fn objects_are_imported_once_then_moved_and_a_reupload_is_a_duplicate() {
         .unwrap();
     let http = reqwest::Client::new();
     for url in ["/jobs", "/projects", "/metrics", "/", "/readyz"] {
-        let body = http
-            .get(format!("{base}{url}"))
-            .bearer_auth("t0ken-for-the-api")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = crate::support::api::body_text(
+            http.get(format!("{base}{url}"))
+                .bearer_auth("t0ken-for-the-api"),
+        )
+        .await;
         assert!(
             !body.contains(PLANTED_SECRET),
             "{url} leaked the secret key"
@@ -231,8 +239,7 @@ async fn objects_are_imported_once_then_moved_and_a_reupload_is_a_duplicate() {
         "the log leaked the secret key"
     );
     assert!(log.contains("object moved"), "{log}");
-    d.signal("-TERM");
-    assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
+    d.stop(20);
 }
 
 #[tokio::test]
@@ -243,14 +250,8 @@ async fn credentials_come_from_a_shared_credentials_file_and_profile_and_never_s
             "{k} is set in the test's environment: the test would not show where keys come from"
         );
     }
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    events_table(&pool).await;
-    let server = S3Server::start().await;
-    let c = s3::client(&server.endpoint());
-    s3::create_bucket(&c, BUCKET).await;
+    let (db, pool, server, c, dir) = store().await;
     s3::put(&c, BUCKET, "in/a.csv", csv_rows(1, 4, "a")).await;
-    let dir = tempfile::tempdir().unwrap();
     let m = s3_manifests(&db, dir.path(), &server.endpoint());
     let creds = dir.path().join("credentials");
     std::fs::write(
@@ -308,19 +309,13 @@ async fn credentials_come_from_a_shared_credentials_file_and_profile_and_never_s
 
 #[tokio::test]
 async fn a_store_that_goes_away_mid_read_loses_nothing_and_the_object_loads_once() {
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    events_table(&pool).await;
-    let server = S3Server::start().await;
+    let (db, pool, server, c, dir) = store().await;
     let proxy = Proxy::start(server.port).await;
-    let c = s3::client(&server.endpoint());
-    s3::create_bucket(&c, BUCKET).await;
     let rows = 60_000u64;
     let body = csv_rows(1, rows, "big");
     let size = body.len() as u64;
     s3::put(&c, BUCKET, "in/big.csv", body).await;
 
-    let dir = tempfile::tempdir().unwrap();
     let m = s3_manifests(&db, dir.path(), &proxy.endpoint());
     // ~1.6 MB/s: the read is under way for a second or so.
     proxy.throttle(16 * 1024);
@@ -367,18 +362,12 @@ async fn a_store_that_goes_away_mid_read_loses_nothing_and_the_object_loads_once
         "{}",
         d.log()
     );
-    d.signal("-TERM");
-    assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
+    d.stop(20);
 }
 
 #[tokio::test]
 async fn two_replicas_on_one_bucket_load_each_of_500_objects_once() {
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    events_table(&pool).await;
-    let server = S3Server::start().await;
-    let c = s3::client(&server.endpoint());
-    s3::create_bucket(&c, BUCKET).await;
+    let (db, pool, server, c, dir) = store().await;
     let n = 500u64;
     let mut puts = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -392,23 +381,12 @@ async fn two_replicas_on_one_bucket_load_each_of_500_objects_once() {
     // by its last write, in whole seconds: imports within the second of
     // the upload may be judged twice (the second time a duplicate).
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let dir = tempfile::tempdir().unwrap();
     let m = s3_manifests(&db, dir.path(), &server.endpoint());
     let env = env_keys();
-    let mut a = Daemon::start_env(
-        &db,
-        &m,
-        &dir.path().join("a.log"),
-        &["--workers", "2"],
-        &env,
-    );
-    let mut b = Daemon::start_env(
-        &db,
-        &m,
-        &dir.path().join("b.log"),
-        &["--workers", "2"],
-        &env,
-    );
+    let replica =
+        |log: &str| Daemon::start_env(&db, &m, &dir.path().join(log), &["--workers", "2"], &env);
+    let mut a = replica("a.log");
+    let mut b = replica("b.log");
     wait_i64(
         &pool,
         300,
@@ -461,7 +439,6 @@ async fn two_replicas_on_one_bucket_load_each_of_500_objects_once() {
         panic!("each object queued once: {twice:?}\n{logs}");
     }
     for d in [&mut a, &mut b] {
-        d.signal("-TERM");
-        assert_eq!(d.wait(Duration::from_secs(20)), Some(0), "{}", d.log());
+        d.stop(20);
     }
 }

@@ -136,8 +136,7 @@ async fn connections_test_names_each_tls_outcome() {
         );
     }
     let r = test_conn(&url, secrets, "prefer-plain");
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stderr.contains("session: not encrypted"), "{}", r.stderr);
+    r.assert_code(0).assert_stderr("session: not encrypted");
 
     for (name, expect) in [
         ("wrongca", "unknown CA"),
@@ -179,14 +178,7 @@ async fn management_and_target_over_verify_full_import_a_file() {
     write(
         &m,
         "p.yaml",
-        &manifest(
-            "Project",
-            "p",
-            &format!(
-                "connection: target\nconfig:\n  inbox: {}\n  defaults: {{table: t, mode: append}}",
-                inbox.display()
-            ),
-        ),
+        &crate::support::manifests::project("p", "target", &inbox, "{table: t, mode: append}"),
     );
     let csv = write(&inbox, "a.csv", "id,v\n1,x\n2,y\n");
     // The management database itself over verify-full.
@@ -197,8 +189,7 @@ async fn management_and_target_over_verify_full_import_a_file() {
     let r = Cpi::new(["import", "--project", "p", csv.to_str().unwrap()])
         .database_url(&mgmt)
         .run();
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("a.csv: succeeded into t"), "{}", r.stdout);
+    r.assert_code(0).assert_stdout("a.csv: succeeded into t");
     assert_eq!(tls.psql("target", "SELECT count(*) FROM t"), "2");
     // Every session of this server is encrypted (hostssl only), and cpi's
     // management pool talked to it.
@@ -220,8 +211,7 @@ async fn management_and_target_over_verify_full_import_a_file() {
         ),
     );
     let r = Cpi::new(["connections", "list"]).database_url(&wrong).run();
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("unknown CA"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("unknown CA");
 }
 
 /// Regression (sqlx 0.9 dropped `TCP_NODELAY`): a COPY stalled ~40 ms per
@@ -367,6 +357,5 @@ async fn a_root_file_excludes_the_system_roots() {
     // Without the override the server's CA is no system root: the system
     // case fails, so the successes above came from SSL_CERT_FILE.
     let r = test_conn(&url, secrets, "system");
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stdout.contains("unknown CA"), "{}", r.stdout);
+    r.assert_code(1).assert_stdout("unknown CA");
 }

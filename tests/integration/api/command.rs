@@ -8,9 +8,9 @@ use crate::support::{cpi, wait, Cpi, TestDb};
 #[test]
 fn help_exits_0() {
     let r = cpi(&["serve", "--help"]);
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("--api-token-file"), "{}", r.stdout);
-    assert!(r.stdout.contains("--listen"), "{}", r.stdout);
+    r.assert_code(0)
+        .assert_stdout("--api-token-file")
+        .assert_stdout("--listen");
 }
 
 #[test]
@@ -19,18 +19,13 @@ fn a_missing_or_empty_token_file_exits_1_before_connecting() {
     let missing = dir.path().join("missing");
     // No database is given: the token file is checked first.
     let r = cpi(&["serve", "--api-token-file", missing.to_str().unwrap()]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr.contains("cannot read --api-token-file"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(1)
+        .assert_stderr("cannot read --api-token-file");
 
     let empty = dir.path().join("empty");
     std::fs::write(&empty, " \n").unwrap();
     let r = cpi(&["serve", "--api-token-file", empty.to_str().unwrap()]);
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("is empty"), "{}", r.stderr);
+    r.assert_code(1).assert_stderr("is empty");
 }
 
 #[test]
@@ -40,12 +35,8 @@ fn a_bad_listen_address_exits_1() {
     let r = Cpi::new(["serve", "--listen", "not-an-address"])
         .db(&db)
         .run();
-    assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr.contains("cannot listen on not-an-address"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(1)
+        .assert_stderr("cannot listen on not-an-address");
 }
 
 #[test]

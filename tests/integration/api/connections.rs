@@ -269,18 +269,10 @@ async fn test_endpoint_gives_up_after_its_timeout() {
     // A listener that accepts and never answers: the test must not hang.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let db = crate::support::TestDb::new().await;
-    let pool = cpi::store::connect(&cpi::secret::Secret::new(db.url()))
-        .await
-        .unwrap();
-    cpi::store::migrate(&pool).await.unwrap();
-    let mut state = cpi::api::AppState::new(
-        pool.clone(),
-        Some(cpi::secret::Secret::new(TOKEN)),
-        std::sync::Arc::new(Health::new()),
-    );
-    state.connection_test_timeout = std::time::Duration::from_millis(500);
-    let s = Server::serve(db, pool, state).await;
+    let s = Server::start_adjusted(|state| {
+        state.connection_test_timeout = std::time::Duration::from_millis(500)
+    })
+    .await;
     let id = s
         .connection(
             "silent",

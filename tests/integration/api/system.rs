@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::api::Server;
-use crate::support::db::insert_job as job;
+use crate::support::db::{exec, insert_job as job};
 use cpi::metrics::{Health, ReconcileStatus};
 
 #[tokio::test]
@@ -95,10 +95,7 @@ async fn metrics_count_from_the_database_and_the_process() {
 
     let r = s.call_auth(Method::GET, "/metrics", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.headers["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
+    assert!(r.content_type().starts_with("text/plain; version=0.0.4"));
     for line in [
         "cpi_database_up 1",
         "cpi_import_jobs{status=\"queued\"} 2",
@@ -144,6 +141,12 @@ async fn metrics_count_from_the_database_and_the_process() {
 /// /metrics reads the finished jobs' totals kept by triggers (not the whole
 /// history): they follow the table through retries (finished → queued →
 /// finished), multi-row updates and prunes, exactly as a full scan would.
+/// `/metrics` (as text) after `sql` has changed the job `id` (`$1`).
+async fn metrics_after(s: &Server, sql: &'static str, id: &str) -> String {
+    sqlx::query(sql).bind(id).execute(&s.pool).await.unwrap();
+    s.call_auth(Method::GET, "/metrics", None, None).await.text
+}
+
 #[tokio::test]
 async fn metrics_totals_follow_retries_and_prunes() {
     let s = Server::start().await;
@@ -161,28 +164,24 @@ async fn metrics_totals_follow_retries_and_prunes() {
     assert_eq!(metric(&t, "cpi_import_duration_seconds_count"), "4");
 
     // A retry takes the failed job out of the totals...
-    sqlx::query(
+    let t = metrics_after(
+        &s,
         "UPDATE cpi_import_jobs SET status = 'queued', started_at = NULL, finished_at = NULL
           WHERE id = $1::uuid",
+        &failed,
     )
-    .bind(&failed)
-    .execute(&s.pool)
-    .await
-    .unwrap();
-    let t = s.call_auth(Method::GET, "/metrics", None, None).await.text;
+    .await;
     assert_eq!(metric(&t, "cpi_import_jobs{status=\"failed\"}"), "0");
     assert_eq!(metric(&t, "cpi_import_jobs{status=\"queued\"}"), "1");
     assert_eq!(metric(&t, "cpi_import_duration_seconds_count"), "3");
     // ...and its success puts it back, with its rows and its duration.
-    sqlx::query(
+    let t = metrics_after(
+        &s,
         "UPDATE cpi_import_jobs SET status = 'succeeded', rows_read = 5, rows_inserted = 5,
                 started_at = now() - interval '40 seconds', finished_at = now() WHERE id = $1::uuid",
+        &failed,
     )
-    .bind(&failed)
-    .execute(&s.pool)
-    .await
-    .unwrap();
-    let t = s.call_auth(Method::GET, "/metrics", None, None).await.text;
+    .await;
     assert_eq!(metric(&t, "cpi_import_jobs{status=\"succeeded\"}"), "4");
     assert_eq!(metric(&t, "cpi_import_rows_total{outcome=\"read\"}"), "35");
     assert_eq!(
@@ -195,14 +194,12 @@ async fn metrics_totals_follow_retries_and_prunes() {
     );
 
     // A multi-row update and a prune (what `cpi prune` deletes).
-    sqlx::query("UPDATE cpi_import_jobs SET rows_rejected = 1 WHERE status = 'succeeded'")
-        .execute(&s.pool)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM cpi_import_jobs WHERE finished_at < now() - interval '1 day'")
-        .execute(&s.pool)
-        .await
-        .unwrap();
+    for sql in [
+        "UPDATE cpi_import_jobs SET rows_rejected = 1 WHERE status = 'succeeded'",
+        "DELETE FROM cpi_import_jobs WHERE finished_at < now() - interval '1 day'",
+    ] {
+        exec(&s.pool, sql).await;
+    }
     let t = s.call_auth(Method::GET, "/metrics", None, None).await.text;
     assert_eq!(metric(&t, "cpi_import_jobs{status=\"duplicate\"}"), "0");
     assert_eq!(

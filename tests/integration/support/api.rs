@@ -63,6 +63,21 @@ impl Server {
         Self::serve(db, pool, state).await
     }
 
+    /// The API with the test token, its state as `adjust` leaves it (with no
+    /// inbox root unless `adjust` sets one).
+    pub async fn start_adjusted(adjust: impl FnOnce(&mut AppState)) -> Server {
+        let db = TestDb::new().await;
+        let pool = cpi::store::connect(&Secret::new(db.url())).await.unwrap();
+        cpi::store::migrate(&pool).await.unwrap();
+        let mut state = AppState::new(
+            pool.clone(),
+            Some(Secret::new(TOKEN)),
+            Arc::new(Health::new()),
+        );
+        adjust(&mut state);
+        Self::serve(db, pool, state).await
+    }
+
     /// Serves `state` (whose pool may point anywhere) for `db`.
     pub async fn serve(db: TestDb, pool: sqlx::PgPool, state: AppState) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -186,6 +201,11 @@ impl Server {
     }
 }
 
+/// Sends `req` and reads the body as text; fails the test if either fails.
+pub async fn body_text(req: reqwest::RequestBuilder) -> String {
+    req.send().await.unwrap().text().await.unwrap()
+}
+
 impl Resp {
     async fn from(r: reqwest::Response) -> Resp {
         let status = r.status();
@@ -198,6 +218,11 @@ impl Resp {
             text,
             json,
         }
+    }
+
+    /// The `Content-Type` header.
+    pub fn content_type(&self) -> &str {
+        self.headers["content-type"].to_str().unwrap()
     }
 
     /// The `error` message of an error body.

@@ -47,6 +47,32 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Fails, quoting both outputs, unless the exit code is `code`.
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "{}", self.all());
+        self
+    }
+
+    /// Fails, quoting stdout, unless stdout holds `needle`.
+    pub fn assert_stdout(&self, needle: &str) -> &Run {
+        assert!(self.stdout.contains(needle), "{}", self.stdout);
+        self
+    }
+
+    /// Fails, quoting stderr, unless stderr holds `needle`.
+    pub fn assert_stderr(&self, needle: &str) -> &Run {
+        assert!(self.stderr.contains(needle), "{}", self.stderr);
+        self
+    }
+
+    /// Fails, quoting both outputs, unless stdout or stderr holds `needle`.
+    pub fn assert_output(&self, needle: &str) -> &Run {
+        assert!(self.all().contains(needle), "{}", self.all());
+        self
+    }
+}
+
 impl From<Output> for Run {
     fn from(o: Output) -> Self {
         Run {
@@ -138,6 +164,16 @@ impl Cpi {
     }
 }
 
+/// `cpi diff --manifests HEAD --against BASE EXTRA...`: two folders
+/// compared, no database.
+pub fn diff_against(head: impl AsRef<Path>, base: impl AsRef<Path>, extra: &[&str]) -> Run {
+    Cpi::new(["diff"])
+        .manifests(head)
+        .args([OsStr::new("--against"), base.as_ref().as_os_str()])
+        .args(extra)
+        .run()
+}
+
 /// A TCP port nothing listens on right now (for embedded instances that must
 /// not meet another test's or a developer's).
 pub fn free_port() -> u16 {
@@ -170,4 +206,20 @@ pub fn signal(pid: u32, sig: &str) {
         .status()
         .unwrap();
     assert!(ok.success(), "kill {sig} {pid}");
+}
+
+/// Runs `cmd` to the end and fails the test, naming `what` and quoting the
+/// command's output, unless it exits 0; returns the output for the caller's
+/// own checks.
+pub fn succeed(what: &str, cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -89,6 +89,18 @@ impl Daemon {
         super::bin::signal(self.pid(), sig);
     }
 
+    /// SIGTERM, then fails the test (quoting the log) unless the process
+    /// exits 0 within `secs` seconds.
+    pub fn stop(&mut self, secs: u64) {
+        self.signal("-TERM");
+        assert_eq!(
+            self.wait(Duration::from_secs(secs)),
+            Some(0),
+            "{}",
+            self.log()
+        );
+    }
+
     /// Waits for the process to exit; its exit code (`None`: still running
     /// after `timeout`, or killed by a signal).
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
@@ -169,6 +181,15 @@ impl Setup {
     /// The inbox of `project`.
     pub fn inbox(&self, project: &str) -> PathBuf {
         self.dir.path().join("inbox").join(project)
+    }
+
+    /// `big.tmp` in the folder, outside every inbox, with `rows` rows for
+    /// `events` (see [`big_csv`]): renamed into an inbox, it is an import
+    /// that takes a while.
+    pub fn big_tmp(&self, rows: u64) -> PathBuf {
+        let tmp = self.dir.path().join("big.tmp");
+        big_csv(&tmp, rows);
+        tmp
     }
 
     /// A log file `name` in the folder.

@@ -160,6 +160,14 @@ pub async fn active_copies(pool: &PgPool) -> i64 {
     .unwrap()
 }
 
+/// Runs `sql` (one or more statements) in `pool`'s database.
+pub async fn exec(pool: &PgPool, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// The one bigint `sql` returns in `pool`'s database; -1 when the query
 /// fails (a table not created yet reads as "not there", not as a panic).
 pub async fn scalar_i64(pool: &PgPool, sql: &str) -> i64 {

@@ -1,7 +1,8 @@
 //! Shared test support, one place for every module: a fresh database per
 //! test ([`db`]), the real `cpi` binary ([`bin`]), waits that fail with what
-//! they waited for ([`wait`]), temp folders and files ([`fs`]), manifests
-//! ([`manifests`]), a local S3 server ([`s3`]), the daemon as a process ([`daemon`]) and the API served
+//! they waited for ([`wait`]), temp folders and files ([`fs`]), a project
+//! ready for imports ([`import`]), manifests ([`manifests`]), a local S3
+//! server ([`s3`]), the daemon as a process ([`daemon`]) and the API served
 //! in-process ([`api`]).
 #![allow(dead_code)] // not every test module uses every helper
 
@@ -10,6 +11,7 @@ pub mod bin;
 pub mod daemon;
 pub mod db;
 pub mod fs;
+pub mod import;
 pub mod manifests;
 pub mod s3;
 pub mod wait;

@@ -22,13 +22,7 @@ pub struct TlsServer {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run a command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::bin::succeed(&format!("{cmd:?}"), cmd);
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -237,25 +231,21 @@ impl TlsServer {
 
     /// Runs SQL through the Unix socket (no TLS needed there).
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = as_server_user("/usr/bin/psql")
-            .args(["-h"])
-            .arg(self.dir.path().join("data"))
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-tAc",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = super::bin::succeed(
+            &format!("psql {sql}"),
+            as_server_user("/usr/bin/psql")
+                .args(["-h"])
+                .arg(self.dir.path().join("data"))
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    db,
+                    "-tAc",
+                    sql,
+                ]),
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use cpi::import::{self, ImportError, JobOutcome};
-use cpi::jobs;
+use cpi::jobs::{self, JobStatus};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::support::TestDb;
+use super::TestDb;
 
 pub struct Env {
     pub db: TestDb,
@@ -35,14 +35,8 @@ impl Env {
 
     /// (Re)creates project `p` and connection `c` (None: no connection).
     pub async fn set_project(&self, config: Value, url: Option<&str>) {
-        sqlx::query("DELETE FROM cpi_projects")
-            .execute(&self.pool)
-            .await
-            .unwrap();
-        sqlx::query("DELETE FROM cpi_connections")
-            .execute(&self.pool)
-            .await
-            .unwrap();
+        self.exec("DELETE FROM cpi_projects").await;
+        self.exec("DELETE FROM cpi_connections").await;
         let conn: Option<uuid::Uuid> = match url {
             Some(u) => Some(
                 sqlx::query_scalar(
@@ -74,10 +68,7 @@ impl Env {
     }
 
     pub async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&self.pool)
-            .await
-            .unwrap();
+        super::db::exec(&self.pool, sql).await;
     }
 
     /// One text value per row.
@@ -120,6 +111,12 @@ impl Env {
             Err(e) => panic!("import of {name} failed: {e}"),
         }
     }
+}
+
+/// Fails the test unless `o` failed with exactly this `error`.
+pub fn assert_failed_with(o: &JobOutcome, error: &str) {
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(o.error.as_deref(), Some(error));
 }
 
 /// (read, inserted, updated, deleted, rejected)
