@@ -215,14 +215,14 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
         let stored = ring.seal(url);
         let digest = plan::connection_digest(&s.name, s.description.as_deref(), &stored);
         connections.push(ConnectionWrite {
-            managed: managed(&s.name, &s.description, &s.managed_by, &s.source, digest),
+            managed: Managed::new(&s.name, &s.description, &s.managed_by, &s.source, digest),
             database_url: stored,
         });
     }
     store::upsert_connections(tx, &connections).await?;
     let projects: Vec<ProjectWrite> = written(&plan.projects)
         .map(|s| ProjectWrite {
-            managed: managed(
+            managed: Managed::new(
                 &s.name,
                 &s.description,
                 &s.managed_by,
@@ -236,23 +236,6 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
     store::upsert_projects(tx, &projects).await?;
     store::delete_objects(tx, &deleted(&plan.projects), &deleted(&plan.connections)).await?;
     Ok(())
-}
-
-/// The columns every kind shares, as written.
-fn managed(
-    name: &str,
-    description: &Option<String>,
-    managed_by: &Option<String>,
-    source: &Option<String>,
-    applied_digest: String,
-) -> Managed {
-    Managed {
-        name: name.to_string(),
-        description: description.clone(),
-        managed_by: managed_by.clone(),
-        source: source.clone(),
-        applied_digest,
-    }
 }
 
 /// The rows a kind's creates and updates will hold.

@@ -256,17 +256,11 @@ async fn database_metrics(pool: &PgPool) -> Result<String, StoreError> {
         &[(String::new(), count_of(JobStatus::Queued) as f64)],
     );
 
-    let r = stats.rows;
-    let samples: Vec<(String, f64)> = [
-        ("read", r.read),
-        ("inserted", r.inserted),
-        ("updated", r.updated),
-        ("deleted", r.deleted),
-        ("rejected", r.rejected),
-    ]
-    .iter()
-    .map(|(k, n)| (labels(&[("outcome", k)]), *n as f64))
-    .collect();
+    let samples: Vec<(String, f64)> = stats
+        .rows
+        .iter()
+        .map(|(k, n)| (labels(&[("outcome", k)]), *n as f64))
+        .collect();
     counter(
         &mut out,
         "cpi_import_rows_total",

@@ -4,7 +4,7 @@
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{fetch_by, StoreError};
+use super::{delete_unmanaged, fetch_by, Result, StoreError};
 use crate::secret::Secret;
 
 /// A connection row; `database_url` is a [`Secret`].
@@ -53,7 +53,7 @@ const COLUMNS: &str =
     "id, name, description, database_url, managed_by, source, created_at, updated_at";
 
 /// Every connection, by name.
-pub async fn list_connections(db: impl PgExecutor<'_>) -> Result<Vec<ConnectionRow>, StoreError> {
+pub async fn list_connections(db: impl PgExecutor<'_>) -> Result<Vec<ConnectionRow>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM cpi_connections ORDER BY name"
     )))
@@ -65,16 +65,13 @@ pub async fn list_connections(db: impl PgExecutor<'_>) -> Result<Vec<ConnectionR
 pub async fn connection_by_name(
     db: impl PgExecutor<'_>,
     name: &str,
-) -> Result<Option<ConnectionRow>, StoreError> {
+) -> Result<Option<ConnectionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM cpi_connections WHERE name = $1");
     fetch_by(db, sql, name).await
 }
 
 /// The connection with this id, if any.
-pub async fn connection_by_id(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-) -> Result<Option<ConnectionRow>, StoreError> {
+pub async fn connection_by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ConnectionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM cpi_connections WHERE id = $1");
     fetch_by(db, sql, id).await
 }
@@ -89,7 +86,7 @@ pub async fn insert_connection(
     name: &str,
     description: Option<&str>,
     database_url: &Secret,
-) -> Result<ConnectionRow, StoreError> {
+) -> Result<ConnectionRow> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO cpi_connections (name, description, database_url) VALUES ($1, $2, $3)
          RETURNING {COLUMNS}"
@@ -102,10 +99,7 @@ pub async fn insert_connection(
 }
 
 /// The row, locked until the end of the transaction.
-pub async fn lock_connection(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-) -> Result<Option<ConnectionRow>, StoreError> {
+pub async fn lock_connection(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ConnectionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM cpi_connections WHERE id = $1 FOR UPDATE");
     fetch_by(db, sql, id).await
 }
@@ -117,7 +111,7 @@ pub async fn update_unmanaged_connection(
     name: &str,
     description: Option<&str>,
     database_url: &Secret,
-) -> Result<Option<ConnectionRow>, StoreError> {
+) -> Result<Option<ConnectionRow>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE cpi_connections SET name = $2, description = $3, database_url = $4, updated_at = NOW()
           WHERE id = $1 AND managed_by IS NULL
@@ -133,15 +127,8 @@ pub async fn update_unmanaged_connection(
 
 /// Projects that used the connection keep existing with `connection_id`
 /// NULL (`ON DELETE SET NULL`).
-pub async fn delete_unmanaged_connection(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM cpi_connections WHERE id = $1 AND managed_by IS NULL")
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
+pub async fn delete_unmanaged_connection(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+    delete_unmanaged(db, "cpi_connections", id).await
 }
 
 /// Which stored URLs [`reseal_connections`] rewrites.
@@ -160,7 +147,7 @@ pub async fn reseal_connections(
     conn: &mut PgConnection,
     ring: &crate::crypto::Keyring,
     which: Reseal,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<(u64, u64)> {
     /// id, name, description, database_url, applied_digest.
     type Stored = (Uuid, String, Option<String>, String, Option<String>);
     let rows: Vec<Stored> = sqlx::query_as(
@@ -208,7 +195,7 @@ pub async fn reseal_connections(
 
 /// Whether some stored URL is encrypted (writing without a key would then
 /// put plain text beside it: refused).
-pub async fn has_sealed_urls(db: impl PgExecutor<'_>) -> Result<bool, StoreError> {
+pub async fn has_sealed_urls(db: impl PgExecutor<'_>) -> Result<bool> {
     let (yes,): (bool,) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM cpi_connections WHERE database_url LIKE 'cpi:v1:%')",
     )

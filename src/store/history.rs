@@ -6,14 +6,11 @@ use std::time::Duration;
 
 use sqlx::PgExecutor;
 
-use super::StoreError;
+use super::Result;
 
 /// Deletes the finished jobs (succeeded, failed, duplicate) that ended more
 /// than `age` ago; how many. Queued and running jobs stay.
-pub async fn delete_finished_jobs(
-    db: impl PgExecutor<'_>,
-    age: Duration,
-) -> Result<u64, StoreError> {
+pub async fn delete_finished_jobs(db: impl PgExecutor<'_>, age: Duration) -> Result<u64> {
     Ok(sqlx::query(
         "DELETE FROM cpi_import_jobs
           WHERE status IN ('succeeded', 'failed', 'duplicate')

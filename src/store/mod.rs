@@ -41,12 +41,15 @@ pub use runs::{
 };
 pub use stats::{
     database_stats, hourly_imports, queue_now, DatabaseStats, DurationTotals, HourBucket, JobCount,
-    ObjectCount, QueueNow, RowTotals, RunCount,
+    ObjectCount, QueueNow, RunCount,
 };
 
 /// Parses a URL into connect options with libpq's TLS meanings; the error
 /// never repeats the URL.
 pub use crate::tls::connect_options;
+
+/// What a store function returns: most fail with a [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -103,7 +106,7 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 /// A lazy pool on the management database, after one direct connection
 /// that reports why connecting fails (refused, auth, DNS).
-pub async fn connect(url: &Secret) -> Result<PgPool, StoreError> {
+pub async fn connect(url: &Secret) -> Result<PgPool> {
     let opts = connect_options(url).map_err(StoreError::Connect)?;
     // One direct attempt first: a pool retries until its timeout and then
     // reports only "timed out", hiding the reason (refused, auth, DNS).
@@ -124,7 +127,7 @@ pub async fn connect(url: &Secret) -> Result<PgPool, StoreError> {
 
 /// Fails with a clear message when the management tables do not exist yet
 /// (for commands that only read, and so do not migrate).
-pub async fn require_migrated(pool: &PgPool) -> Result<(), StoreError> {
+pub async fn require_migrated(pool: &PgPool) -> Result<()> {
     if is_migrated(pool).await? {
         Ok(())
     } else {
@@ -133,7 +136,7 @@ pub async fn require_migrated(pool: &PgPool) -> Result<(), StoreError> {
 }
 
 /// Applies the pending migrations.
-pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+pub async fn migrate(pool: &PgPool) -> Result<()> {
     // Several replicas may start at once; sqlx's migrator takes its own
     // advisory lock, so they apply the migrations one after the other.
     MIGRATOR.run(pool).await?;
@@ -142,7 +145,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 
 /// Whether the management tables exist (commands that only read, like
 /// `diff`, work on a database cpi never migrated: everything is a create).
-pub async fn is_migrated(db: impl PgExecutor<'_>) -> Result<bool, StoreError> {
+pub async fn is_migrated(db: impl PgExecutor<'_>) -> Result<bool> {
     let (exists,): (bool,) = sqlx::query_as(
         "SELECT to_regclass('cpi_projects') IS NOT NULL AND to_regclass('cpi_connections') IS NOT NULL
            AND EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'cpi_projects' AND column_name = 'managed_by')",
@@ -153,7 +156,7 @@ pub async fn is_migrated(db: impl PgExecutor<'_>) -> Result<bool, StoreError> {
 }
 
 /// Whether the management database answers a `SELECT 1` (`/readyz`).
-pub async fn ping(db: impl PgExecutor<'_>) -> Result<(), StoreError> {
+pub async fn ping(db: impl PgExecutor<'_>) -> Result<()> {
     sqlx::query("SELECT 1").execute(db).await?;
     Ok(())
 }
@@ -202,13 +205,21 @@ pub async fn test_connection(
     }
 }
 
+/// Deletes row `id` of `table` unless a reconciler owns it; `false` when
+/// there is none.
+async fn delete_unmanaged(db: impl PgExecutor<'_>, table: &str, id: uuid::Uuid) -> Result<bool> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE id = $1 AND managed_by IS NULL"
+    )))
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The row `sql` selects with `$1` bound to `key`, if any: the shape of
 /// every lookup by name or id.
-async fn fetch_by<'q, T, K>(
-    db: impl PgExecutor<'_>,
-    sql: String,
-    key: K,
-) -> Result<Option<T>, StoreError>
+async fn fetch_by<'q, T, K>(db: impl PgExecutor<'_>, sql: String, key: K) -> Result<Option<T>>
 where
     T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
     K: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,

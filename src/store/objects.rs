@@ -7,7 +7,7 @@ use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::Result;
 use crate::manifest::UrlState;
 use crate::plan::{ConnState, Observed, ProjState, Row};
 
@@ -32,7 +32,7 @@ type ProjRow = (
 );
 
 /// Both tables, as the plan sees them.
-pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed, StoreError> {
+pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed> {
     let conns: Vec<ConnRow> = sqlx::query_as(
         "SELECT id, name, description, database_url, managed_by, source, applied_digest FROM cpi_connections",
     )
@@ -97,16 +97,31 @@ pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed, StoreErr
 /// The columns a reconciler writes of every row, whatever its kind.
 #[derive(Debug, Clone)]
 pub struct Managed {
-    /// The unique name (the upsert's key).
-    pub name: String,
-    /// Free text.
-    pub description: Option<String>,
-    /// The owner, into `managed_by`.
-    pub managed_by: Option<String>,
-    /// The manifest file.
-    pub source: Option<String>,
-    /// The digest of the row as written, into `applied_digest`.
-    pub applied_digest: String,
+    name: String,
+    description: Option<String>,
+    managed_by: Option<String>,
+    source: Option<String>,
+    applied_digest: String,
+}
+
+impl Managed {
+    /// The row's unique name (the upsert's key), description, owner,
+    /// manifest file and the digest of the row as written.
+    pub fn new(
+        name: &str,
+        description: &Option<String>,
+        managed_by: &Option<String>,
+        source: &Option<String>,
+        applied_digest: String,
+    ) -> Self {
+        Managed {
+            name: name.to_string(),
+            description: description.clone(),
+            managed_by: managed_by.clone(),
+            source: source.clone(),
+            applied_digest,
+        }
+    }
 }
 
 /// A connection to create or update.
@@ -141,12 +156,16 @@ struct ManagedColumns {
 }
 
 impl ManagedColumns {
-    fn push(&mut self, m: &Managed) {
-        self.names.push(m.name.clone());
-        self.descriptions.push(m.description.clone());
-        self.owners.push(m.managed_by.clone());
-        self.sources.push(m.source.clone());
-        self.digests.push(m.applied_digest.clone());
+    fn of<'a>(rows: impl Iterator<Item = &'a Managed>) -> Self {
+        let mut columns = ManagedColumns::default();
+        for m in rows {
+            columns.names.push(m.name.clone());
+            columns.descriptions.push(m.description.clone());
+            columns.owners.push(m.managed_by.clone());
+            columns.sources.push(m.source.clone());
+            columns.digests.push(m.applied_digest.clone());
+        }
+        columns
     }
 
     fn bind<'q>(&'q self, q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
@@ -159,19 +178,12 @@ impl ManagedColumns {
 }
 
 /// Creates or updates (by name) the connections, in one statement.
-pub async fn upsert_connections(
-    tx: &mut PgConnection,
-    rows: &[ConnectionWrite],
-) -> Result<(), StoreError> {
+pub async fn upsert_connections(tx: &mut PgConnection, rows: &[ConnectionWrite]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let mut managed = ManagedColumns::default();
-    let mut urls: Vec<&str> = Vec::new();
-    for r in rows {
-        managed.push(&r.managed);
-        urls.push(&r.database_url);
-    }
+    let managed = ManagedColumns::of(rows.iter().map(|r| &r.managed));
+    let urls: Vec<&str> = rows.iter().map(|r| r.database_url.as_str()).collect();
     let insert = sqlx::query(
         "INSERT INTO cpi_connections (name, description, managed_by, source, applied_digest, database_url)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
@@ -185,22 +197,17 @@ pub async fn upsert_connections(
 
 /// Creates or updates (by name) the projects, in one statement; a
 /// connection upserted before in the same transaction is found.
-pub async fn upsert_projects(
-    tx: &mut PgConnection,
-    rows: &[ProjectWrite],
-) -> Result<(), StoreError> {
+pub async fn upsert_projects(tx: &mut PgConnection, rows: &[ProjectWrite]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let mut managed = ManagedColumns::default();
-    let mut connections: Vec<&str> = Vec::new();
-    let mut configs: Vec<serde_json::Value> = Vec::new();
-    for r in rows {
-        managed.push(&r.managed);
-        // No connection: a name no row has, so the join leaves it NULL.
-        connections.push(r.connection.as_deref().unwrap_or_default());
-        configs.push(r.config.clone());
-    }
+    let managed = ManagedColumns::of(rows.iter().map(|r| &r.managed));
+    // No connection: a name no row has, so the join leaves it NULL.
+    let connections: Vec<&str> = rows
+        .iter()
+        .map(|r| r.connection.as_deref().unwrap_or_default())
+        .collect();
+    let configs: Vec<serde_json::Value> = rows.iter().map(|r| r.config.clone()).collect();
     // The connection id is looked up by name in the same statement.
     let insert = sqlx::query(
         "INSERT INTO cpi_projects (name, description, connection_id, config, managed_by, source, applied_digest)
@@ -228,7 +235,7 @@ pub async fn delete_objects(
     tx: &mut PgConnection,
     projects: &[Uuid],
     connections: &[Uuid],
-) -> Result<(), StoreError> {
+) -> Result<()> {
     for (table, ids) in [("cpi_projects", projects), ("cpi_connections", connections)] {
         if !ids.is_empty() {
             sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row as _};
 use uuid::Uuid;
 
-use super::{fetch_by, StoreError};
+use super::{delete_unmanaged, fetch_by, Result};
 use crate::config::ProjectConfig;
 
 /// A project's config as read from its row: parsed once, here, or why it
@@ -73,7 +73,7 @@ const SELECT: &str = "SELECT p.id, p.name, p.description, p.connection_id, c.nam
   FROM cpi_projects p LEFT JOIN cpi_connections c ON c.id = p.connection_id";
 
 /// Every project, by name.
-pub async fn list_projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectRow>, StoreError> {
+pub async fn list_projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectRow>> {
     Ok(
         sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY p.name")))
             .fetch_all(db)
@@ -82,18 +82,12 @@ pub async fn list_projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectRow>, S
 }
 
 /// The project named `name`, if any.
-pub async fn project_by_name(
-    db: impl PgExecutor<'_>,
-    name: &str,
-) -> Result<Option<ProjectRow>, StoreError> {
+pub async fn project_by_name(db: impl PgExecutor<'_>, name: &str) -> Result<Option<ProjectRow>> {
     fetch_by(db, format!("{SELECT} WHERE p.name = $1"), name).await
 }
 
 /// The project with this id, if any.
-pub async fn project_by_id(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-) -> Result<Option<ProjectRow>, StoreError> {
+pub async fn project_by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ProjectRow>> {
     fetch_by(db, format!("{SELECT} WHERE p.id = $1"), id).await
 }
 
@@ -101,10 +95,7 @@ pub async fn project_by_id(
 // only, the row locked first.
 
 /// The row, locked until the end of the transaction.
-pub async fn lock_project(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-) -> Result<Option<ProjectRow>, StoreError> {
+pub async fn lock_project(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ProjectRow>> {
     fetch_by(db, format!("{SELECT} WHERE p.id = $1 FOR UPDATE OF p"), id).await
 }
 
@@ -115,7 +106,7 @@ pub async fn insert_project(
     description: Option<&str>,
     connection_id: Option<Uuid>,
     config: &serde_json::Value,
-) -> Result<Uuid, StoreError> {
+) -> Result<Uuid> {
     let (id,): (Uuid,) = sqlx::query_as(
         "INSERT INTO cpi_projects (name, description, connection_id, config) VALUES ($1, $2, $3, $4)
          RETURNING id",
@@ -137,7 +128,7 @@ pub async fn update_unmanaged_project(
     description: Option<&str>,
     connection_id: Option<Uuid>,
     config: &serde_json::Value,
-) -> Result<bool, StoreError> {
+) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE cpi_projects SET name = $2, description = $3, connection_id = $4, config = $5, updated_at = NOW()
           WHERE id = $1 AND managed_by IS NULL",
@@ -153,13 +144,6 @@ pub async fn update_unmanaged_project(
 }
 
 /// Deletes a project no reconciler owns; `false` when there is none.
-pub async fn delete_unmanaged_project(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM cpi_projects WHERE id = $1 AND managed_by IS NULL")
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
+pub async fn delete_unmanaged_project(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+    delete_unmanaged(db, "cpi_projects", id).await
 }

@@ -5,25 +5,17 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::Result;
 use crate::plan::Counts;
 
 /// The outcome of one reconcile, as `cpi_reconcile_runs.status` (TEXT)
 /// spells it; bound and read as this enum.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    sqlx::Type,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum ReconcileStatus {
@@ -97,7 +89,7 @@ const RECONCILE_LOCK: i64 = 0x0063_7069_5f72_6563; // "cpi_rec"
 
 /// Waits for the reconcile lock (held until the transaction ends); when it
 /// was granted, the run's `started_at`.
-pub async fn lock_reconcile(tx: &mut PgConnection) -> Result<DateTime<Utc>, StoreError> {
+pub async fn lock_reconcile(tx: &mut PgConnection) -> Result<DateTime<Utc>> {
     // The time the lock was granted, not when the transaction began: run
     // intervals of concurrent reconcilers never overlap.
     let (started,): (DateTime<Utc>,) = sqlx::query_as(
@@ -131,7 +123,7 @@ pub struct NewRun<'a> {
 }
 
 /// Records a run; its id.
-pub async fn insert_run(db: impl PgExecutor<'_>, run: &NewRun<'_>) -> Result<Uuid, StoreError> {
+pub async fn insert_run(db: impl PgExecutor<'_>, run: &NewRun<'_>) -> Result<Uuid> {
     let c = run.counts;
     let (id,): (Uuid,) = sqlx::query_as(
         "INSERT INTO cpi_reconcile_runs (owner, trigger, revision, status, created, updated, deleted, drifted, diff, error, started_at, finished_at)
@@ -160,7 +152,7 @@ pub async fn extend_noop_run(
     db: impl PgExecutor<'_>,
     owner: &str,
     revision: Option<&str>,
-) -> Result<Option<Uuid>, StoreError> {
+) -> Result<Option<Uuid>> {
     let id: Option<(Uuid,)> = sqlx::query_as(
         "UPDATE cpi_reconcile_runs SET finished_at = clock_timestamp()
           WHERE id = (SELECT id FROM cpi_reconcile_runs ORDER BY started_at DESC LIMIT 1)
@@ -176,7 +168,7 @@ pub async fn extend_noop_run(
 }
 
 /// One `cpi_reconcile_runs` row, without its diff.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, ToSchema)]
 pub struct ReconcileRun {
     /// The run's id.
     pub id: Uuid,
@@ -232,7 +224,7 @@ const COLUMNS: &str = "id, owner, trigger, revision, status, created, updated, d
 const FILTER: &str = "($1::text IS NULL OR status = $1)";
 
 /// The runs `filter` selects, newest first.
-pub async fn run_page(db: &sqlx::PgPool, filter: &RunFilter) -> Result<RunPage, StoreError> {
+pub async fn run_page(db: &sqlx::PgPool, filter: &RunFilter) -> Result<RunPage> {
     let (total, drifted_total): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT count(*), coalesce(sum(drifted) FILTER (WHERE status = 'succeeded'), 0)::bigint
            FROM cpi_reconcile_runs WHERE {FILTER}"
@@ -260,7 +252,7 @@ pub async fn run_page(db: &sqlx::PgPool, filter: &RunFilter) -> Result<RunPage, 
 pub async fn run_by_id(
     db: impl PgExecutor<'_>,
     id: Uuid,
-) -> Result<Option<(ReconcileRun, String)>, StoreError> {
+) -> Result<Option<(ReconcileRun, String)>> {
     #[derive(sqlx::FromRow)]
     struct WithDiff {
         #[sqlx(flatten)]
@@ -274,7 +266,7 @@ pub async fn run_by_id(
 
 /// Deletes the runs that ended more than `age` ago, except the latest
 /// (`/metrics` and `/readyz` tell its time); how many.
-pub async fn delete_old_runs(db: impl PgExecutor<'_>, age: Duration) -> Result<u64, StoreError> {
+pub async fn delete_old_runs(db: impl PgExecutor<'_>, age: Duration) -> Result<u64> {
     Ok(sqlx::query(
         "DELETE FROM cpi_reconcile_runs
           WHERE coalesce(finished_at, started_at) < now() - make_interval(secs => $1)

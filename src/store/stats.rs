@@ -7,7 +7,7 @@
 
 use sqlx::{PgExecutor, PgPool};
 
-use super::{ReconcileStatus, StoreError};
+use super::{ReconcileStatus, Result};
 
 /// The jobs that finished in one hour.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -32,10 +32,7 @@ pub struct HourBucket {
 
 /// One bucket per hour of the last `days` days, oldest first, the current
 /// hour last.
-pub async fn hourly_imports(
-    db: impl PgExecutor<'_>,
-    days: u32,
-) -> Result<Vec<HourBucket>, StoreError> {
+pub async fn hourly_imports(db: impl PgExecutor<'_>, days: u32) -> Result<Vec<HourBucket>> {
     // Hours with no job are kept (generate_series), so a chart's x axis is
     // time, not "hours that had work".
     Ok(sqlx::query_as(
@@ -77,7 +74,7 @@ pub struct QueueNow {
 }
 
 /// The queue now.
-pub async fn queue_now(db: impl PgExecutor<'_>) -> Result<QueueNow, StoreError> {
+pub async fn queue_now(db: impl PgExecutor<'_>) -> Result<QueueNow> {
     Ok(sqlx::query_as(
         // Three indexed counts, not one pass over the whole history.
         "SELECT (SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued') AS queued,
@@ -120,21 +117,6 @@ pub struct JobCount {
     pub jobs: i64,
 }
 
-/// Rows of the succeeded import jobs, by outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
-pub struct RowTotals {
-    /// Read from the files.
-    pub read: i64,
-    /// Inserted.
-    pub inserted: i64,
-    /// Updated.
-    pub updated: i64,
-    /// Deleted.
-    pub deleted: i64,
-    /// Rejected.
-    pub rejected: i64,
-}
-
 /// Run times of the finished (succeeded or failed) import jobs.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DurationTotals {
@@ -158,14 +140,15 @@ pub struct DatabaseStats {
     pub objects: Vec<ObjectCount>,
     /// Import jobs by status (statuses without jobs left out).
     pub jobs: Vec<JobCount>,
-    /// Rows of the succeeded jobs.
-    pub rows: RowTotals,
+    /// Rows of the succeeded jobs by outcome: read, inserted, updated,
+    /// deleted, rejected (as the `rows_*` columns name them).
+    pub rows: [(&'static str, i64); 5],
     /// Run times of the finished jobs.
     pub durations: DurationTotals,
 }
 
 /// The numbers of `/metrics`, in a handful of small queries.
-pub async fn database_stats(pool: &PgPool) -> Result<DatabaseStats, StoreError> {
+pub async fn database_stats(pool: &PgPool) -> Result<DatabaseStats> {
     let runs = sqlx::query_as(
         "SELECT status, count(*) AS runs, coalesce(sum(drifted), 0)::bigint AS drifted
            FROM cpi_reconcile_runs GROUP BY status",
@@ -196,14 +179,21 @@ pub async fn database_stats(pool: &PgPool) -> Result<DatabaseStats, StoreError> 
     )
     .fetch_all(pool)
     .await?;
-    let rows = sqlx::query_as(
-        "SELECT coalesce(sum(rows_read), 0)::bigint AS read, coalesce(sum(rows_inserted), 0)::bigint AS inserted,
-                coalesce(sum(rows_updated), 0)::bigint AS updated, coalesce(sum(rows_deleted), 0)::bigint AS deleted,
-                coalesce(sum(rows_rejected), 0)::bigint AS rejected
+    let (read, inserted, updated, deleted, rejected) = sqlx::query_as(
+        "SELECT coalesce(sum(rows_read), 0)::bigint, coalesce(sum(rows_inserted), 0)::bigint,
+                coalesce(sum(rows_updated), 0)::bigint, coalesce(sum(rows_deleted), 0)::bigint,
+                coalesce(sum(rows_rejected), 0)::bigint
            FROM cpi_import_job_totals WHERE status = 'succeeded'",
     )
     .fetch_one(pool)
     .await?;
+    let rows = [
+        ("read", read),
+        ("inserted", inserted),
+        ("updated", updated),
+        ("deleted", deleted),
+        ("rejected", rejected),
+    ];
     let durations = sqlx::query_as(
         "SELECT cpi_duration_bounds() AS bounds,
                 ARRAY(SELECT coalesce(sum(t.jobs), 0)::bigint
