@@ -68,7 +68,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = match tokio::time::timeout(READY_DB_TIMEOUT, probe).await {
         Ok(Ok(_)) => "ok".to_string(),
         Ok(Err(e)) => {
-            // The driver's words: "database" already says which database.
+            // The driver's message alone: the `database` field already
+            // says it is the management database.
             let why = match e {
                 StoreError::Db(e) => e.to_string(),
                 other => other.to_string(),
