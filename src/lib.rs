@@ -20,7 +20,7 @@
 //! - [`output`]: writing generated manifests and 0600 secret files.
 //! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.
 //! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
-//! - [`store`]: the `cpi_*` management tables (connect, migrate, read).
+//! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family.
 //! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
 //! - [`rules`]: the name, URL and legacy rules shared by manifests, export, the API and imports.

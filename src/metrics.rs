@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::jobs::JobStatus;
 use crate::secret;
+use crate::store::{self, StoreError};
 
 pub use crate::store::ReconcileStatus;
 
@@ -176,18 +177,19 @@ pub async fn render(pool: &PgPool, health: &Health) -> String {
     out
 }
 
-async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
+/// The metrics read from the database, as text.
+async fn database_metrics(pool: &PgPool) -> Result<String, StoreError> {
+    let stats = store::database_stats(pool).await?;
     let mut out = String::new();
 
-    let runs: Vec<(ReconcileStatus, i64, i64)> = sqlx::query_as(
-        "SELECT status, count(*), coalesce(sum(drifted), 0)::bigint FROM cpi_reconcile_runs GROUP BY status",
-    )
-    .fetch_all(pool)
-    .await?;
     let samples: Vec<(String, f64)> = ReconcileStatus::ALL
         .iter()
         .map(|s| {
-            let n = runs.iter().find(|r| r.0 == *s).map_or(0, |r| r.1);
+            let n = stats
+                .runs
+                .iter()
+                .find(|r| r.status == *s)
+                .map_or(0, |r| r.runs);
             (labels(&[("status", s.as_str())]), n as f64)
         })
         .collect();
@@ -197,10 +199,11 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         "Reconcile runs recorded in cpi_reconcile_runs, by result.",
         &samples,
     );
-    let drift: i64 = runs
+    let drift: i64 = stats
+        .runs
         .iter()
-        .filter(|r| r.0 == ReconcileStatus::Succeeded)
-        .map(|r| r.2)
+        .filter(|r| r.status == ReconcileStatus::Succeeded)
+        .map(|r| r.drifted)
         .sum();
     counter(
         &mut out,
@@ -208,13 +211,7 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         "Objects changed behind cpi's back and set back by a reconcile.",
         &[(String::new(), drift as f64)],
     );
-    let (last_success,): (Option<f64>,) = sqlx::query_as(
-        "SELECT extract(epoch FROM max(finished_at))::float8 FROM cpi_reconcile_runs WHERE status = $1",
-    )
-    .bind(ReconcileStatus::Succeeded)
-    .fetch_one(pool)
-    .await?;
-    if let Some(t) = last_success {
+    if let Some(t) = stats.last_success {
         gauge(
             &mut out,
             "cpi_reconcile_last_success_timestamp_seconds",
@@ -223,17 +220,13 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         );
     }
 
-    let objects: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT 'connection', coalesce(managed_by, ''), count(*) FROM cpi_connections GROUP BY 2
-         UNION ALL
-         SELECT 'project', coalesce(managed_by, ''), count(*) FROM cpi_projects GROUP BY 2
-         ORDER BY 1, 2",
-    )
-    .fetch_all(pool)
-    .await?;
-    let samples: Vec<(String, f64)> = objects
+    let samples: Vec<(String, f64)> = stats
+        .objects
         .iter()
-        .map(|(kind, owner, n)| (labels(&[("kind", kind), ("managed_by", owner)]), *n as f64))
+        .map(|o| {
+            let pairs = [("kind", o.kind.as_str()), ("managed_by", &o.managed_by)];
+            (labels(&pairs), o.objects as f64)
+        })
         .collect();
     gauge(
         &mut out,
@@ -242,19 +235,10 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         &samples,
     );
 
-    // Active jobs are counted through the status index; finished ones come
-    // from cpi_import_job_totals, kept by triggers (migration 0050), so a
-    // scrape never scans the history.
-    let jobs: Vec<(JobStatus, i64)> = sqlx::query_as(
-        "SELECT status, count(*) FROM cpi_import_jobs WHERE status IN ($1, $2) GROUP BY status
-         UNION ALL
-         SELECT status, sum(jobs)::bigint FROM cpi_import_job_totals GROUP BY status",
-    )
-    .bind(JobStatus::Queued)
-    .bind(JobStatus::Running)
-    .fetch_all(pool)
-    .await?;
-    let count_of = |s: JobStatus| jobs.iter().find(|j| j.0 == s).map_or(0, |j| j.1);
+    let count_of = |s: JobStatus| {
+        let found = stats.jobs.iter().find(|j| j.status == s.as_str());
+        found.map_or(0, |j| j.jobs)
+    };
     let samples: Vec<(String, f64)> = JobStatus::ALL
         .iter()
         .map(|&s| (labels(&[("status", s.as_str())]), count_of(s) as f64))
@@ -272,25 +256,11 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         &[(String::new(), count_of(JobStatus::Queued) as f64)],
     );
 
-    let (read, inserted, updated, deleted, rejected): (i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(rows_read), 0)::bigint, coalesce(sum(rows_inserted), 0)::bigint,
-                coalesce(sum(rows_updated), 0)::bigint, coalesce(sum(rows_deleted), 0)::bigint,
-                coalesce(sum(rows_rejected), 0)::bigint
-           FROM cpi_import_job_totals WHERE status = $1",
-    )
-    .bind(JobStatus::Succeeded)
-    .fetch_one(pool)
-    .await?;
-    let samples: Vec<(String, f64)> = [
-        ("read", read),
-        ("inserted", inserted),
-        ("updated", updated),
-        ("deleted", deleted),
-        ("rejected", rejected),
-    ]
-    .iter()
-    .map(|(k, n)| (labels(&[("outcome", k)]), *n as f64))
-    .collect();
+    let samples: Vec<(String, f64)> = stats
+        .rows
+        .iter()
+        .map(|(k, n)| (labels(&[("outcome", k)]), *n as f64))
+        .collect();
     counter(
         &mut out,
         "cpi_import_rows_total",
@@ -298,22 +268,8 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         &samples,
     );
 
-    // The bounds are defined once, in SQL (cpi_duration_bounds); bucket i
-    // of the totals holds the jobs of (bound i-1, bound i].
-    let (bounds, per_bucket, sum): (Vec<f64>, Vec<i64>, f64) = sqlx::query_as(
-        "SELECT cpi_duration_bounds(),
-                ARRAY(SELECT coalesce(sum(t.jobs), 0)::bigint
-                        FROM generate_series(0, cardinality(cpi_duration_bounds())) AS b(i)
-                        LEFT JOIN cpi_import_job_totals t ON t.bucket = b.i AND t.status IN ($1, $2)
-                       GROUP BY b.i ORDER BY b.i),
-                (SELECT coalesce(sum(seconds), 0)::float8 FROM cpi_import_job_totals
-                  WHERE status IN ($1, $2) AND bucket >= 0)",
-    )
-    .bind(JobStatus::Succeeded)
-    .bind(JobStatus::Failed)
-    .fetch_one(pool)
-    .await?;
-    let (buckets, count) = cumulative(&bounds, &per_bucket);
+    let d = &stats.durations;
+    let (buckets, count) = cumulative(&d.bounds, &d.per_bucket);
     let name = "cpi_import_duration_seconds";
     header(
         &mut out,
@@ -325,7 +281,7 @@ async fn database_metrics(pool: &PgPool) -> Result<String, sqlx::Error> {
         let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_sum {}", d.seconds);
     let _ = writeln!(out, "{name}_count {count}");
     Ok(out)
 }
@@ -383,14 +339,6 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reconcile_status_spellings_agree() {
-        for s in ReconcileStatus::ALL {
-            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
-            assert_eq!(s.as_str(), format!("{s:?}").to_lowercase());
-        }
-    }
 
     #[test]
     fn histogram_buckets_accumulate_and_inf_counts_all() {

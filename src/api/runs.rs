@@ -10,45 +10,17 @@ use axum::http::header::{HeaderMap, AUTHORIZATION};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, IdPath, QueryParams};
-use crate::metrics::ReconcileStatus;
 use crate::secret;
+use crate::store::{self, ReconcileStatus, RunFilter};
+
+pub use crate::store::ReconcileRun;
 
 const KIND: &str = "reconcile run";
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
-
-/// One `cpi_reconcile_runs` row, without its diff.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize, ToSchema)]
-pub struct ReconcileRun {
-    /// The run's id.
-    pub id: Uuid,
-    /// The reconciler's owner name (`managed_by` of the rows it writes).
-    pub owner: String,
-    /// What started it (`daemon`, `cli`, …).
-    pub trigger: String,
-    /// The manifests' git revision, when known.
-    pub revision: Option<String>,
-    /// How it ended.
-    pub status: ReconcileStatus,
-    /// Objects created.
-    pub created: i32,
-    /// Objects updated.
-    pub updated: i32,
-    /// Objects deleted.
-    pub deleted: i32,
-    /// Objects changed behind cpi's back and set back (drift corrections).
-    pub drifted: i32,
-    /// Why it failed or was refused, secrets masked.
-    pub error: Option<String>,
-    /// When it started.
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    /// When it ended.
-    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
-}
 
 /// One run with its diff.
 #[derive(Debug, Serialize, ToSchema)]
@@ -85,9 +57,6 @@ pub struct RunPage {
     pub offset: u32,
 }
 
-const COLUMNS: &str = "id, owner, trigger, revision, status, created, updated, deleted, drifted, error, started_at, finished_at";
-const FILTER: &str = "($1::text IS NULL OR status = $1)";
-
 fn scrubbed(mut run: ReconcileRun) -> ReconcileRun {
     run.error = run.error.map(|e| secret::scrub_credentials(&e));
     run
@@ -120,26 +89,16 @@ pub async fn list(
             i32::MAX
         )));
     }
-    let (total, drifted_total): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*), coalesce(sum(drifted) FILTER (WHERE status = 'succeeded'), 0)::bigint
-           FROM cpi_reconcile_runs WHERE {FILTER}"
-    )))
-    .bind(q.status)
-    .fetch_one(&state.pool)
-    .await?;
-    let runs: Vec<ReconcileRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM cpi_reconcile_runs WHERE {FILTER}
-          ORDER BY started_at DESC, id LIMIT $2 OFFSET $3"
-    )))
-    .bind(q.status)
-    .bind(i64::from(limit))
-    .bind(i64::from(offset))
-    .fetch_all(&state.pool)
-    .await?;
+    let filter = RunFilter {
+        status: q.status,
+        limit: i64::from(limit),
+        offset: i64::from(offset),
+    };
+    let page = store::run_page(&state.pool, &filter).await?;
     Ok(Json(RunPage {
-        runs: runs.into_iter().map(scrubbed).collect(),
-        total,
-        drifted_total,
+        runs: page.runs.into_iter().map(scrubbed).collect(),
+        total: page.total,
+        drifted_total: page.drifted_total,
         limit,
         offset,
     }))
@@ -159,18 +118,9 @@ pub async fn get(
     headers: HeaderMap,
     IdPath(id): IdPath,
 ) -> Result<Json<ReconcileRunDetail>, ApiError> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT diff FROM cpi_reconcile_runs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&state.pool)
-            .await?;
-    let (diff,) = row.ok_or(ApiError::NotFound { kind: KIND, id })?;
-    let run: ReconcileRun = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM cpi_reconcile_runs WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_one(&state.pool)
-    .await?;
+    let (run, diff) = store::run_by_id(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound { kind: KIND, id })?;
     let diff = secret::scrub_credentials(&diff);
     let diff = if authorized(&state, &headers) {
         diff

@@ -8,7 +8,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, QueryParams};
-use crate::jobs::JobStatus;
+use crate::store;
+
+pub use crate::store::HourBucket;
 
 const DEFAULT_DAYS: u32 = 7;
 const MAX_DAYS: u32 = 90;
@@ -20,27 +22,6 @@ pub struct StatsQuery {
     /// How many days back from now (default 7, at most 90).
     #[param(minimum = 1, maximum = 90)]
     pub days: Option<u32>,
-}
-
-/// The jobs that finished in one hour.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, ToSchema)]
-pub struct HourBucket {
-    /// The start of the hour (UTC).
-    pub hour: chrono::DateTime<chrono::Utc>,
-    /// Jobs that finished in it (any status).
-    pub files: i64,
-    /// Of which succeeded.
-    pub succeeded: i64,
-    /// Of which failed.
-    pub failed: i64,
-    /// Of which were duplicates.
-    pub duplicate: i64,
-    /// Rows written by the succeeded jobs (inserted + updated + deleted).
-    pub rows: i64,
-    /// Mean run time of its jobs, in seconds (0 without jobs).
-    pub duration_avg_seconds: f64,
-    /// Longest run time of its jobs, in seconds (0 without jobs).
-    pub duration_max_seconds: f64,
 }
 
 /// Import statistics: one bucket per hour (oldest first, empty hours
@@ -83,55 +64,15 @@ pub async fn imports(
     QueryParams(q): QueryParams<StatsQuery>,
 ) -> Result<Json<ImportStats>, ApiError> {
     let days = days(q.days)?;
-    // Hours with no job are kept (generate_series), so a chart's x axis is
-    // time, not "hours that had work".
-    let buckets: Vec<HourBucket> = sqlx::query_as(
-        "WITH hours AS (
-             SELECT generate_series(date_trunc('hour', now()) - make_interval(hours => $1 * 24 - 1),
-                                    date_trunc('hour', now()), interval '1 hour') AS hour
-         ), done AS (
-             SELECT date_trunc('hour', finished_at) AS hour, status,
-                    rows_inserted + rows_updated + rows_deleted AS rows,
-                    extract(epoch FROM finished_at - coalesce(started_at, finished_at))::float8 AS secs
-               FROM cpi_import_jobs
-              WHERE finished_at >= date_trunc('hour', now()) - make_interval(hours => $1 * 24 - 1)
-         )
-         SELECT h.hour,
-                count(d.status) AS files,
-                count(*) FILTER (WHERE d.status = $2) AS succeeded,
-                count(*) FILTER (WHERE d.status = $3) AS failed,
-                count(*) FILTER (WHERE d.status = $4) AS duplicate,
-                coalesce(sum(d.rows) FILTER (WHERE d.status = $2), 0)::bigint AS rows,
-                coalesce(avg(d.secs), 0)::float8 AS duration_avg_seconds,
-                coalesce(max(d.secs), 0)::float8 AS duration_max_seconds
-           FROM hours h LEFT JOIN done d ON d.hour = h.hour
-          GROUP BY h.hour ORDER BY h.hour",
-    )
-    .bind(days as i32)
-    .bind(JobStatus::Succeeded)
-    .bind(JobStatus::Failed)
-    .bind(JobStatus::Duplicate)
-    .fetch_all(&state.pool)
-    .await?;
-    let (queued, running, failed_last_24h): (i64, i64, i64) = sqlx::query_as(
-        // Three indexed counts, not one pass over the whole history.
-        "SELECT (SELECT count(*) FROM cpi_import_jobs WHERE status = $1),
-                (SELECT count(*) FROM cpi_import_jobs WHERE status = $2),
-                (SELECT count(*) FROM cpi_import_jobs
-                  WHERE status = $3 AND finished_at >= now() - interval '24 hours')",
-    )
-    .bind(JobStatus::Queued)
-    .bind(JobStatus::Running)
-    .bind(JobStatus::Failed)
-    .fetch_one(&state.pool)
-    .await?;
+    let buckets = store::hourly_imports(&state.pool, days).await?;
+    let now = store::queue_now(&state.pool).await?;
     Ok(Json(ImportStats {
         days,
         bucket_seconds: 3600,
         buckets,
-        queued,
-        running,
-        failed_last_24h,
+        queued: now.queued,
+        running: now.running,
+        failed_last_24h: now.failed_last_24h,
     }))
 }
 

@@ -13,13 +13,22 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::metrics::{self, LastReconcile};
 use crate::secret;
+use crate::store::{self, StoreError};
 
 /// How long `/readyz` waits for the database before calling it unreachable.
 const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Alive {
-    pub status: String,
+    pub status: Liveness,
+}
+
+/// What `/healthz` says: answering at all is the news.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// The process is up.
+    Ok,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -43,7 +52,7 @@ pub struct Readiness {
 )]
 pub async fn healthz() -> Json<Alive> {
     Json(Alive {
-        status: "ok".into(),
+        status: Liveness::Ok,
     })
 }
 
@@ -55,10 +64,18 @@ pub async fn healthz() -> Json<Alive> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let probe = sqlx::query("SELECT 1").execute(&state.pool);
+    let probe = store::ping(&state.pool);
     let database = match tokio::time::timeout(READY_DB_TIMEOUT, probe).await {
         Ok(Ok(_)) => "ok".to_string(),
-        Ok(Err(e)) => format!("unreachable: {}", secret::scrub_known(&e.to_string())),
+        Ok(Err(e)) => {
+            // The driver's message alone: the `database` field already
+            // says it is the management database.
+            let why = match e {
+                StoreError::Db(e) => e.to_string(),
+                other => other.to_string(),
+            };
+            format!("unreachable: {}", secret::scrub_known(&why))
+        }
         Err(_) => format!(
             "unreachable: no answer within {} s",
             READY_DB_TIMEOUT.as_secs()

@@ -87,7 +87,7 @@ pub async fn apply(g: &Global, a: &ApplyArgs) -> Result<ExitCode> {
         adopt: a.guards.adopt,
         max_delete: a.guards.max_delete,
         allow_delete: a.guards.allow_delete,
-        trigger: "cli".into(),
+        trigger: store::ReconcileTrigger::Cli,
         revision: manifest::revision(&g.manifests),
     };
     let applied = apply::apply(&pool, &loaded.desired, &opts).await?;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::store::{self, StoreError};
+
 /// What one prune deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Pruned {
@@ -20,29 +22,10 @@ pub struct Pruned {
 /// Deletes finished jobs and reconcile runs that ended more than `age` ago.
 /// Queued and running jobs stay, and so does the latest reconcile run
 /// (`/metrics` and `/readyz` tell its time).
-pub async fn prune(pool: &PgPool, age: Duration) -> Result<Pruned, sqlx::Error> {
-    let secs = age.as_secs_f64();
-    let jobs = sqlx::query(
-        "DELETE FROM cpi_import_jobs
-          WHERE status IN ('succeeded', 'failed', 'duplicate')
-            AND coalesce(finished_at, created_at) < now() - make_interval(secs => $1)",
-    )
-    .bind(secs)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    let reconcile_runs = sqlx::query(
-        "DELETE FROM cpi_reconcile_runs
-          WHERE coalesce(finished_at, started_at) < now() - make_interval(secs => $1)
-            AND id <> (SELECT id FROM cpi_reconcile_runs ORDER BY started_at DESC LIMIT 1)",
-    )
-    .bind(secs)
-    .execute(pool)
-    .await?
-    .rows_affected();
+pub async fn prune(pool: &PgPool, age: Duration) -> Result<Pruned, StoreError> {
     Ok(Pruned {
-        jobs,
-        reconcile_runs,
+        jobs: store::delete_finished_jobs(pool, age).await?,
+        reconcile_runs: store::delete_old_runs(pool, age).await?,
     })
 }
 

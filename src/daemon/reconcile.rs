@@ -17,6 +17,7 @@ use crate::apply::{self, ApplyOptions};
 use crate::manifest::{self, Secrets};
 use crate::metrics::{Health, ReconcileStatus};
 use crate::secret;
+use crate::store::ReconcileTrigger;
 
 /// What the loop reconciles and how (filled by the daemon's `run`).
 #[derive(Debug, Clone)]
@@ -71,10 +72,10 @@ pub async fn run(
     };
     let mut secret_files: Vec<PathBuf> = Vec::new();
     let mut failures = 0u32;
-    let mut trigger = "startup";
+    let mut trigger = ReconcileTrigger::Startup;
     let mut last_error: Option<String> = None;
     loop {
-        let span = tracing::info_span!("reconcile", trigger);
+        let span = tracing::info_span!("reconcile", trigger = trigger.as_str());
         let next = async {
             match reconcile_once(&pool, &s, trigger, &mut secret_files).await {
                 Ok(changed) => {
@@ -124,12 +125,12 @@ pub async fn run(
         tokio::pin!(sleep);
         trigger = loop {
             tokio::select! {
-                _ = &mut sleep => break if resync { "watch" } else if failures > 0 { "retry" } else { "interval" },
+                _ = &mut sleep => break if resync { ReconcileTrigger::Watch } else if failures > 0 { ReconcileTrigger::Retry } else { ReconcileTrigger::Interval },
                 _ = shutdown.changed() => return,
                 Some(p) = events.recv() => {
                     if relevant(&p, &s, &secret_files) {
                         debounce(&mut events).await;
-                        break "watch";
+                        break ReconcileTrigger::Watch;
                     }
                 }
             }
@@ -157,7 +158,7 @@ async fn debounce(events: &mut mpsc::UnboundedReceiver<PathBuf>) {
 async fn reconcile_once(
     pool: &PgPool,
     s: &Settings,
-    trigger: &str,
+    trigger: ReconcileTrigger,
     secret_files: &mut Vec<PathBuf>,
 ) -> Result<bool, (ReconcileStatus, String)> {
     let loaded = manifest::load_confined(
@@ -206,18 +207,18 @@ async fn reconcile_once(
     Ok(!applied.plan.is_empty())
 }
 
-fn options(s: &Settings, trigger: &str) -> ApplyOptions {
+fn options(s: &Settings, trigger: ReconcileTrigger) -> ApplyOptions {
     ApplyOptions {
         owner: s.owner.clone(),
         adopt: s.adopt,
         max_delete: s.max_delete,
         allow_delete: s.allow_delete,
-        trigger: trigger.to_string(),
+        trigger,
         revision: manifest::revision(&s.manifests),
     }
 }
 
-async fn record_failure(pool: &PgPool, s: &Settings, trigger: &str, error: &str) {
+async fn record_failure(pool: &PgPool, s: &Settings, trigger: ReconcileTrigger, error: &str) {
     if let Err(e) = apply::record_failure(pool, &options(s, trigger), error).await {
         tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot record the failed reconcile");
     }

@@ -1,0 +1,231 @@
+//! The management database: connecting, migrating, and every statement on
+//! the `cpi_*` tables, one module per table family. Functions take a
+//! connection (`&mut PgConnection`) or an executor, so they run on a pool or
+//! inside the apply transaction alike.
+//!
+//! The import jobs and their queue keep their statements in the `jobs` and
+//! `queue` modules for now; what else reads or deletes `cpi_import_jobs`
+//! (statistics, retention) is here.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{Connection, PgExecutor, PgPool};
+
+use crate::secret::{self, Secret};
+
+mod connections;
+mod history;
+mod objects;
+mod projects;
+mod runs;
+mod stats;
+
+pub use connections::{
+    connection_by_id, connection_by_name, delete_unmanaged_connection, has_sealed_urls,
+    insert_connection, list_connections, lock_connection, reseal_connections,
+    update_unmanaged_connection, ConnectionRow, Reseal, SecretText,
+};
+pub use history::delete_finished_jobs;
+pub use objects::{
+    delete_objects, load_observed, upsert_connections, upsert_projects, ConnectionWrite, Managed,
+    ProjectWrite,
+};
+pub use projects::{
+    delete_unmanaged_project, insert_project, list_projects, lock_project, parse_config,
+    project_by_id, project_by_name, update_unmanaged_project, ParsedConfig, ProjectRow,
+};
+pub use runs::{
+    delete_old_runs, extend_noop_run, insert_run, lock_reconcile, run_by_id, run_page, NewRun,
+    ReconcileRun, ReconcileStatus, ReconcileTrigger, RunFilter, RunPage,
+};
+pub use stats::{
+    database_stats, hourly_imports, queue_now, DatabaseStats, DurationTotals, HourBucket, JobCount,
+    ObjectCount, QueueNow, RunCount,
+};
+
+/// Parses a URL into connect options with libpq's TLS meanings; the error
+/// never repeats the URL.
+pub use crate::tls::connect_options;
+
+/// What a store function returns: most fail with a [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The migrations under `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A management database operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL does not parse, or connecting timed out (never the URL).
+    #[error("cannot connect to the management database: {0}")]
+    Connect(String),
+    /// Connecting failed: `message` is the driver's error with the URL's
+    /// secrets masked, what is printed; `source` is kept for inspection.
+    #[error("cannot connect to the management database: {message}")]
+    Refused {
+        /// The error as printed, scrubbed.
+        message: String,
+        /// The driver's error (may contain the URL: never print it).
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A query failed.
+    #[error("management database: {0}")]
+    Db(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("migrating the management database: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Commands that only read need `cpi migrate` first.
+    #[error(
+        "the management database has no cpi tables yet: run `cpi migrate` (or `cpi apply`) first"
+    )]
+    NotMigrated,
+    /// A stored URL does not decrypt with the key file given (or none was).
+    #[error("connection {name:?}: {source}")]
+    Sealed {
+        /// The connection.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::crypto::CryptoError,
+    },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
+
+/// A lazy pool on the management database, after one direct connection
+/// that reports why connecting fails (refused, auth, DNS).
+pub async fn connect(url: &Secret) -> Result<PgPool> {
+    let opts = connect_options(url).map_err(StoreError::Connect)?;
+    // One direct attempt first: a pool retries until its timeout and then
+    // reports only "timed out", hiding the reason (refused, auth, DNS).
+    let (first, opts) = tokio::time::timeout(Duration::from_secs(10), crate::tls::connect(&opts))
+        .await
+        .map_err(|_| StoreError::Connect("timed out after 10 s".into()))?
+        .map_err(|source| StoreError::Refused {
+            message: secret::scrub(&crate::tls::explain(&source), &[url]),
+            source,
+        })?;
+    let _ = first.close().await;
+    // `opts` is the TLS mode that worked (`allow`/`prefer` settle on one).
+    Ok(PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(15))
+        .connect_lazy_with(opts))
+}
+
+/// Fails with a clear message when the management tables do not exist yet
+/// (for commands that only read, and so do not migrate).
+pub async fn require_migrated(pool: &PgPool) -> Result<()> {
+    if is_migrated(pool).await? {
+        Ok(())
+    } else {
+        Err(StoreError::NotMigrated)
+    }
+}
+
+/// Applies the pending migrations.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    // Several replicas may start at once; sqlx's migrator takes its own
+    // advisory lock, so they apply the migrations one after the other.
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Whether the management tables exist (commands that only read, like
+/// `diff`, work on a database cpi never migrated: everything is a create).
+pub async fn is_migrated(db: impl PgExecutor<'_>) -> Result<bool> {
+    let (exists,): (bool,) = sqlx::query_as(
+        "SELECT to_regclass('cpi_projects') IS NOT NULL AND to_regclass('cpi_connections') IS NOT NULL
+           AND EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'cpi_projects' AND column_name = 'managed_by')",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(exists)
+}
+
+/// Whether the management database answers a `SELECT 1` (`/readyz`).
+pub async fn ping(db: impl PgExecutor<'_>) -> Result<()> {
+    sqlx::query("SELECT 1").execute(db).await?;
+    Ok(())
+}
+
+/// Why [`test_connection`] failed; the text never contains the password.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionTestError {
+    /// The URL does not give connect options (the message says why).
+    #[error("{0}")]
+    InvalidUrl(String),
+    /// Connecting or `SELECT 1` failed.
+    #[error("{message}")]
+    Failed {
+        /// The driver's error explained, the URL's secrets masked.
+        message: String,
+        /// The driver's error (may contain the URL: never print it).
+        #[source]
+        source: sqlx::Error,
+    },
+    /// No answer within the timeout.
+    #[error("timed out after {} s", .0.as_secs())]
+    TimedOut(Duration),
+}
+
+/// Connects to a target database and runs `SELECT 1`, within `timeout`;
+/// the session's TLS version (`None`: not encrypted).
+pub async fn test_connection(
+    url: &Secret,
+    timeout: Duration,
+) -> Result<Option<String>, ConnectionTestError> {
+    let opts = connect_options(url).map_err(ConnectionTestError::InvalidUrl)?;
+    let attempt = async {
+        let (mut conn, _) = crate::tls::connect(&opts).await?;
+        sqlx::query("SELECT 1").execute(&mut conn).await?;
+        let tls = crate::tls::session_tls(&mut conn).await?;
+        conn.close().await?;
+        Ok::<_, sqlx::Error>(tls)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(source)) => Err(ConnectionTestError::Failed {
+            message: secret::scrub(&crate::tls::explain(&source), &[url]),
+            source,
+        }),
+        Err(_) => Err(ConnectionTestError::TimedOut(timeout)),
+    }
+}
+
+/// Deletes row `id` of `table` unless a reconciler owns it; `false` when
+/// there is none.
+async fn delete_unmanaged(db: impl PgExecutor<'_>, table: &str, id: uuid::Uuid) -> Result<bool> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE id = $1 AND managed_by IS NULL"
+    )))
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The row `sql` selects with `$1` bound to `key`, if any: the shape of
+/// every lookup by name or id.
+async fn fetch_by<'q, T, K>(db: impl PgExecutor<'_>, sql: String, key: K) -> Result<Option<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    K: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .fetch_optional(db)
+        .await?)
+}
