@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::import::error::ImportError;
 use crate::import::load::{self, Ctx, Failure, ProgressFn};
 use crate::import::pipeline::RowError;
-use crate::import::{plan, reader, targets};
+use crate::import::{options, reader, targets};
 use crate::jobs::{self, Counts, JobError, JobStatus};
 use crate::secret::{self, Secret};
 use crate::storage;
@@ -285,7 +285,7 @@ async fn run_started(
     let project_ms = ms(t);
     let t = Instant::now();
     let (source, path) = open_source(&job.file_path, &project.parsed).await?;
-    let opts = plan::resolve_options(
+    let opts = options::resolve_options(
         &project_name,
         &project.config,
         &project.parsed,

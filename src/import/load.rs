@@ -15,9 +15,9 @@ use uuid::Uuid;
 use std::collections::BTreeMap;
 
 use crate::config::{DateOrder, ExtraColumns, Mode, OnError, ResolvedOptions, TableName};
+use crate::import::columns::{self, ColumnPlan, TablePlan};
 use crate::import::encode::ColumnSpec;
 use crate::import::encode::CopyFormat;
-use crate::import::plan::{self, ColumnPlan, TablePlan};
 use crate::import::{infer, pipeline, reader, sql, target};
 use crate::jobs::{Counts, JobStatus};
 use pipeline::RowError;
@@ -543,9 +543,9 @@ async fn prepare_target(
     let (file, o) = (ctx.file.as_str(), &ctx.opts);
     let table = o.table.quoted();
     let db = |e: sqlx::Error| db_failure(file, e, None);
-    let bad = |e: plan::PlanError| Failure::bad(e.to_string());
+    let bad = |e: columns::PlanError| Failure::bad(e.to_string());
     let existing = target::columns(tx, &table).await.map_err(db)?;
-    let mut planned = plan::plan_table(file, o, header, existing.is_some()).map_err(bad)?;
+    let mut planned = columns::plan_table(file, o, header, existing.is_some()).map_err(bad)?;
     if matches!(planned, TablePlan::Create(_)) && o.infer_types {
         let (p, f, opts) = (ctx.source.clone(), ctx.file.clone(), o.clone());
         let inf = tokio::task::spawn_blocking(move || infer_file(&p, &f, &opts))
@@ -576,7 +576,7 @@ async fn prepare_target(
                 .unwrap_or_default()
         }
     };
-    let plan = plan::plan_columns(file, o, header, width, &columns).map_err(bad)?;
+    let plan = columns::plan_columns(file, o, header, width, &columns).map_err(bad)?;
     if let Some(h) = header {
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let (extra, missing) = crate::import::mapping::unmatched(h, &o.columns, &names);

@@ -5,7 +5,8 @@
 //! [`error_policy`] says what to do when it cannot reach a verdict.
 //!
 //! - [`job`]: the job lifecycle (start, checks, connect, load, finish).
-//! - [`plan`]: the file's options, target table and columns (pure).
+//! - [`options`]: the file's options, from its project's config and its path (pure).
+//! - [`columns`]: the file against its target table: create or use it, field → column, key, COPY format (pure).
 //! - [`load`]: one transaction: lock, COPY, merge per mode, ledger, commit.
 //! - [`infer`]: `create_table: infer`, column types from the file's values (pure).
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
@@ -19,6 +20,7 @@
 //! - [`target`]: catalog, table lock, ledger.
 //! - [`targets`]: target connections kept open between imports.
 
+pub mod columns;
 pub mod dialect;
 pub mod encode;
 pub mod error;
@@ -26,8 +28,8 @@ pub mod infer;
 pub mod job;
 pub mod load;
 pub mod mapping;
+pub mod options;
 pub mod pipeline;
-pub mod plan;
 pub mod reader;
 pub mod sniff;
 pub mod sql;
@@ -37,5 +39,5 @@ pub mod targets;
 pub use error::{config_recheck, error_policy, Action, ImportError};
 pub use job::{run_created, run_job, run_queued, Claim, JobOutcome, Known};
 pub use load::{copy_row_of, Progress, ProgressFn};
+pub use options::relative_path;
 pub use pipeline::RowError;
-pub use plan::relative_path;
