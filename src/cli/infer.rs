@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Result};
 use super::args::{Global, InferArgs};
 use super::context::management_pool;
 use crate::config::{ProjectConfig, ResolvedOptions};
-use crate::import::{self, infer, load};
+use crate::import::{self, infer};
 use crate::store;
 
 /// Prints one `CREATE TABLE` per file, the decisions as SQL comments.
@@ -35,9 +35,9 @@ pub async fn infer(g: &Global, a: &InferArgs) -> Result<ExitCode> {
         let name = file_name(f);
         let path = f.clone();
         let opts = o.clone();
-        let inf = tokio::task::spawn_blocking(move || load::infer_file(&path.into(), &name, &opts))
-            .await?
-            .map_err(|e| anyhow!(e))?;
+        let inf =
+            tokio::task::spawn_blocking(move || import::infer_file(&path.into(), &name, &opts))
+                .await??;
         println!("-- {}", f.display());
         for n in &inf.notes {
             println!("-- {n}");

@@ -21,23 +21,31 @@
 //! - [`targets`]: target connections kept open between imports.
 
 pub mod columns;
+pub mod copy;
 pub mod dialect;
 pub mod encode;
 pub mod error;
+pub mod failure;
 pub mod infer;
 pub mod job;
+pub mod ledger;
 pub mod load;
 pub mod mapping;
+pub mod merge;
+pub mod open;
 pub mod options;
 pub mod pipeline;
+pub mod prepare;
 pub mod reader;
 pub mod sniff;
 pub mod sql;
 pub mod target;
 pub mod targets;
 
+pub use copy::copy_row_of;
 pub use error::{config_recheck, error_policy, Action, ImportError};
+pub use infer::infer_file;
 pub use job::{run_created, run_job, run_queued, Claim, JobOutcome, Known};
-pub use load::{copy_row_of, Progress, ProgressFn};
+pub use load::{Progress, ProgressFn};
 pub use options::relative_path;
 pub use pipeline::RowError;
