@@ -13,6 +13,23 @@ use crate::import::pipeline::{self, RowError};
 use crate::import::{sql, target};
 use crate::jobs::Counts;
 
+/// The merge of the staging rows `stage` into `table`.
+fn staged<'a>(
+    table: &'a str,
+    stage: &'a str,
+    plan: &'a ColumnPlan,
+    key: &'a [&'a str],
+    summary: &pipeline::Summary,
+) -> sql::Merge<'a> {
+    sql::Merge {
+        target: table,
+        stage,
+        cols: &plan.merge_columns,
+        key,
+        keys_unique: summary.keys_unique,
+    }
+}
+
 /// Moves the rows into the table per mode and fills in the counts.
 pub(super) async fn merge(
     tx: &mut PgConnection,
@@ -23,54 +40,38 @@ pub(super) async fn merge(
     counts: &mut Counts,
 ) -> Result<(), sqlx::Error> {
     let table = o.table.quoted();
-    let cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
     let key: Vec<&str> = plan.key.iter().map(String::as_str).collect();
+    let m = staged(&table, STAGE, plan, &key, summary);
     match o.mode {
         Mode::Append => counts.rows_inserted = copied,
         Mode::Replace if !plan.staged => counts.rows_inserted = copied,
         Mode::Replace => {
-            let r = sqlx::query(sqlx::AssertSqlSafe(sql::insert_all(
-                &table,
-                STAGE,
-                &cols,
-                &key,
-                summary.keys_unique,
-            )))
-            .persistent(false)
-            .execute(&mut *tx)
-            .await?;
+            let r = sqlx::query(sqlx::AssertSqlSafe(m.insert_all()))
+                .persistent(false)
+                .execute(&mut *tx)
+                .await?;
             counts.rows_inserted = r.rows_affected();
         }
         Mode::Upsert | Mode::Sync => {
             // No ANALYZE of the staging table: the planner estimates its
             // row count from its size, which is what picks the hash
             // join; sampling would cost more than it tells.
-            let merged = match merge_upsert(tx, &table, plan, &key, summary.keys_unique, copied)
-                .await?
-            {
+            let merged = match merge_upsert(tx, &m, &plan.key, copied).await? {
                 Some(counts) => counts,
                 None => {
-                    let (ins, upd): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql::upsert(
-                        &table,
-                        STAGE,
-                        &plan.merge_columns,
-                        &key,
-                        summary.keys_unique,
-                    )))
-                    .persistent(false)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    let (ins, upd): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(m.upsert()))
+                        .persistent(false)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     (ins as u64, upd as u64)
                 }
             };
             (counts.rows_inserted, counts.rows_updated) = merged;
             if o.mode == Mode::Sync {
-                let r = sqlx::query(sqlx::AssertSqlSafe(sql::delete_missing(
-                    &table, STAGE, &key,
-                )))
-                .persistent(false)
-                .execute(&mut *tx)
-                .await?;
+                let r = sqlx::query(sqlx::AssertSqlSafe(m.delete_missing()))
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await?;
                 counts.rows_deleted = r.rows_affected();
             }
         }
@@ -131,17 +132,11 @@ async fn prefix_fails(
         crate::config::quote_ident(sql::ROW_COLUMN)
     );
     let table = o.table.quoted();
-    let cols: Vec<&str> = plan.columns.iter().map(String::as_str).collect();
     let key: Vec<&str> = plan.key.iter().map(String::as_str).collect();
+    let m = staged(&table, &stage, plan, &key, summary);
     let q = match o.mode {
-        Mode::Replace => sql::insert_all(&table, &stage, &cols, &key, summary.keys_unique),
-        _ => sql::upsert(
-            &table,
-            &stage,
-            &plan.merge_columns,
-            &key,
-            summary.keys_unique,
-        ),
+        Mode::Replace => m.insert_all(),
+        _ => m.upsert(),
     };
     // Built from quoted identifiers and an integer.
     let failed = sqlx::query(sqlx::AssertSqlSafe(q))
@@ -209,27 +204,26 @@ pub(super) fn merge_failure(
 /// Files with fewer staged rows upsert with `ON CONFLICT` directly.
 const MERGE_MIN_ROWS: u64 = 10_000;
 
-/// The upsert as one `MERGE` ([`sql::merge_upsert`]: about a fifth less
+/// The upsert as one `MERGE` ([`sql::Merge::merge_upsert`]: about a fifth less
 /// server work than `ON CONFLICT` on a large file, see
 /// docs/benchmarks.md), when the server has it (PostgreSQL ≥ 15) and the
 /// key has the unique index `ON CONFLICT` would use. `None`: run
-/// [`sql::upsert`] instead; also after a unique violation (another
+/// [`sql::Merge::upsert`] instead; also after a unique violation (another
 /// session inserted one of the keys meanwhile, which `ON CONFLICT`
 /// handles) or a feature `MERGE` lacks, the `MERGE` rolled back to its
 /// savepoint.
 async fn merge_upsert(
     tx: &mut PgConnection,
-    table: &str,
-    plan: &ColumnPlan,
-    key: &[&str],
-    keys_unique: bool,
+    m: &sql::Merge<'_>,
+    key: &[String],
     rows: u64,
 ) -> Result<Option<(u64, u64)>, sqlx::Error> {
+    let table = m.target;
     // MERGE wins on the join of a big file; on a small one its five extra
     // round trips (catalog check, sequence, savepoint) cost more than it saves.
     if rows < MERGE_MIN_ROWS
         || tx.server_version_num().is_none_or(|v| v < 150_000)
-        || !target::has_key_index(tx, table, &plan.key).await?
+        || !target::has_key_index(tx, table, key).await?
     {
         return Ok(None);
     }
@@ -243,7 +237,7 @@ async fn merge_upsert(
             .execute(&mut *tx)
             .await?;
     }
-    let merge = sql::merge_upsert(table, STAGE, &plan.merge_columns, key, keys_unique);
+    let merge = m.merge_upsert();
     let written = match sqlx::query(sqlx::AssertSqlSafe(merge))
         .persistent(false)
         .execute(&mut *tx)
