@@ -6,14 +6,20 @@
 //!
 //! - [`job`]: the job lifecycle (start, checks, connect, load, finish).
 //! - [`options`]: the file's options, from its project's config and its path (pure).
+//! - [`load`]: one transaction: lock, COPY, merge per mode, ledger, commit. Its steps:
+//!   - [`open`]: the file opened for a pass (`auto` options, reader, header, counters, sha256).
+//!   - [`prepare`]: the target table created or extended, the file's columns planned.
+//!   - [`copy`]: the staging table and the COPY of the rows; what a COPY error names.
+//!   - [`merge`]: staged rows → table per mode; the row to blame when the merge fails.
+//!   - [`ledger`]: the file's ledger row, or the duplicate it turns out to be.
+//!   - [`failure`]: why a load did not commit (the file's fault, or worth a retry).
 //! - [`columns`]: the file against its target table: create or use it, field → column, key, COPY format (pure).
-//! - [`load`]: one transaction: lock, COPY, merge per mode, ledger, commit.
-//! - [`infer`]: `create_table: infer`, column types from the file's values (pure).
+//! - [`infer`]: `create_table: infer`, column types from the file's values; [`infer_file`] reads them.
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
 //! - [`mapping`]: header → target columns (pure).
 //! - [`dialect`]: values in the file's spelling → PostgreSQL's (separators, booleans, formats).
-//! - [`encode`]: values → COPY binary/text, checked per type (pure).
+//! - [`encode`]: values → COPY binary/text, checked per type (pure); `numeric` and dates in its submodules.
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
 //! - [`sniff`]: `encoding: auto`, `delimiter: auto` from the file's bytes.
 //! - [`sql`]: the statements of each mode (pure).
