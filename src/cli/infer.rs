@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Result};
 use super::args::{Global, InferArgs};
 use super::context::management_pool;
 use crate::config::{ProjectConfig, ResolvedOptions};
-use crate::import::{infer, load, plan};
+use crate::import::{self, infer};
 use crate::store;
 
 /// Prints one `CREATE TABLE` per file, the decisions as SQL comments.
@@ -35,9 +35,9 @@ pub async fn infer(g: &Global, a: &InferArgs) -> Result<ExitCode> {
         let name = file_name(f);
         let path = f.clone();
         let opts = o.clone();
-        let inf = tokio::task::spawn_blocking(move || load::infer_file(&path.into(), &name, &opts))
-            .await?
-            .map_err(|e| anyhow!(e))?;
+        let inf =
+            tokio::task::spawn_blocking(move || import::infer_file(&path.into(), &name, &opts))
+                .await??;
         println!("-- {}", f.display());
         for n in &inf.notes {
             println!("-- {n}");
@@ -60,7 +60,7 @@ fn file_name(f: &Path) -> String {
 /// matching it) the defaults, with the table named after the file.
 fn options(config: &ProjectConfig, f: &Path) -> Result<ResolvedOptions> {
     let name = file_name(f);
-    let relative = plan::relative_path(config.inbox.as_deref(), f, &name);
+    let relative = import::relative_path(config.inbox.as_deref(), f, &name);
     if let Some(o) = config.options_for(&relative) {
         return Ok(o);
     }

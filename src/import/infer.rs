@@ -1,11 +1,17 @@
-//! `create_table: infer`: column types chosen from the file's values. Pure:
-//! the caller feeds every record of the file (the sample is the whole
-//! file, so no later row of it can fail the type chosen), and gets the
-//! types and the decisions worth telling (a widening, a fall back to
-//! `text`).
+//! `create_table: infer`: column types chosen from the file's values. The
+//! choice is pure ([`Infer`]: fed every record of the file, the sample
+//! being the whole file so that no later row of it can fail the type
+//! chosen, it gives the types and the decisions worth telling, a widening,
+//! a fall back to `text`); [`infer_file`] feeds it the file.
 
-use crate::config::quote_ident;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use crate::config::{quote_ident, ResolvedOptions};
 use crate::import::encode;
+use crate::import::mapping;
+use crate::import::open::{open_file, ReadError};
+use crate::import::reader;
 
 /// A column type `infer` can choose, narrowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -259,6 +265,72 @@ pub fn create_table(target: &str, inf: &Inference, key: &[String]) -> String {
         defs.push(format!("PRIMARY KEY ({})", k.join(", ")));
     }
     format!("CREATE TABLE {target} (\n  {}\n)", defs.join(",\n  "))
+}
+
+/// Why `create_table: infer` cannot read the file's types.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// The file cannot be read as CSV.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Without a header there are no names for the columns.
+    #[error("{file}: create_table: infer needs a header")]
+    NeedsHeader {
+        /// The file's name.
+        file: String,
+    },
+    /// The header cannot name the columns (a name twice, an empty one).
+    #[error("{file}: {message}")]
+    BadHeader {
+        /// The file's name.
+        file: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// `create_table: infer`: reads the whole file (so that no row of it can
+/// fail the types chosen) and infers its columns' types. The header's
+/// names go through the `columns` renames.
+pub fn infer_file(
+    source: &reader::Source,
+    file: &str,
+    o: &ResolvedOptions,
+) -> Result<Inference, InferError> {
+    let opened = open_file(source, file, o, Arc::new(AtomicU64::new(0)), None)?;
+    let header = opened.header.ok_or_else(|| InferError::NeedsHeader {
+        file: file.to_string(),
+    })?;
+    let names = mapping::columns_from_header(&header, &o.columns).map_err(|message| {
+        InferError::BadHeader {
+            file: file.to_string(),
+            message,
+        }
+    })?;
+    let mut inf = Infer::new(&names, &o.null);
+    let mut records = opened.records;
+    let mut record = csv::StringRecord::new();
+    loop {
+        match records.read_record(&mut record) {
+            Ok(true) => {
+                let line = record.position().map_or(0, |p| p.line());
+                if o.trim {
+                    inf.add(line, record.iter().map(str::trim));
+                } else {
+                    inf.add(line, record.iter());
+                }
+            }
+            Ok(false) => break,
+            Err(source) => {
+                return Err(ReadError::Csv {
+                    file: file.to_string(),
+                    source,
+                }
+                .into())
+            }
+        }
+    }
+    Ok(inf.finish())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::import::error::{config_recheck, error_policy, Action, ImportError};
 use crate::import::load::{self, Ctx, Failure, ProgressFn};
 use crate::import::pipeline::RowError;
-use crate::import::{plan, reader, targets};
+use crate::import::{options, reader, targets};
 use crate::jobs::{self, Counts, JobError, JobStatus};
 use crate::location::FileRef;
 use crate::object_storage;
@@ -332,7 +332,7 @@ async fn run_started(
     let project_ms = ms(t);
     let t = Instant::now();
     let source = open_source(file, &project.parsed).await?;
-    let opts = plan::resolve_options(
+    let opts = options::resolve_options(
         &project_name,
         &project.config,
         &project.parsed,

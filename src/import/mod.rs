@@ -5,37 +5,53 @@
 //! [`error_policy`] says what to do when it cannot reach a verdict.
 //!
 //! - [`job`]: the job lifecycle (start, checks, connect, load, finish).
-//! - [`plan`]: the file's options, target table and columns (pure).
-//! - [`load`]: one transaction: lock, COPY, merge per mode, ledger, commit.
-//! - [`infer`]: `create_table: infer`, column types from the file's values (pure).
+//! - [`options`]: the file's options, from its project's config and its path (pure).
+//! - [`load`]: one transaction: lock, COPY, merge per mode, ledger, commit. Its steps:
+//!   - [`open`]: the file opened for a pass (`auto` options, reader, header, counters, sha256).
+//!   - [`prepare`]: the target table created or extended, the file's columns planned.
+//!   - [`copy`]: the staging table and the COPY of the rows; what a COPY error names.
+//!   - [`merge`]: staged rows → table per mode; the row to blame when the merge fails.
+//!   - [`ledger`]: the file's ledger row, or the duplicate it turns out to be.
+//!   - [`failure`]: why a load did not commit (the file's fault, or worth a retry).
+//! - [`columns`]: the file against its target table: create or use it, field → column, key, COPY format (pure).
+//! - [`infer`]: `create_table: infer`, column types from the file's values; [`infer_file`] reads them.
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
 //! - [`mapping`]: header → target columns (pure).
 //! - [`dialect`]: values in the file's spelling → PostgreSQL's (separators, booleans, formats).
-//! - [`encode`]: values → COPY binary/text, checked per type (pure).
+//! - [`encode`]: values → COPY binary/text, checked per type (pure); `numeric` and dates in its submodules.
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
 //! - [`sniff`]: `encoding: auto`, `delimiter: auto` from the file's bytes.
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
 //! - [`targets`]: target connections kept open between imports.
 
+pub mod columns;
+pub mod copy;
 pub mod dialect;
 pub mod encode;
 pub mod error;
+pub mod failure;
 pub mod infer;
 pub mod job;
+pub mod ledger;
 pub mod load;
 pub mod mapping;
+pub mod merge;
+pub mod open;
+pub mod options;
 pub mod pipeline;
-pub mod plan;
+pub mod prepare;
 pub mod reader;
 pub mod sniff;
 pub mod sql;
 pub mod target;
 pub mod targets;
 
+pub use copy::copy_row_of;
 pub use error::{config_recheck, error_policy, Action, ImportError};
+pub use infer::infer_file;
 pub use job::{run_created, run_job, run_queued, Claim, JobOutcome, Known, Unfinished};
-pub use load::{copy_row_of, Progress, ProgressFn};
+pub use load::{Progress, ProgressFn};
+pub use options::relative_path;
 pub use pipeline::RowError;
-pub use plan::relative_path;

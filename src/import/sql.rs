@@ -80,16 +80,6 @@ fn key_match(a: &str, b: &str, key: &[&str]) -> String {
         .join(" AND ")
 }
 
-/// The merge's column names, and the columns that are not the key.
-fn split_key<'a>(cols: &'a [MergeColumn], key: &[&str]) -> (Vec<&'a str>, Vec<&'a MergeColumn>) {
-    let names = cols.iter().map(|c| c.name.as_str()).collect();
-    let rest = cols
-        .iter()
-        .filter(|c| !key.contains(&c.name.as_str()))
-        .collect();
-    (names, rest)
-}
-
 /// `alias."a", alias."b"`.
 fn qualified(alias: &str, names: &[&str]) -> String {
     names
@@ -107,112 +97,136 @@ fn assignments(cols: &[&MergeColumn], from: &str) -> String {
         .join(", ")
 }
 
-/// Upsert: one row per key; a row identical to the stored one is neither
-/// rewritten nor even locked (an anti-join drops it before `ON CONFLICT`,
-/// which would lock it), and not counted. Returns two counts: inserted,
-/// updated. `xmax = 0` tells a fresh insert from an update; it is exact
-/// here because the import holds the table's advisory lock and runs in
-/// one transaction.
-pub fn upsert(
-    target: &str,
-    stage: &str,
-    cols: &[MergeColumn],
-    key: &[&str],
-    keys_unique: bool,
-) -> String {
-    let (names, rest) = split_key(cols, key);
-    let s_cols = qualified("s", &names);
-    let mut unchanged = key_match("o", "s", key);
-    let action = if rest.is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        unchanged.push_str(&format!(
-            " AND ROW({}) IS NOT DISTINCT FROM ROW({})",
-            side("o", &rest),
-            side("s", &rest)
-        ));
-        let set = assignments(&rest, "EXCLUDED");
-        format!(
-            "DO UPDATE SET {set} WHERE ROW({}) IS DISTINCT FROM ROW({})",
-            side("t", &rest),
-            side("EXCLUDED", &rest)
-        )
-    };
-    format!(
-        "WITH up AS (INSERT INTO {target} AS t ({c}) SELECT {s_cols} FROM ({src}) s \
-         WHERE NOT EXISTS (SELECT 1 FROM {target} o WHERE {unchanged}) \
-         ON CONFLICT ({k}) {action} RETURNING (t.xmax = 0) AS inserted) \
-         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
-        c = list(&names),
-        src = source(stage, &names, key, keys_unique),
-        k = list(key),
-    )
+/// One merge of staged rows into the target: what the statements of the
+/// merging modes read.
+#[derive(Debug, Clone, Copy)]
+pub struct Merge<'a> {
+    /// The target table, quoted.
+    pub target: &'a str,
+    /// The staging rows: a table, or a subquery with its alias.
+    pub stage: &'a str,
+    /// The loaded columns, in file order.
+    pub cols: &'a [MergeColumn],
+    /// The key's columns (none: replace without a key).
+    pub key: &'a [&'a str],
+    /// Each key stands once in the file: no `DISTINCT ON` sort.
+    pub keys_unique: bool,
 }
 
-/// Name of the temporary sequence that counts the rows [`merge_upsert`]
-/// inserts (PostgreSQL 15's `MERGE` has no `RETURNING`).
+impl Merge<'_> {
+    /// The columns' names, and the columns that are not the key.
+    fn split_key(&self) -> (Vec<&str>, Vec<&MergeColumn>) {
+        let names = self.cols.iter().map(|c| c.name.as_str()).collect();
+        let rest = self
+            .cols
+            .iter()
+            .filter(|c| !self.key.contains(&c.name.as_str()))
+            .collect();
+        (names, rest)
+    }
+
+    /// The staging rows, one per key: see [`source`].
+    fn source(&self, names: &[&str]) -> String {
+        source(self.stage, names, self.key, self.keys_unique)
+    }
+
+    /// Upsert: one row per key; a row identical to the stored one is
+    /// neither rewritten nor even locked (an anti-join drops it before `ON
+    /// CONFLICT`, which would lock it), and not counted. Returns two
+    /// counts: inserted, updated. `xmax = 0` tells a fresh insert from an
+    /// update; it is exact here because the import holds the table's
+    /// advisory lock and runs in one transaction.
+    pub fn upsert(&self) -> String {
+        let (target, key) = (self.target, self.key);
+        let (names, rest) = self.split_key();
+        let s_cols = qualified("s", &names);
+        let mut unchanged = key_match("o", "s", key);
+        let action = if rest.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            unchanged.push_str(&format!(
+                " AND ROW({}) IS NOT DISTINCT FROM ROW({})",
+                side("o", &rest),
+                side("s", &rest)
+            ));
+            let set = assignments(&rest, "EXCLUDED");
+            format!(
+                "DO UPDATE SET {set} WHERE ROW({}) IS DISTINCT FROM ROW({})",
+                side("t", &rest),
+                side("EXCLUDED", &rest)
+            )
+        };
+        format!(
+            "WITH up AS (INSERT INTO {target} AS t ({c}) SELECT {s_cols} FROM ({src}) s \
+             WHERE NOT EXISTS (SELECT 1 FROM {target} o WHERE {unchanged}) \
+             ON CONFLICT ({k}) {action} RETURNING (t.xmax = 0) AS inserted) \
+             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+            c = list(&names),
+            src = self.source(&names),
+            k = list(key),
+        )
+    }
+
+    /// Upsert as one `MERGE` (PostgreSQL ≥ 15), same effect as
+    /// [`Self::upsert`] but one join instead of two: the staging rows
+    /// joined once to the table, whose matched rows are updated in place by
+    /// their position. `INSERT … ON CONFLICT` joins once to drop the
+    /// unchanged rows, then probes the key index again per remaining row
+    /// and locks it before updating. An unchanged row is neither rewritten
+    /// nor locked here either. Each insert advances [`INSERTED_COUNTER`]
+    /// (the condition is evaluated once per unmatched row): inserted = the
+    /// counter, updated = the rest of the command's row count. Unlike `ON
+    /// CONFLICT` it does not wait for a concurrent insert of the same key:
+    /// the caller falls back to [`Self::upsert`] on a unique violation, and
+    /// uses it only where `ON CONFLICT (key)` has an arbiter index.
+    pub fn merge_upsert(&self) -> String {
+        let (names, rest) = self.split_key();
+        let update = if rest.is_empty() {
+            String::new()
+        } else {
+            let set = assignments(&rest, "s");
+            format!(
+                " WHEN MATCHED AND ROW({}) IS DISTINCT FROM ROW({}) THEN UPDATE SET {set}",
+                side("t", &rest),
+                side("s", &rest)
+            )
+        };
+        let values = qualified("s", &names);
+        format!(
+            "MERGE INTO {target} AS t USING ({src}) s ON {on}{update} \
+             WHEN NOT MATCHED AND nextval('{INSERTED_COUNTER}') > 0 THEN INSERT ({c}) VALUES ({values})",
+            target = self.target,
+            src = self.source(&names),
+            on = key_match("t", "s", self.key),
+            c = list(&names),
+        )
+    }
+
+    /// Replace: every row of the file (one per key when there is one).
+    pub fn insert_all(&self) -> String {
+        let (names, _) = self.split_key();
+        format!(
+            "INSERT INTO {} ({}) {}",
+            self.target,
+            list(&names),
+            self.source(&names)
+        )
+    }
+
+    /// Sync: rows whose key is not in the file.
+    pub fn delete_missing(&self) -> String {
+        let cond = key_match("s", "t", self.key);
+        format!(
+            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE {cond})",
+            self.target, self.stage
+        )
+    }
+}
+
+/// Name of the temporary sequence that counts the rows
+/// [`Merge::merge_upsert`] inserts (PostgreSQL 15's `MERGE` has no
+/// `RETURNING`).
 pub const INSERTED_COUNTER: &str = "pg_temp.cpi_inserted";
-
-/// Upsert as one `MERGE` (PostgreSQL ≥ 15), same effect as [`upsert`] but
-/// one join instead of two: the staging rows joined once to the table,
-/// whose matched rows are updated in place by their position. `INSERT …
-/// ON CONFLICT` joins once to drop the unchanged rows, then probes the key
-/// index again per remaining row and locks it before updating. An
-/// unchanged row is neither rewritten nor locked here either. Each insert
-/// advances [`INSERTED_COUNTER`] (the condition is evaluated once per
-/// unmatched row): inserted = the counter, updated = the rest of the
-/// command's row count. Unlike `ON CONFLICT` it does not wait for a
-/// concurrent insert of the same key: the caller falls back to [`upsert`]
-/// on a unique violation, and uses it only where `ON CONFLICT (key)` has
-/// an arbiter index.
-pub fn merge_upsert(
-    target: &str,
-    stage: &str,
-    cols: &[MergeColumn],
-    key: &[&str],
-    keys_unique: bool,
-) -> String {
-    let (names, rest) = split_key(cols, key);
-    let update = if rest.is_empty() {
-        String::new()
-    } else {
-        let set = assignments(&rest, "s");
-        format!(
-            " WHEN MATCHED AND ROW({}) IS DISTINCT FROM ROW({}) THEN UPDATE SET {set}",
-            side("t", &rest),
-            side("s", &rest)
-        )
-    };
-    let values = qualified("s", &names);
-    format!(
-        "MERGE INTO {target} AS t USING ({src}) s ON {on}{update} \
-         WHEN NOT MATCHED AND nextval('{INSERTED_COUNTER}') > 0 THEN INSERT ({c}) VALUES ({values})",
-        src = source(stage, &names, key, keys_unique),
-        on = key_match("t", "s", key),
-        c = list(&names),
-    )
-}
-
-/// Replace: every row of the file (one per key when there is one).
-pub fn insert_all(
-    target: &str,
-    stage: &str,
-    cols: &[&str],
-    key: &[&str],
-    keys_unique: bool,
-) -> String {
-    format!(
-        "INSERT INTO {target} ({}) {}",
-        list(cols),
-        source(stage, cols, key, keys_unique)
-    )
-}
-
-/// Sync: rows whose key is not in the file.
-pub fn delete_missing(target: &str, stage: &str, key: &[&str]) -> String {
-    let cond = key_match("s", "t", key);
-    format!("DELETE FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {cond})")
-}
 
 /// `CREATE TABLE` for `create_table`: every column `text`, with the key.
 pub fn create_table(target: &str, cols: &[String], key: &[String]) -> String {
@@ -248,6 +262,22 @@ mod tests {
 
     const EVIL: &str = "id\"; DROP TABLE x; --";
 
+    fn merge<'a>(
+        target: &'a str,
+        stage: &'a str,
+        cols: &'a [MergeColumn],
+        key: &'a [&'a str],
+        keys_unique: bool,
+    ) -> Merge<'a> {
+        Merge {
+            target,
+            stage,
+            cols,
+            key,
+            keys_unique,
+        }
+    }
+
     fn mc(n: &str) -> MergeColumn {
         MergeColumn {
             name: n.into(),
@@ -271,18 +301,18 @@ mod tests {
 
     #[test]
     fn upsert_last_row_wins_and_skips_unchanged() {
-        let s = upsert("\"t\"", "st", &[mc("id"), mc("a")], &["id"], false);
+        let s = merge("\"t\"", "st", &[mc("id"), mc("a")], &["id"], false).upsert();
         assert!(s.contains("SELECT DISTINCT ON (\"id\") \"id\", \"a\" FROM st ORDER BY \"id\", \"__cpi_row\" DESC"), "{s}");
         assert!(s.contains("WHERE NOT EXISTS (SELECT 1 FROM \"t\" o WHERE o.\"id\" = s.\"id\" AND ROW(o.\"a\") IS NOT DISTINCT FROM ROW(s.\"a\"))"), "{s}");
-        let fast = upsert("\"t\"", "st", &[mc("id"), mc("a")], &["id"], true);
+        let fast = merge("\"t\"", "st", &[mc("id"), mc("a")], &["id"], true).upsert();
         assert!(
             fast.contains("FROM (SELECT \"id\", \"a\" FROM st) s"),
             "{fast}"
         );
         assert!(s.contains("ON CONFLICT (\"id\") DO UPDATE SET \"a\" = EXCLUDED.\"a\" WHERE ROW(t.\"a\") IS DISTINCT FROM ROW(EXCLUDED.\"a\")"), "{s}");
-        let only_key = upsert("\"t\"", "s", &[mc("id")], &["id"], false);
+        let only_key = merge("\"t\"", "s", &[mc("id")], &["id"], false).upsert();
         assert!(only_key.contains("DO NOTHING"), "{only_key}");
-        let json = upsert(
+        let json = merge(
             "\"t\"",
             "s",
             &[
@@ -294,20 +324,21 @@ mod tests {
             ],
             &["id"],
             false,
-        );
+        )
+        .upsert();
         assert!(json.contains("ROW(t.\"j\"::text)"), "{json}");
     }
 
     #[test]
     fn merge_upsert_updates_changed_rows_and_counts_inserts() {
-        let s = merge_upsert("\"t\"", "st", &[mc("id"), mc("a")], &["id"], false);
+        let s = merge("\"t\"", "st", &[mc("id"), mc("a")], &["id"], false).merge_upsert();
         assert_eq!(
             s,
             "MERGE INTO \"t\" AS t USING (SELECT DISTINCT ON (\"id\") \"id\", \"a\" FROM st ORDER BY \"id\", \"__cpi_row\" DESC) s \
              ON t.\"id\" = s.\"id\" WHEN MATCHED AND ROW(t.\"a\") IS DISTINCT FROM ROW(s.\"a\") THEN UPDATE SET \"a\" = s.\"a\" \
              WHEN NOT MATCHED AND nextval('pg_temp.cpi_inserted') > 0 THEN INSERT (\"id\", \"a\") VALUES (s.\"id\", s.\"a\")"
         );
-        let only_key = merge_upsert("\"t\"", "st", &[mc("id")], &["id"], true);
+        let only_key = merge("\"t\"", "st", &[mc("id")], &["id"], true).merge_upsert();
         assert!(!only_key.contains("WHEN MATCHED"), "{only_key}");
         assert!(
             only_key.contains("USING (SELECT \"id\" FROM st) s"),
@@ -318,7 +349,7 @@ mod tests {
     #[test]
     fn sync_deletes_by_key() {
         assert_eq!(
-            delete_missing("\"t\"", "s", &["a", "b"]),
+            merge("\"t\"", "s", &[], &["a", "b"], false).delete_missing(),
             "DELETE FROM \"t\" t WHERE NOT EXISTS (SELECT 1 FROM s s WHERE s.\"a\" = t.\"a\" AND s.\"b\" = t.\"b\")"
         );
     }

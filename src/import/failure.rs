@@ -1,0 +1,106 @@
+//! Why a load did not commit, and which server errors are worth a retry.
+
+use sqlx::postgres::PgDatabaseError;
+
+use crate::import::copy::{copy_column_of, copy_row_of};
+use crate::import::pipeline::{self, RowError};
+use crate::jobs::Counts;
+
+/// Why a load did not commit.
+pub(super) enum Failure {
+    /// The file (or its fit with the table) is wrong: it goes to failed/.
+    Bad {
+        message: String,
+        errors: Vec<RowError>,
+        errors_total: u64,
+        counts: Counts,
+    },
+    /// The target misbehaved (connection lost, serialization failure…).
+    Transient(sqlx::Error),
+}
+
+impl Failure {
+    pub(super) fn bad(message: impl Into<String>) -> Failure {
+        Failure::Bad {
+            message: message.into(),
+            errors: Vec::new(),
+            errors_total: 0,
+            counts: Counts::default(),
+        }
+    }
+
+    /// The file was rejected after parsing: the parser's report goes with
+    /// it, and nothing counts as written.
+    pub(super) fn rejected(message: String, s: &pipeline::Summary) -> Failure {
+        Failure::Bad {
+            message,
+            errors: s.errors.clone(),
+            errors_total: s.errors_total,
+            counts: Counts {
+                rows_read: s.rows_read,
+                rows_rejected: s.rows_rejected,
+                ..Counts::default()
+            },
+        }
+    }
+
+    /// Attaches the parser's report to a bad failure.
+    pub(super) fn with_report(self, s: &pipeline::Summary) -> Failure {
+        match self {
+            Failure::Bad { message, .. } => Failure::rejected(message, s),
+            t => t,
+        }
+    }
+}
+
+/// SQLSTATE classes worth a retry: connection exception, transaction
+/// rollback (serialization, deadlock), insufficient resources, operator
+/// intervention, system error; and a lock timeout (55P03).
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c == "55P03"
+                || ["08", "40", "53", "57", "58"]
+                    .iter()
+                    .any(|p| c.starts_with(p))
+        }),
+        _ => false,
+    }
+}
+
+/// A server error as the operator should read it: with the file line when
+/// the server names a COPY row, and the detail (e.g. the duplicate key).
+pub(super) fn db_failure(file: &str, e: sqlx::Error, lines: Option<&pipeline::LineMap>) -> Failure {
+    if is_transient(&e) {
+        return Failure::Transient(e);
+    }
+    let Some(pg) = e
+        .as_database_error()
+        .and_then(|d| d.try_downcast_ref::<PgDatabaseError>())
+    else {
+        return Failure::bad(format!("{file}: {e}"));
+    };
+    let mut msg = pg.message().to_string();
+    if let Some(d) = pg.detail() {
+        msg.push_str(&format!(" ({d})"));
+    }
+    let line = pg
+        .r#where()
+        .and_then(copy_row_of)
+        .and_then(|row| lines.and_then(|l| l.line_of(row)));
+    let column = pg
+        .r#where()
+        .and_then(copy_column_of)
+        .map(|c| format!("column {}: ", crate::config::quote_ident(&c)))
+        .unwrap_or_default();
+    Failure::bad(match line {
+        Some(l) => format!("{file}:{l}: {column}{msg}"),
+        None => format!("{file}: {msg}"),
+    })
+}

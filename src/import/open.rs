@@ -1,0 +1,210 @@
+//! Opening the file for one pass: the options decided from its bytes
+//! (`encoding: auto`, `delimiter: auto`), its reader and header, the
+//! counters and hash of the pass, and the file's sha256 at the end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::config::ResolvedOptions;
+use crate::import::failure::Failure;
+use crate::import::load::Ctx;
+use crate::import::{pipeline, reader};
+
+/// Why the file cannot be read as CSV: the file is rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file (or its decompression) does not open.
+    #[error("{file}: cannot open: {source}")]
+    Open {
+        /// The file's name.
+        file: String,
+        /// What opening it said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The compressed file is corrupt (its decompressor's verdict).
+    #[error("{file}: {message}")]
+    Compression {
+        /// The file's name.
+        file: String,
+        /// The gzip or zstd verdict.
+        message: String,
+    },
+    /// A record is not CSV as the options read it.
+    #[error("{}", pipeline::csv_error(.file, .source))]
+    Csv {
+        /// The file's name.
+        file: String,
+        /// The CSV reader's error (it knows the line).
+        #[source]
+        source: csv::Error,
+    },
+    /// A header was expected and there is nothing.
+    #[error("{file}: the file is empty (a header was expected)")]
+    Empty {
+        /// The file's name.
+        file: String,
+    },
+    /// The header's names are not UTF-8.
+    #[error("{file}:1: the header is not valid UTF-8")]
+    HeaderNotUtf8 {
+        /// The file's name.
+        file: String,
+    },
+}
+
+/// The opened file and its first record(s).
+pub(super) struct Opened {
+    pub records: reader::Records,
+    pub header: Option<Vec<String>>,
+    pub first: Option<csv::ByteRecord>,
+    pub width: usize,
+}
+
+/// Opens the file and reads its header (or, without one, its first
+/// record, to know the width).
+pub(super) fn open_file(
+    source: &reader::Source,
+    file: &str,
+    o: &ResolvedOptions,
+    bytes: Arc<AtomicU64>,
+    hash: Option<reader::StreamHash>,
+) -> Result<Opened, ReadError> {
+    let mut records = reader::open(source, o, bytes, hash).map_err(|source| ReadError::Open {
+        file: file.to_string(),
+        source,
+    })?;
+    let mut first = csv::ByteRecord::new();
+    let got =
+        records.read_byte_record(&mut first).map_err(|e| {
+            match reader::compression_problem(source) {
+                Some(message) => ReadError::Compression {
+                    file: file.to_string(),
+                    message,
+                },
+                None => ReadError::Csv {
+                    file: file.to_string(),
+                    source: e,
+                },
+            }
+        })?;
+    if !o.header {
+        let width = if got { first.len() } else { 0 };
+        return Ok(Opened {
+            records,
+            header: None,
+            first: got.then_some(first),
+            width,
+        });
+    }
+    if !got {
+        return Err(ReadError::Empty {
+            file: file.to_string(),
+        });
+    }
+    let mut header = Vec::with_capacity(first.len());
+    for f in first.iter() {
+        let name = std::str::from_utf8(f).map_err(|_| ReadError::HeaderNotUtf8 {
+            file: file.to_string(),
+        })?;
+        // Blanks around a header name are never meant.
+        header.push(name.trim().to_string());
+    }
+    let width = header.len();
+    Ok(Opened {
+        records,
+        header: Some(header),
+        first: None,
+        width,
+    })
+}
+
+/// Byte and row counters shared with the parser thread, and the hash it
+/// computes while reading (when the sha256 is not known yet).
+pub(super) struct Stream {
+    pub bytes: Arc<AtomicU64>,
+    pub rows: Arc<AtomicU64>,
+    pub hash: Option<reader::StreamHash>,
+}
+
+/// `encoding: auto` and `delimiter: auto` decided from the file (one extra
+/// pass for the encoding), each decision logged and noted for the job.
+pub(super) async fn auto_options(
+    ctx: &Ctx,
+    notes: &mut Vec<String>,
+) -> Result<Option<Ctx>, Failure> {
+    let o = &ctx.opts;
+    let auto_encoding = o.encoding == crate::config::Encoding::Auto;
+    if !auto_encoding && !o.delimiter_auto {
+        return Ok(None);
+    }
+    let p = ctx.source.clone();
+    let s = tokio::task::spawn_blocking(move || crate::import::sniff::sniff(&p, auto_encoding))
+        .await
+        .map_err(|e| Failure::bad(e.to_string()))?
+        .map_err(|e| Failure::bad(format!("{}: cannot read: {e}", ctx.file)))?;
+    let mut c = ctx.clone();
+    if auto_encoding {
+        let (enc, why) = crate::import::sniff::encoding(s.bom, s.valid_utf8);
+        c.opts.encoding = enc;
+        let note = format!("{}: encoding: auto → {why}", ctx.file);
+        tracing::info!(file = %ctx.file, decision = %note, "encoding");
+        notes.push(note);
+    }
+    if o.delimiter_auto {
+        let d = crate::import::sniff::delimiter(&s.first_line, o.quote);
+        c.opts.delimiter = d;
+        let note = format!(
+            "{}: delimiter: auto → {:?}",
+            ctx.file,
+            char::from(d).escape_default().to_string()
+        );
+        tracing::info!(file = %ctx.file, decision = %note, "delimiter");
+        notes.push(note);
+    }
+    Ok(Some(c))
+}
+
+/// The counters (and hash) of a new pass over the file.
+pub(super) fn new_stream(ctx: &Ctx) -> Stream {
+    Stream {
+        bytes: Arc::new(AtomicU64::new(0)),
+        rows: Arc::new(AtomicU64::new(0)),
+        hash: ctx.sha256.is_none().then(reader::new_stream_hash),
+    }
+}
+
+/// Opens the file and reads its header (or first record), off the runtime.
+pub(super) async fn open(ctx: &Ctx, stream: &Stream) -> Result<Opened, Failure> {
+    let (p, f, o, b, h) = (
+        ctx.source.clone(),
+        ctx.file.clone(),
+        ctx.opts.clone(),
+        stream.bytes.clone(),
+        stream.hash.clone(),
+    );
+    tokio::task::spawn_blocking(move || open_file(&p, &f, &o, b, h))
+        .await
+        .map_err(|e| Failure::bad(e.to_string()))?
+        .map_err(|e| Failure::bad(e.to_string()))
+}
+
+/// The file's sha256: known before, computed while streaming, or (when the
+/// parser stopped short of the end, a gzip trailer say) computed anew.
+pub(super) async fn file_sha256(ctx: &Ctx, stream: &Stream) -> Result<String, Failure> {
+    let file = ctx.file.as_str();
+    match (&ctx.sha256, &stream.hash) {
+        (Some(sha), _) => Ok(sha.clone()),
+        (None, Some(h)) if stream.bytes.load(Ordering::Relaxed) == ctx.size => {
+            Ok(reader::finish_stream_hash(h).unwrap_or_default())
+        }
+        _ => {
+            let p = ctx.source.clone();
+            Ok(tokio::task::spawn_blocking(move || reader::hash(&p))
+                .await
+                .map_err(|e| Failure::bad(format!("{file}: {e}")))?
+                .map_err(|e| Failure::bad(format!("{file}: cannot read: {e}")))?
+                .0)
+        }
+    }
+}

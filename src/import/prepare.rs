@@ -1,0 +1,178 @@
+//! The target table made ready for the file, in the import's transaction:
+//! created (typed from the file with `create_table: infer`) or extended
+//! (`extra_columns: add`), then its columns planned, the decisions noted
+//! for the job.
+
+use sqlx::PgConnection;
+
+use crate::config::{ExtraColumns, Mode, ResolvedOptions};
+use crate::import::columns::{self, ColumnPlan, TablePlan};
+use crate::import::encode::ColumnSpec;
+use crate::import::failure::{db_failure, Failure};
+use crate::import::load::Ctx;
+use crate::import::{infer, target};
+
+/// Creates the table when planned, then plans the columns against the
+/// table as the catalog now describes it. Takes the header, not the opened
+/// file: the records reader is `Send` but not `Sync`, and the import future
+/// must stay `Send`.
+pub(super) async fn prepare_target(
+    tx: &mut PgConnection,
+    ctx: &Ctx,
+    header: Option<&[String]>,
+    width: usize,
+    notes: &mut Vec<String>,
+) -> Result<ColumnPlan, Failure> {
+    let (file, o) = (ctx.file.as_str(), &ctx.opts);
+    let table = o.table.quoted();
+    let db = |e: sqlx::Error| db_failure(file, e, None);
+    let bad = |e: columns::PlanError| Failure::bad(e.to_string());
+    let existing = target::columns(tx, &table).await.map_err(db)?;
+    let mut planned = columns::plan_table(file, o, header, existing.is_some()).map_err(bad)?;
+    if matches!(planned, TablePlan::Create(_)) && o.infer_types {
+        let inf = infer_columns(ctx).await?;
+        for n in &inf.notes {
+            tracing::info!(file, decision = %n, "create_table: infer");
+            notes.push(format!("{file}: {n}"));
+        }
+        let create = infer::create_table(&table, &inf, &o.primary_key);
+        notes.push(format!("{file}: created {}", one_line(&create)));
+        planned = TablePlan::Create(create);
+    }
+    let columns = match planned {
+        TablePlan::Existing => {
+            add_extra_columns(tx, ctx, header, existing.unwrap_or_default(), notes).await?
+        }
+        TablePlan::Create(create) => {
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            target::columns(tx, &table)
+                .await
+                .map_err(db)?
+                .unwrap_or_default()
+        }
+    };
+    let plan = columns::plan_columns(file, o, header, width, &columns).map_err(bad)?;
+    if let Some(h) = header {
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let (extra, missing) = crate::import::mapping::unmatched(h, &o.columns, &names);
+        for n in column_notes(o, &extra, &missing) {
+            tracing::info!(file, decision = %n, "columns");
+            notes.push(format!("{file}: {n}"));
+        }
+    }
+    Ok(plan)
+}
+
+/// The decisions about the columns the file and the table do not share,
+/// for the job (the refusals are the import's error instead).
+fn column_notes(o: &ResolvedOptions, extra: &[String], missing: &[String]) -> Vec<String> {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|c| crate::config::quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    if !extra.is_empty() && o.extra_columns == ExtraColumns::Ignore {
+        out.push(format!(
+            "extra_columns: ignore → not loaded: {}",
+            list(extra)
+        ));
+    }
+    if !missing.is_empty() && o.missing_columns == crate::config::ColumnPolicy::Ignore {
+        let what = match o.mode {
+            Mode::Upsert | Mode::Sync => {
+                "new rows get NULL or the column's default, updated rows keep their value"
+            }
+            Mode::Append | Mode::Replace => "NULL or the column's default",
+        };
+        out.push(format!(
+            "missing_columns: ignore → not in the file: {} ({what})",
+            list(missing)
+        ));
+    }
+    out
+}
+
+/// `extra_columns: add`: the header's columns the table lacks are added
+/// (`ALTER TABLE … ADD COLUMN IF NOT EXISTS`, typed as `create_table:
+/// infer` would type them, from the whole file) in the import's
+/// transaction, so a failed import leaves the table as it was. Returns the
+/// table's columns as they now are.
+async fn add_extra_columns(
+    tx: &mut PgConnection,
+    ctx: &Ctx,
+    header: Option<&[String]>,
+    columns: Vec<ColumnSpec>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ColumnSpec>, Failure> {
+    let (file, o) = (ctx.file.as_str(), &ctx.opts);
+    let Some(header) = header.filter(|_| o.extra_columns == ExtraColumns::Add) else {
+        return Ok(columns);
+    };
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let (extra, _) = crate::import::mapping::unmatched(header, &o.columns, &names);
+    // An added column would not be a key: a key column the table lacks
+    // stays the mapping's error.
+    let extra: Vec<String> = extra
+        .into_iter()
+        .filter(|e| !o.primary_key.iter().any(|k| k.eq_ignore_ascii_case(e)))
+        .collect();
+    if extra.is_empty() {
+        return Ok(columns);
+    }
+    let inf = infer_columns(ctx).await?;
+    let added: Vec<(String, infer::Inferred)> = inf
+        .columns
+        .into_iter()
+        .filter(|(n, _)| extra.contains(n))
+        .collect();
+    for (n, _) in &added {
+        let prefix = format!("column {}:", crate::config::quote_ident(n));
+        for why in inf.notes.iter().filter(|w| w.starts_with(&prefix)) {
+            tracing::info!(file, decision = %why, "extra_columns: add");
+            notes.push(format!("{file}: {why}"));
+        }
+    }
+    let table = o.table.quoted();
+    let db = |e: sqlx::Error| db_failure(file, e, None);
+    // Identifiers quoted by add_columns, types from a fixed list.
+    sqlx::query(sqlx::AssertSqlSafe(infer::add_columns(&table, &added)))
+        .persistent(false)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let note = format!(
+        "extra_columns: add → added to {}: {}",
+        o.table,
+        added
+            .iter()
+            .map(|(n, t)| format!("{} {}", crate::config::quote_ident(n), t.sql()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    tracing::info!(file, decision = %note, "extra_columns: add");
+    notes.push(format!("{file}: {note}"));
+    Ok(target::columns(tx, &table)
+        .await
+        .map_err(db)?
+        .unwrap_or_default())
+}
+
+/// [`infer::infer_file`] off the runtime: it reads the whole file.
+async fn infer_columns(ctx: &Ctx) -> Result<infer::Inference, Failure> {
+    let (p, f, o) = (ctx.source.clone(), ctx.file.clone(), ctx.opts.clone());
+    tokio::task::spawn_blocking(move || infer::infer_file(&p, &f, &o))
+        .await
+        .map_err(|e| Failure::bad(e.to_string()))?
+        .map_err(|e| Failure::bad(e.to_string()))
+}
+
+/// `CREATE TABLE (\n  a int,\n …)` on one line, for a note.
+fn one_line(sql: &str) -> String {
+    sql.replace("\n  ", " ").replace('\n', " ")
+}
