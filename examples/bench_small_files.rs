@@ -162,7 +162,7 @@ async fn main() {
                 .fetch_one(&mut conn)
                 .await
                 .unwrap();
-        let claim = cpi::queue::CLAIM_SQL
+        let claim = cpi::store::queue::CLAIM_SQL
             .replace("$1", "'explain'")
             .replace("$2", "1")
             .replace("$3", &format!("'{project}'::uuid"))

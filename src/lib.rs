@@ -9,10 +9,8 @@
 //! - [`console`]: the operator console's embedded web assets, served at `/` with the API.
 //! - [`confine`]: the daemon's side of `--inbox-root`: which inboxes it watches, where it may move files.
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
-//! - [`queue`]: the job queue: enqueue once, claim with a lease, take over dead workers' jobs.
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
-//! - [`jobs`]: the `cpi_import_jobs` rows (create, start, finish, list, retry).
 //! - [`embedded`]: the private PostgreSQL under the state dir when no management URL is given.
 //! - [`apply`]: runs a plan in one transaction under the reconcile lock.
 //! - [`export`]: `cpi export`, rows → manifests + secret files (pure), written by [`output`].
@@ -47,7 +45,6 @@ pub mod export;
 pub mod fuzzing;
 pub mod import;
 pub mod inbox;
-pub mod jobs;
 pub mod legacy;
 pub mod location;
 pub mod manifest;
@@ -55,7 +52,6 @@ pub mod metrics;
 pub mod object_storage;
 pub mod output;
 pub mod plan;
-pub mod queue;
 pub mod render;
 pub mod retry;
 pub mod rules;

@@ -15,8 +15,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use crate::jobs::JobStatus;
 use crate::secret;
+use crate::store::jobs::JobStatus;
 use crate::store::{self, StoreError};
 
 pub use crate::store::ReconcileStatus;

@@ -8,8 +8,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Authorization, Authorized};
 use super::error::{ApiError, ErrorBody, TokenErrors};
 use super::{AppState, IdPath, QueryParams};
-use crate::jobs::{self, Job, JobError, JobStatus, ListFilter};
 use crate::secret;
+use crate::store::jobs::{self, Job, JobError, JobStatus, ListFilter};
+use crate::store::queue;
 
 const KIND: &str = "job";
 const DEFAULT_LIMIT: u32 = 50;
@@ -160,7 +161,7 @@ pub async fn retry(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<Json<Job>, ApiError> {
-    match jobs::requeue(&state.pool, id, false).await {
+    match queue::retry(&state.pool, id, false).await {
         Ok(job) => Ok(Json(scrubbed(job))),
         Err(JobError::NotFound(id)) => Err(ApiError::NotFound { kind: KIND, id }),
         Err(e @ (JobError::NotRetryable { .. } | JobError::FileGone { .. })) => {

@@ -9,7 +9,7 @@ use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
-use crate::jobs::JobStatus;
+use crate::store::jobs::JobStatus;
 
 /// `cpi`: the parsed command line.
 #[derive(Debug, Parser)]

@@ -12,10 +12,10 @@ use uuid::Uuid;
 use super::args::{Global, ImportArgs, JobsCommand, Output};
 use super::context::{management_pool, print_list, print_one, signal};
 use crate::import::{self, ImportError, JobOutcome, Progress};
-use crate::jobs::{self, JobStatus, ListFilter};
 use crate::location::FileRef;
 use crate::secret;
 use crate::store;
+use crate::store::jobs::{self, JobStatus, ListFilter};
 
 /// How many row errors a line of `cpi import` output shows (all are in the job).
 const SHOWN_ERRORS: usize = 10;
@@ -275,7 +275,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Retry { id, force, output } => {
-            let job = jobs::requeue(&pool, *id, *force).await?;
+            let job = crate::store::queue::retry(&pool, *id, *force).await?;
             let worker = worker();
             let path = PathBuf::from(&job.file_path);
             let result = run_with_progress(&pool, Foreground::Existing(*id), &worker, &path).await;

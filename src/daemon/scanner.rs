@@ -13,13 +13,13 @@ use super::settings::Shared;
 use super::watch::{Backend, Events, Watcher};
 use crate::config::{Patterns, ProjectConfig};
 use crate::inbox::{self, Readiness};
-use crate::jobs::QueuedFile;
 use crate::location::FileRef;
 use crate::metrics::Health;
 use crate::object_storage::{self, AddressError, S3Location, StorageError};
-use crate::queue;
 use crate::secret;
 use crate::store;
+use crate::store::queue;
+use crate::store::queue::QueuedFile;
 
 /// One project's inbox as the scanner tracks it.
 struct Inbox {

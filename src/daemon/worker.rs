@@ -11,12 +11,12 @@ use super::settings::Shared;
 use crate::config::ProjectConfig;
 use crate::import::{self, Action, ImportError, JobOutcome, Unfinished};
 use crate::inbox;
-use crate::jobs::JobStatus;
 use crate::location::{Destination, FileRef};
 use crate::object_storage;
-use crate::queue;
 use crate::secret;
 use crate::store;
+use crate::store::jobs::JobStatus;
+use crate::store::queue;
 
 /// One import worker: claim, import under a renewed lease, move the file.
 pub(super) async fn work(s: Shared, worker: String) {
@@ -66,7 +66,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
         Err(e) => {
             let outcome = failed_outcome(&job, e.to_string());
             tracing::warn!(error = %e, "the job's file cannot be told; the job fails");
-            let _ = crate::jobs::finish(
+            let _ = crate::store::jobs::finish(
                 &s.pool,
                 job.job.id,
                 JobStatus::Failed,
@@ -132,7 +132,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
         None => {
             // Dropping the import rolled its target transaction back.
             tracing::warn!("shutdown timeout: import rolled back, job requeued");
-            if let Err(e) = queue::requeue(&s.pool, job.job.id, worker).await {
+            if let Err(e) = queue::release(&s.pool, job.job.id, worker).await {
                 tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot requeue; its lease will expire");
             }
         }

@@ -36,9 +36,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::jobs::JobError;
 use crate::retry;
 use crate::secret;
+use crate::store::jobs::JobError;
 use crate::store::StoreError;
 
 /// A job that could not reach a verdict on its file (see the module doc).
@@ -388,7 +388,7 @@ mod tests {
             (
                 ImportError::Management(JobError::Finished {
                     id,
-                    status: crate::jobs::JobStatus::Succeeded,
+                    status: crate::store::jobs::JobStatus::Succeeded,
                 }),
                 0,
                 Action::Fail,

@@ -4,7 +4,7 @@ use sqlx::postgres::PgDatabaseError;
 
 use crate::import::copy::{copy_column_of, copy_row_of};
 use crate::import::pipeline::{self, RowError};
-use crate::jobs::Counts;
+use crate::store::jobs::Counts;
 
 /// Why a load did not commit.
 pub(super) enum Failure {

@@ -14,11 +14,11 @@ use crate::import::error::{config_recheck, error_policy, Action, ImportError};
 use crate::import::load::{self, Ctx, Failure, ProgressFn};
 use crate::import::pipeline::RowError;
 use crate::import::{options, reader, targets};
-use crate::jobs::{self, Counts, JobError, JobStatus};
 use crate::location::FileRef;
 use crate::object_storage;
 use crate::secret::{self, Secret};
 use crate::store;
+use crate::store::jobs::{self, Counts, JobError, JobStatus};
 
 /// How long connecting to a target database may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

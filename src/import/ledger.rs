@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use crate::config::TableName;
 use crate::import::load::{Ctx, Loaded};
 use crate::import::target;
-use crate::jobs::{Counts, JobStatus};
+use crate::store::jobs::{Counts, JobStatus};
 
 /// Writes the ledger row; `Some(duplicate)` when the same content is in
 /// the ledger already (imported before, its size unknown to the management

@@ -25,7 +25,7 @@ use crate::import::open::{auto_options, file_sha256, new_stream, open};
 use crate::import::pipeline::RowError;
 use crate::import::prepare::prepare_target;
 use crate::import::{reader, target};
-use crate::jobs::{Counts, JobStatus};
+use crate::store::jobs::{Counts, JobStatus};
 
 /// The load's verdict when it did not commit, where the job reads it.
 pub(super) use crate::import::failure::Failure;

@@ -11,7 +11,7 @@ use crate::import::copy::STAGE;
 use crate::import::failure::{db_failure, Failure};
 use crate::import::pipeline::{self, RowError};
 use crate::import::{sql, target};
-use crate::jobs::Counts;
+use crate::store::jobs::Counts;
 
 /// The merge of the staging rows `stage` into `table`.
 fn staged<'a>(

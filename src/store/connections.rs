@@ -4,7 +4,8 @@
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{delete_unmanaged, fetch_by, Result, StoreError};
+use super::error::{Result, StoreError};
+use super::lookup::{delete_unmanaged, fetch_by};
 use crate::secret::Secret;
 
 /// A connection row; `database_url` is a [`Secret`].

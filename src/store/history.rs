@@ -1,12 +1,12 @@
 //! Retention of `cpi_import_jobs`: the one statement on the jobs table
 //! that belongs to neither the jobs' life cycle nor the queue (the `jobs`
-//! and `queue` modules). The reconcile runs' is [`super::delete_old_runs`].
+//! and `queue` modules). The reconcile runs' is [`delete_old_runs`](super::runs::delete_old_runs).
 
 use std::time::Duration;
 
 use sqlx::PgExecutor;
 
-use super::Result;
+use super::error::Result;
 
 /// Deletes the finished jobs (succeeded, failed, duplicate) that ended more
 /// than `age` ago; how many. Queued and running jobs stay.

@@ -3,21 +3,26 @@
 //! connection (`&mut PgConnection`) or an executor, so they run on a pool or
 //! inside the apply transaction alike.
 //!
-//! The import jobs and their queue keep their statements in the `jobs` and
-//! `queue` modules for now; what else reads or deletes `cpi_import_jobs`
-//! (statistics, retention) is here.
+//! The families: [`connections`](ConnectionRow) and [`projects`](ProjectRow)
+//! (the managed objects, and what apply writes of them), [`jobs`] (one row
+//! per file seen) and [`queue`] (enqueue, claim, lease, retry), reconcile
+//! runs ([`ReconcileRun`]), statistics ([`DatabaseStats`]) and retention.
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgExecutor, PgPool};
 
 use crate::secret::{self, Secret};
 
 mod connections;
+mod error;
 mod history;
+pub mod jobs;
+mod lookup;
 mod objects;
 mod projects;
+pub mod queue;
 mod runs;
 mod stats;
 
@@ -26,6 +31,7 @@ pub use connections::{
     insert_connection, list_connections, lock_connection, reseal_connections,
     update_unmanaged_connection, ConnectionRow, Reseal, SecretText,
 };
+pub use error::{Result, StoreError};
 pub use history::delete_finished_jobs;
 pub use objects::{
     delete_objects, load_observed, upsert_connections, upsert_projects, ConnectionWrite, Managed,
@@ -48,61 +54,8 @@ pub use stats::{
 /// never repeats the URL.
 pub use crate::tls::connect_options;
 
-/// What a store function returns: most fail with a [`StoreError`].
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
 /// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// A management database operation that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The URL does not parse, or connecting timed out (never the URL).
-    #[error("cannot connect to the management database: {0}")]
-    Connect(String),
-    /// Connecting failed: `message` is the driver's error with the URL's
-    /// secrets masked, what is printed; `source` is kept for inspection.
-    #[error("cannot connect to the management database: {message}")]
-    Refused {
-        /// The error as printed, scrubbed.
-        message: String,
-        /// The driver's error (may contain the URL: never print it).
-        #[source]
-        source: sqlx::Error,
-    },
-    /// A query failed.
-    #[error("management database: {0}")]
-    Db(#[source] sqlx::Error),
-    /// A migration failed.
-    #[error("migrating the management database: {0}")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
-    /// Commands that only read need `cpi migrate` first.
-    #[error(
-        "the management database has no cpi tables yet: run `cpi migrate` (or `cpi apply`) first"
-    )]
-    NotMigrated,
-    /// A stored URL does not decrypt with the key file given (or none was).
-    #[error("connection {name:?}: {source}")]
-    Sealed {
-        /// The connection.
-        name: String,
-        /// Why.
-        #[source]
-        source: crate::crypto::CryptoError,
-    },
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Db(e)
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Migrate(e)
-    }
-}
 
 /// A lazy pool on the management database, after one direct connection
 /// that reports why connecting fails (refused, auth, DNS).
@@ -203,29 +156,4 @@ pub async fn test_connection(
         }),
         Err(_) => Err(ConnectionTestError::TimedOut(timeout)),
     }
-}
-
-/// Deletes row `id` of `table` unless a reconciler owns it; `false` when
-/// there is none.
-async fn delete_unmanaged(db: impl PgExecutor<'_>, table: &str, id: uuid::Uuid) -> Result<bool> {
-    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM {table} WHERE id = $1 AND managed_by IS NULL"
-    )))
-    .bind(id)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// The row `sql` selects with `$1` bound to `key`, if any: the shape of
-/// every lookup by name or id.
-async fn fetch_by<'q, T, K>(db: impl PgExecutor<'_>, sql: String, key: K) -> Result<Option<T>>
-where
-    T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
-    K: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
-{
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(key)
-        .fetch_optional(db)
-        .await?)
 }

@@ -7,7 +7,7 @@ use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
-use super::Result;
+use super::error::Result;
 use crate::manifest::UrlState;
 use crate::plan::{ConnState, Observed, ProjState, Row};
 

@@ -7,7 +7,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row as _};
 use uuid::Uuid;
 
-use super::{delete_unmanaged, fetch_by, Result};
+use super::error::Result;
+use super::lookup::{delete_unmanaged, fetch_by};
 use crate::config::ProjectConfig;
 
 /// A project's config as read from its row: parsed once, here, or why it

@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgExecutor};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::Result;
+use super::error::Result;
 use crate::plan::Counts;
 
 /// The outcome of one reconcile, as `cpi_reconcile_runs.status` (TEXT)
@@ -260,7 +260,7 @@ pub async fn run_by_id(
         diff: String,
     }
     let sql = format!("SELECT {COLUMNS}, diff FROM cpi_reconcile_runs WHERE id = $1");
-    let found: Option<WithDiff> = super::fetch_by(db, sql, id).await?;
+    let found: Option<WithDiff> = super::lookup::fetch_by(db, sql, id).await?;
     Ok(found.map(|f| (f.run, f.diff)))
 }
 

@@ -7,7 +7,8 @@
 
 use sqlx::{PgExecutor, PgPool};
 
-use super::{ReconcileStatus, Result};
+use super::error::Result;
+use super::runs::ReconcileStatus;
 
 /// The jobs that finished in one hour.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cpi::jobs::JobStatus;
+use cpi::store::jobs::JobStatus;
 use serde_json::json;
 
 use crate::support::import::{assert_failed_with, counts, Env};

@@ -572,7 +572,7 @@ async fn regression_a_daemon_never_claims_a_cpi_import_job() {
     let elsewhere = tempfile::tempdir().unwrap();
     let file = elsewhere.path().join("mine.csv");
     std::fs::write(&file, csv_rows(1, 3, "cli")).unwrap();
-    let created = cpi::jobs::create_started(
+    let created = cpi::store::jobs::create_started(
         &pool,
         "p",
         &cpi::location::FileRef::local(&file),
@@ -583,7 +583,7 @@ async fn regression_a_daemon_never_claims_a_cpi_import_job() {
     let id = created.job.id;
     // The daemon's claim loop runs several times while the job waits.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let job = cpi::jobs::get(&pool, id).await.unwrap().unwrap();
+    let job = cpi::store::jobs::get(&pool, id).await.unwrap().unwrap();
     assert_eq!(
         job.worker.as_deref(),
         Some("cli-test"),

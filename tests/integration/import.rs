@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use cpi::import::ImportError;
-use cpi::jobs::{self, JobStatus};
 use cpi::location::FileRef;
+use cpi::store::jobs::{self, JobStatus};
 use serde_json::json;
 
 use crate::support::import::{assert_failed_with, counts, Env};
@@ -829,7 +829,9 @@ async fn a_finished_job_keeps_its_result_and_a_moved_failed_file_is_found() {
     std::fs::create_dir(env.inbox().join("failed")).unwrap();
     std::fs::remove_file(env.inbox().join("b.csv")).unwrap();
     std::fs::write(env.inbox().join("failed/b.csv"), b"id\n2\n").unwrap();
-    let job = jobs::requeue(&env.pool, bad.job_id, false).await.unwrap();
+    let job = cpi::store::queue::retry(&env.pool, bad.job_id, false)
+        .await
+        .unwrap();
     assert!(job.file_path.ends_with("failed/b.csv"), "{}", job.file_path);
     let o = cpi::import::run_job(&env.pool, bad.job_id, "test", None)
         .await

@@ -137,7 +137,7 @@ async fn jobs_list_show_and_retry() {
     std::fs::write(&f, b"id\n1\n2\n").unwrap();
     let retry = cpi_on(&env, &["jobs", "retry", &id]).await;
     retry.assert_code(0).assert_stdout("succeeded");
-    let job = cpi::jobs::get(&env.pool, id.parse().unwrap())
+    let job = cpi::store::jobs::get(&env.pool, id.parse().unwrap())
         .await
         .unwrap()
         .unwrap();

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cpi::queue::{self, Claimed};
+use cpi::store::queue::{self, Claimed};
 use sqlx::PgPool;
 
 use crate::support::TestDb;
@@ -30,13 +30,13 @@ async fn queue_of(db: &TestDb, files: &[&str]) -> (PgPool, tempfile::TempDir) {
 }
 
 /// Files of 5 bytes named `names` in `dir`, for table `t`.
-fn files_in(dir: &tempfile::TempDir, names: &[&str]) -> Vec<cpi::jobs::QueuedFile> {
+fn files_in(dir: &tempfile::TempDir, names: &[&str]) -> Vec<cpi::store::queue::QueuedFile> {
     names
         .iter()
         .map(|f| {
             let path: PathBuf = dir.path().join(f);
             std::fs::write(&path, "id\n1\n").unwrap();
-            cpi::jobs::QueuedFile {
+            cpi::store::queue::QueuedFile {
                 file: cpi::location::FileRef::local(&path),
                 target: Some(("t".into(), "append".into())),
                 written: None,
@@ -70,7 +70,7 @@ async fn claim(pool: &PgPool, after: Option<&Claimed>) -> Option<String> {
 /// The claimed (so started) job could not reach a verdict: it waits `delay`.
 async fn defer(pool: &PgPool, c: &Claimed, delay: Duration, waits_for_fix: bool) {
     assert!(
-        cpi::jobs::defer(pool, c.job.id, "w", delay, waits_for_fix, "target down")
+        cpi::store::jobs::defer(pool, c.job.id, "w", delay, waits_for_fix, "target down")
             .await
             .unwrap()
     );
@@ -78,10 +78,10 @@ async fn defer(pool: &PgPool, c: &Claimed, delay: Duration, waits_for_fix: bool)
 
 /// The claimed job got its verdict: imported.
 async fn succeed(pool: &PgPool, c: &Claimed) {
-    cpi::jobs::finish(
+    cpi::store::jobs::finish(
         pool,
         c.job.id,
-        cpi::jobs::JobStatus::Succeeded,
+        cpi::store::jobs::JobStatus::Succeeded,
         &Default::default(),
         None,
         None,
@@ -150,7 +150,9 @@ async fn a_configuration_fix_makes_only_waiting_jobs_due() {
 #[tokio::test]
 async fn retry_makes_a_waiting_job_due_now() {
     let (_db, pool, _dir, c) = waiting_an_hour("a.csv", false).await;
-    let job = cpi::jobs::requeue(&pool, c.job.id, false).await.unwrap();
+    let job = cpi::store::queue::retry(&pool, c.job.id, false)
+        .await
+        .unwrap();
     assert_eq!(job.not_before, None);
     assert_eq!(claim(&pool, None).await.as_deref(), Some("a.csv"));
 }
@@ -228,7 +230,7 @@ async fn an_object_imported_after_its_last_write_is_not_queued_again() {
     let db = TestDb::new().await;
     let (pool, _dir) = queue_of(&db, &[]).await;
     let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let object = |written| cpi::jobs::QueuedFile {
+    let object = |written| cpi::store::queue::QueuedFile {
         file: cpi::location::FileRef::parse("s3://bucket/in/o.csv#etag1").unwrap(),
         target: Some(("t".into(), "append".into())),
         written: Some(written),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use cpi::import::{self, ImportError, JobOutcome};
-use cpi::jobs::{self, JobStatus};
+use cpi::store::jobs::{self, JobStatus};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 

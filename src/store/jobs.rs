@@ -1,7 +1,5 @@
 //! The `cpi_import_jobs` rows: one per file seen (DESIGN §2).
 
-use std::path::Path;
-
 use crate::location::FileRef;
 
 use serde::Serialize;
@@ -22,8 +20,14 @@ pub enum JobError {
     NotRetryable {
         /// The job.
         id: Uuid,
-        /// Its status, or why it changed meanwhile.
-        status: String,
+        /// Its status.
+        status: JobStatus,
+    },
+    /// The job changed while it was being retried (another retry, or a worker).
+    #[error("job {id} is no longer failed: only a failed job can be retried, or a queued one waiting for its retry (or a running one whose worker died, with --force)")]
+    ChangedMeanwhile {
+        /// The job.
+        id: Uuid,
     },
     /// The file of a job to retry is gone.
     #[error("job {id}: the file {path} no longer exists")]
@@ -216,83 +220,9 @@ pub async fn create_started(
     created.ok_or_else(|| JobError::ProjectNotFound(project_name.to_string()))
 }
 
-/// A file for the daemon's queue, with its target table and mode when its
-/// options resolve (the queue orders and serializes jobs per table, so the
-/// row must carry its table from the moment it is visible).
-#[derive(Debug, Clone)]
-pub struct QueuedFile {
-    /// The file.
-    pub file: FileRef,
-    /// Its table and mode.
-    pub target: Option<(String, String)>,
-    /// An object's last write (its job path carries the ETag, the same for
-    /// the same content uploaded again): see [`create_queued`].
-    pub written: Option<std::time::SystemTime>,
-}
-
-/// Inserts `queued` jobs for `files` in one statement (a listing's ready
-/// files, one round trip and one commit however many). A file that has a
-/// queued or running job already is skipped (the unique index on active
-/// jobs); so is every file when the project is gone. Returns the new jobs,
-/// by path. Rows go in path order, so two replicas queueing the same files
-/// wait for each other instead of deadlocking.
-///
-/// An object that an import took in (succeeded or duplicate) after its
-/// last write is skipped too: its move (a copy, then a delete) may still
-/// be under way when another replica lists the prefix. Checked in the
-/// insert itself, so that an import finishing between a separate check
-/// and the insert cannot queue the object a second time. Stores give the
-/// write time in whole seconds (rounded down): an import within a second
-/// of it does not count, so an upload of the same content right after an
-/// import is never mistaken for the one imported (at worst, an object is
-/// judged twice: the second time a duplicate).
-pub async fn create_queued(
-    mgmt: &PgPool,
-    project_name: &str,
-    files: &[QueuedFile],
-    worker: &str,
-) -> Result<Vec<(Uuid, String)>, JobError> {
-    let (mut names, mut paths, mut sizes, mut tables, mut modes, mut written) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for f in files {
-        written.push(f.written.map(chrono::DateTime::<chrono::Utc>::from));
-        names.push(f.file.name());
-        paths.push(f.file.job_path());
-        sizes.push(local_size(&f.file));
-        tables.push(f.target.as_ref().map(|t| t.0.clone()));
-        modes.push(f.target.as_ref().map(|t| t.1.clone()));
-    }
-    Ok(sqlx::query_as(
-        "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)
-         SELECT p.id, p.name, p.connection_id, f.file_name, f.file_path, f.file_size, $7, $8, f.target_table, f.mode
-           FROM cpi_projects p,
-                unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $9::timestamptz[])
-                    AS f(file_name, file_path, file_size, target_table, mode, written)
-          WHERE p.name = $1
-            AND (f.written IS NULL OR NOT EXISTS (
-                SELECT 1 FROM cpi_import_jobs d
-                 WHERE d.file_path = f.file_path AND d.status IN ('succeeded', 'duplicate')
-                   AND d.finished_at >= f.written + interval '1 second'))
-          ORDER BY f.file_path
-         ON CONFLICT DO NOTHING
-         RETURNING id, file_path",
-    )
-    .bind(project_name)
-    .bind(names)
-    .bind(paths)
-    .bind(sizes)
-    .bind(tables)
-    .bind(modes)
-    .bind(JobStatus::Queued)
-    .bind(worker)
-    .bind(written)
-    .fetch_all(mgmt)
-    .await?)
-}
-
 /// A local file's size when it can be read now (an object's comes with
 /// its job's first read).
-fn local_size(file: &FileRef) -> Option<i64> {
+pub(super) fn local_size(file: &FileRef) -> Option<i64> {
     match file {
         FileRef::Local(p) => std::fs::metadata(p).ok().map(|m| m.len() as i64),
         FileRef::Object(_) => None,
@@ -514,76 +444,6 @@ pub async fn defer(
     .execute(db)
     .await?;
     Ok(r.rows_affected() == 1)
-}
-
-/// Puts a failed job back in the queue when its file still exists, or makes
-/// a queued job that waits for its retry due now; the caller then runs it
-/// (`import::run_job`) or leaves it to the daemon.
-///
-/// With `force`, a job stuck in `running` is taken over too (its worker
-/// died, e.g. a killed `cpi import`). That is safe even if the worker is in
-/// fact alive: both runs take the table's lock in the target, and the
-/// second finds the first in the ledger and ends as a duplicate.
-pub async fn requeue(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError> {
-    let job = get(db, id).await?.ok_or(JobError::NotFound(id))?;
-    let waiting =
-        job.status == JobStatus::Queued && (job.waits_for_fix || job.not_before.is_some());
-    if job.status != JobStatus::Failed && !(force && job.status == JobStatus::Running) && !waiting {
-        return Err(JobError::NotRetryable {
-            id,
-            status: job.status.to_string(),
-        });
-    }
-    let path = match failed_copy(db, &job).await? {
-        Some(p) => p,
-        None => {
-            return Err(JobError::FileGone {
-                id,
-                path: job.file_path,
-            })
-        }
-    };
-    let job: Job = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE cpi_import_jobs SET status = $4, file_path = $2, not_before = NULL, waits_for_fix = false
-          WHERE id = $1 AND status = $3
-         RETURNING {JOB_COLUMNS}"
-    )))
-    .bind(id)
-    .bind(&path)
-    .bind(job.status)
-    .bind(JobStatus::Queued)
-    .fetch_optional(db)
-    .await?
-    .ok_or(JobError::NotRetryable {
-        id,
-        status: "no longer failed".into(),
-    })?;
-    Ok(job)
-}
-
-/// Where a failed job's file is now: where it was, or in the project's
-/// failed folder (the daemon moves failed files there).
-async fn failed_copy(db: &PgPool, job: &Job) -> Result<Option<String>, JobError> {
-    if Path::new(&job.file_path).is_file() {
-        return Ok(Some(job.file_path.clone()));
-    }
-    let project = match crate::store::project_by_name(db, &job.project_name).await {
-        Ok(p) => p,
-        Err(crate::store::StoreError::Db(e)) => return Err(JobError::Db(e)),
-        Err(_) => None,
-    };
-    let Some(Ok(config)) = project.map(|p| p.parsed) else {
-        return Ok(None);
-    };
-    let failed_dir = match (&config.inbox, &config.failed_dir) {
-        (Some(inbox), _) => config.failed_path(Path::new(inbox)),
-        (None, Some(d)) => std::path::PathBuf::from(d),
-        (None, None) => return Ok(None),
-    };
-    let candidate = failed_dir.join(&job.file_name);
-    Ok(candidate
-        .is_file()
-        .then(|| candidate.to_string_lossy().into_owned()))
 }
 
 #[cfg(test)]

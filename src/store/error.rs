@@ -1,0 +1,54 @@
+//! What a statement on the management database fails with.
+
+/// What a store function returns: most fail with a [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A management database operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL does not parse, or connecting timed out (never the URL).
+    #[error("cannot connect to the management database: {0}")]
+    Connect(String),
+    /// Connecting failed: `message` is the driver's error with the URL's
+    /// secrets masked, what is printed; `source` is kept for inspection.
+    #[error("cannot connect to the management database: {message}")]
+    Refused {
+        /// The error as printed, scrubbed.
+        message: String,
+        /// The driver's error (may contain the URL: never print it).
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A query failed.
+    #[error("management database: {0}")]
+    Db(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("migrating the management database: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// Commands that only read need `cpi migrate` first.
+    #[error(
+        "the management database has no cpi tables yet: run `cpi migrate` (or `cpi apply`) first"
+    )]
+    NotMigrated,
+    /// A stored URL does not decrypt with the key file given (or none was).
+    #[error("connection {name:?}: {source}")]
+    Sealed {
+        /// The connection.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::crypto::CryptoError,
+    },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
