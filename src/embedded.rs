@@ -445,7 +445,8 @@ impl Embedded {
 
     async fn create_databases(&self) -> Result<(), EmbeddedError> {
         let admin = self.database_url("postgres");
-        let opts = crate::store::connect_options(&admin).map_err(|e| failed(&self.dir, e))?;
+        let opts =
+            crate::tls::connect_options(&admin).map_err(|e| failed(&self.dir, e.to_string()))?;
         let mut conn =
             tokio::time::timeout(Duration::from_secs(30), PgConnection::connect_with(&opts))
                 .await

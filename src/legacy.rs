@@ -15,16 +15,167 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
 use serde_yaml::{Mapping, Value};
 
 use crate::config::ProjectConfig;
-use crate::manifest::{ConnectionSpec, Envelope, ProjectSpec};
-use crate::output::{self, Files, SecretRefs};
-use crate::rules;
-use crate::secret::{self, Secret};
+use crate::manifest::{ConnectionSpec, Envelope, Kind, ProjectSpec};
+use crate::output::{Files, SecretRefs};
+use crate::rules::{self, NameError};
+use crate::secret::Secret;
+
+/// Why a legacy config cannot be converted; `at` names its file (and
+/// document). Never holds a variable's value: it is the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum LegacyError {
+    /// A document that is not a mapping.
+    #[error("{at}: expected a mapping (a legacy project config)")]
+    NotAMapping {
+        /// Where.
+        at: String,
+    },
+    /// A manifest of another kind.
+    #[error("{at}: a manifest that is not a Project has nothing to convert")]
+    NotAProject {
+        /// Where.
+        at: String,
+    },
+    /// A Project manifest without `spec` mapping.
+    #[error("{at}: a Project needs a `spec` mapping")]
+    NoSpec {
+        /// Where.
+        at: String,
+    },
+    /// A Project manifest that already names a Connection.
+    #[error("{at}: no `connection.env_var`: this Project is not a legacy config")]
+    ProjectNotLegacy {
+        /// Where.
+        at: String,
+    },
+    /// A config without `connection`.
+    #[error("{at}: no `connection.env_var`: not a legacy project config")]
+    NotLegacy {
+        /// Where.
+        at: String,
+    },
+    /// A key that must hold text.
+    #[error("{at}: `{key}` must be a string")]
+    NotAString {
+        /// Where.
+        at: String,
+        /// The key.
+        key: &'static str,
+    },
+    /// `connection` that is not `{env_var: NAME}`.
+    #[error("{at}: `connection` must be a mapping `{{env_var: NAME}}`")]
+    ConnectionNotAMapping {
+        /// Where.
+        at: String,
+    },
+    /// `connection` with other keys than `env_var`.
+    #[error("{at}: `connection` must hold exactly `env_var` (found {keys} keys)")]
+    ConnectionKeys {
+        /// Where.
+        at: String,
+        /// How many keys it holds.
+        keys: usize,
+    },
+    /// `connection.env_var` empty or not text.
+    #[error("{at}: `connection.env_var` must name an environment variable")]
+    NoEnvVar {
+        /// Where.
+        at: String,
+    },
+    /// No `name`, and no lone document whose file could name it.
+    #[error("{at}: the project has no `name` (and the file holds several documents)")]
+    NoName {
+        /// Where.
+        at: String,
+    },
+    /// A name against the manifests' name rule.
+    #[error("{at}: project name {source} to be a metadata.name")]
+    Name {
+        /// Where.
+        at: String,
+        /// The rule broken.
+        #[source]
+        source: NameError,
+    },
+    /// A config that does not parse as a manifest config.
+    #[error("{at}: config: {source}")]
+    Config {
+        /// Where.
+        at: String,
+        /// Why it does not parse.
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A config that breaks the config's rules.
+    #[error("{at}: config.{}", .problems.join("; config."))]
+    InvalidConfig {
+        /// Where.
+        at: String,
+        /// Every problem.
+        problems: Vec<String>,
+    },
+    /// Two documents of one project.
+    #[error("{at}: duplicate project {name:?} (also in {first})")]
+    DuplicateProject {
+        /// Where.
+        at: String,
+        /// The project.
+        name: String,
+        /// Where it was first.
+        first: String,
+    },
+    /// Two variables whose connection names collide.
+    #[error("environment variables {first} and {second} would both become connection {name:?}; rename one in the legacy configs")]
+    SameConnectionName {
+        /// The variable seen first.
+        first: String,
+        /// The other.
+        second: String,
+        /// The connection name of both.
+        name: String,
+    },
+    /// A variable that is not set (or empty).
+    #[error("environment variable {var} is not set (it holds the database URL of project(s) {}): set it and rerun", .projects.join(", "))]
+    NotSet {
+        /// The variable.
+        var: String,
+        /// The projects that use it.
+        projects: Vec<String>,
+    },
+    /// A variable whose value is not a PostgreSQL URL.
+    #[error("environment variable {var} does not hold a postgres:// or postgresql:// URL")]
+    NotAUrl {
+        /// The variable.
+        var: String,
+    },
+}
+
+/// Why the input folder cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// `--input` is not a folder.
+    #[error("--input {} is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    /// A folder or file that cannot be read.
+    #[error("cannot read {}", .path.display())]
+    Read {
+        /// The folder or file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Files that are not YAML or JSON, one message per document.
+    #[error("cannot parse the legacy configs:\n  {}", .0.join("\n  "))]
+    Parse(Vec<String>),
+    /// Nothing to convert.
+    #[error("--input {}: no *.yaml, *.yml or *.json file found", .0.display())]
+    Empty(PathBuf),
+}
 
 const HEADER: &str = "# Converted by `cpi convert-legacy`.\n";
 
@@ -82,39 +233,39 @@ pub fn connection_name(env_var: &str) -> String {
     name
 }
 
-fn str_field(m: &Mapping, key: &str, at: &str) -> Result<Option<String>, String> {
+fn str_field(m: &Mapping, key: &'static str, at: &str) -> Result<Option<String>, LegacyError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("{at}: `{key}` must be a string")),
+        Some(_) => Err(LegacyError::NotAString {
+            at: at.to_string(),
+            key,
+        }),
     }
 }
 
 /// `{env_var: NAME}` → `NAME`.
-fn env_var_of(v: &Value, at: &str) -> Result<String, String> {
+fn env_var_of(v: &Value, at: &str) -> Result<String, LegacyError> {
+    let at = || at.to_string();
     let m = v
         .as_mapping()
-        .ok_or_else(|| format!("{at}: `connection` must be a mapping `{{env_var: NAME}}`"))?;
+        .ok_or_else(|| LegacyError::ConnectionNotAMapping { at: at() })?;
     if m.len() != 1 {
-        return Err(format!(
-            "{at}: `connection` must hold exactly `env_var` (found {} keys)",
-            m.len()
-        ));
+        return Err(LegacyError::ConnectionKeys {
+            at: at(),
+            keys: m.len(),
+        });
     }
     match m.get("env_var") {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        _ => Err(format!(
-            "{at}: `connection.env_var` must name an environment variable"
-        )),
+        _ => Err(LegacyError::NoEnvVar { at: at() }),
     }
 }
 
-fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
+fn parse(doc: &LegacyDoc) -> Result<LegacyProject, LegacyError> {
     let at = doc.at();
     let Some(top) = doc.value.as_mapping() else {
-        return Err(format!(
-            "{at}: expected a mapping (a legacy project config)"
-        ));
+        return Err(LegacyError::NotAMapping { at });
     };
     let stem = || {
         (doc.of == 1)
@@ -127,9 +278,7 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
     };
     let (name, description, env_var, mut config) = if top.contains_key("apiVersion") {
         if top.get("kind").and_then(Value::as_str) != Some("Project") {
-            return Err(format!(
-                "{at}: a manifest that is not a Project has nothing to convert"
-            ));
+            return Err(LegacyError::NotAProject { at });
         }
         let name = top
             .get("metadata")
@@ -139,7 +288,7 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
         let spec = top
             .get("spec")
             .and_then(Value::as_mapping)
-            .ok_or_else(|| format!("{at}: a Project needs a `spec` mapping"))?;
+            .ok_or_else(|| LegacyError::NoSpec { at: at.clone() })?;
         let mut config = spec
             .get("config")
             .and_then(Value::as_mapping)
@@ -148,22 +297,14 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
         let env_var = match (spec.get("connection"), config.shift_remove("connection")) {
             (Some(c), None) if c.is_mapping() => env_var_of(c, &at)?,
             (None, Some(c)) | (Some(Value::String(_)), Some(c)) => env_var_of(&c, &at)?,
-            _ => {
-                return Err(format!(
-                    "{at}: no `connection.env_var`: this Project is not a legacy config"
-                ))
-            }
+            _ => return Err(LegacyError::ProjectNotLegacy { at }),
         };
         (name, str_field(spec, "description", &at)?, env_var, config)
     } else {
         let mut config = top.clone();
         let env_var = match config.shift_remove("connection") {
             Some(c) => env_var_of(&c, &at)?,
-            None => {
-                return Err(format!(
-                    "{at}: no `connection.env_var`: not a legacy project config"
-                ))
-            }
+            None => return Err(LegacyError::NotLegacy { at }),
         };
         let name = str_field(top, "name", &at)?;
         let description = str_field(top, "description", &at)?;
@@ -171,17 +312,20 @@ fn parse(doc: &LegacyDoc) -> Result<LegacyProject, String> {
         (name, description, env_var, config)
     };
     config.shift_remove("name");
-    let name = name.or_else(stem).ok_or_else(|| {
-        format!("{at}: the project has no `name` (and the file holds several documents)")
-    })?;
-    rules::check_name(&name)
-        .map_err(|e| format!("{at}: project name {e} to be a metadata.name"))?;
+    let Some(name) = name.or_else(stem) else {
+        return Err(LegacyError::NoName { at });
+    };
+    if let Err(source) = rules::check_name(&name) {
+        return Err(LegacyError::Name { at, source });
+    }
     // Fail now, with the input file's name, rather than in `cpi validate`.
-    let typed: ProjectConfig = serde_yaml::from_value(Value::Mapping(config.clone()))
-        .map_err(|e| format!("{at}: config: {e}"))?;
+    let typed: ProjectConfig = match serde_yaml::from_value(Value::Mapping(config.clone())) {
+        Ok(t) => t,
+        Err(source) => return Err(LegacyError::Config { at, source }),
+    };
     let problems = typed.validate();
     if !problems.is_empty() {
-        return Err(format!("{at}: config.{}", problems.join("; config.")));
+        return Err(LegacyError::InvalidConfig { at, problems });
     }
     Ok(LegacyProject {
         at,
@@ -208,7 +352,7 @@ pub fn convert(
     docs: &[LegacyDoc],
     env: impl Fn(&str) -> Option<String>,
     refs: &SecretRefs,
-) -> Result<Converted, Vec<String>> {
+) -> Result<Converted, Vec<LegacyError>> {
     let mut errors = Vec::new();
     let mut projects = Vec::new();
     for d in docs {
@@ -220,10 +364,11 @@ pub fn convert(
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for p in &projects {
         if let Some(first) = seen.insert(&p.name, &p.at) {
-            errors.push(format!(
-                "{}: duplicate project {:?} (also in {first})",
-                p.at, p.name
-            ));
+            errors.push(LegacyError::DuplicateProject {
+                at: p.at.clone(),
+                name: p.name.clone(),
+                first: first.to_string(),
+            });
         }
     }
     let mut by_var: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -235,24 +380,26 @@ pub fn convert(
     for (var, users) in &by_var {
         let name = connection_name(var);
         if let Some(other) = names.insert(name.clone(), var) {
-            errors.push(format!(
-                "environment variables {other} and {var} would both become connection {name:?}; rename one in the legacy configs"
-            ));
+            errors.push(LegacyError::SameConnectionName {
+                first: other.to_string(),
+                second: var.to_string(),
+                name,
+            });
             continue;
         }
         let value = env(var).map(|v| v.trim().to_string()).unwrap_or_default();
         if value.is_empty() {
-            errors.push(format!(
-                "environment variable {var} is not set (it holds the database URL of project(s) {}): set it and rerun",
-                users.join(", ")
-            ));
+            errors.push(LegacyError::NotSet {
+                var: var.to_string(),
+                projects: users.clone(),
+            });
             continue;
         }
         if rules::parse_pg_url(&value).is_err() {
             // Never echo the value: it is the secret.
-            errors.push(format!(
-                "environment variable {var} does not hold a postgres:// or postgresql:// URL"
-            ));
+            errors.push(LegacyError::NotAUrl {
+                var: var.to_string(),
+            });
             continue;
         }
         let file = format!("{name}.url");
@@ -263,7 +410,7 @@ pub fn convert(
         };
         out.files.manifests.push((
             Path::new("connections").join(format!("{name}.yaml")),
-            Envelope::new("Connection", &name, spec).to_yaml(HEADER),
+            Envelope::new(Kind::Connection, &name, spec).to_yaml(HEADER),
         ));
         out.files
             .secrets
@@ -282,7 +429,7 @@ pub fn convert(
         };
         out.files.manifests.push((
             Path::new("projects").join(format!("{}.yaml", p.name)),
-            Envelope::new("Project", &p.name, spec).to_yaml(HEADER),
+            Envelope::new(Kind::Project, &p.name, spec).to_yaml(HEADER),
         ));
     }
     Ok(out)
@@ -290,12 +437,15 @@ pub fn convert(
 
 /// Every YAML document of every `*.yaml`/`*.yml`/`*.json` below `dir`
 /// (hidden files and folders skipped), in path order.
-pub fn read_input(dir: &Path) -> Result<Vec<LegacyDoc>> {
+pub fn read_input(dir: &Path) -> Result<Vec<LegacyDoc>, InputError> {
     if !dir.is_dir() {
-        bail!("--input {} is not a folder", dir.display());
+        return Err(InputError::NotAFolder(dir.to_path_buf()));
     }
     let mut files = Vec::new();
-    walk(dir, &mut files).with_context(|| format!("cannot read {}", dir.display()))?;
+    walk(dir, &mut files).map_err(|source| InputError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     files.sort();
     let mut docs = Vec::new();
     let mut errors = Vec::new();
@@ -305,8 +455,10 @@ pub fn read_input(dir: &Path) -> Result<Vec<LegacyDoc>> {
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|source| InputError::Read {
+            path: path.clone(),
+            source,
+        })?;
         let mut values = Vec::new();
         for d in serde_yaml::Deserializer::from_str(&text) {
             match <Value as serde::Deserialize>::deserialize(d) {
@@ -329,16 +481,10 @@ pub fn read_input(dir: &Path) -> Result<Vec<LegacyDoc>> {
         );
     }
     if !errors.is_empty() {
-        bail!(
-            "cannot parse the legacy configs:\n  {}",
-            errors.join("\n  ")
-        );
+        return Err(InputError::Parse(errors));
     }
     if docs.is_empty() {
-        bail!(
-            "--input {}: no *.yaml, *.yml or *.json file found",
-            dir.display()
-        );
+        return Err(InputError::Empty(dir.to_path_buf()));
     }
     Ok(docs)
 }
@@ -358,42 +504,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `cpi convert-legacy --input DIR --output DIR --secrets-out DIR [--force]`.
-pub fn run(input: &Path, output: &Path, secrets_out: &Path, force: bool) -> Result<ExitCode> {
-    let refs = SecretRefs::new(output, secrets_out)?;
-    let docs = read_input(input)?;
-    let converted = convert(&docs, |v| std::env::var(v).ok(), &refs).map_err(|errors| {
-        anyhow::anyhow!(
-            "nothing converted ({} problem(s)):\n  {}",
-            errors.len(),
-            errors.join("\n  ")
-        )
-    })?;
-    for (_, s) in &converted.files.secrets {
-        secret::register(s);
-    }
-    output::write_all(&converted.files, output, secrets_out, force)?;
-    for (var, name, users) in &converted.connections {
-        println!(
-            "connection {name}: URL from ${var} → {} (mode 0600); used by {}",
-            secrets_out.join(format!("{name}.url")).display(),
-            users.join(", ")
-        );
-    }
-    for (p, _) in &converted.files.manifests {
-        println!("wrote {}", output.join(p).display());
-    }
-    let secrets_flag = refs.secrets_dir_flag(secrets_out);
-    println!(
-        "Converted {} project(s) and {} connection(s). Next: cpi validate --manifests {}{secrets_flag}. Never commit the secret files in {}.",
-        converted.files.manifests.len() - converted.connections.len(),
-        converted.connections.len(),
-        output.display(),
-        secrets_out.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -459,8 +569,8 @@ mod tests {
         ];
         let e = convert(&docs, env, &refs()).unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].contains("NOPE_URL is not set"), "{e:?}");
-        assert!(e[0].contains("project(s) b"), "{e:?}");
+        assert!(e[0].to_string().contains("NOPE_URL is not set"), "{e:?}");
+        assert!(e[0].to_string().contains("project(s) b"), "{e:?}");
     }
 
     #[test]
@@ -476,7 +586,11 @@ mod tests {
             &refs(),
         )
         .unwrap_err();
-        let all = e.join("\n");
+        let all = e
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(all.contains("a.yaml: no `connection.env_var`"), "{all}");
         assert!(
             all.contains("b.yaml: config: unknown field `inbx`"),

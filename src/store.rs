@@ -112,7 +112,7 @@ pub enum StoreError {
 /// Parses a URL into connect options with libpq's TLS meanings
 /// ([`crate::tls`]); the error never repeats the URL.
 pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
-    crate::tls::connect_options(url)
+    crate::tls::connect_options(url).map_err(|e| e.to_string())
 }
 
 /// A lazy pool on the management database, after one direct connection
