@@ -115,6 +115,27 @@ pub struct Desired {
     pub projects: BTreeMap<String, DesiredProject>,
 }
 
+#[cfg(test)]
+impl Desired {
+    /// This state with one more connection, declared in `source`.
+    pub(crate) fn with_connection(
+        mut self,
+        name: &str,
+        description: Option<&str>,
+        url: UrlState,
+        source: &str,
+    ) -> Desired {
+        let connection = DesiredConnection {
+            name: name.to_string(),
+            description: description.map(str::to_string),
+            url,
+            source: source.to_string(),
+        };
+        self.connections.insert(name.to_string(), connection);
+        self
+    }
+}
+
 /// A manifests folder, loaded.
 #[derive(Debug, Default)]
 pub struct Loaded {
