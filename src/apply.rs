@@ -88,7 +88,7 @@ pub async fn apply(
     } else {
         plan.check_deletes(opts.max_delete, opts.allow_delete)
             .err()
-            .map(ApplyError::DeleteGuard)
+            .map(|e| ApplyError::DeleteGuard(e.to_string()))
     };
     if let Some(err) = refusal {
         tx.rollback().await?;

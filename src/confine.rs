@@ -59,5 +59,7 @@ pub fn may_move_into(dir: &Path, roots: &[PathBuf]) -> Result<(), String> {
     if roots.is_empty() {
         return Ok(());
     }
-    rules::confine(&dir.to_string_lossy(), roots).map(|_| ())
+    rules::confine(&dir.to_string_lossy(), roots)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -12,17 +12,77 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::sync::Arc;
 
 use crate::config::ProjectConfig;
-use crate::manifest::{ConnectionSpec, Envelope, ProjectSpec};
-use crate::output::{self, Files, SecretRefs};
-use crate::rules;
+use crate::crypto::CryptoError;
+use crate::manifest::{ConnectionSpec, Envelope, Kind, ProjectSpec};
+use crate::output::{Files, SecretRefs};
+use crate::rules::{self, NameError, UrlError};
 use crate::secret::{self, Secret};
-use crate::store::{self, ConnectionRow, ProjectRow};
-use anyhow::Result;
+use crate::store::{ConnectionRow, ProjectRow};
 
 const HEADER: &str = "# Exported by `cpi export` from the management database.\n";
+
+/// Why a row cannot become a manifest. Never holds a URL.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The stored URL is not a PostgreSQL URL.
+    #[error("the stored URL: {0}")]
+    StoredUrl(#[source] UrlError),
+    /// A connection named against the manifests' name rule.
+    #[error("connection name {0} to be a metadata.name; rename the row first")]
+    ConnectionName(#[source] NameError),
+    /// A connection whose stored URL cannot be decrypted.
+    #[error("connection {name:?}: {source}")]
+    Sealed {
+        /// The connection.
+        name: String,
+        /// Why it cannot be decrypted.
+        #[source]
+        source: CryptoError,
+    },
+    /// A connection whose URL cannot be split for a manifest.
+    #[error("connection {name:?}: {source}")]
+    ConnectionUrl {
+        /// The connection.
+        name: String,
+        /// Why its URL does not split.
+        #[source]
+        source: Box<ExportError>,
+    },
+    /// A project named against the manifests' name rule.
+    #[error("project name {0} to be a metadata.name; rename the row first")]
+    ProjectName(#[source] NameError),
+    /// A project without connection: a manifest needs one.
+    #[error("project {0:?} has no connection (connection_id is NULL), and a Project manifest needs spec.connection; give the row a connection, or write its manifest by hand")]
+    NoConnection(String),
+    /// A project whose stored config does not parse.
+    #[error("project {name:?}: its stored config is not a valid manifest config ({source}); a legacy config with connection.env_var is converted by `cpi convert-legacy`")]
+    UnparsedConfig {
+        /// The project.
+        name: String,
+        /// Why its config does not parse.
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+    /// A project whose stored config breaks the config's rules.
+    #[error("project {name:?}: its stored config is invalid: {}", .problems.join("; "))]
+    InvalidConfig {
+        /// The project.
+        name: String,
+        /// Every problem.
+        problems: Vec<String>,
+    },
+    /// A project whose connection was left out.
+    #[error("project {project:?}: its connection {connection:?} was not exported")]
+    ConnectionLeftOut {
+        /// The project.
+        project: String,
+        /// Its connection.
+        connection: String,
+    },
+}
 
 /// Where a stored URL goes in a manifest.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,8 +102,8 @@ pub enum UrlSplit {
 
 /// Splits a stored URL so that what the manifest loader rebuilds from the
 /// parts equals the stored text exactly. The error never contains the URL.
-pub fn split_url(raw: &str) -> Result<UrlSplit, String> {
-    let url = rules::parse_pg_url(raw).map_err(|e| format!("the stored URL: {e}"))?;
+pub fn split_url(raw: &str) -> Result<UrlSplit, ExportError> {
+    let url = rules::parse_pg_url(raw).map_err(ExportError::StoredUrl)?;
     let whole = || Ok(UrlSplit::Whole(Secret::new(raw)));
     let Some(visible) = secret::url_without_secrets(raw) else {
         return whole();
@@ -86,13 +146,16 @@ pub fn split_url(raw: &str) -> Result<UrlSplit, String> {
 pub fn connection_manifest(
     row: &ConnectionRow,
     refs: &SecretRefs,
-) -> Result<(String, Option<(PathBuf, Secret)>), String> {
-    rules::check_name(&row.name)
-        .map_err(|e| format!("connection name {e} to be a metadata.name; rename the row first"))?;
-    let url = row
-        .url()
-        .map_err(|e| format!("connection {:?}: {e}", row.name))?;
-    let split = split_url(url.expose()).map_err(|e| format!("connection {:?}: {e}", row.name))?;
+) -> Result<(String, Option<(PathBuf, Secret)>), ExportError> {
+    rules::check_name(&row.name).map_err(ExportError::ConnectionName)?;
+    let url = row.url().map_err(|source| ExportError::Sealed {
+        name: row.name.clone(),
+        source,
+    })?;
+    let split = split_url(url.expose()).map_err(|e| ExportError::ConnectionUrl {
+        name: row.name.clone(),
+        source: Box::new(e),
+    })?;
     let mut spec = ConnectionSpec {
         description: row.description.clone(),
         ..ConnectionSpec::default()
@@ -114,42 +177,38 @@ pub fn connection_manifest(
             Some((PathBuf::from(file), url))
         }
     };
-    let text = Envelope::new("Connection", &row.name, spec).to_yaml(HEADER);
+    let text = Envelope::new(Kind::Connection, &row.name, spec).to_yaml(HEADER);
     Ok((text, secret))
 }
 
 /// A project row as a manifest: `spec.connection` is the connection's name,
 /// `spec.config` the stored config without `name` (set from metadata.name).
-pub fn project_manifest(row: &ProjectRow) -> Result<String, String> {
-    rules::check_name(&row.name)
-        .map_err(|e| format!("project name {e} to be a metadata.name; rename the row first"))?;
+pub fn project_manifest(row: &ProjectRow) -> Result<String, ExportError> {
+    rules::check_name(&row.name).map_err(ExportError::ProjectName)?;
     let Some(connection) = &row.connection_name else {
-        return Err(format!(
-            "project {:?} has no connection (connection_id is NULL), and a Project manifest needs spec.connection; give the row a connection, or write its manifest by hand",
-            row.name
-        ));
+        return Err(ExportError::NoConnection(row.name.clone()));
     };
-    let mut config: ProjectConfig = row.parsed.clone().map_err(|e| {
-        format!(
-            "project {:?}: its stored config is not a valid manifest config ({e}); a legacy config with connection.env_var is converted by `cpi convert-legacy`",
-            row.name
-        )
-    })?;
+    let mut config: ProjectConfig =
+        row.parsed
+            .clone()
+            .map_err(|source| ExportError::UnparsedConfig {
+                name: row.name.clone(),
+                source,
+            })?;
     config.name = None;
     let problems = config.validate();
     if !problems.is_empty() {
-        return Err(format!(
-            "project {:?}: its stored config is invalid: {}",
-            row.name,
-            problems.join("; ")
-        ));
+        return Err(ExportError::InvalidConfig {
+            name: row.name.clone(),
+            problems,
+        });
     }
     let spec = ProjectSpec {
         description: row.description.clone(),
         connection: connection.clone(),
         config,
     };
-    Ok(Envelope::new("Project", &row.name, spec).to_yaml(HEADER))
+    Ok(Envelope::new(Kind::Project, &row.name, spec).to_yaml(HEADER))
 }
 
 /// What `cpi export` writes, and the rows it leaves out (with the reason).
@@ -158,7 +217,7 @@ pub struct Exported {
     /// The manifests and secret files to write.
     pub files: Files,
     /// Why each left-out row was left out.
-    pub skipped: Vec<String>,
+    pub skipped: Vec<ExportError>,
 }
 
 /// Every row as a manifest. A row that cannot become a valid manifest is
@@ -183,10 +242,10 @@ pub fn export(conns: &[ConnectionRow], projs: &[ProjectRow], refs: &SecretRefs) 
     for row in projs {
         if let Some(c) = &row.connection_name {
             if !exported.contains(c.as_str()) {
-                out.skipped.push(format!(
-                    "project {:?}: its connection {c:?} was not exported",
-                    row.name
-                ));
+                out.skipped.push(ExportError::ConnectionLeftOut {
+                    project: row.name.clone(),
+                    connection: c.clone(),
+                });
                 continue;
             }
         }
@@ -199,47 +258,6 @@ pub fn export(conns: &[ConnectionRow], projs: &[ProjectRow], refs: &SecretRefs) 
         }
     }
     out
-}
-
-/// `cpi export --output DIR --secrets-out DIR [--force]`.
-pub async fn run(
-    pool: &sqlx::PgPool,
-    output: &Path,
-    secrets_out: &Path,
-    force: bool,
-) -> Result<ExitCode> {
-    let refs = SecretRefs::new(output, secrets_out)?;
-    store::require_migrated(pool).await?;
-    let conns = store::list_connections(pool).await?;
-    let projs = store::list_projects(pool).await?;
-    for c in &conns {
-        if let Ok(url) = c.url() {
-            secret::register(&url);
-        }
-    }
-    let exported = export(&conns, &projs, &refs);
-    output::write_all(&exported.files, output, secrets_out, force)?;
-    for s in &exported.skipped {
-        eprintln!("warning: skipped {s}");
-    }
-    for (p, _) in &exported.files.manifests {
-        println!("wrote {}", output.join(p).display());
-    }
-    for (p, _) in &exported.files.secrets {
-        println!("wrote {} (mode 0600)", secrets_out.join(p).display());
-    }
-    println!(
-        "Exported {} manifest(s) and {} secret file(s); skipped {} row(s).",
-        exported.files.manifests.len(),
-        exported.files.secrets.len(),
-        exported.skipped.len()
-    );
-    let secrets_flag = refs.secrets_dir_flag(secrets_out);
-    println!(
-        "Next: cpi diff --manifests {}{secrets_flag} --adopt, then cpi apply with the same flags to take the rows over.",
-        output.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -305,7 +323,9 @@ mod tests {
                 UrlSplit::Whole(Secret::new(whole))
             );
         }
-        let e = split_url("mysql://u:topsecret@h/db").unwrap_err();
+        let e = split_url("mysql://u:topsecret@h/db")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("topsecret"), "{e}");
     }
 
@@ -365,7 +385,10 @@ mod tests {
         assert!(out
             .skipped
             .iter()
-            .any(|s| s.contains("connection_id is NULL")));
-        assert!(out.skipped.iter().any(|s| s.contains("convert-legacy")));
+            .any(|s| s.to_string().contains("connection_id is NULL")));
+        assert!(out
+            .skipped
+            .iter()
+            .any(|s| s.to_string().contains("convert-legacy")));
     }
 }

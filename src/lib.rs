@@ -13,7 +13,7 @@
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
 //! - [`embedded`]: the private PostgreSQL under the state dir when no management URL is given.
 //! - [`apply`]: runs a plan in one transaction under the reconcile lock.
-//! - [`export`]: `cpi export`, rows → manifests + secret files (pure), written by [`output`].
+//! - [`export`]: `cpi export`'s rows → manifests + secret files (pure); the command is in [`cli`], writing by [`output`].
 //! - [`legacy`]: `cpi convert-legacy`, `connection.env_var` configs → manifests (pure).
 //! - [`output`]: writing generated manifests and 0600 secret files.
 //! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.

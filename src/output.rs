@@ -7,9 +7,79 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
 use crate::secret::Secret;
+
+/// Why generated files could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// A folder given cannot be made absolute.
+    #[error(transparent)]
+    Absolute(std::io::Error),
+    /// Files exist and `--force` was not given; nothing was written.
+    #[error("refusing to overwrite {} existing file(s) (rerun with --force): {}", .0.len(), .0.join(", "))]
+    Exists(Vec<String>),
+    /// A folder that cannot be created.
+    #[error("cannot create {}", .path.display())]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file that cannot be written.
+    #[error("cannot write {}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A secret file that cannot be written.
+    #[error("cannot write secret file {}", .path.display())]
+    WriteSecret {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A secret file whose mode cannot be narrowed.
+    #[error("cannot set mode 0600 on {}", .path.display())]
+    SecretMode {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The absolute form of `p`, `.` and `..` removed.
+fn absolute(p: &Path) -> Result<PathBuf, OutputError> {
+    std::path::absolute(p)
+        .map(|a| normalize(&a))
+        .map_err(OutputError::Absolute)
+}
+
+fn create_dir(path: &Path, mode: Option<u32>) -> Result<(), OutputError> {
+    let made = match mode {
+        Some(mode) => DirBuilder::new().recursive(true).mode(mode).create(path),
+        None => std::fs::create_dir_all(path),
+    };
+    made.map_err(|source| OutputError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), OutputError> {
+    std::fs::write(path, text).map_err(|source| OutputError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
 /// What a generator produced: manifest files (relative to the output
 /// folder) and secret files (relative to the secrets folder).
@@ -46,9 +116,9 @@ impl SecretRefs {
     }
 
     /// How manifests in `output` should name files in `secrets_out`.
-    pub fn new(output: &Path, secrets_out: &Path) -> Result<SecretRefs> {
-        let out = normalize(&std::path::absolute(output)?);
-        let sec = normalize(&std::path::absolute(secrets_out)?);
+    pub fn new(output: &Path, secrets_out: &Path) -> Result<SecretRefs, OutputError> {
+        let out = absolute(output)?;
+        let sec = absolute(secrets_out)?;
         Ok(match sec.strip_prefix(&out) {
             Ok(rel) => SecretRefs {
                 prefix: rel.to_path_buf(),
@@ -88,7 +158,12 @@ fn normalize(p: &Path) -> PathBuf {
 /// Writes every file. Without `force`, an existing file is an error and
 /// nothing is written (checked before the first write). Secret files are
 /// created with mode 0600 and their folder with 0700.
-pub fn write_all(files: &Files, output: &Path, secrets_out: &Path, force: bool) -> Result<()> {
+pub fn write_all(
+    files: &Files,
+    output: &Path,
+    secrets_out: &Path,
+    force: bool,
+) -> Result<(), OutputError> {
     if !force {
         let existing: Vec<String> = files
             .manifests
@@ -99,27 +174,17 @@ pub fn write_all(files: &Files, output: &Path, secrets_out: &Path, force: bool) 
             .map(|p| p.display().to_string())
             .collect();
         if !existing.is_empty() {
-            bail!(
-                "refusing to overwrite {} existing file(s) (rerun with --force): {}",
-                existing.len(),
-                existing.join(", ")
-            );
+            return Err(OutputError::Exists(existing));
         }
     }
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(secrets_out)
-        .with_context(|| format!("cannot create {}", secrets_out.display()))?;
+    create_dir(secrets_out, Some(0o700))?;
     // The secrets folder often sits inside a repository: make `git add .`
     // unable to pick the secrets up (unless it is the manifests folder
     // itself, whose manifests must stay committable).
     let ignore = secrets_out.join(".gitignore");
-    let shared =
-        normalize(&std::path::absolute(secrets_out)?) == normalize(&std::path::absolute(output)?);
+    let shared = absolute(secrets_out)? == absolute(output)?;
     if !files.secrets.is_empty() && !shared && !ignore.exists() {
-        std::fs::write(&ignore, "# Secret files: never commit them.\n*\n")
-            .with_context(|| format!("cannot write {}", ignore.display()))?;
+        write(&ignore, "# Secret files: never commit them.\n*\n")?;
     }
     for (rel, value) in &files.secrets {
         write_secret(&secrets_out.join(rel), value)?;
@@ -127,10 +192,9 @@ pub fn write_all(files: &Files, output: &Path, secrets_out: &Path, force: bool) 
     for (rel, text) in &files.manifests {
         let path = output.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
+            create_dir(parent, None)?;
         }
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        write(&path, text)?;
     }
     Ok(())
 }
@@ -138,25 +202,27 @@ pub fn write_all(files: &Files, output: &Path, secrets_out: &Path, force: bool) 
 /// Writes a secret file readable by its owner only. The mode is set on
 /// creation, so the value is never readable by others, not even briefly;
 /// an existing file (with `--force`) is narrowed to 0600 before writing.
-pub fn write_secret(path: &Path, value: &Secret) -> Result<()> {
+pub fn write_secret(path: &Path, value: &Secret) -> Result<(), OutputError> {
     if let Some(parent) = path.parent() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        create_dir(parent, Some(0o700))?;
     }
+    let unwritable = |source| OutputError::WriteSecret {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot write secret file {}", path.display()))?;
+        .map_err(unwritable)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot set mode 0600 on {}", path.display()))?;
-    writeln!(f, "{}", value.expose())
-        .with_context(|| format!("cannot write secret file {}", path.display()))?;
+        .map_err(|source| OutputError::SecretMode {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    writeln!(f, "{}", value.expose()).map_err(unwritable)?;
     Ok(())
 }
 

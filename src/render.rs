@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 use similar::TextDiff;
 
-use crate::manifest::UrlState;
+use crate::manifest::{Kind, UrlState};
 use crate::plan::{Action, Change, ConnState, Plan, ProjState, SecretNote};
 use crate::secret::{self, MASK};
 
@@ -35,7 +35,7 @@ fn opt(v: &Option<String>) -> Value {
 /// The redacted, canonical view of a connection (key order fixed).
 pub fn connection_view(s: &ConnState) -> Value {
     let mut m = Map::new();
-    m.insert("kind".into(), "Connection".into());
+    m.insert("kind".into(), Kind::Connection.as_str().into());
     m.insert("name".into(), s.name.clone().into());
     m.insert("description".into(), opt(&s.description));
     m.insert("database_url".into(), url_text(&s.url).into());
@@ -47,7 +47,7 @@ pub fn connection_view(s: &ConnState) -> Value {
 /// A project state as JSON, for the text and JSON diff.
 pub fn project_view(s: &ProjState) -> Value {
     let mut m = Map::new();
-    m.insert("kind".into(), "Project".into());
+    m.insert("kind".into(), Kind::Project.as_str().into());
     m.insert("name".into(), s.name.clone().into());
     m.insert("description".into(), opt(&s.description));
     m.insert("connection".into(), opt(&s.connection));
@@ -105,7 +105,7 @@ fn annotate(text: String, note: SecretNote) -> String {
 }
 
 struct Item {
-    kind: &'static str,
+    kind: Kind,
     name: String,
     action: Action,
     fields: Vec<&'static str>,
@@ -117,7 +117,7 @@ struct Item {
 }
 
 fn items(plan: &Plan) -> Vec<Item> {
-    fn item<T>(kind: &'static str, c: &Change<T>, view: fn(&T) -> Value) -> Item {
+    fn item<T>(kind: Kind, c: &Change<T>, view: fn(&T) -> Value) -> Item {
         Item {
             kind,
             name: c.name.clone(),
@@ -132,11 +132,11 @@ fn items(plan: &Plan) -> Vec<Item> {
     }
     plan.connections
         .iter()
-        .map(|c| item("Connection", c, connection_view))
+        .map(|c| item(Kind::Connection, c, connection_view))
         .chain(
             plan.projects
                 .iter()
-                .map(|c| item("Project", c, project_view)),
+                .map(|c| item(Kind::Project, c, project_view)),
         )
         .collect()
 }
@@ -257,22 +257,12 @@ pub fn json(plan: &Plan) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Desired, DesiredConnection};
+    use crate::manifest::Desired;
     use crate::plan::{observed_from_manifests, plan};
     use crate::secret::Secret;
 
     fn one(url: UrlState) -> Desired {
-        let mut d = Desired::default();
-        d.connections.insert(
-            "c".into(),
-            DesiredConnection {
-                name: "c".into(),
-                description: Some("d".into()),
-                url,
-                source: "c.yaml".into(),
-            },
-        );
-        d
+        Desired::default().with_connection("c", Some("d"), url, "c.yaml")
     }
 
     #[test]

@@ -20,28 +20,49 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// [`valid_name`] with the reason: the error reads `"<name>" must be …`, for
-/// the caller to prefix with what the name belongs to.
-pub fn check_name(name: &str) -> Result<(), String> {
+/// A name that breaks [`NAME_RULE`]; reads `"<name>" must be …`, for the
+/// caller to prefix with what the name belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name:?} must be {NAME_RULE}")]
+pub struct NameError {
+    /// The name refused.
+    pub name: String,
+}
+
+/// [`valid_name`] with the reason.
+pub fn check_name(name: &str) -> Result<(), NameError> {
     if valid_name(name) {
         Ok(())
     } else {
-        Err(format!("{name:?} must be {NAME_RULE}"))
+        Err(NameError {
+            name: name.to_string(),
+        })
     }
 }
 
-/// Parses a PostgreSQL URL (`postgres://` or `postgresql://`). The error
-/// never repeats the URL, which may hold a password.
-pub fn parse_pg_url(raw: &str) -> Result<url::Url, String> {
+/// Why a text is not a PostgreSQL URL. Never holds the URL, which may hold
+/// a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// A NUL character, which no driver accepts.
+    #[error("must not contain NUL characters")]
+    Nul,
+    /// Not a URL at all.
+    #[error("not a valid URL ({0})")]
+    Invalid(#[source] url::ParseError),
+    /// A URL of another scheme.
+    #[error("scheme {0:?} is not postgres:// or postgresql://")]
+    Scheme(String),
+}
+
+/// Parses a PostgreSQL URL (`postgres://` or `postgresql://`).
+pub fn parse_pg_url(raw: &str) -> Result<url::Url, UrlError> {
     if raw.contains('\0') {
-        return Err("must not contain NUL characters".into());
+        return Err(UrlError::Nul);
     }
-    let url = url::Url::parse(raw).map_err(|e| format!("not a valid URL ({e})"))?;
+    let url = url::Url::parse(raw).map_err(UrlError::Invalid)?;
     if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(format!(
-            "scheme {:?} is not postgres:// or postgresql://",
-            url.scheme()
-        ));
+        return Err(UrlError::Scheme(url.scheme().to_string()));
     }
     Ok(url)
 }
@@ -50,11 +71,22 @@ pub fn parse_pg_url(raw: &str) -> Result<url::Url, String> {
 /// place for secrets.
 pub const INLINE_PASSWORD: &str = "database_url contains a password: secrets never live in git; move it to a file and reference it with password_file (or put the whole URL in database_url_file)";
 
+/// Why a manifest's `database_url` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestUrlError {
+    /// Not a PostgreSQL URL.
+    #[error("database_url: {0}")]
+    Url(#[source] UrlError),
+    /// A password in git.
+    #[error("{INLINE_PASSWORD}")]
+    InlinePassword,
+}
+
 /// A manifest's `database_url` rule: a PostgreSQL URL without password.
-pub fn check_manifest_url(raw: &str) -> Result<url::Url, String> {
-    let url = parse_pg_url(raw).map_err(|m| format!("database_url: {m}"))?;
+pub fn check_manifest_url(raw: &str) -> Result<url::Url, ManifestUrlError> {
+    let url = parse_pg_url(raw).map_err(ManifestUrlError::Url)?;
     if url.password().is_some() {
-        return Err(INLINE_PASSWORD.into());
+        return Err(ManifestUrlError::InlinePassword);
     }
     Ok(url)
 }
@@ -112,11 +144,20 @@ pub fn legacy_message(env_var: &str) -> String {
     )
 }
 
-/// The legacy check with its migration hint: `Err(message)` when `holder`
-/// still uses `connection.env_var`.
-pub fn check_legacy<T: Tree>(holder: &T) -> Result<(), String> {
+/// A legacy `connection.env_var`; the message is [`legacy_message`], the
+/// migration hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", legacy_message(.env_var))]
+pub struct LegacyConnection {
+    /// The environment variable named.
+    pub env_var: String,
+}
+
+/// The legacy check with its migration hint: an error when `holder` still
+/// uses `connection.env_var`.
+pub fn check_legacy<T: Tree>(holder: &T) -> Result<(), LegacyConnection> {
     match legacy_env_var(holder) {
-        Some(v) => Err(legacy_message(&v)),
+        Some(env_var) => Err(LegacyConnection { env_var }),
         None => Ok(()),
     }
 }
@@ -180,26 +221,43 @@ pub fn resolve(path: &Path) -> PathBuf {
     }
 }
 
-/// Checks that `path` resolves inside one of `roots` (each resolved too);
-/// `Err(message)` names the resolved path and the roots.
-pub fn confine(path: &str, roots: &[PathBuf]) -> Result<PathBuf, String> {
+/// Why a folder is refused by [`confine`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfineError {
+    /// No path at all.
+    #[error("must not be empty")]
+    Empty,
+    /// A path that resolves outside every root.
+    #[error(
+        "{path:?} resolves to {} which is outside every {INBOX_ROOT_FLAG} ({})",
+        .resolved.display(),
+        .roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    Outside {
+        /// The path as given.
+        path: String,
+        /// Where it resolves to.
+        resolved: PathBuf,
+        /// The roots, resolved.
+        roots: Vec<PathBuf>,
+    },
+}
+
+/// Checks that `path` resolves inside one of `roots` (each resolved too).
+pub fn confine(path: &str, roots: &[PathBuf]) -> Result<PathBuf, ConfineError> {
     if path.trim().is_empty() {
-        return Err("must not be empty".into());
+        return Err(ConfineError::Empty);
     }
     let resolved = resolve(Path::new(path));
     let roots: Vec<PathBuf> = roots.iter().map(|r| resolve(r)).collect();
     if inside(&resolved, &roots) {
         Ok(resolved)
     } else {
-        Err(format!(
-            "{path:?} resolves to {} which is outside every {INBOX_ROOT_FLAG} ({})",
-            resolved.display(),
-            roots
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        Err(ConfineError::Outside {
+            path: path.to_string(),
+            resolved,
+            roots,
+        })
     }
 }
 
@@ -264,7 +322,7 @@ mod tests {
         }
         for bad in ["", "_a", ".a", "a b", "a/b", "é", &"a".repeat(256)] {
             assert!(!valid_name(bad), "{bad}");
-            assert!(check_name(bad).unwrap_err().contains(NAME_RULE));
+            assert!(check_name(bad).unwrap_err().to_string().contains(NAME_RULE));
         }
     }
 
@@ -272,15 +330,21 @@ mod tests {
     fn urls() {
         assert!(parse_pg_url("postgresql://u@h/db").is_ok());
         assert!(parse_pg_url("postgres://u:p@h/db").is_ok());
-        let e = parse_pg_url("mysql://u:topsecret@h/db").unwrap_err();
+        let e = parse_pg_url("mysql://u:topsecret@h/db")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mysql") && !e.contains("topsecret"), "{e}");
-        assert!(parse_pg_url("postgres://h/\0").unwrap_err().contains("NUL"));
+        assert!(parse_pg_url("postgres://h/\0")
+            .unwrap_err()
+            .to_string()
+            .contains("NUL"));
         assert!(parse_pg_url("not a url").is_err());
         assert!(check_manifest_url("postgresql://u@h/db").is_ok());
         let e = check_manifest_url("postgresql://u:sup3r@h/db").unwrap_err();
-        assert_eq!(e, INLINE_PASSWORD);
+        assert_eq!(e.to_string(), INLINE_PASSWORD);
         assert!(check_manifest_url("x://h")
             .unwrap_err()
+            .to_string()
             .starts_with("database_url: "));
     }
 
@@ -291,7 +355,7 @@ mod tests {
             json!({"config": {"connection": {"env_var": "ABC_URL"}}}),
         ] {
             assert_eq!(legacy_env_var(&holder).as_deref(), Some("ABC_URL"));
-            let m = check_legacy(&holder).unwrap_err();
+            let m = check_legacy(&holder).unwrap_err().to_string();
             assert!(m.contains("ABC_URL") && m.contains("convert-legacy"), "{m}");
         }
         assert_eq!(legacy_env_var(&json!({"connection": "abc"})), None);
@@ -344,13 +408,18 @@ mod tests {
         assert!(confine(&p(&root.join("a")), &roots).is_ok());
         // Not there yet: checked lexically below the existing part.
         assert!(confine(&p(&root.join("new/deeper")), &roots).is_ok());
-        let e = confine(&p(&root.join("a/../../outside")), &roots).unwrap_err();
+        let e = confine(&p(&root.join("a/../../outside")), &roots)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("outside every --inbox-root"), "{e}");
         // A symlink out of the root, with or without a missing tail.
         assert!(confine(&p(&root.join("escape")), &roots).is_err());
         assert!(confine(&p(&root.join("escape/new")), &roots).is_err());
         assert!(confine("/etc", &roots).is_err());
-        assert!(confine("", &roots).unwrap_err().contains("empty"));
+        assert!(confine("", &roots)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
         // A root given through a symlink still holds its real folder.
         std::os::unix::fs::symlink(&root, d.path().join("link")).unwrap();
         assert!(confine(&p(&root.join("a")), &[d.path().join("link")]).is_ok());

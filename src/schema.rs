@@ -9,12 +9,12 @@
 use schemars::gen::SchemaSettings;
 use serde_json::{json, Value};
 
-use crate::manifest::{ConnectionSpec, Envelope, ProjectSpec, API_VERSION};
+use crate::manifest::{ConnectionSpec, Envelope, Kind, ProjectSpec, API_VERSION};
 
 /// Where the generated definitions are renamed to the manifest kinds.
-const KINDS: [(&str, &str); 2] = [
-    ("Envelope_for_ConnectionSpec", "Connection"),
-    ("Envelope_for_ProjectSpec", "Project"),
+const KINDS: [(&str, Kind); 2] = [
+    ("Envelope_for_ConnectionSpec", Kind::Connection),
+    ("Envelope_for_ProjectSpec", Kind::Project),
 ];
 
 /// The JSON Schema of a manifest document (what `cpi schema` prints).
@@ -29,8 +29,8 @@ pub fn schema() -> Value {
         .unwrap_or_default();
     for (generated, kind) in KINDS {
         if let Some(mut d) = definitions.remove(generated) {
-            d["title"] = json!(kind);
-            d["properties"]["kind"] = json!({ "const": kind });
+            d["title"] = json!(kind.as_str());
+            d["properties"]["kind"] = json!({ "const": kind.as_str() });
             d["properties"]["apiVersion"] = json!({ "const": API_VERSION });
             definitions.insert(kind.to_string(), d);
         }

@@ -150,19 +150,54 @@ pub fn resolve_file_params(url: &mut url::Url, dir: &Path) -> bool {
     changed
 }
 
+/// Why a URL's TLS parameters are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsParamError {
+    /// An `sslmode` libpq does not know.
+    #[error("sslmode={0} is not one of disable, allow, prefer, require, verify-ca, verify-full")]
+    UnknownMode(String),
+    /// `sslrootcert=system` with a mode that would not check the server.
+    #[error("sslrootcert=system needs sslmode=verify-full (got sslmode={}): a weaker mode would not check the server", .0.as_str())]
+    WeakModeWithSystemRoots(Mode),
+    /// A client certificate without its key, or a key without certificate.
+    #[error("sslcert and sslkey go together: give both or neither")]
+    HalfClientCertificate,
+}
+
+/// Why a database URL cannot become connect options. The messages never
+/// repeat the URL's password nor a file's content.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The driver refuses the URL; its message, scrubbed of the URL's secrets.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// The TLS parameters contradict each other.
+    #[error("invalid database URL: {0}")]
+    Params(#[source] TlsParamError),
+    /// A certificate or key file that cannot be opened.
+    #[error("cannot read the {param} file {}: {source}", .path.display())]
+    Unreadable {
+        /// The URL parameter naming the file.
+        param: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be opened.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Decides the TLS parameters of a URL's query pairs, libpq's way (pure).
 pub fn tls_params<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<TlsParams, String> {
+) -> Result<TlsParams, TlsParamError> {
     let mut mode = None;
     let mut root = None;
     let mut cert = None;
     let mut key = None;
     for (k, v) in pairs {
         if MODE_KEYS.contains(&k) {
-            mode = Some(Mode::parse(v).ok_or_else(|| {
-                format!("sslmode={v} is not one of disable, allow, prefer, require, verify-ca, verify-full")
-            })?);
+            mode = Some(Mode::parse(v).ok_or_else(|| TlsParamError::UnknownMode(v.to_string()))?);
         } else if ROOT_KEYS.contains(&k) {
             root = Some(v);
         } else if CERT_KEYS.contains(&k) {
@@ -179,16 +214,13 @@ pub fn tls_params<'a>(
     let mode = match (mode, &roots) {
         (None, Roots::System) => Mode::VerifyFull,
         (Some(m), Roots::System) if m != Mode::VerifyFull => {
-            return Err(format!(
-                "sslrootcert=system needs sslmode=verify-full (got sslmode={}): a weaker mode would not check the server",
-                m.as_str()
-            ))
+            return Err(TlsParamError::WeakModeWithSystemRoots(m))
         }
         (Some(Mode::Require), Roots::File(_)) => Mode::VerifyCa,
         (m, _) => m.unwrap_or(Mode::Prefer),
     };
     if cert.is_some() != key.is_some() {
-        return Err("sslcert and sslkey go together: give both or neither".into());
+        return Err(TlsParamError::HalfClientCertificate);
     }
     Ok(TlsParams {
         mode,
@@ -201,9 +233,9 @@ pub fn tls_params<'a>(
 /// Parses a database URL into connect options with libpq's TLS meanings
 /// (see the module documentation). Checks that the certificate and key
 /// files can be read. The error never repeats the URL nor a file's content.
-pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
+pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, TlsError> {
     let invalid =
-        |e: &dyn std::fmt::Display| secret::scrub(&format!("invalid database URL: {e}"), &[url]);
+        |e: &dyn std::fmt::Display| TlsError::InvalidUrl(secret::scrub(&e.to_string(), &[url]));
     let Ok(mut parsed) = url::Url::parse(url.expose()) else {
         // Let the driver say what is wrong (scrubbed).
         return PgConnectOptions::from_str(url.expose())
@@ -214,8 +246,15 @@ pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let params =
-        tls_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| invalid(&e))?;
+    let params = tls_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| {
+        // A parameter's value is echoed: scrubbed should it hold a secret.
+        let text = e.to_string();
+        if secret::scrub(&text, &[url]) == text {
+            TlsError::Params(e)
+        } else {
+            invalid(&e)
+        }
+    })?;
     if params.roots == Roots::System {
         // Without a root file sqlx loads the system roots; it would read
         // `system` as a file name.
@@ -241,10 +280,14 @@ pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, String> {
     Ok(opts.ssl_mode(params.mode.sqlx()))
 }
 
-fn readable(param: &str, path: &Path) -> Result<(), String> {
+fn readable(param: &'static str, path: &Path) -> Result<(), TlsError> {
     std::fs::File::open(path)
         .map(drop)
-        .map_err(|e| format!("cannot read the {param} file {}: {e}", path.display()))
+        .map_err(|source| TlsError::Unreadable {
+            param,
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Connects as libpq would for the options' `sslmode`: `allow` tries
@@ -366,7 +409,7 @@ fn find_rustls(e: &sqlx::Error) -> Option<&rustls::Error> {
 mod tests {
     use super::*;
 
-    fn params(q: &[(&str, &str)]) -> Result<TlsParams, String> {
+    fn params(q: &[(&str, &str)]) -> Result<TlsParams, TlsParamError> {
         tls_params(q.iter().copied())
     }
 
@@ -382,7 +425,9 @@ mod tests {
             params(&[("sslrootcert", "system")]).unwrap().mode,
             Mode::VerifyFull
         );
-        let e = params(&[("sslrootcert", "system"), ("sslmode", "require")]).unwrap_err();
+        let e = params(&[("sslrootcert", "system"), ("sslmode", "require")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("verify-full"), "{e}");
     }
 
@@ -448,7 +493,7 @@ mod tests {
         let url = Secret::new(
             "postgresql://u:hunter22@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
         );
-        let e = connect_options(&url).unwrap_err();
+        let e = connect_options(&url).unwrap_err().to_string();
         assert!(e.contains("sslrootcert file /nonexistent/ca.pem"), "{e}");
         assert!(!e.contains("hunter22"));
         let ok = connect_options(&Secret::new("postgresql://u@h/db?sslrootcert=system")).unwrap();

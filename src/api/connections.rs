@@ -110,11 +110,22 @@ pub struct TestResult {
     pub message: String,
 }
 
-/// A URL the driver accepts. The message never repeats the URL.
-fn check_url(url: &str) -> Result<Secret, String> {
+/// Why a body's `database_url` is refused. The message never repeats the URL.
+#[derive(Debug, thiserror::Error)]
+enum UrlProblem {
+    /// Not a PostgreSQL URL.
+    #[error("database_url: {0}")]
+    NotPostgres(#[source] crate::rules::UrlError),
+    /// A PostgreSQL URL the driver refuses.
+    #[error("database_url: {0}")]
+    Refused(#[source] crate::tls::TlsError),
+}
+
+/// A URL the driver accepts.
+fn check_url(url: &str) -> Result<Secret, UrlProblem> {
     let secret = Secret::new(url);
-    crate::rules::parse_pg_url(url).map_err(|e| format!("database_url: {e}"))?;
-    store::connect_options(&secret).map_err(|e| format!("database_url: {e}"))?;
+    crate::rules::parse_pg_url(url).map_err(UrlProblem::NotPostgres)?;
+    crate::tls::connect_options(&secret).map_err(UrlProblem::Refused)?;
     Ok(secret)
 }
 
@@ -157,7 +168,7 @@ pub async fn create(
     JsonBody(body): JsonBody<ConnectionCreate>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut problems = check_fields(KIND, Some(&body.name), body.description.as_deref());
-    let url = check_url(&body.database_url).map_err(|e| problems.push(e));
+    let url = check_url(&body.database_url).map_err(|e| problems.push(e.to_string()));
     let Ok(url) = url else {
         return Err(ApiError::Invalid(problems));
     };
@@ -231,7 +242,7 @@ pub async fn update(
     let mut problems = check_fields(KIND, body.name.as_deref(), description);
     let url = match &body.database_url {
         Some(u) => check_url(u).map(Some).unwrap_or_else(|e| {
-            problems.push(e);
+            problems.push(e.to_string());
             None
         }),
         None => None,

@@ -108,7 +108,7 @@ pub struct ProjectUpdate {
 /// than an "unknown field" error.
 fn parse<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
     // The legacy form gets the migration hint before anything else is checked.
-    rules::check_legacy(&body).map_err(ApiError::invalid)?;
+    rules::check_legacy(&body).map_err(|e| ApiError::invalid(e.to_string()))?;
     serde_json::from_value(body).map_err(|e| ApiError::Malformed {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message: format!("Failed to deserialize the JSON body into the target type: {e}"),

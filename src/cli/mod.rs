@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod context;
+pub mod generate;
 pub mod import;
 pub mod infer;
 pub mod inspect;
@@ -103,11 +104,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => serve::serve(g, a).await,
         Command::Export(to) => {
             let pool = management_pool(g).await?;
-            crate::export::run(&pool, &to.output, &to.secrets_out, to.force).await
+            generate::export(&pool, &to.output, &to.secrets_out, to.force).await
         }
         Command::ConvertLegacy(a) => {
             let to = &a.to;
-            crate::legacy::run(&a.input, &to.output, &to.secrets_out, to.force)
+            generate::convert_legacy(&a.input, &to.output, &to.secrets_out, to.force)
         }
         Command::Keygen { output } => keys::keygen(output),
         Command::Rekey => keys::rekey(g).await,

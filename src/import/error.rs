@@ -223,7 +223,11 @@ pub fn error_policy(err: &ImportError, attempt: u32) -> Action {
         | ObjectUnavailable { .. }
         | Management(JobError::Db(_))
         | Store {
-            source: StoreError::Db(_) | StoreError::Connect(_) | StoreError::Refused { .. },
+            source:
+                StoreError::Db(_)
+                | StoreError::Connect(_)
+                | StoreError::ConnectTimeout(_)
+                | StoreError::Refused { .. },
             ..
         } => Action::Retry(retry::backoff(attempt, RETRY_BASE, RETRY_MAX)),
         ProjectNotFound(_)
@@ -311,7 +315,7 @@ mod tests {
             (
                 ImportError::Store {
                     project: p(),
-                    source: StoreError::Connect("refused".into()),
+                    source: StoreError::ConnectTimeout(Duration::from_secs(10)),
                 },
                 0,
                 retry(0),

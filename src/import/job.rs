@@ -526,9 +526,9 @@ fn target_connect_options(url: &Secret, project: &str) -> Result<PgConnectOption
     // No statement logging: the merge statements are long, and slow by
     // nature on big files; the job row says what happened.
     Ok(store::connect_options(url)
-        .map_err(|message| ImportError::InvalidTargetUrl {
+        .map_err(|e| ImportError::InvalidTargetUrl {
             project: project.to_string(),
-            message,
+            message: e.to_string(),
         })?
         .disable_statement_logging()
         // cpi's own statements (the ledger, the lock, the catalog) are

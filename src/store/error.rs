@@ -6,9 +6,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A management database operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The URL does not parse, or connecting timed out (never the URL).
+    /// The URL does not give connect options (never the URL).
     #[error("cannot connect to the management database: {0}")]
-    Connect(String),
+    Connect(#[source] crate::tls::TlsError),
+    /// The server did not answer in time.
+    #[error("cannot connect to the management database: timed out after {} s", .0.as_secs())]
+    ConnectTimeout(std::time::Duration),
     /// Connecting failed: `message` is the driver's error with the URL's
     /// secrets masked, what is printed; `source` is kept for inspection.
     #[error("cannot connect to the management database: {message}")]

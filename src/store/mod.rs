@@ -65,7 +65,7 @@ pub async fn connect(url: &Secret) -> Result<PgPool> {
     // reports only "timed out", hiding the reason (refused, auth, DNS).
     let (first, opts) = tokio::time::timeout(Duration::from_secs(10), crate::tls::connect(&opts))
         .await
-        .map_err(|_| StoreError::Connect("timed out after 10 s".into()))?
+        .map_err(|_| StoreError::ConnectTimeout(Duration::from_secs(10)))?
         .map_err(|source| StoreError::Refused {
             message: secret::scrub(&crate::tls::explain(&source), &[url]),
             source,
@@ -119,7 +119,7 @@ pub async fn ping(db: impl PgExecutor<'_>) -> Result<()> {
 pub enum ConnectionTestError {
     /// The URL does not give connect options (the message says why).
     #[error("{0}")]
-    InvalidUrl(String),
+    InvalidUrl(#[source] crate::tls::TlsError),
     /// Connecting or `SELECT 1` failed.
     #[error("{message}")]
     Failed {

@@ -3,15 +3,23 @@
 //! Observed rows come from the management database (or, for
 //! `cpi diff --against`, from another manifests folder). Nothing here does
 //! I/O, so every rule of DESIGN §4 is unit-tested below.
+//!
+//! [`digest`] holds the digests that tell drift; the private `changes`
+//! compares each wanted state with its row.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::manifest::{Desired, UrlState};
-use crate::secret;
+use crate::manifest::{Desired, Kind, UrlState};
+
+mod changes;
+pub mod digest;
+
+pub use digest::{canonical, connection_digest, project_digest};
+
+use changes::Kinds;
 
 /// A connection's content, as declared or as found in a row.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +127,7 @@ pub struct Change<T> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
     /// `Connection` or `Project`.
-    pub kind: &'static str,
+    pub kind: Kind,
     /// The object's name.
     pub name: String,
     /// `None` for a row nobody manages.
@@ -141,6 +149,22 @@ impl std::fmt::Display for Conflict {
             ),
         }
     }
+}
+
+/// Why the delete guard refuses a plan (the message says how to allow it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeleteRefused {
+    /// The plan deletes every managed object.
+    #[error("refusing to delete every managed object ({0}): if that is really meant, rerun with --allow-delete")]
+    Everything(usize),
+    /// The plan deletes more than `--max-delete` objects.
+    #[error("refusing to delete {deletes} objects (more than --max-delete {max_delete}): rerun with --allow-delete or a higher --max-delete")]
+    TooMany {
+        /// The deletes planned.
+        deletes: usize,
+        /// The most allowed.
+        max_delete: usize,
+    },
 }
 
 /// What apply would do.
@@ -199,20 +223,23 @@ impl Plan {
     /// The delete guard: a plan that deletes every managed object, or more
     /// than `max_delete`, needs `allow_delete`. An empty or unmounted
     /// manifests folder must never wipe the tables by accident.
-    pub fn check_deletes(&self, max_delete: usize, allow_delete: bool) -> Result<(), String> {
+    pub fn check_deletes(
+        &self,
+        max_delete: usize,
+        allow_delete: bool,
+    ) -> Result<(), DeleteRefused> {
         let deletes = self.counts().delete;
         if allow_delete || deletes == 0 {
             return Ok(());
         }
         if deletes >= self.managed {
-            return Err(format!(
-                "refusing to delete every managed object ({deletes}): if that is really meant, rerun with --allow-delete"
-            ));
+            return Err(DeleteRefused::Everything(deletes));
         }
         if deletes > max_delete {
-            return Err(format!(
-                "refusing to delete {deletes} objects (more than --max-delete {max_delete}): rerun with --allow-delete or a higher --max-delete"
-            ));
+            return Err(DeleteRefused::TooMany {
+                deletes,
+                max_delete,
+            });
         }
         Ok(())
     }
@@ -265,98 +292,6 @@ pub fn observed_from_manifests(desired: &Desired, owner: &str) -> Observed {
     }
 }
 
-/// The URL fields of two states: (changed, what to say of the secret).
-fn compare_url(desired: &UrlState, observed: &UrlState) -> (bool, SecretNote) {
-    use UrlState::*;
-    match (desired, observed) {
-        (Known(a), Known(b)) => {
-            if a == b {
-                (false, SecretNote::None)
-            } else if secret_parts(a.expose()) != secret_parts(b.expose()) {
-                (true, SecretNote::Changed)
-            } else {
-                (true, SecretNote::None)
-            }
-        }
-        (Unknown, _) | (_, Unknown) => (false, SecretNote::Unknown),
-        (PasswordUnknown(base), Known(u)) | (Known(u), PasswordUnknown(base)) => (
-            secret::url_without_secrets(u.expose()).as_deref() != Some(base.as_str()),
-            SecretNote::Unknown,
-        ),
-        (PasswordUnknown(a), PasswordUnknown(b)) => (a != b, SecretNote::Unknown),
-    }
-}
-
-/// The secret parts of a URL (password, secret query parameters), to tell a
-/// secret change from a visible one without looking at either value again.
-fn secret_parts(raw: &str) -> Option<(Option<String>, Vec<String>)> {
-    let url = url::Url::parse(raw).ok()?;
-    let visible = secret::url_without_secrets(raw)?;
-    let params: Vec<String> = url
-        .query_pairs()
-        .filter(|(k, v)| !visible.contains(&format!("{k}={v}")))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    Some((url.password().map(str::to_string), params))
-}
-
-/// The digest of a connection row's content, over the URL *as stored*: with
-/// encryption at rest that is the sealed text, whose nonce is random, so the
-/// digest kept beside it says nothing about the password (a digest of the
-/// plain URL would let anyone with a backup test password guesses offline).
-/// It also lets drift be told without the key.
-pub fn connection_digest(name: &str, description: Option<&str>, stored_url: &str) -> String {
-    digest(&[name, description.unwrap_or("\u{0}"), stored_url])
-}
-
-/// The digest of a project's content.
-pub fn project_digest(s: &ProjState) -> String {
-    digest(&[
-        &s.name,
-        s.description.as_deref().unwrap_or("\u{0}"),
-        s.connection.as_deref().unwrap_or("\u{0}"),
-        &canonical(&s.config).to_string(),
-    ])
-}
-
-/// `v` with every object's keys in sorted order. serde_json keeps insertion
-/// order when any crate in the build enables its `preserve_order` feature,
-/// and PostgreSQL's JSONB reorders keys: digests and diffs must not depend
-/// on either.
-pub fn canonical(v: &serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), canonical(&m[k])))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
-}
-
-fn digest(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    hex::encode(h.finalize())
-}
-
-fn ownership(owner: &str, row_owner: &Option<String>, adopt: bool) -> Result<bool, ()> {
-    match row_owner {
-        Some(o) if o == owner => Ok(false),
-        _ if adopt => Ok(true),
-        _ => Err(()),
-    }
-}
-
 /// Compares the desired state with the observed rows for `owner`.
 pub fn plan(desired: &Desired, observed: &Observed, owner: &str, adopt: bool) -> Plan {
     let (want_conns, want_projs) = desired_states(desired, owner);
@@ -373,169 +308,6 @@ pub fn plan(desired: &Desired, observed: &Observed, owner: &str, adopt: bool) ->
     p
 }
 
-/// What the connection and project rows share for planning.
-trait State: Clone {
-    /// The manifest kind, for conflicts.
-    const KIND: &'static str;
-    fn name(&self) -> &str;
-    fn managed_by(&self) -> &Option<String>;
-    /// What a create can say of the secret.
-    fn secret_note(&self) -> SecretNote;
-    /// The fields that differ from `have`, and what to say of the secret.
-    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote);
-}
-
-impl State for ConnState {
-    const KIND: &'static str = "Connection";
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn managed_by(&self) -> &Option<String> {
-        &self.managed_by
-    }
-    fn secret_note(&self) -> SecretNote {
-        match self.url {
-            UrlState::Known(_) => SecretNote::None,
-            _ => SecretNote::Unknown,
-        }
-    }
-    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote) {
-        let (url_changed, secret) = compare_url(&self.url, &have.url);
-        let fields = [
-            ("description", self.description != have.description),
-            ("database_url", url_changed),
-            ("managed_by", self.managed_by != have.managed_by),
-            ("source", self.source != have.source),
-        ];
-        (changed(fields), secret)
-    }
-}
-
-impl State for ProjState {
-    const KIND: &'static str = "Project";
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn managed_by(&self) -> &Option<String> {
-        &self.managed_by
-    }
-    fn secret_note(&self) -> SecretNote {
-        SecretNote::None
-    }
-    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote) {
-        let fields = [
-            ("description", self.description != have.description),
-            ("connection", self.connection != have.connection),
-            ("config", self.config != have.config),
-            ("managed_by", self.managed_by != have.managed_by),
-            ("source", self.source != have.source),
-        ];
-        (changed(fields), SecretNote::None)
-    }
-}
-
-/// The names of the fields marked changed, in order.
-fn changed<const N: usize>(fields: [(&'static str, bool); N]) -> Vec<&'static str> {
-    fields
-        .into_iter()
-        .filter_map(|(name, differs)| differs.then_some(name))
-        .collect()
-}
-
-/// The parts of a [`Plan`] both kinds add to, while each kind is planned.
-struct Kinds<'a> {
-    owner: &'a str,
-    adopt: bool,
-    conflicts: &'a mut Vec<Conflict>,
-    unchanged: &'a mut usize,
-    managed: &'a mut usize,
-}
-
-impl Kinds<'_> {
-    /// The changes of one kind: creates and updates in the order wanted,
-    /// then deletes of this owner's undeclared rows by name.
-    fn plan<T: State>(&mut self, want: Vec<T>, observed: &[Row<T>]) -> Vec<Change<T>> {
-        let owner = self.owner;
-        let ours = |r: &&Row<T>| r.state.managed_by().as_deref() == Some(owner);
-        *self.managed += observed.iter().filter(ours).count();
-        let rows: HashMap<&str, &Row<T>> = observed.iter().map(|r| (r.state.name(), r)).collect();
-        let declared: HashSet<String> = want.iter().map(|w| w.name().to_string()).collect();
-        let mut changes = Vec::new();
-        for want in want {
-            let Some(row) = rows.get(want.name()) else {
-                changes.push(create(want));
-                continue;
-            };
-            let Ok(adopting) = ownership(owner, row.state.managed_by(), self.adopt) else {
-                self.conflicts.push(Conflict {
-                    kind: T::KIND,
-                    name: want.name().to_string(),
-                    owner: row.state.managed_by().clone(),
-                });
-                continue;
-            };
-            let have = &row.state;
-            let (fields, secret) = want.changed_fields(have);
-            if fields.is_empty() {
-                *self.unchanged += 1;
-                continue;
-            }
-            let drift = !adopting
-                && row.applied_digest.is_some()
-                && row.stored_digest.is_some()
-                && row.stored_digest != row.applied_digest;
-            changes.push(Change {
-                action: Action::Update,
-                name: want.name().to_string(),
-                id: row.id,
-                before: Some(have.clone()),
-                after: Some(want),
-                fields,
-                drift,
-                adopt: adopting,
-                secret,
-            });
-        }
-        let mut deletes: Vec<Change<T>> = observed
-            .iter()
-            .filter(ours)
-            .filter(|r| !declared.contains(r.state.name()))
-            .map(delete)
-            .collect();
-        deletes.sort_by(|a, b| a.name.cmp(&b.name));
-        changes.extend(deletes);
-        changes
-    }
-}
-
-fn create<T: State>(want: T) -> Change<T> {
-    Change {
-        action: Action::Create,
-        name: want.name().to_string(),
-        id: None,
-        before: None,
-        secret: want.secret_note(),
-        after: Some(want),
-        fields: Vec::new(),
-        drift: false,
-        adopt: false,
-    }
-}
-
-fn delete<T: State>(row: &Row<T>) -> Change<T> {
-    Change {
-        action: Action::Delete,
-        name: row.state.name().to_string(),
-        id: row.id,
-        before: Some(row.state.clone()),
-        after: None,
-        fields: Vec::new(),
-        drift: false,
-        adopt: false,
-        secret: SecretNote::None,
-    }
-}
-
 /// Connection names by id, to show a project's connection by name.
 pub fn connection_names(rows: &[Row<ConnState>]) -> BTreeMap<Uuid, String> {
     rows.iter()
@@ -543,23 +315,21 @@ pub fn connection_names(rows: &[Row<ConnState>]) -> BTreeMap<Uuid, String> {
         .collect()
 }
 
+// Inline, not in a file of its own: the layering check leaves out only
+// inline test modules, and these tests render a plan.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{DesiredConnection, DesiredProject};
+    use crate::manifest::DesiredProject;
     use crate::secret::Secret;
     use serde_json::json;
 
     fn desired() -> Desired {
-        let mut d = Desired::default();
-        d.connections.insert(
-            "c1".into(),
-            DesiredConnection {
-                name: "c1".into(),
-                description: Some("one".into()),
-                url: UrlState::Known(Secret::new("postgresql://u:pw@h/db")),
-                source: "c.yaml".into(),
-            },
+        let mut d = Desired::default().with_connection(
+            "c1",
+            Some("one"),
+            UrlState::Known(Secret::new("postgresql://u:pw@h/db")),
+            "c.yaml",
         );
         d.projects.insert(
             "p1".into(),
@@ -694,6 +464,7 @@ mod tests {
         assert!(everything
             .check_deletes(10, false)
             .unwrap_err()
+            .to_string()
             .contains("every managed object"));
         assert!(everything.check_deletes(10, true).is_ok());
     }

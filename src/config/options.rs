@@ -1,0 +1,269 @@
+//! The import options as a config writes them (`defaults` and each
+//! `tables` entry), every field optional, and the words they take.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One column name or several (`primary_key: id` or `primary_key: [a, b]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One column.
+    One(String),
+    /// Several columns.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The column names as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// How a file's rows reach its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Insert every row.
+    Append,
+    /// Insert new keys, update existing ones.
+    Upsert,
+    /// Make the table the file's rows.
+    Replace,
+    /// Upsert, then delete the keys the file does not have.
+    Sync,
+}
+
+impl Mode {
+    /// The mode as written in a config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Append => "append",
+            Mode::Upsert => "upsert",
+            Mode::Replace => "replace",
+            Mode::Sync => "sync",
+        }
+    }
+}
+
+/// The character encoding of a CSV file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Encoding {
+    /// UTF-8 (a BOM is skipped).
+    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
+    Utf8,
+    /// ISO-8859-1.
+    #[serde(rename = "latin1", alias = "iso-8859-1")]
+    Latin1,
+    /// Windows-1252.
+    #[serde(rename = "windows-1252", alias = "cp1252")]
+    Windows1252,
+    /// Decided per file: a UTF-8 BOM or valid UTF-8 throughout is UTF-8,
+    /// else windows-1252 (the decision is written to the job).
+    #[serde(rename = "auto")]
+    Auto,
+}
+
+/// What a bad row does to its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Reject the whole file.
+    Abort,
+    /// Skip the row and report it (up to `max_errors`).
+    SkipRows,
+}
+
+/// What a column the file and the table do not share does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnPolicy {
+    /// Reject the file.
+    Error,
+    /// Leave the column out.
+    Ignore,
+}
+
+/// What a file column the table lacks does (`extra_columns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraColumns {
+    /// Reject the file.
+    Error,
+    /// Leave the column out.
+    Ignore,
+    /// Add it to the table (`ALTER TABLE … ADD COLUMN`, its type inferred
+    /// from the file) in the import's transaction, then load it.
+    Add,
+}
+
+impl ExtraColumns {
+    /// The option's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExtraColumns::Error => "error",
+            ExtraColumns::Ignore => "ignore",
+            ExtraColumns::Add => "add",
+        }
+    }
+}
+
+/// `create_table`: `true`, `false` or `infer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum CreateTable {
+    /// `true`: every column `text`; `false`: never create.
+    Flag(bool),
+    /// `infer`: typed columns chosen from the file's values.
+    Infer(InferWord),
+}
+
+/// The word `infer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum InferWord {
+    /// Types from the file's values.
+    #[serde(rename = "infer")]
+    Infer,
+}
+
+/// How PostgreSQL reads an all-digit date like `01/02/2024` (its `DateStyle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum DateOrder {
+    /// Month, day, year (PostgreSQL's default): `01/02/2024` is January 2.
+    #[serde(rename = "MDY")]
+    Mdy,
+    /// Day, month, year: `01/02/2024` is February 1.
+    #[serde(rename = "DMY")]
+    Dmy,
+    /// Year, month, day.
+    #[serde(rename = "YMD")]
+    Ymd,
+}
+
+impl DateOrder {
+    /// The option's spelling, also the `DateStyle` order.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DateOrder::Mdy => "MDY",
+            DateOrder::Dmy => "DMY",
+            DateOrder::Ymd => "YMD",
+        }
+    }
+}
+
+/// One strftime-like format for every column of the type, or one per column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Formats {
+    /// Every column of the type (e.g. `"%d.%m.%Y"`).
+    All(String),
+    /// Column name → format; other columns as usual.
+    PerColumn(BTreeMap<String, String>),
+}
+
+impl Formats {
+    /// The format for `column`, if any.
+    pub fn for_column(&self, column: &str) -> Option<&str> {
+        match self {
+            Formats::All(f) => Some(f),
+            Formats::PerColumn(m) => m
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(column))
+                .map(|(_, f)| f.as_str()),
+        }
+    }
+
+    /// Every format given.
+    pub(super) fn each(&self) -> Vec<&str> {
+        match self {
+            Formats::All(f) => vec![f],
+            Formats::PerColumn(m) => m.values().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Import options, valid in `defaults` and in each `tables` entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportOptions {
+    /// Glob of the files these options apply to (default `*.csv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_pattern: Option<String>,
+    /// Target table, `table` or `schema.table` (default from the file name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Key column(s), required by `upsert` and `sync`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_key: Option<OneOrMany>,
+    /// `append`, `upsert`, `replace` or `sync` (default `upsert` with a primary_key, else `append`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// Create the table when it does not exist: `true` (every column
+    /// `text`) or `infer` (types chosen from the whole file's values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_table: Option<CreateTable>,
+    /// CSV header → target column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<BTreeMap<String, String>>,
+    /// Whether the first line names the columns (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    /// Field separator, one ASCII character (default `,`), or `auto`
+    /// (the most frequent of `,` `;` tab `|` in the first line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// Quote character, one ASCII character (default `"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// Escape character inside quotes (default: the quote doubled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escape: Option<String>,
+    /// Field value(s) read as NULL (default the empty field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null: Option<OneOrMany>,
+    /// Trim white space around every field before it is read (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim: Option<bool>,
+    /// `utf-8` (default), `latin1` or `windows-1252`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<Encoding>,
+    /// `abort` (default) or `skip_rows`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+    /// With `skip_rows`: the most bad rows before the file is rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<u64>,
+    /// A file column the table lacks: `error` (default), `ignore`, or
+    /// `add` (added to the table with a type inferred from the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_columns: Option<ExtraColumns>,
+    /// A table column the file lacks: `error` or `ignore` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_columns: Option<ColumnPolicy>,
+    /// How all-digit dates like `01/02/2024` read: `MDY` (default), `DMY` or `YMD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_order: Option<DateOrder>,
+    /// strftime-like format of `date` columns (`"%d.%m.%Y"`), or per column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_format: Option<Formats>,
+    /// strftime-like format of `timestamp`/`timestamptz` columns, or per column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_format: Option<Formats>,
+    /// Decimal separator of numeric columns: `.` (default) or `,`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimal_separator: Option<String>,
+    /// Thousands separator of numeric columns, removed before parsing (`.`, `,`, ` ` or `'`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thousands_separator: Option<String>,
+    /// Values read as true in boolean columns, besides PostgreSQL's own (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_values: Option<Vec<String>>,
+    /// Values read as false in boolean columns, besides PostgreSQL's own (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub false_values: Option<Vec<String>>,
+}

@@ -1,0 +1,167 @@
+//! The options for one file: a `tables` entry merged over `defaults`, and
+//! every default applied.
+
+use std::collections::BTreeMap;
+
+use super::options::{
+    ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, ImportOptions, Mode,
+    OnError,
+};
+use super::table::{table_from_file_name, TableName};
+use super::validate::single_byte;
+use super::DEFAULT_PATTERN;
+
+/// The options for one file with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedOptions {
+    /// The pattern that matched.
+    pub file_pattern: String,
+    /// The target table.
+    pub table: TableName,
+    /// Key columns (empty: none).
+    pub primary_key: Vec<String>,
+    /// How rows reach the table.
+    pub mode: Mode,
+    /// Create a missing table from the header.
+    pub create_table: bool,
+    /// With `create_table`: infer the column types from the file.
+    pub infer_types: bool,
+    /// CSV header → target column.
+    pub columns: BTreeMap<String, String>,
+    /// The first line names the columns.
+    pub header: bool,
+    /// Field separator.
+    pub delimiter: u8,
+    /// `delimiter: auto`: chosen per file from its first line.
+    pub delimiter_auto: bool,
+    /// Quote character.
+    pub quote: u8,
+    /// Escape character (`None`: the quote doubled).
+    pub escape: Option<u8>,
+    /// Field values read as NULL.
+    pub null: Vec<String>,
+    /// Trim white space around every field.
+    pub trim: bool,
+    /// The file's encoding.
+    pub encoding: Encoding,
+    /// What a bad row does.
+    pub on_error: OnError,
+    /// With `skip_rows`, the most bad rows.
+    pub max_errors: Option<u64>,
+    /// A file column the table lacks.
+    pub extra_columns: ExtraColumns,
+    /// A table column the file lacks.
+    pub missing_columns: ColumnPolicy,
+    /// The session's `DateStyle` order.
+    pub date_order: DateOrder,
+    /// Explicit date formats.
+    pub date_format: Option<Formats>,
+    /// Explicit timestamp formats.
+    pub timestamp_format: Option<Formats>,
+    /// `b'.'` or `b','`.
+    pub decimal_separator: u8,
+    /// Removed from numeric values before parsing.
+    pub thousands_separator: Option<u8>,
+    /// Extra spellings of true.
+    pub true_values: Vec<String>,
+    /// Extra spellings of false.
+    pub false_values: Vec<String>,
+}
+
+/// `entry` over `defaults`, key by key.
+pub(super) fn merge(
+    defaults: Option<&ImportOptions>,
+    entry: Option<&ImportOptions>,
+) -> ImportOptions {
+    let d = defaults.cloned().unwrap_or_default();
+    let Some(e) = entry.cloned() else { return d };
+    ImportOptions {
+        file_pattern: e.file_pattern.or(d.file_pattern),
+        table: e.table.or(d.table),
+        primary_key: e.primary_key.or(d.primary_key),
+        mode: e.mode.or(d.mode),
+        create_table: e.create_table.or(d.create_table),
+        columns: e.columns.or(d.columns),
+        header: e.header.or(d.header),
+        delimiter: e.delimiter.or(d.delimiter),
+        quote: e.quote.or(d.quote),
+        escape: e.escape.or(d.escape),
+        null: e.null.or(d.null),
+        trim: e.trim.or(d.trim),
+        encoding: e.encoding.or(d.encoding),
+        on_error: e.on_error.or(d.on_error),
+        max_errors: e.max_errors.or(d.max_errors),
+        extra_columns: e.extra_columns.or(d.extra_columns),
+        missing_columns: e.missing_columns.or(d.missing_columns),
+        date_order: e.date_order.or(d.date_order),
+        date_format: e.date_format.or(d.date_format),
+        timestamp_format: e.timestamp_format.or(d.timestamp_format),
+        decimal_separator: e.decimal_separator.or(d.decimal_separator),
+        thousands_separator: e.thousands_separator.or(d.thousands_separator),
+        true_values: e.true_values.or(d.true_values),
+        false_values: e.false_values.or(d.false_values),
+    }
+}
+
+pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
+    let mut ignored = Vec::new();
+    let primary_key = o
+        .primary_key
+        .as_ref()
+        .map(|k| k.to_vec())
+        .unwrap_or_default();
+    let table = o
+        .table
+        .as_deref()
+        .and_then(|t| TableName::parse(t).ok())
+        .unwrap_or_else(|| TableName {
+            schema: None,
+            name: table_from_file_name(file_name),
+        });
+    ResolvedOptions {
+        file_pattern: o
+            .file_pattern
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PATTERN.into()),
+        table,
+        mode: o.mode.unwrap_or(if primary_key.is_empty() {
+            Mode::Append
+        } else {
+            Mode::Upsert
+        }),
+        primary_key,
+        create_table: !matches!(o.create_table, None | Some(CreateTable::Flag(false))),
+        infer_types: matches!(o.create_table, Some(CreateTable::Infer(_))),
+        columns: o.columns.clone().unwrap_or_default(),
+        header: o.header.unwrap_or(true),
+        delimiter: single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
+        delimiter_auto: o.delimiter.as_deref() == Some("auto"),
+        quote: single_byte(&o.quote, "quote", "", &mut ignored).unwrap_or(b'"'),
+        escape: single_byte(&o.escape, "escape", "", &mut ignored),
+        null: o
+            .null
+            .as_ref()
+            .map(|n| n.to_vec())
+            .unwrap_or_else(|| vec![String::new()]),
+        trim: o.trim.unwrap_or(false),
+        encoding: o.encoding.unwrap_or(Encoding::Utf8),
+        on_error: o.on_error.unwrap_or(OnError::Abort),
+        max_errors: o.max_errors,
+        extra_columns: o.extra_columns.unwrap_or(ExtraColumns::Error),
+        missing_columns: o.missing_columns.unwrap_or(ColumnPolicy::Ignore),
+        date_order: o.date_order.unwrap_or(DateOrder::Mdy),
+        date_format: o.date_format.clone(),
+        timestamp_format: o.timestamp_format.clone(),
+        decimal_separator: match o.decimal_separator.as_deref() {
+            Some(",") => b',',
+            _ => b'.',
+        },
+        thousands_separator: o
+            .thousands_separator
+            .as_deref()
+            .filter(|t| t.len() == 1)
+            .map(|t| t.as_bytes()[0]),
+        true_values: o.true_values.clone().unwrap_or_default(),
+        false_values: o.false_values.clone().unwrap_or_default(),
+    }
+}

@@ -1,0 +1,150 @@
+//! A config's rules: every problem named by its key, for manifests, the
+//! API and convert-legacy alike.
+
+use super::options::{ExtraColumns, Formats, ImportOptions, Mode, OnError};
+use super::table::TableName;
+
+pub(super) fn check_key_mode(o: &ImportOptions, at: &str, errors: &mut Vec<String>) {
+    let has_key = o
+        .primary_key
+        .as_ref()
+        .is_some_and(|k| !k.to_vec().is_empty());
+    if let Some(m @ (Mode::Upsert | Mode::Sync)) = o.mode {
+        if !has_key {
+            errors.push(format!("{at}: mode {} needs a primary_key", m.as_str()));
+        }
+    }
+}
+
+/// `extra_columns: add` names the new columns after the header.
+pub(super) fn check_extra_columns(o: &ImportOptions, at: &str, errors: &mut Vec<String>) {
+    if o.extra_columns == Some(ExtraColumns::Add) && o.header == Some(false) {
+        errors.push(format!(
+            "{at}: extra_columns: add needs a header (header: false gives the new columns no names)"
+        ));
+    }
+}
+
+pub(super) fn single_byte(
+    v: &Option<String>,
+    key: &str,
+    at: &str,
+    errors: &mut Vec<String>,
+) -> Option<u8> {
+    let s = v.as_deref()?;
+    if s.len() == 1 && s.is_ascii() {
+        Some(s.as_bytes()[0])
+    } else {
+        errors.push(format!(
+            "{at}.{key}: {s:?} must be a single ASCII character"
+        ));
+        None
+    }
+}
+
+impl ImportOptions {
+    /// Every problem of these options, each named under `at`.
+    pub(super) fn validate(&self, at: &str, errors: &mut Vec<String>) {
+        if let Some(p) = &self.file_pattern {
+            if let Err(e) = glob::Pattern::new(p) {
+                errors.push(format!("{at}.file_pattern: {p:?} is not a valid glob: {e}"));
+            }
+        }
+        if let Some(t) = &self.table {
+            if let Err(e) = TableName::parse(t) {
+                errors.push(format!("{at}.table: {e}"));
+            }
+        }
+        if let Some(k) = &self.primary_key {
+            if k.to_vec().iter().any(|c| c.is_empty()) {
+                errors.push(format!("{at}.primary_key: a column name is empty"));
+            }
+        }
+        if let Some(cols) = &self.columns {
+            if cols.iter().any(|(k, v)| k.is_empty() || v.is_empty()) {
+                errors.push(format!("{at}.columns: a column name is empty"));
+            }
+        }
+        if self.delimiter.as_deref() != Some("auto") {
+            single_byte(&self.delimiter, "delimiter", at, errors);
+        }
+        single_byte(&self.quote, "quote", at, errors);
+        single_byte(&self.escape, "escape", at, errors);
+        self.validate_values(at, errors);
+        if self.max_errors.is_some() && self.on_error != Some(OnError::SkipRows) {
+            // Harmless, but almost always a mistake: say so instead of ignoring it.
+            if self.on_error == Some(OnError::Abort) {
+                errors.push(format!(
+                    "{at}.max_errors: only applies with on_error: skip_rows"
+                ));
+            }
+        }
+    }
+}
+
+impl ImportOptions {
+    /// The value options: formats chrono can read, separators that cannot
+    /// be confused, boolean spellings that do not contradict each other.
+    fn validate_values(&self, at: &str, errors: &mut Vec<String>) {
+        for (key, f) in [
+            ("date_format", &self.date_format),
+            ("timestamp_format", &self.timestamp_format),
+        ] {
+            for fmt in f.iter().flat_map(Formats::each) {
+                if let Some(problem) = format_problem(fmt) {
+                    errors.push(format!("{at}.{key}: {fmt:?} {problem}"));
+                }
+            }
+        }
+        let dec = self.decimal_separator.as_deref();
+        if let Some(d) = dec {
+            if d != "." && d != "," {
+                errors.push(format!(
+                    "{at}.decimal_separator: {d:?} must be \".\" or \",\""
+                ));
+            }
+        }
+        if let Some(t) = self.thousands_separator.as_deref() {
+            if ![".", ",", " ", "'", "_"].contains(&t) {
+                errors.push(format!(
+                    "{at}.thousands_separator: {t:?} must be one of \".\", \",\", \" \", \"'\" or \"_\""
+                ));
+            } else if t == dec.unwrap_or(".") {
+                errors.push(format!(
+                    "{at}.thousands_separator: {t:?} is also the decimal_separator"
+                ));
+            }
+        }
+        let lower = |v: &Option<Vec<String>>| -> Vec<String> {
+            v.iter().flatten().map(|s| s.to_lowercase()).collect()
+        };
+        let (t, f) = (lower(&self.true_values), lower(&self.false_values));
+        for v in t.iter().chain(&f) {
+            if v.is_empty() {
+                errors.push(format!(
+                    "{at}: true_values/false_values: the empty value is NULL (see `null`)"
+                ));
+            }
+        }
+        for v in t.iter().filter(|v| f.contains(v)) {
+            errors.push(format!(
+                "{at}: {v:?} is in both true_values and false_values"
+            ));
+        }
+    }
+}
+
+/// Why chrono cannot use `fmt` as a date/time format, if it cannot.
+pub fn format_problem(fmt: &str) -> Option<&'static str> {
+    use chrono::format::{Item, StrftimeItems};
+    if fmt.is_empty() {
+        return Some("is empty");
+    }
+    if StrftimeItems::new(fmt).any(|i| matches!(i, Item::Error)) {
+        return Some("is not a valid strftime-like format (see chrono's strftime)");
+    }
+    if !fmt.contains('%') {
+        return Some("has no % field");
+    }
+    None
+}

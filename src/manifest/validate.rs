@@ -1,0 +1,285 @@
+//! One manifest document: its kind told, parsed typed, and checked by the
+//! rules of its kind (names, URLs and secret files, project configs).
+
+use std::path::{Path, PathBuf};
+
+use super::model::{ConnectionSpec, Envelope, Kind, ProjectSpec};
+use super::text::{err, DocCtx};
+use super::{
+    DesiredConnection, DesiredProject, Loaded, ManifestError, Secrets, UrlState, API_VERSION,
+};
+use crate::rules;
+use crate::secret::{self, Secret};
+
+pub(super) enum Object {
+    Connection(DesiredConnection),
+    /// With the error to report if its connection reference is dangling.
+    Project(DesiredProject, ManifestError),
+}
+
+pub(super) fn parse_document(
+    ctx: &DocCtx,
+    secrets_dir: &Path,
+    mode: Secrets,
+    loaded: &mut Loaded,
+) -> Result<Option<Object>, Vec<ManifestError>> {
+    // The common block-style document names its kind on a top-level line:
+    // read that and parse once, typed. Anything else (flow style, a missing
+    // kind, a legacy config) takes the slow path through a generic Value.
+    let quick = ctx
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("kind:"))
+        .map(str::trim)
+        .filter(|k| Kind::parse(k).is_some() && !ctx.text.contains("env_var"));
+    let value: serde_yaml::Value;
+    let kind = match quick {
+        Some(k) => k,
+        None => {
+            value = serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
+            if value.is_null() {
+                return Ok(None);
+            }
+            if let Some(spec) = value.get("spec") {
+                rules::check_legacy(spec)
+                    .map_err(|m| vec![ctx.err_at_key("env_var", m.to_string())])?;
+            }
+            if value.get("apiVersion").is_none() {
+                return Err(vec![err(
+                    ctx.file,
+                    Some(ctx.offset + 1),
+                    "missing apiVersion".into(),
+                )]);
+            }
+            value.get("kind").and_then(|k| k.as_str()).unwrap_or("")
+        }
+    };
+    match Kind::parse(kind) {
+        Some(Kind::Connection) => {
+            let env: Envelope<ConnectionSpec> =
+                serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
+            check_api_version(ctx, &env.api_version)?;
+            check_name(ctx, &env.metadata.name)?;
+            connection(ctx, env.metadata.name, env.spec, secrets_dir, mode, loaded)
+                .map(|c| Some(Object::Connection(c)))
+        }
+        Some(Kind::Project) => {
+            let env: Envelope<ProjectSpec> =
+                serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
+            check_api_version(ctx, &env.api_version)?;
+            check_name(ctx, &env.metadata.name)?;
+            project(ctx, env.metadata.name, env.spec).map(|(p, at)| Some(Object::Project(p, at)))
+        }
+        None if kind.is_empty() => Err(vec![err(
+            ctx.file,
+            Some(ctx.offset + 1),
+            "missing kind (Connection or Project)".into(),
+        )]),
+        None => Err(vec![ctx.err_at_key(
+            "kind",
+            format!("unknown kind {kind:?} (expected Connection or Project)"),
+        )]),
+    }
+}
+
+fn check_api_version(ctx: &DocCtx, v: &str) -> Result<(), Vec<ManifestError>> {
+    if v == API_VERSION {
+        Ok(())
+    } else {
+        Err(vec![ctx.err_at_key(
+            "apiVersion",
+            format!("apiVersion {v:?} is not supported (expected {API_VERSION:?})"),
+        )])
+    }
+}
+
+fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {
+    rules::check_name(name).map_err(|m| vec![ctx.err_at_key("name", format!("metadata.name {m}"))])
+}
+
+fn secret_path(secrets_dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        secrets_dir.join(p)
+    }
+}
+
+/// Reads a secret file; `Ok(None)` when it is absent and secrets are optional.
+fn read_secret(
+    ctx: &DocCtx,
+    key: &str,
+    path: &Path,
+    mode: Secrets,
+    loaded: &mut Loaded,
+) -> Result<Option<Secret>, ManifestError> {
+    loaded.secret_files.push(path.to_path_buf());
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            let v = s.trim_end();
+            if v.is_empty() {
+                Err(ctx.err_at_key(
+                    key,
+                    format!("{key}: secret file {} is empty", path.display()),
+                ))
+            } else {
+                Ok(Some(Secret::new(v)))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == Secrets::Optional => {
+            loaded.warnings.push(format!(
+                "{}: {key}: secret file {} is not present; its value is compared as unknown",
+                ctx.file,
+                path.display()
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(ctx.err_at_key(
+            key,
+            format!("{key}: cannot read secret file {}: {e}", path.display()),
+        )),
+    }
+}
+
+fn connection(
+    ctx: &DocCtx,
+    name: String,
+    spec: ConnectionSpec,
+    secrets_dir: &Path,
+    mode: Secrets,
+    loaded: &mut Loaded,
+) -> Result<DesiredConnection, Vec<ManifestError>> {
+    let url = match (&spec.database_url, &spec.database_url_file, &spec.password_file) {
+        (Some(_), Some(_), _) | (None, None, _) => {
+            return Err(vec![ctx.err_at_key(
+                "spec",
+                "a Connection needs exactly one of database_url_file, or database_url (with password_file for the password)".into(),
+            )])
+        }
+        (None, Some(_), Some(_)) => {
+            return Err(vec![ctx.err_at_key(
+                "password_file",
+                "password_file goes with database_url; with database_url_file the whole URL, password included, lives in that file".into(),
+            )])
+        }
+        (None, Some(file), None) => {
+            let path = secret_path(secrets_dir, file);
+            match read_secret(ctx, "database_url_file", &path, mode, loaded).map_err(|e| vec![e])? {
+                None => UrlState::Unknown,
+                Some(s) => {
+                    // Never echo the file's content: it is the secret.
+                    rules::parse_pg_url(s.expose()).map_err(|m| {
+                        vec![ctx.err_at_key(
+                            "database_url_file",
+                            format!("database_url_file {}: content is {}", path.display(), secret::scrub(&m.to_string(), &[&s])),
+                        )]
+                    })?;
+                    // Certificate and key paths resolve like secret files.
+                    match url::Url::parse(s.expose()) {
+                        Ok(mut u) => {
+                            if crate::tls::resolve_file_params(&mut u, secrets_dir) {
+                                UrlState::Known(Secret::new(u.to_string()))
+                            } else {
+                                UrlState::Known(s)
+                            }
+                        }
+                        Err(_) => UrlState::Known(s),
+                    }
+                }
+            }
+        }
+        (Some(raw), None, password_file) => {
+            let mut url = rules::check_manifest_url(raw)
+                .map_err(|m| vec![ctx.err_at_key("database_url", m.to_string())])?;
+            // Certificate and key paths resolve like secret files.
+            crate::tls::resolve_file_params(&mut url, secrets_dir);
+            match password_file {
+                None => UrlState::Known(Secret::new(url.to_string())),
+                Some(file) => {
+                    let path = secret_path(secrets_dir, file);
+                    match read_secret(ctx, "password_file", &path, mode, loaded).map_err(|e| vec![e])? {
+                        None => UrlState::PasswordUnknown(url.to_string()),
+                        Some(pw) => {
+                            if url.username().is_empty() {
+                                return Err(vec![ctx.err_at_key(
+                                    "database_url",
+                                    "database_url needs a user name when a password_file is given".into(),
+                                )]);
+                            }
+                            // set_password percent-encodes the password into the URL.
+                            url.set_password(Some(pw.expose())).map_err(|_| {
+                                vec![ctx.err_at_key("database_url", "cannot set a password on this URL".into())]
+                            })?;
+                            UrlState::Known(Secret::new(url.to_string()))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(DesiredConnection {
+        name,
+        description: spec.description,
+        url,
+        source: ctx.file.to_string(),
+    })
+}
+
+fn project(
+    ctx: &DocCtx,
+    name: String,
+    spec: ProjectSpec,
+) -> Result<(DesiredProject, ManifestError), Vec<ManifestError>> {
+    let mut config = spec.config;
+    match &config.name {
+        Some(n) if n != &name => {
+            return Err(vec![ctx.err_at_key(
+                "name",
+                format!("config.name {n:?} differs from metadata.name {name:?} (leave it out: it is set from metadata.name)"),
+            )])
+        }
+        _ => config.name = Some(name.clone()),
+    }
+    let problems = config.validate();
+    if !problems.is_empty() {
+        return Err(problems
+            .into_iter()
+            .map(|m| ctx.err_at_key("config", format!("config.{m}")))
+            .collect());
+    }
+    if !ctx.roots.is_empty() {
+        let outside = rules::confine_project(
+            config.inbox.as_deref(),
+            config.processed_dir.as_deref(),
+            config.failed_dir.as_deref(),
+            ctx.roots,
+        );
+        if !outside.is_empty() {
+            return Err(outside
+                .into_iter()
+                .map(|(key, m)| {
+                    // A default dir (processed/, failed/) is located at the inbox.
+                    let key = if ctx.text.contains(&format!("{key}:")) {
+                        key
+                    } else {
+                        "inbox"
+                    };
+                    ctx.err_at_key(key, format!("config.{m}"))
+                })
+                .collect());
+        }
+    }
+    let config = serde_json::to_value(&config).expect("a config always serializes");
+    let at = ctx.err_at_key("connection", String::new());
+    Ok((
+        DesiredProject {
+            name,
+            description: spec.description,
+            connection: spec.connection,
+            config,
+            source: ctx.file.to_string(),
+        },
+        at,
+    ))
+}
