@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::AppState;
+use super::state::AppState;
 use crate::secret::{self, Secret};
 
 /// Proof that the request carried the configured token: a handler that

@@ -7,7 +7,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Authorization, Authorized};
 use super::error::{ApiError, ErrorBody, TokenErrors};
-use super::{AppState, IdPath, QueryParams};
+use super::extract::{IdPath, QueryParams};
+use super::state::AppState;
 use crate::secret;
 use crate::store::jobs::{self, Job, JobError, JobStatus, ListFilter};
 use crate::store::queue;

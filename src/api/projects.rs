@@ -14,10 +14,9 @@ use uuid::Uuid;
 
 use super::auth::Authorized;
 use super::error::{ApiError, BodyErrors, ErrorBody, TokenErrors};
-use super::{
-    check_fields, delete_unmanaged, lock_unmanaged, present, AppState, IdPath, JsonBody, Page,
-    QueryParams,
-};
+use super::extract::{check_fields, present, IdPath, JsonBody, Page, QueryParams};
+use super::state::AppState;
+use super::unmanaged::{delete_unmanaged, lock_unmanaged};
 use crate::config::ProjectConfig;
 use crate::rules;
 use crate::store::{self, ProjectRow};

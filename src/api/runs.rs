@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::{AppState, IdPath, QueryParams};
+use super::extract::{IdPath, QueryParams};
+use super::state::AppState;
 use crate::secret;
 use crate::store::{self, ReconcileStatus, RunFilter};
 

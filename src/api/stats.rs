@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::{AppState, QueryParams};
+use super::extract::QueryParams;
+use super::state::AppState;
 use crate::store;
 
 pub use crate::store::HourBucket;

@@ -1,6 +1,5 @@
 //! Liveness, readiness, metrics and the OpenAPI document.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -10,7 +9,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
+use super::state::AppState;
 use crate::metrics::{self, LastReconcile};
 use crate::secret;
 use crate::store::{self, StoreError};
@@ -109,20 +108,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         text,
-    )
-}
-
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    serde_json::to_string_pretty(&super::openapi()).expect("the OpenAPI document serializes")
-});
-
-#[utoipa::path(
-    get, path = "/openapi.json", operation_id = "openapi", tag = "system",
-    responses((status = 200, description = "This API's OpenAPI 3 document", content_type = "application/json", body = Object))
-)]
-pub async fn openapi_json() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
     )
 }

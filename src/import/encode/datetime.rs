@@ -2,7 +2,7 @@
 //! spellings, as PostgreSQL's binary COPY wants them: days and
 //! microseconds since 2000-01-01.
 
-use super::named_value;
+use super::value::named_value;
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
 const PG_EPOCH_DAYS_FROM_UNIX: i64 = 10957;

@@ -1,7 +1,7 @@
 //! `numeric` values: parsed into PostgreSQL's base-10000 layout, checked
 //! against the column's precision and scale.
 
-use super::{named_value, ValueError};
+use super::value::{named_value, ValueError};
 
 /// A decimal number split the way PostgreSQL stores it: base-10000 digit
 /// groups, the weight of the first group, the sign and the display scale.

@@ -1,0 +1,100 @@
+//! Writes to rows no reconciler owns: lock one (404 when it is missing,
+//! 409 when a manifest owns it) and delete one, for connections and
+//! projects alike.
+
+use std::future::Future;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::store::{self, ConnectionRow, ProjectRow, StoreError};
+
+/// What the write handlers of `/connections` and `/projects` share about
+/// their rows: how to lock and delete one, and who owns it.
+pub(super) trait Resource: Sized + Send {
+    /// `connection` or `project`, for messages.
+    const KIND: &'static str;
+    /// The row's name, owner and manifest.
+    fn ownership(&self) -> (&str, &Option<String>, &Option<String>);
+    /// Locks the row for the rest of the transaction.
+    fn lock(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send;
+    /// Deletes the row unless a reconciler owns it; `false` when it is gone.
+    fn delete(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl Resource for ConnectionRow {
+    const KIND: &'static str = "connection";
+    fn ownership(&self) -> (&str, &Option<String>, &Option<String>) {
+        (&self.name, &self.managed_by, &self.source)
+    }
+    fn lock(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send {
+        store::lock_connection(tx, id)
+    }
+    fn delete(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        store::delete_unmanaged_connection(tx, id)
+    }
+}
+
+impl Resource for ProjectRow {
+    const KIND: &'static str = "project";
+    fn ownership(&self) -> (&str, &Option<String>, &Option<String>) {
+        (&self.name, &self.managed_by, &self.source)
+    }
+    fn lock(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send {
+        store::lock_project(tx, id)
+    }
+    fn delete(
+        tx: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        store::delete_unmanaged_project(tx, id)
+    }
+}
+
+/// Locks row `id` for a write: 404 when it does not exist, 409 when a
+/// reconciler owns it (its manifest is the source of truth).
+pub(super) async fn lock_unmanaged<R: Resource>(
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+) -> Result<R, ApiError> {
+    let row = R::lock(tx, id)
+        .await?
+        .ok_or(ApiError::NotFound { kind: R::KIND, id })?;
+    let (name, managed_by, source) = row.ownership();
+    if let Some(owner) = managed_by {
+        return Err(ApiError::Managed {
+            kind: R::KIND,
+            name: name.to_string(),
+            managed_by: owner.clone(),
+            manifest: source.clone(),
+        });
+    }
+    Ok(row)
+}
+
+/// `DELETE` of an unmanaged row in one transaction; the deleted row back.
+pub(super) async fn delete_unmanaged<R: Resource>(pool: &PgPool, id: Uuid) -> Result<R, ApiError> {
+    let mut tx = pool.begin().await?;
+    let current = lock_unmanaged::<R>(&mut tx, id).await?;
+    if !R::delete(&mut tx, id).await? {
+        return Err(ApiError::NotFound { kind: R::KIND, id });
+    }
+    tx.commit().await?;
+    Ok(current)
+}
