@@ -4,10 +4,9 @@
 //! From the top down; a module imports only modules below it.
 //! - [`cli`]: the command line: parsing, the global options and management pool, one module per command family.
 //! - [`fuzzing`]: one input → one check, for the fuzz targets and the in-tree random harness.
-//! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the inbox scanner, the import workers, the reconcile loop, file moves, the file-system watcher, retention, the API and shutdown.
+//! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the inbox scanner, the import workers, the reconcile loop, file moves, `--inbox-root` confinement, the file-system watcher, retention, the API and shutdown.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
 //! - [`console`]: the operator console's embedded web assets, served at `/` with the API.
-//! - [`confine`]: the daemon's side of `--inbox-root`: which inboxes it watches, where it may move files.
 //! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
@@ -21,7 +20,7 @@
 //! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family.
 //! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
-//! - [`rules`]: the name, URL and legacy rules shared by manifests, export, the API and imports.
+//! - [`rules`]: the name, URL, legacy and `--inbox-root` rules shared by manifests, export, the API, the daemon and imports.
 //! - [`location`]: where a file is (`FileRef`: a local path or an object), decoded once from a job; its processed/failed destinations.
 //! - [`config`]: a project's config and the import options for one file (pure).
 //! - [`object_storage`]: object-storage inboxes: `s3://` addresses (pure), list, stream, copy, put, delete (AWS SDK).
@@ -36,7 +35,6 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
-pub mod confine;
 pub mod console;
 pub mod crypto;
 pub mod daemon;

@@ -310,6 +310,22 @@ pub fn confine_project(
         .collect()
 }
 
+/// Why `config`'s folders are not allowed under `roots` (empty: they are).
+pub fn outside_roots(config: &crate::config::ProjectConfig, roots: &[PathBuf]) -> Vec<String> {
+    if roots.is_empty() {
+        return Vec::new();
+    }
+    confine_project(
+        config.inbox.as_deref(),
+        config.processed_dir.as_deref(),
+        config.failed_dir.as_deref(),
+        roots,
+    )
+    .into_iter()
+    .map(|(_, m)| m)
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

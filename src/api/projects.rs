@@ -187,7 +187,7 @@ fn check_dirs(config: &ProjectConfig, roots: &[std::path::PathBuf]) -> Vec<Strin
         })
         .collect();
     }
-    crate::confine::outside(config, roots)
+    rules::outside_roots(config, roots)
 }
 
 async fn ensure_connection_exists(

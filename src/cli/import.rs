@@ -182,7 +182,7 @@ fn report(
                 "{file}: {} into {} ({}): read {}, inserted {}, updated {}, deleted {}, rejected {} (job {})",
                 o.status,
                 o.target_table.as_deref().unwrap_or("-"),
-                o.mode.as_deref().unwrap_or("-"),
+                o.mode.map_or("-", |m| m.as_str()),
                 c.rows_read,
                 c.rows_inserted,
                 c.rows_updated,

@@ -25,9 +25,22 @@ impl OneOrMany {
     }
 }
 
-/// How a file's rows reach its table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// How a file's rows reach its table (also `cpi_import_jobs.mode`, a TEXT
+/// column bound and read as this enum).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+    sqlx::Type,
+)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Mode {
     /// Insert every row.
     Append,

@@ -4,6 +4,7 @@
 //! - `scanner`: lists and watches the inboxes, queues each ready file once;
 //! - `worker`: claims a job, imports its file ([`crate::import`]), moves it;
 //! - [`moves`]: a file's move out of the inbox, retried until done;
+//! - [`confine`]: which inboxes `--inbox-root` lets it watch, where it may move files;
 //! - [`watch`]: file-system events (inotify or polling) as hints;
 //! - [`prune`]: the `--retention` loop;
 //! - [`Settings`]: what the daemon is told.
@@ -32,6 +33,7 @@ use crate::metrics::Health;
 use crate::secret::{self, Secret};
 use crate::store;
 
+pub mod confine;
 pub mod moves;
 pub mod prune;
 pub mod reconcile;

@@ -70,10 +70,10 @@ impl Move {
     /// moved file (so it never lies beside nothing).
     pub fn attempt(&mut self) -> Attempt {
         if self.moved.is_none() {
-            if let Err(m) = crate::confine::may_move_into(&self.dir, &self.roots) {
+            if let Err(m) = super::confine::may_move_into(&self.dir, &self.roots) {
                 return Attempt::Failed(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
-                    m,
+                    m.to_string(),
                 ));
             }
             match inbox::move_into(&self.from, &self.dir, &self.job) {

@@ -100,7 +100,7 @@ fn to_queue(
         .into_iter()
         .map(|file| {
             let opts = config.options_with(patterns, &file.relative_to(Some(dir)));
-            let target = opts.map(|o| (o.table.to_string(), o.mode.as_str().to_string()));
+            let target = opts.map(|o| (o.table.to_string(), o.mode));
             let written = written.get(&file).copied();
             QueuedFile {
                 file,
@@ -151,7 +151,7 @@ pub(super) async fn scan(
             match store::list_projects(&s.pool).await {
                 Ok(rows) => {
                     let wanted = inboxes_from(rows, s.settings.settle);
-                    let wanted = crate::confine::watched(wanted, &s.settings.inbox_roots, &health);
+                    let wanted = super::confine::watched(wanted, &s.settings.inbox_roots, &health);
                     inboxes
                         .retain(|name, ib| wanted.get(name).is_some_and(|(d, _, _)| *d == ib.dir));
                     for (name, (dir, config, settle)) in wanted {
@@ -329,6 +329,7 @@ async fn list(ib: &Inbox) -> Result<Vec<Listed>, ListError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Mode;
 
     fn config(yaml: &str) -> ProjectConfig {
         serde_yaml::from_str(yaml).unwrap()
@@ -365,10 +366,7 @@ mod tests {
         );
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].file, matched);
-        assert_eq!(
-            queued[0].target,
-            Some(("orders".to_string(), "append".to_string()))
-        );
+        assert_eq!(queued[0].target, Some(("orders".to_string(), Mode::Append)));
         assert_eq!(queued[0].written, Some(at(7)));
     }
 

@@ -35,7 +35,7 @@ pub struct JobOutcome {
     /// The target table, once the options were resolved.
     pub target_table: Option<String>,
     /// The mode, once the options were resolved.
-    pub mode: Option<String>,
+    pub mode: Option<crate::config::Mode>,
     /// The file's sha256, once known.
     pub sha256: Option<String>,
     /// Rows read and written.
@@ -349,7 +349,7 @@ async fn run_started(
     // A queued job already holds its table, mode and size (the scanner
     // wrote them): no write, no commit, unless something differs.
     let known = job.target_table.as_deref() == Some(table_label.as_str())
-        && job.mode.as_deref() == Some(opts.mode.as_str())
+        && job.mode == Some(opts.mode)
         && job.file_size == i64::try_from(size).ok();
     // Hashing first costs a pass over the file before the first row
     // moves. Only a file the size of one already imported is worth it (a
@@ -360,7 +360,7 @@ async fn run_started(
     let size_seen = match claim.as_ref().and_then(|c| c.size_seen) {
         Some(seen) if known => seen,
         _ => {
-            let mode = opts.mode.as_str();
+            let mode = opts.mode;
             jobs::describe(mgmt, job.id, project.id, size, &table_label, mode).await?
         }
     };
@@ -394,7 +394,7 @@ async fn run_started(
         file_name: job.file_name.clone(),
         status: JobStatus::Failed,
         target_table: Some(table_label),
-        mode: Some(ctx.opts.mode.as_str().to_string()),
+        mode: Some(ctx.opts.mode),
         sha256,
         counts: Counts::default(),
         error: None,

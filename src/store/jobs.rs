@@ -1,5 +1,6 @@
 //! The `cpi_import_jobs` rows: one per file seen (DESIGN §2).
 
+use crate::config::Mode;
 use crate::location::FileRef;
 
 use serde::Serialize;
@@ -133,7 +134,7 @@ pub struct Job {
     /// The target table, once the options are known.
     pub target_table: Option<String>,
     /// The mode, once the options are known.
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     /// Where the job is in its lifecycle.
     pub status: JobStatus,
     /// Records parsed.
@@ -334,7 +335,7 @@ pub async fn describe(
     project_id: Uuid,
     size: u64,
     target_table: &str,
-    mode: &str,
+    mode: Mode,
 ) -> Result<bool, JobError> {
     let seen: Option<(bool,)> = sqlx::query_as(
         "UPDATE cpi_import_jobs SET file_size = $2, target_table = $3, mode = $4 WHERE id = $1

@@ -209,7 +209,7 @@ pub struct QueuedFile {
     /// The file.
     pub file: FileRef,
     /// Its table and mode.
-    pub target: Option<(String, String)>,
+    pub target: Option<(String, crate::config::Mode)>,
     /// An object's last write (its job path carries the ETag, the same for
     /// the same content uploaded again): see [`create_queued`].
     pub written: Option<std::time::SystemTime>,
@@ -245,7 +245,7 @@ async fn create_queued(
         paths.push(f.file.job_path());
         sizes.push(local_size(&f.file));
         tables.push(f.target.as_ref().map(|t| t.0.clone()));
-        modes.push(f.target.as_ref().map(|t| t.1.clone()));
+        modes.push(f.target.as_ref().map(|t| t.1));
     }
     Ok(sqlx::query_as(
         "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)

@@ -93,7 +93,7 @@ async fn upsert_last_row_wins_and_unchanged_rows_are_not_rewritten() {
         .import("a.csv", b"id,name\n1,uno\n3,three\n1,eins\n2,two\n3,drei\n")
         .await;
     assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
-    assert_eq!(o.mode.as_deref(), Some("upsert"));
+    assert_eq!(o.mode.map(|m| m.as_str()), Some("upsert"));
     // 1 updated (last row wins), 2 unchanged, 3 inserted (its last row).
     assert_eq!(counts(&o), (5, 1, 1, 0, 0));
     assert_eq!(

@@ -38,7 +38,7 @@ fn files_in(dir: &tempfile::TempDir, names: &[&str]) -> Vec<cpi::store::queue::Q
             std::fs::write(&path, "id\n1\n").unwrap();
             cpi::store::queue::QueuedFile {
                 file: cpi::location::FileRef::local(&path),
-                target: Some(("t".into(), "append".into())),
+                target: Some(("t".into(), cpi::config::Mode::Append)),
                 written: None,
             }
         })
@@ -232,7 +232,7 @@ async fn an_object_imported_after_its_last_write_is_not_queued_again() {
     let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let object = |written| cpi::store::queue::QueuedFile {
         file: cpi::location::FileRef::parse("s3://bucket/in/o.csv#etag1").unwrap(),
-        target: Some(("t".into(), "append".into())),
+        target: Some(("t".into(), cpi::config::Mode::Append)),
         written: Some(written),
     };
     let queued = queue::enqueue(&pool, "p", &[object(t)], "test")

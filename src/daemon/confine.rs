@@ -21,7 +21,7 @@ pub fn watched(
     let kept = wanted
         .into_iter()
         .filter(|(name, (_, config, _))| {
-            let why = outside(config, roots);
+            let why = rules::outside_roots(config, roots);
             if why.is_empty() {
                 return true;
             }
@@ -37,29 +37,11 @@ pub fn watched(
     kept
 }
 
-/// Why `config`'s folders are not allowed under `roots` (empty: they are).
-pub fn outside(config: &ProjectConfig, roots: &[PathBuf]) -> Vec<String> {
-    if roots.is_empty() {
-        return Vec::new();
-    }
-    rules::confine_project(
-        config.inbox.as_deref(),
-        config.processed_dir.as_deref(),
-        config.failed_dir.as_deref(),
-        roots,
-    )
-    .into_iter()
-    .map(|(_, m)| m)
-    .collect()
-}
-
 /// Whether the daemon may move a file into `dir` (checked again at every
 /// move: a folder may have been replaced by a symlink since the scan).
-pub fn may_move_into(dir: &Path, roots: &[PathBuf]) -> Result<(), String> {
+pub fn may_move_into(dir: &Path, roots: &[PathBuf]) -> Result<(), rules::ConfineError> {
     if roots.is_empty() {
         return Ok(());
     }
-    rules::confine(&dir.to_string_lossy(), roots)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    rules::confine(&dir.to_string_lossy(), roots).map(|_| ())
 }
