@@ -1,13 +1,15 @@
 //! cpi puts CSV imports into PostgreSQL under git.
 //!
 //! # Layout
-//! From the top down; a module imports only modules below it.
+//! From the top down; a module imports only modules below it, and a module
+//! inside a package names its siblings through `super::`, never its parent
+//! (`tests/integration/layout.rs`; `docs/layout.md` maps DESIGN.md to modules).
 //! - [`cli`]: the command line: parsing, the global options and management pool, one module per command family.
 //! - [`fuzzing`]: one input → one check, for the fuzz targets and the in-tree random harness.
 //! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the inbox scanner, the import workers, the reconcile loop, file moves, `--inbox-root` confinement, the file-system watcher, retention, the API and shutdown.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
 //! - [`console`]: the operator console's embedded web assets, served at `/` with the API.
-//! - [`inbox`]: inbox files: candidates, readiness (settle), processed/failed moves.
+//! - [`inbox`]: inbox folders: candidates, readiness (settle), moving a file into a folder, its error report.
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
 //! - [`embedded`]: the private PostgreSQL under the state dir when no management URL is given.
@@ -17,7 +19,7 @@
 //! - [`output`]: writing generated manifests and 0600 secret files.
 //! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.
 //! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
-//! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family.
+//! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family (connections, projects, jobs, queue, reconcile runs, statistics, retention).
 //! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
 //! - [`rules`]: the name, URL, legacy and `--inbox-root` rules shared by manifests, export, the API, the daemon and imports.

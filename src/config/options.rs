@@ -25,8 +25,8 @@ impl OneOrMany {
     }
 }
 
-/// How a file's rows reach its table (also `cpi_import_jobs.mode`, a TEXT
-/// column bound and read as this enum).
+/// How a file's rows reach its table.
+// Also `cpi_import_jobs.mode`, a TEXT column bound and read as this enum.
 #[derive(
     Debug,
     Clone,

@@ -91,7 +91,7 @@ pub async fn run(
         backend: settings.backend,
         inbox_roots: settings.inbox_roots.clone(),
     };
-    let reconciler = tokio::spawn(reconcile::run(
+    let reconciler = tokio::spawn(reconcile::run_loop(
         pool.clone(),
         reconcile_settings,
         projects_changed.clone(),

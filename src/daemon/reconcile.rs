@@ -55,7 +55,7 @@ pub fn retry_delay(failures: u32) -> Duration {
 /// Reconciles at startup, on every relevant file event (debounced) and
 /// every interval, until `shutdown` turns true; notifies `projects_changed`
 /// after a reconcile that changed rows.
-pub async fn run(
+pub async fn run_loop(
     pool: PgPool,
     s: Settings,
     projects_changed: Arc<Notify>,

@@ -68,7 +68,7 @@ pub async fn run_job(
         })?;
     tracing::debug!(start_ms = ms(t0), "job started");
     let file = decode(&job)?;
-    run(mgmt, &job, &file, worker, progress, None, false)
+    run_and_record(mgmt, &job, &file, worker, progress, None, false)
         .await
         .map_err(|u| u.error)
 }
@@ -155,7 +155,7 @@ pub async fn run_queued(
     worker: &str,
     claim: Claim<'_>,
 ) -> Result<JobOutcome, Unfinished> {
-    run(mgmt, job, file, worker, None, Some(claim), true).await
+    run_and_record(mgmt, job, file, worker, None, Some(claim), true).await
 }
 
 /// [`run_job`] for a job [`jobs::create_started`] made and started
@@ -175,7 +175,7 @@ pub async fn run_created(
         known,
     };
     let file = decode(&created.job)?;
-    run(
+    run_and_record(
         mgmt,
         &created.job,
         &file,
@@ -188,7 +188,7 @@ pub async fn run_created(
     .map_err(|u| u.error)
 }
 
-async fn run(
+async fn run_and_record(
     mgmt: &PgPool,
     job: &jobs::Job,
     file: &FileRef,
@@ -199,7 +199,7 @@ async fn run(
 ) -> Result<JobOutcome, Unfinished> {
     let t0 = Instant::now();
     let job_id = job.id;
-    match run_started(mgmt, job, file, progress, claim).await {
+    match import_file(mgmt, job, file, progress, claim).await {
         Ok(outcome) => {
             let t = Instant::now();
             jobs::finish(
@@ -312,7 +312,7 @@ async fn project_target(
     Ok((project, url))
 }
 
-async fn run_started(
+async fn import_file(
     mgmt: &PgPool,
     job: &jobs::Job,
     file: &FileRef,
