@@ -21,7 +21,7 @@ pub use resolve::ResolvedOptions;
 pub use table::{quote_ident, table_from_file_name, TableName, TableNameError};
 pub use validate::format_problem;
 
-use resolve::{merge, resolve};
+use resolve::{merge, resolve, DEFAULT_PATTERN};
 use validate::{check_extra_columns, check_key_mode};
 
 /// `cpi_projects.config`. Every field is optional so that the JSON stored is
@@ -60,8 +60,6 @@ pub struct ProjectConfig {
 }
 
 pub use crate::object_storage::StorageConfig;
-
-const DEFAULT_PATTERN: &str = "*.csv";
 
 impl ProjectConfig {
     /// Where imported files go (`processed/` under the inbox unless the

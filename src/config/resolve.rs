@@ -9,7 +9,10 @@ use super::options::{
 };
 use super::table::{table_from_file_name, TableName};
 use super::validate::single_byte;
-use super::DEFAULT_PATTERN;
+
+/// The file pattern of a config that names none: every CSV file (and,
+/// read transparently, its `.gz` / `.zst`).
+pub(super) const DEFAULT_PATTERN: &str = "*.csv";
 
 /// The options for one file with every default applied.
 #[derive(Debug, Clone, PartialEq)]

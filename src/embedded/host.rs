@@ -6,7 +6,14 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{failed, EmbeddedError, BINARIES, SYSTEM_USER};
+use super::error::{failed, EmbeddedError};
+
+/// Server binaries, in this order: `$CPI_POSTGRES_BIN` (a folder; only
+/// there when set), PATH, then the highest version under this root.
+pub const FALLBACK_ROOT: &str = "/usr/lib/postgresql";
+pub(super) const BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+/// The unprivileged user that runs the server when cpi runs as root.
+pub const SYSTEM_USER: &str = "postgres";
 
 /// The folder holding `initdb`, `pg_ctl` and `postgres`, or `None`.
 pub fn find_binaries(

@@ -4,7 +4,32 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::{InputError, LegacyDoc};
+use super::error::InputError;
+
+/// One input document: its file (relative to the input folder), its
+/// position in the file, and its content.
+#[derive(Debug, Clone)]
+pub struct LegacyDoc {
+    /// The file, relative to the input folder.
+    pub file: String,
+    /// 0-based document index inside the file.
+    pub index: usize,
+    /// How many documents the file holds (a lone document may take its
+    /// name from the file).
+    pub of: usize,
+    /// The document as parsed.
+    pub value: Value,
+}
+
+impl LegacyDoc {
+    pub(super) fn at(&self) -> String {
+        if self.of > 1 {
+            format!("{} (document {})", self.file, self.index + 1)
+        } else {
+            self.file.clone()
+        }
+    }
+}
 
 /// Every YAML document of every `*.yaml`/`*.yml`/`*.json` below `dir`
 /// (hidden files and folders skipped), in path order.

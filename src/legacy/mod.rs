@@ -28,34 +28,9 @@ mod error;
 mod input;
 
 pub use error::{InputError, LegacyError};
-pub use input::read_input;
+pub use input::{read_input, LegacyDoc};
 
 const HEADER: &str = "# Converted by `cpi convert-legacy`.\n";
-
-/// One input document: its file (relative to the input folder), its
-/// position in the file, and its content.
-#[derive(Debug, Clone)]
-pub struct LegacyDoc {
-    /// The file, relative to the input folder.
-    pub file: String,
-    /// 0-based document index inside the file.
-    pub index: usize,
-    /// How many documents the file holds (a lone document may take its
-    /// name from the file).
-    pub of: usize,
-    /// The document as parsed.
-    pub value: Value,
-}
-
-impl LegacyDoc {
-    fn at(&self) -> String {
-        if self.of > 1 {
-            format!("{} (document {})", self.file, self.index + 1)
-        } else {
-            self.file.clone()
-        }
-    }
-}
 
 #[derive(Debug)]
 struct LegacyProject {

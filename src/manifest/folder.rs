@@ -4,9 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::desired::{Loaded, Secrets};
+use super::error::{InvalidManifests, ManifestError};
+use super::model::Kind;
 use super::text::{check_expansion, check_tabs, err, split_documents, DocCtx};
 use super::validate::{parse_document, Object};
-use super::{InvalidManifests, Kind, Loaded, ManifestError, Secrets, MAX_FILE_BYTES};
+
+/// The largest manifest file read (a manifests folder is reviewed text,
+/// not data).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Loads every `*.yaml`/`*.yml` below `dir`. Secret paths are absolute or
 /// relative to `secrets_dir` (default: `dir`).

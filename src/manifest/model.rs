@@ -5,8 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::API_VERSION;
 use crate::config::ProjectConfig;
+
+/// The only `apiVersion` manifests may have.
+pub const API_VERSION: &str = "cpi/v1";
 
 /// What a manifest declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -3,7 +3,12 @@
 
 use std::path::PathBuf;
 
-use super::{ManifestError, MAX_EXPANDED_NODES};
+use super::error::ManifestError;
+
+/// The most YAML nodes (lines, counted with every alias expanded) one
+/// document may stand for: aliases that replay a large anchor many times
+/// would otherwise make a small file take gigabytes to load.
+pub const MAX_EXPANDED_NODES: u64 = 200_000;
 
 /// The key of serde_yaml's duplicate-key messages (typed and generic).
 fn duplicate_key(message: &str) -> Option<&str> {

@@ -3,11 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::model::{ConnectionSpec, Envelope, Kind, ProjectSpec};
+use super::desired::{DesiredConnection, DesiredProject, Loaded, Secrets, UrlState};
+use super::error::ManifestError;
+use super::model::{ConnectionSpec, Envelope, Kind, ProjectSpec, API_VERSION};
 use super::text::{err, DocCtx};
-use super::{
-    DesiredConnection, DesiredProject, Loaded, ManifestError, Secrets, UrlState, API_VERSION,
-};
 use crate::rules;
 use crate::secret::{self, Secret};
 

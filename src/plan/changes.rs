@@ -3,7 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Action, Change, Conflict, ConnState, ProjState, Row, SecretNote};
+use super::model::{Action, Change, Conflict, SecretNote};
+use super::state::{ConnState, ProjState, Row};
 use crate::manifest::{Kind, UrlState};
 use crate::secret;
 

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::ProjState;
+use super::state::ProjState;
 
 /// The digest of a connection row's content, over the URL *as stored*: with
 /// encryption at rest that is the sealed text, whose nonce is random, so the

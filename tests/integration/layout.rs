@@ -112,3 +112,89 @@ fn every_module_imports_only_modules_below_it() {
     problems.dedup();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// What a source text names as `super::X` (unit tests excluded: their
+/// `use super::*` is the module they test).
+fn supers(text: &str) -> Vec<String> {
+    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("super::") {
+        rest = &rest[i + "super::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = group.split('}').next().unwrap_or("");
+            for item in group.split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    found.push(name);
+                }
+            }
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            found.push(name);
+        }
+    }
+    found
+}
+
+/// The modules beside `file` (its folder's other files and subfolders):
+/// what `super::` may name from it.
+fn siblings(file: &Path) -> Vec<String> {
+    let dir = if file.file_name().is_some_and(|n| n == "mod.rs") {
+        file.parent().unwrap().parent().unwrap()
+    } else {
+        file.parent().unwrap()
+    };
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.as_path() != file)
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            if p.is_dir() {
+                Some(name)
+            } else {
+                name.strip_suffix(".rs").map(str::to_string)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn no_module_reaches_back_up_into_its_parent() {
+    // A module of a package may name its siblings through `super::`, never
+    // what its parent (`mod.rs`) defines: the parent imports its modules,
+    // so that would be an import circle within the package.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut problems = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let named = supers(&text);
+        if named.is_empty() {
+            continue;
+        }
+        let siblings = siblings(&file);
+        for name in named {
+            if !siblings.contains(&name) {
+                problems.push(format!(
+                    "{} names super::{name}, which is its parent's, not a sibling module",
+                    file.strip_prefix(&src).unwrap().display()
+                ));
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

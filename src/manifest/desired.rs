@@ -1,0 +1,114 @@
+//! What a manifests folder declares once loaded: the desired state, by
+//! name, with each connection's URL as far as the secret files tell it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::secret::Secret;
+
+/// Whether a missing secret file is an error (`apply`, `run`) or a warning
+/// (`validate`, `diff`: they change nothing, and CI has no secrets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Missing secret files are errors.
+    Required,
+    /// Missing secret files are warnings; their values compare as unknown.
+    Optional,
+}
+
+/// A connection's URL as far as the manifests tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlState {
+    /// The whole URL, password included.
+    Known(Secret),
+    /// `database_url` + a `password_file` that is not present: the URL
+    /// without its password is known.
+    PasswordUnknown(String),
+    /// A `database_url_file` that is not present.
+    Unknown,
+}
+
+/// A Connection as the manifests declare it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredConnection {
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.description`.
+    pub description: Option<String>,
+    /// The URL, as far as the secret files tell it.
+    pub url: UrlState,
+    /// The manifest file, relative to the manifests folder.
+    pub source: String,
+}
+
+/// A Project as the manifests declare it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredProject {
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.description`.
+    pub description: Option<String>,
+    /// The name of its Connection.
+    pub connection: String,
+    /// The config as stored in `cpi_projects.config` (with `name`).
+    pub config: serde_json::Value,
+    /// The manifest file, relative to the manifests folder.
+    pub source: String,
+}
+
+/// Everything the manifests declare, by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    /// Connections by name.
+    pub connections: BTreeMap<String, DesiredConnection>,
+    /// Projects by name.
+    pub projects: BTreeMap<String, DesiredProject>,
+}
+
+#[cfg(test)]
+impl Desired {
+    /// This state with one more connection, declared in `source`.
+    pub(crate) fn with_connection(
+        mut self,
+        name: &str,
+        description: Option<&str>,
+        url: UrlState,
+        source: &str,
+    ) -> Desired {
+        let connection = DesiredConnection {
+            name: name.to_string(),
+            description: description.map(str::to_string),
+            url,
+            source: source.to_string(),
+        };
+        self.connections.insert(name.to_string(), connection);
+        self
+    }
+}
+
+/// A manifests folder, loaded.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// What the manifests declare.
+    pub desired: Desired,
+    /// Missing secret files under [`Secrets::Optional`].
+    pub warnings: Vec<String>,
+    /// Every secret file referenced, present or not (the daemon watches them).
+    pub secret_files: Vec<PathBuf>,
+    /// Every manifest file read.
+    pub files: Vec<PathBuf>,
+}
+
+impl Loaded {
+    /// All secrets loaded, for scrubbing messages that may echo them.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        self.desired
+            .connections
+            .values()
+            .filter_map(|c| match &c.url {
+                UrlState::Known(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+}
