@@ -17,7 +17,7 @@ use crate::secret::Secret;
 /// command line fills them from `cpi run`'s arguments, tests directly).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The manifests folder; made absolute by [`run`] (watcher events are absolute).
+    /// The manifests folder; made absolute by [`run`](crate::daemon::run) (watcher events are absolute).
     pub manifests: PathBuf,
     /// Where relative secret file paths are resolved (default: the manifests folder).
     pub secrets_dir: Option<PathBuf>,

@@ -52,7 +52,7 @@ pub struct JobOutcome {
 /// Runs job `job_id`: see the module documentation. Does not move the
 /// file. `Ok` whenever the file got a verdict (succeeded, duplicate, or
 /// failed for its content); `Err` when it could not (see
-/// [`error_policy`](crate::import::error::error_policy)); the job row records both.
+/// [`error_policy`]); the job row records both.
 pub async fn run_job(
     mgmt: &PgPool,
     job_id: Uuid,
@@ -143,7 +143,7 @@ pub struct Claim<'a> {
 
 /// [`run_job`] for a job the daemon's queue just claimed (the claim
 /// started it: `job` is its row). When it cannot reach a verdict,
-/// [`error_policy`](crate::import::error::error_policy) decides in the same update of its
+/// [`error_policy`] decides in the same update of its
 /// row: `Retry` and `WaitForFix` put the same job back in the queue, due
 /// after the policy's delay (`not_before`), so the retry survives a restart
 /// and keeps the file's place in its table's order; `Fail` records it

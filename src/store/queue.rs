@@ -211,7 +211,7 @@ pub struct QueuedFile {
     /// Its table and mode.
     pub target: Option<(String, crate::config::Mode)>,
     /// An object's last write (its job path carries the ETag, the same for
-    /// the same content uploaded again): see [`create_queued`].
+    /// the same content uploaded again): see [`enqueue`].
     pub written: Option<std::time::SystemTime>,
 }
 
