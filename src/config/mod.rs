@@ -27,32 +27,27 @@ use validate::{check_extra_columns, check_key_mode};
 /// `cpi_projects.config`. Every field is optional so that the JSON stored is
 /// exactly what the operator wrote (plus `name`); defaults are applied when
 /// options are resolved for a file, not when they are stored.
+// Every `Option` field is left out of the output when `None`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProjectConfig {
     /// Set from the project name; leave it out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The folder watched for CSV files, or an object-storage prefix `s3://bucket/prefix/`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbox: Option<String>,
     /// Where imported files go (default `<inbox>/processed`; `s3://…` for an object inbox).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processed_dir: Option<String>,
     /// Where rejected files and their `.error.json` go (default `<inbox>/failed`; `s3://…` for an object inbox).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_dir: Option<String>,
     /// How an `s3://` inbox's store is reached (S3-compatible stores).
     /// Never credentials: those come from the standard AWS chain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageConfig>,
     /// Seconds a file's size and mtime must stay unchanged before it is read.
     // Kept as the number written (`2` stays `2`, not `2.0`), so a stored
     // config exports and loads back to the same JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_seconds: Option<serde_json::Number>,
     /// Options for every file, under each `tables` entry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<ImportOptions>,
     /// First entry whose `file_pattern` matches wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -201,82 +201,60 @@ impl Formats {
 }
 
 /// Import options, valid in `defaults` and in each `tables` entry.
+// Every `Option` field is left out of the output when `None`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ImportOptions {
     /// Glob of the files these options apply to (default `*.csv`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_pattern: Option<String>,
     /// Target table, `table` or `schema.table` (default from the file name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
     /// Key column(s), required by `upsert` and `sync`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_key: Option<OneOrMany>,
     /// `append`, `upsert`, `replace` or `sync` (default `upsert` with a primary_key, else `append`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
     /// Create the table when it does not exist: `true` (every column
     /// `text`) or `infer` (types chosen from the whole file's values).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_table: Option<CreateTable>,
     /// CSV header → target column.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<BTreeMap<String, String>>,
     /// Whether the first line names the columns (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<bool>,
     /// Field separator, one ASCII character (default `,`), or `auto`
     /// (the most frequent of `,` `;` tab `|` in the first line).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
     /// Quote character, one ASCII character (default `"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote: Option<String>,
     /// Escape character inside quotes (default: the quote doubled).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escape: Option<String>,
     /// Field value(s) read as NULL (default the empty field).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub null: Option<OneOrMany>,
     /// Trim white space around every field before it is read (default false).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trim: Option<bool>,
     /// `utf-8` (default), `latin1` or `windows-1252`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<Encoding>,
     /// `abort` (default) or `skip_rows`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_error: Option<OnError>,
     /// With `skip_rows`: the most bad rows before the file is rejected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<u64>,
     /// A file column the table lacks: `error` (default), `ignore`, or
     /// `add` (added to the table with a type inferred from the file).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_columns: Option<ExtraColumns>,
     /// A table column the file lacks: `error` or `ignore` (default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_columns: Option<ColumnPolicy>,
     /// How all-digit dates like `01/02/2024` read: `MDY` (default), `DMY` or `YMD`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_order: Option<DateOrder>,
     /// strftime-like format of `date` columns (`"%d.%m.%Y"`), or per column.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_format: Option<Formats>,
     /// strftime-like format of `timestamp`/`timestamptz` columns, or per column.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_format: Option<Formats>,
     /// Decimal separator of numeric columns: `.` (default) or `,`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decimal_separator: Option<String>,
     /// Thousands separator of numeric columns, removed before parsing (`.`, `,`, ` ` or `'`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thousands_separator: Option<String>,
     /// Values read as true in boolean columns, besides PostgreSQL's own (case-insensitive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub true_values: Option<Vec<String>>,
     /// Values read as false in boolean columns, besides PostgreSQL's own (case-insensitive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub false_values: Option<Vec<String>>,
 }

@@ -94,20 +94,18 @@ pub struct Metadata {
 
 /// Exactly one URL source: `database_url_file`, or `database_url` (with
 /// `password_file` for the password).
+// Every `Option` field is left out of the output when `None`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConnectionSpec {
     /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// A postgres:// URL without password (a password here is rejected: secrets never live in git).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
     /// A secret file holding the whole URL (absolute, or relative to --secrets-dir).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url_file: Option<String>,
     /// A secret file holding the password for `database_url`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<String>,
 }
 
