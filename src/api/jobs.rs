@@ -7,15 +7,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Authorization, Authorized};
 use super::error::{ApiError, ErrorBody, TokenErrors};
-use super::extract::{IdPath, QueryParams};
+use super::extract::{newest_first_window, IdPath, QueryParams};
 use super::state::AppState;
 use crate::secret;
 use crate::store::jobs::{self, Job, JobError, JobStatus, ListFilter};
 use crate::store::queue;
 
 const KIND: &str = "job";
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
 
 /// The importer scrubs its errors; this is the second line of defence,
 /// for messages written by anything else.
@@ -92,19 +90,7 @@ pub async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<JobsQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit > MAX_LIMIT {
-        return Err(ApiError::invalid(format!(
-            "limit: at most {MAX_LIMIT}, got {limit}"
-        )));
-    }
-    let offset = q.offset.unwrap_or(0);
-    if offset > i32::MAX as u32 {
-        return Err(ApiError::invalid(format!(
-            "offset: at most {}, got {offset}",
-            i32::MAX
-        )));
-    }
+    let (limit, offset) = newest_first_window(q.limit, q.offset)?;
     if q.project.as_deref().is_some_and(|p| p.contains('\0')) {
         return Err(ApiError::invalid(
             "project: must not contain NUL characters",

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{IdPath, QueryParams};
+use super::extract::{newest_first_window, IdPath, QueryParams};
 use super::state::AppState;
 use crate::secret;
 use crate::store::{self, ReconcileStatus, RunFilter};
@@ -20,8 +20,6 @@ use crate::store::{self, ReconcileStatus, RunFilter};
 pub use crate::store::ReconcileRun;
 
 const KIND: &str = "reconcile run";
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
 
 /// One run with its diff.
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,19 +75,7 @@ pub async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<RunsQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit > MAX_LIMIT {
-        return Err(ApiError::invalid(format!(
-            "limit: at most {MAX_LIMIT}, got {limit}"
-        )));
-    }
-    let offset = q.offset.unwrap_or(0);
-    if offset > i32::MAX as u32 {
-        return Err(ApiError::invalid(format!(
-            "offset: at most {}, got {offset}",
-            i32::MAX
-        )));
-    }
+    let (limit, offset) = newest_first_window(q.limit, q.offset)?;
     let filter = RunFilter {
         status: q.status,
         limit: i64::from(limit),
