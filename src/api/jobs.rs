@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Authorization, Authorized};
-use super::error::{ApiError, ErrorBody, TokenErrors};
+use super::docs::{Addressed, IdErrors, IdParam, TokenErrors, WindowErrors};
+use super::error::{ApiError, ErrorBody};
 use super::extract::{newest_first_window, IdPath, QueryParams};
 use super::state::AppState;
 use crate::secret;
@@ -14,6 +15,11 @@ use crate::store::jobs::{self, Job, JobError, JobStatus, ListFilter};
 use crate::store::queue;
 
 const KIND: &str = "job";
+
+impl Addressed for Job {
+    const ID: &'static str = "Job id";
+    const NOUN: &'static str = KIND;
+}
 
 /// The importer scrubs its errors; this is the second line of defence,
 /// for messages written by anything else.
@@ -82,7 +88,7 @@ pub struct JobPage {
         (status = 200, description = "A page of import jobs, newest first. Without the API token: no row values (`error` hidden, `error_details.errors` left out), `file_path` empty, no `worker`", body = JobPage, links(
             ("GetFirstJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/jobs/0/id")))),
         )),
-        (status = 400, description = "Malformed query (unknown status, limit over 500, …)", body = ErrorBody),
+        WindowErrors,
     )
 )]
 pub async fn list(
@@ -114,11 +120,10 @@ pub async fn list(
 
 #[utoipa::path(
     get, path = "/jobs/{id}", operation_id = "get_job", tag = "jobs",
-    params(("id" = Uuid, Path, description = "Job id")),
+    params(IdParam<Job>),
     responses(
         (status = 200, description = "The job (without the API token, redacted as in GET /jobs)", body = Job),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
+        IdErrors<Job>,
     )
 )]
 pub async fn get(
@@ -133,13 +138,12 @@ pub async fn get(
 
 #[utoipa::path(
     post, path = "/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
-    params(("id" = Uuid, Path, description = "Job id")),
+    params(IdParam<Job>),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The job, queued again: a worker of `cpi run` picks it up", body = Job),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        IdErrors<Job>,
         TokenErrors,
-        (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "Not failed, or its file is gone", body = ErrorBody),
     )
 )]
