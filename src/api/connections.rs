@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Authorized;
-use super::error::{ApiError, BodyErrors, ErrorBody, TokenErrors};
+use super::docs::{Addressed, BodyErrors, IdErrors, IdParam, PageErrors, TokenErrors};
+use super::error::{ApiError, ErrorBody};
 use super::extract::{check_fields, present, IdPath, JsonBody, Page, QueryParams};
 use super::state::AppState;
 use super::unmanaged::{delete_unmanaged, lock_unmanaged};
@@ -32,6 +33,11 @@ pub struct Connection {
     pub managed_by: Option<String>,
     /// The manifest that declares the row, relative to the manifests root.
     pub source: Option<String>,
+}
+
+impl Addressed for Connection {
+    const ID: &'static str = "Connection id";
+    const NOUN: &'static str = KIND;
 }
 
 impl From<&ConnectionRow> for Connection {
@@ -133,7 +139,7 @@ fn check_url(url: &str) -> Result<Secret, UrlProblem> {
     params(Page),
     responses(
         (status = 200, description = "A page of connections, by name; never a database_url", body = [Connection]),
-        (status = 400, description = "Malformed query (limit over 1000, …)", body = ErrorBody),
+        PageErrors,
     )
 )]
 pub async fn list(
@@ -187,13 +193,12 @@ pub async fn create(
 
 #[utoipa::path(
     get, path = "/connections/{id}", operation_id = "get_connection", tag = "connections",
-    params(("id" = Uuid, Path, description = "Connection id")),
+    params(IdParam<Connection>),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The connection with its database_url", body = ConnectionDetail),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        IdErrors<Connection>,
         TokenErrors,
-        (status = 404, description = "No such connection", body = ErrorBody),
     )
 )]
 pub async fn get(
@@ -219,7 +224,7 @@ pub async fn get(
 
 #[utoipa::path(
     put, path = "/connections/{id}", operation_id = "update_connection", tag = "connections",
-    params(("id" = Uuid, Path, description = "Connection id")),
+    params(IdParam<Connection>),
     request_body = ConnectionUpdate,
     security(("bearer" = [])),
     responses(
@@ -270,13 +275,12 @@ pub async fn update(
 
 #[utoipa::path(
     delete, path = "/connections/{id}", operation_id = "delete_connection", tag = "connections",
-    params(("id" = Uuid, Path, description = "Connection id")),
+    params(IdParam<Connection>),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted; projects that used it keep existing with connection_id null"),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        IdErrors<Connection>,
         TokenErrors,
-        (status = 404, description = "No such connection", body = ErrorBody),
         (status = 409, description = "Managed by a manifest (the body names it)", body = ErrorBody),
     )
 )]
@@ -292,13 +296,12 @@ pub async fn delete(
 
 #[utoipa::path(
     post, path = "/connections/{id}/test", operation_id = "test_connection", tag = "connections",
-    params(("id" = Uuid, Path, description = "Connection id")),
+    params(IdParam<Connection>),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The outcome of connecting and running `SELECT 1` (success false when it failed)", body = TestResult),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        IdErrors<Connection>,
         TokenErrors,
-        (status = 404, description = "No such connection", body = ErrorBody),
     )
 )]
 pub async fn test(

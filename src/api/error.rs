@@ -27,27 +27,6 @@ pub struct ErrorBody {
     pub source: Option<String>,
 }
 
-/// The answers every route behind the API token documents (utoipa
-/// `responses(...)`), written once instead of on each route.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)] // described, never built: handlers answer through `ApiError`
-pub(super) enum TokenErrors {
-    #[response(status = 401, description = "Missing or wrong token")]
-    Unauthorized(ErrorBody),
-    #[response(status = 403, description = "No token configured")]
-    Forbidden(ErrorBody),
-}
-
-/// The answers every route that reads a JSON body documents.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)] // described, never built: handlers answer through `ApiError`
-pub(super) enum BodyErrors {
-    #[response(status = 415, description = "The body is not sent as application/json")]
-    UnsupportedMediaType(ErrorBody),
-    #[response(status = 422, description = "Malformed body")]
-    Unprocessable(ErrorBody),
-}
-
 /// Every failure of a request, mapped to its status and JSON body in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -99,6 +99,33 @@ impl Page {
     }
 }
 
+/// The page size of the newest-first lists (`/jobs`, `/reconcile/runs`) by default.
+const DEFAULT_WINDOW: u32 = 50;
+/// Their largest page.
+const MAX_WINDOW: u32 = 500;
+
+/// `limit` and `offset` of a newest-first list, checked: the list is paged
+/// in PostgreSQL, whose `OFFSET` is bound as an `int4`.
+pub(super) fn newest_first_window(
+    limit: Option<u32>,
+    offset: Option<u32>,
+) -> Result<(u32, u32), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_WINDOW);
+    if limit > MAX_WINDOW {
+        return Err(ApiError::invalid(format!(
+            "limit: at most {MAX_WINDOW}, got {limit}"
+        )));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset > i32::MAX as u32 {
+        return Err(ApiError::invalid(format!(
+            "offset: at most {}, got {offset}",
+            i32::MAX
+        )));
+    }
+    Ok((limit, offset))
+}
+
 /// The problems of the fields every body may carry: the manifests' name
 /// rule (so every row can be exported as a manifest) and a description
 /// PostgreSQL can store (text cannot hold NUL).

@@ -6,16 +6,20 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Authorization, Authorized};
-use super::error::{ApiError, ErrorBody, TokenErrors};
-use super::extract::{IdPath, QueryParams};
+use super::docs::{Addressed, IdErrors, IdParam, TokenErrors, WindowErrors};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{newest_first_window, IdPath, QueryParams};
 use super::state::AppState;
 use crate::secret;
 use crate::store::jobs::{self, Job, JobError, JobStatus, ListFilter};
 use crate::store::queue;
 
 const KIND: &str = "job";
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
+
+impl Addressed for Job {
+    const ID: &'static str = "Job id";
+    const NOUN: &'static str = KIND;
+}
 
 /// The importer scrubs its errors; this is the second line of defence,
 /// for messages written by anything else.
@@ -84,7 +88,7 @@ pub struct JobPage {
         (status = 200, description = "A page of import jobs, newest first. Without the API token: no row values (`error` hidden, `error_details.errors` left out), `file_path` empty, no `worker`", body = JobPage, links(
             ("GetFirstJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/jobs/0/id")))),
         )),
-        (status = 400, description = "Malformed query (unknown status, limit over 500, …)", body = ErrorBody),
+        WindowErrors,
     )
 )]
 pub async fn list(
@@ -92,19 +96,7 @@ pub async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<JobsQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit > MAX_LIMIT {
-        return Err(ApiError::invalid(format!(
-            "limit: at most {MAX_LIMIT}, got {limit}"
-        )));
-    }
-    let offset = q.offset.unwrap_or(0);
-    if offset > i32::MAX as u32 {
-        return Err(ApiError::invalid(format!(
-            "offset: at most {}, got {offset}",
-            i32::MAX
-        )));
-    }
+    let (limit, offset) = newest_first_window(q.limit, q.offset)?;
     if q.project.as_deref().is_some_and(|p| p.contains('\0')) {
         return Err(ApiError::invalid(
             "project: must not contain NUL characters",
@@ -128,11 +120,10 @@ pub async fn list(
 
 #[utoipa::path(
     get, path = "/jobs/{id}", operation_id = "get_job", tag = "jobs",
-    params(("id" = Uuid, Path, description = "Job id")),
+    params(IdParam<Job>),
     responses(
         (status = 200, description = "The job (without the API token, redacted as in GET /jobs)", body = Job),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
+        IdErrors<Job>,
     )
 )]
 pub async fn get(
@@ -147,13 +138,12 @@ pub async fn get(
 
 #[utoipa::path(
     post, path = "/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
-    params(("id" = Uuid, Path, description = "Job id")),
+    params(IdParam<Job>),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The job, queued again: a worker of `cpi run` picks it up", body = Job),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        IdErrors<Job>,
         TokenErrors,
-        (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "Not failed, or its file is gone", body = ErrorBody),
     )
 )]

@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod connections;
+mod docs;
 mod error;
 mod extract;
 mod jobs;

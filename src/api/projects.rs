@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Authorized;
-use super::error::{ApiError, BodyErrors, ErrorBody, TokenErrors};
+use super::docs::{Addressed, BodyErrors, IdErrors, IdParam, PageErrors, TokenErrors};
+use super::error::{ApiError, ErrorBody};
 use super::extract::{check_fields, present, IdPath, JsonBody, Page, QueryParams};
 use super::state::AppState;
 use super::unmanaged::{delete_unmanaged, lock_unmanaged};
@@ -38,6 +39,11 @@ pub struct Project {
     pub updated_at: Option<DateTime<Utc>>,
     pub managed_by: Option<String>,
     pub source: Option<String>,
+}
+
+impl Addressed for Project {
+    const ID: &'static str = "Project id";
+    const NOUN: &'static str = KIND;
 }
 
 impl From<ProjectRow> for Project {
@@ -209,7 +215,7 @@ async fn ensure_connection_exists(
     params(Page),
     responses(
         (status = 200, description = "A page of projects, by name", body = [Project]),
-        (status = 400, description = "Malformed query (limit over 1000, …)", body = ErrorBody),
+        PageErrors,
     )
 )]
 pub async fn list(
@@ -222,11 +228,10 @@ pub async fn list(
 
 #[utoipa::path(
     get, path = "/projects/{id}", operation_id = "get_project", tag = "projects",
-    params(("id" = Uuid, Path, description = "Project id")),
+    params(IdParam<Project>),
     responses(
         (status = 200, description = "The project", body = Project),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 404, description = "No such project", body = ErrorBody),
+        IdErrors<Project>,
     )
 )]
 pub async fn get(
@@ -295,7 +300,7 @@ pub async fn create(
 
 #[utoipa::path(
     put, path = "/projects/{id}", operation_id = "update_project", tag = "projects",
-    params(("id" = Uuid, Path, description = "Project id")),
+    params(IdParam<Project>),
     request_body = ProjectUpdate,
     security(("bearer" = [])),
     responses(
@@ -367,13 +372,12 @@ pub async fn update(
 
 #[utoipa::path(
     delete, path = "/projects/{id}", operation_id = "delete_project", tag = "projects",
-    params(("id" = Uuid, Path, description = "Project id")),
+    params(IdParam<Project>),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted; its import jobs stay, with project_id null"),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        IdErrors<Project>,
         TokenErrors,
-        (status = 404, description = "No such project", body = ErrorBody),
         (status = 409, description = "Managed by a manifest (the body names it)", body = ErrorBody),
     )
 )]

@@ -11,8 +11,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
-use super::extract::{IdPath, QueryParams};
+use super::docs::{Addressed, IdErrors, IdParam, WindowErrors};
+use super::error::ApiError;
+use super::extract::{newest_first_window, IdPath, QueryParams};
 use super::state::AppState;
 use crate::secret;
 use crate::store::{self, ReconcileStatus, RunFilter};
@@ -20,8 +21,12 @@ use crate::store::{self, ReconcileStatus, RunFilter};
 pub use crate::store::ReconcileRun;
 
 const KIND: &str = "reconcile run";
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
+
+impl Addressed for ReconcileRun {
+    const ID: &'static str = "Run id";
+    // Not KIND: the routes say "run", messages "reconcile run".
+    const NOUN: &'static str = "run";
+}
 
 /// One run with its diff.
 #[derive(Debug, Serialize, ToSchema)]
@@ -70,26 +75,14 @@ fn scrubbed(mut run: ReconcileRun) -> ReconcileRun {
         (status = 200, description = "A page of reconcile runs, newest first", body = RunPage, links(
             ("GetFirstRun" = (operation_id = "get_reconcile_run", parameters(("id" = "$response.body#/runs/0/id")))),
         )),
-        (status = 400, description = "Malformed query (unknown status, limit over 500, …)", body = ErrorBody),
+        WindowErrors,
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<RunsQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit > MAX_LIMIT {
-        return Err(ApiError::invalid(format!(
-            "limit: at most {MAX_LIMIT}, got {limit}"
-        )));
-    }
-    let offset = q.offset.unwrap_or(0);
-    if offset > i32::MAX as u32 {
-        return Err(ApiError::invalid(format!(
-            "offset: at most {}, got {offset}",
-            i32::MAX
-        )));
-    }
+    let (limit, offset) = newest_first_window(q.limit, q.offset)?;
     let filter = RunFilter {
         status: q.status,
         limit: i64::from(limit),
@@ -107,11 +100,10 @@ pub async fn list(
 
 #[utoipa::path(
     get, path = "/reconcile/runs/{id}", operation_id = "get_reconcile_run", tag = "reconcile",
-    params(("id" = Uuid, Path, description = "Run id")),
+    params(IdParam<ReconcileRun>),
     responses(
         (status = 200, description = "The run with its redacted diff", body = ReconcileRunDetail),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 404, description = "No such run", body = ErrorBody),
+        IdErrors<ReconcileRun>,
     )
 )]
 pub async fn get(

@@ -29,43 +29,42 @@ pub(super) trait Resource: Sized + Send {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-impl Resource for ConnectionRow {
-    const KIND: &'static str = "connection";
-    fn ownership(&self) -> (&str, &Option<String>, &Option<String>) {
-        (&self.name, &self.managed_by, &self.source)
-    }
-    fn lock(
-        tx: &mut sqlx::PgConnection,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send {
-        store::lock_connection(tx, id)
-    }
-    fn delete(
-        tx: &mut sqlx::PgConnection,
-        id: Uuid,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        store::delete_unmanaged_connection(tx, id)
-    }
+/// The two impls differ only in their kind and store functions.
+macro_rules! resource {
+    ($row:ty, $kind:literal, $lock:path, $delete:path) => {
+        impl Resource for $row {
+            const KIND: &'static str = $kind;
+            fn ownership(&self) -> (&str, &Option<String>, &Option<String>) {
+                (&self.name, &self.managed_by, &self.source)
+            }
+            fn lock(
+                tx: &mut sqlx::PgConnection,
+                id: Uuid,
+            ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send {
+                $lock(tx, id)
+            }
+            fn delete(
+                tx: &mut sqlx::PgConnection,
+                id: Uuid,
+            ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+                $delete(tx, id)
+            }
+        }
+    };
 }
 
-impl Resource for ProjectRow {
-    const KIND: &'static str = "project";
-    fn ownership(&self) -> (&str, &Option<String>, &Option<String>) {
-        (&self.name, &self.managed_by, &self.source)
-    }
-    fn lock(
-        tx: &mut sqlx::PgConnection,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Option<Self>, StoreError>> + Send {
-        store::lock_project(tx, id)
-    }
-    fn delete(
-        tx: &mut sqlx::PgConnection,
-        id: Uuid,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        store::delete_unmanaged_project(tx, id)
-    }
-}
+resource!(
+    ConnectionRow,
+    "connection",
+    store::lock_connection,
+    store::delete_unmanaged_connection
+);
+resource!(
+    ProjectRow,
+    "project",
+    store::lock_project,
+    store::delete_unmanaged_project
+);
 
 /// Locks row `id` for a write: 404 when it does not exist, 409 when a
 /// reconciler owns it (its manifest is the source of truth).

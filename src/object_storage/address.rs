@@ -14,19 +14,19 @@ pub const SCHEME: &str = "s3://";
 #[derive(
     Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
 )]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// The store's URL (default: AWS S3 for the region), e.g. `https://minio.example:9000`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// The region (default: `AWS_REGION`, the profile's, else `us-east-1`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// Allow an `http://` endpoint (default false: only `https://`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_http: Option<bool>,
     /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible stores need (default false).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path_style: Option<bool>,
 }
 

@@ -160,18 +160,19 @@ fn diff_against_a_base_checkout_exits_0_or_2() {
     assert_eq!(d.code, 1, "{}", d.all());
 }
 
+/// A YAML list of strings.
+fn strings(list: &serde_yaml::Value) -> Vec<&str> {
+    let items = list.as_sequence().unwrap().iter();
+    items.map(|s| s.as_str().unwrap()).collect()
+}
+
 #[test]
 fn gitlab_job_validates_and_shows_the_change() {
     let tmp = tempfile::tempdir().unwrap();
     let o = origin(tmp.path());
     let ci = yaml("examples/ci/gitlab-ci.yml");
     let job = &ci["cpi-plan"];
-    let script: Vec<&str> = job["script"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let script = strings(&job["script"]);
     let run = |branch: &str| {
         let dir = checkout(tmp.path(), &o, branch);
         let mut env = vec![
@@ -207,12 +208,7 @@ fn pre_commit_hook_runs_cpi_validate() {
     let config = yaml("examples/ci/pre-commit-config.yaml");
     let used = &config["repos"][0]["hooks"][0];
     assert_eq!(used["id"], "cpi-validate");
-    let args: Vec<&str> = used["args"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = strings(&used["args"]);
     let command = format!("{} {}", hook["entry"].as_str().unwrap(), args.join(" "));
     let r = sh(&checkout(tmp.path(), &o, "feature"), &command, &[]);
     assert_eq!(r.code, 0, "{}", r.all());

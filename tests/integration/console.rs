@@ -204,6 +204,18 @@ impl Ui {
         }
     }
 
+    /// Clicks "Test connection" and waits for its success.
+    async fn test_connection_succeeds(&self) {
+        self.click("#test-connection").await;
+        self.wait_text("#test-result", "Connection successful", 20)
+            .await;
+    }
+
+    /// Whether the element `css` (waited for) can be used.
+    async fn enabled(&self, css: &str) -> bool {
+        self.find(css).await.is_enabled().await.unwrap()
+    }
+
     async fn find(&self, css: &str) -> Element {
         match self
             .c
@@ -440,12 +452,7 @@ async fn an_operator_clicks_through_every_page() {
         .await;
     ui.wait_text("main", "shown only with the API token", 10)
         .await;
-    assert!(!ui
-        .find("#test-connection")
-        .await
-        .is_enabled()
-        .await
-        .unwrap());
+    assert!(!ui.enabled("#test-connection").await);
     ui.check_page(true).await;
 
     ui.click("a[data-nav=projects]").await;
@@ -478,10 +485,7 @@ async fn an_operator_clicks_through_every_page() {
     // Anonymously the API may hold back row values: only the verdict is
     // asserted here; the row errors are, with the token, below.
     ui.wait_text("#job-status", "failed", 10).await;
-    assert!(
-        !ui.find("#retry-job").await.is_enabled().await.unwrap(),
-        "retry needs the token"
-    );
+    assert!(!ui.enabled("#retry-job").await, "retry needs the token");
     ui.check_page(true).await;
 
     ui.click("a[data-nav=reconcile]").await;
@@ -520,22 +524,11 @@ async fn an_operator_clicks_through_every_page() {
     )
     .await;
     assert!(
-        !ui.find("#edit-connection")
-            .await
-            .is_enabled()
-            .await
-            .unwrap(),
+        !ui.enabled("#edit-connection").await,
         "a managed row refuses edits"
     );
-    assert!(!ui
-        .find("#delete-connection")
-        .await
-        .is_enabled()
-        .await
-        .unwrap());
-    ui.click("#test-connection").await;
-    ui.wait_text("#test-result", "Connection successful", 20)
-        .await;
+    assert!(!ui.enabled("#delete-connection").await);
+    ui.test_connection_succeeds().await;
     ui.check_page(false).await;
     ui.shot("connection").await;
 
@@ -556,9 +549,7 @@ async fn an_operator_clicks_through_every_page() {
     ui.type_in("#f-name", "temporary").await;
     ui.click("#connection-form button[type=submit]").await;
     ui.wait_text("h1", "Connection temporary", 10).await;
-    ui.click("#test-connection").await;
-    ui.wait_text("#test-result", "Connection successful", 20)
-        .await;
+    ui.test_connection_succeeds().await;
     ui.click("#delete-connection").await;
     ui.click("#confirm-delete").await;
     let t = ui.wait_text("main", "scratch", 10).await;
@@ -575,16 +566,14 @@ async fn an_operator_clicks_through_every_page() {
     ui.replace("#f-description", "edited in the console").await;
     ui.click("#connection-form button[type=submit]").await;
     ui.wait_text("main", "edited in the console", 10).await;
-    ui.click("#test-connection").await;
-    ui.wait_text("#test-result", "Connection successful", 20)
-        .await;
+    ui.test_connection_succeeds().await;
 
     // An unmanaged project: the API's validation error shows at its
     // field; fixed, it is created, then edited. The managed one is not.
     ui.open(&format!("#/projects/{sales}")).await;
     ui.wait_text("#managed-note", "managed by git: projects/sales.yaml", 10)
         .await;
-    assert!(!ui.find("#edit-project").await.is_enabled().await.unwrap());
+    assert!(!ui.enabled("#edit-project").await);
     ui.open("#/projects/new").await;
     ui.type_in("#f-name", "manual").await;
     ui.find("#f-connection_id")

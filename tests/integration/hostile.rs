@@ -706,25 +706,22 @@ async fn zstd_files_load_and_a_corrupt_one_gets_a_zstd_error() {
     let mut text = Vec::new();
     write_20k_rows(&mut text);
     let good = zstd::encode_all(&text[..], 3).unwrap();
-    let o = env.import("good.csv.zst", &good).await;
-    assert_eq!(
-        o.status,
-        cpi::store::jobs::JobStatus::Succeeded,
-        "{:?}",
-        o.error
-    );
-    assert_eq!(env.count("t").await, 20_000);
     // Two frames one after the other (`cat a.zst b.zst`): both are read.
     let mut two = zstd::encode_all(&b"a,b,c\n1,x,y\n"[..], 1).unwrap();
     two.extend(zstd::encode_all(&b"2,z,w\n"[..], 1).unwrap());
-    let o = env.import("two.csv.zst", &two).await;
-    assert_eq!(
-        o.status,
-        cpi::store::jobs::JobStatus::Succeeded,
-        "{:?}",
-        o.error
-    );
-    assert_eq!(env.count("t").await, 20_002);
+    for (name, bytes, rows) in [
+        ("good.csv.zst", &good, 20_000),
+        ("two.csv.zst", &two, 20_002),
+    ] {
+        let o = env.import(name, bytes).await;
+        assert_eq!(
+            o.status,
+            cpi::store::jobs::JobStatus::Succeeded,
+            "{:?}",
+            o.error
+        );
+        assert_eq!(env.count("t").await, rows);
+    }
     for (name, bytes) in damaged("zst", &good) {
         let o = env.import(&name, &bytes).await;
         assert_eq!(o.status, cpi::store::jobs::JobStatus::Failed, "{name}");

@@ -37,6 +37,52 @@ function title(text) {
 }
 
 // "Newer" / "Older" links for a page of `limit` rows at `offset` of `total`.
+// The top of a connection's or project's page: its title, the way back to
+// its list and, for a row git manages, why it cannot be changed here.
+function rowHead(row, heading, listHref, listName) {
+  const managed = row.managed_by ? managedNote(row) : null;
+  if (managed) managed.id = 'managed-note';
+  return [title(heading), h('p', {}, h('a', { href: listHref }, `← ${listName}`)), managed];
+}
+
+// What a page of one row starts with: the row, or null once the page
+// says why it could not be read.
+async function getOrShow(main, path, heading) {
+  try {
+    return await get(path);
+  } catch (e) {
+    fill(main, title(heading), errorNote(e));
+    return null;
+  }
+}
+
+// The create-or-edit form of a connection or project: its fields, then
+// Save (or Create) and Cancel. On submit `body()` reads the fields (null
+// when it has marked one wrong) and the row is written.
+function rowForm(kind, row, fields, out, body) {
+  const editing = Boolean(row);
+  const list = `/${kind}s`;
+  const form = h('form', { class: 'form', id: `${kind}-form`, novalidate: true },
+    Object.values(fields).map((f) => f.wrap),
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit' }, editing ? 'Save' : 'Create'),
+      h('a', { href: editing ? `#${list}/${row.id}` : `#${list}` }, 'Cancel')),
+    out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(fields);
+    const sent = body();
+    if (!sent) return;
+    try {
+      const saved = editing ? await put(`${list}/${row.id}`, sent) : await post(list, sent);
+      navigate(`#${list}/${saved.id}`);
+    } catch (e) {
+      showErrors(e, fields, out);
+    }
+  });
+  return form;
+}
+
 function pager(base, params, offset, limit, total) {
   const link = (o, text, rel) => h('a', { href: `${base}${query({ ...params, offset: o || null })}`, rel }, text);
   const parts = [];
@@ -118,25 +164,11 @@ function connectionForm(main, row) {
     database_url: input('database_url', editing ? 'Database URL (leave empty to keep it)' : 'Database URL', '',
       { type: 'password', required: !editing, autocomplete: 'off', placeholder: 'postgres://user:password@host/db' }),
   };
-  const form = h('form', { class: 'form', id: 'connection-form', novalidate: true },
-    Object.values(fields).map((f) => f.wrap),
-    h('div', { class: 'actions' },
-      h('button', { type: 'submit' }, editing ? 'Save' : 'Create'),
-      h('a', { href: editing ? `#/connections/${row.id}` : '#/connections' }, 'Cancel')),
-    out);
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clearErrors(fields);
+  return rowForm('connection', row, fields, out, () => {
     const body = { name: fields.name.el.value, description: fields.description.el.value || null };
     if (fields.database_url.el.value) body.database_url = fields.database_url.el.value;
-    try {
-      const saved = editing ? await put(`/connections/${row.id}`, body) : await post('/connections', body);
-      navigate(`#/connections/${saved.id}`);
-    } catch (e) {
-      showErrors(e, fields, out);
-    }
+    return body;
   });
-  return form;
 }
 
 export async function connectionNew(main) {
@@ -201,12 +233,8 @@ export async function connection(main, params) {
     sure.focus();
   });
   actions.append(editBtn, delBtn);
-  const managed = c.managed_by ? managedNote(c) : null;
-  if (managed) managed.id = 'managed-note';
   fill(main, 
-    title(`Connection ${c.name}`),
-    h('p', {}, h('a', { href: '#/connections' }, '← Connections')),
-    managed,
+    rowHead(c, `Connection ${c.name}`, '#/connections', 'Connections'),
     facts([
       ['Name', c.name],
       ['Description', c.description || '—'],
@@ -256,7 +284,6 @@ function tableRows(config) {
 }
 
 function projectForm(row, conns) {
-  const editing = Boolean(row);
   const out = h('div', { id: 'form-result' });
   const config = row ? { ...row.config } : { inbox: '', tables: [{ file_pattern: '*.csv', table: '', mode: 'append' }] };
   delete config.name;
@@ -270,36 +297,21 @@ function projectForm(row, conns) {
     config: field('config', 'Config (JSON: inbox, tables, defaults)',
       h('textarea', { id: 'f-config', name: 'config', rows: 12, spellcheck: 'false' }, JSON.stringify(config, null, 2))),
   };
-  const form = h('form', { class: 'form', id: 'project-form', novalidate: true },
-    Object.values(fields).map((f) => f.wrap),
-    h('div', { class: 'actions' },
-      h('button', { type: 'submit' }, editing ? 'Save' : 'Create'),
-      h('a', { href: editing ? `#/projects/${row.id}` : '#/projects' }, 'Cancel')),
-    out);
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clearErrors(fields);
+  return rowForm('project', row, fields, out, () => {
     let cfg;
     try {
       cfg = JSON.parse(fields.config.el.value);
     } catch (e) {
       fieldError(fields.config, `not valid JSON: ${e.message}`);
-      return;
+      return null;
     }
-    const body = {
+    return {
       name: fields.name.el.value,
       description: fields.description.el.value || null,
       connection_id: select.value || null,
       config: cfg,
     };
-    try {
-      const saved = editing ? await put(`/projects/${row.id}`, body) : await post('/projects', body);
-      navigate(`#/projects/${saved.id}`);
-    } catch (e) {
-      showErrors(e, fields, out);
-    }
   });
-  return form;
 }
 
 export async function projectNew(main) {
@@ -312,13 +324,8 @@ export async function projectNew(main) {
 }
 
 export async function project(main, params) {
-  let p;
-  try {
-    p = await get(`/projects/${params.id}`);
-  } catch (e) {
-    fill(main, title('Project'), errorNote(e));
-    return;
-  }
+  const p = await getOrShow(main, `/projects/${params.id}`, 'Project');
+  if (!p) return;
   const [jobs, conns] = await Promise.all([
     get(`/jobs${query({ project: p.name, limit: 10 })}`),
     get('/connections'),
@@ -328,12 +335,8 @@ export async function project(main, params) {
   const editBtn = h('button', { type: 'button', id: 'edit-project', disabled: Boolean(p.managed_by) || !token(),
     'aria-describedby': p.managed_by ? 'managed-note' : null }, 'Edit');
   editBtn.addEventListener('click', () => edit.replaceChildren(projectForm(p, conns)));
-  const managed = p.managed_by ? managedNote(p) : null;
-  if (managed) managed.id = 'managed-note';
   fill(main, 
-    title(`Project ${p.name}`),
-    h('p', {}, h('a', { href: '#/projects' }, '← Projects')),
-    managed,
+    rowHead(p, `Project ${p.name}`, '#/projects', 'Projects'),
     facts([
       ['Description', p.description || '—'],
       ['Connection', p.connection_id ? h('a', { href: `#/connections/${p.connection_id}` }, p.connection_name || p.connection_id) : 'none'],
@@ -403,13 +406,8 @@ export async function jobs(main, params) {
 jobs.live = true;
 
 export async function job(main, params) {
-  let j;
-  try {
-    j = await get(`/jobs/${params.id}`);
-  } catch (e) {
-    fill(main, title('Job'), errorNote(e));
-    return;
-  }
+  const j = await getOrShow(main, `/jobs/${params.id}`, 'Job');
+  if (!j) return;
   const details = j.error_details || {};
   const rowErrors = Array.isArray(details.errors) ? details.errors : [];
   const result = h('div', { id: 'retry-result', role: 'status' });
@@ -484,13 +482,8 @@ export async function reconcile(main, params) {
 reconcile.live = true;
 
 export async function run(main, params) {
-  let r;
-  try {
-    r = await get(`/reconcile/runs/${params.id}`);
-  } catch (e) {
-    fill(main, title('Reconcile run'), errorNote(e));
-    return;
-  }
+  const r = await getOrShow(main, `/reconcile/runs/${params.id}`, 'Reconcile run');
+  if (!r) return;
   const diff = h('pre', { class: 'diff', id: 'run-diff' }, (r.diff || '').split('\n').map((line) => {
     let cls = '';
     if (/drift/i.test(line)) cls = 'drift';
