@@ -124,8 +124,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 humantime::format_duration(a.older_than).to_string()
             };
             println!(
-                "pruned {} job(s) and {} reconcile run(s) older than {age}",
-                p.jobs, p.reconcile_runs
+                "pruned {} job(s) and {} reconcile run(s) older than {age} ({} event(s))",
+                p.jobs, p.reconcile_runs, p.events
             );
             Ok(ExitCode::SUCCESS)
         }

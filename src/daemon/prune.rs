@@ -1,6 +1,6 @@
 //! History retention: `cpi prune --older-than AGE` and `cpi run
-//! --retention AGE` delete finished import jobs and reconcile runs older
-//! than AGE. Safe for exactly-once: the ledger that keeps an import single
+//! --retention AGE` delete finished import jobs, reconcile runs and events
+//! older than AGE. Safe for exactly-once: the ledger that keeps an import single
 //! lives in the target database, not in the job rows.
 
 use std::time::Duration;
@@ -17,6 +17,8 @@ pub struct Pruned {
     pub jobs: u64,
     /// Reconcile runs (the latest one is always kept).
     pub reconcile_runs: u64,
+    /// Events (`cpi_events`).
+    pub events: u64,
 }
 
 /// Deletes finished jobs and reconcile runs that ended more than `age` ago.
@@ -26,6 +28,7 @@ pub async fn prune(pool: &PgPool, age: Duration) -> Result<Pruned, StoreError> {
     Ok(Pruned {
         jobs: store::delete_finished_jobs(pool, age).await?,
         reconcile_runs: store::delete_old_runs(pool, age).await?,
+        events: store::events::delete_old_events(pool, age).await?,
     })
 }
 
@@ -41,6 +44,7 @@ pub async fn every(pool: PgPool, age: Duration, mut stop: watch::Receiver<bool>)
                 tracing::info!(
                     jobs = p.jobs,
                     reconcile_runs = p.reconcile_runs,
+                    events = p.events,
                     "pruned history older than --retention"
                 )
             }

@@ -395,11 +395,24 @@ pub async fn finish(
     details: Option<&serde_json::Value>,
     sha256: Option<&str>,
 ) -> Result<(), JobError> {
+    // A rejected file, or rows skipped, is an event (`cpi_events`) written
+    // by the same statement, so it exists exactly when the verdict does.
+    // The payload has counts and names only: the error may quote a value.
     sqlx::query(
-        "UPDATE cpi_import_jobs SET status = $2, rows_read = $3, rows_inserted = $4, rows_updated = $5,
-                rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now(),
-                file_sha256 = COALESCE($10, file_sha256)
-          WHERE id = $1",
+        "WITH j AS (
+             UPDATE cpi_import_jobs SET status = $2, rows_read = $3, rows_inserted = $4, rows_updated = $5,
+                    rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now(),
+                    file_sha256 = COALESCE($10, file_sha256)
+              WHERE id = $1
+          RETURNING id, status, project_name, target_table, file_name, rows_read, rows_rejected)
+         INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
+         SELECT CASE WHEN j.status = 'failed' THEN 'import.failed' ELSE 'import.rejected_rows' END,
+                CASE WHEN j.status = 'failed' THEN 'error' ELSE 'warn' END,
+                j.project_name, j.target_table, j.id,
+                jsonb_build_object('file', j.file_name, 'rows_read', j.rows_read,
+                                   'rows_rejected', j.rows_rejected)
+           FROM j
+          WHERE j.status = 'failed' OR (j.status = 'succeeded' AND j.rows_rejected > 0)",
     )
     .bind(id)
     .bind(status)

@@ -17,6 +17,7 @@ use crate::secret::{self, Secret};
 
 mod connections;
 mod error;
+pub mod events;
 mod history;
 pub mod jobs;
 mod lookup;

@@ -125,9 +125,24 @@ pub struct NewRun<'a> {
 /// Records a run; its id.
 pub async fn insert_run(db: impl PgExecutor<'_>, run: &NewRun<'_>) -> Result<Uuid> {
     let c = run.counts;
+    // A failed reconcile, or drift put right, is an event (`cpi_events`)
+    // written by the same statement. The payload has counts only: the
+    // error may name a file of the manifests, never a secret, but it stays
+    // on the run.
     let (id,): (Uuid,) = sqlx::query_as(
-        "INSERT INTO cpi_reconcile_runs (owner, trigger, revision, status, created, updated, deleted, drifted, diff, error, started_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp()) RETURNING id",
+        "WITH r AS (
+             INSERT INTO cpi_reconcile_runs (owner, trigger, revision, status, created, updated, deleted, drifted, diff, error, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp())
+          RETURNING id, owner, revision, status, drifted),
+         e AS (
+             INSERT INTO cpi_events (kind, severity, run_id, payload)
+             SELECT CASE WHEN r.status = 'failed' THEN 'reconcile.failed' ELSE 'drift.corrected' END,
+                    CASE WHEN r.status = 'failed' THEN 'error' ELSE 'warn' END,
+                    r.id,
+                    jsonb_build_object('owner', r.owner, 'revision', r.revision, 'drifted', r.drifted)
+               FROM r
+              WHERE r.status = 'failed' OR (r.status = 'succeeded' AND r.drifted > 0))
+         SELECT id FROM r",
     )
     .bind(run.owner)
     .bind(run.trigger)

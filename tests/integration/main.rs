@@ -8,7 +8,9 @@ mod daemon;
 mod daemon_inprocess;
 mod deploy_kit;
 mod embedded;
+
 mod encryption;
+mod events;
 mod exit_codes;
 mod export;
 mod fuzz;
