@@ -6,7 +6,7 @@
 //! The families: [`connections`](ConnectionRow) and [`projects`](ProjectRow)
 //! (the managed objects, and what apply writes of them), [`jobs`] (one row
 //! per file seen) and [`queue`] (enqueue, claim, lease, retry), reconcile
-//! runs ([`ReconcileRun`]), statistics ([`DatabaseStats`]) and retention.
+//! runs ([`ReconcileRun`]), [`events`], statistics ([`DatabaseStats`]) and retention.
 
 use std::time::Duration;
 
