@@ -11,15 +11,9 @@ use sqlx::{Connection, PgConnection};
 
 use super::error::{failed, EmbeddedError};
 use super::host::pid_file_port;
+use super::names::{DATABASE, SCRATCH_DATABASE, USER};
 use super::server::Embedded;
 use crate::secret::{self, Secret};
-
-/// The superuser of the embedded instance.
-pub const USER: &str = "cpi";
-/// The management database.
-pub const DATABASE: &str = "cpi";
-/// A scratch target database (the quickstart imports into it).
-pub const SCRATCH_DATABASE: &str = "quickstart";
 
 impl Embedded {
     pub(super) fn init(&self, password_path: &Path) -> Result<(), EmbeddedError> {

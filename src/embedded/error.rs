@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::host::{BINARIES, FALLBACK_ROOT, SYSTEM_USER};
+use super::names::{BINARIES, FALLBACK_ROOT, SYSTEM_USER};
 
 /// Why the embedded PostgreSQL could not start; each says what to do instead.
 #[derive(Debug, thiserror::Error)]

@@ -7,13 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::error::{failed, EmbeddedError};
-
-/// Server binaries, in this order: `$CPI_POSTGRES_BIN` (a folder; only
-/// there when set), PATH, then the highest version under this root.
-pub const FALLBACK_ROOT: &str = "/usr/lib/postgresql";
-pub(super) const BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
-/// The unprivileged user that runs the server when cpi runs as root.
-pub const SYSTEM_USER: &str = "postgres";
+use super::names::{BINARIES, SYSTEM_USER};
 
 /// The folder holding `initdb`, `pg_ctl` and `postgres`, or `None`.
 pub fn find_binaries(

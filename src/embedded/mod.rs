@@ -22,11 +22,12 @@
 mod cluster;
 mod error;
 mod host;
+mod names;
 mod server;
 
-pub use cluster::{DATABASE, SCRATCH_DATABASE, USER};
 pub use error::EmbeddedError;
-pub use host::{find_binaries, passwd_entry, pid_file_port, FALLBACK_ROOT, SYSTEM_USER};
+pub use host::{find_binaries, passwd_entry, pid_file_port};
+pub use names::{DATABASE, FALLBACK_ROOT, SCRATCH_DATABASE, SYSTEM_USER, USER};
 pub use server::Embedded;
 
 /// The default port: 5432 with a 9 appended, so it never meets a system

@@ -6,9 +6,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::cluster::{DATABASE, USER};
 use super::error::{failed, EmbeddedError};
-use super::host::{check_reachable, find_binaries, lock_file, RunAs, FALLBACK_ROOT, SYSTEM_USER};
+use super::host::{check_reachable, find_binaries, lock_file, RunAs};
+use super::names::{DATABASE, FALLBACK_ROOT, SYSTEM_USER, USER};
 use crate::secret::{self, Secret};
 
 /// A running embedded server, used by this process; dropping it stops the
@@ -37,7 +37,7 @@ impl Embedded {
         self.port
     }
 
-    /// A database of the instance (e.g. [`SCRATCH_DATABASE`](super::cluster::SCRATCH_DATABASE)).
+    /// A database of the instance (e.g. [`SCRATCH_DATABASE`](super::names::SCRATCH_DATABASE)).
     pub fn database_url(&self, database: &str) -> Secret {
         let mut u = url::Url::parse(self.url.expose()).expect("our own URL parses");
         u.set_path(database);

@@ -1,7 +1,8 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::error::EmbeddedError;
-use super::host::{check_reachable, find_binaries, passwd_entry, pid_file_port, RunAs, BINARIES};
+use super::host::{check_reachable, find_binaries, passwd_entry, pid_file_port, RunAs};
+use super::names::BINARIES;
 
 #[test]
 fn binaries_come_from_the_override_path_or_the_highest_version() {

@@ -10,8 +10,8 @@ use sqlx::PgConnection;
 
 use crate::config::OnError;
 use crate::import::columns::ColumnPlan;
-use crate::import::failure::{db_failure, Failure};
-use crate::import::load::{Ctx, Progress, ProgressFn};
+use crate::import::context::{Ctx, Progress, ProgressFn};
+use crate::import::failure::{copy_column_of, copy_row_of, db_failure, Failure};
 use crate::import::open::{Opened, Stream};
 use crate::import::pipeline::{self, RowError};
 use crate::import::{reader, sql};
@@ -200,45 +200,5 @@ pub(super) async fn copy(
             Some(row) => Ok(Pass::Refused(row)),
             None => Err(db_failure(file, e, Some(&summary.lines)).with_report(&summary)),
         },
-    }
-}
-
-/// `COPY t, line 1532, column amount: "x"` → 1532.
-pub fn copy_row_of(context: &str) -> Option<u64> {
-    let i = context.find("line ")?;
-    let digits: String = context[i + 5..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
-}
-
-/// `COPY t, line 3, column date: "x"` → `date` (the server's context
-/// names the column of a refused value).
-pub fn copy_column_of(context: &str) -> Option<String> {
-    let first = context.lines().next()?;
-    let i = first.find(", column ")?;
-    let rest = &first[i + 9..];
-    let end = rest.find(": ").unwrap_or(rest.len());
-    Some(rest[..end].to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_context_row() {
-        assert_eq!(
-            copy_row_of("COPY t, line 1532, column amount: \"x\""),
-            Some(1532)
-        );
-        assert_eq!(copy_row_of("COPY t, line 7"), Some(7));
-        assert_eq!(copy_row_of("SQL statement"), None);
-        assert_eq!(
-            copy_column_of("COPY t, line 3, column date: \"x\"").as_deref(),
-            Some("date")
-        );
-        assert_eq!(copy_column_of("COPY t, line 7"), None);
     }
 }

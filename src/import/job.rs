@@ -10,8 +10,10 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::import::context::{Ctx, ProgressFn};
 use crate::import::error::{config_recheck, error_policy, Action, ImportError};
-use crate::import::load::{self, Ctx, Failure, ProgressFn};
+use crate::import::failure::Failure;
+use crate::import::load;
 use crate::import::pipeline::RowError;
 use crate::import::{options, reader, targets};
 use crate::location::FileRef;

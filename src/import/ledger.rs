@@ -4,7 +4,7 @@
 use sqlx::PgConnection;
 
 use crate::config::TableName;
-use crate::import::load::{Ctx, Loaded};
+use crate::import::context::{Ctx, Loaded};
 use crate::import::target;
 use crate::store::jobs::{Counts, JobStatus};
 

@@ -13,60 +13,21 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use sqlx::{Connection, PgConnection};
-use uuid::Uuid;
 
-use crate::config::{DateOrder, Mode, OnError, ResolvedOptions};
+use crate::config::{DateOrder, Mode, OnError};
+use crate::import::context::{Ctx, Loaded, ProgressFn};
 use crate::import::copy::{copy, prepare_copy, Pass};
 use crate::import::encode::CopyFormat;
 use crate::import::failure::db_failure;
 use crate::import::ledger::{duplicate, record};
 use crate::import::merge::{is_constraint_error, locate_merge_failure, merge, merge_failure};
 use crate::import::open::{auto_options, file_sha256, new_stream, open};
-use crate::import::pipeline::RowError;
 use crate::import::prepare::prepare_target;
-use crate::import::{reader, target};
+use crate::import::target;
 use crate::store::jobs::{Counts, JobStatus};
 
 /// The load's verdict when it did not commit, where the job reads it.
 pub(super) use crate::import::failure::Failure;
-
-/// Progress of one file, reported after every buffer sent.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    /// Rows parsed so far.
-    pub rows: u64,
-    /// Bytes of the file read so far (compressed bytes for `.gz`).
-    pub bytes: u64,
-    /// The file's size.
-    pub total_bytes: u64,
-}
-
-/// Where progress goes, if anywhere (`cpi import` draws a bar).
-pub type ProgressFn<'a> = Option<&'a (dyn Fn(Progress) + Send + Sync)>;
-
-/// Everything one file's load needs to know.
-#[derive(Clone)]
-pub(super) struct Ctx {
-    pub job_id: Uuid,
-    pub project: String,
-    pub source: reader::Source,
-    pub file: String,
-    /// Known before loading only for a likely duplicate; otherwise
-    /// computed while the file streams.
-    pub sha256: Option<String>,
-    pub size: u64,
-    pub opts: ResolvedOptions,
-}
-
-/// A successful load (or a duplicate).
-pub(super) struct Loaded {
-    pub sha256: String,
-    pub status: JobStatus,
-    pub counts: Counts,
-    pub note: Option<String>,
-    pub errors: Vec<RowError>,
-    pub errors_total: u64,
-}
 
 /// Loads the file: see the module documentation.
 pub(super) async fn load(

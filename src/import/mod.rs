@@ -27,6 +27,7 @@
 //! - [`targets`]: target connections kept open between imports.
 
 pub mod columns;
+pub mod context;
 pub mod copy;
 pub mod dialect;
 pub mod encode;
@@ -48,10 +49,10 @@ pub mod sql;
 pub mod target;
 pub mod targets;
 
-pub use copy::copy_row_of;
+pub use context::{Progress, ProgressFn};
 pub use error::{config_recheck, error_policy, Action, ImportError};
+pub use failure::copy_row_of;
 pub use infer::infer_file;
 pub use job::{run_created, run_job, run_queued, Claim, JobOutcome, Known, Unfinished};
-pub use load::{Progress, ProgressFn};
 pub use options::relative_path;
 pub use pipeline::RowError;

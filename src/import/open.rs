@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::ResolvedOptions;
+use crate::import::context::Ctx;
 use crate::import::failure::Failure;
-use crate::import::load::Ctx;
 use crate::import::{pipeline, reader};
 
 /// Why the file cannot be read as CSV: the file is rejected.

@@ -7,9 +7,9 @@ use sqlx::PgConnection;
 
 use crate::config::{ExtraColumns, Mode, ResolvedOptions};
 use crate::import::columns::{self, ColumnPlan, TablePlan};
+use crate::import::context::Ctx;
 use crate::import::encode::ColumnSpec;
 use crate::import::failure::{db_failure, Failure};
-use crate::import::load::Ctx;
 use crate::import::{infer, target};
 
 /// Creates the table when planned, then plans the columns against the
