@@ -21,7 +21,7 @@ use crate::import::encode::CopyFormat;
 use crate::import::failure::db_failure;
 use crate::import::ledger::{duplicate, record};
 use crate::import::merge::{is_constraint_error, locate_merge_failure, merge, merge_failure};
-use crate::import::open::{auto_options, file_sha256, new_stream, open};
+use crate::import::open::{auto_options, changed, file_sha256, new_stream, open};
 use crate::import::pipeline::RowError;
 use crate::import::prepare::prepare_target;
 use crate::import::{reader, target};
@@ -55,6 +55,8 @@ pub(super) struct Ctx {
     /// computed while the file streams.
     pub sha256: Option<String>,
     pub size: u64,
+    /// The file's mtime when the job started (`None` for an object).
+    pub modified: Option<std::time::SystemTime>,
     pub opts: ResolvedOptions,
 }
 
@@ -68,8 +70,24 @@ pub(super) struct Loaded {
     pub errors_total: u64,
 }
 
-/// Loads the file: see the module documentation.
+/// Loads the file: see the module documentation. A file that changed
+/// while it was read is [`Failure::Changed`], also when what the change
+/// did to it (a half-written last line, say) made it look bad.
 pub(super) async fn load(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    progress: ProgressFn<'_>,
+) -> Result<Loaded, Failure> {
+    let r = load_once(conn, ctx, progress).await;
+    if let Err(Failure::Bad { .. }) = &r {
+        if let Some(why) = changed(ctx, 0, None) {
+            return Err(Failure::Changed(why));
+        }
+    }
+    r
+}
+
+async fn load_once(
     conn: &mut PgConnection,
     ctx: &Ctx,
     progress: ProgressFn<'_>,
@@ -203,7 +221,14 @@ pub(super) async fn load(
         return Err(merge_failure(file, e, line, &summary));
     }
 
-    let sha256 = file_sha256(ctx, &stream).await?;
+    let (sha256, hashed) = file_sha256(ctx, &stream).await?;
+    // The last moment to refuse what was loaded: the rows, the job's size
+    // and the ledger's hash must all be one file's.
+    let read = stream.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    if let Some(why) = changed(ctx, read, hashed) {
+        let _ = tx.rollback().await;
+        return Err(Failure::Changed(why));
+    }
     if let Some(dup) = record(&mut tx, ctx, &sha256, summary.rows_loaded)
         .await
         .map_err(db)?

@@ -7,7 +7,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use serde_json::json;
 
 use crate::support::daemon::{csv_rows, Setup};
 use crate::support::fs::file_names;
@@ -128,4 +132,74 @@ async fn regression_a_move_across_file_systems_never_leaves_half_a_file_or_two_c
     daemon.await.unwrap().unwrap();
     drop(processed_fs);
     drop(inbox_fs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_file_changed_during_its_import_is_not_loaded() {
+    let env = crate::support::import::Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (a int, b text, c text)").await;
+    let path = env.inbox().join("growing.csv");
+    crate::support::fs::write_csv(&path, "a,b,c", 400_000, |i| format!("{i},b{i},c"));
+    // A producer still writing: a row every millisecond, in one write each.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            let mut i = 1_000_000;
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(format!("{i},late,c\n").as_bytes()).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let r = env.run(&path).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let e = match r {
+        Err(e) => e,
+        Ok(o) => panic!("a file appended to while it imports loaded: {o:?}"),
+    };
+    let text = e.to_string();
+    assert!(
+        matches!(e, cpi::import::ImportError::FileChanged { .. }),
+        "{e:?}"
+    );
+    assert!(
+        text.contains("growing.csv: the file changed during its import"),
+        "{text}"
+    );
+    assert!(
+        matches!(
+            cpi::import::error_policy(&e, 0),
+            cpi::import::Action::Retry(_)
+        ),
+        "still being written: tried again later"
+    );
+    assert_eq!(env.count("t").await, 0, "nothing loaded");
+    let job = env
+        .rows("SELECT status || ' ' || coalesce(error, '') FROM cpi_import_jobs")
+        .await;
+    assert_eq!(job.len(), 1);
+    assert!(job[0].starts_with("failed "), "{job:?}");
+    assert!(job[0].contains("changed during its import"), "{job:?}");
+
+    // Settled: imported whole, its size and hash those of the same bytes.
+    let o = env.run(&path).await.unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let lines = bytes.iter().filter(|b| **b == b'\n').count() as i64;
+    assert_eq!(env.count("t").await, lines - 1, "{o:?}");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let row = env
+        .rows(&format!(
+            "SELECT file_size || ' ' || file_sha256 FROM cpi_import_jobs WHERE id = '{}'",
+            o.job_id
+        ))
+        .await;
+    assert_eq!(row, vec![format!("{} {sha}", bytes.len())]);
 }
