@@ -14,9 +14,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::daemon::{csv_rows, Setup};
-use crate::support::fs::file_names;
+use crate::support::fs::{file_names, manifest};
+use crate::support::tls::TlsServer;
 use crate::support::wait::wait_for;
-use crate::support::TestDb;
+use crate::support::{write, Cpi, TestDb};
 
 /// A tmpfs mounted at a folder for one test, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -202,4 +203,55 @@ async fn regression_a_file_changed_during_its_import_is_not_loaded() {
         ))
         .await;
     assert_eq!(row, vec![format!("{} {sha}", bytes.len())]);
+}
+
+/// `cpi connections test NAME` with the manifests applied to `mgmt`.
+fn connection_test(mgmt: &str, secrets: &Path, name: &str) -> String {
+    let r = Cpi::new(["connections", "test", name, "--timeout", "10"])
+        .database_url(mgmt)
+        .args([std::ffi::OsStr::new("--secrets-dir"), secrets.as_os_str()])
+        .run();
+    assert_eq!(r.code, 1, "{name}: {}", r.all());
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    v["message"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn regression_a_version_1_server_certificate_is_refused_as_such() {
+    let v1 = TlsServer::start_v1();
+    let v3 = TlsServer::start();
+    let mgmt = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    let conn = |name: &str, url: String| {
+        manifest("Connection", name, &format!("database_url: \"{url}\""))
+    };
+    let full = |ca: &Path| format!("sslmode=verify-full&sslrootcert={}", ca.display());
+    let docs = [
+        conn("v1", v1.url("localhost", "postgres", &full(&v1.file("ca.crt")))),
+        conn(
+            "v3-wrongca",
+            v3.url("localhost", "postgres", &full(&v3.file("other-ca.crt"))),
+        ),
+        conn(
+            "v3-wronghost",
+            v3.url("127.0.0.2", "postgres", &full(&v3.file("ca.crt"))),
+        ),
+    ];
+    write(&m, "c.yaml", &docs.join("---\n"));
+    let a = Cpi::new(["apply"]).db(&mgmt).manifests(&m).run();
+    assert_eq!(a.code, 0, "{}", a.all());
+    let url = mgmt.url();
+    let secrets = dir.path();
+    let msg = connection_test(&url, secrets, "v1");
+    assert!(msg.contains("version 1 certificate"), "{msg}");
+    assert!(!msg.contains("UnsupportedCertVersion"), "{msg}");
+    assert!(!msg.contains("unknown CA") && !msg.contains("wrong host"), "{msg}");
+    // A version-3 certificate's own faults keep their own words.
+    let msg = connection_test(&url, secrets, "v3-wrongca");
+    assert!(msg.contains("unknown CA"), "{msg}");
+    assert!(!msg.contains("version"), "{msg}");
+    let msg = connection_test(&url, secrets, "v3-wronghost");
+    assert!(msg.contains("wrong host name"), "{msg}");
+    assert!(!msg.contains("version"), "{msg}");
 }
