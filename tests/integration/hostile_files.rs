@@ -6,18 +6,18 @@
 //! a private PostgreSQL with TLS.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::daemon::{csv_rows, Setup};
+use crate::support::daemon::{csv_rows, Daemon, Setup};
 use crate::support::fs::{file_names, manifest};
 use crate::support::tls::TlsServer;
 use crate::support::wait::wait_for;
-use crate::support::{write, Cpi, TestDb};
+use crate::support::{free_port, write, Cpi, TestDb};
 
 /// A tmpfs mounted at a folder for one test, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -254,4 +254,82 @@ async fn regression_a_version_1_server_certificate_is_refused_as_such() {
     let msg = connection_test(&url, secrets, "v3-wronghost");
     assert!(msg.contains("wrong host name"), "{msg}");
     assert!(!msg.contains("version"), "{msg}");
+}
+
+const PLAIN_WARNING: &str = "connection URLs (with their passwords) are stored in plain text";
+
+/// How many times `cpi run` (until it is running) and `cpi serve` (until
+/// it listens) with `extra` log [`PLAIN_WARNING`], in that order.
+async fn warnings_of_run_and_serve(db: &TestDb, s: &Setup, extra: &[&str]) -> (usize, usize) {
+    let tag = if extra.is_empty() { "plain" } else { "key" };
+    let mut d = Daemon::start(db, &s.manifests(), &s.log(&format!("run-{tag}")), extra);
+    d.wait_log("cpi is running", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let run = d.log().matches(PLAIN_WARNING).count();
+    d.stop(30);
+
+    let port = free_port();
+    let log = s.log(&format!("serve-{tag}"));
+    let mut child = Cpi::new(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .db(db)
+        .args(extra)
+        .command()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // The warning is logged before the port is bound.
+    until("cpi serve listening", 30, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let serve = std::fs::read_to_string(&log)
+        .unwrap()
+        .matches(PLAIN_WARNING)
+        .count();
+    (run, serve)
+}
+
+#[tokio::test]
+async fn regression_run_serve_and_apply_warn_that_urls_are_stored_in_plain_text_without_a_key() {
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
+
+    // Without a key: apply, run and serve each warn once, naming the flag
+    // and the page.
+    let plain = Cpi::new(["apply"]).db(&db).manifests(s.manifests()).run();
+    assert_eq!(plain.code, 0, "{}", plain.all());
+    assert_eq!(
+        plain.stderr.matches(PLAIN_WARNING).count(),
+        1,
+        "{}",
+        plain.stderr
+    );
+    assert!(
+        plain.stderr.contains("--encryption-key-file"),
+        "{}",
+        plain.stderr
+    );
+    assert!(plain.stderr.contains("docs/security.md"), "{}", plain.stderr);
+    assert_eq!(warnings_of_run_and_serve(&db, &s, &[]).await, (1, 1));
+
+    // With a key (the rows re-encrypted first: apply refuses plain text
+    // beside encrypted rows): no warning.
+    let key = s.dir.path().join("url.key");
+    let k = Cpi::new(["keygen", "--output", key.to_str().unwrap()]).run();
+    assert_eq!(k.code, 0, "{}", k.all());
+    let with_key = ["--encryption-key-file", key.to_str().unwrap()];
+    let r = Cpi::new(["rekey"]).db(&db).args(with_key).run();
+    assert_eq!(r.code, 0, "{}", r.all());
+    let sealed = Cpi::new(["apply"])
+        .db(&db)
+        .manifests(s.manifests())
+        .args(with_key)
+        .run();
+    assert_eq!(sealed.code, 0, "{}", sealed.all());
+    assert!(!sealed.stderr.contains(PLAIN_WARNING), "{}", sealed.stderr);
+    assert_eq!(warnings_of_run_and_serve(&db, &s, &with_key).await, (0, 0));
 }
