@@ -256,7 +256,10 @@ fn copy_synced(from: &Path, to: &Path) -> std::io::Result<()> {
             // A temporary copy left by a crash: this job's own name.
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 std::fs::remove_file(to)?;
-                std::fs::OpenOptions::new().write(true).create_new(true).open(to)
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(to)
             } else {
                 Err(e)
             }
@@ -293,7 +296,10 @@ fn link_free(tmp: &Path, dir: &Path, name: &str, job_id: &str) -> std::io::Resul
     }
     Err(std::io::Error::new(
         std::io::ErrorKind::AlreadyExists,
-        format!("{name} and {job_id}_{name} are both taken in {}", dir.display()),
+        format!(
+            "{name} and {job_id}_{name} are both taken in {}",
+            dir.display()
+        ),
     ))
 }
 

@@ -93,7 +93,10 @@ async fn regression_a_move_across_file_systems_never_leaves_half_a_file_or_two_c
     // the original intact in the inbox.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(file_names(&processed), Vec::<std::ffi::OsString>::new());
-    assert_eq!(std::fs::read_to_string(s.inbox("p").join("a.csv")).unwrap(), a);
+    assert_eq!(
+        std::fs::read_to_string(s.inbox("p").join("a.csv")).unwrap(),
+        a
+    );
     // Room again: the retried move lands the whole file, once.
     processed_fs.remount("size=2m");
     until("a.csv in processed/", 30, || {
@@ -114,7 +117,10 @@ async fn regression_a_move_across_file_systems_never_leaves_half_a_file_or_two_c
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(file_names(&processed), vec!["a.csv"]);
-    assert_eq!(std::fs::read_to_string(s.inbox("p").join("b.csv")).unwrap(), b);
+    assert_eq!(
+        std::fs::read_to_string(s.inbox("p").join("b.csv")).unwrap(),
+        b
+    );
     inbox_fs.remount("rw");
     until("b.csv in processed/", 30, || {
         !s.inbox("p").join("b.csv").exists() && processed.join("b.csv").exists()
@@ -223,12 +229,14 @@ async fn regression_a_version_1_server_certificate_is_refused_as_such() {
     let mgmt = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("m");
-    let conn = |name: &str, url: String| {
-        manifest("Connection", name, &format!("database_url: \"{url}\""))
-    };
+    let conn =
+        |name: &str, url: String| manifest("Connection", name, &format!("database_url: \"{url}\""));
     let full = |ca: &Path| format!("sslmode=verify-full&sslrootcert={}", ca.display());
     let docs = [
-        conn("v1", v1.url("localhost", "postgres", &full(&v1.file("ca.crt")))),
+        conn(
+            "v1",
+            v1.url("localhost", "postgres", &full(&v1.file("ca.crt"))),
+        ),
         conn(
             "v3-wrongca",
             v3.url("localhost", "postgres", &full(&v3.file("other-ca.crt"))),
@@ -246,7 +254,10 @@ async fn regression_a_version_1_server_certificate_is_refused_as_such() {
     let msg = connection_test(&url, secrets, "v1");
     assert!(msg.contains("version 1 certificate"), "{msg}");
     assert!(!msg.contains("UnsupportedCertVersion"), "{msg}");
-    assert!(!msg.contains("unknown CA") && !msg.contains("wrong host"), "{msg}");
+    assert!(
+        !msg.contains("unknown CA") && !msg.contains("wrong host"),
+        "{msg}"
+    );
     // A version-3 certificate's own faults keep their own words.
     let msg = connection_test(&url, secrets, "v3-wrongca");
     assert!(msg.contains("unknown CA"), "{msg}");
@@ -313,7 +324,11 @@ async fn regression_run_serve_and_apply_warn_that_urls_are_stored_in_plain_text_
         "{}",
         plain.stderr
     );
-    assert!(plain.stderr.contains("docs/security.md"), "{}", plain.stderr);
+    assert!(
+        plain.stderr.contains("docs/security.md"),
+        "{}",
+        plain.stderr
+    );
     assert_eq!(warnings_of_run_and_serve(&db, &s, &[]).await, (1, 1));
 
     // With a key (the rows re-encrypted first: apply refuses plain text

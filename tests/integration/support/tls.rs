@@ -162,8 +162,19 @@ impl TlsServer {
             openssl(
                 d,
                 &[
-                    "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                    "-CAcreateserial", "-days", "30", "-out", "server.crt",
+                    "x509",
+                    "-req",
+                    "-in",
+                    "server.csr",
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "30",
+                    "-out",
+                    "server.crt",
                 ],
             );
         }
