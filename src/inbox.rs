@@ -177,7 +177,8 @@ pub fn destination(dir: &Path, file_name: &str, job_id: &str) -> PathBuf {
 }
 
 /// Moves `file` into `dir`. Across file systems the move never leaves half
-/// a file and never two copies: see [`copy_across`].
+/// a file and never two copies: the copy goes to a hidden temporary name,
+/// is synced and linked to its final name before the original is removed.
 pub fn move_into(file: &Path, dir: &Path, job_id: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let name = file
