@@ -69,7 +69,7 @@ async fn regression_a_move_across_file_systems_never_leaves_half_a_file_or_two_c
     let pool = db.pool().await;
     crate::support::daemon::events_table(&pool).await;
     // The inbox and `processed/` on two file systems: a move is a copy.
-    // `processed/` holds 64 KiB, the file is about 300 KiB: a full disk
+    // `processed/` holds 64 KiB, the file about 320 KiB: a full disk
     // in the middle of the copy.
     let inbox_fs = Tmpfs::mount(&s.inbox("p"), "4m");
     let processed = s.inbox("p").join("processed");
