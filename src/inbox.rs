@@ -1,7 +1,7 @@
 //! Inbox folders: which files are candidates, when a file is ready (its
 //! size and mtime unchanged for `settle`), and where it goes after its job
 //! (`processed/`, or `failed/` with `<name>.error.json`). Nothing here
-//! deletes a file.
+//! deletes a file but its own copy of one.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -176,8 +176,9 @@ pub fn destination(dir: &Path, file_name: &str, job_id: &str) -> PathBuf {
     }
 }
 
-/// Moves `file` into `dir`; across file systems, copies, syncs, then
-/// removes the original.
+/// Moves `file` into `dir`. Across file systems the move never leaves half
+/// a file and never two copies: the copy goes to a hidden temporary name,
+/// is synced and linked to its final name before the original is removed.
 pub fn move_into(file: &Path, dir: &Path, job_id: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let name = file
@@ -187,15 +188,125 @@ pub fn move_into(file: &Path, dir: &Path, job_id: &str) -> std::io::Result<PathB
     let to = destination(dir, &name, job_id);
     match std::fs::rename(file, &to) {
         Ok(()) => Ok(to),
-        Err(e) if e.raw_os_error() == Some(18) => {
-            // EXDEV: another file system.
-            std::fs::copy(file, &to)?;
-            std::fs::File::open(&to)?.sync_all()?;
-            std::fs::remove_file(file)?;
-            Ok(to)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => copy_across(file, dir, &name, job_id),
         Err(e) => Err(e),
     }
+}
+
+/// The move of `file` into `dir` on another file system. The copy goes to
+/// a hidden temporary name (`.<name>.<job>.tmp`, never a candidate), is
+/// synced, then linked to its final name (a link never replaces a name, so
+/// a file already there gets the `<job>_` prefix instead), and the folder
+/// synced: `dir` holds the whole file under its final name or nothing (a
+/// full disk, a mount gone). Only then is the original removed. When it
+/// cannot be, the new copy is removed again: the file stays once, in the
+/// inbox, and the caller retries the move (leaving both would put two
+/// copies in `dir` at the next attempt).
+fn copy_across(file: &Path, dir: &Path, name: &str, job_id: &str) -> std::io::Result<PathBuf> {
+    let tmp = dir.join(format!(".{name}.{job_id}.tmp"));
+    let placed = copy_synced(file, &tmp).and_then(|()| link_free(&tmp, dir, name, job_id));
+    // The final name holds the file now, or the copy failed: either way
+    // the temporary name goes.
+    if let Err(e) = std::fs::remove_file(&tmp) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::error!(file = %tmp.display(), error = %e, "cannot remove the temporary copy of a move");
+        }
+    }
+    let to = placed?;
+    let done = sync_dir(dir).and_then(|()| std::fs::remove_file(file));
+    let Err(e) = done else {
+        return Ok(to);
+    };
+    let undone = std::fs::remove_file(&to);
+    tracing::error!(
+        from = %file.display(),
+        copy = %to.display(),
+        error = %e,
+        copy_removed = undone.is_ok(),
+        "a move across file systems copied the file but cannot remove the original; \
+         the copy is removed again so that the file exists once, in the inbox"
+    );
+    if let Err(u) = undone {
+        return Err(std::io::Error::new(
+            u.kind(),
+            format!(
+                "the original {} cannot be removed ({e}), nor the copy {} ({u})",
+                file.display(),
+                to.display()
+            ),
+        ));
+    }
+    Err(std::io::Error::new(
+        e.kind(),
+        format!(
+            "copied to {} but the original cannot be removed ({e}); the copy was removed again",
+            to.display()
+        ),
+    ))
+}
+
+/// Copies `from` to a new file `to`, synced to disk; on failure `to` is
+/// left for the caller to remove.
+fn copy_synced(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .or_else(|e| {
+            // A temporary copy left by a crash: this job's own name.
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                std::fs::remove_file(to)?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(to)
+            } else {
+                Err(e)
+            }
+        })?;
+    std::io::copy(&mut src, &mut dst)?;
+    dst.sync_all()
+}
+
+/// Gives the synced `tmp` its final name in `dir`: `name`, or
+/// `<job>_name` when `name` is taken. A hard link never replaces a name;
+/// where the file system has no hard links, a rename to a name checked
+/// free just before.
+fn link_free(tmp: &Path, dir: &Path, name: &str, job_id: &str) -> std::io::Result<PathBuf> {
+    let plain = dir.join(name);
+    let prefixed = dir.join(format!("{job_id}_{name}"));
+    for to in [plain, prefixed] {
+        match std::fs::hard_link(tmp, &to) {
+            Ok(()) => return Ok(to),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPERM | libc::EOPNOTSUPP | libc::EMLINK)
+                ) =>
+            {
+                if to.exists() {
+                    continue;
+                }
+                std::fs::rename(tmp, &to)?;
+                return Ok(to);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!(
+            "{name} and {job_id}_{name} are both taken in {}",
+            dir.display()
+        ),
+    ))
+}
+
+/// Syncs `dir` itself, so that the names it now holds survive a crash.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// `<name>.error.json` beside a rejected file.

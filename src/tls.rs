@@ -362,6 +362,11 @@ pub fn explain(e: &sqlx::Error) -> String {
     text
 }
 
+/// The refusal of an X.509 version 1 server certificate (what `openssl
+/// x509 -req` makes without extensions, PostgreSQL's own recipe): libpq
+/// takes one, rustls does not.
+const V1_CERT: &str = "TLS: the server's certificate is a version 1 certificate (X.509 v1, no extensions), which cpi does not accept (libpq does): reissue it as version 3 with the host names it serves, e.g. `openssl x509 -req ... -extfile <(printf 'subjectAltName=DNS:HOST')`; its CA and host name were not checked";
+
 fn explain_rustls(e: &rustls::Error) -> String {
     use rustls::CertificateError as C;
     match e {
@@ -370,6 +375,10 @@ fn explain_rustls(e: &rustls::Error) -> String {
             C::NotValidForName | C::NotValidForNameContext { .. } => "TLS: the server's certificate is not valid for the host name in the URL (wrong host name): connect by a name the certificate lists".into(),
             C::Expired | C::ExpiredContext { .. } => "TLS: the server's certificate has expired".into(),
             C::NotValidYet | C::NotValidYetContext { .. } => "TLS: the server's certificate is not valid yet (check the clocks)".into(),
+            // webpki reads the certificate before any check of its chain
+            // or name, and reads version 3 only: a wrong CA or host name
+            // of a v1 certificate is never reached, so none is claimed.
+            C::Other(o) if format!("{o:?}").contains("UnsupportedCertVersion") => V1_CERT.into(),
             other => format!("TLS: the server's certificate does not verify: {other:?}"),
         },
         rustls::Error::AlertReceived(a) => format!("TLS: the server refused the handshake ({a:?}); a client certificate (sslcert, sslkey) may be missing or not trusted by the server"),
@@ -471,6 +480,21 @@ mod tests {
         }
         let e = sqlx::Error::Tls("server does not support TLS".into());
         assert!(explain(&e).contains("does not accept TLS"));
+        // webpki's refusal of a v1 certificate comes as an "other" error.
+        #[derive(Debug)]
+        struct UnsupportedCertVersion;
+        impl std::fmt::Display for UnsupportedCertVersion {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{self:?}")
+            }
+        }
+        impl std::error::Error for UnsupportedCertVersion {}
+        let v1 = C::Other(rustls::OtherError(std::sync::Arc::new(
+            UnsupportedCertVersion,
+        )));
+        let text = explain(&wrapped(v1));
+        assert!(text.contains("version 1 certificate"), "{text}");
+        assert!(!text.contains("unknown CA"), "{text}");
     }
 
     #[test]

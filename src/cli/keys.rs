@@ -21,6 +21,19 @@ pub fn install(g: &Global) -> Result<()> {
     Ok(())
 }
 
+/// The start-up warning of the commands that store or serve connection
+/// URLs (`run`, `serve`, `apply`) when no key is given: the URLs, their
+/// passwords with them, are then stored in plain text in the management
+/// database. Logged once, at start.
+pub fn warn_if_plain(g: &Global) {
+    if g.encryption_key_file.is_none() {
+        tracing::warn!(
+            "no {} given: connection URLs (with their passwords) are stored in plain text in the management database; see docs/security.md (encryption at rest)",
+            crypto::FLAG
+        );
+    }
+}
+
 /// `cpi keygen --output FILE`: a new key file, mode 0600 from creation on;
 /// an existing file is never overwritten (it may hold the only key).
 pub fn keygen(output: &Path) -> Result<ExitCode> {

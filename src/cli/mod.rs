@@ -85,6 +85,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         _embedded = Some(e);
     }
     let g = &global;
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Serve(_) | Command::Apply(_)
+    ) {
+        keys::warn_if_plain(g);
+    }
     match &cli.command {
         Command::Validate(r) => manifests::validate(g, r),
         Command::Diff(a) => manifests::diff(g, a).await,

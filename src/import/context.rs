@@ -33,6 +33,8 @@ pub(crate) struct Ctx {
     /// computed while the file streams.
     pub sha256: Option<String>,
     pub size: u64,
+    /// The file's mtime when the job started (`None` for an object).
+    pub modified: Option<std::time::SystemTime>,
     pub opts: ResolvedOptions,
 }
 

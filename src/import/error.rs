@@ -113,6 +113,15 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
+    /// The file changed while it was imported (a producer still writing
+    /// it): the import rolled back and is tried again later.
+    #[error("{message}")]
+    FileChanged {
+        /// The file's path.
+        path: String,
+        /// How it changed, naming the file.
+        message: String,
+    },
     /// An object could not be read from its store (store down, network,
     /// credentials refused), before or during the load: the file was not
     /// judged, the import rolled back, and it is tried again.
@@ -221,6 +230,7 @@ pub fn error_policy(err: &ImportError, attempt: u32) -> Action {
         | ConnectTimeout { .. }
         | TargetTransient { .. }
         | ObjectUnavailable { .. }
+        | FileChanged { .. }
         | Management(JobError::Db(_))
         | Store {
             source:

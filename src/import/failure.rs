@@ -16,6 +16,9 @@ pub(super) enum Failure {
     },
     /// The target misbehaved (connection lost, serialization failure…).
     Transient(sqlx::Error),
+    /// The file changed while it was loaded (the message says how): all
+    /// rolled back, and tried again later, as a producer is still writing.
+    Changed(String),
 }
 
 impl Failure {
@@ -47,7 +50,7 @@ impl Failure {
     pub(super) fn with_report(self, s: &pipeline::Summary) -> Failure {
         match self {
             Failure::Bad { message, .. } => Failure::rejected(message, s),
-            t => t,
+            other => other,
         }
     }
 }

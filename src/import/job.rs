@@ -14,6 +14,7 @@ use crate::import::context::{Ctx, ProgressFn};
 use crate::import::error::{config_recheck, error_policy, Action, ImportError};
 use crate::import::failure::Failure;
 use crate::import::load;
+use crate::import::open::changed_message;
 use crate::import::pipeline::RowError;
 use crate::import::{options, reader, targets};
 use crate::location::FileRef;
@@ -343,9 +344,12 @@ async fn import_file(
     )?;
 
     let unreadable = |source| unreadable(&job.file_path, source);
-    let size = match &source {
-        reader::Source::File(p) => std::fs::metadata(p).map_err(unreadable)?.len(),
-        reader::Source::Object(o) => o.size,
+    let (size, modified) = match &source {
+        reader::Source::File(p) => {
+            let m = std::fs::metadata(p).map_err(unreadable)?;
+            (m.len(), m.modified().ok())
+        }
+        reader::Source::Object(o) => (o.size, None),
     };
     let table_label = opts.table.to_string();
     // A queued job already holds its table, mode and size (the scanner
@@ -372,6 +376,14 @@ async fn import_file(
             .await
             .map_err(|e| unreadable(std::io::Error::other(e)))?;
         let sha = match hashed {
+            // A file that grew (or shrank) since its size was taken: the
+            // hash is not the file of that size.
+            Ok((_, n)) if n != size => {
+                return Err(ImportError::FileChanged {
+                    path: job.file_path.clone(),
+                    message: changed_message(&job.file_name, &format!("{n} bytes hashed"), size),
+                })
+            }
             Ok((sha, _)) => sha,
             Err(e) if source.read_failed() => return Err(object_failed(&job.file_path, e)),
             Err(e) => return Err(unreadable(e)),
@@ -389,6 +401,7 @@ async fn import_file(
         file: job.file_name.clone(),
         sha256: sha256.clone(),
         size,
+        modified,
         opts,
     };
     let mut outcome = JobOutcome {
@@ -432,7 +445,9 @@ async fn import_file(
     // Only a connection whose transaction ended (commit or rollback) is
     // reused; after a lost connection or a server error mid-COPY it is closed.
     match &result {
-        Ok(_) | Err(Failure::Bad { .. }) => targets::give_back(connection_id, &url, conn),
+        Ok(_) | Err(Failure::Bad { .. } | Failure::Changed(_)) => {
+            targets::give_back(connection_id, &url, conn)
+        }
         Err(Failure::Transient(_)) => {
             let _ = conn.close().await;
         }
@@ -471,6 +486,10 @@ async fn import_file(
             outcome.counts = counts;
             Ok(outcome)
         }
+        Err(Failure::Changed(message)) => Err(ImportError::FileChanged {
+            path: job.file_path.clone(),
+            message,
+        }),
         Err(Failure::Transient(source)) => Err(ImportError::TargetTransient {
             project: project_name,
             source,

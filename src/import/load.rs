@@ -21,7 +21,7 @@ use crate::import::encode::CopyFormat;
 use crate::import::failure::db_failure;
 use crate::import::ledger::{duplicate, record};
 use crate::import::merge::{is_constraint_error, locate_merge_failure, merge, merge_failure};
-use crate::import::open::{auto_options, file_sha256, new_stream, open};
+use crate::import::open::{auto_options, changed, file_sha256, new_stream, open};
 use crate::import::prepare::prepare_target;
 use crate::import::target;
 use crate::store::jobs::{Counts, JobStatus};
@@ -31,6 +31,20 @@ pub(super) use crate::import::failure::Failure;
 
 /// Loads the file: see the module documentation.
 pub(super) async fn load(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    progress: ProgressFn<'_>,
+) -> Result<Loaded, Failure> {
+    let r = load_once(conn, ctx, progress).await;
+    if let Err(Failure::Bad { .. }) = &r {
+        if let Some(why) = changed(ctx, 0, None) {
+            return Err(Failure::Changed(why));
+        }
+    }
+    r
+}
+
+async fn load_once(
     conn: &mut PgConnection,
     ctx: &Ctx,
     progress: ProgressFn<'_>,
@@ -164,7 +178,14 @@ pub(super) async fn load(
         return Err(merge_failure(file, e, line, &summary));
     }
 
-    let sha256 = file_sha256(ctx, &stream).await?;
+    let (sha256, hashed) = file_sha256(ctx, &stream).await?;
+    // The last moment to refuse what was loaded: the rows, the job's size
+    // and the ledger's hash must all be one file's.
+    let read = stream.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    if let Some(why) = changed(ctx, read, hashed) {
+        let _ = tx.rollback().await;
+        return Err(Failure::Changed(why));
+    }
     if let Some(dup) = record(&mut tx, ctx, &sha256, summary.rows_loaded)
         .await
         .map_err(db)?

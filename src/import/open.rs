@@ -190,21 +190,62 @@ pub(super) async fn open(ctx: &Ctx, stream: &Stream) -> Result<Opened, Failure> 
 }
 
 /// The file's sha256: known before, computed while streaming, or (when the
-/// parser stopped short of the end, a gzip trailer say) computed anew.
-pub(super) async fn file_sha256(ctx: &Ctx, stream: &Stream) -> Result<String, Failure> {
+/// parser stopped short of the end, a gzip trailer say) computed anew; with
+/// how many bytes that hash covered, when it was computed here.
+pub(super) async fn file_sha256(
+    ctx: &Ctx,
+    stream: &Stream,
+) -> Result<(String, Option<u64>), Failure> {
     let file = ctx.file.as_str();
     match (&ctx.sha256, &stream.hash) {
-        (Some(sha), _) => Ok(sha.clone()),
-        (None, Some(h)) if stream.bytes.load(Ordering::Relaxed) == ctx.size => {
-            Ok(reader::finish_stream_hash(h).unwrap_or_default())
-        }
+        (Some(sha), _) => Ok((sha.clone(), None)),
+        (None, Some(h)) if stream.bytes.load(Ordering::Relaxed) == ctx.size => Ok((
+            reader::finish_stream_hash(h).unwrap_or_default(),
+            Some(ctx.size),
+        )),
         _ => {
             let p = ctx.source.clone();
-            Ok(tokio::task::spawn_blocking(move || reader::hash(&p))
+            let (sha, n) = tokio::task::spawn_blocking(move || reader::hash(&p))
                 .await
                 .map_err(|e| Failure::bad(format!("{file}: {e}")))?
-                .map_err(|e| Failure::bad(format!("{file}: cannot read: {e}")))?
-                .0)
+                .map_err(|e| Failure::bad(format!("{file}: cannot read: {e}")))?;
+            Ok((sha, Some(n)))
         }
     }
+}
+
+/// Why the file is not the one the job started with, if it is not: more
+/// bytes `read` or `hashed` than its size then, or its size or mtime differ
+/// now. A producer still writing it: what was loaded is not the file, and
+/// the job's size and hash would disagree.
+pub(super) fn changed(ctx: &Ctx, read: u64, hashed: Option<u64>) -> Option<String> {
+    let size = ctx.size;
+    let what = |now: String| Some(changed_message(&ctx.file, &now, size));
+    if let Some(n) = hashed.filter(|n| *n != size) {
+        return what(format!("{n} bytes hashed"));
+    }
+    if read > size {
+        return what(format!("{read} bytes read"));
+    }
+    let reader::Source::File(p) = &ctx.source else {
+        // An object does not change under its ETag.
+        return None;
+    };
+    // A file removed meanwhile was read whole through its open handle.
+    let m = std::fs::metadata(p).ok()?;
+    if m.len() != size {
+        return what(format!("{} bytes now", m.len()));
+    }
+    if m.modified().ok() != ctx.modified {
+        return what("modified since, at the same size".into());
+    }
+    None
+}
+
+/// The error of a file that changed during its import: `now` says how.
+pub(super) fn changed_message(file: &str, now: &str, size: u64) -> String {
+    format!(
+        "{file}: the file changed during its import ({now}; {size} bytes when it started): \
+         nothing was loaded; the daemon tries it again later (with `cpi import`, run it again once the file is complete)"
+    )
 }

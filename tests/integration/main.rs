@@ -15,6 +15,7 @@ mod exit_codes;
 mod export;
 mod fuzz;
 mod hostile;
+mod hostile_files;
 mod import;
 mod import_cli;
 mod layout;

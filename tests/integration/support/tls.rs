@@ -117,21 +117,28 @@ fn leaf(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>, days: &st
 impl TlsServer {
     /// Makes the certificates, initdb, TLS-only config, start.
     pub fn start() -> TlsServer {
-        Self::start_with(true, false)
+        Self::start_with(true, false, false)
+    }
+
+    /// The same TLS-only server, whose certificate is X.509 version 1 (no
+    /// extensions: what `openssl x509 -req` makes by default, PostgreSQL's
+    /// own recipe), signed by the same CA.
+    pub fn start_v1() -> TlsServer {
+        Self::start_with(true, false, true)
     }
 
     /// The same TLS-only server, whose certificate expired yesterday.
     pub fn start_expired() -> TlsServer {
-        Self::start_with(true, true)
+        Self::start_with(true, true, false)
     }
 
     /// The same server without TLS at all (`ssl = off`, `host` lines), for
     /// `sslmode=require` against a server that cannot.
     pub fn start_plain() -> TlsServer {
-        Self::start_with(false, false)
+        Self::start_with(false, false, false)
     }
 
-    fn start_with(ssl: bool, expired: bool) -> TlsServer {
+    fn start_with(ssl: bool, expired: bool, v1: bool) -> TlsServer {
         let dir = tempfile::Builder::new()
             .prefix("cpi-tls-")
             .tempdir_in("/tmp")
@@ -150,6 +157,27 @@ impl TlsServer {
             // openssl takes a negative validity: not after is before now.
             if expired { "-1" } else { "30" },
         );
+        if v1 {
+            // Signed again without `-extfile`: version 1.
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "server.csr",
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "30",
+                    "-out",
+                    "server.crt",
+                ],
+            );
+        }
         leaf(d, "ca", "client", "postgres", None, "30");
         for f in ["client.key", "server.key"] {
             std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
