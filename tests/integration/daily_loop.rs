@@ -2,6 +2,7 @@
 //! error of a broken `.csv.gz`, counters that never go down, the CLI in a
 //! pipe and the error in `cpi jobs list`, the dashboard across replicas.
 
+use std::io::Write;
 use std::path::Path;
 
 use serde_json::json;
@@ -47,5 +48,55 @@ async fn regression_crlf_files_report_the_same_line_as_lf_files() {
         assert!(error.starts_with(&format!("{name}:4: ")), "{error}");
         assert_eq!(o.errors[0].line, 4, "{:?}", o.errors);
     }
+    assert_eq!(env.count("t").await, 0);
+}
+
+#[tokio::test]
+async fn regression_a_truncated_or_corrupt_gzip_reports_only_the_decompression_error() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    // Stored (uncompressed) deflate blocks: the decoder hands out the bytes
+    // as they come, so damage reaches the CSV parser before the checksum
+    // or the missing end is noticed.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    gz.write_all(b"id,v\n").unwrap();
+    for i in 0..20_000u32 {
+        writeln!(gz, "{i},value-{}-{}", i * 7919 % 1000, i % 13).unwrap();
+    }
+    let whole = gz.finish().unwrap();
+    let mid = whole.len() / 2;
+    // Cut in the middle of a line; and a comma written over one byte (a
+    // row of 3 fields that the checksum at the end refutes).
+    let truncated = &whole[..mid];
+    let mut corrupt = whole.clone();
+    corrupt[mid] = b',';
+    for (name, bytes, verdict) in [
+        ("z.csv.gz", truncated, "incomplete deflate stream"),
+        (
+            "c.csv.gz",
+            &corrupt[..],
+            "does not have a matching checksum",
+        ),
+    ] {
+        let f = env.file(name, bytes);
+        let r = cpi_on(&env, &["import", "--project", "p", path(&f)]).await;
+        r.assert_code(1)
+            .assert_stdout(&format!("{name}: not a valid gzip file"))
+            .assert_stdout(verdict);
+        // No `c.csv.gz:10308: expected 2 fields, found 3` beside it.
+        let row_error = r
+            .stdout
+            .match_indices(&format!("{name}:"))
+            .any(|(i, m)| r.stdout[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()));
+        assert!(
+            !row_error && !r.stdout.contains("fields"),
+            "a row error beside the gzip verdict:\n{}",
+            r.stdout
+        );
+    }
+    let details: Vec<String> = env
+        .rows("SELECT coalesce(error_details::text, '') FROM cpi_import_jobs")
+        .await;
+    assert!(details.iter().all(|d| !d.contains("fields")), "{details:?}");
     assert_eq!(env.count("t").await, 0);
 }
