@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::json;
 
@@ -99,4 +100,97 @@ async fn regression_a_truncated_or_corrupt_gzip_reports_only_the_decompression_e
         .await;
     assert!(details.iter().all(|d| !d.contains("fields")), "{details:?}");
     assert_eq!(env.count("t").await, 0);
+}
+
+/// Every counter sample of a Prometheus exposition: `name{labels}` → value.
+fn counters(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut kinds = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let mut w = rest.split_whitespace();
+            kinds.insert(w.next().unwrap().to_string(), w.next().unwrap().to_string());
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = l.rsplit_once(' ').unwrap();
+        let name = series.split('{').next().unwrap();
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| kinds.get(*b).is_some_and(|k| k == "histogram"))
+            .unwrap_or(name);
+        if matches!(
+            kinds.get(base).map(String::as_str),
+            Some("counter" | "histogram")
+        ) {
+            out.insert(series.to_string(), value.parse().unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn regression_counters_never_go_down_when_history_is_pruned() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    for i in 0..3 {
+        let rows: String = (0..100).map(|n| format!("{},x\n", i * 100 + n)).collect();
+        let f = env.file(&format!("ok{i}.csv"), format!("id,v\n{rows}").as_bytes());
+        cpi_on(&env, &["import", "--project", "p", path(&f)])
+            .await
+            .assert_code(0);
+    }
+    let bad = env.file("bad.csv", b"id,v\nx,1\n");
+    cpi_on(&env, &["import", "--project", "p", path(&bad)])
+        .await
+        .assert_code(1);
+    env.exec(
+        "INSERT INTO cpi_reconcile_runs (owner, trigger, status, drifted, finished_at)
+         SELECT 'cpi', 'test', s, 2, now() - interval '1 hour'
+           FROM unnest(ARRAY['succeeded', 'succeeded', 'failed']) AS s",
+    )
+    .await;
+
+    // The API in-process, as the daemon serves it.
+    let health = Arc::new(cpi::metrics::Health::with_reconciler());
+    let state = cpi::api::AppState::new(env.pool.clone(), None, health);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cpi::api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let scrape = || async {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        counters(&text)
+    };
+    let before = scrape().await;
+    assert_eq!(before["cpi_import_rows_total{outcome=\"inserted\"}"], 300.0);
+    assert_eq!(
+        before["cpi_import_jobs_finished_total{status=\"failed\"}"],
+        1.0
+    );
+    assert!(before["cpi_reconcile_runs_total{status=\"succeeded\"}"] >= 2.0);
+    assert!(before["cpi_import_duration_seconds_count"] >= 4.0);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = cpi_on(&env, &["prune", "--older-than", "1s"]).await;
+    r.assert_code(0).assert_stdout("pruned 4 job(s)");
+    assert_eq!(env.count("cpi_import_jobs").await, 0);
+
+    let after = scrape().await;
+    for (series, was) in &before {
+        let now = after.get(series).copied().unwrap_or(f64::NAN);
+        assert!(now >= *was, "{series} went from {was} to {now}");
+    }
+    // And a counter keeps counting after the prune.
+    let f = env.file("ok3.csv", b"id,v\n1000,x\n1001,x\n");
+    cpi_on(&env, &["import", "--project", "p", path(&f)])
+        .await
+        .assert_code(0);
+    let later = scrape().await;
+    assert_eq!(later["cpi_import_rows_total{outcome=\"inserted\"}"], 302.0);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
 }
