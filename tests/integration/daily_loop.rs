@@ -194,3 +194,31 @@ async fn regression_counters_never_go_down_when_history_is_pruned() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+#[test]
+fn regression_the_dashboard_aggregates_replicas_with_max() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/observability/grafana-dashboard.json"),
+    )
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Only these belong to the scraped process; every other metric is read
+    // from the shared tables, the same on every replica.
+    let process = ["cpi_watcher_errors_total", "cpi_import_target_errors_total"];
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            if expr.contains("sum") {
+                assert!(
+                    process.iter().any(|m| expr.contains(m)),
+                    "sums a metric every replica reports: {expr}"
+                );
+            }
+            assert!(
+                !expr.contains("increase(cpi_import_jobs{")
+                    && !expr.contains("rate(cpi_import_jobs{"),
+                "increase() on a gauge: {expr}"
+            );
+        }
+    }
+}
