@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -193,6 +194,56 @@ async fn regression_counters_never_go_down_when_history_is_pruned() {
     assert_eq!(later["cpi_import_rows_total{outcome=\"inserted\"}"], 302.0);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// Spawns `cpi ARGS` with its stdout a pipe whose reader is closed at once
+/// (as `| head` does once it has its lines); the exit code and stderr.
+fn into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Cpi::new(args)
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn regression_printing_into_a_closed_pipe_ends_quietly_with_success() {
+    for args in [&["completions", "bash"][..], &["schema"][..]] {
+        let (code, stderr) = into_closed_pipe(args);
+        assert_eq!(code, Some(0), "cpi {args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "cpi {args:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn regression_jobs_list_shows_the_first_line_of_the_error() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    let bad = env.file("bad.csv", b"id,v\n1,a\nx,b\n");
+    cpi_on(&env, &["import", "--project", "p", path(&bad)])
+        .await
+        .assert_code(1);
+    let r = cpi_on(&env, &["jobs", "list"]).await;
+    r.assert_code(0).assert_stdout("ERROR");
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("bad.csv") && l.contains("failed"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        row.contains("bad.csv:3: column \"id\": \"x\" is not a valid integer"),
+        "{row}"
+    );
 }
 
 #[test]
