@@ -21,6 +21,15 @@ fn main() -> ExitCode {
                 .cloned()
                 .unwrap_or_default(),
         };
+        // `cpi … | head`: `print!` panics once the reader has gone. The
+        // reader took what it wanted, so a command (on the main thread;
+        // the daemon's tasks run elsewhere) ends quietly with success.
+        if text.starts_with("failed printing to stdout")
+            && text.contains("Broken pipe")
+            && std::thread::current().name() == Some("main")
+        {
+            std::process::exit(0);
+        }
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))

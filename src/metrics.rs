@@ -5,6 +5,12 @@
 //! survive restarts, and every replica reports the same numbers. Only what
 //! exists nowhere else lives in [`Health`], the handle the daemon updates:
 //! the last reconcile seen by this process and the watcher errors.
+//!
+//! A counter read from rows would go down when rows go (a prune, a retry
+//! taking a failed job out of the totals): Prometheus reads that as a
+//! restart and `rate()` shows a phantom spike. So every counter passes
+//! through [`Counters`], kept in the process, which exposes the first
+//! reading and then adds only what the rows grew by between scrapes.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +38,66 @@ pub struct LastReconcile {
     pub finished_at: DateTime<Utc>,
 }
 
+/// Counters made monotonic for the life of the process, per series.
+///
+/// Each series remembers its last reading from the rows and the value it
+/// exposed. A reading above the last adds the difference; one below it (a
+/// prune, from this process or any other, or a retry taking a failed job
+/// out of the totals) adds nothing, and the next growth counts from the
+/// lower reading. Rows pruned and added between two scrapes can hide that
+/// many increments; nothing ever makes a counter decrease.
+#[derive(Debug, Default)]
+pub struct Counters {
+    series: Mutex<std::collections::HashMap<String, Series>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Series {
+    reading: f64,
+    exposed: f64,
+}
+
+/// How a reading of the rows moves a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// A scrape: growth since the last reading counts.
+    Count,
+    /// Just after this process pruned: the rows fell by what it deleted,
+    /// and the next growth counts from here.
+    Rebase,
+}
+
+impl Counters {
+    /// The value to expose for `series` (name and labels) whose rows now
+    /// say `reading`.
+    pub fn observe(&self, series: &str, reading: f64) -> f64 {
+        self.read(series, reading, Reading::Count)
+    }
+
+    fn read(&self, series: &str, reading: f64, how: Reading) -> f64 {
+        let mut all = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        match all.get_mut(series) {
+            Some(s) => {
+                if how == Reading::Count {
+                    s.exposed += (reading - s.reading).max(0.0);
+                }
+                s.reading = reading;
+                s.exposed
+            }
+            None => {
+                all.insert(
+                    series.to_string(),
+                    Series {
+                        reading,
+                        exposed: reading,
+                    },
+                );
+                reading
+            }
+        }
+    }
+}
+
 /// State shared between the daemon and the HTTP API of one process.
 ///
 /// The daemon calls [`Health::with_reconciler`] once, then
@@ -46,6 +112,8 @@ pub struct Health {
     target_errors: AtomicU64,
     /// Projects whose folders lie outside every `--inbox-root`, with why.
     refused: Mutex<std::collections::BTreeMap<String, String>>,
+    /// The counters read from rows, kept monotonic.
+    counters: Counters,
 }
 
 impl Health {
@@ -142,7 +210,7 @@ impl Health {
 /// in-process metrics, never an error: the scrape itself must not fail.
 pub async fn render(pool: &PgPool, health: &Health) -> String {
     let mut out = String::new();
-    let from_db = database_metrics(pool).await;
+    let from_db = database_metrics(pool, &health.counters, Reading::Count).await;
     gauge(
         &mut out,
         "cpi_database_up",
@@ -174,13 +242,53 @@ pub async fn render(pool: &PgPool, health: &Health) -> String {
         "1 once this process may serve: no reconciler, or its first reconcile succeeded.",
         &[(String::new(), f64::from(u8::from(ready)))],
     );
+    if health.runs_reconciler() {
+        // A persistent error is recorded as one run (one per distinct
+        // error), so no counter of runs keeps growing while it lasts: this
+        // gauge stays 1 instead, which an alert can hold `for:` a while.
+        let failing = health
+            .last_reconcile()
+            .is_some_and(|l| l.status != ReconcileStatus::Succeeded);
+        gauge(
+            &mut out,
+            "cpi_reconcile_failing",
+            "1 while the last reconcile of this process failed or was refused.",
+            &[(String::new(), f64::from(u8::from(failing)))],
+        );
+    }
     out
 }
 
-/// The metrics read from the database, as text.
-async fn database_metrics(pool: &PgPool) -> Result<String, StoreError> {
+/// Runs `prune` (this process deleting history) with the counters read
+/// just before and just after it: growth up to the prune is counted, the
+/// fall it causes is not, and growth after it counts from the lower rows.
+/// Imports that commit while it runs are the only ones it can hide (a
+/// plain scrape after a prune elsewhere can hide a scrape interval's).
+pub async fn around_prune<T>(
+    pool: &PgPool,
+    health: &Health,
+    prune: impl std::future::Future<Output = T>,
+) -> T {
+    let _ = database_metrics(pool, &health.counters, Reading::Count).await;
+    let out = prune.await;
+    let _ = database_metrics(pool, &health.counters, Reading::Rebase).await;
+    out
+}
+
+/// The metrics read from the database, as text; counters through `c`.
+async fn database_metrics(pool: &PgPool, c: &Counters, how: Reading) -> Result<String, StoreError> {
     let stats = store::database_stats(pool).await?;
     let mut out = String::new();
+    let observe = |series: &str, v: f64| c.read(series, v, how);
+    let mono = |name: &str, samples: Vec<(String, f64)>| -> Vec<(String, f64)> {
+        samples
+            .into_iter()
+            .map(|(l, v)| {
+                let v = observe(&format!("{name}{l}"), v);
+                (l, v)
+            })
+            .collect()
+    };
 
     let samples: Vec<(String, f64)> = ReconcileStatus::ALL
         .iter()
@@ -197,7 +305,7 @@ async fn database_metrics(pool: &PgPool) -> Result<String, StoreError> {
         &mut out,
         "cpi_reconcile_runs_total",
         "Reconcile runs recorded in cpi_reconcile_runs, by result.",
-        &samples,
+        &mono("cpi_reconcile_runs_total", samples),
     );
     let drift: i64 = stats
         .runs
@@ -209,7 +317,10 @@ async fn database_metrics(pool: &PgPool) -> Result<String, StoreError> {
         &mut out,
         "cpi_drift_corrections_total",
         "Objects changed behind cpi's back and set back by a reconcile.",
-        &[(String::new(), drift as f64)],
+        &mono(
+            "cpi_drift_corrections_total",
+            vec![(String::new(), drift as f64)],
+        ),
     );
     if let Some(t) = stats.last_success {
         gauge(
@@ -255,6 +366,23 @@ async fn database_metrics(pool: &PgPool) -> Result<String, StoreError> {
         "Files waiting to be imported (jobs queued).",
         &[(String::new(), count_of(JobStatus::Queued) as f64)],
     );
+    // The gauge above falls when a failed job is retried or pruned; this
+    // counter keeps every job that reached the status (what an alert on
+    // "files failed in the last hour" needs).
+    let samples: Vec<(String, f64)> = [
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Duplicate,
+    ]
+    .iter()
+    .map(|&s| (labels(&[("status", s.as_str())]), count_of(s) as f64))
+    .collect();
+    counter(
+        &mut out,
+        "cpi_import_jobs_finished_total",
+        "Import jobs that finished, by status (a job retried and finished again counts again).",
+        &mono("cpi_import_jobs_finished_total", samples),
+    );
 
     let samples: Vec<(String, f64)> = stats
         .rows
@@ -265,7 +393,7 @@ async fn database_metrics(pool: &PgPool) -> Result<String, StoreError> {
         &mut out,
         "cpi_import_rows_total",
         "Rows of succeeded import jobs, by outcome.",
-        &samples,
+        &mono("cpi_import_rows_total", samples),
     );
 
     let d = &stats.durations;
@@ -278,10 +406,14 @@ async fn database_metrics(pool: &PgPool) -> Result<String, StoreError> {
         "histogram",
     );
     for (le, n) in &buckets {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+        let series = format!("{name}_bucket{{le=\"{le}\"}}");
+        let _ = writeln!(out, "{series} {}", observe(&series, *n as f64));
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(out, "{name}_sum {}", d.seconds);
+    let inf = observe(&format!("{name}_bucket{{le=\"+Inf\"}}"), count as f64);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {inf}");
+    let sum = observe(&format!("{name}_sum"), d.seconds);
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let count = observe(&format!("{name}_count"), count as f64);
     let _ = writeln!(out, "{name}_count {count}");
     Ok(out)
 }
@@ -345,6 +477,21 @@ mod tests {
         let (b, count) = cumulative(&[0.1, 1.0], &[2, 0, 3]);
         assert_eq!(b, vec![(0.1, 2), (1.0, 2)]);
         assert_eq!(count, 5, "+Inf holds the 3 jobs above the last bound");
+    }
+
+    #[test]
+    fn counters_never_decrease_and_count_growth_after_a_drop() {
+        let c = Counters::default();
+        assert_eq!(c.observe("x", 10.0), 10.0);
+        assert_eq!(c.observe("x", 12.0), 12.0);
+        // A prune: the rows say 0, the counter stays.
+        assert_eq!(c.observe("x", 0.0), 12.0);
+        // New rows count from the lower reading.
+        assert_eq!(c.observe("x", 3.0), 15.0);
+        assert_eq!(c.observe("y", 1.0), 1.0, "series are apart");
+        // This process pruned: the fall is taken as the new floor.
+        assert_eq!(c.read("x", 1.0, Reading::Rebase), 15.0);
+        assert_eq!(c.observe("x", 2.0), 16.0);
     }
 
     #[test]

@@ -247,7 +247,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                 *output,
                 &[
                     "ID", "PROJECT", "FILE", "STATUS", "TABLE", "READ", "INSERTED", "UPDATED",
-                    "DELETED", "REJECTED", "CREATED",
+                    "DELETED", "REJECTED", "CREATED", "ERROR",
                 ],
                 |j| {
                     vec![
@@ -262,6 +262,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                         j.rows_deleted.to_string(),
                         j.rows_rejected.to_string(),
                         j.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        error_line(j.error.as_deref()),
                     ]
                 },
             )?;
@@ -290,6 +291,22 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+    }
+}
+
+/// The first line of a job's error, as `cpi jobs list` shows it (the
+/// whole error is in `cpi jobs show`); `-` for none.
+fn error_line(error: Option<&str>) -> String {
+    const MAX: usize = 120;
+    let Some(line) = error
+        .and_then(|e| e.lines().next())
+        .filter(|l| !l.is_empty())
+    else {
+        return "-".into();
+    };
+    match line.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
     }
 }
 

@@ -141,8 +141,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(*shell, &mut Cli::command(), "cpi", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "cpi", &mut script);
+            write_stdout(&script)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes `bytes` to stdout. A reader that closed the pipe early
+/// (`cpi completions bash | head`) took what it wanted: that is success,
+/// not an error (nor a panic, as `print!` would).
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }

@@ -99,7 +99,12 @@ pub async fn run(
         stop.clone(),
     ));
     if let Some(age) = settings.retention {
-        tokio::spawn(prune::every(pool.clone(), age, stop.clone()));
+        tokio::spawn(prune::every(
+            pool.clone(),
+            age,
+            health.clone(),
+            stop.clone(),
+        ));
     }
     let workers = settings.workers.max(1);
     tracing::info!(workers, manifests = %settings.manifests.display(), "cpi is running");

@@ -36,10 +36,17 @@ pub async fn prune(pool: &PgPool, age: Duration) -> Result<Pruned, StoreError> {
 pub const EVERY: Duration = Duration::from_secs(3600);
 
 /// The daemon's retention loop: prunes at start, then every [`EVERY`],
-/// until `stop` is set.
-pub async fn every(pool: PgPool, age: Duration, mut stop: watch::Receiver<bool>) {
+/// until `stop` is set. Each prune runs between two readings of the
+/// counters (`metrics::around_prune`), so no `/metrics` counter takes the
+/// deleted rows for a fall or loses the imports of the scrape interval.
+pub async fn every(
+    pool: PgPool,
+    age: Duration,
+    health: std::sync::Arc<crate::metrics::Health>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
-        match prune(&pool, age).await {
+        match crate::metrics::around_prune(&pool, &health, prune(&pool, age)).await {
             Ok(p) if p != Pruned::default() => {
                 tracing::info!(
                     jobs = p.jobs,

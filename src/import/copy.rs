@@ -182,17 +182,20 @@ pub(super) async fn copy(
     if let Some(fatal) = &summary.fatal {
         let _ = copy.abort("cpi: the file is rejected").await;
         // A corrupt .gz can decode to garbage rows before its checksum
-        // fails: the gzip (or zstd) verdict, when there is one, is the
-        // real reason. Off the runtime: it reads the file (an object: a
+        // fails, and a truncated one ends in half a line: the gzip (or
+        // zstd) verdict, when there is one, is the real reason and the
+        // only error reported (the rows of a broken stream are not the
+        // file's rows). Off the runtime: it reads the file (an object: a
         // GET) again.
         let source = ctx.source.clone();
-        let message = tokio::task::spawn_blocking(move || reader::compression_problem(&source))
+        let problem = tokio::task::spawn_blocking(move || reader::compression_problem(&source))
             .await
             .ok()
-            .flatten()
-            .map(|m| format!("{file}: {m}"))
-            .unwrap_or_else(|| fatal.clone());
-        return Err(Failure::rejected(message, &summary));
+            .flatten();
+        return Err(match problem {
+            Some(m) => Failure::broken_stream(format!("{file}: {m}"), &summary),
+            None => Failure::rejected(fatal.clone(), &summary),
+        });
     }
     match copy.finish().await {
         Ok(n) => Ok(Pass::Done(summary, n)),

@@ -46,6 +46,21 @@ impl Failure {
         }
     }
 
+    /// The file's compressed stream is broken (`message` says how): the
+    /// only error, since the rows decoded from it are not the file's rows
+    /// (a truncated `.gz` ends in half a line, a corrupt one in garbage).
+    pub(super) fn broken_stream(message: String, s: &pipeline::Summary) -> Failure {
+        Failure::Bad {
+            message,
+            errors: Vec::new(),
+            errors_total: 0,
+            counts: Counts {
+                rows_read: s.rows_read,
+                ..Counts::default()
+            },
+        }
+    }
+
     /// Attaches the parser's report to a bad failure.
     pub(super) fn with_report(self, s: &pipeline::Summary) -> Failure {
         match self {

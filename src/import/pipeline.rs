@@ -442,10 +442,9 @@ mod tests {
     fn records(text: &str) -> Records {
         let r: Box<dyn std::io::Read + Send> =
             Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
-        csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(r)
+        let mut b = csv::ReaderBuilder::new();
+        b.has_headers(false).flexible(true);
+        Records::new(r, &b)
     }
 
     fn spec(on_error: OnError) -> Spec {
@@ -539,6 +538,22 @@ mod tests {
         assert!(s.errors[1]
             .message
             .ends_with("null value in a NOT NULL column"));
+    }
+
+    #[test]
+    fn crlf_and_blank_lines_name_the_real_line() {
+        for text in ["1,2\n2,3\n3,x\n4,5\n", "1,2\r\n2,3\r\n3,x\r\n4,5\r\n"] {
+            let mut sp = spec(OnError::SkipRows);
+            sp.max_errors = None;
+            let (s, _) = run(text, sp);
+            assert_eq!(s.errors[0].line, 3, "{text:?}");
+            assert_eq!(s.lines.line_of(3), Some(4), "{text:?}");
+        }
+        let mut sp = spec(OnError::SkipRows);
+        sp.max_errors = None;
+        let (s, _) = run("1,2\r\n\r\n\"a\r\nb\",3\r\n4,x\r\n", sp);
+        assert_eq!(s.errors[1].line, 5, "{:?}", s.errors);
+        assert_eq!(s.errors[0].line, 3, "{:?}", s.errors);
     }
 
     #[test]

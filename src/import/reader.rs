@@ -204,8 +204,133 @@ impl<R: Read> Read for Decode<R> {
     }
 }
 
-/// The file's records as UTF-8 bytes (validated per field later).
-pub type Records = csv::Reader<Box<dyn Read + Send>>;
+/// Bytes of the text stream whose `\n`-ness is remembered: more than the
+/// CSV reader's buffer, so the byte that ended the record just read is
+/// always inside it.
+const WINDOW: u64 = 4 * READ_BUF as u64;
+
+/// Which of the last [`WINDOW`] bytes of the text stream were `\n` (a
+/// ring of bits: constant memory whatever the file). Written by
+/// [`Tracked`] under the CSV reader, read by [`Records`] on the same
+/// thread; atomics only to be shareable.
+struct Newlines {
+    words: Box<[AtomicU64]>,
+}
+
+impl Newlines {
+    fn new() -> Newlines {
+        Newlines {
+            words: (0..WINDOW / 64).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn word(&self, offset: u64) -> &AtomicU64 {
+        &self.words[((offset / 64) % (WINDOW / 64)) as usize]
+    }
+
+    /// Notes the bytes `chunk` read at stream offset `start`.
+    fn note(&self, start: u64, chunk: &[u8]) {
+        let end = start + chunk.len() as u64;
+        let from = start.max(end.saturating_sub(WINDOW));
+        let mut off = from;
+        while off < end {
+            let bit = off % 64;
+            let n = (64 - bit).min(end - off);
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
+            self.word(off).fetch_and(!mask, Ordering::Relaxed);
+            off += n;
+        }
+        let skip = (from - start) as usize;
+        for i in memchr::memchr_iter(b'\n', &chunk[skip..]) {
+            let o = from + i as u64;
+            self.word(o).fetch_or(1 << (o % 64), Ordering::Relaxed);
+        }
+    }
+
+    fn is_newline(&self, offset: u64) -> bool {
+        self.word(offset).load(Ordering::Relaxed) & (1 << (offset % 64)) != 0
+    }
+}
+
+/// The text stream as the CSV reader sees it, its `\n` bytes noted.
+struct Tracked {
+    inner: Box<dyn Read + Send>,
+    newlines: Arc<Newlines>,
+    offset: u64,
+}
+
+impl Read for Tracked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.newlines.note(self.offset, &buf[..n]);
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// The file's records as UTF-8 bytes (validated per field later), each
+/// record's position naming the file line it starts on.
+///
+/// The CSV reader's own position is the line where it *started looking*
+/// for the record: in a CRLF file the `\n` of the previous record's `\r\n`
+/// is still unread there, and blank lines before a record are skipped
+/// after it, so a record on line 4 says 3. The line is computed instead
+/// from where the record *ended*: the `\n` bytes read so far, less those
+/// inside its fields and its own terminating `\n`.
+pub struct Records {
+    csv: csv::Reader<Box<dyn Read + Send>>,
+    newlines: Arc<Newlines>,
+}
+
+impl Records {
+    /// Records of `text`, read as `builder` says.
+    pub fn new(text: Box<dyn Read + Send>, builder: &csv::ReaderBuilder) -> Records {
+        let newlines = Arc::new(Newlines::new());
+        let tracked = Tracked {
+            inner: text,
+            newlines: newlines.clone(),
+            offset: 0,
+        };
+        let text: Box<dyn Read + Send> = Box::new(tracked);
+        Records {
+            csv: builder.from_reader(text),
+            newlines,
+        }
+    }
+
+    /// The next record (false at the end); its position's line is the
+    /// file line it starts on.
+    pub fn read_byte_record(&mut self, record: &mut csv::ByteRecord) -> csv::Result<bool> {
+        let got = self.csv.read_byte_record(record)?;
+        if got {
+            let line = self.start_line(record.as_slice());
+            record.set_position(Some(position_at(record.position(), line)));
+        }
+        Ok(got)
+    }
+
+    /// [`Records::read_byte_record`] as text (the CSV reader checks UTF-8).
+    pub fn read_record(&mut self, record: &mut csv::StringRecord) -> csv::Result<bool> {
+        let got = self.csv.read_record(record)?;
+        if got {
+            let line = self.start_line(record.as_slice().as_bytes());
+            record.set_position(Some(position_at(record.position(), line)));
+        }
+        Ok(got)
+    }
+
+    /// The line the record just read starts on.
+    fn start_line(&self, fields: &[u8]) -> u64 {
+        let end = self.csv.position();
+        let inside = memchr::memchr_iter(b'\n', fields).count() as u64;
+        let own = (end.byte() > 0 && self.newlines.is_newline(end.byte() - 1)) as u64;
+        end.line().saturating_sub(inside + own).max(1)
+    }
+}
 
 /// Opens `source` per the options. `read_bytes` counts bytes read from
 /// disk; `hash`, when given, hashes them.
@@ -244,7 +369,14 @@ pub fn open(
         .quote(o.quote)
         .escape(o.escape)
         .buffer_capacity(READ_BUF);
-    Ok(b.from_reader(text))
+    Ok(Records::new(text, &b))
+}
+
+/// `p` with its line replaced.
+fn position_at(p: Option<&csv::Position>, line: u64) -> csv::Position {
+    let mut p = p.cloned().unwrap_or_else(csv::Position::new);
+    p.set_line(line);
+    p
 }
 
 /// How a file is compressed, known by its name: `.gz` is gzip, `.zst`

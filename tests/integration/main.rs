@@ -6,6 +6,7 @@ mod console;
 mod csv_real;
 mod daemon;
 mod daemon_inprocess;
+mod daily_loop;
 mod deploy_kit;
 mod embedded;
 

@@ -163,7 +163,7 @@ async fn metrics_totals_follow_retries_and_prunes() {
     assert_eq!(metric(&t, "cpi_import_jobs{status=\"failed\"}"), "1");
     assert_eq!(metric(&t, "cpi_import_duration_seconds_count"), "4");
 
-    // A retry takes the failed job out of the totals...
+    // A retry takes the failed job out of the totals (the gauge follows)...
     let t = metrics_after(
         &s,
         "UPDATE cpi_import_jobs SET status = 'queued', started_at = NULL, finished_at = NULL
@@ -173,8 +173,11 @@ async fn metrics_totals_follow_retries_and_prunes() {
     .await;
     assert_eq!(metric(&t, "cpi_import_jobs{status=\"failed\"}"), "0");
     assert_eq!(metric(&t, "cpi_import_jobs{status=\"queued\"}"), "1");
-    assert_eq!(metric(&t, "cpi_import_duration_seconds_count"), "3");
-    // ...and its success puts it back, with its rows and its duration.
+    // ...but a counter never goes down (a Prometheus counter only resets
+    // with the process): the failed run stays counted.
+    assert_eq!(metric(&t, "cpi_import_duration_seconds_count"), "4");
+    // Its success puts it back, with its rows and its duration, counted
+    // as one more finished run.
     let t = metrics_after(
         &s,
         "UPDATE cpi_import_jobs SET status = 'succeeded', rows_read = 5, rows_inserted = 5,
@@ -186,12 +189,13 @@ async fn metrics_totals_follow_retries_and_prunes() {
     assert_eq!(metric(&t, "cpi_import_rows_total{outcome=\"read\"}"), "35");
     assert_eq!(
         metric(&t, "cpi_import_duration_seconds_bucket{le=\"30\"}"),
-        "3"
+        "4"
     );
     assert_eq!(
         metric(&t, "cpi_import_duration_seconds_bucket{le=\"60\"}"),
-        "4"
+        "5"
     );
+    assert_eq!(metric(&t, "cpi_import_duration_seconds_count"), "5");
 
     // A multi-row update and a prune (what `cpi prune` deletes).
     for sql in [

@@ -1,0 +1,275 @@
+//! The operator's daily loop: the line a bad row is reported on, the one
+//! error of a broken `.csv.gz`, counters that never go down, the CLI in a
+//! pipe and the error in `cpi jobs list`, the dashboard across replicas.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::support::import::Env;
+use crate::support::{Cpi, Run};
+
+/// `cpi ARGS --database-url <the test database>`, off the runtime.
+async fn cpi_on(env: &Env, args: &[&str]) -> Run {
+    Cpi::new(args).db(&env.db).run_async().await
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test]
+async fn regression_crlf_files_report_the_same_line_as_lf_files() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, amount numeric)").await;
+    let lf = "id,amount\n1,1.5\n2,2.5\n3,x\n4,4.5\n";
+    let crlf = lf.replace('\n', "\r\n");
+    // A blank line and a quoted field over two lines before the bad value
+    // (line 6 in both).
+    let multi = "id,amount\n1,1\n\n\"2\",\"2\n\"\n3,x\n";
+    let multi_crlf = multi.replace('\n', "\r\n");
+    for (name, text, line) in [
+        ("lf.csv", lf.to_string(), 4),
+        ("crlf.csv", crlf.clone(), 4),
+        ("multi_lf.csv", multi.to_string(), 6),
+        ("multi_crlf.csv", multi_crlf, 6),
+    ] {
+        let f = env.file(name, text.as_bytes());
+        let r = cpi_on(&env, &["import", "--project", "p", path(&f)]).await;
+        r.assert_code(1).assert_stdout(&format!(
+            "{name}:{line}: column \"amount\": \"x\" is not a valid numeric"
+        ));
+    }
+    // The library says the same, in the message and in the row error.
+    for (name, text) in [("lib_lf.csv", lf.to_string()), ("lib_crlf.csv", crlf)] {
+        let o = env.import(name, text.as_bytes()).await;
+        let error = o.error.as_deref().unwrap_or_default();
+        assert!(error.starts_with(&format!("{name}:4: ")), "{error}");
+        assert_eq!(o.errors[0].line, 4, "{:?}", o.errors);
+    }
+    assert_eq!(env.count("t").await, 0);
+}
+
+#[tokio::test]
+async fn regression_a_truncated_or_corrupt_gzip_reports_only_the_decompression_error() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    // Stored (uncompressed) deflate blocks: the decoder hands out the bytes
+    // as they come, so damage reaches the CSV parser before the checksum
+    // or the missing end is noticed.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    gz.write_all(b"id,v\n").unwrap();
+    for i in 0..20_000u32 {
+        writeln!(gz, "{i},value-{}-{}", i * 7919 % 1000, i % 13).unwrap();
+    }
+    let whole = gz.finish().unwrap();
+    let mid = whole.len() / 2;
+    // Cut in the middle of a line; and a comma written over one byte (a
+    // row of 3 fields that the checksum at the end refutes).
+    let truncated = &whole[..mid];
+    let mut corrupt = whole.clone();
+    corrupt[mid] = b',';
+    for (name, bytes, verdict) in [
+        ("z.csv.gz", truncated, "incomplete deflate stream"),
+        (
+            "c.csv.gz",
+            &corrupt[..],
+            "does not have a matching checksum",
+        ),
+    ] {
+        let f = env.file(name, bytes);
+        let r = cpi_on(&env, &["import", "--project", "p", path(&f)]).await;
+        r.assert_code(1)
+            .assert_stdout(&format!("{name}: not a valid gzip file"))
+            .assert_stdout(verdict);
+        // No `c.csv.gz:10308: expected 2 fields, found 3` beside it.
+        let row_error = r
+            .stdout
+            .match_indices(&format!("{name}:"))
+            .any(|(i, m)| r.stdout[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()));
+        assert!(
+            !row_error && !r.stdout.contains("fields"),
+            "a row error beside the gzip verdict:\n{}",
+            r.stdout
+        );
+    }
+    let details: Vec<String> = env
+        .rows("SELECT coalesce(error_details::text, '') FROM cpi_import_jobs")
+        .await;
+    assert!(details.iter().all(|d| !d.contains("fields")), "{details:?}");
+    assert_eq!(env.count("t").await, 0);
+}
+
+/// Every counter sample of a Prometheus exposition: `name{labels}` → value.
+fn counters(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut kinds = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let mut w = rest.split_whitespace();
+            kinds.insert(w.next().unwrap().to_string(), w.next().unwrap().to_string());
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = l.rsplit_once(' ').unwrap();
+        let name = series.split('{').next().unwrap();
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| kinds.get(*b).is_some_and(|k| k == "histogram"))
+            .unwrap_or(name);
+        if matches!(
+            kinds.get(base).map(String::as_str),
+            Some("counter" | "histogram")
+        ) {
+            out.insert(series.to_string(), value.parse().unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn regression_counters_never_go_down_when_history_is_pruned() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    for i in 0..3 {
+        let rows: String = (0..100).map(|n| format!("{},x\n", i * 100 + n)).collect();
+        let f = env.file(&format!("ok{i}.csv"), format!("id,v\n{rows}").as_bytes());
+        cpi_on(&env, &["import", "--project", "p", path(&f)])
+            .await
+            .assert_code(0);
+    }
+    let bad = env.file("bad.csv", b"id,v\nx,1\n");
+    cpi_on(&env, &["import", "--project", "p", path(&bad)])
+        .await
+        .assert_code(1);
+    env.exec(
+        "INSERT INTO cpi_reconcile_runs (owner, trigger, status, drifted, finished_at)
+         SELECT 'cpi', 'test', s, 2, now() - interval '1 hour'
+           FROM unnest(ARRAY['succeeded', 'succeeded', 'failed']) AS s",
+    )
+    .await;
+
+    // The API in-process, as the daemon serves it.
+    let health = Arc::new(cpi::metrics::Health::with_reconciler());
+    let state = cpi::api::AppState::new(env.pool.clone(), None, health);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(cpi::api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let scrape = || async {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        counters(&text)
+    };
+    let before = scrape().await;
+    assert_eq!(before["cpi_import_rows_total{outcome=\"inserted\"}"], 300.0);
+    assert_eq!(
+        before["cpi_import_jobs_finished_total{status=\"failed\"}"],
+        1.0
+    );
+    assert!(before["cpi_reconcile_runs_total{status=\"succeeded\"}"] >= 2.0);
+    assert!(before["cpi_import_duration_seconds_count"] >= 4.0);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = cpi_on(&env, &["prune", "--older-than", "1s"]).await;
+    r.assert_code(0).assert_stdout("pruned 4 job(s)");
+    assert_eq!(env.count("cpi_import_jobs").await, 0);
+
+    let after = scrape().await;
+    for (series, was) in &before {
+        let now = after.get(series).copied().unwrap_or(f64::NAN);
+        assert!(now >= *was, "{series} went from {was} to {now}");
+    }
+    // And a counter keeps counting after the prune.
+    let f = env.file("ok3.csv", b"id,v\n1000,x\n1001,x\n");
+    cpi_on(&env, &["import", "--project", "p", path(&f)])
+        .await
+        .assert_code(0);
+    let later = scrape().await;
+    assert_eq!(later["cpi_import_rows_total{outcome=\"inserted\"}"], 302.0);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// Spawns `cpi ARGS` with its stdout a pipe whose reader is closed at once
+/// (as `| head` does once it has its lines); the exit code and stderr.
+fn into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Cpi::new(args)
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn regression_printing_into_a_closed_pipe_ends_quietly_with_success() {
+    for args in [&["completions", "bash"][..], &["schema"][..]] {
+        let (code, stderr) = into_closed_pipe(args);
+        assert_eq!(code, Some(0), "cpi {args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "cpi {args:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn regression_jobs_list_shows_the_first_line_of_the_error() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    let bad = env.file("bad.csv", b"id,v\n1,a\nx,b\n");
+    cpi_on(&env, &["import", "--project", "p", path(&bad)])
+        .await
+        .assert_code(1);
+    let r = cpi_on(&env, &["jobs", "list"]).await;
+    r.assert_code(0).assert_stdout("ERROR");
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("bad.csv") && l.contains("failed"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        row.contains("bad.csv:3: column \"id\": \"x\" is not a valid integer"),
+        "{row}"
+    );
+}
+
+#[test]
+fn regression_the_dashboard_aggregates_replicas_with_max() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/observability/grafana-dashboard.json"),
+    )
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Only these belong to the scraped process; every other metric is read
+    // from the shared tables, the same on every replica.
+    let process = ["cpi_watcher_errors_total", "cpi_import_target_errors_total"];
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            if expr.contains("sum") {
+                assert!(
+                    process.iter().any(|m| expr.contains(m)),
+                    "sums a metric every replica reports: {expr}"
+                );
+            }
+            assert!(
+                !expr.contains("increase(cpi_import_jobs{")
+                    && !expr.contains("rate(cpi_import_jobs{"),
+                "increase() on a gauge: {expr}"
+            );
+        }
+    }
+}
