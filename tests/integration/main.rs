@@ -13,6 +13,7 @@ mod exit_codes;
 mod export;
 mod fuzz;
 mod hostile;
+mod hostile_input;
 mod import;
 mod import_cli;
 mod layout;
