@@ -184,6 +184,109 @@ pub fn scrub_credentials(text: &str) -> String {
     out
 }
 
+/// The most bytes a secret file (a URL, a password, a token, a key ring)
+/// may hold: a secret is small, and reading `/dev/zero` or a 2 GB file as
+/// one must fail at once rather than exhaust memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Why a small file (a secret, a key, a manifest) is not read.
+#[derive(Debug, thiserror::Error)]
+pub enum SmallFileError {
+    /// Opening, inspecting or reading it failed.
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    /// A device, a FIFO, a socket or a folder: reading it could block
+    /// forever or never end.
+    #[error("it is a {0}, not a regular file (only a regular file is read)")]
+    NotRegular(&'static str),
+    /// Over its cap.
+    #[error("it is larger than {limit} bytes, the most such a file may hold")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: u64,
+    },
+    /// Not UTF-8 text.
+    #[error("it is not UTF-8 text")]
+    NotUtf8,
+}
+
+impl SmallFileError {
+    /// Whether the file is simply not there.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, SmallFileError::Io(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Opens `path` for reading without ever blocking (a FIFO with no writer
+/// would block a plain open) and refuses anything but a regular file of at
+/// most `limit` bytes, judged on the opened file itself so that no swap
+/// between a check and the open can slip a device in.
+pub fn open_regular(path: &std::path::Path, limit: u64) -> Result<std::fs::File, SmallFileError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(SmallFileError::Io)?;
+    let meta = file.metadata().map_err(SmallFileError::Io)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        return Err(SmallFileError::NotRegular(kind_name(&kind)));
+    }
+    if meta.len() > limit {
+        return Err(SmallFileError::TooLarge { limit });
+    }
+    Ok(file)
+}
+
+/// What a file that is not a regular file is, for the message.
+fn kind_name(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_char_device() {
+            return "character device";
+        }
+        if kind.is_block_device() {
+            return "block device";
+        }
+        if kind.is_fifo() {
+            return "FIFO";
+        }
+        if kind.is_socket() {
+            return "socket";
+        }
+    }
+    if kind.is_dir() {
+        "folder"
+    } else {
+        "special file"
+    }
+}
+
+/// The text of a regular file of at most `limit` bytes. At most `limit + 1`
+/// bytes are ever read: a file that grows after the open, or one whose
+/// size the kernel does not know (`/proc`), is still refused past `limit`.
+pub fn read_small_file(path: &std::path::Path, limit: u64) -> Result<String, SmallFileError> {
+    use std::io::Read;
+    let file = open_regular(path, limit)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(SmallFileError::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(SmallFileError::TooLarge { limit });
+    }
+    String::from_utf8(bytes).map_err(|_| SmallFileError::NotUtf8)
+}
+
+/// [`read_small_file`] with the secret cap, [`MAX_SECRET_FILE_BYTES`].
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, SmallFileError> {
+    read_small_file(path, MAX_SECRET_FILE_BYTES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,3 +88,75 @@ async fn regression_a_wide_header_is_refused_before_per_column_work() {
     assert_eq!(made, 0, "no table is created from a refused header");
 }
 
+/// A Connection whose URL comes from `file`.
+fn url_file_connection(m: &Path, file: &str) {
+    write(
+        m,
+        "c.yaml",
+        &format!("apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  database_url_file: {file}\n"),
+    );
+}
+
+#[test]
+fn regression_a_secret_file_that_is_a_device_a_fifo_or_too_large_is_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    let fifo = d.path().join("url.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let big = d.path().join("big.url");
+    std::fs::write(&big, "p".repeat(100 * 1024)).unwrap();
+    let fifo = fifo.to_str().unwrap();
+    let big = big.to_str().unwrap();
+    for (file, expected) in [
+        ("/dev/zero", "database_url_file: cannot read secret file /dev/zero: it is a character device, not a regular file".to_string()),
+        (fifo, format!("database_url_file: cannot read secret file {fifo}: it is a FIFO, not a regular file")),
+        (big, format!("database_url_file: cannot read secret file {big}: it is larger than 65536 bytes")),
+    ] {
+        url_file_connection(&m, file);
+        let r = validate(file, &m);
+        assert_eq!(r.code, 1, "{}", r.all());
+        r.assert_stderr(&format!("c.yaml:6: {expected}"));
+    }
+    // The same for a password file.
+    write(&m, "c.yaml", "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  database_url: postgresql://u@h/db\n  password_file: /dev/zero\n");
+    let r = validate("password_file /dev/zero", &m);
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stderr("password_file: cannot read secret file /dev/zero: it is a character device");
+
+    // A regular file that holds no URL: a sentence, and none of the content.
+    url_file_connection(&m, "/proc/self/environ");
+    let r = validate("/proc/self/environ", &m);
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stderr(
+        "database_url_file /proc/self/environ: the file does not hold a PostgreSQL URL: it contains NUL characters",
+    );
+    assert!(!r.all().contains("content is"), "{}", r.all());
+    assert!(!r.all().contains("PATH="), "{}", r.all());
+
+    // The command-line secret files: the management URL and the API token.
+    let r = run_within(
+        "--database-url-file FIFO",
+        cpi_command_with(&["connections", "list", "--database-url-file", fifo]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stderr(&format!("cannot read --database-url-file {fifo}"));
+    r.assert_stderr("it is a FIFO, not a regular file");
+    let r = run_within(
+        "--api-token-file /dev/zero",
+        cpi_command_with(&["serve", "--api-token-file", "/dev/zero"]),
+        Duration::from_secs(20),
+    );
+    assert_ne!(r.code, 0, "{}", r.all());
+    r.assert_stderr("cannot read --api-token-file /dev/zero: it is a character device");
+}
+
+/// `cpi ARGS` as a command.
+fn cpi_command_with(args: &[&str]) -> Command {
+    let mut cmd = cpi_command();
+    cmd.args(args);
+    cmd
+}
+
