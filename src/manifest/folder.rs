@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::desired::{Loaded, Secrets};
 use super::error::{InvalidManifests, ManifestError};
 use super::model::Kind;
-use super::text::{check_expansion, check_tabs, err, split_documents, DocCtx};
+use super::text::{check_depth, check_expansion, check_tabs, err, split_documents, DocCtx};
 use super::validate::{parse_document, Object};
 
 /// The largest manifest file read (a manifests folder is reviewed text,
@@ -182,7 +182,10 @@ fn parse_text(
             offset: doc.line_offset,
             roots,
         };
-        if let Err(e) = check_tabs(&ctx).and_then(|()| check_expansion(&ctx)) {
+        if let Err(e) = check_tabs(&ctx)
+            .and_then(|()| check_depth(&ctx))
+            .and_then(|()| check_expansion(&ctx))
+        {
             out.errors.push(e);
             continue;
         }

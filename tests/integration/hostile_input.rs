@@ -160,3 +160,32 @@ fn cpi_command_with(args: &[&str]) -> Command {
     cmd
 }
 
+#[test]
+fn regression_a_deeply_nested_manifest_is_refused_before_parsing() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    let text = format!(
+        "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec: {}\n",
+        "{a: ".repeat(200_000)
+    );
+    assert!(text.len() < 1024 * 1024, "inside the size cap");
+    write(&m, "p.yaml", &text);
+    let started = Instant::now();
+    let r = validate("a manifest 200,000 levels deep", &m);
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stderr("p.yaml:5:");
+    r.assert_stderr("nested deeper than 64 levels");
+    // Generous: the parse took minutes at this depth.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // Block style too, and brackets.
+    let mut deep = String::from("apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n");
+    for i in 0..70 {
+        deep.push_str(&format!("{}k{i}:\n", "  ".repeat(i + 1)));
+    }
+    write(&m, "p.yaml", &deep);
+    validate("block nesting", &m).assert_stderr("nested deeper than 64 levels");
+    write(&m, "p.yaml", &format!("spec: {}\n", "[".repeat(100)));
+    validate("flow sequences", &m).assert_stderr("p.yaml:1:");
+}
+
