@@ -78,7 +78,11 @@ async fn regression_a_wide_header_is_refused_before_per_column_work() {
         // One message, not one per column.
         assert!(r.stdout.len() < 2_000, "{} bytes of output", r.stdout.len());
         // Generous: the quadratic check took minutes at this width.
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
     let made: i64 = crate::support::db::scalar_i64(
         &env.pool,
@@ -176,7 +180,11 @@ fn regression_a_deeply_nested_manifest_is_refused_before_parsing() {
     r.assert_stderr("p.yaml:5:");
     r.assert_stderr("nested deeper than 64 levels");
     // Generous: the parse took minutes at this depth.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 
     // Block style too, and brackets.
     let mut deep = String::from("apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n");
@@ -189,3 +197,54 @@ fn regression_a_deeply_nested_manifest_is_refused_before_parsing() {
     validate("flow sequences", &m).assert_stderr("p.yaml:1:");
 }
 
+#[tokio::test]
+async fn regression_a_password_that_is_also_the_database_name_or_a_query_parameter_is_never_printed(
+) {
+    let db = TestDb::new().await;
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    let server = url::Url::parse(&admin_url()).unwrap();
+    let at = format!(
+        "{}@{}:{}",
+        server.username(),
+        server.host_str().unwrap(),
+        server.port().unwrap_or(5432)
+    );
+    // The server trusts 127.0.0.1: the password is not checked, and the
+    // database of that name does not exist, so the driver names it.
+    let (user, host) = at.split_once('@').unwrap();
+    write(
+        &m,
+        "a.url",
+        &format!("postgresql://{user}:Pl4nted10@{host}/Pl4nted10?sslmode=disable\n"),
+    );
+    write(
+        &m,
+        "b.url",
+        &format!("postgresql://{user}@{host}/QpPlanted77?sslmode=disable&password=QpPlanted77\n"),
+    );
+    let inbox = d.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write(&m, "c.yaml", "apiVersion: cpi/v1\nkind: Connection\nmetadata: {name: a}\nspec:\n  database_url_file: a.url\n---\napiVersion: cpi/v1\nkind: Connection\nmetadata: {name: b}\nspec:\n  database_url_file: b.url\n");
+    for (p, c) in [("pa", "a"), ("pb", "b")] {
+        write(&m, &format!("{p}.yaml"), &format!("apiVersion: cpi/v1\nkind: Project\nmetadata: {{name: {p}}}\nspec:\n  connection: {c}\n  config: {{inbox: {}, defaults: {{table: t}}}}\n", inbox.display()));
+    }
+    let csv = write(&inbox, "x.csv", "id\n1\n");
+    let planted = ["Pl4nted10", "QpPlanted77"];
+    let run = |args: &[&str]| Cpi::new(args).db(&db).manifests(&m).run_async();
+    let r = run(&["apply"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    r.assert_hides("apply", &planted);
+    for c in ["a", "b"] {
+        let r = run(&["connections", "test", c, "--timeout", "10"]).await;
+        assert_eq!(r.code, 1, "{}", r.all());
+        r.assert_output("does not exist");
+        r.assert_hides(&format!("connections test {c}"), &planted);
+    }
+    for p in ["pa", "pb"] {
+        let r = run(&["import", "--project", p, csv.to_str().unwrap()]).await;
+        assert_eq!(r.code, 1, "{}", r.all());
+        r.assert_output("does not exist");
+        r.assert_hides(&format!("import into {p}"), &planted);
+    }
+}
