@@ -141,7 +141,7 @@ impl Keyring {
     /// Reads a key file, warning when others may read it.
     pub fn load(path: &Path) -> Result<Keyring, CryptoError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| CryptoError::KeyFile {
+        let text = crate::secret::read_secret_file(path).map_err(|e| CryptoError::KeyFile {
             path: shown.clone(),
             message: format!("cannot read it: {e}"),
         })?;

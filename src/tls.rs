@@ -280,13 +280,22 @@ pub fn connect_options(url: &Secret) -> Result<PgConnectOptions, TlsError> {
     Ok(opts.ssl_mode(params.mode.sqlx()))
 }
 
+/// The most bytes a certificate or key file may hold (a CA bundle of
+/// every public root is about 200 KiB).
+pub const MAX_TLS_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The driver reads these files itself: a FIFO (which would block the
+/// connect forever), a device or a huge file is refused before it does.
 fn readable(param: &'static str, path: &Path) -> Result<(), TlsError> {
-    std::fs::File::open(path)
+    crate::secret::open_regular(path, MAX_TLS_FILE_BYTES)
         .map(drop)
-        .map_err(|source| TlsError::Unreadable {
+        .map_err(|e| TlsError::Unreadable {
             param,
             path: path.to_path_buf(),
-            source,
+            source: match e {
+                crate::secret::SmallFileError::Io(e) => e,
+                other => std::io::Error::other(other),
+            },
         })
 }
 

@@ -74,9 +74,9 @@ pub enum TokenFileError {
     Read {
         /// The file as given.
         path: String,
-        /// Why it cannot be read.
+        /// Why it cannot be read (or is refused: not a regular file, too large).
         #[source]
-        source: std::io::Error,
+        source: secret::SmallFileError,
     },
     /// The file holds nothing but white space (its path).
     #[error("--api-token-file {0} is empty")]
@@ -86,7 +86,7 @@ pub enum TokenFileError {
 /// Reads the token (surrounding whitespace trimmed) and registers it, so
 /// that no message can ever print it.
 pub fn load_token(path: &Path) -> Result<Secret, TokenFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+    let text = secret::read_secret_file(path).map_err(|source| TokenFileError::Read {
         path: path.display().to_string(),
         source,
     })?;

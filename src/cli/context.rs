@@ -17,7 +17,7 @@ pub fn management_url(g: &Global) -> Result<Secret> {
     let url = match (&g.database_url, &g.database_url_file) {
         (Some(u), _) => Secret::new(u.trim()),
         (None, Some(f)) => {
-            let text = std::fs::read_to_string(f)
+            let text = secret::read_secret_file(f)
                 .with_context(|| format!("cannot read --database-url-file {}", f.display()))?;
             Secret::new(text.trim())
         }

@@ -2,7 +2,7 @@
 //! renames, case-insensitive names, `header: false`, `extra_columns`,
 //! `missing_columns`). Pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::config::{quote_ident, ColumnPolicy, ExtraColumns};
 
@@ -191,13 +191,26 @@ pub fn unmatched(
     (extra, missing)
 }
 
+/// The most fields a header may have: PostgreSQL's limit on a table's
+/// columns. Checked when the header is read, before any per-column work, so
+/// that a header of a million names costs no more than reading it.
+pub const MAX_HEADER_COLUMNS: usize = 1600;
+
 /// Columns of a table created from a header (`create_table` without
-/// declared columns): the renamed header names, every one `text`.
+/// declared columns): the renamed header names, every one `text`. Linear in
+/// the header: the duplicate check is a set, not a scan per name.
 pub fn columns_from_header(
     header: &[String],
     renames: &BTreeMap<String, String>,
 ) -> Result<Vec<String>, String> {
-    let mut out: Vec<String> = Vec::new();
+    if header.len() > MAX_HEADER_COLUMNS {
+        return Err(format!(
+            "the header has {} columns, more than the {MAX_HEADER_COLUMNS} a table may have",
+            header.len()
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(header.len());
+    let mut seen: HashSet<String> = HashSet::with_capacity(header.len());
     for h in header {
         let name = renamed(renames, h).to_string();
         if name.is_empty() {
@@ -209,7 +222,7 @@ pub fn columns_from_header(
                 quote_ident(&name)
             ));
         }
-        if out.iter().any(|o| o.eq_ignore_ascii_case(&name)) {
+        if !seen.insert(name.to_ascii_lowercase()) {
             return Err(format!(
                 "the header names column {} twice",
                 quote_ident(&name)
@@ -325,6 +338,23 @@ mod tests {
         assert_eq!(
             columns_from_header(&s(&["a", "B"]), &none).unwrap(),
             s(&["a", "B"])
+        );
+    }
+
+    #[test]
+    fn header_width_is_checked_first_and_duplicates_in_one_pass() {
+        let none = BTreeMap::new();
+        let wide: Vec<String> = (0..=MAX_HEADER_COLUMNS).map(|i| format!("c{i}")).collect();
+        assert_eq!(
+            columns_from_header(&wide, &none).unwrap_err(),
+            "the header has 1601 columns, more than the 1600 a table may have"
+        );
+        let mut full: Vec<String> = wide[..MAX_HEADER_COLUMNS].to_vec();
+        assert_eq!(columns_from_header(&full, &none).unwrap().len(), 1600);
+        full[1599] = "C7".into();
+        assert_eq!(
+            columns_from_header(&full, &none).unwrap_err(),
+            "the header names column \"C7\" twice"
         );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::ResolvedOptions;
 use crate::import::context::Ctx;
 use crate::import::failure::Failure;
-use crate::import::{pipeline, reader};
+use crate::import::{mapping, pipeline, reader};
 
 /// Why the file cannot be read as CSV: the file is rejected.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,19 @@ pub enum ReadError {
     Empty {
         /// The file's name.
         file: String,
+    },
+    /// The header has more fields than a table may have columns; refused
+    /// before any per-column work.
+    #[error("{file}:{line}: the header has {found} columns, more than the {limit} a table may have (PostgreSQL's limit); no column of it is read")]
+    HeaderTooWide {
+        /// The file's name.
+        file: String,
+        /// The header's line.
+        line: u64,
+        /// How many fields the header has.
+        found: usize,
+        /// [`mapping::MAX_HEADER_COLUMNS`].
+        limit: usize,
     },
     /// The header's names are not UTF-8.
     #[error("{file}:1: the header is not valid UTF-8")]
@@ -100,6 +113,14 @@ pub(super) fn open_file(
     if !got {
         return Err(ReadError::Empty {
             file: file.to_string(),
+        });
+    }
+    if first.len() > mapping::MAX_HEADER_COLUMNS {
+        return Err(ReadError::HeaderTooWide {
+            file: file.to_string(),
+            line: first.position().map_or(1, |p| p.line()),
+            found: first.len(),
+            limit: mapping::MAX_HEADER_COLUMNS,
         });
     }
     let mut header = Vec::with_capacity(first.len());

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml::Value;
 
 use super::error::InputError;
+use crate::manifest;
 
 /// One input document: its file (relative to the input folder), its
 /// position in the file, and its content.
@@ -55,6 +56,14 @@ pub fn read_input(dir: &Path) -> Result<Vec<LegacyDoc>, InputError> {
             path: path.clone(),
             source,
         })?;
+        // The parser's time grows with the square of the nesting depth.
+        if let Some((line, column)) = manifest::too_deep(&text, manifest::MAX_NESTING_DEPTH) {
+            errors.push(format!(
+                "{rel}:{line}:{column}: nested deeper than {} levels; refused before parsing",
+                manifest::MAX_NESTING_DEPTH
+            ));
+            continue;
+        }
         let mut values = Vec::new();
         for d in serde_yaml::Deserializer::from_str(&text) {
             match <Value as serde::Deserialize>::deserialize(d) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::desired::{Loaded, Secrets};
 use super::error::{InvalidManifests, ManifestError};
 use super::model::Kind;
-use super::text::{check_expansion, check_tabs, err, split_documents, DocCtx};
+use super::text::{check_depth, check_expansion, check_tabs, err, split_documents, DocCtx};
 use super::validate::{parse_document, Object};
 
 /// The largest manifest file read (a manifests folder is reviewed text,
@@ -182,7 +182,10 @@ fn parse_text(
             offset: doc.line_offset,
             roots,
         };
-        if let Err(e) = check_tabs(&ctx).and_then(|()| check_expansion(&ctx)) {
+        if let Err(e) = check_tabs(&ctx)
+            .and_then(|()| check_depth(&ctx))
+            .and_then(|()| check_expansion(&ctx))
+        {
             out.errors.push(e);
             continue;
         }
@@ -209,23 +212,25 @@ enum ReadError {
     #[error("file is larger than {} KiB, the most a manifest file may be", MAX_FILE_BYTES / 1024)]
     TooLarge,
     /// Not text.
-    #[error("cannot read file: not UTF-8 ({0})")]
-    NotUtf8(#[source] std::string::FromUtf8Error),
+    #[error("cannot read file: not UTF-8")]
+    NotUtf8,
+    /// A FIFO, a device or a socket named like a manifest: reading it
+    /// could block the loader forever or never end.
+    #[error("cannot read file: it is a {0}, not a regular file")]
+    NotRegular(&'static str),
 }
 
 /// A file's text, refused above [`MAX_FILE_BYTES`] (checked while reading:
-/// the file may grow between a stat and the read).
+/// the file may grow between a stat and the read) and refused when it is
+/// not a regular file (opened without blocking, judged on the open file).
 fn read_bounded(path: &Path) -> Result<String, ReadError> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(ReadError::Io)?;
-    let mut bytes = Vec::new();
-    f.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge);
-    }
-    String::from_utf8(bytes).map_err(ReadError::NotUtf8)
+    use crate::secret::SmallFileError;
+    crate::secret::read_small_file(path, MAX_FILE_BYTES).map_err(|e| match e {
+        SmallFileError::Io(e) => ReadError::Io(e),
+        SmallFileError::TooLarge { .. } => ReadError::TooLarge,
+        SmallFileError::NotUtf8 => ReadError::NotUtf8,
+        SmallFileError::NotRegular(kind) => ReadError::NotRegular(kind),
+    })
 }
 
 /// Collects the manifest files below `dir`. A symlink to a folder is never

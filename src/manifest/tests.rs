@@ -191,3 +191,20 @@ fn a_duplicate_key_is_located_at_the_repeat() {
     let dup = e.0.iter().find(|x| x.file == "d.yaml").unwrap();
     assert_eq!(dup.line, Some(4), "{e}");
 }
+
+#[test]
+fn nesting_depth_counts_flow_block_and_entries_but_not_scalars() {
+    use super::text::too_deep;
+    // The manifests of the docs nest a few levels.
+    assert_eq!(too_deep(CONN, 4), None);
+    assert_eq!(too_deep("a: {b: [c, {d: e}]}\n", 4), None);
+    assert_eq!(too_deep("a: {b: [c, {d: e}]}\n", 3), Some((1, 12)));
+    // Brackets inside quotes, comments, plain scalars and block scalars
+    // are text.
+    let text = "a: \"{{{{\"\nb: '[[['' [[['\nc: x{{{{ # {{{{\nd: |\n  {{{{\n  [[[[\ne: f\n";
+    assert_eq!(too_deep(text, 1), None);
+    // Indentation and `- ` entries nest.
+    assert_eq!(too_deep("a:\n  b:\n    c: 1\n", 2), Some((3, 5)));
+    assert_eq!(too_deep("- - - x\n", 2), Some((1, 1)));
+    assert_eq!(too_deep(&"{a: ".repeat(200_000), 64), Some((1, 253)));
+}

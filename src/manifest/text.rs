@@ -1,5 +1,6 @@
 //! A manifest file's YAML text: split into documents, checked before
-//! parsing (tabs, alias expansion), and its problems located by line.
+//! parsing (tabs, nesting depth, alias expansion), and its problems
+//! located by line.
 
 use std::path::PathBuf;
 
@@ -67,6 +68,130 @@ pub(super) fn check_expansion(ctx: &DocCtx) -> Result<(), ManifestError> {
         ));
     }
     Ok(())
+}
+
+/// The deepest a document may nest (flow `{`/`[` levels, block indentation
+/// levels and `- ` entries counted together). A manifest needs a handful;
+/// the YAML parser takes time quadratic in the depth, so 200,000 `{a: `
+/// (600 KB, inside the size cap) would run for minutes.
+pub const MAX_NESTING_DEPTH: usize = 64;
+
+/// Refuses a document nested deeper than [`MAX_NESTING_DEPTH`], before the
+/// parser sees it, naming the line and column where the limit is passed.
+pub(super) fn check_depth(ctx: &DocCtx) -> Result<(), ManifestError> {
+    match too_deep(ctx.text, MAX_NESTING_DEPTH) {
+        None => Ok(()),
+        Some((line, column)) => Err(ManifestError {
+            file: ctx.file.to_string(),
+            line: Some(line + ctx.offset),
+            column: Some(column),
+            message: format!(
+                "nested deeper than {MAX_NESTING_DEPTH} levels (mappings and lists, flow and block style, counted together); refused before parsing"
+            ),
+        }),
+    }
+}
+
+/// Where (line, column, 1-based) the nesting of `text` first passes
+/// `limit`, if it does. One pass over the text, stopping there: the same
+/// cost whatever the text. Quoted scalars, comments and block scalars
+/// (`|`, `>`) are skipped as the YAML parser would; a `{` or `[` counts
+/// only where a node may start, as it does for the parser.
+pub fn too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    let mut indents: Vec<usize> = Vec::new();
+    // Lines indented deeper than this belong to a block scalar.
+    let mut scalar_at: Option<usize> = None;
+    let mut base = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let content = line.trim_start_matches(' ');
+        let indent = line.len() - content.len();
+        if let Some(at) = scalar_at {
+            if content.is_empty() || indent > at {
+                continue;
+            }
+            scalar_at = None;
+        }
+        // Inside a flow collection or a quoted scalar that spans lines, the
+        // block depth is the one of the line where it began.
+        let mut block = base;
+        if flow == 0 && quote.is_none() {
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            while indents.last().is_some_and(|&top| top > indent) {
+                indents.pop();
+            }
+            if indents.last().is_none_or(|&top| top < indent) {
+                indents.push(indent);
+            }
+            block = indents.len();
+            base = block;
+        }
+        // `prev`: the last character that is not a blank on this line
+        // (None at its start); `spaced`: blanks since.
+        let (mut prev, mut spaced) = (None::<char>, false);
+        let mut chars = content.char_indices().peekable();
+        while let Some((j, c)) = chars.next() {
+            if let Some(q) = quote {
+                if q == '"' && c == '\\' {
+                    chars.next();
+                } else if c == q {
+                    if q == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                        (prev, spaced) = (Some(c), false);
+                    }
+                }
+                continue;
+            }
+            if c == ' ' || c == '\t' {
+                spaced = true;
+                continue;
+            }
+            if c == '#' && (spaced || prev.is_none()) {
+                break;
+            }
+            let node_start = match prev {
+                None => true,
+                Some('-' | '?') => spaced,
+                Some(':') => spaced || flow > 0,
+                Some('[' | '{' | ',') => flow > 0,
+                _ => false,
+            };
+            // `- ` entries nest: `- - - x` is three levels.
+            if c == '-' && flow == 0 && node_start && chars.peek().is_none_or(|&(_, n)| n == ' ') {
+                block += 1;
+            }
+            match c {
+                '{' | '[' if node_start || flow > 0 => {
+                    flow += 1;
+                    if block + flow > limit {
+                        return Some((i + 1, indent + j + 1));
+                    }
+                }
+                '}' | ']' if flow > 0 => flow -= 1,
+                '"' | '\'' if node_start => quote = Some(c),
+                '|' | '>' if node_start && flow == 0 => {
+                    let rest = content[j + 1..]
+                        .trim_start_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit());
+                    let rest = rest.trim_start_matches([' ', '\t']);
+                    if rest.is_empty() || rest.starts_with('#') {
+                        scalar_at = Some(indent);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            (prev, spaced) = (Some(c), false);
+        }
+        if block + flow > limit {
+            return Some((i + 1, indent + 1));
+        }
+    }
+    None
 }
 
 /// Whether `c` can end an anchor or alias name.

@@ -114,7 +114,9 @@ fn read_secret(
     loaded: &mut Loaded,
 ) -> Result<Option<Secret>, ManifestError> {
     loaded.secret_files.push(path.to_path_buf());
-    match std::fs::read_to_string(path) {
+    // Only a small regular file: a device, a FIFO or a huge file named
+    // as a secret must fail at once, not hang or exhaust memory.
+    match secret::read_secret_file(path) {
         Ok(s) => {
             let v = s.trim_end();
             if v.is_empty() {
@@ -126,7 +128,7 @@ fn read_secret(
                 Ok(Some(Secret::new(v)))
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == Secrets::Optional => {
+        Err(e) if e.is_not_found() && mode == Secrets::Optional => {
             loaded.warnings.push(format!(
                 "{}: {key}: secret file {} is not present; its value is compared as unknown",
                 ctx.file,
@@ -138,6 +140,15 @@ fn read_secret(
             key,
             format!("{key}: cannot read secret file {}: {e}", path.display()),
         )),
+    }
+}
+
+/// Why a secret file's content is not a URL, as a clause that reads after
+/// "does not hold a PostgreSQL URL:".
+fn url_problem(e: &rules::UrlError) -> String {
+    match e {
+        rules::UrlError::Nul => "it contains NUL characters".into(),
+        other => other.to_string(),
     }
 }
 
@@ -171,7 +182,7 @@ fn connection(
                     rules::parse_pg_url(s.expose()).map_err(|m| {
                         vec![ctx.err_at_key(
                             "database_url_file",
-                            format!("database_url_file {}: content is {}", path.display(), secret::scrub(&m.to_string(), &[&s])),
+                            format!("database_url_file {}: the file does not hold a PostgreSQL URL: {}", path.display(), secret::scrub(&url_problem(&m), &[&s])),
                         )]
                     })?;
                     // Certificate and key paths resolve like secret files.

@@ -17,6 +17,7 @@ mod export;
 mod fuzz;
 mod hostile;
 mod hostile_files;
+mod hostile_input;
 mod import;
 mod import_cli;
 mod layout;

@@ -1,0 +1,250 @@
+//! One file or one manifest must never stop the daemon (issue 28): a header
+//! of 200,000 columns, secret files that are devices, FIFOs or too large, a
+//! manifest nested 200,000 levels deep, and passwords that surface outside
+//! a URL's password field, each tried on the real binary.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::import::Env;
+use crate::support::{admin_url, cpi_command, write, Cpi, Run, TestDb};
+
+/// Runs `cmd` to its end, or kills it after `limit` and fails the test
+/// naming `what`: a refusal that hangs (a FIFO, a quadratic parse) must
+/// fail, not stall the suite.
+fn run_within(what: &str, mut cmd: Command, limit: Duration) -> Run {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cpi");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap().into()
+}
+
+/// `cpi validate --manifests DIR`, within 20 s.
+fn validate(what: &str, manifests: &Path) -> Run {
+    let mut cmd = cpi_command();
+    cmd.args(["validate", "--manifests", manifests.to_str().unwrap()]);
+    run_within(what, cmd, Duration::from_secs(20))
+}
+
+/// A header line of `n` distinct names.
+fn wide_header(n: usize) -> String {
+    let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    format!("{}\n", names.join(","))
+}
+
+#[tokio::test]
+async fn regression_a_wide_header_is_refused_before_per_column_work() {
+    // create_table from the header (the duplicate check was quadratic) and
+    // an existing table (each of the 200,000 names was looked up and
+    // reported): both refuse the header as soon as it is read.
+    let env = Env::with_config(|inbox| {
+        json!({"name": "p", "inbox": inbox, "tables": [
+            {"file_pattern": "new*.csv", "table": "made", "create_table": true},
+            {"file_pattern": "old*.csv", "table": "t"}
+        ]})
+    })
+    .await;
+    env.exec("CREATE TABLE t (c0 text)").await;
+    let header = wide_header(200_000);
+    for name in ["new_wide.csv", "old_wide.csv"] {
+        let f = env.file(name, format!("{header}x\n").as_bytes());
+        let cmd = Cpi::new(["import", "--project", "p", f.to_str().unwrap()])
+            .db(&env.db)
+            .command();
+        let started = Instant::now();
+        let r = tokio::task::spawn_blocking(move || {
+            run_within("import of a wide header", cmd, Duration::from_secs(60))
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.code, 1, "{}", r.all());
+        r.assert_stdout(&format!(
+            "{name}:1: the header has 200000 columns, more than the 1600 a table may have"
+        ));
+        // One message, not one per column.
+        assert!(r.stdout.len() < 2_000, "{} bytes of output", r.stdout.len());
+        // Generous: the quadratic check took minutes at this width.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let made: i64 = crate::support::db::scalar_i64(
+        &env.pool,
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'made'",
+    )
+    .await;
+    assert_eq!(made, 0, "no table is created from a refused header");
+}
+
+/// A Connection whose URL comes from `file`.
+fn url_file_connection(m: &Path, file: &str) {
+    write(
+        m,
+        "c.yaml",
+        &format!("apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  database_url_file: {file}\n"),
+    );
+}
+
+#[test]
+fn regression_a_secret_file_that_is_a_device_a_fifo_or_too_large_is_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    let fifo = d.path().join("url.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let big = d.path().join("big.url");
+    std::fs::write(&big, "p".repeat(100 * 1024)).unwrap();
+    let fifo = fifo.to_str().unwrap();
+    let big = big.to_str().unwrap();
+    for (file, expected) in [
+        ("/dev/zero", "database_url_file: cannot read secret file /dev/zero: it is a character device, not a regular file".to_string()),
+        (fifo, format!("database_url_file: cannot read secret file {fifo}: it is a FIFO, not a regular file")),
+        (big, format!("database_url_file: cannot read secret file {big}: it is larger than 65536 bytes")),
+    ] {
+        url_file_connection(&m, file);
+        let r = validate(file, &m);
+        assert_eq!(r.code, 1, "{}", r.all());
+        r.assert_stderr(&format!("c.yaml:6: {expected}"));
+    }
+    // The same for a password file.
+    write(&m, "c.yaml", "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  database_url: postgresql://u@h/db\n  password_file: /dev/zero\n");
+    let r = validate("password_file /dev/zero", &m);
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stderr("password_file: cannot read secret file /dev/zero: it is a character device");
+
+    // A regular file that holds no URL: a sentence, and none of the content.
+    url_file_connection(&m, "/proc/self/environ");
+    let r = validate("/proc/self/environ", &m);
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stderr(
+        "database_url_file /proc/self/environ: the file does not hold a PostgreSQL URL: it contains NUL characters",
+    );
+    assert!(!r.all().contains("content is"), "{}", r.all());
+    assert!(!r.all().contains("PATH="), "{}", r.all());
+
+    // The command-line secret files: the management URL and the API token.
+    let r = run_within(
+        "--database-url-file FIFO",
+        cpi_command_with(&["connections", "list", "--database-url-file", fifo]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stderr(&format!("cannot read --database-url-file {fifo}"));
+    r.assert_stderr("it is a FIFO, not a regular file");
+    let r = run_within(
+        "--api-token-file /dev/zero",
+        cpi_command_with(&["serve", "--api-token-file", "/dev/zero"]),
+        Duration::from_secs(20),
+    );
+    assert_ne!(r.code, 0, "{}", r.all());
+    r.assert_stderr("cannot read --api-token-file /dev/zero: it is a character device");
+}
+
+/// `cpi ARGS` as a command.
+fn cpi_command_with(args: &[&str]) -> Command {
+    let mut cmd = cpi_command();
+    cmd.args(args);
+    cmd
+}
+
+#[test]
+fn regression_a_deeply_nested_manifest_is_refused_before_parsing() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    let text = format!(
+        "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec: {}\n",
+        "{a: ".repeat(200_000)
+    );
+    assert!(text.len() < 1024 * 1024, "inside the size cap");
+    write(&m, "p.yaml", &text);
+    let started = Instant::now();
+    let r = validate("a manifest 200,000 levels deep", &m);
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stderr("p.yaml:5:");
+    r.assert_stderr("nested deeper than 64 levels");
+    // Generous: the parse took minutes at this depth.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Block style too, and brackets.
+    let mut deep = String::from("apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n");
+    for i in 0..70 {
+        deep.push_str(&format!("{}k{i}:\n", "  ".repeat(i + 1)));
+    }
+    write(&m, "p.yaml", &deep);
+    validate("block nesting", &m).assert_stderr("nested deeper than 64 levels");
+    write(&m, "p.yaml", &format!("spec: {}\n", "[".repeat(100)));
+    validate("flow sequences", &m).assert_stderr("p.yaml:1:");
+}
+
+#[tokio::test]
+async fn regression_a_password_that_is_also_the_database_name_or_a_query_parameter_is_never_printed(
+) {
+    let db = TestDb::new().await;
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m");
+    let server = url::Url::parse(&admin_url()).unwrap();
+    let at = format!(
+        "{}@{}:{}",
+        server.username(),
+        server.host_str().unwrap(),
+        server.port().unwrap_or(5432)
+    );
+    // The server trusts 127.0.0.1: the password is not checked, and the
+    // database of that name does not exist, so the driver names it.
+    let (user, host) = at.split_once('@').unwrap();
+    write(
+        &m,
+        "a.url",
+        &format!("postgresql://{user}:Pl4nted10@{host}/Pl4nted10?sslmode=disable\n"),
+    );
+    write(
+        &m,
+        "b.url",
+        &format!("postgresql://{user}@{host}/QpPlanted77?sslmode=disable&password=QpPlanted77\n"),
+    );
+    let inbox = d.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write(&m, "c.yaml", "apiVersion: cpi/v1\nkind: Connection\nmetadata: {name: a}\nspec:\n  database_url_file: a.url\n---\napiVersion: cpi/v1\nkind: Connection\nmetadata: {name: b}\nspec:\n  database_url_file: b.url\n");
+    for (p, c) in [("pa", "a"), ("pb", "b")] {
+        write(&m, &format!("{p}.yaml"), &format!("apiVersion: cpi/v1\nkind: Project\nmetadata: {{name: {p}}}\nspec:\n  connection: {c}\n  config: {{inbox: {}, defaults: {{table: t}}}}\n", inbox.display()));
+    }
+    let csv = write(&inbox, "x.csv", "id\n1\n");
+    let planted = ["Pl4nted10", "QpPlanted77"];
+    let run = |args: &[&str]| Cpi::new(args).db(&db).manifests(&m).run_async();
+    let r = run(&["apply"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    r.assert_hides("apply", &planted);
+    for c in ["a", "b"] {
+        let r = run(&["connections", "test", c, "--timeout", "10"]).await;
+        assert_eq!(r.code, 1, "{}", r.all());
+        r.assert_output("does not exist");
+        r.assert_hides(&format!("connections test {c}"), &planted);
+    }
+    for p in ["pa", "pb"] {
+        let r = run(&["import", "--project", p, csv.to_str().unwrap()]).await;
+        assert_eq!(r.code, 1, "{}", r.all());
+        r.assert_output("does not exist");
+        r.assert_hides(&format!("import into {p}"), &planted);
+    }
+}
