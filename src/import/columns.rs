@@ -93,7 +93,7 @@ pub fn plan_table(
     let cols = mapping::columns_from_header(header, &o.columns).map_err(|message| {
         PlanError::BadHeader {
             file: file.to_string(),
-            message,
+            message: message.to_string(),
         }
     })?;
     Ok(TablePlan::Create(sql::create_table(

@@ -304,7 +304,7 @@ pub fn infer_file(
     let names = mapping::columns_from_header(&header, &o.columns).map_err(|message| {
         InferError::BadHeader {
             file: file.to_string(),
-            message,
+            message: message.to_string(),
         }
     })?;
     let mut inf = Infer::new(&names, &o.null);

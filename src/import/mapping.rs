@@ -49,9 +49,29 @@ pub fn renamed<'a>(renames: &'a BTreeMap<String, String>, header: &'a str) -> &'
         .map_or(header, |(_, v)| v.as_str())
 }
 
+/// Why a header cannot name a table's columns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// More fields than a table may have columns.
+    #[error("the header has {0} columns, more than the {MAX_HEADER_COLUMNS} a table may have")]
+    TooWide(usize),
+    /// A field without a name.
+    #[error("the header has an empty column name")]
+    EmptyName,
+    /// A name longer than PostgreSQL's identifiers.
+    #[error("header column {} is longer than 63 bytes", quote_ident(.0))]
+    TooLong(String),
+    /// The same name (ignoring case) twice.
+    #[error("the header names column {} twice", quote_ident(.0))]
+    Twice(String),
+    /// A name that matches several columns differing only in case.
+    #[error("column {} matches several columns of the table that differ only in case", quote_ident(.0))]
+    Ambiguous(String),
+}
+
 /// The table column a name designates: exact match, else the one
 /// case-insensitive match (two would be ambiguous).
-pub fn find_column(columns: &[String], name: &str) -> Result<Option<usize>, String> {
+pub fn find_column(columns: &[String], name: &str) -> Result<Option<usize>, HeaderError> {
     if let Some(i) = columns.iter().position(|c| c == name) {
         return Ok(Some(i));
     }
@@ -64,10 +84,7 @@ pub fn find_column(columns: &[String], name: &str) -> Result<Option<usize>, Stri
     match matches.as_slice() {
         [] => Ok(None),
         [i] => Ok(Some(*i)),
-        _ => Err(format!(
-            "column {} matches several columns of the table that differ only in case",
-            quote_ident(name)
-        )),
+        _ => Err(HeaderError::Ambiguous(name.to_string())),
     }
 }
 
@@ -104,7 +121,7 @@ pub fn map_columns(m: &MappingInput) -> Result<Mapping, Vec<String>> {
                             ));
                         }
                     }
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push(e.to_string()),
                 }
             }
         }
@@ -150,7 +167,7 @@ pub fn map_columns(m: &MappingInput) -> Result<Mapping, Vec<String>> {
                 quote_ident(k),
                 m.table
             )),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     if fields.is_empty() && errors.is_empty() {
@@ -202,31 +219,22 @@ pub const MAX_HEADER_COLUMNS: usize = 1600;
 pub fn columns_from_header(
     header: &[String],
     renames: &BTreeMap<String, String>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, HeaderError> {
     if header.len() > MAX_HEADER_COLUMNS {
-        return Err(format!(
-            "the header has {} columns, more than the {MAX_HEADER_COLUMNS} a table may have",
-            header.len()
-        ));
+        return Err(HeaderError::TooWide(header.len()));
     }
     let mut out: Vec<String> = Vec::with_capacity(header.len());
     let mut seen: HashSet<String> = HashSet::with_capacity(header.len());
     for h in header {
         let name = renamed(renames, h).to_string();
         if name.is_empty() {
-            return Err("the header has an empty column name".into());
+            return Err(HeaderError::EmptyName);
         }
         if name.len() > 63 {
-            return Err(format!(
-                "header column {} is longer than 63 bytes",
-                quote_ident(&name)
-            ));
+            return Err(HeaderError::TooLong(name));
         }
         if !seen.insert(name.to_ascii_lowercase()) {
-            return Err(format!(
-                "the header names column {} twice",
-                quote_ident(&name)
-            ));
+            return Err(HeaderError::Twice(name));
         }
         out.push(name);
     }
@@ -346,14 +354,14 @@ mod tests {
         let none = BTreeMap::new();
         let wide: Vec<String> = (0..=MAX_HEADER_COLUMNS).map(|i| format!("c{i}")).collect();
         assert_eq!(
-            columns_from_header(&wide, &none).unwrap_err(),
+            columns_from_header(&wide, &none).unwrap_err().to_string(),
             "the header has 1601 columns, more than the 1600 a table may have"
         );
         let mut full: Vec<String> = wide[..MAX_HEADER_COLUMNS].to_vec();
         assert_eq!(columns_from_header(&full, &none).unwrap().len(), 1600);
         full[1599] = "C7".into();
         assert_eq!(
-            columns_from_header(&full, &none).unwrap_err(),
+            columns_from_header(&full, &none).unwrap_err().to_string(),
             "the header names column \"C7\" twice"
         );
     }
