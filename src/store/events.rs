@@ -232,13 +232,12 @@ pub async fn list(db: impl PgExecutor<'_>, f: &EventFilter) -> Result<Vec<Event>
 /// Deletes the events written more than `age` ago (retention, with the
 /// jobs and runs they are about); how many.
 pub async fn delete_old_events(db: impl PgExecutor<'_>, age: Duration) -> Result<u64> {
-    Ok(sqlx::query(
+    super::lookup::delete_older_than(
+        db,
         "DELETE FROM cpi_events WHERE at < clock_timestamp() - make_interval(secs => $1)",
+        age,
     )
-    .bind(age.as_secs_f64())
-    .execute(db)
-    .await?
-    .rows_affected())
+    .await
 }
 
 #[cfg(test)]

@@ -11,13 +11,12 @@ use super::error::Result;
 /// Deletes the finished jobs (succeeded, failed, duplicate) that ended more
 /// than `age` ago; how many. Queued and running jobs stay.
 pub async fn delete_finished_jobs(db: impl PgExecutor<'_>, age: Duration) -> Result<u64> {
-    Ok(sqlx::query(
+    super::lookup::delete_older_than(
+        db,
         "DELETE FROM cpi_import_jobs
           WHERE status IN ('succeeded', 'failed', 'duplicate')
             AND coalesce(finished_at, created_at) < now() - make_interval(secs => $1)",
+        age,
     )
-    .bind(age.as_secs_f64())
-    .execute(db)
-    .await?
-    .rows_affected())
+    .await
 }

@@ -38,3 +38,17 @@ where
         .fetch_optional(db)
         .await?)
 }
+
+/// Runs a retention `DELETE` whose `$1` is an age in seconds; how many rows
+/// it deleted.
+pub(super) async fn delete_older_than(
+    db: impl PgExecutor<'_>,
+    sql: &'static str,
+    age: std::time::Duration,
+) -> Result<u64> {
+    Ok(sqlx::query(sql)
+        .bind(age.as_secs_f64())
+        .execute(db)
+        .await?
+        .rows_affected())
+}

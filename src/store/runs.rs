@@ -282,15 +282,14 @@ pub async fn run_by_id(
 /// Deletes the runs that ended more than `age` ago, except the latest
 /// (`/metrics` and `/readyz` tell its time); how many.
 pub async fn delete_old_runs(db: impl PgExecutor<'_>, age: Duration) -> Result<u64> {
-    Ok(sqlx::query(
+    super::lookup::delete_older_than(
+        db,
         "DELETE FROM cpi_reconcile_runs
           WHERE coalesce(finished_at, started_at) < now() - make_interval(secs => $1)
             AND id <> (SELECT id FROM cpi_reconcile_runs ORDER BY started_at DESC LIMIT 1)",
+        age,
     )
-    .bind(age.as_secs_f64())
-    .execute(db)
-    .await?
-    .rows_affected())
+    .await
 }
 
 #[cfg(test)]

@@ -40,33 +40,30 @@ fn module_of(src: &Path, file: &Path) -> String {
 /// The top-level modules a source text names as `crate::X` (unit tests
 /// excluded: they may reach anywhere).
 fn uses(text: &str) -> Vec<String> {
+    named_after(text, "crate::")
+        .into_iter()
+        .filter(|n| n != "self")
+        .collect()
+}
+
+/// The names that follow `prefix` in a source text, one per path and one
+/// per item of a `prefix{a, b}` group (unit tests excluded).
+fn named_after(text: &str, prefix: &str) -> Vec<String> {
     let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();
     let mut found = Vec::new();
     let mut rest = text;
-    while let Some(i) = rest.find("crate::") {
-        rest = &rest[i + "crate::".len()..];
+    while let Some(i) = rest.find(prefix) {
+        rest = &rest[i + prefix.len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            found.extend(group_names(group));
+            continue;
+        }
         let name: String = rest
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
         if !name.is_empty() {
             found.push(name);
-        }
-    }
-    // `use crate::{a, b}` groups.
-    let mut rest = text;
-    while let Some(i) = rest.find("crate::{") {
-        rest = &rest[i + "crate::{".len()..];
-        let group = rest.split('}').next().unwrap_or("");
-        for item in group.split(',') {
-            let name: String = item
-                .trim()
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() && name != "self" {
-                found.push(name);
-            }
         }
     }
     found
@@ -113,37 +110,26 @@ fn every_module_imports_only_modules_below_it() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The first name of each item of a `{a, b::c, d as e}` group (the text
+/// after its `{`).
+fn group_names(group: &str) -> Vec<String> {
+    let group = group.split('}').next().unwrap_or("");
+    group
+        .split(',')
+        .map(|item| {
+            item.trim()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
 /// What a source text names as `super::X` (unit tests excluded: their
 /// `use super::*` is the module they test).
 fn supers(text: &str) -> Vec<String> {
-    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();
-    let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("super::") {
-        rest = &rest[i + "super::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let group = group.split('}').next().unwrap_or("");
-            for item in group.split(',') {
-                let name: String = item
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() {
-                    found.push(name);
-                }
-            }
-            continue;
-        }
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if !name.is_empty() {
-            found.push(name);
-        }
-    }
-    found
+    named_after(text, "super::")
 }
 
 /// The modules beside `file` (its folder's other files and subfolders):
