@@ -324,6 +324,13 @@ pub struct ErrorReport<'a> {
     pub errors: serde_json::Value,
     /// How many row errors there were in all.
     pub errors_total: u64,
+    /// Each check's verdict (count, sample rows with their lines), when the file has checks.
+    #[serde(skip_serializing_if = "is_empty_list")]
+    pub checks: serde_json::Value,
+}
+
+fn is_empty_list(v: &serde_json::Value) -> bool {
+    v.as_array().is_none_or(Vec::is_empty)
 }
 
 /// Writes `report` as `<file>.error.json` beside `file` (a file already in

@@ -37,6 +37,15 @@ fn anonymous(mut job: Job) -> Job {
     }
     if let Some(serde_json::Value::Object(d)) = &mut job.error_details {
         d.remove("errors");
+        // A check's sample rows are row values; its name and counts stay.
+        if let Some(serde_json::Value::Array(checks)) = d.get_mut("checks") {
+            for c in checks
+                .iter_mut()
+                .filter_map(serde_json::Value::as_object_mut)
+            {
+                c.remove("samples");
+            }
+        }
     }
     job.file_path = String::new();
     job.worker = None;

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod checks;
 pub mod options;
 mod resolve;
 pub mod table;

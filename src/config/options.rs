@@ -257,4 +257,7 @@ pub struct ImportOptions {
     pub true_values: Option<Vec<String>>,
     /// Values read as false in boolean columns, besides PostgreSQL's own (case-insensitive).
     pub false_values: Option<Vec<String>>,
+    /// Data contracts run on the file's rows before commit (see
+    /// docs/contracts.md); a table's checks add to the defaults' checks.
+    pub checks: Option<Vec<super::checks::CheckSpec>>,
 }

@@ -69,6 +69,8 @@ pub struct ResolvedOptions {
     pub true_values: Vec<String>,
     /// Extra spellings of false.
     pub false_values: Vec<String>,
+    /// The checks that gate the commit (`validate` reports the ones that do not parse).
+    pub checks: Vec<super::checks::Check>,
 }
 
 /// `entry` over `defaults`, key by key.
@@ -103,6 +105,14 @@ pub(super) fn merge(
         thousands_separator: e.thousands_separator.or(d.thousands_separator),
         true_values: e.true_values.or(d.true_values),
         false_values: e.false_values.or(d.false_values),
+        // Added up, not overridden: a project's checks hold for every table.
+        checks: match (d.checks, e.checks) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            (a, b) => b.or(a),
+        },
     }
 }
 
@@ -166,5 +176,11 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
             .map(|t| t.as_bytes()[0]),
         true_values: o.true_values.clone().unwrap_or_default(),
         false_values: o.false_values.clone().unwrap_or_default(),
+        checks: o
+            .checks
+            .iter()
+            .flatten()
+            .filter_map(|c| c.parse("checks").ok())
+            .collect(),
     }
 }

@@ -135,3 +135,35 @@ fn identifiers_are_quoted() {
     );
     assert_eq!(table_from_file_name("2024.csv"), "_2024");
 }
+
+#[test]
+fn checks_are_validated_and_add_up() {
+    let c = cfg(r##"
+defaults:
+  checks:
+    - { check: row_count, min: 1 }
+tables:
+  - file_pattern: "a*.csv"
+    checks:
+      - { check: expression, name: bad, sql: "1 = 1; DROP TABLE t" }
+      - { check: unique, columns: id, warn_if: "> x" }
+  - file_pattern: "b*.csv"
+    checks:
+      - { check: not_null, columns: id, severity: warn }
+"##);
+    assert_eq!(
+        c.validate(),
+        vec![
+            "tables[0].checks[0].sql: \"1 = 1; DROP TABLE t\" holds a `;` (one expression, not statements)",
+            "tables[0].checks[1].warn_if: \"> x\" is not a threshold (`> 0` rows or `> 1%` of the rows)",
+        ]
+    );
+    let names: Vec<String> = c
+        .options_for("b1.csv")
+        .unwrap()
+        .checks
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["row_count", "not_null(id)"]);
+}

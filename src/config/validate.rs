@@ -71,6 +71,11 @@ impl ImportOptions {
         single_byte(&self.quote, "quote", at, errors);
         single_byte(&self.escape, "escape", at, errors);
         self.validate_values(at, errors);
+        for (i, c) in self.checks.iter().flatten().enumerate() {
+            if let Err(e) = c.parse(&format!("{at}.checks[{i}]")) {
+                errors.extend(e);
+            }
+        }
         if self.max_errors.is_some() && self.on_error != Some(OnError::SkipRows) {
             // Harmless, but almost always a mistake: say so instead of ignoring it.
             if self.on_error == Some(OnError::Abort) {

@@ -219,6 +219,7 @@ fn failed_outcome(job: &queue::Claimed, error: String) -> JobOutcome {
         error: Some(error),
         errors: Vec::new(),
         errors_total: 0,
+        checks: Vec::new(),
     }
 }
 
@@ -280,6 +281,7 @@ fn error_report(job: &queue::Claimed, outcome: &JobOutcome) -> Vec<u8> {
         error: outcome.error.as_deref(),
         errors: serde_json::to_value(&outcome.errors).unwrap_or_default(),
         errors_total: outcome.errors_total,
+        checks: serde_json::to_value(&outcome.checks).unwrap_or_default(),
     };
     serde_json::to_vec_pretty(&report).unwrap_or_default()
 }

@@ -161,10 +161,11 @@ pub fn plan_columns(
             mode: o.mode.as_str(),
         });
     }
-    // Append, and replace without a key, COPY straight into the table.
+    // Append, and replace without a key, COPY straight into the table,
+    // unless checks must see the file's rows (and their lines) apart.
     let staged = match o.mode {
-        Mode::Append => false,
-        Mode::Replace => !key.is_empty(),
+        Mode::Append => !o.checks.is_empty(),
+        Mode::Replace => !key.is_empty() || !o.checks.is_empty(),
         Mode::Upsert | Mode::Sync => true,
     };
     if staged && names.iter().any(|n| n == sql::ROW_COLUMN) {

@@ -46,4 +46,6 @@ pub(crate) struct Loaded {
     pub note: Option<String>,
     pub errors: Vec<RowError>,
     pub errors_total: u64,
+    /// Every check's verdict (none failed with `error`).
+    pub checks: Vec<crate::import::checks::CheckResult>,
 }

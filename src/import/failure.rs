@@ -14,6 +14,12 @@ pub(super) enum Failure {
         errors_total: u64,
         counts: Counts,
     },
+    /// A check of severity `error` stopped the file: every check's verdict.
+    Checks {
+        message: String,
+        results: Vec<crate::import::checks::CheckResult>,
+        counts: Counts,
+    },
     /// The target misbehaved (connection lost, serialization failure…).
     Transient(sqlx::Error),
     /// The file changed while it was loaded (the message says how): all

@@ -50,6 +50,9 @@ pub struct JobOutcome {
     pub errors: Vec<RowError>,
     /// How many row errors there were in all.
     pub errors_total: u64,
+    /// Every check's verdict, when the file has checks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::import::checks::CheckResult>,
 }
 
 /// Runs job `job_id`: see the module documentation. Does not move the
@@ -269,14 +272,20 @@ fn ms(t: Instant) -> f64 {
 
 /// The row errors, as `cpi_import_jobs.error_details`.
 fn outcome_details(o: &JobOutcome) -> Option<serde_json::Value> {
-    if o.errors.is_empty() {
+    if o.errors.is_empty() && o.checks.is_empty() {
         return None;
     }
-    Some(serde_json::json!({
+    let mut d = serde_json::json!({
         "errors": o.errors,
         "errors_total": o.errors_total,
         "errors_truncated": o.errors_total > o.errors.len() as u64,
-    }))
+    });
+    // The checks' verdicts ride in the same JSON: `jobs::finish` writes
+    // check.failed/check.warned events from them in its statement.
+    if !o.checks.is_empty() {
+        d["checks"] = serde_json::json!(o.checks);
+    }
+    Some(d)
 }
 
 /// The project's row and its target URL (registered with the scrubber).
@@ -415,6 +424,7 @@ async fn import_file(
         error: None,
         errors: Vec::new(),
         errors_total: 0,
+        checks: Vec::new(),
     };
 
     let describe_ms = ms(t);
@@ -445,7 +455,7 @@ async fn import_file(
     // Only a connection whose transaction ended (commit or rollback) is
     // reused; after a lost connection or a server error mid-COPY it is closed.
     match &result {
-        Ok(_) | Err(Failure::Bad { .. } | Failure::Changed(_)) => {
+        Ok(_) | Err(Failure::Bad { .. } | Failure::Checks { .. } | Failure::Changed(_)) => {
             targets::give_back(connection_id, &url, conn)
         }
         Err(Failure::Transient(_)) => {
@@ -471,6 +481,7 @@ async fn import_file(
             outcome.error = l.note;
             outcome.errors = l.errors;
             outcome.errors_total = l.errors_total;
+            outcome.checks = l.checks;
             Ok(outcome)
         }
         Err(Failure::Bad {
@@ -483,6 +494,17 @@ async fn import_file(
             outcome.error = Some(secret::scrub(&message, &[&url]));
             outcome.errors = errors;
             outcome.errors_total = errors_total;
+            outcome.counts = counts;
+            Ok(outcome)
+        }
+        Err(Failure::Checks {
+            message,
+            results,
+            counts,
+        }) => {
+            outcome.status = JobStatus::Failed;
+            outcome.error = Some(secret::scrub(&message, &[&url]));
+            outcome.checks = results;
             outcome.counts = counts;
             Ok(outcome)
         }

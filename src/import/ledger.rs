@@ -44,6 +44,7 @@ pub(super) async fn record(
             )),
             errors: Vec::new(),
             errors_total: 0,
+            checks: Vec::new(),
         },
     }))
 }
@@ -66,5 +67,6 @@ pub(super) fn duplicate(
         )),
         errors: Vec::new(),
         errors_total: 0,
+        checks: Vec::new(),
     }
 }

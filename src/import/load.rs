@@ -14,11 +14,14 @@ use std::time::Instant;
 
 use sqlx::{Connection, PgConnection};
 
+use crate::config::checks::Outcome;
 use crate::config::{DateOrder, Mode, OnError};
+use crate::import::checks::{self, CheckResult};
 use crate::import::context::{Ctx, Loaded, ProgressFn};
 use crate::import::copy::{copy, prepare_copy, Pass};
 use crate::import::encode::CopyFormat;
 use crate::import::failure::db_failure;
+use crate::import::gate::{run_checks, CheckBroken};
 use crate::import::ledger::{duplicate, record};
 use crate::import::merge::{is_constraint_error, locate_merge_failure, merge, merge_failure};
 use crate::import::open::{auto_options, changed, file_sha256, new_stream, open};
@@ -155,6 +158,30 @@ async fn load_once(
     counts.rows_read = summary.rows_read;
     counts.rows_rejected = summary.rows_rejected;
 
+    let results = if o.checks.is_empty() {
+        Vec::new()
+    } else {
+        match run_checks(&mut tx, file, &table, &o.checks, copied, &summary.lines).await {
+            Ok(r) => r,
+            Err(b) => {
+                let _ = tx.rollback().await;
+                return Err(broken_check(file, b));
+            }
+        }
+    };
+    if let Some(message) = checks_failed(file, &results) {
+        let _ = tx.rollback().await;
+        return Err(Failure::Checks {
+            message,
+            results,
+            counts: Counts {
+                rows_read: summary.rows_read,
+                rows_rejected: summary.rows_rejected,
+                ..Counts::default()
+            },
+        });
+    }
+
     let copy_done = started.elapsed();
     if plan.staged {
         // Keeps the staging rows if the merge fails, to find the row that
@@ -209,6 +236,12 @@ async fn load_once(
             summary.rows_rejected
         ));
     }
+    notes.extend(
+        results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Warn)
+            .map(|r| format!("warning: {}", r.message)),
+    );
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(Loaded {
         sha256,
@@ -217,7 +250,44 @@ async fn load_once(
         note,
         errors: summary.errors,
         errors_total: summary.errors_total,
+        checks: results,
     })
+}
+
+/// The job's error when a check of severity `error` stopped the file:
+/// which checks, then each one's count and lines.
+fn checks_failed(file: &str, results: &[CheckResult]) -> Option<String> {
+    let failed = checks::failed_names(results, Outcome::Error);
+    if failed.is_empty() {
+        return None;
+    }
+    let each: Vec<&str> = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Error)
+        .map(|r| {
+            r.message
+                .strip_prefix(&format!("{file}: "))
+                .unwrap_or(&r.message)
+        })
+        .collect::<Vec<_>>();
+    Some(format!(
+        "{file}: failed check(s) {}: {}",
+        failed.join(", "),
+        each.join("; ")
+    ))
+}
+
+/// A check the server could not run, named; a lost connection stays worth a retry.
+fn broken_check(file: &str, b: CheckBroken) -> Failure {
+    match db_failure(file, b.error, None) {
+        Failure::Bad { message, .. } => {
+            let why = message
+                .strip_prefix(&format!("{file}: "))
+                .unwrap_or(&message);
+            Failure::bad(format!("{file}: check {} cannot run: {why}", b.check))
+        }
+        other => other,
+    }
 }
 
 /// The import transaction: timestamps without an offset mean UTC whatever

@@ -43,8 +43,16 @@ pub(super) async fn merge(
     let key: Vec<&str> = plan.key.iter().map(String::as_str).collect();
     let m = staged(&table, STAGE, plan, &key, summary);
     match o.mode {
-        Mode::Append => counts.rows_inserted = copied,
-        Mode::Replace if !plan.staged => counts.rows_inserted = copied,
+        Mode::Append | Mode::Replace if !plan.staged => counts.rows_inserted = copied,
+        Mode::Append => {
+            // Staged for the checks only: every row, duplicates of a key too.
+            let all = staged(&table, STAGE, plan, &[], summary);
+            let r = sqlx::query(sqlx::AssertSqlSafe(all.insert_all()))
+                .persistent(false)
+                .execute(&mut *tx)
+                .await?;
+            counts.rows_inserted = r.rows_affected();
+        }
         Mode::Replace => {
             let r = sqlx::query(sqlx::AssertSqlSafe(m.insert_all()))
                 .persistent(false)
@@ -134,7 +142,9 @@ async fn prefix_fails(
     let table = o.table.quoted();
     let key: Vec<&str> = plan.key.iter().map(String::as_str).collect();
     let m = staged(&table, &stage, plan, &key, summary);
+    let append = staged(&table, &stage, plan, &[], summary);
     let q = match o.mode {
+        Mode::Append => append.insert_all(),
         Mode::Replace => m.insert_all(),
         _ => m.upsert(),
     };

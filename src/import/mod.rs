@@ -10,10 +10,12 @@
 //!   - [`open`]: the file opened for a pass (`auto` options, reader, header, counters, sha256).
 //!   - [`prepare`]: the target table created or extended, the file's columns planned.
 //!   - [`copy`]: the staging table and the COPY of the rows; what a COPY error names.
+//!   - [`gate`]: the checks run on the staged rows before the merge; an error rolls the file back.
 //!   - [`merge`]: staged rows → table per mode; the row to blame when the merge fails.
 //!   - [`ledger`]: the file's ledger row, or the duplicate it turns out to be.
 //!   - [`failure`]: why a load did not commit (the file's fault, or worth a retry).
 //! - [`columns`]: the file against its target table: create or use it, field → column, key, COPY format (pure).
+//! - [`checks`]: a file's checks as SQL over the staged rows, and their verdicts (pure).
 //! - [`infer`]: `create_table: infer`, column types from the file's values; [`infer_file`] reads them.
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
@@ -26,6 +28,7 @@
 //! - [`target`]: catalog, table lock, ledger.
 //! - [`targets`]: target connections kept open between imports.
 
+pub mod checks;
 pub mod columns;
 pub mod context;
 pub mod copy;
@@ -33,6 +36,7 @@ pub mod dialect;
 pub mod encode;
 pub mod error;
 pub mod failure;
+pub mod gate;
 pub mod infer;
 pub mod job;
 pub mod ledger;

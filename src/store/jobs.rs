@@ -397,6 +397,7 @@ pub async fn finish(
 ) -> Result<(), JobError> {
     // A rejected file, or rows skipped, is an event (`cpi_events`) written
     // by the same statement, so it exists exactly when the verdict does.
+    // So is each check that failed or warned (from `details.checks`).
     // The payload has counts and names only: the error may quote a value.
     sqlx::query(
         "WITH j AS (
@@ -404,7 +405,17 @@ pub async fn finish(
                     rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now(),
                     file_sha256 = COALESCE($10, file_sha256)
               WHERE id = $1
-          RETURNING id, status, project_name, target_table, file_name, rows_read, rows_rejected)
+          RETURNING id, status, project_name, target_table, file_name, rows_read, rows_rejected,
+                    error_details),
+         checked AS (
+             INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
+             SELECT CASE WHEN k->>'outcome' = 'error' THEN 'check.failed' ELSE 'check.warned' END,
+                    CASE WHEN k->>'outcome' = 'error' THEN 'error' ELSE 'warn' END,
+                    j.project_name, j.target_table, j.id,
+                    jsonb_build_object('file', j.file_name, 'check', k->>'check',
+                                       'failing', (k->>'failing')::int8, 'rows', (k->>'rows')::int8)
+               FROM j, jsonb_array_elements(COALESCE(j.error_details->'checks', '[]'::jsonb)) k
+              WHERE k->>'outcome' IN ('error', 'warn'))
          INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
          SELECT CASE WHEN j.status = 'failed' THEN 'import.failed' ELSE 'import.rejected_rows' END,
                 CASE WHEN j.status = 'failed' THEN 'error' ELSE 'warn' END,

@@ -3,6 +3,7 @@
 mod api;
 mod ci;
 mod console;
+mod contracts;
 mod csv_real;
 mod daemon;
 mod daemon_inprocess;

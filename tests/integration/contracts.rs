@@ -1,0 +1,333 @@
+//! Data contracts (issue #24): checks on the file's rows in the import's
+//! transaction. A file past an `error` threshold leaves the target exactly
+//! as it was and is reported check by check with its lines; a `warn`
+//! loads and the job carries it; both are events of the job's statement.
+
+use cpi::import::checks::CheckResult;
+use cpi::import::JobOutcome;
+use cpi::store::events::{self, EventFilter};
+use cpi::store::jobs::JobStatus;
+use serde_json::{json, Value};
+
+use crate::support::import::Env;
+
+/// Table `t` (key `id`) with two rows, a table `customers`, and project
+/// `p` loading `*.csv` into `t` in `mode` with these checks.
+async fn env(mode: &str, checks: Value) -> Env {
+    let key = if mode == "append" {
+        json!(null)
+    } else {
+        json!("id")
+    };
+    let env =
+        Env::new(json!({"table": "t", "mode": mode, "primary_key": key, "checks": checks})).await;
+    env.exec(
+        "CREATE TABLE customers (id int PRIMARY KEY);
+         INSERT INTO customers VALUES (1), (2);
+         CREATE TABLE t (id int PRIMARY KEY, status text, amount numeric, email text, cust int);
+         INSERT INTO t VALUES (1, 'new', 10, 'a@x.org', 1), (2, 'paid', 20, 'b@x.org', 2);
+         CREATE TABLE t_before AS SELECT * FROM t;",
+    )
+    .await;
+    env
+}
+
+/// Rows of `t` not in its copy from before, and the other way round.
+async fn assert_unchanged(env: &Env) {
+    for q in [
+        "SELECT count(*) FROM (SELECT * FROM t EXCEPT SELECT * FROM t_before) d",
+        "SELECT count(*) FROM (SELECT * FROM t_before EXCEPT SELECT * FROM t) d",
+    ] {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q))
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{q}");
+    }
+}
+
+fn results(o: &JobOutcome) -> &[CheckResult] {
+    &o.checks
+}
+
+async fn event_kinds(env: &Env) -> Vec<(String, Value)> {
+    let f = EventFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    let mut all: Vec<_> = events::list(&env.pool, &f)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind.starts_with("check."))
+        .map(|e| (e.kind, e.payload))
+        .collect();
+    all.reverse();
+    all
+}
+
+const HEADER: &str = "id,status,amount,email,cust\n";
+
+fn file(rows: &[&str]) -> Vec<u8> {
+    let mut s = HEADER.to_string();
+    for r in rows {
+        s.push_str(r);
+        s.push('\n');
+    }
+    s.into_bytes()
+}
+
+/// A file breaking `check` (the rows at `bad_lines` fail it) is refused:
+/// target unchanged, the job's error names the check, the count and lines.
+async fn refused(mode: &str, check: Value, rows: &[&str], failing: u64, bad_lines: &[u64]) {
+    let env = env(mode, json!([check])).await;
+    let o = env.import("f.csv", &file(rows)).await;
+    assert_eq!(o.status, JobStatus::Failed, "{:?}", o.error);
+    assert_unchanged(&env).await;
+    let r = &results(&o)[0];
+    let error = o.error.as_deref().unwrap();
+    assert!(
+        error.starts_with(&format!("f.csv: failed check(s) {}: ", r.check)),
+        "{error}"
+    );
+    assert!(error.contains(&format!("{failing} of ")), "{error}");
+    assert_eq!(r.failing, failing, "{r:?}");
+    let lines: Vec<u64> = r.samples.iter().filter_map(|s| s.line).collect();
+    assert_eq!(lines, bad_lines, "{r:?}");
+    let kinds = event_kinds(&env).await;
+    assert_eq!(kinds.len(), 1, "{kinds:?}");
+    assert_eq!(kinds[0].0, "check.failed");
+    assert_eq!(kinds[0].1["check"], json!(r.check));
+    assert_eq!(kinds[0].1["failing"], json!(failing));
+}
+
+#[tokio::test]
+async fn check_not_null_refuses_a_file_with_nulls() {
+    refused(
+        "upsert",
+        json!({"check": "not_null", "columns": ["status", "amount"]}),
+        &["3,new,1,c@x.org,1", "4,,1,d@x.org,1", "5,new,,e@x.org,1"],
+        2,
+        &[3, 4],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn check_unique_refuses_duplicate_keys_in_the_file() {
+    refused(
+        "append",
+        json!({"check": "unique", "columns": "email"}),
+        &[
+            "3,new,1,c@x.org,1",
+            "4,new,1,c@x.org,1",
+            "5,new,1,e@x.org,1",
+        ],
+        2,
+        &[2, 3],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn check_unique_scope_table_refuses_keys_the_table_has() {
+    refused(
+        "append",
+        json!({"check": "unique", "columns": "email", "scope": "table"}),
+        &["3,new,1,a@x.org,1", "4,new,1,d@x.org,1"],
+        1,
+        &[2],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn check_accepted_values_refuses_an_unknown_status() {
+    refused(
+        "upsert",
+        json!({"check": "accepted_values", "column": "status", "values": ["new", "paid"]}),
+        &["1,paid,1,a@x.org,1", "3,lost,1,c@x.org,1", "4,,1,d@x.org,1"],
+        1,
+        &[3],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn check_range_refuses_a_negative_amount() {
+    refused(
+        "upsert",
+        json!({"check": "range", "column": "amount", "min": 0, "max": 100}),
+        &[
+            "3,new,-1,c@x.org,1",
+            "4,new,100,d@x.org,1",
+            "5,new,100.5,e@x.org,1",
+        ],
+        2,
+        &[2, 4],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn check_matches_refuses_a_bad_email() {
+    refused(
+        "upsert",
+        json!({"check": "matches", "column": "email", "pattern": "^[^@]+@[^@]+$"}),
+        &["3,new,1,nope,1", "4,new,1,d@x.org,1"],
+        1,
+        &[2],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn check_max_length_refuses_a_long_value() {
+    refused(
+        "upsert",
+        json!({"check": "max_length", "column": "email", "max": 7}),
+        &["3,new,1,c@x.org,1", "4,new,1,long@x.org,1"],
+        1,
+        &[3],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn check_relationship_refuses_an_unknown_customer() {
+    refused(
+        "upsert",
+        json!({"check": "relationship", "column": "cust", "to": "customers.id"}),
+        &["3,new,1,c@x.org,9", "4,new,1,d@x.org,", "5,new,1,e@x.org,2"],
+        1,
+        &[2],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn check_expression_refuses_rows_where_it_is_false() {
+    refused(
+        "replace",
+        json!({"check": "expression", "name": "positive", "sql": "amount >= 0 OR status = 'refund'"}),
+        &["3,refund,-1,c@x.org,1", "4,new,-2,d@x.org,1", "5,new,3,e@x.org,1"],
+        1,
+        &[3],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn check_row_count_refuses_an_empty_export() {
+    let env = env("upsert", json!([{"check": "row_count", "min": 1}])).await;
+    let o = env.import("f.csv", HEADER.as_bytes()).await;
+    assert_eq!(o.status, JobStatus::Failed);
+    assert_eq!(
+        o.error.as_deref(),
+        Some("f.csv: failed check(s) row_count: check row_count: 0 row(s), expected at least 1")
+    );
+    assert_unchanged(&env).await;
+}
+
+#[tokio::test]
+async fn check_of_severity_warn_loads_and_the_job_carries_it() {
+    let env = env(
+        "upsert",
+        json!([{"check": "accepted_values", "column": "status", "values": ["new"], "severity": "warn"}]),
+    )
+    .await;
+    let o = env
+        .import("f.csv", &file(&["3,new,1,c@x.org,1", "4,odd,1,d@x.org,1"]))
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(env.count("t").await, 4);
+    let note = o.error.as_deref().unwrap();
+    assert!(
+        note.contains("warning: f.csv: check accepted_values(status): 1 of 2 row(s) fail (line 3)"),
+        "{note}"
+    );
+    let details: Value =
+        sqlx::query_scalar("SELECT error_details FROM cpi_import_jobs WHERE id = $1")
+            .bind(o.job_id)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(details["checks"][0]["outcome"], json!("warn"), "{details}");
+    assert_eq!(
+        details["checks"][0]["samples"][0]["line"],
+        json!(3),
+        "{details}"
+    );
+    let kinds = event_kinds(&env).await;
+    assert_eq!(kinds.len(), 1);
+    assert_eq!(kinds[0].0, "check.warned");
+}
+
+#[tokio::test]
+async fn check_thresholds_as_a_count_and_as_a_fraction() {
+    // error_if "> 1": one bad row warns, two refuse.
+    let by_count = json!([{"check": "not_null", "columns": "status", "error_if": "> 1"}]);
+    let env1 = env("upsert", by_count).await;
+    let one = env1
+        .import("a.csv", &file(&["3,,1,c@x.org,1", "4,new,1,d@x.org,1"]))
+        .await;
+    assert_eq!(one.status, JobStatus::Succeeded, "{:?}", one.error);
+    assert_eq!(one.checks[0].outcome, cpi::config::checks::Outcome::Warn);
+    let two = env1
+        .import("b.csv", &file(&["5,,1,c@x.org,1", "6,,1,d@x.org,1"]))
+        .await;
+    assert_eq!(two.status, JobStatus::Failed);
+
+    // error_if "> 50%": one bad row of four warns, three refuse;
+    // warn_if "> 30%" keeps the one of four quiet.
+    let by_share = json!([{"check": "not_null", "columns": "status", "error_if": "> 50%", "warn_if": "> 30%"}]);
+    let env2 = env("upsert", by_share).await;
+    let rows = [
+        "3,,1,c@x.org,1",
+        "4,new,1,d@x.org,1",
+        "5,new,1,e@x.org,1",
+        "6,new,1,f@x.org,1",
+    ];
+    let quiet = env2.import("a.csv", &file(&rows)).await;
+    assert_eq!(quiet.status, JobStatus::Succeeded);
+    assert_eq!(quiet.checks[0].outcome, cpi::config::checks::Outcome::Pass);
+    assert!(event_kinds(&env2).await.is_empty());
+    env2.exec("TRUNCATE t_before; INSERT INTO t_before SELECT * FROM t")
+        .await;
+    let rows = [
+        "7,,1,c@x.org,1",
+        "8,,1,d@x.org,1",
+        "9,,1,e@x.org,1",
+        "10,new,1,f@x.org,1",
+    ];
+    let bad = env2.import("b.csv", &file(&rows)).await;
+    assert_eq!(bad.status, JobStatus::Failed);
+    assert_eq!(bad.checks[0].failing, 3);
+    assert_unchanged(&env2).await;
+}
+
+#[tokio::test]
+async fn check_expression_that_names_a_missing_column_fails_by_name() {
+    let env = env(
+        "upsert",
+        json!([{"check": "expression", "name": "weird", "sql": "nosuch > 0"}]),
+    )
+    .await;
+    let o = env.import("f.csv", &file(&["3,new,1,c@x.org,1"])).await;
+    assert_eq!(o.status, JobStatus::Failed);
+    let e = o.error.unwrap();
+    assert!(e.starts_with("f.csv: check weird cannot run: "), "{e}");
+    assert_unchanged(&env).await;
+}
+
+#[tokio::test]
+async fn check_staged_append_keeps_every_row() {
+    let env = env("append", json!([{"check": "not_null", "columns": "id"}])).await;
+    env.exec("ALTER TABLE t DROP CONSTRAINT t_pkey").await;
+    let o = env
+        .import("f.csv", &file(&["3,new,1,c@x.org,1", "3,new,1,c@x.org,1"]))
+        .await;
+    assert_eq!(o.status, JobStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(o.counts.rows_inserted, 2);
+    assert_eq!(env.count("t").await, 4);
+}
