@@ -16,6 +16,9 @@ pub(super) struct CheckBroken {
     pub error: sqlx::Error,
 }
 
+/// A check statement's answer: failing count, sample row numbers, sample rows as JSON.
+type Answer = (i64, Option<Vec<i64>>, Option<Vec<String>>);
+
 /// Runs every check on the `rows` staged rows; each in its own savepoint,
 /// so a broken one is reported by name.
 pub(super) async fn run_checks(
@@ -35,22 +38,28 @@ pub(super) async fn run_checks(
                     check: check.name.clone(),
                     error,
                 };
-                sqlx::query("SAVEPOINT cpi_check")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(broken)?;
+                // Read-only for the check's statement: whatever function an
+                // expression calls, it cannot write. Rolling back to the
+                // savepoint ends the read-only mode for the merge.
+                for step in [
+                    "SAVEPOINT cpi_check",
+                    "SET LOCAL transaction_read_only = on",
+                ] {
+                    sqlx::query(step).execute(&mut *tx).await.map_err(broken)?;
+                }
                 // Built from quoted identifiers, quoted literals and an
                 // expression `expression_problem` let through.
-                let r: Result<(i64, Option<Vec<i64>>, Option<Vec<String>>), _> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(q))
-                        .persistent(false)
-                        .fetch_one(&mut *tx)
-                        .await;
+                let r: Result<Answer, _> = sqlx::query_as(sqlx::AssertSqlSafe(q))
+                    .persistent(false)
+                    .fetch_one(&mut *tx)
+                    .await;
                 let (n, rs, vals) = r.map_err(broken)?;
-                sqlx::query("RELEASE SAVEPOINT cpi_check")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(broken)?;
+                for step in [
+                    "ROLLBACK TO SAVEPOINT cpi_check",
+                    "RELEASE SAVEPOINT cpi_check",
+                ] {
+                    sqlx::query(step).execute(&mut *tx).await.map_err(broken)?;
+                }
                 let samples = rs
                     .unwrap_or_default()
                     .into_iter()

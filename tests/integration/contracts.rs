@@ -331,3 +331,60 @@ async fn check_staged_append_keeps_every_row() {
     assert_eq!(o.counts.rows_inserted, 2);
     assert_eq!(env.count("t").await, 4);
 }
+
+/// The plan of a check's statement over a staged file of 100 rows against
+/// a table of 1,000,000: `relationship` and `unique` with `scope: table`
+/// look each staged row up by index, never scan the big table.
+#[tokio::test]
+async fn check_relationship_and_table_scope_run_on_indexes() {
+    let env = Env::new(json!({})).await;
+    env.exec(
+        "CREATE TABLE big (id int PRIMARY KEY, email text UNIQUE);
+         INSERT INTO big SELECT g, 'e' || g FROM generate_series(1, 1000000) g;
+         ANALYZE big;
+         CREATE TABLE st (id int, email text, __cpi_row int8);
+         INSERT INTO st SELECT g, 'e' || g, g FROM generate_series(1, 100) g;
+         ANALYZE st;",
+    )
+    .await;
+    for check in [
+        json!({"check": "relationship", "column": "id", "to": "big.id"}),
+        json!({"check": "unique", "columns": "email", "scope": "table"}),
+    ] {
+        let c = serde_json::from_value::<cpi::config::checks::CheckSpec>(check)
+            .unwrap()
+            .parse("t")
+            .unwrap();
+        let q = cpi::import::checks::check_sql(&c, "st", "\"big\"").unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {q}")))
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index"), "{}: {plan}", c.name);
+        assert!(!plan.contains("Seq Scan on big"), "{}: {plan}", c.name);
+    }
+}
+
+/// An expression runs read-only: a function that would write (here a
+/// sequence's `nextval`) fails the check by name, and nothing is loaded.
+#[tokio::test]
+async fn check_expression_cannot_write() {
+    let env = env(
+        "upsert",
+        json!([{"check": "expression", "name": "sneaky", "sql": "nextval('s') > 0"}]),
+    )
+    .await;
+    env.exec("CREATE SEQUENCE s").await;
+    let o = env.import("f.csv", &file(&["3,new,1,c@x.org,1"])).await;
+    assert_eq!(o.status, JobStatus::Failed);
+    let e = o.error.unwrap();
+    assert!(e.starts_with("f.csv: check sneaky cannot run: "), "{e}");
+    assert!(e.contains("read-only"), "{e}");
+    assert_unchanged(&env).await;
+    let called: bool = sqlx::query_scalar("SELECT is_called FROM s")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(!called);
+}
