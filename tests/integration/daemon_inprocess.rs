@@ -370,6 +370,45 @@ async fn a_rejected_file_goes_to_failed_with_its_report() {
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
 }
 
+/// Data contracts: a file that fails a check goes to `failed/` with an
+/// `.error.json` that lists the check, its count and sample lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_failed_file_goes_to_failed_with_each_check_in_its_report() {
+    let db = TestDb::new().await;
+    let s = Setup::new(
+        &db,
+        &[(
+            "p",
+            "{table: events, mode: append, checks: [{check: accepted_values, column: tag, values: [a]}]}",
+        )],
+    );
+    let pool = db.pool().await;
+    events_table(&pool).await;
+    let _d = InProcess::start(&db, &s, |_| {}).await;
+    std::fs::write(
+        s.inbox("p").join("bad.csv"),
+        "id,tag,n\n1,a,1\n2,zz,2\n3,a,3\n",
+    )
+    .unwrap();
+    let report = s.inbox("p").join("failed/bad.csv.error.json");
+    exists(&report, Duration::from_secs(20)).await.unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let c = &v["checks"][0];
+    assert_eq!(c["check"], "accepted_values(tag)", "{v}");
+    assert_eq!(c["outcome"], "error", "{v}");
+    assert_eq!(c["failing"], 1, "{v}");
+    assert_eq!(c["samples"][0]["line"], 3, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed check(s) accepted_values(tag)"),
+        "{v}"
+    );
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_of_one_table_are_imported_one_at_a_time_in_name_order() {
     let db = TestDb::new().await;
