@@ -110,3 +110,31 @@ async fn one_job() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     s.stop().await;
 }
+
+/// A check's sample rows are row values: only with the token; its name and
+/// counts for everyone.
+#[tokio::test]
+async fn check_samples_only_with_the_token() {
+    let s = Server::start().await;
+    let id = job(&s.pool, "a", "failed", 1).await;
+    sqlx::query("UPDATE cpi_import_jobs SET error_details = $2 WHERE id = $1::uuid")
+        .bind(&id)
+        .bind(
+            json!({"errors": [], "checks": [{"check": "not_null(x)", "failing": 1,
+            "samples": [{"line": 2, "row": {"x": "secret-row-value"}}]}]}),
+        )
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    let path = format!("/jobs/{id}");
+    let with = s.get(&path).await;
+    assert!(with.text.contains("secret-row-value"), "{}", with.text);
+    let without = s.call_auth(reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(without.status, StatusCode::OK, "{}", without.text);
+    assert!(
+        !without.text.contains("secret-row-value"),
+        "{}",
+        without.text
+    );
+    assert!(without.text.contains("not_null(x)"), "{}", without.text);
+}
