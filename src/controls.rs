@@ -137,11 +137,12 @@ pub async fn retry(
     })
 }
 
-/// After a foreground run of a job [`retry`] returned to its inbox (or
-/// whose file lies in its inbox): moves the file to `processed/` or, with
-/// its report, `failed/`, as a daemon worker does. A job left queued (its
-/// run reached no verdict) keeps its file in the inbox for the daemon.
-/// Where the file went, if it moved.
+/// After a foreground run of a job whose file [`retry`] returned from
+/// `failed/` (`returned`): moves the file to `processed/` or, with its
+/// report, `failed/`, as a daemon worker does. A file that was retried
+/// where it lay is left there (as `cpi import` leaves its files), and so
+/// is one whose job stays queued (its run reached no verdict: the daemon
+/// takes it from the inbox). Where the file went, if it moved.
 pub async fn set_aside(
     db: &PgPool,
     id: Uuid,
@@ -160,8 +161,7 @@ pub async fn set_aside(
         return Ok(None);
     };
     let file = FileRef::Local(path.clone());
-    let in_inbox = local_inbox(&config).is_some_and(|i| path.parent() == Some(i.as_path()));
-    if !(returned || in_inbox) || !path.is_file() {
+    if !returned || !path.is_file() {
         return Ok(None);
     }
     let Ok(Destination::Folder(dir)) = file.destination(&config, failed) else {
