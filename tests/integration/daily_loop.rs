@@ -442,7 +442,9 @@ async fn regression_retry_leaves_files_in_the_wrong_place_through_the_daemon() {
 
     // Fixed in failed/, retried: in processed/ once, the report gone.
     std::fs::write(inbox.join("failed/orders.csv"), FIXED).unwrap();
-    let (code, body) = d.post(&retry, json!({})).await;
+    let (code, body) = d
+        .post(&format!("{retry}?reason=fixed+row+2"), json!({}))
+        .await;
     assert_eq!(code, 200, "{body}");
     finished(&pool, "orders.csv", "succeeded").await;
     exists(&inbox.join("processed/orders.csv"), Duration::from_secs(20))
@@ -459,6 +461,14 @@ async fn regression_retry_leaves_files_in_the_wrong_place_through_the_daemon() {
     )
     .await;
     assert_eq!(retried, 2);
+    let (who, why): (String, String) = sqlx::query_as(
+        "SELECT payload->>'by', payload->>'reason' FROM cpi_events
+          WHERE kind = 'job.retried' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((who.as_str(), why.as_str()), ("api", "fixed row 2"));
     d.stop().await;
 }
 
