@@ -199,6 +199,9 @@ fn report_of(job: &Job) -> Vec<u8> {
             .and_then(|d| d.get("errors_total"))
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0),
+        checks: details
+            .and_then(|d| d.get("checks").cloned())
+            .unwrap_or_else(|| serde_json::json!([])),
     };
     serde_json::to_vec_pretty(&report).unwrap_or_default()
 }
