@@ -153,10 +153,19 @@ tables:
     );
     let l = c.options_for("a.csv").unwrap().limits;
     assert_eq!(
-        (l.max_record_bytes, l.max_field_bytes, l.max_compression_ratio),
+        (
+            l.max_record_bytes,
+            l.max_field_bytes,
+            l.max_compression_ratio
+        ),
         (1000, 10, 7)
     );
     assert_eq!(l.max_header_columns, 1600);
-    assert_eq!(cfg("inbox: /x").options_for("b.csv").unwrap().limits, super::Limits::default());
-    assert!(serde_yaml::from_str::<ProjectConfig>("defaults: { limits: { max_rows: 1 } }").is_err());
+    assert_eq!(
+        cfg("inbox: /x").options_for("b.csv").unwrap().limits,
+        super::Limits::default()
+    );
+    assert!(
+        serde_yaml::from_str::<ProjectConfig>("defaults: { limits: { max_rows: 1 } }").is_err()
+    );
 }

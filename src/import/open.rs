@@ -88,23 +88,22 @@ pub(super) fn open_file(
         source,
     })?;
     let mut first = csv::ByteRecord::new();
-    let got =
-        records.read_byte_record(&mut first).map_err(|e| {
-            let problem = match reader::exceeded(&e) {
-                Some(_) => None,
-                None => reader::compression_problem(source, &o.limits),
-            };
-            match problem {
-                Some(message) => ReadError::Compression {
-                    file: file.to_string(),
-                    message,
-                },
-                None => ReadError::Csv {
-                    file: file.to_string(),
-                    source: e,
-                },
-            }
-        })?;
+    let got = records.read_byte_record(&mut first).map_err(|e| {
+        let problem = match reader::exceeded(&e) {
+            Some(_) => None,
+            None => reader::compression_problem(source, &o.limits),
+        };
+        match problem {
+            Some(message) => ReadError::Compression {
+                file: file.to_string(),
+                message,
+            },
+            None => ReadError::Csv {
+                file: file.to_string(),
+                source: e,
+            },
+        }
+    })?;
     if !o.header {
         let width = if got { first.len() } else { 0 };
         return Ok(Opened {

@@ -149,6 +149,10 @@ mod tests {
         assert_eq!((s.bom, s.valid_utf8), (true, false));
         assert_eq!(s.first_line, b"id;name");
         std::fs::write(&p, "id,name\n1,José\n").unwrap();
-        assert!(sniff(&p.clone().into(), true, &Default::default()).unwrap().valid_utf8);
+        assert!(
+            sniff(&p.clone().into(), true, &Default::default())
+                .unwrap()
+                .valid_utf8
+        );
     }
 }

@@ -337,8 +337,7 @@ async fn regression_a_gzip_bomb_is_refused_within_the_decompression_budget() {
 }
 
 #[tokio::test]
-async fn regression_a_huge_field_is_refused_within_the_field_budget_and_each_budget_is_an_option()
-{
+async fn regression_a_huge_field_is_refused_within_the_field_budget_and_each_budget_is_an_option() {
     // The report's 100 MB field took 250 MB; here 3 MiB against a budget
     // lowered to 1 MiB, and each other budget lowered the same way.
     let env = Env::with_config(|inbox| {
@@ -385,7 +384,10 @@ async fn regression_a_huge_field_is_refused_within_the_field_budget_and_each_bud
             ),
         );
     }
-    let o = env.try_import("wide.csv", b"a,b,c,d\n1,2,3,4\n").await.unwrap();
+    let o = env
+        .try_import("wide.csv", b"a,b,c,d\n1,2,3,4\n")
+        .await
+        .unwrap();
     crate::support::import::assert_failed_with(
         &o,
         "wide.csv:1: the header has 4 columns, more than the 3 of `limits.max_header_columns` (at most 1600, PostgreSQL's limit); no column of it is read",
