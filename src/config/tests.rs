@@ -163,7 +163,7 @@ tables:
     assert_eq!(l.max_header_columns, 1600);
     assert_eq!(
         cfg("inbox: /x").options_for("b.csv").unwrap().limits,
-        super::Limits::default()
+        crate::config::Limits::default()
     );
     assert!(
         serde_yaml::from_str::<ProjectConfig>("defaults: { limits: { max_rows: 1 } }").is_err()
