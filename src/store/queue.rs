@@ -217,8 +217,12 @@ pub struct QueuedFile {
 
 /// Inserts `queued` jobs for `files` in one statement (a listing's ready
 /// files, one round trip and one commit however many). A file that has a
-/// queued or running job already is skipped (the unique index on active
-/// jobs); so is every file when the project is gone. Returns the new jobs,
+/// queued or running job already is skipped; so is every file when the
+/// project is gone. The skip is asked of the statement's snapshot, not
+/// left to the unique index on active jobs alone: a job that finishes
+/// while the insert runs leaves that index before the insert looks, and
+/// its `succeeded` row is not in the snapshot, so only the snapshot's
+/// `running` row tells that the file is taken. Returns the new jobs,
 /// by path. Rows go in path order, so two replicas queueing the same files
 /// wait for each other instead of deadlocking.
 ///
@@ -254,10 +258,12 @@ async fn create_queued(
                 unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $9::timestamptz[])
                     AS f(file_name, file_path, file_size, target_table, mode, written)
           WHERE p.name = $1
-            AND (f.written IS NULL OR NOT EXISTS (
+            AND NOT EXISTS (
                 SELECT 1 FROM cpi_import_jobs d
-                 WHERE d.file_path = f.file_path AND d.status IN ('succeeded', 'duplicate')
-                   AND d.finished_at >= f.written + interval '1 second'))
+                 WHERE d.file_path = f.file_path
+                   AND (d.status IN ('queued', 'running')
+                        OR (d.status IN ('succeeded', 'duplicate')
+                            AND d.finished_at >= f.written + interval '1 second')))
           ORDER BY f.file_path
          ON CONFLICT DO NOTHING
          RETURNING id, file_path",
