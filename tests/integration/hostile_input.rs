@@ -290,7 +290,7 @@ async fn regression_a_single_huge_record_is_refused_within_the_record_budget() {
          the file is rejected, nothing of it is loaded; raise `limits.max_record_bytes` in its options to import it",
     );
     assert!(rss < PEAK_RSS_KIB, "peak RSS {rss} KiB");
-    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
     assert_eq!(env.count("t").await, 0);
 }
 
@@ -324,7 +324,7 @@ async fn regression_a_gzip_bomb_is_refused_within_the_decompression_budget() {
     );
     assert!(!r.all().contains("not a valid gzip file"), "{}", r.all());
     assert!(rss < PEAK_RSS_KIB, "peak RSS {rss} KiB");
-    assert!(took < Duration::from_secs(10), "{took:?} {}", r.all());
+    assert!(took < Duration::from_secs(60), "{took:?} {}", r.all());
 
     let (r, took, rss) = import_measured(&env, &dir.join("rows.csv.gz")).await;
     assert_eq!(r.code, 1, "{}", r.all());
@@ -332,7 +332,7 @@ async fn regression_a_gzip_bomb_is_refused_within_the_decompression_budget() {
     r.assert_stdout("(the budget limits.max_compression_ratio = 100)");
     r.assert_stdout("raise `limits.max_compression_ratio` in its options");
     assert!(rss < PEAK_RSS_KIB, "peak RSS {rss} KiB");
-    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(took < Duration::from_secs(60), "{took:?} {}", r.all());
     assert_eq!(env.count("t").await, 0);
 }
 
