@@ -150,9 +150,14 @@ async fn a_configuration_fix_makes_only_waiting_jobs_due() {
 #[tokio::test]
 async fn retry_makes_a_waiting_job_due_now() {
     let (_db, pool, _dir, c) = waiting_an_hour("a.csv", false).await;
-    let job = cpi::store::queue::retry(&pool, c.job.id, false)
+    let by = cpi::store::queue::Actor {
+        who: "test",
+        reason: None,
+    };
+    let job = cpi::controls::retry(&pool, c.job.id, false, &by)
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     assert_eq!(job.not_before, None);
     assert_eq!(claim(&pool, None).await.as_deref(), Some("a.csv"));
 }
