@@ -273,3 +273,57 @@ fn regression_the_dashboard_aggregates_replicas_with_max() {
         }
     }
 }
+
+/// `cpi validate` on a folder holding `c.yaml` (a Connection) and
+/// `p.yaml` with `project` as its text; the run (secrets not read).
+fn validate_project(project: &str) -> Run {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("c.yaml"),
+        "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  database_url: postgresql://u@h/db\n",
+    )
+    .unwrap();
+    std::fs::write(d.path().join("p.yaml"), project).unwrap();
+    let mut cmd = Cpi::new(["validate", "--manifests", path(d.path())]).command();
+    cmd.env_remove("CPI_INBOX_ROOTS");
+    cmd.output().expect("run cpi").into()
+}
+
+const PROJECT_HEAD: &str =
+    "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n  connection: c\n  config:\n    inbox: /tmp/in\n";
+
+#[test]
+fn regression_validate_resolves_the_primary_key_through_columns() {
+    let r = validate_project(&format!(
+        "{PROJECT_HEAD}    tables:\n      - file_pattern: \"*.csv\"\n        table: orders\n        columns:\n          Order ID: order_id\n        primary_key: Order ID\n        mode: upsert\n"
+    ));
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert_ne!(r.code, 0, "{out}");
+    assert!(out.contains("p.yaml:14"), "{out}");
+    assert!(
+        out.contains("\"Order ID\"") && out.contains("order_id"),
+        "{out}"
+    );
+    // The same through the column names: valid.
+    let ok = validate_project(&format!(
+        "{PROJECT_HEAD}    tables:\n      - file_pattern: \"*.csv\"\n        table: orders\n        columns:\n          Order ID: order_id\n        primary_key: order_id\n        mode: upsert\n"
+    ));
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+}
+
+#[test]
+fn regression_validate_reports_every_error_of_a_document_with_did_you_mean() {
+    let r = validate_project(&format!(
+        "{PROJECT_HEAD}    tables:\n      - table: orders\n        mode: upsret\n        primary_kye: id\n        encoding: latin2\n"
+    ));
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert_ne!(r.code, 0, "{out}");
+    assert!(out.contains("p.yaml:11"), "the mode typo: {out}");
+    assert!(out.contains("did you mean `upsert`"), "{out}");
+    assert!(out.contains("p.yaml:12"), "the primary_key typo: {out}");
+    assert!(out.contains("did you mean `primary_key`"), "{out}");
+    assert!(
+        out.contains("p.yaml:13") && out.contains("`latin2`"),
+        "{out}"
+    );
+}
