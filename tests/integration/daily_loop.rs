@@ -327,3 +327,35 @@ fn regression_validate_reports_every_error_of_a_document_with_did_you_mean() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn regression_infer_honours_the_projects_value_options_and_says_why_text() {
+    let env = Env::new(json!({
+        "table": "t", "mode": "append", "create_table": "infer", "date_order": "DMY", "decimal_separator": ",", "thousands_separator": ".",
+        "date_format": {"shipped": "%d %b %Y"}
+    }))
+    .await;
+    let f = env.file(
+        "t.csv",
+        "ordered,amount,shipped,price\n31/12/2024,\"23.696,69\",05 Jan 2025,$1.50\n01/02/2024,\"7,5\",06 Feb 2025,$2.00\n"
+            .as_bytes(),
+    );
+    let r = cpi_on(&env, &["infer", "--project", "p", path(&f)]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sql = r.stdout;
+    assert!(sql.contains("\"ordered\" date"), "{sql}");
+    assert!(sql.contains("\"amount\" numeric"), "{sql}");
+    assert!(sql.contains("\"shipped\" date"), "{sql}");
+    assert!(sql.contains("\"price\" text"), "{sql}");
+    assert!(
+        sql.contains("column \"price\": \"$1.50\" on line 2") && sql.contains("currency symbol"),
+        "the fall back to text is told, with why: {sql}"
+    );
+    // What infer says, the import loads.
+    let csv = std::fs::read(&f).unwrap();
+    env.import("t2.csv", &csv).await;
+    assert_eq!(
+        env.rows("SELECT ordered::text || ' ' || amount::text || ' ' || shipped::text FROM t ORDER BY amount").await,
+        vec!["2024-02-01 7.5 2025-02-06", "2024-12-31 23696.69 2025-01-05"]
+    );
+}
