@@ -359,3 +359,24 @@ async fn regression_infer_honours_the_projects_value_options_and_says_why_text()
         vec!["2024-02-01 7.5 2025-02-06", "2024-12-31 23696.69 2025-01-05"]
     );
 }
+
+#[test]
+fn regression_validate_has_output_json_with_every_problem() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("p.yaml"),
+        format!("{PROJECT_HEAD}    tables:\n      - mode: upsret\n        primary_kye: id\n"),
+    )
+    .unwrap();
+    let mut cmd = Cpi::new(["validate", "-o", "json", "--manifests", path(d.path())]).command();
+    cmd.env_remove("CPI_INBOX_ROOTS");
+    let r: Run = cmd.output().expect("run cpi").into();
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(v["valid"], false);
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{v}");
+    assert_eq!(problems[0]["file"], "p.yaml");
+    assert_eq!(problems[0]["line"], 10);
+    assert_eq!(problems[1]["line"], 11);
+}
