@@ -9,6 +9,7 @@
 //! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the inbox scanner, the import workers, the reconcile loop, file moves, `--inbox-root` confinement, the file-system watcher, retention, the API and shutdown.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
 //! - [`console`]: the operator console's embedded web assets, served at `/` with the API.
+//! - [`controls`]: the operator's controls over a job's file: a retry puts it back through its inbox, a retried file is set aside as a worker would.
 //! - [`inbox`]: inbox folders: candidates, readiness (settle), moving a file into a folder, its error report.
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
@@ -38,6 +39,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod controls;
 pub mod crypto;
 pub mod daemon;
 pub mod embedded;

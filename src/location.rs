@@ -101,7 +101,15 @@ impl FileRef {
     ) -> Result<Destination, AddressError> {
         match self {
             FileRef::Local(p) => {
-                let inbox = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                let mut inbox = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                // A file run where it was set aside (a job an earlier
+                // version's retry pointed there) is finished relative to
+                // its inbox: never `failed/processed/` or `failed/failed/`.
+                if let Some(own) = config.inbox.as_deref().map(Path::new) {
+                    if inbox == config.failed_path(own) || inbox == config.processed_path(own) {
+                        inbox = own.to_path_buf();
+                    }
+                }
                 Ok(Destination::Folder(if failed {
                     config.failed_path(&inbox)
                 } else {
@@ -183,6 +191,15 @@ mod tests {
         );
         assert_eq!(
             local.destination(&c, true).unwrap(),
+            Destination::Folder("/in/failed".into())
+        );
+        let set_aside = FileRef::parse("/in/failed/a.csv").unwrap();
+        assert_eq!(
+            set_aside.destination(&c, false).unwrap(),
+            Destination::Folder("/in/processed".into())
+        );
+        assert_eq!(
+            set_aside.destination(&c, true).unwrap(),
             Destination::Folder("/in/failed".into())
         );
         let object = FileRef::parse("s3://bucket/in/a.csv#abc").unwrap();

@@ -10,6 +10,7 @@ use super::docs::{Addressed, IdErrors, IdParam, TokenErrors, WindowErrors};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{newest_first_window, IdPath, QueryParams};
 use super::state::AppState;
+use crate::controls::{self, ControlError};
 use crate::secret;
 use crate::store::jobs::{self, Job, JobError, JobStatus, ListFilter};
 use crate::store::queue;
@@ -136,32 +137,62 @@ pub async fn get(
     Ok(Json(shown(job, &auth)))
 }
 
+/// Why an operator acts on a job: recorded with the action's event.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonQuery {
+    /// Why (written to the action's event row, with who: the API token).
+    pub reason: Option<String>,
+}
+
+/// Who acts through the API: its one token.
+const API_ACTOR: &str = "api";
+
 #[utoipa::path(
     post, path = "/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
-    params(IdParam<Job>),
+    params(IdParam<Job>, ReasonQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The job, queued again: a worker of `cpi run` picks it up", body = Job),
+        (status = 200, description = "The job, queued again: a worker of `cpi run` picks it up. A file set aside in `failed/` is back in the inbox (its old `.error.json` removed) and ends in the top-level `processed/` or `failed/`", body = Job),
         IdErrors<Job>,
         TokenErrors,
-        (status = 409, description = "Not failed, or its file is gone", body = ErrorBody),
+        (status = 409, description = "Not failed, its file is gone, or another file of its name waits in the inbox; nothing changed", body = ErrorBody),
     )
 )]
 pub async fn retry(
     _: Authorized,
     State(state): State<AppState>,
     IdPath(id): IdPath,
+    QueryParams(q): QueryParams<ReasonQuery>,
 ) -> Result<Json<Job>, ApiError> {
-    match queue::retry(&state.pool, id, false).await {
-        Ok(job) => Ok(Json(scrubbed(job))),
-        Err(JobError::NotFound(id)) => Err(ApiError::NotFound { kind: KIND, id }),
-        Err(e @ (JobError::NotRetryable { .. } | JobError::FileGone { .. })) => {
-            Err(ApiError::Malformed {
-                status: axum::http::StatusCode::CONFLICT,
-                message: secret::scrub_credentials(&e.to_string()),
-            })
+    let by = queue::Actor {
+        who: API_ACTOR,
+        reason: q.reason.as_deref(),
+    };
+    match controls::retry(&state.pool, id, false, &by).await {
+        Ok(r) => Ok(Json(scrubbed(r.job))),
+        Err(ControlError::Job(JobError::NotFound(id))) => {
+            Err(ApiError::NotFound { kind: KIND, id })
         }
-        Err(e) => Err(db_error(e)),
+        Err(
+            e @ (ControlError::Job(
+                JobError::NotRetryable { .. }
+                | JobError::FileGone { .. }
+                | JobError::ChangedMeanwhile { .. },
+            )
+            | ControlError::InboxTaken { .. }),
+        ) => Err(ApiError::Malformed {
+            status: axum::http::StatusCode::CONFLICT,
+            message: secret::scrub_credentials(&e.to_string()),
+        }),
+        Err(ControlError::Job(e)) => Err(db_error(e)),
+        Err(e @ ControlError::Move { .. }) => {
+            tracing::warn!(error = %e, "a retry cannot move its file");
+            Err(ApiError::Internal(secret::scrub_credentials(
+                &e.to_string(),
+            )))
+        }
     }
 }
 

@@ -467,6 +467,9 @@ pub enum JobsCommand {
         /// even if it did not: the target's ledger keeps the import single.
         #[arg(long)]
         force: bool,
+        /// Why (recorded with who in the job's `job.retried` event).
+        #[arg(long)]
+        reason: Option<String>,
         /// One line, or JSON.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,

@@ -275,13 +275,31 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             print_one(&j, *output)?;
             Ok(ExitCode::SUCCESS)
         }
-        JobsCommand::Retry { id, force, output } => {
-            let job = crate::store::queue::retry(&pool, *id, *force).await?;
+        JobsCommand::Retry {
+            id,
+            force,
+            reason,
+            output,
+        } => {
+            let who = cli_actor();
+            let by = crate::store::queue::Actor {
+                who: &who,
+                reason: reason.as_deref(),
+            };
+            let retried = crate::controls::retry(&pool, *id, *force, &by).await?;
+            let job = &retried.job;
             let worker = worker();
             let path = PathBuf::from(&job.file_path);
             let result = run_with_progress(&pool, Foreground::Existing(*id), &worker, &path).await;
             let mut outcomes = Vec::new();
             let ok = report(&job.file_path, *id, &result, *output, &mut outcomes);
+            // Finished as a daemon worker finishes it: the top-level
+            // processed/ or failed/ of its inbox.
+            match crate::controls::set_aside(&pool, *id, retried.returned).await {
+                Ok(Some(to)) if *output != Output::Json => println!("  moved to {}", to.display()),
+                Ok(_) => {}
+                Err(e) => eprintln!("warning: {e}"),
+            }
             if *output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&outcomes)?);
             }
@@ -292,6 +310,15 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// Who acts from the command line: `cli:<user>` (the login name, as the
+/// environment says it).
+fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
 }
 
 /// The first line of a job's error, as `cpi jobs list` shows it (the

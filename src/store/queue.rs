@@ -7,8 +7,6 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use std::path::Path;
-
 use super::jobs::{self, local_size, Job, JobError, JobStatus, JOB_COLUMNS};
 use crate::location::FileRef;
 
@@ -217,8 +215,12 @@ pub struct QueuedFile {
 
 /// Inserts `queued` jobs for `files` in one statement (a listing's ready
 /// files, one round trip and one commit however many). A file that has a
-/// queued or running job already is skipped (the unique index on active
-/// jobs); so is every file when the project is gone. Returns the new jobs,
+/// queued or running job already is skipped; so is every file when the
+/// project is gone. The skip is asked of the statement's snapshot, not
+/// left to the unique index on active jobs alone: a job that finishes
+/// while the insert runs leaves that index before the insert looks, and
+/// its `succeeded` row is not in the snapshot, so only the snapshot's
+/// `running` row tells that the file is taken. Returns the new jobs,
 /// by path. Rows go in path order, so two replicas queueing the same files
 /// wait for each other instead of deadlocking.
 ///
@@ -254,10 +256,12 @@ async fn create_queued(
                 unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $9::timestamptz[])
                     AS f(file_name, file_path, file_size, target_table, mode, written)
           WHERE p.name = $1
-            AND (f.written IS NULL OR NOT EXISTS (
+            AND NOT EXISTS (
                 SELECT 1 FROM cpi_import_jobs d
-                 WHERE d.file_path = f.file_path AND d.status IN ('succeeded', 'duplicate')
-                   AND d.finished_at >= f.written + interval '1 second'))
+                 WHERE d.file_path = f.file_path
+                   AND (d.status IN ('queued', 'running')
+                        OR (d.status IN ('succeeded', 'duplicate')
+                            AND d.finished_at >= f.written + interval '1 second')))
           ORDER BY f.file_path
          ON CONFLICT DO NOTHING
          RETURNING id, file_path",
@@ -275,69 +279,68 @@ async fn create_queued(
     .await?)
 }
 
-/// Puts a failed job back in the queue when its file still exists, or makes
-/// a queued job that waits for its retry due now; the caller then runs it
-/// (`import::run_job`) or leaves it to the daemon.
-///
-/// With `force`, a job stuck in `running` is taken over too (its worker
-/// died, e.g. a killed `cpi import`). That is safe even if the worker is in
-/// fact alive: both runs take the table's lock in the target, and the
-/// second finds the first in the ledger and ends as a duplicate.
-pub async fn retry(db: &PgPool, id: Uuid, force: bool) -> Result<Job, JobError> {
-    let job = jobs::get(db, id).await?.ok_or(JobError::NotFound(id))?;
-    let waiting =
-        job.status == JobStatus::Queued && (job.waits_for_fix || job.not_before.is_some());
-    if job.status != JobStatus::Failed && !(force && job.status == JobStatus::Running) && !waiting {
-        return Err(JobError::NotRetryable {
-            id,
-            status: job.status,
-        });
-    }
-    let path = match failed_copy(db, &job).await? {
-        Some(p) => p,
-        None => {
-            return Err(JobError::FileGone {
-                id,
-                path: job.file_path,
-            })
-        }
-    };
-    let job: Job = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE cpi_import_jobs SET status = $4, file_path = $2, not_before = NULL, waits_for_fix = false
-          WHERE id = $1 AND status = $3
-         RETURNING {JOB_COLUMNS}"
-    )))
-    .bind(id)
-    .bind(&path)
-    .bind(job.status)
-    .bind(JobStatus::Queued)
-    .fetch_optional(db)
-    .await?
-    .ok_or(JobError::ChangedMeanwhile { id })?;
-    Ok(job)
+/// Who asked for an operator action (a retry, a replay, a pause, a
+/// cancel), and why: written to the action's event row.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// `api` (the API token) or `cli:<user>`.
+    pub who: &'a str,
+    /// The operator's `--reason`, if given.
+    pub reason: Option<&'a str>,
 }
 
-/// Where a failed job's file is now: where it was, or in the project's
-/// failed folder (the daemon moves failed files there).
-async fn failed_copy(db: &PgPool, job: &Job) -> Result<Option<String>, JobError> {
-    if Path::new(&job.file_path).is_file() {
-        return Ok(Some(job.file_path.clone()));
+/// Whether `job` may be retried: a failed job, a queued one waiting for its
+/// retry, or (with `force`) a running one whose worker died.
+///
+/// Taking over a running job is safe even if its worker is in fact alive:
+/// both runs take the table's lock in the target, and the second finds the
+/// first in the ledger and ends as a duplicate.
+pub fn check_retryable(job: &Job, force: bool) -> Result<(), JobError> {
+    let waiting =
+        job.status == JobStatus::Queued && (job.waits_for_fix || job.not_before.is_some());
+    if job.status == JobStatus::Failed || (force && job.status == JobStatus::Running) || waiting {
+        return Ok(());
     }
-    let project = match super::projects::project_by_name(db, &job.project_name).await {
-        Ok(p) => p,
-        Err(super::error::StoreError::Db(e)) => return Err(JobError::Db(e)),
-        Err(_) => None,
-    };
-    let Some(Ok(config)) = project.map(|p| p.parsed) else {
-        return Ok(None);
-    };
-    let failed_dir = match (&config.inbox, &config.failed_dir) {
-        (Some(inbox), _) => config.failed_path(Path::new(inbox)),
-        (None, Some(d)) => std::path::PathBuf::from(d),
-        (None, None) => return Ok(None),
-    };
-    let candidate = failed_dir.join(&job.file_name);
-    Ok(candidate
-        .is_file()
-        .then(|| candidate.to_string_lossy().into_owned()))
+    Err(JobError::NotRetryable {
+        id: job.id,
+        status: job.status,
+    })
+}
+
+/// Puts `job` (as read, [`check_retryable`]) back in the queue with its
+/// file at `path`, due now, and writes its `job.retried` event in the same
+/// statement. Fails with [`JobError::ChangedMeanwhile`] when the job is no
+/// longer in the status it was read in. The caller then runs it
+/// (`import::run_job`) or leaves it to the daemon.
+pub async fn requeue(
+    db: impl sqlx::PgExecutor<'_>,
+    job: &Job,
+    path: &str,
+    by: &Actor<'_>,
+) -> Result<Job, JobError> {
+    let requeued: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH j AS (
+             UPDATE cpi_import_jobs SET status = $4, file_path = $2, not_before = NULL,
+                    waits_for_fix = false, lease_expires_at = NULL
+              WHERE id = $1 AND status = $3
+          RETURNING *),
+         e AS (
+             INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
+             SELECT $5, $6, j.project_name, j.target_table, j.id,
+                    jsonb_build_object('file', j.file_name, 'by', $7::text, 'reason', $8::text,
+                                       'was', $3::text)
+               FROM j)
+         SELECT {JOB_COLUMNS} FROM j"
+    )))
+    .bind(job.id)
+    .bind(path)
+    .bind(job.status)
+    .bind(JobStatus::Queued)
+    .bind(super::events::EventKind::JobRetried)
+    .bind(super::events::Severity::Info)
+    .bind(by.who)
+    .bind(by.reason)
+    .fetch_optional(db)
+    .await?;
+    requeued.ok_or(JobError::ChangedMeanwhile { id: job.id })
 }

@@ -6,11 +6,15 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
+use crate::support::daemon::Setup;
+use crate::support::db::scalar_i64;
 use crate::support::import::Env;
-use crate::support::{Cpi, Run};
+use crate::support::wait::{exists, wait_i64};
+use crate::support::{Cpi, Run, TestDb};
 
 /// `cpi ARGS --database-url <the test database>`, off the runtime.
 async fn cpi_on(env: &Env, args: &[&str]) -> Run {
@@ -272,6 +276,255 @@ fn regression_the_dashboard_aggregates_replicas_with_max() {
             );
         }
     }
+}
+
+/// The daemon in the test's runtime with the API token [`TOKEN`]; stopped
+/// (and waited for) by [`Daemon::stop`].
+struct Daemon {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), cpi::store::StoreError>>,
+    addr: std::net::SocketAddr,
+}
+
+const TOKEN: &str = "daily-loop-token";
+
+impl Daemon {
+    async fn start(db: &TestDb, s: &Setup) -> Daemon {
+        let mut settings = cpi::daemon::Settings::new(s.manifests());
+        settings.interval = Duration::from_secs(2);
+        settings.rescan = Duration::from_secs(1);
+        settings.settle = Duration::from_millis(300);
+        settings.lease = Duration::from_secs(3);
+        settings.worker_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        settings.api_token = Some(cpi::secret::Secret::new(TOKEN));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(cpi::daemon::run(
+            settings,
+            db.pool().await,
+            Some(listener),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Daemon {
+            stop: Some(tx),
+            task,
+            addr,
+        }
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}{path}", self.addr))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(20), &mut self.task)
+            .await
+            .expect("the daemon stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The only job of file `name`: its id, status, path and attempts.
+async fn job_of(pool: &sqlx::PgPool, name: &str) -> (uuid::Uuid, String, String, i32) {
+    sqlx::query_as(
+        "SELECT id, status, file_path, attempts FROM cpi_import_jobs WHERE file_name = $1",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until the job of `name` is finished with `status`.
+async fn finished(pool: &sqlx::PgPool, name: &str, status: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM cpi_import_jobs WHERE file_name = '{name}' AND status = '{status}'"
+    );
+    wait_i64(pool, 20, &format!("{name} {status}"), &sql, 1)
+        .await
+        .unwrap();
+}
+
+/// Every file below `dir`, relative to it, sorted (the inbox's whole state).
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A file that fails in the daemon: `orders.csv` in `failed/` with its
+/// report; the setup, a pool, the daemon and the job's id.
+async fn failed_in_the_daemon(db: &TestDb) -> (Setup, sqlx::PgPool, Daemon, uuid::Uuid) {
+    let (s, pool) = Setup::events(db).await;
+    let d = Daemon::start(db, &s).await;
+    let inbox = s.inbox("p");
+    wait_i64(
+        &pool,
+        20,
+        "reconciled",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
+    .await
+    .unwrap();
+    std::fs::write(inbox.join("orders.csv"), "id,tag,n\n1,a,1\n2,b,x\n").unwrap();
+    finished(&pool, "orders.csv", "failed").await;
+    exists(
+        &inbox.join("failed/orders.csv.error.json"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let (id, ..) = job_of(&pool, "orders.csv").await;
+    (s, pool, d, id)
+}
+
+const FIXED: &str = "id,tag,n\n1,a,1\n2,b,2\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_retry_leaves_files_in_the_wrong_place_through_the_daemon() {
+    let db = TestDb::new().await;
+    let (s, pool, d, id) = failed_in_the_daemon(&db).await;
+    let inbox = s.inbox("p");
+    let retry = format!("/jobs/{id}/retry");
+
+    // Retried unfixed: it fails again, into the top-level failed/ with a
+    // fresh report (not failed/failed/), and the job does not point there.
+    let (code, body) = d.post(&retry, json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    wait_i64(
+        &pool,
+        20,
+        "the second attempt",
+        &format!("SELECT count(*) FROM cpi_import_jobs WHERE id = '{id}' AND status = 'failed' AND attempts = 2"),
+        1,
+    )
+    .await
+    .unwrap();
+    exists(
+        &inbox.join("failed/orders.csv.error.json"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tree(&inbox),
+        ["failed/orders.csv", "failed/orders.csv.error.json"]
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(inbox.join("failed/orders.csv.error.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["job_id"], id.to_string());
+
+    // Fixed in failed/, retried: in processed/ once, the report gone.
+    std::fs::write(inbox.join("failed/orders.csv"), FIXED).unwrap();
+    let (code, body) = d
+        .post(&format!("{retry}?reason=fixed+row+2"), json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    finished(&pool, "orders.csv", "succeeded").await;
+    exists(&inbox.join("processed/orders.csv"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(tree(&inbox), ["processed/orders.csv"]);
+    let (_, _, file_path, attempts) = job_of(&pool, "orders.csv").await;
+    assert_eq!(attempts, 3, "one attempt per run");
+    assert!(!file_path.contains("/failed/"), "{file_path}");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 2);
+    let retried = scalar_i64(
+        &pool,
+        &format!("SELECT count(*) FROM cpi_events WHERE kind = 'job.retried' AND job_id = '{id}'"),
+    )
+    .await;
+    assert_eq!(retried, 2);
+    let (who, why): (String, String) = sqlx::query_as(
+        "SELECT payload->>'by', payload->>'reason' FROM cpi_events
+          WHERE kind = 'job.retried' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((who.as_str(), why.as_str()), ("api", "fixed row 2"));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_retry_of_a_file_that_is_gone_says_so_and_changes_nothing() {
+    let db = TestDb::new().await;
+    let (s, pool, d, id) = failed_in_the_daemon(&db).await;
+    let inbox = s.inbox("p");
+    std::fs::remove_file(inbox.join("failed/orders.csv")).unwrap();
+    let before = job_of(&pool, "orders.csv").await;
+    let (code, body) = d.post(&format!("/jobs/{id}/retry"), json!({})).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no longer exists"),
+        "{body}"
+    );
+    assert_eq!(job_of(&pool, "orders.csv").await, before);
+    assert_eq!(tree(&inbox), ["failed/orders.csv.error.json"]);
+    let r = Cpi::new(["jobs", "retry", &id.to_string()])
+        .db(&db)
+        .run_async()
+        .await;
+    r.assert_code(1);
+    assert!(r.stderr.contains("no longer exists"), "{}", r.all());
+    assert_eq!(job_of(&pool, "orders.csv").await, before);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_retry_leaves_files_in_the_wrong_place_through_cpi_jobs_retry() {
+    let db = TestDb::new().await;
+    let (s, pool, d, id) = failed_in_the_daemon(&db).await;
+    d.stop().await;
+    let inbox = s.inbox("p");
+    let retry = || {
+        Cpi::new(["jobs", "retry", &id.to_string()])
+            .db(&db)
+            .run_async()
+    };
+    // Unfixed: failed again, at the top-level failed/ with a new report.
+    retry().await.assert_code(1);
+    assert_eq!(
+        tree(&inbox),
+        ["failed/orders.csv", "failed/orders.csv.error.json"]
+    );
+    // Fixed: loaded, in processed/ once, the report gone.
+    std::fs::write(inbox.join("failed/orders.csv"), FIXED).unwrap();
+    retry().await.assert_code(0);
+    assert_eq!(tree(&inbox), ["processed/orders.csv"]);
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 2);
+    let (_, status, file_path, attempts) = job_of(&pool, "orders.csv").await;
+    assert_eq!((status.as_str(), attempts), ("succeeded", 3));
+    assert!(!file_path.contains("/failed/"), "{file_path}");
+    // And once more: finished, not run again.
+    retry().await.assert_code(1);
+    assert_eq!(tree(&inbox), ["processed/orders.csv"]);
 }
 
 /// `cpi validate` on a folder holding `c.yaml` (a Connection) and

@@ -829,10 +829,18 @@ async fn a_finished_job_keeps_its_result_and_a_moved_failed_file_is_found() {
     std::fs::create_dir(env.inbox().join("failed")).unwrap();
     std::fs::remove_file(env.inbox().join("b.csv")).unwrap();
     std::fs::write(env.inbox().join("failed/b.csv"), b"id\n2\n").unwrap();
-    let job = cpi::store::queue::retry(&env.pool, bad.job_id, false)
+    let by = cpi::store::queue::Actor {
+        who: "test",
+        reason: Some("fixed"),
+    };
+    let retried = cpi::controls::retry(&env.pool, bad.job_id, false, &by)
         .await
         .unwrap();
-    assert!(job.file_path.ends_with("failed/b.csv"), "{}", job.file_path);
+    // Back in the inbox, to be finished from there.
+    assert!(retried.returned);
+    let back = env.inbox().join("b.csv");
+    assert_eq!(retried.job.file_path, back.to_str().unwrap());
+    assert!(back.is_file() && !env.inbox().join("failed/b.csv").exists());
     let o = cpi::import::run_job(&env.pool, bad.job_id, "test", None)
         .await
         .unwrap();

@@ -150,9 +150,14 @@ async fn a_configuration_fix_makes_only_waiting_jobs_due() {
 #[tokio::test]
 async fn retry_makes_a_waiting_job_due_now() {
     let (_db, pool, _dir, c) = waiting_an_hour("a.csv", false).await;
-    let job = cpi::store::queue::retry(&pool, c.job.id, false)
+    let by = cpi::store::queue::Actor {
+        who: "test",
+        reason: None,
+    };
+    let job = cpi::controls::retry(&pool, c.job.id, false, &by)
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     assert_eq!(job.not_before, None);
     assert_eq!(claim(&pool, None).await.as_deref(), Some("a.csv"));
 }
@@ -269,6 +274,52 @@ async fn an_object_imported_after_its_last_write_is_not_queued_again() {
         1,
         "uploaded again after the import"
     );
+}
+
+/// CI saw replica B queue an object again (it ended a duplicate) because
+/// replica A's import committed while B's enqueue ran: B's snapshot saw A's
+/// job still running, the running job's index entry was gone by the time B
+/// inserted, and nothing said "imported".
+#[tokio::test]
+async fn an_object_whose_import_commits_during_the_enqueue_is_not_queued_again() {
+    let db = TestDb::new().await;
+    let (pool, _dir) = queue_of(&db, &[]).await;
+    let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let object = move || cpi::store::queue::QueuedFile {
+        file: cpi::location::FileRef::parse("s3://bucket/in/o.csv#etag1").unwrap(),
+        target: Some(("t".into(), cpi::config::Mode::Append)),
+        written: Some(t),
+    };
+    assert_eq!(
+        queue::enqueue(&pool, "p", &[object()], "a")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    queue::claim(&pool, "a", LEASE).await.unwrap().unwrap();
+    // Replica A's verdict, not yet committed.
+    let mut a = pool.begin().await.unwrap();
+    sqlx::query("UPDATE cpi_import_jobs SET status = 'succeeded', finished_at = $1")
+        .bind(chrono::DateTime::<chrono::Utc>::from(
+            t + Duration::from_secs(2),
+        ))
+        .execute(&mut *a)
+        .await
+        .unwrap();
+    let b = tokio::spawn({
+        let pool = pool.clone();
+        async move { queue::enqueue(&pool, "p", &[object()], "b").await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.commit().await.unwrap();
+    let queued = b.await.unwrap();
+    assert!(queued.is_empty(), "queued again: {queued:?}");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM cpi_import_jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 1);
 }
 
 #[tokio::test]

@@ -1,0 +1,428 @@
+//! The operator's controls over a job's file (issue 29): a retry puts a
+//! failed file back through its inbox's normal path, so that it ends in the
+//! top-level `processed/` or `failed/` exactly once, whoever runs it (a
+//! daemon worker, or `cpi jobs retry` in the foreground).
+//!
+//! A retried file set aside in `failed/` goes back to the inbox under its
+//! own name, its old `.error.json` removed (the job row keeps the last
+//! run's errors until it runs again); the job then points at the inbox
+//! again. A file that is gone, or whose name is taken in the inbox, is
+//! said so and nothing changes.
+
+use std::path::{Path, PathBuf};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::config::ProjectConfig;
+use crate::inbox;
+use crate::location::{Destination, FileRef};
+use crate::store;
+use crate::store::jobs::{self, Job, JobError, JobStatus};
+use crate::store::queue::{self, Actor};
+
+/// Why a retry (or setting a retried file aside) did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The job cannot be retried (or read).
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// Another file of the same name waits in the inbox.
+    #[error("job {id}: {path} already exists (another file of the same name in the inbox): move one of them away, then retry")]
+    InboxTaken {
+        /// The job.
+        id: Uuid,
+        /// The name in the inbox.
+        path: String,
+    },
+    /// The file cannot be moved back into the inbox (or aside after it).
+    #[error("job {id}: cannot move {from} to {to}: {source}")]
+    Move {
+        /// The job.
+        id: Uuid,
+        /// Where the file is.
+        from: String,
+        /// Where it was to go.
+        to: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A job put back in the queue by [`retry`].
+#[derive(Debug, Clone)]
+pub struct Retried {
+    /// The job, queued, pointing at its file.
+    pub job: Job,
+    /// Whether the file came back from `failed/` into the inbox.
+    pub returned: bool,
+}
+
+/// Where a job's file is now.
+#[derive(Debug, PartialEq, Eq)]
+enum Located {
+    /// Where the job says (a file `cpi import` was given, or one the
+    /// daemon could not move).
+    InPlace(PathBuf),
+    /// Set aside in the inbox's `failed/`: `file` goes back to `back`, its
+    /// `report` (if any) is removed.
+    SetAside {
+        file: PathBuf,
+        report: Option<PathBuf>,
+        back: PathBuf,
+    },
+}
+
+/// Puts failed job `id` back through its inbox (see the module doc) and
+/// in the queue, with its `job.retried` event saying who and why.
+pub async fn retry(
+    db: &PgPool,
+    id: Uuid,
+    force: bool,
+    by: &Actor<'_>,
+) -> Result<Retried, ControlError> {
+    let job = jobs::get(db, id).await?.ok_or(JobError::NotFound(id))?;
+    queue::check_retryable(&job, force)?;
+    let config = project_config(db, &job.project_name).await?;
+    let gone = || JobError::FileGone {
+        id,
+        path: job.file_path.clone(),
+    };
+    let Some(found) = locate(&job, config.as_ref()) else {
+        return Err(gone().into());
+    };
+    let (file, report, back) = match found {
+        Located::InPlace(path) => {
+            let job = queue::requeue(db, &job, &path.to_string_lossy(), by).await?;
+            return Ok(Retried {
+                job,
+                returned: false,
+            });
+        }
+        Located::SetAside { file, report, back } => (file, report, back),
+    };
+    if back.exists() {
+        return Err(ControlError::InboxTaken {
+            id,
+            path: back.display().to_string(),
+        });
+    }
+    // The row first: its path then holds the queue's one-active-job-per-file
+    // index entry, so a scan that sees the file come back cannot queue it
+    // a second time; it waits for this transaction and finds the job.
+    let mut tx = db.begin().await.map_err(JobError::Db)?;
+    let requeued = queue::requeue(&mut *tx, &job, &back.to_string_lossy(), by).await?;
+    let moved = |e: std::io::Error, from: &Path, to: &Path| ControlError::Move {
+        id,
+        from: from.display().to_string(),
+        to: to.display().to_string(),
+        source: e,
+    };
+    move_back(&file, &back, &short(id)).map_err(|e| moved(e, &file, &back))?;
+    if let Err(e) = tx.commit().await {
+        // The job stays failed: so does its file.
+        let undo = std::fs::rename(&back, &file);
+        tracing::warn!(file = %back.display(), undone = undo.is_ok(), "the retry could not be recorded");
+        return Err(JobError::Db(e).into());
+    }
+    if let Some(report) = report {
+        if let Err(e) = std::fs::remove_file(&report) {
+            tracing::warn!(report = %report.display(), error = %e, "cannot remove the old report of a retried file");
+        }
+    }
+    Ok(Retried {
+        job: requeued,
+        returned: true,
+    })
+}
+
+/// After a foreground run of a job whose file [`retry`] returned from
+/// `failed/` (`returned`): moves the file to `processed/` or, with its
+/// report, `failed/`, as a daemon worker does. A file that was retried
+/// where it lay is left there (as `cpi import` leaves its files), and so
+/// is one whose job stays queued (its run reached no verdict: the daemon
+/// takes it from the inbox). Where the file went, if it moved.
+pub async fn set_aside(
+    db: &PgPool,
+    id: Uuid,
+    returned: bool,
+) -> Result<Option<PathBuf>, ControlError> {
+    let job = jobs::get(db, id).await?.ok_or(JobError::NotFound(id))?;
+    let failed = match job.status {
+        JobStatus::Failed => true,
+        JobStatus::Succeeded | JobStatus::Duplicate => false,
+        JobStatus::Queued | JobStatus::Running => return Ok(None),
+    };
+    let Some(config) = project_config(db, &job.project_name).await? else {
+        return Ok(None);
+    };
+    let Ok(FileRef::Local(path)) = FileRef::parse(&job.file_path) else {
+        return Ok(None);
+    };
+    let file = FileRef::Local(path.clone());
+    if !returned || !path.is_file() {
+        return Ok(None);
+    }
+    let Ok(Destination::Folder(dir)) = file.destination(&config, failed) else {
+        return Ok(None);
+    };
+    let short = short(id);
+    let to = inbox::move_into(&path, &dir, &short).map_err(|e| ControlError::Move {
+        id,
+        from: path.display().to_string(),
+        to: dir.display().to_string(),
+        source: e,
+    })?;
+    if failed {
+        let report = report_of(&job);
+        if let Err(e) = inbox::write_report_beside(&to, &short, &report) {
+            tracing::warn!(file = %to.display(), error = %e, "cannot write the report beside the failed file");
+        }
+    }
+    Ok(Some(to))
+}
+
+/// `<name>.error.json` for a failed job, from its row (as a daemon worker
+/// writes it from the outcome).
+fn report_of(job: &Job) -> Vec<u8> {
+    let details = job.error_details.as_ref();
+    let report = inbox::ErrorReport {
+        job_id: job.id.to_string(),
+        project: &job.project_name,
+        file: &job.file_name,
+        error: job.error.as_deref(),
+        errors: details
+            .and_then(|d| d.get("errors").cloned())
+            .unwrap_or_else(|| serde_json::json!([])),
+        errors_total: details
+            .and_then(|d| d.get("errors_total"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+    };
+    serde_json::to_vec_pretty(&report).unwrap_or_default()
+}
+
+/// The job id's prefix that names taken names get (as the daemon's moves).
+fn short(id: Uuid) -> String {
+    id.to_string()[..8].to_string()
+}
+
+/// The project's parsed config (`None`: the project is gone or its config
+/// unreadable: its file is then only retried where it lies).
+async fn project_config(db: &PgPool, name: &str) -> Result<Option<ProjectConfig>, JobError> {
+    match store::project_by_name(db, name).await {
+        Ok(p) => Ok(p.and_then(|p| p.parsed.ok())),
+        Err(store::StoreError::Db(e)) => Err(JobError::Db(e)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The project's inbox folder, when it is a local one (absolute).
+fn local_inbox(config: &ProjectConfig) -> Option<PathBuf> {
+    let inbox = config.inbox.as_deref()?;
+    if crate::object_storage::is_object(inbox) {
+        return None;
+    }
+    Some(std::path::absolute(inbox).unwrap_or_else(|_| PathBuf::from(inbox)))
+}
+
+/// Where the job's file is: where the job says, or set aside in its
+/// inbox's `failed/` (as `<name>` or, when that was taken, `<job>_<name>`,
+/// told from another job's file of the same name by the report beside it).
+/// `None`: gone (or an object: its retry finds nothing here).
+fn locate(job: &Job, config: Option<&ProjectConfig>) -> Option<Located> {
+    let path = PathBuf::from(&job.file_path);
+    if crate::object_storage::is_object(&job.file_path) {
+        return None;
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let Some(config) = config else {
+        return path.is_file().then_some(Located::InPlace(path));
+    };
+    // A job that an earlier version's retry pointed at `failed/`: its
+    // inbox is the project's.
+    let inbox = match local_inbox(config) {
+        Some(i) if config.failed_path(&i) == dir => i,
+        _ => dir,
+    };
+    let failed = config.failed_path(&inbox);
+    let back = inbox.join(&job.file_name);
+    let short = short(job.id);
+    if path.is_file() {
+        if path.parent() != Some(failed.as_path()) {
+            return Some(Located::InPlace(path));
+        }
+        let report = report_for(&path, job.id, &short).unwrap_or(None);
+        return Some(Located::SetAside {
+            file: path,
+            report,
+            back,
+        });
+    }
+    for name in [format!("{short}_{}", job.file_name), job.file_name.clone()] {
+        let file = failed.join(name);
+        if !file.is_file() {
+            continue;
+        }
+        if let Ok(report) = report_for(&file, job.id, &short) {
+            return Some(Located::SetAside { file, report, back });
+        }
+    }
+    None
+}
+
+/// The report beside `file` that job `id` wrote (`Ok(None)`: none there);
+/// `Err(())` when the report there is another job's (so is the file).
+fn report_for(file: &Path, id: Uuid, short: &str) -> Result<Option<PathBuf>, ()> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut others = false;
+    for report in [
+        dir.join(format!("{name}.error.json")),
+        dir.join(format!("{short}_{name}.error.json")),
+    ] {
+        let Ok(bytes) = std::fs::read(&report) else {
+            continue;
+        };
+        let job_id = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("job_id").and_then(|j| j.as_str()).map(str::to_string));
+        if job_id.as_deref() == Some(id.to_string().as_str()) {
+            return Ok(Some(report));
+        }
+        others = true;
+    }
+    if others {
+        Err(())
+    } else {
+        Ok(None)
+    }
+}
+
+/// Moves `file` to `back` (a name checked free), never replacing a file
+/// that appeared there meanwhile: a hard link, then the old name removed;
+/// across file systems, [`inbox::move_into`] (which would pick `<job>_`
+/// on a name taken meanwhile: refused, the file then stays as a new one).
+fn move_back(file: &Path, back: &Path, short: &str) -> std::io::Result<()> {
+    match std::fs::hard_link(file, back) {
+        Ok(()) => std::fs::remove_file(file),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EXDEV) || e.raw_os_error() == Some(libc::EPERM) =>
+        {
+            let dir = back.parent().unwrap_or(Path::new("."));
+            let to = inbox::move_into(file, dir, short)?;
+            if to == back {
+                Ok(())
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} appeared meanwhile; the file is now {}",
+                        back.display(),
+                        to.display()
+                    ),
+                ))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(path: &str, name: &str) -> Job {
+        Job {
+            id: Uuid::parse_str("11111111-2222-3333-4444-555555555555").unwrap(),
+            project_id: None,
+            project_name: "p".into(),
+            connection_id: None,
+            file_name: name.into(),
+            file_path: path.into(),
+            file_size: None,
+            file_sha256: None,
+            target_table: None,
+            mode: None,
+            status: JobStatus::Failed,
+            rows_read: 0,
+            rows_inserted: 0,
+            rows_updated: 0,
+            rows_deleted: 0,
+            rows_rejected: 0,
+            error: None,
+            error_details: None,
+            worker: None,
+            attempts: 1,
+            lease_expires_at: None,
+            not_before: None,
+            waits_for_fix: false,
+            created_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_file_is_found_in_failed_and_told_from_another_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = dir.path().join("in");
+        std::fs::create_dir_all(inbox.join("failed")).unwrap();
+        let config: ProjectConfig =
+            serde_yaml::from_str(&format!("inbox: {}\n", inbox.display())).unwrap();
+        let j = job(inbox.join("a.csv").to_str().unwrap(), "a.csv");
+        assert_eq!(locate(&j, Some(&config)), None, "gone");
+
+        // Another job's a.csv (its report says so): not this job's file.
+        std::fs::write(inbox.join("failed/a.csv"), "x").unwrap();
+        std::fs::write(
+            inbox.join("failed/a.csv.error.json"),
+            r#"{"job_id": "other"}"#,
+        )
+        .unwrap();
+        assert_eq!(locate(&j, Some(&config)), None);
+
+        // This job's, under the prefixed name it got.
+        let mine = inbox.join("failed/11111111_a.csv");
+        std::fs::write(&mine, "x").unwrap();
+        let report = inbox.join("failed/11111111_a.csv.error.json");
+        std::fs::write(&report, format!(r#"{{"job_id": "{}"}}"#, j.id)).unwrap();
+        assert_eq!(
+            locate(&j, Some(&config)),
+            Some(Located::SetAside {
+                file: mine,
+                report: Some(report),
+                back: inbox.join("a.csv"),
+            })
+        );
+
+        // A job pointing at failed/ (an earlier retry) goes back too.
+        let old = job(inbox.join("failed/a.csv").to_str().unwrap(), "a.csv");
+        for f in [
+            "a.csv.error.json",
+            "11111111_a.csv",
+            "11111111_a.csv.error.json",
+        ] {
+            std::fs::remove_file(inbox.join("failed").join(f)).unwrap();
+        }
+        assert_eq!(
+            locate(&old, Some(&config)),
+            Some(Located::SetAside {
+                file: inbox.join("failed/a.csv"),
+                report: None,
+                back: inbox.join("a.csv"),
+            })
+        );
+        // A file given to `cpi import` is retried where it is.
+        std::fs::write(dir.path().join("b.csv"), "x").unwrap();
+        let given = job(dir.path().join("b.csv").to_str().unwrap(), "b.csv");
+        assert_eq!(
+            locate(&given, Some(&config)),
+            Some(Located::InPlace(dir.path().join("b.csv")))
+        );
+    }
+}
