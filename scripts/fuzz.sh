@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-180}"
-TARGETS=(manifest project_config copy_encoders)
+TARGETS=(manifest project_config copy_encoders record_reader header_mapper)
 
 seed() {
   local dir="fuzz/corpus/$1"
@@ -23,6 +23,12 @@ seed() {
       for v in '\x001234' '\x05-12.5e3' '\x0a2024-02-29' '\x0c2024-02-29 12:00:00+02' '\x0de3b0c442-98fc-1c14-9afb-f4c8996fb924' '\x0f{"a":[1,2]}' '\x07a\tb\nc\\'; do
         printf "$v" >"$dir/$(printf '%s' "$v" | sha1sum | cut -c1-12)"
       done ;;
+    record_reader)
+      printf '\x00\x02id,name\r\n1,"a\nb"\r\n2,x\n' >"$dir/seed1"
+      printf '\x05\x00a;b\n"\\";x"\n3;4' >"$dir/seed2" ;;
+    header_mapper)
+      printf 'id,Name,amount=total' >"$dir/seed1"
+      printf 'a,A,,b=' >"$dir/seed2" ;;
   esac
 }
 

@@ -97,3 +97,68 @@ pub fn copy_encoders(data: &[u8]) {
     let _ = encode::parse_bool(&value);
     let _ = encode::show_value(rest);
 }
+
+/// The record reader under small budgets: the first two bytes pick the
+/// dialect and the record budget (16 to 4,111 bytes; the field budget is
+/// half of it), the rest is the file's text. Nothing read is over a
+/// budget, and every record and budget error names a line of the file.
+/// (Not that lines never go back: a lone `\r` ends a record but not a
+/// line, and a record after one can be named by an earlier line.)
+pub fn record_reader(data: &[u8]) {
+    let [pick, size, text @ ..] = data else {
+        return;
+    };
+    let max_record = 16 + u64::from(*size) * 16;
+    let limits = crate::config::Limits {
+        max_record_bytes: max_record,
+        max_field_bytes: max_record / 2,
+        ..crate::config::Limits::default()
+    };
+    let mut b = csv::ReaderBuilder::new();
+    b.has_headers(false)
+        .flexible(true)
+        .delimiter([b',', b';', b'\t', b'|'][usize::from(pick & 3)])
+        .escape((pick & 4 != 0).then_some(b'\\'))
+        .buffer_capacity(64);
+    let input: Box<dyn std::io::Read + Send> = Box::new(std::io::Cursor::new(text.to_vec()));
+    let mut records = crate::import::reader::Records::with_limits(input, &b, &limits);
+    let mut record = csv::ByteRecord::new();
+    let lines = text.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    loop {
+        match records.read_byte_record(&mut record) {
+            Ok(true) => {
+                assert!(record.as_slice().len() as u64 <= max_record);
+                assert!(record.iter().all(|f| f.len() as u64 <= max_record / 2));
+                let line = record.position().map_or(0, |p| p.line());
+                assert!(line >= 1 && line <= lines, "line {line}");
+            }
+            Ok(false) => break,
+            Err(e) => {
+                if let Some(x) = crate::import::reader::exceeded(&e) {
+                    assert!(x.line >= 1 && x.line <= lines + 1, "line {}", x.line);
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// The header mapper on one line of names (`,`-separated, `=` renames
+/// the name before it): never panics; a mapped header keeps every name.
+pub fn header_mapper(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut renames = std::collections::BTreeMap::new();
+    let mut header = Vec::new();
+    for name in text.split(',') {
+        match name.split_once('=') {
+            Some((from, to)) => {
+                renames.insert(from.to_string(), to.to_string());
+                header.push(from.to_string());
+            }
+            None => header.push(name.to_string()),
+        }
+    }
+    if let Ok(cols) = crate::import::mapping::columns_from_header(&header, &renames) {
+        assert_eq!(cols.len(), header.len());
+    }
+}

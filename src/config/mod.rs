@@ -15,9 +15,9 @@ mod validate;
 
 pub use options::{
     ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, ImportOptions,
-    InferWord, Mode, OnError, OneOrMany,
+    InferWord, LimitOptions, Mode, OnError, OneOrMany, MAX_TABLE_COLUMNS,
 };
-pub use resolve::ResolvedOptions;
+pub use resolve::{Limits, ResolvedOptions};
 pub use table::{quote_ident, table_from_file_name, TableName, TableNameError};
 pub use validate::format_problem;
 

@@ -257,4 +257,31 @@ pub struct ImportOptions {
     pub true_values: Option<Vec<String>>,
     /// Values read as false in boolean columns, besides PostgreSQL's own (case-insensitive).
     pub false_values: Option<Vec<String>>,
+    /// The budgets of one import (record, field and header size,
+    /// decompressed size and ratio); a file over one is rejected.
+    pub limits: Option<LimitOptions>,
+}
+
+/// PostgreSQL's most columns of a table: the widest header that can be
+/// one, and the default `max_header_columns`.
+pub const MAX_TABLE_COLUMNS: u64 = 1600;
+
+/// The budgets of one import, each key optional (its default applies).
+/// A file that exceeds one is rejected with an error naming the limit,
+/// the line and this option.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitOptions {
+    /// The most bytes of one record, quoted newlines included (default 16 MiB).
+    pub max_record_bytes: Option<u64>,
+    /// The most bytes of one field (default 8 MiB).
+    pub max_field_bytes: Option<u64>,
+    /// The most fields of the header (default 1600, PostgreSQL's most columns).
+    pub max_header_columns: Option<u64>,
+    /// The most bytes a compressed file may decompress to (default 16 GiB).
+    pub max_decompressed_bytes: Option<u64>,
+    /// The most decompressed bytes per compressed byte, checked once 16 MiB
+    /// are decompressed (default 100).
+    pub max_compression_ratio: Option<u64>,
 }

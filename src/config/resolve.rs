@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::options::{
-    ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, ImportOptions, Mode,
-    OnError,
+    ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, ImportOptions,
+    LimitOptions, Mode, OnError, MAX_TABLE_COLUMNS,
 };
 use super::table::{table_from_file_name, TableName};
 use super::validate::single_byte;
@@ -69,6 +69,72 @@ pub struct ResolvedOptions {
     pub true_values: Vec<String>,
     /// Extra spellings of false.
     pub false_values: Vec<String>,
+    /// The import's budgets.
+    pub limits: Limits,
+}
+
+/// The budgets of one import with every default applied (`limits:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `max_record_bytes`.
+    pub max_record_bytes: u64,
+    /// `max_field_bytes`.
+    pub max_field_bytes: u64,
+    /// `max_header_columns`.
+    pub max_header_columns: u64,
+    /// `max_decompressed_bytes`.
+    pub max_decompressed_bytes: u64,
+    /// `max_compression_ratio`.
+    pub max_compression_ratio: u64,
+}
+
+impl Limits {
+    /// Decompressed bytes below which the ratio is not judged: the first
+    /// blocks of a small file can compress far better than the rest.
+    pub const RATIO_FLOOR: u64 = 16 << 20;
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            // Big enough for any sane record (a JSON document in a field),
+            // small enough that one record never holds the memory hostage.
+            max_record_bytes: 16 << 20,
+            max_field_bytes: 8 << 20,
+            max_header_columns: MAX_TABLE_COLUMNS,
+            max_decompressed_bytes: 16 << 30,
+            // Real CSV compresses 5-20x with gzip; zeros do 1000x.
+            max_compression_ratio: 100,
+        }
+    }
+}
+
+fn limits(o: Option<&LimitOptions>) -> Limits {
+    let d = Limits::default();
+    let Some(o) = o else { return d };
+    Limits {
+        max_record_bytes: o.max_record_bytes.unwrap_or(d.max_record_bytes),
+        max_field_bytes: o.max_field_bytes.unwrap_or(d.max_field_bytes),
+        max_header_columns: o.max_header_columns.unwrap_or(d.max_header_columns),
+        max_decompressed_bytes: o.max_decompressed_bytes.unwrap_or(d.max_decompressed_bytes),
+        max_compression_ratio: o.max_compression_ratio.unwrap_or(d.max_compression_ratio),
+    }
+}
+
+/// `entry`'s budgets over `defaults`', key by key.
+fn merge_limits(d: Option<LimitOptions>, e: Option<LimitOptions>) -> Option<LimitOptions> {
+    let (d, e) = match (d, e) {
+        (d, None) => return d,
+        (None, e) => return e,
+        (Some(d), Some(e)) => (d, e),
+    };
+    Some(LimitOptions {
+        max_record_bytes: e.max_record_bytes.or(d.max_record_bytes),
+        max_field_bytes: e.max_field_bytes.or(d.max_field_bytes),
+        max_header_columns: e.max_header_columns.or(d.max_header_columns),
+        max_decompressed_bytes: e.max_decompressed_bytes.or(d.max_decompressed_bytes),
+        max_compression_ratio: e.max_compression_ratio.or(d.max_compression_ratio),
+    })
 }
 
 /// `entry` over `defaults`, key by key.
@@ -103,6 +169,7 @@ pub(super) fn merge(
         thousands_separator: e.thousands_separator.or(d.thousands_separator),
         true_values: e.true_values.or(d.true_values),
         false_values: e.false_values.or(d.false_values),
+        limits: merge_limits(d.limits, e.limits),
     }
 }
 
@@ -166,5 +233,6 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
             .map(|t| t.as_bytes()[0]),
         true_values: o.true_values.clone().unwrap_or_default(),
         false_values: o.false_values.clone().unwrap_or_default(),
+        limits: limits(o.limits.as_ref()),
     }
 }

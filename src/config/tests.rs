@@ -135,3 +135,37 @@ fn identifiers_are_quoted() {
     );
     assert_eq!(table_from_file_name("2024.csv"), "_2024");
 }
+
+#[test]
+fn limits_merge_key_by_key_and_refuse_nonsense() {
+    let c = cfg(r#"
+defaults: { limits: { max_record_bytes: 1000, max_compression_ratio: 7 } }
+tables:
+  - { file_pattern: "a*.csv", limits: { max_field_bytes: 10 } }
+  - { file_pattern: "z*.csv", limits: { max_record_bytes: 0, max_header_columns: 1601 } }
+"#);
+    assert_eq!(
+        c.validate(),
+        vec![
+            "tables[1].limits.max_record_bytes: must be at least 1",
+            "tables[1].limits.max_header_columns: at most 1600 (PostgreSQL's most columns of a table)",
+        ]
+    );
+    let l = c.options_for("a.csv").unwrap().limits;
+    assert_eq!(
+        (
+            l.max_record_bytes,
+            l.max_field_bytes,
+            l.max_compression_ratio
+        ),
+        (1000, 10, 7)
+    );
+    assert_eq!(l.max_header_columns, 1600);
+    assert_eq!(
+        cfg("inbox: /x").options_for("b.csv").unwrap().limits,
+        crate::config::Limits::default()
+    );
+    assert!(
+        serde_yaml::from_str::<ProjectConfig>("defaults: { limits: { max_rows: 1 } }").is_err()
+    );
+}

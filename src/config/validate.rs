@@ -1,7 +1,9 @@
 //! A config's rules: every problem named by its key, for manifests, the
 //! API and convert-legacy alike.
 
-use super::options::{ExtraColumns, Formats, ImportOptions, Mode, OnError, OneOrMany};
+use super::options::{
+    ExtraColumns, Formats, ImportOptions, LimitOptions, Mode, OnError, OneOrMany, MAX_TABLE_COLUMNS,
+};
 use super::table::TableName;
 
 pub(super) fn check_key_mode(o: &ImportOptions, at: &str, errors: &mut Vec<String>) {
@@ -108,6 +110,9 @@ impl ImportOptions {
         single_byte(&self.quote, "quote", at, errors);
         single_byte(&self.escape, "escape", at, errors);
         self.validate_values(at, errors);
+        if let Some(l) = &self.limits {
+            l.validate(&format!("{at}.limits"), errors);
+        }
         if self.max_errors.is_some() && self.on_error != Some(OnError::SkipRows) {
             // Harmless, but almost always a mistake: say so instead of ignoring it.
             if self.on_error == Some(OnError::Abort) {
@@ -115,6 +120,30 @@ impl ImportOptions {
                     "{at}.max_errors: only applies with on_error: skip_rows"
                 ));
             }
+        }
+    }
+}
+
+impl LimitOptions {
+    /// A budget of 0 refuses every file, and a header wider than
+    /// PostgreSQL's most columns can never be a table.
+    fn validate(&self, at: &str, errors: &mut Vec<String>) {
+        for (key, v) in [
+            ("max_record_bytes", self.max_record_bytes),
+            ("max_field_bytes", self.max_field_bytes),
+            ("max_header_columns", self.max_header_columns),
+            ("max_decompressed_bytes", self.max_decompressed_bytes),
+            ("max_compression_ratio", self.max_compression_ratio),
+        ] {
+            if v == Some(0) {
+                errors.push(format!("{at}.{key}: must be at least 1"));
+            }
+        }
+        let most = MAX_TABLE_COLUMNS;
+        if self.max_header_columns.is_some_and(|n| n > most) {
+            errors.push(format!(
+                "{at}.max_header_columns: at most {most} (PostgreSQL's most columns of a table)"
+            ));
         }
     }
 }

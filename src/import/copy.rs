@@ -187,11 +187,16 @@ pub(super) async fn copy(
         // only error reported (the rows of a broken stream are not the
         // file's rows). Off the runtime: it reads the file (an object: a
         // GET) again.
-        let source = ctx.source.clone();
-        let problem = tokio::task::spawn_blocking(move || reader::compression_problem(&source))
-            .await
-            .ok()
-            .flatten();
+        let (source, limits) = (ctx.source.clone(), ctx.opts.limits);
+        let problem = match summary.over_budget {
+            true => None,
+            false => {
+                tokio::task::spawn_blocking(move || reader::compression_problem(&source, &limits))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        };
         return Err(match problem {
             Some(m) => Failure::broken_stream(format!("{file}: {m}"), &summary),
             None => Failure::rejected(fatal.clone(), &summary),

@@ -211,7 +211,7 @@ pub fn unmatched(
 /// The most fields a header may have: PostgreSQL's limit on a table's
 /// columns. Checked when the header is read, before any per-column work, so
 /// that a header of a million names costs no more than reading it.
-pub const MAX_HEADER_COLUMNS: usize = 1600;
+pub const MAX_HEADER_COLUMNS: usize = crate::config::MAX_TABLE_COLUMNS as usize;
 
 /// Columns of a table created from a header (`create_table` without
 /// declared columns): the renamed header names, every one `text`. Linear in

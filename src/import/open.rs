@@ -47,7 +47,7 @@ pub enum ReadError {
     },
     /// The header has more fields than a table may have columns; refused
     /// before any per-column work.
-    #[error("{file}:{line}: the header has {found} columns, more than the {limit} a table may have (PostgreSQL's limit); no column of it is read")]
+    #[error("{file}:{line}: the header has {found} columns, more than the {limit} of `limits.max_header_columns` (at most 1600, PostgreSQL's limit); no column of it is read")]
     HeaderTooWide {
         /// The file's name.
         file: String,
@@ -55,7 +55,7 @@ pub enum ReadError {
         line: u64,
         /// How many fields the header has.
         found: usize,
-        /// [`mapping::MAX_HEADER_COLUMNS`].
+        /// `limits.max_header_columns` (at most [`mapping::MAX_HEADER_COLUMNS`]).
         limit: usize,
     },
     /// The header's names are not UTF-8.
@@ -88,19 +88,22 @@ pub(super) fn open_file(
         source,
     })?;
     let mut first = csv::ByteRecord::new();
-    let got =
-        records.read_byte_record(&mut first).map_err(|e| {
-            match reader::compression_problem(source) {
-                Some(message) => ReadError::Compression {
-                    file: file.to_string(),
-                    message,
-                },
-                None => ReadError::Csv {
-                    file: file.to_string(),
-                    source: e,
-                },
-            }
-        })?;
+    let got = records.read_byte_record(&mut first).map_err(|e| {
+        let problem = match reader::exceeded(&e) {
+            Some(_) => None,
+            None => reader::compression_problem(source, &o.limits),
+        };
+        match problem {
+            Some(message) => ReadError::Compression {
+                file: file.to_string(),
+                message,
+            },
+            None => ReadError::Csv {
+                file: file.to_string(),
+                source: e,
+            },
+        }
+    })?;
     if !o.header {
         let width = if got { first.len() } else { 0 };
         return Ok(Opened {
@@ -115,12 +118,13 @@ pub(super) fn open_file(
             file: file.to_string(),
         });
     }
-    if first.len() > mapping::MAX_HEADER_COLUMNS {
+    let limit = (o.limits.max_header_columns as usize).min(mapping::MAX_HEADER_COLUMNS);
+    if first.len() > limit {
         return Err(ReadError::HeaderTooWide {
             file: file.to_string(),
             line: first.position().map_or(1, |p| p.line()),
             found: first.len(),
-            limit: mapping::MAX_HEADER_COLUMNS,
+            limit,
         });
     }
     let mut header = Vec::with_capacity(first.len());
@@ -159,11 +163,16 @@ pub(super) async fn auto_options(
     if !auto_encoding && !o.delimiter_auto {
         return Ok(None);
     }
-    let p = ctx.source.clone();
-    let s = tokio::task::spawn_blocking(move || crate::import::sniff::sniff(&p, auto_encoding))
-        .await
-        .map_err(|e| Failure::bad(e.to_string()))?
-        .map_err(|e| Failure::bad(format!("{}: cannot read: {e}", ctx.file)))?;
+    let (p, limits) = (ctx.source.clone(), o.limits);
+    let s = tokio::task::spawn_blocking(move || {
+        crate::import::sniff::sniff(&p, auto_encoding, &limits)
+    })
+    .await
+    .map_err(|e| Failure::bad(e.to_string()))?
+    .map_err(|e| match reader::exceeded_io(&e) {
+        Some(x) => Failure::bad(format!("{}:{}: {x}", ctx.file, x.line)),
+        None => Failure::bad(format!("{}: cannot read: {e}", ctx.file)),
+    })?;
     let mut c = ctx.clone();
     if auto_encoding {
         let (enc, why) = crate::import::sniff::encoding(s.bom, s.valid_utf8);

@@ -108,6 +108,10 @@ pub struct Summary {
     /// A binary COPY met a value only the server can judge (`Jan 1 2000`
     /// for a date): the message says where; the file is sent again as text.
     pub needs_server: Option<String>,
+    /// `fatal` is a budget of the import exceeded (`limits:`), not a
+    /// broken stream: the compressed file is not decompressed again to
+    /// judge it.
+    pub over_budget: bool,
 }
 
 /// Proves keys distinct without remembering them: a file sorted by its key
@@ -270,6 +274,7 @@ pub fn produce(
                 Ok(true) => record.position().map_or(0, |p| p.line()),
                 Ok(false) => break,
                 Err(e) => {
+                    s.over_budget = crate::import::reader::exceeded(&e).is_some();
                     s.fatal = Some(csv_error(&spec.file, &e));
                     return s;
                 }
@@ -428,6 +433,9 @@ fn put_field(
 
 /// A CSV reader error as a message naming the file and line.
 pub fn csv_error(file: &str, e: &csv::Error) -> String {
+    if let Some(x) = crate::import::reader::exceeded(e) {
+        return format!("{file}:{}: {x}", x.line);
+    }
     match e.position() {
         Some(p) => format!("{file}:{}: cannot read the CSV: {e}", p.line()),
         None => format!("{file}: cannot read the CSV: {e}"),

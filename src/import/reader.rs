@@ -10,9 +10,152 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Encoding, ResolvedOptions};
+use crate::config::{Encoding, Limits, ResolvedOptions};
 
 const READ_BUF: usize = 256 * 1024;
+
+/// Which budget of the import a file went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `limits.max_record_bytes`.
+    RecordBytes,
+    /// `limits.max_field_bytes`.
+    FieldBytes,
+    /// `limits.max_decompressed_bytes`.
+    DecompressedBytes,
+    /// `limits.max_compression_ratio`.
+    CompressionRatio,
+}
+
+impl Limit {
+    /// The option that raises it.
+    pub fn option(self) -> &'static str {
+        match self {
+            Limit::RecordBytes => "limits.max_record_bytes",
+            Limit::FieldBytes => "limits.max_field_bytes",
+            Limit::DecompressedBytes => "limits.max_decompressed_bytes",
+            Limit::CompressionRatio => "limits.max_compression_ratio",
+        }
+    }
+}
+
+/// A file went over a budget of its import: it is rejected, and nothing
+/// of it is loaded. Travels inside the `io::Error` the reader returns (the
+/// CSV reader passes it on); [`exceeded`] finds it again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} (the budget {} = {limit}); the file is rejected, nothing of it is loaded; raise `{}` in its options to import it", .what, .kind.option(), .kind.option())]
+pub struct Exceeded {
+    /// Which budget.
+    pub kind: Limit,
+    /// The budget's value.
+    pub limit: u64,
+    /// The line the record over it starts on (0: not known yet).
+    pub line: u64,
+    /// What went over, in words.
+    pub what: String,
+}
+
+impl Exceeded {
+    fn new(kind: Limit, limit: u64, what: String) -> Exceeded {
+        Exceeded {
+            kind,
+            limit,
+            line: 0,
+            what,
+        }
+    }
+
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+}
+
+/// The budget a read error reports, if it is one.
+pub fn exceeded_io(e: &io::Error) -> Option<&Exceeded> {
+    e.get_ref()?.downcast_ref::<Exceeded>()
+}
+
+/// The budget a CSV error reports, if it is one.
+pub fn exceeded(e: &csv::Error) -> Option<&Exceeded> {
+    match e.kind() {
+        csv::ErrorKind::Io(io) => exceeded_io(io),
+        _ => None,
+    }
+}
+
+/// The decompressed stream held to `max_decompressed_bytes` and, past
+/// [`Limits::RATIO_FLOOR`], to `max_compression_ratio` per byte read from
+/// the file (`compressed` counts those). A gzip bomb stops at the budget,
+/// not at the end of its 10 GB.
+struct Inflated<R> {
+    inner: R,
+    compressed: Arc<AtomicU64>,
+    out: u64,
+    limits: Limits,
+}
+
+impl<R: Read> Read for Inflated<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let l = &self.limits;
+        if self.out > l.max_decompressed_bytes {
+            return Err(Exceeded::new(
+                Limit::DecompressedBytes,
+                l.max_decompressed_bytes,
+                format!(
+                    "the file decompresses to more than {} bytes",
+                    l.max_decompressed_bytes
+                ),
+            )
+            .into_io());
+        }
+        if self.out > Limits::RATIO_FLOOR {
+            let read = self.compressed.load(Ordering::Relaxed).max(1);
+            if self.out / read > l.max_compression_ratio {
+                return Err(Exceeded::new(
+                    Limit::CompressionRatio,
+                    l.max_compression_ratio,
+                    format!(
+                        "the file decompresses to more than {} bytes per compressed byte ({} bytes from {read})",
+                        l.max_compression_ratio, self.out
+                    ),
+                )
+                .into_io());
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The source's bytes decompressed (when its name says so), within the
+/// decompression budgets; `read_bytes` counts the bytes read from the
+/// source, `hash` (when given) hashes them. Every reader of a file's text
+/// (the importer, the sniffer) starts here, so each inherits the budgets.
+pub fn decompressed(
+    source: &Source,
+    limits: &Limits,
+    read_bytes: Arc<AtomicU64>,
+    hash: Option<StreamHash>,
+) -> io::Result<Box<dyn Read + Send>> {
+    let file = Counting {
+        inner: source.open_raw()?,
+        count: read_bytes.clone(),
+        hash,
+    };
+    Ok(match source.compression() {
+        Compression::None => Box::new(file),
+        c => Box::new(BufReader::with_capacity(
+            READ_BUF,
+            Inflated {
+                inner: decompress(c, BufReader::with_capacity(READ_BUF, file))?,
+                compressed: read_bytes,
+                out: 0,
+                limits: *limits,
+            },
+        )),
+    })
+}
 
 /// Where a file's bytes come from: a local file, or an object streamed
 /// from its store (one GET per pass, never held in memory).
@@ -256,20 +399,53 @@ impl Newlines {
     }
 }
 
-/// The text stream as the CSV reader sees it, its `\n` bytes noted.
+/// Where the record being read started in the text stream: set by
+/// [`Records`] after each record, read by [`Tracked`] under the CSV
+/// reader (same thread; an atomic only to be shareable).
+struct RecordStart(AtomicU64);
+
+/// The text stream as the CSV reader sees it, its `\n` bytes noted, and
+/// the record being read held to `max_record_bytes` *while* it is read:
+/// the CSV reader grows its record buffer until the record ends, so a
+/// 5 GB record would be buffered whole before any check after it.
 struct Tracked {
     inner: Box<dyn Read + Send>,
     newlines: Arc<Newlines>,
     offset: u64,
+    start: Arc<RecordStart>,
+    max_record: u64,
 }
 
 impl Read for Tracked {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // The CSV reader holds at most its buffer of bytes read but not
+        // parsed, so beyond the record's start plus the budget plus that
+        // buffer the record itself is over the budget.
+        let pending = self.offset - self.start.0.load(Ordering::Relaxed);
+        if pending > self.max_record + READ_BUF as u64 {
+            return Err(record_too_big(self.max_record).into_io());
+        }
         let n = self.inner.read(buf)?;
         self.newlines.note(self.offset, &buf[..n]);
         self.offset += n as u64;
         Ok(n)
     }
+}
+
+/// The sniffer's first line is over `max_record_bytes` (it is the first
+/// record, or longer than it).
+pub fn first_line_too_big(limit: u64) -> io::Error {
+    let mut e = record_too_big(limit);
+    e.line = 1;
+    e.into_io()
+}
+
+fn record_too_big(limit: u64) -> Exceeded {
+    Exceeded::new(
+        Limit::RecordBytes,
+        limit,
+        format!("a record of more than {limit} bytes"),
+    )
 }
 
 /// The file's records as UTF-8 bytes (validated per field later), each
@@ -281,46 +457,133 @@ impl Read for Tracked {
 /// after it, so a record on line 4 says 3. The line is computed instead
 /// from where the record *ended*: the `\n` bytes read so far, less those
 /// inside its fields and its own terminating `\n`.
+///
+/// Every record and field is held to the import's budgets
+/// (`max_record_bytes`, `max_field_bytes`): the one place they are
+/// checked, whoever reads records.
 pub struct Records {
     csv: csv::Reader<Box<dyn Read + Send>>,
     newlines: Arc<Newlines>,
+    start: Arc<RecordStart>,
+    /// The line the next record starts on (at least), for an error
+    /// raised before that record is whole.
+    next_line: u64,
+    max_record: u64,
+    max_field: u64,
 }
 
 impl Records {
-    /// Records of `text`, read as `builder` says.
+    /// Records of `text`, read as `builder` says, within the default budgets.
     pub fn new(text: Box<dyn Read + Send>, builder: &csv::ReaderBuilder) -> Records {
+        Records::with_limits(text, builder, &Limits::default())
+    }
+
+    /// Records of `text`, read as `builder` says, within `limits`.
+    pub fn with_limits(
+        text: Box<dyn Read + Send>,
+        builder: &csv::ReaderBuilder,
+        limits: &Limits,
+    ) -> Records {
         let newlines = Arc::new(Newlines::new());
+        let start = Arc::new(RecordStart(AtomicU64::new(0)));
         let tracked = Tracked {
             inner: text,
             newlines: newlines.clone(),
             offset: 0,
+            start: start.clone(),
+            max_record: limits.max_record_bytes,
         };
         let text: Box<dyn Read + Send> = Box::new(tracked);
         Records {
             csv: builder.from_reader(text),
             newlines,
+            start,
+            next_line: 1,
+            max_record: limits.max_record_bytes,
+            max_field: limits.max_field_bytes,
         }
     }
 
     /// The next record (false at the end); its position's line is the
     /// file line it starts on.
     pub fn read_byte_record(&mut self, record: &mut csv::ByteRecord) -> csv::Result<bool> {
-        let got = self.csv.read_byte_record(record)?;
+        let got = self
+            .csv
+            .read_byte_record(record)
+            .map_err(|e| self.located(e))?;
         if got {
             let line = self.start_line(record.as_slice());
             record.set_position(Some(position_at(record.position(), line)));
+            self.within_budget(record.as_slice().len(), || record.iter(), line)?;
         }
         Ok(got)
     }
 
     /// [`Records::read_byte_record`] as text (the CSV reader checks UTF-8).
     pub fn read_record(&mut self, record: &mut csv::StringRecord) -> csv::Result<bool> {
-        let got = self.csv.read_record(record)?;
+        let got = self.csv.read_record(record).map_err(|e| self.located(e))?;
         if got {
             let line = self.start_line(record.as_slice().as_bytes());
             record.set_position(Some(position_at(record.position(), line)));
+            let fields = || record.iter().map(str::as_bytes);
+            self.within_budget(record.as_slice().len(), fields, line)?;
         }
         Ok(got)
+    }
+
+    /// Checks the record just read against the budgets, and notes where
+    /// the next one starts. One comparison per record on the hot path: a
+    /// field is never longer than its record.
+    fn within_budget<'r, I: Iterator<Item = &'r [u8]>>(
+        &mut self,
+        len: usize,
+        fields: impl FnOnce() -> I,
+        line: u64,
+    ) -> csv::Result<()> {
+        let end = self.csv.position();
+        self.start.0.store(end.byte(), Ordering::Relaxed);
+        // As in `start_line`: a `\n` not read yet is the next line's start.
+        let own = end.byte() > 0 && self.newlines.is_newline(end.byte() - 1);
+        self.next_line = (end.line() + u64::from(!own)).max(line + 1);
+        let len = len as u64;
+        // The bytes of the fields, not counting delimiters and quotes:
+        // the record's own length is checked with those while it is read.
+        if len > self.max_record {
+            return Err(self.at(record_too_big(self.max_record), line));
+        }
+        if len > self.max_field {
+            if let Some((i, f)) = fields()
+                .enumerate()
+                .find(|(_, f)| f.len() as u64 > self.max_field)
+            {
+                let e = Exceeded::new(
+                    Limit::FieldBytes,
+                    self.max_field,
+                    format!(
+                        "field {} is {} bytes, more than {}",
+                        i + 1,
+                        f.len(),
+                        self.max_field
+                    ),
+                );
+                return Err(self.at(e, line));
+            }
+        }
+        Ok(())
+    }
+
+    fn at(&self, mut e: Exceeded, line: u64) -> csv::Error {
+        e.line = line;
+        csv::Error::from(e.into_io())
+    }
+
+    /// A budget error raised under the CSV reader, given the line of the
+    /// record it stopped.
+    fn located(&self, e: csv::Error) -> csv::Error {
+        match exceeded(&e) {
+            Some(x) if x.line == 0 => self.at(x.clone(), self.next_line),
+            _ => e,
+        }
     }
 
     /// The line the record just read starts on.
@@ -340,18 +603,7 @@ pub fn open(
     read_bytes: Arc<AtomicU64>,
     hash: Option<StreamHash>,
 ) -> io::Result<Records> {
-    let file = Counting {
-        inner: source.open_raw()?,
-        count: read_bytes,
-        hash,
-    };
-    let raw: Box<dyn Read + Send> = match source.compression() {
-        Compression::None => Box::new(file),
-        c => Box::new(BufReader::with_capacity(
-            READ_BUF,
-            decompress(c, BufReader::with_capacity(READ_BUF, file))?,
-        )),
-    };
+    let raw = decompressed(source, &o.limits, read_bytes, hash)?;
     let text: Box<dyn Read + Send> = match o.encoding {
         // `auto` is decided before the file is opened (import::sniff).
         Encoding::Utf8 | Encoding::Auto => Box::new(skip_bom(raw)?),
@@ -369,7 +621,7 @@ pub fn open(
         .quote(o.quote)
         .escape(o.escape)
         .buffer_capacity(READ_BUF);
-    Ok(Records::new(text, &b))
+    Ok(Records::with_limits(text, &b, &o.limits))
 }
 
 /// `p` with its line replaced.
@@ -446,18 +698,19 @@ impl<R: Read> Read for Named<R> {
 /// the end, checksums checked); `None` for a valid one or a plain file.
 /// Called only when an import failed, so the happy path reads once.
 /// It reads the source again (an object: a GET): call it off the runtime.
-pub fn compression_problem(source: &Source) -> Option<String> {
-    let c = source.compression();
-    if c == Compression::None {
+/// Within the decompression budgets: a bomb is not decompressed to its
+/// end to judge it (over a budget, the stream is not the problem).
+pub fn compression_problem(source: &Source, limits: &Limits) -> Option<String> {
+    if source.compression() == Compression::None {
         return None;
     }
-    let file = BufReader::with_capacity(READ_BUF, source.open_raw().ok()?);
-    let mut r = match decompress(c, file) {
+    let mut r = match decompressed(source, limits, Arc::new(AtomicU64::new(0)), None) {
         Ok(r) => r,
         Err(e) => return Some(e.to_string()),
     };
     io::copy(&mut r, &mut io::sink())
         .err()
+        .filter(|e| exceeded_io(e).is_none())
         .map(|e| e.to_string())
 }
 
@@ -509,5 +762,84 @@ mod tests {
         assert_eq!(read_all(r), "id\n\u{feff}");
         let r = skip_bom(io::Cursor::new(b"a".to_vec())).unwrap();
         assert_eq!(read_all(r), "a");
+    }
+
+    fn limited(text: &str, max_record: u64, max_field: u64) -> Records {
+        let mut b = csv::ReaderBuilder::new();
+        b.has_headers(false).flexible(true).buffer_capacity(64);
+        let limits = Limits {
+            max_record_bytes: max_record,
+            max_field_bytes: max_field,
+            ..Limits::default()
+        };
+        Records::with_limits(Box::new(io::Cursor::new(text.to_string())), &b, &limits)
+    }
+
+    /// Reads every record: the lines read, or the budget error's line and kind.
+    fn read_all_records(mut r: Records) -> Result<Vec<u64>, (u64, Limit)> {
+        let mut lines = Vec::new();
+        let mut rec = csv::ByteRecord::new();
+        loop {
+            match r.read_byte_record(&mut rec) {
+                Ok(true) => lines.push(rec.position().unwrap().line()),
+                Ok(false) => return Ok(lines),
+                Err(e) => {
+                    let x = exceeded(&e).expect("a budget error");
+                    return Err((x.line, x.kind));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn records_and_fields_are_held_to_their_budgets() {
+        let ok = "a,b\r\n1,\"x\ny\"\r\n2,3\r\n";
+        assert_eq!(read_all_records(limited(ok, 100, 100)), Ok(vec![1, 2, 4]));
+        // Caught whole (under the reader's buffer) or while being read,
+        // the record is named by its first line.
+        let long = format!("a,b\n1,2\n3,\"{}\"\n4,5\n", "z\n".repeat(40));
+        assert_eq!(
+            read_all_records(limited(&long, 50, 100)),
+            Err((3, Limit::RecordBytes))
+        );
+        let huge = format!("a,b\n1,2\n3,\"{}\"\n", "z\n".repeat(100_000));
+        let mut b = csv::ReaderBuilder::new();
+        b.has_headers(false).flexible(true).buffer_capacity(64);
+        let limits = Limits {
+            max_record_bytes: 1000,
+            ..Limits::default()
+        };
+        let r = Records::with_limits(Box::new(io::Cursor::new(huge)), &b, &limits);
+        assert_eq!(read_all_records(r), Err((3, Limit::RecordBytes)));
+        let field = format!("a,b\n1,{}\n", "f".repeat(30));
+        assert_eq!(
+            read_all_records(limited(&field, 100, 20)),
+            Err((2, Limit::FieldBytes))
+        );
+        assert_eq!(read_all_records(limited(&field, 100, 30)), Ok(vec![1, 2]));
+    }
+
+    #[test]
+    fn a_decompression_bomb_stops_at_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("z.csv.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &vec![b'0'; 20 << 20]).unwrap();
+        std::fs::write(&p, gz.finish().unwrap()).unwrap();
+        let source = Source::File(p);
+        let read = |limits: Limits| {
+            let mut r = decompressed(&source, &limits, Arc::new(AtomicU64::new(0)), None).unwrap();
+            let e = io::copy(&mut r, &mut io::sink()).unwrap_err();
+            exceeded_io(&e).map(|x| x.kind)
+        };
+        let d = Limits::default();
+        assert_eq!(read(d), Some(Limit::CompressionRatio));
+        let small = Limits {
+            max_decompressed_bytes: 1 << 20,
+            ..d
+        };
+        assert_eq!(read(small), Some(Limit::DecompressedBytes));
+        // Over a budget is not a broken stream.
+        assert_eq!(compression_problem(&source, &d), None);
     }
 }

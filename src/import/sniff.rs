@@ -60,10 +60,15 @@ pub struct Sniffed {
 
 /// Reads the (decompressed) file once: BOM, UTF-8 validity, first line.
 /// `full` false stops after the first line (only the delimiter is wanted).
-pub fn sniff(source: &super::reader::Source, full: bool) -> io::Result<Sniffed> {
-    let file = source.open_raw()?;
-    let mut r: Box<dyn Read> =
-        super::reader::decompress(source.compression(), io::BufReader::new(file))?;
+/// Within the import's budgets: the decompression ones (the reader's),
+/// and a first line of at most `max_record_bytes`.
+pub fn sniff(
+    source: &super::reader::Source,
+    full: bool,
+    limits: &crate::config::Limits,
+) -> io::Result<Sniffed> {
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut r: Box<dyn Read> = super::reader::decompressed(source, limits, counted, None)?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut carry: Vec<u8> = Vec::new();
     let mut s = Sniffed {
@@ -93,6 +98,9 @@ pub fn sniff(source: &super::reader::Source, full: bool) -> io::Result<Sniffed> 
                     line_done = true;
                 }
                 None => s.first_line.extend_from_slice(chunk),
+            }
+            if s.first_line.len() as u64 > limits.max_record_bytes {
+                return Err(super::reader::first_line_too_big(limits.max_record_bytes));
             }
             if line_done && !full {
                 return Ok(s);
@@ -137,10 +145,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.csv");
         std::fs::write(&p, b"\xEF\xBB\xBFid;name\n1;Jos\xE9\n").unwrap();
-        let s = sniff(&p.clone().into(), true).unwrap();
+        let s = sniff(&p.clone().into(), true, &Default::default()).unwrap();
         assert_eq!((s.bom, s.valid_utf8), (true, false));
         assert_eq!(s.first_line, b"id;name");
         std::fs::write(&p, "id,name\n1,José\n").unwrap();
-        assert!(sniff(&p.clone().into(), true).unwrap().valid_utf8);
+        assert!(
+            sniff(&p.clone().into(), true, &Default::default())
+                .unwrap()
+                .valid_utf8
+        );
     }
 }

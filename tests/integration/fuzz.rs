@@ -116,6 +116,15 @@ fn seeds_of(target: &str) -> Vec<Vec<u8>> {
             br#"{"inbox":"/srv/in","defaults":{"file_pattern":"*.csv","primary_key":"id"},"tables":[{"file_pattern":"orders_*.csv","table":"sales.orders","primary_key":["order_id"],"mode":"upsert","delimiter":";","null":["","NULL"]}]}"#.to_vec(),
             br#"{"settle_seconds":2.5,"defaults":{"on_error":"skip_rows","max_errors":10,"encoding":"latin1","columns":{"A":"a"}}}"#.to_vec(),
         ],
+        "record_reader" => vec![
+            b"\x00\x02id,name\r\n1,\"a\nb\"\r\n2,x\n".to_vec(),
+            b"\x05\x00a;b\n\"\\\";x\"\n3;4".to_vec(),
+            b"\x02\x01a\tb\n".iter().chain(&[b'z'; 200]).copied().collect(),
+        ],
+        "header_mapper" => vec![
+            b"id,Name,amount=total".to_vec(),
+            b"a,A,,b=".to_vec(),
+        ],
         _ => [
             &b"\x001234"[..], b"\x05-12.5e3", b"\x0a2024-02-29", b"\x0c2024-02-29 12:00:00+02",
             b"\x0de3b0c442-98fc-1c14-9afb-f4c8996fb924", b"\x0f{\"a\":[1,2]}", b"\x07a\tb\nc\\",
@@ -212,4 +221,14 @@ fn fuzz_project_config() {
 #[test]
 fn fuzz_copy_encoders() {
     run("copy_encoders", cpi::fuzzing::copy_encoders);
+}
+
+#[test]
+fn fuzz_record_reader() {
+    run("record_reader", cpi::fuzzing::record_reader);
+}
+
+#[test]
+fn fuzz_header_mapper() {
+    run("header_mapper", cpi::fuzzing::header_mapper);
 }

@@ -3,7 +3,6 @@
 //! real API server and the real daemon.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,25 +31,13 @@ const CONN: &str = "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\n
 /// `cpi validate` on `manifests` under `/usr/bin/time`: (exit code, output,
 /// seconds, peak RSS in KiB).
 fn validate_measured(manifests: &Path, extra: &[&str]) -> (i32, String, f64, u64) {
-    let cpi = cpi_command();
-    let started = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "RSS_KIB=%M"])
-        .arg(cpi.get_program())
-        .args(["validate", "--manifests", manifests.to_str().unwrap()])
+    let mut cpi = cpi_command();
+    cpi.args(["validate", "--manifests", manifests.to_str().unwrap()])
         .args(extra)
-        .env_remove("CPI_INBOX_ROOTS")
-        .output()
-        .expect("/usr/bin/time (Debian package `time`)");
-    let secs = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let rss = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("RSS_KIB="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(u64::MAX);
-    let text = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
-    (out.status.code().unwrap_or(-1), text, secs, rss)
+        .env_remove("CPI_INBOX_ROOTS");
+    let (run, took, rss) = crate::support::bin::measured(&cpi);
+    let text = format!("{}{}", run.stdout, run.stderr);
+    (run.code, text, took.as_secs_f64(), rss)
 }
 
 #[test]

@@ -73,7 +73,7 @@ async fn regression_a_wide_header_is_refused_before_per_column_work() {
         .unwrap();
         assert_eq!(r.code, 1, "{}", r.all());
         r.assert_stdout(&format!(
-            "{name}:1: the header has 200000 columns, more than the 1600 a table may have"
+            "{name}:1: the header has 200000 columns, more than the 1600 of `limits.max_header_columns`"
         ));
         // One message, not one per column.
         assert!(r.stdout.len() < 2_000, "{} bytes of output", r.stdout.len());
@@ -247,4 +247,163 @@ async fn regression_a_password_that_is_also_the_database_name_or_a_query_paramet
         r.assert_output("does not exist");
         r.assert_hides(&format!("import into {p}"), &planted);
     }
+}
+
+/// `cpi import --project p FILE` under `/usr/bin/time`: the run, its wall
+/// time and peak RSS (KiB).
+async fn import_measured(env: &Env, file: &Path) -> (Run, Duration, u64) {
+    let cmd = Cpi::new(["import", "--project", "p", file.to_str().unwrap()])
+        .db(&env.db)
+        .command();
+    tokio::task::spawn_blocking(move || crate::support::bin::measured(&cmd))
+        .await
+        .unwrap()
+}
+
+/// Peak RSS a refused hostile file may cost the importer: the budgets
+/// (16 MiB a record) plus the binary's own, far below the file.
+const PEAK_RSS_KIB: u64 = 128 * 1024;
+
+#[tokio::test]
+async fn regression_a_single_huge_record_is_refused_within_the_record_budget() {
+    // One record of 256 MiB (a sparse file, as the 5 GB one of the
+    // report): the CSV reader buffered it whole; it is refused at the
+    // budget instead, while it is read.
+    let env = Env::with_config(|inbox| {
+        json!({"name": "p", "inbox": inbox, "tables": [
+            {"file_pattern": "*.csv", "table": "t"}
+        ]})
+    })
+    .await;
+    env.exec("CREATE TABLE t (c text)").await;
+    let f = env.file("huge.csv", b"c\n");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let (r, took, rss) = import_measured(&env, &f).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stdout(
+        "huge.csv:2: a record of more than 16777216 bytes (the budget limits.max_record_bytes = 16777216); \
+         the file is rejected, nothing of it is loaded; raise `limits.max_record_bytes` in its options to import it",
+    );
+    assert!(rss < PEAK_RSS_KIB, "peak RSS {rss} KiB");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert_eq!(env.count("t").await, 0);
+}
+
+#[tokio::test]
+async fn regression_a_gzip_bomb_is_refused_within_the_decompression_budget() {
+    // 256 MiB of zeros in 250 KB of gzip (the report's was 10 GB in 47 MB),
+    // and 20 MiB of tiny rows that compress 500 to 1: the first is one
+    // record, the second many, and neither is decompressed past the
+    // budgets (nor again to the end to judge the stream).
+    let env = Env::with_config(|inbox| {
+        json!({"name": "p", "inbox": inbox, "tables": [
+            {"file_pattern": "*.csv", "table": "t"}
+        ]})
+    })
+    .await;
+    env.exec("CREATE TABLE t (a text, b text)").await;
+    let dir = env.inbox().to_path_buf();
+    crate::support::bin::bash(
+        &dir,
+        "head -c 268435456 /dev/zero | gzip -1 > zeros.csv.gz && \
+         { echo a,b; yes 0,0 | head -c 20971520 || true; } | gzip -9 > rows.csv.gz",
+        &[],
+    )
+    .assert_code(0);
+    let (r, took, rss) = import_measured(&env, &dir.join("zeros.csv.gz")).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stdout.contains("zeros.csv.gz:1: ") && r.stdout.contains("; raise `limits.max_"),
+        "{}",
+        r.all()
+    );
+    assert!(!r.all().contains("not a valid gzip file"), "{}", r.all());
+    assert!(rss < PEAK_RSS_KIB, "peak RSS {rss} KiB");
+    assert!(took < Duration::from_secs(60), "{took:?} {}", r.all());
+
+    let (r, took, rss) = import_measured(&env, &dir.join("rows.csv.gz")).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    r.assert_stdout("the file decompresses to more than 100 bytes per compressed byte");
+    r.assert_stdout("(the budget limits.max_compression_ratio = 100)");
+    r.assert_stdout("raise `limits.max_compression_ratio` in its options");
+    assert!(rss < PEAK_RSS_KIB, "peak RSS {rss} KiB");
+    assert!(took < Duration::from_secs(60), "{took:?} {}", r.all());
+    assert_eq!(env.count("t").await, 0);
+}
+
+#[tokio::test]
+async fn regression_a_huge_field_is_refused_within_the_field_budget_and_each_budget_is_an_option() {
+    // The report's 100 MB field took 250 MB; here 3 MiB against a budget
+    // lowered to 1 MiB, and each other budget lowered the same way.
+    let env = Env::with_config(|inbox| {
+        json!({"name": "p", "inbox": inbox, "tables": [
+            {"file_pattern": "field*.csv", "table": "t",
+             "limits": {"max_field_bytes": 1048576}},
+            {"file_pattern": "raised*.csv", "table": "t",
+             "limits": {"max_field_bytes": 4194304}},
+            {"file_pattern": "record*.csv", "table": "t",
+             "limits": {"max_record_bytes": 1048576}},
+            {"file_pattern": "wide*.csv", "table": "t",
+             "limits": {"max_header_columns": 3}},
+            {"file_pattern": "big*.csv.gz", "table": "t",
+             "limits": {"max_decompressed_bytes": 1000}}
+        ]})
+    })
+    .await;
+    env.exec("CREATE TABLE t (a text, b text)").await;
+    let big = "x".repeat(3 << 20);
+    let field = format!("a,b\n1,\"{big}\"\n");
+    let o = env.try_import("field.csv", field.as_bytes()).await.unwrap();
+    crate::support::import::assert_failed_with(
+        &o,
+        "field.csv:2: field 2 is 3145728 bytes, more than 1048576 (the budget limits.max_field_bytes = 1048576); \
+         the file is rejected, nothing of it is loaded; raise `limits.max_field_bytes` in its options to import it",
+    );
+    // Raised, the same field loads.
+    let o = env.import("raised.csv", field.as_bytes()).await;
+    assert_eq!(o.counts.rows_read, 1, "{:?}", o.error);
+    assert_eq!(env.count("t").await, 1);
+    env.exec("DELETE FROM t").await;
+
+    // A record over the budget is named by the line it starts on, quoted
+    // newlines and all, whether it is caught whole or while it is read.
+    for (name, size) in [("record_small.csv", 600 << 10), ("record_big.csv", 3 << 20)] {
+        let half = "y\n".repeat(size / 2);
+        let text = format!("a,b\n1,2\n3,\"{half}\",\"{half}\"\n");
+        let o = env.try_import(name, text.as_bytes()).await.unwrap();
+        crate::support::import::assert_failed_with(
+            &o,
+            &format!(
+                "{name}:3: a record of more than 1048576 bytes (the budget limits.max_record_bytes = 1048576); \
+                 the file is rejected, nothing of it is loaded; raise `limits.max_record_bytes` in its options to import it"
+            ),
+        );
+    }
+    let o = env
+        .try_import("wide.csv", b"a,b,c,d\n1,2,3,4\n")
+        .await
+        .unwrap();
+    crate::support::import::assert_failed_with(
+        &o,
+        "wide.csv:1: the header has 4 columns, more than the 3 of `limits.max_header_columns` (at most 1600, PostgreSQL's limit); no column of it is read",
+    );
+    let rows = "1,2\n".repeat(1000);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, format!("a,b\n{rows}").as_bytes()).unwrap();
+    let o = env
+        .try_import("big.csv.gz", &gz.finish().unwrap())
+        .await
+        .unwrap();
+    let error = o.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("big.csv.gz:")
+            && error.contains("the file decompresses to more than 1000 bytes (the budget limits.max_decompressed_bytes = 1000)"),
+        "{error}"
+    );
+    assert_eq!(env.count("t").await, 0);
 }

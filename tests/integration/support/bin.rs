@@ -164,6 +164,42 @@ impl Cpi {
     }
 }
 
+/// Runs `cmd` to its end under `/usr/bin/time`: the run (time's own line
+/// taken out of stderr), its wall time and its peak RSS in KiB. The
+/// command's environment and directory carry over.
+pub fn measured(cmd: &Command) -> (Run, std::time::Duration, u64) {
+    let mut t = Command::new("/usr/bin/time");
+    t.args(["-f", "RSS_KIB=%M"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        t.current_dir(d);
+    }
+    let started = std::time::Instant::now();
+    let out = t.output().expect("/usr/bin/time (Debian package `time`)");
+    let took = started.elapsed();
+    let mut run: Run = out.into();
+    let rss = run
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("RSS_KIB="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    run.stderr = run
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("RSS_KIB="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (run, took, rss)
+}
+
 /// `cpi diff --manifests HEAD --against BASE EXTRA...`: two folders
 /// compared, no database.
 pub fn diff_against(head: impl AsRef<Path>, base: impl AsRef<Path>, extra: &[&str]) -> Run {
