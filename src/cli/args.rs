@@ -91,7 +91,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse and check the manifests and their secret references (no database).
-    Validate(InboxRoots),
+    Validate(ValidateArgs),
     /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error.
     Diff(DiffArgs),
     /// Apply the plan once, in one transaction.
@@ -229,6 +229,17 @@ pub struct PruneArgs {
     pub older_than: Duration,
 }
 
+/// `cpi validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Text, or JSON (every problem with its file, line and column).
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Where inboxes may be.
+    #[command(flatten)]
+    pub roots: InboxRoots,
+}
+
 /// `cpi diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -236,7 +247,7 @@ pub struct DiffArgs {
     #[arg(long)]
     pub against: Option<PathBuf>,
     /// Text (unified diffs) or JSON.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
     /// Take over rows of the same name that are unmanaged or another owner's.
     #[arg(long)]
@@ -253,7 +264,7 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub guards: Guards,
     /// Text (unified diffs) or JSON.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
     /// Where inboxes may be.
     #[command(flatten)]
@@ -280,7 +291,7 @@ pub enum ConnectionsCommand {
     /// List connections (never shows a URL).
     List {
         /// Table or JSON.
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
     /// Show one connection; its URL is redacted unless --show-secrets.
@@ -291,7 +302,7 @@ pub enum ConnectionsCommand {
         #[arg(long)]
         show_secrets: bool,
         /// YAML or JSON.
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
     /// Connect to the connection's database and run `SELECT 1`.
@@ -310,7 +321,7 @@ pub enum ProjectsCommand {
     /// List projects.
     List {
         /// Table or JSON.
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
     /// Show one project with its config.
@@ -318,7 +329,7 @@ pub enum ProjectsCommand {
         /// The project's name.
         name: String,
         /// YAML or JSON.
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
 }
@@ -407,7 +418,7 @@ pub struct ImportArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// One line per file, or JSON.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
 }
 
@@ -437,7 +448,7 @@ pub enum JobsCommand {
         #[arg(long, default_value_t = 50)]
         limit: i64,
         /// Table or JSON.
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
     /// Show one job with every error.
@@ -445,7 +456,7 @@ pub enum JobsCommand {
         /// The job's id.
         id: Uuid,
         /// YAML or JSON.
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
     /// Run a failed job's file again (when it still exists).
@@ -460,7 +471,7 @@ pub enum JobsCommand {
         #[arg(long)]
         reason: Option<String>,
         /// One line, or JSON.
-        #[arg(long, value_enum, default_value = "text")]
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use super::args::{ApplyArgs, DiffArgs, Global, InboxRoots, Output};
+use super::args::{ApplyArgs, DiffArgs, Global, Output, ValidateArgs};
 use super::context::{load_manifests_confined, load_manifests_from, management_pool};
 use crate::apply::{self, ApplyOptions};
 use crate::manifest::{self, Secrets};
@@ -18,15 +18,51 @@ use crate::store;
 pub const EXIT_CHANGES: u8 = 2;
 
 /// `cpi validate`: parse and check, no database.
-pub fn validate(g: &Global, r: &InboxRoots) -> Result<ExitCode> {
-    let loaded = load_manifests_confined(g, &r.inbox_roots, Secrets::Optional)?;
-    println!(
-        "{}: {} connection(s), {} project(s) in {} file(s): valid",
-        g.manifests.display(),
-        loaded.desired.connections.len(),
-        loaded.desired.projects.len(),
-        loaded.files.len()
-    );
+pub fn validate(g: &Global, a: &ValidateArgs) -> Result<ExitCode> {
+    let loaded = match (
+        load_manifests_confined(g, &a.roots.inbox_roots, Secrets::Optional),
+        a.output,
+    ) {
+        (Ok(l), _) => l,
+        (Err(e), Output::Json) => match e.downcast::<crate::manifest::InvalidManifests>() {
+            Ok(invalid) => {
+                let problems: Vec<_> = invalid
+                    .0
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "file": p.file, "line": p.line, "column": p.column, "message": p.message
+                        })
+                    })
+                    .collect();
+                let out = serde_json::json!({"valid": false, "problems": problems});
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(e),
+        },
+        (Err(e), Output::Text) => return Err(e),
+    };
+    match a.output {
+        Output::Text => println!(
+            "{}: {} connection(s), {} project(s) in {} file(s): valid",
+            g.manifests.display(),
+            loaded.desired.connections.len(),
+            loaded.desired.projects.len(),
+            loaded.files.len()
+        ),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "valid": true,
+                "connections": loaded.desired.connections.len(),
+                "projects": loaded.desired.projects.len(),
+                "files": loaded.files.len(),
+                "problems": [],
+            }))
+            .unwrap_or_default()
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

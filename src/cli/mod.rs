@@ -92,7 +92,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         keys::warn_if_plain(g);
     }
     match &cli.command {
-        Command::Validate(r) => manifests::validate(g, r),
+        Command::Validate(a) => manifests::validate(g, a),
         Command::Diff(a) => manifests::diff(g, a).await,
         Command::Apply(a) => manifests::apply(g, a).await,
         Command::Migrate => {

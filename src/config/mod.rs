@@ -23,7 +23,7 @@ pub use table::{quote_ident, table_from_file_name, TableName, TableNameError};
 pub use validate::format_problem;
 
 use resolve::{merge, resolve, DEFAULT_PATTERN};
-use validate::{check_extra_columns, check_key_mode};
+use validate::{check_column_refs, check_extra_columns, check_key_mode};
 
 /// `cpi_projects.config`. Every field is optional so that the JSON stored is
 /// exactly what the operator wrote (plus `name`); defaults are applied when
@@ -92,10 +92,12 @@ impl ProjectConfig {
             let merged = merge(self.defaults.as_ref(), Some(t));
             check_key_mode(&merged, &at, &mut errors);
             check_extra_columns(&merged, &at, &mut errors);
+            check_column_refs(&merged, &at, &mut errors);
         }
         if let Some(d) = &self.defaults {
             check_key_mode(d, "defaults", &mut errors);
             check_extra_columns(d, "defaults", &mut errors);
+            check_column_refs(d, "defaults", &mut errors);
         }
         crate::object_storage::check_config(
             self.inbox.as_deref(),

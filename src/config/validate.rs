@@ -2,7 +2,7 @@
 //! API and convert-legacy alike.
 
 use super::options::{
-    ExtraColumns, Formats, ImportOptions, LimitOptions, Mode, OnError, MAX_TABLE_COLUMNS,
+    ExtraColumns, Formats, ImportOptions, LimitOptions, Mode, OnError, OneOrMany, MAX_TABLE_COLUMNS,
 };
 use super::table::TableName;
 
@@ -14,6 +14,43 @@ pub(super) fn check_key_mode(o: &ImportOptions, at: &str, errors: &mut Vec<Strin
     if let Some(m @ (Mode::Upsert | Mode::Sync)) = o.mode {
         if !has_key {
             errors.push(format!("{at}: mode {} needs a primary_key", m.as_str()));
+        }
+    }
+}
+
+/// The options name table columns (`primary_key`, per-column formats);
+/// `columns` renames CSV headers to table columns. A reference that is a
+/// renamed header, not a column, would only fail once a file comes:
+/// say so now, with the column meant.
+pub(super) fn check_column_refs(o: &ImportOptions, at: &str, errors: &mut Vec<String>) {
+    let Some(renames) = &o.columns else { return };
+    let is_column = |c: &str| renames.values().any(|v| v.eq_ignore_ascii_case(c));
+    let renamed = |c: &str| {
+        renames
+            .iter()
+            .find(|(h, v)| h.eq_ignore_ascii_case(c) && !v.eq_ignore_ascii_case(c))
+            .map(|(_, v)| v.clone())
+    };
+    let mut refs: Vec<(&str, String)> = Vec::new();
+    for k in o.primary_key.iter().flat_map(OneOrMany::to_vec) {
+        refs.push(("primary_key", k));
+    }
+    for (key, f) in [
+        ("date_format", &o.date_format),
+        ("timestamp_format", &o.timestamp_format),
+    ] {
+        if let Some(Formats::PerColumn(m)) = f {
+            refs.extend(m.keys().map(|c| (key, c.clone())));
+        }
+    }
+    for (key, c) in refs {
+        if is_column(&c) {
+            continue;
+        }
+        if let Some(column) = renamed(&c) {
+            errors.push(format!(
+                "{at}.{key}: {c:?} is a CSV header, which columns renames to the table column {column:?}; name the column ({key} refers to table columns)"
+            ));
         }
     }
 }

@@ -7,7 +7,8 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::config::{quote_ident, ResolvedOptions};
+use crate::config::{quote_ident, DateOrder, Formats, ResolvedOptions};
+use crate::import::dialect::Dialect;
 use crate::import::encode;
 use crate::import::mapping;
 use crate::import::open::{open_file, ReadError};
@@ -66,6 +67,92 @@ impl Inferred {
     }
 }
 
+/// How the project says values are spelt (`date_order`, `date_format`,
+/// `decimal_separator`, `thousands_separator`): a value the import would
+/// read through them is typed as the import would load it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueStyle {
+    /// How all-digit dates like `31/12/2024` read.
+    pub date_order: DateOrder,
+    /// The `date_format` option.
+    pub date_format: Option<Formats>,
+    /// `b','` when the decimal separator is a comma.
+    pub decimal: u8,
+    /// Removed from numbers before parsing.
+    pub thousands: Option<u8>,
+}
+
+impl Default for ValueStyle {
+    fn default() -> Self {
+        ValueStyle {
+            date_order: DateOrder::Mdy,
+            date_format: None,
+            decimal: b'.',
+            thousands: None,
+        }
+    }
+}
+
+impl ValueStyle {
+    /// The style of the resolved options.
+    pub fn of(o: &ResolvedOptions) -> ValueStyle {
+        ValueStyle {
+            date_order: o.date_order,
+            date_format: o.date_format.clone(),
+            decimal: o.decimal_separator,
+            thousands: o.thousands_separator,
+        }
+    }
+}
+
+/// The narrowest type of one (non-null) value of `column` in `style`.
+pub fn value_type_in(v: &str, style: &ValueStyle, column: &str) -> Inferred {
+    if style.decimal != b'.' || style.thousands.is_some() {
+        let number = Dialect::Number {
+            decimal: style.decimal,
+            thousands: style.thousands,
+        };
+        if let Ok(n) = number.rewrite(v.trim()) {
+            let t = value_type(&n);
+            if t.is_number() {
+                return t;
+            }
+        }
+    }
+    if let Some(f) = style
+        .date_format
+        .as_ref()
+        .and_then(|f| f.for_column(column))
+    {
+        if Dialect::Date(f.to_string()).rewrite(v).is_ok() {
+            return Inferred::Date;
+        }
+    }
+    if all_digit_date(v.trim(), style.date_order) {
+        return Inferred::Date;
+    }
+    value_type(v)
+}
+
+/// `31/12/2024`, `31.12.2024`, `31-12-2024` (day first in `DMY`, month
+/// first in `MDY`, year first in `YMD`): PostgreSQL reads them with the
+/// `DateStyle` the import sets from `date_order`.
+fn all_digit_date(t: &str, order: DateOrder) -> bool {
+    if !(8..=10).contains(&t.len()) || !t.bytes().all(|b| b.is_ascii_digit() || b"/.-".contains(&b))
+    {
+        return false;
+    }
+    let Some(sep) = t.chars().find(|c| !c.is_ascii_digit()) else {
+        return false;
+    };
+    let fmt = match order {
+        DateOrder::Dmy => format!("%d{sep}%m{sep}%Y"),
+        DateOrder::Mdy => format!("%m{sep}%d{sep}%Y"),
+        DateOrder::Ymd => format!("%Y{sep}%m{sep}%d"),
+    };
+    chrono::NaiveDate::parse_from_str(t, &fmt).is_ok()
+}
+
 /// The narrowest type of one (non-null) value.
 pub fn value_type(v: &str) -> Inferred {
     let t = v.trim();
@@ -122,6 +209,25 @@ pub fn value_type(v: &str) -> Inferred {
     Inferred::Text
 }
 
+/// What option would read a value that looks like a number or a date
+/// but is not one as spelt, as a clause (or nothing).
+fn hint(v: &str) -> &'static str {
+    let t = v.trim();
+    let digits = t.bytes().filter(u8::is_ascii_digit).count();
+    if digits * 2 < t.len() {
+        return "";
+    }
+    if t.starts_with(['$', '€', '£', '¥']) || t.ends_with(['$', '€', '£', '¥']) {
+        " (a currency symbol: numbers are read without one)"
+    } else if t.contains(',') && !t.contains(['/', '-', ':']) {
+        " (decimal_separator and thousands_separator say how numbers are spelt)"
+    } else if t.contains(['/', '.', '-']) {
+        " (date_order or date_format say how dates are spelt)"
+    } else {
+        ""
+    }
+}
+
 /// The type that holds values of both, and whether that is a fall back to
 /// `text` (rather than a widening among numbers or times).
 pub fn join(a: Inferred, b: Inferred) -> Inferred {
@@ -144,6 +250,8 @@ struct Column {
     ty: Option<Inferred>,
     /// The first value that changed the type, and its line.
     note: Option<String>,
+    /// The first value, when it was text already: why the column is `text`.
+    first_text: Option<String>,
 }
 
 /// The inferred table: column types, `NOT NULL` keys, and what was decided.
@@ -159,19 +267,27 @@ pub struct Inference {
 pub struct Infer {
     names: Vec<String>,
     nulls: Vec<String>,
+    style: ValueStyle,
     cols: Vec<Column>,
 }
 
 impl Infer {
     /// For a file with these column names; values equal to one of `nulls` are NULL.
     pub fn new(names: &[String], nulls: &[String]) -> Infer {
+        Infer::with_style(names, nulls, ValueStyle::default())
+    }
+
+    /// [`new`](Self::new), values read in `style`.
+    pub fn with_style(names: &[String], nulls: &[String], style: ValueStyle) -> Infer {
         Infer {
             names: names.to_vec(),
             nulls: nulls.to_vec(),
+            style,
             cols: vec![
                 Column {
                     ty: None,
                     note: None,
+                    first_text: None,
                 };
                 names.len()
             ],
@@ -185,7 +301,17 @@ impl Infer {
                 continue;
             }
             let c = &mut self.cols[i];
-            let vt = value_type(v);
+            let vt = value_type_in(v, &self.style, &self.names[i]);
+            // Words are text and need no telling; a number or a date
+            // spelt so that it is not read as one does.
+            if c.ty.is_none() && vt == Inferred::Text && !hint(v).is_empty() {
+                c.first_text = Some(format!(
+                    "column {}: {} on line {line} is not a number, date or time as spelt{}: text",
+                    quote_ident(&self.names[i]),
+                    encode::show_value(v.as_bytes()),
+                    hint(v)
+                ));
+            }
             let next = match c.ty {
                 None => vt,
                 Some(t) => join(t, vt),
@@ -212,7 +338,11 @@ impl Infer {
 
     /// The verdict: a column without a value is `text`.
     pub fn finish(self) -> Inference {
-        let notes = self.cols.iter().filter_map(|c| c.note.clone()).collect();
+        let notes = self
+            .cols
+            .iter()
+            .filter_map(|c| c.note.clone().or_else(|| c.first_text.clone()))
+            .collect();
         Inference {
             columns: self
                 .names
@@ -307,7 +437,7 @@ pub fn infer_file(
             message: message.to_string(),
         }
     })?;
-    let mut inf = Infer::new(&names, &o.null);
+    let mut inf = Infer::with_style(&names, &o.null, ValueStyle::of(o));
     let mut records = opened.records;
     let mut record = csv::StringRecord::new();
     loop {

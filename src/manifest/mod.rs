@@ -14,6 +14,7 @@ mod desired;
 mod error;
 mod folder;
 pub mod model;
+mod shape;
 mod text;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use desired::{Desired, DesiredConnection, DesiredProject, Loaded, Secrets, U
 pub use error::{InvalidManifests, ManifestError};
 pub use folder::{check_text, load, load_confined, MAX_FILE_BYTES};
 pub use model::{ConnectionSpec, Envelope, Kind, Metadata, ProjectSpec, API_VERSION};
+pub use shape::closest;
 pub use text::{expanded_nodes, too_deep, MAX_EXPANDED_NODES, MAX_NESTING_DEPTH};
 
 /// The git revision of the manifests folder, when it is a git checkout.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::desired::{DesiredConnection, DesiredProject, Loaded, Secrets, UrlState};
 use super::error::ManifestError;
 use super::model::{ConnectionSpec, Envelope, Kind, ProjectSpec, API_VERSION};
+use super::shape::{self, Step};
 use super::text::{err, DocCtx};
 use crate::rules;
 use crate::secret::{self, Secret};
@@ -55,19 +56,49 @@ pub(super) fn parse_document(
     };
     match Kind::parse(kind) {
         Some(Kind::Connection) => {
-            let env: Envelope<ConnectionSpec> =
-                serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
-            check_api_version(ctx, &env.api_version)?;
-            check_name(ctx, &env.metadata.name)?;
+            let (mut errors, env) = parse_typed::<Envelope<ConnectionSpec>>(ctx);
+            let env = env.ok_or_else(|| errors.clone())?;
+            errors.extend(
+                check_api_version(ctx, &env.api_version)
+                    .err()
+                    .into_iter()
+                    .flatten(),
+            );
+            errors.extend(
+                check_name(ctx, &env.metadata.name)
+                    .err()
+                    .into_iter()
+                    .flatten(),
+            );
+            if !errors.is_empty() {
+                return Err(errors);
+            }
             connection(ctx, env.metadata.name, env.spec, secrets_dir, mode, loaded)
                 .map(|c| Some(Object::Connection(c)))
         }
         Some(Kind::Project) => {
-            let env: Envelope<ProjectSpec> =
-                serde_yaml::from_str(ctx.text).map_err(|e| vec![ctx.yaml_err(&e)])?;
-            check_api_version(ctx, &env.api_version)?;
-            check_name(ctx, &env.metadata.name)?;
-            project(ctx, env.metadata.name, env.spec).map(|(p, at)| Some(Object::Project(p, at)))
+            let (mut errors, env) = parse_typed::<Envelope<ProjectSpec>>(ctx);
+            let env = env.ok_or_else(|| errors.clone())?;
+            errors.extend(
+                check_api_version(ctx, &env.api_version)
+                    .err()
+                    .into_iter()
+                    .flatten(),
+            );
+            errors.extend(
+                check_name(ctx, &env.metadata.name)
+                    .err()
+                    .into_iter()
+                    .flatten(),
+            );
+            match project(ctx, env.metadata.name, env.spec) {
+                Ok((p, at)) if errors.is_empty() => Ok(Some(Object::Project(p, at))),
+                Ok(_) => Err(errors),
+                Err(more) => {
+                    errors.extend(more);
+                    Err(errors)
+                }
+            }
         }
         None if kind.is_empty() => Err(vec![err(
             ctx.file,
@@ -79,6 +110,44 @@ pub(super) fn parse_document(
             format!("unknown kind {kind:?} (expected Connection or Project)"),
         )]),
     }
+}
+
+/// The document as a `T`, or every shape problem it has (unknown fields
+/// and values, wrong types) with, when they could all be taken out, the
+/// document less them: its other rules are then checked too.
+fn parse_typed<T: serde::de::DeserializeOwned>(ctx: &DocCtx) -> (Vec<ManifestError>, Option<T>) {
+    let first = match serde_yaml::from_str::<T>(ctx.text) {
+        Ok(t) => return (Vec::new(), Some(t)),
+        Err(e) => ctx.yaml_err(&e),
+    };
+    let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(ctx.text) else {
+        // Not even YAML: the parser's one error is all there is.
+        return (vec![first], None);
+    };
+    let (found, rest) = shape::problems::<T>(value);
+    if found.is_empty() {
+        // The generic parse took what the typed one refused (a tag, say).
+        return (vec![first], None);
+    }
+    let mut errors: Vec<ManifestError> = found
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i == 0 && p.message.starts_with(&first.message) {
+                // The parser located the first one to the column.
+                return ManifestError {
+                    message: p.message,
+                    ..first.clone()
+                };
+            }
+            let line =
+                shape::line_of(ctx.text, &p.path).map_or(ctx.offset + 1, |l| l + 1 + ctx.offset);
+            err(ctx.file, Some(line), p.message)
+        })
+        .collect();
+    // Fields are taken in the struct's order, not the text's.
+    errors.sort_by_key(|e| e.line);
+    (errors, rest)
 }
 
 fn check_api_version(ctx: &DocCtx, v: &str) -> Result<(), Vec<ManifestError>> {
@@ -255,7 +324,14 @@ fn project(
     if !problems.is_empty() {
         return Err(problems
             .into_iter()
-            .map(|m| ctx.err_at_key("config", format!("config.{m}")))
+            .map(|m| {
+                let mut path = vec![Step::Key("spec".into()), Step::Key("config".into())];
+                path.extend(shape::parse_path(&m));
+                match shape::line_of(ctx.text, &path) {
+                    Some(l) => err(ctx.file, Some(l + 1 + ctx.offset), format!("config.{m}")),
+                    None => ctx.err_at_key("config", format!("config.{m}")),
+                }
+            })
             .collect());
     }
     if !ctx.roots.is_empty() {

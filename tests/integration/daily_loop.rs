@@ -526,3 +526,110 @@ async fn regression_retry_leaves_files_in_the_wrong_place_through_cpi_jobs_retry
     retry().await.assert_code(1);
     assert_eq!(tree(&inbox), ["processed/orders.csv"]);
 }
+
+/// `cpi validate` on a folder holding `c.yaml` (a Connection) and
+/// `p.yaml` with `project` as its text; the run (secrets not read).
+fn validate_project(project: &str) -> Run {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("c.yaml"),
+        "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  database_url: postgresql://u@h/db\n",
+    )
+    .unwrap();
+    std::fs::write(d.path().join("p.yaml"), project).unwrap();
+    let mut cmd = Cpi::new(["validate", "--manifests", path(d.path())]).command();
+    cmd.env_remove("CPI_INBOX_ROOTS");
+    cmd.output().expect("run cpi").into()
+}
+
+const PROJECT_HEAD: &str =
+    "apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n  connection: c\n  config:\n    inbox: /tmp/in\n";
+
+#[test]
+fn regression_validate_resolves_the_primary_key_through_columns() {
+    let r = validate_project(&format!(
+        "{PROJECT_HEAD}    tables:\n      - file_pattern: \"*.csv\"\n        table: orders\n        columns:\n          Order ID: order_id\n        primary_key: Order ID\n        mode: upsert\n"
+    ));
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert_ne!(r.code, 0, "{out}");
+    assert!(out.contains("p.yaml:14"), "{out}");
+    assert!(
+        out.contains("\"Order ID\"") && out.contains("order_id"),
+        "{out}"
+    );
+    // The same through the column names: valid.
+    let ok = validate_project(&format!(
+        "{PROJECT_HEAD}    tables:\n      - file_pattern: \"*.csv\"\n        table: orders\n        columns:\n          Order ID: order_id\n        primary_key: order_id\n        mode: upsert\n"
+    ));
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+}
+
+#[test]
+fn regression_validate_reports_every_error_of_a_document_with_did_you_mean() {
+    let r = validate_project(&format!(
+        "{PROJECT_HEAD}    tables:\n      - table: orders\n        mode: upsret\n        primary_kye: id\n        encoding: latin2\n"
+    ));
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert_ne!(r.code, 0, "{out}");
+    assert!(out.contains("p.yaml:11"), "the mode typo: {out}");
+    assert!(out.contains("did you mean `upsert`"), "{out}");
+    assert!(out.contains("p.yaml:12"), "the primary_key typo: {out}");
+    assert!(out.contains("did you mean `primary_key`"), "{out}");
+    assert!(
+        out.contains("p.yaml:13") && out.contains("`latin2`"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn regression_infer_honours_the_projects_value_options_and_says_why_text() {
+    let env = Env::new(json!({
+        "table": "t", "mode": "append", "create_table": "infer", "date_order": "DMY", "decimal_separator": ",", "thousands_separator": ".",
+        "date_format": {"shipped": "%d %b %Y"}
+    }))
+    .await;
+    let f = env.file(
+        "t.csv",
+        "ordered,amount,shipped,price\n31/12/2024,\"23.696,69\",05 Jan 2025,$1.50\n01/02/2024,\"7,5\",06 Feb 2025,$2.00\n"
+            .as_bytes(),
+    );
+    let r = cpi_on(&env, &["infer", "--project", "p", path(&f)]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sql = r.stdout;
+    assert!(sql.contains("\"ordered\" date"), "{sql}");
+    assert!(sql.contains("\"amount\" numeric"), "{sql}");
+    assert!(sql.contains("\"shipped\" date"), "{sql}");
+    assert!(sql.contains("\"price\" text"), "{sql}");
+    assert!(
+        sql.contains("column \"price\": \"$1.50\" on line 2") && sql.contains("currency symbol"),
+        "the fall back to text is told, with why: {sql}"
+    );
+    // What infer says, the import loads.
+    let csv = std::fs::read(&f).unwrap();
+    env.import("t2.csv", &csv).await;
+    assert_eq!(
+        env.rows("SELECT ordered::text || ' ' || amount::text || ' ' || shipped::text FROM t ORDER BY amount").await,
+        vec!["2024-02-01 7.5 2025-02-06", "2024-12-31 23696.69 2025-01-05"]
+    );
+}
+
+#[test]
+fn regression_validate_has_output_json_with_every_problem() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("p.yaml"),
+        format!("{PROJECT_HEAD}    tables:\n      - mode: upsret\n        primary_kye: id\n"),
+    )
+    .unwrap();
+    let mut cmd = Cpi::new(["validate", "-o", "json", "--manifests", path(d.path())]).command();
+    cmd.env_remove("CPI_INBOX_ROOTS");
+    let r: Run = cmd.output().expect("run cpi").into();
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(v["valid"], false);
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{v}");
+    assert_eq!(problems[0]["file"], "p.yaml");
+    assert_eq!(problems[0]["line"], 10);
+    assert_eq!(problems[1]["line"], 11);
+}
