@@ -12,121 +12,14 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Encoding, Limits, ResolvedOptions};
 
+mod budget;
+mod decode;
+
+use budget::Inflated;
+pub use budget::{exceeded, exceeded_io, Exceeded, Limit};
+use decode::{Decode, Decoder};
+
 const READ_BUF: usize = 256 * 1024;
-
-/// Which budget of the import a file went over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// `limits.max_record_bytes`.
-    RecordBytes,
-    /// `limits.max_field_bytes`.
-    FieldBytes,
-    /// `limits.max_decompressed_bytes`.
-    DecompressedBytes,
-    /// `limits.max_compression_ratio`.
-    CompressionRatio,
-}
-
-impl Limit {
-    /// The option that raises it.
-    pub fn option(self) -> &'static str {
-        match self {
-            Limit::RecordBytes => "limits.max_record_bytes",
-            Limit::FieldBytes => "limits.max_field_bytes",
-            Limit::DecompressedBytes => "limits.max_decompressed_bytes",
-            Limit::CompressionRatio => "limits.max_compression_ratio",
-        }
-    }
-}
-
-/// A file went over a budget of its import: it is rejected, and nothing
-/// of it is loaded. Travels inside the `io::Error` the reader returns (the
-/// CSV reader passes it on); [`exceeded`] finds it again.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} (the budget {} = {limit}); the file is rejected, nothing of it is loaded; raise `{}` in its options to import it", .what, .kind.option(), .kind.option())]
-pub struct Exceeded {
-    /// Which budget.
-    pub kind: Limit,
-    /// The budget's value.
-    pub limit: u64,
-    /// The line the record over it starts on (0: not known yet).
-    pub line: u64,
-    /// What went over, in words.
-    pub what: String,
-}
-
-impl Exceeded {
-    fn new(kind: Limit, limit: u64, what: String) -> Exceeded {
-        Exceeded {
-            kind,
-            limit,
-            line: 0,
-            what,
-        }
-    }
-
-    fn into_io(self) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidData, self)
-    }
-}
-
-/// The budget a read error reports, if it is one.
-pub fn exceeded_io(e: &io::Error) -> Option<&Exceeded> {
-    e.get_ref()?.downcast_ref::<Exceeded>()
-}
-
-/// The budget a CSV error reports, if it is one.
-pub fn exceeded(e: &csv::Error) -> Option<&Exceeded> {
-    match e.kind() {
-        csv::ErrorKind::Io(io) => exceeded_io(io),
-        _ => None,
-    }
-}
-
-/// The decompressed stream held to `max_decompressed_bytes` and, past
-/// [`Limits::RATIO_FLOOR`], to `max_compression_ratio` per byte read from
-/// the file (`compressed` counts those). A gzip bomb stops at the budget,
-/// not at the end of its 10 GB.
-struct Inflated<R> {
-    inner: R,
-    compressed: Arc<AtomicU64>,
-    out: u64,
-    limits: Limits,
-}
-
-impl<R: Read> Read for Inflated<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out += n as u64;
-        let l = &self.limits;
-        if self.out > l.max_decompressed_bytes {
-            return Err(Exceeded::new(
-                Limit::DecompressedBytes,
-                l.max_decompressed_bytes,
-                format!(
-                    "the file decompresses to more than {} bytes",
-                    l.max_decompressed_bytes
-                ),
-            )
-            .into_io());
-        }
-        if self.out > Limits::RATIO_FLOOR {
-            let read = self.compressed.load(Ordering::Relaxed).max(1);
-            if self.out / read > l.max_compression_ratio {
-                return Err(Exceeded::new(
-                    Limit::CompressionRatio,
-                    l.max_compression_ratio,
-                    format!(
-                        "the file decompresses to more than {} bytes per compressed byte ({} bytes from {read})",
-                        l.max_compression_ratio, self.out
-                    ),
-                )
-                .into_io());
-            }
-        }
-        Ok(n)
-    }
-}
 
 /// The source's bytes decompressed (when its name says so), within the
 /// decompression budgets; `read_bytes` counts the bytes read from the
@@ -147,12 +40,11 @@ pub fn decompressed(
         Compression::None => Box::new(file),
         c => Box::new(BufReader::with_capacity(
             READ_BUF,
-            Inflated {
-                inner: decompress(c, BufReader::with_capacity(READ_BUF, file))?,
-                compressed: read_bytes,
-                out: 0,
-                limits: *limits,
-            },
+            Inflated::new(
+                decompress(c, BufReader::with_capacity(READ_BUF, file))?,
+                read_bytes,
+                *limits,
+            ),
         )),
     })
 }
@@ -256,95 +148,6 @@ pub fn new_stream_hash() -> StreamHash {
 pub fn finish_stream_hash(h: &StreamHash) -> Option<String> {
     let h = h.lock().ok()?;
     Some(hex::encode(h.clone().finalize()))
-}
-
-/// How a single-byte encoding becomes UTF-8.
-enum Decoder {
-    /// ISO-8859-1 is the identity on code points. (encoding_rs maps the
-    /// `latin1` label to windows-1252, which differs in 0x80..0x9F, so it
-    /// is done here.)
-    Latin1,
-    Other(encoding_rs::Decoder),
-}
-
-/// A streaming decoder to UTF-8 with its own output buffer, so any read
-/// size works.
-struct Decode<R> {
-    inner: R,
-    decoder: Decoder,
-    input: Vec<u8>,
-    in_pos: usize,
-    in_len: usize,
-    out: Vec<u8>,
-    out_pos: usize,
-    out_len: usize,
-    eof: bool,
-    done: bool,
-}
-
-impl<R: Read> Decode<R> {
-    fn new(inner: R, decoder: Decoder, size: usize) -> Self {
-        Decode {
-            inner,
-            decoder,
-            input: vec![0; size],
-            in_pos: 0,
-            in_len: 0,
-            // Every byte of these encodings is at most 3 bytes of UTF-8.
-            out: vec![0; size * 3 + 16],
-            out_pos: 0,
-            out_len: 0,
-            eof: false,
-            done: false,
-        }
-    }
-}
-
-impl<R: Read> Read for Decode<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.out_pos < self.out_len {
-                let n = buf.len().min(self.out_len - self.out_pos);
-                buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
-                self.out_pos += n;
-                return Ok(n);
-            }
-            if self.done {
-                return Ok(0);
-            }
-            if self.in_pos == self.in_len && !self.eof {
-                self.in_len = self.inner.read(&mut self.input)?;
-                self.in_pos = 0;
-                self.eof = self.in_len == 0;
-            }
-            let src = &self.input[self.in_pos..self.in_len];
-            self.out_pos = 0;
-            match &mut self.decoder {
-                Decoder::Latin1 => {
-                    let mut w = 0;
-                    for &b in src {
-                        if b < 0x80 {
-                            self.out[w] = b;
-                            w += 1;
-                        } else {
-                            self.out[w] = 0xC0 | (b >> 6);
-                            self.out[w + 1] = 0x80 | (b & 0x3F);
-                            w += 2;
-                        }
-                    }
-                    self.in_pos = self.in_len;
-                    self.out_len = w;
-                    self.done = self.eof;
-                }
-                Decoder::Other(d) => {
-                    let (result, read, written, _) = d.decode_to_utf8(src, &mut self.out, self.eof);
-                    self.in_pos += read;
-                    self.out_len = written;
-                    self.done = self.eof && result == encoding_rs::CoderResult::InputEmpty;
-                }
-            }
-        }
-    }
 }
 
 /// Bytes of the text stream whose `\n`-ness is remembered: more than the
@@ -725,121 +528,4 @@ fn skip_bom<R: Read + Send + 'static>(mut r: R) -> io::Result<impl Read + Send> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read_all(r: impl Read) -> String {
-        let mut s = String::new();
-        let mut r = r;
-        r.read_to_string(&mut s).unwrap();
-        s
-    }
-
-    #[test]
-    fn latin1_and_windows_1252_decode() {
-        let bytes: &[u8] = b"caf\xE9 \x80";
-        let l = Decode::new(bytes, Decoder::Latin1, 2);
-        assert_eq!(read_all(l), "café \u{80}");
-        let d = Decode::new(
-            bytes,
-            Decoder::Other(encoding_rs::WINDOWS_1252.new_decoder_without_bom_handling()),
-            3,
-        );
-        assert_eq!(read_all(d), "café €");
-        // One byte at a time still decodes whole characters.
-        let mut d = Decode::new(bytes, Decoder::Latin1, 4);
-        let mut out = Vec::new();
-        let mut one = [0u8; 1];
-        while d.read(&mut one).unwrap() == 1 {
-            out.push(one[0]);
-        }
-        assert_eq!(String::from_utf8(out).unwrap(), "café \u{80}");
-    }
-
-    #[test]
-    fn bom_is_dropped_once() {
-        let r = skip_bom(io::Cursor::new(b"\xEF\xBB\xBFid\n\xEF\xBB\xBF".to_vec())).unwrap();
-        assert_eq!(read_all(r), "id\n\u{feff}");
-        let r = skip_bom(io::Cursor::new(b"a".to_vec())).unwrap();
-        assert_eq!(read_all(r), "a");
-    }
-
-    fn limited(text: &str, max_record: u64, max_field: u64) -> Records {
-        let mut b = csv::ReaderBuilder::new();
-        b.has_headers(false).flexible(true).buffer_capacity(64);
-        let limits = Limits {
-            max_record_bytes: max_record,
-            max_field_bytes: max_field,
-            ..Limits::default()
-        };
-        Records::with_limits(Box::new(io::Cursor::new(text.to_string())), &b, &limits)
-    }
-
-    /// Reads every record: the lines read, or the budget error's line and kind.
-    fn read_all_records(mut r: Records) -> Result<Vec<u64>, (u64, Limit)> {
-        let mut lines = Vec::new();
-        let mut rec = csv::ByteRecord::new();
-        loop {
-            match r.read_byte_record(&mut rec) {
-                Ok(true) => lines.push(rec.position().unwrap().line()),
-                Ok(false) => return Ok(lines),
-                Err(e) => {
-                    let x = exceeded(&e).expect("a budget error");
-                    return Err((x.line, x.kind));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn records_and_fields_are_held_to_their_budgets() {
-        let ok = "a,b\r\n1,\"x\ny\"\r\n2,3\r\n";
-        assert_eq!(read_all_records(limited(ok, 100, 100)), Ok(vec![1, 2, 4]));
-        // Caught whole (under the reader's buffer) or while being read,
-        // the record is named by its first line.
-        let long = format!("a,b\n1,2\n3,\"{}\"\n4,5\n", "z\n".repeat(40));
-        assert_eq!(
-            read_all_records(limited(&long, 50, 100)),
-            Err((3, Limit::RecordBytes))
-        );
-        let huge = format!("a,b\n1,2\n3,\"{}\"\n", "z\n".repeat(100_000));
-        let mut b = csv::ReaderBuilder::new();
-        b.has_headers(false).flexible(true).buffer_capacity(64);
-        let limits = Limits {
-            max_record_bytes: 1000,
-            ..Limits::default()
-        };
-        let r = Records::with_limits(Box::new(io::Cursor::new(huge)), &b, &limits);
-        assert_eq!(read_all_records(r), Err((3, Limit::RecordBytes)));
-        let field = format!("a,b\n1,{}\n", "f".repeat(30));
-        assert_eq!(
-            read_all_records(limited(&field, 100, 20)),
-            Err((2, Limit::FieldBytes))
-        );
-        assert_eq!(read_all_records(limited(&field, 100, 30)), Ok(vec![1, 2]));
-    }
-
-    #[test]
-    fn a_decompression_bomb_stops_at_its_budget() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("z.csv.gz");
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &vec![b'0'; 20 << 20]).unwrap();
-        std::fs::write(&p, gz.finish().unwrap()).unwrap();
-        let source = Source::File(p);
-        let read = |limits: Limits| {
-            let mut r = decompressed(&source, &limits, Arc::new(AtomicU64::new(0)), None).unwrap();
-            let e = io::copy(&mut r, &mut io::sink()).unwrap_err();
-            exceeded_io(&e).map(|x| x.kind)
-        };
-        let d = Limits::default();
-        assert_eq!(read(d), Some(Limit::CompressionRatio));
-        let small = Limits {
-            max_decompressed_bytes: 1 << 20,
-            ..d
-        };
-        assert_eq!(read(small), Some(Limit::DecompressedBytes));
-        // Over a budget is not a broken stream.
-        assert_eq!(compression_problem(&source, &d), None);
-    }
-}
+mod tests;

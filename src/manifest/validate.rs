@@ -56,20 +56,7 @@ pub(super) fn parse_document(
     };
     match Kind::parse(kind) {
         Some(Kind::Connection) => {
-            let (mut errors, env) = parse_typed::<Envelope<ConnectionSpec>>(ctx);
-            let env = env.ok_or_else(|| errors.clone())?;
-            errors.extend(
-                check_api_version(ctx, &env.api_version)
-                    .err()
-                    .into_iter()
-                    .flatten(),
-            );
-            errors.extend(
-                check_name(ctx, &env.metadata.name)
-                    .err()
-                    .into_iter()
-                    .flatten(),
-            );
+            let (errors, env) = parse_envelope::<ConnectionSpec>(ctx)?;
             if !errors.is_empty() {
                 return Err(errors);
             }
@@ -77,20 +64,7 @@ pub(super) fn parse_document(
                 .map(|c| Some(Object::Connection(c)))
         }
         Some(Kind::Project) => {
-            let (mut errors, env) = parse_typed::<Envelope<ProjectSpec>>(ctx);
-            let env = env.ok_or_else(|| errors.clone())?;
-            errors.extend(
-                check_api_version(ctx, &env.api_version)
-                    .err()
-                    .into_iter()
-                    .flatten(),
-            );
-            errors.extend(
-                check_name(ctx, &env.metadata.name)
-                    .err()
-                    .into_iter()
-                    .flatten(),
-            );
+            let (mut errors, env) = parse_envelope::<ProjectSpec>(ctx)?;
             match project(ctx, env.metadata.name, env.spec) {
                 Ok((p, at)) if errors.is_empty() => Ok(Some(Object::Project(p, at))),
                 Ok(_) => Err(errors),
@@ -115,6 +89,29 @@ pub(super) fn parse_document(
 /// The document as a `T`, or every shape problem it has (unknown fields
 /// and values, wrong types) with, when they could all be taken out, the
 /// document less them: its other rules are then checked too.
+/// A document's envelope with its spec typed as `S`: every problem of the
+/// document so far (shape, apiVersion, name), and the envelope when its
+/// shape could be read at all.
+fn parse_envelope<S: serde::de::DeserializeOwned>(
+    ctx: &DocCtx,
+) -> Result<(Vec<ManifestError>, Envelope<S>), Vec<ManifestError>> {
+    let (mut errors, env) = parse_typed::<Envelope<S>>(ctx);
+    let env = env.ok_or_else(|| errors.clone())?;
+    errors.extend(
+        check_api_version(ctx, &env.api_version)
+            .err()
+            .into_iter()
+            .flatten(),
+    );
+    errors.extend(
+        check_name(ctx, &env.metadata.name)
+            .err()
+            .into_iter()
+            .flatten(),
+    );
+    Ok((errors, env))
+}
+
 fn parse_typed<T: serde::de::DeserializeOwned>(ctx: &DocCtx) -> (Vec<ManifestError>, Option<T>) {
     let first = match serde_yaml::from_str::<T>(ctx.text) {
         Ok(t) => return (Vec::new(), Some(t)),
