@@ -61,6 +61,10 @@ pub enum HeaderError {
     /// A name longer than PostgreSQL's identifiers.
     #[error("header column {} is longer than 63 bytes", quote_ident(.0))]
     TooLong(String),
+    /// A name with a NUL byte: PostgreSQL's names (and the protocol's
+    /// query text) cannot hold one.
+    #[error("header column {} contains a NUL byte, which a column name cannot hold", quote_ident(&.0.replace('\0', "\\0")))]
+    Nul(String),
     /// The same name (ignoring case) twice.
     #[error("the header names column {} twice", quote_ident(.0))]
     Twice(String),
@@ -232,6 +236,9 @@ pub fn columns_from_header(
         }
         if name.len() > 63 {
             return Err(HeaderError::TooLong(name));
+        }
+        if name.contains('\0') {
+            return Err(HeaderError::Nul(name));
         }
         if !seen.insert(name.to_ascii_lowercase()) {
             return Err(HeaderError::Twice(name));

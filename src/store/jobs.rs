@@ -384,6 +384,32 @@ pub struct Counts {
     pub rows_rejected: u64,
 }
 
+/// An error's text as the management database can store it: a file's
+/// bytes quoted in a message may hold NUL, which `text` and `jsonb` refuse,
+/// and a refused row would leave the file without a verdict.
+fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\\0").into()
+    } else {
+        text.into()
+    }
+}
+
+/// [`storable`] for every string in a JSON value.
+fn storable_json(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(storable(s).into_owned()),
+        Value::Array(a) => Value::Array(a.iter().map(storable_json).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (storable(k).into_owned(), storable_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Records the job's verdict, counts and errors (and the file's sha256
 /// when it was computed while loading).
 pub async fn finish(
@@ -432,8 +458,8 @@ pub async fn finish(
     .bind(counts.rows_updated as i64)
     .bind(counts.rows_deleted as i64)
     .bind(counts.rows_rejected as i64)
-    .bind(error)
-    .bind(details)
+    .bind(error.map(storable))
+    .bind(details.map(storable_json))
     .bind(sha256)
     .execute(db)
     .await?;
@@ -463,7 +489,7 @@ pub async fn defer(
     .bind(worker)
     .bind(delay.as_secs_f64())
     .bind(waits_for_fix)
-    .bind(error)
+    .bind(storable(error))
     .bind(JobStatus::Queued)
     .bind(JobStatus::Running)
     .execute(db)
@@ -474,6 +500,20 @@ pub async fn defer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_with_nul_is_stored_with_the_byte_spelled_out() {
+        assert_eq!(storable("a\0b"), "a\\0b");
+        assert!(matches!(
+            storable("plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
+        let v = serde_json::json!({"k\0": ["x\0", 1, {"e": "\0"}]});
+        assert_eq!(
+            storable_json(&v),
+            serde_json::json!({"k\\0": ["x\\0", 1, {"e": "\\0"}]})
+        );
+    }
 
     /// One spelling per status: the column's (`as_str`, sqlx's lowercase
     /// rename), the JSON's (serde) and the CLI's (`parse`) agree.

@@ -407,3 +407,47 @@ async fn regression_a_huge_field_is_refused_within_the_field_budget_and_each_bud
     );
     assert_eq!(env.count("t").await, 0);
 }
+
+/// Found while bounding records: a NUL byte in a header name reached the
+/// job's error text, and the management database refused the row
+/// (`invalid byte sequence for encoding "UTF8": 0x00`), so the file got no
+/// verdict.
+#[tokio::test]
+async fn regression_a_nul_byte_in_a_header_fails_the_file_with_its_error_recorded() {
+    let env = crate::support::import::Env::new(
+        serde_json::json!({"table": "t", "mode": "append", "create_table": true}),
+    )
+    .await;
+    let o = env
+        .try_import("nul.csv", b"id,na\0me\n1,x\n")
+        .await
+        .expect("a verdict, not a management database error");
+    assert_eq!(o.status, cpi::store::jobs::JobStatus::Failed);
+    let error = o.error.clone().unwrap_or_default();
+    assert!(error.contains("nul.csv"), "{error}");
+    assert!(!error.contains('\0'), "{error:?}");
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT error FROM cpi_import_jobs WHERE file_name = 'nul.csv'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.as_deref(), Some(error.as_str()));
+    // Into a table that exists, the name is not a column: that error
+    // quotes it, NUL and all, and is stored all the same.
+    env.exec("CREATE TABLE t2 (id int, name text)").await;
+    env.set_project(
+        serde_json::json!({"name": "p", "inbox": env.inbox(), "defaults": {"table": "t2", "mode": "append"}}),
+        Some(&env.db.url()),
+    )
+    .await;
+    let o = env
+        .try_import("nul2.csv", b"id,na\0me\n1,x\n")
+        .await
+        .expect("a verdict, not a management database error");
+    assert_eq!(
+        o.status,
+        cpi::store::jobs::JobStatus::Failed,
+        "{:?}",
+        o.error
+    );
+}
