@@ -3,11 +3,10 @@
 //! fallback), plan the file's options, hash a likely duplicate first,
 //! connect to the target, load, and finish the job row with the verdict.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
 use crate::import::context::{Ctx, ProgressFn};
@@ -16,15 +15,12 @@ use crate::import::failure::Failure;
 use crate::import::load;
 use crate::import::open::changed_message;
 use crate::import::pipeline::RowError;
-use crate::import::{options, reader, targets};
+use crate::import::{options, reader, target, targets};
 use crate::location::FileRef;
 use crate::object_storage;
 use crate::secret::{self, Secret};
 use crate::store;
 use crate::store::jobs::{self, Counts, JobError, JobStatus};
-
-/// How long connecting to a target database may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The verdict on one file.
 #[derive(Debug, Clone, Serialize)]
@@ -433,7 +429,7 @@ async fn import_file(
     let connection_id = project.connection_id.unwrap_or_default();
     let (mut conn, reused) = match targets::take(connection_id, &url).await {
         Some(c) => (c, true),
-        None => (connect_target(&url, &project_name).await?, false),
+        None => (target::connect(&url, &project_name).await?, false),
     };
     let connect_ms = ms(t);
     let t = Instant::now();
@@ -560,42 +556,5 @@ fn object_failed(file_path: &str, e: std::io::Error) -> ImportError {
             message: e.to_string(),
             status: None,
         },
-    }
-}
-
-/// How a target URL becomes connect options: the one place for it (the
-/// cached connections are keyed by the URL string and opened with these).
-fn target_connect_options(url: &Secret, project: &str) -> Result<PgConnectOptions, ImportError> {
-    // No statement logging: the merge statements are long, and slow by
-    // nature on big files; the job row says what happened.
-    Ok(store::connect_options(url)
-        .map_err(|e| ImportError::InvalidTargetUrl {
-            project: project.to_string(),
-            message: e.to_string(),
-        })?
-        .disable_statement_logging()
-        // cpi's own statements (the ledger, the lock, the catalog) are
-        // prepared once per connection: one round trip each instead of
-        // two. Statements built from a table's name or columns are not
-        // kept (`persistent(false)` in `load`): their text differs per
-        // table and file, and each kept one would hold a prepared
-        // statement on the server for nothing. (A kept statement whose
-        // table changes shape is planned again by the server.)
-        .statement_cache_capacity(32))
-}
-
-/// Connects to the target, within [`CONNECT_TIMEOUT`].
-async fn connect_target(url: &Secret, project: &str) -> Result<PgConnection, ImportError> {
-    let opts = target_connect_options(url, project)?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(&opts)).await {
-        Ok(Ok((c, _))) => Ok(c),
-        Ok(Err(source)) => Err(ImportError::TargetUnreachable {
-            project: project.to_string(),
-            source,
-        }),
-        Err(_) => Err(ImportError::ConnectTimeout {
-            project: project.to_string(),
-            after: CONNECT_TIMEOUT,
-        }),
     }
 }

@@ -1,8 +1,16 @@
-//! The target database: catalog, table lock, ledger. Every function runs
-//! on the import's own connection or transaction.
+//! The target database: the connection to it, its catalog, the table
+//! lock, the ledger. Every function but `connect` runs on the import's
+//! own connection or transaction.
 
-use sqlx::{Connection, PgConnection};
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
 use uuid::Uuid;
+
+use crate::import::error::ImportError;
+use crate::secret::Secret;
+use crate::store;
 
 use crate::import::encode::{ColType, ColumnSpec};
 use crate::import::sql;
@@ -162,4 +170,44 @@ pub async fn ledger_insert(
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// How long connecting to a target database may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a target URL becomes connect options: the one place for it (the
+/// cached connections are keyed by the URL string and opened with these).
+fn target_connect_options(url: &Secret, project: &str) -> Result<PgConnectOptions, ImportError> {
+    // No statement logging: the merge statements are long, and slow by
+    // nature on big files; the job row says what happened.
+    Ok(store::connect_options(url)
+        .map_err(|e| ImportError::InvalidTargetUrl {
+            project: project.to_string(),
+            message: e.to_string(),
+        })?
+        .disable_statement_logging()
+        // cpi's own statements (the ledger, the lock, the catalog) are
+        // prepared once per connection: one round trip each instead of
+        // two. Statements built from a table's name or columns are not
+        // kept (`persistent(false)` in `load`): their text differs per
+        // table and file, and each kept one would hold a prepared
+        // statement on the server for nothing. (A kept statement whose
+        // table changes shape is planned again by the server.)
+        .statement_cache_capacity(32))
+}
+
+/// Connects to the target, within [`CONNECT_TIMEOUT`].
+pub(crate) async fn connect(url: &Secret, project: &str) -> Result<PgConnection, ImportError> {
+    let opts = target_connect_options(url, project)?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(&opts)).await {
+        Ok(Ok((c, _))) => Ok(c),
+        Ok(Err(source)) => Err(ImportError::TargetUnreachable {
+            project: project.to_string(),
+            source,
+        }),
+        Err(_) => Err(ImportError::ConnectTimeout {
+            project: project.to_string(),
+            after: CONNECT_TIMEOUT,
+        }),
+    }
 }
