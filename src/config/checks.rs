@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::options::OneOrMany;
+use super::column_names::OneOrMany;
 use super::table::TableName;
 
 /// What a breached check does to its file.

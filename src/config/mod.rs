@@ -9,14 +9,16 @@
 use serde::{Deserialize, Serialize};
 
 pub mod checks;
+mod column_names;
 pub mod options;
 mod resolve;
 pub mod table;
 mod validate;
 
+pub use column_names::OneOrMany;
 pub use options::{
     ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, ImportOptions,
-    InferWord, LimitOptions, Mode, OnError, OneOrMany, MAX_TABLE_COLUMNS,
+    InferWord, LimitOptions, Mode, OnError, MAX_TABLE_COLUMNS,
 };
 pub use resolve::{Limits, ResolvedOptions};
 pub use table::{quote_ident, table_from_file_name, TableName, TableNameError};

@@ -5,25 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One column name or several (`primary_key: id` or `primary_key: [a, b]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    /// One column.
-    One(String),
-    /// Several columns.
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    /// The column names as a list.
-    pub fn to_vec(&self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
-    }
-}
+use super::column_names::OneOrMany;
 
 /// How a file's rows reach its table.
 // Also `cpi_import_jobs.mode`, a TEXT column bound and read as this enum.

@@ -1,8 +1,9 @@
 //! A config's rules: every problem named by its key, for manifests, the
 //! API and convert-legacy alike.
 
+use super::column_names::OneOrMany;
 use super::options::{
-    ExtraColumns, Formats, ImportOptions, LimitOptions, Mode, OnError, OneOrMany, MAX_TABLE_COLUMNS,
+    ExtraColumns, Formats, ImportOptions, LimitOptions, Mode, OnError, MAX_TABLE_COLUMNS,
 };
 use super::table::TableName;
 
