@@ -20,7 +20,7 @@ pub const BASE: Duration = Duration::from_millis(500);
 pub const MAX: Duration = Duration::from_secs(30);
 
 /// One file's way out of the inbox, with what is done so far.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Move {
     /// The file in the inbox.
     pub from: PathBuf,
@@ -218,7 +218,22 @@ pub trait Movable: Send + Sized + 'static {
 impl Movable for Move {
     const KIND: &'static str = "file";
     async fn try_once(&mut self) -> Attempt {
-        self.attempt()
+        // A move across file systems copies and fsyncs the whole file: on the
+        // blocking pool, so that a big file never holds up a runtime worker
+        // (and with it `/healthz` and lease renewal).
+        let mut m = self.clone();
+        match tokio::task::spawn_blocking(move || {
+            let a = m.attempt();
+            (m, a)
+        })
+        .await
+        {
+            Ok((m, a)) => {
+                *self = m;
+                a
+            }
+            Err(e) => Attempt::Failed(std::io::Error::other(format!("the move stopped: {e}"))),
+        }
     }
     fn source(&self) -> String {
         self.from.display().to_string()

@@ -161,19 +161,27 @@ async fn reconcile_once(
     trigger: ReconcileTrigger,
     secret_files: &mut Vec<PathBuf>,
 ) -> Result<bool, (ReconcileStatus, String)> {
-    let loaded = manifest::load_confined(
-        &s.manifests,
-        s.secrets_dir.as_deref(),
-        Secrets::Required,
-        &s.inbox_roots,
-    )
+    // Reading secret files and parsing YAML is work of the file's size, done
+    // on the blocking pool: the runtime's few workers keep `/healthz`, lease
+    // renewal and the shutdown signal on time whatever the manifests hold.
+    let (dir, secrets_dir, roots) = (
+        s.manifests.clone(),
+        s.secrets_dir.clone(),
+        s.inbox_roots.clone(),
+    );
+    let loaded = tokio::task::spawn_blocking(move || {
+        manifest::load_confined(&dir, secrets_dir.as_deref(), Secrets::Required, &roots)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the manifest load stopped: {e}")))
     // On failure the secret files of the last good load stay watched.
-    .map_err(|e| (ReconcileStatus::Failed, e.to_string()))?;
+    .map_err(|e| (ReconcileStatus::Failed, e))?;
     for sec in loaded.secrets() {
         secret::register(sec);
     }
     *secret_files = loaded.secret_files.clone();
-    let opts = options(s, trigger);
+    let opts = options(s, trigger).await;
     let applied = apply::apply(pool, &loaded.desired, &opts)
         .await
         .map_err(|e| {
@@ -207,19 +215,25 @@ async fn reconcile_once(
     Ok(!applied.plan.is_empty())
 }
 
-fn options(s: &Settings, trigger: ReconcileTrigger) -> ApplyOptions {
+async fn options(s: &Settings, trigger: ReconcileTrigger) -> ApplyOptions {
+    // `git rev-parse` is a child process: waited for on the blocking pool.
+    let dir = s.manifests.clone();
+    let revision = tokio::task::spawn_blocking(move || manifest::revision(&dir))
+        .await
+        .ok()
+        .flatten();
     ApplyOptions {
         owner: s.owner.clone(),
         adopt: s.adopt,
         max_delete: s.max_delete,
         allow_delete: s.allow_delete,
         trigger,
-        revision: manifest::revision(&s.manifests),
+        revision,
     }
 }
 
 async fn record_failure(pool: &PgPool, s: &Settings, trigger: ReconcileTrigger, error: &str) {
-    if let Err(e) = apply::record_failure(pool, &options(s, trigger), error).await {
+    if let Err(e) = apply::record_failure(pool, &options(s, trigger).await, error).await {
         tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot record the failed reconcile");
     }
 }

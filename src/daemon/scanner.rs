@@ -312,7 +312,13 @@ pub(super) async fn scan(
 /// a new file).
 async fn list(ib: &Inbox) -> Result<Vec<Listed>, ListError> {
     let Some(prefix) = &ib.prefix else {
-        return Ok(inbox::list(&ib.dir)?
+        // A folder of many files is a long read_dir and a stat per file:
+        // on the blocking pool, as the file reads are.
+        let dir = ib.dir.clone();
+        let listed = tokio::task::spawn_blocking(move || inbox::list(&dir))
+            .await
+            .map_err(|e| std::io::Error::other(format!("the listing stopped: {e}")))??;
+        return Ok(listed
             .into_iter()
             .map(|(p, size, modified)| (FileRef::local(&p), size, modified))
             .collect());

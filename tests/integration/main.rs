@@ -16,6 +16,7 @@ mod events;
 mod exit_codes;
 mod export;
 mod fuzz;
+mod heartbeat;
 mod hostile;
 mod hostile_files;
 mod hostile_input;
