@@ -45,6 +45,7 @@ pub mod daemon;
 pub mod embedded;
 pub mod export;
 pub mod fuzzing;
+pub mod id_prefix;
 pub mod import;
 pub mod inbox;
 pub mod legacy;

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::id_prefix::IdPrefix;
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use uuid::Uuid;
 
 use crate::store::jobs::JobStatus;
 
@@ -453,16 +453,16 @@ pub enum JobsCommand {
     },
     /// Show one job with every error.
     Show {
-        /// The job's id.
-        id: Uuid,
+        /// The job's id, or its first 6 or more hex digits.
+        id: IdPrefix,
         /// YAML or JSON.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
     /// Run a failed job's file again (when it still exists).
     Retry {
-        /// The job's id.
-        id: Uuid,
+        /// The job's id, or its first 6 or more hex digits.
+        id: IdPrefix,
         /// Also take over a job stuck in `running` (its worker died). Safe
         /// even if it did not: the target's ledger keeps the import single.
         #[arg(long)]

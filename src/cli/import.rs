@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::args::{Global, ImportArgs, JobsCommand, Output};
 use super::context::{management_pool, print_list, print_one, signal};
+use crate::id_prefix::IdPrefix;
 use crate::import::{self, ImportError, JobOutcome, Progress};
 use crate::location::FileRef;
 use crate::secret;
@@ -269,7 +270,8 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Show { id, output } => {
-            let Some(j) = jobs::get(&pool, *id).await? else {
+            let id = job_id(&pool, id).await?;
+            let Some(j) = jobs::get(&pool, id).await? else {
                 bail!("job {id} does not exist");
             };
             print_one(&j, *output)?;
@@ -281,6 +283,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             reason,
             output,
         } => {
+            let id = &job_id(&pool, id).await?;
             let who = cli_actor();
             let by = crate::store::queue::Actor {
                 who: &who,
@@ -310,6 +313,12 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// The one job whose id starts with `prefix`.
+async fn job_id(pool: &sqlx::PgPool, prefix: &IdPrefix) -> Result<uuid::Uuid> {
+    let found = jobs::ids_with_prefix(pool, prefix).await?;
+    Ok(crate::id_prefix::resolved(prefix, "job", &found)?)
 }
 
 /// Who acts from the command line: `cli:<user>` (the login name, as the

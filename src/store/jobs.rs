@@ -253,6 +253,22 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Job>, JobEr
     .await?)
 }
 
+/// The ids of the jobs whose id starts with `prefix` (at most 3: one is
+/// the answer, more an ambiguity to report). An index range on the key.
+pub async fn ids_with_prefix(
+    db: impl PgExecutor<'_>,
+    prefix: &crate::id_prefix::IdPrefix,
+) -> Result<Vec<Uuid>, JobError> {
+    let (lo, hi) = prefix.range();
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM cpi_import_jobs WHERE id BETWEEN $1 AND $2 ORDER BY id LIMIT 3",
+    )
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(db)
+    .await?)
+}
+
 /// Which jobs [`list`] and [`count`] return.
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
@@ -429,7 +445,7 @@ pub async fn finish(
         "WITH j AS (
              UPDATE cpi_import_jobs SET status = $2, rows_read = $3, rows_inserted = $4, rows_updated = $5,
                     rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now(),
-                    file_sha256 = COALESCE($10, file_sha256)
+                    file_sha256 = COALESCE($10, file_sha256), lease_expires_at = NULL
               WHERE id = $1
           RETURNING id, status, project_name, target_table, file_name, rows_read, rows_rejected,
                     error_details),

@@ -250,6 +250,56 @@ async fn regression_jobs_list_shows_the_first_line_of_the_error() {
     );
 }
 
+/// `cpi jobs show 3e21e279` answered `invalid length: found 8`; a finished
+/// job kept the lease of its last run.
+#[tokio::test]
+async fn regression_jobs_take_a_unique_id_prefix_and_finished_jobs_hold_no_lease() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    let good = env.file("good.csv", b"id,v\n1,a\n");
+    cpi_on(&env, &["import", "--project", "p", path(&good)])
+        .await
+        .assert_code(0);
+    let pool = env.db.pool().await;
+    let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM cpi_import_jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let prefix = &id.to_string()[..8];
+    let r = cpi_on(&env, &["jobs", "show", prefix, "-o", "json"]).await;
+    r.assert_code(0);
+    let shown: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(shown["id"], id.to_string());
+    assert_eq!(shown["status"], "succeeded");
+    assert!(shown["lease_expires_at"].is_null(), "{shown}");
+
+    // A usage error, exit 1 as every usage error (docs/operations.md).
+    cpi_on(&env, &["jobs", "show", &prefix[..5]])
+        .await
+        .assert_code(1)
+        .assert_stderr("at least 6 hex digits");
+    // A second job whose id shares the first 6 digits makes them ambiguous.
+    let mut twin = *id.as_bytes();
+    twin[15] ^= 1;
+    sqlx::query(
+        "INSERT INTO cpi_import_jobs (id, project_name, file_name, file_path, status)
+         SELECT $1, project_name, 'twin.csv', '/nowhere/twin.csv', 'failed' FROM cpi_import_jobs WHERE id = $2",
+    )
+    .bind(uuid::Uuid::from_bytes(twin))
+    .bind(id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    cpi_on(&env, &["jobs", "show", &prefix[..6]])
+        .await
+        .assert_code(1)
+        .assert_stderr("is ambiguous");
+    cpi_on(&env, &["jobs", "show", "ffffff"])
+        .await
+        .assert_code(1)
+        .assert_stderr("no job has an id starting with ffffff");
+}
+
 #[test]
 fn regression_the_dashboard_aggregates_replicas_with_max() {
     let text = std::fs::read_to_string(
