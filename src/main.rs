@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::FromArgMatches;
 
 use cpi::cli::{self, Cli};
 use cpi::secret;
@@ -36,7 +36,10 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("cpi panicked{at}: {}", secret::scrub_known(&text));
     }));
-    let cli = match Cli::try_parse() {
+    let cli = match cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(e) => {
             // clap exits 2 on usage errors, which `cpi diff` callers would

@@ -28,6 +28,32 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The command line as `cpi` parses it: [`Cli`], with the global options
+/// listed once, in `cpi --help`, instead of in every command's help (as
+/// `kubectl options` does). Each command's help says where they are. They
+/// are still accepted everywhere: hiding changes only the help text.
+/// Completions and man pages take [`Cli`]'s own command, which keeps them.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let listed = Global::augment_args(clap::Command::new("cpi"))
+        .help_template("{options}")
+        .disable_help_flag(true)
+        .render_help()
+        .to_string();
+    const POINTER: &str =
+        "Global options (the management database, manifests, keys, logs): see `cpi --help`.";
+    fn point(cmd: clap::Command, pointer: &'static str) -> clap::Command {
+        cmd.after_help(pointer)
+            .mut_subcommands(|sub| point(sub, pointer))
+    }
+    Cli::command()
+        .mut_args(|a| if a.is_global_set() { a.hide(true) } else { a })
+        .after_help(format!(
+            "Global options (every command takes them):\n{listed}"
+        ))
+        .mut_subcommands(|sub| point(sub, POINTER))
+}
+
 /// Options every command takes (management database, manifests, owner, logs).
 #[derive(Debug, Args, Clone)]
 pub struct Global {
@@ -79,12 +105,20 @@ pub enum LogFormat {
 }
 
 /// The format of a command's result on stdout: tables and text for people,
-/// or JSON for scripts.
+/// or JSON or YAML for scripts (as `kubectl -o` gives).
 #[allow(missing_docs)] // see LogFormat
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
     Text,
     Json,
+    Yaml,
+}
+
+impl Output {
+    /// JSON or YAML: one document for a program, nothing else on stdout.
+    pub fn structured(self) -> bool {
+        self != Output::Text
+    }
 }
 
 /// Every `cpi` command.
@@ -132,8 +166,9 @@ pub enum Command {
     /// Write a new encryption key file (mode 0600) for --encryption-key-file.
     Keygen {
         /// The file to create (never overwritten).
-        #[arg(long)]
-        output: PathBuf,
+        // `--output`, its old name, stays a hidden alias for one release.
+        #[arg(long, alias = "output")]
+        file: PathBuf,
     },
     /// Re-encrypt every stored connection URL with the first key of
     /// --encryption-key-file (after putting a new key first).
@@ -165,8 +200,9 @@ pub struct ConvertLegacyArgs {
 #[derive(Debug, Args)]
 pub struct GeneratedArgs {
     /// Folder for the manifests (connections/, projects/).
-    #[arg(long)]
-    pub output: PathBuf,
+    // `--output`, its old name, stays a hidden alias for one release.
+    #[arg(long, alias = "output")]
+    pub dir: PathBuf,
     /// Folder for the secret files (mode 0600); keep it out of git.
     #[arg(long)]
     pub secrets_out: PathBuf,
@@ -232,7 +268,7 @@ pub struct PruneArgs {
 /// `cpi validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Text, or JSON (every problem with its file, line and column).
+    /// Text, or JSON or YAML (every problem with its file, line and column).
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
     /// Where inboxes may be.
@@ -246,7 +282,7 @@ pub struct DiffArgs {
     /// Plan against another manifests folder instead of the database (no database, no secrets).
     #[arg(long)]
     pub against: Option<PathBuf>,
-    /// Text (unified diffs) or JSON.
+    /// Text (unified diffs), JSON or YAML.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
     /// Take over rows of the same name that are unmanaged or another owner's.
@@ -263,7 +299,7 @@ pub struct ApplyArgs {
     /// Adoption and the delete guard.
     #[command(flatten)]
     pub guards: Guards,
-    /// Text (unified diffs) or JSON.
+    /// Text (unified diffs), JSON or YAML.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
     /// Where inboxes may be.
@@ -290,7 +326,7 @@ pub struct Guards {
 pub enum ConnectionsCommand {
     /// List connections (never shows a URL).
     List {
-        /// Table or JSON.
+        /// Table, JSON or YAML.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -301,7 +337,7 @@ pub enum ConnectionsCommand {
         /// Print the URL with its password.
         #[arg(long)]
         show_secrets: bool,
-        /// YAML or JSON.
+        /// YAML (text and yaml) or JSON.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -320,7 +356,7 @@ pub enum ConnectionsCommand {
 pub enum ProjectsCommand {
     /// List projects.
     List {
-        /// Table or JSON.
+        /// Table, JSON or YAML.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -328,7 +364,7 @@ pub enum ProjectsCommand {
     Show {
         /// The project's name.
         name: String,
-        /// YAML or JSON.
+        /// YAML (text and yaml) or JSON.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -417,7 +453,7 @@ pub struct ImportArgs {
     /// CSV files (`.csv.gz` read through gzip, `.csv.zst` through zstd).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// One line per file, or JSON.
+    /// One line per file, or JSON or YAML.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
 }
@@ -447,7 +483,7 @@ pub enum JobsCommand {
         /// At most this many jobs.
         #[arg(long, default_value_t = 50)]
         limit: i64,
-        /// Table or JSON.
+        /// Table, JSON or YAML.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -455,7 +491,7 @@ pub enum JobsCommand {
     Show {
         /// The job's id, or its first 6 or more hex digits.
         id: IdPrefix,
-        /// YAML or JSON.
+        /// YAML (text and yaml) or JSON.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -470,7 +506,7 @@ pub enum JobsCommand {
         /// Why (recorded with who in the job's `job.retried` event).
         #[arg(long)]
         reason: Option<String>,
-        /// One line, or JSON.
+        /// One line, or JSON or YAML.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },

@@ -100,7 +100,7 @@ pub fn print_list<T: serde::Serialize>(
     line: impl Fn(&T) -> Vec<String>,
 ) -> Result<()> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Output::Json | Output::Yaml => print_value(&rows, output)?,
         Output::Text => {
             let mut t = vec![columns.iter().map(|c| c.to_string()).collect()];
             t.extend(rows.iter().map(line));
@@ -110,11 +110,17 @@ pub fn print_list<T: serde::Serialize>(
     Ok(())
 }
 
-/// Prints one value as JSON, or as YAML for people.
+/// Prints one value as JSON, or as YAML (for people too).
 pub fn print_one<T: serde::Serialize>(value: &T, output: Output) -> Result<()> {
+    print_value(value, output)
+}
+
+/// Prints a command's structured result: pretty JSON for `-o json`, YAML
+/// otherwise.
+pub fn print_value<T: serde::Serialize + ?Sized>(value: &T, output: Output) -> Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Output::Text => print!("{}", serde_yaml::to_string(value)?),
+        Output::Text | Output::Yaml => print!("{}", serde_yaml::to_string(value)?),
     }
     Ok(())
 }

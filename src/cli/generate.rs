@@ -12,7 +12,7 @@ use crate::output::{self, SecretRefs};
 use crate::secret;
 use crate::store;
 
-/// `cpi export --output DIR --secrets-out DIR [--force]`.
+/// `cpi export --dir DIR --secrets-out DIR [--force]`.
 pub async fn export(
     pool: &sqlx::PgPool,
     output: &Path,
@@ -53,7 +53,7 @@ pub async fn export(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cpi convert-legacy --input DIR --output DIR --secrets-out DIR [--force]`.
+/// `cpi convert-legacy --input DIR --dir DIR --secrets-out DIR [--force]`.
 pub fn convert_legacy(
     input: &Path,
     output: &Path,

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use uuid::Uuid;
 
 use super::args::{Global, ImportArgs, JobsCommand, Output};
-use super::context::{management_pool, print_list, print_one, signal};
+use super::context::{management_pool, print_list, print_one, print_value, signal};
 use crate::id_prefix::IdPrefix;
 use crate::import::{self, ImportError, JobOutcome, Progress};
 use crate::location::FileRef;
@@ -70,8 +70,8 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
             &mut outcomes,
         );
     }
-    if a.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    if a.output.structured() {
+        print_value(&outcomes, a.output)?;
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
@@ -174,7 +174,7 @@ fn report(
     match result {
         Ok(o) => {
             let ok = o.status != JobStatus::Failed;
-            if output == Output::Json {
+            if output.structured() {
                 outcomes.push(serde_json::to_value(o).unwrap_or_default());
                 return ok;
             }
@@ -209,7 +209,7 @@ fn report(
         }
         Err(e) => {
             let text = secret::scrub_known(&e.to_string());
-            if output == Output::Json {
+            if output.structured() {
                 outcomes.push(serde_json::json!({
                     "job_id": id, "file_name": file, "status": JobStatus::Failed,
                     "error": text, "retryable": e.retryable(),
@@ -299,12 +299,12 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             // Finished as a daemon worker finishes it: the top-level
             // processed/ or failed/ of its inbox.
             match crate::controls::set_aside(&pool, *id, retried.returned).await {
-                Ok(Some(to)) if *output != Output::Json => println!("  moved to {}", to.display()),
+                Ok(Some(to)) if !output.structured() => println!("  moved to {}", to.display()),
                 Ok(_) => {}
                 Err(e) => eprintln!("warning: {e}"),
             }
-            if *output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&outcomes)?);
+            if output.structured() {
+                print_value(&outcomes, *output)?;
             }
             Ok(if ok {
                 ExitCode::SUCCESS

@@ -34,7 +34,7 @@ pub fn warn_if_plain(g: &Global) {
     }
 }
 
-/// `cpi keygen --output FILE`: a new key file, mode 0600 from creation on;
+/// `cpi keygen --file FILE`: a new key file, mode 0600 from creation on;
 /// an existing file is never overwritten (it may hold the only key).
 pub fn keygen(output: &Path) -> Result<ExitCode> {
     let mut f = std::fs::OpenOptions::new()

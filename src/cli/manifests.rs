@@ -24,9 +24,10 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Result<ExitCode> {
         a.output,
     ) {
         (Ok(l), _) => l,
-        (Err(e), Output::Json) => match e.downcast::<crate::manifest::InvalidManifests>() {
-            Ok(invalid) => {
-                let problems: Vec<_> = invalid
+        (Err(e), Output::Json | Output::Yaml) => {
+            match e.downcast::<crate::manifest::InvalidManifests>() {
+                Ok(invalid) => {
+                    let problems: Vec<_> = invalid
                     .0
                     .iter()
                     .map(|p| {
@@ -35,12 +36,13 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Result<ExitCode> {
                         })
                     })
                     .collect();
-                let out = serde_json::json!({"valid": false, "problems": problems});
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-                return Ok(ExitCode::FAILURE);
+                    let out = serde_json::json!({"valid": false, "problems": problems});
+                    super::context::print_value(&out, a.output)?;
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
-        },
+        }
         (Err(e), Output::Text) => return Err(e),
     };
     match a.output {
@@ -51,17 +53,16 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Result<ExitCode> {
             loaded.desired.projects.len(),
             loaded.files.len()
         ),
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        Output::Json | Output::Yaml => super::context::print_value(
+            &serde_json::json!({
                 "valid": true,
                 "connections": loaded.desired.connections.len(),
                 "projects": loaded.desired.projects.len(),
                 "files": loaded.files.len(),
                 "problems": [],
-            }))
-            .unwrap_or_default()
-        ),
+            }),
+            a.output,
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -72,6 +73,10 @@ fn print_plan(p: &plan::Plan, output: Output) {
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&render::json(p)).unwrap_or_default()
+        ),
+        Output::Yaml => print!(
+            "{}",
+            serde_yaml::to_string(&render::json(p)).unwrap_or_default()
         ),
     }
 }

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-pub use args::{Cli, Command, DiffArgs, Global, LogFormat, Output};
+pub use args::{command, Cli, Command, DiffArgs, Global, LogFormat, Output};
 pub use context::{load_manifests, management_pool, management_url, table};
 pub use manifests::EXIT_CHANGES;
 
@@ -110,13 +110,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => serve::serve(g, a).await,
         Command::Export(to) => {
             let pool = management_pool(g).await?;
-            generate::export(&pool, &to.output, &to.secrets_out, to.force).await
+            generate::export(&pool, &to.dir, &to.secrets_out, to.force).await
         }
         Command::ConvertLegacy(a) => {
             let to = &a.to;
-            generate::convert_legacy(&a.input, &to.output, &to.secrets_out, to.force)
+            generate::convert_legacy(&a.input, &to.dir, &to.secrets_out, to.force)
         }
-        Command::Keygen { output } => keys::keygen(output),
+        Command::Keygen { file } => keys::keygen(file),
         Command::Rekey => keys::rekey(g).await,
         Command::Prune(a) => {
             let pool = management_pool(g).await?;

@@ -250,6 +250,72 @@ async fn regression_jobs_list_shows_the_first_line_of_the_error() {
     );
 }
 
+/// Every command's help repeated about ten global flags; there was no
+/// `-o yaml`; `--output` named a path in `export`/`keygen` and a format
+/// elsewhere.
+#[tokio::test]
+async fn regression_the_cli_shows_global_options_once_and_takes_o_yaml_and_file_destinations() {
+    let help = crate::support::cpi(&["--help"]);
+    help.assert_code(0);
+    assert_eq!(
+        help.stdout.matches("--database-url <").count(),
+        1,
+        "{}",
+        help.stdout
+    );
+    for cmd in [&["jobs", "list"][..], &["import"], &["run"], &["validate"]] {
+        let h = crate::support::cpi(&[cmd, &["--help"]].concat());
+        h.assert_code(0);
+        assert!(
+            !h.stdout.contains("--database-url"),
+            "{cmd:?}: {}",
+            h.stdout
+        );
+        assert!(
+            h.stdout.contains("see `cpi --help`"),
+            "{cmd:?}: {}",
+            h.stdout
+        );
+    }
+    // Still taken after the command, as before.
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    let good = env.file("good.csv", b"id,v\n1,a\n");
+    let r = cpi_on(
+        &env,
+        &["import", "--project", "p", path(&good), "-o", "yaml"],
+    )
+    .await;
+    r.assert_code(0);
+    let imported: serde_yaml::Value = serde_yaml::from_str(&r.stdout).unwrap();
+    assert_eq!(imported[0]["status"], "succeeded", "{}", r.stdout);
+    let r = cpi_on(&env, &["jobs", "list", "-o", "yaml"]).await;
+    r.assert_code(0);
+    let listed: serde_yaml::Value = serde_yaml::from_str(&r.stdout).unwrap();
+    assert_eq!(listed[0]["file_name"], "good.csv", "{}", r.stdout);
+    assert_eq!(listed[0]["rows_inserted"], 1, "{}", r.stdout);
+
+    // File destinations are `--file` / `--dir`; `--output` stays a hidden alias.
+    let h = crate::support::cpi(&["keygen", "--help"]);
+    assert!(
+        h.stdout.contains("--file <FILE>") && !h.stdout.contains("--output"),
+        "{}",
+        h.stdout
+    );
+    let h = crate::support::cpi(&["export", "--help"]);
+    assert!(
+        h.stdout.contains("--dir <DIR>") && !h.stdout.contains("--output"),
+        "{}",
+        h.stdout
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, name) in [("--file", "a.key"), ("--output", "b.key")] {
+        let key = dir.path().join(name);
+        crate::support::cpi(&["keygen", flag, key.to_str().unwrap()]).assert_code(0);
+        assert!(key.exists(), "{flag}");
+    }
+}
+
 /// `cpi jobs show 3e21e279` answered `invalid length: found 8`; a finished
 /// job kept the lease of its last run.
 #[tokio::test]

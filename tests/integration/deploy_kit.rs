@@ -36,13 +36,19 @@ fn flags_in(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The flags `cpi run` takes: its own (`cpi run --help`) and the global
+/// ones, listed once in `cpi --help`.
 fn run_help() -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cpi"))
-        .args(["run", "--help"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut text = String::new();
+    for args in [&["run", "--help"][..], &["--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cpi"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    text
 }
 
 /// The names of the metric families a text refers to (`cpi_…`), with the

@@ -47,7 +47,7 @@ async fn export_then_adopt_then_diff_is_clean() {
     let out = dir.path().join("out");
     let secrets = dir.path().join("secrets");
     let (o, s) = (out.to_str().unwrap(), secrets.to_str().unwrap());
-    let e = Cpi::new(["export", "--output", o, "--secrets-out", s])
+    let e = Cpi::new(["export", "--dir", o, "--secrets-out", s])
         .db(&db)
         .run();
     assert_eq!(e.code, 0, "{}", e.all());
@@ -120,7 +120,8 @@ async fn export_then_adopt_then_diff_is_clean() {
     .unwrap();
     assert!(same, "the stored config of p3 changed");
 
-    // A second export does not overwrite what the first wrote.
+    // A second export does not overwrite what the first wrote (given by
+    // `--output`, the old name of `--dir`, kept as an alias for one release).
     let again = Cpi::new(["export", "--output", o, "--secrets-out", s])
         .db(&db)
         .run();
