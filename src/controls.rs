@@ -50,7 +50,7 @@ pub enum ControlError {
     },
 }
 
-/// A job put back in the queue by [`retry`].
+/// A job put back in the queue by [`retry`], or queued by [`replay`].
 #[derive(Debug, Clone)]
 pub struct Retried {
     /// The job, queued, pointing at its file.
@@ -135,6 +135,112 @@ pub async fn retry(
         job: requeued,
         returned: true,
     })
+}
+
+/// Queues a new job that imports succeeded (or duplicate) job `id`'s file
+/// again on purpose (`replay_of` names `id`; its import supersedes the
+/// target ledger's entry instead of calling the file a duplicate), with
+/// its `job.replayed` event saying who and why. The file is found where the
+/// job says or in its inbox's `processed/` (as `<name>` or `<job>_<name>`),
+/// told from another file of that name by its content (the job's size
+/// and sha256), and goes back into the inbox: it ends in `processed/` or
+/// `failed/` again, once.
+pub async fn replay(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Retried, ControlError> {
+    let job = jobs::get(db, id).await?.ok_or(JobError::NotFound(id))?;
+    queue::check_replayable(&job)?;
+    let config = project_config(db, &job.project_name).await?;
+    let found = {
+        let (job, config) = (job.clone(), config.clone());
+        tokio::task::spawn_blocking(move || locate_processed(&job, config.as_ref()))
+            .await
+            .ok()
+            .flatten()
+    };
+    let Some(found) = found else {
+        return Err(JobError::FileGone {
+            id,
+            path: job.file_path.clone(),
+        }
+        .into());
+    };
+    let (file, back) = match found {
+        Located::InPlace(path) => {
+            let job = queue::create_replay(db, &job, &path.to_string_lossy(), by).await?;
+            return Ok(Retried {
+                job,
+                returned: false,
+            });
+        }
+        Located::SetAside { file, back, .. } => (file, back),
+    };
+    if back.exists() {
+        return Err(ControlError::InboxTaken {
+            id,
+            path: back.display().to_string(),
+        });
+    }
+    // The row first, as for a retry: it holds the file's path in the
+    // one-active-job-per-file index before the file is back.
+    let mut tx = db.begin().await.map_err(JobError::Db)?;
+    let created = queue::create_replay(&mut *tx, &job, &back.to_string_lossy(), by).await?;
+    move_back(&file, &back, &short(created.id)).map_err(|e| ControlError::Move {
+        id,
+        from: file.display().to_string(),
+        to: back.display().to_string(),
+        source: e,
+    })?;
+    if let Err(e) = tx.commit().await {
+        let undo = std::fs::rename(&back, &file);
+        tracing::warn!(file = %back.display(), undone = undo.is_ok(), "the replay could not be recorded");
+        return Err(JobError::Db(e).into());
+    }
+    Ok(Retried {
+        job: created,
+        returned: true,
+    })
+}
+
+/// Where a finished job's file is: where the job says (a file given to
+/// `cpi import`), or in its inbox's `processed/`; in either place only
+/// when its content is the job's (size and sha256, as far as known).
+/// Blocking: it may hash files.
+fn locate_processed(job: &Job, config: Option<&ProjectConfig>) -> Option<Located> {
+    if crate::object_storage::is_object(&job.file_path) {
+        return None;
+    }
+    let path = PathBuf::from(&job.file_path);
+    let inbox = config
+        .and_then(local_inbox)
+        .unwrap_or_else(|| path.parent().map(Path::to_path_buf).unwrap_or_default());
+    if path.is_file() && same_content(&path, job) {
+        return Some(Located::InPlace(path));
+    }
+    let processed = config?.processed_path(&inbox);
+    let back = inbox.join(&job.file_name);
+    [
+        format!("{}_{}", short(job.id), job.file_name),
+        job.file_name.clone(),
+    ]
+    .into_iter()
+    .map(|name| processed.join(name))
+    .find(|file| file.is_file() && same_content(file, job))
+    .map(|file| Located::SetAside {
+        file,
+        report: None,
+        back,
+    })
+}
+
+/// Whether `path` holds the content `job` imported (size, then sha256).
+fn same_content(path: &Path, job: &Job) -> bool {
+    let size = std::fs::metadata(path).map(|m| m.len()).ok();
+    if job.file_size.is_some() && size.map(|s| s as i64) != job.file_size {
+        return false;
+    }
+    match &job.file_sha256 {
+        Some(sha) => crate::import::reader::hash_file(path).is_ok_and(|(h, _)| &h == sha),
+        None => true,
+    }
 }
 
 /// After a foreground run of a job whose file [`retry`] returned from
@@ -367,6 +473,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             started_at: None,
             finished_at: None,
+            replay_of: None,
         }
     }
 

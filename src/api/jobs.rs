@@ -181,26 +181,63 @@ pub async fn retry(
     };
     match controls::retry(&state.pool, id, false, &by).await {
         Ok(r) => Ok(Json(scrubbed(r.job))),
-        Err(ControlError::Job(JobError::NotFound(id))) => {
-            Err(ApiError::NotFound { kind: KIND, id })
-        }
-        Err(
-            e @ (ControlError::Job(
-                JobError::NotRetryable { .. }
-                | JobError::FileGone { .. }
-                | JobError::ChangedMeanwhile { .. },
-            )
-            | ControlError::InboxTaken { .. }),
-        ) => Err(ApiError::Malformed {
+        Err(e) => Err(control_error(e)),
+    }
+}
+
+#[utoipa::path(
+    post, path = "/jobs/{id}/replay", operation_id = "replay_job", tag = "jobs",
+    params(IdParam<Job>, ReasonQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A new job, queued, that imports the succeeded (or duplicate) job's file again: the file is back in the inbox from `processed/`, and its import supersedes the target ledger's entry (moved to `cpi.superseded_files`) instead of calling it a duplicate. `reason` is required", body = Job),
+        (status = 400, description = "No `reason` given", body = ErrorBody),
+        IdErrors<Job>,
+        TokenErrors,
+        (status = 409, description = "Not succeeded or duplicate, its file is gone from `processed/`, another job of the file is active, or another file of its name waits in the inbox; nothing changed", body = ErrorBody),
+    )
+)]
+pub async fn replay(
+    _: Authorized,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    QueryParams(q): QueryParams<ReasonQuery>,
+) -> Result<Json<Job>, ApiError> {
+    let Some(reason) = q.reason.as_deref().filter(|r| !r.trim().is_empty()) else {
+        return Err(ApiError::invalid(
+            "a replay needs a reason: POST /jobs/{id}/replay?reason=…".to_string(),
+        ));
+    };
+    let by = queue::Actor {
+        who: API_ACTOR,
+        reason: Some(reason),
+    };
+    match controls::replay(&state.pool, id, &by).await {
+        Ok(r) => Ok(Json(scrubbed(r.job))),
+        Err(e) => Err(control_error(e)),
+    }
+}
+
+/// The answer for a control that did not happen: 404, 409 when the job or
+/// its file is not in a state for it (nothing changed), 500 otherwise.
+fn control_error(e: ControlError) -> ApiError {
+    match e {
+        ControlError::Job(JobError::NotFound(id)) => ApiError::NotFound { kind: KIND, id },
+        e @ (ControlError::Job(
+            JobError::NotRetryable { .. }
+            | JobError::NotReplayable { .. }
+            | JobError::ActiveMeanwhile { .. }
+            | JobError::FileGone { .. }
+            | JobError::ChangedMeanwhile { .. },
+        )
+        | ControlError::InboxTaken { .. }) => ApiError::Malformed {
             status: axum::http::StatusCode::CONFLICT,
             message: secret::scrub_credentials(&e.to_string()),
-        }),
-        Err(ControlError::Job(e)) => Err(db_error(e)),
-        Err(e @ ControlError::Move { .. }) => {
-            tracing::warn!(error = %e, "a retry cannot move its file");
-            Err(ApiError::Internal(secret::scrub_credentials(
-                &e.to_string(),
-            )))
+        },
+        ControlError::Job(e) => db_error(e),
+        e @ ControlError::Move { .. } => {
+            tracing::warn!(error = %e, "a job control cannot move its file");
+            ApiError::Internal(secret::scrub_credentials(&e.to_string()))
         }
     }
 }

@@ -63,6 +63,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::retry))
+        .routes(routes!(jobs::replay))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(stats::imports))

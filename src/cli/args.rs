@@ -510,6 +510,19 @@ pub enum JobsCommand {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Import a succeeded (or duplicate) job's file again, on purpose: a
+    /// new job whose import supersedes the target ledger's entry of the
+    /// file (after the table was dropped, say). Runs here, now.
+    Replay {
+        /// The job's id, or its first 6 or more hex digits.
+        id: IdPrefix,
+        /// Why (required; recorded with who in the `job.replayed` event).
+        #[arg(long)]
+        reason: String,
+        /// One line, or JSON or YAML.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
 }
 
 fn parse_status(s: &str) -> Result<JobStatus, String> {

@@ -290,29 +290,51 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                 reason: reason.as_deref(),
             };
             let retried = crate::controls::retry(&pool, *id, *force, &by).await?;
-            let job = &retried.job;
-            let worker = worker();
-            let path = PathBuf::from(&job.file_path);
-            let result = run_with_progress(&pool, Foreground::Existing(*id), &worker, &path).await;
-            let mut outcomes = Vec::new();
-            let ok = report(&job.file_path, *id, &result, *output, &mut outcomes);
-            // Finished as a daemon worker finishes it: the top-level
-            // processed/ or failed/ of its inbox.
-            match crate::controls::set_aside(&pool, *id, retried.returned).await {
-                Ok(Some(to)) if !output.structured() => println!("  moved to {}", to.display()),
-                Ok(_) => {}
-                Err(e) => eprintln!("warning: {e}"),
+            run_again(&pool, retried, *output).await
+        }
+        JobsCommand::Replay { id, reason, output } => {
+            let id = job_id(&pool, id).await?;
+            let who = cli_actor();
+            let by = crate::store::queue::Actor {
+                who: &who,
+                reason: Some(reason),
+            };
+            let replay = crate::controls::replay(&pool, id, &by).await?;
+            if !output.structured() {
+                println!("job {id} replayed as job {}", replay.job.id);
             }
-            if output.structured() {
-                print_value(&outcomes, *output)?;
-            }
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            run_again(&pool, replay, *output).await
         }
     }
+}
+
+/// Runs a job that [`crate::controls`] queued (a retry or a replay) here
+/// in the foreground, and finishes its file as a daemon worker would: the
+/// top-level `processed/` or `failed/` of its inbox.
+async fn run_again(
+    pool: &sqlx::PgPool,
+    queued: crate::controls::Retried,
+    output: Output,
+) -> Result<ExitCode> {
+    let (id, job) = (queued.job.id, &queued.job);
+    let worker = worker();
+    let path = PathBuf::from(&job.file_path);
+    let result = run_with_progress(pool, Foreground::Existing(id), &worker, &path).await;
+    let mut outcomes = Vec::new();
+    let ok = report(&job.file_path, id, &result, output, &mut outcomes);
+    match crate::controls::set_aside(pool, id, queued.returned).await {
+        Ok(Some(to)) if !output.structured() => println!("  moved to {}", to.display()),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    if output.structured() {
+        print_value(&outcomes, output)?;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The one job whose id starts with `prefix`.

@@ -36,6 +36,9 @@ pub(crate) struct Ctx {
     /// The file's mtime when the job started (`None` for an object).
     pub modified: Option<std::time::SystemTime>,
     pub opts: ResolvedOptions,
+    /// A replay (`cpi jobs replay`): the ledger's entry of the same content
+    /// is superseded instead of making the file a duplicate.
+    pub replay: bool,
 }
 
 /// A successful load (or a duplicate).

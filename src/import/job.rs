@@ -408,6 +408,7 @@ async fn import_file(
         size,
         modified,
         opts,
+        replay: job.replay_of.is_some(),
     };
     let mut outcome = JobOutcome {
         job_id: job.id,

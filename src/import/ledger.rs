@@ -18,6 +18,9 @@ pub(super) async fn record(
     rows_loaded: u64,
 ) -> Result<Option<Loaded>, sqlx::Error> {
     let (file, table) = (ctx.file.as_str(), ctx.opts.table.quoted());
+    if ctx.replay {
+        target::ledger_supersede(tx, &ctx.project, &table, sha256, ctx.job_id).await?;
+    }
     let fresh = target::ledger_insert(
         tx,
         &ctx.project,

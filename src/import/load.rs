@@ -69,7 +69,7 @@ async fn load_once(
     let started = Instant::now();
     target::ensure_ledger(conn).await.map_err(db)?;
     let mut tx = begin(conn, &table, o.date_order).await.map_err(db)?;
-    if let Some(sha) = &ctx.sha256 {
+    if let Some(sha) = ctx.sha256.as_ref().filter(|_| !ctx.replay) {
         if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
             .await
             .map_err(db)?

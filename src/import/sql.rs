@@ -256,6 +256,19 @@ pub const CREATE_LEDGER: &[&str] = &[
 )",
 ];
 
+/// The ledger entries that replays superseded (`cpi jobs replay`).
+pub const CREATE_SUPERSEDED: &str = "CREATE TABLE IF NOT EXISTS cpi.superseded_files (
+    project TEXT NOT NULL,
+    target_table TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    job_id UUID NOT NULL,
+    file_name TEXT NOT NULL,
+    rows BIGINT NOT NULL,
+    imported_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    superseded_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW(),
+    superseded_by UUID NOT NULL
+)";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,41 @@ pub async fn ledger_lookup(
     }))
 }
 
+/// A replay's step before [`ledger_insert`]: the ledger's entry of the
+/// same content moves to `cpi.superseded_files` (created on first use, under
+/// the ledger's lock), with when and by which job, in the replay's
+/// transaction: superseded, never silently ignored.
+pub async fn ledger_supersede(
+    conn: &mut PgConnection,
+    project: &str,
+    table: &str,
+    sha256: &str,
+    by_job: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('cpi ledger', 0))")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(sql::CREATE_SUPERSEDED)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "WITH gone AS (
+             DELETE FROM cpi.imported_files
+              WHERE project = $1 AND target_table = $2 AND sha256 = $3
+          RETURNING *)
+         INSERT INTO cpi.superseded_files
+                (project, target_table, sha256, job_id, file_name, rows, imported_at, superseded_by)
+         SELECT project, target_table, sha256, job_id, file_name, rows, imported_at, $4 FROM gone",
+    )
+    .bind(project)
+    .bind(table)
+    .bind(sha256)
+    .bind(by_job)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Records the file in the same transaction as its rows. `false` when the
 /// same content got there first (the transaction must then roll back).
 pub async fn ledger_insert(

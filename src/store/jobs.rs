@@ -38,6 +38,22 @@ pub enum JobError {
         /// Where the file was.
         path: String,
     },
+    /// Only a succeeded or duplicate job is replayed.
+    #[error("job {id} is {status}: only a succeeded or duplicate job can be replayed (a failed one is retried: cpi jobs retry)")]
+    NotReplayable {
+        /// The job.
+        id: Uuid,
+        /// Its status.
+        status: JobStatus,
+    },
+    /// Another job of the file is queued or running.
+    #[error("job {id}: another job of {path} is queued or running; replay it once that one has finished")]
+    ActiveMeanwhile {
+        /// The job to replay.
+        id: Uuid,
+        /// The file's path.
+        path: String,
+    },
     /// A succeeded or duplicate job is not run again.
     #[error("job {id} is {status}: a finished job is not run again (its result stands)")]
     Finished {
@@ -170,10 +186,13 @@ pub struct Job {
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When its last run ended.
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The job this one replays (`cpi jobs replay`): its import supersedes
+    /// the target ledger's entry of the same content.
+    pub replay_of: Option<Uuid>,
 }
 
 /// The columns of [`Job`], in its order.
-pub const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, not_before, waits_for_fix, created_at, started_at, finished_at";
+pub const JOB_COLUMNS: &str = "id, project_id, project_name, connection_id, file_name, file_path, file_size, file_sha256, target_table, mode, status, rows_read, rows_inserted, rows_updated, rows_deleted, rows_rejected, error, error_details, worker, attempts, lease_expires_at, not_before, waits_for_fix, created_at, started_at, finished_at, replay_of";
 
 /// A job [`create_started`] made.
 #[derive(Debug, Clone, sqlx::FromRow)]

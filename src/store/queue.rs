@@ -344,3 +344,58 @@ pub async fn requeue(
     .await?;
     requeued.ok_or(JobError::ChangedMeanwhile { id: job.id })
 }
+
+/// Whether `job` may be replayed: it succeeded, or was a duplicate.
+pub fn check_replayable(job: &Job) -> Result<(), JobError> {
+    match job.status {
+        JobStatus::Succeeded | JobStatus::Duplicate => Ok(()),
+        status => Err(JobError::NotReplayable { id: job.id, status }),
+    }
+}
+
+/// Queues a new job that imports `job`'s file (now at `path`) again on
+/// purpose, naming `job` in `replay_of`, and writes its `job.replayed`
+/// event (who, why, the job replayed) in the same statement. Fails with
+/// [`JobError::ActiveMeanwhile`] when another job of `path` is queued or
+/// running (the one-active-job-per-file index), or when `job` was pruned
+/// meanwhile.
+pub async fn create_replay(
+    db: impl sqlx::PgExecutor<'_>,
+    job: &Job,
+    path: &str,
+    by: &Actor<'_>,
+) -> Result<Job, JobError> {
+    let created: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH j AS (
+             INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path,
+                                          status, replay_of)
+             SELECT o.project_id, o.project_name, p.connection_id, o.file_name, $2, $3, o.id
+               FROM cpi_import_jobs o LEFT JOIN cpi_projects p ON p.id = o.project_id
+              WHERE o.id = $1 AND o.status IN ($4, $5)
+             ON CONFLICT DO NOTHING
+          RETURNING *),
+         e AS (
+             INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
+             SELECT $6, $7, j.project_name, $8, j.id,
+                    jsonb_build_object('file', j.file_name, 'by', $9::text, 'reason', $10::text,
+                                       'replays', $1::uuid)
+               FROM j)
+         SELECT {JOB_COLUMNS} FROM j"
+    )))
+    .bind(job.id)
+    .bind(path)
+    .bind(JobStatus::Queued)
+    .bind(JobStatus::Succeeded)
+    .bind(JobStatus::Duplicate)
+    .bind(super::events::EventKind::JobReplayed)
+    .bind(super::events::Severity::Info)
+    .bind(job.target_table.as_deref())
+    .bind(by.who)
+    .bind(by.reason)
+    .fetch_optional(db)
+    .await?;
+    created.ok_or_else(|| JobError::ActiveMeanwhile {
+        id: job.id,
+        path: path.to_string(),
+    })
+}

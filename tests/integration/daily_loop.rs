@@ -749,3 +749,171 @@ fn regression_validate_has_output_json_with_every_problem() {
     assert_eq!(problems[0]["line"], 10);
     assert_eq!(problems[1]["line"], 11);
 }
+
+/// After a table was dropped, its files could not be loaded again: the
+/// ledger called each a duplicate, and no documented way existed short of
+/// `DELETE FROM cpi.imported_files`.
+#[tokio::test]
+async fn regression_a_dropped_table_can_be_loaded_again_by_replay() {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    let good = env.file("good.csv", b"id,v\n1,a\n2,b\n");
+    cpi_on(&env, &["import", "--project", "p", path(&good)])
+        .await
+        .assert_code(0);
+    let first: uuid::Uuid = sqlx::query_scalar("SELECT id FROM cpi_import_jobs")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    env.exec("DROP TABLE t").await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    // Imported again: a duplicate, as the ledger says (and should).
+    cpi_on(&env, &["import", "--project", "p", path(&good)])
+        .await
+        .assert_code(0)
+        .assert_stdout("duplicate");
+    assert_eq!(scalar_i64(&env.pool, "SELECT count(*) FROM t").await, 0);
+
+    // A replay needs a reason, and only a finished job has one.
+    cpi_on(&env, &["jobs", "replay", &first.to_string()])
+        .await
+        .assert_code(1)
+        .assert_stderr("--reason");
+    let short = &first.simple().to_string()[..8];
+    let r = cpi_on(
+        &env,
+        &["jobs", "replay", short, "--reason", "table rebuilt"],
+    )
+    .await;
+    r.assert_code(0)
+        .assert_stdout(&format!("job {first} replayed as job"));
+    assert_eq!(scalar_i64(&env.pool, "SELECT count(*) FROM t").await, 2);
+    let (replay, status): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT id, status FROM cpi_import_jobs WHERE replay_of = $1")
+            .bind(first)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "succeeded");
+    // The ledger names the replay; the first import's entry is superseded,
+    // kept with when and by whom.
+    let ledger: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT job_id FROM cpi.imported_files")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(ledger, vec![replay]);
+    let (was, by): (uuid::Uuid, uuid::Uuid) =
+        sqlx::query_as("SELECT job_id, superseded_by FROM cpi.superseded_files")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!((was, by), (first, replay));
+    let payload: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload FROM cpi_events WHERE kind = 'job.replayed' AND job_id = $1",
+    )
+    .bind(replay)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(payload["reason"], "table rebuilt");
+    assert_eq!(payload["replays"], first.to_string());
+    assert!(
+        payload["by"].as_str().unwrap().starts_with("cli:"),
+        "{payload}"
+    );
+
+    // A failed job is retried, not replayed; nothing changes.
+    let bad = env.file("bad.csv", b"id,v\nx,a\n");
+    cpi_on(&env, &["import", "--project", "p", path(&bad)])
+        .await
+        .assert_code(1);
+    let failed: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM cpi_import_jobs WHERE file_name = 'bad.csv'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    let jobs = scalar_i64(&env.pool, "SELECT count(*) FROM cpi_import_jobs").await;
+    cpi_on(
+        &env,
+        &["jobs", "replay", &failed.to_string(), "--reason", "x"],
+    )
+    .await
+    .assert_code(1)
+    .assert_stderr("only a succeeded or duplicate job can be replayed");
+    assert_eq!(
+        scalar_i64(&env.pool, "SELECT count(*) FROM cpi_import_jobs").await,
+        jobs
+    );
+}
+
+/// A replay through the API takes the file from `processed/` back through
+/// the inbox: loaded again by a daemon worker, in `processed/` once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_through_the_api_returns_a_processed_file_through_the_inbox_once() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    let d = Daemon::start(&db, &s).await;
+    let inbox = s.inbox("p");
+    wait_i64(
+        &pool,
+        20,
+        "reconciled",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
+    .await
+    .unwrap();
+    std::fs::write(inbox.join("orders.csv"), FIXED).unwrap();
+    finished(&pool, "orders.csv", "succeeded").await;
+    exists(&inbox.join("processed/orders.csv"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    let (id, ..) = job_of(&pool, "orders.csv").await;
+    crate::support::db::exec(&pool, "DELETE FROM events").await;
+
+    let (code, body) = d.post(&format!("/jobs/{id}/replay"), json!({})).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("reason"), "{body}");
+    let (code, body) = d
+        .post(
+            &format!("/jobs/{id}/replay?reason=rows%20deleted"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["replay_of"], id.to_string());
+    assert_eq!(body["status"], "queued");
+    wait_i64(
+        &pool,
+        20,
+        "the replay",
+        &format!("SELECT count(*) FROM cpi_import_jobs WHERE replay_of = '{id}' AND status = 'succeeded'"),
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 2);
+    until_tree(&inbox, &["processed/orders.csv"]).await;
+    // The first job stands as it was.
+    assert_eq!(job_of_id(&pool, id).await, "succeeded");
+    d.stop().await;
+}
+
+/// Waits until the inbox holds exactly `want`.
+async fn until_tree(inbox: &Path, want: &[&str]) {
+    for _ in 0..200 {
+        if tree(inbox) == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(tree(inbox), want);
+}
+
+async fn job_of_id(pool: &sqlx::PgPool, id: uuid::Uuid) -> String {
+    sqlx::query_scalar("SELECT status FROM cpi_import_jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}

@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/jobs"),
     ("GET", "/jobs/{id}"),
     ("POST", "/jobs/{id}/retry"),
+    ("POST", "/jobs/{id}/replay"),
     ("GET", "/reconcile/runs"),
     ("GET", "/reconcile/runs/{id}"),
     ("GET", "/stats/imports"),
@@ -158,6 +159,7 @@ async fn the_document_is_valid_openapi_3_and_matches_the_routes() {
         ("get", "/connections/{id}"),
         ("put", "/projects/{id}"),
         ("post", "/jobs/{id}/retry"),
+        ("post", "/jobs/{id}/replay"),
     ] {
         assert_eq!(
             doc["paths"][p][m]["security"][0]["bearer"],
