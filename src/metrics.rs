@@ -346,6 +346,18 @@ async fn database_metrics(pool: &PgPool, c: &Counters, how: Reading) -> Result<S
         &samples,
     );
 
+    let paused = store::pauses::list(pool).await.map_err(StoreError::Db)?;
+    let samples: Vec<(String, f64)> = paused
+        .iter()
+        .map(|p| (labels(&[("project", &p.project)]), 1.0))
+        .collect();
+    gauge(
+        &mut out,
+        "cpi_project_paused",
+        "1 for each paused project (cpi projects pause): its files wait in the queue.",
+        &samples,
+    );
+
     let count_of = |s: JobStatus| {
         let found = stats.jobs.iter().find(|j| j.status == s.as_str());
         found.map_or(0, |j| j.jobs)

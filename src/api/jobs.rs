@@ -156,7 +156,7 @@ pub struct ReasonQuery {
 }
 
 /// Who acts through the API: its one token.
-const API_ACTOR: &str = "api";
+pub(super) const API_ACTOR: &str = "api";
 
 #[utoipa::path(
     post, path = "/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",

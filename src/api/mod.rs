@@ -17,6 +17,7 @@ mod docs;
 mod error;
 mod extract;
 mod jobs;
+mod pauses;
 mod projects;
 mod routes;
 mod runs;

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::state::AppState;
-use super::{connections, jobs, projects, runs, stats, system};
+use super::{connections, jobs, pauses, projects, runs, stats, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -64,6 +64,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::replay))
+        .routes(routes!(pauses::pause))
+        .routes(routes!(pauses::resume))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(stats::imports))

@@ -368,6 +368,23 @@ pub enum ProjectsCommand {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Pause a project: its files keep arriving and are queued, but none is
+    /// imported until it is resumed (a running import finishes).
+    Pause {
+        /// The project's name.
+        name: String,
+        /// Why (recorded with who in the `project.paused` event).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused project: its waiting files are imported, in order.
+    Resume {
+        /// The project's name.
+        name: String,
+        /// Why (recorded with who in the `project.resumed` event).
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// `cpi run`: the daemon's knobs, turned into [`crate::daemon::Settings`] by

@@ -153,3 +153,12 @@ pub fn signal() -> impl std::future::Future<Output = &'static str> + Send + 'sta
         }
     }
 }
+
+/// Who acts from the command line: `cli:<user>` (the login name, as the
+/// environment says it).
+pub(super) fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use uuid::Uuid;
 
 use super::args::{Global, ImportArgs, JobsCommand, Output};
-use super::context::{management_pool, print_list, print_one, print_value, signal};
+use super::context::{cli_actor, management_pool, print_list, print_one, print_value, signal};
 use crate::id_prefix::IdPrefix;
 use crate::import::{self, ImportError, JobOutcome, Progress};
 use crate::location::FileRef;
@@ -341,15 +341,6 @@ async fn run_again(
 async fn job_id(pool: &sqlx::PgPool, prefix: &IdPrefix) -> Result<uuid::Uuid> {
     let found = jobs::ids_with_prefix(pool, prefix).await?;
     Ok(crate::id_prefix::resolved(prefix, "job", &found)?)
-}
-
-/// Who acts from the command line: `cli:<user>` (the login name, as the
-/// environment says it).
-fn cli_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
 }
 
 /// The first line of a job's error, as `cpi jobs list` shows it (the

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::args::{ConnectionsCommand, Global, ProjectsCommand};
-use super::context::{dash, management_pool, print_list, print_one};
+use super::context::{cli_actor, dash, management_pool, print_list, print_one};
 use crate::store;
 use crate::{crypto, secret};
 
@@ -89,24 +89,47 @@ pub async fn connections(g: &Global, cmd: &ConnectionsCommand) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cpi projects list|show`.
+/// `cpi projects list|show|pause|resume`.
 pub async fn projects(g: &Global, cmd: &ProjectsCommand) -> Result<ExitCode> {
     let pool = management_pool(g).await?;
     store::require_migrated(&pool).await?;
     match cmd {
         ProjectsCommand::List { output } => {
             let rows = store::list_projects(&pool).await?;
+            let pauses = store::pauses::list(&pool).await?;
+            let paused = |name: &str| pauses.iter().find(|p| p.project == name).cloned();
+            let rows: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    v["paused"] = serde_json::to_value(paused(&r.name)).unwrap_or_default();
+                    v
+                })
+                .collect();
+            let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
             print_list(
                 &rows,
                 *output,
-                &["NAME", "CONNECTION", "DESCRIPTION", "MANAGED_BY", "SOURCE"],
-                |r| {
+                &[
+                    "NAME",
+                    "CONNECTION",
+                    "DESCRIPTION",
+                    "MANAGED_BY",
+                    "SOURCE",
+                    "PAUSED",
+                ],
+                |v| {
+                    let paused = match v["paused"]["paused_by"].as_str() {
+                        Some(by) => format!("since {} by {by}", text(&v["paused"], "paused_at")),
+                        None => "-".into(),
+                    };
                     vec![
-                        r.name.clone(),
-                        dash(&r.connection_name),
-                        dash(&r.description),
-                        dash(&r.managed_by),
-                        dash(&r.source),
+                        text(v, "name"),
+                        text(v, "connection_name"),
+                        text(v, "description"),
+                        text(v, "managed_by"),
+                        text(v, "source"),
+                        paused,
                     ]
                 },
             )?;
@@ -115,7 +138,39 @@ pub async fn projects(g: &Global, cmd: &ProjectsCommand) -> Result<ExitCode> {
             let Some(r) = store::project_by_name(&pool, name).await? else {
                 bail!("project {name:?} does not exist");
             };
-            print_one(&r, *output)?;
+            let pause = store::pauses::list(&pool)
+                .await?
+                .into_iter()
+                .find(|p| p.project == *name);
+            let mut v = serde_json::to_value(&r)?;
+            v["paused"] = serde_json::to_value(pause)?;
+            print_one(&v, *output)?;
+        }
+        ProjectsCommand::Pause { name, reason } | ProjectsCommand::Resume { name, reason } => {
+            let pausing = matches!(cmd, ProjectsCommand::Pause { .. });
+            let who = cli_actor();
+            let by = store::queue::Actor {
+                who: &who,
+                reason: reason.as_deref(),
+            };
+            let done = if pausing {
+                store::pauses::pause(&pool, name, &by).await?
+            } else {
+                store::pauses::resume(&pool, name, &by).await?
+            };
+            let (verb, state) = if pausing {
+                (
+                    "paused",
+                    "its files wait in the queue until `cpi projects resume`",
+                )
+            } else {
+                ("resumed", "its waiting files are imported")
+            };
+            match done {
+                store::pauses::Toggled::NoProject => bail!("project {name:?} does not exist"),
+                store::pauses::Toggled::Already => println!("project {name} was {verb} already"),
+                store::pauses::Toggled::Done => println!("project {name} {verb}: {state}"),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -22,6 +22,7 @@ mod history;
 pub mod jobs;
 mod lookup;
 mod objects;
+pub mod pauses;
 mod projects;
 pub mod queue;
 mod runs;

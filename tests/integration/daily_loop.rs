@@ -917,3 +917,88 @@ async fn job_of_id(pool: &sqlx::PgPool, id: uuid::Uuid) -> String {
         .await
         .unwrap()
 }
+
+/// Pausing a project holds its files in the queue (none is claimed, none
+/// lost) until it is resumed; who and why are recorded both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_project_keeps_its_files_queued_until_it_is_resumed() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    let d = Daemon::start(&db, &s).await;
+    let inbox = s.inbox("p");
+    wait_i64(
+        &pool,
+        20,
+        "reconciled",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
+    .await
+    .unwrap();
+    let (code, body) = d
+        .post("/projects/p/pause?reason=maintenance", json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"project": "p", "paused": true, "changed": true})
+    );
+    let (code, body) = d.post("/projects/p/pause", json!({})).await;
+    assert_eq!(
+        (code, body["changed"].clone()),
+        (200, json!(false)),
+        "{body}"
+    );
+    let (code, body) = d.post("/projects/nope/pause", json!({})).await;
+    assert_eq!(code, 404, "{body}");
+
+    std::fs::write(inbox.join("orders.csv"), FIXED).unwrap();
+    wait_i64(
+        &pool,
+        20,
+        "orders.csv queued",
+        "SELECT count(*) FROM cpi_import_jobs WHERE file_name = 'orders.csv' AND status = 'queued'",
+        1,
+    )
+    .await
+    .unwrap();
+    // Several rescans and claims later: still waiting, nothing loaded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(job_of(&pool, "orders.csv").await.1, "queued");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
+    assert_eq!(tree(&inbox), ["orders.csv"]);
+    let metrics = reqwest::get(format!("http://{}/metrics", d.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cpi_project_paused{project=\"p\"} 1"),
+        "{metrics}"
+    );
+    let listed = Cpi::new(["projects", "list"]).db(&db).run();
+    listed.assert_code(0);
+    let row = listed.stdout.lines().find(|l| l.starts_with("p ")).unwrap();
+    assert!(row.contains("by api"), "{}", listed.stdout);
+
+    let resumed = Cpi::new(["projects", "resume", "p", "--reason", "done"])
+        .db(&db)
+        .run();
+    resumed.assert_code(0).assert_stdout("project p resumed");
+    finished(&pool, "orders.csv", "succeeded").await;
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 2);
+    let events: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT kind, payload FROM cpi_events WHERE kind LIKE 'project.%' ORDER BY seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].0, "project.paused");
+    assert_eq!(events[0].1, json!({"by": "api", "reason": "maintenance"}));
+    assert_eq!(events[1].0, "project.resumed");
+    assert_eq!(events[1].1["reason"], "done");
+    assert!(events[1].1["by"].as_str().unwrap().starts_with("cli:"));
+    d.stop().await;
+}

@@ -24,6 +24,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/jobs/{id}"),
     ("POST", "/jobs/{id}/retry"),
     ("POST", "/jobs/{id}/replay"),
+    ("POST", "/projects/{name}/pause"),
+    ("POST", "/projects/{name}/resume"),
     ("GET", "/reconcile/runs"),
     ("GET", "/reconcile/runs/{id}"),
     ("GET", "/stats/imports"),
