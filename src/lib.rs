@@ -9,7 +9,7 @@
 //! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the inbox scanner, the import workers, the reconcile loop, file moves, `--inbox-root` confinement, the file-system watcher, retention, the API and shutdown.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
 //! - [`console`]: the operator console's embedded web assets, served at `/` with the API.
-//! - [`controls`]: the operator's controls over a job's file: a retry puts it back through its inbox, a retried file is set aside as a worker would.
+//! - [`controls`]: the operator's controls over a job's file: a retry puts a failed file back through its inbox, a replay a processed one; a retried file is set aside as a worker would.
 //! - [`inbox`]: inbox folders: candidates, readiness (settle), moving a file into a folder, its error report.
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
@@ -20,7 +20,7 @@
 //! - [`output`]: writing generated manifests and 0600 secret files.
 //! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.
 //! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
-//! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family (connections, projects, jobs, queue, reconcile runs, events, statistics, retention).
+//! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family (connections, projects, jobs, queue, pauses, reconcile runs, events, statistics, retention).
 //! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
 //! - [`rules`]: the name, URL, legacy and `--inbox-root` rules shared by manifests, export, the API, the daemon and imports.
@@ -31,6 +31,7 @@
 //! - [`tls`]: database URLs with libpq's TLS parameters turned into connect options; clear TLS errors.
 //! - [`crypto`]: encryption at rest of stored URLs (AES-256-GCM envelopes, key files, rotation).
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
+//! - [`id_prefix`]: ids as people type them: a full UUID or a unique prefix of 6 or more hex digits, as a range of the key.
 
 #![warn(missing_docs)]
 
