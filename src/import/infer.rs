@@ -261,6 +261,9 @@ pub struct Inference {
     pub columns: Vec<(String, Inferred)>,
     /// Widenings and falls back to `text`, one per column at most.
     pub notes: Vec<String>,
+    /// The header's names changed to be column names (an empty or
+    /// over-long name), one per name.
+    pub header_notes: Vec<String>,
 }
 
 /// Feeds the file's records, one by one.
@@ -351,6 +354,7 @@ impl Infer {
                 .map(|(n, c)| (n, c.ty.unwrap_or(Inferred::Text)))
                 .collect(),
             notes,
+            header_notes: Vec::new(),
         }
     }
 }
@@ -438,6 +442,7 @@ pub fn infer_file(
         }
     })?;
     let mut inf = Infer::with_style(&names, &o.null, ValueStyle::of(o));
+    let header_notes = opened.header_notes;
     let mut records = opened.records;
     let mut record = csv::StringRecord::new();
     loop {
@@ -460,7 +465,10 @@ pub fn infer_file(
             }
         }
     }
-    Ok(inf.finish())
+    Ok(Inference {
+        header_notes,
+        ..inf.finish()
+    })
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! - [`infer`]: `create_table: infer`, column types from the file's values; [`infer_file`] reads them.
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
+//! - [`header`]: the header's names as column names: `column_N`, shortened long names (pure).
 //! - [`mapping`]: header → target columns (pure).
 //! - [`dialect`]: values in the file's spelling → PostgreSQL's (separators, booleans, formats).
 //! - [`encode`]: values → COPY binary/text, checked per type (pure); `numeric` and dates in its submodules.
@@ -37,6 +38,7 @@ pub mod encode;
 pub mod error;
 pub mod failure;
 pub mod gate;
+pub mod header;
 pub mod infer;
 pub mod job;
 pub mod ledger;

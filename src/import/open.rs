@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::ResolvedOptions;
 use crate::import::context::Ctx;
 use crate::import::failure::Failure;
-use crate::import::{mapping, pipeline, reader};
+use crate::import::{header, mapping, pipeline, reader};
 
 /// Why the file cannot be read as CSV: the file is rejected.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,8 @@ pub enum ReadError {
 pub(super) struct Opened {
     pub records: reader::Records,
     pub header: Option<Vec<String>>,
+    /// The header's names that were changed to be column names.
+    pub header_notes: Vec<String>,
     pub first: Option<csv::ByteRecord>,
     pub width: usize,
 }
@@ -109,6 +111,7 @@ pub(super) fn open_file(
         return Ok(Opened {
             records,
             header: None,
+            header_notes: Vec::new(),
             first: got.then_some(first),
             width,
         });
@@ -136,9 +139,11 @@ pub(super) fn open_file(
         header.push(name.trim().to_string());
     }
     let width = header.len();
+    let named = header::column_names(&header, &o.columns);
     Ok(Opened {
         records,
-        header: Some(header),
+        header: Some(named.names),
+        header_notes: named.notes,
         first: None,
         width,
     })
