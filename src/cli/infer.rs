@@ -39,7 +39,7 @@ pub async fn infer(g: &Global, a: &InferArgs) -> Result<ExitCode> {
             tokio::task::spawn_blocking(move || import::infer_file(&path.into(), &name, &opts))
                 .await??;
         println!("-- {}", f.display());
-        for n in inf.header_notes.iter().chain(&inf.notes) {
+        for n in inf.file_notes.iter().chain(&inf.notes) {
             println!("-- {n}");
         }
         println!(

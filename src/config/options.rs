@@ -126,6 +126,25 @@ pub enum InferWord {
     Infer,
 }
 
+/// `skip_lines`: how many lines above the header to drop, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum SkipLinesOption {
+    /// Drop this many lines (a preamble of known length).
+    Lines(u64),
+    /// `auto`: the lines before the first line from which the field counts
+    /// are consistent.
+    Auto(AutoWord),
+}
+
+/// The word `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum AutoWord {
+    /// Decided per file from its first lines.
+    #[serde(rename = "auto")]
+    Auto,
+}
+
 /// How PostgreSQL reads an all-digit date like `01/02/2024` (its `DateStyle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum DateOrder {
@@ -206,6 +225,13 @@ pub struct ImportOptions {
     /// Field separator, one ASCII character (default `,`), or `auto`
     /// (the most frequent of `,` `;` tab `|` in the first line).
     pub delimiter: Option<String>,
+    /// Lines to drop before the header (a preamble): a number (default 0),
+    /// or `auto` (every line before the first one from which the field
+    /// counts are consistent; the decision is on the job).
+    pub skip_lines: Option<SkipLinesOption>,
+    /// A line starting with this character (one ASCII character, e.g.
+    /// `#`) is a comment, skipped wherever it is (default: none).
+    pub comment: Option<String>,
     /// Quote character, one ASCII character (default `"`).
     pub quote: Option<String>,
     /// Escape character inside quotes (default: the quote doubled).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::options::{
     ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, ImportOptions,
-    LimitOptions, Mode, OnError, MAX_TABLE_COLUMNS,
+    LimitOptions, Mode, OnError, SkipLinesOption, MAX_TABLE_COLUMNS,
 };
 use super::table::{table_from_file_name, TableName};
 use super::validate::single_byte;
@@ -37,6 +37,10 @@ pub struct ResolvedOptions {
     pub delimiter: u8,
     /// `delimiter: auto`: chosen per file from its first line.
     pub delimiter_auto: bool,
+    /// Lines dropped before the header.
+    pub skip_lines: SkipLines,
+    /// Lines starting with this byte are skipped.
+    pub comment: Option<u8>,
     /// Quote character.
     pub quote: u8,
     /// Escape character (`None`: the quote doubled).
@@ -73,6 +77,15 @@ pub struct ResolvedOptions {
     pub checks: Vec<super::checks::Check>,
     /// The import's budgets.
     pub limits: Limits,
+}
+
+/// `skip_lines` resolved: a count, or `auto` until the file decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipLines {
+    /// Drop this many lines.
+    Lines(u64),
+    /// Decided from the file's first lines (`import::preamble`).
+    Auto,
 }
 
 /// The budgets of one import with every default applied (`limits:`).
@@ -155,6 +168,8 @@ pub(super) fn merge(
         columns: e.columns.or(d.columns),
         header: e.header.or(d.header),
         delimiter: e.delimiter.or(d.delimiter),
+        skip_lines: e.skip_lines.or(d.skip_lines),
+        comment: e.comment.or(d.comment),
         quote: e.quote.or(d.quote),
         escape: e.escape.or(d.escape),
         null: e.null.or(d.null),
@@ -216,6 +231,12 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
         header: o.header.unwrap_or(true),
         delimiter: single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
         delimiter_auto: o.delimiter.as_deref() == Some("auto"),
+        skip_lines: match o.skip_lines {
+            None => SkipLines::Lines(0),
+            Some(SkipLinesOption::Lines(n)) => SkipLines::Lines(n),
+            Some(SkipLinesOption::Auto(_)) => SkipLines::Auto,
+        },
+        comment: single_byte(&o.comment, "comment", "", &mut ignored),
         quote: single_byte(&o.quote, "quote", "", &mut ignored).unwrap_or(b'"'),
         escape: single_byte(&o.escape, "escape", "", &mut ignored),
         null: o

@@ -108,8 +108,17 @@ impl ImportOptions {
         if self.delimiter.as_deref() != Some("auto") {
             single_byte(&self.delimiter, "delimiter", at, errors);
         }
-        single_byte(&self.quote, "quote", at, errors);
+        let quote = single_byte(&self.quote, "quote", at, errors);
         single_byte(&self.escape, "escape", at, errors);
+        if let Some(c) = single_byte(&self.comment, "comment", at, errors) {
+            let delimiter = self.delimiter.as_deref().filter(|d| *d != "auto");
+            if Some(c) == quote.or(Some(b'"')) || delimiter.is_some_and(|d| d.as_bytes() == [c]) {
+                errors.push(format!(
+                    "{at}.comment: {:?} is also the quote or the delimiter",
+                    char::from(c)
+                ));
+            }
+        }
         self.validate_values(at, errors);
         for (i, c) in self.checks.iter().flatten().enumerate() {
             if let Err(e) = c.parse(&format!("{at}.checks[{i}]")) {

@@ -261,9 +261,10 @@ pub struct Inference {
     pub columns: Vec<(String, Inferred)>,
     /// Widenings and falls back to `text`, one per column at most.
     pub notes: Vec<String>,
-    /// The header's names changed to be column names (an empty or
-    /// over-long name), one per name.
-    pub header_notes: Vec<String>,
+    /// The decisions taken opening the file: `skip_lines: auto`, the
+    /// header's names changed to be column names (an empty or over-long
+    /// name).
+    pub file_notes: Vec<String>,
 }
 
 /// Feeds the file's records, one by one.
@@ -354,7 +355,7 @@ impl Infer {
                 .map(|(n, c)| (n, c.ty.unwrap_or(Inferred::Text)))
                 .collect(),
             notes,
-            header_notes: Vec::new(),
+            file_notes: Vec::new(),
         }
     }
 }
@@ -442,7 +443,7 @@ pub fn infer_file(
         }
     })?;
     let mut inf = Infer::with_style(&names, &o.null, ValueStyle::of(o));
-    let header_notes = opened.header_notes;
+    let file_notes = opened.notes;
     let mut records = opened.records;
     let mut record = csv::StringRecord::new();
     loop {
@@ -466,7 +467,7 @@ pub fn infer_file(
         }
     }
     Ok(Inference {
-        header_notes,
+        file_notes,
         ..inf.finish()
     })
 }

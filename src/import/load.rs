@@ -81,8 +81,8 @@ async fn load_once(
 
     let mut stream = new_stream(ctx);
     let opened = open(ctx, &stream).await?;
-    for n in &opened.header_notes {
-        tracing::info!(file, decision = %n, "header");
+    for n in &opened.notes {
+        tracing::info!(file, decision = %n, "open");
         notes.push(format!("{file}: {n}"));
     }
     let mut plan = prepare_target(

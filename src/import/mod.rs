@@ -24,6 +24,7 @@
 //! - [`dialect`]: values in the file's spelling → PostgreSQL's (separators, booleans, formats).
 //! - [`encode`]: values → COPY binary/text, checked per type (pure); `numeric` and dates in its submodules.
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
+//! - [`preamble`]: `skip_lines: auto`, where the field counts become consistent.
 //! - [`sniff`]: `encoding: auto`, `delimiter: auto` from the file's bytes.
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
@@ -48,6 +49,7 @@ pub mod merge;
 pub mod open;
 pub mod options;
 pub mod pipeline;
+pub mod preamble;
 pub mod prepare;
 pub mod reader;
 pub mod sniff;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::ResolvedOptions;
 use crate::import::context::Ctx;
 use crate::import::failure::Failure;
-use crate::import::{header, mapping, pipeline, reader};
+use crate::import::{header, mapping, pipeline, preamble, reader};
 
 /// Why the file cannot be read as CSV: the file is rejected.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +70,9 @@ pub enum ReadError {
 pub(super) struct Opened {
     pub records: reader::Records,
     pub header: Option<Vec<String>>,
-    /// The header's names that were changed to be column names.
-    pub header_notes: Vec<String>,
+    /// The decisions taken opening it (`skip_lines: auto`, the header's
+    /// names changed to be column names), for the job.
+    pub notes: Vec<String>,
     pub first: Option<csv::ByteRecord>,
     pub width: usize,
 }
@@ -85,12 +86,7 @@ pub(super) fn open_file(
     bytes: Arc<AtomicU64>,
     hash: Option<reader::StreamHash>,
 ) -> Result<Opened, ReadError> {
-    let mut records = reader::open(source, o, bytes, hash).map_err(|source| ReadError::Open {
-        file: file.to_string(),
-        source,
-    })?;
-    let mut first = csv::ByteRecord::new();
-    let got = records.read_byte_record(&mut first).map_err(|e| {
+    let csv_error = |e: csv::Error| {
         let problem = match reader::exceeded(&e) {
             Some(_) => None,
             None => reader::compression_problem(source, &o.limits),
@@ -105,13 +101,25 @@ pub(super) fn open_file(
                 source: e,
             },
         }
+    };
+    let (skip, note) = preamble::lines_to_skip(source, o).map_err(csv_error)?;
+    let notes: Vec<String> = note.into_iter().collect();
+    let mut records = reader::open(source, o, bytes, hash).map_err(|source| ReadError::Open {
+        file: file.to_string(),
+        source,
     })?;
+    let mut first = csv::ByteRecord::new();
+    let mut got = records.read_byte_record(&mut first).map_err(csv_error)?;
+    // `skip_lines`: the records that start on the lines dropped.
+    while got && first.position().map_or(0, |p| p.line()) <= skip {
+        got = records.read_byte_record(&mut first).map_err(csv_error)?;
+    }
     if !o.header {
         let width = if got { first.len() } else { 0 };
         return Ok(Opened {
             records,
             header: None,
-            header_notes: Vec::new(),
+            notes,
             first: got.then_some(first),
             width,
         });
@@ -143,7 +151,7 @@ pub(super) fn open_file(
     Ok(Opened {
         records,
         header: Some(named.names),
-        header_notes: named.notes,
+        notes: [notes, named.notes].concat(),
         first: None,
         width,
     })

@@ -423,6 +423,7 @@ pub fn open(
         .delimiter(o.delimiter)
         .quote(o.quote)
         .escape(o.escape)
+        .comment(o.comment)
         .buffer_capacity(READ_BUF);
     Ok(Records::with_limits(text, &b, &o.limits))
 }

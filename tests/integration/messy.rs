@@ -123,3 +123,160 @@ async fn regression_header_name_longer_than_63_bytes_is_refused() {
         ))
         .assert_stdout(&format!("{short:?} boolean"));
 }
+
+/// Loads the clean file with `psql \copy` into a new all-`text` table.
+async fn psql_copy(env: &Env, table: &str, clean: &polluter::Clean) {
+    let cols: Vec<String> = clean
+        .header
+        .iter()
+        .map(|h| format!("{} text", cpi::config::quote_ident(h)))
+        .collect();
+    env.exec(&format!("CREATE TABLE {table} ({})", cols.join(", ")))
+        .await;
+    let src = env.dir.path().join(format!("{table}.clean"));
+    std::fs::write(&src, polluter::clean_text(clean)).unwrap();
+    let copy = format!(
+        "\\copy {table} FROM '{}' WITH (FORMAT csv, HEADER)",
+        src.display()
+    );
+    crate::support::bin::succeed(
+        "psql",
+        std::process::Command::new("psql").args([
+            env.db.url().as_str(),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &copy,
+        ]),
+    );
+}
+
+/// Rows of `a` not in `b` and of `b` not in `a` (by position, every
+/// column compared as text).
+async fn differ(env: &Env, a: &str, b: &str) -> (i64, i64) {
+    let one = |x: &str, y: &str| format!("(SELECT * FROM {x} EXCEPT ALL SELECT * FROM {y}) d");
+    (env.count(&one(a, b)).await, env.count(&one(b, a)).await)
+}
+
+#[tokio::test]
+async fn skip_lines_auto_drops_a_preamble_and_keeps_every_cell() {
+    let env = Env::new(json!({"create_table": true, "skip_lines": "auto"})).await;
+    for (i, clean) in polluter::clean_files().iter().enumerate() {
+        let t = format!("t{i}");
+        psql_copy(&env, &format!("{t}_psql"), clean).await;
+        let text = polluter::pollute(clean, Pollution::Preamble);
+        let o = import_json(&env, &format!("{t}.csv"), &text).await;
+        assert_eq!(o["status"], "succeeded", "{}: {o}", clean.name);
+        let note = o["error"].as_str().unwrap_or_default();
+        assert!(
+            note.contains(&format!(
+                "skip_lines: auto → 3 (the field counts are consistent from line 4, {} fields)",
+                clean.header.len()
+            )),
+            "{}: {o}",
+            clean.name
+        );
+        assert_eq!(columns(&env, &t).await, clean.header, "{}", clean.name);
+        assert_eq!(
+            differ(&env, &t, &format!("{t}_psql")).await,
+            (0, 0),
+            "{}",
+            clean.name
+        );
+        assert_eq!(env.count(&t).await as usize, clean.rows.len());
+    }
+    // A clean file: nothing skipped, and the job says so.
+    let clean = polluter::products(5);
+    let o = import_json(&env, "c.csv", &polluter::clean_text(&clean)).await;
+    assert_eq!(env.count("c").await, 5, "{o}");
+    assert!(
+        o["error"]
+            .as_str()
+            .unwrap()
+            .contains("skip_lines: auto → 0"),
+        "{o}"
+    );
+}
+
+#[tokio::test]
+async fn skip_lines_n_drops_that_many_lines_and_errors_keep_their_line() {
+    let env = Env::new(json!({"table": "t", "skip_lines": 3})).await;
+    env.exec("CREATE TABLE t (product_id int, product_name text, description text, unit_price numeric, in_stock boolean)").await;
+    let clean = polluter::products(10);
+    let text = polluter::pollute(&clean, Pollution::Preamble);
+    let o = import_json(&env, "a.csv", &text).await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(env.count("t").await, 10);
+    // Line 4 is the header; the bad value on the file's line 7 is named so.
+    let bad = text.replacen("\n3,", "\nthree,", 1);
+    let f = env.file("b.csv", bad.as_bytes());
+    let r = cpi_on(&env, &["import", "--project", "p", f.to_str().unwrap()]).await;
+    r.assert_code(1)
+        .assert_stdout("b.csv:7: column \"product_id\": \"three\" is not a valid integer");
+    assert_eq!(env.count("t").await, 10);
+}
+
+#[tokio::test]
+async fn comment_lines_are_skipped_wherever_they_are() {
+    let env = Env::new(json!({"create_table": true, "comment": "#"})).await;
+    for (i, clean) in polluter::clean_files().iter().enumerate() {
+        let t = format!("t{i}");
+        psql_copy(&env, &format!("{t}_psql"), clean).await;
+        let text = polluter::pollute(clean, Pollution::Comments);
+        let o = import_json(&env, &format!("{t}.csv"), &text).await;
+        assert_eq!(o["status"], "succeeded", "{}: {o}", clean.name);
+        assert_eq!(
+            differ(&env, &t, &format!("{t}_psql")).await,
+            (0, 0),
+            "{}",
+            clean.name
+        );
+    }
+    // Without `comment`, the same file is refused (all or nothing).
+    let env = Env::new(json!({"create_table": true})).await;
+    let text = polluter::pollute(&polluter::products(30), Pollution::Comments);
+    let o = import_json(&env, "x.csv", &text).await;
+    assert_eq!(o["status"], "failed", "{o}");
+}
+
+#[test]
+fn skip_lines_and_comment_are_validated() {
+    let cases = [
+        (
+            "comment: \"##\"",
+            "comment: \"##\" must be a single ASCII character",
+        ),
+        (
+            "comment: \",\"\n      delimiter: \",\"",
+            "comment: ',' is also the quote or the delimiter",
+        ),
+        ("skip_lines: sometimes", "skip_lines"),
+        ("skip_lines: -1", "skip_lines"),
+    ];
+    let run = |opt: &str| {
+        let d = tempfile::tempdir().unwrap();
+        crate::support::write(
+            d.path(),
+            "c.yaml",
+            "apiVersion: cpi/v1\nkind: Connection\nmetadata:\n  name: c\nspec:\n  database_url: postgresql://u@h/db\n",
+        );
+        crate::support::write(
+            d.path(),
+            "p.yaml",
+            &format!("apiVersion: cpi/v1\nkind: Project\nmetadata:\n  name: p\nspec:\n  connection: c\n  config:\n    inbox: /tmp/in\n    defaults:\n      {opt}\n"),
+        );
+        let mut cmd = Cpi::new(["validate", "--manifests", d.path().to_str().unwrap()]).command();
+        cmd.env_remove("CPI_INBOX_ROOTS");
+        let r: Run = cmd.output().expect("run cpi").into();
+        r
+    };
+    for (opt, want) in cases {
+        let r = run(opt);
+        assert_eq!(r.code, 1, "{opt}: {}", r.all());
+        assert!(r.all().contains(want), "{opt}: {}", r.all());
+    }
+    for ok in ["skip_lines: auto", "skip_lines: 2\n      comment: \"#\""] {
+        let r = run(ok);
+        assert_eq!(r.code, 0, "{ok}: {}", r.all());
+    }
+}
