@@ -35,11 +35,16 @@ pub async fn infer(g: &Global, a: &InferArgs) -> Result<ExitCode> {
         let name = file_name(f);
         let path = f.clone();
         let opts = o.clone();
-        let inf =
-            tokio::task::spawn_blocking(move || import::infer_file(&path.into(), &name, &opts))
-                .await??;
+        let (o, shape, inf) = tokio::task::spawn_blocking(move || {
+            let source = path.into();
+            let (o, shape) = import::shape::decide(&source, &opts)
+                .map_err(|e| anyhow!("{}", import::pipeline::csv_error(&name, &e)))?;
+            let inf = import::infer_file(&source, &name, &o)?;
+            anyhow::Ok((o, shape, inf))
+        })
+        .await??;
         println!("-- {}", f.display());
-        for n in inf.file_notes.iter().chain(&inf.notes) {
+        for n in shape.iter().chain(&inf.file_notes).chain(&inf.notes) {
             println!("-- {n}");
         }
         println!(

@@ -137,6 +137,18 @@ pub enum SkipLinesOption {
     Auto(AutoWord),
 }
 
+/// `header`: `true`, `false` or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum HeaderOption {
+    /// `true`: the first line (after `skip_lines`) names the columns;
+    /// `false`: it is data.
+    Flag(bool),
+    /// `auto`: decided per file from the types of the first rows against
+    /// the rows below (the decision is on the job).
+    Auto(AutoWord),
+}
+
 /// The word `auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum AutoWord {
@@ -220,8 +232,12 @@ pub struct ImportOptions {
     pub create_table: Option<CreateTable>,
     /// CSV header → target column.
     pub columns: Option<BTreeMap<String, String>>,
-    /// Whether the first line names the columns (default true).
-    pub header: Option<bool>,
+    /// Whether the first line names the columns: `true`, `false` or `auto`
+    /// (default `auto` with `create_table: infer`, else `true`).
+    pub header: Option<HeaderOption>,
+    /// Lines the header spans (default 1; with `header: auto`, detected):
+    /// each column's name is its non-empty parts joined with `_`.
+    pub header_rows: Option<u64>,
     /// Field separator, one ASCII character (default `,`), or `auto`
     /// (the most frequent of `,` `;` tab `|` in the first line).
     pub delimiter: Option<String>,

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::options::{
-    ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, ImportOptions,
-    LimitOptions, Mode, OnError, SkipLinesOption, MAX_TABLE_COLUMNS,
+    ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, HeaderOption,
+    ImportOptions, LimitOptions, Mode, OnError, SkipLinesOption, MAX_TABLE_COLUMNS,
 };
 use super::table::{table_from_file_name, TableName};
 use super::validate::single_byte;
@@ -33,6 +33,11 @@ pub struct ResolvedOptions {
     pub columns: BTreeMap<String, String>,
     /// The first line names the columns.
     pub header: bool,
+    /// `header: auto`: decided per file (`import::shape`); until then
+    /// `header` is true.
+    pub header_auto: bool,
+    /// Lines the header spans (`None`: one, or detected with `header_auto`).
+    pub header_rows: Option<u64>,
     /// Field separator.
     pub delimiter: u8,
     /// `delimiter: auto`: chosen per file from its first line.
@@ -167,6 +172,7 @@ pub(super) fn merge(
         create_table: e.create_table.or(d.create_table),
         columns: e.columns.or(d.columns),
         header: e.header.or(d.header),
+        header_rows: e.header_rows.or(d.header_rows),
         delimiter: e.delimiter.or(d.delimiter),
         skip_lines: e.skip_lines.or(d.skip_lines),
         comment: e.comment.or(d.comment),
@@ -228,7 +234,13 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
         create_table: !matches!(o.create_table, None | Some(CreateTable::Flag(false))),
         infer_types: matches!(o.create_table, Some(CreateTable::Infer(_))),
         columns: o.columns.clone().unwrap_or_default(),
-        header: o.header.unwrap_or(true),
+        header: !matches!(o.header, Some(HeaderOption::Flag(false))),
+        header_auto: match o.header {
+            Some(HeaderOption::Auto(_)) => true,
+            Some(HeaderOption::Flag(_)) => false,
+            None => matches!(o.create_table, Some(CreateTable::Infer(_))),
+        },
+        header_rows: o.header_rows,
         delimiter: single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
         delimiter_auto: o.delimiter.as_deref() == Some("auto"),
         skip_lines: match o.skip_lines {

@@ -58,7 +58,9 @@ pub(super) fn check_column_refs(o: &ImportOptions, at: &str, errors: &mut Vec<St
 
 /// `extra_columns: add` names the new columns after the header.
 pub(super) fn check_extra_columns(o: &ImportOptions, at: &str, errors: &mut Vec<String>) {
-    if o.extra_columns == Some(ExtraColumns::Add) && o.header == Some(false) {
+    if o.extra_columns == Some(ExtraColumns::Add)
+        && o.header == Some(super::options::HeaderOption::Flag(false))
+    {
         errors.push(format!(
             "{at}: extra_columns: add needs a header (header: false gives the new columns no names)"
         ));
@@ -107,6 +109,16 @@ impl ImportOptions {
         }
         if self.delimiter.as_deref() != Some("auto") {
             single_byte(&self.delimiter, "delimiter", at, errors);
+        }
+        if self.header_rows == Some(0) {
+            errors.push(format!(
+                "{at}.header_rows: must be at least 1 (header: false reads a file without one)"
+            ));
+        }
+        if self.header_rows.is_some_and(|n| n > 1)
+            && self.header == Some(super::options::HeaderOption::Flag(false))
+        {
+            errors.push(format!("{at}.header_rows: header is false"));
         }
         let quote = single_byte(&self.quote, "quote", at, errors);
         single_byte(&self.escape, "escape", at, errors);

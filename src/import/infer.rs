@@ -433,9 +433,16 @@ pub fn infer_file(
     o: &ResolvedOptions,
 ) -> Result<Inference, InferError> {
     let opened = open_file(source, file, o, Arc::new(AtomicU64::new(0)), None)?;
-    let header = opened.header.ok_or_else(|| InferError::NeedsHeader {
-        file: file.to_string(),
-    })?;
+    // Without a header the columns are numbered, and the first record is data.
+    let header = match opened.header {
+        Some(h) => h,
+        None if opened.width > 0 => mapping::numbered_columns(opened.width),
+        None => {
+            return Err(InferError::NeedsHeader {
+                file: file.to_string(),
+            })
+        }
+    };
     let names = mapping::columns_from_header(&header, &o.columns).map_err(|message| {
         InferError::BadHeader {
             file: file.to_string(),
@@ -446,6 +453,18 @@ pub fn infer_file(
     let file_notes = opened.notes;
     let mut records = opened.records;
     let mut record = csv::StringRecord::new();
+    if let Some(first) = opened.first {
+        let line = first.position().map_or(1, |p| p.line());
+        let fields: Vec<String> = first
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        if o.trim {
+            inf.add(line, fields.iter().map(|f| f.trim()));
+        } else {
+            inf.add(line, fields.iter().map(String::as_str));
+        }
+    }
     loop {
         match records.read_record(&mut record) {
             Ok(true) => {

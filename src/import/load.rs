@@ -61,6 +61,14 @@ async fn load_once(
         }
         None => ctx,
     };
+    let shaped;
+    let ctx = match shape(ctx, &mut notes).await? {
+        Some(c) => {
+            shaped = c;
+            &shaped
+        }
+        None => ctx,
+    };
     let file = ctx.file.as_str();
     let o = &ctx.opts;
     let table = o.table.quoted();
@@ -256,6 +264,28 @@ async fn load_once(
         errors_total: summary.errors_total,
         checks: results,
     })
+}
+
+/// `skip_lines: auto` and `header: auto` decided from the file's first
+/// records (off the runtime), each decision logged and noted for the job.
+async fn shape(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Option<Ctx>, Failure> {
+    let o = &ctx.opts;
+    if o.skip_lines != crate::config::SkipLines::Auto && !o.header_auto {
+        return Ok(None);
+    }
+    let (p, opts) = (ctx.source.clone(), o.clone());
+    let (decided, why) =
+        tokio::task::spawn_blocking(move || crate::import::shape::decide(&p, &opts))
+            .await
+            .map_err(|e| Failure::bad(e.to_string()))?
+            .map_err(|e| Failure::bad(crate::import::pipeline::csv_error(&ctx.file, &e)))?;
+    for n in why {
+        tracing::info!(file = %ctx.file, decision = %n, "shape");
+        notes.push(format!("{}: {n}", ctx.file));
+    }
+    let mut c = ctx.clone();
+    c.opts = decided;
+    Ok(Some(c))
 }
 
 /// The job's error when a check of severity `error` stopped the file:

@@ -25,6 +25,7 @@
 //! - [`encode`]: values → COPY binary/text, checked per type (pure); `numeric` and dates in its submodules.
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
 //! - [`preamble`]: `skip_lines: auto`, where the field counts become consistent.
+//! - [`shape`]: `skip_lines: auto`, `header: auto` and the header's rows, from a sample of records.
 //! - [`sniff`]: `encoding: auto`, `delimiter: auto` from the file's bytes.
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
@@ -52,6 +53,7 @@ pub mod pipeline;
 pub mod preamble;
 pub mod prepare;
 pub mod reader;
+pub mod shape;
 pub mod sniff;
 pub mod sql;
 pub mod target;

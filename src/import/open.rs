@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::ResolvedOptions;
 use crate::import::context::Ctx;
 use crate::import::failure::Failure;
-use crate::import::{header, mapping, pipeline, preamble, reader};
+use crate::import::{header, mapping, pipeline, reader};
 
 /// Why the file cannot be read as CSV: the file is rejected.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +102,12 @@ pub(super) fn open_file(
             },
         }
     };
-    let (skip, note) = preamble::lines_to_skip(source, o).map_err(csv_error)?;
-    let notes: Vec<String> = note.into_iter().collect();
+    // An `auto` left undecided (import::shape decides them) reads as the
+    // default: nothing skipped, one header line.
+    let skip = match o.skip_lines {
+        crate::config::SkipLines::Lines(n) => n,
+        crate::config::SkipLines::Auto => 0,
+    };
     let mut records = reader::open(source, o, bytes, hash).map_err(|source| ReadError::Open {
         file: file.to_string(),
         source,
@@ -119,7 +123,7 @@ pub(super) fn open_file(
         return Ok(Opened {
             records,
             header: None,
-            notes,
+            notes: Vec::new(),
             first: got.then_some(first),
             width,
         });
@@ -138,23 +142,55 @@ pub(super) fn open_file(
             limit,
         });
     }
-    let mut header = Vec::with_capacity(first.len());
-    for f in first.iter() {
-        let name = std::str::from_utf8(f).map_err(|_| ReadError::HeaderNotUtf8 {
-            file: file.to_string(),
-        })?;
-        // Blanks around a header name are never meant.
-        header.push(name.trim().to_string());
+    let mut header = header_names(&first, file)?;
+    // `header_rows`: each column's name is its non-empty parts joined.
+    for _ in 1..o.header_rows.unwrap_or(1) {
+        if !records.read_byte_record(&mut first).map_err(csv_error)? {
+            break;
+        }
+        let more = header_names(&first, file)?;
+        if more.len() > limit {
+            return Err(ReadError::HeaderTooWide {
+                file: file.to_string(),
+                line: first.position().map_or(1, |p| p.line()),
+                found: more.len(),
+                limit,
+            });
+        }
+        header.resize(header.len().max(more.len()), String::new());
+        for (h, m) in header.iter_mut().zip(more) {
+            if !m.is_empty() {
+                if !h.is_empty() {
+                    h.push('_');
+                }
+                h.push_str(&m);
+            }
+        }
     }
     let width = header.len();
     let named = header::column_names(&header, &o.columns);
     Ok(Opened {
         records,
         header: Some(named.names),
-        notes: [notes, named.notes].concat(),
+        notes: named.notes,
         first: None,
         width,
     })
+}
+
+/// One header record's names, trimmed (blanks around a name are never
+/// meant).
+fn header_names(record: &csv::ByteRecord, file: &str) -> Result<Vec<String>, ReadError> {
+    record
+        .iter()
+        .map(|f| {
+            std::str::from_utf8(f)
+                .map(|n| n.trim().to_string())
+                .map_err(|_| ReadError::HeaderNotUtf8 {
+                    file: file.to_string(),
+                })
+        })
+        .collect()
 }
 
 /// Byte and row counters shared with the parser thread, and the hash it

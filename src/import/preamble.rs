@@ -2,12 +2,12 @@
 //! the table (a title, an export's notes) end where the field counts become
 //! consistent. The rule is pure ([`first_consistent`]); [`sample`] reads
 //! the first records through the import's reader, so it inherits its
-//! budgets.
+//! budgets (and [`shape`](super::shape) decides with it).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::config::{ResolvedOptions, SkipLines};
+use crate::config::ResolvedOptions;
 use crate::import::reader;
 
 /// Records read to decide (the preamble is above them).
@@ -54,40 +54,37 @@ pub fn first_consistent(records: &[(u64, usize)]) -> Start {
     Start { skip, fields: mode }
 }
 
-/// The first [`SAMPLE_RECORDS`] records' `(line, field count)`, read as
-/// the import reads them.
-pub fn sample(source: &reader::Source, o: &ResolvedOptions) -> csv::Result<Vec<(u64, usize)>> {
+/// The first [`SAMPLE_RECORDS`] records, each with its line, read as
+/// the import reads them (fields as text, invalid UTF-8 replaced).
+pub fn sample(
+    source: &reader::Source,
+    o: &ResolvedOptions,
+) -> csv::Result<Vec<(u64, Vec<String>)>> {
     let mut records = reader::open(source, o, Arc::new(AtomicU64::new(0)), None)?;
     let mut r = csv::ByteRecord::new();
     let mut out = Vec::new();
     while out.len() < SAMPLE_RECORDS && records.read_byte_record(&mut r)? {
-        out.push((r.position().map_or(0, |p| p.line()), r.len()));
+        let fields = r
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
+            .collect();
+        out.push((r.position().map_or(0, |p| p.line()), fields));
     }
     Ok(out)
 }
 
-/// The lines to drop, and with `auto`, the decision for the job.
-pub fn lines_to_skip(
-    source: &reader::Source,
-    o: &ResolvedOptions,
-) -> csv::Result<(u64, Option<String>)> {
-    match o.skip_lines {
-        SkipLines::Lines(n) => Ok((n, None)),
-        SkipLines::Auto => {
-            let start = first_consistent(&sample(source, o)?);
-            let note = match start.skip {
-                0 => format!(
-                    "skip_lines: auto → 0 (the field counts are consistent from the first line, {} fields)",
-                    start.fields
-                ),
-                n => format!(
-                    "skip_lines: auto → {n} (the field counts are consistent from line {}, {} fields)",
-                    n + 1,
-                    start.fields
-                ),
-            };
-            Ok((start.skip, Some(note)))
-        }
+/// The decision of `skip_lines: auto`, for the job.
+pub fn note(start: Start) -> String {
+    match start.skip {
+        0 => format!(
+            "skip_lines: auto → 0 (the field counts are consistent from the first line, {} fields)",
+            start.fields
+        ),
+        n => format!(
+            "skip_lines: auto → {n} (the field counts are consistent from line {}, {} fields)",
+            n + 1,
+            start.fields
+        ),
     }
 }
 

@@ -28,7 +28,8 @@ pub(super) async fn prepare_target(
     let db = |e: sqlx::Error| db_failure(file, e, None);
     let bad = |e: columns::PlanError| Failure::bad(e.to_string());
     let existing = target::columns(tx, &table).await.map_err(db)?;
-    let mut planned = columns::plan_table(file, o, header, existing.is_some()).map_err(bad)?;
+    let mut planned =
+        columns::plan_table(file, o, header, width, existing.is_some()).map_err(bad)?;
     if matches!(planned, TablePlan::Create(_)) && o.infer_types {
         let inf = infer_columns(ctx).await?;
         for n in &inf.notes {

@@ -280,3 +280,125 @@ fn skip_lines_and_comment_are_validated() {
         assert_eq!(r.code, 0, "{ok}: {}", r.all());
     }
 }
+
+#[tokio::test]
+async fn regression_a_file_without_a_header_loses_its_first_row_as_the_header() {
+    // Was: the first data row named the columns (and, with a long value,
+    // refused: `header column "These waterproof hiking boots…" is longer
+    // than 63 bytes`). `create_table: infer` now defaults to `header: auto`.
+    let env = Env::new(json!({"table": "t", "create_table": "infer"})).await;
+    let clean = polluter::products(83);
+    let o = import_json(
+        &env,
+        "t.csv",
+        &polluter::pollute(&clean, Pollution::NoHeader),
+    )
+    .await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(o["rows_inserted"], 83, "{o}");
+    assert_eq!(
+        columns(&env, "t").await,
+        ["column_1", "column_2", "column_3", "column_4", "column_5"]
+    );
+    let note = o["error"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(
+            "header: auto → false (the values of line 1 have the types of the rows below)"
+        ),
+        "{o}"
+    );
+    let first = env
+        .rows("SELECT concat_ws('|', column_1, column_2, column_4, column_5) FROM t ORDER BY column_1 LIMIT 1")
+        .await;
+    assert_eq!(first, ["1|Boot model 1|41.37|t"]);
+}
+
+#[tokio::test]
+async fn header_auto_reads_headerless_files_in_the_tables_column_order() {
+    let env = Env::new(json!({"create_table": true, "header": "auto"})).await;
+    for (i, clean) in polluter::clean_files().iter().enumerate() {
+        let t = format!("t{i}");
+        psql_copy(&env, &format!("{t}_psql"), clean).await;
+        env.exec(&format!("CREATE TABLE {t} (LIKE {t}_psql)")).await;
+        // The existing table's columns, in order, take the fields.
+        let o = import_json(
+            &env,
+            &format!("{t}.csv"),
+            &polluter::pollute(clean, Pollution::NoHeader),
+        )
+        .await;
+        assert_eq!(o["status"], "succeeded", "{}: {o}", clean.name);
+        assert!(
+            o["error"]
+                .as_str()
+                .unwrap()
+                .contains("header: auto → false"),
+            "{}: {o}",
+            clean.name
+        );
+        assert_eq!(
+            differ(&env, &t, &format!("{t}_psql")).await,
+            (0, 0),
+            "{}",
+            clean.name
+        );
+    }
+    // With a header, `auto` keeps it and says why.
+    let clean = polluter::products(10);
+    let o = import_json(&env, "h.csv", &polluter::clean_text(&clean)).await;
+    assert_eq!(env.count("h").await, 10, "{o}");
+    assert!(
+        o["error"].as_str().unwrap().contains(
+            "header: auto → true (field 1 of the header from line 1, \"product_id\", is not smallint like the rows below)"
+        ),
+        "{o}"
+    );
+}
+
+#[tokio::test]
+async fn multi_row_headers_are_joined_and_every_cell_kept() {
+    let env = Env::new(json!({"create_table": true, "header": "auto"})).await;
+    for (i, clean) in polluter::clean_files().iter().enumerate() {
+        for (k, p) in [
+            (2, Pollution::TwoHeaderRows),
+            (3, Pollution::ThreeHeaderRows),
+        ] {
+            let t = format!("t{i}_{k}");
+            psql_copy(&env, &format!("{t}_psql"), clean).await;
+            let o = import_json(&env, &format!("{t}.csv"), &polluter::pollute(clean, p)).await;
+            assert_eq!(o["status"], "succeeded", "{} {k}: {o}", clean.name);
+            assert_eq!(
+                columns(&env, &t).await,
+                clean.header,
+                "{} {k}: {o}",
+                clean.name
+            );
+            assert!(
+                o["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("header_rows: auto → {k}")),
+                "{} {k}: {o}",
+                clean.name
+            );
+            assert_eq!(
+                differ(&env, &t, &format!("{t}_psql")).await,
+                (0, 0),
+                "{} {k}",
+                clean.name
+            );
+        }
+    }
+    // Given, not detected.
+    let env = Env::new(json!({"create_table": true, "header_rows": 2})).await;
+    let clean = polluter::products(10);
+    let o = import_json(
+        &env,
+        "g.csv",
+        &polluter::pollute(&clean, Pollution::TwoHeaderRows),
+    )
+    .await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(columns(&env, "g").await, clean.header);
+    assert_eq!(env.count("g").await, 10);
+}
