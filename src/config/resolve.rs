@@ -46,8 +46,16 @@ pub struct ResolvedOptions {
     pub skip_lines: SkipLines,
     /// Lines starting with this byte are skipped.
     pub comment: Option<u8>,
+    /// A delimiter of more than one byte (`, `, `; `): the reader rewrites
+    /// it outside quotes to [`WIDE_DELIMITER_BYTE`] before the CSV parser
+    /// sees the text.
+    pub wide_delimiter: Option<Vec<u8>>,
     /// Quote character.
     pub quote: u8,
+    /// Whether quotes are read at all (`quote: none`: every quote is data).
+    pub quoting: bool,
+    /// `quote: auto`: chosen per file with `delimiter: auto` (the sniffer).
+    pub quote_auto: bool,
     /// Escape character (`None`: the quote doubled).
     pub escape: Option<u8>,
     /// Field values read as NULL.
@@ -83,6 +91,13 @@ pub struct ResolvedOptions {
     /// The import's budgets.
     pub limits: Limits,
 }
+
+/// The byte a multi-byte delimiter stands for in the text the CSV parser
+/// reads (ASCII's unit separator, made for this).
+pub const WIDE_DELIMITER_BYTE: u8 = 0x1F;
+
+/// The multi-byte delimiters cpi reads.
+pub const WIDE_DELIMITERS: &[&str] = &[", ", "; ", "| "];
 
 /// `skip_lines` resolved: a count, or `auto` until the file decides it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +256,15 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
             None => matches!(o.create_table, Some(CreateTable::Infer(_))),
         },
         header_rows: o.header_rows,
-        delimiter: single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
+        delimiter: match o.delimiter.as_deref() {
+            Some(d) if WIDE_DELIMITERS.contains(&d) => WIDE_DELIMITER_BYTE,
+            _ => single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
+        },
+        wide_delimiter: o
+            .delimiter
+            .as_deref()
+            .filter(|d| WIDE_DELIMITERS.contains(d))
+            .map(|d| d.as_bytes().to_vec()),
         delimiter_auto: o.delimiter.as_deref() == Some("auto"),
         skip_lines: match o.skip_lines {
             None => SkipLines::Lines(0),
@@ -249,7 +272,12 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
             Some(SkipLinesOption::Auto(_)) => SkipLines::Auto,
         },
         comment: single_byte(&o.comment, "comment", "", &mut ignored),
-        quote: single_byte(&o.quote, "quote", "", &mut ignored).unwrap_or(b'"'),
+        quote: match o.quote.as_deref() {
+            Some("auto" | "none") => b'"',
+            _ => single_byte(&o.quote, "quote", "", &mut ignored).unwrap_or(b'"'),
+        },
+        quoting: o.quote.as_deref() != Some("none"),
+        quote_auto: o.quote.as_deref() == Some("auto"),
         escape: single_byte(&o.escape, "escape", "", &mut ignored),
         null: o
             .null

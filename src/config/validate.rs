@@ -107,8 +107,14 @@ impl ImportOptions {
                 errors.push(format!("{at}.columns: a column name is empty"));
             }
         }
-        if self.delimiter.as_deref() != Some("auto") {
+        let d = self.delimiter.as_deref();
+        if d != Some("auto") && !d.is_some_and(|d| super::WIDE_DELIMITERS.contains(&d)) {
             single_byte(&self.delimiter, "delimiter", at, errors);
+        }
+        if self.quote.as_deref() == Some("auto") && d != Some("auto") {
+            errors.push(format!(
+                "{at}.quote: auto is chosen with the delimiter: it needs delimiter: auto"
+            ));
         }
         if self.header_rows == Some(0) {
             errors.push(format!(
@@ -120,7 +126,10 @@ impl ImportOptions {
         {
             errors.push(format!("{at}.header_rows: header is false"));
         }
-        let quote = single_byte(&self.quote, "quote", at, errors);
+        let quote = match self.quote.as_deref() {
+            Some("auto" | "none") => None,
+            _ => single_byte(&self.quote, "quote", at, errors),
+        };
         single_byte(&self.escape, "escape", at, errors);
         if let Some(c) = single_byte(&self.comment, "comment", at, errors) {
             let delimiter = self.delimiter.as_deref().filter(|d| *d != "auto");

@@ -26,7 +26,8 @@
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
 //! - [`preamble`]: `skip_lines: auto`, where the field counts become consistent.
 //! - [`shape`]: `skip_lines: auto`, `header: auto` and the header's rows, from a sample of records.
-//! - [`sniff`]: `encoding: auto`, `delimiter: auto` from the file's bytes.
+//! - [`sniff`]: `encoding: auto` and the sample of the file's bytes the dialect is chosen on.
+//! - [`score`]: `delimiter: auto`, `quote: auto`: CleverCSV's pattern × type score (pure).
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
 //! - [`targets`]: target connections kept open between imports.
@@ -53,6 +54,7 @@ pub mod pipeline;
 pub mod preamble;
 pub mod prepare;
 pub mod reader;
+pub mod score;
 pub mod shape;
 pub mod sniff;
 pub mod sql;

@@ -231,15 +231,45 @@ pub(super) async fn auto_options(
         notes.push(note);
     }
     if o.delimiter_auto {
-        let d = crate::import::sniff::delimiter(&s.first_line, o.quote);
-        c.opts.delimiter = d;
-        let note = format!(
-            "{}: delimiter: auto → {:?}",
-            ctx.file,
-            char::from(d).escape_default().to_string()
+        let given = [o.quoting.then_some(o.quote)];
+        let quotes = if o.quote_auto {
+            crate::import::score::QUOTES
+        } else {
+            &given[..]
+        };
+        let choice = crate::import::score::choose(&s.sample, quotes);
+        let d = &choice.delimiter;
+        match d.as_slice() {
+            [one] => {
+                c.opts.delimiter = *one;
+                c.opts.wide_delimiter = None;
+            }
+            _ => {
+                c.opts.delimiter = crate::config::WIDE_DELIMITER_BYTE;
+                c.opts.wide_delimiter = Some(d.clone());
+            }
+        }
+        let shown = String::from_utf8_lossy(d).escape_default().to_string();
+        let note = format!("{}: delimiter: auto → {shown:?}", ctx.file);
+        tracing::info!(
+            file = %ctx.file,
+            decision = %note,
+            score = choice.score,
+            next_best = choice.next,
+            "delimiter"
         );
-        tracing::info!(file = %ctx.file, decision = %note, "delimiter");
         notes.push(note);
+        if o.quote_auto {
+            c.opts.quoting = choice.quote.is_some();
+            c.opts.quote = choice.quote.unwrap_or(b'"');
+            let q = match choice.quote {
+                Some(q) => format!("{:?}", char::from(q).to_string()),
+                None => "none".into(),
+            };
+            let note = format!("{}: quote: auto → {q}", ctx.file);
+            tracing::info!(file = %ctx.file, decision = %note, "quote");
+            notes.push(note);
+        }
     }
     Ok(Some(c))
 }

@@ -1,13 +1,11 @@
-//! `encoding: auto` and `delimiter: auto`: decisions taken from the file's
-//! bytes before it is read as CSV. The rules are pure; [`sniff`] reads the
-//! file (decompressed) once.
+//! `encoding: auto`, and the sample `delimiter: auto` is chosen on
+//! ([`score`](super::score)): decisions taken from the file's bytes before
+//! it is read as CSV. The rules are pure; [`sniff`] reads the file
+//! (decompressed, within the reader's budgets) once.
 
 use std::io::{self, Read};
 
 use crate::config::Encoding;
-
-/// The delimiters `delimiter: auto` chooses among.
-pub const DELIMITERS: &[u8] = b",;\t|";
 
 /// The encoding: a UTF-8 BOM, or bytes that are valid UTF-8 throughout,
 /// are UTF-8; anything else is windows-1252 (which maps every byte).
@@ -24,29 +22,6 @@ pub fn encoding(has_bom: bool, valid_utf8: bool) -> (Encoding, &'static str) {
     }
 }
 
-/// The delimiter of the first line: the candidate found most often
-/// outside quotes (ties in [`DELIMITERS`] order; none found: `,`).
-pub fn delimiter(first_line: &[u8], quote: u8) -> u8 {
-    let mut counts = [0usize; 4];
-    let mut quoted = false;
-    for &b in first_line {
-        if b == quote {
-            quoted = !quoted;
-        } else if !quoted {
-            if let Some(i) = DELIMITERS.iter().position(|d| *d == b) {
-                counts[i] += 1;
-            }
-        }
-    }
-    let mut best = 0;
-    for i in 1..counts.len() {
-        if counts[i] > counts[best] {
-            best = i;
-        }
-    }
-    DELIMITERS[best]
-}
-
 /// What [`sniff`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sniffed {
@@ -56,7 +31,13 @@ pub struct Sniffed {
     pub valid_utf8: bool,
     /// The first line, BOM removed.
     pub first_line: Vec<u8>,
+    /// The first [`SAMPLE_BYTES`] (or the whole file), BOM removed: what
+    /// [`choose`](super::sniff::choose) scores dialects on.
+    pub sample: Vec<u8>,
 }
+
+/// Bytes of the file the dialect is chosen on.
+pub const SAMPLE_BYTES: usize = 64 * 1024;
 
 /// Reads the (decompressed) file once: BOM, UTF-8 validity, first line.
 /// `full` false stops after the first line (only the delimiter is wanted).
@@ -75,6 +56,7 @@ pub fn sniff(
         bom: false,
         valid_utf8: true,
         first_line: Vec::new(),
+        sample: Vec::new(),
     };
     let mut first = true;
     let mut line_done = false;
@@ -91,6 +73,10 @@ pub fn sniff(
                 chunk = &chunk[3..];
             }
         }
+        if s.sample.len() < SAMPLE_BYTES {
+            let room = SAMPLE_BYTES - s.sample.len();
+            s.sample.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        }
         if !line_done {
             match chunk.iter().position(|b| *b == b'\n') {
                 Some(i) => {
@@ -102,9 +88,12 @@ pub fn sniff(
             if s.first_line.len() as u64 > limits.max_record_bytes {
                 return Err(super::reader::first_line_too_big(limits.max_record_bytes));
             }
-            if line_done && !full {
+            if line_done && !full && s.sample.len() >= SAMPLE_BYTES {
                 return Ok(s);
             }
+        }
+        if line_done && !full && s.sample.len() >= SAMPLE_BYTES {
+            return Ok(s);
         }
         if s.valid_utf8 && full {
             carry.extend_from_slice(chunk);
@@ -129,15 +118,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encodings_and_delimiters() {
+    fn encodings() {
         assert_eq!(encoding(true, false).0, Encoding::Utf8);
         assert_eq!(encoding(false, true).0, Encoding::Utf8);
         assert_eq!(encoding(false, false).0, Encoding::Windows1252);
-        assert_eq!(delimiter(b"a;b;c", b'"'), b';');
-        assert_eq!(delimiter(b"a\tb,c\td", b'"'), b'\t');
-        assert_eq!(delimiter(b"\"a;b\",c", b'"'), b',');
-        assert_eq!(delimiter(b"abc", b'"'), b',');
-        assert_eq!(delimiter(b"a|b", b'"'), b'|');
     }
 
     #[test]

@@ -252,6 +252,15 @@ fn skip_lines_and_comment_are_validated() {
         ),
         ("skip_lines: sometimes", "skip_lines"),
         ("skip_lines: -1", "skip_lines"),
+        (
+            "quote: auto",
+            "quote: auto is chosen with the delimiter: it needs delimiter: auto",
+        ),
+        (
+            "delimiter: \",,\"",
+            "delimiter: \",,\" must be a single ASCII character",
+        ),
+        ("header_rows: 0", "header_rows: must be at least 1"),
     ];
     let run = |opt: &str| {
         let d = tempfile::tempdir().unwrap();
@@ -275,7 +284,12 @@ fn skip_lines_and_comment_are_validated() {
         assert_eq!(r.code, 1, "{opt}: {}", r.all());
         assert!(r.all().contains(want), "{opt}: {}", r.all());
     }
-    for ok in ["skip_lines: auto", "skip_lines: 2\n      comment: \"#\""] {
+    for ok in [
+        "skip_lines: auto",
+        "skip_lines: 2\n      comment: \"#\"",
+        "delimiter: \", \"\n      quote: none",
+        "delimiter: auto\n      quote: auto\n      header: auto\n      header_rows: 2",
+    ] {
         let r = run(ok);
         assert_eq!(r.code, 0, "{ok}: {}", r.all());
     }
@@ -401,4 +415,77 @@ async fn multi_row_headers_are_joined_and_every_cell_kept() {
     assert_eq!(o["status"], "succeeded", "{o}");
     assert_eq!(columns(&env, "g").await, clean.header);
     assert_eq!(env.count("g").await, 10);
+}
+
+#[tokio::test]
+async fn the_sniffer_reads_wide_delimiters_and_single_quotes_and_keeps_every_cell() {
+    let env = Env::new(json!({"create_table": true, "delimiter": "auto", "quote": "auto"})).await;
+    let kinds = [
+        (
+            Pollution::CommaSpace,
+            "delimiter: auto → \", \"",
+            "quote: auto → \"\\\"\"",
+        ),
+        (
+            Pollution::SemicolonSpace,
+            "delimiter: auto → \"; \"",
+            "quote: auto → \"\\\"\"",
+        ),
+        (
+            Pollution::SingleQuote,
+            "delimiter: auto → \",\"",
+            "quote: auto → \"'\"",
+        ),
+    ];
+    for (i, clean) in polluter::clean_files().iter().enumerate() {
+        for (k, (p, delimiter, quote)) in kinds.iter().enumerate() {
+            let t = format!("t{i}_{k}");
+            psql_copy(&env, &format!("{t}_psql"), clean).await;
+            let o = import_json(&env, &format!("{t}.csv"), &polluter::pollute(clean, *p)).await;
+            assert_eq!(o["status"], "succeeded", "{} {}: {o}", clean.name, p.name());
+            let note = o["error"].as_str().unwrap_or_default();
+            assert!(note.contains(delimiter), "{} {}: {o}", clean.name, p.name());
+            // Where no field is quoted, `"` wins the tie.
+            if *p == Pollution::SingleQuote || clean.name == "products" {
+                assert!(note.contains(quote), "{} {}: {o}", clean.name, p.name());
+            }
+            assert_eq!(
+                columns(&env, &t).await,
+                clean.header,
+                "{} {}",
+                clean.name,
+                p.name()
+            );
+            assert_eq!(
+                differ(&env, &t, &format!("{t}_psql")).await,
+                (0, 0),
+                "{} {}",
+                clean.name,
+                p.name()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn regression_comma_space_delimiter_is_sniffed_as_comma() {
+    // Was: sniffed as `,` (and `"`), then 73 of 83 rows skipped with
+    // `expected 9 fields, found 11`.
+    let env = Env::new(
+        json!({"table": "t", "create_table": true, "delimiter": "auto", "on_error": "skip_rows"}),
+    )
+    .await;
+    let clean = polluter::products(83);
+    let o = import_json(
+        &env,
+        "t.csv",
+        &polluter::pollute(&clean, Pollution::CommaSpace),
+    )
+    .await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(
+        (o["rows_inserted"].as_u64(), o["rows_rejected"].as_u64()),
+        (Some(83), Some(0)),
+        "{o}"
+    );
 }
