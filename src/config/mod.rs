@@ -18,7 +18,8 @@ mod validate;
 pub use column_names::OneOrMany;
 pub use options::{
     AutoWord, ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, HeaderOption,
-    ImportOptions, InferWord, LimitOptions, Mode, OnError, SkipLinesOption, MAX_TABLE_COLUMNS,
+    ImportOptions, InferWord, LimitOptions, Mode, OnError, RaggedRows, SkipLinesOption,
+    MAX_TABLE_COLUMNS,
 };
 pub use resolve::{Limits, ResolvedOptions, SkipLines, WIDE_DELIMITERS, WIDE_DELIMITER_BYTE};
 pub use table::{quote_ident, table_from_file_name, TableName, TableNameError};

@@ -74,6 +74,30 @@ pub enum OnError {
     SkipRows,
 }
 
+/// What a record with more or fewer fields than the header does
+/// (`ragged_rows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RaggedRows {
+    /// A row error (`expected 5 fields, found 4`), as `on_error` says.
+    Error,
+    /// A short row's missing fields are NULL; a long row is an error.
+    Pad,
+    /// A long row's extra fields are dropped, a short row padded.
+    Truncate,
+}
+
+impl RaggedRows {
+    /// The option's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RaggedRows::Error => "error",
+            RaggedRows::Pad => "pad",
+            RaggedRows::Truncate => "truncate",
+        }
+    }
+}
+
 /// What a column the file and the table do not share does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -262,6 +286,10 @@ pub struct ImportOptions {
     pub encoding: Option<Encoding>,
     /// `abort` (default) or `skip_rows`.
     pub on_error: Option<OnError>,
+    /// A record with more or fewer fields than the header: `error`
+    /// (default), `pad` (missing fields NULL) or `truncate` (extra fields
+    /// dropped, missing ones NULL). The rows changed are counted on the job.
+    pub ragged_rows: Option<RaggedRows>,
     /// With `skip_rows`: the most bad rows before the file is rejected.
     pub max_errors: Option<u64>,
     /// A file column the table lacks: `error` (default), `ignore`, or

@@ -122,6 +122,7 @@ pub(super) async fn copy(
         trim: o.trim,
         on_error: o.on_error,
         max_errors: o.max_errors,
+        ragged: o.ragged_rows,
         row_number: plan.staged,
         first: opened.first,
         key_fields: plan.key_fields.clone(),

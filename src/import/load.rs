@@ -248,6 +248,19 @@ async fn load_once(
             summary.rows_rejected
         ));
     }
+    if summary.rows_padded > 0 {
+        notes.push(format!(
+            "{file}: ragged_rows: {} → {} row(s) with fewer fields than the header loaded, the missing fields NULL",
+            o.ragged_rows.as_str(),
+            summary.rows_padded
+        ));
+    }
+    if summary.rows_truncated > 0 {
+        notes.push(format!(
+            "{file}: ragged_rows: truncate → {} row(s) with more fields than the header loaded, the extra fields dropped",
+            summary.rows_truncated
+        ));
+    }
     notes.extend(
         results
             .iter()

@@ -18,6 +18,7 @@
 //! - [`checks`]: a file's checks as SQL over the staged rows, and their verdicts (pure).
 //! - [`infer`]: `create_table: infer`, column types from the file's values; [`infer_file`] reads them.
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
+//! - [`ragged`]: `ragged_rows`: pad, truncate or refuse a record of another width (pure).
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
 //! - [`header`]: the header's names as column names: `column_N`, shortened long names (pure).
 //! - [`mapping`]: header → target columns (pure).
@@ -53,6 +54,7 @@ pub mod options;
 pub mod pipeline;
 pub mod preamble;
 pub mod prepare;
+pub mod ragged;
 pub mod reader;
 pub mod score;
 pub mod shape;

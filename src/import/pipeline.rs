@@ -96,6 +96,10 @@ pub struct Summary {
     pub errors: Vec<RowError>,
     /// How many errors in all (more than `errors` holds).
     pub errors_total: u64,
+    /// Rows loaded with fewer fields than the header, padded with NULL.
+    pub rows_padded: u64,
+    /// Rows loaded with more fields than the header, the extra dropped.
+    pub rows_truncated: u64,
     /// Why the file as a whole is refused (abort on a bad row, too many
     /// bad rows, unreadable file). Nothing may be committed.
     pub fatal: Option<String>,
@@ -230,6 +234,8 @@ pub struct Spec {
     pub on_error: OnError,
     /// How many bad rows `skip_rows` tolerates.
     pub max_errors: Option<u64>,
+    /// What a record of another width does.
+    pub ragged: crate::config::RaggedRows,
     /// Append the row sequence as the last column (staging tables).
     pub row_number: bool,
     /// The first data record was already read (to size a header-less file).
@@ -285,12 +291,9 @@ pub fn produce(
         row_errors.clear();
         if let Some(e) = spec.refused.get(&line) {
             row_errors.push(e.clone());
-        } else if record.len() != spec.width {
-            row_errors.push(RowError::row(
-                &spec.file,
-                line,
-                format!("expected {} fields, found {}", spec.width, record.len()),
-            ));
+        } else if let Err(why) = crate::import::ragged::fits(record.len(), spec.width, spec.ragged)
+        {
+            row_errors.push(RowError::row(&spec.file, line, why.to_string()));
         } else {
             if spec.format == CopyFormat::Binary {
                 buf.extend_from_slice(&ncols.to_be_bytes());
@@ -301,9 +304,18 @@ pub fn produce(
                     buf.push(b'\t');
                 }
                 offsets.push(buf.len());
-                let raw = &record[*fi];
                 let dialect = spec.dialects.get(n).and_then(Option::as_ref);
-                if let Err(e) = put_field(&mut buf, &spec, col, dialect, raw) {
+                // A field a padded row lacks is NULL.
+                let put = match record.get(*fi) {
+                    Some(raw) => put_field(&mut buf, &spec, col, dialect, raw),
+                    None if col.not_null => Err(ValueError::NotNull),
+                    None => {
+                        encode::put_null(&mut buf, spec.format);
+                        Ok(())
+                    }
+                };
+                let raw = record.get(*fi).unwrap_or_default();
+                if let Err(e) = put {
                     if spec.format == CopyFormat::Binary && server_may_accept(col, dialect, &e) {
                         s.needs_server = Some(format!(
                             "{}:{line}: column {}: {} is not a form cpi reads itself, so the file goes to the server's {} parser (text COPY)",
@@ -361,6 +373,11 @@ pub fn produce(
             }
         } else {
             s.rows_loaded += 1;
+            match record.len().cmp(&spec.width) {
+                std::cmp::Ordering::Less => s.rows_padded += 1,
+                std::cmp::Ordering::Greater => s.rows_truncated += 1,
+                std::cmp::Ordering::Equal => {}
+            }
             s.lines.record(s.rows_loaded, line);
             if let Some(k) = keys.as_mut() {
                 offsets.push(buf.len());
@@ -445,6 +462,7 @@ pub fn csv_error(file: &str, e: &csv::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::import::encode::ColType;
 
     fn records(text: &str) -> Records {
@@ -484,6 +502,7 @@ mod tests {
             trim: false,
             on_error,
             max_errors: Some(1),
+            ragged: crate::config::RaggedRows::Error,
             row_number: false,
             first: None,
             key_fields: vec![0],

@@ -489,3 +489,71 @@ async fn regression_comma_space_delimiter_is_sniffed_as_comma() {
         "{o}"
     );
 }
+
+#[tokio::test]
+async fn ragged_rows_pad_reads_a_header_with_one_separator_too_many() {
+    // The header has an empty last name: `column_6`, NULL in every row.
+    let env = Env::new(json!({"create_table": true, "ragged_rows": "pad"})).await;
+    for (i, clean) in polluter::clean_files().iter().enumerate() {
+        let t = format!("t{i}");
+        psql_copy(&env, &format!("{t}_psql"), clean).await;
+        let text = polluter::pollute(clean, Pollution::HeaderOneTooMany);
+        let o = import_json(&env, &format!("{t}.csv"), &text).await;
+        assert_eq!(o["status"], "succeeded", "{}: {o}", clean.name);
+        let n = clean.rows.len();
+        assert!(
+            o["error"].as_str().unwrap().contains(&format!(
+                "ragged_rows: pad → {n} row(s) with fewer fields than the header loaded, the missing fields NULL"
+            )),
+            "{}: {o}",
+            clean.name
+        );
+        let extra = format!("column_{}", clean.header.len() + 1);
+        let mut want = clean.header.clone();
+        want.push(extra.clone());
+        assert_eq!(columns(&env, &t).await, want);
+        env.exec(&format!("ALTER TABLE {t} DROP COLUMN {extra}"))
+            .await;
+        assert_eq!(
+            differ(&env, &t, &format!("{t}_psql")).await,
+            (0, 0),
+            "{}",
+            clean.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn ragged_rows_truncate_pads_short_rows_and_drops_extra_fields() {
+    let env =
+        Env::new(json!({"table": "t", "create_table": true, "ragged_rows": "truncate"})).await;
+    let clean = polluter::products(30);
+    psql_copy(&env, "t_psql", &clean).await;
+    let o = import_json(&env, "t.csv", &polluter::pollute(&clean, Pollution::Ragged)).await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    let note = o["error"].as_str().unwrap();
+    assert!(
+        note.contains("ragged_rows: truncate → 3 row(s) with more fields"),
+        "{o}"
+    );
+    assert!(
+        note.contains("ragged_rows: truncate → 3 row(s) with fewer fields"),
+        "{o}"
+    );
+    assert_eq!(env.count("t").await, 30);
+    // Only the three short rows' last cells are missing (NULL).
+    assert_eq!(differ(&env, "t", "t_psql").await, (3, 3));
+    assert_eq!(env.count("t WHERE in_stock IS NULL").await, 3);
+
+    // The default stays all or nothing: the same file loads nothing.
+    let env = Env::new(json!({"table": "t", "create_table": true})).await;
+    let o = import_json(&env, "t.csv", &polluter::pollute(&clean, Pollution::Ragged)).await;
+    assert_eq!(o["status"], "failed", "{o}");
+    assert!(
+        o["error"]
+            .as_str()
+            .unwrap()
+            .contains("t.csv:5: expected 5 fields, found 6"),
+        "{o}"
+    );
+}
