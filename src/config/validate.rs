@@ -108,7 +108,7 @@ impl ImportOptions {
             }
         }
         let d = self.delimiter.as_deref();
-        if d != Some("auto") && !d.is_some_and(|d| super::WIDE_DELIMITERS.contains(&d)) {
+        if d != Some("auto") && !d.is_some_and(|d| super::resolve::WIDE_DELIMITERS.contains(&d)) {
             single_byte(&self.delimiter, "delimiter", at, errors);
         }
         if self.quote.as_deref() == Some("auto") && d != Some("auto") {

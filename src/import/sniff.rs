@@ -32,7 +32,7 @@ pub struct Sniffed {
     /// The first line, BOM removed.
     pub first_line: Vec<u8>,
     /// The first [`SAMPLE_BYTES`] (or the whole file), BOM removed: what
-    /// [`choose`](super::sniff::choose) scores dialects on.
+    /// [`choose`](super::score::choose) scores dialects on.
     pub sample: Vec<u8>,
 }
 
