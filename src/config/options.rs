@@ -85,6 +85,10 @@ pub enum RaggedRows {
     Pad,
     /// A long row's extra fields are dropped, a short row padded.
     Truncate,
+    /// Every row is loaded, padded as `pad` does; what did not fit goes
+    /// to a `_rescued jsonb` column (`{"extra": [...]}`, or
+    /// `{"missing": N}` for a short row), added to the table when needed.
+    Rescue,
 }
 
 impl RaggedRows {
@@ -94,6 +98,7 @@ impl RaggedRows {
             RaggedRows::Error => "error",
             RaggedRows::Pad => "pad",
             RaggedRows::Truncate => "truncate",
+            RaggedRows::Rescue => "rescue",
         }
     }
 }
@@ -287,8 +292,10 @@ pub struct ImportOptions {
     /// `abort` (default) or `skip_rows`.
     pub on_error: Option<OnError>,
     /// A record with more or fewer fields than the header: `error`
-    /// (default), `pad` (missing fields NULL) or `truncate` (extra fields
-    /// dropped, missing ones NULL). The rows changed are counted on the job.
+    /// (default), `pad` (missing fields NULL), `truncate` (extra fields
+    /// dropped, missing ones NULL) or `rescue` (as truncate, what did not
+    /// fit kept in a `_rescued jsonb` column). The rows changed are
+    /// counted on the job.
     pub ragged_rows: Option<RaggedRows>,
     /// With `skip_rows`: the most bad rows before the file is rejected.
     pub max_errors: Option<u64>,

@@ -257,8 +257,14 @@ async fn load_once(
     }
     if summary.rows_truncated > 0 {
         notes.push(format!(
-            "{file}: ragged_rows: truncate → {} row(s) with more fields than the header loaded, the extra fields dropped",
-            summary.rows_truncated
+            "{file}: ragged_rows: {} → {} row(s) with more fields than the header loaded, the extra fields {}",
+            o.ragged_rows.as_str(),
+            summary.rows_truncated,
+            if o.ragged_rows == crate::config::RaggedRows::Rescue {
+                "in \"_rescued\""
+            } else {
+                "dropped"
+            }
         ));
     }
     notes.extend(

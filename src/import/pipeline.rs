@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::config::OnError;
 use crate::import::dialect::Dialect;
 use crate::import::encode::{self, ColumnSpec, CopyFormat, ValueError};
+use crate::import::ragged;
 use crate::import::reader::Records;
 
 /// Bytes of COPY data per message to the server.
@@ -291,8 +292,7 @@ pub fn produce(
         row_errors.clear();
         if let Some(e) = spec.refused.get(&line) {
             row_errors.push(e.clone());
-        } else if let Err(why) = crate::import::ragged::fits(record.len(), spec.width, spec.ragged)
-        {
+        } else if let Err(why) = ragged::fits(record.len(), spec.width, spec.ragged) {
             row_errors.push(RowError::row(&spec.file, line, why.to_string()));
         } else {
             if spec.format == CopyFormat::Binary {
@@ -306,7 +306,10 @@ pub fn produce(
                 offsets.push(buf.len());
                 let dialect = spec.dialects.get(n).and_then(Option::as_ref);
                 // A field a padded row lacks is NULL.
-                let put = match record.get(*fi) {
+                let rescued = (*fi == ragged::RESCUED_FIELD)
+                    .then(|| ragged::rescued(record.iter(), record.len(), spec.width))
+                    .flatten();
+                let put = match rescued.as_deref().map(str::as_bytes).or(record.get(*fi)) {
                     Some(raw) => put_field(&mut buf, &spec, col, dialect, raw),
                     None if col.not_null => Err(ValueError::NotNull),
                     None => {
@@ -314,7 +317,11 @@ pub fn produce(
                         Ok(())
                     }
                 };
-                let raw = record.get(*fi).unwrap_or_default();
+                let raw = rescued
+                    .as_deref()
+                    .map(str::as_bytes)
+                    .or(record.get(*fi))
+                    .unwrap_or_default();
                 if let Err(e) = put {
                     if spec.format == CopyFormat::Binary && server_may_accept(col, dialect, &e) {
                         s.needs_server = Some(format!(

@@ -4,6 +4,33 @@
 
 use crate::config::RaggedRows;
 
+/// The column `ragged_rows: rescue` keeps what did not fit in.
+pub const RESCUED_COLUMN: &str = "_rescued";
+
+/// The field index that stands for [`RESCUED_COLUMN`] in a column plan
+/// (no record has that many fields).
+pub const RESCUED_FIELD: usize = usize::MAX;
+
+/// What a record of `len` fields keeps in [`RESCUED_COLUMN`] for a file of
+/// `width`: its extra fields, or how many it lacks (`None`: it fits).
+pub fn rescued<'a>(
+    fields: impl Iterator<Item = &'a [u8]>,
+    len: usize,
+    width: usize,
+) -> Option<String> {
+    if len > width {
+        let extra: Vec<String> = fields
+            .skip(width)
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        Some(serde_json::json!({ "extra": extra }).to_string())
+    } else if len < width {
+        Some(serde_json::json!({ "missing": width - len }).to_string())
+    } else {
+        None
+    }
+}
+
 /// A record that `ragged_rows` does not let in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected {width} fields, found {len}")]
@@ -21,7 +48,7 @@ pub fn fits(len: usize, width: usize, r: RaggedRows) -> Result<(), WrongWidth> {
     let fits = match r {
         Error => len == width,
         Pad => len <= width,
-        Truncate => true,
+        Truncate | Rescue => true,
     };
     if fits {
         return Ok(());
@@ -44,6 +71,7 @@ mod tests {
             (4, Pad, false),
             (2, Truncate, true),
             (4, Truncate, true),
+            (9, Rescue, true),
             (0, Pad, true),
         ] {
             assert_eq!(fits(len, 3, r).is_ok(), ok, "{len} {r:?}");
@@ -52,5 +80,15 @@ mod tests {
             fits(4, 3, Pad).unwrap_err().to_string(),
             "expected 3 fields, found 4"
         );
+        let f: Vec<&[u8]> = vec![b"1", b"a", b"x,\"y"];
+        assert_eq!(
+            rescued(f.iter().copied(), 3, 2).as_deref(),
+            Some(r#"{"extra":["x,\"y"]}"#)
+        );
+        assert_eq!(
+            rescued(f.iter().copied(), 3, 5).as_deref(),
+            Some(r#"{"missing":2}"#)
+        );
+        assert_eq!(rescued(f.iter().copied(), 3, 3), None);
     }
 }
