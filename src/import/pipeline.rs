@@ -306,10 +306,8 @@ pub fn produce(
                 offsets.push(buf.len());
                 let dialect = spec.dialects.get(n).and_then(Option::as_ref);
                 // A field a padded row lacks is NULL.
-                let rescued = (*fi == ragged::RESCUED_FIELD)
-                    .then(|| ragged::rescued(record.iter(), record.len(), spec.width))
-                    .flatten();
-                let put = match rescued.as_deref().map(str::as_bytes).or(record.get(*fi)) {
+                let value = ragged::field(&record, *fi, spec.width);
+                let put = match value.as_deref() {
                     Some(raw) => put_field(&mut buf, &spec, col, dialect, raw),
                     None if col.not_null => Err(ValueError::NotNull),
                     None => {
@@ -317,11 +315,7 @@ pub fn produce(
                         Ok(())
                     }
                 };
-                let raw = rescued
-                    .as_deref()
-                    .map(str::as_bytes)
-                    .or(record.get(*fi))
-                    .unwrap_or_default();
+                let raw = value.as_deref().unwrap_or_default();
                 if let Err(e) = put {
                     if spec.format == CopyFormat::Binary && server_may_accept(col, dialect, &e) {
                         s.needs_server = Some(format!(

@@ -2,6 +2,8 @@
 //! than the header is loaded (padded with NULL, or its extra fields
 //! dropped) or is a row error. Pure; the pipeline applies it.
 
+use std::borrow::Cow;
+
 use crate::config::RaggedRows;
 
 /// The column `ragged_rows: rescue` keeps what did not fit in.
@@ -10,6 +12,16 @@ pub const RESCUED_COLUMN: &str = "_rescued";
 /// The field index that stands for [`RESCUED_COLUMN`] in a column plan
 /// (no record has that many fields).
 pub const RESCUED_FIELD: usize = usize::MAX;
+
+/// Field `fi` of `record` (a file of `width` fields), or for
+/// [`RESCUED_FIELD`] what the record keeps in [`RESCUED_COLUMN`].
+pub fn field(record: &csv::ByteRecord, fi: usize, width: usize) -> Option<Cow<'_, [u8]>> {
+    if fi == RESCUED_FIELD {
+        rescued(record.iter(), record.len(), width).map(|s| Cow::Owned(s.into_bytes()))
+    } else {
+        record.get(fi).map(Cow::Borrowed)
+    }
+}
 
 /// What a record of `len` fields keeps in [`RESCUED_COLUMN`] for a file of
 /// `width`: its extra fields, or how many it lacks (`None`: it fits).
