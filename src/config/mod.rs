@@ -18,7 +18,7 @@ mod validate;
 pub use column_names::OneOrMany;
 pub use options::{
     AutoWord, ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, HeaderOption,
-    ImportOptions, InferWord, LimitOptions, Mode, OnError, RaggedRows, SkipLinesOption,
+    ImportOptions, InferWord, LimitOptions, Mode, OnError, RaggedRows, Rejects, SkipLinesOption,
     MAX_TABLE_COLUMNS,
 };
 pub use resolve::{Limits, ResolvedOptions, SkipLines, WIDE_DELIMITERS, WIDE_DELIMITER_BYTE};

@@ -103,6 +103,17 @@ impl RaggedRows {
     }
 }
 
+/// Where skipped rows go besides the job's first errors (`rejects`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejects {
+    /// Only counted (and the first errors kept on the job).
+    None,
+    /// Every skipped row into `cpi.rejected_rows` in the target, in the
+    /// import's transaction.
+    Table,
+}
+
 /// What a column the file and the table do not share does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -297,6 +308,9 @@ pub struct ImportOptions {
     /// fit kept in a `_rescued jsonb` column). The rows changed are
     /// counted on the job.
     pub ragged_rows: Option<RaggedRows>,
+    /// With `skip_rows`: `none` (default) or `table` (every skipped row,
+    /// its line, text and error, into `cpi.rejected_rows` in the target).
+    pub rejects: Option<Rejects>,
     /// With `skip_rows`: the most bad rows before the file is rejected.
     pub max_errors: Option<u64>,
     /// A file column the table lacks: `error` (default), `ignore`, or

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use super::options::{
     ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, HeaderOption,
-    ImportOptions, LimitOptions, Mode, OnError, RaggedRows, SkipLinesOption, MAX_TABLE_COLUMNS,
+    ImportOptions, LimitOptions, Mode, OnError, RaggedRows, Rejects, SkipLinesOption,
+    MAX_TABLE_COLUMNS,
 };
 use super::table::{table_from_file_name, TableName};
 use super::validate::single_byte;
@@ -70,6 +71,8 @@ pub struct ResolvedOptions {
     pub max_errors: Option<u64>,
     /// A record of another width than the header.
     pub ragged_rows: RaggedRows,
+    /// Where skipped rows go.
+    pub rejects: Rejects,
     /// A file column the table lacks.
     pub extra_columns: ExtraColumns,
     /// A table column the file lacks.
@@ -201,6 +204,7 @@ pub(super) fn merge(
         on_error: e.on_error.or(d.on_error),
         max_errors: e.max_errors.or(d.max_errors),
         ragged_rows: e.ragged_rows.or(d.ragged_rows),
+        rejects: e.rejects.or(d.rejects),
         extra_columns: e.extra_columns.or(d.extra_columns),
         missing_columns: e.missing_columns.or(d.missing_columns),
         date_order: e.date_order.or(d.date_order),
@@ -292,6 +296,7 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
         on_error: o.on_error.unwrap_or(OnError::Abort),
         max_errors: o.max_errors,
         ragged_rows: o.ragged_rows.unwrap_or(RaggedRows::Error),
+        rejects: o.rejects.unwrap_or(Rejects::None),
         extra_columns: o.extra_columns.unwrap_or(ExtraColumns::Error),
         missing_columns: o.missing_columns.unwrap_or(ColumnPolicy::Ignore),
         date_order: o.date_order.unwrap_or(DateOrder::Mdy),

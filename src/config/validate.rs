@@ -116,6 +116,13 @@ impl ImportOptions {
                 "{at}.quote: auto is chosen with the delimiter: it needs delimiter: auto"
             ));
         }
+        if self.rejects == Some(super::options::Rejects::Table)
+            && self.on_error != Some(OnError::SkipRows)
+        {
+            errors.push(format!(
+                "{at}.rejects: table keeps the rows on_error: skip_rows skips: it needs on_error: skip_rows"
+            ));
+        }
         if self.header_rows == Some(0) {
             errors.push(format!(
                 "{at}.header_rows: must be at least 1 (header: false reads a file without one)"

@@ -76,6 +76,10 @@ async fn load_once(
 
     let started = Instant::now();
     target::ensure_ledger(conn).await.map_err(db)?;
+    let keep_rejects = o.rejects == crate::config::Rejects::Table;
+    if keep_rejects {
+        crate::import::rejects::ensure(conn).await.map_err(db)?;
+    }
     let mut tx = begin(conn, &table, o.date_order).await.map_err(db)?;
     if let Some(sha) = ctx.sha256.as_ref().filter(|_| !ctx.replay) {
         if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
@@ -217,6 +221,22 @@ async fn load_once(
         return Err(merge_failure(file, e, line, &summary));
     }
 
+    if keep_rejects && !summary.rejects.is_empty() {
+        let at = crate::import::rejects::Origin {
+            project: &ctx.project,
+            table: &table,
+            file,
+            job_id: ctx.job_id,
+        };
+        if let Err(e) = crate::import::rejects::insert(&mut tx, &at, &summary.rejects).await {
+            let _ = tx.rollback().await;
+            return Err(db(e));
+        }
+        notes.push(format!(
+            "{file}: rejects: table → {} skipped row(s) in cpi.rejected_rows",
+            summary.rejects.len()
+        ));
+    }
     let (sha256, hashed) = file_sha256(ctx, &stream).await?;
     // The last moment to refuse what was loaded: the rows, the job's size
     // and the ledger's hash must all be one file's.

@@ -27,6 +27,7 @@
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
 //! - [`preamble`]: `skip_lines: auto`, where the field counts become consistent.
 //! - [`shape`]: `skip_lines: auto`, `header: auto` and the header's rows, from a sample of records.
+//! - [`rejects`]: `rejects: table`, the skipped rows in `cpi.rejected_rows`.
 //! - [`sniff`]: `encoding: auto` and the sample of the file's bytes the dialect is chosen on.
 //! - [`score`]: `delimiter: auto`, `quote: auto`: CleverCSV's pattern × type score (pure).
 //! - [`sql`]: the statements of each mode (pure).
@@ -56,6 +57,7 @@ pub mod preamble;
 pub mod prepare;
 pub mod ragged;
 pub mod reader;
+pub mod rejects;
 pub mod score;
 pub mod shape;
 pub mod sniff;

@@ -263,6 +263,10 @@ fn skip_lines_and_comment_are_validated() {
             "delimiter: \",,\" must be a single ASCII character",
         ),
         ("header_rows: 0", "header_rows: must be at least 1"),
+        (
+            "rejects: table",
+            "rejects: table keeps the rows on_error: skip_rows skips: it needs on_error: skip_rows",
+        ),
     ];
     let run = |opt: &str| {
         let d = tempfile::tempdir().unwrap();

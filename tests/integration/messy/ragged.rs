@@ -140,3 +140,54 @@ async fn ragged_rows_rescue_goes_through_the_merge_of_upsert() {
         ["{\"extra\": [\"again\"]}"]
     );
 }
+
+#[tokio::test]
+async fn rejects_table_keeps_every_skipped_row_in_the_imports_transaction() {
+    let env = Env::new(
+        json!({"table": "t", "create_table": true, "on_error": "skip_rows", "rejects": "table"}),
+    )
+    .await;
+    let clean = polluter::products(30);
+    let text = polluter::pollute(&clean, Pollution::Ragged);
+    let o = import_json(&env, "t.csv", &text).await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(
+        (o["rows_inserted"].as_u64(), o["rows_rejected"].as_u64()),
+        (Some(24), Some(6)),
+        "{o}"
+    );
+    assert!(
+        o["error"]
+            .as_str()
+            .unwrap()
+            .contains("rejects: table → 6 skipped row(s) in cpi.rejected_rows"),
+        "{o}"
+    );
+    let job = o["job_id"].as_str().unwrap();
+    let rows = env
+        .rows(&format!(
+            "SELECT concat_ws(' | ', file_name, target_table, line, raw, error) FROM cpi.rejected_rows \
+             WHERE job_id = '{job}' ORDER BY line"
+        ))
+        .await;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for (r, line) in rows.iter().zip([5, 10, 15, 20, 25, 30]) {
+        let found = if line % 10 == 5 { 6 } else { 4 };
+        assert_eq!(
+            r,
+            &format!(
+                "t.csv | \"t\" | {line} | {} | t.csv:{line}: expected 5 fields, found {found}",
+                lines[line - 1]
+            )
+        );
+    }
+    // Nothing lost: every line of the file is loaded or kept.
+    assert_eq!(env.count("t").await + 6, 30);
+
+    // A file that fails leaves no rejected row behind (one transaction).
+    let env = Env::new(json!({"table": "t", "create_table": true, "on_error": "skip_rows", "max_errors": 2, "rejects": "table"})).await;
+    let o = import_json(&env, "t.csv", &text).await;
+    assert_eq!(o["status"], "failed", "{o}");
+    assert_eq!(env.count("cpi.rejected_rows").await, 0);
+}
