@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Result};
 
 use super::args::{Global, InferArgs};
 use super::context::management_pool;
-use crate::config::{ProjectConfig, ResolvedOptions};
+use crate::config::{Encoding, ProjectConfig, ResolvedOptions};
 use crate::import::{self, infer};
 use crate::store;
 
@@ -37,8 +37,19 @@ pub async fn infer(g: &Global, a: &InferArgs) -> Result<ExitCode> {
         let opts = o.clone();
         let (o, shape, inf) = tokio::task::spawn_blocking(move || {
             let source = path.into();
+            // The decisions an import takes before reading the file.
+            let (opts, mut sniffed) = if opts.encoding == Encoding::Auto || opts.delimiter_auto {
+                let full = opts.encoding == Encoding::Auto;
+                let s = import::sniff::sniff(&source, full, &opts.limits)
+                    .map_err(|e| anyhow!("{name}: cannot read: {e}"))?;
+                import::sniff::decide(&s, &opts)
+            } else {
+                (opts, Vec::new())
+            };
             let (o, shape) = import::shape::decide(&source, &opts)
                 .map_err(|e| anyhow!("{}", import::pipeline::csv_error(&name, &e)))?;
+            sniffed.extend(shape);
+            let shape = sniffed;
             let inf = import::infer_file(&source, &name, &o)?;
             anyhow::Ok((o, shape, inf))
         })

@@ -222,55 +222,14 @@ pub(super) async fn auto_options(
         Some(x) => Failure::bad(format!("{}:{}: {x}", ctx.file, x.line)),
         None => Failure::bad(format!("{}: cannot read: {e}", ctx.file)),
     })?;
+    let (opts, why) = crate::import::sniff::decide(&s, o);
+    for n in why {
+        let note = format!("{}: {n}", ctx.file);
+        tracing::info!(file = %ctx.file, decision = %note, "sniff");
+        notes.push(note);
+    }
     let mut c = ctx.clone();
-    if auto_encoding {
-        let (enc, why) = crate::import::sniff::encoding(s.bom, s.valid_utf8);
-        c.opts.encoding = enc;
-        let note = format!("{}: encoding: auto → {why}", ctx.file);
-        tracing::info!(file = %ctx.file, decision = %note, "encoding");
-        notes.push(note);
-    }
-    if o.delimiter_auto {
-        let given = [o.quoting.then_some(o.quote)];
-        let quotes = if o.quote_auto {
-            crate::import::score::QUOTES
-        } else {
-            &given[..]
-        };
-        let choice = crate::import::score::choose(&s.sample, quotes);
-        let d = &choice.delimiter;
-        match d.as_slice() {
-            [one] => {
-                c.opts.delimiter = *one;
-                c.opts.wide_delimiter = None;
-            }
-            _ => {
-                c.opts.delimiter = crate::config::WIDE_DELIMITER_BYTE;
-                c.opts.wide_delimiter = Some(d.clone());
-            }
-        }
-        let shown = String::from_utf8_lossy(d).escape_default().to_string();
-        let note = format!("{}: delimiter: auto → {shown:?}", ctx.file);
-        tracing::info!(
-            file = %ctx.file,
-            decision = %note,
-            score = choice.score,
-            next_best = choice.next,
-            "delimiter"
-        );
-        notes.push(note);
-        if o.quote_auto {
-            c.opts.quoting = choice.quote.is_some();
-            c.opts.quote = choice.quote.unwrap_or(b'"');
-            let q = match choice.quote {
-                Some(q) => format!("{:?}", char::from(q).to_string()),
-                None => "none".into(),
-            };
-            let note = format!("{}: quote: auto → {q}", ctx.file);
-            tracing::info!(file = %ctx.file, decision = %note, "quote");
-            notes.push(note);
-        }
-    }
+    c.opts = opts;
     Ok(Some(c))
 }
 

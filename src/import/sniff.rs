@@ -5,7 +5,8 @@
 
 use std::io::{self, Read};
 
-use crate::config::Encoding;
+use crate::config::{Encoding, ResolvedOptions, WIDE_DELIMITER_BYTE};
+use crate::import::score::{choose, QUOTES};
 
 /// The encoding: a UTF-8 BOM, or bytes that are valid UTF-8 throughout,
 /// are UTF-8; anything else is windows-1252 (which maps every byte).
@@ -20,6 +21,53 @@ pub fn encoding(has_bom: bool, valid_utf8: bool) -> (Encoding, &'static str) {
             "windows-1252 (the file is not valid UTF-8)",
         )
     }
+}
+
+/// The options with `encoding: auto`, `delimiter: auto` and `quote:
+/// auto` decided from what [`sniff`] found, and each decision for the job
+/// and `cpi infer` (`delimiter: auto → ", "`). Pure.
+pub fn decide(s: &Sniffed, o: &ResolvedOptions) -> (ResolvedOptions, Vec<String>) {
+    let mut c = o.clone();
+    let mut notes = Vec::new();
+    if o.encoding == Encoding::Auto {
+        let (enc, why) = encoding(s.bom, s.valid_utf8);
+        c.encoding = enc;
+        notes.push(format!("encoding: auto → {why}"));
+    }
+    if !o.delimiter_auto {
+        return (c, notes);
+    }
+    let given = [o.quoting.then_some(o.quote)];
+    let quotes = if o.quote_auto { QUOTES } else { &given[..] };
+    let choice = choose(&s.sample, quotes);
+    let d = &choice.delimiter;
+    match d.as_slice() {
+        [one] => {
+            c.delimiter = *one;
+            c.wide_delimiter = None;
+        }
+        _ => {
+            c.delimiter = WIDE_DELIMITER_BYTE;
+            c.wide_delimiter = Some(d.clone());
+        }
+    }
+    let shown = String::from_utf8_lossy(d).escape_default().to_string();
+    tracing::debug!(
+        score = choice.score,
+        next_best = choice.next,
+        "delimiter scores"
+    );
+    notes.push(format!("delimiter: auto → {shown:?}"));
+    if o.quote_auto {
+        c.quoting = choice.quote.is_some();
+        c.quote = choice.quote.unwrap_or(b'"');
+        let q = match choice.quote {
+            Some(q) => format!("{:?}", char::from(q).to_string()),
+            None => "none".into(),
+        };
+        notes.push(format!("quote: auto → {q}"));
+    }
+    (c, notes)
 }
 
 /// What [`sniff`] found.
@@ -122,6 +170,33 @@ mod tests {
         assert_eq!(encoding(true, false).0, Encoding::Utf8);
         assert_eq!(encoding(false, true).0, Encoding::Utf8);
         assert_eq!(encoding(false, false).0, Encoding::Windows1252);
+    }
+
+    #[test]
+    fn sniffed_decisions_are_noted() {
+        let mut o = crate::config::ProjectConfig::default()
+            .options_for("a.csv")
+            .unwrap();
+        o.encoding = Encoding::Auto;
+        o.delimiter_auto = true;
+        o.quote_auto = true;
+        let s = Sniffed {
+            bom: false,
+            valid_utf8: true,
+            first_line: b"id; name".to_vec(),
+            sample: b"id; name\n1; 'a; b'\n2; 'c'\n".to_vec(),
+        };
+        let (d, notes) = decide(&s, &o);
+        assert_eq!(d.wide_delimiter.as_deref(), Some(&b"; "[..]));
+        assert_eq!((d.quote, d.quoting), (b'\'', true));
+        assert_eq!(
+            notes,
+            [
+                "encoding: auto → utf-8 (the whole file is valid UTF-8)",
+                "delimiter: auto → \"; \"",
+                "quote: auto → \"'\"",
+            ]
+        );
     }
 
     #[test]

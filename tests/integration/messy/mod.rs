@@ -495,3 +495,27 @@ async fn regression_comma_space_delimiter_is_sniffed_as_comma() {
         "{o}"
     );
 }
+
+#[tokio::test]
+async fn cpi_infer_shows_every_automatic_decision_before_it_matters() {
+    let env = Env::new(json!({
+        "create_table": "infer", "delimiter": "auto", "quote": "auto", "skip_lines": "auto"
+    }))
+    .await;
+    let clean = polluter::products(20);
+    let text = polluter::pollute(&clean, Pollution::CommaSpace);
+    let f = env.file("p.csv", format!("Exported today\n\n{text}").as_bytes());
+    let r = cpi_on(&env, &["infer", "--project", "p", f.to_str().unwrap()]).await;
+    r.assert_code(0)
+        .assert_stdout("-- delimiter: auto → \", \"")
+        .assert_stdout("-- quote: auto → \"\\\"\"")
+        .assert_stdout(
+            "-- skip_lines: auto → 2 (the field counts are consistent from line 3, 5 fields)",
+        )
+        .assert_stdout("-- header: auto → true (field 1 of the header from line 3")
+        .assert_stdout("\"product_id\" smallint");
+    // The import takes the same decisions.
+    let o = import_json(&env, "p.csv", &format!("Exported today\n\n{text}")).await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(env.count("p").await, 20);
+}
