@@ -27,7 +27,7 @@ pub struct Start {
 
 /// The first line from which the field counts are consistent, from the
 /// first records' `(line, field count)`: the most common count of the
-/// sample (ties: the larger), and the first record from which [`RUN`]
+/// sample (ties: the larger), and the first record from which three
 /// records in a row (or all that are left) have it. A first record off by
 /// one field just before that run is kept: it is the header with one
 /// separator too many or too few, not a preamble.

@@ -80,7 +80,7 @@ pub struct Sniffed {
     /// The first line, BOM removed.
     pub first_line: Vec<u8>,
     /// The first [`SAMPLE_BYTES`] (or the whole file), BOM removed: what
-    /// [`choose`](super::score::choose) scores dialects on.
+    /// [`choose`] scores dialects on.
     pub sample: Vec<u8>,
 }
 
