@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Result};
 
 use super::args::{Global, InferArgs};
 use super::context::management_pool;
-use crate::config::{ProjectConfig, ResolvedOptions};
+use crate::config::{Encoding, ProjectConfig, ResolvedOptions};
 use crate::import::{self, infer};
 use crate::store;
 
@@ -35,11 +35,27 @@ pub async fn infer(g: &Global, a: &InferArgs) -> Result<ExitCode> {
         let name = file_name(f);
         let path = f.clone();
         let opts = o.clone();
-        let inf =
-            tokio::task::spawn_blocking(move || import::infer_file(&path.into(), &name, &opts))
-                .await??;
+        let (o, shape, inf) = tokio::task::spawn_blocking(move || {
+            let source = path.into();
+            // The decisions an import takes before reading the file.
+            let (opts, mut sniffed) = if opts.encoding == Encoding::Auto || opts.delimiter_auto {
+                let full = opts.encoding == Encoding::Auto;
+                let s = import::sniff::sniff(&source, full, &opts.limits)
+                    .map_err(|e| anyhow!("{name}: cannot read: {e}"))?;
+                import::sniff::decide(&s, &opts)
+            } else {
+                (opts, Vec::new())
+            };
+            let (o, shape) = import::shape::decide(&source, &opts)
+                .map_err(|e| anyhow!("{}", import::pipeline::csv_error(&name, &e)))?;
+            sniffed.extend(shape);
+            let shape = sniffed;
+            let inf = import::infer_file(&source, &name, &o)?;
+            anyhow::Ok((o, shape, inf))
+        })
+        .await??;
         println!("-- {}", f.display());
-        for n in &inf.notes {
+        for n in shape.iter().chain(&inf.file_notes).chain(&inf.notes) {
             println!("-- {n}");
         }
         println!(

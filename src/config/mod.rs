@@ -17,10 +17,11 @@ mod validate;
 
 pub use column_names::OneOrMany;
 pub use options::{
-    ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, ImportOptions,
-    InferWord, LimitOptions, Mode, OnError, MAX_TABLE_COLUMNS,
+    AutoWord, ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, HeaderOption,
+    ImportOptions, InferWord, LimitOptions, Mode, OnError, RaggedRows, Rejects, SkipLinesOption,
+    MAX_TABLE_COLUMNS,
 };
-pub use resolve::{Limits, ResolvedOptions};
+pub use resolve::{Limits, ResolvedOptions, SkipLines, WIDE_DELIMITERS, WIDE_DELIMITER_BYTE};
 pub use table::{quote_ident, table_from_file_name, TableName, TableNameError};
 pub use validate::format_problem;
 

@@ -74,6 +74,46 @@ pub enum OnError {
     SkipRows,
 }
 
+/// What a record with more or fewer fields than the header does
+/// (`ragged_rows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RaggedRows {
+    /// A row error (`expected 5 fields, found 4`), as `on_error` says.
+    Error,
+    /// A short row's missing fields are NULL; a long row is an error.
+    Pad,
+    /// A long row's extra fields are dropped, a short row padded.
+    Truncate,
+    /// Every row is loaded, padded as `pad` does; what did not fit goes
+    /// to a `_rescued jsonb` column (`{"extra": [...]}`, or
+    /// `{"missing": N}` for a short row), added to the table when needed.
+    Rescue,
+}
+
+impl RaggedRows {
+    /// The option's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RaggedRows::Error => "error",
+            RaggedRows::Pad => "pad",
+            RaggedRows::Truncate => "truncate",
+            RaggedRows::Rescue => "rescue",
+        }
+    }
+}
+
+/// Where skipped rows go besides the job's first errors (`rejects`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejects {
+    /// Only counted (and the first errors kept on the job).
+    None,
+    /// Every skipped row into `cpi.rejected_rows` in the target, in the
+    /// import's transaction.
+    Table,
+}
+
 /// What a column the file and the table do not share does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -124,6 +164,37 @@ pub enum InferWord {
     /// Types from the file's values.
     #[serde(rename = "infer")]
     Infer,
+}
+
+/// `skip_lines`: how many lines above the header to drop, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum SkipLinesOption {
+    /// Drop this many lines (a preamble of known length).
+    Lines(u64),
+    /// `auto`: the lines before the first line from which the field counts
+    /// are consistent.
+    Auto(AutoWord),
+}
+
+/// `header`: `true`, `false` or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum HeaderOption {
+    /// `true`: the first line (after `skip_lines`) names the columns;
+    /// `false`: it is data.
+    Flag(bool),
+    /// `auto`: decided per file from the types of the first rows against
+    /// the rows below (the decision is on the job).
+    Auto(AutoWord),
+}
+
+/// The word `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum AutoWord {
+    /// Decided per file from its first lines.
+    #[serde(rename = "auto")]
+    Auto,
 }
 
 /// How PostgreSQL reads an all-digit date like `01/02/2024` (its `DateStyle`).
@@ -201,12 +272,25 @@ pub struct ImportOptions {
     pub create_table: Option<CreateTable>,
     /// CSV header → target column.
     pub columns: Option<BTreeMap<String, String>>,
-    /// Whether the first line names the columns (default true).
-    pub header: Option<bool>,
-    /// Field separator, one ASCII character (default `,`), or `auto`
-    /// (the most frequent of `,` `;` tab `|` in the first line).
+    /// Whether the first line names the columns: `true`, `false` or `auto`
+    /// (default `auto` with `create_table: infer`, else `true`).
+    pub header: Option<HeaderOption>,
+    /// Lines the header spans (default 1; with `header: auto`, detected):
+    /// each column's name is its non-empty parts joined with `_`.
+    pub header_rows: Option<u64>,
+    /// Field separator, one ASCII character (default `,`), `, `, `; ` or
+    /// `| `, or `auto` (chosen among those over the file's first 64 KiB by
+    /// the consistency of the rows' field counts and values).
     pub delimiter: Option<String>,
-    /// Quote character, one ASCII character (default `"`).
+    /// Lines to drop before the header (a preamble): a number (default 0),
+    /// or `auto` (every line before the first one from which the field
+    /// counts are consistent; the decision is on the job).
+    pub skip_lines: Option<SkipLinesOption>,
+    /// A line starting with this character (one ASCII character, e.g.
+    /// `#`) is a comment, skipped wherever it is (default: none).
+    pub comment: Option<String>,
+    /// Quote character, one ASCII character (default `"`), `none` (quotes
+    /// are data), or `auto` (with `delimiter: auto`: `"`, `'` or none).
     pub quote: Option<String>,
     /// Escape character inside quotes (default: the quote doubled).
     pub escape: Option<String>,
@@ -218,6 +302,15 @@ pub struct ImportOptions {
     pub encoding: Option<Encoding>,
     /// `abort` (default) or `skip_rows`.
     pub on_error: Option<OnError>,
+    /// A record with more or fewer fields than the header: `error`
+    /// (default), `pad` (missing fields NULL), `truncate` (extra fields
+    /// dropped, missing ones NULL) or `rescue` (as truncate, what did not
+    /// fit kept in a `_rescued jsonb` column). The rows changed are
+    /// counted on the job.
+    pub ragged_rows: Option<RaggedRows>,
+    /// With `skip_rows`: `none` (default) or `table` (every skipped row,
+    /// its line, text and error, into `cpi.rejected_rows` in the target).
+    pub rejects: Option<Rejects>,
     /// With `skip_rows`: the most bad rows before the file is rejected.
     pub max_errors: Option<u64>,
     /// A file column the table lacks: `error` (default), `ignore`, or

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::options::{
-    ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, ImportOptions,
-    LimitOptions, Mode, OnError, MAX_TABLE_COLUMNS,
+    ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, HeaderOption,
+    ImportOptions, LimitOptions, Mode, OnError, RaggedRows, Rejects, SkipLinesOption,
+    MAX_TABLE_COLUMNS,
 };
 use super::table::{table_from_file_name, TableName};
 use super::validate::single_byte;
@@ -33,12 +34,29 @@ pub struct ResolvedOptions {
     pub columns: BTreeMap<String, String>,
     /// The first line names the columns.
     pub header: bool,
+    /// `header: auto`: decided per file (`import::shape`); until then
+    /// `header` is true.
+    pub header_auto: bool,
+    /// Lines the header spans (`None`: one, or detected with `header_auto`).
+    pub header_rows: Option<u64>,
     /// Field separator.
     pub delimiter: u8,
     /// `delimiter: auto`: chosen per file from its first line.
     pub delimiter_auto: bool,
+    /// Lines dropped before the header.
+    pub skip_lines: SkipLines,
+    /// Lines starting with this byte are skipped.
+    pub comment: Option<u8>,
+    /// A delimiter of more than one byte (`, `, `; `): the reader rewrites
+    /// it outside quotes to [`WIDE_DELIMITER_BYTE`] before the CSV parser
+    /// sees the text.
+    pub wide_delimiter: Option<Vec<u8>>,
     /// Quote character.
     pub quote: u8,
+    /// Whether quotes are read at all (`quote: none`: every quote is data).
+    pub quoting: bool,
+    /// `quote: auto`: chosen per file with `delimiter: auto` (the sniffer).
+    pub quote_auto: bool,
     /// Escape character (`None`: the quote doubled).
     pub escape: Option<u8>,
     /// Field values read as NULL.
@@ -51,6 +69,10 @@ pub struct ResolvedOptions {
     pub on_error: OnError,
     /// With `skip_rows`, the most bad rows.
     pub max_errors: Option<u64>,
+    /// A record of another width than the header.
+    pub ragged_rows: RaggedRows,
+    /// Where skipped rows go.
+    pub rejects: Rejects,
     /// A file column the table lacks.
     pub extra_columns: ExtraColumns,
     /// A table column the file lacks.
@@ -73,6 +95,22 @@ pub struct ResolvedOptions {
     pub checks: Vec<super::checks::Check>,
     /// The import's budgets.
     pub limits: Limits,
+}
+
+/// The byte a multi-byte delimiter stands for in the text the CSV parser
+/// reads (ASCII's unit separator, made for this).
+pub const WIDE_DELIMITER_BYTE: u8 = 0x1F;
+
+/// The multi-byte delimiters cpi reads.
+pub const WIDE_DELIMITERS: &[&str] = &[", ", "; ", "| "];
+
+/// `skip_lines` resolved: a count, or `auto` until the file decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipLines {
+    /// Drop this many lines.
+    Lines(u64),
+    /// Decided from the file's first lines (`import::preamble`).
+    Auto,
 }
 
 /// The budgets of one import with every default applied (`limits:`).
@@ -154,7 +192,10 @@ pub(super) fn merge(
         create_table: e.create_table.or(d.create_table),
         columns: e.columns.or(d.columns),
         header: e.header.or(d.header),
+        header_rows: e.header_rows.or(d.header_rows),
         delimiter: e.delimiter.or(d.delimiter),
+        skip_lines: e.skip_lines.or(d.skip_lines),
+        comment: e.comment.or(d.comment),
         quote: e.quote.or(d.quote),
         escape: e.escape.or(d.escape),
         null: e.null.or(d.null),
@@ -162,6 +203,8 @@ pub(super) fn merge(
         encoding: e.encoding.or(d.encoding),
         on_error: e.on_error.or(d.on_error),
         max_errors: e.max_errors.or(d.max_errors),
+        ragged_rows: e.ragged_rows.or(d.ragged_rows),
+        rejects: e.rejects.or(d.rejects),
         extra_columns: e.extra_columns.or(d.extra_columns),
         missing_columns: e.missing_columns.or(d.missing_columns),
         date_order: e.date_order.or(d.date_order),
@@ -213,10 +256,35 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
         create_table: !matches!(o.create_table, None | Some(CreateTable::Flag(false))),
         infer_types: matches!(o.create_table, Some(CreateTable::Infer(_))),
         columns: o.columns.clone().unwrap_or_default(),
-        header: o.header.unwrap_or(true),
-        delimiter: single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
+        header: !matches!(o.header, Some(HeaderOption::Flag(false))),
+        header_auto: match o.header {
+            Some(HeaderOption::Auto(_)) => true,
+            Some(HeaderOption::Flag(_)) => false,
+            None => matches!(o.create_table, Some(CreateTable::Infer(_))),
+        },
+        header_rows: o.header_rows,
+        delimiter: match o.delimiter.as_deref() {
+            Some(d) if WIDE_DELIMITERS.contains(&d) => WIDE_DELIMITER_BYTE,
+            _ => single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),
+        },
+        wide_delimiter: o
+            .delimiter
+            .as_deref()
+            .filter(|d| WIDE_DELIMITERS.contains(d))
+            .map(|d| d.as_bytes().to_vec()),
         delimiter_auto: o.delimiter.as_deref() == Some("auto"),
-        quote: single_byte(&o.quote, "quote", "", &mut ignored).unwrap_or(b'"'),
+        skip_lines: match o.skip_lines {
+            None => SkipLines::Lines(0),
+            Some(SkipLinesOption::Lines(n)) => SkipLines::Lines(n),
+            Some(SkipLinesOption::Auto(_)) => SkipLines::Auto,
+        },
+        comment: single_byte(&o.comment, "comment", "", &mut ignored),
+        quote: match o.quote.as_deref() {
+            Some("auto" | "none") => b'"',
+            _ => single_byte(&o.quote, "quote", "", &mut ignored).unwrap_or(b'"'),
+        },
+        quoting: o.quote.as_deref() != Some("none"),
+        quote_auto: o.quote.as_deref() == Some("auto"),
         escape: single_byte(&o.escape, "escape", "", &mut ignored),
         null: o
             .null
@@ -227,6 +295,8 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
         encoding: o.encoding.unwrap_or(Encoding::Utf8),
         on_error: o.on_error.unwrap_or(OnError::Abort),
         max_errors: o.max_errors,
+        ragged_rows: o.ragged_rows.unwrap_or(RaggedRows::Error),
+        rejects: o.rejects.unwrap_or(Rejects::None),
         extra_columns: o.extra_columns.unwrap_or(ExtraColumns::Error),
         missing_columns: o.missing_columns.unwrap_or(ColumnPolicy::Ignore),
         date_order: o.date_order.unwrap_or(DateOrder::Mdy),

@@ -58,7 +58,9 @@ pub(super) fn check_column_refs(o: &ImportOptions, at: &str, errors: &mut Vec<St
 
 /// `extra_columns: add` names the new columns after the header.
 pub(super) fn check_extra_columns(o: &ImportOptions, at: &str, errors: &mut Vec<String>) {
-    if o.extra_columns == Some(ExtraColumns::Add) && o.header == Some(false) {
+    if o.extra_columns == Some(ExtraColumns::Add)
+        && o.header == Some(super::options::HeaderOption::Flag(false))
+    {
         errors.push(format!(
             "{at}: extra_columns: add needs a header (header: false gives the new columns no names)"
         ));
@@ -105,11 +107,46 @@ impl ImportOptions {
                 errors.push(format!("{at}.columns: a column name is empty"));
             }
         }
-        if self.delimiter.as_deref() != Some("auto") {
+        let d = self.delimiter.as_deref();
+        if d != Some("auto") && !d.is_some_and(|d| super::resolve::WIDE_DELIMITERS.contains(&d)) {
             single_byte(&self.delimiter, "delimiter", at, errors);
         }
-        single_byte(&self.quote, "quote", at, errors);
+        if self.quote.as_deref() == Some("auto") && d != Some("auto") {
+            errors.push(format!(
+                "{at}.quote: auto is chosen with the delimiter: it needs delimiter: auto"
+            ));
+        }
+        if self.rejects == Some(super::options::Rejects::Table)
+            && self.on_error != Some(OnError::SkipRows)
+        {
+            errors.push(format!(
+                "{at}.rejects: table keeps the rows on_error: skip_rows skips: it needs on_error: skip_rows"
+            ));
+        }
+        if self.header_rows == Some(0) {
+            errors.push(format!(
+                "{at}.header_rows: must be at least 1 (header: false reads a file without one)"
+            ));
+        }
+        if self.header_rows.is_some_and(|n| n > 1)
+            && self.header == Some(super::options::HeaderOption::Flag(false))
+        {
+            errors.push(format!("{at}.header_rows: header is false"));
+        }
+        let quote = match self.quote.as_deref() {
+            Some("auto" | "none") => None,
+            _ => single_byte(&self.quote, "quote", at, errors),
+        };
         single_byte(&self.escape, "escape", at, errors);
+        if let Some(c) = single_byte(&self.comment, "comment", at, errors) {
+            let delimiter = self.delimiter.as_deref().filter(|d| *d != "auto");
+            if Some(c) == quote.or(Some(b'"')) || delimiter.is_some_and(|d| d.as_bytes() == [c]) {
+                errors.push(format!(
+                    "{at}.comment: {:?} is also the quote or the delimiter",
+                    char::from(c)
+                ));
+            }
+        }
         self.validate_values(at, errors);
         for (i, c) in self.checks.iter().flatten().enumerate() {
             if let Err(e) = c.parse(&format!("{at}.checks[{i}]")) {

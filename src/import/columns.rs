@@ -69,11 +69,14 @@ pub enum TablePlan {
     Create(String),
 }
 
-/// Decides the target table: `existing` is whether it exists now.
+/// Decides the target table: `existing` is whether it exists now. A file
+/// without a header (`width` fields in its first record) creates columns
+/// `column_1` to `column_{width}`.
 pub fn plan_table(
     file: &str,
     o: &ResolvedOptions,
     header: Option<&[String]>,
+    width: usize,
     existing: bool,
 ) -> Result<TablePlan, PlanError> {
     if existing {
@@ -84,11 +87,19 @@ pub fn plan_table(
             table: o.table.to_string(),
         });
     }
-    let Some(header) = header else {
-        return Err(PlanError::CreateNeedsHeader {
-            file: file.to_string(),
-            table: o.table.to_string(),
-        });
+    let numbered;
+    let header = match header {
+        Some(h) => h,
+        None if width > 0 => {
+            numbered = mapping::numbered_columns(width);
+            &numbered
+        }
+        None => {
+            return Err(PlanError::CreateNeedsHeader {
+                file: file.to_string(),
+                table: o.table.to_string(),
+            })
+        }
     };
     let cols = mapping::columns_from_header(header, &o.columns).map_err(|message| {
         PlanError::BadHeader {
@@ -288,7 +299,7 @@ mod tests {
             ),
         ];
         for (exists, create, header, want) in rows {
-            let got = plan_table("a.csv", &opts(Mode::Append, &[], create), header, exists);
+            let got = plan_table("a.csv", &opts(Mode::Append, &[], create), header, 0, exists);
             match (want, got) {
                 (Ok(false), Ok(TablePlan::Existing)) => {}
                 (Ok(true), Ok(TablePlan::Create(sql))) => {
@@ -297,6 +308,18 @@ mod tests {
                 (Err(w), Err(g)) => assert_eq!(w, g),
                 (w, g) => panic!("exists {exists} create {create}: want {w:?}, got {g:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_headerless_file_creates_numbered_columns() {
+        let o = opts(Mode::Append, &[], true);
+        match plan_table("a.csv", &o, None, 3, false) {
+            Ok(TablePlan::Create(sql)) => assert!(
+                sql.contains("(\"column_1\" text, \"column_2\" text, \"column_3\" text)"),
+                "{sql}"
+            ),
+            other => panic!("{other:?}"),
         }
     }
 

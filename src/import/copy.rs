@@ -122,6 +122,14 @@ pub(super) async fn copy(
         trim: o.trim,
         on_error: o.on_error,
         max_errors: o.max_errors,
+        ragged: o.ragged_rows,
+        keep_rejects: (o.rejects == crate::config::Rejects::Table).then(|| {
+            let d = o
+                .wide_delimiter
+                .clone()
+                .unwrap_or_else(|| vec![o.delimiter]);
+            (d, o.quote)
+        }),
         row_number: plan.staged,
         first: opened.first,
         key_fields: plan.key_fields.clone(),

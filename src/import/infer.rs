@@ -261,6 +261,10 @@ pub struct Inference {
     pub columns: Vec<(String, Inferred)>,
     /// Widenings and falls back to `text`, one per column at most.
     pub notes: Vec<String>,
+    /// The decisions taken opening the file: `skip_lines: auto`, the
+    /// header's names changed to be column names (an empty or over-long
+    /// name).
+    pub file_notes: Vec<String>,
 }
 
 /// Feeds the file's records, one by one.
@@ -351,6 +355,7 @@ impl Infer {
                 .map(|(n, c)| (n, c.ty.unwrap_or(Inferred::Text)))
                 .collect(),
             notes,
+            file_notes: Vec::new(),
         }
     }
 }
@@ -428,9 +433,16 @@ pub fn infer_file(
     o: &ResolvedOptions,
 ) -> Result<Inference, InferError> {
     let opened = open_file(source, file, o, Arc::new(AtomicU64::new(0)), None)?;
-    let header = opened.header.ok_or_else(|| InferError::NeedsHeader {
-        file: file.to_string(),
-    })?;
+    // Without a header the columns are numbered, and the first record is data.
+    let header = match opened.header {
+        Some(h) => h,
+        None if opened.width > 0 => mapping::numbered_columns(opened.width),
+        None => {
+            return Err(InferError::NeedsHeader {
+                file: file.to_string(),
+            })
+        }
+    };
     let names = mapping::columns_from_header(&header, &o.columns).map_err(|message| {
         InferError::BadHeader {
             file: file.to_string(),
@@ -438,8 +450,21 @@ pub fn infer_file(
         }
     })?;
     let mut inf = Infer::with_style(&names, &o.null, ValueStyle::of(o));
+    let file_notes = opened.notes;
     let mut records = opened.records;
     let mut record = csv::StringRecord::new();
+    if let Some(first) = opened.first {
+        let line = first.position().map_or(1, |p| p.line());
+        let fields: Vec<String> = first
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        if o.trim {
+            inf.add(line, fields.iter().map(|f| f.trim()));
+        } else {
+            inf.add(line, fields.iter().map(String::as_str));
+        }
+    }
     loop {
         match records.read_record(&mut record) {
             Ok(true) => {
@@ -460,7 +485,10 @@ pub fn infer_file(
             }
         }
     }
-    Ok(inf.finish())
+    Ok(Inference {
+        file_notes,
+        ..inf.finish()
+    })
 }
 
 #[cfg(test)]

@@ -61,6 +61,14 @@ async fn load_once(
         }
         None => ctx,
     };
+    let shaped;
+    let ctx = match shape(ctx, &mut notes).await? {
+        Some(c) => {
+            shaped = c;
+            &shaped
+        }
+        None => ctx,
+    };
     let file = ctx.file.as_str();
     let o = &ctx.opts;
     let table = o.table.quoted();
@@ -68,6 +76,10 @@ async fn load_once(
 
     let started = Instant::now();
     target::ensure_ledger(conn).await.map_err(db)?;
+    let keep_rejects = o.rejects == crate::config::Rejects::Table;
+    if keep_rejects {
+        crate::import::rejects::ensure(conn).await.map_err(db)?;
+    }
     let mut tx = begin(conn, &table, o.date_order).await.map_err(db)?;
     if let Some(sha) = ctx.sha256.as_ref().filter(|_| !ctx.replay) {
         if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
@@ -81,6 +93,10 @@ async fn load_once(
 
     let mut stream = new_stream(ctx);
     let opened = open(ctx, &stream).await?;
+    for n in &opened.notes {
+        tracing::info!(file, decision = %n, "open");
+        notes.push(format!("{file}: {n}"));
+    }
     let mut plan = prepare_target(
         &mut tx,
         ctx,
@@ -205,6 +221,22 @@ async fn load_once(
         return Err(merge_failure(file, e, line, &summary));
     }
 
+    if keep_rejects && !summary.rejects.is_empty() {
+        let at = crate::import::rejects::Origin {
+            project: &ctx.project,
+            table: &table,
+            file,
+            job_id: ctx.job_id,
+        };
+        if let Err(e) = crate::import::rejects::insert(&mut tx, &at, &summary.rejects).await {
+            let _ = tx.rollback().await;
+            return Err(db(e));
+        }
+        notes.push(format!(
+            "{file}: rejects: table → {} skipped row(s) in cpi.rejected_rows",
+            summary.rejects.len()
+        ));
+    }
     let (sha256, hashed) = file_sha256(ctx, &stream).await?;
     // The last moment to refuse what was loaded: the rows, the job's size
     // and the ledger's hash must all be one file's.
@@ -236,6 +268,25 @@ async fn load_once(
             summary.rows_rejected
         ));
     }
+    if summary.rows_padded > 0 {
+        notes.push(format!(
+            "{file}: ragged_rows: {} → {} row(s) with fewer fields than the header loaded, the missing fields NULL",
+            o.ragged_rows.as_str(),
+            summary.rows_padded
+        ));
+    }
+    if summary.rows_truncated > 0 {
+        notes.push(format!(
+            "{file}: ragged_rows: {} → {} row(s) with more fields than the header loaded, the extra fields {}",
+            o.ragged_rows.as_str(),
+            summary.rows_truncated,
+            if o.ragged_rows == crate::config::RaggedRows::Rescue {
+                "in \"_rescued\""
+            } else {
+                "dropped"
+            }
+        ));
+    }
     notes.extend(
         results
             .iter()
@@ -252,6 +303,28 @@ async fn load_once(
         errors_total: summary.errors_total,
         checks: results,
     })
+}
+
+/// `skip_lines: auto` and `header: auto` decided from the file's first
+/// records (off the runtime), each decision logged and noted for the job.
+async fn shape(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Option<Ctx>, Failure> {
+    let o = &ctx.opts;
+    if o.skip_lines != crate::config::SkipLines::Auto && !o.header_auto {
+        return Ok(None);
+    }
+    let (p, opts) = (ctx.source.clone(), o.clone());
+    let (decided, why) =
+        tokio::task::spawn_blocking(move || crate::import::shape::decide(&p, &opts))
+            .await
+            .map_err(|e| Failure::bad(e.to_string()))?
+            .map_err(|e| Failure::bad(crate::import::pipeline::csv_error(&ctx.file, &e)))?;
+    for n in why {
+        tracing::info!(file = %ctx.file, decision = %n, "shape");
+        notes.push(format!("{}: {n}", ctx.file));
+    }
+    let mut c = ctx.clone();
+    c.opts = decided;
+    Ok(Some(c))
 }
 
 /// The job's error when a check of severity `error` stopped the file:

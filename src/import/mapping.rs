@@ -217,6 +217,11 @@ pub fn unmatched(
 /// that a header of a million names costs no more than reading it.
 pub const MAX_HEADER_COLUMNS: usize = crate::config::MAX_TABLE_COLUMNS as usize;
 
+/// The names of a headerless file's columns: `column_1` to `column_{width}`.
+pub fn numbered_columns(width: usize) -> Vec<String> {
+    (1..=width).map(|i| format!("column_{i}")).collect()
+}
+
 /// Columns of a table created from a header (`create_table` without
 /// declared columns): the renamed header names, every one `text`. Linear in
 /// the header: the duplicate check is a set, not a scan per name.

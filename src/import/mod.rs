@@ -18,12 +18,18 @@
 //! - [`checks`]: a file's checks as SQL over the staged rows, and their verdicts (pure).
 //! - [`infer`]: `create_table: infer`, column types from the file's values; [`infer_file`] reads them.
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
+//! - [`ragged`]: `ragged_rows`: pad, truncate or refuse a record of another width (pure).
 //! - [`reader`]: file → UTF-8 CSV records (gzip, encoding, BOM, dialect).
+//! - [`header`]: the header's names as column names: `column_N`, shortened long names (pure).
 //! - [`mapping`]: header → target columns (pure).
 //! - [`dialect`]: values in the file's spelling → PostgreSQL's (separators, booleans, formats).
 //! - [`encode`]: values → COPY binary/text, checked per type (pure); `numeric` and dates in its submodules.
 //! - [`pipeline`]: records → COPY buffers, row errors, `on_error`.
-//! - [`sniff`]: `encoding: auto`, `delimiter: auto` from the file's bytes.
+//! - [`preamble`]: `skip_lines: auto`, where the field counts become consistent.
+//! - [`shape`]: `skip_lines: auto`, `header: auto` and the header's rows, from a sample of records.
+//! - [`rejects`]: `rejects: table`, the skipped rows in `cpi.rejected_rows`.
+//! - [`sniff`]: `encoding: auto` and the sample of the file's bytes the dialect is chosen on.
+//! - [`score`]: `delimiter: auto`, `quote: auto`: CleverCSV's pattern × type score (pure).
 //! - [`sql`]: the statements of each mode (pure).
 //! - [`target`]: catalog, table lock, ledger.
 //! - [`targets`]: target connections kept open between imports.
@@ -37,6 +43,7 @@ pub mod encode;
 pub mod error;
 pub mod failure;
 pub mod gate;
+pub mod header;
 pub mod infer;
 pub mod job;
 pub mod ledger;
@@ -46,8 +53,13 @@ pub mod merge;
 pub mod open;
 pub mod options;
 pub mod pipeline;
+pub mod preamble;
 pub mod prepare;
+pub mod ragged;
 pub mod reader;
+pub mod rejects;
+pub mod score;
+pub mod shape;
 pub mod sniff;
 pub mod sql;
 pub mod target;

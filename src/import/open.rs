@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::ResolvedOptions;
 use crate::import::context::Ctx;
 use crate::import::failure::Failure;
-use crate::import::{mapping, pipeline, reader};
+use crate::import::{header, mapping, pipeline, reader};
 
 /// Why the file cannot be read as CSV: the file is rejected.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,9 @@ pub enum ReadError {
 pub(super) struct Opened {
     pub records: reader::Records,
     pub header: Option<Vec<String>>,
+    /// The decisions taken opening it (`skip_lines: auto`, the header's
+    /// names changed to be column names), for the job.
+    pub notes: Vec<String>,
     pub first: Option<csv::ByteRecord>,
     pub width: usize,
 }
@@ -83,12 +86,7 @@ pub(super) fn open_file(
     bytes: Arc<AtomicU64>,
     hash: Option<reader::StreamHash>,
 ) -> Result<Opened, ReadError> {
-    let mut records = reader::open(source, o, bytes, hash).map_err(|source| ReadError::Open {
-        file: file.to_string(),
-        source,
-    })?;
-    let mut first = csv::ByteRecord::new();
-    let got = records.read_byte_record(&mut first).map_err(|e| {
+    let csv_error = |e: csv::Error| {
         let problem = match reader::exceeded(&e) {
             Some(_) => None,
             None => reader::compression_problem(source, &o.limits),
@@ -103,12 +101,29 @@ pub(super) fn open_file(
                 source: e,
             },
         }
+    };
+    // An `auto` left undecided (import::shape decides them) reads as the
+    // default: nothing skipped, one header line.
+    let skip = match o.skip_lines {
+        crate::config::SkipLines::Lines(n) => n,
+        crate::config::SkipLines::Auto => 0,
+    };
+    let mut records = reader::open(source, o, bytes, hash).map_err(|source| ReadError::Open {
+        file: file.to_string(),
+        source,
     })?;
+    let mut first = csv::ByteRecord::new();
+    let mut got = records.read_byte_record(&mut first).map_err(csv_error)?;
+    // `skip_lines`: the records that start on the lines dropped.
+    while got && first.position().map_or(0, |p| p.line()) <= skip {
+        got = records.read_byte_record(&mut first).map_err(csv_error)?;
+    }
     if !o.header {
         let width = if got { first.len() } else { 0 };
         return Ok(Opened {
             records,
             header: None,
+            notes: Vec::new(),
             first: got.then_some(first),
             width,
         });
@@ -127,21 +142,55 @@ pub(super) fn open_file(
             limit,
         });
     }
-    let mut header = Vec::with_capacity(first.len());
-    for f in first.iter() {
-        let name = std::str::from_utf8(f).map_err(|_| ReadError::HeaderNotUtf8 {
-            file: file.to_string(),
-        })?;
-        // Blanks around a header name are never meant.
-        header.push(name.trim().to_string());
+    let mut header = header_names(&first, file)?;
+    // `header_rows`: each column's name is its non-empty parts joined.
+    for _ in 1..o.header_rows.unwrap_or(1) {
+        if !records.read_byte_record(&mut first).map_err(csv_error)? {
+            break;
+        }
+        let more = header_names(&first, file)?;
+        if more.len() > limit {
+            return Err(ReadError::HeaderTooWide {
+                file: file.to_string(),
+                line: first.position().map_or(1, |p| p.line()),
+                found: more.len(),
+                limit,
+            });
+        }
+        header.resize(header.len().max(more.len()), String::new());
+        for (h, m) in header.iter_mut().zip(more) {
+            if !m.is_empty() {
+                if !h.is_empty() {
+                    h.push('_');
+                }
+                h.push_str(&m);
+            }
+        }
     }
     let width = header.len();
+    let named = header::column_names(&header, &o.columns);
     Ok(Opened {
         records,
-        header: Some(header),
+        header: Some(named.names),
+        notes: named.notes,
         first: None,
         width,
     })
+}
+
+/// One header record's names, trimmed (blanks around a name are never
+/// meant).
+fn header_names(record: &csv::ByteRecord, file: &str) -> Result<Vec<String>, ReadError> {
+    record
+        .iter()
+        .map(|f| {
+            std::str::from_utf8(f)
+                .map(|n| n.trim().to_string())
+                .map_err(|_| ReadError::HeaderNotUtf8 {
+                    file: file.to_string(),
+                })
+        })
+        .collect()
 }
 
 /// Byte and row counters shared with the parser thread, and the hash it
@@ -173,25 +222,14 @@ pub(super) async fn auto_options(
         Some(x) => Failure::bad(format!("{}:{}: {x}", ctx.file, x.line)),
         None => Failure::bad(format!("{}: cannot read: {e}", ctx.file)),
     })?;
+    let (opts, why) = crate::import::sniff::decide(&s, o);
+    for n in why {
+        let note = format!("{}: {n}", ctx.file);
+        tracing::info!(file = %ctx.file, decision = %note, "sniff");
+        notes.push(note);
+    }
     let mut c = ctx.clone();
-    if auto_encoding {
-        let (enc, why) = crate::import::sniff::encoding(s.bom, s.valid_utf8);
-        c.opts.encoding = enc;
-        let note = format!("{}: encoding: auto → {why}", ctx.file);
-        tracing::info!(file = %ctx.file, decision = %note, "encoding");
-        notes.push(note);
-    }
-    if o.delimiter_auto {
-        let d = crate::import::sniff::delimiter(&s.first_line, o.quote);
-        c.opts.delimiter = d;
-        let note = format!(
-            "{}: delimiter: auto → {:?}",
-            ctx.file,
-            char::from(d).escape_default().to_string()
-        );
-        tracing::info!(file = %ctx.file, decision = %note, "delimiter");
-        notes.push(note);
-    }
+    c.opts = opts;
     Ok(Some(c))
 }
 

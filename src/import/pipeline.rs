@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::config::OnError;
 use crate::import::dialect::Dialect;
 use crate::import::encode::{self, ColumnSpec, CopyFormat, ValueError};
+use crate::import::ragged;
 use crate::import::reader::Records;
 
 /// Bytes of COPY data per message to the server.
@@ -96,6 +97,12 @@ pub struct Summary {
     pub errors: Vec<RowError>,
     /// How many errors in all (more than `errors` holds).
     pub errors_total: u64,
+    /// Every skipped row, with `rejects: table`.
+    pub rejects: Vec<crate::import::rejects::Rejected>,
+    /// Rows loaded with fewer fields than the header, padded with NULL.
+    pub rows_padded: u64,
+    /// Rows loaded with more fields than the header, the extra dropped.
+    pub rows_truncated: u64,
     /// Why the file as a whole is refused (abort on a bad row, too many
     /// bad rows, unreadable file). Nothing may be committed.
     pub fatal: Option<String>,
@@ -230,6 +237,11 @@ pub struct Spec {
     pub on_error: OnError,
     /// How many bad rows `skip_rows` tolerates.
     pub max_errors: Option<u64>,
+    /// What a record of another width does.
+    pub ragged: crate::config::RaggedRows,
+    /// `rejects: table`: keep every skipped row, written back with this
+    /// delimiter and quote.
+    pub keep_rejects: Option<(Vec<u8>, u8)>,
     /// Append the row sequence as the last column (staging tables).
     pub row_number: bool,
     /// The first data record was already read (to size a header-less file).
@@ -285,12 +297,8 @@ pub fn produce(
         row_errors.clear();
         if let Some(e) = spec.refused.get(&line) {
             row_errors.push(e.clone());
-        } else if record.len() != spec.width {
-            row_errors.push(RowError::row(
-                &spec.file,
-                line,
-                format!("expected {} fields, found {}", spec.width, record.len()),
-            ));
+        } else if let Err(why) = ragged::fits(record.len(), spec.width, spec.ragged) {
+            row_errors.push(RowError::row(&spec.file, line, why.to_string()));
         } else {
             if spec.format == CopyFormat::Binary {
                 buf.extend_from_slice(&ncols.to_be_bytes());
@@ -301,9 +309,19 @@ pub fn produce(
                     buf.push(b'\t');
                 }
                 offsets.push(buf.len());
-                let raw = &record[*fi];
                 let dialect = spec.dialects.get(n).and_then(Option::as_ref);
-                if let Err(e) = put_field(&mut buf, &spec, col, dialect, raw) {
+                // A field a padded row lacks is NULL.
+                let value = ragged::field(&record, *fi, spec.width);
+                let put = match value.as_deref() {
+                    Some(raw) => put_field(&mut buf, &spec, col, dialect, raw),
+                    None if col.not_null => Err(ValueError::NotNull),
+                    None => {
+                        encode::put_null(&mut buf, spec.format);
+                        Ok(())
+                    }
+                };
+                let raw = value.as_deref().unwrap_or_default();
+                if let Err(e) = put {
                     if spec.format == CopyFormat::Binary && server_may_accept(col, dialect, &e) {
                         s.needs_server = Some(format!(
                             "{}:{line}: column {}: {} is not a form cpi reads itself, so the file goes to the server's {} parser (text COPY)",
@@ -337,6 +355,13 @@ pub fn produce(
         if !row_errors.is_empty() {
             buf.truncate(start);
             s.rows_rejected += 1;
+            if let Some((d, q)) = &spec.keep_rejects {
+                s.rejects.push(crate::import::rejects::Rejected {
+                    line,
+                    raw: crate::import::rejects::raw_text(record.iter(), d, *q),
+                    error: row_errors[0].message.clone(),
+                });
+            }
             for e in row_errors.drain(..) {
                 s.errors_total += 1;
                 if s.errors.len() < MAX_ERROR_DETAILS {
@@ -361,6 +386,11 @@ pub fn produce(
             }
         } else {
             s.rows_loaded += 1;
+            match record.len().cmp(&spec.width) {
+                std::cmp::Ordering::Less => s.rows_padded += 1,
+                std::cmp::Ordering::Greater => s.rows_truncated += 1,
+                std::cmp::Ordering::Equal => {}
+            }
             s.lines.record(s.rows_loaded, line);
             if let Some(k) = keys.as_mut() {
                 offsets.push(buf.len());
@@ -443,136 +473,4 @@ pub fn csv_error(file: &str, e: &csv::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::import::encode::ColType;
-
-    fn records(text: &str) -> Records {
-        let r: Box<dyn std::io::Read + Send> =
-            Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
-        let mut b = csv::ReaderBuilder::new();
-        b.has_headers(false).flexible(true);
-        Records::new(r, &b)
-    }
-
-    fn spec(on_error: OnError) -> Spec {
-        Spec {
-            file: "f.csv".into(),
-            format: CopyFormat::Text,
-            fields: vec![
-                (
-                    0,
-                    ColumnSpec {
-                        name: "id".into(),
-                        ty: ColType::Int4,
-                        typmod: -1,
-                        not_null: true,
-                    },
-                ),
-                (
-                    1,
-                    ColumnSpec {
-                        name: "amount".into(),
-                        ty: ColType::Numeric,
-                        typmod: -1,
-                        not_null: false,
-                    },
-                ),
-            ],
-            width: 2,
-            nulls: vec![String::new()],
-            trim: false,
-            on_error,
-            max_errors: Some(1),
-            row_number: false,
-            first: None,
-            key_fields: vec![0],
-            dialects: Vec::new(),
-            refused: Default::default(),
-        }
-    }
-
-    fn run(text: &str, spec: Spec) -> (Summary, Vec<u8>) {
-        let mut out = Vec::new();
-        let s = produce(
-            records(text),
-            spec,
-            |b| {
-                out.extend_from_slice(&b);
-                true
-            },
-            Arc::new(AtomicU64::new(0)),
-        );
-        (s, out)
-    }
-
-    #[test]
-    fn monotonic_keys_prove_uniqueness() {
-        let mut sp = spec(OnError::Abort);
-        sp.format = CopyFormat::Binary;
-        let mut sp2 = spec(OnError::Abort);
-        sp2.format = CopyFormat::Binary;
-        let mut sp3 = spec(OnError::Abort);
-        sp3.format = CopyFormat::Binary;
-        assert!(run("-5,1\n1,1\n10,1\n", sp).0.keys_unique);
-        assert!(run("10,1\n2,1\n-1,1\n", sp2).0.keys_unique);
-        assert!(!run("1,1\n3,1\n2,1\n", sp3).0.keys_unique);
-        let mut dup = spec(OnError::Abort);
-        dup.format = CopyFormat::Binary;
-        assert!(!run("1,1\n1,2\n", dup).0.keys_unique);
-        // Text format (a type cpi does not encode): not tracked.
-        assert!(!run("1,1\n2,1\n", spec(OnError::Abort)).0.keys_unique);
-    }
-
-    #[test]
-    fn abort_names_the_line() {
-        let (s, _) = run("1,2\n2,\"12,5\"\n3,4\n", spec(OnError::Abort));
-        assert_eq!(
-            s.fatal.as_deref(),
-            Some("f.csv:2: column \"amount\": \"12,5\" is not a valid numeric")
-        );
-    }
-
-    #[test]
-    fn skip_rows_keeps_good_rows_and_counts() {
-        let (s, out) = run("1,2\nx,3\n3,\n", spec(OnError::SkipRows));
-        assert!(s.fatal.is_none());
-        assert_eq!((s.rows_read, s.rows_loaded, s.rows_rejected), (3, 2, 1));
-        assert_eq!(out, b"1\t2\n3\t\\N\n");
-        assert_eq!(s.errors[0].line, 2);
-        assert_eq!(s.errors[0].value.as_deref(), Some("x"));
-        let (s, _) = run("x,1\n,2\n", spec(OnError::SkipRows));
-        assert!(s.fatal.unwrap().contains("more than 1 bad rows"));
-        assert!(s.errors[1]
-            .message
-            .ends_with("null value in a NOT NULL column"));
-    }
-
-    #[test]
-    fn crlf_and_blank_lines_name_the_real_line() {
-        for text in ["1,2\n2,3\n3,x\n4,5\n", "1,2\r\n2,3\r\n3,x\r\n4,5\r\n"] {
-            let mut sp = spec(OnError::SkipRows);
-            sp.max_errors = None;
-            let (s, _) = run(text, sp);
-            assert_eq!(s.errors[0].line, 3, "{text:?}");
-            assert_eq!(s.lines.line_of(3), Some(4), "{text:?}");
-        }
-        let mut sp = spec(OnError::SkipRows);
-        sp.max_errors = None;
-        let (s, _) = run("1,2\r\n\r\n\"a\r\nb\",3\r\n4,x\r\n", sp);
-        assert_eq!(s.errors[1].line, 5, "{:?}", s.errors);
-        assert_eq!(s.errors[0].line, 3, "{:?}", s.errors);
-    }
-
-    #[test]
-    fn field_count_and_line_map() {
-        let mut sp = spec(OnError::SkipRows);
-        sp.max_errors = None;
-        let (s, _) = run("1,2\n\"multi\nline\",3\n4\n5,6\n", sp);
-        assert_eq!(s.rows_rejected, 2, "{:?}", s.errors);
-        assert_eq!(s.errors[1].message, "f.csv:4: expected 2 fields, found 1");
-        // Rows loaded: line 1 and line 5.
-        assert_eq!(s.lines.line_of(1), Some(1));
-        assert_eq!(s.lines.line_of(2), Some(5));
-    }
-}
+mod tests;

@@ -5,12 +5,12 @@
 
 use sqlx::PgConnection;
 
-use crate::config::{ExtraColumns, Mode, ResolvedOptions};
+use crate::config::{ExtraColumns, Mode, RaggedRows, ResolvedOptions};
 use crate::import::columns::{self, ColumnPlan, TablePlan};
 use crate::import::context::Ctx;
 use crate::import::encode::ColumnSpec;
 use crate::import::failure::{db_failure, Failure};
-use crate::import::{infer, target};
+use crate::import::{infer, ragged, target};
 
 /// Creates the table when planned, then plans the columns against the
 /// table as the catalog now describes it. Takes the header, not the opened
@@ -28,7 +28,8 @@ pub(super) async fn prepare_target(
     let db = |e: sqlx::Error| db_failure(file, e, None);
     let bad = |e: columns::PlanError| Failure::bad(e.to_string());
     let existing = target::columns(tx, &table).await.map_err(db)?;
-    let mut planned = columns::plan_table(file, o, header, existing.is_some()).map_err(bad)?;
+    let mut planned =
+        columns::plan_table(file, o, header, width, existing.is_some()).map_err(bad)?;
     if matches!(planned, TablePlan::Create(_)) && o.infer_types {
         let inf = infer_columns(ctx).await?;
         for n in &inf.notes {
@@ -55,7 +56,20 @@ pub(super) async fn prepare_target(
                 .unwrap_or_default()
         }
     };
-    let plan = columns::plan_columns(file, o, header, width, &columns).map_err(bad)?;
+    let columns = rescue_column(tx, ctx, columns, notes).await?;
+    // `_rescued` is cpi's, not the file's: it is planned apart, last.
+    let (rescued, columns): (Vec<ColumnSpec>, Vec<ColumnSpec>) = columns
+        .into_iter()
+        .partition(|c| o.ragged_rows == RaggedRows::Rescue && c.name == ragged::RESCUED_COLUMN);
+    let mut plan = columns::plan_columns(file, o, header, width, &columns).map_err(bad)?;
+    for c in rescued {
+        plan.merge_columns.push(crate::import::sql::MergeColumn {
+            name: c.name.clone(),
+            compare_as_text: true,
+        });
+        plan.columns.push(c.name.clone());
+        plan.fields.push((ragged::RESCUED_FIELD, c));
+    }
     if let Some(h) = header {
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let (extra, missing) = crate::import::mapping::unmatched(h, &o.columns, &names);
@@ -65,6 +79,40 @@ pub(super) async fn prepare_target(
         }
     }
     Ok(plan)
+}
+
+/// `ragged_rows: rescue`: the table gets its `_rescued jsonb` column (in
+/// the import's transaction) when it has none. Returns the table's
+/// columns as they now are.
+async fn rescue_column(
+    tx: &mut PgConnection,
+    ctx: &Ctx,
+    columns: Vec<ColumnSpec>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ColumnSpec>, Failure> {
+    let (file, o) = (ctx.file.as_str(), &ctx.opts);
+    if o.ragged_rows != RaggedRows::Rescue
+        || columns.iter().any(|c| c.name == ragged::RESCUED_COLUMN)
+    {
+        return Ok(columns);
+    }
+    let table = o.table.quoted();
+    let db = |e: sqlx::Error| db_failure(file, e, None);
+    let column = crate::config::quote_ident(ragged::RESCUED_COLUMN);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} jsonb"
+    )))
+    .persistent(false)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    let note = format!("ragged_rows: rescue → added {column} jsonb to {}", o.table);
+    tracing::info!(file, decision = %note, "ragged_rows");
+    notes.push(format!("{file}: {note}"));
+    Ok(target::columns(tx, &table)
+        .await
+        .map_err(db)?
+        .unwrap_or_default())
 }
 
 /// The decisions about the columns the file and the table do not share,

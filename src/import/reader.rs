@@ -14,6 +14,7 @@ use crate::config::{Encoding, Limits, ResolvedOptions};
 
 mod budget;
 mod decode;
+mod wide;
 
 use budget::Inflated;
 pub use budget::{exceeded, exceeded_io, Exceeded, Limit};
@@ -417,12 +418,18 @@ pub fn open(
             READ_BUF,
         )),
     };
+    let text: Box<dyn Read + Send> = match &o.wide_delimiter {
+        Some(d) => Box::new(wide::Wide::new(text, d, o.quoting.then_some(o.quote))),
+        None => text,
+    };
     let mut b = csv::ReaderBuilder::new();
     b.has_headers(false)
         .flexible(true)
         .delimiter(o.delimiter)
+        .quoting(o.quoting)
         .quote(o.quote)
         .escape(o.escape)
+        .comment(o.comment)
         .buffer_capacity(READ_BUF);
     Ok(Records::with_limits(text, &b, &o.limits))
 }

@@ -1,13 +1,12 @@
-//! `encoding: auto` and `delimiter: auto`: decisions taken from the file's
-//! bytes before it is read as CSV. The rules are pure; [`sniff`] reads the
-//! file (decompressed) once.
+//! `encoding: auto`, and the sample `delimiter: auto` is chosen on
+//! ([`score`](super::score)): decisions taken from the file's bytes before
+//! it is read as CSV. The rules are pure; [`sniff`] reads the file
+//! (decompressed, within the reader's budgets) once.
 
 use std::io::{self, Read};
 
-use crate::config::Encoding;
-
-/// The delimiters `delimiter: auto` chooses among.
-pub const DELIMITERS: &[u8] = b",;\t|";
+use crate::config::{Encoding, ResolvedOptions, WIDE_DELIMITER_BYTE};
+use crate::import::score::{choose, QUOTES};
 
 /// The encoding: a UTF-8 BOM, or bytes that are valid UTF-8 throughout,
 /// are UTF-8; anything else is windows-1252 (which maps every byte).
@@ -24,27 +23,51 @@ pub fn encoding(has_bom: bool, valid_utf8: bool) -> (Encoding, &'static str) {
     }
 }
 
-/// The delimiter of the first line: the candidate found most often
-/// outside quotes (ties in [`DELIMITERS`] order; none found: `,`).
-pub fn delimiter(first_line: &[u8], quote: u8) -> u8 {
-    let mut counts = [0usize; 4];
-    let mut quoted = false;
-    for &b in first_line {
-        if b == quote {
-            quoted = !quoted;
-        } else if !quoted {
-            if let Some(i) = DELIMITERS.iter().position(|d| *d == b) {
-                counts[i] += 1;
-            }
+/// The options with `encoding: auto`, `delimiter: auto` and `quote:
+/// auto` decided from what [`sniff`] found, and each decision for the job
+/// and `cpi infer` (`delimiter: auto → ", "`). Pure.
+pub fn decide(s: &Sniffed, o: &ResolvedOptions) -> (ResolvedOptions, Vec<String>) {
+    let mut c = o.clone();
+    let mut notes = Vec::new();
+    if o.encoding == Encoding::Auto {
+        let (enc, why) = encoding(s.bom, s.valid_utf8);
+        c.encoding = enc;
+        notes.push(format!("encoding: auto → {why}"));
+    }
+    if !o.delimiter_auto {
+        return (c, notes);
+    }
+    let given = [o.quoting.then_some(o.quote)];
+    let quotes = if o.quote_auto { QUOTES } else { &given[..] };
+    let choice = choose(&s.sample, quotes);
+    let d = &choice.delimiter;
+    match d.as_slice() {
+        [one] => {
+            c.delimiter = *one;
+            c.wide_delimiter = None;
+        }
+        _ => {
+            c.delimiter = WIDE_DELIMITER_BYTE;
+            c.wide_delimiter = Some(d.clone());
         }
     }
-    let mut best = 0;
-    for i in 1..counts.len() {
-        if counts[i] > counts[best] {
-            best = i;
-        }
+    let shown = String::from_utf8_lossy(d).escape_default().to_string();
+    tracing::debug!(
+        score = choice.score,
+        next_best = choice.next,
+        "delimiter scores"
+    );
+    notes.push(format!("delimiter: auto → {shown:?}"));
+    if o.quote_auto {
+        c.quoting = choice.quote.is_some();
+        c.quote = choice.quote.unwrap_or(b'"');
+        let q = match choice.quote {
+            Some(q) => format!("{:?}", char::from(q).to_string()),
+            None => "none".into(),
+        };
+        notes.push(format!("quote: auto → {q}"));
     }
-    DELIMITERS[best]
+    (c, notes)
 }
 
 /// What [`sniff`] found.
@@ -56,7 +79,13 @@ pub struct Sniffed {
     pub valid_utf8: bool,
     /// The first line, BOM removed.
     pub first_line: Vec<u8>,
+    /// The first [`SAMPLE_BYTES`] (or the whole file), BOM removed: what
+    /// [`choose`] scores dialects on.
+    pub sample: Vec<u8>,
 }
+
+/// Bytes of the file the dialect is chosen on.
+pub const SAMPLE_BYTES: usize = 64 * 1024;
 
 /// Reads the (decompressed) file once: BOM, UTF-8 validity, first line.
 /// `full` false stops after the first line (only the delimiter is wanted).
@@ -75,6 +104,7 @@ pub fn sniff(
         bom: false,
         valid_utf8: true,
         first_line: Vec::new(),
+        sample: Vec::new(),
     };
     let mut first = true;
     let mut line_done = false;
@@ -91,6 +121,10 @@ pub fn sniff(
                 chunk = &chunk[3..];
             }
         }
+        if s.sample.len() < SAMPLE_BYTES {
+            let room = SAMPLE_BYTES - s.sample.len();
+            s.sample.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        }
         if !line_done {
             match chunk.iter().position(|b| *b == b'\n') {
                 Some(i) => {
@@ -102,9 +136,12 @@ pub fn sniff(
             if s.first_line.len() as u64 > limits.max_record_bytes {
                 return Err(super::reader::first_line_too_big(limits.max_record_bytes));
             }
-            if line_done && !full {
+            if line_done && !full && s.sample.len() >= SAMPLE_BYTES {
                 return Ok(s);
             }
+        }
+        if line_done && !full && s.sample.len() >= SAMPLE_BYTES {
+            return Ok(s);
         }
         if s.valid_utf8 && full {
             carry.extend_from_slice(chunk);
@@ -129,15 +166,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encodings_and_delimiters() {
+    fn encodings() {
         assert_eq!(encoding(true, false).0, Encoding::Utf8);
         assert_eq!(encoding(false, true).0, Encoding::Utf8);
         assert_eq!(encoding(false, false).0, Encoding::Windows1252);
-        assert_eq!(delimiter(b"a;b;c", b'"'), b';');
-        assert_eq!(delimiter(b"a\tb,c\td", b'"'), b'\t');
-        assert_eq!(delimiter(b"\"a;b\",c", b'"'), b',');
-        assert_eq!(delimiter(b"abc", b'"'), b',');
-        assert_eq!(delimiter(b"a|b", b'"'), b'|');
+    }
+
+    #[test]
+    fn sniffed_decisions_are_noted() {
+        let mut o = crate::config::ProjectConfig::default()
+            .options_for("a.csv")
+            .unwrap();
+        o.encoding = Encoding::Auto;
+        o.delimiter_auto = true;
+        o.quote_auto = true;
+        let s = Sniffed {
+            bom: false,
+            valid_utf8: true,
+            first_line: b"id; name".to_vec(),
+            sample: b"id; name\n1; 'a; b'\n2; 'c'\n".to_vec(),
+        };
+        let (d, notes) = decide(&s, &o);
+        assert_eq!(d.wide_delimiter.as_deref(), Some(&b"; "[..]));
+        assert_eq!((d.quote, d.quoting), (b'\'', true));
+        assert_eq!(
+            notes,
+            [
+                "encoding: auto → utf-8 (the whole file is valid UTF-8)",
+                "delimiter: auto → \"; \"",
+                "quote: auto → \"'\"",
+            ]
+        );
     }
 
     #[test]
