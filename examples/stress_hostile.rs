@@ -293,6 +293,12 @@ async fn main() {
 
     // SIGTERM mid-import: rolled back and requeued within the timeout.
     wait_running(&pool, "steady", Duration::from_secs(120)).await;
+    let (running,): (uuid::Uuid,) = sqlx::query_as(
+        "SELECT id FROM cpi_import_jobs WHERE status = 'running' AND target_table = 'steady'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     done.store(true, Ordering::Relaxed);
     let asked = Instant::now();
     signal(pid, "-TERM");
@@ -301,11 +307,23 @@ async fn main() {
     feeder.await.unwrap();
     let health_seen = health.await.unwrap();
     leases.await.unwrap();
-    let requeued = std::fs::read_to_string(&log)
+    // Within the timeout the running import may finish (and commit);
+    // past it, it is rolled back and its job queued again.
+    let (after,): (String,) = sqlx::query_as("SELECT status FROM cpi_import_jobs WHERE id = $1")
+        .bind(running)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let rolled_back = std::fs::read_to_string(&log)
         .unwrap()
         .contains("rolled back, job requeued");
+    let verdict = match (after.as_str(), rolled_back) {
+        ("queued", true) => "rolled back at the timeout, its job queued again".to_string(),
+        ("succeeded", false) => "finished within the timeout and committed".to_string(),
+        (s, r) => format!("job {s}, rolled back: {r}"),
+    };
     println!(
-        "\nSIGTERM mid-import: exited {} after {:.2} s (shutdown timeout 5 s); import rolled back and requeued: {requeued}",
+        "\nSIGTERM mid-import: exited {} after {:.2} s (shutdown timeout 5 s); the running import {verdict}",
         status.code().map_or("by a signal".into(), |c| c.to_string()),
         stopped.as_secs_f64()
     );
