@@ -218,6 +218,33 @@ pub async fn replay(
     }
 }
 
+#[utoipa::path(
+    post, path = "/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
+    params(IdParam<Job>, ReasonQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A queued job: failed now (`cancelled by api[: reason]`), its file in `failed/` with its report. A running job: `status` is still `running` and its worker stops it at its next lease renewal (within a third of `--lease`): the import rolls back and the file goes to `failed/` the same way. A `job.cancelled` event (who: `api`, why: `reason`)", body = Job),
+        IdErrors<Job>,
+        TokenErrors,
+        (status = 409, description = "Not queued or running (or it started or finished meanwhile); nothing changed", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    _: Authorized,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    QueryParams(q): QueryParams<ReasonQuery>,
+) -> Result<Json<Job>, ApiError> {
+    let by = queue::Actor {
+        who: API_ACTOR,
+        reason: q.reason.as_deref(),
+    };
+    match controls::cancel(&state.pool, id, &by).await {
+        Ok(c) => Ok(Json(scrubbed(c.job))),
+        Err(e) => Err(control_error(e)),
+    }
+}
+
 /// The answer for a control that did not happen: 404, 409 when the job or
 /// its file is not in a state for it (nothing changed), 500 otherwise.
 fn control_error(e: ControlError) -> ApiError {
@@ -226,6 +253,8 @@ fn control_error(e: ControlError) -> ApiError {
         e @ (ControlError::Job(
             JobError::NotRetryable { .. }
             | JobError::NotReplayable { .. }
+            | JobError::NotCancellable { .. }
+            | JobError::CancelRaced { .. }
             | JobError::ActiveMeanwhile { .. }
             | JobError::FileGone { .. }
             | JobError::ChangedMeanwhile { .. },

@@ -64,6 +64,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::replay))
+        .routes(routes!(jobs::cancel))
         .routes(routes!(pauses::pause))
         .routes(routes!(pauses::resume))
         .routes(routes!(runs::list))

@@ -527,6 +527,18 @@ pub enum JobsCommand {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Cancel a queued or running job: it fails (a running import rolls
+    /// back) and its file goes to `failed/` with a report saying so.
+    Cancel {
+        /// The job's id, or its first 6 or more hex digits.
+        id: IdPrefix,
+        /// Why (recorded with who in the job's error and `job.cancelled` event).
+        #[arg(long)]
+        reason: Option<String>,
+        /// One line, or JSON or YAML.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Import a succeeded (or duplicate) job's file again, on purpose: a
     /// new job whose import supersedes the target ledger's entry of the
     /// file (after the table was dropped, say). Runs here, now.

@@ -292,6 +292,41 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             let retried = crate::controls::retry(&pool, *id, *force, &by).await?;
             run_again(&pool, retried, *output).await
         }
+        JobsCommand::Cancel { id, reason, output } => {
+            let id = job_id(&pool, id).await?;
+            let who = cli_actor();
+            let by = crate::store::queue::Actor {
+                who: &who,
+                reason: reason.as_deref(),
+            };
+            let cancel = crate::controls::cancel(&pool, id, &by).await?;
+            // A running job's worker stops it at its next lease renewal.
+            let mut job = cancel.job.clone();
+            let waited = std::time::Instant::now();
+            while matches!(job.status, JobStatus::Queued | JobStatus::Running)
+                && waited.elapsed() < std::time::Duration::from_secs(120)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                job = jobs::get(&pool, id).await?.unwrap_or(job);
+            }
+            if output.structured() {
+                print_one(&job, *output)?;
+            } else {
+                println!(
+                    "job {id} is {}: {}",
+                    job.status,
+                    secret::scrub_known(job.error.as_deref().unwrap_or("-"))
+                );
+                if let Some(to) = &cancel.moved {
+                    println!("  moved to {}", to.display());
+                }
+            }
+            Ok(if job.status == JobStatus::Failed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         JobsCommand::Replay { id, reason, output } => {
             let id = job_id(&pool, id).await?;
             let who = cli_actor();

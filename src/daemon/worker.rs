@@ -86,17 +86,25 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
         }
     }
     let lease = s.settings.lease;
+    // An operator's cancel arrives with a renewal: the text it fails with.
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<String>();
     let renewer = {
         let pool = s.pool.clone();
         let (id, worker) = (job.job.id, worker.to_string());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(lease / 3);
+            let mut cancel = Some(cancel_tx);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 match queue::renew(&pool, id, &worker, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!("lost the lease on the job"),
+                    Ok(queue::Renewal::Renewed) => {}
+                    Ok(queue::Renewal::Cancel(why)) => {
+                        if let Some(tx) = cancel.take() {
+                            let _ = tx.send(why);
+                        }
+                    }
+                    Ok(queue::Renewal::Lost) => tracing::warn!("lost the lease on the job"),
                     Err(e) => {
                         tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot renew the lease")
                     }
@@ -123,20 +131,43 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
             tokio::time::sleep(timeout).await;
         };
         tokio::select! {
-            r = import => Some(r),
-            _ = deadline => None,
+            r = import => Ok(r),
+            _ = deadline => Err(Stopped::Shutdown),
+            Ok(why) = cancel_rx => Err(Stopped::Cancelled(why)),
         }
     };
     renewer.abort();
     match result {
-        None => {
+        Err(Stopped::Cancelled(why)) => {
+            // Dropping the import rolled its target transaction back; the
+            // job fails with the operator's words and its file is set aside.
+            tracing::warn!(why = %why, "cancelled: import rolled back, the file is set aside");
+            let outcome = failed_outcome(&job, why);
+            let recorded = crate::store::jobs::finish(
+                &s.pool,
+                job.job.id,
+                JobStatus::Failed,
+                &Default::default(),
+                outcome.error.as_deref(),
+                None,
+                None,
+            )
+            .await;
+            match recorded {
+                Ok(_) => finish(s, &job, &file, &outcome).await,
+                Err(e) => {
+                    tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot record the cancel; its lease will expire")
+                }
+            }
+        }
+        Err(Stopped::Shutdown) => {
             // Dropping the import rolled its target transaction back.
             tracing::warn!("shutdown timeout: import rolled back, job requeued");
             if let Err(e) = queue::release(&s.pool, job.job.id, worker).await {
                 tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot requeue; its lease will expire");
             }
         }
-        Some(Ok(outcome)) => {
+        Ok(Ok(outcome)) => {
             if outcome.status == JobStatus::Failed {
                 // Already scrubbed by the importer; the first error says why.
                 let first = outcome
@@ -164,7 +195,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
             );
             finish(s, &job, &file, &outcome).await;
         }
-        Some(Err(Unfinished { error, action })) => {
+        Ok(Err(Unfinished { error, action })) => {
             // `run_queued` decided with the one error policy and wrote the
             // decision to the job row: a retry or a wait put it back in the
             // queue with its delay. Here it is only logged and acted on.
@@ -195,6 +226,14 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
             }
         }
     }
+}
+
+/// Why a running import was dropped before it ended.
+enum Stopped {
+    /// The shutdown timeout passed.
+    Shutdown,
+    /// An operator cancelled the job (the text it fails with).
+    Cancelled(String),
 }
 
 /// Whether the import failed because its target database could not be

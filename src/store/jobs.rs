@@ -54,6 +54,22 @@ pub enum JobError {
         /// The file's path.
         path: String,
     },
+    /// Only a queued or running job is cancelled.
+    #[error("job {id} is {status}: only a queued or running job can be cancelled")]
+    NotCancellable {
+        /// The job.
+        id: Uuid,
+        /// Its status.
+        status: JobStatus,
+    },
+    /// The job started or finished while it was being cancelled.
+    #[error(
+        "job {id} changed while it was being cancelled (it started or finished): look at it again"
+    )]
+    CancelRaced {
+        /// The job.
+        id: Uuid,
+    },
     /// A succeeded or duplicate job is not run again.
     #[error("job {id} is {status}: a finished job is not run again (its result stands)")]
     Finished {
@@ -464,7 +480,8 @@ pub async fn finish(
         "WITH j AS (
              UPDATE cpi_import_jobs SET status = $2, rows_read = $3, rows_inserted = $4, rows_updated = $5,
                     rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now(),
-                    file_sha256 = COALESCE($10, file_sha256), lease_expires_at = NULL
+                    file_sha256 = COALESCE($10, file_sha256), lease_expires_at = NULL,
+                    cancel_requested = NULL
               WHERE id = $1
           RETURNING id, status, project_name, target_table, file_name, rows_read, rows_rejected,
                     error_details),

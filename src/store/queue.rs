@@ -113,18 +113,92 @@ pub async fn renew(
     id: Uuid,
     worker: &str,
     lease: Duration,
-) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
+) -> Result<Renewal, sqlx::Error> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
         "UPDATE cpi_import_jobs SET lease_expires_at = now() + make_interval(secs => $3)
-          WHERE id = $1 AND worker = $2 AND status = $4",
+          WHERE id = $1 AND worker = $2 AND status = $4
+      RETURNING cancel_requested",
     )
     .bind(id)
     .bind(worker)
     .bind(lease.as_secs_f64())
     .bind(JobStatus::Running)
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(match row {
+        None => Renewal::Lost,
+        Some((None,)) => Renewal::Renewed,
+        Some((Some(why),)) => Renewal::Cancel(why),
+    })
+}
+
+/// What a lease renewal found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    /// The lease is extended.
+    Renewed,
+    /// The job is no longer this worker's (taken over, or finished).
+    Lost,
+    /// Extended, but an operator cancelled the job: stop, with this text.
+    Cancel(String),
+}
+
+/// How a [`cancel`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Cancelled {
+    /// A queued job: failed now (its file is set aside by the caller).
+    Now,
+    /// A running job: its worker stops it at its next lease renewal.
+    Requested,
+}
+
+/// Cancels `job` (as read): a queued one fails at once with `why`; a running
+/// one gets the request its worker reads at its next renewal. The
+/// `job.cancelled` event (who, why, the status it was cancelled in) is
+/// written in the same statement. [`JobError::NotCancellable`] for a
+/// finished job, [`JobError::CancelRaced`] when it changed status meanwhile.
+pub async fn cancel(
+    db: impl sqlx::PgExecutor<'_>,
+    job: &Job,
+    why: &str,
+    by: &Actor<'_>,
+) -> Result<Cancelled, JobError> {
+    let outcome = match job.status {
+        JobStatus::Queued => Cancelled::Now,
+        JobStatus::Running => Cancelled::Requested,
+        status => return Err(JobError::NotCancellable { id: job.id, status }),
+    };
+    let change = match outcome {
+        Cancelled::Now => {
+            "status = 'failed', error = $3, finished_at = now(), lease_expires_at = NULL, not_before = NULL, waits_for_fix = false"
+        }
+        Cancelled::Requested => "cancel_requested = $3",
+    };
+    let done: Option<(Uuid,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH j AS (
+             UPDATE cpi_import_jobs SET {change}
+              WHERE id = $1 AND status = $2
+          RETURNING id, project_name, target_table, file_name),
+         e AS (
+             INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
+             SELECT $4, $5, j.project_name, j.target_table, j.id,
+                    jsonb_build_object('file', j.file_name, 'by', $6::text, 'reason', $7::text,
+                                       'was', $2::text)
+               FROM j)
+         SELECT id FROM j"
+    )))
+    .bind(job.id)
+    .bind(job.status)
+    .bind(why)
+    .bind(super::events::EventKind::JobCancelled)
+    .bind(super::events::Severity::Info)
+    .bind(by.who)
+    .bind(by.reason)
+    .fetch_optional(db)
+    .await?;
+    done.map(|_| outcome)
+        .ok_or(JobError::CancelRaced { id: job.id })
 }
 
 /// Puts a job this worker abandoned (shutdown timeout) back in the queue.
@@ -321,7 +395,7 @@ pub async fn requeue(
     let requeued: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH j AS (
              UPDATE cpi_import_jobs SET status = $4, file_path = $2, not_before = NULL,
-                    waits_for_fix = false, lease_expires_at = NULL
+                    waits_for_fix = false, lease_expires_at = NULL, cancel_requested = NULL
               WHERE id = $1 AND status = $3
           RETURNING *),
          e AS (

@@ -1002,3 +1002,111 @@ async fn a_paused_project_keeps_its_files_queued_until_it_is_resumed() {
     assert!(events[1].1["by"].as_str().unwrap().starts_with("cli:"));
     d.stop().await;
 }
+
+/// Cancelling: a queued job fails at once and a running import rolls back;
+/// either way the file goes to `failed/` with a report saying who
+/// cancelled it and why, and it is not queued again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_fails_rolls_back_and_sets_its_file_aside() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    let d = Daemon::start(&db, &s).await;
+    let inbox = s.inbox("p");
+    wait_i64(
+        &pool,
+        20,
+        "reconciled",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
+    .await
+    .unwrap();
+
+    // Queued (the project paused, so it waits): failed now, through the CLI.
+    let (code, _) = d.post("/projects/p/pause", json!({})).await;
+    assert_eq!(code, 200);
+    std::fs::write(inbox.join("orders.csv"), FIXED).unwrap();
+    wait_i64(
+        &pool,
+        20,
+        "orders.csv queued",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued'",
+        1,
+    )
+    .await
+    .unwrap();
+    let (id, ..) = job_of(&pool, "orders.csv").await;
+    let r = Cpi::new([
+        "jobs",
+        "cancel",
+        &id.to_string()[..8],
+        "--reason",
+        "wrong feed",
+    ])
+    .db(&db)
+    .run();
+    r.assert_code(0)
+        .assert_stdout("is failed: cancelled by cli:");
+    assert!(r.stdout.contains(": wrong feed"), "{}", r.stdout);
+    assert_eq!(
+        tree(&inbox),
+        ["failed/orders.csv", "failed/orders.csv.error.json"]
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(inbox.join("failed/orders.csv.error.json")).unwrap())
+            .unwrap();
+    assert!(
+        report["error"].as_str().unwrap().contains("wrong feed"),
+        "{report}"
+    );
+    let (code, _) = d.post("/projects/p/resume", json!({})).await;
+    assert_eq!(code, 200);
+
+    // Running: its worker stops at the next renewal; the rows roll back.
+    std::fs::rename(s.big_tmp(2_000_000), inbox.join("big.csv")).unwrap();
+    wait_i64(
+        &pool,
+        30,
+        "big.csv running",
+        "SELECT count(*) FROM cpi_import_jobs WHERE file_name = 'big.csv' AND status = 'running'",
+        1,
+    )
+    .await
+    .unwrap();
+    let (big, ..) = job_of(&pool, "big.csv").await;
+    let (code, body) = d
+        .post(&format!("/jobs/{big}/cancel?reason=too%20big"), json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "running");
+    finished(&pool, "big.csv", "failed").await;
+    let error: String = sqlx::query_scalar("SELECT error FROM cpi_import_jobs WHERE id = $1")
+        .bind(big)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(error, "cancelled by api: too big");
+    exists(
+        &inbox.join("failed/big.csv.error.json"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
+    // Cancelled is final: a finished job is not cancelled again, and
+    // nothing queues the files again.
+    let (code, body) = d.post(&format!("/jobs/{big}/cancel"), json!({})).await;
+    assert_eq!(code, 409, "{body}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await,
+        2
+    );
+    let events = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM cpi_events WHERE kind = 'job.cancelled'",
+    )
+    .await;
+    assert_eq!(events, 2);
+    d.stop().await;
+}

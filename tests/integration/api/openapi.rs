@@ -24,6 +24,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/jobs/{id}"),
     ("POST", "/jobs/{id}/retry"),
     ("POST", "/jobs/{id}/replay"),
+    ("POST", "/jobs/{id}/cancel"),
     ("POST", "/projects/{name}/pause"),
     ("POST", "/projects/{name}/resume"),
     ("GET", "/reconcile/runs"),

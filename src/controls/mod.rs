@@ -200,6 +200,89 @@ pub async fn replay(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Retried, Co
     })
 }
 
+/// A job [`cancel`] stopped, or asked to stop.
+#[derive(Debug, Clone)]
+pub struct Cancel {
+    /// The job as it was read (failed with the cancel's text, when it was
+    /// queued).
+    pub job: Job,
+    /// Failed now (queued), or requested (running: its worker stops it at
+    /// its next lease renewal, within a third of the lease).
+    pub cancelled: queue::Cancelled,
+    /// Where the queued job's file went (`failed/`, with its report).
+    pub moved: Option<PathBuf>,
+}
+
+/// Cancels job `id`: a queued job fails now with `cancelled by WHO: WHY`
+/// and its file goes to `failed/` with a report saying so; a running job's
+/// worker is asked to stop (its import rolls back and the file goes to
+/// `failed/` the same way). The `job.cancelled` event says who and why.
+pub async fn cancel(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Cancel, ControlError> {
+    let job = jobs::get(db, id).await?.ok_or(JobError::NotFound(id))?;
+    let why = match by.reason {
+        Some(r) => format!("cancelled by {}: {r}", by.who),
+        None => format!("cancelled by {}", by.who),
+    };
+    if job.status != JobStatus::Queued {
+        let cancelled = queue::cancel(db, &job, &why, by).await?;
+        return Ok(Cancel {
+            job,
+            cancelled,
+            moved: None,
+        });
+    }
+    let config = project_config(db, &job.project_name).await?;
+    let mut failed = job.clone();
+    failed.status = JobStatus::Failed;
+    failed.error = Some(why.clone());
+    // The verdict and the move in one transaction: until it commits the
+    // job is queued and holds the file's path, so no scan queues the file
+    // again before it is in `failed/`.
+    let mut tx = db.begin().await.map_err(JobError::Db)?;
+    let cancelled = queue::cancel(&mut *tx, &job, &why, by).await?;
+    let path = PathBuf::from(&job.file_path);
+    let dir = match (&config, FileRef::parse(&job.file_path)) {
+        (Some(config), Ok(file @ FileRef::Local(_))) if path.is_file() => {
+            match file.destination(config, true) {
+                Ok(Destination::Folder(dir)) => Some(dir),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let short = short(id);
+    let moved = match dir {
+        Some(dir) => {
+            Some(
+                inbox::move_into(&path, &dir, &short).map_err(|e| ControlError::Move {
+                    id,
+                    from: path.display().to_string(),
+                    to: dir.display().to_string(),
+                    source: e,
+                })?,
+            )
+        }
+        None => None,
+    };
+    if let Err(e) = tx.commit().await {
+        if let Some(to) = &moved {
+            let undo = std::fs::rename(to, &path);
+            tracing::warn!(file = %to.display(), undone = undo.is_ok(), "the cancel could not be recorded");
+        }
+        return Err(JobError::Db(e).into());
+    }
+    if let Some(to) = &moved {
+        if let Err(e) = inbox::write_report_beside(to, &short, &report_of(&failed)) {
+            tracing::warn!(file = %to.display(), error = %e, "cannot write the report beside the cancelled file");
+        }
+    }
+    Ok(Cancel {
+        job: failed,
+        cancelled,
+        moved,
+    })
+}
+
 /// Where a finished job's file is: where the job says (a file given to
 /// `cpi import`), or in its inbox's `processed/`; in either place only
 /// when its content is the job's (size and sha256, as far as known).
@@ -442,97 +525,4 @@ fn move_back(file: &Path, back: &Path, short: &str) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(path: &str, name: &str) -> Job {
-        Job {
-            id: Uuid::parse_str("11111111-2222-3333-4444-555555555555").unwrap(),
-            project_id: None,
-            project_name: "p".into(),
-            connection_id: None,
-            file_name: name.into(),
-            file_path: path.into(),
-            file_size: None,
-            file_sha256: None,
-            target_table: None,
-            mode: None,
-            status: JobStatus::Failed,
-            rows_read: 0,
-            rows_inserted: 0,
-            rows_updated: 0,
-            rows_deleted: 0,
-            rows_rejected: 0,
-            error: None,
-            error_details: None,
-            worker: None,
-            attempts: 1,
-            lease_expires_at: None,
-            not_before: None,
-            waits_for_fix: false,
-            created_at: chrono::Utc::now(),
-            started_at: None,
-            finished_at: None,
-            replay_of: None,
-        }
-    }
-
-    #[test]
-    fn a_failed_file_is_found_in_failed_and_told_from_another_jobs() {
-        let dir = tempfile::tempdir().unwrap();
-        let inbox = dir.path().join("in");
-        std::fs::create_dir_all(inbox.join("failed")).unwrap();
-        let config: ProjectConfig =
-            serde_yaml::from_str(&format!("inbox: {}\n", inbox.display())).unwrap();
-        let j = job(inbox.join("a.csv").to_str().unwrap(), "a.csv");
-        assert_eq!(locate(&j, Some(&config)), None, "gone");
-
-        // Another job's a.csv (its report says so): not this job's file.
-        std::fs::write(inbox.join("failed/a.csv"), "x").unwrap();
-        std::fs::write(
-            inbox.join("failed/a.csv.error.json"),
-            r#"{"job_id": "other"}"#,
-        )
-        .unwrap();
-        assert_eq!(locate(&j, Some(&config)), None);
-
-        // This job's, under the prefixed name it got.
-        let mine = inbox.join("failed/11111111_a.csv");
-        std::fs::write(&mine, "x").unwrap();
-        let report = inbox.join("failed/11111111_a.csv.error.json");
-        std::fs::write(&report, format!(r#"{{"job_id": "{}"}}"#, j.id)).unwrap();
-        assert_eq!(
-            locate(&j, Some(&config)),
-            Some(Located::SetAside {
-                file: mine,
-                report: Some(report),
-                back: inbox.join("a.csv"),
-            })
-        );
-
-        // A job pointing at failed/ (an earlier retry) goes back too.
-        let old = job(inbox.join("failed/a.csv").to_str().unwrap(), "a.csv");
-        for f in [
-            "a.csv.error.json",
-            "11111111_a.csv",
-            "11111111_a.csv.error.json",
-        ] {
-            std::fs::remove_file(inbox.join("failed").join(f)).unwrap();
-        }
-        assert_eq!(
-            locate(&old, Some(&config)),
-            Some(Located::SetAside {
-                file: inbox.join("failed/a.csv"),
-                report: None,
-                back: inbox.join("a.csv"),
-            })
-        );
-        // A file given to `cpi import` is retried where it is.
-        std::fs::write(dir.path().join("b.csv"), "x").unwrap();
-        let given = job(dir.path().join("b.csv").to_str().unwrap(), "b.csv");
-        assert_eq!(
-            locate(&given, Some(&config)),
-            Some(Located::InPlace(dir.path().join("b.csv")))
-        );
-    }
-}
+mod tests;
