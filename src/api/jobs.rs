@@ -245,6 +245,84 @@ pub async fn cancel(
     }
 }
 
+/// Which failed jobs `POST /jobs/retry` takes, and why.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRetryQuery {
+    /// Only this project's jobs.
+    pub project: Option<String>,
+    /// Only this target table's jobs (`t` or `schema.t`).
+    pub table: Option<String>,
+    /// Only jobs that failed at or after this time (RFC 3339).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only jobs that failed before this time (RFC 3339).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why (written to each job's `job.retried` event, with who).
+    pub reason: Option<String>,
+}
+
+/// What a bulk retry did, job by job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkRetry {
+    /// The jobs queued again, oldest verdict first.
+    pub retried: Vec<Job>,
+    /// The jobs that could not be retried (nothing changed for them).
+    pub refused: Vec<Refused>,
+}
+
+/// A job a bulk retry left as it was, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Refused {
+    /// The job.
+    pub id: uuid::Uuid,
+    /// Why (its file is gone, its name is taken in the inbox, …).
+    pub error: String,
+}
+
+#[utoipa::path(
+    post, path = "/jobs/retry", operation_id = "retry_failed_jobs", tag = "jobs",
+    params(BulkRetryQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every failed job the filters name (oldest verdict first, at most 1,000 a call), each retried as `POST /jobs/{id}/retry` does; those that cannot be retried are listed with why and left as they were", body = BulkRetry),
+        TokenErrors,
+    )
+)]
+pub async fn retry_failed(
+    _: Authorized,
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<BulkRetryQuery>,
+) -> Result<Json<BulkRetry>, ApiError> {
+    let by = queue::Actor {
+        who: API_ACTOR,
+        reason: q.reason.as_deref(),
+    };
+    let filter = jobs::FailedFilter {
+        project: q.project,
+        table: q.table,
+        since: q.since,
+        until: q.until,
+    };
+    let results = controls::retry_failed(&state.pool, &filter, &by)
+        .await
+        .map_err(control_error)?;
+    let mut out = BulkRetry {
+        retried: Vec::new(),
+        refused: Vec::new(),
+    };
+    for (id, r) in results {
+        match r {
+            Ok(r) => out.retried.push(scrubbed(r.job)),
+            Err(e) => out.refused.push(Refused {
+                id,
+                error: secret::scrub_credentials(&e.to_string()),
+            }),
+        }
+    }
+    Ok(Json(out))
+}
+
 /// The answer for a control that did not happen: 404, 409 when the job or
 /// its file is not in a state for it (nothing changed), 500 otherwise.
 fn control_error(e: ControlError) -> ApiError {

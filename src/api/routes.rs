@@ -65,6 +65,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::replay))
         .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry_failed))
         .routes(routes!(pauses::pause))
         .routes(routes!(pauses::resume))
         .routes(routes!(runs::list))

@@ -515,11 +515,30 @@ pub enum JobsCommand {
     /// Run a failed job's file again (when it still exists).
     Retry {
         /// The job's id, or its first 6 or more hex digits.
-        id: IdPrefix,
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        id: Option<IdPrefix>,
         /// Also take over a job stuck in `running` (its worker died). Safe
         /// even if it did not: the target's ledger keeps the import single.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "failed")]
         force: bool,
+        /// Retry every failed job the filters below name (oldest first, at
+        /// most 1,000), for the daemon's workers to run.
+        #[arg(long)]
+        failed: bool,
+        /// With --failed: only this project's jobs.
+        #[arg(long, requires = "failed")]
+        project: Option<String>,
+        /// With --failed: only this target table's jobs (`t` or `schema.t`).
+        #[arg(long, requires = "failed")]
+        table: Option<String>,
+        /// With --failed: only jobs that failed since then (`2h` ago, or
+        /// an RFC 3339 time).
+        #[arg(long, requires = "failed", value_parser = parse_when)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// With --failed: only jobs that failed before then (`30m` ago, or
+        /// an RFC 3339 time).
+        #[arg(long, requires = "failed", value_parser = parse_when)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
         /// Why (recorded with who in the job's `job.retried` event).
         #[arg(long)]
         reason: Option<String>,
@@ -552,6 +571,17 @@ pub enum JobsCommand {
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
     },
+}
+
+/// `2h` (that long ago) or an RFC 3339 time.
+fn parse_when(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(ago) = humantime::parse_duration(s) {
+        let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
+        return Ok(chrono::Utc::now() - ago);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("{s:?} is neither a duration (2h) nor an RFC 3339 time"))
 }
 
 fn parse_status(s: &str) -> Result<JobStatus, String> {

@@ -278,10 +278,62 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Retry {
-            id,
+            id: None,
+            reason,
+            output,
+            project,
+            table,
+            since,
+            until,
+            ..
+        } => {
+            let who = cli_actor();
+            let by = crate::store::queue::Actor {
+                who: &who,
+                reason: reason.as_deref(),
+            };
+            let filter = jobs::FailedFilter {
+                project: project.clone(),
+                table: table.clone(),
+                since: *since,
+                until: *until,
+            };
+            let results = crate::controls::retry_failed(&pool, &filter, &by).await?;
+            let rows: Vec<serde_json::Value> = results
+                .iter()
+                .map(|(id, r)| match r {
+                    Ok(r) => {
+                        serde_json::json!({"id": id, "file_name": r.job.file_name, "retried": true})
+                    }
+                    Err(e) => serde_json::json!({
+                        "id": id, "retried": false,
+                        "error": secret::scrub_known(&e.to_string()),
+                    }),
+                })
+                .collect();
+            print_list(&rows, *output, &["JOB", "FILE", "RETRIED"], |v| {
+                vec![
+                    v["id"].as_str().unwrap_or("-").to_string(),
+                    v["file_name"].as_str().unwrap_or("-").to_string(),
+                    match v["error"].as_str() {
+                        Some(e) => format!("no: {e}"),
+                        None => "queued for the daemon".into(),
+                    },
+                ]
+            })?;
+            let refused = rows.iter().filter(|v| v["retried"] == false).count();
+            Ok(if refused == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        JobsCommand::Retry {
+            id: Some(id),
             force,
             reason,
             output,
+            ..
         } => {
             let id = &job_id(&pool, id).await?;
             let who = cli_actor();

@@ -137,6 +137,26 @@ pub async fn retry(
     })
 }
 
+/// The most failed jobs one bulk retry takes (run it again for more).
+pub const BULK_RETRY_LIMIT: i64 = 1000;
+
+/// Retries every failed job `filter` names (at most [`BULK_RETRY_LIMIT`],
+/// oldest verdict first), each as [`retry`] does: for the daemon's workers
+/// to run. Each job's outcome, in order; one that cannot be retried (its
+/// file gone, its name taken) changes nothing and does not stop the rest.
+pub async fn retry_failed(
+    db: &PgPool,
+    filter: &jobs::FailedFilter,
+    by: &Actor<'_>,
+) -> Result<Vec<(Uuid, Result<Retried, ControlError>)>, ControlError> {
+    let ids = jobs::failed_ids(db, filter, BULK_RETRY_LIMIT).await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push((id, retry(db, id, false, by).await));
+    }
+    Ok(out)
+}
+
 /// Queues a new job that imports succeeded (or duplicate) job `id`'s file
 /// again on purpose (`replay_of` names `id`; its import supersedes the
 /// target ledger's entry instead of calling the file a duplicate), with

@@ -1110,3 +1110,72 @@ async fn a_cancelled_job_fails_rolls_back_and_sets_its_file_aside() {
     assert_eq!(events, 2);
     d.stop().await;
 }
+
+/// A bulk retry takes the failed jobs a filter names (project, table,
+/// time), retries each as one retry does, and lists the ones it could not
+/// retry without stopping at them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_jobs_are_retried_in_bulk_by_filter() {
+    let db = TestDb::new().await;
+    let (s, pool, d, id) = failed_in_the_daemon(&db).await;
+    let inbox = s.inbox("p");
+    // A second failure whose file is then removed: it cannot be retried.
+    std::fs::write(inbox.join("gone.csv"), "id,tag,n\n3,c,x\n").unwrap();
+    finished(&pool, "gone.csv", "failed").await;
+    exists(
+        &inbox.join("failed/gone.csv.error.json"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    std::fs::remove_file(inbox.join("failed/gone.csv")).unwrap();
+    std::fs::write(inbox.join("failed/orders.csv"), FIXED).unwrap();
+
+    // Filters that name nothing retry nothing.
+    for args in [
+        &["--project", "other"][..],
+        &["--table", "nowhere"],
+        &["--until", "1h"],
+    ] {
+        let r = Cpi::new([&["jobs", "retry", "--failed", "-o", "json"][..], args].concat())
+            .db(&db)
+            .run();
+        r.assert_code(0);
+        assert_eq!(r.stdout.trim(), "[]", "{args:?}");
+    }
+    let (code, body) = d
+        .post(
+            "/jobs/retry?project=p&table=events&reason=bulk%20fix",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let retried: Vec<&str> = body["retried"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(retried, [id.to_string().as_str()], "{body}");
+    assert_eq!(body["refused"].as_array().unwrap().len(), 1, "{body}");
+    assert!(
+        body["refused"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer exists"),
+        "{body}"
+    );
+    finished(&pool, "orders.csv", "succeeded").await;
+    until_tree(
+        &inbox,
+        &["failed/gone.csv.error.json", "processed/orders.csv"],
+    )
+    .await;
+    let reasons: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT payload->'reason' FROM cpi_events WHERE kind = 'job.retried'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(reasons, [json!("bulk fix")]);
+    d.stop().await;
+}

@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/jobs/{id}/retry"),
     ("POST", "/jobs/{id}/replay"),
     ("POST", "/jobs/{id}/cancel"),
+    ("POST", "/jobs/retry"),
     ("POST", "/projects/{name}/pause"),
     ("POST", "/projects/{name}/resume"),
     ("GET", "/reconcile/runs"),
