@@ -179,10 +179,10 @@ pub async fn retry(
         who: API_ACTOR,
         reason: q.reason.as_deref(),
     };
-    match controls::retry(&state.pool, id, false, &by).await {
-        Ok(r) => Ok(Json(scrubbed(r.job))),
-        Err(e) => Err(control_error(e)),
-    }
+    controls::retry(&state.pool, id, false, &by)
+        .await
+        .map(|done| Json(scrubbed(done.job)))
+        .map_err(control_error)
 }
 
 #[utoipa::path(
@@ -212,10 +212,10 @@ pub async fn replay(
         who: API_ACTOR,
         reason: Some(reason),
     };
-    match controls::replay(&state.pool, id, &by).await {
-        Ok(r) => Ok(Json(scrubbed(r.job))),
-        Err(e) => Err(control_error(e)),
-    }
+    controls::replay(&state.pool, id, &by)
+        .await
+        .map(|done| Json(scrubbed(done.job)))
+        .map_err(control_error)
 }
 
 #[utoipa::path(
@@ -239,10 +239,10 @@ pub async fn cancel(
         who: API_ACTOR,
         reason: q.reason.as_deref(),
     };
-    match controls::cancel(&state.pool, id, &by).await {
-        Ok(c) => Ok(Json(scrubbed(c.job))),
-        Err(e) => Err(control_error(e)),
-    }
+    controls::cancel(&state.pool, id, &by)
+        .await
+        .map(|done| Json(scrubbed(done.job)))
+        .map_err(control_error)
 }
 
 /// Which failed jobs `POST /jobs/retry` takes, and why.

@@ -64,18 +64,8 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
     let file = match FileRef::parse(&job.job.file_path) {
         Ok(f) => f,
         Err(e) => {
-            let outcome = failed_outcome(&job, e.to_string());
             tracing::warn!(error = %e, "the job's file cannot be told; the job fails");
-            let _ = crate::store::jobs::finish(
-                &s.pool,
-                job.job.id,
-                JobStatus::Failed,
-                &Default::default(),
-                outcome.error.as_deref(),
-                None,
-                None,
-            )
-            .await;
+            let _ = record_failed(s, &failed_outcome(&job, e.to_string())).await;
             return;
         }
     };
@@ -143,17 +133,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
             // job fails with the operator's words and its file is set aside.
             tracing::warn!(why = %why, "cancelled: import rolled back, the file is set aside");
             let outcome = failed_outcome(&job, why);
-            let recorded = crate::store::jobs::finish(
-                &s.pool,
-                job.job.id,
-                JobStatus::Failed,
-                &Default::default(),
-                outcome.error.as_deref(),
-                None,
-                None,
-            )
-            .await;
-            match recorded {
+            match record_failed(s, &outcome).await {
                 Ok(_) => finish(s, &job, &file, &outcome).await,
                 Err(e) => {
                     tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot record the cancel; its lease will expire")
@@ -243,6 +223,23 @@ fn unreachable_target(e: &ImportError) -> bool {
         e,
         ImportError::TargetUnreachable { .. } | ImportError::ConnectTimeout { .. }
     )
+}
+
+/// Writes the verdict of a job that failed without a verdict on its rows.
+async fn record_failed(
+    s: &Shared,
+    outcome: &JobOutcome,
+) -> Result<(), crate::store::jobs::JobError> {
+    crate::store::jobs::finish(
+        &s.pool,
+        outcome.job_id,
+        JobStatus::Failed,
+        &Default::default(),
+        outcome.error.as_deref(),
+        None,
+        None,
+    )
+    .await
 }
 
 /// The outcome of a job that failed without a verdict on its rows.

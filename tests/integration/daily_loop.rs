@@ -492,12 +492,10 @@ fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
-/// A file that fails in the daemon: `orders.csv` in `failed/` with its
-/// report; the setup, a pool, the daemon and the job's id.
-async fn failed_in_the_daemon(db: &TestDb) -> (Setup, sqlx::PgPool, Daemon, uuid::Uuid) {
+/// The daemon on project `p` (appending into `events`), reconciled.
+async fn daemon_on_p(db: &TestDb) -> (Setup, sqlx::PgPool, Daemon) {
     let (s, pool) = Setup::events(db).await;
     let d = Daemon::start(db, &s).await;
-    let inbox = s.inbox("p");
     wait_i64(
         &pool,
         20,
@@ -507,6 +505,14 @@ async fn failed_in_the_daemon(db: &TestDb) -> (Setup, sqlx::PgPool, Daemon, uuid
     )
     .await
     .unwrap();
+    (s, pool, d)
+}
+
+/// A file that fails in the daemon: `orders.csv` in `failed/` with its
+/// report; the setup, a pool, the daemon and the job's id.
+async fn failed_in_the_daemon(db: &TestDb) -> (Setup, sqlx::PgPool, Daemon, uuid::Uuid) {
+    let (s, pool, d) = daemon_on_p(db).await;
+    let inbox = s.inbox("p");
     std::fs::write(inbox.join("orders.csv"), "id,tag,n\n1,a,1\n2,b,x\n").unwrap();
     finished(&pool, "orders.csv", "failed").await;
     exists(
@@ -851,18 +857,8 @@ async fn regression_a_dropped_table_can_be_loaded_again_by_replay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_through_the_api_returns_a_processed_file_through_the_inbox_once() {
     let db = TestDb::new().await;
-    let (s, pool) = Setup::events(&db).await;
-    let d = Daemon::start(&db, &s).await;
+    let (s, pool, d) = daemon_on_p(&db).await;
     let inbox = s.inbox("p");
-    wait_i64(
-        &pool,
-        20,
-        "reconciled",
-        "SELECT count(*) FROM cpi_projects",
-        1,
-    )
-    .await
-    .unwrap();
     std::fs::write(inbox.join("orders.csv"), FIXED).unwrap();
     finished(&pool, "orders.csv", "succeeded").await;
     exists(&inbox.join("processed/orders.csv"), Duration::from_secs(20))
@@ -923,18 +919,8 @@ async fn job_of_id(pool: &sqlx::PgPool, id: uuid::Uuid) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_project_keeps_its_files_queued_until_it_is_resumed() {
     let db = TestDb::new().await;
-    let (s, pool) = Setup::events(&db).await;
-    let d = Daemon::start(&db, &s).await;
+    let (s, pool, d) = daemon_on_p(&db).await;
     let inbox = s.inbox("p");
-    wait_i64(
-        &pool,
-        20,
-        "reconciled",
-        "SELECT count(*) FROM cpi_projects",
-        1,
-    )
-    .await
-    .unwrap();
     let (code, body) = d
         .post("/projects/p/pause?reason=maintenance", json!({}))
         .await;
@@ -1009,18 +995,8 @@ async fn a_paused_project_keeps_its_files_queued_until_it_is_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_job_fails_rolls_back_and_sets_its_file_aside() {
     let db = TestDb::new().await;
-    let (s, pool) = Setup::events(&db).await;
-    let d = Daemon::start(&db, &s).await;
+    let (s, pool, d) = daemon_on_p(&db).await;
     let inbox = s.inbox("p");
-    wait_i64(
-        &pool,
-        20,
-        "reconciled",
-        "SELECT count(*) FROM cpi_projects",
-        1,
-    )
-    .await
-    .unwrap();
 
     // Queued (the project paused, so it waits): failed now, through the CLI.
     let (code, _) = d.post("/projects/p/pause", json!({})).await;
