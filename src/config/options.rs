@@ -328,6 +328,9 @@ pub struct ImportOptions {
     pub decimal_separator: Option<String>,
     /// Thousands separator of numeric columns, removed before parsing (`.`, `,`, ` ` or `'`).
     pub thousands_separator: Option<String>,
+    /// Currency symbols read off numeric values before parsing, before or
+    /// after the number, with or without a space (`["$", "€", "USD"]`).
+    pub currency_symbols: Option<Vec<String>>,
     /// Values read as true in boolean columns, besides PostgreSQL's own (case-insensitive).
     pub true_values: Option<Vec<String>>,
     /// Values read as false in boolean columns, besides PostgreSQL's own (case-insensitive).

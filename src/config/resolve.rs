@@ -87,6 +87,8 @@ pub struct ResolvedOptions {
     pub decimal_separator: u8,
     /// Removed from numeric values before parsing.
     pub thousands_separator: Option<u8>,
+    /// Read off numeric values before parsing.
+    pub currency_symbols: Vec<String>,
     /// Extra spellings of true.
     pub true_values: Vec<String>,
     /// Extra spellings of false.
@@ -212,6 +214,7 @@ pub(super) fn merge(
         timestamp_format: e.timestamp_format.or(d.timestamp_format),
         decimal_separator: e.decimal_separator.or(d.decimal_separator),
         thousands_separator: e.thousands_separator.or(d.thousands_separator),
+        currency_symbols: e.currency_symbols.or(d.currency_symbols),
         true_values: e.true_values.or(d.true_values),
         false_values: e.false_values.or(d.false_values),
         // Added up, not overridden: a project's checks hold for every table.
@@ -311,6 +314,7 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
             .as_deref()
             .filter(|t| t.len() == 1)
             .map(|t| t.as_bytes()[0]),
+        currency_symbols: o.currency_symbols.clone().unwrap_or_default(),
         true_values: o.true_values.clone().unwrap_or_default(),
         false_values: o.false_values.clone().unwrap_or_default(),
         checks: o

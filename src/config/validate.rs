@@ -224,6 +224,14 @@ impl ImportOptions {
                 ));
             }
         }
+        for c in self.currency_symbols.iter().flatten() {
+            let bad = |ch: char| ch.is_ascii_digit() || "+-.,'_ ".contains(ch);
+            if c.is_empty() || c.len() > 8 || c.chars().any(bad) {
+                errors.push(format!(
+                    "{at}.currency_symbols: {c:?} must be 1 to 8 bytes with no digit, sign, separator or space"
+                ));
+            }
+        }
         let lower = |v: &Option<Vec<String>>| -> Vec<String> {
             v.iter().flatten().map(|s| s.to_lowercase()).collect()
         };

@@ -18,6 +18,8 @@ pub enum Dialect {
         decimal: u8,
         /// Removed before parsing.
         thousands: Option<u8>,
+        /// Currency symbols read off before parsing (`currency_symbols`).
+        currency: Vec<String>,
     },
     /// Extra boolean spellings, lower case.
     Bool {
@@ -42,11 +44,14 @@ fn for_column(o: &ResolvedOptions, c: &ColumnSpec) -> Option<Dialect> {
     use ColType::*;
     match c.ty {
         Int2 | Int4 | Int8 | Numeric | Float4 | Float8
-            if o.decimal_separator != b'.' || o.thousands_separator.is_some() =>
+            if o.decimal_separator != b'.'
+                || o.thousands_separator.is_some()
+                || !o.currency_symbols.is_empty() =>
         {
             Some(Dialect::Number {
                 decimal: o.decimal_separator,
                 thousands: o.thousands_separator,
+                currency: o.currency_symbols.clone(),
             })
         }
         Bool if !o.true_values.is_empty() || !o.false_values.is_empty() => Some(Dialect::Bool {
@@ -67,15 +72,40 @@ fn for_column(o: &ResolvedOptions, c: &ColumnSpec) -> Option<Dialect> {
     }
 }
 
+/// `value` without a currency symbol of `symbols` before or after the
+/// number (`$1.50`, `1,50 €`, `-$1.50`, `$-1.50`, `USD 3`); as it is when
+/// it has none.
+fn strip_currency<'v>(value: &'v str, symbols: &[String]) -> Cow<'v, str> {
+    let v = value.trim();
+    let (sign, body) = match v.strip_prefix('-') {
+        Some(rest) => ("-", rest.trim_start()),
+        None => ("", v),
+    };
+    for s in symbols {
+        if let Some(rest) = body.strip_prefix(s.as_str()) {
+            return Cow::Owned(format!("{sign}{}", rest.trim_start()));
+        }
+        if let Some(rest) = body.strip_suffix(s.as_str()) {
+            return Cow::Owned(format!("{sign}{}", rest.trim_end()));
+        }
+    }
+    Cow::Borrowed(value)
+}
+
 impl Dialect {
     /// `value` in PostgreSQL's spelling; an explicit format that does not
     /// match is an error (the operator said what the values look like).
     pub fn rewrite<'a>(&self, value: &'a str) -> Result<Cow<'a, str>, ValueError> {
         match self {
-            Dialect::Number { decimal, thousands } => {
+            Dialect::Number {
+                decimal,
+                thousands,
+                currency,
+            } => {
+                let value = strip_currency(value, currency);
                 let t = thousands.map(char::from);
                 if !value.contains(|c| Some(c) == t || c == char::from(*decimal)) {
-                    return Ok(Cow::Borrowed(value));
+                    return Ok(value);
                 }
                 Ok(Cow::Owned(
                     value
@@ -119,6 +149,7 @@ mod tests {
         Dialect::Number {
             decimal: dec,
             thousands: th,
+            currency: vec!["$".into(), "€".into(), "USD".into()],
         }
         .rewrite(v)
         .unwrap()
@@ -132,6 +163,17 @@ mod tests {
         assert_eq!(num(b',', None, "-0,5"), "-0.5");
         assert_eq!(num(b'.', Some(b' '), "12 000"), "12000");
         assert_eq!(num(b',', Some(b'.'), "42"), "42");
+    }
+
+    #[test]
+    fn numbers_with_a_currency_symbol_named() {
+        assert_eq!(num(b'.', Some(b','), "$1,234.56"), "1234.56");
+        assert_eq!(num(b'.', Some(b','), "-$1.50"), "-1.50");
+        assert_eq!(num(b'.', Some(b','), "$ -1.50"), "-1.50");
+        assert_eq!(num(b',', Some(b'.'), "1.234,50 €"), "1234.50");
+        assert_eq!(num(b'.', None, "USD 3"), "3");
+        // A symbol not named stays, and the value is refused as it is.
+        assert_eq!(num(b'.', None, "£3"), "£3");
     }
 
     #[test]

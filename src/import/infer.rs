@@ -80,6 +80,8 @@ pub struct ValueStyle {
     pub decimal: u8,
     /// Removed from numbers before parsing.
     pub thousands: Option<u8>,
+    /// Read off numbers before parsing.
+    pub currency: Vec<String>,
 }
 
 impl Default for ValueStyle {
@@ -89,6 +91,7 @@ impl Default for ValueStyle {
             date_format: None,
             decimal: b'.',
             thousands: None,
+            currency: Vec::new(),
         }
     }
 }
@@ -101,16 +104,18 @@ impl ValueStyle {
             date_format: o.date_format.clone(),
             decimal: o.decimal_separator,
             thousands: o.thousands_separator,
+            currency: o.currency_symbols.clone(),
         }
     }
 }
 
 /// The narrowest type of one (non-null) value of `column` in `style`.
 pub fn value_type_in(v: &str, style: &ValueStyle, column: &str) -> Inferred {
-    if style.decimal != b'.' || style.thousands.is_some() {
+    if style.decimal != b'.' || style.thousands.is_some() || !style.currency.is_empty() {
         let number = Dialect::Number {
             decimal: style.decimal,
             thousands: style.thousands,
+            currency: style.currency.clone(),
         };
         if let Ok(n) = number.rewrite(v.trim()) {
             let t = value_type(&n);
@@ -218,7 +223,7 @@ fn hint(v: &str) -> &'static str {
         return "";
     }
     if t.starts_with(['$', '€', '£', '¥']) || t.ends_with(['$', '€', '£', '¥']) {
-        " (a currency symbol: numbers are read without one)"
+        " (a currency symbol: name it in currency_symbols)"
     } else if t.contains(',') && !t.contains(['/', '-', ':']) {
         " (decimal_separator and thousands_separator say how numbers are spelt)"
     } else if t.contains(['/', '.', '-']) {

@@ -735,6 +735,37 @@ async fn regression_infer_honours_the_projects_value_options_and_says_why_text()
     );
 }
 
+/// `$1,234.56` was refused (infer fell back to `text`) with no option to
+/// read it: `currency_symbols` names the symbols, for infer and import.
+#[tokio::test]
+async fn regression_currency_symbols_are_read_off_numbers_when_named() {
+    let env = Env::new(json!({
+        "table": "t", "mode": "append", "create_table": "infer", "thousands_separator": ",",
+        "currency_symbols": ["$", "€"]
+    }))
+    .await;
+    let text = "item,price\nboots,\"$1,234.56\"\nrefund,-$2.00\nsocks,3.50 €\n";
+    let f = env.file("t.csv", text.as_bytes());
+    let r = cpi_on(&env, &["infer", "--project", "p", path(&f)]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("\"price\" numeric"), "{}", r.stdout);
+    env.import("t2.csv", text.as_bytes()).await;
+    assert_eq!(
+        env.rows("SELECT item || ' ' || price::text FROM t ORDER BY price")
+            .await,
+        vec!["refund -2.00", "socks 3.50", "boots 1234.56"]
+    );
+    // A symbol that is not named is still refused, naming the value.
+    let bad = env.file("bad.csv", b"item,price\ntea,\"\xc2\xa31.00\"\n");
+    let r = cpi_on(&env, &["import", "--project", "p", path(&bad)]).await;
+    r.assert_code(1);
+    assert!(
+        r.stdout.contains("\"£1.00\" is not a valid numeric"),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn regression_validate_has_output_json_with_every_problem() {
     let d = tempfile::tempdir().unwrap();
