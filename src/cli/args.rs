@@ -15,7 +15,7 @@ use crate::store::jobs::JobStatus;
 #[derive(Debug, Parser)]
 #[command(
     name = "cpi",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CPI_GIT_COMMIT"), ")"),
     about = "CSV imports into PostgreSQL, under git",
     propagate_version = true
 )]

@@ -28,6 +28,7 @@ mod pg_input;
 mod queue;
 mod quickstart;
 mod reconcile;
+mod release;
 mod s3;
 mod schema;
 mod secrets;
