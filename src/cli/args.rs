@@ -183,6 +183,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write a man page per command (cpi.1, cpi-apply.1, ...) into DIR
+    /// (for packagers: scripts/release.sh).
+    #[command(hide = true)]
+    Man {
+        /// The folder to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `cpi convert-legacy`.

@@ -63,7 +63,8 @@ fn needs_management_db(command: &Command) -> bool {
         | Command::ConvertLegacy(_)
         | Command::Keygen { .. }
         | Command::Schema
-        | Command::Completions { .. } => false,
+        | Command::Completions { .. }
+        | Command::Man { .. } => false,
     }
 }
 
@@ -144,6 +145,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "cpi", &mut script);
             write_stdout(&script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            use anyhow::Context;
+            use clap::CommandFactory;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
     }
