@@ -24,6 +24,7 @@ mod import;
 mod import_cli;
 mod layout;
 mod legacy;
+mod packaging;
 mod pg_input;
 mod queue;
 mod quickstart;
