@@ -22,5 +22,16 @@ install -m 0755 target/release/cpi "$tmp/cpi-${version}/cpi"
 install -m 0644 LICENSE "$tmp/cpi-${version}/LICENSE"
 tar -C "$tmp" --owner=0 --group=0 -czf "$dist/$tarball" "cpi-${version}"
 (cd "$dist" && sha256sum -- *.deb *.tar.gz >SHA256SUMS)
+# The tag the pre-commit example pins (rev: v<version>); made on a clean
+# tree only, never moved.
+tag="v$version"
+if git rev-parse -q --verify "refs/tags/$tag" >/dev/null; then
+  echo "tag $tag exists: not moved" >&2
+elif git diff --quiet HEAD; then
+  git tag -a "$tag" -m "cpi $version"
+  echo "tagged $tag (git push origin $tag to publish it)" >&2
+else
+  echo "uncommitted changes: not tagging $tag" >&2
+fi
 ls -l "$dist"
 cat "$dist/SHA256SUMS"

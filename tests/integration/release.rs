@@ -90,3 +90,92 @@ mod toml_like {
         Section(pairs)
     }
 }
+
+/// The Dockerfile's stages: (the FROM line, the instructions after it).
+fn dockerfile_stages(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut stages: Vec<(String, Vec<String>)> = Vec::new();
+    let mut line = String::new();
+    for raw in text.lines() {
+        let raw = raw.trim();
+        if raw.is_empty() || raw.starts_with('#') {
+            continue;
+        }
+        line.push_str(raw.trim_end_matches('\\'));
+        if raw.ends_with('\\') {
+            line.push(' ');
+            continue;
+        }
+        let instruction = std::mem::take(&mut line);
+        if instruction.starts_with("FROM ") {
+            stages.push((instruction, Vec::new()));
+        } else {
+            let stage = stages.last_mut().expect("an instruction before FROM");
+            stage.1.push(instruction);
+        }
+    }
+    stages
+}
+
+#[test]
+fn dockerfile_is_multi_stage_and_ships_the_binary_alone_as_non_root() {
+    let stages = dockerfile_stages(&repo_file("Dockerfile"));
+    assert!(stages.len() >= 2, "not multi-stage: {stages:?}");
+    let (build_from, build) = &stages[0];
+    assert!(build_from.ends_with(" AS build"), "{build_from}");
+    assert!(
+        build
+            .iter()
+            .any(|i| i.contains("cargo build --release --locked")),
+        "{build:?}"
+    );
+    let (_, last) = stages.last().unwrap();
+    let copies: Vec<_> = last.iter().filter(|i| i.starts_with("COPY")).collect();
+    assert_eq!(
+        copies,
+        ["COPY --from=build /src/target/release/cpi /usr/local/bin/cpi"],
+        "the final stage copies the binary and nothing else"
+    );
+    assert!(
+        !last
+            .iter()
+            .any(|i| i.starts_with("RUN") || i.starts_with("ADD")),
+        "the final stage adds nothing: {last:?}"
+    );
+    let user = last
+        .iter()
+        .rev()
+        .find_map(|i| i.strip_prefix("USER "))
+        .expect("the final stage sets USER");
+    let uid = user.split(':').next().unwrap();
+    assert!(uid != "root" && uid != "0", "USER {user} is root");
+}
+
+#[test]
+fn kubernetes_kit_names_the_image_the_docs_explain() {
+    let kit = repo_file("examples/deploy/kubernetes/cpi.yaml");
+    let image = format!("registry.example.com/cpi:{}", env!("CARGO_PKG_VERSION"));
+    assert!(kit.contains(&format!("image: {image}")), "{kit}");
+    let docs = repo_file("docs/operations.md");
+    assert!(
+        docs.contains(&format!("-t {image} .")),
+        "docs/operations.md does not say how to build {image}"
+    );
+}
+
+#[test]
+fn ci_examples_install_the_release_tarball_not_a_cargo_build() {
+    for file in [
+        "examples/ci/github-actions.yml",
+        "examples/ci/gitlab-ci.yml",
+    ] {
+        let text = repo_file(file);
+        assert!(!text.contains("cargo install"), "{file} builds cpi");
+        assert!(
+            text.contains("sha256sum --check") && text.contains("-x86_64-linux.tar.gz"),
+            "{file} does not install the checked release tarball"
+        );
+    }
+    let release = repo_file("scripts/release.sh");
+    assert!(release.contains("cpi-${version}-${arch}-linux.tar.gz"));
+    assert!(release.contains("SHA256SUMS"));
+}
