@@ -33,6 +33,17 @@ pub enum StoreError {
         "the management database has no cpi tables yet: run `cpi migrate` (or `cpi apply`) first"
     )]
     NotMigrated,
+    /// The database was migrated by a newer cpi; this one stops before
+    /// touching anything.
+    #[error(
+        "the management database is at schema {at}, newer than this cpi ({known}): upgrade cpi"
+    )]
+    SchemaNewer {
+        /// The newest migration applied to the database.
+        at: i64,
+        /// The newest migration this binary embeds.
+        known: i64,
+    },
     /// A stored URL does not decrypt with the key file given (or none was).
     #[error("connection {name:?}: {source}")]
     Sealed {

@@ -26,6 +26,7 @@ pub mod pauses;
 mod projects;
 pub mod queue;
 mod runs;
+pub mod schema_version;
 mod stats;
 
 pub use connections::{
@@ -83,6 +84,7 @@ pub async fn connect(url: &Secret) -> Result<PgPool> {
 /// Fails with a clear message when the management tables do not exist yet
 /// (for commands that only read, and so do not migrate).
 pub async fn require_migrated(pool: &PgPool) -> Result<()> {
+    schema_version::check(pool).await?;
     if is_migrated(pool).await? {
         Ok(())
     } else {
@@ -90,8 +92,10 @@ pub async fn require_migrated(pool: &PgPool) -> Result<()> {
     }
 }
 
-/// Applies the pending migrations.
+/// Applies the pending migrations. A database at a schema newer than this
+/// binary's stops it before anything runs ([`StoreError::SchemaNewer`]).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
+    schema_version::check(pool).await?;
     // Several replicas may start at once; sqlx's migrator takes its own
     // advisory lock, so they apply the migrations one after the other.
     MIGRATOR.run(pool).await?;

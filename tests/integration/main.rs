@@ -32,6 +32,7 @@ mod reconcile;
 mod release;
 mod s3;
 mod schema;
+mod schema_versions;
 mod secrets;
 mod support;
 mod tls;

@@ -1,0 +1,58 @@
+//! Schema versions against binaries: a database migrated by a newer cpi
+//! (simulated by a migration row beyond this binary's newest) stops every
+//! command before it touches anything, with the message naming both
+//! versions and exit code 1.
+
+use crate::support::db::{exec, scalar_i64};
+use crate::support::{Cpi, TestDb};
+
+/// A migration this binary cannot know: far beyond migrations/.
+const FUTURE: i64 = 99_990;
+
+async fn migrated_by_a_newer_cpi() -> TestDb {
+    let db = TestDb::new().await;
+    Cpi::new(["migrate"]).db(&db).run().assert_code(0);
+    exec(
+        &db.pool().await,
+        &format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES ({FUTURE}, 'from a newer cpi', true, '\\x00', 1)"
+        ),
+    )
+    .await;
+    db
+}
+
+/// What a command could have changed: the migration rows and the projects.
+async fn fingerprint(db: &TestDb) -> (i64, i64) {
+    let pool = db.pool().await;
+    (
+        scalar_i64(&pool, "SELECT count(*) FROM _sqlx_migrations").await,
+        scalar_i64(&pool, "SELECT count(*) FROM cpi_projects").await,
+    )
+}
+
+#[tokio::test]
+async fn regression_older_binary_against_newer_schema_stops_before_touching_anything() {
+    let db = migrated_by_a_newer_cpi().await;
+    let before = fingerprint(&db).await;
+    let known = *cpi::store::schema_version::known_versions().last().unwrap();
+    let want = format!(
+        "the management database is at schema {FUTURE}, newer than this cpi ({known}): upgrade cpi"
+    );
+    let manifests = tempfile::tempdir().unwrap();
+    for args in [vec!["migrate"], vec!["apply"], vec!["jobs", "list"]] {
+        let r = Cpi::new(&args)
+            .db(&db)
+            .manifests(manifests.path())
+            .run_async()
+            .await;
+        r.assert_code(1).assert_stderr(&want);
+        assert!(
+            !r.all().contains("previously applied but is missing"),
+            "{args:?}: {}",
+            r.all()
+        );
+    }
+    assert_eq!(fingerprint(&db).await, before, "nothing changed");
+}
