@@ -131,7 +131,11 @@ pub enum Command {
     /// Apply the plan once, in one transaction.
     Apply(ApplyArgs),
     /// Apply the management schema migrations.
-    Migrate,
+    Migrate {
+        /// List the migrations that would run, and run none.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Inspect connections.
     Connections {
         /// What to do with connections.

@@ -49,7 +49,7 @@ fn needs_management_db(command: &Command) -> bool {
         Command::Diff(DiffArgs { against, .. }) => against.is_none(),
         Command::Infer(args::InferArgs { project, .. }) => project.is_some(),
         Command::Apply(_)
-        | Command::Migrate
+        | Command::Migrate { .. }
         | Command::Connections { .. }
         | Command::Projects { .. }
         | Command::Run(_)
@@ -96,7 +96,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate(a) => manifests::validate(g, a),
         Command::Diff(a) => manifests::diff(g, a).await,
         Command::Apply(a) => manifests::apply(g, a).await,
-        Command::Migrate => {
+        Command::Migrate { dry_run: true } => {
+            let pool = management_pool(g).await?;
+            let pending = store::schema_version::pending(&pool).await?;
+            if pending.is_empty() {
+                println!("management schema is up to date: nothing would run");
+            }
+            for (version, description) in pending {
+                println!("would run {version:04} {description}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { dry_run: false } => {
             let pool = management_pool(g).await?;
             store::migrate(&pool).await?;
             println!("management schema is up to date");

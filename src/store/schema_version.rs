@@ -78,6 +78,19 @@ pub async fn check(db: impl PgExecutor<'_> + Copy) -> Result<SchemaState> {
     }
 }
 
+/// The migrations of this binary not applied to the database yet, in the
+/// order they would run: (version, description). Fails like [`check`] when
+/// the database is ahead of this binary.
+pub async fn pending(db: impl PgExecutor<'_> + Copy) -> Result<Vec<(i64, String)>> {
+    check(db).await?;
+    let applied = applied_versions(db).await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+        .map(|m| (m.version, m.description.to_string()))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

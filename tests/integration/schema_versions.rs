@@ -56,3 +56,38 @@ async fn regression_older_binary_against_newer_schema_stops_before_touching_anyt
     }
     assert_eq!(fingerprint(&db).await, before, "nothing changed");
 }
+
+#[tokio::test]
+async fn migrate_dry_run_lists_what_would_run_and_runs_nothing() {
+    let db = TestDb::new().await;
+    let r = Cpi::new(["migrate", "--dry-run"]).db(&db).run_async().await;
+    r.assert_code(0).assert_stdout("would run 0001 ");
+    let all = cpi::store::schema_version::known_versions();
+    assert_eq!(r.stdout.lines().count(), all.len(), "{}", r.stdout);
+    let pool = db.pool().await;
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM _sqlx_migrations").await,
+        -1,
+        "the dry run created sqlx's table"
+    );
+
+    // Migrated, then the newest migration's row dropped (a schema one
+    // release older): the dry run names that one alone.
+    Cpi::new(["migrate"]).db(&db).run().assert_code(0);
+    let newest = *all.last().unwrap();
+    exec(
+        &pool,
+        &format!("DELETE FROM _sqlx_migrations WHERE version = {newest}"),
+    )
+    .await;
+    let r = Cpi::new(["migrate", "--dry-run"]).db(&db).run_async().await;
+    r.assert_code(0);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with(&format!("would run {newest:04} ")),
+        "{}",
+        r.stdout
+    );
+    let r = Cpi::new(["migrate", "--dry-run"]).db(&db).run_async().await;
+    assert_eq!(r.stdout.lines().count(), 1, "still pending: {}", r.stdout);
+}
