@@ -91,3 +91,36 @@ async fn migrate_dry_run_lists_what_would_run_and_runs_nothing() {
     let r = Cpi::new(["migrate", "--dry-run"]).db(&db).run_async().await;
     assert_eq!(r.stdout.lines().count(), 1, "still pending: {}", r.stdout);
 }
+
+/// The daemon's start migrates through `store::migrate`, as `cpi migrate`
+/// does: two processes started together on an empty database both succeed,
+/// (sqlx's advisory lock makes the second wait rather than fail on objects
+/// the first created) and every migration is applied.
+#[tokio::test]
+async fn two_processes_starting_together_migrate_once() {
+    let db = TestDb::new().await;
+    let spawn = || {
+        Cpi::new(["migrate"])
+            .db(&db)
+            .command()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pool = db.pool().await;
+    let known = cpi::store::schema_version::known_versions();
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM _sqlx_migrations WHERE success").await,
+        known.len() as i64
+    );
+}
