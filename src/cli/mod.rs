@@ -132,7 +132,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rekey => keys::rekey(g).await,
         Command::Prune(a) => {
             let pool = management_pool(g).await?;
-            store::migrate(&pool).await?;
+            store::migrate_if_empty(&pool).await?;
             let p = crate::daemon::prune::prune(&pool, a.older_than).await?;
             let secs = a.older_than.as_secs();
             // humantime writes 90d as "2months 29days 2h…": days read better.

@@ -102,6 +102,25 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
+/// For the commands that write but are not the daemon (`apply`, `import`,
+/// `jobs`, `prune`): an empty database gets the schema (a first `cpi apply`
+/// on a fresh database, as in the quickstart, works); a database at an older
+/// schema is refused with [`StoreError::SchemaOlder`], naming `cpi migrate`,
+/// instead of being upgraded as a side effect; a newer one with
+/// [`StoreError::SchemaNewer`].
+pub async fn migrate_if_empty(pool: &PgPool) -> Result<()> {
+    match schema_version::check(pool).await? {
+        schema_version::SchemaState::Empty => migrate(pool).await,
+        schema_version::SchemaState::Known { pending: 0, .. } => Ok(()),
+        schema_version::SchemaState::Known { at, pending } => {
+            Err(StoreError::SchemaOlder { at, pending })
+        }
+        schema_version::SchemaState::Newer { at, known } => {
+            Err(StoreError::SchemaNewer { at, known })
+        }
+    }
+}
+
 /// Whether the management tables exist (commands that only read, like
 /// `diff`, work on a database cpi never migrated: everything is a create).
 pub async fn is_migrated(db: impl PgExecutor<'_>) -> Result<bool> {

@@ -124,3 +124,62 @@ async fn two_processes_starting_together_migrate_once() {
         known.len() as i64
     );
 }
+
+#[tokio::test]
+async fn regression_a_writing_command_against_an_older_schema_refuses_instead_of_migrating() {
+    let db = TestDb::new().await;
+    Cpi::new(["migrate"]).db(&db).run().assert_code(0);
+    let pool = db.pool().await;
+    let newest = *cpi::store::schema_version::known_versions().last().unwrap();
+    // A schema one release older: the newest migration not recorded.
+    exec(
+        &pool,
+        &format!("DELETE FROM _sqlx_migrations WHERE version = {newest}"),
+    )
+    .await;
+    let before = fingerprint(&db).await;
+    let manifests = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["apply"],
+        vec!["jobs", "list"],
+        vec!["prune", "--older-than", "30d"],
+    ] {
+        let r = Cpi::new(&args)
+            .db(&db)
+            .manifests(manifests.path())
+            .run_async()
+            .await;
+        r.assert_code(1)
+            .assert_stderr("older than this cpi (1 migrations pending): run `cpi migrate` first");
+    }
+    assert_eq!(fingerprint(&db).await, before, "nothing changed");
+    // The daemon's path (cpi migrate) upgrades it; then apply works.
+    Cpi::new(["migrate"]).db(&db).run().assert_code(0);
+    Cpi::new(["apply"])
+        .db(&db)
+        .manifests(manifests.path())
+        .run_async()
+        .await
+        .assert_code(0);
+}
+
+#[tokio::test]
+async fn apply_on_an_empty_database_creates_the_schema() {
+    let db = TestDb::new().await;
+    let manifests = tempfile::tempdir().unwrap();
+    Cpi::new(["apply"])
+        .db(&db)
+        .manifests(manifests.path())
+        .run_async()
+        .await
+        .assert_code(0);
+    let known = cpi::store::schema_version::known_versions();
+    assert_eq!(
+        scalar_i64(
+            &db.pool().await,
+            "SELECT count(*) FROM _sqlx_migrations WHERE success"
+        )
+        .await,
+        known.len() as i64
+    );
+}
