@@ -12,6 +12,8 @@ command -v chromium >/dev/null || apt_packages+=(chromium)
 command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
 command -v promtool >/dev/null || apt_packages+=(prometheus)
 command -v systemd-analyze >/dev/null || apt_packages+=(systemd)
+# The packaging test builds and unpacks the .deb (scripts/package.sh).
+command -v dpkg-deb >/dev/null || apt_packages+=(dpkg)
 # The TLS tests make a test CA with the openssl CLI.
 command -v openssl >/dev/null || apt_packages+=(openssl)
 # The hostile-input tests measure peak RSS with /usr/bin/time.

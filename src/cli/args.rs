@@ -15,7 +15,7 @@ use crate::store::jobs::JobStatus;
 #[derive(Debug, Parser)]
 #[command(
     name = "cpi",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CPI_GIT_COMMIT"), ")"),
     about = "CSV imports into PostgreSQL, under git",
     propagate_version = true
 )]
@@ -131,7 +131,11 @@ pub enum Command {
     /// Apply the plan once, in one transaction.
     Apply(ApplyArgs),
     /// Apply the management schema migrations.
-    Migrate,
+    Migrate {
+        /// List the migrations that would run, and run none.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Inspect connections.
     Connections {
         /// What to do with connections.
@@ -182,6 +186,14 @@ pub enum Command {
         /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+    /// Write a man page per command (cpi.1, cpi-apply.1, ...) into DIR
+    /// (for packagers: scripts/release.sh).
+    #[command(hide = true)]
+    Man {
+        /// The folder to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 

@@ -39,7 +39,7 @@ pub async fn import(g: &Global, a: &ImportArgs) -> Result<ExitCode> {
         }
     }
     let pool = management_pool(g).await?;
-    store::migrate(&pool).await?;
+    store::migrate_if_empty(&pool).await?;
     let worker = worker();
     let mut all_ok = true;
     let mut outcomes = Vec::new();
@@ -225,7 +225,7 @@ fn report(
 /// `cpi jobs list|show|retry`.
 pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
     let pool = management_pool(g).await?;
-    store::migrate(&pool).await?;
+    store::migrate_if_empty(&pool).await?;
     match cmd {
         JobsCommand::List {
             project,

@@ -122,7 +122,7 @@ pub async fn diff(g: &Global, a: &DiffArgs) -> Result<ExitCode> {
 pub async fn apply(g: &Global, a: &ApplyArgs) -> Result<ExitCode> {
     let loaded = load_manifests_confined(g, &a.roots.inbox_roots, Secrets::Required)?;
     let pool = management_pool(g).await?;
-    store::migrate(&pool).await?;
+    store::migrate_if_empty(&pool).await?;
     let opts = ApplyOptions {
         owner: g.owner.clone(),
         adopt: a.guards.adopt,

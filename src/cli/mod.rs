@@ -49,7 +49,7 @@ fn needs_management_db(command: &Command) -> bool {
         Command::Diff(DiffArgs { against, .. }) => against.is_none(),
         Command::Infer(args::InferArgs { project, .. }) => project.is_some(),
         Command::Apply(_)
-        | Command::Migrate
+        | Command::Migrate { .. }
         | Command::Connections { .. }
         | Command::Projects { .. }
         | Command::Run(_)
@@ -63,7 +63,8 @@ fn needs_management_db(command: &Command) -> bool {
         | Command::ConvertLegacy(_)
         | Command::Keygen { .. }
         | Command::Schema
-        | Command::Completions { .. } => false,
+        | Command::Completions { .. }
+        | Command::Man { .. } => false,
     }
 }
 
@@ -95,7 +96,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate(a) => manifests::validate(g, a),
         Command::Diff(a) => manifests::diff(g, a).await,
         Command::Apply(a) => manifests::apply(g, a).await,
-        Command::Migrate => {
+        Command::Migrate { dry_run: true } => {
+            let pool = management_pool(g).await?;
+            let pending = store::schema_version::pending(&pool).await?;
+            if pending.is_empty() {
+                println!("management schema is up to date: nothing would run");
+            }
+            for (version, description) in pending {
+                println!("would run {version:04} {description}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { dry_run: false } => {
             let pool = management_pool(g).await?;
             store::migrate(&pool).await?;
             println!("management schema is up to date");
@@ -120,7 +132,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rekey => keys::rekey(g).await,
         Command::Prune(a) => {
             let pool = management_pool(g).await?;
-            store::migrate(&pool).await?;
+            store::migrate_if_empty(&pool).await?;
             let p = crate::daemon::prune::prune(&pool, a.older_than).await?;
             let secs = a.older_than.as_secs();
             // humantime writes 90d as "2months 29days 2h…": days read better.
@@ -144,6 +156,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "cpi", &mut script);
             write_stdout(&script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            use anyhow::Context;
+            use clap::CommandFactory;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
     }

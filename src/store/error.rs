@@ -33,6 +33,28 @@ pub enum StoreError {
         "the management database has no cpi tables yet: run `cpi migrate` (or `cpi apply`) first"
     )]
     NotMigrated,
+    /// The database was migrated by a newer cpi; this one stops before
+    /// touching anything.
+    #[error(
+        "the management database is at schema {at}, newer than this cpi ({known}): upgrade cpi"
+    )]
+    SchemaNewer {
+        /// The newest migration applied to the database.
+        at: i64,
+        /// The newest migration this binary embeds.
+        known: i64,
+    },
+    /// The database is at an older schema than this binary: only the
+    /// daemon or `cpi migrate` upgrade it.
+    #[error(
+        "the management database is at schema {at}, older than this cpi ({pending} migrations pending): run `cpi migrate` first (`cpi migrate --dry-run` lists them)"
+    )]
+    SchemaOlder {
+        /// The newest migration applied to the database.
+        at: i64,
+        /// How many of this binary's migrations are not applied.
+        pending: usize,
+    },
     /// A stored URL does not decrypt with the key file given (or none was).
     #[error("connection {name:?}: {source}")]
     Sealed {

@@ -26,6 +26,7 @@ pub mod pauses;
 mod projects;
 pub mod queue;
 mod runs;
+pub mod schema_version;
 mod stats;
 
 pub use connections::{
@@ -83,6 +84,7 @@ pub async fn connect(url: &Secret) -> Result<PgPool> {
 /// Fails with a clear message when the management tables do not exist yet
 /// (for commands that only read, and so do not migrate).
 pub async fn require_migrated(pool: &PgPool) -> Result<()> {
+    schema_version::check(pool).await?;
     if is_migrated(pool).await? {
         Ok(())
     } else {
@@ -90,12 +92,33 @@ pub async fn require_migrated(pool: &PgPool) -> Result<()> {
     }
 }
 
-/// Applies the pending migrations.
+/// Applies the pending migrations. A database at a schema newer than this
+/// binary's stops it before anything runs ([`StoreError::SchemaNewer`]).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
+    schema_version::check(pool).await?;
     // Several replicas may start at once; sqlx's migrator takes its own
     // advisory lock, so they apply the migrations one after the other.
     MIGRATOR.run(pool).await?;
     Ok(())
+}
+
+/// For the commands that write but are not the daemon (`apply`, `import`,
+/// `jobs`, `prune`): an empty database gets the schema (a first `cpi apply`
+/// on a fresh database, as in the quickstart, works); a database at an older
+/// schema is refused with [`StoreError::SchemaOlder`], naming `cpi migrate`,
+/// instead of being upgraded as a side effect; a newer one with
+/// [`StoreError::SchemaNewer`].
+pub async fn migrate_if_empty(pool: &PgPool) -> Result<()> {
+    match schema_version::check(pool).await? {
+        schema_version::SchemaState::Empty => migrate(pool).await,
+        schema_version::SchemaState::Known { pending: 0, .. } => Ok(()),
+        schema_version::SchemaState::Known { at, pending } => {
+            Err(StoreError::SchemaOlder { at, pending })
+        }
+        schema_version::SchemaState::Newer { at, known } => {
+            Err(StoreError::SchemaNewer { at, known })
+        }
+    }
 }
 
 /// Whether the management tables exist (commands that only read, like

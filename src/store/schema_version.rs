@@ -1,0 +1,133 @@
+//! Which schema the management database is at, against the migrations this
+//! binary embeds: a binary older than the schema stops before touching
+//! anything, instead of sqlx's "migration N was previously applied but is
+//! missing in the resolved migrations".
+
+use sqlx::PgExecutor;
+
+use super::{Result, StoreError, MIGRATOR};
+
+/// Where a database's applied migrations stand against a binary's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaState {
+    /// No migration applied yet (an empty database).
+    Empty,
+    /// Every applied migration is one this binary knows; `pending` of its
+    /// own are not applied yet.
+    Known {
+        /// The newest applied version.
+        at: i64,
+        /// How many of this binary's migrations are not applied.
+        pending: usize,
+    },
+    /// The database holds a migration newer than any this binary knows.
+    Newer {
+        /// The newest applied version.
+        at: i64,
+        /// The newest version this binary knows.
+        known: i64,
+    },
+}
+
+/// Compares the versions applied to a database with those a binary knows.
+pub fn compare(applied: &[i64], known: &[i64]) -> SchemaState {
+    let newest_known = known.iter().copied().max().unwrap_or(0);
+    let Some(at) = applied.iter().copied().max() else {
+        return SchemaState::Empty;
+    };
+    if at > newest_known {
+        return SchemaState::Newer {
+            at,
+            known: newest_known,
+        };
+    }
+    let pending = known.iter().filter(|v| !applied.contains(v)).count();
+    SchemaState::Known { at, pending }
+}
+
+/// The versions this binary embeds (migrations/).
+pub fn known_versions() -> Vec<i64> {
+    MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .collect()
+}
+
+/// The versions applied to the database (none when sqlx's table is absent).
+pub async fn applied_versions(db: impl PgExecutor<'_> + Copy) -> Result<Vec<i64>> {
+    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(db)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(v,)| v).collect())
+}
+
+/// The database's state against this binary; fails with
+/// [`StoreError::SchemaNewer`] when the database is ahead of it.
+pub async fn check(db: impl PgExecutor<'_> + Copy) -> Result<SchemaState> {
+    match compare(&applied_versions(db).await?, &known_versions()) {
+        SchemaState::Newer { at, known } => Err(StoreError::SchemaNewer { at, known }),
+        state => Ok(state),
+    }
+}
+
+/// The migrations of this binary not applied to the database yet, in the
+/// order they would run: (version, description). Fails like [`check`] when
+/// the database is ahead of this binary.
+pub async fn pending(db: impl PgExecutor<'_> + Copy) -> Result<Vec<(i64, String)>> {
+    check(db).await?;
+    let applied = applied_versions(db).await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+        .map(|m| (m.version, m.description.to_string()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_applied_is_empty() {
+        assert_eq!(compare(&[], &[1, 2]), SchemaState::Empty);
+    }
+
+    #[test]
+    fn all_applied_has_nothing_pending() {
+        assert_eq!(
+            compare(&[1, 2, 3], &[1, 2, 3]),
+            SchemaState::Known { at: 3, pending: 0 }
+        );
+    }
+
+    #[test]
+    fn an_older_schema_counts_what_is_pending() {
+        assert_eq!(
+            compare(&[1, 2], &[1, 2, 3, 4]),
+            SchemaState::Known { at: 2, pending: 2 }
+        );
+    }
+
+    #[test]
+    fn a_version_beyond_the_newest_known_is_newer() {
+        assert_eq!(
+            compare(&[1, 2, 3, 80], &[1, 2, 3]),
+            SchemaState::Newer { at: 80, known: 3 }
+        );
+    }
+
+    #[test]
+    fn the_embedded_versions_are_the_migration_files() {
+        let known = known_versions();
+        assert!(known.contains(&1), "{known:?}");
+        assert!(known.windows(2).all(|w| w[0] < w[1]), "{known:?}");
+    }
+}

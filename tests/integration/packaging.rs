@@ -1,0 +1,119 @@
+//! The Debian package: scripts/package.sh builds it from the debug binary
+//! the tests already built (never a release build: that takes 20+ minutes
+//! on CI's 2 cores), dpkg installs it into a scratch root, and the installed
+//! files are what an operator runs: `cpi --version`, the systemd unit
+//! (`systemd-analyze verify`), completions and man pages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} cannot run ({e}): scripts/test.sh installs it"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
+    text
+}
+
+/// Builds the package into `dir`; its path.
+fn build_package(dir: &Path) -> PathBuf {
+    let script = repo("scripts/package.sh");
+    let out = run(
+        script.to_str().unwrap(),
+        &[env!("CARGO_BIN_EXE_cpi"), dir.to_str().unwrap()],
+    );
+    PathBuf::from(
+        out.lines()
+            .last()
+            .expect("package.sh prints the .deb")
+            .trim(),
+    )
+}
+
+#[test]
+fn package_installs_into_a_scratch_root_and_its_binary_and_unit_work() {
+    let work = tempfile::tempdir().unwrap();
+    let deb = build_package(&work.path().join("out"));
+    assert!(deb.is_file(), "{}", deb.display());
+
+    // The control fields an installer reads.
+    let control = run("dpkg-deb", &["--field", deb.to_str().unwrap()]);
+    for field in [
+        "Package: cpi",
+        &format!("Version: {}", env!("CARGO_PKG_VERSION")),
+        "Architecture: ",
+        "Maintainer: ",
+        "Description: ",
+    ] {
+        assert!(control.contains(field), "no {field:?} in:\n{control}");
+    }
+
+    // Unpack as dpkg installs it (dpkg -x: the data of the package, into a
+    // root that is not the machine's).
+    let root = work.path().join("root");
+    run(
+        "dpkg",
+        &["-x", deb.to_str().unwrap(), root.to_str().unwrap()],
+    );
+    let cpi = root.join("usr/bin/cpi");
+    let version = run(cpi.to_str().unwrap(), &["--version"]);
+    assert!(
+        version.starts_with(&format!("cpi {} (", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+
+    for file in [
+        "lib/systemd/system/cpi.service",
+        "usr/share/bash-completion/completions/cpi",
+        "usr/share/zsh/vendor-completions/_cpi",
+        "usr/share/fish/vendor_completions.d/cpi.fish",
+        "usr/share/man/man1/cpi.1.gz",
+        "usr/share/man/man1/cpi-apply.1.gz",
+        "usr/share/man/man1/cpi-run.1.gz",
+        "usr/share/man/man1/cpi-migrate.1.gz",
+        "usr/share/doc/cpi/copyright",
+    ] {
+        assert!(root.join(file).is_file(), "the package has no {file}");
+    }
+    assert!(root.join("etc/cpi").is_dir(), "no config folder /etc/cpi");
+    assert!(
+        !root.join("usr/share/man/man1/cpi-man.1.gz").exists(),
+        "the hidden man command has no page"
+    );
+
+    // The installed unit starts the installed binary, and systemd accepts it.
+    let unit = root.join("lib/systemd/system/cpi.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("ExecStart=/usr/bin/cpi run"), "{text}");
+    // systemd-analyze checks that ExecStart's program exists and runs, on
+    // this machine: the check runs on a copy pointing at the installed binary
+    // in the scratch root (a --root of its own has no sysinit.target).
+    let check = work.path().join("check");
+    std::fs::create_dir(&check).unwrap();
+    std::fs::write(
+        check.join("cpi.service"),
+        text.replace("/usr/bin/cpi", cpi.to_str().unwrap()),
+    )
+    .unwrap();
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "./cpi.service"])
+        .current_dir(&check)
+        .output()
+        .expect("systemd-analyze cannot run: scripts/test.sh installs it");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(verify.status.success(), "systemd-analyze verify:\n{said}");
+}
