@@ -57,8 +57,7 @@ pub use stats::{
 /// never repeats the URL.
 pub use crate::tls::connect_options;
 
-/// The migrations under `migrations/`, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub use schema_version::MIGRATOR;
 
 /// A lazy pool on the management database, after one direct connection
 /// that reports why connecting fails (refused, auth, DNS).

@@ -5,7 +5,10 @@
 
 use sqlx::PgExecutor;
 
-use super::{Result, StoreError, MIGRATOR};
+use super::error::{Result, StoreError};
+
+/// The migrations under `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Where a database's applied migrations stand against a binary's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
