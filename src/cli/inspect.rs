@@ -92,7 +92,7 @@ pub async fn connections(g: &Global, cmd: &ConnectionsCommand) -> Result<ExitCod
 /// `cpi projects list|show|pause|resume`.
 pub async fn projects(g: &Global, cmd: &ProjectsCommand) -> Result<ExitCode> {
     let pool = management_pool(g).await?;
-    store::require_migrated(&pool).await?;
+    store::require_current(&pool).await?;
     match cmd {
         ProjectsCommand::List { output } => {
             let rows = store::list_projects(&pool).await?;

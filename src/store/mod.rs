@@ -91,6 +91,24 @@ pub async fn require_migrated(pool: &PgPool) -> Result<()> {
     }
 }
 
+/// For commands that need this binary's whole schema but never create it
+/// (`cpi projects`, whose pauses came with migration 0086): an empty
+/// database is [`StoreError::NotMigrated`], an older one
+/// [`StoreError::SchemaOlder`] (naming `cpi migrate`), a newer one
+/// [`StoreError::SchemaNewer`].
+pub async fn require_current(pool: &PgPool) -> Result<()> {
+    match schema_version::check(pool).await? {
+        schema_version::SchemaState::Empty => Err(StoreError::NotMigrated),
+        schema_version::SchemaState::Known { pending: 0, .. } => Ok(()),
+        schema_version::SchemaState::Known { at, pending } => {
+            Err(StoreError::SchemaOlder { at, pending })
+        }
+        schema_version::SchemaState::Newer { at, known } => {
+            Err(StoreError::SchemaNewer { at, known })
+        }
+    }
+}
+
 /// Applies the pending migrations. A database at a schema newer than this
 /// binary's stops it before anything runs ([`StoreError::SchemaNewer`]).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
