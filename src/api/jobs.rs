@@ -298,7 +298,7 @@ pub async fn retry_failed(
         who: API_ACTOR,
         reason: q.reason.as_deref(),
     };
-    let filter = jobs::FailedFilter {
+    let filter = queue::FailedFilter {
         project: q.project,
         table: q.table,
         since: q.since,

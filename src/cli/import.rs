@@ -292,7 +292,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                 who: &who,
                 reason: reason.as_deref(),
             };
-            let filter = jobs::FailedFilter {
+            let filter = crate::store::queue::FailedFilter {
                 project: project.clone(),
                 table: table.clone(),
                 since: *since,

@@ -5,10 +5,12 @@
 
 pub mod args;
 pub mod context;
+mod format;
 pub mod generate;
 pub mod import;
 pub mod infer;
 pub mod inspect;
+mod job_args;
 pub mod keys;
 pub mod manifests;
 pub mod run;

@@ -146,10 +146,10 @@ pub const BULK_RETRY_LIMIT: i64 = 1000;
 /// file gone, its name taken) changes nothing and does not stop the rest.
 pub async fn retry_failed(
     db: &PgPool,
-    filter: &jobs::FailedFilter,
+    filter: &queue::FailedFilter,
     by: &Actor<'_>,
 ) -> Result<Vec<(Uuid, Result<Retried, ControlError>)>, ControlError> {
-    let ids = jobs::failed_ids(db, filter, BULK_RETRY_LIMIT).await?;
+    let ids = queue::failed_ids(db, filter, BULK_RETRY_LIMIT).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         out.push((id, retry(db, id, false, by).await));

@@ -334,44 +334,6 @@ pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Job>, J
     .await?)
 }
 
-/// Which failed jobs a bulk retry takes.
-#[derive(Debug, Default, Clone)]
-pub struct FailedFilter {
-    /// Only this project's.
-    pub project: Option<String>,
-    /// Only this target table's (as jobs name it: `t` or `schema.t`).
-    pub table: Option<String>,
-    /// Only jobs that finished at or after this time.
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// Only jobs that finished before this time.
-    pub until: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The ids of the failed jobs `f` names, oldest verdict first, at most
-/// `limit`.
-pub async fn failed_ids(
-    db: impl PgExecutor<'_>,
-    f: &FailedFilter,
-    limit: i64,
-) -> Result<Vec<Uuid>, JobError> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM cpi_import_jobs
-          WHERE status = $1 AND ($2::text IS NULL OR project_name = $2)
-            AND ($3::text IS NULL OR target_table = $3)
-            AND ($4::timestamptz IS NULL OR finished_at >= $4)
-            AND ($5::timestamptz IS NULL OR finished_at < $5)
-          ORDER BY finished_at, id LIMIT $6",
-    )
-    .bind(JobStatus::Failed)
-    .bind(&f.project)
-    .bind(&f.table)
-    .bind(f.since)
-    .bind(f.until)
-    .bind(limit)
-    .fetch_all(db)
-    .await?)
-}
-
 /// How many jobs match the filter, across all pages.
 pub async fn count(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<i64, JobError> {
     let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
