@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+mod characters;
 pub mod checks;
 mod column_names;
 pub mod options;
@@ -15,13 +16,14 @@ mod resolve;
 pub mod table;
 mod validate;
 
+pub use characters::{WIDE_DELIMITERS, WIDE_DELIMITER_BYTE};
 pub use column_names::OneOrMany;
 pub use options::{
     AutoWord, ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, HeaderOption,
     ImportOptions, InferWord, LimitOptions, Mode, OnError, RaggedRows, Rejects, SkipLinesOption,
     MAX_TABLE_COLUMNS,
 };
-pub use resolve::{Limits, ResolvedOptions, SkipLines, WIDE_DELIMITERS, WIDE_DELIMITER_BYTE};
+pub use resolve::{Limits, ResolvedOptions, SkipLines};
 pub use table::{quote_ident, table_from_file_name, TableName, TableNameError};
 pub use validate::format_problem;
 

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use super::characters::{single_byte, WIDE_DELIMITERS, WIDE_DELIMITER_BYTE};
 use super::options::{
     ColumnPolicy, CreateTable, DateOrder, Encoding, ExtraColumns, Formats, HeaderOption,
     ImportOptions, LimitOptions, Mode, OnError, RaggedRows, Rejects, SkipLinesOption,
     MAX_TABLE_COLUMNS,
 };
 use super::table::{table_from_file_name, TableName};
-use super::validate::single_byte;
 
 /// The file pattern of a config that names none: every CSV file (and,
 /// read transparently, its `.gz` / `.zst`).
@@ -98,13 +98,6 @@ pub struct ResolvedOptions {
     /// The import's budgets.
     pub limits: Limits,
 }
-
-/// The byte a multi-byte delimiter stands for in the text the CSV parser
-/// reads (ASCII's unit separator, made for this).
-pub const WIDE_DELIMITER_BYTE: u8 = 0x1F;
-
-/// The multi-byte delimiters cpi reads.
-pub const WIDE_DELIMITERS: &[&str] = &[", ", "; ", "| "];
 
 /// `skip_lines` resolved: a count, or `auto` until the file decides it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! A config's rules: every problem named by its key, for manifests, the
 //! API and convert-legacy alike.
 
+use super::characters::single_byte;
 use super::column_names::OneOrMany;
 use super::options::{
     ExtraColumns, Formats, ImportOptions, LimitOptions, Mode, OnError, MAX_TABLE_COLUMNS,
@@ -67,23 +68,6 @@ pub(super) fn check_extra_columns(o: &ImportOptions, at: &str, errors: &mut Vec<
     }
 }
 
-pub(super) fn single_byte(
-    v: &Option<String>,
-    key: &str,
-    at: &str,
-    errors: &mut Vec<String>,
-) -> Option<u8> {
-    let s = v.as_deref()?;
-    if s.len() == 1 && s.is_ascii() {
-        Some(s.as_bytes()[0])
-    } else {
-        errors.push(format!(
-            "{at}.{key}: {s:?} must be a single ASCII character"
-        ));
-        None
-    }
-}
-
 impl ImportOptions {
     /// Every problem of these options, each named under `at`.
     pub(super) fn validate(&self, at: &str, errors: &mut Vec<String>) {
@@ -108,7 +92,8 @@ impl ImportOptions {
             }
         }
         let d = self.delimiter.as_deref();
-        if d != Some("auto") && !d.is_some_and(|d| super::resolve::WIDE_DELIMITERS.contains(&d)) {
+        if d != Some("auto") && !d.is_some_and(|d| super::characters::WIDE_DELIMITERS.contains(&d))
+        {
             single_byte(&self.delimiter, "delimiter", at, errors);
         }
         if self.quote.as_deref() == Some("auto") && d != Some("auto") {
