@@ -184,3 +184,68 @@ fn no_module_reaches_back_up_into_its_parent() {
     problems.dedup();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[test]
+fn no_two_modules_of_a_package_import_each_other() {
+    // Siblings may name each other through `super::`, but not both ways
+    // round (nor around a longer ring): that is an import circle inside
+    // the package, which the layering test between packages cannot see.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // (folder of the siblings, module) -> the siblings it names.
+    let mut edges: std::collections::BTreeMap<(PathBuf, String), Vec<String>> = Default::default();
+    for file in &files {
+        let (dir, module) = if file.file_name().is_some_and(|n| n == "mod.rs") {
+            let dir = file.parent().unwrap();
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            (dir.parent().unwrap().to_path_buf(), name)
+        } else {
+            let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+            (file.parent().unwrap().to_path_buf(), stem)
+        };
+        let siblings = siblings(file);
+        // Code only: a doc link to a sibling (`[`super::args`]`) imports nothing.
+        let code: String = std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut named: Vec<String> = supers(&code)
+            .into_iter()
+            .filter(|n| siblings.contains(n) && *n != module)
+            .collect();
+        named.sort();
+        named.dedup();
+        edges.entry((dir, module)).or_default().extend(named);
+    }
+    let mut circles = Vec::new();
+    for ((dir, start), _) in edges.iter() {
+        // A path from `start` back to itself, depth first.
+        let mut stack = vec![(start.clone(), vec![start.clone()])];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some((at, path)) = stack.pop() {
+            for next in edges.get(&(dir.clone(), at.clone())).into_iter().flatten() {
+                if next == start {
+                    let mut ring = path.clone();
+                    ring.push(start.clone());
+                    circles.push(format!(
+                        "{}: {}",
+                        dir.strip_prefix(&src).unwrap_or(dir).display(),
+                        ring.join(" -> ")
+                    ));
+                } else if seen.insert(next.clone()) {
+                    let mut p = path.clone();
+                    p.push(next.clone());
+                    stack.push((next.clone(), p));
+                }
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "import circles inside a package:\n{}",
+        circles.join("\n")
+    );
+}
