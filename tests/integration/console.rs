@@ -475,6 +475,9 @@ async fn an_operator_clicks_through_every_page() {
         .unwrap();
     ui.click("#job-filters button").await;
     ui.wait_text("#job-count", "1 shown of 1", 10).await;
+    // The list shows each job's error (anonymously: how to see it).
+    ui.wait_text("main table", "shown with the API token", 10)
+        .await;
     let url = ui.c.current_url().await.unwrap();
     assert!(
         url.fragment().unwrap().contains("status=failed"),
@@ -486,6 +489,12 @@ async fn an_operator_clicks_through_every_page() {
     // asserted here; the row errors are, with the token, below.
     ui.wait_text("#job-status", "failed", 10).await;
     assert!(!ui.enabled("#retry-job").await, "retry needs the token");
+    // What to do next, with the file's exact place; how to see the error.
+    let next = ui.wait_text("#next-step", "then press Retry", 10).await;
+    let set_aside = inbox.join("failed/bad.csv");
+    assert!(next.contains(set_aside.to_str().unwrap()), "{next}");
+    ui.wait_text("#job-error", "enter the API token at the top", 10)
+        .await;
     ui.check_page(true).await;
 
     ui.click("a[data-nav=reconcile]").await;
@@ -633,6 +642,8 @@ async fn an_operator_clicks_through_every_page() {
         "{t}"
     );
     assert!(t.contains("not-a-number"), "the row error's value: {t}");
+    // The next step is there with the token too.
+    assert!(t.contains("then press Retry"), "{t}");
     ui.shot("job-failed").await;
     ui.click("#retry-job").await;
     ui.wait_text("#retry-result", "Queued again", 10).await;

@@ -362,12 +362,22 @@ export async function project(main, params) {
 const SINCE = { '': 'any time', '1h': 'last hour', '24h': 'last 24 hours', '7d': 'last 7 days' };
 const SINCE_MS = { '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3 };
 
+// The API holds a job's error back without the token: say how to see it.
+const HIDDEN_PREFIX = 'hidden:';
+function errorLine(e) {
+  if (!e) return '—';
+  if (e.startsWith(HIDDEN_PREFIX)) return h('span', { class: 'muted' }, 'shown with the API token');
+  const first = e.split('\n')[0];
+  return first.length > 120 ? `${first.slice(0, 119)}…` : first;
+}
+
 function jobsTable(jobs) {
-  return table('Jobs', ['Queued', 'Project', 'File', 'Status', 'Rows read', 'Written'], jobs.map((j) => [
-    h('a', { href: `#/jobs/${j.id}` }, time(j.created_at)),
+  return table('Jobs', ['File', 'Project', 'Status', 'Error', 'Queued', 'Rows read', 'Written'], jobs.map((j) => [
+    h('a', { href: `#/jobs/${j.id}` }, j.file_name),
     j.project_name,
-    j.file_name,
     badge(j.status),
+    errorLine(j.error),
+    time(j.created_at),
     fmtNumber(j.rows_read || 0),
     fmtNumber((j.rows_inserted || 0) + (j.rows_updated || 0) + (j.rows_deleted || 0)),
   ]), 'No jobs match.');
@@ -405,6 +415,27 @@ export async function jobs(main, params) {
 }
 jobs.live = true;
 
+// What to do about a failed job, with the exact place of its file: the
+// project's failed folder (`failed_dir`, absolute or under the inbox;
+// `failed/` by default), where the daemon set it aside.
+async function nextStep(j) {
+  let config = null;
+  try {
+    config = j.project_id ? (await get(`/projects/${j.project_id}`)).config : null;
+  } catch (_) { /* the project is gone: say it without a path */ }
+  const inbox = config && config.inbox;
+  if (!inbox || inbox.startsWith('s3://')) {
+    return h('p', { id: 'next-step', class: 'next-step' },
+      'Next: fix the file where it was set aside (the project\'s failed folder, beside its report), then press Retry.');
+  }
+  const fd = config.failed_dir;
+  const failed = fd ? (fd.startsWith('/') ? fd : `${inbox}/${fd}`) : `${inbox}/failed`;
+  return h('p', { id: 'next-step', class: 'next-step' },
+    'Next: fix the file at ', h('code', {}, `${failed}/${j.file_name}`),
+    ` (or ${j.id.slice(0, 8)}_${j.file_name} there, when that name was taken), then press Retry: `,
+    'it goes back through the inbox and ends in processed/ or failed/ once.');
+}
+
 export async function job(main, params) {
   const j = await getOrShow(main, `/jobs/${params.id}`, 'Job');
   if (!j) return;
@@ -426,11 +457,13 @@ export async function job(main, params) {
       }
     });
   }
+  const next = j.status === 'failed' ? await nextStep(j) : null;
   const dur = j.started_at && j.finished_at ? (new Date(j.finished_at) - new Date(j.started_at)) / 1000 : null;
   fill(main, 
     title(`Job ${j.file_name}`),
     h('p', {}, h('a', { href: '#/jobs' }, '← Jobs')),
     h('p', {}, 'Status: ', h('span', { id: 'job-status' }, badge(j.status))),
+    next,
     facts([
       ['Project', j.project_id ? h('a', { href: `#/projects/${j.project_id}` }, j.project_name) : j.project_name],
       ['File', j.file_name],
@@ -448,7 +481,9 @@ export async function job(main, params) {
       ['Read', String(j.rows_read)], ['Inserted', String(j.rows_inserted)], ['Updated', String(j.rows_updated)],
       ['Deleted', String(j.rows_deleted)], ['Rejected', String(j.rows_rejected)],
     ]),
-    j.error ? [h('h2', {}, 'Error'), h('pre', { class: 'error', id: 'job-error' }, j.error)] : null,
+    j.error ? [h('h2', {}, 'Error'), j.error.startsWith(HIDDEN_PREFIX)
+      ? h('p', { id: 'job-error' }, 'The error and the row errors may quote the file\'s values, so the API shows them only with the token: enter the API token at the top of the page.')
+      : h('pre', { class: 'error', id: 'job-error' }, j.error)] : null,
     rowErrors.length ? [
       h('h2', {}, 'Row errors'),
       details.errors_truncated ? h('p', { class: 'muted' }, `First ${rowErrors.length} of ${details.errors_total}.`) : null,
