@@ -496,6 +496,10 @@ async fn an_operator_clicks_through_every_page() {
     ui.wait_text("#job-error", "enter the API token at the top", 10)
         .await;
     ui.check_page(true).await;
+    // An empty list says what would fill it.
+    ui.open("#/jobs?status=duplicate").await;
+    ui.wait_text("main", "drop a CSV file into a project's inbox folder", 10)
+        .await;
 
     ui.click("a[data-nav=reconcile]").await;
     ui.find("main table .drift").await;

@@ -151,7 +151,7 @@ export async function connections(main) {
       : tokenHint('create connections, reveal URLs and run connection tests'),
     table('Connections', ['Name', 'Description', 'Owner', 'Updated'], list.map((c) => [
       h('a', { href: `#/connections/${c.id}` }, c.name), c.description || '', owner(c), time(c.updated_at),
-    ]), 'No connections yet.'));
+    ]), 'No connections yet: add a Connection manifest to the manifests folder (the daemon applies it), or, with the token, create one here.'));
 }
 connections.live = true;
 
@@ -261,13 +261,19 @@ export async function projects(main) {
       p.config && p.config.inbox ? h('code', {}, p.config.inbox) : '—',
       String((p.config && p.config.tables || []).length),
       owner(p),
-    ]), 'No projects yet.'));
+    ]), 'No projects yet: add a Project manifest to the manifests folder (the daemon applies it), or, with the token, create one here.'));
 }
 projects.live = true;
 
 function listOf(v) {
   if (v === undefined || v === null) return '—';
   return Array.isArray(v) ? v.join(', ') : String(v);
+}
+
+// `create_table`: `infer` (from the file's values), or a yes/no.
+function createTable(v) {
+  if (v === 'infer') return 'infer (from the file)';
+  return v ? 'yes' : 'no';
 }
 
 function tableRows(config) {
@@ -278,7 +284,7 @@ function tableRows(config) {
     h('code', {}, t.table || d.table || '(from the file name)'),
     t.mode || d.mode || ((t.primary_key || d.primary_key) ? 'upsert' : 'append'),
     listOf(t.primary_key || d.primary_key),
-    (t.create_table ?? d.create_table) ? 'yes' : 'no',
+    createTable(t.create_table ?? d.create_table),
     t.on_error || d.on_error || 'abort',
   ]);
 }
@@ -380,7 +386,7 @@ function jobsTable(jobs) {
     time(j.created_at),
     fmtNumber(j.rows_read || 0),
     fmtNumber((j.rows_inserted || 0) + (j.rows_updated || 0) + (j.rows_deleted || 0)),
-  ]), 'No jobs match.');
+  ]), 'No jobs match: drop a CSV file into a project\'s inbox folder, or widen the filters.');
 }
 
 export async function jobs(main, params) {
@@ -511,7 +517,7 @@ export async function reconcile(main, params) {
       r.trigger, badge(r.status), String(r.created), String(r.updated), String(r.deleted),
       h('span', { class: r.drifted > 0 ? 'drift' : '' }, String(r.drifted)),
       r.error ? h('span', { class: 'reason' }, r.error) : '',
-    ]), 'No runs recorded yet.'),
+    ]), 'No runs recorded yet: a run is recorded when a reconcile changes something, corrects drift or fails.'),
     pager('#/reconcile', { status: params.status }, offset, limit, page.total));
 }
 reconcile.live = true;
