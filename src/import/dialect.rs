@@ -72,6 +72,34 @@ fn for_column(o: &ResolvedOptions, c: &ColumnSpec) -> Option<Dialect> {
     }
 }
 
+/// A number as spelt with `decimal` and `thousands` separators and
+/// `currency` symbols, in PostgreSQL's spelling (borrowed when it already
+/// is). The per-value step of a number column with a dialect: nothing is
+/// allocated for a value that needs no change.
+pub fn number<'v>(
+    value: &'v str,
+    decimal: u8,
+    thousands: Option<u8>,
+    currency: &[String],
+) -> Cow<'v, str> {
+    let value = if currency.is_empty() {
+        Cow::Borrowed(value)
+    } else {
+        strip_currency(value, currency)
+    };
+    let t = thousands.map(char::from);
+    if !value.contains(|c| Some(c) == t || c == char::from(decimal)) {
+        return value;
+    }
+    Cow::Owned(
+        value
+            .chars()
+            .filter(|c| Some(*c) != t)
+            .map(|c| if c == char::from(decimal) { '.' } else { c })
+            .collect(),
+    )
+}
+
 /// `value` without a currency symbol of `symbols` before or after the
 /// number (`$1.50`, `1,50 €`, `-$1.50`, `$-1.50`, `USD 3`); as it is when
 /// it has none.
@@ -101,20 +129,7 @@ impl Dialect {
                 decimal,
                 thousands,
                 currency,
-            } => {
-                let value = strip_currency(value, currency);
-                let t = thousands.map(char::from);
-                if !value.contains(|c| Some(c) == t || c == char::from(*decimal)) {
-                    return Ok(value);
-                }
-                Ok(Cow::Owned(
-                    value
-                        .chars()
-                        .filter(|c| Some(*c) != t)
-                        .map(|c| if c == char::from(*decimal) { '.' } else { c })
-                        .collect(),
-                ))
-            }
+            } => Ok(number(value, *decimal, *thousands, currency)),
             Dialect::Bool { yes, no } => {
                 let l = value.trim().to_lowercase();
                 Ok(if yes.contains(&l) {

@@ -112,16 +112,15 @@ impl ValueStyle {
 /// The narrowest type of one (non-null) value of `column` in `style`.
 pub fn value_type_in(v: &str, style: &ValueStyle, column: &str) -> Inferred {
     if style.decimal != b'.' || style.thousands.is_some() || !style.currency.is_empty() {
-        let number = Dialect::Number {
-            decimal: style.decimal,
-            thousands: style.thousands,
-            currency: style.currency.clone(),
-        };
-        if let Ok(n) = number.rewrite(v.trim()) {
-            let t = value_type(&n);
-            if t.is_number() {
-                return t;
-            }
+        let n = crate::import::dialect::number(
+            v.trim(),
+            style.decimal,
+            style.thousands,
+            &style.currency,
+        );
+        let t = value_type(&n);
+        if t.is_number() {
+            return t;
         }
     }
     if let Some(f) = style

@@ -4,7 +4,7 @@
 //! with SQL and nothing the file held is lost. The table is created the
 //! way the ledger `cpi.imported_files` is.
 
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// The statements that create `cpi.rejected_rows`.
@@ -56,23 +56,9 @@ pub fn raw_text<'a>(fields: impl Iterator<Item = &'a [u8]>, delimiter: &[u8], qu
         .join(&String::from_utf8_lossy(delimiter))
 }
 
-/// Creates `cpi.rejected_rows` if needed, in its own short transaction
-/// under a lock, so concurrent first imports do not race on CREATE.
+/// Creates `cpi.rejected_rows` if needed, as the ledger is.
 pub async fn ensure(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('cpi.rejected_rows') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
-    if exists {
-        return Ok(());
-    }
-    let mut tx = conn.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('cpi rejects', 0))")
-        .execute(&mut *tx)
-        .await?;
-    for statement in CREATE_REJECTS {
-        sqlx::query(*statement).execute(&mut *tx).await?;
-    }
-    tx.commit().await
+    super::target::ensure_table(conn, "cpi.rejected_rows", "cpi rejects", CREATE_REJECTS).await
 }
 
 /// Where the rows were skipped.

@@ -93,21 +93,37 @@ pub async fn lock_table(conn: &mut PgConnection, quoted_table: &str) -> Result<(
     Ok(())
 }
 
-/// Creates `cpi.imported_files` if needed, in its own short transaction
-/// under a lock, so concurrent first imports do not race on CREATE.
+/// Creates `cpi.imported_files` if needed (see [`ensure_table`]).
 pub async fn ensure_ledger(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('cpi.imported_files') IS NOT NULL")
+    ensure_table(conn, "cpi.imported_files", "cpi ledger", sql::CREATE_LEDGER).await
+}
+
+/// Creates one of cpi's own tables in the target (`table`, by
+/// `statements`) if it is not there, in its own short transaction under
+/// the advisory lock `lock`, so concurrent first imports do not race on
+/// CREATE. One catalog lookup when it exists.
+pub async fn ensure_table(
+    conn: &mut PgConnection,
+    table: &str,
+    lock: &str,
+    statements: &[&str],
+) -> Result<(), sqlx::Error> {
+    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
         .fetch_one(&mut *conn)
         .await?;
     if exists {
         return Ok(());
     }
     let mut tx = conn.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('cpi ledger', 0))")
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(lock)
         .execute(&mut *tx)
         .await?;
-    for statement in sql::CREATE_LEDGER {
-        sqlx::query(*statement).execute(&mut *tx).await?;
+    for statement in statements {
+        sqlx::query(sqlx::AssertSqlSafe(*statement))
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }

@@ -34,20 +34,7 @@ async fn same_as_psql_with(
     env.exec(&create.replace("{t}", &format!("{table}_psql")))
         .await;
     let src = data(rel);
-    let copy = format!(
-        "\\copy {table}_psql FROM '{}' WITH (FORMAT csv, HEADER{copy_options})",
-        src.display()
-    );
-    crate::support::bin::succeed(
-        "psql",
-        std::process::Command::new("psql").args([
-            env.db.url().as_str(),
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            &copy,
-        ]),
-    );
+    crate::support::bin::psql_copy(&env.db.url(), &format!("{table}_psql"), &src, copy_options);
     let name = src.file_name().unwrap().to_str().unwrap();
     let o = env.import(name, &std::fs::read(&src).unwrap()).await;
     assert_eq!(o.status, JobStatus::Succeeded, "{rel}: {:?}", o.error);

@@ -14,18 +14,7 @@ fn repo(rel: &str) -> PathBuf {
 
 /// Runs a tool and fails with its output unless it exits 0.
 fn check(program: &str, args: &[&str], dir: &Path) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} cannot run ({e}): .ci/run installs it"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
-    text
+    crate::support::bin::tool(program, args, Some(dir))
 }
 
 /// The `--long-flags` that a text passes to cpi.

@@ -12,17 +12,7 @@ fn repo(rel: &str) -> PathBuf {
 }
 
 fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} cannot run ({e}): scripts/test.sh installs it"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
-    text
+    crate::support::bin::tool(program, args, None)
 }
 
 /// Builds the package into `dir`; its path.

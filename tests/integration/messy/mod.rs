@@ -137,20 +137,7 @@ pub(super) async fn psql_copy(env: &Env, table: &str, clean: &polluter::Clean) {
         .await;
     let src = env.dir.path().join(format!("{table}.clean"));
     std::fs::write(&src, polluter::clean_text(clean)).unwrap();
-    let copy = format!(
-        "\\copy {table} FROM '{}' WITH (FORMAT csv, HEADER)",
-        src.display()
-    );
-    crate::support::bin::succeed(
-        "psql",
-        std::process::Command::new("psql").args([
-            env.db.url().as_str(),
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            &copy,
-        ]),
-    );
+    crate::support::bin::psql_copy(&env.db.url(), table, &src, "");
 }
 
 /// Rows of `a` not in `b` and of `b` not in `a` (by position, every

@@ -244,6 +244,39 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(ok.success(), "kill {sig} {pid}");
 }
 
+/// Runs `program` (in `dir`, if given) and fails the test with its output
+/// unless it exits 0; its stdout and stderr. A missing tool fails, never
+/// skips: `scripts/test.sh` installs the tools the tests drive.
+pub fn tool(program: &str, args: &[&str], dir: Option<&std::path::Path>) -> String {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    let out = succeed(
+        &format!("{program} {args:?} (scripts/test.sh installs it)"),
+        &mut cmd,
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `psql URL -c "\copy TABLE FROM 'FILE' WITH (FORMAT csv, HEADER OPTIONS)"`:
+/// the reference load that cpi's is compared with.
+pub fn psql_copy(url: &str, table: &str, file: &std::path::Path, options: &str) {
+    let copy = format!(
+        "\\copy {table} FROM '{}' WITH (FORMAT csv, HEADER{options})",
+        file.display()
+    );
+    succeed(
+        "psql",
+        Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-c", &copy]),
+    );
+}
+
 /// Runs `cmd` to the end and fails the test, naming `what` and quoting the
 /// command's output, unless it exits 0; returns the output for the caller's
 /// own checks.
