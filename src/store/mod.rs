@@ -23,6 +23,7 @@ pub mod jobs;
 mod lookup;
 mod objects;
 pub mod pauses;
+pub mod processes;
 mod projects;
 pub mod queue;
 mod runs;
@@ -32,7 +33,7 @@ mod stats;
 pub use connections::{
     connection_by_id, connection_by_name, delete_unmanaged_connection, has_sealed_urls,
     insert_connection, list_connections, lock_connection, reseal_connections,
-    update_unmanaged_connection, ConnectionRow, Reseal, SecretText,
+    update_unmanaged_connection, urls_by_key, ConnectionRow, Reseal, SecretText,
 };
 pub use error::{Result, StoreError};
 pub use history::delete_finished_jobs;
@@ -45,8 +46,8 @@ pub use projects::{
     project_by_id, project_by_name, update_unmanaged_project, ParsedConfig, ProjectRow,
 };
 pub use runs::{
-    delete_old_runs, extend_noop_run, insert_run, lock_reconcile, run_by_id, run_page, NewRun,
-    ReconcileRun, ReconcileStatus, ReconcileTrigger, RunFilter, RunPage,
+    delete_old_runs, extend_noop_run, insert_run, lock_reconcile, rewrite_run_diffs, run_by_id,
+    run_page, NewRun, ReconcileRun, ReconcileStatus, ReconcileTrigger, RunFilter, RunPage,
 };
 pub use stats::{
     database_stats, hourly_imports, queue_now, DatabaseStats, DurationTotals, HourBucket, JobCount,
