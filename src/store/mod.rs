@@ -100,7 +100,8 @@ pub async fn require_migrated(pool: &PgPool) -> Result<()> {
 pub async fn require_current(pool: &PgPool) -> Result<()> {
     match schema_version::check(pool).await? {
         schema_version::SchemaState::Empty => Err(StoreError::NotMigrated),
-        schema_version::SchemaState::Known { pending: 0, .. } => Ok(()),
+        schema_version::SchemaState::Known { pending: 0, .. }
+        | schema_version::SchemaState::Compatible { .. } => Ok(()),
         schema_version::SchemaState::Known { at, pending } => {
             Err(StoreError::SchemaOlder { at, pending })
         }
@@ -113,7 +114,18 @@ pub async fn require_current(pool: &PgPool) -> Result<()> {
 /// Applies the pending migrations. A database at a schema newer than this
 /// binary's stops it before anything runs ([`StoreError::SchemaNewer`]).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    schema_version::check(pool).await?;
+    if let schema_version::SchemaState::Compatible { at, known } =
+        schema_version::check(pool).await?
+    {
+        // A rolling upgrade: a newer cpi migrated, additively; this one
+        // runs beside it and migrates nothing.
+        tracing::warn!(
+            schema = at,
+            this_cpi = known,
+            "the management database is at a newer schema that this cpi can run against (additive migrations): upgrade cpi when you can"
+        );
+        return Ok(());
+    }
     // Several replicas may start at once; sqlx's migrator takes its own
     // advisory lock, so they apply the migrations one after the other.
     MIGRATOR.run(pool).await?;
@@ -129,7 +141,8 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 pub async fn migrate_if_empty(pool: &PgPool) -> Result<()> {
     match schema_version::check(pool).await? {
         schema_version::SchemaState::Empty => migrate(pool).await,
-        schema_version::SchemaState::Known { pending: 0, .. } => Ok(()),
+        schema_version::SchemaState::Known { pending: 0, .. }
+        | schema_version::SchemaState::Compatible { .. } => Ok(()),
         schema_version::SchemaState::Known { at, pending } => {
             Err(StoreError::SchemaOlder { at, pending })
         }
