@@ -149,16 +149,7 @@ pub fn may_retire(id: &str, sealed_with: u64, live: &[Process]) -> Result<(), Re
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(pid: i32, keys: &[&str]) -> Process {
-        Process {
-            kind: "run".into(),
-            host: "h".into(),
-            pid,
-            version: "v".into(),
-            key_ids: keys.iter().map(|k| k.to_string()).collect(),
-        }
-    }
+    use crate::store::processes::test_process as p;
 
     const FILE: &str = "# comment\nold:AAAA\n";
 

@@ -154,19 +154,22 @@ pub async fn keep(pool: sqlx::PgPool, me: Me, mut stop: tokio::sync::watch::Rece
     }
 }
 
+/// A `cpi run` on host `h` holding `keys`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_process(pid: i32, keys: &[&str]) -> Process {
+    Process {
+        kind: "run".into(),
+        host: "h".into(),
+        pid,
+        version: "v".into(),
+        key_ids: keys.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_process as p;
     use super::*;
-
-    fn p(pid: i32, keys: &[&str]) -> Process {
-        Process {
-            kind: "run".into(),
-            host: "h".into(),
-            pid,
-            version: "v".into(),
-            key_ids: keys.iter().map(|k| k.to_string()).collect(),
-        }
-    }
 
     #[test]
     fn lacking_names_the_processes_without_the_key() {
