@@ -6,7 +6,7 @@
 //! holds one or more keys, one `<key-id>:<base64 key>` per line; the first
 //! encrypts, every one decrypts. A key is rotated in an order that never
 //! leaves a running process unable to read (`cpi keys add`, deploy,
-//! `cpi keys promote`, `cpi rekey`, `cpi keys retire`: [`crate::key_file`]).
+//! `cpi keys promote`, `cpi rekey`, `cpi keys retire`; the rules are `key_file`'s).
 //!
 //! The key ring is process-wide, like the scrubber's registry of secrets:
 //! the command line installs it once ([`install`]) before anything reads a

@@ -5,6 +5,7 @@
 //! inside a package names its siblings through `super::`, never its parent
 //! (`tests/integration/layout.rs`; `docs/layout.md` maps DESIGN.md to modules).
 //! - [`cli`]: the command line: parsing, the global options and management pool, one module per command family.
+//! - [`key_file`]: key rotation as a procedure: the edits of a key file (add, promote, retire) and the rules that say when each step and `cpi rekey` are safe, given the running processes (pure).
 //! - [`fuzzing`]: one input → one check, for the fuzz targets and the in-tree random harness.
 //! - [`daemon`]: `cpi run`'s daemon: `run(settings, pool, listener, shutdown)` wires the inbox scanner, the import workers, the reconcile loop, file moves, `--inbox-root` confinement, the file-system watcher, retention, the API and shutdown.
 //! - [`api`]: the HTTP API (`app`, `serve`), its auth and errors.
@@ -20,7 +21,7 @@
 //! - [`output`]: writing generated manifests and 0600 secret files.
 //! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.
 //! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
-//! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family (connections, projects, jobs, queue, pauses, reconcile runs, events, statistics, retention).
+//! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family (connections, projects, jobs, queue, pauses, running processes, reconcile runs, events, statistics, retention).
 //! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
 //! - [`rules`]: the name, URL, legacy and `--inbox-root` rules shared by manifests, export, the API, the daemon and imports.

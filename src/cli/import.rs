@@ -269,12 +269,23 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        JobsCommand::Show { id, output } => {
+        JobsCommand::Show {
+            id,
+            output,
+            rejected,
+        } => {
             let id = job_id(&pool, id).await?;
             let Some(j) = jobs::get(&pool, id).await? else {
                 bail!("job {id} does not exist");
             };
-            print_one(&j, *output)?;
+            let Some(limit) = rejected else {
+                print_one(&j, *output)?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            let (rows, total) = crate::import::job::kept_rejects(&pool, &j, *limit).await?;
+            let mut v = serde_json::to_value(&j)?;
+            v["rejected_rows"] = serde_json::json!({ "total": total, "rows": rows });
+            print_one(&v, *output)?;
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Retry {

@@ -32,6 +32,11 @@ pub enum JobsCommand {
         /// YAML (text and yaml) or JSON.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
+        /// Also list the rows the job kept in the target's
+        /// `cpi.rejected_rows` (`rejects: table`): the first N by line.
+        /// They hold the rows' values.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20")]
+        rejected: Option<i64>,
     },
     /// Run a failed job's file again (when it still exists).
     Retry {

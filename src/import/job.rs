@@ -284,6 +284,20 @@ fn outcome_details(o: &JobOutcome) -> Option<serde_json::Value> {
     Some(d)
 }
 
+/// The rows job `job` kept in its target's `cpi.rejected_rows`
+/// (`rejects: table`): the first `limit` by line, and how many in all.
+pub async fn kept_rejects(
+    mgmt: &PgPool,
+    job: &jobs::Job,
+    limit: i64,
+) -> Result<(Vec<crate::import::rejects::KeptRow>, i64), ImportError> {
+    let (_, url) = project_target(mgmt, &job.project_name).await?;
+    let mut conn = crate::import::target::connect(&url, &job.project_name).await?;
+    crate::import::rejects::of_job(&mut conn, job.id, limit)
+        .await
+        .map_err(|e| ImportError::Management(JobError::Db(e)))
+}
+
 /// The project's row and its target URL (registered with the scrubber).
 async fn project_target(
     mgmt: &PgPool,

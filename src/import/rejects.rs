@@ -98,6 +98,44 @@ pub async fn insert(
     Ok(())
 }
 
+/// A row kept in `cpi.rejected_rows`, as `cpi jobs show --rejected` lists it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct KeptRow {
+    /// The file line it starts on.
+    pub line: i64,
+    /// Its text, as CSV.
+    pub raw: String,
+    /// Why it was skipped.
+    pub error: String,
+}
+
+/// The first `limit` rows job `job_id` kept, by line (none when the target
+/// has no `cpi.rejected_rows`), and how many it kept in all.
+pub async fn of_job(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    limit: i64,
+) -> Result<(Vec<KeptRow>, i64), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('cpi.rejected_rows') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok((Vec::new(), 0));
+    }
+    let rows = sqlx::query_as(
+        "SELECT line, raw, error FROM cpi.rejected_rows WHERE job_id = $1 ORDER BY line LIMIT $2",
+    )
+    .bind(job_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let total = sqlx::query_scalar("SELECT count(*) FROM cpi.rejected_rows WHERE job_id = $1")
+        .bind(job_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((rows, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::Result;
+use super::error::Result;
 
 /// How often a process refreshes its row.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);

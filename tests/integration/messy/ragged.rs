@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{columns, differ, import_json, psql_copy};
+use super::{columns, cpi_on, differ, import_json, psql_copy};
 use crate::support::import::Env;
 use crate::support::polluter::{self, Pollution};
 
@@ -184,6 +184,29 @@ async fn rejects_table_keeps_every_skipped_row_in_the_imports_transaction() {
     }
     // Nothing lost: every line of the file is loaded or kept.
     assert_eq!(env.count("t").await + 6, 30);
+    // Listed on the job: `cpi jobs show ID --rejected N`, first N by line.
+    let r = cpi_on(
+        &env,
+        &["jobs", "show", &job[..8], "--rejected", "2", "-o", "json"],
+    )
+    .await;
+    r.assert_code(0);
+    let shown: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let kept = &shown["rejected_rows"];
+    assert_eq!(kept["total"], 6, "{shown}");
+    assert_eq!(kept["rows"].as_array().unwrap().len(), 2, "{shown}");
+    assert_eq!(kept["rows"][0]["line"], 5, "{shown}");
+    assert_eq!(kept["rows"][0]["raw"], lines[4], "{shown}");
+    assert_eq!(
+        kept["rows"][1]["error"], "t.csv:10: expected 5 fields, found 4",
+        "{shown}"
+    );
+    let plain = cpi_on(&env, &["jobs", "show", &job[..8], "-o", "json"]).await;
+    assert!(
+        !plain.stdout.contains("rejected_rows\""),
+        "only when asked: {}",
+        plain.stdout
+    );
 
     // A file that fails leaves no rejected row behind (one transaction).
     let env = Env::new(json!({"table": "t", "create_table": true, "on_error": "skip_rows", "max_errors": 2, "rejects": "table"})).await;
