@@ -179,6 +179,12 @@ async fn record_run(
     diff: &str,
     error: Option<&str>,
 ) -> Result<Uuid, ApplyError> {
+    // With encryption at rest on, the history keeps no URL at all.
+    let kept = crate::crypto::keyring()
+        .has_key()
+        .then(|| render::redact_history(diff))
+        .flatten();
+    let diff = kept.as_deref().unwrap_or(diff);
     let run = NewRun {
         owner: &opts.owner,
         trigger: opts.trigger,
@@ -201,7 +207,12 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
     if ring.has_key() {
         // Rows written before the key existed: encrypted now, whatever
         // the plan says (the stored text changes, the value does not).
-        store::reseal_connections(tx, &ring, store::Reseal::Plain).await?;
+        let (sealed, _) = store::reseal_connections(tx, &ring, store::Reseal::Plain).await?;
+        if sealed > 0 {
+            // Encryption was just turned on: the history written before
+            // it names those URLs (redacted, but with hosts and paths).
+            store::rewrite_run_diffs(tx, render::redact_history).await?;
+        }
     } else if written(&plan.connections).next().is_some()
         && store::has_sealed_urls(&mut *tx).await?
     {

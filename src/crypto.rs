@@ -4,8 +4,9 @@
 //! envelope `cpi:v1:<key-id>:<base64(nonce || ciphertext)>`: AES-256-GCM
 //! with a random 96-bit nonce per write (`aes-gcm`, RustCrypto). A key file
 //! holds one or more keys, one `<key-id>:<base64 key>` per line; the first
-//! encrypts, every one decrypts, so a key is rotated by putting the new key
-//! first, running `cpi rekey`, then dropping the old one.
+//! encrypts, every one decrypts. A key is rotated in an order that never
+//! leaves a running process unable to read (`cpi keys add`, deploy,
+//! `cpi keys promote`, `cpi rekey`, `cpi keys retire`: [`crate::key_file`]).
 //!
 //! The key ring is process-wide, like the scrubber's registry of secrets:
 //! the command line installs it once ([`install`]) before anything reads a
@@ -162,6 +163,12 @@ impl Keyring {
         !self.keys.is_empty()
     }
 
+    /// The ids of the keys, the encrypting one first (ids are not secret:
+    /// processes report them so that a rotation can wait for all).
+    pub fn ids(&self) -> Vec<String> {
+        self.keys.iter().map(|k| k.id.clone()).collect()
+    }
+
     /// The id of the key that encrypts, if any.
     pub fn current_id(&self) -> Option<&str> {
         self.keys.first().map(|k| k.id.as_str())
@@ -231,15 +238,20 @@ impl Keyring {
 
 /// A new key file's text: one fresh random key with a random id.
 pub fn generate() -> String {
-    let key = Aes256Gcm::generate_key(OsRng);
-    let id_bytes: [u8; 4] = rand_bytes();
     format!(
         "# cpi encryption key (AES-256-GCM). The first key encrypts, every key decrypts.\n\
-         # To rotate: put a new key's line first, run `cpi rekey`, then remove the old line.\n\
-         k{}:{}\n",
-        hex::encode(id_bytes),
-        B64.encode(key)
+         # To rotate: cpi keys add, deploy the file everywhere, cpi keys promote ID,\n\
+         # deploy, cpi rekey, cpi keys retire OLD-ID, deploy (docs/operations.md).\n\
+         {}\n",
+        generate_line()
     )
+}
+
+/// One fresh random key as a key file's line (`<id>:<base64 key>`).
+pub fn generate_line() -> String {
+    let key = Aes256Gcm::generate_key(OsRng);
+    let id_bytes: [u8; 4] = rand_bytes();
+    format!("k{}:{}", hex::encode(id_bytes), B64.encode(key))
 }
 
 fn rand_bytes<const N: usize>() -> [u8; N] {

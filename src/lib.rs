@@ -50,6 +50,7 @@ pub mod fuzzing;
 pub mod id_prefix;
 pub mod import;
 pub mod inbox;
+pub mod key_file;
 pub mod legacy;
 pub mod location;
 pub mod manifest;

@@ -104,6 +104,37 @@ fn annotate(text: String, note: SecretNote) -> String {
         .collect()
 }
 
+/// Shown in stored history, instead of a connection's URL, once encryption
+/// at rest is on: even redacted, a URL names a host, a database and file
+/// paths, which a dump of the management database must not show.
+pub const URL_NOT_KEPT: &str = "(encrypted at rest: not kept in history)";
+
+/// A diff as the reconcile history keeps it with encryption at rest on:
+/// every `database_url` line's value replaced by [`URL_NOT_KEPT`], its
+/// secret note kept. `None` when nothing needed replacing.
+pub fn redact_history(diff: &str) -> Option<String> {
+    let mut changed = false;
+    let mut out = String::with_capacity(diff.len());
+    for line in diff.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        // A diff line is a marker (-, +, space) then the YAML line.
+        let marker_len = usize::from(body.starts_with(['-', '+', ' ']));
+        let (marker, rest) = body.split_at(marker_len);
+        let Some(value) = rest.strip_prefix("database_url:") else {
+            out.push_str(line);
+            continue;
+        };
+        let note = value.find("  # ").map_or("", |i| &value[i..]);
+        let redacted = format!("{marker}database_url: {URL_NOT_KEPT}{note}{end}");
+        changed |= redacted != line;
+        out.push_str(&redacted);
+    }
+    changed.then_some(out)
+}
+
 struct Item {
     kind: Kind,
     name: String,
@@ -321,5 +352,24 @@ mod tests {
         let p = plan(&d, &Default::default(), "cpi", false);
         assert!(!text(&p, false).contains('\x1b'));
         assert!(text(&p, true).contains("\x1b[32m"));
+    }
+    #[test]
+    fn history_keeps_no_url_once_encrypted_and_keeps_the_note() {
+        let diff = "--- Connection/a\n+++ Connection/a\n-database_url: postgresql://u:*****@db.internal/sales?sslrootcert=/etc/ca.pem\n+database_url: postgresql://u:*****@db2.internal/sales  # (secret changed)\n name: a\n";
+        let r = redact_history(diff).unwrap();
+        assert!(!r.contains("internal") && !r.contains("ca.pem"), "{r}");
+        assert!(
+            r.contains(&format!("-database_url: {URL_NOT_KEPT}\n")),
+            "{r}"
+        );
+        assert!(
+            r.contains(&format!(
+                "+database_url: {URL_NOT_KEPT}  # (secret changed)\n"
+            )),
+            "{r}"
+        );
+        assert!(r.starts_with("--- Connection/a\n+++ Connection/a\n") && r.ends_with(" name: a\n"));
+        assert_eq!(redact_history(&r), None, "already redacted");
+        assert_eq!(redact_history("+name: a\n"), None);
     }
 }

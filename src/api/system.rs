@@ -43,6 +43,9 @@ pub struct Readiness {
     /// `--inbox-root`: not watched, nothing moved (project name → why).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub refused_inboxes: std::collections::BTreeMap<String, String>,
+    /// The ids of the encryption keys this process holds, the one that
+    /// encrypts first (ids only; what a key rotation waits for).
+    pub key_ids: Vec<String>,
 }
 
 #[utoipa::path(
@@ -87,6 +90,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         reconciler: state.health.runs_reconciler(),
         last_reconcile: state.health.last_reconcile(),
         refused_inboxes: state.health.refused_inboxes(),
+        key_ids: crate::crypto::keyring().ids(),
     };
     let status = if ready {
         StatusCode::OK

@@ -158,8 +158,15 @@ pub enum Command {
         file: PathBuf,
     },
     /// Re-encrypt every stored connection URL with the first key of
-    /// --encryption-key-file (after putting a new key first).
+    /// --encryption-key-file (after `cpi keys promote`); refused while a
+    /// running process does not hold that key.
     Rekey,
+    /// Rotate the encryption key in the safe order: add, promote, retire.
+    Keys {
+        /// Which step.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Delete finished import jobs and reconcile runs older than AGE.
     Prune(PruneArgs),
     /// Print the JSON Schema of a manifest document (for editors).
@@ -314,6 +321,43 @@ pub struct Guards {
     /// Allow any number of deletes, including every managed object.
     #[arg(long)]
     pub allow_delete: bool,
+}
+
+/// The steps of a key rotation (docs/operations.md, "Rotating the
+/// encryption key"). FILE defaults to --encryption-key-file.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Append a new key last: it decrypts, it does not encrypt yet.
+    Add {
+        /// The key file to edit.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Make key ID the one that encrypts (first); refused while a running
+    /// process does not hold it.
+    Promote {
+        /// The key's id.
+        id: String,
+        /// The key file to edit.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Remove key ID; refused while a stored URL is encrypted with it or a
+    /// running process encrypts with it.
+    Retire {
+        /// The key's id.
+        id: String,
+        /// The key file to edit.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// The keys of the file, the stored URLs each one encrypts, and the
+    /// running processes with the ids they hold.
+    List {
+        /// The key file to read.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 /// `cpi connections ...`.

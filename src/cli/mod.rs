@@ -61,6 +61,8 @@ fn needs_management_db(command: &Command) -> bool {
         | Command::Export(_)
         | Command::Rekey
         | Command::Prune(_) => true,
+        // `add` edits a file only; the others read the running processes.
+        Command::Keys { command } => !matches!(command, args::KeysCommand::Add { .. }),
         Command::Validate(_)
         | Command::ConvertLegacy(_)
         | Command::Keygen { .. }
@@ -132,6 +134,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Keygen { file } => keys::keygen(file),
         Command::Rekey => keys::rekey(g).await,
+        Command::Keys { command } => keys::keys(g, command).await,
         Command::Prune(a) => {
             let pool = management_pool(g).await?;
             store::migrate_if_empty(&pool).await?;

@@ -26,6 +26,12 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let (left, leave) = tokio::sync::watch::channel(false);
+    let presence = tokio::spawn(store::processes::keep(
+        pool.clone(),
+        store::processes::Me::this("serve"),
+        leave,
+    ));
     let mut state = AppState::new(pool, token, Arc::new(Health::new()));
     state.inbox_roots = Arc::new(a.roots.inbox_roots.clone());
     state.http = a.http.settings();
@@ -34,7 +40,10 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
         signal.await;
         tracing::info!("shutting down: finishing the requests in flight");
     };
-    api::serve(listener, state, shutdown).await?;
+    let served = api::serve(listener, state, shutdown).await;
+    let _ = left.send(true);
+    let _ = presence.await;
+    served?;
     tracing::info!("API stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,12 @@ pub async fn run(
         tracing::info!("shutting down: no new work; running imports may finish");
         let _ = stop_tx.send(true);
     });
+    // Seen by key rotations (`cpi keys promote`, `cpi rekey`) until it stops.
+    let presence = tokio::spawn(store::processes::keep(
+        pool.clone(),
+        store::processes::Me::this("run"),
+        stop.clone(),
+    ));
     let projects_changed = Arc::new(Notify::new());
     let health = Arc::new(Health::with_reconciler());
     let api = listener.map(|l| {
@@ -136,6 +142,7 @@ pub async fn run(
     if let Some(api) = api {
         awaited("the HTTP API", api, &stop).await;
     }
+    awaited("leaving cpi_processes", presence, &stop).await;
     let closing = import::targets::close_idle();
     awaited("closing target connections", closing, &stop).await;
     awaited("closing the management pool", pool.close(), &stop).await;

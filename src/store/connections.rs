@@ -194,6 +194,18 @@ pub async fn reseal_connections(
     Ok((changed, total))
 }
 
+/// How many stored URLs each key encrypts: `(key id, count)`, with `None`
+/// for URLs stored in plain text.
+pub async fn urls_by_key(db: impl PgExecutor<'_>) -> Result<Vec<(Option<String>, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT CASE WHEN database_url LIKE 'cpi:v1:%' THEN split_part(database_url, ':', 3) END AS key_id,
+                count(*)
+           FROM cpi_connections GROUP BY 1 ORDER BY 1 NULLS FIRST",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
 /// Whether some stored URL is encrypted (writing without a key would then
 /// put plain text beside it: refused).
 pub async fn has_sealed_urls(db: impl PgExecutor<'_>) -> Result<bool> {

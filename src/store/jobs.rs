@@ -476,8 +476,13 @@ pub async fn finish(
     // by the same statement, so it exists exactly when the verdict does.
     // So is each check that failed or warned (from `details.checks`).
     // The payload has counts and names only: the error may quote a value.
+    // A job an operator cancelled (`cancel_requested`, read before the
+    // update: every part of one statement sees the same snapshot) already
+    // has its `job.cancelled` event; it is not an `import.failed` too.
     sqlx::query(
-        "WITH j AS (
+        "WITH was AS (
+             SELECT cancel_requested IS NOT NULL AS cancelled FROM cpi_import_jobs WHERE id = $1),
+         j AS (
              UPDATE cpi_import_jobs SET status = $2, rows_read = $3, rows_inserted = $4, rows_updated = $5,
                     rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now(),
                     file_sha256 = COALESCE($10, file_sha256), lease_expires_at = NULL,
@@ -501,7 +506,8 @@ pub async fn finish(
                 jsonb_build_object('file', j.file_name, 'rows_read', j.rows_read,
                                    'rows_rejected', j.rows_rejected)
            FROM j
-          WHERE j.status = 'failed' OR (j.status = 'succeeded' AND j.rows_rejected > 0)",
+          WHERE (j.status = 'failed' AND NOT COALESCE((SELECT cancelled FROM was), false))
+             OR (j.status = 'succeeded' AND j.rows_rejected > 0)",
     )
     .bind(id)
     .bind(status)

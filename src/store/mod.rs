@@ -23,6 +23,7 @@ pub mod jobs;
 mod lookup;
 mod objects;
 pub mod pauses;
+pub mod processes;
 mod projects;
 pub mod queue;
 mod runs;
@@ -32,7 +33,7 @@ mod stats;
 pub use connections::{
     connection_by_id, connection_by_name, delete_unmanaged_connection, has_sealed_urls,
     insert_connection, list_connections, lock_connection, reseal_connections,
-    update_unmanaged_connection, ConnectionRow, Reseal, SecretText,
+    update_unmanaged_connection, urls_by_key, ConnectionRow, Reseal, SecretText,
 };
 pub use error::{Result, StoreError};
 pub use history::delete_finished_jobs;
@@ -45,8 +46,8 @@ pub use projects::{
     project_by_id, project_by_name, update_unmanaged_project, ParsedConfig, ProjectRow,
 };
 pub use runs::{
-    delete_old_runs, extend_noop_run, insert_run, lock_reconcile, run_by_id, run_page, NewRun,
-    ReconcileRun, ReconcileStatus, ReconcileTrigger, RunFilter, RunPage,
+    delete_old_runs, extend_noop_run, insert_run, lock_reconcile, rewrite_run_diffs, run_by_id,
+    run_page, NewRun, ReconcileRun, ReconcileStatus, ReconcileTrigger, RunFilter, RunPage,
 };
 pub use stats::{
     database_stats, hourly_imports, queue_now, DatabaseStats, DurationTotals, HourBucket, JobCount,
@@ -99,7 +100,8 @@ pub async fn require_migrated(pool: &PgPool) -> Result<()> {
 pub async fn require_current(pool: &PgPool) -> Result<()> {
     match schema_version::check(pool).await? {
         schema_version::SchemaState::Empty => Err(StoreError::NotMigrated),
-        schema_version::SchemaState::Known { pending: 0, .. } => Ok(()),
+        schema_version::SchemaState::Known { pending: 0, .. }
+        | schema_version::SchemaState::Compatible { .. } => Ok(()),
         schema_version::SchemaState::Known { at, pending } => {
             Err(StoreError::SchemaOlder { at, pending })
         }
@@ -112,7 +114,18 @@ pub async fn require_current(pool: &PgPool) -> Result<()> {
 /// Applies the pending migrations. A database at a schema newer than this
 /// binary's stops it before anything runs ([`StoreError::SchemaNewer`]).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    schema_version::check(pool).await?;
+    if let schema_version::SchemaState::Compatible { at, known } =
+        schema_version::check(pool).await?
+    {
+        // A rolling upgrade: a newer cpi migrated, additively; this one
+        // runs beside it and migrates nothing.
+        tracing::warn!(
+            schema = at,
+            this_cpi = known,
+            "the management database is at a newer schema that this cpi can run against (additive migrations): upgrade cpi when you can"
+        );
+        return Ok(());
+    }
     // Several replicas may start at once; sqlx's migrator takes its own
     // advisory lock, so they apply the migrations one after the other.
     MIGRATOR.run(pool).await?;
@@ -128,7 +141,8 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 pub async fn migrate_if_empty(pool: &PgPool) -> Result<()> {
     match schema_version::check(pool).await? {
         schema_version::SchemaState::Empty => migrate(pool).await,
-        schema_version::SchemaState::Known { pending: 0, .. } => Ok(()),
+        schema_version::SchemaState::Known { pending: 0, .. }
+        | schema_version::SchemaState::Compatible { .. } => Ok(()),
         schema_version::SchemaState::Known { at, pending } => {
             Err(StoreError::SchemaOlder { at, pending })
         }

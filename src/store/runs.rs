@@ -292,6 +292,35 @@ pub async fn delete_old_runs(db: impl PgExecutor<'_>, age: Duration) -> Result<u
     .await
 }
 
+/// Rewrites the stored diffs of past runs that name a connection URL with
+/// `redact` (the text as it should be kept, `None` when it already is), in
+/// the caller's transaction; how many runs changed. Used when encryption at
+/// rest is turned on and by `cpi rekey`, so that no URL written before the
+/// key stays behind in the history.
+pub async fn rewrite_run_diffs(
+    conn: &mut PgConnection,
+    redact: impl Fn(&str) -> Option<String>,
+) -> Result<u64> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, diff FROM cpi_reconcile_runs
+          WHERE diff LIKE '%database_url:%' FOR UPDATE",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = 0;
+    for (id, diff) in rows {
+        if let Some(kept) = redact(&diff) {
+            sqlx::query("UPDATE cpi_reconcile_runs SET diff = $2 WHERE id = $1")
+                .bind(id)
+                .bind(kept)
+                .execute(&mut *conn)
+                .await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

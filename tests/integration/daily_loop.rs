@@ -1115,6 +1115,14 @@ async fn a_cancelled_job_fails_rolls_back_and_sets_its_file_aside() {
     )
     .await;
     assert_eq!(events, 2);
+    // A cancel is the operator's act, told by `job.cancelled` alone: no
+    // `import.failed` beside it for notifications to send as well.
+    let failed = scalar_i64(
+        &pool,
+        "SELECT count(*) FROM cpi_events WHERE kind = 'import.failed'",
+    )
+    .await;
+    assert_eq!(failed, 0, "a cancelled job is not an import.failed event");
     d.stop().await;
 }
 

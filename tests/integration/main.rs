@@ -22,6 +22,7 @@ mod hostile_files;
 mod hostile_input;
 mod import;
 mod import_cli;
+mod key_rotation;
 mod layout;
 mod legacy;
 mod messy;

@@ -9,17 +9,31 @@ use crate::support::{Cpi, TestDb};
 /// A migration this binary cannot know: far beyond migrations/.
 const FUTURE: i64 = 99_990;
 
+/// A database a newer cpi migrated with migration [`FUTURE`], which breaks
+/// older binaries (it raised `cpi_schema_compat.oldest_binary` to itself).
 async fn migrated_by_a_newer_cpi() -> TestDb {
+    migrated_by_a_newer_cpi_with(true).await
+}
+
+async fn migrated_by_a_newer_cpi_with(breaking: bool) -> TestDb {
     let db = TestDb::new().await;
     Cpi::new(["migrate"]).db(&db).run().assert_code(0);
+    let pool = db.pool().await;
     exec(
-        &db.pool().await,
+        &pool,
         &format!(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
              VALUES ({FUTURE}, 'from a newer cpi', true, '\\x00', 1)"
         ),
     )
     .await;
+    if breaking {
+        exec(
+            &pool,
+            &format!("UPDATE cpi_schema_compat SET oldest_binary = {FUTURE}"),
+        )
+        .await;
+    }
     db
 }
 
@@ -55,6 +69,39 @@ async fn regression_older_binary_against_newer_schema_stops_before_touching_anyt
         );
     }
     assert_eq!(fingerprint(&db).await, before, "nothing changed");
+}
+
+/// A rolling upgrade: the newer cpi's migrations are additive (it left
+/// `cpi_schema_compat` as it was), so this older binary runs beside it,
+/// reads and writes, and migrates nothing.
+#[tokio::test]
+async fn an_older_binary_runs_against_a_newer_additive_schema_and_migrates_nothing() {
+    let db = migrated_by_a_newer_cpi_with(false).await;
+    let before = fingerprint(&db).await;
+    let manifests = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["migrate"],
+        vec!["migrate", "--dry-run"],
+        vec!["apply"],
+        vec!["jobs", "list"],
+        vec!["projects", "list"],
+    ] {
+        let r = Cpi::new(&args)
+            .db(&db)
+            .manifests(manifests.path())
+            .run_async()
+            .await;
+        r.assert_code(0);
+        assert!(!r.all().contains("upgrade cpi:"), "{args:?}: {}", r.all());
+    }
+    let pool = db.pool().await;
+    assert_eq!(
+        fingerprint(&db).await.0,
+        before.0,
+        "no migration row added or removed"
+    );
+    // The apply ran (an empty manifests folder is a recorded run).
+    assert!(scalar_i64(&pool, "SELECT count(*) FROM cpi_reconcile_runs").await >= 1);
 }
 
 #[tokio::test]
