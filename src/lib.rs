@@ -22,6 +22,7 @@
 //! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.
 //! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
 //! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family (connections, projects, jobs, queue, pauses, running processes, reconcile runs, events, statistics, retention).
+//! - [`notify`]: which events an Alert takes and how they group into messages under `max_per_hour` (pure).
 //! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
 //! - [`rules`]: the name, URL, legacy and `--inbox-root` rules shared by manifests, export, the API, the daemon and imports.
@@ -55,6 +56,7 @@ pub mod legacy;
 pub mod location;
 pub mod manifest;
 pub mod metrics;
+pub mod notify;
 pub mod object_storage;
 pub mod output;
 pub mod plan;

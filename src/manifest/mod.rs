@@ -14,6 +14,7 @@ mod desired;
 mod error;
 mod folder;
 pub mod model;
+pub mod notify;
 mod shape;
 mod text;
 mod validate;
