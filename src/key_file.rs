@@ -98,7 +98,12 @@ pub fn retire(text: &str, id: &str) -> Result<String, Refused> {
 }
 
 fn names(ps: &[&Process]) -> String {
-    ps.iter().map(|p| p.label()).collect::<Vec<_>>().join(", ")
+    let listed = ps.iter().map(|p| p.label()).collect::<Vec<_>>().join(", ");
+    // A process killed without stopping keeps its row until it ages out.
+    format!(
+        "{listed}; a process that died is forgotten {} s after it was last seen",
+        processes::LIVE_WITHIN.as_secs()
+    )
 }
 
 /// Whether key `id` may start encrypting: every running process must hold it.

@@ -295,7 +295,9 @@ async fn warnings_of_run_and_serve(db: &TestDb, s: &Setup, extra: &[&str]) -> (u
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
     .await;
-    let _ = child.kill();
+    // A clean stop: a running `cpi serve` holds back key rotations
+    // (cpi_processes) until it leaves.
+    crate::support::bin::signal(child.id(), "-TERM");
     let _ = child.wait();
     let serve = std::fs::read_to_string(&log)
         .unwrap()
