@@ -106,30 +106,44 @@ fn names(ps: &[&Process]) -> String {
     )
 }
 
-/// Whether key `id` may start encrypting: every running process must hold it.
-pub fn may_promote(id: &str, live: &[Process]) -> Result<(), Refused> {
+/// `Ok` when every running process holds key `id`; else a refusal saying
+/// what was not done, what the processes that lack the key would suffer,
+/// and which they are.
+fn all_hold(
+    id: &str,
+    live: &[Process],
+    not_done: &str,
+    lacking_would: &str,
+) -> Result<(), Refused> {
     let lacking = processes::lacking(live, id);
     if lacking.is_empty() {
         return Ok(());
     }
     Err(Refused(format!(
-        "not promoting key {id}: {} running process(es) do not hold it yet ({}); deploy the key file with {id} in it (second is fine) to them first",
+        "{not_done}: {} running process(es) {lacking_would} ({}); deploy the key file with {id} in it (second is fine) to them first",
         lacking.len(),
         names(&lacking)
     )))
 }
 
+/// Whether key `id` may start encrypting: every running process must hold it.
+pub fn may_promote(id: &str, live: &[Process]) -> Result<(), Refused> {
+    all_hold(
+        id,
+        live,
+        &format!("not promoting key {id}"),
+        "do not hold it yet",
+    )
+}
+
 /// Whether `cpi rekey` may seal every URL with key `id`.
 pub fn may_rekey(id: &str, live: &[Process]) -> Result<(), Refused> {
-    let lacking = processes::lacking(live, id);
-    if lacking.is_empty() {
-        return Ok(());
-    }
-    Err(Refused(format!(
-        "not re-encrypting with key {id}: {} running process(es) could not read the result ({}); deploy the key file to them first",
-        lacking.len(),
-        names(&lacking)
-    )))
+    all_hold(
+        id,
+        live,
+        &format!("not re-encrypting with key {id}"),
+        "could not read the result",
+    )
 }
 
 /// Whether key `id` may leave the file: no stored value is sealed with it
