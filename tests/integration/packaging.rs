@@ -1,6 +1,7 @@
 //! The Debian package: scripts/package.sh builds it from the debug binary
 //! the tests already built (never a release build: that takes 20+ minutes
-//! on CI's 2 cores), dpkg installs it into a scratch root, and the installed
+//! on CI's 2 cores), dpkg unpacks it into a scratch root with its own dpkg
+//! database (`dpkg --root R --unpack`), and the installed
 //! files are what an operator runs: `cpi --version`, the systemd unit
 //! (`systemd-analyze verify`), completions and man pages.
 
@@ -48,13 +49,22 @@ fn package_installs_into_a_scratch_root_and_its_binary_and_unit_work() {
         assert!(control.contains(field), "no {field:?} in:\n{control}");
     }
 
-    // Unpack as dpkg installs it (dpkg -x: the data of the package, into a
-    // root that is not the machine's).
+    // Installed by dpkg into a root of its own, with a dpkg database of its
+    // own: `dpkg --root R --unpack` is `dpkg -i` without its configure
+    // step, whose postinst (creating the system user `cpi`) would need a
+    // system inside R to run in.
     let root = work.path().join("root");
-    run(
-        "dpkg",
-        &["-x", deb.to_str().unwrap(), root.to_str().unwrap()],
-    );
+    let admin = root.join("var/lib/dpkg");
+    for d in ["updates", "info"] {
+        std::fs::create_dir_all(admin.join(d)).unwrap();
+    }
+    std::fs::write(admin.join("status"), "").unwrap();
+    let root_flag = format!("--root={}", root.display());
+    run("dpkg", &[&root_flag, "--unpack", deb.to_str().unwrap()]);
+    let status = run("dpkg", &[&root_flag, "--status", "cpi"]);
+    assert!(status.contains("Status: install ok unpacked"), "{status}");
+    let listed = run("dpkg", &[&root_flag, "--listfiles", "cpi"]);
+    assert!(listed.lines().any(|l| l == "/usr/bin/cpi"), "{listed}");
     let cpi = root.join("usr/bin/cpi");
     let version = run(cpi.to_str().unwrap(), &["--version"]);
     assert!(
