@@ -98,16 +98,22 @@ pub async fn require_migrated(pool: &PgPool) -> Result<()> {
 /// [`StoreError::SchemaOlder`] (naming `cpi migrate`), a newer one
 /// [`StoreError::SchemaNewer`].
 pub async fn require_current(pool: &PgPool) -> Result<()> {
-    match schema_version::check(pool).await? {
-        schema_version::SchemaState::Empty => Err(StoreError::NotMigrated),
-        schema_version::SchemaState::Known { pending: 0, .. }
-        | schema_version::SchemaState::Compatible { .. } => Ok(()),
-        schema_version::SchemaState::Known { at, pending } => {
-            Err(StoreError::SchemaOlder { at, pending })
-        }
-        schema_version::SchemaState::Newer { at, known } => {
-            Err(StoreError::SchemaNewer { at, known })
-        }
+    if is_empty(schema_version::check(pool).await?)? {
+        return Err(StoreError::NotMigrated);
+    }
+    Ok(())
+}
+
+/// Whether a schema this binary may use is still empty: `false` when it is
+/// at this binary's schema or a compatible newer one; older or newer ones
+/// are their errors.
+fn is_empty(state: schema_version::SchemaState) -> Result<bool> {
+    use schema_version::SchemaState::*;
+    match state {
+        Empty => Ok(true),
+        Known { pending: 0, .. } | Compatible { .. } => Ok(false),
+        Known { at, pending } => Err(StoreError::SchemaOlder { at, pending }),
+        Newer { at, known } => Err(StoreError::SchemaNewer { at, known }),
     }
 }
 
@@ -139,17 +145,10 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 /// instead of being upgraded as a side effect; a newer one with
 /// [`StoreError::SchemaNewer`].
 pub async fn migrate_if_empty(pool: &PgPool) -> Result<()> {
-    match schema_version::check(pool).await? {
-        schema_version::SchemaState::Empty => migrate(pool).await,
-        schema_version::SchemaState::Known { pending: 0, .. }
-        | schema_version::SchemaState::Compatible { .. } => Ok(()),
-        schema_version::SchemaState::Known { at, pending } => {
-            Err(StoreError::SchemaOlder { at, pending })
-        }
-        schema_version::SchemaState::Newer { at, known } => {
-            Err(StoreError::SchemaNewer { at, known })
-        }
+    if is_empty(schema_version::check(pool).await?)? {
+        return migrate(pool).await;
     }
+    Ok(())
 }
 
 /// Whether the management tables exist (commands that only read, like
