@@ -12,6 +12,7 @@
 //! response carrying a `database_url`.
 
 pub mod auth;
+mod check;
 mod connections;
 mod docs;
 mod error;

@@ -137,6 +137,10 @@ pub enum Command {
     Import(ImportArgs),
     /// Print the CREATE TABLE that `create_table: infer` would run for CSV files.
     Infer(InferArgs),
+    /// Dry-run files: everything an import does, rolled back; nothing is
+    /// written. Exit 0: would load, 2: would load with warnings, 3: would
+    /// fail, 1: error.
+    Check(CheckArgs),
     /// Inspect and retry import jobs.
     Jobs {
         /// What to do with jobs.
@@ -510,6 +514,25 @@ pub struct ImportArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// One line per file, or JSON or YAML.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// `cpi check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The project whose options, checks and connection apply.
+    #[arg(short = 'p', long)]
+    pub project: String,
+    /// Take the project and its connection from the manifests folder
+    /// (`--manifests`), as a pull request has them, not as applied; needs
+    /// no management database, only the connection's secret file.
+    #[arg(long)]
+    pub from_manifests: bool,
+    /// CSV files (`.csv.gz` read through gzip, `.csv.zst` through zstd).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// A report per file, or JSON or YAML.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Output,
 }

@@ -4,6 +4,7 @@
 //! touches the database or the file system. Nothing below `cli` imports it.
 
 pub mod args;
+pub mod check;
 pub mod context;
 mod format;
 pub mod generate;
@@ -50,6 +51,7 @@ fn needs_management_db(command: &Command) -> bool {
     match command {
         Command::Diff(DiffArgs { against, .. }) => against.is_none(),
         Command::Infer(args::InferArgs { project, .. }) => project.is_some(),
+        Command::Check(a) => !a.from_manifests,
         Command::Apply(_)
         | Command::Migrate { .. }
         | Command::Connections { .. }
@@ -122,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(a) => run::run(g, a).await,
         Command::Import(a) => import::import(g, a).await,
         Command::Infer(a) => infer::infer(g, a).await,
+        Command::Check(a) => check::check(g, a).await,
         Command::Jobs { command } => import::jobs_command(g, command).await,
         Command::Serve(a) => serve::serve(g, a).await,
         Command::Export(to) => {

@@ -2,7 +2,8 @@
 //! import options of DESIGN §3, and the pure rules that pick the options for
 //! one file. Shared by manifest validation, the HTTP API and the importer.
 //!
-//! [`options`] holds the import options as written, [`table`] the target
+//! [`options`] holds the import options as written, [`checks`] the data
+//! contract and [`expression`] the SQL an `expression` check may hold, [`table`] the target
 //! table's name; the private modules merge and default them for one file
 //! (`resolve`) and check a config (`validate`).
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 mod characters;
 pub mod checks;
 mod column_names;
+pub mod expression;
 pub mod options;
 mod resolve;
 pub mod table;

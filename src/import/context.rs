@@ -39,6 +39,10 @@ pub(crate) struct Ctx {
     /// A replay (`cpi jobs replay`): the ledger's entry of the same content
     /// is superseded instead of making the file a duplicate.
     pub replay: bool,
+    /// `cpi check`: everything an import does, in a transaction that is
+    /// always rolled back; nothing written outside it (no ledger row, no
+    /// rejects, no table of cpi's own created first).
+    pub dry_run: bool,
 }
 
 /// A successful load (or a duplicate).
@@ -51,4 +55,6 @@ pub(crate) struct Loaded {
     pub errors_total: u64,
     /// Every check's verdict (none failed with `error`).
     pub checks: Vec<crate::import::checks::CheckResult>,
+    /// The `CREATE TABLE` the load ran, when the table was missing.
+    pub created: Option<String>,
 }

@@ -299,7 +299,7 @@ pub async fn kept_rejects(
 }
 
 /// The project's row and its target URL (registered with the scrubber).
-async fn project_target(
+pub(super) async fn project_target(
     mgmt: &PgPool,
     project_name: &str,
 ) -> Result<(store::ProjectRow, Secret), ImportError> {
@@ -423,6 +423,7 @@ async fn import_file(
         modified,
         opts,
         replay: job.replay_of.is_some(),
+        dry_run: false,
     };
     let mut outcome = JobOutcome {
         job_id: job.id,

@@ -48,6 +48,7 @@ pub(super) async fn record(
             errors: Vec::new(),
             errors_total: 0,
             checks: Vec::new(),
+            created: None,
         },
     }))
 }
@@ -71,5 +72,6 @@ pub(super) fn duplicate(
         errors: Vec::new(),
         errors_total: 0,
         checks: Vec::new(),
+        created: None,
     }
 }

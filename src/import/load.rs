@@ -75,12 +75,19 @@ async fn load_once(
     let db = |e: sqlx::Error| db_failure(file, e, None);
 
     let started = Instant::now();
-    target::ensure_ledger(conn).await.map_err(db)?;
+    let dry_run = ctx.dry_run;
     let keep_rejects = o.rejects == crate::config::Rejects::Table;
-    if keep_rejects {
-        crate::import::rejects::ensure(conn).await.map_err(db)?;
+    if !dry_run {
+        target::ensure_ledger(conn).await.map_err(db)?;
+        if keep_rejects {
+            crate::import::rejects::ensure(conn).await.map_err(db)?;
+        }
     }
     let mut tx = begin(conn, &table, o.date_order).await.map_err(db)?;
+    if dry_run {
+        // Inside the transaction, so that a check leaves no ledger behind.
+        target::ensure_ledger(&mut tx).await.map_err(db)?;
+    }
     if let Some(sha) = ctx.sha256.as_ref().filter(|_| !ctx.replay) {
         if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
             .await
@@ -97,7 +104,7 @@ async fn load_once(
         tracing::info!(file, decision = %n, "open");
         notes.push(format!("{file}: {n}"));
     }
-    let mut plan = prepare_target(
+    let (mut plan, created) = prepare_target(
         &mut tx,
         ctx,
         opened.header.as_deref(),
@@ -106,7 +113,16 @@ async fn load_once(
     )
     .await?;
     let mut counts = Counts::default();
-    if o.mode == Mode::Replace {
+    if o.mode == Mode::Replace && dry_run {
+        // A check counts what the import would delete, locking no row.
+        let (n,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .persistent(false)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        counts.rows_deleted = u64::try_from(n).unwrap_or(0);
+    } else if o.mode == Mode::Replace {
         // DELETE, not TRUNCATE: readers keep seeing the old rows until
         // commit, and no ACCESS EXCLUSIVE lock is taken.
         let r = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
@@ -221,7 +237,12 @@ async fn load_once(
         return Err(merge_failure(file, e, line, &summary));
     }
 
-    if keep_rejects && !summary.rejects.is_empty() {
+    if keep_rejects && !summary.rejects.is_empty() && dry_run {
+        notes.push(format!(
+            "{file}: rejects: table → {} skipped row(s) would be kept in cpi.rejected_rows",
+            summary.rejects.len()
+        ));
+    } else if keep_rejects && !summary.rejects.is_empty() {
         let at = crate::import::rejects::Origin {
             project: &ctx.project,
             table: &table,
@@ -245,16 +266,20 @@ async fn load_once(
         let _ = tx.rollback().await;
         return Err(Failure::Changed(why));
     }
-    if let Some(dup) = record(&mut tx, ctx, &sha256, summary.rows_loaded)
-        .await
-        .map_err(db)?
-    {
-        // Everything loaded here is rolled back.
-        let _ = tx.rollback().await;
-        return Ok(dup);
-    }
     let merge_done = started.elapsed();
-    tx.commit().await.map_err(db)?;
+    if dry_run {
+        tx.rollback().await.map_err(db)?;
+    } else {
+        if let Some(dup) = record(&mut tx, ctx, &sha256, summary.rows_loaded)
+            .await
+            .map_err(db)?
+        {
+            // Everything loaded here is rolled back.
+            let _ = tx.rollback().await;
+            return Ok(dup);
+        }
+        tx.commit().await.map_err(db)?;
+    }
     tracing::debug!(
         file,
         copy_s = copy_done.as_secs_f64(),
@@ -302,6 +327,7 @@ async fn load_once(
         errors: summary.errors,
         errors_total: summary.errors_total,
         checks: results,
+        created,
     })
 }
 

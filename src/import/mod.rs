@@ -5,6 +5,7 @@
 //! [`error_policy`] says what to do when it cannot reach a verdict.
 //!
 //! - [`job`]: the job lifecycle (start, checks, connect, load, finish).
+//! - [`dry_run`]: `cpi check`: a file through the whole load in a transaction always rolled back; its verdict and report.
 //! - [`options`]: the file's options, from its project's config and its path (pure).
 //! - [`load`]: one transaction: lock, COPY, merge per mode, ledger, commit. Its steps:
 //!   - [`open`]: the file opened for a pass (`auto` options, reader, header, counters, sha256).
@@ -39,6 +40,7 @@ pub mod columns;
 pub mod context;
 pub mod copy;
 pub mod dialect;
+pub mod dry_run;
 pub mod encode;
 pub mod error;
 pub mod failure;

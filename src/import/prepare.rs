@@ -13,7 +13,8 @@ use crate::import::failure::{db_failure, Failure};
 use crate::import::{infer, ragged, target};
 
 /// Creates the table when planned, then plans the columns against the
-/// table as the catalog now describes it. Takes the header, not the opened
+/// table as the catalog now describes it; returns the `CREATE TABLE` it
+/// ran, if any. Takes the header, not the opened
 /// file: the records reader is `Send` but not `Sync`, and the import future
 /// must stay `Send`.
 pub(super) async fn prepare_target(
@@ -22,7 +23,7 @@ pub(super) async fn prepare_target(
     header: Option<&[String]>,
     width: usize,
     notes: &mut Vec<String>,
-) -> Result<ColumnPlan, Failure> {
+) -> Result<(ColumnPlan, Option<String>), Failure> {
     let (file, o) = (ctx.file.as_str(), &ctx.opts);
     let table = o.table.quoted();
     let db = |e: sqlx::Error| db_failure(file, e, None);
@@ -40,16 +41,18 @@ pub(super) async fn prepare_target(
         notes.push(format!("{file}: created {}", one_line(&create)));
         planned = TablePlan::Create(create);
     }
+    let mut created = None;
     let columns = match planned {
         TablePlan::Existing => {
             add_extra_columns(tx, ctx, header, existing.unwrap_or_default(), notes).await?
         }
         TablePlan::Create(create) => {
-            sqlx::query(sqlx::AssertSqlSafe(create))
+            sqlx::query(sqlx::AssertSqlSafe(create.clone()))
                 .persistent(false)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+            created = Some(create);
             target::columns(tx, &table)
                 .await
                 .map_err(db)?
@@ -78,7 +81,7 @@ pub(super) async fn prepare_target(
             notes.push(format!("{file}: {n}"));
         }
     }
-    Ok(plan)
+    Ok((plan, created))
 }
 
 /// `ragged_rows: rescue`: the table gets its `_rescued jsonb` column (in

@@ -421,7 +421,7 @@ pub async fn record_sha256(
 }
 
 /// Final counts of a job.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     /// Records parsed.
     pub rows_read: u64,

@@ -13,7 +13,7 @@ use crate::support::import::Env;
 
 /// Table `t` (key `id`) with two rows, a table `customers`, and project
 /// `p` loading `*.csv` into `t` in `mode` with these checks.
-async fn env(mode: &str, checks: Value) -> Env {
+pub(crate) async fn env(mode: &str, checks: Value) -> Env {
     let key = if mode == "append" {
         json!(null)
     } else {
@@ -33,7 +33,7 @@ async fn env(mode: &str, checks: Value) -> Env {
 }
 
 /// Rows of `t` not in its copy from before, and the other way round.
-async fn assert_unchanged(env: &Env) {
+pub(crate) async fn assert_unchanged(env: &Env) {
     for q in [
         "SELECT count(*) FROM (SELECT * FROM t EXCEPT SELECT * FROM t_before) d",
         "SELECT count(*) FROM (SELECT * FROM t_before EXCEPT SELECT * FROM t) d",
@@ -66,9 +66,9 @@ async fn event_kinds(env: &Env) -> Vec<(String, Value)> {
     all
 }
 
-const HEADER: &str = "id,status,amount,email,cust\n";
+pub(crate) const HEADER: &str = "id,status,amount,email,cust\n";
 
-fn file(rows: &[&str]) -> Vec<u8> {
+pub(crate) fn file(rows: &[&str]) -> Vec<u8> {
     let mut s = HEADER.to_string();
     for r in rows {
         s.push_str(r);

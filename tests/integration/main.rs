@@ -9,6 +9,7 @@ mod daemon;
 mod daemon_inprocess;
 mod daily_loop;
 mod deploy_kit;
+mod dry_run;
 mod embedded;
 
 mod encryption;

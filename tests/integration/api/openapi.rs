@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/jobs/retry"),
     ("POST", "/projects/{name}/pause"),
     ("POST", "/projects/{name}/resume"),
+    ("POST", "/projects/{name}/check"),
     ("GET", "/reconcile/runs"),
     ("GET", "/reconcile/runs/{id}"),
     ("GET", "/stats/imports"),
