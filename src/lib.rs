@@ -13,6 +13,7 @@
 //! - [`controls`]: the operator's controls over a job's file: a retry puts a failed file back through its inbox, a replay a processed one; a retried file is set aside as a worker would.
 //! - [`inbox`]: inbox folders: candidates, readiness (settle), moving a file into a folder, its error report.
 //! - [`metrics`]: `Health` (shared with the daemon) and the Prometheus text of `/metrics`.
+//! - [`freshness`]: how long since each watched table's last imported file, its state (fresh, warn, error), and the changes the daemon records with their events.
 //! - [`import`]: one CSV file into its target table: COPY, modes, exactly-once ledger.
 //! - [`embedded`]: the private PostgreSQL under the state dir when no management URL is given.
 //! - [`apply`]: runs a plan in one transaction under the reconcile lock.
@@ -47,6 +48,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod embedded;
 pub mod export;
+pub mod freshness;
 pub mod fuzzing;
 pub mod id_prefix;
 pub mod import;

@@ -358,6 +358,31 @@ async fn database_metrics(pool: &PgPool, c: &Counters, how: Reading) -> Result<S
         &samples,
     );
 
+    let tables = crate::freshness::current(pool, None).await?;
+    let at = |t: &crate::freshness::TableFreshness| {
+        labels(&[("project", &t.project), ("table", &t.table)])
+    };
+    let samples: Vec<(String, f64)> = tables
+        .iter()
+        .filter_map(|t| Some((at(t), t.last_import?.timestamp() as f64)))
+        .collect();
+    gauge(
+        &mut out,
+        "cpi_table_last_import_timestamp_seconds",
+        "When the last file of each table with a freshness rule was imported (Unix time; absent: none yet).",
+        &samples,
+    );
+    let samples: Vec<(String, f64)> = tables
+        .iter()
+        .map(|t| (at(t), f64::from(t.state as u8)))
+        .collect();
+    gauge(
+        &mut out,
+        "cpi_table_freshness_state",
+        "Freshness of each table with a freshness rule: 0 fresh, 1 past warn_after, 2 past error_after.",
+        &samples,
+    );
+
     let count_of = |s: JobStatus| {
         let found = stats.jobs.iter().find(|j| j.status == s.as_str());
         found.map_or(0, |j| j.jobs)

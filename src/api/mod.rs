@@ -17,6 +17,7 @@ mod connections;
 mod docs;
 mod error;
 mod extract;
+mod freshness;
 mod jobs;
 mod pauses;
 mod projects;

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::state::AppState;
-use super::{check, connections, jobs, pauses, projects, runs, stats, system};
+use super::{check, connections, freshness, jobs, pauses, projects, runs, stats, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,6 +69,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pauses::pause))
         .routes(routes!(pauses::resume))
         .routes(routes!(check::check))
+        .routes(routes!(freshness::list))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(stats::imports))

@@ -141,6 +141,16 @@ pub enum Command {
     /// written. Exit 0: would load, 2: would load with warnings, 3: would
     /// fail, 1: error.
     Check(CheckArgs),
+    /// How long since each table with a `freshness` rule got a file. Exit
+    /// 0: all fresh, 2: one past warn_after, 3: one past error_after, 1: error.
+    Freshness {
+        /// Only this project's tables.
+        #[arg(short = 'p', long)]
+        project: Option<String>,
+        /// Table, JSON or YAML.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Inspect and retry import jobs.
     Jobs {
         /// What to do with jobs.
@@ -484,6 +494,10 @@ pub struct RunArgs {
     /// Delete finished jobs and reconcile runs older than this, hourly (off by default).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,
+    /// How often the freshness of the tables with a `freshness` rule is
+    /// assessed; each change of state is a `freshness.*` event.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub freshness_interval: Duration,
 }
 
 /// `cpi serve`: the HTTP API alone.

@@ -144,6 +144,8 @@ pub async fn projects(g: &Global, cmd: &ProjectsCommand) -> Result<ExitCode> {
                 .find(|p| p.project == *name);
             let mut v = serde_json::to_value(&r)?;
             v["paused"] = serde_json::to_value(pause)?;
+            v["freshness"] =
+                serde_json::to_value(crate::freshness::current(&pool, Some(name)).await?)?;
             print_one(&v, *output)?;
         }
         ProjectsCommand::Pause { name, reason } | ProjectsCommand::Resume { name, reason } => {
@@ -174,4 +176,54 @@ pub async fn projects(g: &Global, cmd: &ProjectsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cpi freshness [--project P]`: every table with a freshness rule; exit
+/// 0 all fresh, 2 one past `warn_after`, 3 one past `error_after`.
+pub async fn freshness(
+    g: &Global,
+    project: Option<&str>,
+    output: super::args::Output,
+) -> Result<ExitCode> {
+    let pool = management_pool(g).await?;
+    store::require_current(&pool).await?;
+    if let Some(p) = project {
+        if store::project_by_name(&pool, p).await?.is_none() {
+            bail!("project {p:?} does not exist");
+        }
+    }
+    let tables = crate::freshness::current(&pool, project).await?;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    print_list(
+        &tables,
+        output,
+        &[
+            "PROJECT",
+            "TABLE",
+            "STATE",
+            "LAST_IMPORT",
+            "AGE",
+            "WARN_AFTER",
+            "ERROR_AFTER",
+        ],
+        |t| {
+            vec![
+                t.project.clone(),
+                t.table.clone(),
+                t.state.as_str().to_string(),
+                t.last_import.map_or("-".into(), |l| {
+                    l.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+                }),
+                humantime::format_duration(std::time::Duration::from_secs(t.age_seconds))
+                    .to_string(),
+                opt(&t.warn_after),
+                opt(&t.error_after),
+            ]
+        },
+    )?;
+    Ok(ExitCode::from(match crate::freshness::worst(&tables) {
+        crate::config::freshness::State::Fresh => 0,
+        crate::config::freshness::State::Warn => 2,
+        crate::config::freshness::State::Error => 3,
+    }))
 }

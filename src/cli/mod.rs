@@ -52,6 +52,7 @@ fn needs_management_db(command: &Command) -> bool {
         Command::Diff(DiffArgs { against, .. }) => against.is_none(),
         Command::Infer(args::InferArgs { project, .. }) => project.is_some(),
         Command::Check(a) => !a.from_manifests,
+        Command::Freshness { .. } => true,
         Command::Apply(_)
         | Command::Migrate { .. }
         | Command::Connections { .. }
@@ -125,6 +126,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(a) => import::import(g, a).await,
         Command::Infer(a) => infer::infer(g, a).await,
         Command::Check(a) => check::check(g, a).await,
+        Command::Freshness { project, output } => {
+            inspect::freshness(g, project.as_deref(), *output).await
+        }
         Command::Jobs { command } => import::jobs_command(g, command).await,
         Command::Serve(a) => serve::serve(g, a).await,
         Command::Export(to) => {

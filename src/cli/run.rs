@@ -45,6 +45,7 @@ pub fn settings(g: &Global, a: &RunArgs) -> Result<daemon::Settings> {
         inbox_roots: a.roots.inbox_roots.clone(),
         http: a.http.settings(),
         retention: a.retention,
+        freshness_interval: a.freshness_interval,
         inotify_watch_cap: a.inotify_watch_cap,
     })
 }

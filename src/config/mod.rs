@@ -13,6 +13,7 @@ mod characters;
 pub mod checks;
 mod column_names;
 pub mod expression;
+pub mod freshness;
 pub mod options;
 mod resolve;
 pub mod table;
@@ -65,6 +66,17 @@ pub struct ProjectConfig {
 pub use crate::object_storage::StorageConfig;
 
 impl ProjectConfig {
+    /// The tables a `freshness` rule watches, with their rules (see [`freshness::rules`]).
+    pub fn freshness_rules(&self) -> Vec<(String, freshness::Freshness)> {
+        fn entry(o: &ImportOptions) -> freshness::Entry<'_> {
+            (o.table.as_deref(), o.freshness.as_ref())
+        }
+        freshness::rules(
+            self.defaults.as_ref().map(entry),
+            self.tables.iter().map(entry),
+        )
+    }
+
     /// Where imported files go (`processed/` under the inbox unless the
     /// config says; a relative setting is relative to the inbox).
     pub fn processed_path(&self, inbox: &std::path::Path) -> std::path::PathBuf {

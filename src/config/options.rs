@@ -338,6 +338,9 @@ pub struct ImportOptions {
     /// Data contracts run on the file's rows before commit (see
     /// docs/contracts.md); a table's checks add to the defaults' checks.
     pub checks: Option<Vec<super::checks::CheckSpec>>,
+    /// How long the table may go without an imported file before it is
+    /// `warn` or `error` (see docs/contracts.md); a table's replaces the defaults'.
+    pub freshness: Option<super::freshness::FreshnessSpec>,
     /// The budgets of one import (record, field and header size,
     /// decompressed size and ratio); a file over one is rejected.
     pub limits: Option<LimitOptions>,

@@ -218,6 +218,7 @@ pub(super) fn merge(
             }
             (a, b) => b.or(a),
         },
+        freshness: e.freshness.or(d.freshness),
         limits: merge_limits(d.limits, e.limits),
     }
 }

@@ -138,6 +138,13 @@ impl ImportOptions {
                 errors.extend(e);
             }
         }
+        if let Some(Err(e)) = self
+            .freshness
+            .as_ref()
+            .map(|f| f.parse(&format!("{at}.freshness")))
+        {
+            errors.extend(e);
+        }
         if let Some(l) = &self.limits {
             l.validate(&format!("{at}.limits"), errors);
         }

@@ -6,7 +6,7 @@
 //! - [`moves`]: a file's move out of the inbox, retried until done;
 //! - [`confine`]: which inboxes `--inbox-root` lets it watch, where it may move files;
 //! - [`watch`]: file-system events (inotify or polling) as hints;
-//! - [`prune`]: the `--retention` loop;
+//! - [`prune`]: the `--retention` and freshness loops;
 //! - [`Settings`]: what the daemon is told.
 //!
 //! [`run`] takes plain [`Settings`], a pool, an optional listener and a
@@ -112,6 +112,11 @@ pub async fn run(
             stop.clone(),
         ));
     }
+    tokio::spawn(prune::freshness_every(
+        pool.clone(),
+        settings.freshness_interval,
+        stop.clone(),
+    ));
     let workers = settings.workers.max(1);
     tracing::info!(workers, manifests = %settings.manifests.display(), "cpi is running");
     let shared = Shared {

@@ -1,6 +1,6 @@
-//! History retention: `cpi prune --older-than AGE` and `cpi run
-//! --retention AGE` delete finished import jobs, reconcile runs and events
-//! older than AGE. Safe for exactly-once: the ledger that keeps an import single
+//! The daemon's timers over the history: retention (`cpi prune
+//! --older-than AGE` and `cpi run --retention AGE` delete finished import
+//! jobs, reconcile runs and events older than AGE) and freshness. Safe for exactly-once: the ledger that keeps an import single
 //! lives in the target database, not in the job rows.
 
 use std::time::Duration;
@@ -62,6 +62,21 @@ pub async fn every(
         }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The daemon's freshness loop: every `interval` until `stop` is set,
+/// [`crate::freshness::record_changes`] writes each watched table's change
+/// of state with its event.
+pub async fn freshness_every(pool: PgPool, interval: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = crate::freshness::record_changes(&pool).await {
+            tracing::warn!(error = %crate::secret::scrub_known(&e.to_string()), "cannot assess freshness");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval.max(Duration::from_millis(100))) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }

@@ -54,6 +54,9 @@ pub struct Settings {
     pub http: crate::api::server::HttpSettings,
     /// `--retention`: prune finished jobs and runs older than this, hourly.
     pub retention: Option<Duration>,
+    /// `--freshness-interval`: how often the watched tables' freshness is
+    /// assessed and its changes written as events.
+    pub freshness_interval: Duration,
     /// Test-only: at most this many inotify watches for inboxes, the rest
     /// polled (as when the kernel's budget runs out). `None`: the kernel decides.
     pub inotify_watch_cap: Option<usize>,
@@ -81,6 +84,7 @@ impl Settings {
             inbox_roots: Vec::new(),
             http: Default::default(),
             retention: None,
+            freshness_interval: Duration::from_secs(30),
             inotify_watch_cap: None,
         }
     }

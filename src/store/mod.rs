@@ -6,7 +6,7 @@
 //! The families: [`connections`](ConnectionRow) and [`projects`](ProjectRow)
 //! (the managed objects, and what apply writes of them), [`jobs`] (one row
 //! per file seen) and [`queue`] (enqueue, claim, lease, retry), reconcile
-//! runs ([`ReconcileRun`]), [`events`], statistics ([`DatabaseStats`]) and retention.
+//! runs ([`ReconcileRun`]), [`events`], [`freshness`], statistics ([`DatabaseStats`]) and retention.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use crate::secret::{self, Secret};
 mod connections;
 mod error;
 pub mod events;
+pub mod freshness;
 mod history;
 pub mod jobs;
 mod lookup;

@@ -24,13 +24,13 @@ use crate::support::manifests::{connection_to as connection_doc, project as proj
 use crate::support::wait::wait_i64;
 use crate::support::{write, TestDb};
 
-const TOKEN: &str = "console-token-7d1e55a0";
+pub(crate) const TOKEN: &str = "console-token-7d1e55a0";
 /// A real password in every connection URL: it must never reach a page,
 /// a response or a request URL without the token.
 const PLANTED: &str = "Planted-Pw-c0ns0le-91f3";
 
 /// chromedriver on a free port, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -48,7 +48,7 @@ fn chromedriver() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("chromedriver"))
 }
 
-async fn start_driver() -> Driver {
+pub(crate) async fn start_driver() -> Driver {
     let port = free_port();
     let child = Command::new(chromedriver())
         .arg(format!("--port={port}"))
@@ -77,11 +77,11 @@ async fn start_driver() -> Driver {
     Driver { child, url }
 }
 
-fn chromium() -> String {
+pub(crate) fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
 }
 
-async fn browser(driver: &Driver, binary: &str, profile: &Path) -> Client {
+pub(crate) async fn browser(driver: &Driver, binary: &str, profile: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -103,14 +103,14 @@ async fn browser(driver: &Driver, binary: &str, profile: &Path) -> Client {
 }
 
 /// The daemon as a task of the test, with the API and console on `base`.
-struct Daemon {
+pub(crate) struct Daemon {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), cpi::store::StoreError>>,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Daemon {
-    async fn start(db: &TestDb, manifests: &Path) -> Daemon {
+    pub(crate) async fn start(db: &TestDb, manifests: &Path) -> Daemon {
         let mut settings = Settings::new(manifests);
         settings.interval = Duration::from_secs(2);
         settings.rescan = Duration::from_secs(1);
@@ -118,6 +118,7 @@ impl Daemon {
         settings.lease = Duration::from_secs(5);
         settings.worker_prefix = format!("console-{}", uuid::Uuid::new_v4().simple());
         settings.api_token = Some(Secret::new(TOKEN));
+        settings.freshness_interval = Duration::from_millis(300);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -136,7 +137,7 @@ impl Daemon {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }

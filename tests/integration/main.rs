@@ -16,6 +16,7 @@ mod encryption;
 mod events;
 mod exit_codes;
 mod export;
+mod freshness;
 mod fuzz;
 mod heartbeat;
 mod hostile;

@@ -332,9 +332,10 @@ export async function projectNew(main) {
 export async function project(main, params) {
   const p = await getOrShow(main, `/projects/${params.id}`, 'Project');
   if (!p) return;
-  const [jobs, conns] = await Promise.all([
+  const [jobs, conns, fresh] = await Promise.all([
     get(`/jobs${query({ project: p.name, limit: 10 })}`),
     get('/connections'),
+    get(`/freshness${query({ project: p.name })}`),
   ]);
   const cfg = p.config || {};
   const edit = h('div', { id: 'edit-box' });
@@ -355,6 +356,14 @@ export async function project(main, params) {
     h('h2', {}, 'Tables'),
     table('Files and their tables', ['Files', 'Table', 'Mode', 'Key', 'Create table', 'On error'], tableRows(cfg), 'No tables configured.'),
     cfg.defaults ? h('details', {}, h('summary', {}, 'Defaults'), h('pre', {}, JSON.stringify(cfg.defaults, null, 2))) : null,
+    h('h2', {}, 'Freshness'),
+    table('How long since each table got a file', ['Table', 'State', 'Last file', 'Warn after', 'Error after'], fresh.map((f) => [
+      h('code', {}, f.table),
+      h('span', { class: `badge badge-${f.state}`, 'data-table': f.table }, f.state),
+      f.last_import ? time(f.last_import) : 'none yet',
+      f.warn_after || '—',
+      f.error_after || '—',
+    ]), 'No table has a freshness rule: add `freshness: {warn_after: 26h, error_after: 50h}` to the defaults or a table.'),
     h('div', { class: 'actions' }, editBtn),
     token() || p.managed_by ? null : tokenHint('change this project'),
     edit,

@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/projects/{name}/pause"),
     ("POST", "/projects/{name}/resume"),
     ("POST", "/projects/{name}/check"),
+    ("GET", "/freshness"),
     ("GET", "/reconcile/runs"),
     ("GET", "/reconcile/runs/{id}"),
     ("GET", "/stats/imports"),
