@@ -131,6 +131,18 @@ pub async fn apply(g: &Global, a: &ApplyArgs) -> Result<ExitCode> {
         trigger: store::ReconcileTrigger::Cli,
         revision: manifest::revision(&g.manifests),
     };
+    let refused =
+        crate::import::expressions::refused(&pool, &loaded.desired, &g.owner, a.guards.adopt)
+            .await?;
+    if !refused.is_empty() {
+        let error = format!(
+            "nothing applied: {} expression check(s) the target refuses:\n  {}",
+            refused.len(),
+            refused.join("\n  ")
+        );
+        let _ = apply::record_failure(&pool, &opts, &error).await;
+        anyhow::bail!("{error}");
+    }
     let applied = apply::apply(&pool, &loaded.desired, &opts).await?;
     print_plan(&applied.plan, a.output);
     if a.output == Output::Text {

@@ -182,6 +182,19 @@ async fn reconcile_once(
     }
     *secret_files = loaded.secret_files.clone();
     let opts = options(s, trigger).await;
+    let refused = crate::import::expressions::refused(pool, &loaded.desired, &s.owner, s.adopt)
+        .await
+        .map_err(|e| (ReconcileStatus::Failed, e.to_string()))?;
+    if !refused.is_empty() {
+        return Err((
+            ReconcileStatus::Refused,
+            format!(
+                "nothing applied: {} expression check(s) the target refuses: {}",
+                refused.len(),
+                refused.join("; ")
+            ),
+        ));
+    }
     let applied = apply::apply(pool, &loaded.desired, &opts)
         .await
         .map_err(|e| {

@@ -17,6 +17,7 @@
 //!   - [`failure`]: why a load did not commit (the file's fault, or worth a retry).
 //! - [`columns`]: the file against its target table: create or use it, field → column, key, COPY format (pure).
 //! - [`checks`]: a file's checks as SQL over the staged rows, and their verdicts (pure).
+//! - [`expressions`]: `expression` checks planned by the target's server at apply (EXPLAIN, read-only): a bad one refuses the apply.
 //! - [`infer`]: `create_table: infer`, column types from the file's values; [`infer_file`] reads them.
 //! - [`error`]: [`ImportError`] and the one [`error_policy`].
 //! - [`ragged`]: `ragged_rows`: pad, truncate or refuse a record of another width (pure).
@@ -43,6 +44,7 @@ pub mod dialect;
 pub mod dry_run;
 pub mod encode;
 pub mod error;
+pub mod expressions;
 pub mod failure;
 pub mod gate;
 pub mod header;

@@ -388,3 +388,48 @@ async fn check_expression_cannot_write() {
         .unwrap();
     assert!(!called);
 }
+
+/// An expression the target's server cannot plan over its table (a
+/// misspelt column) refuses `cpi apply`: nothing applied, the run recorded,
+/// the message naming project, key, check and the server's words. Fixed,
+/// it applies.
+#[tokio::test]
+async fn apply_refuses_an_expression_the_target_cannot_plan() {
+    use crate::support::bin::Cpi;
+    use crate::support::manifests::{connection_to, project};
+    let db = crate::support::TestDb::new().await;
+    let pool = db.pool().await;
+    sqlx::query("CREATE TABLE orders (id int, amount numeric)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    std::fs::write(m.join("c.yaml"), connection_to("c", &db, "target")).unwrap();
+    std::fs::write(m.join("c.pass"), "unused").unwrap();
+    let write_project = |sql: &str| {
+        let defaults = format!(
+            "{{table: orders, checks: [{{check: expression, name: positive, sql: \"{sql}\"}}]}}"
+        );
+        std::fs::write(m.join("p.yaml"), project("p", "c", m, &defaults)).unwrap();
+    };
+    write_project("amont >= 0");
+    let r = Cpi::new(["apply"]).db(&db).manifests(m).run_async().await;
+    r.assert_code(1).assert_stderr(
+        "project p: defaults.checks[0] (positive): the server refuses the expression over orders: column \"amont\" does not exist",
+    );
+    let (projects, runs): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM cpi_projects), (SELECT count(*) FROM cpi_reconcile_runs WHERE error LIKE '%amont%')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((projects, runs), (0, 1));
+    write_project("amount >= 0");
+    Cpi::new(["apply"])
+        .db(&db)
+        .manifests(m)
+        .run_async()
+        .await
+        .assert_code(0);
+}
