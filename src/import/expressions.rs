@@ -17,6 +17,9 @@ use crate::manifest::{Desired, UrlState};
 use crate::plan::{self, Action};
 use crate::store::{self, StoreError};
 
+/// Checks with the key each is written under.
+type Keyed<'a> = Vec<(String, &'a CheckSpec)>;
+
 /// One expression to validate: where it is written, its name and SQL, and
 /// the table it runs over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +44,14 @@ pub fn planned(defaults: Option<&ImportOptions>, tables: &[ImportOptions]) -> Ve
             .or(defaults.and_then(|d| d.table.as_deref()))
             .and_then(|t| TableName::parse(t).ok())
     };
-    let default_checks: Vec<(String, &CheckSpec)> = defaults
+    let default_checks: Keyed = defaults
         .and_then(|d| d.checks.as_ref())
         .into_iter()
         .flatten()
         .enumerate()
         .map(|(i, c)| (format!("defaults.checks[{i}]"), c))
         .collect();
-    let mut entries: Vec<(Option<TableName>, Vec<(String, &CheckSpec)>)> = tables
+    let mut entries: Vec<(Option<TableName>, Keyed)> = tables
         .iter()
         .enumerate()
         .map(|(t, o)| {
