@@ -11,6 +11,9 @@
 //!   loaded table after `VACUUM ANALYZE` (as autovacuum leaves any real
 //!   table: the merge's plan depends on its statistics).
 //!
+//! - upsert with five checks (`not_null`, `unique`, `range`, `matches`,
+//!   `expression`) vs the same upsert without: the cost of a data contract.
+//!
 //! Each figure is the median of 3 rounds (`BENCH_REPEAT`), psql and cpi
 //! alternating, with the load average beside it. cpi runs as the real
 //! release binary; its peak RSS is its VmHWM. For profiling: `BENCH_DIR`
@@ -222,6 +225,9 @@ async fn main() {
         std::env::var("BENCH_DIR").map_or_else(|_| tmp.path().to_path_buf(), PathBuf::from);
     let t = Instant::now();
     let (base, changed) = generate(&dir_path, rows);
+    let checked = dir_path.join("checked.csv");
+    let _ = std::fs::remove_file(&checked);
+    std::fs::hard_link(&changed, &checked).unwrap();
     let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
     println!(
         "generated {rows} rows: base.csv {:.1} MB, changed.csv {:.1} MB in {:.1} s",
@@ -241,6 +247,14 @@ async fn main() {
     let config = serde_json::json!({"name": "bench", "tables": [
         {"file_pattern": "base.csv", "table": "t", "mode": "append"},
         {"file_pattern": "changed.csv", "table": "t", "mode": "upsert", "primary_key": "id"},
+        // The same file under another name, with a contract of five checks.
+        {"file_pattern": "checked.csv", "table": "t", "mode": "upsert", "primary_key": "id", "checks": [
+            {"check": "not_null", "columns": ["id", "email"]},
+            {"check": "unique", "columns": "id"},
+            {"check": "range", "column": "amount", "min": 0},
+            {"check": "matches", "column": "email", "pattern": "^[^@]+@[^@]+$"},
+            {"check": "expression", "name": "qty_positive", "sql": "qty >= 0"},
+        ]},
     ]});
     let conn: uuid::Uuid = sqlx::query_scalar(
         "INSERT INTO cpi_connections (name, database_url) VALUES ('bench', $1) RETURNING id",
@@ -308,6 +322,7 @@ COMMIT;
     // how fast any client of this server can append them.
     let binary = dir_path.join("base.bin");
     let mut floor: Vec<Run> = vec![];
+    let mut with_checks: Vec<Run> = vec![];
     for round in 0..repeat {
         exec(&url, reset).await;
         let p = psql(&url, &["-c", &copy_base], postmaster, &db);
@@ -332,6 +347,18 @@ COMMIT;
             print!("{}", c.stdout);
         }
         pairs[1].push((p, c));
+        exec(&url, restore).await;
+        let k = run_cpi(&bin, &url, &checked, postmaster, &db);
+        if round == 0 {
+            print!("{}", k.stdout);
+        }
+        println!(
+            "round {}: upsert with five checks cpi {:.2} s (load {})",
+            round + 1,
+            k.wall.as_secs_f64(),
+            load()
+        );
+        with_checks.push(k);
         let f = floor.last().unwrap();
         println!(
             "round {}: append psql binary \\copy (the server's floor) {:.2} s; CPU s psql {:.2} + {:.2}",
@@ -396,6 +423,12 @@ COMMIT;
         "append floor: psql binary \\copy {floor_s:.2} s (psql CSV / binary: {:.2}×; cpi takes {:.2}× the floor's time)",
         psql_append / floor_s,
         cpi_append / floor_s
+    );
+    let cpi_upsert = median(pairs[1].iter().map(|(_, c)| c.wall.as_secs_f64()).collect());
+    let checked_s = median(with_checks.iter().map(|k| k.wall.as_secs_f64()).collect());
+    println!(
+        "checks: upsert with five checks {checked_s:.2} s vs {cpi_upsert:.2} s without → +{:.1} % (goal ≤ 25 %)",
+        (checked_s / cpi_upsert - 1.0) * 100.0
     );
     let rss =
         |i: usize| pairs[i].iter().map(|(_, c)| c.peak_kib).max().unwrap_or(0) as f64 / 1024.0;

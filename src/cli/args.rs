@@ -543,6 +543,10 @@ pub struct CheckArgs {
     /// no management database, only the connection's secret file.
     #[arg(long)]
     pub from_manifests: bool,
+    /// Check against the database whose URL this file holds instead of the
+    /// project's connection (a staging copy, or a scratch database in CI).
+    #[arg(long, value_name = "FILE")]
+    pub target_url_file: Option<PathBuf>,
     /// CSV files (`.csv.gz` read through gzip, `.csv.zst` through zstd).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,

@@ -10,7 +10,7 @@ use super::args::{CheckArgs, Global};
 use super::context::{load_manifests, management_pool, print_value};
 use crate::import::dry_run::{check_file, Report, Target, Verdict};
 use crate::manifest::{Secrets, UrlState};
-use crate::secret;
+use crate::secret::{self, Secret};
 
 /// Runs the dry runs and prints their reports.
 pub async fn check(g: &Global, a: &CheckArgs) -> Result<ExitCode> {
@@ -19,12 +19,20 @@ pub async fn check(g: &Global, a: &CheckArgs) -> Result<ExitCode> {
             bail!("{} is not a file", f.display());
         }
     }
+    let override_url = match &a.target_url_file {
+        Some(f) => Some(secret_file(f)?),
+        None => None,
+    };
     let target = if a.from_manifests {
-        described(g, &a.project)?
+        described(g, &a.project, override_url)?
     } else {
         let pool = management_pool(g).await?;
         crate::store::require_current(&pool).await?;
-        Target::applied(&pool, &a.project).await?
+        let t = Target::applied(&pool, &a.project).await?;
+        match override_url {
+            Some(url) => t.with_url(url),
+            None => t,
+        }
     };
     let mut reports = Vec::new();
     for f in &a.files {
@@ -51,14 +59,26 @@ pub async fn check(g: &Global, a: &CheckArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// The URL a `--target-url-file` holds (trimmed), registered for scrubbing.
+fn secret_file(f: &std::path::Path) -> Result<Secret> {
+    let text = std::fs::read_to_string(f)
+        .map_err(|e| anyhow!("--target-url-file {}: {e}", f.display()))?;
+    let url = Secret::new(text.trim().to_string());
+    secret::register(&url);
+    Ok(url)
+}
+
 /// The project and its connection as the manifests folder has them.
-fn described(g: &Global, project: &str) -> Result<Target> {
+fn described(g: &Global, project: &str, url: Option<Secret>) -> Result<Target> {
     let loaded = load_manifests(g, Secrets::Optional)?;
     let p = loaded
         .desired
         .projects
         .get(project)
         .ok_or_else(|| anyhow!("project {project} is not in {}", g.manifests.display()))?;
+    if let Some(url) = url {
+        return Ok(Target::described(project, p.config.clone(), url));
+    }
     let c = loaded
         .desired
         .connections

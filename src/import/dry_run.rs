@@ -42,6 +42,13 @@ impl Target {
         })
     }
 
+    /// The same project checked against another database (a staging copy,
+    /// a scratch database in CI).
+    pub fn with_url(self, url: Secret) -> Target {
+        secret::register(&url);
+        Target { url, ..self }
+    }
+
     /// A project as a manifests folder describes it (a pull request's
     /// config, before it is applied).
     pub fn described(project: &str, config: serde_json::Value, url: Secret) -> Target {

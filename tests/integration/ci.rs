@@ -215,3 +215,98 @@ fn pre_commit_hook_runs_cpi_validate() {
     let r = sh(&checkout(tmp.path(), &o, "broken"), &command, &[]);
     r.assert_code(1).assert_stderr("projects/p1.yaml");
 }
+
+/// The GitHub workflow's `check` job, its steps as written (but installing
+/// cpi): the sample files of each project through `cpi check
+/// --from-manifests`, against a scratch database (this test's) that
+/// `samples/schema.sql` prepares. A sample that breaks its contract fails
+/// the job and says so in the summary; the database keeps no row.
+// Multi-threaded: the steps run as blocking child processes.
+#[tokio::test(flavor = "multi_thread")]
+async fn github_check_job_dry_runs_the_sample_files() {
+    let db = crate::support::TestDb::new().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    write(&repo, "manifests/connections/abc.yaml", &connection());
+    write(
+        &repo,
+        "manifests/projects/orders.yaml",
+        &manifest(
+            "Project",
+            "orders",
+            "connection: abc\nconfig:\n  inbox: /srv/in/orders\n  defaults:\n    table: orders\n    checks:\n      - {check: accepted_values, column: status, values: [new, paid]}\n",
+        ),
+    );
+    write(
+        &repo,
+        "samples/schema.sql",
+        "CREATE TABLE orders (id int PRIMARY KEY, status text);\n",
+    );
+    write(&repo, "samples/orders/a.csv", "id,status\n1,new\n2,paid\n");
+    let wf = yaml("examples/ci/github-actions.yml");
+    let job = &wf["jobs"]["check"];
+    let run = |repo: &Path| {
+        let runner = tmp
+            .path()
+            .join(format!("runner-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&runner).unwrap();
+        let summary = runner.join("summary.md");
+        let mut env = vec![
+            ("RUNNER_TEMP", runner.display().to_string()),
+            ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
+        ];
+        for (k, v) in job["env"].as_mapping().unwrap() {
+            env.push((k.as_str().unwrap(), v.as_str().unwrap().to_string()));
+        }
+        // The scratch database is this test's, not the service container's.
+        env.retain(|(k, _)| *k != "CHECK_DATABASE_URL");
+        env.push(("CHECK_DATABASE_URL", db.url()));
+        let mut ran = 0;
+        for step in job["steps"].as_sequence().unwrap() {
+            let (Some(name), Some(script)) = (step["name"].as_str(), step["run"].as_str()) else {
+                continue;
+            };
+            if name.starts_with("Install") {
+                continue;
+            }
+            let r = sh(repo, script, &env);
+            ran += 1;
+            if r.code != 0 {
+                return (r, std::fs::read_to_string(&summary).unwrap_or_default());
+            }
+        }
+        assert_eq!(ran, 2, "prepare, check");
+        let summary = std::fs::read_to_string(&summary).unwrap_or_default();
+        (
+            Run {
+                code: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+            },
+            summary,
+        )
+    };
+    let (r, summary) = run(&repo);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        summary.contains("every sample file would load"),
+        "{summary}"
+    );
+
+    // A pull request adds a sample with an unknown status.
+    write(&repo, "samples/orders/b.csv", "id,status\n3,lost\n");
+    let pool = db.pool().await;
+    sqlx::query("DROP TABLE orders")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (r, summary) = run(&repo);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stdout.contains("b.csv: would fail"), "{}", r.all());
+    assert!(summary.contains("a sample file would fail"), "{summary}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "the check wrote rows");
+}
