@@ -39,6 +39,9 @@ pub struct Project {
     pub updated_at: Option<DateTime<Utc>>,
     pub managed_by: Option<String>,
     pub source: Option<String>,
+    /// The operator's pause (`POST /projects/{name}/pause`), if paused: its
+    /// files are queued and wait.
+    pub paused: Option<crate::store::pauses::Pause>,
 }
 
 impl Addressed for Project {
@@ -59,8 +62,22 @@ impl From<ProjectRow> for Project {
             updated_at: r.updated_at,
             managed_by: r.managed_by,
             source: r.source,
+            paused: None,
         }
     }
+}
+
+/// The projects with their pauses.
+async fn with_pauses(state: &AppState, rows: Vec<ProjectRow>) -> Result<Vec<Project>, ApiError> {
+    let pauses = crate::store::pauses::list(&state.pool).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut p = Project::from(r);
+            p.paused = pauses.iter().find(|z| z.project == p.name).cloned();
+            p
+        })
+        .collect())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -223,7 +240,7 @@ pub async fn list(
     QueryParams(page): QueryParams<Page>,
 ) -> Result<Json<Vec<Project>>, ApiError> {
     let rows = page.slice(store::list_projects(&state.pool).await?)?;
-    Ok(Json(rows.into_iter().map(Project::from).collect()))
+    Ok(Json(with_pauses(&state, rows).await?))
 }
 
 #[utoipa::path(
@@ -241,7 +258,8 @@ pub async fn get(
     let row = store::project_by_id(&state.pool, id)
         .await?
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    Ok(Json(row.into()))
+    let mut one = with_pauses(&state, vec![row]).await?;
+    Ok(Json(one.remove(0)))
 }
 
 #[utoipa::path(

@@ -626,6 +626,29 @@ async fn an_operator_clicks_through_every_page() {
     ui.click("#project-form button[type=submit]").await;
     ui.wait_text("main", "loaded by hand", 10).await;
 
+    // Pause and resume, from the project's page (managed projects too:
+    // a pause is the operator's, not git's).
+    ui.open(&format!("#/projects/{sales}")).await;
+    ui.click("#pause-project").await;
+    let t = ui.wait_text("#pause-state", "paused since", 10).await;
+    assert!(t.contains("from the console"), "{t}");
+    let paused: i64 = sqlx::query_scalar("SELECT count(*) FROM cpi_project_pauses")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(paused, 1);
+    ui.click("a[data-nav=projects]").await;
+    ui.wait_text("main", "paused", 10).await;
+    ui.click(&format!("a[href='#/projects/{sales}']")).await;
+    ui.click("#resume-project").await;
+    ui.wait_text("#pause-state", "Not paused", 10).await;
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT kind FROM cpi_events WHERE kind LIKE 'project.%' ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(events, ["project.paused", "project.resumed"]);
+
     // Paging: past the first row, a link back to the newer ones.
     ui.open("#/jobs?offset=1").await;
     ui.wait_text("#job-count", "1 shown of 2", 10).await;

@@ -255,12 +255,13 @@ export async function projects(main) {
     title('Projects'),
     token() ? h('p', {}, h('a', { href: '#/projects/new', class: 'button', id: 'new-project' }, 'New project'))
       : tokenHint('create or change projects'),
-    table('Projects', ['Name', 'Connection', 'Inbox', 'Tables', 'Owner'], list.map((p) => [
+    table('Projects', ['Name', 'Connection', 'Inbox', 'Tables', 'Owner', 'Imports'], list.map((p) => [
       h('a', { href: `#/projects/${p.id}` }, p.name),
       p.connection_id ? h('a', { href: `#/connections/${p.connection_id}` }, p.connection_name || p.connection_id) : h('span', { class: 'muted' }, 'none'),
       p.config && p.config.inbox ? h('code', {}, p.config.inbox) : '—',
       String((p.config && p.config.tables || []).length),
       owner(p),
+      p.paused ? badge('paused') : 'running',
     ]), 'No projects yet: add a Project manifest to the manifests folder (the daemon applies it), or, with the token, create one here.'));
 }
 projects.live = true;
@@ -342,6 +343,24 @@ export async function project(main, params) {
   const editBtn = h('button', { type: 'button', id: 'edit-project', disabled: Boolean(p.managed_by) || !token(),
     'aria-describedby': p.managed_by ? 'managed-note' : null }, 'Edit');
   editBtn.addEventListener('click', () => edit.replaceChildren(projectForm(p, conns)));
+  // Pausing is the operator's, not git's: managed projects pause too.
+  const pauseResult = h('div', { id: 'pause-result', role: 'status' });
+  const pauseBtn = h('button', { type: 'button', id: p.paused ? 'resume-project' : 'pause-project', disabled: !token() },
+    p.paused ? 'Resume' : 'Pause');
+  pauseBtn.addEventListener('click', async () => {
+    pauseBtn.disabled = true;
+    try {
+      await post(`/projects/${encodeURIComponent(p.name)}/${p.paused ? 'resume' : 'pause'}${query({ reason: 'from the console' })}`);
+      await project(main, params);
+    } catch (e) {
+      pauseResult.replaceChildren(errorNote(e));
+      pauseBtn.disabled = false;
+    }
+  });
+  const paused = p.paused
+    ? h('span', { id: 'pause-state' }, badge('paused'), ` since ${time(p.paused.paused_at)} by ${p.paused.paused_by}`,
+      p.paused.reason ? ` (${p.paused.reason})` : '', ': its files are queued and wait')
+    : h('span', { id: 'pause-state' }, 'Not paused');
   fill(main, 
     rowHead(p, `Project ${p.name}`, '#/projects', 'Projects'),
     facts([
@@ -352,7 +371,10 @@ export async function project(main, params) {
       ['Processed files', cfg.processed_dir ? h('code', {}, cfg.processed_dir) : 'default (inbox/processed)'],
       ['Failed files', cfg.failed_dir ? h('code', {}, cfg.failed_dir) : 'default (inbox/failed)'],
       ['Settle time', cfg.settle_seconds !== undefined ? `${cfg.settle_seconds} s` : 'default'],
+      ['Imports', paused],
     ]),
+    h('div', { class: 'actions' }, pauseBtn),
+    token() ? pauseResult : tokenHint('pause or resume this project'),
     h('h2', {}, 'Tables'),
     table('Files and their tables', ['Files', 'Table', 'Mode', 'Key', 'Create table', 'On error'], tableRows(cfg), 'No tables configured.'),
     cfg.defaults ? h('details', {}, h('summary', {}, 'Defaults'), h('pre', {}, JSON.stringify(cfg.defaults, null, 2))) : null,
