@@ -36,7 +36,15 @@ function parse() {
   return { page: null, nav: null, params };
 }
 
-async function render(focus) {
+// Renders run one after another: a navigation during a poll's redraw is
+// drawn after it, never under it.
+let chain = Promise.resolve();
+function render(focus, live = false) {
+  chain = chain.then(() => draw(focus, live));
+  return chain;
+}
+
+async function draw(focus, live) {
   const route = parse();
   current = route;
   for (const a of document.querySelectorAll('[data-nav]')) {
@@ -50,7 +58,15 @@ async function render(focus) {
   }
   rendering = true;
   try {
-    await route.page(main, route.params);
+    if (live) {
+      // A poll's redraw is built aside and swapped in only when it differs:
+      // the polite live region then speaks of changes, not of every poll.
+      const box = document.createElement('div');
+      await route.page(box, route.params);
+      if (box.innerHTML !== main.innerHTML) main.replaceChildren(...box.childNodes);
+    } else {
+      await route.page(main, route.params);
+    }
     document.getElementById('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     fill(main, h('h1', {}, 'Cannot load this page'), note('error', e.message));
@@ -66,7 +82,7 @@ function poll() {
   if (rendering || document.hidden || !current || !current.page || !current.page.live) return;
   if (main.contains(document.activeElement) && document.activeElement !== main) return;
   if (main.querySelector('form:not(.filters), #url-box code, #confirm-delete')) return;
-  render(false);
+  render(false, true);
 }
 
 function showAuth() {

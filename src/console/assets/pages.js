@@ -487,7 +487,7 @@ export async function job(main, params) {
       try {
         const q = await post(`/jobs/${j.id}/retry`);
         result.replaceChildren(note('ok', `Queued again (${q.status}); a worker picks it up shortly.`));
-        main.focus(); // hand focus back so live updates resume
+        document.getElementById('main').focus(); // hand focus back so live updates resume
       } catch (e) {
         result.replaceChildren(errorNote(e));
         retry.disabled = false;
