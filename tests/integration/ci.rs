@@ -67,11 +67,19 @@ fn checkout(dir: &Path, origin: &Path, branch: &str) -> PathBuf {
     c
 }
 
-/// Runs the GitHub workflow's steps (all but installing cpi) in `dir`;
-/// returns the failing step's output or the step summary.
-fn github(dir: &Path, tmp: &Path) -> Result<String, Run> {
+/// Runs the steps of the GitHub workflow's job `name` (all but installing
+/// cpi) in `dir`, with the job's env and `over` on top; the failing step's
+/// run (the steps after it do not run) and the step summary. Asserts that
+/// `steps` steps ran when none failed.
+fn github_job(
+    name: &str,
+    dir: &Path,
+    tmp: &Path,
+    over: &[(&'static str, String)],
+    steps: usize,
+) -> (Option<Run>, String) {
     let wf = yaml("examples/ci/github-actions.yml");
-    let job = &wf["jobs"]["plan"];
+    let job = &wf["jobs"][name];
     let runner = tmp.join(format!("runner-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&runner).unwrap();
     let summary = runner.join("summary.md");
@@ -83,6 +91,9 @@ fn github(dir: &Path, tmp: &Path) -> Result<String, Run> {
     for (k, v) in job["env"].as_mapping().unwrap() {
         env.push((k.as_str().unwrap(), v.as_str().unwrap().to_string()));
     }
+    env.retain(|(k, _)| !over.iter().any(|(o, _)| o == k));
+    env.extend(over.iter().cloned());
+    let summary_text = || std::fs::read_to_string(&summary).unwrap_or_default();
     let mut ran = 0;
     for step in job["steps"].as_sequence().unwrap() {
         let (Some(name), Some(script)) = (step["name"].as_str(), step["run"].as_str()) else {
@@ -93,12 +104,20 @@ fn github(dir: &Path, tmp: &Path) -> Result<String, Run> {
         }
         let r = sh(dir, script, &env);
         if r.code != 0 {
-            return Err(r);
+            return (Some(r), summary_text());
         }
         ran += 1;
     }
-    assert_eq!(ran, 3, "checkout base, validate, diff");
-    Ok(std::fs::read_to_string(summary).unwrap_or_default())
+    assert_eq!(ran, steps, "{name}: steps run");
+    (None, summary_text())
+}
+
+/// The `plan` job: checkout base, validate, diff.
+fn github(dir: &Path, tmp: &Path) -> Result<String, Run> {
+    match github_job("plan", dir, tmp, &[], 3) {
+        (Some(failed), _) => Err(failed),
+        (None, summary) => Ok(summary),
+    }
 }
 
 #[test]
@@ -243,51 +262,11 @@ async fn github_check_job_dry_runs_the_sample_files() {
         "CREATE TABLE orders (id int PRIMARY KEY, status text);\n",
     );
     write(&repo, "samples/orders/a.csv", "id,status\n1,new\n2,paid\n");
-    let wf = yaml("examples/ci/github-actions.yml");
-    let job = &wf["jobs"]["check"];
-    let run = |repo: &Path| {
-        let runner = tmp
-            .path()
-            .join(format!("runner-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&runner).unwrap();
-        let summary = runner.join("summary.md");
-        let mut env = vec![
-            ("RUNNER_TEMP", runner.display().to_string()),
-            ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
-        ];
-        for (k, v) in job["env"].as_mapping().unwrap() {
-            env.push((k.as_str().unwrap(), v.as_str().unwrap().to_string()));
-        }
-        // The scratch database is this test's, not the service container's.
-        env.retain(|(k, _)| *k != "CHECK_DATABASE_URL");
-        env.push(("CHECK_DATABASE_URL", db.url()));
-        let mut ran = 0;
-        for step in job["steps"].as_sequence().unwrap() {
-            let (Some(name), Some(script)) = (step["name"].as_str(), step["run"].as_str()) else {
-                continue;
-            };
-            if name.starts_with("Install") {
-                continue;
-            }
-            let r = sh(repo, script, &env);
-            ran += 1;
-            if r.code != 0 {
-                return (r, std::fs::read_to_string(&summary).unwrap_or_default());
-            }
-        }
-        assert_eq!(ran, 2, "prepare, check");
-        let summary = std::fs::read_to_string(&summary).unwrap_or_default();
-        (
-            Run {
-                code: 0,
-                stdout: String::new(),
-                stderr: String::new(),
-            },
-            summary,
-        )
-    };
-    let (r, summary) = run(&repo);
-    assert_eq!(r.code, 0, "{}", r.all());
+    // The scratch database is this test's, not the service container's.
+    let over = [("CHECK_DATABASE_URL", db.url())];
+    let run = |repo: &Path| github_job("check", repo, tmp.path(), &over, 2);
+    let (failed, summary) = run(&repo);
+    assert!(failed.is_none(), "{}", failed.unwrap().all());
     assert!(
         summary.contains("every sample file would load"),
         "{summary}"
@@ -300,7 +279,8 @@ async fn github_check_job_dry_runs_the_sample_files() {
         .execute(&pool)
         .await
         .unwrap();
-    let (r, summary) = run(&repo);
+    let (failed, summary) = run(&repo);
+    let r = failed.expect("a sample that breaks its contract fails the job");
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stdout.contains("b.csv: would fail"), "{}", r.all());
     assert!(summary.contains("a sample file would fail"), "{summary}");

@@ -631,15 +631,25 @@ async fn an_operator_clicks_through_every_page() {
     ui.open("#/connections").await;
     ui.wait_text("main", "scratch", 10).await;
     ui.js("window.__mutations = 0; new MutationObserver((m) => { window.__mutations += m.length; }).observe(document.getElementById('main'), {childList: true, subtree: true, characterData: true, attributes: true}); return 0").await;
-    let before = ui.js("return document.getElementById('updated').textContent").await;
+    let before = ui
+        .js("return document.getElementById('updated').textContent")
+        .await;
     let deadline = Instant::now() + Duration::from_secs(15);
-    while ui.js("return document.getElementById('updated').textContent").await == before {
+    while ui
+        .js("return document.getElementById('updated').textContent")
+        .await
+        == before
+    {
         assert!(Instant::now() < deadline, "no poll redrew the page");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(ui.js("return window.__mutations").await, json!(0), "a poll with nothing new changed the live region");
+    assert_eq!(
+        ui.js("return window.__mutations").await,
+        json!(0),
+        "a poll with nothing new changed the live region"
+    );
 
-        // Pause and resume, from the project's page (managed projects too:
+    // Pause and resume, from the project's page (managed projects too:
     // a pause is the operator's, not git's).
     ui.open(&format!("#/projects/{sales}")).await;
     ui.click("#pause-project").await;
