@@ -18,6 +18,7 @@ mod error;
 mod extract;
 mod jobs;
 mod pauses;
+pub mod permissions;
 mod projects;
 mod routes;
 mod runs;
