@@ -104,6 +104,23 @@ pub enum LogFormat {
     Json,
 }
 
+/// `cpi token`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a new random token: the token goes to standard error, once; the
+    /// ApiToken manifest (its SHA-256 only) to standard output.
+    Create {
+        /// The token's name (the ApiToken's metadata.name, a RoleBinding's `token:` subject).
+        name: String,
+        /// When the token stops working (RFC 3339, e.g. 2027-06-30T00:00:00Z).
+        #[arg(long)]
+        expires: Option<chrono::DateTime<chrono::Utc>>,
+        /// The manifest's description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
 /// Every `cpi` command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -169,6 +186,12 @@ pub enum Command {
     },
     /// Delete finished import jobs and reconcile runs older than AGE.
     Prune(PruneArgs),
+    /// Make API tokens.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Print the JSON Schema of a manifest document (for editors).
     Schema,
     /// Print a shell completion script.

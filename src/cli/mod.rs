@@ -15,6 +15,7 @@ pub mod keys;
 pub mod manifests;
 pub mod run;
 pub mod serve;
+mod tokens;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -66,6 +67,7 @@ fn needs_management_db(command: &Command) -> bool {
         Command::Validate(_)
         | Command::ConvertLegacy(_)
         | Command::Keygen { .. }
+        | Command::Token { .. }
         | Command::Schema
         | Command::Completions { .. }
         | Command::Man { .. } => false,
@@ -152,6 +154,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token { command } => tokens::token(command),
         Command::Schema => {
             print!("{}", crate::schema::text());
             Ok(ExitCode::SUCCESS)
