@@ -18,6 +18,31 @@ pub use role::{Permission, Role};
 
 use std::fmt;
 
+/// `--anonymous`: what a request without credentials may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Anonymous {
+    /// The default: viewer while no token is configured (the API as it was
+    /// before roles), nothing once any token is.
+    #[default]
+    Auto,
+    /// Nothing: every route but the public ones needs a token.
+    None,
+    /// Viewer on every project (never more).
+    Viewer,
+}
+
+impl Anonymous {
+    /// The anonymous role, given whether any token is configured.
+    pub fn role(self, tokens_configured: bool) -> Option<Role> {
+        match self {
+            Anonymous::None => None,
+            Anonymous::Viewer => Some(Role::Viewer),
+            Anonymous::Auto if tokens_configured => None,
+            Anonymous::Auto => Some(Role::Viewer),
+        }
+    }
+}
+
 /// The answer of [`allows`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

@@ -81,9 +81,10 @@ impl Binding {
             .any(|p| p == name || glob::Pattern::new(p).is_ok_and(|g| g.matches(name)))
     }
 
-    /// Whether the binding names connection `name` explicitly.
+    /// Whether the binding names connection `name` explicitly, or reaches
+    /// every project (and so every connection, used or not).
     pub fn covers_connection(&self, name: &str) -> bool {
-        self.connections.iter().any(|c| c == name)
+        self.covers_everything() || self.connections.iter().any(|c| c == name)
     }
 
     /// Whether the binding reaches every project (a `*` pattern).

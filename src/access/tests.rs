@@ -53,6 +53,14 @@ fn project(p: &str) -> Target {
 }
 
 #[test]
+fn anonymous_defaults_to_none_once_a_token_is_configured() {
+    assert_eq!(Anonymous::Auto.role(false), Some(Role::Viewer));
+    assert_eq!(Anonymous::Auto.role(true), None);
+    assert_eq!(Anonymous::Viewer.role(true), Some(Role::Viewer));
+    assert_eq!(Anonymous::None.role(false), None);
+}
+
+#[test]
 fn roles_grant_as_the_issue_defines() {
     use Permission::*;
     assert!(Role::Viewer.grants(Read));
@@ -120,6 +128,19 @@ fn connections_follow_their_projects_plus_the_explicit_list() {
         projects: vec!["customer_abc".into()],
     };
     assert!(!allows(&p, &xyz, Permission::ReadSecrets, &other).is_allowed());
+    // A binding on every project reaches an unused connection too.
+    let unused = Target::Connection {
+        name: "spare".into(),
+        projects: vec![],
+    };
+    assert!(allows(
+        &p,
+        &Principal::Token("root".into()),
+        Permission::ReadSecrets,
+        &unused
+    )
+    .is_allowed());
+    assert!(!allows(&p, &xyz, Permission::ReadSecrets, &unused).is_allowed());
 }
 
 #[test]

@@ -27,6 +27,9 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Origins allowed by CORS; none: no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// `--anonymous`; the library's default is viewer (the API as it was
+    /// before roles), the command line's is [`crate::access::Anonymous::Auto`].
+    pub anonymous: crate::access::Anonymous,
 }
 
 impl Default for HttpSettings {
@@ -36,6 +39,7 @@ impl Default for HttpSettings {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
+            anonymous: crate::access::Anonymous::Viewer,
         }
     }
 }

@@ -268,6 +268,19 @@ pub struct HttpArgs {
     /// API from a browser (repeatable; none: no CORS headers).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    /// What requests without a token may do: `none`, or `viewer` (read
+    /// everything but secrets and row values). Default: viewer while no
+    /// token is configured, none once --api-token-file or an ApiToken is.
+    #[arg(long, value_enum, env = "CPI_ANONYMOUS")]
+    pub anonymous: Option<AnonymousArg>,
+}
+
+/// `--anonymous`.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AnonymousArg {
+    None,
+    Viewer,
 }
 
 impl HttpArgs {
@@ -278,6 +291,11 @@ impl HttpArgs {
             header_timeout: self.header_timeout,
             request_timeout: self.request_timeout,
             cors_origins: self.cors_origins.clone(),
+            anonymous: match self.anonymous {
+                None => crate::access::Anonymous::Auto,
+                Some(AnonymousArg::None) => crate::access::Anonymous::None,
+                Some(AnonymousArg::Viewer) => crate::access::Anonymous::Viewer,
+            },
         }
     }
 }

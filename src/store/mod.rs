@@ -28,6 +28,7 @@ mod projects;
 pub mod queue;
 mod runs;
 pub mod schema_version;
+pub mod scopes;
 mod stats;
 
 pub use connections::{
