@@ -14,18 +14,60 @@ use super::error::ApiError;
 use super::permissions::{self, Need, Scope};
 use super::state::AppState;
 use crate::access::{self, Decision, Principal, Target};
+use crate::store::audit as scopes_audit;
 use crate::store::scopes;
 
 /// The middleware: resolve the caller and the target, ask
 /// [`access::allows`], answer 401/403 or go on with a [`Caller`].
+/// Every action (a request that is not a read) and every refused request
+/// leaves a row in `cpi_audit` once answered: actor, route, target, status
+/// and peer, never a body, header or query string.
 pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match judge(&state, req).await {
+    let read = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
+    let action = format!(
+        "{} {}",
+        req.method(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map_or("", |m| m.as_str())
+    );
+    let source = req
+        .extensions()
+        .get::<super::server::Peer>()
+        .map(|p| p.0.ip().to_string());
+    let mut audit = Audit {
+        actor: "anonymous".into(),
+        target: req.uri().path().to_string(),
+    };
+    let resp = match judge(&state, req, &mut audit).await {
         Ok(req) => next.run(req).await,
         Err(e) => e.into_response(),
+    };
+    let status = resp.status();
+    let refused = status == axum::http::StatusCode::FORBIDDEN
+        || status == axum::http::StatusCode::UNAUTHORIZED;
+    if !read || refused {
+        let entry = scopes_audit::NewEntry {
+            actor: &audit.actor,
+            action: &action,
+            target: &audit.target,
+            outcome: status.as_str(),
+            source: source.as_deref(),
+        };
+        if let Err(e) = scopes_audit::record(&state.pool, &entry).await {
+            tracing::warn!(error = %e, "cannot write the audit row");
+        }
     }
+    resp
 }
 
-async fn judge(state: &AppState, req: Request) -> Result<Request, ApiError> {
+/// What the audit row says of the request, filled in as it is judged.
+struct Audit {
+    actor: String,
+    target: String,
+}
+
+async fn judge(state: &AppState, req: Request, audit: &mut Audit) -> Result<Request, ApiError> {
     let path = req
         .extensions()
         .get::<MatchedPath>()
@@ -58,8 +100,14 @@ async fn judge(state: &AppState, req: Request) -> Result<Request, ApiError> {
         BadCredentials::Unknown => Err(ApiError::Unauthorized),
         BadCredentials::Expired(name) => Err(ApiError::TokenExpired(name)),
     })?;
+    audit.actor = principal.actor();
     let (mut parts, body) = req.into_parts();
     let target = target(state, scope, &mut parts).await?;
+    match &target {
+        Target::Project(p) => audit.target = format!("project:{p}"),
+        Target::Connection { name, .. } => audit.target = format!("connection:{name}"),
+        Target::Any | Target::Everything => {}
+    }
     let configured = state.token.is_some() || !rules.tokens.is_empty();
     let policy = access::Policy {
         anonymous: state.http.anonymous.role(configured),

@@ -11,6 +11,7 @@
 //! manifest. A bearer token guards writes, connection tests and every
 //! response carrying a `database_url`.
 
+mod audit;
 pub mod auth;
 mod connections;
 mod docs;

@@ -60,7 +60,7 @@ impl Need {
 }
 
 use Need::Public;
-use Permission::{Operate, Read, ReadSecrets, Write};
+use Permission::{Audit, Operate, Read, ReadSecrets, Write};
 use Scope::*;
 
 const fn need(p: Permission, s: Scope) -> Need {
@@ -99,6 +99,7 @@ pub const TABLE: &[(&str, &str, Need)] = &[
     ("get", "/reconcile/runs", need(Read, Any)),
     ("get", "/reconcile/runs/{id}", need(Read, Any)),
     ("get", "/stats/imports", need(Read, Any)),
+    ("get", "/audit", need(Audit, Everything)),
     ("get", "/healthz", Public),
     ("get", "/readyz", Public),
     ("get", "/metrics", Public),

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::state::AppState;
-use super::{connections, jobs, pauses, permissions, projects, runs, stats, system};
+use super::{audit, connections, jobs, pauses, permissions, projects, runs, stats, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -71,6 +71,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(stats::imports))
+        .routes(routes!(audit::list))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))

@@ -79,6 +79,10 @@ fn fitting_cap(wanted: usize) -> usize {
     wanted.min(usize::try_from(room).unwrap_or(usize::MAX))
 }
 
+/// The address a request came from (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets the
 /// requests in flight finish (idle connections are closed at once).
 pub async fn serve(
@@ -107,7 +111,7 @@ pub async fn serve(
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = &mut shutdown => break,
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -120,7 +124,8 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, for the audit trail's `source`.
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(Peer(peer))));
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let mut stop = stop.clone();
         tokio::spawn(async move {

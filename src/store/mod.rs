@@ -15,6 +15,7 @@ use sqlx::{Connection, PgExecutor, PgPool};
 
 use crate::secret::{self, Secret};
 
+pub mod audit;
 mod connections;
 mod error;
 pub mod events;

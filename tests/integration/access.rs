@@ -325,3 +325,149 @@ async fn serve_with_a_token_defaults_to_no_anonymous_access() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The audit trail: every action and every refusal with its actor, target
+/// and outcome; no secret anywhere in the table; `GET /audit` for admins of
+/// every project only; pruned with the history.
+#[tokio::test]
+async fn the_audit_trail_names_actors_and_holds_no_secret() {
+    use cpi::access::token::{parse_sha256, sha256_hex, KnownToken};
+    use cpi::access::{Binding, Role, Subject};
+    use reqwest::{Method, StatusCode};
+    let tokens = [
+        ("ops", Role::Operator, "alpha"),
+        ("view", Role::Viewer, "alpha"),
+        ("boss", Role::Admin, "alpha"),
+    ];
+    let s = crate::support::api::Server::start_adjusted(|st| {
+        st.inbox_roots = std::sync::Arc::new(vec!["/".into()]);
+        st.access.set(
+            tokens
+                .iter()
+                .map(|(n, _, _)| KnownToken {
+                    name: n.to_string(),
+                    sha256: parse_sha256(&sha256_hex(&format!("secret-token-{n}"))).unwrap(),
+                    expires: None,
+                })
+                .collect(),
+            tokens
+                .iter()
+                .map(|(n, role, p)| Binding {
+                    name: n.to_string(),
+                    role: *role,
+                    projects: vec![p.to_string()],
+                    connections: Vec::new(),
+                    subjects: vec![Subject::Token(n.to_string())],
+                })
+                .collect(),
+        );
+    })
+    .await;
+    let bearer = |n: &str| format!("Bearer secret-token-{n}");
+    let planted = "planted-pw-7f3e";
+    let r = s
+        .call(
+            Method::POST,
+            "/connections",
+            Some(serde_json::json!({"name": "c1", "database_url": format!("postgresql://u:{planted}@127.0.0.1:1/x")})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let conn = r.json["id"].as_str().unwrap().to_string();
+    let r = s
+        .call(
+            Method::POST,
+            "/projects",
+            Some(serde_json::json!({"name": "alpha", "connection_id": conn, "config": {"inbox": "/tmp/cpi-audit-alpha"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = s
+        .call_auth(
+            Method::POST,
+            "/projects/alpha/pause?reason=x",
+            None,
+            Some(&bearer("ops")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = s
+        .call_auth(
+            Method::POST,
+            "/projects/alpha/resume",
+            None,
+            Some(&bearer("view")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = s
+        .call_auth(
+            Method::GET,
+            &format!("/connections/{conn}"),
+            None,
+            Some(&bearer("ops")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    // An admin of one project is not an auditor; the --api-token-file token is.
+    let r = s
+        .call_auth(Method::GET, "/audit", None, Some(&bearer("boss")))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.error().contains("\"audit\""), "{}", r.text);
+    let r = s.get("/audit").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rows = r.json.as_array().unwrap();
+    let find = |actor: &str, action: &str| {
+        rows.iter()
+            .find(|e| e["actor"] == actor && e["action"] == action)
+            .unwrap_or_else(|| panic!("no {actor} {action} in {rows:?}"))
+    };
+    let e = find("token:ops", "POST /projects/{name}/pause");
+    assert_eq!(
+        (e["target"].as_str(), e["outcome"].as_str()),
+        (Some("project:alpha"), Some("200"))
+    );
+    assert_eq!(e["source"], "127.0.0.1");
+    let e = find("token:view", "POST /projects/{name}/resume");
+    assert_eq!(e["outcome"], "403");
+    let e = find("token:ops", "GET /connections/{id}");
+    assert_eq!(
+        (e["target"].as_str(), e["outcome"].as_str()),
+        (Some("connection:c1"), Some("403"))
+    );
+    let e = find("token:--api-token-file", "POST /connections");
+    assert_eq!(e["outcome"], "201");
+    find("token:boss", "GET /audit");
+    // Plain reads that were allowed are not actions.
+    assert!(!rows
+        .iter()
+        .any(|e| e["action"] == "GET /audit" && e["outcome"] == "200"));
+    // Planted secrets: no password, no token, anywhere in the table.
+    let (all,): (String,) =
+        sqlx::query_as("SELECT coalesce(string_agg(a::text, '\n'), '') FROM cpi_audit a")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+    assert!(!all.is_empty());
+    for secret in [
+        planted,
+        "secret-token-ops",
+        "secret-token-view",
+        "secret-token-boss",
+        crate::support::api::TOKEN,
+    ] {
+        assert!(!all.contains(secret), "{secret} in the audit trail:\n{all}");
+    }
+    // Retention: pruned with the jobs and runs.
+    let p = cpi::daemon::prune::prune(&s.pool, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(p.audit >= 5, "{p:?}");
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM cpi_audit")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    s.stop().await;
+}
