@@ -104,6 +104,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// `cpi audit`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The latest rows of `cpi_audit`.
+    List {
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// A table, or JSON or YAML.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
 /// `cpi token`.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -191,6 +205,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Read the audit trail (every API action and refused request), newest first.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Print the JSON Schema of a manifest document (for editors).
     Schema,

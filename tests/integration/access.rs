@@ -459,6 +459,18 @@ async fn the_audit_trail_names_actors_and_holds_no_secret() {
     ] {
         assert!(!all.contains(secret), "{secret} in the audit trail:\n{all}");
     }
+    // The same trail from the command line.
+    let run = cpi(&["audit", "list", "-o", "json", "--database-url", &s.db.url()]);
+    run.assert_code(0);
+    let listed: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["actor"] == "token:ops" && e["outcome"] == "200"));
+    let text = cpi(&["audit", "list", "--database-url", &s.db.url()]);
+    text.assert_code(0)
+        .assert_stdout("POST /projects/{name}/pause");
     // Retention: pruned with the jobs and runs.
     let p = cpi::daemon::prune::prune(&s.pool, std::time::Duration::ZERO)
         .await
