@@ -33,11 +33,13 @@
 //! - [`retry`]: the one backoff formula of every retry loop.
 //! - [`tls`]: database URLs with libpq's TLS parameters turned into connect options; clear TLS errors.
 //! - [`crypto`]: encryption at rest of stored URLs (AES-256-GCM envelopes, key files, rotation).
+//! - [`access`]: who may do what: roles, bindings of roles on projects to subjects, API tokens, and the one decision `allows` (pure).
 //! - [`secret`]: the `Secret` type and redaction of URLs and messages.
 //! - [`id_prefix`]: ids as people type them: a full UUID or a unique prefix of 6 or more hex digits, as a range of the key.
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod api;
 pub mod apply;
 pub mod cli;

@@ -1,5 +1,6 @@
-//! The bearer token that guards writes, connection tests and every response
-//! that carries a `database_url`.
+//! Who a request is: the token of `--api-token-file` (admin), a named
+//! ApiToken, or nobody; and the proofs handlers take that the enforcing
+//! layer let the request through.
 
 use std::path::Path;
 
@@ -9,52 +10,117 @@ use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use std::sync::Arc;
+
 use super::error::ApiError;
 use super::state::AppState;
+use crate::access::{self, token, Permission, Policy, Principal, Target};
 use crate::secret::{self, Secret};
 
-/// Proof that the request carried the configured token: a handler that
-/// takes it as its first argument is guarded before anything else is read.
+/// Who the request is and the policy it was judged by: put in the
+/// request's extensions by the enforcing layer (`api::guard`) once the
+/// route's permission was granted.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who made the request.
+    pub principal: Principal,
+    /// The policy the request was judged by.
+    pub policy: Arc<Policy>,
+}
+
+impl Caller {
+    /// Whether the caller may also use `permission` on `target`.
+    pub fn may(&self, permission: Permission, target: &Target) -> bool {
+        access::allows(&self.policy, &self.principal, permission, target).is_allowed()
+    }
+}
+
+/// Proof that the enforcing layer granted the route's permission: a
+/// handler that takes it as its first argument runs only then.
 #[derive(Debug)]
-pub struct Authorized;
+pub struct Authorized(pub Caller);
 
 impl FromRequestParts<AppState> for Authorized {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(expected) = &state.token else {
-            return Err(ApiError::TokenNotConfigured);
-        };
-        let given = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
-        match given {
-            Some(token) if token_matches(expected, token) => Ok(Authorized),
-            _ => Err(ApiError::Unauthorized),
-        }
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        // Missing only if a route was served without the layer: refuse.
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .map(Authorized)
+            .ok_or(ApiError::Unauthorized)
     }
 }
 
-/// Whether the request carried the configured token, for routes that
-/// answer everyone but show more to the token's holder (`/jobs`).
+/// The caller, for routes that answer every reader but show more to some
+/// (`/jobs`: row values need `read_secrets` on the job's project).
 #[derive(Debug)]
-pub struct Authorization(pub bool);
+pub struct Authorization(pub Option<Caller>);
+
+impl Authorization {
+    /// Whether the caller may see secrets and row values of `project`.
+    pub fn sees_secrets_of(&self, project: &str) -> bool {
+        self.0.as_ref().is_some_and(|c| {
+            c.may(
+                Permission::ReadSecrets,
+                &Target::Project(project.to_string()),
+            )
+        })
+    }
+}
 
 impl FromRequestParts<AppState> for Authorization {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        _: &AppState,
     ) -> Result<Self, std::convert::Infallible> {
-        Ok(Authorization(
-            Authorized::from_request_parts(parts, state).await.is_ok(),
-        ))
+        Ok(Authorization(parts.extensions.get::<Caller>().cloned()))
+    }
+}
+
+/// Why the credentials of a request were refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadCredentials {
+    /// A bearer token that is neither `--api-token-file`'s nor a known ApiToken.
+    Unknown,
+    /// A known ApiToken past its expiry (its name).
+    Expired(String),
+}
+
+/// Who the request is, from its `Authorization` header: the token of
+/// `--api-token-file` is admin, a known ApiToken is itself, no header is
+/// anonymous.
+pub fn principal(
+    headers: &axum::http::HeaderMap,
+    legacy: Option<&Secret>,
+    tokens: &[token::KnownToken],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Principal, BadCredentials> {
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let Some(given) = given else {
+        return if headers.contains_key(AUTHORIZATION) {
+            Err(BadCredentials::Unknown)
+        } else {
+            Ok(Principal::Anonymous)
+        };
+    };
+    if legacy.is_some_and(|t| token_matches(t, given)) {
+        return Ok(Principal::LegacyAdmin);
+    }
+    match token::check(tokens, given, now) {
+        token::TokenCheck::Valid(name) => Ok(Principal::Token(name)),
+        token::TokenCheck::Expired(name) => Err(BadCredentials::Expired(name)),
+        token::TokenCheck::Unknown => Err(BadCredentials::Unknown),
     }
 }
 

@@ -81,6 +81,12 @@ pub enum ApiError {
     /// 401: the token is missing or wrong.
     #[error("missing or wrong API token: send `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// 403: the caller lacks the route's permission (the message names it).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// 401: a known ApiToken past its expiry (its name).
+    #[error("API token {0:?} has expired: make a new one with `cpi token create`")]
+    TokenExpired(String),
     /// 503: the management database cannot be reached.
     #[error("the management database is unavailable")]
     Unavailable,
@@ -98,7 +104,8 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Duplicate { .. } | ApiError::Managed { .. } => StatusCode::CONFLICT,
             ApiError::TokenNotConfigured => StatusCode::FORBIDDEN,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::TokenExpired(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -59,7 +59,7 @@ const HIDDEN: &str = "hidden: send the API token to see the error";
 /// The job as `auth` may see it.
 fn shown(job: Job, auth: &Authorization) -> Job {
     let job = scrubbed(job);
-    if auth.0 {
+    if auth.sees_secrets_of(&job.project_name) {
         job
     } else {
         anonymous(job)

@@ -11,6 +11,7 @@
 //! manifest. A bearer token guards writes, connection tests and every
 //! response carrying a `database_url`.
 
+mod audit;
 pub mod auth;
 mod check;
 mod connections;
@@ -18,8 +19,10 @@ mod docs;
 mod error;
 mod extract;
 mod freshness;
+mod guard;
 mod jobs;
 mod pauses;
+pub mod permissions;
 mod projects;
 mod routes;
 mod runs;
@@ -41,7 +44,7 @@ use axum::Router;
 pub use error::{ApiError, ErrorBody};
 pub use extract::{IdPath, JsonBody, Page, QueryParams, DEFAULT_PAGE, MAX_DESCRIPTION, MAX_PAGE};
 pub use routes::openapi;
-pub use state::{AppState, CONNECTION_TEST_TIMEOUT};
+pub use state::{Access, AccessCell, AppState, CONNECTION_TEST_TIMEOUT};
 
 /// The API as an axum router: every route, the 404 fallback, the request
 /// log, the request timeout, the headers every response carries, and CORS
@@ -51,7 +54,13 @@ pub fn app(state: AppState) -> Router {
     use tower_http::set_header::SetResponseHeaderLayer;
     let (router, _) = routes::routes().split_for_parts();
     let http = state.http.clone();
+    // route_layer: the guard sees each route's template (MatchedPath), and
+    // the console's assets and the 404 fallback stay open.
     let router = router
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::enforce,
+        ))
         .merge(crate::console::router())
         .fallback(no_route)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

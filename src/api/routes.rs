@@ -11,7 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::state::AppState;
-use super::{check, connections, freshness, jobs, pauses, projects, runs, stats, system};
+use super::{
+    audit, check, connections, freshness, jobs, pauses, permissions, projects, runs, stats, system,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -73,6 +75,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(stats::imports))
+        .routes(routes!(audit::list))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
@@ -84,6 +87,7 @@ pub fn openapi() -> serde_json::Value {
     let mut doc = serde_json::to_value(routes().into_openapi())
         .expect("an OpenAPI document always serializes");
     fix_link_keys(&mut doc);
+    permissions::annotate(&mut doc);
     doc
 }
 
@@ -129,4 +133,53 @@ pub async fn openapi_json() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         DOCUMENT.as_str(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route of the router has a row in the permission table, and
+    /// every row is a route: a new route without a permission fails here.
+    #[test]
+    fn every_route_names_its_permission() {
+        let doc = routes().into_openapi();
+        let mut routed = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let item = serde_json::to_value(item).unwrap();
+            for method in ["get", "put", "post", "delete", "patch", "head", "options"] {
+                if item.get(method).is_some() {
+                    routed.push((method.to_string(), path.clone()));
+                }
+            }
+        }
+        let missing: Vec<_> = routed
+            .iter()
+            .filter(|(m, p)| permissions::need_of(m, p).is_none())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "routes without a permission: {missing:?}"
+        );
+        let stale: Vec<_> = permissions::TABLE
+            .iter()
+            .filter(|(m, p, _)| !routed.iter().any(|(rm, rp)| rm == m && rp == p))
+            .collect();
+        assert!(stale.is_empty(), "table rows that are no route: {stale:?}");
+    }
+
+    #[test]
+    fn the_document_shows_each_permission() {
+        let doc = openapi();
+        let op = &doc["paths"]["/connections/{id}"]["get"];
+        assert_eq!(
+            op["x-cpi-permission"],
+            "read_secrets on the connection (or a project using it)"
+        );
+        assert!(op["description"].as_str().unwrap().contains("role admin"));
+        assert_eq!(
+            doc["paths"]["/healthz"]["get"]["x-cpi-permission"],
+            "public"
+        );
+    }
 }

@@ -27,6 +27,9 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Origins allowed by CORS; none: no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// `--anonymous`; the library's default is viewer (the API as it was
+    /// before roles), the command line's is [`crate::access::Anonymous::Auto`].
+    pub anonymous: crate::access::Anonymous,
 }
 
 impl Default for HttpSettings {
@@ -36,6 +39,7 @@ impl Default for HttpSettings {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
+            anonymous: crate::access::Anonymous::Viewer,
         }
     }
 }
@@ -75,6 +79,10 @@ fn fitting_cap(wanted: usize) -> usize {
     wanted.min(usize::try_from(room).unwrap_or(usize::MAX))
 }
 
+/// The address a request came from (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets the
 /// requests in flight finish (idle connections are closed at once).
 pub async fn serve(
@@ -103,7 +111,7 @@ pub async fn serve(
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = &mut shutdown => break,
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -116,7 +124,8 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, for the audit trail's `source`.
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(Peer(peer))));
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let mut stop = stop.clone();
         tokio::spawn(async move {

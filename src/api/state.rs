@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::access::token::KnownToken;
+use crate::access::Policy;
+
 use super::server;
 use crate::metrics::Health;
 use crate::secret::Secret;
@@ -27,10 +30,54 @@ pub struct AppState {
     pub inbox_roots: Arc<Vec<std::path::PathBuf>>,
     /// Connection cap, timeouts and CORS origins of the server.
     pub http: server::HttpSettings,
+    /// The named tokens and role bindings of the manifests, and the anonymous role;
+    /// replaced whole by the daemon after each manifest load.
+    pub access: AccessCell,
+}
+
+/// The access rules the API judges requests by.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The bindings (the anonymous role is set per request from `--anonymous`).
+    pub policy: Policy,
+    /// The ApiTokens of the manifests (hashes only).
+    pub tokens: Vec<KnownToken>,
+}
+
+/// The access rules, shared by the API and the daemon, which replaces them
+/// after each manifest load.
+#[derive(Debug, Clone, Default)]
+pub struct AccessCell(Arc<std::sync::RwLock<Arc<Access>>>);
+
+impl AccessCell {
+    /// The rules as they are now.
+    pub fn get(&self) -> Arc<Access> {
+        let guard = self.0.read().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(&guard)
+    }
+
+    /// Replaces the tokens and bindings.
+    pub fn set(&self, tokens: Vec<KnownToken>, bindings: Vec<crate::access::Binding>) {
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        *guard = Arc::new(Access {
+            policy: Policy {
+                bindings,
+                anonymous: None,
+            },
+            tokens,
+        });
+    }
 }
 
 impl AppState {
-    /// The state with the default connection test timeout.
+    /// The access rules as they are now.
+    pub fn access(&self) -> Arc<Access> {
+        self.access.get()
+    }
+}
+
+impl AppState {
+    /// The state with the default connection test timeout and no named token.
     pub fn new(pool: PgPool, token: Option<Secret>, health: Arc<Health>) -> Self {
         AppState {
             pool,
@@ -39,6 +86,7 @@ impl AppState {
             connection_test_timeout: CONNECTION_TEST_TIMEOUT,
             inbox_roots: Arc::default(),
             http: server::HttpSettings::default(),
+            access: AccessCell::default(),
         }
     }
 }

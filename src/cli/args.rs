@@ -104,6 +104,37 @@ pub enum LogFormat {
     Json,
 }
 
+/// `cpi audit`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The latest rows of `cpi_audit`.
+    List {
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// A table, or JSON or YAML.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
+/// `cpi token`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a new random token: the token goes to standard error, once; the
+    /// ApiToken manifest (its SHA-256 only) to standard output.
+    Create {
+        /// The token's name (the ApiToken's metadata.name, a RoleBinding's `token:` subject).
+        name: String,
+        /// When the token stops working (RFC 3339, e.g. 2027-06-30T00:00:00Z).
+        #[arg(long)]
+        expires: Option<chrono::DateTime<chrono::Utc>>,
+        /// The manifest's description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
 /// Every `cpi` command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -183,6 +214,18 @@ pub enum Command {
     },
     /// Delete finished import jobs and reconcile runs older than AGE.
     Prune(PruneArgs),
+    /// Make API tokens.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Read the audit trail (every API action and refused request), newest first.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print the JSON Schema of a manifest document (for editors).
     Schema,
     /// Print a shell completion script.
@@ -259,6 +302,19 @@ pub struct HttpArgs {
     /// API from a browser (repeatable; none: no CORS headers).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    /// What requests without a token may do: `none`, or `viewer` (read
+    /// everything but secrets and row values). Default: viewer while no
+    /// token is configured, none once --api-token-file or an ApiToken is.
+    #[arg(long, value_enum, env = "CPI_ANONYMOUS")]
+    pub anonymous: Option<AnonymousArg>,
+}
+
+/// `--anonymous`.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AnonymousArg {
+    None,
+    Viewer,
 }
 
 impl HttpArgs {
@@ -269,6 +325,11 @@ impl HttpArgs {
             header_timeout: self.header_timeout,
             request_timeout: self.request_timeout,
             cors_origins: self.cors_origins.clone(),
+            anonymous: match self.anonymous {
+                None => crate::access::Anonymous::Auto,
+                Some(AnonymousArg::None) => crate::access::Anonymous::None,
+                Some(AnonymousArg::Viewer) => crate::access::Anonymous::Viewer,
+            },
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod manifests;
 pub mod run;
 pub mod serve;
+mod tokens;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -63,12 +64,14 @@ fn needs_management_db(command: &Command) -> bool {
         | Command::Serve(_)
         | Command::Export(_)
         | Command::Rekey
-        | Command::Prune(_) => true,
+        | Command::Prune(_)
+        | Command::Audit { .. } => true,
         // `add` edits a file only; the others read the running processes.
         Command::Keys { command } => !matches!(command, args::KeysCommand::Add { .. }),
         Command::Validate(_)
         | Command::ConvertLegacy(_)
         | Command::Keygen { .. }
+        | Command::Token { .. }
         | Command::Schema
         | Command::Completions { .. }
         | Command::Man { .. } => false,
@@ -157,6 +160,34 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 "pruned {} job(s) and {} reconcile run(s) older than {age} ({} event(s))",
                 p.jobs, p.reconcile_runs, p.events
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { command } => tokens::token(command),
+        Command::Audit {
+            command: args::AuditCommand::List { limit, output },
+        } => {
+            let pool = management_pool(g).await?;
+            store::migrate_if_empty(&pool).await?;
+            let rows = store::audit::list(&pool, i64::from(*limit), 0).await?;
+            if output.structured() {
+                context::print_value(&rows, *output)?;
+            } else {
+                println!(
+                    "{:<25} {:<28} {:<36} {:<28} {:<7} SOURCE",
+                    "AT", "ACTOR", "ACTION", "TARGET", "OUTCOME"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<25} {:<28} {:<36} {:<28} {:<7} {}",
+                        r.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        r.actor,
+                        r.action,
+                        r.target,
+                        r.outcome,
+                        r.source.as_deref().unwrap_or("-")
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {

@@ -69,11 +69,14 @@ pub async fn run(
     ));
     let projects_changed = Arc::new(Notify::new());
     let health = Arc::new(Health::with_reconciler());
-    let api = listener.map(|l| {
+    let api_state = listener.is_some().then(|| {
         let mut state =
             crate::api::AppState::new(pool.clone(), settings.api_token.clone(), health.clone());
         state.inbox_roots = Arc::new(settings.inbox_roots.clone());
         state.http = settings.http.clone();
+        state
+    });
+    let api = listener.zip(api_state.clone()).map(|(l, state)| {
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let shutdown = async move {
@@ -96,6 +99,7 @@ pub async fn run(
         interval: settings.interval,
         backend: settings.backend,
         inbox_roots: settings.inbox_roots.clone(),
+        access: api_state.as_ref().map(|s| s.access.clone()),
     };
     let reconciler = tokio::spawn(reconcile::run_loop(
         pool.clone(),

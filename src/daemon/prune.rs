@@ -19,6 +19,8 @@ pub struct Pruned {
     pub reconcile_runs: u64,
     /// Events (`cpi_events`).
     pub events: u64,
+    /// Audit rows (`cpi_audit`).
+    pub audit: u64,
 }
 
 /// Deletes finished jobs and reconcile runs that ended more than `age` ago.
@@ -29,6 +31,7 @@ pub async fn prune(pool: &PgPool, age: Duration) -> Result<Pruned, StoreError> {
         jobs: store::delete_finished_jobs(pool, age).await?,
         reconcile_runs: store::delete_old_runs(pool, age).await?,
         events: store::events::delete_old_events(pool, age).await?,
+        audit: store::audit::delete_old(pool, age).await?,
     })
 }
 

@@ -40,6 +40,8 @@ pub struct Settings {
     pub backend: Backend,
     /// `--inbox-root`: where a manifest's inbox may be (none: anywhere).
     pub inbox_roots: Vec<PathBuf>,
+    /// The API's state, whose tokens and role bindings each good load replaces.
+    pub access: Option<crate::api::AccessCell>,
 }
 
 /// How long to wait after the last file event before reconciling.
@@ -181,6 +183,14 @@ async fn reconcile_once(
         secret::register(sec);
     }
     *secret_files = loaded.secret_files.clone();
+    // Access follows the manifests as soon as they load, before the apply:
+    // a revoked token stops working even if the apply is refused.
+    if let Some(access) = &s.access {
+        access.set(
+            loaded.desired.known_tokens(),
+            loaded.desired.bindings.values().cloned().collect(),
+        );
+    }
     let opts = options(s, trigger).await;
     let refused = crate::import::expressions::refused(pool, &loaded.desired, &s.owner, s.adopt)
         .await

@@ -82,7 +82,11 @@ impl Settings {
             api_token: None,
             worker_prefix: default_worker_prefix(),
             inbox_roots: Vec::new(),
-            http: Default::default(),
+            // The command line's default; the library's HttpSettings keeps viewer.
+            http: crate::api::server::HttpSettings {
+                anonymous: crate::access::Anonymous::Auto,
+                ..Default::default()
+            },
             retention: None,
             freshness_interval: Duration::from_secs(30),
             inotify_watch_cap: None,

@@ -63,6 +63,42 @@ pub struct Desired {
     pub connections: BTreeMap<String, DesiredConnection>,
     /// Projects by name.
     pub projects: BTreeMap<String, DesiredProject>,
+    /// API tokens by name.
+    pub tokens: BTreeMap<String, DesiredToken>,
+    /// Role bindings by name.
+    pub bindings: BTreeMap<String, crate::access::Binding>,
+}
+
+/// An ApiToken as the manifests declare it: the hash, never the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredToken {
+    /// `metadata.name`.
+    pub name: String,
+    /// The SHA-256 of the token.
+    pub sha256: [u8; 32],
+    /// After this instant the token is refused.
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+    /// The manifest file, relative to the manifests folder.
+    pub source: String,
+}
+
+impl Desired {
+    /// The tokens, as the API recognises them.
+    pub fn known_tokens(&self) -> Vec<crate::access::token::KnownToken> {
+        self.tokens
+            .values()
+            .map(|t| crate::access::token::KnownToken {
+                name: t.name.clone(),
+                sha256: t.sha256,
+                expires: t.expires,
+            })
+            .collect()
+    }
+
+    /// Whether any token or binding is declared (anonymous access then defaults to none).
+    pub fn declares_access(&self) -> bool {
+        !self.tokens.is_empty() || !self.bindings.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ pub fn load_confined(
     });
     let mut seen: BTreeMap<(Kind, String), String> = BTreeMap::new();
     let mut references: Vec<(String, String, ManifestError)> = Vec::new();
+    let mut bindings: Vec<(crate::access::Binding, ManifestError)> = Vec::new();
     for outcome in outcomes {
         loaded.warnings.extend(outcome.warnings);
         loaded.secret_files.extend(outcome.secret_files);
@@ -87,6 +88,8 @@ pub fn load_confined(
             let (kind, name) = match &obj {
                 Object::Connection(c) => (Kind::Connection, c.name.clone()),
                 Object::Project(p, _) => (Kind::Project, p.name.clone()),
+                Object::ApiToken(t) => (Kind::ApiToken, t.name.clone()),
+                Object::RoleBinding(b, _) => (Kind::RoleBinding, b.name.clone()),
             };
             let key = (kind, name.clone());
             if let Some(first) = seen.get(&key) {
@@ -105,6 +108,13 @@ pub fn load_confined(
                     references.push((p.name.clone(), p.connection.clone(), reference_error));
                     loaded.desired.projects.insert(name, p);
                 }
+                Object::ApiToken(t) => {
+                    loaded.desired.tokens.insert(name, t);
+                }
+                Object::RoleBinding(b, at) => {
+                    bindings.push((b.clone(), at));
+                    loaded.desired.bindings.insert(name, b);
+                }
             }
         }
     }
@@ -112,6 +122,21 @@ pub fn load_confined(
         if !loaded.desired.connections.contains_key(&connection) {
             at.message = format!("project {project:?} references connection {connection:?}, which no manifest declares");
             errors.push(at);
+        }
+    }
+    for (binding, at) in bindings {
+        for s in &binding.subjects {
+            if let crate::access::Subject::Token(t) = s {
+                if !loaded.desired.tokens.contains_key(t) {
+                    errors.push(ManifestError {
+                        message: format!(
+                            "role binding {:?} names token {t:?}, which no ApiToken manifest declares",
+                            binding.name
+                        ),
+                        ..at.clone()
+                    });
+                }
+            }
         }
     }
     loaded.files = files;

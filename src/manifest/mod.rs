@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+pub mod access;
 mod desired;
 mod error;
 mod folder;
@@ -19,7 +20,9 @@ mod shape;
 mod text;
 mod validate;
 
-pub use desired::{Desired, DesiredConnection, DesiredProject, Loaded, Secrets, UrlState};
+pub use desired::{
+    Desired, DesiredConnection, DesiredProject, DesiredToken, Loaded, Secrets, UrlState,
+};
 pub use error::{InvalidManifests, ManifestError};
 pub use folder::{check_text, load, load_confined, MAX_FILE_BYTES};
 pub use model::{ConnectionSpec, Envelope, Kind, Metadata, ProjectSpec, API_VERSION};

@@ -17,17 +17,28 @@ pub enum Kind {
     Connection,
     /// An inbox and its import config.
     Project,
+    /// A named API token, by its SHA-256.
+    ApiToken,
+    /// A role granted on projects to subjects.
+    RoleBinding,
 }
 
 impl Kind {
     /// Every kind, in the order `cpi schema` lists them.
-    pub const ALL: [Kind; 2] = [Kind::Connection, Kind::Project];
+    pub const ALL: [Kind; 4] = [
+        Kind::Connection,
+        Kind::Project,
+        Kind::ApiToken,
+        Kind::RoleBinding,
+    ];
 
     /// The name written in `kind:`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Connection => "Connection",
             Kind::Project => "Project",
+            Kind::ApiToken => "ApiToken",
+            Kind::RoleBinding => "RoleBinding",
         }
     }
 
@@ -50,7 +61,7 @@ pub struct Envelope<S> {
     /// Always [`API_VERSION`].
     #[serde(rename = "apiVersion")]
     pub api_version: String,
-    /// `Connection` or `Project`.
+    /// `Connection`, `Project`, `ApiToken` or `RoleBinding`.
     // Described as a string: `cpi schema` sets its `const` per kind.
     #[schemars(with = "String")]
     pub kind: Kind,

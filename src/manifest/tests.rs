@@ -208,3 +208,47 @@ fn nesting_depth_counts_flow_block_and_entries_but_not_scalars() {
     assert_eq!(too_deep("- - - x\n", 2), Some((1, 1)));
     assert_eq!(too_deep(&"{a: ".repeat(200_000), 64), Some((1, 253)));
 }
+
+const TOKEN: &str = "apiVersion: cpi/v1\nkind: ApiToken\nmetadata:\n  name: ci\nspec:\n  sha256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n  expires: 2030-01-01T00:00:00Z\n";
+const BINDING: &str = "apiVersion: cpi/v1\nkind: RoleBinding\nmetadata:\n  name: abc-ops\nspec:\n  role: operator\n  projects: [p1, 'customer_*']\n  subjects:\n    - token: ci\n    - group: team-alpha\n";
+
+#[test]
+fn access_kinds_load_with_the_others() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "access.yaml", &format!("{TOKEN}---\n{BINDING}"));
+    let l = load(d.path(), None, Secrets::Optional).unwrap();
+    let t = &l.desired.tokens["ci"];
+    assert_eq!(t.source, "access.yaml");
+    assert_eq!(
+        hex::encode(t.sha256),
+        crate::access::token::sha256_hex("hello")
+    );
+    assert!(t.expires.is_some());
+    let b = &l.desired.bindings["abc-ops"];
+    assert_eq!(b.role, crate::access::Role::Operator);
+    assert_eq!(b.subjects.len(), 2);
+    assert!(l.desired.declares_access());
+    assert_eq!(l.desired.known_tokens()[0].name, "ci");
+}
+
+#[test]
+fn access_kinds_are_checked_fail_closed() {
+    let e = load_error("b.yaml", BINDING);
+    assert!(
+        e.contains("names token \"ci\", which no ApiToken manifest declares"),
+        "{e}"
+    );
+    assert!(e.contains("b.yaml"), "{e}");
+    let e = load_error("t.yaml", &TOKEN.replace("2cf24dba", "cpi_0000"));
+    assert!(e.contains("sha256: must be the 64 hex digits"), "{e}");
+    assert!(e.contains("t.yaml:6"), "{e}");
+    let e = load_error("t.yaml", &format!("{TOKEN}---\n{TOKEN}"));
+    assert!(e.contains("duplicate ApiToken \"ci\""), "{e}");
+    let e = load_error("r.yaml", &BINDING.replace("operator", "root"));
+    assert!(e.contains("root"), "{e}");
+    let e = load_error(
+        "r.yaml",
+        &BINDING.replace("  role:", "  secret: x\n  role:"),
+    );
+    assert!(e.contains("secret"), "{e}");
+}

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::desired::{DesiredConnection, DesiredProject, Loaded, Secrets, UrlState};
+use super::access::{self, ApiTokenSpec, RoleBindingSpec};
+use super::desired::{DesiredConnection, DesiredProject, DesiredToken, Loaded, Secrets, UrlState};
 use super::error::ManifestError;
 use super::model::{ConnectionSpec, Envelope, Kind, ProjectSpec, API_VERSION};
 use super::shape::{self, Step};
@@ -15,6 +16,9 @@ pub(super) enum Object {
     Connection(DesiredConnection),
     /// With the error to report if its connection reference is dangling.
     Project(DesiredProject, ManifestError),
+    ApiToken(DesiredToken),
+    /// With the location of its subjects, for a token no manifest declares.
+    RoleBinding(crate::access::Binding, ManifestError),
 }
 
 pub(super) fn parse_document(
@@ -74,14 +78,46 @@ pub(super) fn parse_document(
                 }
             }
         }
+        Some(Kind::ApiToken) => {
+            let (mut errors, env) = parse_envelope::<ApiTokenSpec>(ctx)?;
+            match access::check_token(&env.spec) {
+                Ok(sha256) if errors.is_empty() => Ok(Some(Object::ApiToken(DesiredToken {
+                    name: env.metadata.name,
+                    sha256,
+                    expires: env.spec.expires,
+                    source: ctx.file.to_string(),
+                }))),
+                Ok(_) => Err(errors),
+                Err(more) => {
+                    errors.extend(more.into_iter().map(|(k, m)| ctx.err_at_key(k, m)));
+                    Err(errors)
+                }
+            }
+        }
+        Some(Kind::RoleBinding) => {
+            let (mut errors, env) = parse_envelope::<RoleBindingSpec>(ctx)?;
+            match access::check_binding(&env.metadata.name, &env.spec) {
+                Ok(b) if errors.is_empty() => Ok(Some(Object::RoleBinding(
+                    b,
+                    ctx.err_at_key("subjects", String::new()),
+                ))),
+                Ok(_) => Err(errors),
+                Err(more) => {
+                    errors.extend(more.into_iter().map(|(k, m)| ctx.err_at_key(k, m)));
+                    Err(errors)
+                }
+            }
+        }
         None if kind.is_empty() => Err(vec![err(
             ctx.file,
             Some(ctx.offset + 1),
-            "missing kind (Connection or Project)".into(),
+            "missing kind (Connection, Project, ApiToken or RoleBinding)".into(),
         )]),
         None => Err(vec![ctx.err_at_key(
             "kind",
-            format!("unknown kind {kind:?} (expected Connection or Project)"),
+            format!(
+                "unknown kind {kind:?} (expected Connection, Project, ApiToken or RoleBinding)"
+            ),
         )]),
     }
 }

@@ -15,6 +15,7 @@ use sqlx::{Connection, PgExecutor, PgPool};
 
 use crate::secret::{self, Secret};
 
+pub mod audit;
 mod connections;
 mod error;
 pub mod events;
@@ -29,6 +30,7 @@ mod projects;
 pub mod queue;
 mod runs;
 pub mod schema_version;
+pub mod scopes;
 mod stats;
 
 pub use connections::{

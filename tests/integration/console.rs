@@ -119,6 +119,9 @@ impl Daemon {
         settings.worker_prefix = format!("console-{}", uuid::Uuid::new_v4().simple());
         settings.api_token = Some(Secret::new(TOKEN));
         settings.freshness_interval = Duration::from_millis(300);
+        // The pages are read without the token (anonymous viewer); with a
+        // token configured that is no longer the default.
+        settings.http.anonymous = cpi::access::Anonymous::Viewer;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();

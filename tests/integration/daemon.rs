@@ -363,6 +363,8 @@ async fn run_listen_serves_health_metrics_and_the_api() {
             &addr,
             "--api-token-file",
             token.to_str().unwrap(),
+            "--anonymous",
+            "viewer",
         ],
     );
     let base = format!("http://{addr}");

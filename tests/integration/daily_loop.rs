@@ -413,6 +413,9 @@ impl Daemon {
         settings.lease = Duration::from_secs(3);
         settings.worker_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
         settings.api_token = Some(cpi::secret::Secret::new(TOKEN));
+        // The pages are read without the token (anonymous viewer); with a
+        // token configured that is no longer the default.
+        settings.http.anonymous = cpi::access::Anonymous::Viewer;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,5 +1,6 @@
 //! One integration-test binary; modules by intent.
 
+mod access;
 mod api;
 mod ci;
 mod console;

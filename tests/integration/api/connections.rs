@@ -44,7 +44,7 @@ async fn create_list_get_update_delete() {
     assert!(row.get("database_url").is_none());
 
     let one = s.get(&format!("/connections/{id}")).await;
-    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.status, StatusCode::OK, "{}", one.text);
     assert_eq!(one.json["database_url"], "postgresql://u:pw@db/abc");
 
     let r = s

@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/reconcile/runs"),
     ("GET", "/reconcile/runs/{id}"),
     ("GET", "/stats/imports"),
+    ("GET", "/audit"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

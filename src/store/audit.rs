@@ -1,0 +1,80 @@
+//! `cpi_audit`: the audit trail's rows, written once and read newest first.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgExecutor;
+
+use super::error::Result;
+
+/// One action of the trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Its place in the trail.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: `token:NAME`, `token:--api-token-file` or `anonymous`.
+    pub actor: String,
+    /// What: the method and the route (`POST /jobs/{id}/retry`).
+    pub action: String,
+    /// On what: a project or connection, or the request's path.
+    pub target: String,
+    /// How it ended: the HTTP status.
+    pub outcome: String,
+    /// From where: the peer address.
+    pub source: Option<String>,
+}
+
+/// A row to write.
+#[derive(Debug, Clone)]
+pub struct NewEntry<'a> {
+    /// Who.
+    pub actor: &'a str,
+    /// What.
+    pub action: &'a str,
+    /// On what.
+    pub target: &'a str,
+    /// How it ended.
+    pub outcome: &'a str,
+    /// From where.
+    pub source: Option<&'a str>,
+}
+
+/// Appends one row.
+pub async fn record(db: impl PgExecutor<'_>, e: &NewEntry<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO cpi_audit (actor, action, target, outcome, source) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(e.actor)
+    .bind(e.action)
+    .bind(e.target)
+    .bind(e.outcome)
+    .bind(e.source)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A page of the trail, newest first.
+pub async fn list(db: impl PgExecutor<'_>, limit: i64, offset: i64) -> Result<Vec<AuditEntry>> {
+    Ok(sqlx::query_as(
+        "SELECT id, at, actor, action, target, outcome, source FROM cpi_audit
+          ORDER BY id DESC LIMIT $1 OFFSET $2",
+    )
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Deletes the rows older than `age`; how many.
+pub async fn delete_old(db: impl PgExecutor<'_>, age: Duration) -> Result<u64> {
+    super::lookup::delete_older_than(
+        db,
+        "DELETE FROM cpi_audit WHERE at < now() - make_interval(secs => $1)",
+        age,
+    )
+    .await
+}
