@@ -1,6 +1,7 @@
 //! One integration-test binary; modules by intent.
 
 mod api;
+mod batch;
 mod ci;
 mod console;
 mod contracts;
