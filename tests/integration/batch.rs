@@ -206,3 +206,66 @@ async fn kill_9_mid_batch_then_restart_loads_every_file_exactly_once() {
         "every job of the dead worker's batch was taken over once"
     );
 }
+
+#[tokio::test]
+async fn a_cancel_of_one_job_mid_batch_fails_it_alone_and_the_rest_load_once() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    drop_files(&s, 12);
+    crate::support::fs::write_csv(&s.inbox("p").join("f06.csv"), "id,tag,n", 600_000, |i| {
+        format!(
+            "{},f06-a-row-with-some-text-{i},{}",
+            1_000_000 + i,
+            i % 1000
+        )
+    });
+    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    copy_running(&pool, Duration::from_secs(60)).await.unwrap();
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM cpi_import_jobs WHERE file_name = 'f06.csv'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    crate::support::bin::Cpi::new(["jobs", "cancel", &id.to_string(), "--reason", "stop f06"])
+        .db(&db)
+        .run()
+        .assert_code(0);
+    wait_i64(
+        &pool,
+        60,
+        "the others imported",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'",
+        11,
+    )
+    .await
+    .unwrap();
+    let (status, error): (String, String) =
+        sqlx::query_as("SELECT status, error FROM cpi_import_jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(error.contains("stop f06"), "{error}");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 110);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events WHERE tag LIKE 'f06%'").await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_events WHERE kind = 'import.failed'"
+        )
+        .await,
+        0,
+        "a cancel is its own event"
+    );
+    let inbox = s.inbox("p");
+    crate::support::wait::wait_for("f06 set aside", Duration::from_secs(20), || {
+        let done = inbox.join("failed/f06.csv.error.json").exists();
+        async move { done.then_some(()) }
+    })
+    .await
+    .unwrap();
+}
