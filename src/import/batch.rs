@@ -50,6 +50,7 @@ pub async fn run_batch(
 ) -> Vec<Result<JobOutcome, Unfinished>> {
     let mut results: Vec<Option<Result<JobOutcome, ImportError>>> = Vec::new();
     let mut ready: Vec<(usize, Prepared)> = Vec::new();
+    let t = std::time::Instant::now();
     let mut sizes = std::collections::HashSet::new();
     for (i, b) in batch.iter().enumerate() {
         // A file the size of an earlier one of the batch is a likely
@@ -70,6 +71,8 @@ pub async fn run_batch(
             Err(e) => results.push(Some(Err(e))),
         }
     }
+    let prepare_ms = ms(t);
+    let t = std::time::Instant::now();
     // Runs of files that may share one transaction.
     let mut ready = ready.into_iter().peekable();
     while let Some(first) = ready.next() {
@@ -81,7 +84,22 @@ pub async fn run_batch(
             results[i] = Some(r);
         }
     }
-    record(mgmt, batch, worker, results).await
+    let load_ms = ms(t);
+    let t = std::time::Instant::now();
+    let recorded = record(mgmt, batch, worker, results).await;
+    tracing::debug!(
+        files = batch.len(),
+        prepare_ms,
+        load_ms,
+        record_ms = ms(t),
+        "batch timings"
+    );
+    recorded
+}
+
+/// Milliseconds since `t`, for the debug timings.
+fn ms(t: std::time::Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Whether two prepared files may load in one transaction: the same
