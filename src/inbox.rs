@@ -305,7 +305,7 @@ fn link_free(tmp: &Path, dir: &Path, name: &str, job_id: &str) -> std::io::Resul
 }
 
 /// Syncs `dir` itself, so that the names it now holds survive a crash.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod check;
 pub mod context;
+mod file_args;
 mod format;
 pub mod generate;
 pub mod import;

@@ -256,6 +256,48 @@ impl Movable for ObjectMove {
     }
 }
 
+/// [`start`] for the files of a batch, in one pass on the blocking pool:
+/// each file moved (renamed), then each folder the files left and entered
+/// synced once, so that the moves survive a crash without one sync per
+/// file. A move that fails keeps trying in a background task of its own.
+pub async fn start_all(moves: Vec<Move>, stop: watch::Receiver<bool>) {
+    if moves.is_empty() {
+        return;
+    }
+    let done = tokio::task::spawn_blocking(move || {
+        let mut folders = std::collections::BTreeSet::new();
+        let attempted: Vec<(Move, Attempt)> = moves
+            .into_iter()
+            .map(|mut m| {
+                let a = m.attempt();
+                if let Attempt::Done(to) = &a {
+                    folders.extend(to.parent().map(std::path::Path::to_path_buf));
+                    folders.extend(m.from.parent().map(std::path::Path::to_path_buf));
+                }
+                (m, a)
+            })
+            .collect();
+        for dir in folders {
+            if let Err(e) = inbox::sync_dir(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot sync a folder after moves");
+            }
+        }
+        attempted
+    })
+    .await;
+    let attempted = match done {
+        Ok(a) => a,
+        Err(e) => {
+            return tracing::error!(error = %e, "the moves stopped; the files stay in the inbox until the next start")
+        }
+    };
+    for (m, attempt) in attempted {
+        if !settled(&m, attempt, 0) {
+            tokio::spawn(until_done(m, stop.clone()));
+        }
+    }
+}
+
 /// Attempts `m` once, now; if that fails, keeps trying in a background task
 /// ([`until_done`]) so the worker can take its next job. The first attempt
 /// is inline so that a process about to exit has moved what it could.

@@ -1,15 +1,18 @@
 //! An import worker: claim a job, import its file under a renewed lease,
 //! then finish it: move the file to `processed/` or `failed/` (with its
-//! report), whether it lies in a folder or in object storage.
+//! report), whether it lies in a folder or in object storage. A claim may
+//! bring several jobs of one table (a batch, issue 30): they import in one
+//! target transaction, a savepoint each, under one renewal for all.
 
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
+use uuid::Uuid;
 
 use super::moves::{self, Move, ObjectMove};
 use super::settings::Shared;
 use crate::config::ProjectConfig;
-use crate::import::{self, Action, ImportError, JobOutcome, Unfinished};
+use crate::import::{self, Action, BatchJob, ImportError, JobOutcome, Unfinished};
 use crate::inbox;
 use crate::location::{Destination, FileRef};
 use crate::object_storage;
@@ -29,19 +32,29 @@ pub(super) async fn work(s: Shared, worker: String) {
             return;
         }
         let t = Instant::now();
-        let claimed = match previous.take() {
-            Some(p) => queue::claim_after(&s.pool, &worker, s.settings.lease, &p).await,
-            None => queue::claim(&s.pool, &worker, s.settings.lease).await,
-        };
+        // A batch: the next job, and the jobs of its table claimable now
+        // behind it (never a wait for more).
+        let claimed =
+            store::batch::claim(&s.pool, &worker, s.settings.lease, previous.take().as_ref()).await;
         let claim_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let claimed = match claimed {
+        let mut claimed = match claimed {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot claim a job");
-                None
+                Vec::new()
             }
         };
-        let Some(job) = claimed else {
+        if claimed.len() > 1 {
+            let last = claimed.last().cloned();
+            let span = tracing::info_span!("batch", project = %claimed[0].job.project_name, files = claimed.len());
+            tracing::debug!(parent: &span, claim_ms, "claimed a batch");
+            process_batch(&s, &worker, claimed, &mut known)
+                .instrument(span)
+                .await;
+            previous = last;
+            continue;
+        }
+        let Some(job) = claimed.pop() else {
             // Local jobs wake us at once; other replicas' jobs within a second.
             tokio::select! {
                 _ = s.job_ready.notified() => {}
@@ -110,16 +123,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
             known,
         };
         let import = import::run_queued(&s.pool, &job.job, &file, worker, claim);
-        let mut stop = s.shutdown.clone();
-        let timeout = s.settings.shutdown_timeout;
-        let deadline = async move {
-            while !*stop.borrow() {
-                if stop.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-            tokio::time::sleep(timeout).await;
-        };
+        let deadline = shutdown_deadline(s);
         tokio::select! {
             r = import => Ok(r),
             _ = deadline => Err(Stopped::Shutdown),
@@ -127,27 +131,59 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
         }
     };
     renewer.abort();
+    let mut moved = Vec::new();
     match result {
-        Err(Stopped::Cancelled(why)) => {
-            // Dropping the import rolled its target transaction back; the
-            // job fails with the operator's words and its file is set aside.
-            tracing::warn!(why = %why, "cancelled: import rolled back, the file is set aside");
-            let outcome = failed_outcome(&job, why);
-            match record_failed(s, &outcome).await {
-                Ok(_) => finish(s, &job, &file, &outcome).await,
-                Err(e) => {
-                    tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot record the cancel; its lease will expire")
-                }
-            }
-        }
+        Err(Stopped::Cancelled(why)) => cancelled(s, &job, &file, why, &mut moved).await,
         Err(Stopped::Shutdown) => {
             // Dropping the import rolled its target transaction back.
             tracing::warn!("shutdown timeout: import rolled back, job requeued");
-            if let Err(e) = queue::release(&s.pool, job.job.id, worker).await {
-                tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot requeue; its lease will expire");
-            }
+            release(s, &job, worker).await;
         }
-        Ok(Ok(outcome)) => {
+        Ok(r) => settle(s, &job, &file, r, started, &mut moved).await,
+    }
+    moves::start_all(moved, s.shutdown.clone()).await;
+}
+
+/// An operator cancelled the running job: its import was dropped (its
+/// target transaction rolled back); it fails with the operator's words
+/// and its file is set aside.
+async fn cancelled(
+    s: &Shared,
+    job: &queue::Claimed,
+    file: &FileRef,
+    why: String,
+    moves: &mut Vec<Move>,
+) {
+    tracing::warn!(why = %why, "cancelled: import rolled back, the file is set aside");
+    let outcome = failed_outcome(job, why);
+    match record_failed(s, &outcome).await {
+        Ok(_) => finish(s, job, file, &outcome, moves).await,
+        Err(e) => {
+            tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot record the cancel; its lease will expire")
+        }
+    }
+}
+
+/// Puts a job this worker abandoned back in the queue.
+async fn release(s: &Shared, job: &queue::Claimed, worker: &str) {
+    if let Err(e) = queue::release(&s.pool, job.job.id, worker).await {
+        tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot requeue; its lease will expire");
+    }
+}
+
+/// Logs and acts on the end of an import that ran to its end: a verdict
+/// (the file's move is added to `moves`), or none (already written to
+/// the job's row by the one error policy).
+async fn settle(
+    s: &Shared,
+    job: &queue::Claimed,
+    file: &FileRef,
+    result: Result<JobOutcome, Unfinished>,
+    started: Instant,
+    moves: &mut Vec<Move>,
+) {
+    match result {
+        Ok(outcome) => {
             if outcome.status == JobStatus::Failed {
                 // Already scrubbed by the importer; the first error says why.
                 let first = outcome
@@ -173,9 +209,9 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
                 seconds = started.elapsed().as_secs_f64(),
                 "import finished"
             );
-            finish(s, &job, &file, &outcome).await;
+            finish(s, job, file, &outcome, moves).await;
         }
-        Ok(Err(Unfinished { error, action })) => {
+        Err(Unfinished { error, action }) => {
             // `run_queued` decided with the one error policy and wrote the
             // decision to the job row: a retry or a wait put it back in the
             // queue with its delay. Here it is only logged and acted on.
@@ -192,7 +228,7 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
                     let delay = import::config_recheck(attempt);
                     tracing::warn!(error = %text, recheck_in = ?delay, "configuration error: the file waits in the inbox until the project is fixed");
                 }
-                Action::Vanished => vanished(s, &job).await,
+                Action::Vanished => vanished(s, job).await,
                 Action::Fail => {
                     tracing::warn!(error = %text, "import failed; the file is set aside");
                     // An unreadable file's report says why in the OS's words.
@@ -200,11 +236,145 @@ async fn process(s: &Shared, worker: &str, job: queue::Claimed, known: &mut impo
                         ImportError::FileUnreadable { source, .. } => source.to_string(),
                         _ => text,
                     };
-                    let outcome = failed_outcome(&job, text);
-                    finish(s, &job, &file, &outcome).await;
+                    let outcome = failed_outcome(job, text);
+                    finish(s, job, file, &outcome, moves).await;
                 }
             }
         }
+    }
+}
+
+/// Imports a claimed batch of several jobs of one table, in one target
+/// transaction ([`import::run_batch`]) under one lease renewal for all;
+/// their verdicts are written in one statement, then their files moved
+/// in one pass.
+///
+/// An operator's cancel of one job of the batch drops the whole batch
+/// (its target transaction rolls back): that job fails with the
+/// operator's words, the others are put back in the queue as they were
+/// (at the head of their table, taken again at once). So does the
+/// shutdown timeout, for every job.
+async fn process_batch(
+    s: &Shared,
+    worker: &str,
+    jobs: Vec<queue::Claimed>,
+    known: &mut import::Known,
+) {
+    let mut files = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match FileRef::parse(&job.job.file_path) {
+            Err(e) => {
+                tracing::warn!(job_id = %job.job.id, error = %e, "the job's file cannot be told; the job fails");
+                let _ = record_failed(s, &failed_outcome(&job, e.to_string())).await;
+            }
+            Ok(FileRef::Local(p)) if !p.exists() => vanished(s, &job).await,
+            Ok(f) => files.push((job, f)),
+        }
+    }
+    if files.is_empty() {
+        return;
+    }
+    let ids: Vec<Uuid> = files.iter().map(|(j, _)| j.job.id).collect();
+    let lease = s.settings.lease;
+    // An operator's cancel arrives with a renewal: which job, and the text.
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<(Uuid, String)>();
+    let renewer = {
+        let (pool, worker, ids) = (s.pool.clone(), worker.to_string(), ids.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            let mut cancel = Some(cancel_tx);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match store::batch::renew(&pool, &ids, &worker, lease).await {
+                    Ok(held) => {
+                        if held.len() < ids.len() {
+                            tracing::warn!(
+                                lost = ids.len() - held.len(),
+                                "lost the lease on jobs of the batch"
+                            );
+                        }
+                        if let Some((id, Some(why))) = held.into_iter().find(|(_, c)| c.is_some()) {
+                            if let Some(tx) = cancel.take() {
+                                let _ = tx.send((id, why));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot renew the leases")
+                    }
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let result = {
+        let batch: Vec<BatchJob<'_>> = files
+            .iter()
+            .map(|(j, f)| BatchJob {
+                job: &j.job,
+                file: f,
+                target_version: j.target_version.as_deref(),
+                size_seen: j.size_seen,
+            })
+            .collect();
+        let run = import::run_batch(&s.pool, &batch, worker, known);
+        tokio::select! {
+            r = run => Ok(r),
+            _ = shutdown_deadline(s) => Err(None),
+            Ok(c) = cancel_rx => Err(Some(c)),
+        }
+    };
+    renewer.abort();
+    let mut moved = Vec::new();
+    match result {
+        Ok(results) => {
+            tracing::debug!(
+                files = files.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "batch imported"
+            );
+            for ((job, file), r) in files.iter().zip(results) {
+                let span = tracing::info_span!("import", job_id = %job.job.id, project = %job.job.project_name, file = %job.job.file_name);
+                settle(s, job, file, r, started, &mut moved)
+                    .instrument(span)
+                    .await;
+            }
+        }
+        Err(Some((id, why))) => {
+            for (job, file) in &files {
+                if job.job.id == id {
+                    cancelled(s, job, file, why.clone(), &mut moved).await;
+                } else {
+                    release(s, job, worker).await;
+                }
+            }
+        }
+        Err(None) => {
+            tracing::warn!(
+                files = files.len(),
+                "shutdown timeout: the batch rolled back, its jobs requeued"
+            );
+            for (job, _) in &files {
+                release(s, job, worker).await;
+            }
+        }
+    }
+    moves::start_all(moved, s.shutdown.clone()).await;
+}
+
+/// Ends `--shutdown-timeout` after shutdown began: an import still
+/// running then is dropped (its target transaction rolls back).
+fn shutdown_deadline(s: &Shared) -> impl std::future::Future<Output = ()> {
+    let mut stop = s.shutdown.clone();
+    let timeout = s.settings.shutdown_timeout;
+    async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::time::sleep(timeout).await;
     }
 }
 
@@ -275,7 +445,13 @@ async fn vanished(s: &Shared, job: &queue::Claimed) {
 /// duplicate, `failed/` with `<name>.error.json` for failed. An object is
 /// copied into its destination prefix, then deleted; `--inbox-root` does
 /// not apply to it (it confines local paths).
-async fn finish(s: &Shared, job: &queue::Claimed, file: &FileRef, outcome: &JobOutcome) {
+async fn finish(
+    s: &Shared,
+    job: &queue::Claimed,
+    file: &FileRef,
+    outcome: &JobOutcome,
+    moves: &mut Vec<Move>,
+) {
     // The config as the claim read it: no second read per file.
     let Some(raw) = job.project_config.as_ref() else {
         tracing::warn!("project no longer exists; the file stays where it is");
@@ -293,8 +469,7 @@ async fn finish(s: &Shared, job: &queue::Claimed, file: &FileRef, outcome: &JobO
     match (file, to) {
         (FileRef::Local(path), Destination::Folder(dir)) => {
             let roots = &s.settings.inbox_roots;
-            let m = Move::new(path.clone(), dir, short, report, roots);
-            moves::start(m, s.shutdown.clone()).await;
+            moves.push(Move::new(path.clone(), dir, short, report, roots));
         }
         (FileRef::Object(object), Destination::Prefix(to)) => {
             let client = object_storage::client(config.storage.as_ref()).await;

@@ -33,7 +33,7 @@ pub struct Target {
 impl Target {
     /// The project as applied in the management database.
     pub async fn applied(mgmt: &PgPool, project: &str) -> Result<Target, ImportError> {
-        let (row, url) = super::job::project_target(mgmt, project).await?;
+        let (row, url) = super::ready::project_target(mgmt, project).await?;
         Ok(Target {
             project: row.name,
             config: row.config,
@@ -160,7 +160,7 @@ pub async fn check_file(target: &Target, path: &Path, name: &str) -> Result<Repo
         dry_run: true,
     };
     let mut conn = target::connect(&target.url, project).await?;
-    let result = load::load(&mut conn, &ctx, None).await;
+    let result = load::load(&mut conn, &ctx, None, load::Within::Own).await;
     let _ = conn.close().await;
     let mut report = Report {
         file: name.to_string(),

@@ -2,7 +2,7 @@
 //! that says what to do about it ([`error_policy`]).
 //!
 //! A file refused for its content is not an [`ImportError`]: it is a
-//! [`JobOutcome`](super::job::JobOutcome) with status failed, and the file goes
+//! [`JobOutcome`](super::ready::JobOutcome) with status failed, and the file goes
 //! to `failed/` with its report. An `ImportError` means the job could not
 //! judge the file; [`error_policy`] sorts every variant into one of three
 //! [`Action`]s:

@@ -32,13 +32,26 @@ use crate::store::jobs::{Counts, JobStatus};
 /// The load's verdict when it did not commit, where the job reads it.
 pub(super) use crate::import::failure::Failure;
 
+/// Where a load's transaction lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Within {
+    /// Its own: begun, the table locked, committed here.
+    Own,
+    /// A savepoint inside a batch's transaction, which has ensured the
+    /// ledger, set the session's settings for the file's `date_order`
+    /// and locked the file's table: "commit" releases the savepoint, a
+    /// failure rolls back to it alone, and the batch commits.
+    Batch,
+}
+
 /// Loads the file: see the module documentation.
 pub(super) async fn load(
     conn: &mut PgConnection,
     ctx: &Ctx,
     progress: ProgressFn<'_>,
+    within: Within,
 ) -> Result<Loaded, Failure> {
-    let r = load_once(conn, ctx, progress).await;
+    let r = load_once(conn, ctx, progress, within).await;
     if let Err(Failure::Bad { .. }) = &r {
         if let Some(why) = changed(ctx, 0, None) {
             return Err(Failure::Changed(why));
@@ -51,6 +64,7 @@ async fn load_once(
     conn: &mut PgConnection,
     ctx: &Ctx,
     progress: ProgressFn<'_>,
+    within: Within,
 ) -> Result<Loaded, Failure> {
     let mut notes = Vec::new();
     let sniffed;
@@ -78,12 +92,18 @@ async fn load_once(
     let dry_run = ctx.dry_run;
     let keep_rejects = o.rejects == crate::config::Rejects::Table;
     if !dry_run {
-        target::ensure_ledger(conn).await.map_err(db)?;
+        if within == Within::Own {
+            target::ensure_ledger(conn).await.map_err(db)?;
+        }
         if keep_rejects {
             crate::import::rejects::ensure(conn).await.map_err(db)?;
         }
     }
-    let mut tx = begin(conn, &table, o.date_order).await.map_err(db)?;
+    let mut tx = match within {
+        Within::Own => begin(conn, &table, o.date_order).await,
+        Within::Batch => conn.begin().await,
+    }
+    .map_err(db)?;
     if dry_run {
         // Inside the transaction, so that a check leaves no ledger behind.
         target::ensure_ledger(&mut tx).await.map_err(db)?;
@@ -389,9 +409,9 @@ fn broken_check(file: &str, b: CheckBroken) -> Failure {
     }
 }
 
-/// The import transaction: timestamps without an offset mean UTC whatever
+/// The import transaction (a batch's too, see [`Within`]): timestamps without an offset mean UTC whatever
 /// the server's setting, and the table's lock is held until it ends.
-async fn begin<'c>(
+pub(super) async fn begin<'c>(
     conn: &'c mut PgConnection,
     table: &str,
     date_order: DateOrder,

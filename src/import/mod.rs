@@ -6,6 +6,8 @@
 //!
 //! - [`job`]: the job lifecycle (start, checks, connect, load, finish).
 //! - [`dry_run`]: `cpi check`: a file through the whole load in a transaction always rolled back; its verdict and report.
+//! - [`ready`]: a file made ready to load (project, target, options, hash), and its verdict from the load.
+//! - [`batch`]: a batch of one table's files in one target transaction, a savepoint per file.
 //! - [`options`]: the file's options, from its project's config and its path (pure).
 //! - [`load`]: one transaction: lock, COPY, merge per mode, ledger, commit. Its steps:
 //!   - [`open`]: the file opened for a pass (`auto` options, reader, header, counters, sha256).
@@ -36,6 +38,7 @@
 //! - [`target`]: catalog, table lock, ledger.
 //! - [`targets`]: target connections kept open between imports.
 
+pub mod batch;
 pub mod checks;
 pub mod columns;
 pub mod context;
@@ -61,6 +64,7 @@ pub mod preamble;
 pub mod prepare;
 pub mod ragged;
 pub mod reader;
+pub mod ready;
 pub mod rejects;
 pub mod score;
 pub mod shape;
@@ -69,10 +73,12 @@ pub mod sql;
 pub mod target;
 pub mod targets;
 
+pub use batch::{run_batch, BatchJob};
 pub use context::{Progress, ProgressFn};
 pub use error::{config_recheck, error_policy, Action, ImportError};
 pub use failure::copy_row_of;
 pub use infer::infer_file;
-pub use job::{run_created, run_job, run_queued, Claim, JobOutcome, Known, Unfinished};
+pub use job::{run_created, run_job, run_queued, Unfinished};
 pub use options::relative_path;
 pub use pipeline::RowError;
+pub use ready::{Claim, JobOutcome, Known};

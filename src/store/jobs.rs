@@ -438,7 +438,7 @@ pub struct Counts {
 /// An error's text as the management database can store it: a file's
 /// bytes quoted in a message may hold NUL, which `text` and `jsonb` refuse,
 /// and a refused row would leave the file without a verdict.
-fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('\0') {
         text.replace('\0', "\\0").into()
     } else {
@@ -447,7 +447,7 @@ fn storable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// [`storable`] for every string in a JSON value.
-fn storable_json(value: &serde_json::Value) -> serde_json::Value {
+pub(super) fn storable_json(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
         Value::String(s) => Value::String(storable(s).into_owned()),

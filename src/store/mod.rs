@@ -5,7 +5,8 @@
 //!
 //! The families: [`connections`](ConnectionRow) and [`projects`](ProjectRow)
 //! (the managed objects, and what apply writes of them), [`jobs`] (one row
-//! per file seen) and [`queue`] (enqueue, claim, lease, retry), reconcile
+//! per file seen), [`queue`] (enqueue, claim, lease, retry) and [`batch`] (a batch of
+//! one table's jobs claimed, renewed and finished in one statement each), reconcile
 //! runs ([`ReconcileRun`]), [`events`], [`freshness`], statistics ([`DatabaseStats`]) and retention.
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sqlx::{Connection, PgExecutor, PgPool};
 use crate::secret::{self, Secret};
 
 pub mod audit;
+pub mod batch;
 mod connections;
 mod error;
 pub mod events;

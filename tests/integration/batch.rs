@@ -1,0 +1,271 @@
+//! Batches (issue 30): the files of one table that are ready together are
+//! claimed in one statement and imported in one target transaction, a
+//! savepoint per file; every per-file guarantee holds inside a batch.
+//! The real `cpi run` binary on temp folders and the real PostgreSQL.
+
+use std::time::Duration;
+
+use crate::support::daemon::{csv_rows, Daemon, Setup};
+use crate::support::db::scalar_i64;
+use crate::support::wait::{copy_running, wait_i64};
+use crate::support::TestDb;
+
+/// How many claims the jobs came in: a batch's claim starts all its jobs
+/// at the same instant (its transaction's `now()`).
+async fn claims(pool: &sqlx::PgPool) -> i64 {
+    scalar_i64(
+        pool,
+        "SELECT count(DISTINCT started_at) FROM cpi_import_jobs",
+    )
+    .await
+}
+
+/// Files `f01.csv`… of 10 rows each (ids 100·i …), written before the
+/// daemon starts so that its first scan finds them ready together.
+fn drop_files(s: &Setup, n: u64) {
+    for i in 1..=n {
+        std::fs::write(
+            s.inbox("p").join(format!("f{i:02}.csv")),
+            csv_rows(100 * i, 10, &format!("f{i:02}")),
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_bad_file_in_the_middle_of_a_batch_fails_alone_and_the_rest_commit_together() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    drop_files(&s, 9);
+    // f05: its third row's `n` is no integer.
+    std::fs::write(
+        s.inbox("p").join("f05.csv"),
+        "id,tag,n\n500,f05,1\n501,f05,2\n502,f05,many\n",
+    )
+    .unwrap();
+    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    wait_i64(
+        &pool,
+        60,
+        "every job finished",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
+        9,
+    )
+    .await
+    .unwrap();
+    assert_eq!(claims(&pool).await, 1, "one batch");
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'"
+        )
+        .await,
+        8
+    );
+    // Exactly the good files' rows: none of f05's, even its good rows.
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 80);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events WHERE tag = 'f05'").await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(DISTINCT tag) FROM events").await,
+        8
+    );
+    // The failed job names the bad value; its event is there, once.
+    let error: String = sqlx::query_scalar(
+        "SELECT error FROM cpi_import_jobs WHERE file_name = 'f05.csv' AND status = 'failed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(error.contains("many"), "{error}");
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_events WHERE kind = 'import.failed'"
+        )
+        .await,
+        1
+    );
+    // Ledger rows: one per good file.
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi.imported_files").await,
+        8
+    );
+    let inbox = s.inbox("p");
+    crate::support::wait::wait_for("the moves", Duration::from_secs(20), || {
+        let done = inbox.join("failed/f05.csv.error.json").exists()
+            && (1..=9)
+                .filter(|i| *i != 5)
+                .all(|i| inbox.join(format!("processed/f{i:02}.csv")).exists());
+        async move { done.then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert!(inbox.join("failed/f05.csv").exists());
+    let report = std::fs::read_to_string(inbox.join("failed/f05.csv.error.json")).unwrap();
+    assert!(report.contains("many"), "{report}");
+}
+
+#[tokio::test]
+async fn a_duplicate_inside_a_batch_loads_once() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    drop_files(&s, 4);
+    // f03 is f02 again, byte for byte.
+    std::fs::copy(s.inbox("p").join("f02.csv"), s.inbox("p").join("f03.csv")).unwrap();
+    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    wait_i64(
+        &pool,
+        60,
+        "every job finished",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'duplicate')",
+        4,
+    )
+    .await
+    .unwrap();
+    assert_eq!(claims(&pool).await, 1, "one batch");
+    let dup: (String, String) =
+        sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'duplicate'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(dup.0, "f03.csv");
+    assert!(dup.1.contains("f02.csv"), "names the first copy: {}", dup.1);
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 30);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi.imported_files").await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn kill_9_mid_batch_then_restart_loads_every_file_exactly_once() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    drop_files(&s, 20);
+    // A file in the middle of the batch that takes a while (about 25 MB,
+    // under the batch's byte bound): the batch is killed while it streams.
+    crate::support::fs::write_csv(&s.inbox("p").join("f10.csv"), "id,tag,n", 600_000, |i| {
+        format!(
+            "{},f10-a-row-with-some-text-{i},{}",
+            1_000_000 + i,
+            i % 1000
+        )
+    });
+    let mut d = Daemon::start(&db, &s.manifests(), &s.log("log1"), &[]);
+    copy_running(&pool, Duration::from_secs(60)).await.unwrap();
+    d.signal("-KILL");
+    d.wait(Duration::from_secs(10));
+    wait_i64(&pool, 10, "no import session left", "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'COPY%'", 0)
+        .await
+        .unwrap();
+    // One transaction: nothing of the batch is there, not even the files before f10.
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events").await,
+        0,
+        "nothing half"
+    );
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_import_jobs WHERE status = 'running'"
+        )
+        .await,
+        20,
+        "the batch was claimed whole"
+    );
+
+    let _d2 = Daemon::start(&db, &s.manifests(), &s.log("log2"), &[]);
+    wait_i64(
+        &pool,
+        180,
+        "every file imported after the restart",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'",
+        20,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events").await,
+        19 * 10 + 600_000
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi.imported_files").await,
+        20,
+        "one ledger row per file"
+    );
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_import_jobs WHERE attempts <> 2"
+        )
+        .await,
+        0,
+        "every job of the dead worker's batch was taken over once"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_of_one_job_mid_batch_fails_it_alone_and_the_rest_load_once() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    drop_files(&s, 12);
+    crate::support::fs::write_csv(&s.inbox("p").join("f06.csv"), "id,tag,n", 600_000, |i| {
+        format!(
+            "{},f06-a-row-with-some-text-{i},{}",
+            1_000_000 + i,
+            i % 1000
+        )
+    });
+    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    copy_running(&pool, Duration::from_secs(60)).await.unwrap();
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM cpi_import_jobs WHERE file_name = 'f06.csv'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    crate::support::bin::Cpi::new(["jobs", "cancel", &id.to_string(), "--reason", "stop f06"])
+        .db(&db)
+        .run()
+        .assert_code(0);
+    wait_i64(
+        &pool,
+        60,
+        "the others imported",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'",
+        11,
+    )
+    .await
+    .unwrap();
+    let (status, error): (String, String) =
+        sqlx::query_as("SELECT status, error FROM cpi_import_jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(error.contains("stop f06"), "{error}");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 110);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events WHERE tag LIKE 'f06%'").await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_events WHERE kind = 'import.failed'"
+        )
+        .await,
+        0,
+        "a cancel is its own event"
+    );
+    let inbox = s.inbox("p");
+    crate::support::wait::wait_for("f06 set aside", Duration::from_secs(20), || {
+        let done = inbox.join("failed/f06.csv.error.json").exists();
+        async move { done.then_some(()) }
+    })
+    .await
+    .unwrap();
+}
