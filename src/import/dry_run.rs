@@ -15,7 +15,6 @@ use crate::config::Mode;
 use crate::import::checks::CheckResult;
 use crate::import::context::Ctx;
 use crate::import::error::ImportError;
-use crate::import::failure::Failure;
 use crate::import::pipeline::RowError;
 use crate::import::{load, options, reader, target};
 use crate::secret::{self, Secret};
@@ -185,37 +184,13 @@ pub async fn check_file(target: &Target, path: &Path, name: &str) -> Result<Repo
             report.checks = l.checks;
             report.create_table = l.created;
         }
-        Err(Failure::Bad {
-            message,
-            errors,
-            errors_total,
-            counts,
-        }) => {
-            report.message = Some(scrub(&message));
-            report.errors = errors;
-            report.errors_total = errors_total;
-            report.counts = counts;
-        }
-        Err(Failure::Checks {
-            message,
-            results,
-            counts,
-        }) => {
-            report.message = Some(scrub(&message));
-            report.checks = results;
-            report.counts = counts;
-        }
-        Err(Failure::Changed(message)) => {
-            return Err(ImportError::FileChanged {
-                path: path.display().to_string(),
-                message,
-            })
-        }
-        Err(Failure::Transient(source)) => {
-            return Err(ImportError::TargetTransient {
-                project: project.to_string(),
-                source,
-            })
+        Err(f) => {
+            let r = f.refused(&path.display().to_string(), project)?;
+            report.message = Some(scrub(&r.message));
+            report.errors = r.errors;
+            report.errors_total = r.errors_total;
+            report.counts = r.counts;
+            report.checks = r.checks;
         }
     }
     Ok(report)

@@ -27,6 +27,60 @@ pub(super) enum Failure {
     Changed(String),
 }
 
+/// A load the file's content stopped, as its job or its report records it.
+pub(super) struct Refused {
+    pub message: String,
+    pub errors: Vec<RowError>,
+    pub errors_total: u64,
+    pub counts: Counts,
+    pub checks: Vec<crate::import::checks::CheckResult>,
+}
+
+impl Failure {
+    /// The verdict on the file (`Bad`, `Checks`), or why none was reached
+    /// (`Changed`, `Transient`) as the error of the file at `path` of `project`.
+    pub(super) fn refused(
+        self,
+        path: &str,
+        project: &str,
+    ) -> Result<Refused, crate::import::error::ImportError> {
+        use crate::import::error::ImportError;
+        match self {
+            Failure::Bad {
+                message,
+                errors,
+                errors_total,
+                counts,
+            } => Ok(Refused {
+                message,
+                errors,
+                errors_total,
+                counts,
+                checks: Vec::new(),
+            }),
+            Failure::Checks {
+                message,
+                results,
+                counts,
+            } => Ok(Refused {
+                message,
+                errors: Vec::new(),
+                errors_total: 0,
+                counts,
+                checks: results,
+            }),
+            Failure::Changed(message) => Err(ImportError::FileChanged {
+                path: path.to_string(),
+                message,
+            }),
+            Failure::Transient(source) => Err(ImportError::TargetTransient {
+                project: project.to_string(),
+                source,
+            }),
+        }
+    }
+}
+
 impl Failure {
     pub(super) fn bad(message: impl Into<String>) -> Failure {
         Failure::Bad {

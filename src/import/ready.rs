@@ -310,38 +310,16 @@ pub(super) fn conclude(
             outcome.checks = l.checks;
             Ok(outcome)
         }
-        Err(Failure::Bad {
-            message,
-            errors,
-            errors_total,
-            counts,
-        }) => {
+        Err(f) => {
+            let r = f.refused(&file_path, &ctx.project)?;
             outcome.status = JobStatus::Failed;
-            outcome.error = Some(secret::scrub(&message, &[&url]));
-            outcome.errors = errors;
-            outcome.errors_total = errors_total;
-            outcome.counts = counts;
+            outcome.error = Some(secret::scrub(&r.message, &[&url]));
+            outcome.errors = r.errors;
+            outcome.errors_total = r.errors_total;
+            outcome.counts = r.counts;
+            outcome.checks = r.checks;
             Ok(outcome)
         }
-        Err(Failure::Checks {
-            message,
-            results,
-            counts,
-        }) => {
-            outcome.status = JobStatus::Failed;
-            outcome.error = Some(secret::scrub(&message, &[&url]));
-            outcome.checks = results;
-            outcome.counts = counts;
-            Ok(outcome)
-        }
-        Err(Failure::Changed(message)) => Err(ImportError::FileChanged {
-            path: file_path,
-            message,
-        }),
-        Err(Failure::Transient(source)) => Err(ImportError::TargetTransient {
-            project: ctx.project,
-            source,
-        }),
     }
 }
 
