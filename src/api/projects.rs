@@ -163,10 +163,11 @@ fn check_config(
         problems.push("config: must not contain NUL characters".into());
         return None;
     }
-    let mut parsed: ProjectConfig = match serde_json::from_value(config) {
+    // Every shape problem at once, each by its path, as `cpi validate` has them.
+    let mut parsed: ProjectConfig = match crate::manifest::parse_json("config", config) {
         Ok(c) => c,
-        Err(e) => {
-            problems.push(format!("config: {e}"));
+        Err(errors) => {
+            problems.extend(errors);
             return None;
         }
     };

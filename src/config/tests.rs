@@ -54,7 +54,7 @@ fn upsert_without_key_is_an_error() {
     let c = cfg("tables: [{ file_pattern: '*.csv', mode: sync }]");
     assert_eq!(
         c.validate(),
-        vec!["tables[0]: mode sync needs a primary_key"]
+        vec!["tables[0].primary_key: mode sync needs a primary_key"]
     );
     let c = cfg("defaults: { delimiter: ';;', table: 'a.b.c' }");
     let e = c.validate();

@@ -26,7 +26,7 @@ pub use desired::{
 pub use error::{InvalidManifests, ManifestError};
 pub use folder::{check_text, load, load_confined, MAX_FILE_BYTES};
 pub use model::{ConnectionSpec, Envelope, Kind, Metadata, ProjectSpec, API_VERSION};
-pub use shape::closest;
+pub use shape::{closest, parse_json};
 pub use text::{expanded_nodes, too_deep, MAX_EXPANDED_NODES, MAX_NESTING_DEPTH};
 
 /// The git revision of the manifests folder, when it is a git checkout.

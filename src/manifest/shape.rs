@@ -88,6 +88,30 @@ pub(super) fn problems<T: DeserializeOwned>(mut value: Value) -> (Vec<ShapeProbl
     (found, None)
 }
 
+/// A JSON document (an API body's field `prefix`) as a `T`, or every
+/// shape problem of it, each prefixed by its path
+/// (`config.tables[0].mode: unknown variant …`), as a manifest's are: a
+/// form can then put each one beside its field.
+pub fn parse_json<T: DeserializeOwned>(
+    prefix: &str,
+    value: serde_json::Value,
+) -> Result<T, Vec<String>> {
+    let value = match serde_yaml::to_value(value) {
+        Ok(v) => v,
+        Err(e) => return Err(vec![format!("{prefix}: {e}")]),
+    };
+    match problems::<T>(value) {
+        (found, Some(t)) if found.is_empty() => Ok(t),
+        (found, _) => Err(found
+            .into_iter()
+            .map(|p| match p.path.is_empty() {
+                true => format!("{prefix}: {}", p.message),
+                false => format!("{prefix}.{}", p.message),
+            })
+            .collect()),
+    }
+}
+
 /// `spec.config.tables[0].mode`.
 pub(super) fn render(path: &[Step]) -> String {
     let mut s = String::new();
@@ -337,5 +361,34 @@ mod tests {
         assert!(found[0].message.contains("did you mean `upsert`"));
         assert!(found[1].message.contains("did you mean `table`"));
         assert!(rest.is_some());
+    }
+
+    #[test]
+    fn parse_json_names_each_problem_by_its_path() {
+        let v = serde_json::json!({"inbox": "/x", "tables": [{"table": "t", "mode": "upsret", "primary_kye": "id"}]});
+        let errs = parse_json::<crate::config::ProjectConfig>("config", v).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("config.tables[0].mode: ")
+                    && e.contains("did you mean `upsert`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("config.tables[0].primary_kye: ")
+                    && e.contains("did you mean `primary_key`")),
+            "{errs:?}"
+        );
+        let root =
+            parse_json::<crate::config::ProjectConfig>("config", serde_json::json!({"inbox": 3}))
+                .unwrap_err();
+        assert!(root[0].starts_with("config.inbox: "), "{root:?}");
+        let ok = parse_json::<crate::config::ProjectConfig>(
+            "config",
+            serde_json::json!({"inbox": "/x"}),
+        )
+        .unwrap();
+        assert_eq!(ok.inbox.as_deref(), Some("/x"));
     }
 }

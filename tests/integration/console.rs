@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::support::daemon::{csv_rows, events_table};
 use crate::support::free_port;
+use crate::support::fs::tree;
 use crate::support::manifests::{connection_to as connection_doc, project as project_doc};
 use crate::support::wait::wait_i64;
 use crate::support::{write, TestDb};
@@ -111,6 +112,17 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) async fn start(db: &TestDb, manifests: &Path) -> Daemon {
+        // The pages are read without the token (anonymous viewer); with a
+        // token configured that is no longer the default.
+        Daemon::start_with(db, manifests, cpi::access::Anonymous::Viewer).await
+    }
+
+    /// The daemon with `--anonymous` as given.
+    pub(crate) async fn start_with(
+        db: &TestDb,
+        manifests: &Path,
+        anonymous: cpi::access::Anonymous,
+    ) -> Daemon {
         let mut settings = Settings::new(manifests);
         settings.interval = Duration::from_secs(2);
         settings.rescan = Duration::from_secs(1);
@@ -119,9 +131,7 @@ impl Daemon {
         settings.worker_prefix = format!("console-{}", uuid::Uuid::new_v4().simple());
         settings.api_token = Some(Secret::new(TOKEN));
         settings.freshness_interval = Duration::from_millis(300);
-        // The pages are read without the token (anonymous viewer); with a
-        // token configured that is no longer the default.
-        settings.http.anonymous = cpi::access::Anonymous::Viewer;
+        settings.http.anonymous = anonymous;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -598,27 +608,35 @@ async fn an_operator_clicks_through_every_page() {
         .select_by_label("scratch")
         .await
         .unwrap();
-    ui.replace(
-        "#f-config",
-        r#"{"tables": [{"table": "manual_t", "mode": "upsert"}]}"#,
-    )
-    .await;
+    // A field per setting: a misspelt option in a table's JSON is named
+    // there, with what was meant; then the missing key at its own field.
+    ui.replace("#f-t0-table", "manual_t").await;
+    ui.find("#f-t0-mode")
+        .await
+        .select_by_value("upsert")
+        .await
+        .unwrap();
+    ui.replace("#f-t0-other", r#"{"on_eror": "skip_rows"}"#).await;
     ui.click("#project-form button[type=submit]").await;
-    let err = ui.wait_text("#e-config", "config.tables[0]", 10).await;
-    assert!(err.contains("primary_key"), "{err}");
+    let err = ui.wait_text("#e-t0-other", "on_eror", 10).await;
+    assert!(err.contains("did you mean `on_error`"), "{err}");
+    ui.shot("project-form").await;
+    ui.find("#f-t0-other").await.clear().await.unwrap();
+    ui.click("#project-form button[type=submit]").await;
+    let err = ui.wait_text("#e-t0-primary_key", "needs a primary_key", 10).await;
+    assert!(err.contains("config.tables[0].primary_key"), "{err}");
     let invalid = ui
-        .find("#f-config")
+        .find("#f-t0-primary_key")
         .await
         .attr("aria-invalid")
         .await
         .unwrap();
     assert_eq!(invalid.as_deref(), Some("true"));
-    ui.shot("project-form").await;
-    ui.replace(
-        "#f-config",
-        r#"{"tables": [{"table": "manual_t", "mode": "upsert", "primary_key": "id"}]}"#,
-    )
-    .await;
+    assert!(
+        ui.find("#e-t0-other").await.text().await.unwrap().is_empty(),
+        "the fixed field's error is gone"
+    );
+    ui.type_in("#f-t0-primary_key", "id").await;
     ui.click("#project-form button[type=submit]").await;
     let t = ui.wait_text("h1", "Project manual", 10).await;
     assert!(!t.is_empty());
@@ -702,6 +720,26 @@ async fn an_operator_clicks_through_every_page() {
     ui.click("#retry-job").await;
     ui.wait_text("#retry-result", "Queued again", 10).await;
     ui.wait_text("#job-status", "succeeded", 40).await;
+    // The retried file went the inbox's normal way: once into the
+    // top-level processed/, nothing left in failed/, its rows loaded once.
+    let left: Vec<String> = tree(&inbox)
+        .into_iter()
+        .filter(|p| p.contains("bad.csv"))
+        .collect();
+    assert_eq!(left, ["processed/bad.csv"], "where the retried file ended");
+    let loaded: Vec<i64> =
+        sqlx::query_scalar("SELECT id::bigint FROM events WHERE id >= 10 ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(loaded, [10, 11], "the fixed file's rows, once");
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM cpi_import_jobs WHERE id::text = $1")
+            .bind(&bad)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 2, "one attempt counted for the retry");
     ui.check_page(false).await;
     ui.shot("job").await;
 
@@ -752,6 +790,38 @@ async fn an_operator_clicks_through_every_page() {
     assert!(ui.anonymous_sources.len() >= 7);
     eprintln!("first page interactive after {first_paint:?}");
 
+    ui.c.close().await.unwrap();
+    d.stop().await;
+}
+
+/// With a token configured and no anonymous reading (the default), a
+/// console opened without the token says how to get in, not the API's
+/// refusal; once the token is entered the page loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_without_a_token_says_how_to_give_one() {
+    let driver = start_driver().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
+    let db = TestDb::new().await;
+    let m = tmp.path().join("manifests");
+    std::fs::create_dir_all(&m).unwrap();
+    let d = Daemon::start_with(&db, &m, cpi::access::Anonymous::None).await;
+    let ui = Ui {
+        c,
+        base: d.base.clone(),
+        shots: shots_dir(tmp.path()),
+        anonymous_sources: vec![],
+        requests: vec![],
+    };
+    ui.c.goto(&format!("{}/#/projects", d.base)).await.unwrap();
+    let t = ui.wait_text("main", "Sign in to see this page", 15).await;
+    assert!(t.contains("Enter your token in the box at the top"), "{t}");
+    assert!(!t.contains("Cannot load"), "{t}");
+    ui.type_in("#token", TOKEN).await;
+    ui.click("#token-use").await;
+    ui.wait_text("h1", "Projects", 15).await;
+    let t = ui.main_text().await;
+    assert!(!t.contains("Sign in to see this page"), "{t}");
     ui.c.close().await.unwrap();
     d.stop().await;
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::support::daemon::Setup;
 use crate::support::db::scalar_i64;
+use crate::support::fs::tree;
 use crate::support::import::Env;
 use crate::support::wait::{exists, wait_i64};
 use crate::support::{Cpi, Run, TestDb};
@@ -475,24 +476,6 @@ async fn finished(pool: &sqlx::PgPool, name: &str, status: &str) {
     wait_i64(pool, 20, &format!("{name} {status}"), &sql, 1)
         .await
         .unwrap();
-}
-
-/// Every file below `dir`, relative to it, sorted (the inbox's whole state).
-fn tree(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.push(p.strip_prefix(base).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 /// The daemon on project `p` (appending into `events`), reconciled.

@@ -69,7 +69,14 @@ async function draw(focus, live) {
     }
     document.getElementById('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
-    fill(main, h('h1', {}, 'Cannot load this page'), note('error', e.message));
+    // Without a token (and no anonymous reading) every page answers 401:
+    // say how to get in rather than echo the API's refusal.
+    if (e.status === 401 && !token()) {
+      fill(main, h('h1', {}, 'Sign in to see this page'),
+        note('info', 'This server shows nothing without an API token. Enter your token in the box at the top and press Use token; ask your cpi administrator for one (cpi token create).'));
+    } else {
+      fill(main, h('h1', {}, 'Cannot load this page'), note('error', e.message));
+    }
   } finally {
     rendering = false;
   }

@@ -59,7 +59,7 @@ async function getOrShow(main, path, heading) {
 // The create-or-edit form of a connection or project: its fields, then
 // Save (or Create) and Cancel. On submit `body()` reads the fields (null
 // when it has marked one wrong) and the row is written.
-function rowForm(kind, row, fields, out, body) {
+function rowForm(kind, row, fields, out, body, byPath = () => fields) {
   const editing = Boolean(row);
   const list = `/${kind}s`;
   const form = h('form', { class: 'form', id: `${kind}-form`, novalidate: true },
@@ -70,14 +70,15 @@ function rowForm(kind, row, fields, out, body) {
     out);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    clearErrors(fields);
+    clearErrors(byPath());
+    out.replaceChildren();
     const sent = body();
     if (!sent) return;
     try {
       const saved = editing ? await put(`${list}/${row.id}`, sent) : await post(list, sent);
       navigate(`#${list}/${saved.id}`);
     } catch (e) {
-      showErrors(e, fields, out);
+      showErrors(e, byPath(), out);
     }
   });
   return form;
@@ -290,9 +291,75 @@ function tableRows(config) {
   ]);
 }
 
+// A project's form, a field per setting: inbox, then one group per table
+// (pattern, table, mode, key, create) with the rest of each table's
+// options, and the rest of the config, as JSON. The API's problems name
+// their path (`config.tables[0].mode: …`), so each lands on its field.
+const TABLE_KEYS = ['file_pattern', 'table', 'mode', 'primary_key', 'create_table'];
+
+function jsonRest(obj, keys) {
+  const rest = { ...obj };
+  for (const k of keys) delete rest[k];
+  return Object.keys(rest).length ? JSON.stringify(rest, null, 2) : '';
+}
+
+function choice(name, label, options, value) {
+  const sel = h('select', { id: `f-${name}`, name },
+    options.map(([v, text]) => h('option', { value: v, selected: String(value ?? '') === v }, text)));
+  return field(name, label, sel);
+}
+
+function tableGroup(i, t, onRemove) {
+  const n = (k) => `t${i}-${k}`;
+  const pk = Array.isArray(t.primary_key) ? t.primary_key.join(', ') : t.primary_key || '';
+  const f = {
+    file_pattern: input(n('file_pattern'), 'File pattern', t.file_pattern || '', { placeholder: '*.csv' }),
+    table: input(n('table'), 'Table', t.table || '', { placeholder: 'from the file name' }),
+    mode: choice(n('mode'), 'Mode', [['', '(default: upsert with a key, else append)'], ['append', 'append'],
+      ['upsert', 'upsert'], ['replace', 'replace'], ['sync', 'sync']], t.mode),
+    primary_key: input(n('primary_key'), 'Primary key (columns, comma-separated)', pk),
+    create_table: choice(n('create_table'), 'Create the table if missing', [['', 'no'], ['true', 'yes, every column text'],
+      ['infer', 'yes, types inferred from the file']], t.create_table === false ? '' : t.create_table),
+    other: field(n('other'), 'Other options of this table (JSON)',
+      h('textarea', { id: `f-${n('other')}`, name: 'other', rows: 3, spellcheck: 'false' }, jsonRest(t, TABLE_KEYS))),
+  };
+  const remove = h('button', { type: 'button', id: `remove-${n('table')}`, class: 'danger' }, 'Remove this table');
+  remove.addEventListener('click', onRemove);
+  const wrap = h('fieldset', { class: 'table-group', id: `table-${i}` },
+    h('legend', {}, `Table ${i + 1}`), Object.values(f).map((x) => x.wrap), remove);
+  return { i, f, wrap };
+}
+
+// One table's options from its group, or null once a field says why not.
+function readTable(g) {
+  const { f } = g;
+  let t = {};
+  const other = f.other.el.value.trim();
+  if (other) {
+    try {
+      t = JSON.parse(other);
+    } catch (e) {
+      fieldError(f.other, `not valid JSON: ${e.message}`);
+      return null;
+    }
+    if (!t || typeof t !== 'object' || Array.isArray(t)) {
+      fieldError(f.other, 'must be a JSON object ({"on_error": "skip_rows"}, …)');
+      return null;
+    }
+  }
+  const text = (x) => x.el.value.trim();
+  if (text(f.file_pattern)) t.file_pattern = text(f.file_pattern);
+  if (text(f.table)) t.table = text(f.table);
+  if (f.mode.el.value) t.mode = f.mode.el.value;
+  const keys = text(f.primary_key).split(',').map((k) => k.trim()).filter(Boolean);
+  if (keys.length) t.primary_key = keys.length === 1 ? keys[0] : keys;
+  if (f.create_table.el.value) t.create_table = f.create_table.el.value === 'infer' ? 'infer' : true;
+  return t;
+}
+
 function projectForm(row, conns) {
   const out = h('div', { id: 'form-result' });
-  const config = row ? { ...row.config } : { inbox: '', tables: [{ file_pattern: '*.csv', table: '', mode: 'append' }] };
+  const config = row ? { ...row.config } : { tables: [{ file_pattern: '*.csv' }] };
   delete config.name;
   const select = h('select', { id: 'f-connection_id', name: 'connection_id' },
     h('option', { value: '' }, '(none)'),
@@ -301,24 +368,63 @@ function projectForm(row, conns) {
     name: input('name', 'Name', row ? row.name : '', { required: true }),
     description: input('description', 'Description', row ? row.description || '' : ''),
     connection_id: field('connection_id', 'Connection', select),
-    config: field('config', 'Config (JSON: inbox, tables, defaults)',
-      h('textarea', { id: 'f-config', name: 'config', rows: 12, spellcheck: 'false' }, JSON.stringify(config, null, 2))),
+    inbox: input('inbox', 'Inbox (a folder, or s3://bucket/prefix/)', config.inbox || ''),
   };
-  return rowForm('project', row, fields, out, () => {
-    let cfg;
-    try {
-      cfg = JSON.parse(fields.config.el.value);
-    } catch (e) {
-      fieldError(fields.config, `not valid JSON: ${e.message}`);
-      return null;
+  const other = field('other', 'Other settings (JSON: defaults, processed_dir, settle_seconds, …)',
+    h('textarea', { id: 'f-other', name: 'other', rows: 4, spellcheck: 'false' }, jsonRest(config, ['inbox', 'tables'])));
+  const box = h('div', { id: 'tables' });
+  let groups = [];
+  const draw = (tables) => {
+    groups = tables.map((t, i) => tableGroup(i, t, () => {
+      const now = groups.map((g) => readTable(g) || {});
+      now.splice(i, 1);
+      draw(now);
+    }));
+    box.replaceChildren(...groups.map((g) => g.wrap));
+  };
+  draw(config.tables || []);
+  const add = h('button', { type: 'button', id: 'add-table' }, 'Add a table');
+  add.addEventListener('click', () => {
+    draw([...groups.map((g) => readTable(g) || {}), { file_pattern: '*.csv' }]);
+    groups[groups.length - 1].f.file_pattern.el.focus();
+  });
+  const tablesWrap = h('div', { class: 'field' }, h('h2', {}, 'Tables'),
+    h('p', { class: 'muted' }, 'A file goes to the first table whose pattern matches its name.'), box, h('p', {}, add));
+  // Every field the API's problems may name, by the path they name.
+  const byPath = () => {
+    const all = {
+      name: fields.name, description: fields.description, connection_id: fields.connection_id,
+      'config.inbox': fields.inbox, config: other,
+    };
+    for (const g of groups) {
+      all[`config.tables[${g.i}]`] = g.f.other;
+      for (const k of TABLE_KEYS) all[`config.tables[${g.i}].${k}`] = g.f[k];
     }
+    return all;
+  };
+  const shown = { ...fields, tables: { wrap: tablesWrap }, other };
+  return rowForm('project', row, shown, out, () => {
+    let cfg = {};
+    const text = other.el.value.trim();
+    if (text) {
+      try {
+        cfg = JSON.parse(text);
+      } catch (e) {
+        fieldError(other, `not valid JSON: ${e.message}`);
+        return null;
+      }
+    }
+    const tables = groups.map(readTable);
+    if (tables.includes(null)) return null;
+    if (fields.inbox.el.value.trim()) cfg.inbox = fields.inbox.el.value.trim();
+    if (tables.length) cfg.tables = tables;
     return {
       name: fields.name.el.value,
       description: fields.description.el.value || null,
       connection_id: select.value || null,
       config: cfg,
     };
-  });
+  }, byPath);
 }
 
 export async function projectNew(main) {
@@ -604,8 +710,8 @@ function clearErrors(fields) {
   }
 }
 
-// Each problem of a 400 goes to the field it names ("config.tables[0]…"
-// → config); the rest, and every other error, below the form.
+// Each problem of a 400 goes to the field it names ("config.inbox: …"
+// → the inbox); the rest, and every other error, below the form.
 function showErrors(e, fields, out) {
   if (!(e instanceof ApiError) || e.status !== 400) {
     out.replaceChildren(errorNote(e));
@@ -613,9 +719,13 @@ function showErrors(e, fields, out) {
   }
   const rest = [];
   const byField = {};
+  // A problem goes to the field of the longest path it starts with
+  // (`config.tables[0].mode: …` to that table's mode).
+  const keys = Object.keys(fields).sort((a, b) => b.length - a.length);
   for (const p of e.problems()) {
-    const key = (p.match(/^([a-z_]+)/) || [])[1];
-    if (key && fields[key]) (byField[key] = byField[key] || []).push(p);
+    const head = p.split(': ')[0];
+    const key = keys.find((k) => head === k || head.startsWith(`${k}.`) || head.startsWith(`${k}[`));
+    if (key) (byField[key] = byField[key] || []).push(p);
     else rest.push(p);
   }
   for (const [k, msgs] of Object.entries(byField)) fieldError(fields[k], msgs.join('; '));

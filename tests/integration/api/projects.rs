@@ -97,6 +97,23 @@ async fn config_is_validated_like_a_manifest() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{config}: {}", r.text);
         assert!(r.text.contains(needle), "{config}: {}", r.text);
     }
+    // Every shape problem at once, each by its path, with what was meant:
+    // the console puts each beside its field.
+    let r = s
+        .post(
+            "/projects",
+            json!({"name": "p", "config": {"tables": [{"table": "t", "mode": "upsret", "primary_kye": "id"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(
+        r.text.contains("config.tables[0].mode: unknown variant `upsret`")
+            && r.text.contains("did you mean `upsert`")
+            && r.text.contains("config.tables[0].primary_kye: unknown field")
+            && r.text.contains("did you mean `primary_key`"),
+        "{}",
+        r.text
+    );
     let r = s
         .post("/projects", json!({"name": "bad name", "config": {}}))
         .await;
