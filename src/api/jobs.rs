@@ -342,7 +342,7 @@ fn control_error(e: ControlError) -> ApiError {
             message: secret::scrub_credentials(&e.to_string()),
         },
         ControlError::Job(e) => db_error(e),
-        e @ ControlError::Move { .. } => {
+        e @ (ControlError::Move { .. } | ControlError::Store { .. }) => {
             tracing::warn!(error = %e, "a job control cannot move its file");
             ApiError::Internal(secret::scrub_credentials(&e.to_string()))
         }

@@ -15,7 +15,10 @@ pub(super) fn check_key_mode(o: &ImportOptions, at: &str, errors: &mut Vec<Strin
         .is_some_and(|k| !k.to_vec().is_empty());
     if let Some(m @ (Mode::Upsert | Mode::Sync)) = o.mode {
         if !has_key {
-            errors.push(format!("{at}.primary_key: mode {} needs a primary_key", m.as_str()));
+            errors.push(format!(
+                "{at}.primary_key: mode {} needs a primary_key",
+                m.as_str()
+            ));
         }
     }
 }

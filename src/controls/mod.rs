@@ -21,43 +21,11 @@ use crate::store;
 use crate::store::jobs::{self, Job, JobError, JobStatus};
 use crate::store::queue::{self, Actor};
 
-/// Why a retry (or setting a retried file aside) did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// The job cannot be retried (or read).
-    #[error(transparent)]
-    Job(#[from] JobError),
-    /// Another file of the same name waits in the inbox.
-    #[error("job {id}: {path} already exists (another file of the same name in the inbox): move one of them away, then retry")]
-    InboxTaken {
-        /// The job.
-        id: Uuid,
-        /// The name in the inbox.
-        path: String,
-    },
-    /// The file cannot be moved back into the inbox (or aside after it).
-    #[error("job {id}: cannot move {from} to {to}: {source}")]
-    Move {
-        /// The job.
-        id: Uuid,
-        /// Where the file is.
-        from: String,
-        /// Where it was to go.
-        to: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
+mod objects;
+mod outcome;
 
-/// A job put back in the queue by [`retry`], or queued by [`replay`].
-#[derive(Debug, Clone)]
-pub struct Retried {
-    /// The job, queued, pointing at its file.
-    pub job: Job,
-    /// Whether the file came back from `failed/` into the inbox.
-    pub returned: bool,
-}
+use outcome::{report_of, short};
+pub use outcome::{Cancel, ControlError, Retried};
 
 /// Where a job's file is now.
 #[derive(Debug, PartialEq, Eq)]
@@ -85,6 +53,9 @@ pub async fn retry(
     let job = jobs::get(db, id).await?.ok_or(JobError::NotFound(id))?;
     queue::check_retryable(&job, force)?;
     let config = project_config(db, &job.project_name).await?;
+    if let (Some(config), Ok(FileRef::Object(o))) = (&config, FileRef::parse(&job.file_path)) {
+        return objects::retry(db, &job, &o, config, by).await;
+    }
     let gone = || JobError::FileGone {
         id,
         path: job.file_path.clone(),
@@ -169,6 +140,9 @@ pub async fn replay(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Retried, Co
     let job = jobs::get(db, id).await?.ok_or(JobError::NotFound(id))?;
     queue::check_replayable(&job)?;
     let config = project_config(db, &job.project_name).await?;
+    if let (Some(config), Ok(FileRef::Object(o))) = (&config, FileRef::parse(&job.file_path)) {
+        return objects::replay(db, &job, &o, config, by).await;
+    }
     let found = {
         let (job, config) = (job.clone(), config.clone());
         tokio::task::spawn_blocking(move || locate_processed(&job, config.as_ref()))
@@ -220,19 +194,6 @@ pub async fn replay(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Retried, Co
     })
 }
 
-/// A job [`cancel`] stopped, or asked to stop.
-#[derive(Debug, Clone)]
-pub struct Cancel {
-    /// The job as it was read (failed with the cancel's text, when it was
-    /// queued).
-    pub job: Job,
-    /// Failed now (queued), or requested (running: its worker stops it at
-    /// its next lease renewal, within a third of the lease).
-    pub cancelled: queue::Cancelled,
-    /// Where the queued job's file went (`failed/`, with its report).
-    pub moved: Option<PathBuf>,
-}
-
 /// Cancels job `id`: a queued job fails now with `cancelled by WHO: WHY`
 /// and its file goes to `failed/` with a report saying so; a running job's
 /// worker is asked to stop (its import rolls back and the file goes to
@@ -255,6 +216,15 @@ pub async fn cancel(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Cancel, Con
     let mut failed = job.clone();
     failed.status = JobStatus::Failed;
     failed.error = Some(why.clone());
+    if let (Some(config), Ok(FileRef::Object(o))) = (&config, FileRef::parse(&job.file_path)) {
+        let (cancelled, moved) =
+            objects::cancel_queued(db, &job, &failed, &o, config, &why, by).await?;
+        return Ok(Cancel {
+            job: failed,
+            cancelled,
+            moved,
+        });
+    }
     // The verdict and the move in one transaction: until it commits the
     // job is queued and holds the file's path, so no scan queues the file
     // again before it is in `failed/`.
@@ -366,8 +336,12 @@ pub async fn set_aside(
     let Some(config) = project_config(db, &job.project_name).await? else {
         return Ok(None);
     };
-    let Ok(FileRef::Local(path)) = FileRef::parse(&job.file_path) else {
-        return Ok(None);
+    let path = match FileRef::parse(&job.file_path) {
+        Ok(FileRef::Local(path)) => path,
+        Ok(FileRef::Object(o)) if returned => {
+            return objects::set_aside(&job, o, &config, failed).await;
+        }
+        _ => return Ok(None),
     };
     let file = FileRef::Local(path.clone());
     if !returned || !path.is_file() {
@@ -390,34 +364,6 @@ pub async fn set_aside(
         }
     }
     Ok(Some(to))
-}
-
-/// `<name>.error.json` for a failed job, from its row (as a daemon worker
-/// writes it from the outcome).
-fn report_of(job: &Job) -> Vec<u8> {
-    let details = job.error_details.as_ref();
-    let report = inbox::ErrorReport {
-        job_id: job.id.to_string(),
-        project: &job.project_name,
-        file: &job.file_name,
-        error: job.error.as_deref(),
-        errors: details
-            .and_then(|d| d.get("errors").cloned())
-            .unwrap_or_else(|| serde_json::json!([])),
-        errors_total: details
-            .and_then(|d| d.get("errors_total"))
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0),
-        checks: details
-            .and_then(|d| d.get("checks").cloned())
-            .unwrap_or_else(|| serde_json::json!([])),
-    };
-    serde_json::to_vec_pretty(&report).unwrap_or_default()
-}
-
-/// The job id's prefix that names taken names get (as the daemon's moves).
-fn short(id: Uuid) -> String {
-    id.to_string()[..8].to_string()
 }
 
 /// The project's parsed config (`None`: the project is gone or its config

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::inbox;
-use crate::object_storage::{self, ObjectRef, S3Location, StorageError};
+pub use crate::object_storage::ObjectMove;
 
 /// The first retry waits this long, then twice as long each time.
 pub const BASE: Duration = Duration::from_millis(500);
@@ -100,108 +100,6 @@ impl Move {
     }
 }
 
-/// An object's way out of an `s3://` inbox: copied into `processed/` or
-/// `failed/` (with its `.error.json` beside it), then deleted. Nothing is
-/// deleted before its copy exists; each step that is done stays done
-/// across retries.
-#[derive(Debug)]
-pub struct ObjectMove {
-    client: aws_sdk_s3::Client,
-    /// The object in the inbox, with the ETag the job read.
-    pub from: ObjectRef,
-    /// `processed/` or `failed/`.
-    pub to: S3Location,
-    /// The job id's prefix, for names already taken.
-    pub job: String,
-    /// The `.error.json` to put beside the copy (failed jobs).
-    pub report: Option<Vec<u8>>,
-    /// The copy, once it exists.
-    copied: Option<ObjectRef>,
-}
-
-impl ObjectMove {
-    /// A move of `from` into `to` for job `job`.
-    pub fn new(
-        client: aws_sdk_s3::Client,
-        from: ObjectRef,
-        to: S3Location,
-        job: &str,
-        report: Option<Vec<u8>>,
-    ) -> ObjectMove {
-        ObjectMove {
-            client,
-            from,
-            to,
-            job: job.to_string(),
-            report,
-            copied: None,
-        }
-    }
-
-    /// `name` in `to`, or `<job>_name` when that key is taken (nothing is
-    /// ever overwritten).
-    async fn free_key(&self, name: &str) -> Result<String, StorageError> {
-        let plain = format!("{}{name}", self.to.prefix);
-        if object_storage::exists(&self.client, &self.to.bucket, &plain).await? {
-            Ok(format!("{}{}_{name}", self.to.prefix, self.job))
-        } else {
-            Ok(plain)
-        }
-    }
-
-    /// One attempt: the copy if not done yet, the report beside it, then
-    /// the delete of the original.
-    pub async fn attempt(&mut self) -> Attempt {
-        let failed = |e: StorageError| Attempt::Failed(std::io::Error::other(e.to_string()));
-        if self.copied.is_none() {
-            let key = match self.free_key(self.from.name()).await {
-                Ok(k) => k,
-                Err(e) => return failed(e),
-            };
-            let to = ObjectRef {
-                bucket: self.to.bucket.clone(),
-                key,
-                etag: None,
-            };
-            match object_storage::copy(&self.client, &self.from, &to).await {
-                Ok(()) => self.copied = Some(to),
-                // Gone, or replaced by a new upload (its ETag changed): the
-                // new object is a new file, left in the inbox for its own job.
-                Err(e) if e.is_gone() => return Attempt::Gone,
-                Err(e) => return failed(e),
-            }
-        }
-        let copied = self.copied.clone().expect("set above");
-        if let Some(report) = &self.report {
-            let name = format!("{}.error.json", copied.name());
-            let key = match self.free_key(&name).await {
-                Ok(k) => k,
-                Err(e) => return failed(e),
-            };
-            let at = ObjectRef {
-                bucket: copied.bucket.clone(),
-                key,
-                etag: None,
-            };
-            if let Err(e) = object_storage::put(&self.client, &at, report.clone()).await {
-                return failed(e);
-            }
-            self.report = None;
-        }
-        match object_storage::delete(&self.client, &self.from).await {
-            Ok(()) => Attempt::Done(PathBuf::from(copied.url())),
-            Err(e) => failed(e),
-        }
-    }
-
-    /// Where the attempt that fails is heading, for the log.
-    fn destination(&self) -> String {
-        self.copied
-            .as_ref()
-            .map_or_else(|| self.to.url(), ObjectRef::url)
-    }
-}
-
 /// A move that [`start`] and [`until_done`] drive: a file's ([`Move`]) or
 /// an object's ([`ObjectMove`]).
 pub trait Movable: Send + Sized + 'static {
@@ -246,7 +144,11 @@ impl Movable for Move {
 impl Movable for ObjectMove {
     const KIND: &'static str = "object";
     async fn try_once(&mut self) -> Attempt {
-        self.attempt().await
+        match self.attempt().await {
+            Ok(Some(copy)) => Attempt::Done(PathBuf::from(copy.url())),
+            Ok(None) => Attempt::Gone,
+            Err(e) => Attempt::Failed(std::io::Error::other(e.to_string())),
+        }
     }
     fn source(&self) -> String {
         self.from.url()

@@ -1,7 +1,9 @@
 //! Object-storage inboxes (DESIGN §8): `s3://bucket/prefix/` locations
 //! (parsed and checked here, purely), and the few requests cpi makes to an
 //! S3-compatible store through the AWS SDK: list a prefix, stream an
-//! object, copy, put a report, delete.
+//! object, copy, put a report, delete; and [`ObjectMove`], an object's
+//! way from one prefix to another (copy, report, then delete), which the
+//! daemon's moves after a job and the operator's controls both take.
 //!
 //! Credentials come only from the standard AWS chain (environment, shared
 //! credentials file and `AWS_PROFILE`, web identity, container and
@@ -315,8 +317,13 @@ pub async fn exists(client: &Client, bucket: &str, key: &str) -> Result<bool, St
     }
 }
 
-/// Copies `from` (if it still has its ETag) to `to`, server side.
-pub async fn copy(client: &Client, from: &ObjectRef, to: &ObjectRef) -> Result<(), StorageError> {
+/// Copies `from` (if it still has its ETag) to `to`, server side; the
+/// copy's ETag (a multipart upload's copy has an ETag of its own).
+pub async fn copy(
+    client: &Client,
+    from: &ObjectRef,
+    to: &ObjectRef,
+) -> Result<Option<String>, StorageError> {
     use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
     // The copy source is `bucket/key`, URL-encoded but for its slashes.
     const KEY: &AsciiSet = &NON_ALPHANUMERIC
@@ -326,7 +333,7 @@ pub async fn copy(client: &Client, from: &ObjectRef, to: &ObjectRef) -> Result<(
         .remove(b'.')
         .remove(b'~');
     let source = format!("{}/{}", from.bucket, utf8_percent_encode(&from.key, KEY));
-    client
+    let out = client
         .copy_object()
         .copy_source(source)
         .set_copy_source_if_match(from.etag.as_ref().map(|e| format!("\"{e}\"")))
@@ -335,7 +342,10 @@ pub async fn copy(client: &Client, from: &ObjectRef, to: &ObjectRef) -> Result<(
         .send()
         .await
         .map_err(|e| sdk_error("copy", from.url(), e))?;
-    Ok(())
+    Ok(out
+        .copy_object_result()
+        .and_then(|r| r.e_tag())
+        .map(unquote))
 }
 
 /// Writes `body` as `bucket/key` (a report: small).
@@ -352,6 +362,36 @@ pub async fn put(client: &Client, to: &ObjectRef, body: Vec<u8>) -> Result<(), S
     Ok(())
 }
 
+/// Reads a small object whole (a report), or `None` when it is not there
+/// or larger than `max` bytes (not read then: its HEAD tells).
+pub async fn get_small(
+    client: &Client,
+    o: &ObjectRef,
+    max: u64,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    match head(client, o).await {
+        Ok((size, _)) if size <= max => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.is_gone() => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let got = client
+        .get_object()
+        .bucket(&o.bucket)
+        .key(&o.key)
+        .send()
+        .await
+        .map_err(|e| sdk_error("read", o.url(), e))?;
+    let body = got.body.collect().await.map_err(|e| StorageError {
+        what: "read",
+        url: o.url(),
+        message: e.to_string(),
+        status: None,
+    })?;
+    let bytes = body.into_bytes();
+    Ok((bytes.len() as u64 <= max).then(|| bytes.to_vec()))
+}
+
 /// Deletes `o` (its key: S3's delete is not conditional everywhere).
 pub async fn delete(client: &Client, o: &ObjectRef) -> Result<(), StorageError> {
     client
@@ -362,4 +402,95 @@ pub async fn delete(client: &Client, o: &ObjectRef) -> Result<(), StorageError> 
         .await
         .map_err(|e| sdk_error("delete", o.url(), e))?;
     Ok(())
+}
+
+/// An object's way out of an `s3://` inbox: copied into `processed/` or
+/// `failed/` (with its `.error.json` beside it), then deleted. Nothing is
+/// deleted before its copy exists; each step that is done stays done
+/// across retries.
+#[derive(Debug)]
+pub struct ObjectMove {
+    client: Client,
+    /// The object in the inbox, with the ETag the job read.
+    pub from: ObjectRef,
+    /// `processed/` or `failed/`.
+    pub to: S3Location,
+    /// The job id's prefix, for names already taken.
+    pub job: String,
+    /// The `.error.json` to put beside the copy (failed jobs).
+    pub report: Option<Vec<u8>>,
+    /// The copy, once it exists.
+    copied: Option<ObjectRef>,
+}
+
+impl ObjectMove {
+    /// A move of `from` into `to` for job `job`.
+    pub fn new(
+        client: Client,
+        from: ObjectRef,
+        to: S3Location,
+        job: &str,
+        report: Option<Vec<u8>>,
+    ) -> ObjectMove {
+        ObjectMove {
+            client,
+            from,
+            to,
+            job: job.to_string(),
+            report,
+            copied: None,
+        }
+    }
+
+    /// `name` in `to`, or `<job>_name` when that key is taken (nothing is
+    /// ever overwritten).
+    async fn free_key(&self, name: &str) -> Result<String, StorageError> {
+        let plain = format!("{}{name}", self.to.prefix);
+        if exists(&self.client, &self.to.bucket, &plain).await? {
+            Ok(format!("{}{}_{name}", self.to.prefix, self.job))
+        } else {
+            Ok(plain)
+        }
+    }
+
+    /// One attempt: the copy if not done yet, the report beside it, then
+    /// the delete of the original. `Ok(Some(copy))`: done; `Ok(None)`: the
+    /// original is gone, or replaced by a new upload (its ETag changed):
+    /// the new object is a new file, left in the inbox for its own job.
+    /// What is done stays done for the next attempt.
+    pub async fn attempt(&mut self) -> Result<Option<ObjectRef>, StorageError> {
+        if self.copied.is_none() {
+            let key = self.free_key(self.from.name()).await?;
+            let to = ObjectRef {
+                bucket: self.to.bucket.clone(),
+                key,
+                etag: None,
+            };
+            match copy(&self.client, &self.from, &to).await {
+                Ok(etag) => self.copied = Some(ObjectRef { etag, ..to }),
+                Err(e) if e.is_gone() => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let copied = self.copied.clone().expect("set above");
+        if let Some(report) = &self.report {
+            let name = format!("{}.error.json", copied.name());
+            let at = ObjectRef {
+                bucket: copied.bucket.clone(),
+                key: self.free_key(&name).await?,
+                etag: None,
+            };
+            put(&self.client, &at, report.clone()).await?;
+            self.report = None;
+        }
+        delete(&self.client, &self.from).await?;
+        Ok(Some(copied))
+    }
+
+    /// Where the attempt that fails is heading, for the log.
+    pub fn destination(&self) -> String {
+        self.copied
+            .as_ref()
+            .map_or_else(|| self.to.url(), ObjectRef::url)
+    }
 }

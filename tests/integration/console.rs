@@ -616,14 +616,17 @@ async fn an_operator_clicks_through_every_page() {
         .select_by_value("upsert")
         .await
         .unwrap();
-    ui.replace("#f-t0-other", r#"{"on_eror": "skip_rows"}"#).await;
+    ui.replace("#f-t0-other", r#"{"on_eror": "skip_rows"}"#)
+        .await;
     ui.click("#project-form button[type=submit]").await;
     let err = ui.wait_text("#e-t0-other", "on_eror", 10).await;
     assert!(err.contains("did you mean `on_error`"), "{err}");
     ui.shot("project-form").await;
     ui.find("#f-t0-other").await.clear().await.unwrap();
     ui.click("#project-form button[type=submit]").await;
-    let err = ui.wait_text("#e-t0-primary_key", "needs a primary_key", 10).await;
+    let err = ui
+        .wait_text("#e-t0-primary_key", "needs a primary_key", 10)
+        .await;
     assert!(err.contains("config.tables[0].primary_key"), "{err}");
     let invalid = ui
         .find("#f-t0-primary_key")
@@ -633,7 +636,12 @@ async fn an_operator_clicks_through_every_page() {
         .unwrap();
     assert_eq!(invalid.as_deref(), Some("true"));
     assert!(
-        ui.find("#e-t0-other").await.text().await.unwrap().is_empty(),
+        ui.find("#e-t0-other")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .is_empty(),
         "the fixed field's error is gone"
     );
     ui.type_in("#f-t0-primary_key", "id").await;

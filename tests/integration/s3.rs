@@ -442,3 +442,171 @@ async fn two_replicas_on_one_bucket_load_each_of_500_objects_once() {
         d.stop(20);
     }
 }
+
+/// The operator's controls on an `s3://` inbox, as on a folder one: a
+/// failed object fixed in `failed/` and retried comes back through the
+/// inbox and ends once in `processed/` (its report gone); a processed one
+/// replayed does the same; a queued one cancelled goes to `failed/` with a
+/// report saying so, and is not imported after all. On main the retry and
+/// the replay said the object was gone, and the cancel left it in the inbox.
+#[tokio::test]
+async fn regression_object_jobs_are_retried_replayed_and_cancelled_through_the_inbox() {
+    let (db, pool, server, c, dir) = store().await;
+    s3::put(&c, BUCKET, "in/a.csv", csv_rows(1, 10, "a")).await;
+    s3::put(&c, BUCKET, "in/bad.csv", "id,tag,n\n20,x,not-a-number\n").await;
+    let m = s3_manifests(&db, dir.path(), &server.endpoint());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken-for-the-api\n").unwrap();
+    let mut d = Daemon::start_env(
+        &db,
+        &m,
+        &dir.path().join("log"),
+        &[
+            "--listen",
+            &addr,
+            "--api-token-file",
+            token.to_str().unwrap(),
+        ],
+        &env_keys(),
+    );
+    wait_keys(&c, "in/processed/", &["in/processed/a.csv"], 60).await;
+    wait_keys(
+        &c,
+        "in/failed/",
+        &["in/failed/bad.csv", "in/failed/bad.csv.error.json"],
+        60,
+    )
+    .await;
+    let base = format!("http://{addr}");
+    http_ok(&format!("{base}/readyz"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let job = |name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let id: uuid::Uuid = sqlx::query_scalar(
+                "SELECT id FROM cpi_import_jobs WHERE file_name = $1 ORDER BY created_at LIMIT 1",
+            )
+            .bind(name)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    let post = |path: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .post(format!("{base}{path}"))
+                .bearer_auth("t0ken-for-the-api")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.text().await.unwrap())
+        }
+    };
+
+    // Retry: the object fixed where it was set aside.
+    s3::put(
+        &c,
+        BUCKET,
+        "in/failed/bad.csv",
+        "id,tag,n\n20,x,1\n21,y,2\n",
+    )
+    .await;
+    let bad = job("bad.csv").await;
+    let (status, body) = post(format!("/jobs/{bad}/retry?reason=fixed")).await;
+    assert_eq!(status, 200, "{body}");
+    wait_keys(
+        &c,
+        "in/processed/",
+        &["in/processed/a.csv", "in/processed/bad.csv"],
+        60,
+    )
+    .await;
+    assert!(s3::keys(&c, BUCKET, "in/failed/").await.is_empty());
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 12);
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM cpi_import_jobs WHERE id = '{bad}' AND status = 'succeeded' AND attempts = 2")
+        )
+        .await,
+        1
+    );
+
+    // Replay: the table lost a.csv's rows; the processed object goes back
+    // through the inbox, once, and loads them again.
+    sqlx::query("DELETE FROM events WHERE id <= 10")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let a = job("a.csv").await;
+    let (status, body) = post(format!("/jobs/{a}/replay?reason=table%20reloaded")).await;
+    assert_eq!(status, 200, "{body}");
+    wait_i64(
+        &pool,
+        60,
+        "the replay succeeded",
+        &format!(
+            "SELECT count(*) FROM cpi_import_jobs WHERE replay_of = '{a}' AND status = 'succeeded'"
+        ),
+        1,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 12);
+    wait_keys(
+        &c,
+        "in/processed/",
+        &["in/processed/a.csv", "in/processed/bad.csv"],
+        60,
+    )
+    .await;
+
+    // Cancel: a queued object (its project paused) goes to failed/.
+    let (status, body) = post("/projects/p/pause?reason=holding".into()).await;
+    assert_eq!(status, 200, "{body}");
+    s3::put(&c, BUCKET, "in/c.csv", csv_rows(30, 3, "c")).await;
+    wait_i64(
+        &pool,
+        60,
+        "c.csv queued",
+        "SELECT count(*) FROM cpi_import_jobs WHERE file_name = 'c.csv' AND status = 'queued'",
+        1,
+    )
+    .await
+    .unwrap();
+    let cj = job("c.csv").await;
+    let (status, body) = post(format!("/jobs/{cj}/cancel?reason=wrong%20file")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        s3::keys(&c, BUCKET, "in/failed/").await,
+        ["in/failed/c.csv", "in/failed/c.csv.error.json"]
+    );
+    let report =
+        String::from_utf8(s3::get(&c, BUCKET, "in/failed/c.csv.error.json").await).unwrap();
+    assert!(report.contains("cancelled by api: wrong file"), "{report}");
+    assert!(!s3::keys(&c, BUCKET, "in/")
+        .await
+        .contains(&"in/c.csv".to_string()));
+    let (status, body) = post("/projects/p/resume".into()).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT count(*) FROM cpi_import_jobs WHERE file_name = 'c.csv'"
+        )
+        .await,
+        1,
+        "the cancelled object was not queued again"
+    );
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 12);
+    d.stop(20);
+}

@@ -107,9 +107,11 @@ async fn config_is_validated_like_a_manifest() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert!(
-        r.text.contains("config.tables[0].mode: unknown variant `upsret`")
+        r.text
+            .contains("config.tables[0].mode: unknown variant `upsret`")
             && r.text.contains("did you mean `upsert`")
-            && r.text.contains("config.tables[0].primary_kye: unknown field")
+            && r.text
+                .contains("config.tables[0].primary_kye: unknown field")
             && r.text.contains("did you mean `primary_key`"),
         "{}",
         r.text
