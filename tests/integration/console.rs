@@ -293,6 +293,47 @@ impl Ui {
     }
 
     /// What every page must hold: labelled controls, no secret in the
+    /// The accessibility tree below `<main>` as Chromium exposes it to a
+    /// screen reader (DevTools' `Accessibility.getFullAXTree`): each
+    /// node's DOM node, role and name, in tree order.
+    async fn main_ax_tree(&self) -> Vec<(i64, String, String)> {
+        let tree = self.cdp("Accessibility.getFullAXTree", json!({})).await;
+        let nodes = tree["nodes"].as_array().cloned().unwrap_or_default();
+        let by_id: std::collections::HashMap<String, &Value> = nodes
+            .iter()
+            .map(|n| (n["nodeId"].as_str().unwrap_or_default().to_string(), n))
+            .collect();
+        let text = |n: &Value, k: &str| n[k]["value"].as_str().unwrap_or("").to_string();
+        let main = nodes
+            .iter()
+            .find(|n| text(n, "role") == "main")
+            .unwrap_or_else(|| panic!("no main landmark in the accessibility tree"));
+        let mut out = Vec::new();
+        let mut stack = vec![main];
+        while let Some(n) = stack.pop() {
+            out.push((
+                n["backendDOMNodeId"].as_i64().unwrap_or(-1),
+                text(n, "role"),
+                text(n, "name"),
+            ));
+            let children = n["childIds"].as_array().cloned().unwrap_or_default();
+            for c in children.iter().rev() {
+                if let Some(child) = c.as_str().and_then(|id| by_id.get(id)) {
+                    stack.push(child);
+                }
+            }
+        }
+        out
+    }
+
+    /// A DevTools command through chromedriver's `goog/cdp/execute`.
+    async fn cdp(&self, cmd: &'static str, params: Value) -> Value {
+        self.c
+            .issue_cmd(Cdp { cmd, params })
+            .await
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+    }
+
     /// URL or title; without the token, no URL or password in the source.
     async fn check_page(&mut self, anonymous: bool) {
         let unlabelled = self
@@ -316,6 +357,31 @@ impl Ui {
             );
             self.anonymous_sources.push(src);
         }
+    }
+}
+
+/// A Chrome DevTools Protocol command, sent through chromedriver.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        let body = json!({"cmd": self.cmd, "params": self.params});
+        (axum::http::Method::POST, Some(body.to_string()))
     }
 }
 
@@ -660,6 +726,13 @@ async fn an_operator_clicks_through_every_page() {
     ui.open("#/connections").await;
     ui.wait_text("main", "scratch", 10).await;
     ui.js("window.__mutations = 0; new MutationObserver((m) => { window.__mutations += m.length; }).observe(document.getElementById('main'), {childList: true, subtree: true, characterData: true, attributes: true}); return 0").await;
+    let tree_before = ui.main_ax_tree().await;
+    assert!(
+        tree_before
+            .iter()
+            .any(|(_, _, name)| name.contains("scratch")),
+        "the accessibility tree holds the page: {tree_before:?}"
+    );
     let before = ui
         .js("return document.getElementById('updated').textContent")
         .await;
@@ -672,6 +745,13 @@ async fn an_operator_clicks_through_every_page() {
         assert!(Instant::now() < deadline, "no poll redrew the page");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // What a screen reader reads: the same accessibility nodes (the same
+    // DOM nodes behind them, with the same roles and names).
+    assert_eq!(
+        ui.main_ax_tree().await,
+        tree_before,
+        "a poll with nothing new changed the accessibility tree of <main>"
+    );
     assert_eq!(
         ui.js("return window.__mutations").await,
         json!(0),
