@@ -39,6 +39,10 @@ pub struct ResolvedOptions {
     pub header_auto: bool,
     /// Lines the header spans (`None`: one, or detected with `header_auto`).
     pub header_rows: Option<u64>,
+    /// The file's width when `header: auto` found the header short of the
+    /// rows below (a separator missing from it): the header is read as
+    /// this many columns, the missing names `column_N`.
+    pub header_width: Option<usize>,
     /// Field separator.
     pub delimiter: u8,
     /// `delimiter: auto`: chosen per file from its first line.
@@ -260,6 +264,7 @@ pub(super) fn resolve(o: &ImportOptions, file_name: &str) -> ResolvedOptions {
             None => matches!(o.create_table, Some(CreateTable::Infer(_))),
         },
         header_rows: o.header_rows,
+        header_width: None,
         delimiter: match o.delimiter.as_deref() {
             Some(d) if WIDE_DELIMITERS.contains(&d) => WIDE_DELIMITER_BYTE,
             _ => single_byte(&o.delimiter, "delimiter", "", &mut ignored).unwrap_or(b','),

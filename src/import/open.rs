@@ -167,6 +167,13 @@ pub(super) fn open_file(
             }
         }
     }
+    // `header: auto` read the header at the rows' width: names added
+    // (`column_N`), or empty trailing ones dropped.
+    if let Some(w) = o.header_width {
+        if header.iter().skip(w).all(String::is_empty) {
+            header.resize(w, String::new());
+        }
+    }
     let width = header.len();
     let named = header::column_names(&header, &o.columns);
     Ok(Opened {

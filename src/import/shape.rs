@@ -163,8 +163,53 @@ pub fn decide(
             }
             o.header_rows = Some(g.rows as u64);
         }
+        if g.header {
+            if let Some(w) = header_width(&fields, g.rows) {
+                let names = fields[..g.rows].iter().map(Vec::len).max().unwrap_or(0);
+                notes.push(if w > names {
+                    format!(
+                        "header: line {first_line} has {names} fields, the rows below {w}: read as {w} columns, the last {} named column_N",
+                        w - names
+                    )
+                } else {
+                    format!(
+                        "header: line {first_line} has {names} fields, the rows below {w}: its last {} (empty) dropped",
+                        names - w
+                    )
+                });
+                o.header_width = Some(w);
+            }
+        }
     }
     Ok((o, notes))
+}
+
+/// The rows' width when the header (its first `rows` records) is not,
+/// by a separator missing from it or one too many: nine in ten of the
+/// records below have one width, and the header is narrower (the values
+/// past its names are then named `column_N`), or wider by empty names
+/// only (a trailing separator: those names are dropped). No value shifts:
+/// each lands under its position.
+pub fn header_width(records: &[Vec<String>], rows: usize) -> Option<usize> {
+    let head = records.get(..rows)?;
+    let names = head.iter().map(Vec::len).max()?;
+    let body = &records[rows..];
+    if body.len() < 2 {
+        return None;
+    }
+    let mut counts = std::collections::BTreeMap::<usize, usize>::new();
+    for r in body {
+        *counts.entry(r.len()).or_default() += 1;
+    }
+    let (&width, &n) = counts.iter().max_by_key(|(w, n)| (**n, **w))?;
+    if n * 10 < body.len() * 9 || width == names {
+        return None;
+    }
+    let unnamed_past = |w: usize| {
+        head.iter()
+            .all(|r| r.iter().skip(w).all(|v| v.trim().is_empty()))
+    };
+    (width > names || unnamed_past(width)).then_some(width)
 }
 
 #[cfg(test)]
@@ -213,6 +258,35 @@ mod tests {
             let g = detect_header(&r, 1);
             assert_eq!((g.header, g.rows), (header, n), "case {i}: {}", g.why);
         }
+    }
+
+    #[test]
+    fn a_header_off_by_a_separator_is_read_at_the_rows_width() {
+        let short = rows(&[
+            "id,name,price",
+            "1,Boot,41.37,true",
+            "2,Shoe,42.74,false",
+            "3,Sock,1.00,true",
+        ]);
+        assert_eq!(header_width(&short, 1), Some(4));
+        // A trailing separator: the empty name goes.
+        assert_eq!(
+            header_width(&with(&["id,name,price,in_stock,"]), 1),
+            Some(4)
+        );
+        // As wide as the rows: nothing to do; wider by a real name: kept
+        // (ragged_rows decides).
+        assert_eq!(header_width(&with(&["id,name,price,in_stock"]), 1), None);
+        assert_eq!(
+            header_width(&rows(&["a,b,c,d,e", "1,2,3,4", "5,6,7,8"]), 1),
+            None
+        );
+        // Rows of many widths: not a header's separator.
+        let ragged = rows(&["a,b", "1,2,3", "1,2,3,4", "1,2,3,4,5", "1"]);
+        assert_eq!(header_width(&ragged, 1), None);
+        // Two header lines, the wider of them counts.
+        let two = rows(&["a,b,c", "x,y", "1,2,3,4", "5,6,7,8"]);
+        assert_eq!(header_width(&two, 2), Some(4));
     }
 
     #[test]

@@ -214,3 +214,48 @@ async fn rejects_table_keeps_every_skipped_row_in_the_imports_transaction() {
     assert_eq!(o["status"], "failed", "{o}");
     assert_eq!(env.count("cpi.rejected_rows").await, 0);
 }
+
+/// A header with one separator too few (two names run together) or one
+/// too many (a trailing comma) is read for what it is with `header: auto`:
+/// each value under its position, every row loaded, the decision on the
+/// job. On main every row was rejected (`expected 4 fields, found 5`).
+#[tokio::test]
+async fn regression_a_header_off_by_one_separator_rejects_every_row() {
+    let env = Env::new(json!({"create_table": true, "header": "auto"})).await;
+    for (i, clean) in polluter::clean_files().iter().enumerate() {
+        for (k, p) in [
+            ("few", Pollution::HeaderOneTooFew),
+            ("many", Pollution::HeaderOneTooMany),
+        ] {
+            let t = format!("h{i}_{k}");
+            psql_copy(&env, &format!("{t}_psql"), clean).await;
+            let o = import_json(&env, &format!("{t}.csv"), &polluter::pollute(clean, p)).await;
+            assert_eq!(o["status"], "succeeded", "{} {k}: {o}", clean.name);
+            let note = o["error"].as_str().unwrap_or_default();
+            assert!(note.contains("the rows below"), "{} {k}: {o}", clean.name);
+            let cols = columns(&env, &t).await;
+            assert_eq!(
+                cols.len(),
+                clean.header.len(),
+                "{} {k}: {cols:?}",
+                clean.name
+            );
+            if p == Pollution::HeaderOneTooFew {
+                assert_eq!(
+                    cols.last().unwrap(),
+                    &format!("column_{}", clean.header.len()),
+                    "{}",
+                    clean.name
+                );
+            } else {
+                assert_eq!(cols, clean.header, "{}", clean.name);
+            }
+            assert_eq!(
+                differ(&env, &t, &format!("{t}_psql")).await,
+                (0, 0),
+                "{} {k}",
+                clean.name
+            );
+        }
+    }
+}
