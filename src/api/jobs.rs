@@ -15,7 +15,7 @@ use crate::secret;
 use crate::store::jobs::{self, Job, JobError, JobStatus, ListFilter};
 use crate::store::queue;
 
-const KIND: &str = "job";
+pub(super) const KIND: &str = "job";
 
 impl Addressed for Job {
     const ID: &'static str = "Job id";
@@ -349,7 +349,7 @@ fn control_error(e: ControlError) -> ApiError {
     }
 }
 
-fn db_error(e: JobError) -> ApiError {
+pub(super) fn db_error(e: JobError) -> ApiError {
     match e {
         JobError::Db(e) => e.into(),
         other => ApiError::invalid(other.to_string()),

@@ -24,6 +24,7 @@ mod jobs;
 mod pauses;
 pub mod permissions;
 mod projects;
+mod rejects;
 mod routes;
 mod runs;
 pub mod server;

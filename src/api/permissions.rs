@@ -95,6 +95,7 @@ pub const TABLE: &[(&str, &str, Need)] = &[
     ("get", "/freshness", need(Read, Any)),
     ("get", "/jobs", need(Read, Any)),
     ("get", "/jobs/{id}", need(Read, JobId)),
+    ("get", "/jobs/{id}/rejected", need(ReadSecrets, JobId)),
     ("post", "/jobs/{id}/retry", need(Operate, JobId)),
     ("post", "/jobs/{id}/replay", need(Operate, JobId)),
     ("post", "/jobs/{id}/cancel", need(Operate, JobId)),

@@ -12,7 +12,8 @@ use utoipa_axum::routes;
 
 use super::state::AppState;
 use super::{
-    audit, check, connections, freshness, jobs, pauses, permissions, projects, runs, stats, system,
+    audit, check, connections, freshness, jobs, pauses, permissions, projects, rejects, runs,
+    stats, system,
 };
 
 #[derive(OpenApi)]
@@ -64,6 +65,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::get, projects::update, projects::delete))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
+        .routes(routes!(rejects::rejected))
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::replay))
         .routes(routes!(jobs::cancel))

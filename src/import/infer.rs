@@ -12,7 +12,7 @@ use crate::import::dialect::Dialect;
 use crate::import::encode;
 use crate::import::mapping;
 use crate::import::open::{open_file, ReadError};
-use crate::import::reader;
+use crate::import::{ragged, reader};
 
 /// A column type `infer` can choose, narrowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -455,6 +455,7 @@ pub fn infer_file(
     })?;
     let mut inf = Infer::with_style(&names, &o.null, ValueStyle::of(o));
     let file_notes = opened.notes;
+    let mut read = u64::from(opened.first.is_some());
     let mut records = opened.records;
     let mut record = csv::StringRecord::new();
     if let Some(first) = opened.first {
@@ -469,10 +470,25 @@ pub fn infer_file(
             inf.add(line, fields.iter().map(String::as_str));
         }
     }
+    let mut file_notes = file_notes;
     loop {
         match records.read_record(&mut record) {
             Ok(true) => {
                 let line = record.position().map_or(0, |p| p.line());
+                read += 1;
+                // A second table's rows are not the first's: its types
+                // would spoil the columns' (the import ends the table there).
+                if read > 1
+                    && record.len() != opened.width
+                    && ragged::second_header(record.as_byte_record().iter(), opened.width, |v| {
+                        value_type(v) != Inferred::Text
+                    })
+                {
+                    file_notes.push(format!(
+                        "{file}:{line}: a second table starts here; its rows are not inferred"
+                    ));
+                    break;
+                }
                 if o.trim {
                     inf.add(line, record.iter().map(str::trim));
                 } else {

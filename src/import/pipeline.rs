@@ -256,6 +256,11 @@ pub struct Spec {
     pub refused: std::collections::BTreeMap<u64, RowError>,
 }
 
+/// Whether `v` is a value (a number, date, time, boolean…), not a name.
+fn is_value(v: &str) -> bool {
+    crate::import::infer::value_type(v) != crate::import::infer::Inferred::Text
+}
+
 /// Reads every record, sends full buffers to `sink` (which answers false
 /// when the receiver is gone), and returns the summary. `rows` is updated
 /// as it goes, for progress.
@@ -276,6 +281,8 @@ pub fn produce(
     let mut row_errors: Vec<RowError> = Vec::new();
     let mut offsets: Vec<usize> = Vec::with_capacity(spec.fields.len() + 1);
     let mut keys = KeyOrder::new(&spec);
+    // The line of a second table's header, once one is met.
+    let mut second: Option<u64> = None;
     loop {
         let line = match pending.take() {
             Some(r) => {
@@ -295,8 +302,22 @@ pub fn produce(
         s.rows_read += 1;
         let start = buf.len();
         row_errors.clear();
+        if second.is_none()
+            && s.rows_read > 1
+            && record.len() != spec.width
+            && ragged::second_header(record.iter(), spec.width, is_value)
+        {
+            second = Some(line);
+        }
+        let rescue = spec.ragged == crate::config::RaggedRows::Rescue;
         if let Some(e) = spec.refused.get(&line) {
             row_errors.push(e.clone());
+        } else if let Some(at) = second.filter(|_| !rescue) {
+            row_errors.push(RowError::row(
+                &spec.file,
+                line,
+                ragged::second_table_error(at, line),
+            ));
         } else if let Err(why) = ragged::fits(record.len(), spec.width, spec.ragged) {
             row_errors.push(RowError::row(&spec.file, line, why.to_string()));
         } else {
@@ -311,7 +332,7 @@ pub fn produce(
                 offsets.push(buf.len());
                 let dialect = spec.dialects.get(n).and_then(Option::as_ref);
                 // A field a padded row lacks is NULL.
-                let value = ragged::field(&record, *fi, spec.width);
+                let value = ragged::field(&record, *fi, spec.width, second);
                 let put = match value.as_deref() {
                     Some(raw) => put_field(&mut buf, &spec, col, dialect, raw),
                     None if col.not_null => Err(ValueError::NotNull),

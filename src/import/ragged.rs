@@ -1,6 +1,9 @@
 //! `ragged_rows` (issue 27): whether a record with more or fewer fields
 //! than the header is loaded (padded with NULL, or its extra fields
-//! dropped) or is a row error. Pure; the pipeline applies it.
+//! dropped) or is a row error; and a second table in the file, found at
+//! its header (names, of another width), which ends the first: its rows
+//! are row errors, or with `rescue` kept whole in `_rescued`. Pure; the
+//! pipeline applies it.
 
 use std::borrow::Cow;
 
@@ -14,12 +17,67 @@ pub const RESCUED_COLUMN: &str = "_rescued";
 pub const RESCUED_FIELD: usize = usize::MAX;
 
 /// Field `fi` of `record` (a file of `width` fields), or for
-/// [`RESCUED_FIELD`] what the record keeps in [`RESCUED_COLUMN`].
-pub fn field(record: &csv::ByteRecord, fi: usize, width: usize) -> Option<Cow<'_, [u8]>> {
-    if fi == RESCUED_FIELD {
-        rescued(record.iter(), record.len(), width).map(|s| Cow::Owned(s.into_bytes()))
+/// [`RESCUED_FIELD`] what the record keeps in [`RESCUED_COLUMN`]. A record
+/// of a second table (`after`: the line of its header) fills no column:
+/// it is kept whole in [`RESCUED_COLUMN`].
+pub fn field(
+    record: &csv::ByteRecord,
+    fi: usize,
+    width: usize,
+    after: Option<u64>,
+) -> Option<Cow<'_, [u8]>> {
+    match (fi == RESCUED_FIELD, after) {
+        (true, Some(line)) => Some(Cow::Owned(second_table(record.iter(), line).into_bytes())),
+        (false, Some(_)) => None,
+        (true, None) => {
+            rescued(record.iter(), record.len(), width).map(|s| Cow::Owned(s.into_bytes()))
+        }
+        (false, None) => record.get(fi).map(Cow::Borrowed),
+    }
+}
+
+/// What a record of a second table keeps in [`RESCUED_COLUMN`]: its fields
+/// and the line its table's header is on.
+pub fn second_table<'a>(fields: impl Iterator<Item = &'a [u8]>, header_line: u64) -> String {
+    let fields: Vec<String> = fields
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    serde_json::json!({ "second_table": header_line, "fields": fields }).to_string()
+}
+
+/// Whether a record of another width than the header reads as the header
+/// of a second table in the file: two fields or more, each a name (not
+/// empty, at most 63 bytes, not a value: `is_value` tells numbers, dates,
+/// times and booleans).
+pub fn second_header<'a>(
+    fields: impl ExactSizeIterator<Item = &'a [u8]>,
+    width: usize,
+    is_value: impl Fn(&str) -> bool,
+) -> bool {
+    let len = fields.len();
+    if len < 2 || len == width {
+        return false;
+    }
+    let mut fields = fields;
+    fields.all(|f| {
+        let Ok(v) = std::str::from_utf8(f) else {
+            return false;
+        };
+        let v = v.trim();
+        !v.is_empty() && v.len() <= 63 && !is_value(v)
+    })
+}
+
+/// The row error of a record from a second table's header on, when
+/// `ragged_rows` is not `rescue`.
+pub fn second_table_error(header_line: u64, line: u64) -> String {
+    if line == header_line {
+        format!(
+            "a second table starts here (its header's width is not the first table's): the first table ends at line {}; split the file, or set ragged_rows: rescue to keep the rest in {RESCUED_COLUMN}",
+            line.saturating_sub(1)
+        )
     } else {
-        record.get(fi).map(Cow::Borrowed)
+        format!("a row of the second table whose header is on line {header_line}")
     }
 }
 
@@ -102,5 +160,27 @@ mod tests {
             Some(r#"{"missing":2}"#)
         );
         assert_eq!(rescued(f.iter().copied(), 3, 3), None);
+    }
+
+    #[test]
+    fn a_second_header_is_names_of_another_width() {
+        fn rec<'a>(v: &[&'a str]) -> Vec<&'a [u8]> {
+            v.iter().map(|s| s.as_bytes()).collect()
+        }
+        let value = |v: &str| v.parse::<f64>().is_ok() || v == "true" || v.starts_with("2024-");
+        let is = |v: &[&str], w| second_header(rec(v).into_iter(), w, value);
+        assert!(is(&["summary", "count"], 3));
+        assert!(is(&["Region", "Total sales", "Notes"], 5));
+        // Same width, a value, an empty field, one field: not a header.
+        assert!(!is(&["summary", "count"], 2));
+        assert!(!is(&["rows", "30"], 3));
+        assert!(!is(&["2024-01-02", "x"], 3));
+        assert!(!is(&["summary", ""], 3));
+        assert!(!is(&["summary"], 3));
+        assert!(!is(&["summary", "true"], 3));
+        assert_eq!(
+            second_table(rec(&["rows", "30"]).into_iter(), 33),
+            r#"{"second_table":33,"fields":["rows","30"]}"#
+        );
     }
 }

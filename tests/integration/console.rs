@@ -914,6 +914,72 @@ async fn a_console_without_a_token_says_how_to_give_one() {
     d.stop().await;
 }
 
+/// A job that skipped rows with `rejects: table` lists them on its page
+/// (with the token: they hold the file's values), with the SQL to find
+/// them all in the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_page_lists_the_rows_it_kept_in_rejected_rows() {
+    let driver = start_driver().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let m = tmp.path().join("manifests");
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write(
+        &m,
+        "connections/w.yaml",
+        &connection_doc("w", &db, "target"),
+    );
+    write(&m, "w.pass", "pw\n");
+    write(
+        &m,
+        "projects/k.yaml",
+        &project_doc(
+            "k",
+            "w",
+            &inbox,
+            "{table: kept, create_table: true, on_error: skip_rows, rejects: table}",
+        ),
+    );
+    let d = Daemon::start(&db, &m).await;
+    std::fs::write(inbox.join("k.csv"), "id,v\n1,a\n2,b,kept-value-7\n3,c\n").unwrap();
+    wait_i64(
+        &pool,
+        30,
+        "k.csv loaded with a row skipped",
+        "SELECT count(*) FROM cpi_import_jobs WHERE file_name = 'k.csv' AND status = 'succeeded' AND rows_rejected = 1",
+        1,
+    )
+    .await
+    .unwrap();
+    let id = job_id(&pool, "k.csv").await;
+    let mut ui = Ui {
+        c,
+        base: d.base.clone(),
+        shots: shots_dir(tmp.path()),
+        anonymous_sources: vec![],
+        requests: vec![],
+    };
+    ui.open(&format!("#/jobs/{id}")).await;
+    ui.wait_text("#job-status", "succeeded", 15).await;
+    let t = ui.main_text().await;
+    assert!(
+        !t.contains("kept-value-7"),
+        "no row value without the token: {t}"
+    );
+    ui.type_in("#token", TOKEN).await;
+    ui.click("#token-use").await;
+    let t = ui.wait_text("main", "Rejected rows", 15).await;
+    assert!(t.contains("2,b,kept-value-7"), "{t}");
+    assert!(t.contains("expected 2 fields, found 3"), "{t}");
+    let count = ui.wait_text("#kept-count", "1 row kept", 10).await;
+    assert!(count.contains(&format!("job_id = '{id}'")), "{count}");
+    ui.c.close().await.unwrap();
+    d.stop().await;
+}
+
 /// A browser that cannot start fails the test with the reason: CI never
 /// passes a console test by skipping it.
 #[tokio::test]

@@ -601,6 +601,7 @@ export async function job(main, params) {
     });
   }
   const next = j.status === 'failed' ? await nextStep(j) : null;
+  const kept = await keptRows(j);
   const dur = j.started_at && j.finished_at ? (new Date(j.finished_at) - new Date(j.started_at)) / 1000 : null;
   fill(main, 
     title(`Job ${j.file_name}`),
@@ -634,11 +635,34 @@ export async function job(main, params) {
         String(r.line), r.column || '—', r.value !== undefined ? h('code', {}, r.value) : '—', r.message,
       ])),
     ] : null,
+    kept,
     retry ? h('div', { class: 'actions' }, retry) : null,
     token() ? null : tokenHint(retry ? 'retry this job, and to see what the API shows only with it' : 'see what the API shows only with it'),
     result);
 }
 job.live = true;
+
+// The rows a job skipped and kept in its target (`rejects: table`): they
+// hold the file's values, so only with the token; nothing when none kept.
+async function keptRows(j) {
+  if (!token() || !j.rows_rejected) return null;
+  let kept;
+  try {
+    kept = await get(`/jobs/${j.id}/rejected${query({ limit: 20 })}`);
+  } catch (e) {
+    return [h('h2', {}, 'Rejected rows'), errorNote(e)];
+  }
+  if (!kept.total) return null;
+  return [
+    h('h2', {}, 'Rejected rows'),
+    h('p', { class: 'muted', id: 'kept-count' }, `${kept.total} row${kept.total === 1 ? '' : 's'} kept in the target's `,
+      h('code', {}, 'cpi.rejected_rows'), kept.total > kept.rows.length ? ` (the first ${kept.rows.length} shown)` : '', ': ',
+      h('code', {}, `SELECT * FROM cpi.rejected_rows WHERE job_id = '${j.id}'`)),
+    table('Rejected rows', ['Line', 'Row as written', 'Error'], kept.rows.map((r) => [
+      String(r.line), h('code', {}, r.raw), r.error,
+    ])),
+  ];
+}
 
 // ---- Reconcile history ---------------------------------------------------
 

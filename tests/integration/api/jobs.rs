@@ -138,3 +138,84 @@ async fn check_samples_only_with_the_token() {
     );
     assert!(without.text.contains("not_null(x)"), "{}", without.text);
 }
+
+/// `GET /jobs/{id}/rejected` lists the rows a job kept in its target's
+/// `cpi.rejected_rows` (`rejects: table`), as `cpi jobs show --rejected`
+/// does; they hold row values, so only a caller who may read secrets sees
+/// them.
+#[tokio::test]
+async fn rejected_rows_of_a_job_are_listed_for_whoever_may_read_row_values() {
+    let s = Server::start().await;
+    let conn = s.connection("t", &s.db.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = s
+        .post(
+            "/projects",
+            json!({"name": "p", "connection_id": conn, "config": {
+                "inbox": dir.path().to_str().unwrap(),
+                "defaults": {"table": "t", "create_table": true, "on_error": "skip_rows", "rejects": "table"}}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let file = dir.path().join("t.csv");
+    std::fs::write(&file, "id,v\n1,a\n2\n3,c\n4,d,row-value-9\n").unwrap();
+    let run = crate::support::Cpi::new(&[
+        "import",
+        "--project",
+        "p",
+        file.to_str().unwrap(),
+        "-o",
+        "json",
+    ])
+    .db(&s.db)
+    .run_async()
+    .await;
+    let out: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.all()));
+    assert_eq!(out[0]["status"], "succeeded", "{out}");
+    let id = out[0]["job_id"].as_str().unwrap().to_string();
+
+    let r = s.get(&format!("/jobs/{id}/rejected")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["total"], 2, "{}", r.text);
+    assert_eq!(r.json["rows"][0]["line"], 3);
+    assert_eq!(r.json["rows"][0]["raw"], "2");
+    assert_eq!(r.json["rows"][1]["raw"], "4,d,row-value-9");
+    assert!(
+        r.json["rows"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected 2 fields, found 3"),
+        "{}",
+        r.text
+    );
+    let r = s.get(&format!("/jobs/{id}/rejected?limit=1")).await;
+    assert_eq!(
+        (
+            r.json["total"].as_i64(),
+            r.json["rows"].as_array().map(Vec::len)
+        ),
+        (Some(2), Some(1))
+    );
+
+    // Without the token: refused, and no row value in the answer.
+    let r = s
+        .call_auth(
+            reqwest::Method::GET,
+            &format!("/jobs/{id}/rejected"),
+            None,
+            None,
+        )
+        .await;
+    assert!(
+        r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::FORBIDDEN,
+        "{} {}",
+        r.status,
+        r.text
+    );
+    assert!(!r.text.contains("row-value-9"), "{}", r.text);
+    let r = s
+        .get(&format!("/jobs/{}/rejected", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+}

@@ -22,6 +22,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/projects/{id}"),
     ("GET", "/jobs"),
     ("GET", "/jobs/{id}"),
+    ("GET", "/jobs/{id}/rejected"),
     ("POST", "/jobs/{id}/retry"),
     ("POST", "/jobs/{id}/replay"),
     ("POST", "/jobs/{id}/cancel"),

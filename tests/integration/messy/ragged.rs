@@ -259,3 +259,75 @@ async fn regression_a_header_off_by_one_separator_rejects_every_row() {
         }
     }
 }
+
+/// A second table after the rows (a summary under the data) ends the first
+/// table at its header: the default fails the file naming that line; with
+/// `on_error: skip_rows` and `rejects: table` its lines are kept in
+/// `cpi.rejected_rows`; with `ragged_rows: rescue` they are loaded whole
+/// in `_rescued`. On main its rows were loaded as data of the first table.
+#[tokio::test]
+async fn regression_a_second_table_in_the_file_is_loaded_as_rows_of_the_first() {
+    let clean = polluter::products(30);
+    let text = polluter::pollute(&clean, Pollution::SecondTable);
+    // Header line 1, 30 rows, a blank line, then the summary's header.
+    let at = 33;
+    assert!(
+        text.lines().nth(at - 1).unwrap().starts_with("summary,"),
+        "{text}"
+    );
+
+    let env = Env::new(json!({"table": "t", "create_table": true, "ragged_rows": "pad"})).await;
+    let o = import_json(&env, "t.csv", &text).await;
+    assert_eq!(o["status"], "failed", "{o}");
+    let error = o["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("t.csv:{at}: a second table starts here"))
+            && error.contains(&format!("the first table ends at line {}", at - 1)),
+        "{o}"
+    );
+
+    let env = Env::new(
+        json!({"table": "t", "create_table": true, "ragged_rows": "pad",
+        "on_error": "skip_rows", "rejects": "table"}),
+    )
+    .await;
+    let o = import_json(&env, "t.csv", &text).await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(env.count("t").await, 30);
+    assert_eq!(
+        env.rows("SELECT line || ' ' || raw FROM cpi.rejected_rows ORDER BY line")
+            .await,
+        [
+            "33 summary,count".to_string(),
+            "34 rows,30".into(),
+            "35 source,products".into()
+        ]
+    );
+
+    let env = Env::new(json!({"table": "r", "create_table": true, "ragged_rows": "rescue"})).await;
+    psql_copy(&env, "r_psql", &clean).await;
+    let o = import_json(&env, "r.csv", &text).await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(
+        env.rows(
+            "SELECT _rescued::text FROM r WHERE _rescued IS NOT NULL ORDER BY _rescued->>'fields'"
+        )
+        .await,
+        [
+            "{\"fields\": [\"rows\", \"30\"], \"second_table\": 33}".to_string(),
+            "{\"fields\": [\"source\", \"products\"], \"second_table\": 33}".into(),
+            "{\"fields\": [\"summary\", \"count\"], \"second_table\": 33}".into(),
+        ]
+    );
+    let cols = clean
+        .header
+        .iter()
+        .map(|h| cpi::config::quote_ident(h))
+        .collect::<Vec<_>>()
+        .join(", ");
+    env.exec(&format!(
+        "CREATE TABLE r_first AS SELECT {cols} FROM r WHERE _rescued IS NULL"
+    ))
+    .await;
+    assert_eq!(differ(&env, "r_first", "r_psql").await, (0, 0));
+}
