@@ -159,7 +159,7 @@ async fn rejected_rows_of_a_job_are_listed_for_whoever_may_read_row_values() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let file = dir.path().join("t.csv");
     std::fs::write(&file, "id,v\n1,a\n2\n3,c\n4,d,row-value-9\n").unwrap();
-    let run = crate::support::Cpi::new(&[
+    let run = crate::support::Cpi::new([
         "import",
         "--project",
         "p",
