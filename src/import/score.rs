@@ -25,6 +25,17 @@ const ALPHA: f64 = 0.001;
 /// opens a field only at its start, a doubled quote inside is one quote. A
 /// last line without its newline is left out (the sample may cut it).
 pub fn split(sample: &[u8], delimiter: &[u8], quote: Option<u8>) -> Vec<Vec<String>> {
+    split_escaped(sample, delimiter, quote, None)
+}
+
+/// [`split`], with `escape` (a backslash, say) inside quotes taking the
+/// next byte as it is.
+pub fn split_escaped(
+    sample: &[u8],
+    delimiter: &[u8],
+    quote: Option<u8>,
+    escape: Option<u8>,
+) -> Vec<Vec<String>> {
     let text = String::from_utf8_lossy(sample);
     let b = text.as_bytes();
     let mut rows = Vec::new();
@@ -34,6 +45,11 @@ pub fn split(sample: &[u8], delimiter: &[u8], quote: Option<u8>) -> Vec<Vec<Stri
     while i < b.len() {
         let c = b[i];
         if quoted {
+            if Some(c) == escape && i + 1 < b.len() {
+                cell.push(b[i + 1]);
+                i += 2;
+                continue;
+            }
             if Some(c) == quote {
                 if b.get(i + 1) == Some(&c) {
                     cell.push(c);
@@ -146,14 +162,18 @@ pub struct Choice {
     pub delimiter: Vec<u8>,
     /// The quote (`None`: quotes are data).
     pub quote: Option<u8>,
+    /// The escape inside quotes, when one reads the rows better than a
+    /// doubled quote does (a backslash; `None`: the quote doubled).
+    pub escape: Option<u8>,
     /// Its `P · T`.
     pub score: f64,
     /// The best score of another delimiter.
     pub next: f64,
 }
 
-/// The best dialect of `sample` among [`DELIMITERS`] × `quotes`.
-pub fn choose(sample: &[u8], quotes: &[Option<u8>]) -> Choice {
+/// The best dialect of `sample` among [`DELIMITERS`] × `quotes`, and with
+/// `escapes`, whether a backslash escapes inside its quotes.
+pub fn choose(sample: &[u8], quotes: &[Option<u8>], escapes: bool) -> Choice {
     // The sample ends where its last whole line does.
     let end = sample
         .iter()
@@ -174,6 +194,7 @@ pub fn choose(sample: &[u8], quotes: &[Option<u8>]) -> Choice {
                 best = Some(Choice {
                     delimiter: d.to_vec(),
                     quote: q,
+                    escape: None,
                     score: s,
                     next: 0.0,
                 });
@@ -184,9 +205,25 @@ pub fn choose(sample: &[u8], quotes: &[Option<u8>]) -> Choice {
     let mut best = best.unwrap_or(Choice {
         delimiter: b",".to_vec(),
         quote: quotes.first().copied().flatten(),
+        escape: None,
         score: 0.0,
         next: 0.0,
     });
+    // A backslash escape, tried once on the chosen dialect: it wins only
+    // where it reads the rows strictly better (a doubled quote is CSV's).
+    let escaped_quote = |q: u8| text.windows(2).any(|w| w == [b'\\', q]);
+    if escapes && best.quote.is_some_and(escaped_quote) {
+        let s = score(&split_escaped(
+            &text,
+            &best.delimiter,
+            best.quote,
+            Some(b'\\'),
+        ));
+        if s > best.score {
+            best.escape = Some(b'\\');
+            best.score = s;
+        }
+    }
     best.next = DELIMITERS
         .iter()
         .zip(&per_delimiter)
@@ -201,7 +238,7 @@ mod tests {
     use super::*;
 
     fn pick(text: &str, quotes: &[Option<u8>]) -> (String, Option<char>) {
-        let c = choose(text.as_bytes(), quotes);
+        let c = choose(text.as_bytes(), quotes, false);
         (
             String::from_utf8(c.delimiter).unwrap(),
             c.quote.map(char::from),
@@ -246,6 +283,22 @@ mod tests {
         for (text, quotes, d, q) in rows {
             assert_eq!(pick(text, quotes), (d.to_string(), q), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_backslash_escape_is_chosen_where_it_reads_the_rows_better() {
+        let escaped = "id,note,n\n1,\"say \\\"hi\\\", then go\",3\n2,\"a \\\"b\\\" c, d\",4\n3,plain,5\n4,\"x, \\\"y\\\"\",6\n";
+        let c = choose(escaped.as_bytes(), &[Some(b'"')], true);
+        assert_eq!((c.delimiter.as_slice(), c.escape), (&b","[..], Some(b'\\')));
+        let rows = split_escaped(escaped.as_bytes(), b",", Some(b'"'), Some(b'\\'));
+        assert_eq!(rows[1], ["1", "say \"hi\", then go", "3"]);
+        // Not asked, or doubled quotes: no escape.
+        assert_eq!(
+            choose(escaped.as_bytes(), &[Some(b'"')], false).escape,
+            None
+        );
+        let doubled = "id,note\n1,\"say \"\"hi\"\"\"\n2,\"a \\ path\"\n3,x\n";
+        assert_eq!(choose(doubled.as_bytes(), &[Some(b'"')], true).escape, None);
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub fn decide(s: &Sniffed, o: &ResolvedOptions) -> (ResolvedOptions, Vec<String>
     }
     let given = [o.quoting.then_some(o.quote)];
     let quotes = if o.quote_auto { QUOTES } else { &given[..] };
-    let choice = choose(&s.sample, quotes);
+    // `quote: auto` chooses the escape too, unless one is given.
+    let escapes = o.quote_auto && o.escape.is_none();
+    let choice = choose(&s.sample, quotes, escapes);
     let d = &choice.delimiter;
     match d.as_slice() {
         [one] => {
@@ -66,6 +68,13 @@ pub fn decide(s: &Sniffed, o: &ResolvedOptions) -> (ResolvedOptions, Vec<String>
             None => "none".into(),
         };
         notes.push(format!("quote: auto → {q}"));
+        if escapes && choice.quote.is_some() {
+            c.escape = choice.escape;
+            notes.push(match choice.escape {
+                Some(_) => "escape: auto → \"\\\\\" (a backslash before a quote inside quotes reads the rows better than a doubled quote)".to_string(),
+                None => "escape: auto → the quote doubled".to_string(),
+            });
+        }
     }
     (c, notes)
 }
@@ -195,6 +204,7 @@ mod tests {
                 "encoding: auto → utf-8 (the whole file is valid UTF-8)",
                 "delimiter: auto → \"; \"",
                 "quote: auto → \"'\"",
+                "escape: auto → the quote doubled",
             ]
         );
     }

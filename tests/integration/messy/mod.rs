@@ -483,6 +483,35 @@ async fn regression_comma_space_delimiter_is_sniffed_as_comma() {
     );
 }
 
+/// Quotes escaped with a backslash inside quoted fields (as MySQL's and
+/// many hand-written exporters write them) are sniffed with `quote: auto`:
+/// every row loads with its text whole. Without the escape decision the
+/// doubled-quote reading split those fields (`expected 3 fields, found 4`).
+#[tokio::test]
+async fn regression_backslash_escaped_quotes_split_the_fields_they_quote() {
+    let env =
+        Env::new(json!({"table": "t", "create_table": true, "delimiter": "auto", "quote": "auto"}))
+            .await;
+    let mut text = String::from("id,note,n\n");
+    for i in 0..40 {
+        text.push_str(&format!("{i},\"say \\\"hi {i}\\\", then, go\",{}\n", i * 2));
+    }
+    let o = import_json(&env, "t.csv", &text).await;
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(o["rows_inserted"], 40, "{o}");
+    assert!(
+        o["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("escape: auto → \"\\\\\""),
+        "{o}"
+    );
+    assert_eq!(
+        env.rows("SELECT note FROM t WHERE id = '7'").await,
+        ["say \"hi 7\", then, go"]
+    );
+}
+
 #[tokio::test]
 async fn cpi_infer_shows_every_automatic_decision_before_it_matters() {
     let env = Env::new(json!({
