@@ -92,14 +92,14 @@ pub async fn apply(
     };
     if let Some(err) = refusal {
         tx.rollback().await?;
-        record_run(
+        record_unapplied(
             pool,
             opts,
             started,
             ReconcileStatus::Refused,
             &counts,
             &diff,
-            Some(&err.to_string()),
+            &err.to_string(),
         )
         .await?;
         return Err(err);
@@ -108,14 +108,14 @@ pub async fn apply(
         Ok(()) => {}
         Err(e) => {
             let _ = tx.rollback().await;
-            let _ = record_run(
+            let _ = record_unapplied(
                 pool,
                 opts,
                 started,
                 ReconcileStatus::Failed,
                 &counts,
                 &diff,
-                Some(&e.to_string()),
+                &e.to_string(),
             )
             .await;
             return Err(e);
@@ -151,23 +151,42 @@ pub async fn apply(
     })
 }
 
-/// Records a reconcile that failed before it could plan (invalid manifests,
-/// unreadable secrets): the audit trail shows why nothing was applied.
+/// Records a reconcile that failed (invalid manifests, unreadable
+/// secrets) or was refused (an expression the target cannot plan) before
+/// it could apply: the audit trail shows why nothing was applied.
 pub async fn record_failure(
     pool: &PgPool,
     opts: &ApplyOptions,
+    status: ReconcileStatus,
     error: &str,
 ) -> Result<Uuid, ApplyError> {
-    record_run(
+    record_unapplied(
         pool,
         opts,
         chrono::Utc::now(),
-        ReconcileStatus::Failed,
+        status,
         &Counts::default(),
         "",
-        Some(error),
+        error,
     )
     .await
+}
+
+/// Records a run that applied nothing, or extends the last one when it
+/// ended the same way ([`store::extend_repeated_run`]).
+async fn record_unapplied(
+    pool: &PgPool,
+    opts: &ApplyOptions,
+    started_at: chrono::DateTime<chrono::Utc>,
+    status: ReconcileStatus,
+    counts: &Counts,
+    diff: &str,
+    error: &str,
+) -> Result<Uuid, ApplyError> {
+    if let Some(id) = store::extend_repeated_run(pool, &opts.owner, status, error).await? {
+        return Ok(id);
+    }
+    record_run(pool, opts, started_at, status, counts, diff, Some(error)).await
 }
 
 async fn record_run(

@@ -140,7 +140,7 @@ pub async fn apply(g: &Global, a: &ApplyArgs) -> Result<ExitCode> {
             refused.len(),
             refused.join("\n  ")
         );
-        let _ = apply::record_failure(&pool, &opts, &error).await;
+        let _ = apply::record_failure(&pool, &opts, store::ReconcileStatus::Refused, &error).await;
         anyhow::bail!("{error}");
     }
     let applied = apply::apply(&pool, &loaded.desired, &opts).await?;

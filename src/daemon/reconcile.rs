@@ -89,13 +89,13 @@ pub async fn run_loop(
                     health.reconciled(ReconcileStatus::Succeeded, None);
                     s.interval
                 }
-                Err((status, e)) => {
+                Err(Unapplied { status, error: e, recorded }) => {
                     failures += 1;
                     let text = secret::scrub_known(&e);
                     let delay = retry_delay(failures).min(s.interval);
                     tracing::error!(error = %text, retry_in = ?delay, "reconcile failed; nothing was changed, the last applied state stays in force");
-                    if last_error.as_deref() != Some(&text) {
-                        record_failure(&pool, &s, trigger, &text).await;
+                    if !recorded && last_error.as_deref() != Some(&text) {
+                        record_failure(&pool, &s, trigger, status, &text).await;
                     }
                     health.reconciled(status, Some(&text));
                     last_error = Some(text);
@@ -156,13 +156,33 @@ async fn debounce(events: &mut mpsc::UnboundedReceiver<PathBuf>) {
     }
 }
 
+/// Why a reconcile applied nothing.
+struct Unapplied {
+    /// `failed` or `refused`.
+    status: ReconcileStatus,
+    /// Why.
+    error: String,
+    /// The apply recorded its run itself (a refusal, a failed write).
+    recorded: bool,
+}
+
+impl Unapplied {
+    fn failed(error: String) -> Unapplied {
+        Unapplied {
+            status: ReconcileStatus::Failed,
+            error,
+            recorded: false,
+        }
+    }
+}
+
 /// Loads and applies once. `Ok(true)` when rows changed.
 async fn reconcile_once(
     pool: &PgPool,
     s: &Settings,
     trigger: ReconcileTrigger,
     secret_files: &mut Vec<PathBuf>,
-) -> Result<bool, (ReconcileStatus, String)> {
+) -> Result<bool, Unapplied> {
     // Reading secret files and parsing YAML is work of the file's size, done
     // on the blocking pool: the runtime's few workers keep `/healthz`, lease
     // renewal and the shutdown signal on time whatever the manifests hold.
@@ -178,7 +198,7 @@ async fn reconcile_once(
     .await
     .unwrap_or_else(|e| Err(format!("the manifest load stopped: {e}")))
     // On failure the secret files of the last good load stay watched.
-    .map_err(|e| (ReconcileStatus::Failed, e))?;
+    .map_err(Unapplied::failed)?;
     for sec in loaded.secrets() {
         secret::register(sec);
     }
@@ -194,16 +214,17 @@ async fn reconcile_once(
     let opts = options(s, trigger).await;
     let refused = crate::import::expressions::refused(pool, &loaded.desired, &s.owner, s.adopt)
         .await
-        .map_err(|e| (ReconcileStatus::Failed, e.to_string()))?;
+        .map_err(|e| Unapplied::failed(e.to_string()))?;
     if !refused.is_empty() {
-        return Err((
-            ReconcileStatus::Refused,
-            format!(
+        return Err(Unapplied {
+            status: ReconcileStatus::Refused,
+            error: format!(
                 "nothing applied: {} expression check(s) the target refuses: {}",
                 refused.len(),
                 refused.join("; ")
             ),
-        ));
+            recorded: false,
+        });
     }
     let applied = apply::apply(pool, &loaded.desired, &opts)
         .await
@@ -214,7 +235,14 @@ async fn reconcile_once(
                 }
                 _ => ReconcileStatus::Failed,
             };
-            (status, e.to_string())
+            // The apply records its refusals and failed writes; what failed
+            // before it could plan (the database gone) it cannot record.
+            let recorded = !matches!(e, apply::ApplyError::Store(_));
+            Unapplied {
+                status,
+                error: e.to_string(),
+                recorded,
+            }
         })?;
     let c = applied.counts;
     if applied.plan.is_empty() {
@@ -255,8 +283,14 @@ async fn options(s: &Settings, trigger: ReconcileTrigger) -> ApplyOptions {
     }
 }
 
-async fn record_failure(pool: &PgPool, s: &Settings, trigger: ReconcileTrigger, error: &str) {
-    if let Err(e) = apply::record_failure(pool, &options(s, trigger).await, error).await {
+async fn record_failure(
+    pool: &PgPool,
+    s: &Settings,
+    trigger: ReconcileTrigger,
+    status: ReconcileStatus,
+    error: &str,
+) {
+    if let Err(e) = apply::record_failure(pool, &options(s, trigger).await, status, error).await {
         tracing::warn!(error = %secret::scrub_known(&e.to_string()), "cannot record the failed reconcile");
     }
 }

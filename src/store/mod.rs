@@ -51,8 +51,9 @@ pub use projects::{
     project_by_id, project_by_name, update_unmanaged_project, ParsedConfig, ProjectRow,
 };
 pub use runs::{
-    delete_old_runs, extend_noop_run, insert_run, lock_reconcile, rewrite_run_diffs, run_by_id,
-    run_page, NewRun, ReconcileRun, ReconcileStatus, ReconcileTrigger, RunFilter, RunPage,
+    delete_old_runs, extend_noop_run, extend_repeated_run, insert_run, lock_reconcile,
+    rewrite_run_diffs, run_by_id, run_page, NewRun, ReconcileRun, ReconcileStatus,
+    ReconcileTrigger, RunFilter, RunPage,
 };
 pub use stats::{
     database_stats, hourly_imports, queue_now, DatabaseStats, DurationTotals, HourBucket, JobCount,

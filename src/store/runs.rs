@@ -182,6 +182,30 @@ pub async fn extend_noop_run(
     Ok(id.map(|r| r.0))
 }
 
+/// Extends the last run instead of recording another when it was the same
+/// owner's with the same status and error (a reconcile that keeps being
+/// refused, or failing, the same way): one row, and one event, per distinct
+/// error, its `finished_at` the last time it was seen.
+pub async fn extend_repeated_run(
+    db: impl PgExecutor<'_>,
+    owner: &str,
+    status: ReconcileStatus,
+    error: &str,
+) -> Result<Option<Uuid>> {
+    let id: Option<(Uuid,)> = sqlx::query_as(
+        "UPDATE cpi_reconcile_runs SET finished_at = clock_timestamp()
+          WHERE id = (SELECT id FROM cpi_reconcile_runs ORDER BY started_at DESC LIMIT 1)
+            AND owner = $1 AND status = $2 AND error = $3
+          RETURNING id",
+    )
+    .bind(owner)
+    .bind(status)
+    .bind(error)
+    .fetch_optional(db)
+    .await?;
+    Ok(id.map(|r| r.0))
+}
+
 /// One `cpi_reconcile_runs` row, without its diff.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, ToSchema)]
 pub struct ReconcileRun {

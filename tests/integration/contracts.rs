@@ -433,3 +433,76 @@ async fn apply_refuses_an_expression_the_target_cannot_plan() {
         .await
         .assert_code(0);
 }
+
+/// The daemon's reconcile refuses the same expression through the same
+/// check, and records the run once, as `refused` (a guard said no, nothing
+/// failed). It was recorded as `failed`; a refusal of the apply itself (a
+/// conflict) was recorded twice, `refused` by the apply and `failed` by
+/// the daemon.
+#[tokio::test]
+async fn regression_the_daemon_records_a_refused_reconcile_once_as_refused() {
+    use crate::support::daemon::Daemon;
+    use crate::support::manifests::{connection_to, project};
+    let db = crate::support::TestDb::new().await;
+    let pool = db.pool().await;
+    sqlx::query("CREATE TABLE orders (id int, amount numeric)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("c.yaml"), connection_to("c", &db, "target")).unwrap();
+    std::fs::write(m.join("c.pass"), "unused").unwrap();
+    let defaults =
+        "{table: orders, checks: [{check: expression, name: positive, sql: \"amont >= 0\"}]}";
+    std::fs::write(m.join("p.yaml"), project("p", "c", dir.path(), defaults)).unwrap();
+    let d = Daemon::start(&db, &m, &dir.path().join("log"), &["--interval", "1s"]);
+    crate::support::wait::wait_i64(
+        &pool,
+        30,
+        "the refusal recorded",
+        "SELECT count(*) FROM cpi_reconcile_runs WHERE error LIKE '%amont%'",
+        1,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    // Several reconciles later, still one row, and it says refused.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let runs: Vec<String> =
+        sqlx::query_scalar("SELECT status::text FROM cpi_reconcile_runs ORDER BY started_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(runs, ["refused"], "{}", d.log());
+
+    // A conflict (a project row of another owner): the apply records it;
+    // the daemon adds no second row.
+    std::fs::write(
+        m.join("p.yaml"),
+        project("p", "c", dir.path(), "{table: orders}"),
+    )
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO cpi_projects (name, config, managed_by) VALUES ('p', '{}', 'someone-else')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    crate::support::wait::wait_i64(
+        &pool,
+        30,
+        "the conflict recorded",
+        "SELECT count(*) FROM cpi_reconcile_runs WHERE error LIKE '%conflict%'",
+        1,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let runs: Vec<String> =
+        sqlx::query_scalar("SELECT status::text FROM cpi_reconcile_runs ORDER BY started_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(runs, ["refused", "refused"], "{}", d.log());
+}
