@@ -3,6 +3,7 @@
 # binary already built; `[package.metadata.deb]` in Cargo.toml describes it.
 #
 #   scripts/package.sh TARGET_DIR OUT_DIR [cargo-deb flags...]
+#   scripts/package.sh --install-cargo-deb   (what scripts/test.sh runs)
 #
 # TARGET_DIR is a cargo target folder holding release/cpi: `target` for
 # scripts/release.sh; tests/integration/packaging.rs passes a scratch folder
@@ -17,18 +18,20 @@
 # last.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-target=$(realpath "$1")
-out=$(realpath -m "$2")
-shift 2
-bin="$target/release/cpi"
-[ -x "$bin" ] || { echo "no binary $bin" >&2; exit 1; }
 
-# The version CI and release.sh install (scripts/test.sh names the same).
+# The cargo-deb the release and the tests use (about 80 s to install here).
 cargo_deb_version=3.8.0
 if ! cargo deb --version 2>/dev/null | grep -qF "$cargo_deb_version"; then
   echo "installing cargo-deb $cargo_deb_version (crates.io)" >&2
   cargo install cargo-deb --locked --version "$cargo_deb_version" >&2
 fi
+if [ "${1:-}" = --install-cargo-deb ]; then exit 0; fi
+
+target=$(realpath "$1")
+out=$(realpath -m "$2")
+shift 2
+bin="$target/release/cpi"
+[ -x "$bin" ] || { echo "no binary $bin" >&2; exit 1; }
 
 pkg="$target/release/pkg"
 rm -rf "$pkg"
