@@ -21,7 +21,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 
 # The cargo-deb the release and the tests use (about 80 s to install here).
 cargo_deb_version=3.8.0
-if ! cargo deb --version 2>/dev/null | grep -qF "$cargo_deb_version"; then
+installed=$(cargo deb --version 2>/dev/null || true)
+if [ "$installed" != "cargo-deb $cargo_deb_version" ]; then
   echo "installing cargo-deb $cargo_deb_version (crates.io)" >&2
   cargo install cargo-deb --locked --version "$cargo_deb_version" >&2
 fi
