@@ -412,11 +412,16 @@ async fn a_running_daemon_rereads_its_key_file_and_refuses_a_bad_one() {
 
     // A file that does not parse: refused, the keys kept, imports go on.
     let good = std::fs::read_to_string(&h1).unwrap();
+    // (An in-place copy may be read half-written and refused for a moment
+    // too: each wait names its own reason.)
     std::fs::write(&h1, "not a key file\n").unwrap();
-    d.wait_log("cannot be used: keeping the keys", Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(d.log().contains("line 1: expected <key-id>:<base64 key>"));
+    d.wait_log(
+        "line 1: expected <key-id>:<base64 key>",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(d.log().contains("cannot be used: keeping the keys"));
     w.import_one(3).await;
     // A file without the key it encrypts with (the old key alone): refused.
     let old_line = good.lines().find(|l| l.starts_with(&old)).unwrap();
