@@ -1,69 +1,56 @@
 #!/usr/bin/env bash
-# Builds the Debian package of a cpi binary with dpkg-deb from a staging tree:
-#   scripts/package.sh BINARY OUT_DIR
-# writes OUT_DIR/stage/ (the tree as installed) and OUT_DIR/cpi_VERSION_ARCH.deb,
-# and prints the .deb's path. It builds nothing with cargo: scripts/release.sh
-# passes the release binary, tests/integration/packaging.rs the debug binary
-# the tests already built. The package holds the binary (/usr/bin/cpi), the
-# systemd unit of examples/deploy/systemd, completions for bash, zsh and fish,
-# a man page per command, LICENSE, and the config folder /etc/cpi.
+# Builds cpi's Debian package with `cargo deb` (the cargo-deb crate) from a
+# binary already built; `[package.metadata.deb]` in Cargo.toml describes it.
+#
+#   scripts/package.sh TARGET_DIR OUT_DIR [cargo-deb flags...]
+#   scripts/package.sh --install-cargo-deb   (what scripts/test.sh runs)
+#
+# TARGET_DIR is a cargo target folder holding release/cpi: `target` for
+# scripts/release.sh; tests/integration/packaging.rs passes a scratch folder
+# holding a copy of the test build's debug binary (a release build takes 20+
+# minutes; cargo-deb reads `target/release/` in Cargo.toml's assets as
+# "TARGET_DIR/release/", so the package is the same but for the binary).
+# First the binary writes the assets it generates into TARGET_DIR/release/pkg:
+# cpi.service (the unit of examples/deploy/systemd, starting /usr/bin/cpi),
+# completions/ for bash, zsh and fish, man/*.1.gz (a page per command). Then
+# `cargo deb --no-build` packages them with the binary, LICENSE, /etc/cpi/README
+# and debian/postinst. Installs cargo-deb when missing. Prints the .deb's path
+# last.
 set -euo pipefail
-bin=$(realpath "$1")
-out=$(realpath -m "$2")
 root="$(cd "$(dirname "$0")/.." && pwd)"
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)
-arch=$(dpkg --print-architecture)
 
-stage="$out/stage"
-rm -rf "$stage"
-install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/lib/systemd/system" \
-  "$stage/usr/share/man/man1" "$stage/usr/share/doc/cpi" \
-  "$stage/usr/share/bash-completion/completions" \
-  "$stage/usr/share/zsh/vendor-completions" \
-  "$stage/usr/share/fish/vendor_completions.d" \
-  "$stage/etc/cpi/credentials" "$stage/etc/cpi/secrets"
-chmod 0750 "$stage/etc/cpi/credentials" "$stage/etc/cpi/secrets"
-
-install -m 0755 "$bin" "$stage/usr/bin/cpi"
-# The example unit starts /usr/local/bin/cpi (a hand install); the package's
-# binary is /usr/bin/cpi.
-sed 's#/usr/local/bin/cpi#/usr/bin/cpi#' "$root/examples/deploy/systemd/cpi.service" \
-  >"$stage/lib/systemd/system/cpi.service"
-chmod 0644 "$stage/lib/systemd/system/cpi.service"
-"$bin" completions bash >"$stage/usr/share/bash-completion/completions/cpi"
-"$bin" completions zsh >"$stage/usr/share/zsh/vendor-completions/_cpi"
-"$bin" completions fish >"$stage/usr/share/fish/vendor_completions.d/cpi.fish"
-"$bin" man --dir "$stage/usr/share/man/man1"
-gzip -9n "$stage"/usr/share/man/man1/*.1
-install -m 0644 "$root/LICENSE" "$stage/usr/share/doc/cpi/copyright"
-
-size_kb=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
-cat >"$stage/DEBIAN/control" <<CONTROL
-Package: cpi
-Version: $version
-Architecture: $arch
-Maintainer: The cpi authors <cpi@example.invalid>
-Installed-Size: $size_kb
-Depends: libc6, adduser
-Section: database
-Priority: optional
-Description: CSV imports into PostgreSQL, under git
- cpi imports CSV files into PostgreSQL as declared by manifests kept in git:
- a daemon (cpi run) and a CLI. The systemd unit cpi.service is installed
- but not enabled; see /usr/share/doc/cpi and docs/operations.md.
-CONTROL
-# The unit runs as the system user cpi; the package creates it (and never
-# enables or starts the service: the operator writes the credentials first).
-cat >"$stage/DEBIAN/postinst" <<'POSTINST'
-#!/bin/sh
-set -e
-if [ "$1" = configure ] && ! getent passwd cpi >/dev/null; then
-  adduser --system --group --home /var/lib/cpi --no-create-home cpi >/dev/null
+# The cargo-deb the release and the tests use (about 80 s to install here).
+cargo_deb_version=3.8.0
+installed=$(cargo deb --version 2>/dev/null || true)
+if [ "$installed" != "cargo-deb $cargo_deb_version" ]; then
+  echo "installing cargo-deb $cargo_deb_version (crates.io)" >&2
+  cargo install cargo-deb --locked --version "$cargo_deb_version" >&2
 fi
-if [ -d /etc/cpi ]; then chgrp -R cpi /etc/cpi/credentials /etc/cpi/secrets 2>/dev/null || true; fi
-POSTINST
-chmod 0755 "$stage/DEBIAN/postinst"
+if [ "${1:-}" = --install-cargo-deb ]; then exit 0; fi
 
-deb="$out/cpi_${version}_${arch}.deb"
-dpkg-deb --root-owner-group --build "$stage" "$deb" >/dev/null
+target=$(realpath "$1")
+out=$(realpath -m "$2")
+shift 2
+bin="$target/release/cpi"
+[ -x "$bin" ] || { echo "no binary $bin" >&2; exit 1; }
+
+pkg="$target/release/pkg"
+rm -rf "$pkg"
+install -d "$pkg/completions" "$pkg/man"
+# The example unit starts /usr/local/bin/cpi (a hand install); the
+# package's binary is /usr/bin/cpi.
+sed 's#/usr/local/bin/cpi#/usr/bin/cpi#' "$root/examples/deploy/systemd/cpi.service" \
+  >"$pkg/cpi.service"
+"$bin" completions bash >"$pkg/completions/cpi"
+"$bin" completions zsh >"$pkg/completions/_cpi"
+"$bin" completions fish >"$pkg/completions/cpi.fish"
+"$bin" man --dir "$pkg/man"
+gzip -9n "$pkg"/man/*.1
+
+mkdir -p "$out"
+cd "$root"
+CARGO_TARGET_DIR="$target" cargo deb --no-build --locked --output "$out/" "$@" >&2
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+deb="$out/cpi_${version}_$(dpkg --print-architecture).deb"
+[ -f "$deb" ] || { echo "cargo deb wrote no $deb" >&2; exit 1; }
 echo "$deb"

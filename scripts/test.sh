@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests drive (a headless browser,
-# promtool, systemd-analyze, openssl, kubernetes-validate, an S3 server) when it is
-# missing, starts the local PostgreSQL if it is down, then runs every test.
+# promtool, systemd-analyze, openssl, kubernetes-validate, an S3 server,
+# cargo-deb) when it is missing, starts the local PostgreSQL if it is down, then runs every test.
 # Tests that need a tool fail, never skip, when it is missing: this script is
 # how a fresh machine gets them. Arguments go to `cargo nextest run`.
 set -euo pipefail
@@ -12,7 +12,7 @@ command -v chromium >/dev/null || apt_packages+=(chromium)
 command -v chromedriver >/dev/null || apt_packages+=(chromium-driver)
 command -v promtool >/dev/null || apt_packages+=(prometheus)
 command -v systemd-analyze >/dev/null || apt_packages+=(systemd)
-# The packaging test builds and unpacks the .deb (scripts/package.sh).
+# The packaging test unpacks the .deb (scripts/package.sh builds it).
 command -v dpkg-deb >/dev/null || apt_packages+=(dpkg)
 # The TLS tests make a test CA with the openssl CLI.
 command -v openssl >/dev/null || apt_packages+=(openssl)
@@ -23,6 +23,8 @@ if ((${#apt_packages[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
+# The packaging test builds the .deb with cargo deb (crates.io).
+scripts/package.sh --install-cargo-deb
 pip_packages=()
 command -v kubernetes-validate >/dev/null || pip_packages+=(kubernetes-validate)
 command -v moto_server >/dev/null || pip_packages+=("moto[server]")

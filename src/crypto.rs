@@ -9,11 +9,15 @@
 //! `cpi keys promote`, `cpi rekey`, `cpi keys retire`; the rules are `key_file`'s).
 //!
 //! The key ring is process-wide, like the scrubber's registry of secrets:
-//! the command line installs it once ([`install`]) before anything reads a
+//! the command line installs it ([`install_file`]) before anything reads a
 //! connection, and the store, the importer, the API and the daemon all see
-//! the same one without threading it through every call.
+//! the same one without threading it through every call. A running process
+//! (`cpi run`, `cpi serve`) re-reads its key file when it changes
+//! ([`Reloader`]), so deploying a rotated key file needs no restart; a file
+//! that does not parse, or drops the key the process encrypts with, is
+//! refused and the process keeps the keys it holds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
@@ -59,6 +63,15 @@ pub enum CryptoError {
         path: String,
         /// What is wrong (line numbers, never content).
         message: String,
+    },
+    /// A changed key file that no longer holds the key a running process
+    /// encrypts with: values it sealed would become unreadable.
+    #[error("encryption key file {path} no longer holds key {key_id}, which this process encrypts with (promote another key, deploy it, cpi rekey, then retire this one)")]
+    DropsEncryptingKey {
+        /// The file.
+        path: String,
+        /// The key the process encrypts with.
+        key_id: String,
     },
 }
 
@@ -263,10 +276,112 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
 
 static RING: RwLock<Option<Arc<Keyring>>> = RwLock::new(None);
 
-/// Makes `ring` the process's key ring (the command line does it once).
+/// The key file the installed ring was read from.
+static SOURCE: RwLock<Option<PathBuf>> = RwLock::new(None);
+
+/// Makes `ring` the process's key ring.
 pub fn install(ring: Keyring) {
     if let Ok(mut r) = RING.write() {
         *r = Some(Arc::new(ring));
+    }
+}
+
+/// Reads the key file `path` and makes it the process's key ring, which a
+/// [`Reloader`] then keeps in step with the file.
+pub fn install_file(path: &Path) -> Result<(), CryptoError> {
+    install(Keyring::load(path)?);
+    if let Ok(mut s) = SOURCE.write() {
+        *s = Some(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// Whether a key file's new ring may replace the ring a running process
+/// holds: it must still hold the key the process encrypts with (the safe
+/// order retires a key only after another one was promoted, deployed and
+/// `cpi rekey` ran). Any other change (a key added, the order changed, a
+/// non-encrypting key dropped) is accepted.
+pub fn may_replace(current: &[String], next: &Keyring, path: &str) -> Result<(), CryptoError> {
+    match current.first() {
+        Some(encrypting) if !next.ids().contains(encrypting) => {
+            Err(CryptoError::DropsEncryptingKey {
+                path: path.to_string(),
+                key_id: encrypting.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What tells one version of a file from the next without reading it:
+/// size, inode (an editor or `cpi keys` writing a new file) and the
+/// modification and change times in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        len: m.len(),
+        ino: m.ino(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+    })
+}
+
+/// What one [`Reloader::check`] found.
+#[derive(Debug)]
+pub enum Reload {
+    /// The file is as it was at the last check.
+    Unchanged,
+    /// The file changed and is now the process's key ring: its key ids,
+    /// the encrypting one first.
+    Reloaded(Vec<String>),
+    /// The file changed but cannot be used; the process keeps its keys.
+    /// Reported once per change of the file.
+    Refused(CryptoError),
+}
+
+/// Watches the key file of the installed ring (a `stat` per check) and
+/// installs its new keys when it changes.
+#[derive(Debug)]
+pub struct Reloader {
+    path: PathBuf,
+    seen: Option<Stamp>,
+}
+
+impl Reloader {
+    /// A reloader for the file [`install_file`] read, if any.
+    pub fn for_installed() -> Option<Reloader> {
+        let path = SOURCE.read().ok()?.clone()?;
+        let seen = stamp(&path);
+        Some(Reloader { path, seen })
+    }
+
+    /// Re-reads the file if it changed since the last check.
+    pub fn check(&mut self) -> Reload {
+        let now = stamp(&self.path);
+        if now == self.seen {
+            return Reload::Unchanged;
+        }
+        self.seen = now;
+        let shown = self.path.display().to_string();
+        let next = Keyring::load(&self.path)
+            .and_then(|next| may_replace(&keyring().ids(), &next, &shown).map(|()| next));
+        match next {
+            Ok(next) => {
+                let ids = next.ids();
+                install(next);
+                Reload::Reloaded(ids)
+            }
+            Err(e) => Reload::Refused(e),
+        }
     }
 }
 
@@ -291,6 +406,33 @@ mod tests {
 
     fn ring(text: &str) -> Keyring {
         Keyring::parse(text, "test").unwrap()
+    }
+
+    #[test]
+    fn a_new_key_file_may_replace_a_ring_only_while_it_holds_the_encrypting_key() {
+        let (old, new) = (generate(), generate());
+        let ids = |t: &str| ring(t).ids();
+        let both = format!("{old}{new}");
+        let promoted = format!("{new}{old}");
+        // add, promote, retire in the safe order: each step is accepted.
+        may_replace(&ids(&old), &ring(&both), "f").unwrap();
+        may_replace(&ids(&both), &ring(&promoted), "f").unwrap();
+        may_replace(&ids(&promoted), &ring(&new), "f").unwrap();
+        // A process without keys takes any file.
+        may_replace(&[], &ring(&new), "f").unwrap();
+        // Dropping the key the process encrypts with: refused, naming it
+        // and never the key itself.
+        let e = may_replace(&ids(&both), &ring(&new), "f").unwrap_err();
+        let text = e.to_string();
+        let encrypting = &ids(&both)[0];
+        assert!(
+            text.contains(&format!("no longer holds key {encrypting}")),
+            "{text}"
+        );
+        assert!(
+            !text.contains(old.trim().split(':').nth(1).unwrap()),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::store::{self, processes};
 /// Loads `--encryption-key-file`, if given, as the process's key ring.
 pub fn install(g: &Global) -> Result<()> {
     if let Some(f) = &g.encryption_key_file {
-        crypto::install(Keyring::load(f)?);
+        crypto::install_file(f)?;
     }
     Ok(())
 }

@@ -234,7 +234,8 @@ pub(super) async fn prepare(
             Err(e) if source.read_failed() => return Err(object_failed(&job.file_path, e)),
             Err(e) => return Err(unreadable(e)),
         };
-        jobs::record_sha256(mgmt, job.id, &sha).await?;
+        // Written with the verdict (`file_sha256` of the job's final
+        // update, one statement per batch), not now: no write per file.
         Some(sha)
     } else {
         None

@@ -406,20 +406,6 @@ pub async fn describe(
     seen.map(|(s,)| s).ok_or(JobError::NotFound(id))
 }
 
-/// The file's sha256, when it was hashed before loading.
-pub async fn record_sha256(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-    sha256: &str,
-) -> Result<(), JobError> {
-    sqlx::query("UPDATE cpi_import_jobs SET file_sha256 = $2 WHERE id = $1")
-        .bind(id)
-        .bind(sha256)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
 /// Final counts of a job.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Counts {

@@ -136,16 +136,47 @@ pub fn encrypting_with<'a>(live: &'a [Process], key_id: &str) -> Vec<&'a Process
         .collect()
 }
 
+/// How often a process looks at its key file (one `stat`).
+pub const KEY_FILE_POLL: Duration = Duration::from_secs(1);
+
 /// Keeps the process's row fresh until `stop` is set, then deletes it. A
 /// failed refresh is logged and tried again at the next beat: the row
 /// matters to key rotations, not to imports.
-pub async fn keep(pool: sqlx::PgPool, me: Me, mut stop: tokio::sync::watch::Receiver<bool>) {
+///
+/// It also keeps the process's key ring in step with its key file
+/// ([`crate::crypto::Reloader`], every [`KEY_FILE_POLL`]): new keys are
+/// installed and the row says so at once, so a deployed key file needs no
+/// restart before `cpi keys promote`; a file that cannot be used is logged
+/// as an error and the process keeps the keys it holds.
+pub async fn keep(pool: sqlx::PgPool, mut me: Me, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use crate::crypto::{Reload, Reloader};
+    let mut keys = Reloader::for_installed();
+    let mut next_beat = tokio::time::Instant::now();
     loop {
-        if let Err(e) = beat(&pool, &me).await {
-            tracing::warn!(error = %e, "cannot refresh this process's row in cpi_processes");
+        match keys.as_mut().map(Reloader::check) {
+            Some(Reload::Reloaded(ids)) => {
+                tracing::info!(key_ids = ?ids, "re-read the encryption key file: these keys are in use now");
+                me.key_ids = ids;
+                next_beat = tokio::time::Instant::now();
+            }
+            Some(Reload::Refused(e)) => {
+                tracing::error!(error = %e, key_ids = ?me.key_ids, "the encryption key file changed but cannot be used: keeping the keys this process holds");
+            }
+            Some(Reload::Unchanged) | None => {}
         }
+        if tokio::time::Instant::now() >= next_beat {
+            if let Err(e) = beat(&pool, &me).await {
+                tracing::warn!(error = %e, "cannot refresh this process's row in cpi_processes");
+            }
+            next_beat = tokio::time::Instant::now() + HEARTBEAT;
+        }
+        let wait = if keys.is_some() {
+            KEY_FILE_POLL
+        } else {
+            next_beat.saturating_duration_since(tokio::time::Instant::now())
+        };
         tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
     }

@@ -332,10 +332,13 @@ async fn create_queued(
           WHERE p.name = $1
             AND NOT EXISTS (
                 SELECT 1 FROM cpi_import_jobs d
-                 WHERE d.file_path = f.file_path
-                   AND (d.status IN ('queued', 'running')
-                        OR (d.status IN ('succeeded', 'duplicate')
-                            AND d.finished_at >= f.written + interval '1 second')))
+                 WHERE d.file_path = f.file_path AND d.status IN ('queued', 'running'))
+            -- A subquery per file (an index lookup by path): one NOT EXISTS
+            -- over both kinds of job was planned as a hash of every finished
+            -- job, 0.7-1.3 s per scan with 1,000,000 of them.
+            AND NOT coalesce((SELECT max(d.finished_at) FROM cpi_import_jobs d
+                               WHERE d.file_path = f.file_path AND d.status IN ('succeeded', 'duplicate'))
+                             >= f.written + interval '1 second', false)
           ORDER BY f.file_path
          ON CONFLICT DO NOTHING
          RETURNING id, file_path",

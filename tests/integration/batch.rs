@@ -20,6 +20,28 @@ async fn claims(pool: &sqlx::PgPool) -> i64 {
     .await
 }
 
+/// The `/metrics` totals of finished jobs (migrations 0050, 0131: a
+/// batch's verdicts add their own, the row trigger lets them by) against a
+/// full scan of the jobs: the differing (status, bucket) groups.
+async fn totals_disagree(pool: &sqlx::PgPool) -> i64 {
+    scalar_i64(
+        pool,
+        "WITH scan AS (
+             SELECT status, cpi_duration_bucket(started_at, finished_at) AS bucket, count(*) AS jobs,
+                    sum(rows_read) AS r, sum(rows_inserted) AS i, sum(rows_rejected) AS x,
+                    round(sum(extract(epoch FROM finished_at - started_at))::numeric, 3) AS secs
+               FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed', 'duplicate') GROUP BY 1, 2
+         ), kept AS (
+             SELECT status, bucket, jobs, rows_read, rows_inserted, rows_rejected,
+                    round(seconds::numeric, 3)
+               FROM cpi_import_job_totals WHERE jobs <> 0
+         )
+         SELECT count(*) FROM ((SELECT * FROM scan EXCEPT SELECT * FROM kept)
+                     UNION ALL (SELECT * FROM kept EXCEPT SELECT * FROM scan)) d",
+    )
+    .await
+}
+
 /// Files `f01.csv`… of 10 rows each (ids 100·i …), written before the
 /// daemon starts so that its first scan finds them ready together.
 fn drop_files(s: &Setup, n: u64) {
@@ -106,6 +128,17 @@ async fn a_bad_file_in_the_middle_of_a_batch_fails_alone_and_the_rest_commit_tog
     assert!(inbox.join("failed/f05.csv").exists());
     let report = std::fs::read_to_string(inbox.join("failed/f05.csv.error.json")).unwrap();
     assert!(report.contains("many"), "{report}");
+    // The batch's verdicts are in the totals once each (8 succeeded with
+    // 10 rows, 1 failed), as a full scan counts them.
+    assert_eq!(totals_disagree(&pool).await, 0, "totals and jobs disagree");
+    assert_eq!(
+        scalar_i64(
+            &pool,
+            "SELECT sum(jobs)::int8 FROM cpi_import_job_totals WHERE status = 'succeeded'"
+        )
+        .await,
+        8
+    );
 }
 
 #[tokio::test]
@@ -138,6 +171,7 @@ async fn a_duplicate_inside_a_batch_loads_once() {
         scalar_i64(&pool, "SELECT count(*) FROM cpi.imported_files").await,
         3
     );
+    assert_eq!(totals_disagree(&pool).await, 0, "totals and jobs disagree");
 }
 
 #[tokio::test]

@@ -364,3 +364,96 @@ async fn rotation_with_two_daemons_refuses_each_unsafe_step_and_leaves_no_url() 
         assert!(!dump.contains(needle), "pg_dump holds {needle:?}");
     }
 }
+
+/// A running daemon re-reads its key file when it changes (#23): the key
+/// added to it is held at once, so `cpi keys promote` succeeds without a
+/// restart; a file that does not parse, or that drops the key the daemon
+/// encrypts with, is refused with an error in its log and the daemon keeps
+/// its keys and goes on importing.
+#[tokio::test]
+async fn a_running_daemon_rereads_its_key_file_and_refuses_a_bad_one() {
+    let w = world().await;
+    let dir = w.dir.path();
+    let (admin, h1) = (dir.join("admin.key"), dir.join("h1.key"));
+    Cpi::new(["keygen", "--file"])
+        .args([&admin])
+        .run()
+        .assert_code(0);
+    let old = key_ids(&admin)[0].clone();
+    copy(&admin, &h1);
+    let mut d = w.daemon("d", &h1);
+    let pid = d.pid();
+    w.processes_hold(&[vec![old.clone()]]).await;
+    w.import_one(1).await;
+
+    // add, then deploy the file to the running daemon: no restart.
+    Cpi::new(["keys", "add", "--file"])
+        .args([&admin])
+        .run()
+        .assert_code(0);
+    let new = key_ids(&admin)[1].clone();
+    copy(&admin, &h1);
+    w.processes_hold(&[vec![old.clone(), new.clone()]]).await;
+    d.wait_log("re-read the encryption key file", Duration::from_secs(10))
+        .await
+        .unwrap();
+    w.cpi(
+        &["keys", "promote", &new, "--file", admin.to_str().unwrap()],
+        None,
+    )
+    .assert_code(0)
+    .assert_stdout("now encrypts");
+    copy(&admin, &h1);
+    w.processes_hold(&[vec![new.clone(), old.clone()]]).await;
+    w.cpi(&["rekey"], Some(&admin))
+        .assert_code(0)
+        .assert_stdout("re-encrypted 1 of 1");
+    w.import_one(2).await;
+
+    // A file that does not parse: refused, the keys kept, imports go on.
+    let good = std::fs::read_to_string(&h1).unwrap();
+    // (An in-place copy may be read half-written and refused for a moment
+    // too: each wait names its own reason.)
+    std::fs::write(&h1, "not a key file\n").unwrap();
+    d.wait_log(
+        "line 1: expected <key-id>:<base64 key>",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(d.log().contains("cannot be used: keeping the keys"));
+    w.import_one(3).await;
+    // A file without the key it encrypts with (the old key alone): refused.
+    let old_line = good.lines().find(|l| l.starts_with(&old)).unwrap();
+    std::fs::write(&h1, format!("{old_line}\n")).unwrap();
+    d.wait_log(
+        &format!("no longer holds key {new}"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    w.import_one(4).await;
+    w.connection_test(&admin);
+    let held: Vec<Vec<String>> = sqlx::query_scalar("SELECT key_ids FROM cpi_processes")
+        .fetch_all(&w.pool)
+        .await
+        .unwrap();
+    assert_eq!(held, vec![vec![new.clone(), old.clone()]]);
+    // No key is ever written to the log.
+    let log = d.log();
+    for line in good
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(':'))
+    {
+        let key = line.split(':').nth(1).unwrap();
+        assert!(!log.contains(key), "the log holds a key");
+    }
+    assert_eq!(d.pid(), pid, "the same process throughout");
+    d.stop(20);
+    let failed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM cpi_import_jobs WHERE status <> 'succeeded'")
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    assert_eq!(failed, 0);
+}

@@ -1,9 +1,12 @@
-//! The Debian package: scripts/package.sh builds it from the debug binary
-//! the tests already built (never a release build: that takes 20+ minutes
-//! on CI's 2 cores), dpkg unpacks it into a scratch root with its own dpkg
-//! database (`dpkg --root R --unpack`), and the installed
-//! files are what an operator runs: `cpi --version`, the systemd unit
-//! (`systemd-analyze verify`), completions and man pages.
+//! The Debian package: scripts/package.sh builds it with `cargo deb
+//! --no-build`, as scripts/release.sh does, from a copy of the debug binary
+//! the tests already built in a scratch target folder (never a release
+//! build: that takes 20+ minutes on CI's 2 cores; cargo-deb reads Cargo.toml's
+//! `target/release/` assets as that folder's `release/`). dpkg unpacks it
+//! into a scratch root with its own dpkg database (`dpkg --root R
+//! --unpack`), and the installed files are what an operator runs: `cpi
+//! --version`, the systemd unit (`systemd-analyze verify`), completions and
+//! man pages. scripts/test.sh installs cargo-deb.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,10 +21,18 @@ fn run(program: &str, args: &[&str]) -> String {
 
 /// Builds the package into `dir`; its path.
 fn build_package(dir: &Path) -> PathBuf {
+    let target = dir.join("target");
+    std::fs::create_dir_all(target.join("release")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_cpi"), target.join("release/cpi")).unwrap();
     let script = repo("scripts/package.sh");
+    // --fast: lighter compression; the test needs the contents, not the size.
     let out = run(
         script.to_str().unwrap(),
-        &[env!("CARGO_BIN_EXE_cpi"), dir.to_str().unwrap()],
+        &[
+            target.to_str().unwrap(),
+            dir.join("out").to_str().unwrap(),
+            "--fast",
+        ],
     );
     PathBuf::from(
         out.lines()
@@ -34,7 +45,7 @@ fn build_package(dir: &Path) -> PathBuf {
 #[test]
 fn package_installs_into_a_scratch_root_and_its_binary_and_unit_work() {
     let work = tempfile::tempdir().unwrap();
-    let deb = build_package(&work.path().join("out"));
+    let deb = build_package(work.path());
     assert!(deb.is_file(), "{}", deb.display());
 
     // The control fields an installer reads.
@@ -45,9 +56,28 @@ fn package_installs_into_a_scratch_root_and_its_binary_and_unit_work() {
         "Architecture: ",
         "Maintainer: ",
         "Description: ",
+        "adduser",
+        "libc6",
     ] {
         assert!(control.contains(field), "no {field:?} in:\n{control}");
     }
+    // The maintainer script of debian/ and the config folder's README as a
+    // conffile (kept on upgrade when the operator edited it).
+    let info = work.path().join("control");
+    run(
+        "dpkg-deb",
+        &["--control", deb.to_str().unwrap(), info.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read_to_string(info.join("postinst")).unwrap(),
+        std::fs::read_to_string(repo("debian/postinst")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(info.join("conffiles"))
+            .unwrap()
+            .trim(),
+        "/etc/cpi/README"
+    );
 
     // Installed by dpkg into a root of its own, with a dpkg database of its
     // own: `dpkg --root R --unpack` is `dpkg -i` without its configure
@@ -86,6 +116,12 @@ fn package_installs_into_a_scratch_root_and_its_binary_and_unit_work() {
         assert!(root.join(file).is_file(), "the package has no {file}");
     }
     assert!(root.join("etc/cpi").is_dir(), "no config folder /etc/cpi");
+    // A conffile waits as .dpkg-new until the configure step.
+    assert!(listed.lines().any(|l| l == "/etc/cpi/README"), "{listed}");
+    let readme = std::fs::read_to_string(root.join("etc/cpi/README.dpkg-new")).unwrap();
+    assert!(readme.contains("credentials/"), "{readme}");
+    let copyright = std::fs::read_to_string(root.join("usr/share/doc/cpi/copyright")).unwrap();
+    assert!(copyright.starts_with("MIT License"), "{copyright}");
     assert!(
         !root.join("usr/share/man/man1/cpi-man.1.gz").exists(),
         "the hidden man command has no page"
