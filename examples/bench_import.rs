@@ -13,6 +13,9 @@
 //!
 //! - upsert with five checks (`not_null`, `unique`, `range`, `matches`,
 //!   `expression`) vs the same upsert without: the cost of a data contract.
+//! - append with every dialect and shape decision left to the sniffer
+//!   (`encoding`, `delimiter`, `quote`, `header`, `skip_lines: auto`) vs the
+//!   same append with them given: the cost of auto-detection.
 //!
 //! Each figure is the median of 3 rounds (`BENCH_REPEAT`), psql and cpi
 //! alternating, with the load average beside it. cpi runs as the real
@@ -228,6 +231,11 @@ async fn main() {
     let checked = dir_path.join("checked.csv");
     let _ = std::fs::remove_file(&checked);
     std::fs::hard_link(&changed, &checked).unwrap();
+    // The base file under another name, every dialect and shape decision
+    // left to the sniffer: the cost of auto-detection.
+    let auto = dir_path.join("auto.csv");
+    let _ = std::fs::remove_file(&auto);
+    std::fs::hard_link(&base, &auto).unwrap();
     let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
     println!(
         "generated {rows} rows: base.csv {:.1} MB, changed.csv {:.1} MB in {:.1} s",
@@ -246,6 +254,8 @@ async fn main() {
     cpi::store::migrate(&pool).await.unwrap();
     let config = serde_json::json!({"name": "bench", "tables": [
         {"file_pattern": "base.csv", "table": "t", "mode": "append"},
+        {"file_pattern": "auto.csv", "table": "t", "mode": "append", "encoding": "auto",
+         "delimiter": "auto", "quote": "auto", "header": "auto", "skip_lines": "auto"},
         {"file_pattern": "changed.csv", "table": "t", "mode": "upsert", "primary_key": "id"},
         // The same file under another name, with a contract of five checks.
         {"file_pattern": "checked.csv", "table": "t", "mode": "upsert", "primary_key": "id", "checks": [
@@ -323,6 +333,7 @@ COMMIT;
     let binary = dir_path.join("base.bin");
     let mut floor: Vec<Run> = vec![];
     let mut with_checks: Vec<Run> = vec![];
+    let mut with_auto: Vec<Run> = vec![];
     for round in 0..repeat {
         exec(&url, reset).await;
         let p = psql(&url, &["-c", &copy_base], postmaster, &db);
@@ -336,6 +347,19 @@ COMMIT;
             psql(&url, &["-c", &dump], postmaster, &db);
         }
         pairs[0].push((p, c));
+        // Right after the plain append, so a busy moment weighs on both.
+        exec(&url, reset).await;
+        let a = run_cpi(&bin, &url, &auto, postmaster, &db);
+        if round == 0 {
+            print!("{}", a.stdout);
+        }
+        println!(
+            "round {}: append with auto-detection cpi {:.2} s (load {})",
+            round + 1,
+            a.wall.as_secs_f64(),
+            load()
+        );
+        with_auto.push(a);
         exec(&url, reset).await;
         let load_binary = format!("\\copy t FROM '{}' (FORMAT binary)", binary.display());
         floor.push(psql(&url, &["-c", &load_binary], postmaster, &db));
@@ -437,6 +461,18 @@ COMMIT;
     println!(
         "checks: upsert with five checks {checked_s:.2} s; their cost, median of the rounds' pairs: +{:.1} % (goal ≤ 25 %)",
         extra * 100.0
+    );
+    let sniffing = median(
+        pairs[0]
+            .iter()
+            .zip(&with_auto)
+            .map(|((_, c), a)| a.wall.as_secs_f64() / c.wall.as_secs_f64() - 1.0)
+            .collect(),
+    );
+    println!(
+        "auto-detection (encoding, delimiter, quote, header, skip_lines: auto): append {:.2} s; its cost, median of the rounds' pairs: {:+.1} % (goal ≤ 5 %)",
+        median(with_auto.iter().map(|a| a.wall.as_secs_f64()).collect()),
+        sniffing * 100.0
     );
     let rss =
         |i: usize| pairs[i].iter().map(|(_, c)| c.peak_kib).max().unwrap_or(0) as f64 / 1024.0;
