@@ -125,10 +125,11 @@ pub struct NewRun<'a> {
 /// Records a run; its id.
 pub async fn insert_run(db: impl PgExecutor<'_>, run: &NewRun<'_>) -> Result<Uuid> {
     let c = run.counts;
-    // A failed reconcile, or drift put right, is an event (`cpi_events`)
-    // written by the same statement. The payload has counts only: the
-    // error may name a file of the manifests, never a secret, but it stays
-    // on the run.
+    // A failed or refused reconcile, or drift put right, is an event
+    // (`cpi_events`), and every recorded run an audit row (`cpi_audit`,
+    // actor `manifests@<revision>`), written by the same statement. The
+    // payload has counts only: the error may name a file of the manifests,
+    // never a secret, but it stays on the run.
     let (id,): (Uuid,) = sqlx::query_as(
         "WITH r AS (
              INSERT INTO cpi_reconcile_runs (owner, trigger, revision, status, created, updated, deleted, drifted, diff, error, started_at, finished_at)
@@ -136,12 +137,18 @@ pub async fn insert_run(db: impl PgExecutor<'_>, run: &NewRun<'_>) -> Result<Uui
           RETURNING id, owner, revision, status, drifted),
          e AS (
              INSERT INTO cpi_events (kind, severity, run_id, payload)
-             SELECT CASE WHEN r.status = 'failed' THEN 'reconcile.failed' ELSE 'drift.corrected' END,
-                    CASE WHEN r.status = 'failed' THEN 'error' ELSE 'warn' END,
+             SELECT CASE WHEN r.status = 'succeeded' THEN 'drift.corrected' ELSE 'reconcile.failed' END,
+                    CASE WHEN r.status = 'succeeded' THEN 'warn' ELSE 'error' END,
                     r.id,
-                    jsonb_build_object('owner', r.owner, 'revision', r.revision, 'drifted', r.drifted)
+                    jsonb_build_object('owner', r.owner, 'revision', r.revision, 'drifted', r.drifted,
+                                       'status', r.status)
                FROM r
-              WHERE r.status = 'failed' OR (r.status = 'succeeded' AND r.drifted > 0))
+              WHERE r.status IN ('failed', 'refused') OR (r.status = 'succeeded' AND r.drifted > 0)),
+         a AS (
+             INSERT INTO cpi_audit (actor, action, target, outcome)
+             SELECT 'manifests@' || coalesce(r.revision, 'unknown'), 'reconcile (' || $2::text || ')',
+                    r.owner, r.status
+               FROM r)
          SELECT id FROM r",
     )
     .bind(run.owner)

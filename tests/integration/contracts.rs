@@ -505,4 +505,14 @@ async fn regression_the_daemon_records_a_refused_reconcile_once_as_refused() {
             .await
             .unwrap();
     assert_eq!(runs, ["refused", "refused"], "{}", d.log());
+    // Each recorded run is an audit row of the manifests' revision and a
+    // reconcile.failed event for whoever is told, in the same statement.
+    let (audited, events): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM cpi_audit WHERE actor = 'manifests@unknown' AND action LIKE 'reconcile (%' AND outcome = 'refused'),
+                (SELECT count(*) FROM cpi_events WHERE kind = 'reconcile.failed' AND payload->>'status' = 'refused')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((audited, events), (2, 2));
 }
