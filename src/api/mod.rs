@@ -20,6 +20,7 @@ mod error;
 mod extract;
 mod freshness;
 mod guard;
+pub mod https;
 mod jobs;
 mod pauses;
 pub mod permissions;

@@ -308,6 +308,23 @@ pub struct HttpArgs {
     /// token is configured, none once --api-token-file or an ApiToken is.
     #[arg(long, value_enum, env = "CPI_ANONYMOUS")]
     pub anonymous: Option<AnonymousArg>,
+    /// HTTPS: the server's certificate chain (PEM, the certificate first).
+    /// Read again when it changes: a renewed certificate needs no restart.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CPI_TLS_CERT_FILE",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    /// HTTPS: the certificate's private key (PEM; keep it mode 0600).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CPI_TLS_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `--anonymous`.
@@ -331,7 +348,25 @@ impl HttpArgs {
                 Some(AnonymousArg::None) => crate::access::Anonymous::None,
                 Some(AnonymousArg::Viewer) => crate::access::Anonymous::Viewer,
             },
+            tls: self.tls_files(),
         }
+    }
+
+    /// `--tls-cert-file` and `--tls-key-file` (clap requires both or neither).
+    pub fn tls_files(&self) -> Option<crate::api::https::TlsFiles> {
+        Some(crate::api::https::TlsFiles {
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+        })
+    }
+
+    /// Reads the certificate and key once, so that a bad pair fails the
+    /// command before anything else is done.
+    pub fn check_tls(&self) -> anyhow::Result<()> {
+        if let Some(files) = self.tls_files() {
+            crate::api::https::ReloadingCert::new(files)?;
+        }
+        Ok(())
     }
 }
 

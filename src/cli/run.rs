@@ -22,6 +22,7 @@ pub fn settings(g: &Global, a: &RunArgs) -> Result<daemon::Settings> {
         .as_deref()
         .map(auth::load_token)
         .transpose()?;
+    a.http.check_tls()?;
     Ok(daemon::Settings {
         manifests: g.manifests.clone(),
         secrets_dir: g.secrets_dir.clone(),

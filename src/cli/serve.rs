@@ -21,6 +21,7 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
         .as_deref()
         .map(auth::load_token)
         .transpose()?;
+    a.http.check_tls()?;
     let pool = management_pool(g).await?;
     store::migrate(&pool).await?;
     let listener = tokio::net::TcpListener::bind(&a.listen)

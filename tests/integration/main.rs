@@ -24,6 +24,7 @@ mod heartbeat;
 mod hostile;
 mod hostile_files;
 mod hostile_input;
+mod https;
 mod import;
 mod import_cli;
 mod key_rotation;
