@@ -12,7 +12,8 @@ use utoipa_axum::routes;
 
 use super::state::AppState;
 use super::{
-    audit, check, connections, freshness, jobs, pauses, permissions, projects, runs, stats, system,
+    audit, check, connections, freshness, jobs, pauses, permissions, projects, runs, sso, stats,
+    system,
 };
 
 #[derive(OpenApi)]
@@ -31,6 +32,7 @@ use super::{
         (name = "jobs", description = "Import jobs"),
         (name = "reconcile", description = "Reconcile runs"),
         (name = "system", description = "Health, readiness, metrics, this document"),
+        (name = "auth", description = "Single sign-on for the console (OpenID Connect) and who the caller is"),
     )
 )]
 struct ApiDoc;
@@ -80,6 +82,10 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .routes(routes!(openapi_json))
+        .routes(routes!(sso::login))
+        .routes(routes!(sso::callback))
+        .routes(routes!(sso::logout))
+        .routes(routes!(sso::me))
 }
 
 /// The OpenAPI 3 document served at `/openapi.json`.

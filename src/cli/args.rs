@@ -325,6 +325,47 @@ pub struct HttpArgs {
         requires = "tls_cert_file"
     )]
     pub tls_key_file: Option<PathBuf>,
+    /// Single sign-on for the console: the OpenID Connect issuer URL
+    /// (its `/.well-known/openid-configuration` is read on first sign-in).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CPI_OIDC_ISSUER",
+        requires_all = ["oidc_client_id", "public_url"]
+    )]
+    pub oidc_issuer: Option<String>,
+    /// The console's client id at the provider.
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "CPI_OIDC_CLIENT_ID",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_client_id: Option<String>,
+    /// A file holding the client secret (none: a public client, PKCE only).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CPI_OIDC_CLIENT_SECRET_FILE",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// The ID token claim that lists the user's groups.
+    #[arg(
+        long,
+        value_name = "CLAIM",
+        default_value = "groups",
+        env = "CPI_OIDC_GROUPS_CLAIM"
+    )]
+    pub oidc_groups_claim: String,
+    /// The URL browsers reach cpi at (`https://cpi.example.com`): the
+    /// redirect URI is `<URL>/auth/callback`, and a cookie-made action must
+    /// come from this origin.
+    #[arg(long, value_name = "URL", env = "CPI_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How long a single-sign-on session lasts.
+    #[arg(long, default_value = "8h", value_parser = humantime::parse_duration)]
+    pub session_ttl: Duration,
 }
 
 /// `--anonymous`.
@@ -358,6 +399,52 @@ impl HttpArgs {
             cert: self.tls_cert_file.clone()?,
             key: self.tls_key_file.clone()?,
         })
+    }
+
+    /// Single sign-on as these arguments configure it (the client secret
+    /// file is read now); none without `--oidc-issuer`.
+    pub fn sso(&self) -> anyhow::Result<Option<std::sync::Arc<crate::api::sso::Sso>>> {
+        use anyhow::Context;
+        let (Some(issuer), Some(client_id)) = (&self.oidc_issuer, &self.oidc_client_id) else {
+            return Ok(None);
+        };
+        let public = self
+            .public_url
+            .as_deref()
+            .context("--oidc-issuer needs --public-url")?;
+        let public = url::Url::parse(public).context("--public-url")?;
+        if !matches!(public.scheme(), "http" | "https") || public.host_str().is_none() {
+            anyhow::bail!("--public-url must be an http(s) URL with a host");
+        }
+        let origin = public.origin().ascii_serialization();
+        let client_secret = match &self.oidc_client_secret_file {
+            Some(path) => {
+                let text = crate::secret::read_secret_file(path).with_context(|| {
+                    format!("cannot read --oidc-client-secret-file {}", path.display())
+                })?;
+                let secret = crate::secret::Secret::new(text.trim());
+                if secret.expose().is_empty() {
+                    anyhow::bail!("--oidc-client-secret-file {} is empty", path.display());
+                }
+                crate::secret::register(&secret);
+                Some(secret)
+            }
+            None => None,
+        };
+        let redirect_url = format!("{}/auth/callback", public.as_str().trim_end_matches('/'));
+        let oidc = crate::api::oidc::Oidc::new(crate::api::oidc::OidcSettings {
+            issuer: issuer.clone(),
+            client_id: client_id.clone(),
+            client_secret,
+            groups_claim: self.oidc_groups_claim.clone(),
+            redirect_url,
+        })?;
+        Ok(Some(std::sync::Arc::new(crate::api::sso::Sso {
+            oidc,
+            origin,
+            secure: public.scheme() == "https" || self.tls_files().is_some(),
+            session_ttl: self.session_ttl,
+        })))
     }
 
     /// Reads the certificate and key once, so that a bad pair fails the

@@ -155,7 +155,11 @@ async fn plain_http_to_the_tls_port_is_refused() {
 /// client (a client's TLS session cache would resume the old session,
 /// which presents no certificate).
 async fn served(dir: &Path, base: &str) -> Vec<u8> {
-    let r = client(dir).get(format!("{base}/healthz")).send().await.unwrap();
+    let r = client(dir)
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.extensions()
         .get::<reqwest::tls::TlsInfo>()
