@@ -41,5 +41,6 @@ mod s3;
 mod schema;
 mod schema_versions;
 mod secrets;
+mod sso;
 mod support;
 mod tls;
