@@ -94,7 +94,7 @@ async fn judge(state: &AppState, req: Request, audit: &mut Audit) -> Result<Requ
     // A cookie carries the browser's authority to any site's request: an
     // action made with it must prove it comes from the console.
     if let (Some(s), Some(sso)) = (&session, &state.sso) {
-        super::sso::csrf_check(req.method(), req.headers(), &s.csrf, &sso.origin)
+        super::session::csrf_check(req.method(), req.headers(), &s.csrf, &sso.origin)
             .map_err(|r| ApiError::Forbidden(r.to_string()))?;
     }
     let (mut parts, body) = req.into_parts();

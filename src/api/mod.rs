@@ -29,6 +29,7 @@ mod projects;
 mod routes;
 mod runs;
 pub mod server;
+pub mod session;
 pub mod sso;
 mod state;
 mod stats;

@@ -34,7 +34,7 @@ pub struct AppState {
     /// replaced whole by the daemon after each manifest load.
     pub access: AccessCell,
     /// Single sign-on for the console (`--oidc-issuer`); none: tokens only.
-    pub sso: Option<Arc<super::sso::Sso>>,
+    pub sso: Option<Arc<super::session::Sso>>,
 }
 
 /// The access rules the API judges requests by.

@@ -403,7 +403,7 @@ impl HttpArgs {
 
     /// Single sign-on as these arguments configure it (the client secret
     /// file is read now); none without `--oidc-issuer`.
-    pub fn sso(&self) -> anyhow::Result<Option<std::sync::Arc<crate::api::sso::Sso>>> {
+    pub fn sso(&self) -> anyhow::Result<Option<std::sync::Arc<crate::api::session::Sso>>> {
         use anyhow::Context;
         let (Some(issuer), Some(client_id)) = (&self.oidc_issuer, &self.oidc_client_id) else {
             return Ok(None);
@@ -439,7 +439,7 @@ impl HttpArgs {
             groups_claim: self.oidc_groups_claim.clone(),
             redirect_url,
         })?;
-        Ok(Some(std::sync::Arc::new(crate::api::sso::Sso {
+        Ok(Some(std::sync::Arc::new(crate::api::session::Sso {
             oidc,
             origin,
             secure: public.scheme() == "https" || self.tls_files().is_some(),

@@ -53,7 +53,7 @@ pub struct Settings {
     /// The HTTP server's connection cap, timeouts and CORS origins.
     pub http: crate::api::server::HttpSettings,
     /// Single sign-on for the console (`--oidc-issuer`); none: tokens only.
-    pub sso: Option<std::sync::Arc<crate::api::sso::Sso>>,
+    pub sso: Option<std::sync::Arc<crate::api::session::Sso>>,
     /// `--retention`: prune finished jobs and runs older than this, hourly.
     pub retention: Option<Duration>,
     /// `--freshness-interval`: how often the watched tables' freshness is

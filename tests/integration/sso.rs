@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cpi::access::{Anonymous, Binding, Role, Subject};
 use cpi::api::oidc::{Oidc, OidcSettings};
-use cpi::api::sso::{Sso, DEFAULT_SESSION_TTL};
+use cpi::api::session::{Sso, DEFAULT_SESSION_TTL};
 use cpi::api::AppState;
 use cpi::metrics::Health;
 use cpi::secret::Secret;
