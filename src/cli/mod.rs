@@ -8,6 +8,7 @@ pub mod check;
 pub mod context;
 mod file_args;
 mod format;
+mod http_args;
 pub mod generate;
 pub mod import;
 pub mod infer;
