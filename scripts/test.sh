@@ -42,7 +42,7 @@ command -v node >/dev/null && command -v npm >/dev/null || {
 if [ ! -f target/oidc-provider/node_modules/oidc-provider/package.json ]; then
   echo "installing oidc-provider (npm)" >&2
   mkdir -p target/oidc-provider
-  (cd target/oidc-provider && npm install --no-audit --no-fund --silent oidc-provider@9 >/dev/null)
+  (cd target/oidc-provider && npm install --no-audit --no-fund --silent oidc-provider@9.13.3 >/dev/null)
 fi
 export OIDC_PROVIDER_DIR="${OIDC_PROVIDER_DIR:-$PWD/target/oidc-provider}"
 

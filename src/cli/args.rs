@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use super::file_args::{CheckArgs, ImportArgs, InferArgs};
-pub use super::http_args::{AnonymousArg, HttpArgs};
 pub use super::format::Output;
+pub use super::http_args::{AnonymousArg, HttpArgs};
 pub use super::job_args::JobsCommand;
 
 /// `cpi`: the parsed command line.

@@ -524,3 +524,57 @@ async fn a_callback_that_is_not_this_browsers_sign_in_is_refused() {
     assert_eq!(refused, 2);
     s.server.stop().await;
 }
+
+#[test]
+fn serve_checks_the_single_sign_on_flags_before_starting() {
+    use crate::support::cpi;
+    let r = cpi(&[
+        "serve",
+        "--oidc-issuer",
+        "http://127.0.0.1:9",
+        "--oidc-client-id",
+        "c",
+    ]);
+    assert_ne!(r.code, 0);
+    r.assert_stderr("--public-url");
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("secret");
+    std::fs::write(&empty, "\n").unwrap();
+    let empty = empty.to_str().unwrap();
+    let base = [
+        "serve",
+        "--oidc-issuer",
+        "http://127.0.0.1:9",
+        "--oidc-client-id",
+        "c",
+        "--public-url",
+    ];
+    let r = cpi(&[
+        &base[..],
+        &[
+            "https://cpi.example.com",
+            "--oidc-client-secret-file",
+            empty,
+        ],
+    ]
+    .concat());
+    assert_ne!(r.code, 0);
+    r.assert_stderr("is empty");
+    let r = cpi(&[&base[..], &["not a url"]].concat());
+    assert_ne!(r.code, 0);
+    r.assert_stderr("--public-url");
+    // A secret never shows, even in an error about something else.
+    let secret = dir.path().join("real");
+    std::fs::write(&secret, CLIENT_SECRET).unwrap();
+    let r = cpi(&[
+        &base[..],
+        &[
+            "ftp://cpi.example.com",
+            "--oidc-client-secret-file",
+            secret.to_str().unwrap(),
+        ],
+    ]
+    .concat());
+    assert_ne!(r.code, 0);
+    r.assert_hides("serve", &[CLIENT_SECRET]);
+}
