@@ -578,3 +578,84 @@ fn serve_checks_the_single_sign_on_flags_before_starting() {
     assert_ne!(r.code, 0);
     r.assert_hides("serve", &[CLIENT_SECRET]);
 }
+
+/// Under HTTPS (`--tls-cert-file`) the cookies are `Secure`, and the
+/// provider is sent an `https` redirect URI.
+#[tokio::test]
+async fn over_https_the_cookies_are_secure() {
+    use crate::support::tls::{ca, leaf};
+    let certs = tempfile::tempdir().unwrap();
+    ca(certs.path(), "ca");
+    leaf(
+        certs.path(),
+        "ca",
+        "tls",
+        "localhost",
+        Some("IP:127.0.0.1"),
+        "30",
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    let redirect = format!("{base}/auth/callback");
+    let provider = Provider::start(CLIENT, CLIENT_SECRET, &redirect, &json!({}));
+    let db = TestDb::new().await;
+    let pool = cpi::store::connect(&Secret::new(db.url())).await.unwrap();
+    cpi::store::migrate(&pool).await.unwrap();
+    let mut state = AppState::new(pool.clone(), None, Arc::new(Health::new()));
+    state.http.tls = Some(cpi::api::https::TlsFiles {
+        cert: certs.path().join("tls.crt"),
+        key: certs.path().join("tls.key"),
+    });
+    state.sso = Some(Arc::new(Sso {
+        oidc: Oidc::new(OidcSettings {
+            issuer: provider.issuer.clone(),
+            client_id: CLIENT.into(),
+            client_secret: Some(Secret::new(CLIENT_SECRET)),
+            groups_claim: "groups".into(),
+            redirect_url: redirect.clone(),
+        })
+        .unwrap(),
+        origin: base.clone(),
+        secure: true,
+        session_ttl: DEFAULT_SESSION_TTL,
+    }));
+    let server = Server::serve_on(listener, db, pool, state).await;
+    let pem = std::fs::read(certs.path().join("ca.crt")).unwrap();
+    let https = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = https
+        .get(format!("{base}/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let sent: String = url::Url::parse(&to)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into();
+    assert_eq!(sent, redirect);
+    // Signed out, the cookie removal is Secure too.
+    let r = https
+        .post(format!("{base}/auth/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let gone = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        gone.contains("Max-Age=0") && gone.ends_with("; Secure"),
+        "{gone}"
+    );
+    server.stop().await;
+}
