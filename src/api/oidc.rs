@@ -143,7 +143,8 @@ type Client = openidconnect::Client<
 pub struct Identity {
     /// `sub`.
     pub subject: String,
-    /// What `user:` subjects of RoleBindings match: `email`, else `sub`.
+    /// What `user:` subjects of RoleBindings match: `email` when the
+    /// provider says it is verified (`email_verified: true`), else `sub`.
     pub name: String,
     /// The groups claim's strings (what `group:` subjects match).
     pub groups: Vec<String>,
@@ -299,14 +300,16 @@ pub fn verify(
     Ok(identity(claims, groups_claim))
 }
 
-/// Who validated `claims` name: `sub`, `email` (else `sub`), and the
+/// Who validated `claims` name: `sub`, a verified `email` (else `sub`), and the
 /// strings of `groups_claim` (an array, or one string), bounded.
 pub fn identity(claims: &IdTokenClaims, groups_claim: &str) -> Identity {
     let subject = clip(claims.subject().as_str());
-    let name = claims
-        .email()
-        .map(|e| clip(e.as_str()))
-        .unwrap_or_else(|| subject.clone());
+    // An e-mail the provider has not verified could be anyone's: then the
+    // subject, which the provider alone assigns.
+    let name = match (claims.email(), claims.email_verified()) {
+        (Some(e), Some(true)) => clip(e.as_str()),
+        _ => subject.clone(),
+    };
     let groups = match claims.additional_claims().rest.get(groups_claim) {
         Some(serde_json::Value::Array(items)) => items
             .iter()

@@ -36,6 +36,7 @@ struct Claims {
     audience: &'static str,
     nonce: &'static str,
     expires_in: Duration,
+    email_verified: bool,
 }
 
 const GOOD: Claims = Claims {
@@ -43,6 +44,7 @@ const GOOD: Claims = Claims {
     audience: CLIENT,
     nonce: NONCE,
     expires_in: Duration::minutes(5),
+    email_verified: true,
 };
 
 fn token(key: &CoreRsaPrivateSigningKey, c: &Claims) -> IdToken {
@@ -56,7 +58,8 @@ fn token(key: &CoreRsaPrivateSigningKey, c: &Claims) -> IdToken {
         Utc::now() + c.expires_in,
         Utc::now() - Duration::minutes(10),
         StandardClaims::new(SubjectIdentifier::new("u-123".into()))
-            .set_email(Some(EndUserEmail::new("alice@example.com".into()))),
+            .set_email(Some(EndUserEmail::new("alice@example.com".into())))
+            .set_email_verified(Some(c.email_verified)),
         extra,
     )
     .set_nonce(Some(Nonce::new(c.nonce.into())));
@@ -92,6 +95,16 @@ fn a_good_id_token_names_the_user_and_groups_and_bad_ones_are_refused() {
             groups: vec!["team-alpha".into(), "ops".into()],
         }
     );
+
+    // An e-mail the provider did not verify names nobody: the subject does.
+    let unverified = token(
+        &key,
+        &Claims {
+            email_verified: false,
+            ..GOOD
+        },
+    );
+    assert_eq!(check(&key, &unverified).unwrap().name, "u-123");
 
     // Expired (beyond the crate's clock skew).
     let expired = token(
