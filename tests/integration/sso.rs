@@ -270,6 +270,9 @@ async fn sign_in_with_a_real_provider_in_a_real_browser() {
         !main.contains("beta-two"),
         "only the bound projects: {main}"
     );
+    // For a person to look at: the header while signed in.
+    let shot = std::env::temp_dir().join("cpi-sso-signed-in.png");
+    std::fs::write(&shot, c.screenshot().await.unwrap()).unwrap();
     assert!(
         !visible(&c, "#new-project").await,
         "no write: no New project"
