@@ -236,3 +236,37 @@ fn serve_refuses_a_key_that_does_not_fit_the_certificate() {
     assert_ne!(r.code, 0, "{}", r.all());
     r.assert_stderr("--tls-key-file");
 }
+
+/// A client that starts a handshake and stalls is closed within the
+/// header timeout, as one that stalls its headers.
+#[tokio::test]
+async fn a_stalled_handshake_is_closed_within_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = test_ca();
+    let files = TlsFiles {
+        cert: dir.path().join("tls.crt"),
+        key: dir.path().join("tls.key"),
+    };
+    let server = Server::start_adjusted(|s| {
+        s.http.tls = Some(files);
+        s.http.header_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let started = std::time::Instant::now();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // A TLS record header, then nothing.
+    stalled.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf))
+        .await
+        .expect("closed by the server")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing is sent to a stalled handshake");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    server.stop().await;
+}
