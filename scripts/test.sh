@@ -34,6 +34,20 @@ if ((${#pip_packages[@]})); then
   hash -r
 fi
 
+# The single-sign-on tests run npm's oidc-provider (node 20 or later) on
+# loopback, installed into target/oidc-provider (OIDC_PROVIDER_DIR).
+command -v node >/dev/null && command -v npm >/dev/null || {
+  echo "installing nodejs npm (Debian)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+}
+if [ ! -f target/oidc-provider/node_modules/oidc-provider/package.json ]; then
+  echo "installing oidc-provider (npm)" >&2
+  mkdir -p target/oidc-provider
+  (cd target/oidc-provider && npm install --no-audit --no-fund --silent oidc-provider@9.13.3 >/dev/null)
+fi
+export OIDC_PROVIDER_DIR="${OIDC_PROVIDER_DIR:-$PWD/target/oidc-provider}"
+
 # The shared server on 127.0.0.1:5432 (the tests fall back to the embedded
 # one when nothing answers there and it cannot be started).
 if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use super::auth::{self, BadCredentials, Caller};
+use super::auth::Caller;
 use super::error::ApiError;
 use super::permissions::{self, Need, Scope};
 use super::state::AppState;
@@ -35,6 +35,12 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         .extensions()
         .get::<super::server::Peer>()
         .map(|p| p.0.ip().to_string());
+    // Public routes write their own rows when they act (`/auth/*`).
+    let public = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| permissions::need_of(req.method().as_str(), m.as_str()))
+        == Some(Need::Public);
     let mut audit = Audit {
         actor: "anonymous".into(),
         target: req.uri().path().to_string(),
@@ -46,7 +52,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     let status = resp.status();
     let refused = status == axum::http::StatusCode::FORBIDDEN
         || status == axum::http::StatusCode::UNAUTHORIZED;
-    if !read || refused {
+    if (!read || refused) && !public {
         let entry = scopes_audit::NewEntry {
             actor: &audit.actor,
             action: &action,
@@ -83,24 +89,14 @@ async fn judge(state: &AppState, req: Request, audit: &mut Audit) -> Result<Requ
     let Need::Permission(permission, scope) = need else {
         return Ok(req);
     };
-    let rules = state.access();
-    let principal = auth::principal(
-        req.headers(),
-        state.token.as_ref(),
-        &rules.tokens,
-        chrono::Utc::now(),
-    )
-    .or_else(|e| match e {
-        // With no token configured at all, a header proves nothing and
-        // changes nothing: the request is anonymous (and told, if refused,
-        // that no token is configured).
-        BadCredentials::Unknown if state.token.is_none() && rules.tokens.is_empty() => {
-            Ok(Principal::Anonymous)
-        }
-        BadCredentials::Unknown => Err(ApiError::Unauthorized),
-        BadCredentials::Expired(name) => Err(ApiError::TokenExpired(name)),
-    })?;
+    let (principal, session) = super::sso::caller(state, req.headers()).await?;
     audit.actor = principal.actor();
+    // A cookie carries the browser's authority to any site's request: an
+    // action made with it must prove it comes from the console.
+    if let (Some(s), Some(sso)) = (&session, &state.sso) {
+        super::session::csrf_check(req.method(), req.headers(), &s.csrf, &sso.origin)
+            .map_err(|r| ApiError::Forbidden(r.to_string()))?;
+    }
     let (mut parts, body) = req.into_parts();
     let target = target(state, scope, &mut parts).await?;
     match &target {
@@ -108,19 +104,13 @@ async fn judge(state: &AppState, req: Request, audit: &mut Audit) -> Result<Requ
         Target::Connection { name, .. } => audit.target = format!("connection:{name}"),
         Target::Any | Target::Everything => {}
     }
-    let configured = state.token.is_some() || !rules.tokens.is_empty();
-    let policy = access::Policy {
-        anonymous: state.http.anonymous.role(configured),
-        ..rules.policy.clone()
-    };
+    let policy = state.policy();
     match access::allows(&policy, &principal, permission, &target) {
         Decision::Allow => {}
         // Before roles, a guarded route without any token configured said
         // so; it still does, as the way out is the same.
         Decision::Deny(_)
-            if principal == Principal::Anonymous
-                && state.token.is_none()
-                && rules.tokens.is_empty() =>
+            if principal == Principal::Anonymous && !state.credentials_configured() =>
         {
             return Err(ApiError::TokenNotConfigured)
         }

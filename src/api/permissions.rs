@@ -108,6 +108,12 @@ pub const TABLE: &[(&str, &str, Need)] = &[
     ("get", "/readyz", Public),
     ("get", "/metrics", Public),
     ("get", "/openapi.json", Public),
+    // Single sign-on: open to be reached; logout checks the session's CSRF
+    // token itself, and /auth/me tells each caller what they may do.
+    ("get", "/auth/login", Public),
+    ("get", "/auth/callback", Public),
+    ("post", "/auth/logout", Public),
+    ("get", "/auth/me", Public),
 ];
 
 /// What the route `method path` (path as a template, `/jobs/{id}`) needs;

@@ -12,12 +12,13 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::Authorized;
+use super::auth::{Authorization, Authorized};
 use super::docs::{Addressed, BodyErrors, IdErrors, IdParam, PageErrors, TokenErrors};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{check_fields, present, IdPath, JsonBody, Page, QueryParams};
 use super::state::AppState;
 use super::unmanaged::{delete_unmanaged, lock_unmanaged};
+use crate::access::{Permission, Target};
 use crate::config::ProjectConfig;
 use crate::rules;
 use crate::store::{self, ProjectRow};
@@ -232,15 +233,27 @@ async fn ensure_connection_exists(
     get, path = "/projects", operation_id = "list_projects", tag = "projects",
     params(Page),
     responses(
-        (status = 200, description = "A page of projects, by name", body = [Project]),
+        (status = 200, description = "A page of the projects the caller may read, by name", body = [Project]),
         PageErrors,
     )
 )]
 pub async fn list(
+    Authorization(caller): Authorization,
     State(state): State<AppState>,
     QueryParams(page): QueryParams<Page>,
 ) -> Result<Json<Vec<Project>>, ApiError> {
-    let rows = page.slice(store::list_projects(&state.pool).await?)?;
+    // Only the projects the caller may read (a binding on some projects
+    // shows those), before the page is cut.
+    let all = store::list_projects(&state.pool).await?;
+    let readable = all
+        .into_iter()
+        .filter(|p| {
+            caller
+                .as_ref()
+                .is_some_and(|c| c.may(Permission::Read, &Target::Project(p.name.clone())))
+        })
+        .collect();
+    let rows = page.slice(readable)?;
     Ok(Json(with_pauses(&state, rows).await?))
 }
 

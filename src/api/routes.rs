@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::state::AppState;
 use super::{
-    audit, check, connections, freshness, jobs, pauses, permissions, projects, rejects, runs,
+    audit, check, connections, freshness, jobs, pauses, permissions, projects, rejects, runs, sso,
     stats, system,
 };
 
@@ -32,6 +32,7 @@ use super::{
         (name = "jobs", description = "Import jobs"),
         (name = "reconcile", description = "Reconcile runs"),
         (name = "system", description = "Health, readiness, metrics, this document"),
+        (name = "auth", description = "Single sign-on for the console (OpenID Connect) and who the caller is"),
     )
 )]
 struct ApiDoc;
@@ -82,6 +83,10 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .routes(routes!(openapi_json))
+        .routes(routes!(sso::login))
+        .routes(routes!(sso::callback))
+        .routes(routes!(sso::logout))
+        .routes(routes!(sso::me))
 }
 
 /// The OpenAPI 3 document served at `/openapi.json`.

@@ -3,7 +3,9 @@
 //! at the cap no new connection is accepted, so file descriptors stay
 //! bounded), a header read timeout (a socket that sends nothing, or
 //! dribbles its headers, or idles between requests, is closed), and a
-//! per-request timeout (answered 408).
+//! per-request timeout (answered 408). With `--tls-cert-file` the same
+//! connections speak HTTPS ([`super::https`]); the TLS handshake must end
+//! within the header timeout.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +17,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::{watch, Semaphore};
 
 /// The server's limits (`--max-connections`, `--header-timeout`,
-/// `--request-timeout`, `--cors-origin`).
+/// `--request-timeout`, `--cors-origin`) and its certificate
+/// (`--tls-cert-file`, `--tls-key-file`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSettings {
     /// Connections served at once; more wait in the kernel's accept queue.
@@ -30,6 +33,8 @@ pub struct HttpSettings {
     /// `--anonymous`; the library's default is viewer (the API as it was
     /// before roles), the command line's is [`crate::access::Anonymous::Auto`].
     pub anonymous: crate::access::Anonymous,
+    /// HTTPS with these files; none: plain HTTP.
+    pub tls: Option<super::https::TlsFiles>,
 }
 
 impl Default for HttpSettings {
@@ -40,6 +45,7 @@ impl Default for HttpSettings {
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             anonymous: crate::access::Anonymous::Viewer,
+            tls: None,
         }
     }
 }
@@ -99,6 +105,10 @@ pub async fn serve(
             "--max-connections lowered to fit the open files limit"
         );
     }
+    let acceptor = match &limits.tls {
+        Some(files) => Some(super::https::acceptor(files).map_err(std::io::Error::other)?),
+        None => None,
+    };
     let slots = Arc::new(Semaphore::new(cap));
     let (stop_tx, stop) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -126,18 +136,22 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         // The peer's address, for the audit trail's `source`.
         let service = TowerToHyperService::new(app.clone().layer(axum::Extension(Peer(peer))));
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let mut stop = stop.clone();
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        let header_timeout = limits.header_timeout;
+        let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut conn = std::pin::pin!(conn);
-            let stopping = tokio::select! {
-                _ = conn.as_mut() => false,
-                _ = stop.wait_for(|s| *s) => true,
-            };
-            if stopping {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
+            match acceptor {
+                None => serve_connection(&builder, stream, service, stop).await,
+                Some(acceptor) => {
+                    let Some(tls) =
+                        super::https::handshake(&acceptor, stream, header_timeout).await
+                    else {
+                        return;
+                    };
+                    serve_connection(&builder, tls, service, stop).await
+                }
             }
         });
     }
@@ -146,6 +160,33 @@ pub async fn serve(
     // Every connection holds a slot: all slots back means all are closed.
     let _ = slots.acquire_many(cap as u32).await;
     Ok(())
+}
+
+/// Serves one connection (plain or TLS) until it closes, or gracefully
+/// once `stop` turns true.
+async fn serve_connection<I, S>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let stopping = tokio::select! {
+        _ = conn.as_mut() => false,
+        _ = stop.wait_for(|s| *s) => true,
+    };
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
 }
 
 /// The CORS layer for `origins` (`--cors-origin`); `None` without any.

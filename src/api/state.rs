@@ -33,6 +33,8 @@ pub struct AppState {
     /// The named tokens and role bindings of the manifests, and the anonymous role;
     /// replaced whole by the daemon after each manifest load.
     pub access: AccessCell,
+    /// Single sign-on for the console (`--oidc-issuer`); none: tokens only.
+    pub sso: Option<Arc<super::session::Sso>>,
 }
 
 /// The access rules the API judges requests by.
@@ -74,6 +76,21 @@ impl AppState {
     pub fn access(&self) -> Arc<Access> {
         self.access.get()
     }
+
+    /// Whether any credential is configured: the API token, an ApiToken,
+    /// or single sign-on (then `--anonymous` defaults to none).
+    pub fn credentials_configured(&self) -> bool {
+        self.token.is_some() || !self.access().tokens.is_empty() || self.sso.is_some()
+    }
+
+    /// The policy requests are judged by now: the bindings, and the
+    /// anonymous role of `--anonymous`.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            anonymous: self.http.anonymous.role(self.credentials_configured()),
+            ..self.access().policy.clone()
+        }
+    }
 }
 
 impl AppState {
@@ -87,6 +104,7 @@ impl AppState {
             inbox_roots: Arc::default(),
             http: server::HttpSettings::default(),
             access: AccessCell::default(),
+            sso: None,
         }
     }
 }

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use super::file_args::{CheckArgs, ImportArgs, InferArgs};
 pub use super::format::Output;
+pub use super::http_args::{AnonymousArg, HttpArgs};
 pub use super::job_args::JobsCommand;
 
 /// `cpi`: the parsed command line.
@@ -284,55 +284,6 @@ pub struct InboxRoots {
         value_delimiter = ':'
     )]
     pub inbox_roots: Vec<PathBuf>,
-}
-
-/// The HTTP server's limits and CORS (`run --listen`, `serve`).
-#[derive(Debug, Clone, Args)]
-pub struct HttpArgs {
-    /// Connections served at once; more wait until one closes.
-    #[arg(long, default_value_t = crate::api::server::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
-    pub max_connections: usize,
-    /// A request's headers must arrive within this; also how long an idle
-    /// kept-alive connection stays open.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub header_timeout: Duration,
-    /// A request not answered within this gets 408.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub request_timeout: Duration,
-    /// An origin (`https://console.example.com`) whose pages may call the
-    /// API from a browser (repeatable; none: no CORS headers).
-    #[arg(long = "cors-origin", value_name = "ORIGIN")]
-    pub cors_origins: Vec<String>,
-    /// What requests without a token may do: `none`, or `viewer` (read
-    /// everything but secrets and row values). Default: viewer while no
-    /// token is configured, none once --api-token-file or an ApiToken is.
-    #[arg(long, value_enum, env = "CPI_ANONYMOUS")]
-    pub anonymous: Option<AnonymousArg>,
-}
-
-/// `--anonymous`.
-#[allow(missing_docs)]
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum AnonymousArg {
-    None,
-    Viewer,
-}
-
-impl HttpArgs {
-    /// The server settings these arguments name.
-    pub fn settings(&self) -> crate::api::server::HttpSettings {
-        crate::api::server::HttpSettings {
-            max_connections: self.max_connections,
-            header_timeout: self.header_timeout,
-            request_timeout: self.request_timeout,
-            cors_origins: self.cors_origins.clone(),
-            anonymous: match self.anonymous {
-                None => crate::access::Anonymous::Auto,
-                Some(AnonymousArg::None) => crate::access::Anonymous::None,
-                Some(AnonymousArg::Viewer) => crate::access::Anonymous::Viewer,
-            },
-        }
-    }
 }
 
 /// `cpi prune`.

@@ -9,6 +9,7 @@ pub mod context;
 mod file_args;
 mod format;
 pub mod generate;
+mod http_args;
 pub mod import;
 pub mod infer;
 pub mod inspect;

@@ -22,6 +22,7 @@ pub fn settings(g: &Global, a: &RunArgs) -> Result<daemon::Settings> {
         .as_deref()
         .map(auth::load_token)
         .transpose()?;
+    a.http.check_tls()?;
     Ok(daemon::Settings {
         manifests: g.manifests.clone(),
         secrets_dir: g.secrets_dir.clone(),
@@ -44,6 +45,7 @@ pub fn settings(g: &Global, a: &RunArgs) -> Result<daemon::Settings> {
         worker_prefix: daemon::default_worker_prefix(),
         inbox_roots: a.roots.inbox_roots.clone(),
         http: a.http.settings(),
+        sso: a.http.sso()?,
         retention: a.retention,
         freshness_interval: a.freshness_interval,
         inotify_watch_cap: a.inotify_watch_cap,

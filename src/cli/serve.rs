@@ -21,6 +21,8 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
         .as_deref()
         .map(auth::load_token)
         .transpose()?;
+    a.http.check_tls()?;
+    let sso = a.http.sso()?;
     let pool = management_pool(g).await?;
     store::migrate(&pool).await?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
@@ -35,6 +37,7 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
     let mut state = AppState::new(pool, token, Arc::new(Health::new()));
     state.inbox_roots = Arc::new(a.roots.inbox_roots.clone());
     state.http = a.http.settings();
+    state.sso = sso;
     let signal = signal();
     let shutdown = async move {
         signal.await;

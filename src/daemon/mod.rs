@@ -74,6 +74,7 @@ pub async fn run(
             crate::api::AppState::new(pool.clone(), settings.api_token.clone(), health.clone());
         state.inbox_roots = Arc::new(settings.inbox_roots.clone());
         state.http = settings.http.clone();
+        state.sso = settings.sso.clone();
         state
     });
     let api = listener.zip(api_state.clone()).map(|(l, state)| {

@@ -52,6 +52,8 @@ pub struct Settings {
     pub inbox_roots: Vec<PathBuf>,
     /// The HTTP server's connection cap, timeouts and CORS origins.
     pub http: crate::api::server::HttpSettings,
+    /// Single sign-on for the console (`--oidc-issuer`); none: tokens only.
+    pub sso: Option<std::sync::Arc<crate::api::session::Sso>>,
     /// `--retention`: prune finished jobs and runs older than this, hourly.
     pub retention: Option<Duration>,
     /// `--freshness-interval`: how often the watched tables' freshness is
@@ -87,6 +89,7 @@ impl Settings {
                 anonymous: crate::access::Anonymous::Auto,
                 ..Default::default()
             },
+            sso: None,
             retention: None,
             freshness_interval: Duration::from_secs(30),
             inotify_watch_cap: None,

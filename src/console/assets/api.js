@@ -1,5 +1,8 @@
 // The API client. The token is kept in sessionStorage (this tab, this
 // session) and sent in the Authorization header only: never in a URL.
+// Signed in by single sign-on instead, the browser sends the HttpOnly
+// session cookie itself, and every action carries the session's CSRF
+// token (from GET /auth/me) in X-CSRF-Token.
 
 const KEY = 'cpi.api-token';
 
@@ -10,6 +13,35 @@ export function token() {
 export function setToken(value) {
   if (value) sessionStorage.setItem(KEY, value);
   else sessionStorage.removeItem(KEY);
+}
+
+// Who the caller is (GET /auth/me): signed in or not, permissions.
+let me = null;
+
+export function whoami() {
+  return me;
+}
+
+export async function loadMe() {
+  try {
+    me = await api('GET', '/auth/me');
+  } catch {
+    me = null;
+  }
+  return me;
+}
+
+// Whether the caller holds `permission` on at least one project: with a
+// token typed in, the API decides (as before single sign-on); signed in,
+// the page hides what the role may not do.
+export function can(permission) {
+  if (token()) return true;
+  return Boolean(me && me.permissions && me.permissions.includes(permission) && (me.signed_in || me.actor !== 'anonymous'));
+}
+
+// Whether someone is identified (a token typed in, or signed in).
+export function identified() {
+  return Boolean(token()) || Boolean(me && me.signed_in);
 }
 
 // An answer other than 2xx: its status and the API's error body.
@@ -38,6 +70,7 @@ export async function api(method, path, body) {
   const headers = { Accept: 'application/json' };
   const t = token();
   if (t) headers.Authorization = `Bearer ${t}`;
+  else if (me && me.csrf_token && method !== 'GET') headers['X-CSRF-Token'] = me.csrf_token;
   const init = { method, headers, cache: 'no-store', credentials: 'same-origin', referrerPolicy: 'no-referrer' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';

@@ -1,7 +1,7 @@
 // The router (hash routes: #/jobs/ID, shareable, no server round trip),
 // the token form and live updates by polling.
 
-import { token, setToken, get } from './api.js';
+import { token, setToken, get, post, loadMe, whoami } from './api.js';
 import { h, fill, note } from './dom.js';
 import * as pages from './pages.js';
 
@@ -92,7 +92,23 @@ function poll() {
   render(false, true);
 }
 
+// Single sign-on: who is signed in, Sign in / Sign out; the token form
+// stays for API tokens and hides while someone is signed in.
+function showSso() {
+  const me = whoami();
+  const box = document.getElementById('sso');
+  const signedIn = Boolean(me && me.signed_in);
+  box.hidden = !(me && me.sso);
+  document.getElementById('sso-login').hidden = signedIn || Boolean(token());
+  document.getElementById('sso-logout').hidden = !signedIn;
+  const user = document.getElementById('sso-user');
+  user.hidden = !signedIn;
+  user.textContent = signedIn ? `Signed in as ${me.actor.replace(/^user:/, '')}` : '';
+  document.getElementById('auth').hidden = signedIn;
+}
+
 function showAuth() {
+  showSso();
   const has = Boolean(token());
   const state = document.getElementById('auth-state');
   document.getElementById('token').hidden = has;
@@ -122,12 +138,24 @@ document.getElementById('auth').addEventListener('submit', async (ev) => {
       return;
     }
   }
+  await loadMe();
   showAuth();
   render(false);
 });
 
-document.getElementById('token-forget').addEventListener('click', () => {
+document.getElementById('sso-logout').addEventListener('click', async () => {
+  try {
+    await post('/auth/logout');
+  } finally {
+    await loadMe();
+    showAuth();
+    render(false);
+  }
+});
+
+document.getElementById('token-forget').addEventListener('click', async () => {
   setToken(null);
+  await loadMe();
   showAuth();
   render(false);
   document.getElementById('token').focus();
@@ -139,6 +167,8 @@ document.getElementById('skip').addEventListener('click', (ev) => {
 });
 
 window.addEventListener('hashchange', () => render(true));
-showAuth();
-render(false);
+loadMe().then(() => {
+  showAuth();
+  render(false);
+});
 setInterval(poll, POLL_MS);

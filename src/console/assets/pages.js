@@ -2,7 +2,7 @@
 // parameters, fetches what it shows and builds it; the router re-runs
 // live pages every few seconds.
 
-import { get, post, put, del, query, token, ApiError } from './api.js';
+import { get, post, put, del, query, can, identified, whoami, ApiError } from './api.js';
 import { h, fill, navigate, time, ago, badge, table, facts, note } from './dom.js';
 import { barChart, fmtNumber, fmtSeconds } from './charts.js';
 
@@ -10,6 +10,8 @@ const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'duplicate'];
 
 // Where a token would unlock more, said once per place.
 function tokenHint(what) {
+  if (identified()) return note('info', `Your role may not ${what}.`);
+  if (whoami() && whoami().sso) return note('info', `Sign in, or enter the API token at the top, to ${what}.`);
   return note('info', `Enter the API token at the top to ${what}.`);
 }
 
@@ -148,7 +150,7 @@ export async function connections(main) {
   fill(main, 
     title('Connections'),
     h('p', { class: 'muted' }, 'Target databases. The list never shows a URL.'),
-    token() ? h('p', {}, h('a', { href: '#/connections/new', class: 'button', id: 'new-connection' }, 'New connection'))
+    can('write') ? h('p', {}, h('a', { href: '#/connections/new', class: 'button', id: 'new-connection' }, 'New connection'))
       : tokenHint('create connections, reveal URLs and run connection tests'),
     table('Connections', ['Name', 'Description', 'Owner', 'Updated'], list.map((c) => [
       h('a', { href: `#/connections/${c.id}` }, c.name), c.description || '', owner(c), time(c.updated_at),
@@ -174,7 +176,7 @@ function connectionForm(main, row) {
 
 export async function connectionNew(main) {
   fill(main, title('New connection'),
-    token() ? connectionForm(main, null) : tokenHint('create connections'));
+    can('write') ? connectionForm(main, null) : tokenHint('create connections'));
 }
 
 export async function connection(main, params) {
@@ -188,7 +190,7 @@ export async function connection(main, params) {
   const urlBox = h('div', { id: 'url-box' });
   const actions = h('div', { class: 'actions' });
   const edit = h('div', { id: 'edit-box' });
-  const testBtn = h('button', { type: 'button', id: 'test-connection', disabled: !token() }, 'Test connection');
+  const testBtn = h('button', { type: 'button', id: 'test-connection', disabled: !can('operate') }, 'Test connection');
   testBtn.addEventListener('click', async () => {
     testBtn.disabled = true;
     result.replaceChildren(h('p', { class: 'muted' }, 'Testing…'));
@@ -202,7 +204,7 @@ export async function connection(main, params) {
     }
   });
   actions.append(testBtn);
-  if (token()) {
+  if (can('read_secrets')) {
     const reveal = h('button', { type: 'button', id: 'reveal-url' }, 'Reveal URL');
     reveal.addEventListener('click', async () => {
       try {
@@ -216,10 +218,10 @@ export async function connection(main, params) {
     });
     actions.append(reveal);
   }
-  const editBtn = h('button', { type: 'button', id: 'edit-connection', disabled: Boolean(c.managed_by) || !token(),
+  const editBtn = h('button', { type: 'button', id: 'edit-connection', disabled: Boolean(c.managed_by) || !can('write'),
     'aria-describedby': c.managed_by ? 'managed-note' : null }, 'Edit');
   editBtn.addEventListener('click', () => edit.replaceChildren(connectionForm(main, c)));
-  const delBtn = h('button', { type: 'button', id: 'delete-connection', class: 'danger', disabled: Boolean(c.managed_by) || !token() }, 'Delete');
+  const delBtn = h('button', { type: 'button', id: 'delete-connection', class: 'danger', disabled: Boolean(c.managed_by) || !can('write') }, 'Delete');
   delBtn.addEventListener('click', () => {
     const sure = h('button', { type: 'button', id: 'confirm-delete', class: 'danger' }, `Delete ${c.name} for good`);
     sure.addEventListener('click', async () => {
@@ -242,9 +244,9 @@ export async function connection(main, params) {
       ['Owner', owner(c)],
       ['Created', time(c.created_at)],
       ['Updated', time(c.updated_at)],
-      ['URL', token() ? 'hidden — use “Reveal URL”' : 'shown only with the API token'],
+      ['URL', can('read_secrets') ? 'hidden — use “Reveal URL”' : 'shown only with the API token'],
     ]),
-    token() ? null : tokenHint('test this connection, reveal its URL or change it'),
+    can('read_secrets') ? null : tokenHint('test this connection, reveal its URL or change it'),
     actions, result, urlBox, edit);
 }
 
@@ -254,7 +256,7 @@ export async function projects(main) {
   const list = await get('/projects');
   fill(main, 
     title('Projects'),
-    token() ? h('p', {}, h('a', { href: '#/projects/new', class: 'button', id: 'new-project' }, 'New project'))
+    can('write') ? h('p', {}, h('a', { href: '#/projects/new', class: 'button', id: 'new-project' }, 'New project'))
       : tokenHint('create or change projects'),
     table('Projects', ['Name', 'Connection', 'Inbox', 'Tables', 'Owner', 'Imports'], list.map((p) => [
       h('a', { href: `#/projects/${p.id}` }, p.name),
@@ -428,7 +430,7 @@ function projectForm(row, conns) {
 }
 
 export async function projectNew(main) {
-  if (!token()) {
+  if (!can('write')) {
     fill(main, title('New project'), tokenHint('create projects'));
     return;
   }
@@ -446,12 +448,12 @@ export async function project(main, params) {
   ]);
   const cfg = p.config || {};
   const edit = h('div', { id: 'edit-box' });
-  const editBtn = h('button', { type: 'button', id: 'edit-project', disabled: Boolean(p.managed_by) || !token(),
+  const editBtn = h('button', { type: 'button', id: 'edit-project', disabled: Boolean(p.managed_by) || !can('write'),
     'aria-describedby': p.managed_by ? 'managed-note' : null }, 'Edit');
   editBtn.addEventListener('click', () => edit.replaceChildren(projectForm(p, conns)));
   // Pausing is the operator's, not git's: managed projects pause too.
   const pauseResult = h('div', { id: 'pause-result', role: 'status' });
-  const pauseBtn = h('button', { type: 'button', id: p.paused ? 'resume-project' : 'pause-project', disabled: !token() },
+  const pauseBtn = h('button', { type: 'button', id: p.paused ? 'resume-project' : 'pause-project', disabled: !can('operate') },
     p.paused ? 'Resume' : 'Pause');
   pauseBtn.addEventListener('click', async () => {
     pauseBtn.disabled = true;
@@ -480,7 +482,7 @@ export async function project(main, params) {
       ['Imports', paused],
     ]),
     h('div', { class: 'actions' }, pauseBtn),
-    token() ? pauseResult : tokenHint('pause or resume this project'),
+    can('operate') ? pauseResult : tokenHint('pause or resume this project'),
     h('h2', {}, 'Tables'),
     table('Files and their tables', ['Files', 'Table', 'Mode', 'Key', 'Create table', 'On error'], tableRows(cfg), 'No tables configured.'),
     cfg.defaults ? h('details', {}, h('summary', {}, 'Defaults'), h('pre', {}, JSON.stringify(cfg.defaults, null, 2))) : null,
@@ -493,7 +495,7 @@ export async function project(main, params) {
       f.error_after || '—',
     ]), 'No table has a freshness rule: add `freshness: {warn_after: 26h, error_after: 50h}` to the defaults or a table.'),
     h('div', { class: 'actions' }, editBtn),
-    token() || p.managed_by ? null : tokenHint('change this project'),
+    can('write') || p.managed_by ? null : tokenHint('change this project'),
     edit,
     h('h2', {}, 'Recent jobs'),
     jobsTable(jobs.jobs),
@@ -587,7 +589,7 @@ export async function job(main, params) {
   const result = h('div', { id: 'retry-result', role: 'status' });
   let retry = null;
   if (j.status === 'failed') {
-    retry = h('button', { type: 'button', id: 'retry-job', disabled: !token() }, 'Retry');
+    retry = h('button', { type: 'button', id: 'retry-job', disabled: !can('operate') }, 'Retry');
     retry.addEventListener('click', async () => {
       retry.disabled = true;
       try {
@@ -637,7 +639,7 @@ export async function job(main, params) {
     ] : null,
     kept,
     retry ? h('div', { class: 'actions' }, retry) : null,
-    token() ? null : tokenHint(retry ? 'retry this job, and to see what the API shows only with it' : 'see what the API shows only with it'),
+    can('operate') ? null : tokenHint(retry ? 'retry this job, and to see what the API shows only with it' : 'see what the API shows only with it'),
     result);
 }
 job.live = true;

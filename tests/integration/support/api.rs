@@ -81,6 +81,17 @@ impl Server {
     /// Serves `state` (whose pool may point anywhere) for `db`.
     pub async fn serve(db: TestDb, pool: sqlx::PgPool, state: AppState) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_on(listener, db, pool, state).await
+    }
+
+    /// [`Server::serve`] on a listener the test bound (its address known
+    /// before the state is made).
+    pub async fn serve_on(
+        listener: tokio::net::TcpListener,
+        db: TestDb,
+        pool: sqlx::PgPool,
+        state: AppState,
+    ) -> Server {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let token = state.token.as_ref().map(|t| t.expose().to_string());

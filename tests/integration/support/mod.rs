@@ -13,6 +13,7 @@ pub mod db;
 pub mod fs;
 pub mod import;
 pub mod manifests;
+pub mod oidc;
 pub mod polluter;
 pub mod s3;
 pub mod wait;

@@ -48,7 +48,7 @@ fn as_server_user(program: &str) -> Command {
 }
 
 /// Makes a CA (`NAME.crt`, `NAME.key`) in `dir`.
-fn ca(dir: &Path, name: &str) {
+pub fn ca(dir: &Path, name: &str) {
     openssl(
         dir,
         &[
@@ -70,7 +70,7 @@ fn ca(dir: &Path, name: &str) {
 }
 
 /// A certificate `NAME.crt` + key `NAME.key` signed by `ca`, for `cn` with `san`.
-fn leaf(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>, days: &str) {
+pub fn leaf(dir: &Path, ca: &str, name: &str, cn: &str, san: Option<&str>, days: &str) {
     openssl(
         dir,
         &[
