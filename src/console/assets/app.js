@@ -72,8 +72,12 @@ async function draw(focus, live) {
     // Without a token (and no anonymous reading) every page answers 401:
     // say how to get in rather than echo the API's refusal.
     if (e.status === 401 && !token()) {
+      const me = whoami();
+      const how = me && me.sso
+        ? 'Press Sign in at the top, or enter an API token in the box there and press Use token.'
+        : 'Enter your token in the box at the top and press Use token; ask your cpi administrator for one (cpi token create).';
       fill(main, h('h1', {}, 'Sign in to see this page'),
-        note('info', 'This server shows nothing without an API token. Enter your token in the box at the top and press Use token; ask your cpi administrator for one (cpi token create).'));
+        note('info', `This server shows nothing to anonymous callers. ${how}`));
     } else {
       fill(main, h('h1', {}, 'Cannot load this page'), note('error', e.message));
     }
