@@ -195,7 +195,15 @@ fn gone(job: &Job) -> ControlError {
     .into()
 }
 
-/// [`super::retry`] of a failed object job.
+/// What brings an object back: a retry (from `failed/`, the job queued
+/// again) or a replay (from `processed/`, a new job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Back {
+    Retry,
+    Replay,
+}
+
+/// The controls' retry of a failed object job.
 pub(super) async fn retry(
     db: &PgPool,
     job: &Job,
@@ -203,15 +211,50 @@ pub(super) async fn retry(
     config: &ProjectConfig,
     by: &Actor<'_>,
 ) -> Result<Retried, ControlError> {
-    let Some((inbox, failed)) = places(o, config, true) else {
+    bring_back(db, job, o, config, by, Back::Retry).await
+}
+
+/// The controls' replay of a processed object job.
+pub(super) async fn replay(
+    db: &PgPool,
+    job: &Job,
+    o: &ObjectRef,
+    config: &ProjectConfig,
+    by: &Actor<'_>,
+) -> Result<Retried, ControlError> {
+    bring_back(db, job, o, config, by, Back::Replay).await
+}
+
+/// The job's object back in its inbox and the job row saying so: found
+/// where it was set aside, copied back, the row written (the job queued
+/// again, or its replay), then the copy set aside (and its report) deleted.
+/// An object still in the inbox is queued where it is.
+async fn bring_back(
+    db: &PgPool,
+    job: &Job,
+    o: &ObjectRef,
+    config: &ProjectConfig,
+    by: &Actor<'_>,
+    how: Back,
+) -> Result<Retried, ControlError> {
+    let (failed, tell) = match how {
+        Back::Retry => (true, Tell::ByReport),
+        Back::Replay => (false, Tell::ByContent),
+    };
+    let Some((inbox, dir)) = places(o, config, failed) else {
         return Err(gone(job));
     };
+    let row = |path: String| async move {
+        match how {
+            Back::Retry => queue::requeue(db, job, &path, by).await,
+            Back::Replay => queue::create_replay(db, job, &path, by).await,
+        }
+    };
     let client = object_storage::client(config.storage.as_ref()).await;
-    let (file, report) = match locate(&client, o, &failed, job, Tell::ByReport).await? {
+    let (file, report) = match locate(&client, o, &dir, job, tell).await? {
         Found::InPlace => {
-            let job = queue::requeue(db, job, &o.job_path(), by).await?;
             return Ok(Retried {
-                job,
+                job: row(o.job_path()).await?,
                 returned: false,
             });
         }
@@ -219,10 +262,10 @@ pub(super) async fn retry(
         Found::Gone => return Err(gone(job)),
     };
     let back = come_back(&client, job, o.name(), &file, &inbox).await?;
-    let requeued = match queue::requeue(db, job, &back.job_path(), by).await {
+    let queued = match row(back.job_path()).await {
         Ok(j) => j,
         Err(e) => {
-            // The job stays failed, and so does its object.
+            // Nothing changed: the object stays where it was set aside.
             remove(&client, &back).await;
             return Err(e.into());
         }
@@ -232,50 +275,12 @@ pub(super) async fn retry(
         remove(&client, &report).await;
     }
     Ok(Retried {
-        job: requeued,
+        job: queued,
         returned: true,
     })
 }
 
-/// [`super::replay`] of a processed object job.
-pub(super) async fn replay(
-    db: &PgPool,
-    job: &Job,
-    o: &ObjectRef,
-    config: &ProjectConfig,
-    by: &Actor<'_>,
-) -> Result<Retried, ControlError> {
-    let Some((inbox, processed)) = places(o, config, false) else {
-        return Err(gone(job));
-    };
-    let client = object_storage::client(config.storage.as_ref()).await;
-    let file = match locate(&client, o, &processed, job, Tell::ByContent).await? {
-        Found::InPlace => {
-            let job = queue::create_replay(db, job, &o.job_path(), by).await?;
-            return Ok(Retried {
-                job,
-                returned: false,
-            });
-        }
-        Found::SetAside(file, _) => file,
-        Found::Gone => return Err(gone(job)),
-    };
-    let back = come_back(&client, job, o.name(), &file, &inbox).await?;
-    let created = match queue::create_replay(db, job, &back.job_path(), by).await {
-        Ok(j) => j,
-        Err(e) => {
-            remove(&client, &back).await;
-            return Err(e.into());
-        }
-    };
-    remove(&client, &file).await;
-    Ok(Retried {
-        job: created,
-        returned: true,
-    })
-}
-
-/// [`super::cancel`] of a queued object job: the verdict, and the object
+/// The controls' cancel of a queued object job: the verdict, and the object
 /// moved to `failed/` with `failed`'s report, in one transaction (a move
 /// that fails changes nothing); where it went.
 pub(super) async fn cancel_queued(
@@ -312,7 +317,7 @@ pub(super) async fn cancel_queued(
     Ok((cancelled, moved))
 }
 
-/// [`super::set_aside`] of an object a foreground run finished.
+/// The controls' set-aside of an object a foreground run finished.
 pub(super) async fn set_aside(
     job: &Job,
     o: ObjectRef,

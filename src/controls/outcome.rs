@@ -48,7 +48,7 @@ pub enum ControlError {
     },
 }
 
-/// A job put back in the queue by [`super::retry`], or queued by [`super::replay`].
+/// A job put back in the queue by a retry, or queued by a replay.
 #[derive(Debug, Clone)]
 pub struct Retried {
     /// The job, queued, pointing at its file.
@@ -57,7 +57,7 @@ pub struct Retried {
     pub returned: bool,
 }
 
-/// A job [`super::cancel`] stopped, or asked to stop.
+/// A job a cancel stopped, or asked to stop.
 #[derive(Debug, Clone)]
 pub struct Cancel {
     /// The job as it was read (failed with the cancel's text, when it was

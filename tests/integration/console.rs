@@ -183,6 +183,17 @@ struct Ui {
 }
 
 impl Ui {
+    /// The browser on the console at `base`, screenshots below `tmp`.
+    fn new(c: Client, base: &str, tmp: &Path) -> Ui {
+        Ui {
+            c,
+            base: base.to_string(),
+            shots: shots_dir(tmp),
+            anonymous_sources: vec![],
+            requests: vec![],
+        }
+    }
+
     /// Loads the console at `hash` (a new document: the requests of the
     /// one before are kept first).
     async fn open(&mut self, hash: &str) {
@@ -492,13 +503,7 @@ async fn an_operator_clicks_through_every_page() {
     let bad = job_id(&pool, "bad.csv").await;
     let started = Instant::now();
 
-    let mut ui = Ui {
-        requests: vec![],
-        c,
-        base: d.base.clone(),
-        shots: shots_dir(tmp.path()),
-        anonymous_sources: vec![],
-    };
+    let mut ui = Ui::new(c, &d.base, tmp.path());
     // ---- Without the token: what the API shows anonymously. ----
     ui.open("").await;
     ui.find("#card-reconcile").await;
@@ -894,13 +899,7 @@ async fn a_console_without_a_token_says_how_to_give_one() {
     let m = tmp.path().join("manifests");
     std::fs::create_dir_all(&m).unwrap();
     let d = Daemon::start_with(&db, &m, cpi::access::Anonymous::None).await;
-    let ui = Ui {
-        c,
-        base: d.base.clone(),
-        shots: shots_dir(tmp.path()),
-        anonymous_sources: vec![],
-        requests: vec![],
-    };
+    let ui = Ui::new(c, &d.base, tmp.path());
     ui.c.goto(&format!("{}/#/projects", d.base)).await.unwrap();
     let t = ui.wait_text("main", "Sign in to see this page", 15).await;
     assert!(t.contains("Enter your token in the box at the top"), "{t}");
@@ -955,13 +954,7 @@ async fn a_job_page_lists_the_rows_it_kept_in_rejected_rows() {
     .await
     .unwrap();
     let id = job_id(&pool, "k.csv").await;
-    let mut ui = Ui {
-        c,
-        base: d.base.clone(),
-        shots: shots_dir(tmp.path()),
-        anonymous_sources: vec![],
-        requests: vec![],
-    };
+    let mut ui = Ui::new(c, &d.base, tmp.path());
     ui.open(&format!("#/jobs/{id}")).await;
     ui.wait_text("#job-status", "succeeded", 15).await;
     let t = ui.main_text().await;

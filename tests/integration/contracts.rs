@@ -469,11 +469,15 @@ async fn regression_the_daemon_records_a_refused_reconcile_once_as_refused() {
     .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
     // Several reconciles later, still one row, and it says refused.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let runs: Vec<String> =
-        sqlx::query_scalar("SELECT status::text FROM cpi_reconcile_runs ORDER BY started_at")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let statuses = || async {
+        let runs: Vec<String> =
+            sqlx::query_scalar("SELECT status::text FROM cpi_reconcile_runs ORDER BY started_at")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        runs
+    };
+    let runs = statuses().await;
     assert_eq!(runs, ["refused"], "{}", d.log());
 
     // A conflict (a project row of another owner): the apply records it;
@@ -499,11 +503,7 @@ async fn regression_the_daemon_records_a_refused_reconcile_once_as_refused() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let runs: Vec<String> =
-        sqlx::query_scalar("SELECT status::text FROM cpi_reconcile_runs ORDER BY started_at")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let runs = statuses().await;
     assert_eq!(runs, ["refused", "refused"], "{}", d.log());
     // Each recorded run is an audit row of the manifests' revision and a
     // reconcile.failed event for whoever is told, in the same statement.

@@ -645,9 +645,9 @@ export async function job(main, params) {
 job.live = true;
 
 // The rows a job skipped and kept in its target (`rejects: table`): they
-// hold the file's values, so only with the token; nothing when none kept.
+// hold the file's values, so only for read_secrets; nothing when none kept.
 async function keptRows(j) {
-  if (!token() || !j.rows_rejected) return null;
+  if (!can('read_secrets') || !j.rows_rejected) return null;
   let kept;
   try {
     kept = await get(`/jobs/${j.id}/rejected${query({ limit: 20 })}`);
