@@ -112,9 +112,12 @@ pub async fn list(
             "project: must not contain NUL characters",
         ));
     }
+    // A caller bound to some projects lists their jobs only.
+    let names = crate::store::project_names(&state.pool).await?;
     let filter = ListFilter {
         project: q.project,
         status: q.status,
+        among: auth.readable_among(names),
         limit: i64::from(limit),
         offset: i64::from(offset),
     };

@@ -238,6 +238,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
                 &ListFilter {
                     project: project.clone(),
                     status: *status,
+                    among: None,
                     limit: *limit,
                     offset: 0,
                 },

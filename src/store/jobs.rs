@@ -311,23 +311,26 @@ pub struct ListFilter {
     pub project: Option<String>,
     /// Only jobs in this status.
     pub status: Option<JobStatus>,
+    /// Only these projects' (the caller's); `None`: every project's.
+    pub among: Option<Vec<String>>,
     /// At most this many.
     pub limit: i64,
     /// After skipping this many.
     pub offset: i64,
 }
 
-const FILTER: &str =
-    "($1::text IS NULL OR project_name = $1) AND ($2::text IS NULL OR status = $2)";
+const FILTER: &str = "($1::text IS NULL OR project_name = $1) AND ($2::text IS NULL OR status = $2)
+     AND ($3::text[] IS NULL OR project_name = ANY($3))";
 
 /// Newest first.
 pub async fn list(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<Vec<Job>, JobError> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM cpi_import_jobs WHERE {FILTER}
-          ORDER BY created_at DESC, id LIMIT $3 OFFSET $4"
+          ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
     )))
     .bind(&f.project)
     .bind(f.status)
+    .bind(&f.among)
     .bind(f.limit)
     .bind(f.offset)
     .fetch_all(db)
@@ -341,6 +344,7 @@ pub async fn count(db: impl PgExecutor<'_>, f: &ListFilter) -> Result<i64, JobEr
     )))
     .bind(&f.project)
     .bind(f.status)
+    .bind(&f.among)
     .fetch_one(db)
     .await?;
     Ok(n)

@@ -49,7 +49,8 @@ pub use objects::{
 };
 pub use projects::{
     delete_unmanaged_project, insert_project, list_projects, lock_project, parse_config,
-    project_by_id, project_by_name, update_unmanaged_project, ParsedConfig, ProjectRow,
+    project_by_id, project_by_name, project_names, update_unmanaged_project, ParsedConfig,
+    ProjectRow,
 };
 pub use runs::{
     delete_old_runs, extend_noop_run, extend_repeated_run, insert_run, lock_reconcile,

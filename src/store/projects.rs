@@ -82,6 +82,15 @@ pub async fn list_projects(db: impl PgExecutor<'_>) -> Result<Vec<ProjectRow>> {
     )
 }
 
+/// Every project's name (to filter a list by the caller's projects).
+pub async fn project_names(db: impl PgExecutor<'_>) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT name FROM cpi_projects ORDER BY name")
+            .fetch_all(db)
+            .await?,
+    )
+}
+
 /// The project named `name`, if any.
 pub async fn project_by_name(db: impl PgExecutor<'_>, name: &str) -> Result<Option<ProjectRow>> {
     fetch_by(db, format!("{SELECT} WHERE p.name = $1"), name).await

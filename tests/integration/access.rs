@@ -277,6 +277,59 @@ mod enforcement {
         let _ = Permission::Read;
         s.stop().await;
     }
+
+    /// A caller bound to some projects lists only their jobs (and pages and
+    /// counts them so); one who may read every project lists every job,
+    /// of deleted projects too.
+    #[tokio::test]
+    async fn the_jobs_list_holds_only_the_callers_projects() {
+        let s = Server::start_adjusted(|st| {
+            st.http.anonymous = Anonymous::None;
+            let (tokens, bindings) = rules();
+            st.access.set(tokens, bindings);
+        })
+        .await;
+        for p in ["alpha", "beta"] {
+            sqlx::query("INSERT INTO cpi_projects (name, config) VALUES ($1, '{}')")
+                .bind(p)
+                .execute(&s.pool)
+                .await
+                .unwrap();
+        }
+        for (p, n) in [("alpha", 2), ("beta", 3), ("gone", 1)] {
+            for i in 0..n {
+                insert_job(&s.pool, p, "succeeded", i).await;
+            }
+        }
+        let list = |auth: String| {
+            let s = &s;
+            async move {
+                let r = s.call_auth(Method::GET, "/jobs", None, Some(&auth)).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+                let mut projects: Vec<String> = r.json["jobs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|j| j["project_name"].as_str().unwrap().to_string())
+                    .collect();
+                projects.dedup();
+                (r.json["total"].as_i64().unwrap(), projects)
+            }
+        };
+        let viewer = format!("Bearer {}", token_of(Role::Viewer, "alpha"));
+        assert_eq!(list(viewer).await, (2, vec!["alpha".to_string()]));
+        let operator = format!("Bearer {}", token_of(Role::Operator, "beta"));
+        assert_eq!(list(operator).await, (3, vec!["beta".to_string()]));
+        // Asking for another project's jobs by name finds none.
+        let viewer = format!("Bearer {}", token_of(Role::Viewer, "alpha"));
+        let r = s
+            .call_auth(Method::GET, "/jobs?project=beta", None, Some(&viewer))
+            .await;
+        assert_eq!(r.json["total"], 0, "{}", r.text);
+        // The --api-token-file token reads everything.
+        let admin = format!("Bearer {}", crate::support::api::TOKEN);
+        assert_eq!(list(admin).await.0, 6);
+    }
 }
 
 /// `cpi serve --api-token-file` without `--anonymous`: anonymous reads are
