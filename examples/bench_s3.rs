@@ -208,6 +208,78 @@ async fn daemon_until(bin: &Path, url: &str, m: &Path, want: i64) -> Duration {
     t
 }
 
+/// What the store alone needs for the small files' objects: they are put
+/// under `prefix`, then timed from one paged listing to each object read
+/// whole, copied to `prefix/processed/` and deleted, two at a time (the
+/// daemon's two workers), with no database at all.
+async fn object_floor(s3: &aws_sdk_s3::Client, prefix: &str, bodies: Vec<String>) -> Duration {
+    for (f, b) in bodies.into_iter().enumerate() {
+        s3.put_object()
+            .bucket("bench")
+            .key(format!("{prefix}f{f:05}.csv"))
+            .body(ByteStream::from(b.into_bytes()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let t = Instant::now();
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket("bench")
+            .prefix(prefix)
+            .delimiter("/")
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut work = tokio::task::JoinSet::new();
+    for key in keys {
+        let (s3, prefix) = (s3.clone(), prefix.to_string());
+        work.spawn(async move {
+            let got = s3
+                .get_object()
+                .bucket("bench")
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let _ = got.body.collect().await.unwrap();
+            let name = key.rsplit('/').next().unwrap();
+            s3.copy_object()
+                .copy_source(format!("bench/{key}"))
+                .bucket("bench")
+                .key(format!("{prefix}processed/{name}"))
+                .send()
+                .await
+                .unwrap();
+            s3.delete_object()
+                .bucket("bench")
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+        });
+        if work.len() >= 2 {
+            work.join_next().await;
+        }
+    }
+    while work.join_next().await.is_some() {}
+    t.elapsed()
+}
+
 #[tokio::main]
 async fn main() {
     let rows = arg("--rows", "BENCH_ROWS", 1_000_000);
@@ -297,6 +369,7 @@ async fn main() {
 
     // 2. Small files through the daemon: a folder inbox, an s3 inbox.
     let (mut folder_t, mut object_t) = (Vec::new(), Vec::new());
+    let mut floor_t: Vec<Duration> = Vec::new();
     for round in 1..=rounds {
         let inbox = tmp.path().join(format!("inbox-{round}"));
         std::fs::create_dir_all(&inbox).unwrap();
@@ -326,6 +399,7 @@ async fn main() {
         folder_t.push(t);
 
         let prefix = format!("small-{round}/");
+        let floor_bodies = bodies.clone();
         let mut puts = tokio::task::JoinSet::new();
         for (f, b) in bodies.into_iter().enumerate() {
             let (s3, key) = (s3.clone(), format!("{prefix}f{f:05}.csv"));
@@ -350,18 +424,26 @@ async fn main() {
         let m = manifests(tmp.path(), &url, "small", &config);
         let u = daemon_until(&bin, &url, &m, files as i64 * 20).await;
         object_t.push(u);
+        let floor = object_floor(&s3, &format!("floor-{round}/"), floor_bodies).await;
+        floor_t.push(floor);
         println!(
-            "round {round}: {files} small files: folder inbox {:.2} s, s3 inbox {:.2} s",
+            "round {round}: {files} small files: folder inbox {:.2} s, s3 inbox {:.2} s; the store's floor (list, get, copy, delete) {:.2} s",
             t.as_secs_f64(),
-            u.as_secs_f64()
+            u.as_secs_f64(),
+            floor.as_secs_f64()
         );
     }
     let (f, o) = (median(&mut folder_t), median(&mut object_t));
+    let fl = median(&mut floor_t);
     println!(
         "{files} small files through cpi run: folder {f:.2} s ({:.0} files/s), s3 {o:.2} s ({:.0} files/s) → {:.2}×",
         files as f64 / f,
         files as f64 / o,
         f / o
+    );
+    println!(
+        "s3 listing-and-copy floor: {fl:.2} s for {files} objects (one listing, then each read, copied to processed/ and deleted, 2 at a time as the daemon's 2 workers); cpi run takes {:.2}× the floor",
+        o / fl
     );
     drop(server);
     db.drop_db().await;
