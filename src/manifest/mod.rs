@@ -17,11 +17,13 @@ mod folder;
 pub mod model;
 pub mod notify;
 mod shape;
+mod simple;
 mod text;
 mod validate;
 
 pub use desired::{
-    Desired, DesiredConnection, DesiredProject, DesiredToken, Loaded, Secrets, UrlState,
+    Desired, DesiredConnection, DesiredObject, DesiredProject, DesiredToken, Loaded, Secrets,
+    UrlState,
 };
 pub use error::{InvalidManifests, ManifestError};
 pub use folder::{check_text, load, load_confined, MAX_FILE_BYTES};

@@ -19,6 +19,8 @@ pub(super) enum Object {
     ApiToken(DesiredToken),
     /// With the location of its subjects, for a token no manifest declares.
     RoleBinding(crate::access::Binding, ManifestError),
+    /// A Provider, Alert or Receiver, with an Alert's provider reference.
+    Simple(super::simple::Parsed),
 }
 
 pub(super) fn parse_document(
@@ -108,18 +110,26 @@ pub(super) fn parse_document(
                 }
             }
         }
+        Some(k @ (Kind::Provider | Kind::Alert | Kind::Receiver)) => {
+            super::simple::parse(ctx, k, secrets_dir, mode, loaded).map(|p| Some(Object::Simple(p)))
+        }
         None if kind.is_empty() => Err(vec![err(
             ctx.file,
             Some(ctx.offset + 1),
-            "missing kind (Connection, Project, ApiToken or RoleBinding)".into(),
+            format!("missing kind ({})", kind_names()),
         )]),
         None => Err(vec![ctx.err_at_key(
             "kind",
-            format!(
-                "unknown kind {kind:?} (expected Connection, Project, ApiToken or RoleBinding)"
-            ),
+            format!("unknown kind {kind:?} (expected {})", kind_names()),
         )]),
     }
+}
+
+/// `Connection, Project, … or Receiver`.
+fn kind_names() -> String {
+    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    let (last, rest) = names.split_last().expect("kinds");
+    format!("{} or {last}", rest.join(", "))
 }
 
 /// The document as a `T`, or every shape problem it has (unknown fields
@@ -128,7 +138,7 @@ pub(super) fn parse_document(
 /// A document's envelope with its spec typed as `S`: every problem of the
 /// document so far (shape, apiVersion, name), and the envelope when its
 /// shape could be read at all.
-fn parse_envelope<S: serde::de::DeserializeOwned>(
+pub(super) fn parse_envelope<S: serde::de::DeserializeOwned>(
     ctx: &DocCtx,
 ) -> Result<(Vec<ManifestError>, Envelope<S>), Vec<ManifestError>> {
     let (mut errors, env) = parse_typed::<Envelope<S>>(ctx);
@@ -198,7 +208,7 @@ fn check_name(ctx: &DocCtx, name: &str) -> Result<(), Vec<ManifestError>> {
     rules::check_name(name).map_err(|m| vec![ctx.err_at_key("name", format!("metadata.name {m}"))])
 }
 
-fn secret_path(secrets_dir: &Path, p: &str) -> PathBuf {
+pub(super) fn secret_path(secrets_dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
@@ -208,7 +218,7 @@ fn secret_path(secrets_dir: &Path, p: &str) -> PathBuf {
 }
 
 /// Reads a secret file; `Ok(None)` when it is absent and secrets are optional.
-fn read_secret(
+pub(super) fn read_secret(
     ctx: &DocCtx,
     key: &str,
     path: &Path,

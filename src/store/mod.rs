@@ -33,6 +33,7 @@ pub mod queue;
 mod runs;
 pub mod schema_version;
 pub mod scopes;
+pub mod simple;
 mod stats;
 
 pub use connections::{

@@ -30,6 +30,7 @@ mod key_rotation;
 mod layout;
 mod legacy;
 mod messy;
+mod notify;
 mod packaging;
 mod pg_input;
 mod queue;
