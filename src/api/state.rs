@@ -33,6 +33,17 @@ pub struct AppState {
     /// The named tokens and role bindings of the manifests, and the anonymous role;
     /// replaced whole by the daemon after each manifest load.
     pub access: AccessCell,
+    /// How `POST /hooks/{receiver}` wakes the daemon; `None` without one (`cpi serve`).
+    pub wake: Option<Wake>,
+}
+
+/// What wakes the daemon's loops at once.
+#[derive(Debug, Clone, Default)]
+pub struct Wake {
+    /// The reconcile loop.
+    pub reconcile: Arc<tokio::sync::Notify>,
+    /// The inbox scanner (a full scan of every inbox).
+    pub rescan: Arc<tokio::sync::Notify>,
 }
 
 /// The access rules the API judges requests by.
@@ -87,6 +98,7 @@ impl AppState {
             inbox_roots: Arc::default(),
             http: server::HttpSettings::default(),
             access: AccessCell::default(),
+            wake: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`confine`]: which inboxes `--inbox-root` lets it watch, where it may move files;
 //! - [`watch`]: file-system events (inotify or polling) as hints;
 //! - [`prune`]: the `--retention` and freshness loops;
+//! - [`notifier`]: notifications, fanned out and delivered;
 //! - [`Settings`]: what the daemon is told.
 //!
 //! [`run`] takes plain [`Settings`], a pool, an optional listener and a
@@ -35,6 +36,7 @@ use crate::store;
 
 pub mod confine;
 pub mod moves;
+pub mod notifier;
 pub mod prune;
 pub mod reconcile;
 mod scanner;
@@ -69,11 +71,16 @@ pub async fn run(
     ));
     let projects_changed = Arc::new(Notify::new());
     let health = Arc::new(Health::with_reconciler());
+    let wake = crate::api::Wake {
+        reconcile: Arc::new(Notify::new()),
+        rescan: projects_changed.clone(),
+    };
     let api_state = listener.is_some().then(|| {
         let mut state =
             crate::api::AppState::new(pool.clone(), settings.api_token.clone(), health.clone());
         state.inbox_roots = Arc::new(settings.inbox_roots.clone());
         state.http = settings.http.clone();
+        state.wake = Some(wake.clone());
         state
     });
     let api = listener.zip(api_state.clone()).map(|(l, state)| {
@@ -100,6 +107,7 @@ pub async fn run(
         backend: settings.backend,
         inbox_roots: settings.inbox_roots.clone(),
         access: api_state.as_ref().map(|s| s.access.clone()),
+        wake: wake.reconcile.clone(),
     };
     let reconciler = tokio::spawn(reconcile::run_loop(
         pool.clone(),
@@ -119,6 +127,13 @@ pub async fn run(
     tokio::spawn(prune::freshness_every(
         pool.clone(),
         settings.freshness_interval,
+        stop.clone(),
+    ));
+    let notifier = tokio::spawn(notifier::run(
+        pool.clone(),
+        notifier::Settings {
+            console_url: settings.console_url.clone(),
+        },
         stop.clone(),
     ));
     let workers = settings.workers.max(1);
@@ -148,6 +163,7 @@ pub async fn run(
     }
     awaited("the reconcile loop", reconciler, &stop).await;
     awaited("the inbox scanner", scanner, &stop).await;
+    awaited("the notifier", notifier, &stop).await;
     if let Some(api) = api {
         awaited("the HTTP API", api, &stop).await;
     }

@@ -19,6 +19,7 @@ use crate::secret::{self, Secret};
 pub mod audit;
 pub mod batch;
 mod connections;
+pub mod deliveries;
 mod error;
 pub mod events;
 pub mod freshness;

@@ -34,6 +34,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/reconcile/runs/{id}"),
     ("GET", "/stats/imports"),
     ("GET", "/audit"),
+    ("GET", "/events"),
+    ("POST", "/hooks/{receiver}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -14,6 +14,7 @@ pub mod fs;
 pub mod import;
 pub mod manifests;
 pub mod polluter;
+pub mod receiver;
 pub mod s3;
 pub mod wait;
 
