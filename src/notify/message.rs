@@ -207,7 +207,7 @@ mod tests {
         );
         let m = build(
             "ops",
-            &[t.clone()],
+            std::slice::from_ref(&t),
             0,
             false,
             Some("https://cpi.example.com/"),

@@ -215,16 +215,19 @@ pub enum Outcome<'a> {
     Dropped(&'a str),
 }
 
+/// What [`finish`] writes: state, error, next attempt, message, attempt's success.
+type Columns<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<DateTime<Utc>>,
+    Option<Uuid>,
+    Option<bool>,
+);
+
 /// Records an outcome for deliveries `ids` (an attempt each, unless
 /// suppressed or dropped).
 pub async fn finish(tx: &mut PgConnection, ids: &[Uuid], outcome: &Outcome<'_>) -> Result<()> {
-    let (state, error, retry_at, message, attempt): (
-        &str,
-        Option<&str>,
-        Option<DateTime<Utc>>,
-        Option<Uuid>,
-        Option<bool>,
-    ) = match outcome {
+    let (state, error, retry_at, message, attempt): Columns<'_> = match outcome {
         Outcome::Sent { message } => ("sent", None, None, Some(*message), Some(true)),
         Outcome::Failed {
             error,

@@ -181,17 +181,62 @@ async fn two_replicas_deliver_each_event_once() {
     // Slow answers make the replicas' sends overlap.
     r.set_delay(Duration::from_millis(100));
     alert(&s.manifests(), &r, "");
+    // One Alert per project as well: sends of different Alerts overlap
+    // across replicas (an Alert's own sends are serialized by its lock).
+    for p in ["a", "b", "c"] {
+        write(
+            &s.manifests(),
+            &format!("notify/ops-{p}.yaml"),
+            &manifest(
+                "Alert",
+                &format!("ops-{p}"),
+                &format!("provider: hook\nprojects: [{p}]\nevents: [import.failed]\n"),
+            ),
+        );
+    }
     let mut one = Daemon::start(&db, &s.manifests(), &s.log("one.log"), &[]);
     let mut two = Daemon::start(&db, &s.manifests(), &s.log("two.log"), &[]);
     for p in ["a", "b", "c"] {
         bad_files(&s.inbox(p), 0, 10);
     }
-    all_done(&pool, 30, 90).await;
-    let (ids, per_project) = received(&r);
-    assert_eq!(ids.len(), 30, "{ids:?}");
-    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 30);
+    wait_i64(
+        &pool,
+        90,
+        "every delivery done",
+        "SELECT count(*) FROM cpi_deliveries WHERE state <> 'pending'",
+        60,
+    )
+    .await
+    .unwrap();
+    // Each event twice (its project's Alert and `ops`), each pair once.
+    let mut per_alert: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for q in r.requests() {
+        let b = q.json();
+        *per_alert
+            .entry((
+                b["alert"].as_str().unwrap().to_string(),
+                q.header("x-cpi-event-id").unwrap(),
+            ))
+            .or_default() += 1;
+    }
+    assert_eq!(per_alert.len(), 60, "{per_alert:?}");
+    assert!(
+        per_alert.values().all(|&n| n == 1),
+        "each event once per alert: {per_alert:?}"
+    );
+    let (_, per_project) = received(&r);
     for (p, seqs) in &per_project {
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{p}: {seqs:?}");
+        let mut of_ops: Vec<i64> = Vec::new();
+        for q in r.requests() {
+            let b = q.json();
+            if b["alert"] == "ops" && b["project"] == p.as_str() {
+                of_ops.push(b["events"][0]["seq"].as_i64().unwrap());
+            }
+        }
+        assert!(
+            of_ops.windows(2).all(|w| w[0] < w[1]),
+            "{p}: {of_ops:?} of {seqs:?}"
+        );
     }
     let (l1, l2) = (one.log(), two.log());
     assert!(
