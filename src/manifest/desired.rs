@@ -68,16 +68,16 @@ pub struct Desired {
     /// Role bindings by name.
     pub bindings: BTreeMap<String, crate::access::Binding>,
     /// The simple kinds' objects (Provider, Alert, Receiver), by kind and name.
-    pub objects: BTreeMap<(super::Kind, String), DesiredObject>,
+    pub objects: BTreeMap<(super::model::Kind, String), DesiredObject>,
 }
 
-/// An object of a simple kind ([`super::Kind::SIMPLE`]): its spec is plain
+/// An object of a simple kind ([`super::model::Kind::SIMPLE`]): its spec is plain
 /// data, stored as JSON. Secret files are named by their resolved path;
 /// their content is never part of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredObject {
     /// Its kind.
-    pub kind: super::Kind,
+    pub kind: super::model::Kind,
     /// `metadata.name`.
     pub name: String,
     /// `spec`, as stored in `cpi_objects.spec`.
@@ -102,7 +102,10 @@ pub struct DesiredToken {
 impl Desired {
     /// The specs of one simple kind, typed, by name (specs that no longer
     /// read as `T` are left out: the loader checked them).
-    pub fn specs<T: serde::de::DeserializeOwned>(&self, kind: super::Kind) -> Vec<(String, T)> {
+    pub fn specs<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: super::model::Kind,
+    ) -> Vec<(String, T)> {
         self.objects
             .values()
             .filter(|o| o.kind == kind)

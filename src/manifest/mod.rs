@@ -6,12 +6,15 @@
 //! [`model`] holds the documents' types; the private modules hold the
 //! desired state a folder declares (`desired`) and the problems found
 //! (`error`), read a folder (`folder`), check a document's YAML text and
-//! locate its problems (`text`), and apply each kind's rules (`validate`).
+//! locate its problems (`text`), parse the envelope every document shares
+//! and read its secret files (`envelope`), apply each kind's rules
+//! (`validate`), and those of the simple kinds, kept as plain JSON (`simple`).
 
 use std::path::Path;
 
 pub mod access;
 mod desired;
+mod envelope;
 mod error;
 mod folder;
 pub mod model;

@@ -8,11 +8,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::desired::{DesiredObject, Loaded, Secrets};
+use super::envelope::{parse_envelope, read_secret, secret_path};
 use super::error::ManifestError;
 use super::model::Kind;
 use super::notify::{self, AlertSpec, ProviderSpec, ReceiverSpec};
 use super::text::DocCtx;
-use super::validate::{parse_envelope, read_secret, secret_path};
 
 /// A simple object, with (for an Alert) the Provider it names and where
 /// to report it when no manifest declares that Provider.
