@@ -210,3 +210,38 @@ async fn mail(smtp: &SmtpSpec, msg: &Outgoing) -> Result<(), SendError> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receiver that cannot be reached: the error names neither the URL
+    /// (the secret) nor any part of it.
+    #[tokio::test]
+    async fn an_unreachable_webhook_error_holds_no_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let url_file = dir.path().join("u");
+        // Port 1 on loopback: nothing listens.
+        std::fs::write(&url_file, "http://127.0.0.1:1/planted-path-secret-0042\n").unwrap();
+        let provider = ProviderSpec {
+            kind: ProviderType::Webhook,
+            url_file: Some(url_file.to_string_lossy().into_owned()),
+            secret_file: None,
+            smtp: None,
+        };
+        let msg = Outgoing {
+            event_id: uuid::Uuid::nil(),
+            subject: "s".into(),
+            text: "t".into(),
+            body: serde_json::json!({}),
+        };
+        let e = send(&client(), &provider, &msg).await.unwrap_err();
+        assert!(e.retryable());
+        let text = e.to_string();
+        assert!(
+            !text.contains("planted") && !text.contains("127.0.0.1:1"),
+            "{text}"
+        );
+        assert!(text.starts_with("cannot reach the receiver"), "{text}");
+    }
+}

@@ -8,6 +8,7 @@ use crate::support::{write, Cpi, TestDb};
 
 const URL_SECRET: &str = "planted-url-secret-7731";
 const KEY_SECRET: &str = "planted-hmac-secret-4410";
+const SMTP_SECRET: &str = "planted-smtp-secret-2207";
 
 fn folder(dir: &std::path::Path) {
     write(
@@ -39,6 +40,17 @@ fn folder(dir: &std::path::Path) {
     );
     write(
         dir,
+        "notify/mail.yaml",
+        &manifest(
+            "Provider",
+            "mail",
+            "type: email\nsmtp:\n  host: mx.example.com\n  from: cpi@example.com\n  to: [ops@example.com]\n  username_file: smtp.user\n  password_file: smtp.pass\n",
+        ),
+    );
+    write(dir, "smtp.user", "cpi\n");
+    write(dir, "smtp.pass", &format!("{SMTP_SECRET}\n"));
+    write(
+        dir,
         "ops.url",
         &format!("https://hooks.example.com/{URL_SECRET}\n"),
     );
@@ -56,14 +68,16 @@ async fn notification_kinds_are_planned_applied_and_pruned_without_their_secrets
         .assert_stdout("+ Provider ops (create)")
         .assert_stdout("+ Alert failures (create)")
         .assert_stdout("+ Receiver gh (create)")
-        .assert_stdout("Plan: 3 to create, 0 to update, 0 to delete.");
-    diff.assert_hides("diff", &[URL_SECRET, KEY_SECRET]);
+        .assert_stdout("+ Provider mail (create)")
+        .assert_stdout("Plan: 4 to create, 0 to update, 0 to delete.");
+    diff.assert_hides("diff", &[URL_SECRET, KEY_SECRET, SMTP_SECRET]);
     cpi(&["apply"]).assert_code(0);
     let pool = db.pool().await;
-    let rows = sqlx::query("SELECT kind, name, spec::text AS spec FROM cpi_objects ORDER BY kind")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let rows =
+        sqlx::query("SELECT kind, name, spec::text AS spec FROM cpi_objects ORDER BY kind, name")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     let got: Vec<(String, String)> = rows
         .iter()
         .map(|r| (r.get("kind"), r.get("name")))
@@ -72,6 +86,7 @@ async fn notification_kinds_are_planned_applied_and_pruned_without_their_secrets
         got,
         [
             ("Alert".to_string(), "failures".to_string()),
+            ("Provider".into(), "mail".into()),
             ("Provider".into(), "ops".into()),
             ("Receiver".into(), "gh".into())
         ]
@@ -79,7 +94,7 @@ async fn notification_kinds_are_planned_applied_and_pruned_without_their_secrets
     for r in &rows {
         let spec: String = r.get("spec");
         assert!(
-            !spec.contains(URL_SECRET) && !spec.contains(KEY_SECRET),
+            !spec.contains(URL_SECRET) && !spec.contains(KEY_SECRET) && !spec.contains(SMTP_SECRET),
             "{spec}"
         );
     }
@@ -104,5 +119,15 @@ async fn notification_kinds_are_planned_applied_and_pruned_without_their_secrets
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(n, 2, "the receiver is pruned");
+    assert_eq!(n, 3, "the receiver is pruned");
+    let runs: String = sqlx::query_scalar("SELECT string_agg(diff, '') FROM cpi_reconcile_runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    for planted in [URL_SECRET, KEY_SECRET, SMTP_SECRET] {
+        assert!(
+            !runs.contains(planted),
+            "{planted} in the reconcile history"
+        );
+    }
 }

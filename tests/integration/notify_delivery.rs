@@ -18,7 +18,7 @@ use crate::support::{write, Cpi, TestDb};
 const URL_SECRET: &str = "planted-url-secret-5521";
 const KEY_SECRET: &str = "planted-hmac-secret-8830";
 const SMTP_SECRET: &str = "planted-smtp-secret-1174";
-const DB_SECRET: &str = "pw-1";
+const DB_SECRET: &str = "planted-db-secret-6612";
 const ROW_VALUE: &str = "planted-row-value-99";
 
 /// A webhook Provider `hook` at `url` (with `URL_SECRET` in its path),
@@ -70,8 +70,18 @@ fn assert_no_planted_secret(what: &str, text: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhook_tells_a_failed_import_a_failed_check_freshness_and_a_failed_reconcile() {
+/// The event kinds every provider is tested with.
+const KINDS: [&str; 5] = [
+    "import.failed",
+    "check.failed",
+    "freshness.warn",
+    "freshness.recovered",
+    "reconcile.failed",
+];
+
+/// The projects of the scenario: `sales` (a freshness rule of 3 s),
+/// `sales-checked` (a check), `other` (no Alert takes it).
+async fn projects() -> (TestDb, Setup, sqlx::PgPool) {
     let db = TestDb::new().await;
     let s = Setup::new(
         &db,
@@ -81,8 +91,55 @@ async fn webhook_tells_a_failed_import_a_failed_check_freshness_and_a_failed_rec
             ("other", "{table: events, mode: append}"),
         ],
     );
+    // The test server trusts local connections: the password is only planted.
+    write(&s.manifests(), "target.pass", &format!("{DB_SECRET}\n"));
     let pool = db.pool().await;
     events_table(&pool).await;
+    (db, s, pool)
+}
+
+/// Makes each of [`KINDS`] happen, once the daemon runs (with a quick
+/// `--freshness-interval`): a failed import, a failed check, a freshness
+/// warning and its recovery, a failed reconcile.
+async fn provoke(s: &Setup, pool: &sqlx::PgPool) {
+    std::fs::write(s.inbox("sales").join("a.csv"), "id,tag,n\n1,a,1\n").unwrap();
+    std::fs::write(
+        s.inbox("sales").join("bad.csv"),
+        format!("id,tag,n\n{ROW_VALUE},a,1\n"),
+    )
+    .unwrap();
+    std::fs::write(s.inbox("sales-checked").join("c.csv"), "id,tag,n\n5,zz,1\n").unwrap();
+    std::fs::write(s.inbox("other").join("bad.csv"), "id,tag,n\nx,a,1\n").unwrap();
+    // Freshness: nothing new for 3 s is a warning; a file is the recovery.
+    wait_at_least(
+        pool,
+        30,
+        "the warning",
+        "SELECT count(*) FROM cpi_events WHERE kind = 'freshness.warn'",
+        1,
+    )
+    .await
+    .unwrap();
+    std::fs::write(s.inbox("sales").join("b.csv"), "id,tag,n\n2,a,1\n").unwrap();
+    wait_at_least(
+        pool,
+        30,
+        "the recovery",
+        "SELECT count(*) FROM cpi_events WHERE kind = 'freshness.recovered'",
+        1,
+    )
+    .await
+    .unwrap();
+    write(
+        &s.manifests(),
+        "broken.yaml",
+        "apiVersion: cpi/v1\nkind: Nonsense\n",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_tells_a_failed_import_a_failed_check_freshness_and_a_failed_reconcile() {
+    let (db, s, pool) = projects().await;
     let r = Recorder::start().await;
     let m = s.manifests();
     webhook(
@@ -101,43 +158,8 @@ async fn webhook_tells_a_failed_import_a_failed_check_freshness_and_a_failed_rec
             "http://console.example/",
         ],
     );
-    std::fs::write(s.inbox("sales").join("a.csv"), "id,tag,n\n1,a,1\n").unwrap();
-    std::fs::write(
-        s.inbox("sales").join("bad.csv"),
-        format!("id,tag,n\n{ROW_VALUE},a,1\n"),
-    )
-    .unwrap();
-    std::fs::write(s.inbox("sales-checked").join("c.csv"), "id,tag,n\n5,zz,1\n").unwrap();
-    std::fs::write(s.inbox("other").join("bad.csv"), "id,tag,n\nx,a,1\n").unwrap();
-    // Freshness: nothing new for 3 s is a warning; a file is the recovery.
-    wait_at_least(
-        &pool,
-        30,
-        "the warning",
-        "SELECT count(*) FROM cpi_events WHERE kind = 'freshness.warn'",
-        1,
-    )
-    .await
-    .unwrap();
-    std::fs::write(s.inbox("sales").join("b.csv"), "id,tag,n\n2,a,1\n").unwrap();
-    wait_at_least(
-        &pool,
-        30,
-        "the recovery",
-        "SELECT count(*) FROM cpi_events WHERE kind = 'freshness.recovered'",
-        1,
-    )
-    .await
-    .unwrap();
-    write(&m, "broken.yaml", "apiVersion: cpi/v1\nkind: Nonsense\n");
-    let want: BTreeSet<&str> = [
-        "import.failed",
-        "check.failed",
-        "freshness.warn",
-        "freshness.recovered",
-        "reconcile.failed",
-    ]
-    .into();
+    provoke(&s, &pool).await;
+    let want: BTreeSet<&str> = KINDS.into();
     let got = crate::support::wait::wait_for("every kind told", Duration::from_secs(40), || {
         let all = r.requests();
         let kinds: BTreeSet<String> = all
@@ -221,11 +243,8 @@ async fn webhook_tells_a_failed_import_a_failed_check_freshness_and_a_failed_rec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slack_and_mail_tell_a_failed_import() {
-    let db = TestDb::new().await;
-    let s = Setup::new(&db, &[("p", "{table: events, mode: append}")]);
-    let pool = db.pool().await;
-    events_table(&pool).await;
+async fn slack_and_mail_tell_a_failed_import_a_failed_check_freshness_and_a_failed_reconcile() {
+    let (db, s, pool) = projects().await;
     let r = Recorder::start().await;
     let smtp = Smtp::start(s.dir.path()).await;
     let m = s.manifests();
@@ -255,35 +274,69 @@ async fn slack_and_mail_tell_a_failed_import() {
             &manifest(
                 "Alert",
                 name,
-                &format!("provider: {provider}\nprojects: [p]\nevents: [import.failed]\n"),
+                &format!(
+                    "provider: {provider}\nprojects: ['sales*']\nevents: [{}]\n",
+                    KINDS.join(", ")
+                ),
             ),
         );
     }
-    let mut d = Daemon::start(&db, &m, &s.log("d.log"), &[]);
-    std::fs::write(
-        s.inbox("p").join("bad.csv"),
-        format!("id,tag,n\n{ROW_VALUE},a,1\n"),
-    )
-    .unwrap();
-    let got = r.wait(1, Duration::from_secs(30)).await;
-    let b = got[0].json();
-    let keys: Vec<&String> = b.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["text"], "Slack's incoming-webhook shape: {b}");
-    let text = b["text"].as_str().unwrap();
+    let mut d = Daemon::start(&db, &m, &s.log("d.log"), &["--freshness-interval", "300ms"]);
+    provoke(&s, &pool).await;
+    let told = |texts: &[String]| {
+        KINDS
+            .iter()
+            .all(|k| texts.iter().any(|t| t.contains(&format!("[cpi] {k} in "))))
+    };
+    let got =
+        crate::support::wait::wait_for("Slack told every kind", Duration::from_secs(40), || {
+            let texts: Vec<String> = r
+                .requests()
+                .iter()
+                .map(|q| q.json()["text"].as_str().unwrap_or("").to_string())
+                .collect();
+            let done = told(&texts);
+            async move { done.then_some(()) }
+        })
+        .await;
+    got.unwrap_or_else(|e| panic!("{e}: {:#?}\n{}", r.requests(), d.log()));
+    for q in r.requests() {
+        let b = q.json();
+        let keys: Vec<&String> = b.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["text"], "Slack's incoming-webhook shape: {b}");
+        assert!(q.header("x-cpi-event-id").is_some());
+        assert_no_secret("a Slack message", b["text"].as_str().unwrap());
+    }
+    let failed = r
+        .requests()
+        .iter()
+        .map(|q| q.json()["text"].as_str().unwrap().to_string())
+        .find(|t| t.starts_with("[cpi] import.failed in project sales: bad.csv"))
+        .unwrap();
     assert!(
-        text.starts_with("[cpi] import.failed in project p: bad.csv"),
-        "{text}"
+        failed.contains("table events") && failed.contains("error: "),
+        "{failed}"
     );
-    assert!(got[0].header("x-cpi-event-id").is_some());
-    assert_no_secret("the Slack message", text);
-    let mails = smtp.wait(1, Duration::from_secs(30)).await;
-    let mail = &mails[0];
-    assert!(
-        mail.contains("Subject: [cpi] import.failed in project p: bad.csv"),
-        "{mail}"
-    );
-    assert!(mail.contains("X-Cpi-Event-Id: "), "{mail}");
-    assert!(mail.contains("To: ops@example.com"), "{mail}");
-    assert_no_secret("the mail", mail);
+    let mails =
+        crate::support::wait::wait_for("mail for every kind", Duration::from_secs(40), || {
+            let mails = smtp.mails();
+            let subjects: Vec<String> = mails
+                .iter()
+                .filter_map(|m| {
+                    m.lines()
+                        .find(|l| l.starts_with("Subject: "))
+                        .map(|l| l.replacen("Subject: ", "", 1))
+                })
+                .collect();
+            let done = told(&subjects);
+            async move { done.then_some(mails) }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:#?}\n{}", smtp.mails(), d.log()));
+    for mail in &mails {
+        assert!(mail.contains("X-Cpi-Event-Id: "), "{mail}");
+        assert!(mail.contains("To: ops@example.com"), "{mail}");
+        assert_no_secret("a mail", mail);
+    }
     d.stop(10);
 }

@@ -34,6 +34,15 @@ async fn a_signed_github_push_reconciles_at_once_and_a_bad_one_starts_nothing() 
             "type: github\nsecret_file: ../gh.key\ntriggers: [reconcile, rescan]\nprojects: [p]\n",
         ),
     );
+    write(
+        &m,
+        "notify/plain.yaml",
+        &manifest(
+            "Receiver",
+            "plain",
+            "type: webhook\nsecret_file: ../gh.key\ntriggers: [rescan]\nprojects: [p]\n",
+        ),
+    );
     write(&m, "../gh.key", &format!("{HOOK_KEY}\n"));
     let addr = format!("127.0.0.1:{}", free_port());
     // Neither the watcher nor the timer reconciles during the test: only a push.
@@ -48,6 +57,8 @@ async fn a_signed_github_push_reconciles_at_once_and_a_bad_one_starts_nothing() 
             "--poll-interval",
             "1h",
             "--interval",
+            "1h",
+            "--rescan",
             "1h",
             "--anonymous",
             "viewer",
@@ -134,6 +145,34 @@ async fn a_signed_github_push_reconciles_at_once_and_a_bad_one_starts_nothing() 
     );
     assert_eq!(hook_runs(&pool).await, 1);
     assert!(!d.log().contains(HOOK_KEY));
+
+    // A generic webhook receiver: `X-Cpi-Signature-256`, and a rescan
+    // finds a file no watcher and no timer would find for an hour.
+    std::fs::write(s.inbox("p").join("late.csv"), "id,tag,n\n1,a,1\n").unwrap();
+    let signed = cpi::notify::sign::signature(HOOK_KEY.as_bytes(), &body);
+    let as_github = http
+        .post(format!("{base}/hooks/plain"))
+        .header("x-hub-signature-256", &signed)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        as_github.status(),
+        401,
+        "a webhook receiver reads X-Cpi-Signature-256"
+    );
+    let r = http
+        .post(format!("{base}/hooks/plain"))
+        .header("x-cpi-signature-256", &signed)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    crate::support::wait::wait_i64(&pool, 5, "the rescan's import", "SELECT count(*) FROM cpi_import_jobs WHERE file_name = 'late.csv' AND status = 'succeeded'", 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
 
     // GET /events answers (with each event's deliveries).
     let events: serde_json::Value = http
