@@ -131,3 +131,52 @@ async fn notification_kinds_are_planned_applied_and_pruned_without_their_secrets
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_sends_through_the_alerts_provider_and_says_how_it_went() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path());
+    let r = crate::support::receiver::Recorder::start().await;
+    write(dir.path(), "ops.url", &format!("{}\n", r.url(URL_SECRET)));
+    // No database: the Alert and its Provider come from the manifests.
+    let run = Cpi::new(["notify", "test", "failures"])
+        .manifests(dir.path())
+        .run_async()
+        .await;
+    run.assert_code(0)
+        .assert_stdout("sent a test message for alert \"failures\"");
+    let got = r.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["kind"], "notify.test");
+    assert!(cpi::notify::sign::verify(
+        KEY_SECRET.as_bytes(),
+        &got[0].body,
+        got[0].header("x-cpi-signature-256").as_deref()
+    ));
+    r.set_up(false);
+    let run = Cpi::new(["notify", "test", "failures"])
+        .manifests(dir.path())
+        .run_async()
+        .await;
+    run.assert_code(1)
+        .assert_output("the receiver answered HTTP 503");
+    run.assert_hides("notify test", &[URL_SECRET, KEY_SECRET]);
+    write(
+        dir.path(),
+        "ops.url",
+        &format!("http://127.0.0.1:1/{URL_SECRET}\n"),
+    );
+    let run = Cpi::new(["notify", "test", "failures"])
+        .manifests(dir.path())
+        .run_async()
+        .await;
+    run.assert_code(1)
+        .assert_output("cannot reach the receiver");
+    run.assert_hides("notify test", &[URL_SECRET, KEY_SECRET, "127.0.0.1:1"]);
+    Cpi::new(["notify", "test", "nope"])
+        .manifests(dir.path())
+        .run_async()
+        .await
+        .assert_code(1)
+        .assert_output("no Alert \"nope\" in the manifests");
+}
