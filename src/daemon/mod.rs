@@ -2,6 +2,7 @@
 //! the shutdown; its parts are modules of their own:
 //! - [`reconcile`]: the reconcile loop (watch, debounce, interval, retry);
 //! - `scanner`: lists and watches the inboxes, queues each ready file once;
+//! - `bucket_events`: an `s3://` inbox's bucket events (SQS) queue new objects at once;
 //! - `worker`: claims a job, imports its file ([`crate::import`]), moves it;
 //! - [`moves`]: a file's move out of the inbox, retried until done;
 //! - [`confine`]: which inboxes `--inbox-root` lets it watch, where it may move files;
@@ -34,6 +35,7 @@ use crate::metrics::Health;
 use crate::secret::{self, Secret};
 use crate::store;
 
+mod bucket_events;
 pub mod confine;
 pub mod moves;
 pub mod notifier;
@@ -152,6 +154,7 @@ pub async fn run(
         projects_changed,
         health,
     ));
+    let bucket_events = tokio::spawn(bucket_events::run(shared.clone()));
     let workers: Vec<_> = (0..workers)
         .map(|n| {
             let id = format!("{}:w{n}", shared.settings.worker_prefix);
@@ -164,6 +167,7 @@ pub async fn run(
     awaited("the reconcile loop", reconciler, &stop).await;
     awaited("the inbox scanner", scanner, &stop).await;
     awaited("the notifier", notifier, &stop).await;
+    awaited("the bucket events", bucket_events, &stop).await;
     if let Some(api) = api {
         awaited("the HTTP API", api, &stop).await;
     }

@@ -41,6 +41,7 @@ mod quickstart;
 mod reconcile;
 mod release;
 mod s3;
+mod s3_events;
 mod schema;
 mod schema_versions;
 mod secrets;
