@@ -150,7 +150,7 @@ async fn bucket_events_queue_objects_at_once_and_the_listing_backfills_without_t
         &db,
         &m,
         &dir.path().join("d.log"),
-        &["--rescan", "5s", "--workers", "2"],
+        &["--rescan", "20s", "--workers", "2"],
         &env,
     );
     d.wait_log("cpi is running", Duration::from_secs(30))
@@ -159,8 +159,8 @@ async fn bucket_events_queue_objects_at_once_and_the_listing_backfills_without_t
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Objects with events on, ten uploads at a time: each imported once,
-    // most queued by their event. (1,000 concurrent uploads make moto
-    // deliver its notifications more than 10 s late: see docs/benchmarks.md.)
+    // most queued by their event. (With 1,000 concurrent uploads, moto's
+    // first event came 11-13 s late: see docs/benchmarks.md.)
     let n = 200u64;
     let t = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
@@ -233,7 +233,7 @@ async fn bucket_events_queue_objects_at_once_and_the_listing_backfills_without_t
     let ls = latencies(&pool, &of("ls-"), t0, at0).await;
     assert_eq!((ev.len(), ls.len()), (10, 10));
     let (ev_med, ls_med) = (ev[5], ls[5]);
-    eprintln!("bucket events: {n} objects imported in {all_in:?}; upload to queued, median of 10: events {ev_med:?} (max {:?}), listing every 10 s {ls_med:?} (max {:?})", ev[9], ls[9]);
+    eprintln!("bucket events: {n} objects imported in {all_in:?}; upload to queued, median of 10: events {ev_med:?} (max {:?}), listing every 20 s {ls_med:?} (max {:?})", ev[9], ls[9]);
     assert!(
         ev_med < ls_med,
         "events {ev_med:?} beat the listing {ls_med:?}"
