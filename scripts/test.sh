@@ -28,6 +28,7 @@ scripts/package.sh --install-cargo-deb
 pip_packages=()
 command -v kubernetes-validate >/dev/null || pip_packages+=(kubernetes-validate)
 command -v moto_server >/dev/null || pip_packages+=("moto[server]")
+python3 -c "import aiosmtpd" 2>/dev/null || pip_packages+=(aiosmtpd)
 if ((${#pip_packages[@]})); then
   echo "installing ${pip_packages[*]} (PyPI)" >&2
   python3 -m pip install -q "${pip_packages[@]}"

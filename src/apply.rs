@@ -264,6 +264,9 @@ async fn write(tx: &mut PgConnection, plan: &Plan) -> Result<(), ApplyError> {
         })
         .collect();
     store::upsert_projects(tx, &projects).await?;
+    let objects: Vec<_> = written(&plan.objects).collect();
+    store::simple::upsert_objects(tx, &objects).await?;
+    store::simple::delete_objects(tx, &deleted(&plan.objects)).await?;
     store::delete_objects(tx, &deleted(&plan.projects), &deleted(&plan.connections)).await?;
     Ok(())
 }

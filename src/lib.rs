@@ -22,8 +22,8 @@
 //! - [`output`]: writing generated manifests and 0600 secret files.
 //! - [`schema`]: `cpi schema`, the manifests' JSON Schema generated from the loader's types.
 //! - [`render`]: a plan as text (unified diffs) or JSON, secrets redacted.
-//! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family (connections, projects, jobs, queue, pauses, running processes, reconcile runs, events, statistics, retention).
-//! - [`notify`]: which events an Alert takes and how they group into messages under `max_per_hour` (pure).
+//! - [`notify`]: notifications: which events an Alert takes, how they group into messages under `max_per_hour`, what a message says, HMAC signatures (pure), and sending through a Provider (webhook, Slack, mail).
+//! - [`store`]: the management database: connect, migrate, and every statement on the `cpi_*` tables, one module per table family (connections, projects, jobs, queue, pauses, running processes, reconcile runs, events, notification deliveries, the simple kinds' objects, statistics, retention).
 //! - [`plan`]: `plan(desired, observed) -> Plan`, the pure diff of manifests and rows.
 //! - [`manifest`]: load and validate a manifests folder into the desired state (pure but for reading files).
 //! - [`rules`]: the name, URL, legacy and `--inbox-root` rules shared by manifests, export, the API, the daemon and imports.

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use similar::TextDiff;
 
 use crate::manifest::{Kind, UrlState};
-use crate::plan::{Action, Change, ConnState, Plan, ProjState, SecretNote};
+use crate::plan::{Action, Change, ConnState, ObjState, Plan, ProjState, SecretNote};
 use crate::secret::{self, MASK};
 
 /// Shown for a secret that changed: never the secret.
@@ -57,6 +57,18 @@ pub fn project_view(s: &ProjState) -> Value {
     Value::Object(m)
 }
 
+/// A simple kind's object as JSON, for the text and JSON diff: its spec
+/// names secret files by path and holds no secret.
+pub fn object_view(s: &ObjState) -> Value {
+    let mut m = Map::new();
+    m.insert("kind".into(), s.kind.as_str().into());
+    m.insert("name".into(), s.name.clone().into());
+    m.insert("spec".into(), crate::plan::canonical(&s.spec));
+    m.insert("managed_by".into(), opt(&s.managed_by));
+    m.insert("source".into(), opt(&s.source));
+    Value::Object(m)
+}
+
 fn yaml(v: &Value) -> String {
     // serde_json's map keeps keys sorted; kind/name first reads better, so
     // emit the top level by hand in the view's order.
@@ -71,6 +83,7 @@ fn yaml(v: &Value) -> String {
         "database_url",
         "connection",
         "config",
+        "spec",
         "managed_by",
         "source",
     ] {
@@ -169,6 +182,10 @@ fn items(plan: &Plan) -> Vec<Item> {
                 .iter()
                 .map(|c| item(Kind::Project, c, project_view)),
         )
+        .chain(plan.objects.iter().map(|c| {
+            let state = c.after.as_ref().or(c.before.as_ref());
+            item(state.map_or(Kind::Provider, |s| s.kind), c, object_view)
+        }))
         .collect()
 }
 

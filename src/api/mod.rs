@@ -17,9 +17,11 @@ mod check;
 mod connections;
 mod docs;
 mod error;
+mod events;
 mod extract;
 mod freshness;
 mod guard;
+pub mod hooks;
 pub mod https;
 mod jobs;
 pub mod oidc;
@@ -49,7 +51,7 @@ use axum::Router;
 pub use error::{ApiError, ErrorBody};
 pub use extract::{IdPath, JsonBody, Page, QueryParams, DEFAULT_PAGE, MAX_DESCRIPTION, MAX_PAGE};
 pub use routes::openapi;
-pub use state::{Access, AccessCell, AppState, CONNECTION_TEST_TIMEOUT};
+pub use state::{Access, AccessCell, AppState, Wake, CONNECTION_TEST_TIMEOUT};
 
 /// The API as an axum router: every route, the 404 fallback, the request
 /// log, the request timeout, the headers every response carries, and CORS

@@ -104,6 +104,9 @@ pub const TABLE: &[(&str, &str, Need)] = &[
     ("get", "/reconcile/runs/{id}", need(Read, Any)),
     ("get", "/stats/imports", need(Read, Any)),
     ("get", "/audit", need(Audit, Everything)),
+    ("get", "/events", need(Read, ProjectQuery)),
+    // Authenticated by the body's HMAC signature, checked by the handler.
+    ("post", "/hooks/{receiver}", Public),
     ("get", "/healthz", Public),
     ("get", "/readyz", Public),
     ("get", "/metrics", Public),

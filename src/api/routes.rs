@@ -12,8 +12,8 @@ use utoipa_axum::routes;
 
 use super::state::AppState;
 use super::{
-    audit, check, connections, freshness, jobs, pauses, permissions, projects, rejects, runs, sso,
-    stats, system,
+    audit, check, connections, events, freshness, hooks, jobs, pauses, permissions, projects,
+    rejects, runs, sso, stats, system,
 };
 
 #[derive(OpenApi)]
@@ -79,6 +79,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::get))
         .routes(routes!(stats::imports))
         .routes(routes!(audit::list))
+        .routes(routes!(events::list))
+        .routes(routes!(hooks::receive))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))

@@ -35,6 +35,17 @@ pub struct AppState {
     pub access: AccessCell,
     /// Single sign-on for the console (`--oidc-issuer`); none: tokens only.
     pub sso: Option<Arc<super::session::Sso>>,
+    /// How `POST /hooks/{receiver}` wakes the daemon; `None` without one (`cpi serve`).
+    pub wake: Option<Wake>,
+}
+
+/// What wakes the daemon's loops at once.
+#[derive(Debug, Clone, Default)]
+pub struct Wake {
+    /// The reconcile loop.
+    pub reconcile: Arc<tokio::sync::Notify>,
+    /// The inbox scanner (a full scan of every inbox).
+    pub rescan: Arc<tokio::sync::Notify>,
 }
 
 /// The access rules the API judges requests by.
@@ -105,6 +116,7 @@ impl AppState {
             http: server::HttpSettings::default(),
             access: AccessCell::default(),
             sso: None,
+            wake: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub use super::file_args::{CheckArgs, ImportArgs, InferArgs};
 pub use super::format::Output;
 pub use super::http_args::{AnonymousArg, HttpArgs};
 pub use super::job_args::JobsCommand;
+pub use super::notify_args::{EventsCommand, NotifyCommand};
 
 /// `cpi`: the parsed command line.
 #[derive(Debug, Parser)]
@@ -226,6 +227,18 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// List the events (`cpi_events`) and their notifications' delivery.
+    Events {
+        /// What to do.
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Try notifications.
+    Notify {
+        /// What to do.
+        #[command(subcommand)]
+        command: NotifyCommand,
     },
     /// Print the JSON Schema of a manifest document (for editors).
     Schema,
@@ -511,6 +524,9 @@ pub struct RunArgs {
     /// assessed; each change of state is a `freshness.*` event.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub freshness_interval: Duration,
+    /// The console's address (`https://cpi.example.com/`): notifications link jobs there.
+    #[arg(long, value_name = "URL")]
+    pub console_url: Option<String>,
 }
 
 /// `cpi serve`: the HTTP API alone.

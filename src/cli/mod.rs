@@ -16,6 +16,8 @@ pub mod inspect;
 mod job_args;
 pub mod keys;
 pub mod manifests;
+mod notify;
+mod notify_args;
 pub mod run;
 pub mod serve;
 mod tokens;
@@ -67,13 +69,15 @@ fn needs_management_db(command: &Command) -> bool {
         | Command::Export(_)
         | Command::Rekey
         | Command::Prune(_)
-        | Command::Audit { .. } => true,
+        | Command::Audit { .. }
+        | Command::Events { .. } => true,
         // `add` edits a file only; the others read the running processes.
         Command::Keys { command } => !matches!(command, args::KeysCommand::Add { .. }),
         Command::Validate(_)
         | Command::ConvertLegacy(_)
         | Command::Keygen { .. }
         | Command::Token { .. }
+        | Command::Notify { .. }
         | Command::Schema
         | Command::Completions { .. }
         | Command::Man { .. } => false,
@@ -192,6 +196,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Events { command } => notify::events(g, command).await,
+        Command::Notify { command } => notify::notify(g, command).await,
         Command::Schema => {
             print!("{}", crate::schema::text());
             Ok(ExitCode::SUCCESS)

@@ -49,6 +49,7 @@ pub fn settings(g: &Global, a: &RunArgs) -> Result<daemon::Settings> {
         retention: a.retention,
         freshness_interval: a.freshness_interval,
         inotify_watch_cap: a.inotify_watch_cap,
+        console_url: a.console_url.clone(),
     })
 }
 

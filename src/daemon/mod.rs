@@ -2,11 +2,13 @@
 //! the shutdown; its parts are modules of their own:
 //! - [`reconcile`]: the reconcile loop (watch, debounce, interval, retry);
 //! - `scanner`: lists and watches the inboxes, queues each ready file once;
+//! - `bucket_events`: an `s3://` inbox's bucket events (SQS) queue new objects at once;
 //! - `worker`: claims a job, imports its file ([`crate::import`]), moves it;
 //! - [`moves`]: a file's move out of the inbox, retried until done;
 //! - [`confine`]: which inboxes `--inbox-root` lets it watch, where it may move files;
 //! - [`watch`]: file-system events (inotify or polling) as hints;
 //! - [`prune`]: the `--retention` and freshness loops;
+//! - [`notifier`]: notifications, fanned out and delivered;
 //! - [`Settings`]: what the daemon is told.
 //!
 //! [`run`] takes plain [`Settings`], a pool, an optional listener and a
@@ -33,8 +35,10 @@ use crate::metrics::Health;
 use crate::secret::{self, Secret};
 use crate::store;
 
+mod bucket_events;
 pub mod confine;
 pub mod moves;
+pub mod notifier;
 pub mod prune;
 pub mod reconcile;
 mod scanner;
@@ -69,12 +73,17 @@ pub async fn run(
     ));
     let projects_changed = Arc::new(Notify::new());
     let health = Arc::new(Health::with_reconciler());
+    let wake = crate::api::Wake {
+        reconcile: Arc::new(Notify::new()),
+        rescan: projects_changed.clone(),
+    };
     let api_state = listener.is_some().then(|| {
         let mut state =
             crate::api::AppState::new(pool.clone(), settings.api_token.clone(), health.clone());
         state.inbox_roots = Arc::new(settings.inbox_roots.clone());
         state.http = settings.http.clone();
         state.sso = settings.sso.clone();
+        state.wake = Some(wake.clone());
         state
     });
     let api = listener.zip(api_state.clone()).map(|(l, state)| {
@@ -101,6 +110,7 @@ pub async fn run(
         backend: settings.backend,
         inbox_roots: settings.inbox_roots.clone(),
         access: api_state.as_ref().map(|s| s.access.clone()),
+        wake: wake.reconcile.clone(),
     };
     let reconciler = tokio::spawn(reconcile::run_loop(
         pool.clone(),
@@ -122,6 +132,13 @@ pub async fn run(
         settings.freshness_interval,
         stop.clone(),
     ));
+    let notifier = tokio::spawn(notifier::run(
+        pool.clone(),
+        notifier::Settings {
+            console_url: settings.console_url.clone(),
+        },
+        stop.clone(),
+    ));
     let workers = settings.workers.max(1);
     tracing::info!(workers, manifests = %settings.manifests.display(), "cpi is running");
     let shared = Shared {
@@ -138,6 +155,7 @@ pub async fn run(
         projects_changed,
         health,
     ));
+    let bucket_events = tokio::spawn(bucket_events::run(shared.clone()));
     let workers: Vec<_> = (0..workers)
         .map(|n| {
             let id = format!("{}:w{n}", shared.settings.worker_prefix);
@@ -149,6 +167,8 @@ pub async fn run(
     }
     awaited("the reconcile loop", reconciler, &stop).await;
     awaited("the inbox scanner", scanner, &stop).await;
+    awaited("the notifier", notifier, &stop).await;
+    awaited("the bucket events", bucket_events, &stop).await;
     if let Some(api) = api {
         awaited("the HTTP API", api, &stop).await;
     }

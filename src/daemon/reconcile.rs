@@ -42,6 +42,8 @@ pub struct Settings {
     pub inbox_roots: Vec<PathBuf>,
     /// The API's state, whose tokens and role bindings each good load replaces.
     pub access: Option<crate::api::AccessCell>,
+    /// Notified by a signed push to a Receiver: reconcile now.
+    pub wake: Arc<Notify>,
 }
 
 /// How long to wait after the last file event before reconciling.
@@ -129,6 +131,7 @@ pub async fn run_loop(
             tokio::select! {
                 _ = &mut sleep => break if resync { ReconcileTrigger::Watch } else if failures > 0 { ReconcileTrigger::Retry } else { ReconcileTrigger::Interval },
                 _ = shutdown.changed() => return,
+                _ = s.wake.notified() => break ReconcileTrigger::Hook,
                 Some(p) = events.recv() => {
                     if relevant(&p, &s, &secret_files) {
                         debounce(&mut events).await;

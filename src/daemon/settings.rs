@@ -62,6 +62,8 @@ pub struct Settings {
     /// Test-only: at most this many inotify watches for inboxes, the rest
     /// polled (as when the kernel's budget runs out). `None`: the kernel decides.
     pub inotify_watch_cap: Option<usize>,
+    /// The console's address, for the job links of notifications.
+    pub console_url: Option<String>,
 }
 
 impl Settings {
@@ -93,6 +95,7 @@ impl Settings {
             retention: None,
             freshness_interval: Duration::from_secs(30),
             inotify_watch_cap: None,
+            console_url: None,
         }
     }
 }

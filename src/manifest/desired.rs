@@ -67,6 +67,23 @@ pub struct Desired {
     pub tokens: BTreeMap<String, DesiredToken>,
     /// Role bindings by name.
     pub bindings: BTreeMap<String, crate::access::Binding>,
+    /// The simple kinds' objects (Provider, Alert, Receiver), by kind and name.
+    pub objects: BTreeMap<(super::model::Kind, String), DesiredObject>,
+}
+
+/// An object of a simple kind ([`super::model::Kind::SIMPLE`]): its spec is plain
+/// data, stored as JSON. Secret files are named by their resolved path;
+/// their content is never part of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObject {
+    /// Its kind.
+    pub kind: super::model::Kind,
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec`, as stored in `cpi_objects.spec`.
+    pub spec: serde_json::Value,
+    /// The manifest file, relative to the manifests folder.
+    pub source: String,
 }
 
 /// An ApiToken as the manifests declare it: the hash, never the token.
@@ -83,6 +100,23 @@ pub struct DesiredToken {
 }
 
 impl Desired {
+    /// The specs of one simple kind, typed, by name (specs that no longer
+    /// read as `T` are left out: the loader checked them).
+    pub fn specs<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: super::model::Kind,
+    ) -> Vec<(String, T)> {
+        self.objects
+            .values()
+            .filter(|o| o.kind == kind)
+            .filter_map(|o| {
+                serde_json::from_value(o.spec.clone())
+                    .ok()
+                    .map(|t| (o.name.clone(), t))
+            })
+            .collect()
+    }
+
     /// The tokens, as the API recognises them.
     pub fn known_tokens(&self) -> Vec<crate::access::token::KnownToken> {
         self.tokens
@@ -133,6 +167,9 @@ pub struct Loaded {
     pub secret_files: Vec<PathBuf>,
     /// Every manifest file read.
     pub files: Vec<PathBuf>,
+    /// The notification kinds' secrets read (webhook URLs, HMAC keys,
+    /// SMTP credentials), for scrubbing only: they are read again when used.
+    pub notify_secrets: Vec<Secret>,
 }
 
 impl Loaded {
@@ -145,6 +182,7 @@ impl Loaded {
                 UrlState::Known(s) => Some(s),
                 _ => None,
             })
+            .chain(&self.notify_secrets)
             .collect()
     }
 }

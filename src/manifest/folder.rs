@@ -80,9 +80,11 @@ pub fn load_confined(
     let mut seen: BTreeMap<(Kind, String), String> = BTreeMap::new();
     let mut references: Vec<(String, String, ManifestError)> = Vec::new();
     let mut bindings: Vec<(crate::access::Binding, ManifestError)> = Vec::new();
+    let mut providers: Vec<(String, String, ManifestError)> = Vec::new();
     for outcome in outcomes {
         loaded.warnings.extend(outcome.warnings);
         loaded.secret_files.extend(outcome.secret_files);
+        loaded.notify_secrets.extend(outcome.notify_secrets);
         errors.extend(outcome.errors);
         for (obj, name_at) in outcome.objects {
             let (kind, name) = match &obj {
@@ -90,6 +92,7 @@ pub fn load_confined(
                 Object::Project(p, _) => (Kind::Project, p.name.clone()),
                 Object::ApiToken(t) => (Kind::ApiToken, t.name.clone()),
                 Object::RoleBinding(b, _) => (Kind::RoleBinding, b.name.clone()),
+                Object::Simple((o, _)) => (o.kind, o.name.clone()),
             };
             let key = (kind, name.clone());
             if let Some(first) = seen.get(&key) {
@@ -115,12 +118,30 @@ pub fn load_confined(
                     bindings.push((b.clone(), at));
                     loaded.desired.bindings.insert(name, b);
                 }
+                Object::Simple((o, reference)) => {
+                    if let Some((provider, at)) = reference {
+                        providers.push((o.name.clone(), provider, at));
+                    }
+                    loaded.desired.objects.insert((o.kind, name), o);
+                }
             }
         }
     }
     for (project, connection, mut at) in references {
         if !loaded.desired.connections.contains_key(&connection) {
             at.message = format!("project {project:?} references connection {connection:?}, which no manifest declares");
+            errors.push(at);
+        }
+    }
+    for (alert, provider, mut at) in providers {
+        if !loaded
+            .desired
+            .objects
+            .contains_key(&(Kind::Provider, provider.clone()))
+        {
+            at.message = format!(
+                "alert {alert:?} references provider {provider:?}, which no manifest declares"
+            );
             errors.push(at);
         }
     }
@@ -154,6 +175,7 @@ struct FileOutcome {
     errors: Vec<ManifestError>,
     warnings: Vec<String>,
     secret_files: Vec<PathBuf>,
+    notify_secrets: Vec<crate::secret::Secret>,
 }
 
 fn parse_file(
@@ -224,6 +246,7 @@ fn parse_text(
     }
     out.warnings = side.warnings;
     out.secret_files = side.secret_files;
+    out.notify_secrets = side.notify_secrets;
     out
 }
 

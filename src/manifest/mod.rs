@@ -6,22 +6,27 @@
 //! [`model`] holds the documents' types; the private modules hold the
 //! desired state a folder declares (`desired`) and the problems found
 //! (`error`), read a folder (`folder`), check a document's YAML text and
-//! locate its problems (`text`), and apply each kind's rules (`validate`).
+//! locate its problems (`text`), parse the envelope every document shares
+//! and read its secret files (`envelope`), apply each kind's rules
+//! (`validate`), and those of the simple kinds, kept as plain JSON (`simple`).
 
 use std::path::Path;
 
 pub mod access;
 mod desired;
+mod envelope;
 mod error;
 mod folder;
 pub mod model;
 pub mod notify;
 mod shape;
+mod simple;
 mod text;
 mod validate;
 
 pub use desired::{
-    Desired, DesiredConnection, DesiredProject, DesiredToken, Loaded, Secrets, UrlState,
+    Desired, DesiredConnection, DesiredObject, DesiredProject, DesiredToken, Loaded, Secrets,
+    UrlState,
 };
 pub use error::{InvalidManifests, ManifestError};
 pub use folder::{check_text, load, load_confined, MAX_FILE_BYTES};

@@ -21,16 +21,29 @@ pub enum Kind {
     ApiToken,
     /// A role granted on projects to subjects.
     RoleBinding,
+    /// Where notifications go (webhook, Slack, mail).
+    Provider,
+    /// Which events are sent to which Provider.
+    Alert,
+    /// `POST /hooks/{name}`: a signed push that wakes cpi.
+    Receiver,
 }
 
 impl Kind {
     /// Every kind, in the order `cpi schema` lists them.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Connection,
         Kind::Project,
         Kind::ApiToken,
         Kind::RoleBinding,
+        Kind::Provider,
+        Kind::Alert,
+        Kind::Receiver,
     ];
+
+    /// The kinds whose spec is plain data, stored as JSON in one table
+    /// (`cpi_objects`) and planned by one generic path.
+    pub const SIMPLE: [Kind; 3] = [Kind::Provider, Kind::Alert, Kind::Receiver];
 
     /// The name written in `kind:`.
     pub fn as_str(self) -> &'static str {
@@ -39,6 +52,9 @@ impl Kind {
             Kind::Project => "Project",
             Kind::ApiToken => "ApiToken",
             Kind::RoleBinding => "RoleBinding",
+            Kind::Provider => "Provider",
+            Kind::Alert => "Alert",
+            Kind::Receiver => "Receiver",
         }
     }
 
@@ -61,7 +77,7 @@ pub struct Envelope<S> {
     /// Always [`API_VERSION`].
     #[serde(rename = "apiVersion")]
     pub api_version: String,
-    /// `Connection`, `Project`, `ApiToken` or `RoleBinding`.
+    /// `Connection`, `Project`, `ApiToken`, `RoleBinding`, `Provider`, `Alert` or `Receiver`.
     // Described as a string: `cpi schema` sets its `const` per kind.
     #[schemars(with = "String")]
     pub kind: Kind,

@@ -121,6 +121,26 @@ pub struct ReceiverSpec {
     pub triggers: Vec<Trigger>,
 }
 
+/// Every event kind an Alert may name, as `cpi_events.kind` spells them
+/// (the store's `EventKind` is checked against this list by a test: the
+/// store imports the manifest model, not the other way round).
+pub const EVENT_KINDS: [&str; 14] = [
+    "import.failed",
+    "import.rejected_rows",
+    "check.failed",
+    "check.warned",
+    "freshness.warn",
+    "freshness.error",
+    "freshness.recovered",
+    "reconcile.failed",
+    "drift.corrected",
+    "job.retried",
+    "job.replayed",
+    "job.cancelled",
+    "project.paused",
+    "project.resumed",
+];
+
 /// Longest group window and highest `max_per_hour` accepted: beyond them
 /// an alert would hold messages back for longer than anyone would wait.
 pub const MAX_GROUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);

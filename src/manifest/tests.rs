@@ -252,3 +252,69 @@ fn access_kinds_are_checked_fail_closed() {
     );
     assert!(e.contains("secret"), "{e}");
 }
+
+const PROVIDER: &str = "apiVersion: cpi/v1\nkind: Provider\nmetadata:\n  name: ops\nspec:\n  type: webhook\n  url_file: hook.url\n  secret_file: hook.key\n";
+const ALERT: &str = "apiVersion: cpi/v1\nkind: Alert\nmetadata:\n  name: failures\nspec:\n  provider: ops\n  projects: ['p*']\n  events: [import.failed]\n";
+const RECEIVER: &str = "apiVersion: cpi/v1\nkind: Receiver\nmetadata:\n  name: gh\nspec:\n  type: github\n  secret_file: gh.key\n  triggers: [reconcile]\n";
+
+#[test]
+fn notification_kinds_load_with_their_secret_files_by_absolute_path() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "notify.yaml",
+        &format!("{PROVIDER}---\n{ALERT}---\n{RECEIVER}"),
+    );
+    write(
+        d.path(),
+        "hook.url",
+        "https://hooks.example.com/planted-url-secret\n",
+    );
+    write(d.path(), "hook.key", "planted-hmac-secret\n");
+    write(d.path(), "gh.key", "planted-gh-secret\n");
+    let l = load(d.path(), None, Secrets::Required).unwrap();
+    let p = &l.desired.objects[&(Kind::Provider, "ops".to_string())];
+    let url_file = p.spec["url_file"].as_str().unwrap();
+    assert!(Path::new(url_file).is_absolute(), "{url_file}");
+    assert!(url_file.ends_with("hook.url"));
+    let text = serde_json::to_string(
+        &l.desired
+            .objects
+            .values()
+            .map(|o| &o.spec)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(
+        !text.contains("planted"),
+        "a spec holds paths, never secrets: {text}"
+    );
+    assert_eq!(l.secrets().len(), 3, "the secrets are known for scrubbing");
+    assert_eq!(l.desired.objects.len(), 3);
+    let alerts: Vec<(String, notify::AlertSpec)> = l.desired.specs(Kind::Alert);
+    assert_eq!(alerts[0].1.provider, "ops");
+}
+
+#[test]
+fn an_alert_naming_an_undeclared_provider_is_refused_naming_both() {
+    let e = load_error("a.yaml", ALERT);
+    assert!(
+        e.contains("alert \"failures\" references provider \"ops\", which no manifest declares"),
+        "{e}"
+    );
+    let e = load_error("p.yaml", &PROVIDER.replace("  url_file: hook.url\n", ""));
+    assert!(e.contains("url_file is required"), "{e}");
+    let e = load_error("r.yaml", &RECEIVER.replace("github", "gitlab"));
+    assert!(e.contains("gitlab"), "{e}");
+}
+
+#[test]
+fn a_missing_notification_secret_fails_only_when_secrets_are_required() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "r.yaml", RECEIVER);
+    assert!(load(d.path(), None, Secrets::Optional).is_ok());
+    let e = load(d.path(), None, Secrets::Required)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("secret_file"), "{e}");
+}

@@ -28,6 +28,21 @@ pub struct StorageConfig {
     /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible stores need (default false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path_style: Option<bool>,
+    /// Bucket event notifications: an SQS queue receiving the bucket's
+    /// `ObjectCreated` events, so that a new object is queued at once
+    /// (the periodic listing stays, as the backfill).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<StorageEvents>,
+}
+
+/// Where a bucket's event notifications arrive.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct StorageEvents {
+    /// The SQS queue's URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`); its origin is the SQS endpoint.
+    pub queue_url: String,
 }
 
 /// Whether `s` names an object-storage location (`s3://…`).
@@ -244,6 +259,23 @@ pub fn check_config(
             errors.push(format!(
                 "{k}: {d:?} is a local folder but the inbox is in object storage (use a name relative to the inbox, or s3://…)"
             ));
+        }
+    }
+    if let Some(ev) = storage.and_then(|s| s.events.as_ref()) {
+        let allow_http = storage.and_then(|s| s.allow_http) == Some(true);
+        match url::Url::parse(&ev.queue_url) {
+            _ if !object_inbox => errors.push(
+                "storage.events: bucket event notifications need an s3:// inbox".to_string(),
+            ),
+            Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && allow_http) => {}
+            Ok(u) if u.scheme() == "http" => errors.push(format!(
+                "storage.events.queue_url: {:?} is http:// (unencrypted): set storage.allow_http: true to allow it",
+                ev.queue_url
+            )),
+            _ => errors.push(format!(
+                "storage.events.queue_url: {:?} is not an http(s):// URL",
+                ev.queue_url
+            )),
         }
     }
     if let Some(endpoint) = storage.and_then(|s| s.endpoint.as_deref()) {

@@ -25,10 +25,11 @@ use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::Client;
 
 mod address;
+pub mod events;
 
 pub use address::{
     check_config, is_object, parse_location, parse_object, sub_location, AddressError, ObjectRef,
-    S3Location, StorageConfig, SCHEME,
+    S3Location, StorageConfig, StorageEvents, SCHEME,
 };
 
 /// A request to the object store that failed.
@@ -493,4 +494,98 @@ impl ObjectMove {
             .as_ref()
             .map_or_else(|| self.to.url(), ObjectRef::url)
     }
+}
+
+/// An SQS client for `queue_url`, at the queue's own origin (the SQS
+/// endpoint of its region, or an S3-compatible store's), with the same
+/// credentials chain and TLS as the object store's.
+pub async fn queue_client(config: &StorageConfig, queue_url: &str) -> aws_sdk_sqs::Client {
+    use aws_sdk_sqs::config::Region;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(30))
+                .build(),
+        );
+    if let Some(r) = &config.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    let shared = loader.load().await;
+    let mut b = aws_sdk_sqs::config::Builder::from(&shared);
+    if shared.region().is_none() {
+        b = b.region(Region::new("us-east-1"));
+    }
+    if let Ok(u) = url::Url::parse(queue_url) {
+        b = b.endpoint_url(u.origin().ascii_serialization());
+    }
+    aws_sdk_sqs::Client::from_conf(b.build())
+}
+
+/// Up to ten messages of the queue (waiting at most `wait` for one):
+/// each message's receipt handle and body.
+pub async fn receive_events(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    wait: Duration,
+) -> Result<Vec<(String, String)>, StorageError> {
+    let out = client
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(i32::try_from(wait.as_secs()).unwrap_or(1))
+        .send()
+        .await
+        .map_err(|e| StorageError {
+            what: "receive from",
+            url: queue_url.to_string(),
+            message: DisplayErrorContext(&e).to_string(),
+            status: None,
+        })?;
+    Ok(out
+        .messages()
+        .iter()
+        .filter_map(|m| Some((m.receipt_handle()?.to_string(), m.body()?.to_string())))
+        .collect())
+}
+
+/// Deletes messages handled (queued, or dropped as malformed), ten per request.
+pub async fn delete_events(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipts: &[String],
+) -> Result<(), StorageError> {
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+    for batch in receipts.chunks(10) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        client
+            .delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| StorageError {
+                what: "delete messages from",
+                url: queue_url.to_string(),
+                message: DisplayErrorContext(&e).to_string(),
+                status: None,
+            })?;
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::model::{Action, Change, Conflict, SecretNote};
-use super::state::{ConnState, ProjState, Row};
+use super::state::{ConnState, ObjState, ProjState, Row};
 use crate::manifest::{Kind, UrlState};
 use crate::secret;
 
@@ -54,7 +54,7 @@ fn ownership(owner: &str, row_owner: &Option<String>, adopt: bool) -> Result<boo
 /// What the connection and project rows share for planning.
 pub(super) trait State: Clone {
     /// The manifest kind, for conflicts.
-    const KIND: Kind;
+    fn kind(&self) -> Kind;
     fn name(&self) -> &str;
     fn managed_by(&self) -> &Option<String>;
     /// What a create can say of the secret.
@@ -64,7 +64,9 @@ pub(super) trait State: Clone {
 }
 
 impl State for ConnState {
-    const KIND: Kind = Kind::Connection;
+    fn kind(&self) -> Kind {
+        Kind::Connection
+    }
     fn name(&self) -> &str {
         &self.name
     }
@@ -90,7 +92,9 @@ impl State for ConnState {
 }
 
 impl State for ProjState {
-    const KIND: Kind = Kind::Project;
+    fn kind(&self) -> Kind {
+        Kind::Project
+    }
     fn name(&self) -> &str {
         &self.name
     }
@@ -105,6 +109,30 @@ impl State for ProjState {
             ("description", self.description != have.description),
             ("connection", self.connection != have.connection),
             ("config", self.config != have.config),
+            ("managed_by", self.managed_by != have.managed_by),
+            ("source", self.source != have.source),
+        ];
+        (changed(fields), SecretNote::None)
+    }
+}
+
+impl State for ObjState {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn managed_by(&self) -> &Option<String> {
+        &self.managed_by
+    }
+    fn secret_note(&self) -> SecretNote {
+        // Secrets are files, named by path: the spec holds none.
+        SecretNote::None
+    }
+    fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote) {
+        let fields = [
+            ("spec", self.spec != have.spec),
             ("managed_by", self.managed_by != have.managed_by),
             ("source", self.source != have.source),
         ];
@@ -146,7 +174,7 @@ impl Kinds<'_> {
             };
             let Ok(adopting) = ownership(owner, row.state.managed_by(), self.adopt) else {
                 self.conflicts.push(Conflict {
-                    kind: T::KIND,
+                    kind: want.kind(),
                     name: want.name().to_string(),
                     owner: row.state.managed_by().clone(),
                 });

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::state::ProjState;
+use super::state::{ObjState, ProjState};
 
 /// The digest of a connection row's content, over the URL *as stored*: with
 /// encryption at rest that is the sealed text, whose nonce is random, so the
@@ -22,6 +22,11 @@ pub fn project_digest(s: &ProjState) -> String {
         s.connection.as_deref().unwrap_or("\u{0}"),
         &canonical(&s.config).to_string(),
     ])
+}
+
+/// The digest of a simple kind's object.
+pub fn object_digest(s: &ObjState) -> String {
+    digest(&[s.kind.as_str(), &s.name, &canonical(&s.spec).to_string()])
 }
 
 /// `v` with every object's keys in sorted order. serde_json keeps insertion

@@ -12,16 +12,16 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::manifest::Desired;
+use crate::manifest::{Desired, Kind};
 
 mod changes;
 pub mod digest;
 mod model;
 mod state;
 
-pub use digest::{canonical, connection_digest, project_digest};
+pub use digest::{canonical, connection_digest, object_digest, project_digest};
 pub use model::{Action, Change, Conflict, Counts, DeleteRefused, Plan, SecretNote};
-pub use state::{ConnState, Observed, ProjState, Row};
+pub use state::{ConnState, ObjState, Observed, ProjState, Row};
 
 use changes::Kinds;
 
@@ -53,6 +53,21 @@ fn desired_states(desired: &Desired, owner: &str) -> (Vec<ConnState>, Vec<ProjSt
     (conns, projs)
 }
 
+/// The simple kinds' objects as they would be stored by `owner`.
+fn desired_objects(desired: &Desired, owner: &str) -> Vec<ObjState> {
+    desired
+        .objects
+        .values()
+        .map(|o| ObjState {
+            kind: o.kind,
+            name: o.name.clone(),
+            spec: o.spec.clone(),
+            managed_by: Some(owner.to_string()),
+            source: Some(o.source.clone()),
+        })
+        .collect()
+}
+
 /// Observed rows made from a manifests folder (`cpi diff --against DIR`):
 /// every object counts as managed by `owner`.
 pub fn observed_from_manifests(desired: &Desired, owner: &str) -> Observed {
@@ -69,6 +84,7 @@ pub fn observed_from_manifests(desired: &Desired, owner: &str) -> Observed {
     Observed {
         connections: rows(conns),
         projects: rows(projs),
+        objects: rows(desired_objects(desired, owner)),
     }
 }
 
@@ -85,6 +101,18 @@ pub fn plan(desired: &Desired, observed: &Observed, owner: &str, adopt: bool) ->
     };
     p.connections = kinds.plan(want_conns, &observed.connections);
     p.projects = kinds.plan(want_projs, &observed.projects);
+    let want_objects = desired_objects(desired, owner);
+    for kind in Kind::SIMPLE {
+        let want = want_objects.iter().filter(|o| o.kind == kind).cloned();
+        let rows: Vec<Row<ObjState>> = observed
+            .objects
+            .iter()
+            .filter(|r| r.state.kind == kind)
+            .cloned()
+            .collect();
+        let changes = kinds.plan(want.collect(), &rows);
+        p.objects.extend(changes);
+    }
     p
 }
 
@@ -305,5 +333,59 @@ mod tests {
         assert_eq!(p.projects[0].fields, vec!["description"]);
         let text = crate::render::text(&p, false);
         assert!(!text.contains("+  settle_seconds"), "{text}");
+    }
+
+    #[test]
+    fn simple_kinds_create_update_and_prune_by_kind_and_name() {
+        use crate::manifest::DesiredObject;
+        let mut d = Desired::default();
+        for (kind, name) in [(Kind::Provider, "ops"), (Kind::Alert, "ops")] {
+            d.objects.insert(
+                (kind, name.into()),
+                DesiredObject {
+                    kind,
+                    name: name.into(),
+                    spec: json!({"type": "webhook", "url_file": "/s/u"}),
+                    source: "n.yaml".into(),
+                },
+            );
+        }
+        let p = plan(&d, &Observed::default(), "cpi", false);
+        assert_eq!(p.counts().create, 2, "same name, two kinds");
+        let mut o = observed_from_manifests(&d, "cpi");
+        for r in &mut o.objects {
+            r.stored_digest = Some(object_digest(&r.state));
+            r.applied_digest = r.stored_digest.clone();
+        }
+        assert!(plan(&d, &o, "cpi", false).is_empty());
+        let mut d2 = d.clone();
+        d2.objects
+            .get_mut(&(Kind::Provider, "ops".into()))
+            .unwrap()
+            .spec = json!({"type": "webhook", "url_file": "/s/other"});
+        d2.objects.remove(&(Kind::Alert, "ops".into()));
+        let p = plan(&d2, &o, "cpi", false);
+        let got: Vec<_> = p
+            .objects
+            .iter()
+            .map(|c| {
+                (
+                    c.after.as_ref().or(c.before.as_ref()).unwrap().kind,
+                    c.action,
+                    c.fields.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Kind::Provider, Action::Update, vec!["spec"]),
+                (Kind::Alert, Action::Delete, vec![])
+            ]
+        );
+        let text = crate::render::text(&p, false);
+        assert!(text.contains("~ Provider ops (update: spec)"), "{text}");
+        assert!(text.contains("- Alert ops (delete)"), "{text}");
+        assert!(text.contains("+  url_file: /s/other"), "{text}");
     }
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::state::{ConnState, ProjState};
+use super::state::{ConnState, ObjState, ProjState};
 use crate::manifest::Kind;
 
 /// What a change does to its row.
@@ -106,6 +106,8 @@ pub struct Plan {
     pub connections: Vec<Change<ConnState>>,
     /// Project changes, in the same order.
     pub projects: Vec<Change<ProjState>>,
+    /// Changes of the simple kinds (Provider, Alert, Receiver), kind by kind.
+    pub objects: Vec<Change<ObjState>>,
     /// Rows that need `--adopt`.
     pub conflicts: Vec<Conflict>,
     /// Declared objects whose rows already match.
@@ -135,7 +137,8 @@ impl Plan {
             .connections
             .iter()
             .map(|x| (x.action, x.drift))
-            .chain(self.projects.iter().map(|x| (x.action, x.drift)));
+            .chain(self.projects.iter().map(|x| (x.action, x.drift)))
+            .chain(self.objects.iter().map(|x| (x.action, x.drift)));
         for (a, drift) in actions {
             match a {
                 Action::Create => c.create += 1,
@@ -149,7 +152,7 @@ impl Plan {
 
     /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.connections.is_empty() && self.projects.is_empty()
+        self.connections.is_empty() && self.projects.is_empty() && self.objects.is_empty()
     }
 
     /// The delete guard: a plan that deletes every managed object, or more

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::manifest::UrlState;
+use crate::manifest::{Kind, UrlState};
 
 /// A connection's content, as declared or as found in a row.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +37,22 @@ pub struct ProjState {
     pub source: Option<String>,
 }
 
+/// An object of a simple kind (Provider, Alert, Receiver): its spec is
+/// compared as a whole, as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjState {
+    /// Its kind (one of [`Kind::SIMPLE`]).
+    pub kind: Kind,
+    /// `name`, unique per kind.
+    pub name: String,
+    /// `cpi_objects.spec`.
+    pub spec: serde_json::Value,
+    /// The owning reconciler.
+    pub managed_by: Option<String>,
+    /// The declaring manifest.
+    pub source: Option<String>,
+}
+
 /// An observed row.
 #[derive(Debug, Clone)]
 pub struct Row<T> {
@@ -58,4 +74,6 @@ pub struct Observed {
     pub connections: Vec<Row<ConnState>>,
     /// Every project row.
     pub projects: Vec<Row<ProjState>>,
+    /// Every `cpi_objects` row (the simple kinds).
+    pub objects: Vec<Row<ObjState>>,
 }

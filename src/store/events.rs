@@ -253,6 +253,12 @@ mod tests {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(EventKind::parse("import.done"), None);
+        let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            crate::manifest::notify::EVENT_KINDS,
+            "an Alert may name every kind"
+        );
         assert!(Severity::Error > Severity::Warn && Severity::Warn > Severity::Info);
     }
 }

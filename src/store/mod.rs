@@ -19,6 +19,7 @@ use crate::secret::{self, Secret};
 pub mod audit;
 pub mod batch;
 mod connections;
+pub mod deliveries;
 mod error;
 pub mod events;
 pub mod freshness;
@@ -34,6 +35,7 @@ mod runs;
 pub mod schema_version;
 pub mod scopes;
 pub mod sessions;
+pub mod simple;
 mod stats;
 
 pub use connections::{

@@ -44,7 +44,9 @@ pub async fn load_observed(conn: &mut PgConnection) -> Result<Observed> {
     )
     .fetch_all(&mut *conn)
     .await?;
+    let objects = super::simple::load_objects(&mut *conn).await?;
     Ok(Observed {
+        objects,
         connections: conns
             .into_iter()
             .map(

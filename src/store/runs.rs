@@ -59,16 +59,19 @@ pub enum ReconcileTrigger {
     Retry,
     /// The daemon's timer.
     Interval,
+    /// A signed push to a Receiver (`POST /hooks/{receiver}`).
+    Hook,
 }
 
 impl ReconcileTrigger {
     /// Every trigger.
-    pub const ALL: [ReconcileTrigger; 5] = [
+    pub const ALL: [ReconcileTrigger; 6] = [
         ReconcileTrigger::Cli,
         ReconcileTrigger::Startup,
         ReconcileTrigger::Watch,
         ReconcileTrigger::Retry,
         ReconcileTrigger::Interval,
+        ReconcileTrigger::Hook,
     ];
 
     /// The trigger as the column (and the logs) spell it.
@@ -79,6 +82,7 @@ impl ReconcileTrigger {
             ReconcileTrigger::Watch => "watch",
             ReconcileTrigger::Retry => "retry",
             ReconcileTrigger::Interval => "interval",
+            ReconcileTrigger::Hook => "hook",
         }
     }
 }

@@ -35,6 +35,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/reconcile/runs/{id}"),
     ("GET", "/stats/imports"),
     ("GET", "/audit"),
+    ("GET", "/events"),
+    ("POST", "/hooks/{receiver}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -15,6 +15,7 @@ pub mod import;
 pub mod manifests;
 pub mod oidc;
 pub mod polluter;
+pub mod receiver;
 pub mod s3;
 pub mod wait;
 

@@ -1,0 +1,217 @@
+//! Receivers (issue #25): `POST /hooks/{receiver}` on a real `cpi run`. A
+//! GitHub-signed push reconciles at once; a wrong or missing signature is
+//! 401 and starts nothing; a 10 MB body is refused without being read.
+
+use std::time::{Duration, Instant};
+
+use crate::support::daemon::{Daemon, Setup};
+use crate::support::db::scalar_i64;
+use crate::support::fs::manifest;
+use crate::support::wait::{http_ok, wait_for};
+use crate::support::{free_port, write, TestDb};
+
+const HOOK_KEY: &str = "planted-receiver-secret-3390";
+
+async fn hook_runs(pool: &sqlx::PgPool) -> i64 {
+    scalar_i64(
+        pool,
+        "SELECT count(*) FROM cpi_reconcile_runs WHERE trigger = 'hook'",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_github_push_reconciles_at_once_and_a_bad_one_starts_nothing() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    let m = s.manifests();
+    write(
+        &m,
+        "notify/gh.yaml",
+        &manifest(
+            "Receiver",
+            "gh",
+            "type: github\nsecret_file: ../gh.key\ntriggers: [reconcile, rescan]\nprojects: [p]\n",
+        ),
+    );
+    write(
+        &m,
+        "notify/plain.yaml",
+        &manifest(
+            "Receiver",
+            "plain",
+            "type: webhook\nsecret_file: ../gh.key\ntriggers: [rescan]\nprojects: [p]\n",
+        ),
+    );
+    write(&m, "../gh.key", &format!("{HOOK_KEY}\n"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    // Neither the watcher nor the timer reconciles during the test: only a push.
+    let mut d = Daemon::start(
+        &db,
+        &m,
+        &s.log("d.log"),
+        &[
+            "--listen",
+            &addr,
+            "--poll",
+            "--poll-interval",
+            "1h",
+            "--interval",
+            "1h",
+            "--rescan",
+            "1h",
+            "--anonymous",
+            "viewer",
+        ],
+    );
+    let base = format!("http://{addr}");
+    http_ok(&format!("{base}/readyz"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let push = |body: Vec<u8>, signature: Option<String>| {
+        let mut req = http
+            .post(format!("{base}/hooks/gh"))
+            .header("x-github-event", "push")
+            .header("content-type", "application/json");
+        if let Some(sig) = signature {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        async move { req.body(body).send().await.unwrap() }
+    };
+    let body = br#"{"ref":"refs/heads/main","after":"abc"}"#.to_vec();
+
+    // A wrong signature, a missing one, one over another body: 401, nothing runs.
+    let wrong = cpi::notify::sign::signature(b"not the key", &body);
+    assert_eq!(push(body.clone(), Some(wrong)).await.status(), 401);
+    assert_eq!(push(body.clone(), None).await.status(), 401);
+    let other = cpi::notify::sign::signature(HOOK_KEY.as_bytes(), b"another body");
+    assert_eq!(push(body.clone(), Some(other)).await.status(), 401);
+    assert_eq!(
+        http.post(format!("{base}/hooks/nobody"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hook_runs(&pool).await, 0, "a refused push starts nothing");
+
+    // 10 MB: refused without being read, with or without a Content-Length.
+    let big = vec![b'x'; 10 * 1024 * 1024];
+    let t = Instant::now();
+    let sig = cpi::notify::sign::signature(HOOK_KEY.as_bytes(), &big);
+    assert_eq!(push(big.clone(), Some(sig.clone())).await.status(), 413);
+    assert_eq!(chunked(&addr, 10 * 1024 * 1024, &sig).await, Some(413));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(hook_runs(&pool).await, 0);
+
+    // Signed: the change in git is applied within a second.
+    write(
+        &m,
+        "projects/p.yaml",
+        &std::fs::read_to_string(m.join("projects/p.yaml"))
+            .unwrap()
+            .replace("spec:\n", "spec:\n  description: changed in git\n"),
+    );
+    let sig = cpi::notify::sign::signature(HOOK_KEY.as_bytes(), &body);
+    let t = Instant::now();
+    let r = push(body.clone(), Some(sig)).await;
+    assert_eq!(r.status(), 202);
+    let accepted: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        accepted["triggered"],
+        serde_json::json!(["reconcile", "rescan"])
+    );
+    wait_for("the hook's reconcile", Duration::from_secs(5), || {
+        let pool = pool.clone();
+        async move {
+            let d: Option<String> =
+                sqlx::query_scalar("SELECT description FROM cpi_projects WHERE name = 'p'")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (d.as_deref() == Some("changed in git")).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "reconciled {took:?} after the push"
+    );
+    assert_eq!(hook_runs(&pool).await, 1);
+    assert!(!d.log().contains(HOOK_KEY));
+
+    // A generic webhook receiver: `X-Cpi-Signature-256`, and a rescan
+    // finds a file no watcher and no timer would find for an hour.
+    std::fs::write(s.inbox("p").join("late.csv"), "id,tag,n\n1,a,1\n").unwrap();
+    let signed = cpi::notify::sign::signature(HOOK_KEY.as_bytes(), &body);
+    let as_github = http
+        .post(format!("{base}/hooks/plain"))
+        .header("x-hub-signature-256", &signed)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        as_github.status(),
+        401,
+        "a webhook receiver reads X-Cpi-Signature-256"
+    );
+    let r = http
+        .post(format!("{base}/hooks/plain"))
+        .header("x-cpi-signature-256", &signed)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    crate::support::wait::wait_i64(&pool, 5, "the rescan's import", "SELECT count(*) FROM cpi_import_jobs WHERE file_name = 'late.csv' AND status = 'succeeded'", 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+
+    // GET /events answers (with each event's deliveries).
+    let events: serde_json::Value = http
+        .get(format!("{base}/events?limit=5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(events.is_array(), "{events}");
+    d.stop(10);
+}
+
+/// POSTs `len` bytes to `/hooks/gh` chunked (no Content-Length) on a
+/// raw socket; the status the server answers with, if it answers.
+async fn chunked(addr: &str, len: usize, sig: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /hooks/gh HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nX-Hub-Signature-256: {sig}\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < len {
+        let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        // The server stops reading at its cap and answers: writing may fail then.
+        if sock.write_all(&frame).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = sock.write_all(b"0\r\n\r\n").await;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
