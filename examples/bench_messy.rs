@@ -35,7 +35,7 @@ fn config(inbox: &str) -> serde_json::Value {
             "comment": "#",
             "delimiter": "auto",
             "quote": "auto",
-            "ragged_rows": "truncate",
+            "ragged_rows": "rescue",
             "on_error": "skip_rows"
         }
     })
