@@ -703,6 +703,16 @@ async fn a_file_waiting_for_its_retry_is_not_overtaken_by_the_next_file_of_its_t
             .await
             .unwrap();
     assert_eq!(order, [("first".to_string(),), ("second".to_string(),)]);
+    // The verdicts are written once the target committed: wait for them.
+    wait_i64(
+        &pool,
+        40,
+        "both verdicts recorded",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'",
+        2,
+    )
+    .await
+    .unwrap();
     // One row per file: the retry reused the first file's job.
     let rows: Vec<(String, String, i32)> = sqlx::query_as(
         "SELECT file_name, status, attempts FROM cpi_import_jobs ORDER BY file_name",
