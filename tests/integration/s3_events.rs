@@ -259,12 +259,19 @@ async fn bucket_events_queue_objects_at_once_and_the_listing_backfills_without_t
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    // The verdicts are written once the target committed: wait for them,
+    // then no job more than one per object.
+    wait_i64(
+        &pool,
+        60,
+        "every verdict",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'",
+        n as i64 + 40,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
     assert_eq!(
-        scalar_i64(
-            &pool,
-            "SELECT count(*) FROM cpi_import_jobs WHERE status = 'succeeded'"
-        )
-        .await,
+        scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await,
         n as i64 + 40,
         "each object imported once"
     );
