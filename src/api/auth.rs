@@ -60,22 +60,23 @@ impl FromRequestParts<AppState> for Authorized {
 pub struct Authorization(pub Option<Caller>);
 
 impl Authorization {
-    /// The projects of `names` the caller may read, for filtering a list;
-    /// `None` when it may read every project (no filter, so rows of a
-    /// project deleted since are listed too).
-    pub fn readable_among(&self, names: Vec<String>) -> Option<Vec<String>> {
+    /// Whether the caller may read every project (a list needs no filter,
+    /// so rows of a project deleted since are listed too).
+    pub fn reads_everything(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|c| c.may(Permission::Read, &Target::Everything))
+    }
+
+    /// The projects of `names` the caller may read, for filtering a list.
+    pub fn readable_among(&self, names: Vec<String>) -> Vec<String> {
         let caller = self.0.as_ref();
-        if caller.is_some_and(|c| c.may(Permission::Read, &Target::Everything)) {
-            return None;
-        }
-        Some(
-            names
-                .into_iter()
-                .filter(|n| {
-                    caller.is_some_and(|c| c.may(Permission::Read, &Target::Project(n.clone())))
-                })
-                .collect(),
-        )
+        names
+            .into_iter()
+            .filter(|n| {
+                caller.is_some_and(|c| c.may(Permission::Read, &Target::Project(n.clone())))
+            })
+            .collect()
     }
 
     /// Whether the caller may see secrets and row values of `project`.

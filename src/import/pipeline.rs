@@ -283,6 +283,7 @@ pub fn produce(
     let mut keys = KeyOrder::new(&spec);
     // The line of a second table's header, once one is met.
     let mut second: Option<u64> = None;
+    let rescue = spec.ragged == crate::config::RaggedRows::Rescue;
     loop {
         let line = match pending.take() {
             Some(r) => {
@@ -309,7 +310,6 @@ pub fn produce(
         {
             second = Some(line);
         }
-        let rescue = spec.ragged == crate::config::RaggedRows::Rescue;
         if let Some(e) = spec.refused.get(&line) {
             row_errors.push(e.clone());
         } else if let Some(at) = second.filter(|_| !rescue) {
