@@ -731,13 +731,22 @@ async fn an_operator_clicks_through_every_page() {
     ui.open("#/connections").await;
     ui.wait_text("main", "scratch", 10).await;
     ui.js("window.__mutations = 0; new MutationObserver((m) => { window.__mutations += m.length; }).observe(document.getElementById('main'), {childList: true, subtree: true, characterData: true, attributes: true}); return 0").await;
-    let tree_before = ui.main_ax_tree().await;
-    assert!(
-        tree_before
-            .iter()
-            .any(|(_, _, name)| name.contains("scratch")),
-        "the accessibility tree holds the page: {tree_before:?}"
-    );
+    // Chromium builds its accessibility tree after the DOM: wait until it
+    // shows this page, not the one before.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let tree_before = loop {
+        let t = ui.main_ax_tree().await;
+        if t.iter()
+            .any(|(_, role, name)| role == "heading" && name == "Connections")
+        {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the accessibility tree holds the page: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let before = ui
         .js("return document.getElementById('updated').textContent")
         .await;
