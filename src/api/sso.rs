@@ -239,15 +239,12 @@ async fn finish(
     sso: &Sso,
     headers: &HeaderMap,
     q: &CallbackParams,
-) -> Result<Identity, String> {
+) -> Result<Identity, SignInError> {
     if let Some(e) = &q.error {
-        return Err(format!(
-            "the provider answered {:?}",
-            e.chars().take(100).collect::<String>()
-        ));
+        return Err(SignInError::Provider(e.chars().take(100).collect()));
     }
     let (Some(code), Some(given)) = (&q.code, &q.state) else {
-        return Err("no code or state".into());
+        return Err(SignInError::NoCode);
     };
     let bound = cookie(headers, LOGIN_COOKIE).unwrap_or("");
     let same: bool = sha256_hex(bound)
@@ -255,18 +252,37 @@ async fn finish(
         .ct_eq(sha256_hex(given).as_bytes())
         .into();
     if bound.is_empty() || !same {
-        return Err("the state is not this browser's sign-in".into());
+        return Err(SignInError::NotThisBrowser);
     }
-    let Some((nonce, verifier)) = sessions::take_login(&state.pool, &sha256_hex(given))
-        .await
-        .map_err(|e| e.to_string())?
+    let Some((nonce, verifier)) = sessions::take_login(&state.pool, &sha256_hex(given)).await?
     else {
-        return Err("the sign-in is unknown or has expired".into());
+        return Err(SignInError::Unknown);
     };
-    sso.oidc
-        .finish(code, &nonce, &verifier)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(sso.oidc.finish(code, &nonce, &verifier).await?)
+}
+
+/// Why a sign-in's callback was refused (said in the 401's message; never
+/// a code, a state or a token).
+#[derive(Debug, thiserror::Error)]
+enum SignInError {
+    /// The provider sent the browser back with an error (its first 100 characters).
+    #[error("the provider answered {0:?}")]
+    Provider(String),
+    /// The callback lacks the code or the state.
+    #[error("no code or state")]
+    NoCode,
+    /// The state is not the one this browser's login cookie is bound to.
+    #[error("the state is not this browser's sign-in")]
+    NotThisBrowser,
+    /// No pending sign-in has this state (taken already, or expired).
+    #[error("the sign-in is unknown or has expired")]
+    Unknown,
+    /// The pending sign-in could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The code exchange or the ID token failed.
+    #[error(transparent)]
+    Oidc(#[from] super::oidc::OidcError),
 }
 
 #[utoipa::path(

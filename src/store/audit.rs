@@ -44,17 +44,49 @@ pub struct NewEntry<'a> {
 
 /// Appends one row.
 pub async fn record(db: impl PgExecutor<'_>, e: &NewEntry<'_>) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO cpi_audit (actor, action, target, outcome, source) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(e.actor)
-    .bind(e.action)
-    .bind(e.target)
-    .bind(e.outcome)
-    .bind(e.source)
-    .execute(db)
-    .await?;
-    Ok(())
+    let row = Pending {
+        actor: e.actor.into(),
+        action: e.action.into(),
+        target: e.target.into(),
+        outcome: e.outcome.into(),
+        source: e.source.map(str::to_string),
+    };
+    Ok(row.record(db).await?)
+}
+
+/// An action's row, known before the action runs and written by the
+/// action itself in its own transaction: it commits with the change, or
+/// vanishes with it (the enforcing layer then records the failure).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// How it ends when it commits: the HTTP status of the answer.
+    pub outcome: String,
+    /// From where.
+    pub source: Option<String>,
+}
+
+impl Pending {
+    /// Appends the row with `db`, the action's transaction. A bare
+    /// `sqlx::Error`, as the action's own statements fail with.
+    pub async fn record(&self, db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO cpi_audit (actor, action, target, outcome, source) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&self.actor)
+        .bind(&self.action)
+        .bind(&self.target)
+        .bind(&self.outcome)
+        .bind(&self.source)
+        .execute(db)
+        .await?;
+        Ok(())
+    }
 }
 
 /// A page of the trail, newest first.
