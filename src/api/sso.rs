@@ -331,7 +331,8 @@ pub struct Me {
     pub groups: Vec<String>,
     /// The session's anti-CSRF token, to send as `X-CSRF-Token` (signed in only).
     pub csrf_token: Option<String>,
-    /// The permissions the caller holds on at least one project.
+    /// The permissions the caller holds on at least one project (`audit`:
+    /// on every project, the only place it is asked).
     pub permissions: Vec<String>,
     /// The grants that apply to the caller.
     pub grants: Vec<Grant>,
@@ -359,9 +360,17 @@ pub struct Grant {
 pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me>, ApiError> {
     let (principal, session) = caller(&state, &headers).await?;
     let policy = state.policy();
+    // `audit` is only ever asked on every project (`GET /audit`): said
+    // only to whom holds it there, so the console shows its page to them.
     let permissions = Permission::ALL
         .iter()
-        .filter(|p| crate::access::allows(&policy, &principal, **p, &Target::Any).is_allowed())
+        .filter(|p| {
+            let on = match p {
+                Permission::Audit => Target::Everything,
+                _ => Target::Any,
+            };
+            crate::access::allows(&policy, &principal, **p, &on).is_allowed()
+        })
         .map(|p| p.as_str().to_string())
         .collect();
     let grants = policy
