@@ -199,7 +199,7 @@ pub async fn callback(
     let sso = sso_of(&state)?;
     let from = source(peer);
     match finish(&state, sso, &headers, &q).await {
-        Ok(who) => {
+        Ok((who, id_token)) => {
             let value = random();
             let session = Session {
                 subject: who.subject.clone(),
@@ -209,7 +209,7 @@ pub async fn callback(
                 expires_at: chrono::Utc::now()
                     + chrono::Duration::from_std(sso.session_ttl).unwrap_or_default(),
             };
-            sessions::create(&state.pool, &sha256_hex(&value), &session).await?;
+            sessions::create(&state.pool, &sha256_hex(&value), &session, Some(&id_token)).await?;
             let actor = principal_of(&session).actor();
             audit(&state, &actor, "sign-in", "303", from.as_deref()).await;
             tracing::info!(%actor, "signed in");
@@ -239,7 +239,7 @@ async fn finish(
     sso: &Sso,
     headers: &HeaderMap,
     q: &CallbackParams,
-) -> Result<Identity, SignInError> {
+) -> Result<(Identity, crate::secret::Secret), SignInError> {
     if let Some(e) = &q.error {
         return Err(SignInError::Provider(e.chars().take(100).collect()));
     }
@@ -288,11 +288,13 @@ enum SignInError {
 #[utoipa::path(
     post, path = "/auth/logout", operation_id = "sso_logout", tag = "auth",
     responses(
-        (status = 204, description = "Signed out: the session ended and its cookie removed"),
+        (status = 200, description = "Signed out here (the session ended, its cookie removed); the provider signs users out too: send the browser to `end_session_url` (RP-initiated logout, with `id_token_hint` and `post_logout_redirect_uri` back to the console)", body = LoggedOut),
+        (status = 204, description = "Signed out: the session ended and its cookie removed (no session, or a provider without `end_session_endpoint`)"),
         (status = 403, description = "No X-CSRF-Token, or not the session's", body = super::error::ErrorBody),
     )
 )]
-/// Ends the session (CSRF token required) and removes its cookie.
+/// Ends the session (CSRF token required) and removes its cookie; says
+/// where to sign out at the provider too, when it advertises where.
 pub async fn logout(
     State(state): State<AppState>,
     peer: Option<axum::Extension<super::server::Peer>>,
@@ -308,14 +310,49 @@ pub async fn logout(
             audit(&state, &actor, "sign-out", "403", from.as_deref()).await;
             return Err(ApiError::Forbidden(r.to_string()));
         }
-        sessions::delete(&state.pool, &key).await?;
-        audit(&state, &actor, "sign-out", "204", from.as_deref()).await;
+        let id_token = sessions::delete(&state.pool, &key).await?.flatten();
+        let back = format!("{}/", sso.origin);
+        let end = match sso
+            .oidc
+            .logout_url(id_token.as_ref().map(|t| t.expose()), &back)
+            .await
+        {
+            Ok(end) => end,
+            // Signed out here all the same; the provider's session stays.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sign out at the provider");
+                None
+            }
+        };
+        audit(
+            &state,
+            &actor,
+            "sign-out",
+            if end.is_some() { "200" } else { "204" },
+            from.as_deref(),
+        )
+        .await;
+        if let Some(url) = end {
+            resp = Json(LoggedOut {
+                end_session_url: url,
+            })
+            .into_response();
+        }
     }
     let clear = set_cookie(SESSION_COOKIE, "", "/", Duration::ZERO, sso.secure);
     if let Ok(v) = HeaderValue::from_str(&clear) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+/// `POST /auth/logout` when the provider signs users out too.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoggedOut {
+    /// The provider's `end_session_endpoint` with `id_token_hint`,
+    /// `client_id` and `post_logout_redirect_uri` (the console): where the
+    /// console sends the browser next.
+    pub end_session_url: String,
 }
 
 /// `GET /auth/me`.

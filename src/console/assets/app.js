@@ -153,7 +153,13 @@ document.getElementById('auth').addEventListener('submit', async (ev) => {
 
 document.getElementById('sso-logout').addEventListener('click', async () => {
   try {
-    await post('/auth/logout');
+    // Signed out here; a provider that signs out too comes back to the
+    // console afterwards (post_logout_redirect_uri).
+    const out = await post('/auth/logout');
+    if (out && out.end_session_url) {
+      location.assign(out.end_session_url);
+      return;
+    }
   } finally {
     await loadMe();
     showAuth();
