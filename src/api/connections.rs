@@ -187,12 +187,7 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::from_write(e, KIND, &body.name))?;
     let target = format!("connection:{}", row.name);
-    audit
-        .row(StatusCode::CREATED, Some(target))
-        .record(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    audit.committed();
+    audit.commit(tx, StatusCode::CREATED, Some(target)).await?;
     tracing::info!(connection = %row.name, id = %row.id, "connection created");
     Ok((
         StatusCode::CREATED,
@@ -279,9 +274,7 @@ pub async fn update(
         .await
         .map_err(|e| ApiError::from_write(e, KIND, &name))?
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    audit.row(StatusCode::OK, None).record(&mut *tx).await?;
-    tx.commit().await?;
-    audit.committed();
+    audit.commit(tx, StatusCode::OK, None).await?;
     tracing::info!(connection = %row.name, %id, "connection updated");
     Ok(Json(Connection::from(&row)))
 }

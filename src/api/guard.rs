@@ -112,6 +112,20 @@ impl ActionAudit {
     pub fn committed(&self) {
         self.recorded.store(true, Ordering::Release);
     }
+
+    /// Writes the row in `tx`, the action's transaction, commits both and
+    /// says so.
+    pub async fn commit(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        status: axum::http::StatusCode,
+        target: Option<String>,
+    ) -> Result<(), sqlx::Error> {
+        self.row(status, target).record(&mut *tx).await?;
+        tx.commit().await?;
+        self.committed();
+        Ok(())
+    }
 }
 
 impl FromRequestParts<AppState> for ActionAudit {

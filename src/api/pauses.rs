@@ -88,9 +88,7 @@ async fn toggle(
         pauses::resume(&mut *tx, &name, &by).await?
     };
     if done != Toggled::NoProject {
-        audit.row(StatusCode::OK, None).record(&mut *tx).await?;
-        tx.commit().await?;
-        audit.committed();
+        audit.commit(tx, StatusCode::OK, None).await?;
     }
     match done {
         Toggled::NoProject => Err(ApiError::Malformed {

@@ -324,12 +324,7 @@ pub async fn create(
         .await?
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
     let target = format!("project:{}", row.name);
-    audit
-        .row(StatusCode::CREATED, Some(target))
-        .record(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    audit.committed();
+    audit.commit(tx, StatusCode::CREATED, Some(target)).await?;
     tracing::info!(project = %row.name, %id, "project created");
     Ok((
         StatusCode::CREATED,
@@ -406,9 +401,7 @@ pub async fn update(
     let row = store::project_by_id(&mut *tx, id)
         .await?
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    audit.row(StatusCode::OK, None).record(&mut *tx).await?;
-    tx.commit().await?;
-    audit.committed();
+    audit.commit(tx, StatusCode::OK, None).await?;
     tracing::info!(project = %row.name, %id, "project updated");
     Ok(Json(row.into()))
 }

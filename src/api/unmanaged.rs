@@ -101,10 +101,7 @@ pub(super) async fn delete_unmanaged<R: Resource>(
         return Err(ApiError::NotFound { kind: R::KIND, id });
     }
     audit
-        .row(axum::http::StatusCode::NO_CONTENT, None)
-        .record(&mut *tx)
+        .commit(tx, axum::http::StatusCode::NO_CONTENT, None)
         .await?;
-    tx.commit().await?;
-    audit.committed();
     Ok(current)
 }

@@ -932,24 +932,10 @@ async fn a_job_page_lists_the_rows_it_kept_in_rejected_rows() {
     let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
     let db = TestDb::new().await;
     let pool = db.pool().await;
-    let m = tmp.path().join("manifests");
-    let inbox = tmp.path().join("inbox");
-    std::fs::create_dir_all(&inbox).unwrap();
-    write(
-        &m,
-        "connections/w.yaml",
-        &connection_doc("w", &db, "target"),
-    );
-    write(&m, "w.pass", "pw\n");
-    write(
-        &m,
-        "projects/k.yaml",
-        &project_doc(
-            "k",
-            "w",
-            &inbox,
-            "{table: kept, create_table: true, on_error: skip_rows, rejects: table}",
-        ),
+    let (m, inbox) = one_project(
+        &db,
+        tmp.path(),
+        "{table: kept, create_table: true, on_error: skip_rows, rejects: table}",
     );
     let d = Daemon::start(&db, &m).await;
     std::fs::write(inbox.join("k.csv"), "id,v\n1,a\n2,b,kept-value-7\n3,c\n").unwrap();
@@ -982,6 +968,22 @@ async fn a_job_page_lists_the_rows_it_kept_in_rejected_rows() {
     d.stop().await;
 }
 
+/// Manifests below `tmp` for connection `w` (its password file holding
+/// [`PLANTED`]) and project `k` on `tables`, with its inbox: both paths.
+fn one_project(db: &TestDb, tmp: &Path, tables: &str) -> (PathBuf, PathBuf) {
+    let m = tmp.join("manifests");
+    let inbox = tmp.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write(&m, "connections/w.yaml", &connection_doc("w", db, "target"));
+    write(&m, "w.pass", &format!("{PLANTED}\n"));
+    write(
+        &m,
+        "projects/k.yaml",
+        &project_doc("k", "w", &inbox, tables),
+    );
+    (m, inbox)
+}
+
 /// A browser that cannot start fails the test with the reason: CI never
 /// passes a console test by skipping it.
 #[tokio::test]
@@ -1007,20 +1009,7 @@ async fn the_audit_page_shows_the_admin_the_actions_just_done_and_hides_from_a_v
     let tmp = tempfile::tempdir().unwrap();
     let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
     let db = TestDb::new().await;
-    let m = tmp.path().join("manifests");
-    let inbox = tmp.path().join("inbox");
-    std::fs::create_dir_all(&inbox).unwrap();
-    write(
-        &m,
-        "connections/w.yaml",
-        &connection_doc("w", &db, "target"),
-    );
-    write(&m, "w.pass", &format!("{PLANTED}\n"));
-    write(
-        &m,
-        "projects/k.yaml",
-        &project_doc("k", "w", &inbox, "{table: kept, create_table: true}"),
-    );
+    let (m, _) = one_project(&db, tmp.path(), "{table: kept, create_table: true}");
     let d = Daemon::start(&db, &m).await;
     let pool = db.pool().await;
     wait_i64(
@@ -1088,20 +1077,7 @@ async fn the_events_page_shows_a_failed_imports_event_with_its_delivery_attempts
     let tmp = tempfile::tempdir().unwrap();
     let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
     let db = TestDb::new().await;
-    let m = tmp.path().join("manifests");
-    let inbox = tmp.path().join("inbox");
-    std::fs::create_dir_all(&inbox).unwrap();
-    write(
-        &m,
-        "connections/w.yaml",
-        &connection_doc("w", &db, "target"),
-    );
-    write(&m, "w.pass", "pw\n");
-    write(
-        &m,
-        "projects/k.yaml",
-        &project_doc("k", "w", &inbox, "{table: kept, create_table: true}"),
-    );
+    let (m, inbox) = one_project(&db, tmp.path(), "{table: kept, create_table: true}");
     let r = Recorder::start().await;
     r.set_up(false);
     write(

@@ -56,18 +56,7 @@ async fn visible(c: &Client, css: &str) -> bool {
 async fn sign_in(c: &Client, base: &str, user: &str) {
     c.goto(&format!("{base}/")).await.unwrap();
     wait_css_text(c, "#sso-login", "Sign in").await;
-    c.find(Locator::Css("#sso-login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let login = c
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("input[name=login]"))
-        .await
-        .unwrap();
+    let login = press_then_find(c, "#sso-login", "input[name=login]").await;
     login.send_keys(user).await.unwrap();
     c.find(Locator::Css("input[name=password]"))
         .await
@@ -85,11 +74,9 @@ async fn sign_in(c: &Client, base: &str, user: &str) {
     assert!(c.current_url().await.unwrap().as_str().starts_with(base));
 }
 
-/// Presses Sign out: the console's session ends, the browser goes to the
-/// provider's end-session page (RP-initiated logout), which asks to
-/// confirm, then comes back to the console, signed out.
-async fn sign_out(c: &Client, base: &str) {
-    c.find(Locator::Css("#sso-logout"))
+/// Clicks `css`, then waits for `then` (on the page it leads to).
+async fn press_then_find(c: &Client, css: &str, then: &str) -> fantoccini::elements::Element {
+    c.find(Locator::Css(css))
         .await
         .unwrap()
         .click()
@@ -97,9 +84,17 @@ async fn sign_out(c: &Client, base: &str) {
         .unwrap();
     c.wait()
         .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("button[name=logout]"))
+        .for_element(Locator::Css(then))
         .await
-        .expect("the provider's sign-out page")
+        .unwrap_or_else(|e| panic!("after {css}, no {then}: {e}"))
+}
+
+/// Presses Sign out: the console's session ends, the browser goes to the
+/// provider's end-session page (RP-initiated logout), which asks to
+/// confirm, then comes back to the console, signed out.
+async fn sign_out(c: &Client, base: &str) {
+    press_then_find(c, "#sso-logout", "button[name=logout]")
+        .await
         .click()
         .await
         .unwrap();
@@ -279,21 +274,11 @@ async fn sign_in_with_a_real_provider_in_a_real_browser() {
     // Signed out at the provider too (RP-initiated logout): a new sign-in
     // in this browser asks for credentials again instead of coming back
     // signed in as Alice.
-    c.find(Locator::Css("#sso-login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("input[name=login]"))
-        .await
-        .expect("the provider asks for credentials again");
+    press_then_find(&c, "#sso-login", "input[name=login]").await;
     assert!(!c.current_url().await.unwrap().as_str().starts_with(&s.base));
 
-    // Bob, viewer of alpha-one by name, in another browser: sees it, may not read its
-    // connection's details, sees no Retry.
+    // Bob, viewer of alpha-one by name, in another browser: sees it, may
+    // not read its connection's details, sees no Retry.
     c.close().await.unwrap();
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, &chromium(), profile.path()).await;
