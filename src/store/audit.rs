@@ -89,14 +89,31 @@ impl Pending {
     }
 }
 
+/// Which rows of the trail: all, or one actor's, or one action's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this actor's rows (`token:ci`, `user:alice@example.com`).
+    pub actor: Option<String>,
+    /// Only this action's rows (`POST /jobs/{id}/retry`).
+    pub action: Option<String>,
+}
+
 /// A page of the trail, newest first.
-pub async fn list(db: impl PgExecutor<'_>, limit: i64, offset: i64) -> Result<Vec<AuditEntry>> {
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    filter: &Filter,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<AuditEntry>> {
     Ok(sqlx::query_as(
         "SELECT id, at, actor, action, target, outcome, source FROM cpi_audit
+          WHERE ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR action = $4)
           ORDER BY id DESC LIMIT $1 OFFSET $2",
     )
     .bind(limit)
     .bind(offset)
+    .bind(filter.actor.as_deref())
+    .bind(filter.action.as_deref())
     .fetch_all(db)
     .await?)
 }

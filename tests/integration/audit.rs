@@ -138,6 +138,19 @@ async fn every_action_leaves_exactly_one_audit_row_with_its_outcome() {
     .map(|(a, t, o)| (admin.into(), a.into(), t.into(), o.into()))
     .collect();
     assert_eq!(trail(&s).await, want);
+    // The API's filters: one action, one actor.
+    let r = s.get("/audit?action=POST%20/jobs/%7Bid%7D/retry").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let outcomes: Vec<&str> = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["409", "200"], "newest first");
+    let r = s.get("/audit?actor=token:nobody").await;
+    assert_eq!(r.json, serde_json::json!([]), "{}", r.text);
     let all: String =
         sqlx::query_scalar("SELECT coalesce(string_agg(a::text, E'\\n'), '') FROM cpi_audit a")
             .fetch_one(&s.pool)

@@ -1057,6 +1057,25 @@ async fn the_audit_page_shows_the_admin_the_actions_just_done_and_hides_from_a_v
     let caption = ui.find("main table caption").await.text().await.unwrap();
     assert_eq!(caption, "Audit trail");
     ui.check_page(false).await;
+    // Filtered by action: the pause only.
+    ui.type_in("#f-action", "POST /projects/{name}/pause").await;
+    ui.click("#audit-filters button").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ui
+        .c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("action=")
+    {
+        assert!(Instant::now() < deadline, "the filter never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = ui
+        .wait_text("main", "POST /projects/{name}/pause", 15)
+        .await;
+    assert!(!t.contains("POST /projects/{name}/resume"), "{t}");
     let src = ui.c.source().await.unwrap();
     assert!(
         !src.contains(PLANTED) && !src.contains(TOKEN),

@@ -3,8 +3,8 @@
 // notifications it sent.
 
 import { get, query, can } from './api.js';
-import { h, fill, time, badge, table, note } from './dom.js';
-import { pager, title } from './common.js';
+import { h, fill, navigate, time, badge, table, note } from './dom.js';
+import { input, pager, title } from './common.js';
 
 const AUDIT_PAGE = 50;
 
@@ -23,18 +23,30 @@ export async function audit(main, params) {
     return;
   }
   const offset = Math.max(Number(params.offset) || 0, 0);
+  const which = { actor: params.actor, action: params.action };
   // One row more than shown tells whether an older page exists.
-  const rows = await get(`/audit${query({ limit: AUDIT_PAGE + 1, offset: offset || null })}`);
+  const rows = await get(`/audit${query({ ...which, limit: AUDIT_PAGE + 1, offset: offset || null })}`);
+  const filters = {
+    actor: input('actor', 'Actor', params.actor || '', { placeholder: 'token:ci' }),
+    action: input('action', 'Action', params.action || '', { placeholder: 'POST /jobs/{id}/retry' }),
+  };
+  const form = h('form', { class: 'filters', id: 'audit-filters', role: 'search' },
+    Object.values(filters).map((f) => f.wrap), h('button', { type: 'submit' }, 'Filter'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    navigate(`#/audit${query({ actor: filters.actor.el.value.trim(), action: filters.action.el.value.trim() })}`);
+  });
   const shown = rows.slice(0, AUDIT_PAGE);
   const known = offset + rows.length;
   fill(main,
     title('Audit trail'),
     h('p', { class: 'muted' }, 'Every action made through the API, every refused request and every reconcile, newest first. Never a secret: no body, header or query string.'),
+    form,
     table('Audit trail', ['Time', 'Actor', 'Action', 'Target', 'Outcome', 'From'], shown.map((e) => [
       time(e.at), h('code', {}, e.actor), h('code', {}, e.action), e.target,
       outcome(e.outcome), e.source || '—',
-    ]), 'Nothing recorded yet.'),
-    pager('#/audit', {}, offset, AUDIT_PAGE, known));
+    ]), params.actor || params.action ? 'No row matches: widen the filters.' : 'Nothing recorded yet.'),
+    pager('#/audit', which, offset, AUDIT_PAGE, known));
 }
 audit.live = true;
 
