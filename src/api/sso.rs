@@ -108,15 +108,25 @@ fn source(peer: Option<axum::Extension<super::server::Peer>>) -> Option<String> 
     peer.map(|p| p.0 .0.ip().to_string())
 }
 
-async fn audit(state: &AppState, actor: &str, action: &str, outcome: &str, from: Option<&str>) {
-    let entry = trail::NewEntry {
+fn entry<'a>(
+    actor: &'a str,
+    action: &'a str,
+    outcome: &'a str,
+    from: Option<&'a str>,
+) -> trail::NewEntry<'a> {
+    trail::NewEntry {
         actor,
         action,
         target: "session",
         outcome,
         source: from,
-    };
-    if let Err(e) = trail::record(&state.pool, &entry).await {
+    }
+}
+
+/// The row of a refused sign-in or sign-out (nothing changed: its own
+/// statement).
+async fn audit(state: &AppState, actor: &str, action: &str, outcome: &str, from: Option<&str>) {
+    if let Err(e) = trail::record(&state.pool, &entry(actor, action, outcome, from)).await {
         tracing::warn!(error = %e, "cannot write the audit row");
     }
 }
@@ -209,9 +219,12 @@ pub async fn callback(
                 expires_at: chrono::Utc::now()
                     + chrono::Duration::from_std(sso.session_ttl).unwrap_or_default(),
             };
-            sessions::create(&state.pool, &sha256_hex(&value), &session, Some(&id_token)).await?;
             let actor = principal_of(&session).actor();
-            audit(&state, &actor, "sign-in", "303", from.as_deref()).await;
+            // The session and its audit row commit together.
+            let mut tx = state.pool.begin().await?;
+            sessions::create(&mut *tx, &sha256_hex(&value), &session, Some(&id_token)).await?;
+            trail::record(&mut *tx, &entry(&actor, "sign-in", "303", from.as_deref())).await?;
+            tx.commit().await?;
             tracing::info!(%actor, "signed in");
             Ok(redirect(
                 "/",
@@ -310,7 +323,9 @@ pub async fn logout(
             audit(&state, &actor, "sign-out", "403", from.as_deref()).await;
             return Err(ApiError::Forbidden(r.to_string()));
         }
-        let id_token = sessions::delete(&state.pool, &key).await?.flatten();
+        // The session's end and its audit row commit together.
+        let mut tx = state.pool.begin().await?;
+        let id_token = sessions::delete(&mut *tx, &key).await?.flatten();
         let back = format!("{}/", sso.origin);
         let end = match sso
             .oidc
@@ -324,14 +339,13 @@ pub async fn logout(
                 None
             }
         };
-        audit(
-            &state,
-            &actor,
-            "sign-out",
-            if end.is_some() { "200" } else { "204" },
-            from.as_deref(),
+        let outcome = if end.is_some() { "200" } else { "204" };
+        trail::record(
+            &mut *tx,
+            &entry(&actor, "sign-out", outcome, from.as_deref()),
         )
-        .await;
+        .await?;
+        tx.commit().await?;
         if let Some(url) = end {
             resp = Json(LoggedOut {
                 end_session_url: url,
