@@ -162,7 +162,7 @@ async fn load_once(
             crate::import::rejects::ensure(conn).await.map_err(db)?;
         }
     }
-    let (tx, mut catalog) = match within {
+    let (tx, catalog) = match within {
         Within::Own => (
             begin(conn, &table, o.date_order).await.map(Scope::Own),
             None,
@@ -200,7 +200,7 @@ async fn load_once(
         ctx,
         opened.header.as_deref(),
         opened.width,
-        catalog.as_deref_mut(),
+        catalog,
         &mut notes,
     )
     .await?;

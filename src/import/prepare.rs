@@ -42,7 +42,7 @@ pub(super) async fn prepare_target(
     ctx: &Ctx,
     header: Option<&[String]>,
     width: usize,
-    mut catalog: Option<&mut Catalog>,
+    catalog: Option<&mut Catalog>,
     notes: &mut Vec<String>,
 ) -> Result<(ColumnPlan, Option<String>), Failure> {
     let (file, o) = (ctx.file.as_str(), &ctx.opts);
@@ -84,7 +84,7 @@ pub(super) async fn prepare_target(
         }
     };
     let columns = rescue_column(tx, ctx, columns, notes).await?;
-    if let Some(c) = catalog.as_deref_mut() {
+    if let Some(c) = catalog {
         c.keep(&table, &columns);
     }
     // `_rescued` is cpi's, not the file's: it is planned apart, last.
