@@ -1,10 +1,13 @@
 //! A batch of one table's files in one target transaction (issue 30):
-//! each file is made ready as it would be alone ([`super::ready`]), loads
-//! inside a savepoint of its own with its own ledger row
-//! (`load::Within::Batch`), and the batch commits once. A bad
-//! file rolls back to its savepoint alone and gets its verdict (failed);
-//! a duplicate inside the batch finds the first copy's ledger row in the
-//! same transaction. Exactly once and all or nothing hold per file: a
+//! each file is made ready as it would be alone ([`super::ready`]), then
+//! the batch loads its files in one transaction, in two passes at most
+//! (see [`load_in_one`]): first straight into the transaction
+//! (`load::Within::Shared`), and when a file's verdict is not a clean
+//! success, again from the start with a savepoint and its own ledger row
+//! per file (`load::Within::Batch`), where a bad file rolls back to its
+//! savepoint alone and gets its verdict (failed); a duplicate inside the
+//! batch finds the first copy's ledger row in the same transaction. The
+//! batch commits once. Exactly once and all or nothing hold per file: a
 //! file's rows and its ledger row commit together or not at all.
 //!
 //! Files follow each other in the batch's order; consecutive files with
