@@ -1,7 +1,7 @@
 //! A batch of one table's files in one target transaction (issue 30):
 //! each file is made ready as it would be alone ([`super::ready`]), then
 //! the batch loads its files in one transaction, in two passes at most
-//! (see [`load_in_one`]): first straight into the transaction
+//! (see `load_in_one`): first straight into the transaction
 //! (`load::Within::Shared`), and when a file's verdict is not a clean
 //! success, again from the start with a savepoint and its own ledger row
 //! per file (`load::Within::Batch`), where a bad file rolls back to its
