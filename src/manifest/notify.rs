@@ -55,9 +55,15 @@ pub struct SmtpSpec {
     /// A secret file holding the SMTP user name.
     #[serde(default)]
     pub username_file: Option<String>,
-    /// A secret file holding the SMTP password.
+    /// A secret file holding the SMTP password. With credentials the
+    /// connection must be upgraded with STARTTLS: a password is never sent
+    /// in the clear.
     #[serde(default)]
     pub password_file: Option<String>,
+    /// A PEM file of CA certificates trusted for STARTTLS besides the
+    /// public roots (a private mail relay's CA).
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// An Alert: which events go to which Provider, and how often.
@@ -237,6 +243,9 @@ fn check_smtp(out: &mut Vec<Problem>, s: &SmtpSpec) {
             "smtp.to",
             format!("smtp.to {a:?} is not a mail address"),
         ));
+    }
+    if s.ca_file.as_ref().is_some_and(|f| f.trim().is_empty()) {
+        out.push(problem("smtp.ca_file", "smtp.ca_file is empty"));
     }
     if s.username_file.is_some() != s.password_file.is_some() {
         out.push(problem(
