@@ -452,6 +452,10 @@ mod tests {
         );
         assert!(out.files.secrets.is_empty());
         assert_eq!(out.skipped.len(), 1);
-        assert!(out.skipped[0].to_string().starts_with("Provider name "), "{}", out.skipped[0]);
+        assert!(
+            out.skipped[0].to_string().starts_with("Provider name "),
+            "{}",
+            out.skipped[0]
+        );
     }
 }

@@ -332,7 +332,11 @@ pub fn check_alert(spec: &AlertSpec, known_event: impl Fn(&str) -> bool) -> Vec<
             ));
         }
     }
-    if let Some(w) = spec.group_window.as_ref().filter(|w| w.duration() > MAX_GROUP_WINDOW) {
+    if let Some(w) = spec
+        .group_window
+        .as_ref()
+        .filter(|w| w.duration() > MAX_GROUP_WINDOW)
+    {
         out.push(problem(
             "group_window",
             format!("group_window {:?} is over 1h", w.text),

@@ -189,7 +189,8 @@ async fn mail(smtp: &SmtpSpec, msg: &Outgoing) -> Result<(), SendError> {
     let m = m.body(msg.text.clone()).map_err(|e| bad(&e))?;
     let mut tls = TlsParameters::builder(smtp.host.clone());
     if let Some(path) = &smtp.ca_file {
-        let pem = std::fs::read(path).map_err(|e| SendError::Mail(format!("smtp.ca_file: cannot read {path}: {e}")))?;
+        let pem = std::fs::read(path)
+            .map_err(|e| SendError::Mail(format!("smtp.ca_file: cannot read {path}: {e}")))?;
         let cert = Certificate::from_pem(&pem)
             .map_err(|e| SendError::Mail(format!("smtp.ca_file {path}: {}", error_chain(&e))))?;
         tls = tls.add_root_certificate(cert);

@@ -82,11 +82,12 @@ async fn mail_goes_out_authenticated_over_starttls_and_a_wrong_password_is_a_fai
     assert!(smtp.mails().is_empty(), "{:#?}", smtp.mails());
 
     // Only the path is stored: the password stays in its file.
-    let spec: String =
-        sqlx::query_scalar("SELECT spec::text FROM cpi_objects WHERE kind = 'Provider' AND name = 'mail'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let spec: String = sqlx::query_scalar(
+        "SELECT spec::text FROM cpi_objects WHERE kind = 'Provider' AND name = 'mail'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert!(spec.contains("smtp.pass"), "{spec}");
     assert_hides("cpi_objects", &spec);
 
@@ -94,9 +95,15 @@ async fn mail_goes_out_authenticated_over_starttls_and_a_wrong_password_is_a_fai
     write(&m, "../smtp.pass", &format!("{RIGHT}\n"));
     let mails = smtp.wait(1, Duration::from_secs(40)).await;
     let mail = &mails[0];
-    assert!(mail.contains(&format!("X-Authenticated-As: {USER}")), "{mail}");
+    assert!(
+        mail.contains(&format!("X-Authenticated-As: {USER}")),
+        "{mail}"
+    );
     assert!(mail.contains("X-Tls: yes"), "{mail}");
-    assert!(mail.contains("Subject: [cpi] import.failed in project sales"), "{mail}");
+    assert!(
+        mail.contains("Subject: [cpi] import.failed in project sales"),
+        "{mail}"
+    );
     assert_hides("the mail", mail);
     wait_for("the delivery sent", Duration::from_secs(10), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM cpi_deliveries WHERE state = 'sent'")
@@ -142,7 +149,11 @@ async fn credentials_are_never_sent_without_starttls() {
     write(
         &m,
         "ops.yaml",
-        &manifest("Alert", "ops", "provider: mail\nprojects: ['*']\nevents: [import.failed]\n"),
+        &manifest(
+            "Alert",
+            "ops",
+            "provider: mail\nprojects: ['*']\nevents: [import.failed]\n",
+        ),
     );
     let out = Cpi::new(["notify", "test", "ops"]).manifests(&m).run();
     assert_ne!(out.code, 0, "{}", out.all());

@@ -165,7 +165,8 @@ impl Smtp {
         super::tls::leaf(&certs, "ca", "mx", "127.0.0.1", Some("IP:127.0.0.1"), "2");
         let port = super::free_port();
         let maildir = dir.join("maildir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/smtp_auth.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/smtp_auth.py");
         let mut cmd = Command::new("python3");
         cmd.arg(script)
             .arg(port.to_string())
