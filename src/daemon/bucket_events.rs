@@ -99,8 +99,9 @@ fn ours(w: &Watched, created: Vec<events::Created>) -> Vec<QueuedFile> {
         .collect()
 }
 
-/// Four receives at once: their messages, or the first error when every
-/// one failed (one failing among good ones is tried again next round).
+/// One receive, or four at once when `wide`: their messages, or the first
+/// error when every one failed (one failing among good ones is tried again
+/// next round).
 /// One at a time could not keep up with ten concurrent uploads to moto:
 /// its queue grew, and with it the cost of every queue operation, until a
 /// burst of 1,000 uploads took 13 s and their events came over 40 s (p50
@@ -110,8 +111,12 @@ fn ours(w: &Watched, created: Vec<events::Created>) -> Vec<QueuedFile> {
 async fn receive_round(
     client: &aws_sdk_sqs::Client,
     queue_url: &str,
+    wide: bool,
 ) -> Result<Vec<(String, String)>, object_storage::StorageError> {
     let one = || object_storage::receive_events(client, queue_url, Duration::ZERO);
+    if !wide {
+        return one().await;
+    }
     let (a, b, c, d) = tokio::join!(one(), one(), one(), one());
     let mut messages = Vec::new();
     let mut error = None;
@@ -179,9 +184,13 @@ pub(super) async fn run(s: Shared) {
             // servers) often gives fewer than ten while more are waiting,
             // and resting a second after each such batch held a burst of
             // 1,000 uploads to ~10 objects a second.
+            // One receive while idle (an idle queue costs one request a
+            // second, as before); four at once from the round after one
+            // that gave messages.
+            let mut wide = false;
             for _ in 0..BURST {
                 let got = tokio::select! {
-                    r = receive_round(&client, &w.queue_url) => r,
+                    r = receive_round(&client, &w.queue_url, wide) => r,
                     _ = shutdown.changed() => return,
                 };
                 let messages = match got {
@@ -194,6 +203,7 @@ pub(super) async fn run(s: Shared) {
                 };
                 let drained = messages.is_empty();
                 any |= !drained;
+                wide = !drained;
                 let mut files = Vec::new();
                 let mut receipts = Vec::new();
                 for (receipt, body) in messages {
