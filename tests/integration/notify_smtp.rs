@@ -125,12 +125,12 @@ async fn mail_goes_out_authenticated_over_starttls_and_a_wrong_password_is_a_fai
 }
 
 /// With credentials, a server that does not offer STARTTLS never sees the
-/// password: the attempt fails instead of logging in in the clear.
+/// password: the attempt fails instead of logging in in the clear (the
+/// server offers AUTH without TLS and would take the login).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_never_sent_without_starttls() {
     let dir = tempfile::tempdir().unwrap();
-    // aiosmtpd without TLS: it would take the mail unauthenticated.
-    let smtp = Smtp::start(dir.path()).await;
+    let smtp = Smtp::start_auth_plain(dir.path(), USER, RIGHT).await;
     let m = dir.path().join("m");
     write(
         &m,
@@ -160,4 +160,5 @@ async fn credentials_are_never_sent_without_starttls() {
     out.assert_stderr("STARTTLS is not supported on this server");
     assert_hides("cpi notify test", &out.all());
     assert!(smtp.mails().is_empty(), "{:#?}", smtp.mails());
+    assert_eq!(smtp.refused(), 0, "no login was tried");
 }

@@ -177,6 +177,20 @@ impl Smtp {
         Self::spawn(cmd, port, maildir).await
     }
 
+    /// One without TLS that offers AUTH in the clear, as `user` with `password`.
+    pub async fn start_auth_plain(dir: &Path, user: &str, password: &str) -> Smtp {
+        let port = super::free_port();
+        let maildir = dir.join("maildir");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/smtp_auth.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .arg(port.to_string())
+            .arg(&maildir)
+            .args(["-", "-", user, password]);
+        Self::spawn(cmd, port, maildir).await
+    }
+
     /// The CA that signed [`Smtp::start_auth`]'s certificate.
     pub fn ca_file(dir: &Path) -> PathBuf {
         dir.join("smtp-certs").join("ca.crt")

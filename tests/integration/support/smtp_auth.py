@@ -5,6 +5,8 @@ counted in `refused` (one line per attempt) so that a test can tell a
 refusal from a mail that never came.
 
 usage: smtp_auth.py PORT MAILDIR CERT KEY USER PASSWORD
+CERT `-`: no TLS at all, and AUTH offered in the clear (a server that
+would take a password unprotected).
 """
 import mailbox
 import os
@@ -43,18 +45,20 @@ class Handler:
         return "250 OK"
 
 
-ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-ctx.load_cert_chain(cert, key)
+ctx = None
+if cert != "-":
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
 controller = Controller(
     Handler(),
     hostname="127.0.0.1",
     port=int(port),
     ready_timeout=10,
     tls_context=ctx,
-    require_starttls=True,
+    require_starttls=ctx is not None,
     authenticator=authenticate,
     auth_required=True,
-    auth_require_tls=True,
+    auth_require_tls=ctx is not None,
 )
 controller.start()
 done = threading.Event()
