@@ -9,6 +9,11 @@
 //! loader would write differently) goes whole into a `database_url_file`.
 //! Either way the manifests load back to exactly the stored URL, so
 //! `cpi diff` on the result finds nothing but the ownership change.
+//!
+//! The kinds stored in `cpi_objects` (Provider, Alert, Receiver, and any
+//! kind stored there later) are exported generically: the spec as stored.
+//! It names secrets only by their `*_file` paths (the table never holds a
+//! secret), so the manifest is the row and nothing is written beside it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,6 +23,7 @@ use crate::config::ProjectConfig;
 use crate::crypto::CryptoError;
 use crate::manifest::{ConnectionSpec, Envelope, Kind, ProjectSpec};
 use crate::output::{Files, SecretRefs};
+use crate::plan::ObjState;
 use crate::rules::{self, NameError, UrlError};
 use crate::secret::{self, Secret};
 use crate::store::{ConnectionRow, ProjectRow};
@@ -73,6 +79,15 @@ pub enum ExportError {
         name: String,
         /// Every problem.
         problems: Vec<String>,
+    },
+    /// A `cpi_objects` row named against the manifests' name rule.
+    #[error("{kind} name {source} to be a metadata.name; rename the row first")]
+    ObjectName {
+        /// Its kind.
+        kind: Kind,
+        /// Why the name does not do.
+        #[source]
+        source: NameError,
     },
     /// A project whose connection was left out.
     #[error("project {project:?}: its connection {connection:?} was not exported")]
@@ -211,6 +226,21 @@ pub fn project_manifest(row: &ProjectRow) -> Result<String, ExportError> {
     Ok(Envelope::new(Kind::Project, &row.name, spec).to_yaml(HEADER))
 }
 
+/// A `cpi_objects` row as a manifest, under `<kind>s/` (`providers/`,
+/// `alerts/`, …): the spec as stored.
+pub fn object_manifest(obj: &ObjState) -> Result<(PathBuf, String), ExportError> {
+    rules::check_name(&obj.name).map_err(|source| ExportError::ObjectName {
+        kind: obj.kind,
+        source,
+    })?;
+    let path = Path::new(&format!("{}s", obj.kind.as_str().to_lowercase()))
+        .join(format!("{}.yaml", obj.name));
+    Ok((
+        path,
+        Envelope::new(obj.kind, &obj.name, &obj.spec).to_yaml(HEADER),
+    ))
+}
+
 /// What `cpi export` writes, and the rows it leaves out (with the reason).
 #[derive(Debug, Default)]
 pub struct Exported {
@@ -223,7 +253,12 @@ pub struct Exported {
 /// Every row as a manifest. A row that cannot become a valid manifest is
 /// skipped with its reason, and so is a project whose connection is
 /// skipped: the exported folder must validate as a whole.
-pub fn export(conns: &[ConnectionRow], projs: &[ProjectRow], refs: &SecretRefs) -> Exported {
+pub fn export(
+    conns: &[ConnectionRow],
+    projs: &[ProjectRow],
+    objects: &[ObjState],
+    refs: &SecretRefs,
+) -> Exported {
     let mut out = Exported::default();
     let mut exported = BTreeSet::new();
     for row in conns {
@@ -254,6 +289,12 @@ pub fn export(conns: &[ConnectionRow], projs: &[ProjectRow], refs: &SecretRefs) 
                 Path::new("projects").join(format!("{}.yaml", row.name)),
                 text,
             )),
+            Err(e) => out.skipped.push(e),
+        }
+    }
+    for obj in objects {
+        match object_manifest(obj) {
+            Ok(file) => out.files.manifests.push(file),
             Err(e) => out.skipped.push(e),
         }
     }
@@ -372,7 +413,7 @@ mod tests {
             ),
             proj("ok", Some("abc"), serde_json::json!({})),
         ];
-        let out = export(&conns, &projs, &refs());
+        let out = export(&conns, &projs, &[], &refs());
         let names: Vec<_> = out.files.manifests.iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(
             names,
@@ -390,5 +431,31 @@ mod tests {
             .skipped
             .iter()
             .any(|s| s.to_string().contains("convert-legacy")));
+    }
+
+    #[test]
+    fn objects_export_their_spec_as_stored_under_their_kind() {
+        let obj = |name: &str| ObjState {
+            kind: Kind::Provider,
+            name: name.into(),
+            spec: serde_json::json!({"type": "webhook", "url_file": "/etc/cpi/hook.url"}),
+            managed_by: None,
+            source: None,
+        };
+        let out = export(&[], &[], &[obj("hook"), obj("bad name")], &refs());
+        assert_eq!(
+            out.files.manifests,
+            [(
+                PathBuf::from("providers/hook.yaml"),
+                format!("{HEADER}apiVersion: cpi/v1\nkind: Provider\nmetadata:\n  name: hook\nspec:\n  type: webhook\n  url_file: /etc/cpi/hook.url\n")
+            )]
+        );
+        assert!(out.files.secrets.is_empty());
+        assert_eq!(out.skipped.len(), 1);
+        assert!(
+            out.skipped[0].to_string().starts_with("Provider name "),
+            "{}",
+            out.skipped[0]
+        );
     }
 }

@@ -28,7 +28,12 @@ pub async fn export(
             secret::register(&url);
         }
     }
-    let exported = crate::export::export(&conns, &projs, &refs);
+    let objects: Vec<_> = store::simple::load_objects(pool)
+        .await?
+        .into_iter()
+        .map(|r| r.state)
+        .collect();
+    let exported = crate::export::export(&conns, &projs, &objects, &refs);
     output::write_all(&exported.files, output, secrets_out, force)?;
     for s in &exported.skipped {
         eprintln!("warning: skipped {s}");

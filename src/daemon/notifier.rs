@@ -35,12 +35,29 @@ pub struct Settings {
     pub console_url: Option<String>,
 }
 
-/// Runs until `stop` turns true.
+/// Runs until `stop` turns true. Idle, it asks one cheap question each
+/// [`POLL`] ([`deliveries::work_waiting`]) instead of opening the fan-out's
+/// and the sender's transactions: 2 statements a second per replica
+/// where it was 12 (two transactions of three statements each poll).
 pub async fn run(pool: PgPool, s: Settings, mut stop: watch::Receiver<bool>) {
     let client = send::client();
+    let mut idle = false;
     loop {
         if *stop.borrow() {
             return;
+        }
+        if idle {
+            let waiting = deliveries::work_waiting(&pool).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %secret::scrub_known(&e.to_string()), "notifications: cannot look for work");
+                false
+            });
+            if !waiting {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
         }
         let mut busy = false;
         match fan_out(&pool).await {
@@ -55,6 +72,7 @@ pub async fn run(pool: PgPool, s: Settings, mut stop: watch::Receiver<bool>) {
                 tracing::warn!(error = %secret::scrub_known(&e.to_string()), "notifications: delivery failed")
             }
         }
+        idle = !busy;
         if !busy {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
@@ -69,9 +87,7 @@ fn alert_of(v: serde_json::Value) -> Option<AlertSpec> {
 }
 
 fn window(a: &AlertSpec) -> Option<Duration> {
-    a.group_window
-        .as_deref()
-        .and_then(|w| humantime::parse_duration(w).ok())
+    a.group_window.as_ref().map(|w| w.duration())
 }
 
 /// One batch of queued events made into deliveries; how many events.

@@ -55,9 +55,15 @@ pub struct SmtpSpec {
     /// A secret file holding the SMTP user name.
     #[serde(default)]
     pub username_file: Option<String>,
-    /// A secret file holding the SMTP password.
+    /// A secret file holding the SMTP password. With credentials the
+    /// connection must be upgraded with STARTTLS: a password is never sent
+    /// in the clear.
     #[serde(default)]
     pub password_file: Option<String>,
+    /// A PEM file of CA certificates trusted for STARTTLS besides the
+    /// public roots (a private mail relay's CA).
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// An Alert: which events go to which Provider, and how often.
@@ -76,13 +82,55 @@ pub struct AlertSpec {
     pub min_severity: Option<String>,
     /// Events of one project within this window go in one message (`5m`).
     #[serde(default)]
-    pub group_window: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub group_window: Option<GroupWindow>,
     /// At most this many messages an hour; the last one says how many were held back.
     #[serde(default)]
     pub max_per_hour: Option<u32>,
     /// Whether messages may quote row values (default false).
     #[serde(default)]
     pub include_values: bool,
+}
+
+/// A group window as written (`5m`) and as parsed, parsed once when the
+/// spec is read: stored back as written, so the spec's digest does not
+/// depend on how humantime would print it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupWindow {
+    text: String,
+    duration: std::time::Duration,
+}
+
+impl GroupWindow {
+    /// The window.
+    pub fn duration(&self) -> std::time::Duration {
+        self.duration
+    }
+}
+
+impl std::str::FromStr for GroupWindow {
+    type Err = humantime::DurationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(GroupWindow {
+            text: s.to_string(),
+            duration: humantime::parse_duration(s)?,
+        })
+    }
+}
+
+impl Serialize for GroupWindow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupWindow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e| serde::de::Error::custom(format!("group_window {text:?}: {e}")))
+    }
 }
 
 /// Where a Receiver's pushes come from.
@@ -238,6 +286,9 @@ fn check_smtp(out: &mut Vec<Problem>, s: &SmtpSpec) {
             format!("smtp.to {a:?} is not a mail address"),
         ));
     }
+    if s.ca_file.as_ref().is_some_and(|f| f.trim().is_empty()) {
+        out.push(problem("smtp.ca_file", "smtp.ca_file is empty"));
+    }
     if s.username_file.is_some() != s.password_file.is_some() {
         out.push(problem(
             "smtp.password_file",
@@ -281,15 +332,15 @@ pub fn check_alert(spec: &AlertSpec, known_event: impl Fn(&str) -> bool) -> Vec<
             ));
         }
     }
-    if let Some(w) = &spec.group_window {
-        match humantime::parse_duration(w) {
-            Ok(d) if d <= MAX_GROUP_WINDOW => {}
-            Ok(_) => out.push(problem(
-                "group_window",
-                format!("group_window {w:?} is over 1h"),
-            )),
-            Err(e) => out.push(problem("group_window", format!("group_window {w:?}: {e}"))),
-        }
+    if let Some(w) = spec
+        .group_window
+        .as_ref()
+        .filter(|w| w.duration() > MAX_GROUP_WINDOW)
+    {
+        out.push(problem(
+            "group_window",
+            format!("group_window {:?} is over 1h", w.text),
+        ));
     }
     match spec.max_per_hour {
         Some(0) => out.push(problem("max_per_hour", "max_per_hour must be at least 1")),
@@ -422,6 +473,21 @@ mod tests {
         );
         assert!(check_alert(&a, known).is_empty());
         assert!(!a.include_values, "values are held back unless asked for");
+        assert_eq!(
+            a.group_window.as_ref().map(GroupWindow::duration),
+            Some(std::time::Duration::from_secs(300))
+        );
+        // Stored as written, whatever humantime would print.
+        assert_eq!(
+            serde_json::to_value(&a).unwrap()["group_window"],
+            serde_json::json!("5m")
+        );
+        let bad = serde_yaml::from_str::<AlertSpec>(
+            "provider: ops\nprojects: [hr]\nevents: [import.failed]\ngroup_window: soon\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("group_window \"soon\""), "{bad}");
     }
 
     #[test]

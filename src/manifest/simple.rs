@@ -47,6 +47,15 @@ pub(super) fn parse(
                         }
                     }
                 }
+                // A CA is no secret: only made absolute, like the secret
+                // files, for a daemon that runs elsewhere.
+                if let Some(ca) = spec.smtp.as_mut().and_then(|s| s.ca_file.as_mut()) {
+                    let path = secret_path(secrets_dir, ca);
+                    *ca = std::path::absolute(&path)
+                        .unwrap_or(path)
+                        .to_string_lossy()
+                        .into_owned();
+                }
             }
             done(ctx, kind, env.metadata.name, &spec, None, errors)
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::message::Outgoing;
@@ -187,19 +187,38 @@ async fn mail(smtp: &SmtpSpec, msg: &Outgoing) -> Result<(), SendError> {
         m = m.to(to.parse().map_err(|e| bad(&e))?);
     }
     let m = m.body(msg.text.clone()).map_err(|e| bad(&e))?;
-    let tls = TlsParameters::new(smtp.host.clone()).map_err(|e| bad(&e))?;
-    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-        .port(smtp.port.unwrap_or(587))
-        // STARTTLS when the server offers it.
-        .tls(Tls::Opportunistic(tls))
-        .timeout(Some(SEND_TIMEOUT));
+    let mut tls = TlsParameters::builder(smtp.host.clone());
+    if let Some(path) = &smtp.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| SendError::Mail(format!("smtp.ca_file: cannot read {path}: {e}")))?;
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| SendError::Mail(format!("smtp.ca_file {path}: {}", error_chain(&e))))?;
+        tls = tls.add_root_certificate(cert);
+    }
+    let tls = tls.build().map_err(|e| bad(&e))?;
     let user = read("smtp.username_file", &smtp.username_file)?;
     let password = read("smtp.password_file", &smtp.password_file)?;
-    if let (Some(u), Some(p)) = (user, password) {
-        transport = transport.credentials(Credentials::new(
+    let credentials = match (user, password) {
+        (Some(u), Some(p)) => Some(Credentials::new(
             u.expose().to_string(),
             p.expose().to_string(),
-        ));
+        )),
+        _ => None,
+    };
+    // STARTTLS when the server offers it; required when there is a password
+    // to send, so that a server (or a man in the middle) that does not
+    // offer it never sees the password.
+    let tls = if credentials.is_some() {
+        Tls::Required(tls)
+    } else {
+        Tls::Opportunistic(tls)
+    };
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port.unwrap_or(587))
+        .tls(tls)
+        .timeout(Some(SEND_TIMEOUT));
+    if let Some(c) = credentials {
+        transport = transport.credentials(c);
     }
     let sent = tokio::time::timeout(SEND_TIMEOUT, transport.build().send(m)).await;
     match sent {

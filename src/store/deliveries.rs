@@ -32,6 +32,19 @@ pub async fn take_queued(tx: &mut PgConnection, limit: i64) -> Result<Vec<Event>
     .await?)
 }
 
+/// Whether the notifier has work: a queued event, or a pending delivery
+/// that is due. One statement outside any transaction (the partial index
+/// on pending deliveries keeps it small): all an idle notifier costs.
+pub async fn work_waiting(db: impl PgExecutor<'_>) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM cpi_notify_queue)
+             OR EXISTS (SELECT 1 FROM cpi_deliveries
+                         WHERE state = 'pending' AND next_attempt_at <= clock_timestamp())",
+    )
+    .fetch_one(db)
+    .await?)
+}
+
 /// A delivery to create: an event an Alert takes, due at `due`.
 #[derive(Debug, Clone)]
 pub struct NewDelivery<'a> {

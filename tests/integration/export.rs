@@ -144,3 +144,86 @@ async fn export_on_an_unmigrated_database_says_so() {
     .run();
     r.assert_code(1).assert_stderr("cpi migrate");
 }
+
+/// The `cpi_objects` kinds (Provider, Alert, Receiver) are exported as
+/// they are stored: secrets stay `*_file` paths, their contents appear
+/// nowhere; the folder validates, and once adopted `cpi diff` is clean.
+#[tokio::test]
+async fn notification_objects_export_with_their_file_paths_and_diff_clean() {
+    use crate::notify::{folder, KEY_SECRET, SMTP_SECRET, URL_SECRET};
+    let db = TestDb::new().await;
+    let src = tempfile::tempdir().unwrap();
+    folder(src.path());
+    let from = src.path().to_str().unwrap();
+    Cpi::new(["apply", "--manifests", from])
+        .db(&db)
+        .run()
+        .assert_code(0);
+    // As if the rows came from another install: nobody's yet.
+    let pool = db.pool().await;
+    sqlx::query("UPDATE cpi_objects SET managed_by = NULL, source = NULL, applied_digest = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let secrets = dir.path().join("secrets");
+    let (o, s) = (out.to_str().unwrap(), secrets.to_str().unwrap());
+    let e = Cpi::new(["export", "--dir", o, "--secrets-out", s])
+        .db(&db)
+        .run();
+    e.assert_code(0)
+        .assert_hides("cpi export", &[URL_SECRET, KEY_SECRET, SMTP_SECRET]);
+    let mut written = Vec::new();
+    for (sub, name) in [
+        ("providers", "ops"),
+        ("providers", "mail"),
+        ("alerts", "failures"),
+        ("receivers", "gh"),
+    ] {
+        let text = std::fs::read_to_string(out.join(sub).join(format!("{name}.yaml")))
+            .unwrap_or_else(|err| panic!("{sub}/{name}.yaml: {err}\n{}", e.all()));
+        written.push(text);
+    }
+    let all = written.join("\n");
+    for secret in [URL_SECRET, KEY_SECRET, SMTP_SECRET] {
+        assert!(!all.contains(secret), "{secret} exported: {all}");
+    }
+    // The secret files are named by the paths the rows hold (absolute).
+    let ops_url = src.path().join("ops.url");
+    assert!(
+        written[0].contains(&format!("url_file: {}", ops_url.display())),
+        "{}",
+        written[0]
+    );
+    assert!(written[1].contains("password_file: "), "{}", written[1]);
+    // Nothing is written beside them: the rows held no secret to write.
+    assert!(std::fs::read_dir(&secrets).map_or(true, |d| d.count() == 0));
+
+    let m = ["--manifests", o, "--secrets-dir", s];
+    Cpi::new(["validate"]).args(m).run().assert_code(0);
+    let d = Cpi::new(["diff", "--adopt", "--output", "json"])
+        .args(m)
+        .db(&db)
+        .run();
+    assert_eq!(d.code, 2, "{}", d.all());
+    let plan: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 4, "{}", d.stdout);
+    for c in changes {
+        assert_eq!(
+            c["fields"],
+            serde_json::json!(["managed_by", "source"]),
+            "only ownership changes: {c}"
+        );
+    }
+    Cpi::new(["apply", "--adopt"])
+        .args(m)
+        .db(&db)
+        .run()
+        .assert_code(0);
+    let d = Cpi::new(["diff"]).args(m).db(&db).run();
+    assert_eq!(d.code, 0, "{}", d.all());
+    d.assert_hides("cpi diff", &[URL_SECRET, KEY_SECRET, SMTP_SECRET]);
+}

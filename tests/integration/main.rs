@@ -36,6 +36,7 @@ mod notify;
 mod notify_delivery;
 mod notify_faults;
 mod notify_hooks;
+mod notify_smtp;
 mod packaging;
 mod pg_input;
 mod queue;

@@ -6,11 +6,12 @@ use sqlx::Row;
 use crate::support::fs::manifest;
 use crate::support::{write, Cpi, TestDb};
 
-const URL_SECRET: &str = "planted-url-secret-7731";
-const KEY_SECRET: &str = "planted-hmac-secret-4410";
-const SMTP_SECRET: &str = "planted-smtp-secret-2207";
+pub const URL_SECRET: &str = "planted-url-secret-7731";
+pub const KEY_SECRET: &str = "planted-hmac-secret-4410";
+pub const SMTP_SECRET: &str = "planted-smtp-secret-2207";
 
-fn folder(dir: &std::path::Path) {
+/// A Provider of each type (secrets in files beside), an Alert, a Receiver.
+pub fn folder(dir: &std::path::Path) {
     write(
         dir,
         "notify/ops.yaml",

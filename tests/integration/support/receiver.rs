@@ -146,15 +146,62 @@ impl Smtp {
     pub async fn start(dir: &Path) -> Smtp {
         let port = super::free_port();
         let maildir = dir.join("maildir");
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l"])
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir);
+        Self::spawn(cmd, port, maildir).await
+    }
+
+    /// Starts one (`smtp_auth.py`, on aiosmtpd) that wants STARTTLS with a
+    /// certificate for 127.0.0.1 signed by a CA made here (`ca.crt` below
+    /// `dir`, see [`Smtp::ca_file`]), then AUTH PLAIN or LOGIN as `user`
+    /// with `password`; each mail gets `X-Authenticated-As` and `X-Tls`.
+    pub async fn start_auth(dir: &Path, user: &str, password: &str) -> Smtp {
+        let certs = dir.join("smtp-certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        super::tls::ca(&certs, "ca");
+        super::tls::leaf(&certs, "ca", "mx", "127.0.0.1", Some("IP:127.0.0.1"), "2");
+        let port = super::free_port();
+        let maildir = dir.join("maildir");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/smtp_auth.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .arg(port.to_string())
             .arg(&maildir)
+            .arg(certs.join("mx.crt"))
+            .arg(certs.join("mx.key"))
+            .args([user, password]);
+        Self::spawn(cmd, port, maildir).await
+    }
+
+    /// One without TLS that offers AUTH in the clear, as `user` with `password`.
+    pub async fn start_auth_plain(dir: &Path, user: &str, password: &str) -> Smtp {
+        let port = super::free_port();
+        let maildir = dir.join("maildir");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/smtp_auth.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .arg(port.to_string())
+            .arg(&maildir)
+            .args(["-", "-", user, password]);
+        Self::spawn(cmd, port, maildir).await
+    }
+
+    /// The CA that signed [`Smtp::start_auth`]'s certificate.
+    pub fn ca_file(dir: &Path) -> PathBuf {
+        dir.join("smtp-certs").join("ca.crt")
+    }
+
+    async fn spawn(mut cmd: Command, port: u16, maildir: PathBuf) -> Smtp {
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
+            .expect("python3 with aiosmtpd (pip install aiosmtpd)");
         wait_for("aiosmtpd listening", Duration::from_secs(15), || async {
             tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -168,6 +215,13 @@ impl Smtp {
             maildir,
             child,
         }
+    }
+
+    /// How many logins [`Smtp::start_auth`]'s server refused.
+    pub fn refused(&self) -> usize {
+        std::fs::read_to_string(self.maildir.join("refused"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
     }
 
     /// Every mail received, as text.
