@@ -200,7 +200,10 @@ async fn load_in_one(
             break;
         }
     }
-    if loads.len() == run.len() && loads.iter().all(Result::is_ok) {
+    if loads.len() == run.len()
+        && loads.iter().all(Result::is_ok)
+        && ledger(&mut tx, run, &loads).await?
+    {
         let committed = tx.commit().await.is_ok();
         return Ok((loads, committed));
     }
@@ -227,6 +230,34 @@ async fn load_in_one(
     }
     let committed = tx.commit().await.is_ok();
     Ok((loads, committed))
+}
+
+/// The shared pass's ledger rows, in one statement: whether every one was
+/// new (a duplicate, of an earlier batch or inside this one, sends the
+/// batch to its pass with savepoints, which finds it before its rows move).
+async fn ledger(
+    tx: &mut PgConnection,
+    run: &[(usize, Prepared)],
+    loads: &[Result<Loaded, Failure>],
+) -> Result<bool, sqlx::Error> {
+    let rows: Vec<target::LedgerRow<'_>> = run
+        .iter()
+        .zip(loads)
+        .filter_map(|((_, p), l)| {
+            let l = l.as_ref().ok()?;
+            Some(target::LedgerRow {
+                sha256: &l.sha256,
+                job_id: p.ctx.job_id,
+                file_name: &p.ctx.file,
+                rows: l.ledger_rows?,
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(true);
+    }
+    let ctx = &run[0].1.ctx;
+    target::ledger_insert_all(tx, &ctx.project, &ctx.opts.table.quoted(), &rows).await
 }
 
 /// The error of a file whose load was rolled back with its batch.
@@ -331,6 +362,7 @@ mod tests {
             errors_total: 0,
             checks: Vec::new(),
             created: None,
+            ledger_rows: None,
         })
     }
 

@@ -57,4 +57,7 @@ pub(crate) struct Loaded {
     pub checks: Vec<crate::import::checks::CheckResult>,
     /// The `CREATE TABLE` the load ran, when the table was missing.
     pub created: Option<String>,
+    /// A batch's shared pass leaves the ledger row to the batch, which
+    /// writes the pass's rows in one statement: the rows it records.
+    pub ledger_rows: Option<u64>,
 }

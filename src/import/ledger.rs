@@ -49,6 +49,7 @@ pub(super) async fn record(
             errors_total: 0,
             checks: Vec::new(),
             created: None,
+            ledger_rows: None,
         },
     }))
 }
@@ -73,5 +74,6 @@ pub(super) fn duplicate(
         errors_total: 0,
         checks: Vec::new(),
         created: None,
+        ledger_rows: None,
     }
 }

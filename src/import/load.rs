@@ -374,9 +374,12 @@ async fn load_once(
         return Err(Failure::Changed(why));
     }
     let merge_done = started.elapsed();
+    // A shared pass leaves the ledger row to its batch (one statement for
+    // the pass); a replay supersedes the old row first, so writes its own.
+    let ledger_rows = (shared && !ctx.replay).then_some(summary.rows_loaded);
     if dry_run {
         tx.rollback().await.map_err(db)?;
-    } else {
+    } else if ledger_rows.is_none() {
         if let Some(dup) = record(&mut tx, ctx, &sha256, summary.rows_loaded)
             .await
             .map_err(db)?
@@ -435,6 +438,7 @@ async fn load_once(
         errors_total: summary.errors_total,
         checks: results,
         created,
+        ledger_rows,
     })
 }
 

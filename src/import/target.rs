@@ -223,6 +223,48 @@ pub async fn ledger_insert(
     Ok(r.rows_affected() == 1)
 }
 
+/// One ledger row of a batch's shared pass.
+pub struct LedgerRow<'a> {
+    /// The file's content hash.
+    pub sha256: &'a str,
+    /// The job that loaded it.
+    pub job_id: Uuid,
+    /// The file, as the job names it.
+    pub file_name: &'a str,
+    /// The rows it loaded.
+    pub rows: u64,
+}
+
+/// Writes the ledger rows of a batch's shared pass in one statement;
+/// whether every one was new (`false`: a content is in the ledger
+/// already, or twice in the pass; nothing is decided here, the batch
+/// loads again with a savepoint per file).
+pub async fn ledger_insert_all(
+    conn: &mut PgConnection,
+    project: &str,
+    table: &str,
+    rows: &[LedgerRow<'_>],
+) -> Result<bool, sqlx::Error> {
+    let sha: Vec<&str> = rows.iter().map(|r| r.sha256).collect();
+    let jobs: Vec<Uuid> = rows.iter().map(|r| r.job_id).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.file_name).collect();
+    let counts: Vec<i64> = rows.iter().map(|r| r.rows as i64).collect();
+    let r = sqlx::query(
+        "INSERT INTO cpi.imported_files (project, target_table, sha256, job_id, file_name, rows)
+         SELECT $1, $2, s, j, f, n FROM unnest($3::text[], $4::uuid[], $5::text[], $6::int8[]) AS u(s, j, f, n)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(project)
+    .bind(table)
+    .bind(&sha)
+    .bind(&jobs)
+    .bind(&names)
+    .bind(&counts)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == rows.len() as u64)
+}
+
 /// How long connecting to a target database may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -457,3 +457,58 @@ async fn regression_every_upsert_file_of_a_batch_merges_not_only_the_first() {
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 50);
 }
+
+#[tokio::test]
+async fn duplicates_into_a_table_without_a_key_are_found_by_the_ledger_of_the_batch() {
+    // No key to break: only the ledger tells a copy. f3 repeats f2 inside
+    // one batch, and f5 (a later batch) repeats f1.
+    let db = TestDb::new().await;
+    let s = Setup::new(&db, &[("p", "{table: loose, mode: append}")]);
+    let pool = db.pool().await;
+    sqlx::query("CREATE TABLE loose (id bigint, tag text, n int)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    drop_files(&s, 4);
+    let inbox = s.inbox("p");
+    std::fs::copy(inbox.join("f02.csv"), inbox.join("f03.csv")).unwrap();
+    let _d = start_on_aged_files(&db, &s, "log");
+    wait_i64(
+        &pool,
+        60,
+        "the first batch finished",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'duplicate', 'failed')",
+        4,
+    )
+    .await
+    .unwrap();
+    std::fs::write(inbox.join("f05.csv"), csv_rows(100, 10, "f01")).unwrap();
+    std::fs::write(inbox.join("f06.csv"), csv_rows(600, 10, "f06")).unwrap();
+    wait_i64(
+        &pool,
+        60,
+        "the second batch finished",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'duplicate', 'failed')",
+        6,
+    )
+    .await
+    .unwrap();
+    let dups: Vec<(String, String)> = sqlx::query_as(
+        "SELECT file_name, error FROM cpi_import_jobs WHERE status = 'duplicate' ORDER BY file_name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        dups.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(),
+        ["f03.csv", "f05.csv"],
+        "{dups:?}"
+    );
+    assert!(dups[0].1.contains("f02.csv"), "{}", dups[0].1);
+    assert!(dups[1].1.contains("f01.csv"), "{}", dups[1].1);
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM loose").await, 40);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi.imported_files").await,
+        4
+    );
+}
