@@ -102,7 +102,7 @@ pub fn plan(desired: &Desired, observed: &Observed, owner: &str, adopt: bool) ->
     p.connections = kinds.plan(want_conns, &observed.connections);
     p.projects = kinds.plan(want_projs, &observed.projects);
     let want_objects = desired_objects(desired, owner);
-    for kind in Kind::SIMPLE {
+    for kind in Kind::STORED {
         let want = want_objects.iter().filter(|o| o.kind == kind).cloned();
         let rows: Vec<Row<ObjState>> = observed
             .objects
