@@ -1,6 +1,7 @@
 //! One integration-test binary; modules by intent.
 
 mod access;
+mod access_git;
 mod api;
 mod batch;
 mod ci;
