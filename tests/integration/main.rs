@@ -2,6 +2,7 @@
 
 mod access;
 mod access_git;
+mod access_lists;
 mod api;
 mod batch;
 mod ci;
