@@ -1,5 +1,6 @@
 //! Inbox folders: which files are candidates, when a file is ready (its
-//! size and mtime unchanged for `settle`), and where it goes after its job
+//! size and mtime unchanged for `settle`, seen by this process or told by
+//! the mtime itself), and where it goes after its job
 //! (`processed/`, or `failed/` with `<name>.error.json`). Nothing here
 //! deletes a file but its own copy of one.
 
@@ -49,13 +50,22 @@ impl<K> Default for Readiness<K> {
 }
 
 impl<K: Clone + Eq + std::hash::Hash + Ord> Readiness<K> {
-    /// Feeds one listing (path, size, mtime) taken at `now`; returns the
-    /// files that became ready, in name order.
+    /// Feeds one listing (path, size, mtime) taken at `now` (`wall` by the
+    /// clock mtimes are in); returns the files that became ready, in name
+    /// order.
+    ///
+    /// A file is ready once it has been listed unchanged for `settle`, or at
+    /// once when its mtime is already `settle` in the past: every write
+    /// moves the mtime, so the file has not been written for that long. A
+    /// file written elsewhere and renamed in (what the docs ask producers
+    /// to do) thus costs no settle wait; an mtime in the future (a clock
+    /// ahead of ours) only counts what this process saw.
     pub fn observe(
         &mut self,
         listing: &[(K, u64, SystemTime)],
         settle: Duration,
         now: Instant,
+        wall: SystemTime,
     ) -> Vec<K> {
         let present: HashSet<&K> = listing.iter().map(|(p, _, _)| p).collect();
         self.seen.retain(|p, _| present.contains(p));
@@ -77,7 +87,8 @@ impl<K: Clone + Eq + std::hash::Hash + Ord> Readiness<K> {
                 };
                 continue;
             }
-            if !entry.emitted && now.duration_since(entry.since) >= settle {
+            let quiet = wall.duration_since(*mtime).is_ok_and(|age| age >= settle);
+            if !entry.emitted && (quiet || now.duration_since(entry.since) >= settle) {
                 entry.emitted = true;
                 ready.push(path.clone());
             }
@@ -373,12 +384,12 @@ mod tests {
         let now = Instant::now();
         let listing = vec![(PathBuf::from("s3://b/in/a.csv#e"), 10, t)];
         let mut r = Readiness::default();
-        assert_eq!(r.observe(&listing, Duration::ZERO, now).len(), 1);
+        assert_eq!(r.observe(&listing, Duration::ZERO, now, t).len(), 1);
         // The same key, ETag, size and second: not new by itself...
-        assert!(r.observe(&listing, Duration::ZERO, now).is_empty());
+        assert!(r.observe(&listing, Duration::ZERO, now, t).is_empty());
         // ...but after its job moved it away, a listing of it is a new upload.
         assert!(r.forget(Path::new("s3://b/in/a.csv#e")));
-        assert_eq!(r.observe(&listing, Duration::ZERO, now).len(), 1);
+        assert_eq!(r.observe(&listing, Duration::ZERO, now, t).len(), 1);
         assert!(!r.forget(Path::new("s3://b/in/other.csv#e")));
     }
 
@@ -407,35 +418,66 @@ mod tests {
         let p = PathBuf::from("/in/a.csv");
         let m1 = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
         let m2 = SystemTime::UNIX_EPOCH + Duration::from_secs(2);
-        assert!(r.observe(&[(p.clone(), 10, m1)], settle, t0).is_empty());
+        // The wall clock at the last write: only what this process sees counts.
+        assert!(r.observe(&[(p.clone(), 10, m1)], settle, t0, m2).is_empty());
         // Grew: settling starts over.
         assert!(r
-            .observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(3))
+            .observe(
+                &[(p.clone(), 20, m2)],
+                settle,
+                t0 + Duration::from_secs(3),
+                m2
+            )
             .is_empty());
         assert!(r.settling());
         assert!(r
-            .observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(4))
+            .observe(
+                &[(p.clone(), 20, m2)],
+                settle,
+                t0 + Duration::from_secs(4),
+                m2
+            )
             .is_empty());
         assert_eq!(
-            r.observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(5)),
+            r.observe(
+                &[(p.clone(), 20, m2)],
+                settle,
+                t0 + Duration::from_secs(5),
+                m2
+            ),
             vec![p.clone()]
         );
         // Handed out once.
         assert!(r
-            .observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(9))
+            .observe(
+                &[(p.clone(), 20, m2)],
+                settle,
+                t0 + Duration::from_secs(9),
+                m2
+            )
             .is_empty());
         assert!(!r.settling());
         r.release(&p);
         assert_eq!(
-            r.observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(10)),
+            r.observe(
+                &[(p.clone(), 20, m2)],
+                settle,
+                t0 + Duration::from_secs(10),
+                m2
+            ),
             vec![p.clone()]
         );
         // Gone from the listing: forgotten, so a new file of that name starts fresh.
         assert!(r
-            .observe(&[], settle, t0 + Duration::from_secs(11))
+            .observe(&[], settle, t0 + Duration::from_secs(11), m2)
             .is_empty());
         assert!(r
-            .observe(&[(p.clone(), 20, m2)], settle, t0 + Duration::from_secs(11))
+            .observe(
+                &[(p.clone(), 20, m2)],
+                settle,
+                t0 + Duration::from_secs(11),
+                m2
+            )
             .is_empty());
     }
 
@@ -448,9 +490,9 @@ mod tests {
             .iter()
             .map(|n| (PathBuf::from(n), 1, m))
             .collect();
-        r.observe(&listing, Duration::ZERO, t0);
+        r.observe(&listing, Duration::ZERO, t0, m);
         let mut r = Readiness::default();
-        let got = r.observe(&listing, Duration::ZERO, t0);
+        let got = r.observe(&listing, Duration::ZERO, t0, m);
         assert_eq!(
             got,
             vec![
@@ -458,6 +500,52 @@ mod tests {
                 PathBuf::from("b.csv"),
                 PathBuf::from("c.csv")
             ]
+        );
+    }
+
+    #[test]
+    fn a_file_whose_mtime_is_settle_old_is_ready_at_first_sight() {
+        let settle = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let p = PathBuf::from("/in/renamed.csv");
+        // Written long ago and renamed in: nothing to wait for.
+        let mut r = Readiness::default();
+        let old = wall - Duration::from_secs(60);
+        assert_eq!(
+            r.observe(&[(p.clone(), 9, old)], settle, t0, wall),
+            vec![p.clone()]
+        );
+        // Written a second ago: it waits out the rest of its settle time
+        // by the mtime, before this process has seen it for settle.
+        let mut r = Readiness::default();
+        let recent = wall - Duration::from_secs(1);
+        assert!(r
+            .observe(&[(p.clone(), 9, recent)], settle, t0, wall)
+            .is_empty());
+        let later = t0 + Duration::from_millis(1_100);
+        let wall_later = wall + Duration::from_millis(1_100);
+        assert_eq!(
+            r.observe(&[(p.clone(), 9, recent)], settle, later, wall_later),
+            vec![p.clone()]
+        );
+        // An mtime ahead of our clock proves nothing: only seeing it counts.
+        let mut r = Readiness::default();
+        let ahead = wall + Duration::from_secs(3_600);
+        assert!(r
+            .observe(&[(p.clone(), 9, ahead)], settle, t0, wall)
+            .is_empty());
+        assert!(r
+            .observe(
+                &[(p.clone(), 9, ahead)],
+                settle,
+                t0 + Duration::from_secs(1),
+                wall
+            )
+            .is_empty());
+        assert_eq!(
+            r.observe(&[(p.clone(), 9, ahead)], settle, t0 + settle, wall + settle),
+            vec![p.clone()]
         );
     }
 

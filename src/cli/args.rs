@@ -491,7 +491,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// A file is ready when its size and mtime have not changed for this long
-    /// (a project's `settle_seconds` overrides it).
+    /// (a project's `settle_seconds` overrides it); a file whose mtime is
+    /// already that old when listed (renamed in) is ready at once.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub settle: Duration,
     /// A claimed job is taken over by another worker when its lease is not

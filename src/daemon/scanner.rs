@@ -233,7 +233,9 @@ pub(super) async fn scan(
             };
             let dir = ib.dir.to_string_lossy();
             let listing = ours(listing, &dir, &ib.patterns);
-            let ready = ib.readiness.observe(&listing, ib.settle, Instant::now());
+            let ready =
+                ib.readiness
+                    .observe(&listing, ib.settle, Instant::now(), SystemTime::now());
             let written: HashMap<FileRef, SystemTime> = if ib.prefix.is_some() {
                 listing.into_iter().map(|(f, _, m)| (f, m)).collect()
             } else {

@@ -800,3 +800,53 @@ async fn a_table_that_changes_shape_between_two_files_takes_the_second() {
     );
     d.stop(Duration::from_secs(20)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_in_after_its_writer_finished_skips_the_settle_wait() {
+    let db = TestDb::new().await;
+    let (s, pool) = Setup::events(&db).await;
+    // A settle window far longer than the test's wait: only the mtime can
+    // make the renamed file ready in time.
+    let d = InProcess::start(&db, &s, |c| c.settle = Duration::from_secs(60)).await;
+    reconciled(
+        &pool,
+        "SELECT count(*) FROM cpi_projects WHERE managed_by = 'cpi'",
+    )
+    .await;
+    let inbox = s.inbox("p");
+    // Written in place just now: it must wait out its settle time.
+    std::fs::write(inbox.join("fresh.csv"), csv_rows(100, 3, "fresh")).unwrap();
+    // Written elsewhere two minutes ago, then renamed in (the way the docs
+    // ask producers to drop a file).
+    let staged = s.manifests().parent().unwrap().join("renamed.csv");
+    std::fs::write(&staged, csv_rows(1, 5, "renamed")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+    std::fs::rename(&staged, inbox.join("renamed.csv")).unwrap();
+    exists(
+        &inbox.join("processed/renamed.csv"),
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events WHERE tag = 'renamed'").await,
+        5
+    );
+    // The fresh file is still settling: not queued, not loaded.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(inbox.join("fresh.csv").exists());
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM events WHERE tag = 'fresh'").await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi_import_jobs").await,
+        1
+    );
+    d.stop(Duration::from_secs(20)).await.unwrap();
+}
