@@ -20,7 +20,8 @@ const PICKUP: Duration = Duration::from_secs(12);
 
 /// The token texts of the tests: planted secrets, never to be printed.
 const CI_TOKEN: &str = "cpi_planted_ci_token_0123456789abcdef";
-const OLD_TOKEN: &str = "cpi_planted_expired_token_fedcba9876";
+const OLD_TOKEN: &str = "cpi_planted_kept_token_fedcba9876";
+const EXPIRED_TOKEN: &str = "cpi_planted_expired_token_5555aaaa";
 
 fn token(name: &str, text: &str, expires: &str) -> String {
     manifest(
@@ -39,6 +40,33 @@ fn binding(name: &str, role: &str, token: &str) -> String {
         name,
         &format!("role: {role}\nprojects: ['*']\nsubjects: [{{token: {token}}}]\n"),
     )
+}
+
+/// A manifests folder: token `ci` bound as viewer on every project, and
+/// token `keep`, which stays (so that revoking `ci` is not the removal of
+/// every managed object, which the delete guard refuses).
+fn ci_viewer_and_a_kept_token() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("manifests");
+    std::fs::create_dir(&m).unwrap();
+    write(
+        &m,
+        "ci.yaml",
+        &token("ci", CI_TOKEN, "2999-01-01T00:00:00Z"),
+    );
+    write(&m, "ci-role.yaml", &binding("ci-role", "viewer", "ci"));
+    write(
+        &m,
+        "keep.yaml",
+        &token("keep", OLD_TOKEN, "2999-01-01T00:00:00Z"),
+    );
+    (dir, m)
+}
+
+/// Removes token `ci` and its binding from the manifests.
+fn revoke_ci(m: &Path) {
+    std::fs::remove_file(m.join("ci.yaml")).unwrap();
+    std::fs::remove_file(m.join("ci-role.yaml")).unwrap();
 }
 
 /// `cpi serve` as a process, killed when dropped (its log printed if the test failed).
@@ -132,20 +160,12 @@ fn apply(db: &TestDb, manifests: &Path) -> Run {
 #[tokio::test]
 async fn regression_cpi_serve_honours_api_tokens_from_git() {
     let db = TestDb::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let m = dir.path().join("manifests");
-    std::fs::create_dir(&m).unwrap();
-    write(
-        &m,
-        "ci.yaml",
-        &token("ci", CI_TOKEN, "2999-01-01T00:00:00Z"),
-    );
+    let (dir, m) = ci_viewer_and_a_kept_token();
     write(
         &m,
         "old.yaml",
-        &token("old", OLD_TOKEN, "2020-01-01T00:00:00Z"),
+        &token("old", EXPIRED_TOKEN, "2020-01-01T00:00:00Z"),
     );
-    write(&m, "ci-role.yaml", &binding("ci-role", "viewer", "ci"));
     write(&m, "old-role.yaml", &binding("old-role", "admin", "old"));
     let serve = Serve::start(&db, dir.path()).await;
     let base = serve.base.as_str();
@@ -172,7 +192,7 @@ async fn regression_cpi_serve_honours_api_tokens_from_git() {
         "the applied token works on cpi serve"
     );
     assert_eq!(
-        status(base, reqwest::Method::GET, "/projects", OLD_TOKEN).await,
+        status(base, reqwest::Method::GET, "/projects", EXPIRED_TOKEN).await,
         StatusCode::UNAUTHORIZED,
         "an expired token is refused"
     );
@@ -190,8 +210,7 @@ async fn regression_cpi_serve_honours_api_tokens_from_git() {
     })
     .await
     .unwrap();
-    std::fs::remove_file(m.join("ci.yaml")).unwrap();
-    std::fs::remove_file(m.join("ci-role.yaml")).unwrap();
+    revoke_ci(&m);
     apply(&db, &m);
     wait_status(
         base,
@@ -208,21 +227,7 @@ async fn regression_cpi_serve_honours_api_tokens_from_git() {
 #[tokio::test]
 async fn a_token_removed_from_git_stops_working_on_the_daemon_and_on_cpi_serve() {
     let db = TestDb::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let m = dir.path().join("manifests");
-    std::fs::create_dir(&m).unwrap();
-    write(
-        &m,
-        "ci.yaml",
-        &token("ci", CI_TOKEN, "2999-01-01T00:00:00Z"),
-    );
-    write(&m, "ci-role.yaml", &binding("ci-role", "viewer", "ci"));
-    // Kept, so that the removal is not of every managed object.
-    write(
-        &m,
-        "keep.yaml",
-        &token("keep", OLD_TOKEN, "2999-01-01T00:00:00Z"),
-    );
+    let (dir, m) = ci_viewer_and_a_kept_token();
     let port = free_port();
     let daemon = Daemon::start(
         &db,
@@ -237,8 +242,7 @@ async fn a_token_removed_from_git_stops_working_on_the_daemon_and_on_cpi_serve()
     let serve = Serve::start(&db, dir.path()).await;
     wait_token_works(&daemon_base, CI_TOKEN, "the token on the daemon").await;
     wait_token_works(&serve.base, CI_TOKEN, "the token on cpi serve").await;
-    std::fs::remove_file(m.join("ci.yaml")).unwrap();
-    std::fs::remove_file(m.join("ci-role.yaml")).unwrap();
+    revoke_ci(&m);
     wait_status(
         &daemon_base,
         CI_TOKEN,
@@ -271,20 +275,7 @@ async fn a_token_removed_from_git_stops_working_on_the_daemon_and_on_cpi_serve()
 #[tokio::test]
 async fn diff_and_apply_show_access_objects_and_never_the_token() {
     let db = TestDb::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let m = dir.path().join("manifests");
-    std::fs::create_dir(&m).unwrap();
-    write(
-        &m,
-        "ci.yaml",
-        &token("ci", CI_TOKEN, "2999-01-01T00:00:00Z"),
-    );
-    write(&m, "ci-role.yaml", &binding("ci-role", "viewer", "ci"));
-    write(
-        &m,
-        "keep.yaml",
-        &token("keep", OLD_TOKEN, "2999-01-01T00:00:00Z"),
-    );
+    let (dir, m) = ci_viewer_and_a_kept_token();
     let hash = sha256_hex(CI_TOKEN);
     let diff = |what: &str| {
         let run = Cpi::new(["diff"]).db(&db).manifests(&m).run();
@@ -316,8 +307,7 @@ async fn diff_and_apply_show_access_objects_and_never_the_token() {
         .assert_stdout("+  role: operator");
     outputs.push(d.all());
     outputs.push(apply(&db, &m).all());
-    std::fs::remove_file(m.join("ci.yaml")).unwrap();
-    std::fs::remove_file(m.join("ci-role.yaml")).unwrap();
+    revoke_ci(&m);
     let d = diff("the removed objects");
     d.assert_stdout("- ApiToken ci (delete)")
         .assert_stdout("- RoleBinding ci-role (delete)");
