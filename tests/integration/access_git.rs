@@ -275,7 +275,7 @@ async fn a_token_removed_from_git_stops_working_on_the_daemon_and_on_cpi_serve()
 #[tokio::test]
 async fn diff_and_apply_show_access_objects_and_never_the_token() {
     let db = TestDb::new().await;
-    let (dir, m) = ci_viewer_and_a_kept_token();
+    let (_dir, m) = ci_viewer_and_a_kept_token();
     let hash = sha256_hex(CI_TOKEN);
     let diff = |what: &str| {
         let run = Cpi::new(["diff"]).db(&db).manifests(&m).run();
