@@ -13,6 +13,7 @@ use super::auth::Authorized;
 use super::docs::{Addressed, BodyErrors, IdErrors, IdParam, PageErrors, TokenErrors};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{check_fields, present, IdPath, JsonBody, Page, QueryParams};
+use super::guard::ActionAudit;
 use super::state::AppState;
 use super::unmanaged::{delete_unmanaged, lock_unmanaged};
 use crate::secret::{self, Secret};
@@ -187,6 +188,7 @@ pub async fn list(
 )]
 pub async fn create(
     _auth: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ConnectionCreate>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -198,9 +200,12 @@ pub async fn create(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
-    let row = store::insert_connection(&state.pool, &body.name, body.description.as_deref(), &url)
+    let mut tx = state.pool.begin().await?;
+    let row = store::insert_connection(&mut *tx, &body.name, body.description.as_deref(), &url)
         .await
         .map_err(|e| ApiError::from_write(e, KIND, &body.name))?;
+    let target = format!("connection:{}", row.name);
+    audit.commit(tx, StatusCode::CREATED, Some(target)).await?;
     tracing::info!(connection = %row.name, id = %row.id, "connection created");
     Ok((
         StatusCode::CREATED,
@@ -256,6 +261,7 @@ pub async fn get(
 )]
 pub async fn update(
     _auth: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     JsonBody(body): JsonBody<ConnectionUpdate>,
@@ -286,7 +292,7 @@ pub async fn update(
         .await
         .map_err(|e| ApiError::from_write(e, KIND, &name))?
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    tx.commit().await?;
+    audit.commit(tx, StatusCode::OK, None).await?;
     tracing::info!(connection = %row.name, %id, "connection updated");
     Ok(Json(Connection::from(&row)))
 }
@@ -304,10 +310,11 @@ pub async fn update(
 )]
 pub async fn delete(
     _auth: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
-    let current: ConnectionRow = delete_unmanaged(&state.pool, id).await?;
+    let current: ConnectionRow = delete_unmanaged(&state.pool, id, &audit).await?;
     tracing::info!(connection = %current.name, %id, "connection deleted");
     Ok(StatusCode::NO_CONTENT)
 }

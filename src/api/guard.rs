@@ -3,10 +3,14 @@
 //! refused request changes nothing. A route missing from the table is
 //! refused (the route test keeps that from shipping).
 
+use axum::extract::FromRequestParts;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::auth::Caller;
@@ -14,14 +18,17 @@ use super::error::ApiError;
 use super::permissions::{self, Need, Scope};
 use super::state::AppState;
 use crate::access::{self, Decision, Principal, Target};
-use crate::store::audit as scopes_audit;
+use crate::store::audit::{self as scopes_audit, Pending};
 use crate::store::scopes;
 
 /// The middleware: resolve the caller and the target, ask
 /// [`access::allows`], answer 401/403 or go on with a [`Caller`].
 /// Every action (a request that is not a read) and every refused request
-/// leaves a row in `cpi_audit` once answered: actor, route, target, status
-/// and peer, never a body, header or query string.
+/// leaves a row in `cpi_audit`: actor, route, target, status and peer,
+/// never a body, header or query string. An action that changes something
+/// writes its row itself, in its own transaction ([`ActionAudit`]); the
+/// layer writes the row of every other one once answered, so a failed or
+/// rolled-back change is recorded with its error status, never as done.
 pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let read = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
     let action = format!(
@@ -45,14 +52,27 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         actor: "anonymous".into(),
         target: req.uri().path().to_string(),
     };
+    let recorded = Arc::new(AtomicBool::new(false));
     let resp = match judge(&state, req, &mut audit).await {
-        Ok(req) => next.run(req).await,
+        Ok(mut req) => {
+            req.extensions_mut().insert(ActionAudit {
+                row: Pending {
+                    actor: audit.actor.clone(),
+                    action: action.clone(),
+                    target: audit.target.clone(),
+                    outcome: String::new(),
+                    source: source.clone(),
+                },
+                recorded: recorded.clone(),
+            });
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     };
     let status = resp.status();
     let refused = status == axum::http::StatusCode::FORBIDDEN
         || status == axum::http::StatusCode::UNAUTHORIZED;
-    if (!read || refused) && !public {
+    if (!read || refused) && !public && !recorded.load(Ordering::Acquire) {
         let entry = scopes_audit::NewEntry {
             actor: &audit.actor,
             action: &action,
@@ -65,6 +85,61 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         }
     }
     resp
+}
+
+/// The audit row of an action the layer let through, for the handler to
+/// write in the action's transaction ([`ActionAudit::row`]) and then say
+/// so ([`ActionAudit::committed`]): the layer then writes no second row.
+#[derive(Debug, Clone)]
+pub struct ActionAudit {
+    row: Pending,
+    recorded: Arc<AtomicBool>,
+}
+
+impl ActionAudit {
+    /// The row as it reads when the action commits and answers `status`,
+    /// on `target` (`None`: as the layer named it).
+    pub fn row(&self, status: axum::http::StatusCode, target: Option<String>) -> Pending {
+        let mut row = self.row.clone();
+        row.outcome = status.as_str().to_string();
+        if let Some(t) = target {
+            row.target = t;
+        }
+        row
+    }
+
+    /// Says that the action committed with its row.
+    pub fn committed(&self) {
+        self.recorded.store(true, Ordering::Release);
+    }
+
+    /// Writes the row in `tx`, the action's transaction, commits both and
+    /// says so.
+    pub async fn commit(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        status: axum::http::StatusCode,
+        target: Option<String>,
+    ) -> Result<(), sqlx::Error> {
+        self.row(status, target).record(&mut *tx).await?;
+        tx.commit().await?;
+        self.committed();
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for ActionAudit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        // Missing only if a route was served without the layer: refuse,
+        // as `Authorized` does.
+        parts
+            .extensions
+            .get::<ActionAudit>()
+            .cloned()
+            .ok_or(ApiError::Unauthorized)
+    }
 }
 
 /// What the audit row says of the request, filled in as it is judged.
@@ -134,7 +209,6 @@ async fn target(
     scope: Scope,
     parts: &mut axum::http::request::Parts,
 ) -> Result<Target, ApiError> {
-    use axum::extract::FromRequestParts;
     let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
         .await
         .map(|Path(p)| p)

@@ -1,6 +1,7 @@
 //! `/jobs`: the import jobs, read-only.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -9,6 +10,7 @@ use super::auth::{Authorization, Authorized};
 use super::docs::{Addressed, IdErrors, IdParam, TokenErrors, WindowErrors};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{newest_first_window, IdPath, QueryParams};
+use super::guard::ActionAudit;
 use super::state::AppState;
 use crate::controls::{self, ControlError};
 use crate::secret;
@@ -174,18 +176,22 @@ pub(super) const API_ACTOR: &str = "api";
 )]
 pub async fn retry(
     _: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     QueryParams(q): QueryParams<ReasonQuery>,
 ) -> Result<Json<Job>, ApiError> {
+    let row = audit.row(StatusCode::OK, None);
     let by = queue::Actor {
         who: API_ACTOR,
         reason: q.reason.as_deref(),
+        audit: Some(&row),
     };
-    controls::retry(&state.pool, id, false, &by)
+    let done = controls::retry(&state.pool, id, false, &by)
         .await
-        .map(|done| Json(scrubbed(done.job)))
-        .map_err(control_error)
+        .map_err(control_error)?;
+    audit.committed();
+    Ok(Json(scrubbed(done.job)))
 }
 
 #[utoipa::path(
@@ -202,6 +208,7 @@ pub async fn retry(
 )]
 pub async fn replay(
     _: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     QueryParams(q): QueryParams<ReasonQuery>,
@@ -211,14 +218,17 @@ pub async fn replay(
             "a replay needs a reason: POST /jobs/{id}/replay?reason=…".to_string(),
         ));
     };
+    let row = audit.row(StatusCode::OK, None);
     let by = queue::Actor {
         who: API_ACTOR,
         reason: Some(reason),
+        audit: Some(&row),
     };
-    controls::replay(&state.pool, id, &by)
+    let done = controls::replay(&state.pool, id, &by)
         .await
-        .map(|done| Json(scrubbed(done.job)))
-        .map_err(control_error)
+        .map_err(control_error)?;
+    audit.committed();
+    Ok(Json(scrubbed(done.job)))
 }
 
 #[utoipa::path(
@@ -234,18 +244,22 @@ pub async fn replay(
 )]
 pub async fn cancel(
     _: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     QueryParams(q): QueryParams<ReasonQuery>,
 ) -> Result<Json<Job>, ApiError> {
+    let row = audit.row(StatusCode::OK, None);
     let by = queue::Actor {
         who: API_ACTOR,
         reason: q.reason.as_deref(),
+        audit: Some(&row),
     };
-    controls::cancel(&state.pool, id, &by)
+    let done = controls::cancel(&state.pool, id, &by)
         .await
-        .map(|done| Json(scrubbed(done.job)))
-        .map_err(control_error)
+        .map_err(control_error)?;
+    audit.committed();
+    Ok(Json(scrubbed(done.job)))
 }
 
 /// Which failed jobs `POST /jobs/retry` takes, and why.
@@ -297,9 +311,12 @@ pub async fn retry_failed(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<BulkRetryQuery>,
 ) -> Result<Json<BulkRetry>, ApiError> {
+    // One row for the request, written by the enforcing layer once
+    // answered: each job's retry is its own transaction.
     let by = queue::Actor {
         who: API_ACTOR,
         reason: q.reason.as_deref(),
+        audit: None,
     };
     let filter = queue::FailedFilter {
         project: q.project,

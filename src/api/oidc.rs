@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
     CoreGenderClaim, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
-    CoreProviderMetadata, CoreRevocableToken, CoreRevocationErrorResponse,
-    CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, IdTokenVerifier, IssuerUrl,
-    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, StandardErrorResponse,
-    StandardTokenResponse, TokenResponse,
+    EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, IdTokenVerifier,
+    IssuerUrl, LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    ProviderMetadataWithLogout, RedirectUrl, Scope, StandardErrorResponse, StandardTokenResponse,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +169,14 @@ pub struct Oidc {
     issuer: IssuerUrl,
     redirect: RedirectUrl,
     http: reqwest::Client,
-    cached: tokio::sync::Mutex<Option<(Instant, Arc<Client>)>>,
+    cached: tokio::sync::Mutex<Option<(Instant, Arc<Discovered>)>>,
+}
+
+/// What the provider's discovery gave: the client, and where it signs
+/// users out (RP-initiated logout), if it says.
+struct Discovered {
+    client: Client,
+    end_session: Option<EndSessionUrl>,
 }
 
 impl std::fmt::Debug for Oidc {
@@ -212,19 +219,20 @@ impl Oidc {
         &self.settings.groups_claim
     }
 
-    async fn client(&self) -> Result<Arc<Client>, OidcError> {
+    async fn client(&self) -> Result<Arc<Discovered>, OidcError> {
         let mut cached = self.cached.lock().await;
         if let Some((at, c)) = cached.as_ref() {
             if at.elapsed() < METADATA_MAX_AGE {
                 return Ok(c.clone());
             }
         }
-        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
+        let metadata = ProviderMetadataWithLogout::discover_async(self.issuer.clone(), &self.http)
             .await
             .map_err(|e| OidcError::Discovery {
                 issuer: self.settings.issuer.clone(),
                 message: error_chain(&e),
             })?;
+        let end_session = metadata.additional_metadata().end_session_endpoint.clone();
         let client = Client::from_provider_metadata(
             metadata,
             ClientId::new(self.settings.client_id.clone()),
@@ -234,15 +242,47 @@ impl Oidc {
                 .map(|s| ClientSecret::new(s.expose().to_string())),
         )
         .set_redirect_uri(self.redirect.clone());
-        let client = Arc::new(client);
-        *cached = Some((Instant::now(), client.clone()));
-        Ok(client)
+        let found = Arc::new(Discovered {
+            client,
+            end_session,
+        });
+        *cached = Some((Instant::now(), found.clone()));
+        Ok(found)
+    }
+
+    /// Where to send the browser to sign out at the provider too
+    /// (RP-initiated logout: `id_token_hint` when the session kept its ID
+    /// token, this client's id, and `post_logout_redirect_uri`); `None`
+    /// when the provider advertises no `end_session_endpoint`.
+    pub async fn logout_url(
+        &self,
+        id_token: Option<&str>,
+        back_to: &str,
+    ) -> Result<Option<String>, OidcError> {
+        let found = self.client().await?;
+        let Some(end) = found.end_session.clone() else {
+            return Ok(None);
+        };
+        let back =
+            PostLogoutRedirectUrl::new(back_to.to_string()).map_err(|source| OidcError::Url {
+                what: "--public-url",
+                source,
+            })?;
+        let mut req = LogoutRequest::from(end)
+            .set_client_id(ClientId::new(self.settings.client_id.clone()))
+            .set_post_logout_redirect_uri(back);
+        // A token that no longer parses is only left out: the provider then
+        // asks the user to confirm instead.
+        if let Some(t) = id_token.and_then(|t| t.parse::<IdToken>().ok()) {
+            req = req.set_id_token_hint(&t);
+        }
+        Ok(Some(req.http_get_url().to_string()))
     }
 
     /// Starts a sign-in: the provider's authorization URL with a new state,
     /// nonce and PKCE (S256) challenge; scopes `openid email profile`.
     pub async fn begin(&self) -> Result<Begun, OidcError> {
-        let client = self.client().await?;
+        let client = &self.client().await?.client;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
             .authorize_url(
@@ -263,14 +303,16 @@ impl Oidc {
     }
 
     /// Finishes a sign-in: exchanges `code` (with the PKCE verifier) and
-    /// validates the ID token against `nonce`.
+    /// validates the ID token against `nonce`. Who it names, and the ID
+    /// token itself (the hint of a later sign-out at the provider).
     pub async fn finish(
         &self,
         code: &str,
         nonce: &str,
         pkce_verifier: &str,
-    ) -> Result<Identity, OidcError> {
-        let client = self.client().await?;
+    ) -> Result<(Identity, Secret), OidcError> {
+        let found = self.client().await?;
+        let client = &found.client;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| OidcError::Exchange(e.to_string()))?
@@ -282,7 +324,7 @@ impl Oidc {
         let verifier = client.id_token_verifier();
         let who = verify(&verifier, id_token, nonce, &self.settings.groups_claim);
         drop(verifier);
-        who
+        Ok((who?, Secret::new(id_token.to_string())))
     }
 }
 

@@ -12,6 +12,7 @@ use super::auth::Authorized;
 use super::docs::TokenErrors;
 use super::error::{ApiError, ErrorBody};
 use super::extract::QueryParams;
+use super::guard::ActionAudit;
 use super::jobs::ReasonQuery;
 use super::state::AppState;
 use crate::store::pauses::{self, Toggled};
@@ -40,11 +41,12 @@ pub struct PauseState {
 )]
 pub async fn pause(
     _: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     Path(name): Path<String>,
     QueryParams(q): QueryParams<ReasonQuery>,
 ) -> Result<Json<PauseState>, ApiError> {
-    toggle(&state, name, q, true).await
+    toggle(&state, &audit, name, q, true).await
 }
 
 #[utoipa::path(
@@ -59,15 +61,17 @@ pub async fn pause(
 )]
 pub async fn resume(
     _: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     Path(name): Path<String>,
     QueryParams(q): QueryParams<ReasonQuery>,
 ) -> Result<Json<PauseState>, ApiError> {
-    toggle(&state, name, q, false).await
+    toggle(&state, &audit, name, q, false).await
 }
 
 async fn toggle(
     state: &AppState,
+    audit: &ActionAudit,
     name: String,
     q: ReasonQuery,
     pausing: bool,
@@ -75,12 +79,17 @@ async fn toggle(
     let by = Actor {
         who: super::jobs::API_ACTOR,
         reason: q.reason.as_deref(),
+        audit: None,
     };
+    let mut tx = state.pool.begin().await?;
     let done = if pausing {
-        pauses::pause(&state.pool, &name, &by).await?
+        pauses::pause(&mut *tx, &name, &by).await?
     } else {
-        pauses::resume(&state.pool, &name, &by).await?
+        pauses::resume(&mut *tx, &name, &by).await?
     };
+    if done != Toggled::NoProject {
+        audit.commit(tx, StatusCode::OK, None).await?;
+    }
     match done {
         Toggled::NoProject => Err(ApiError::Malformed {
             status: StatusCode::NOT_FOUND,

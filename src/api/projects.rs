@@ -16,6 +16,7 @@ use super::auth::{Authorization, Authorized};
 use super::docs::{Addressed, BodyErrors, IdErrors, IdParam, PageErrors, TokenErrors};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{check_fields, present, IdPath, JsonBody, Page, QueryParams};
+use super::guard::ActionAudit;
 use super::state::AppState;
 use super::unmanaged::{delete_unmanaged, lock_unmanaged};
 use crate::access::{Permission, Target};
@@ -294,6 +295,7 @@ pub async fn get(
 )]
 pub async fn create(
     _auth: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -321,7 +323,8 @@ pub async fn create(
     let row = store::project_by_id(&mut *tx, id)
         .await?
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    tx.commit().await?;
+    let target = format!("project:{}", row.name);
+    audit.commit(tx, StatusCode::CREATED, Some(target)).await?;
     tracing::info!(project = %row.name, %id, "project created");
     Ok((
         StatusCode::CREATED,
@@ -346,6 +349,7 @@ pub async fn create(
 )]
 pub async fn update(
     _auth: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     JsonBody(body): JsonBody<Value>,
@@ -397,7 +401,7 @@ pub async fn update(
     let row = store::project_by_id(&mut *tx, id)
         .await?
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    tx.commit().await?;
+    audit.commit(tx, StatusCode::OK, None).await?;
     tracing::info!(project = %row.name, %id, "project updated");
     Ok(Json(row.into()))
 }
@@ -415,10 +419,11 @@ pub async fn update(
 )]
 pub async fn delete(
     _auth: Authorized,
+    audit: ActionAudit,
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
-    let current: ProjectRow = delete_unmanaged(&state.pool, id).await?;
+    let current: ProjectRow = delete_unmanaged(&state.pool, id, &audit).await?;
     tracing::info!(project = %current.name, %id, "project deleted");
     Ok(StatusCode::NO_CONTENT)
 }

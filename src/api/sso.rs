@@ -108,15 +108,25 @@ fn source(peer: Option<axum::Extension<super::server::Peer>>) -> Option<String> 
     peer.map(|p| p.0 .0.ip().to_string())
 }
 
-async fn audit(state: &AppState, actor: &str, action: &str, outcome: &str, from: Option<&str>) {
-    let entry = trail::NewEntry {
+fn entry<'a>(
+    actor: &'a str,
+    action: &'a str,
+    outcome: &'a str,
+    from: Option<&'a str>,
+) -> trail::NewEntry<'a> {
+    trail::NewEntry {
         actor,
         action,
         target: "session",
         outcome,
         source: from,
-    };
-    if let Err(e) = trail::record(&state.pool, &entry).await {
+    }
+}
+
+/// The row of a refused sign-in or sign-out (nothing changed: its own
+/// statement).
+async fn audit(state: &AppState, actor: &str, action: &str, outcome: &str, from: Option<&str>) {
+    if let Err(e) = trail::record(&state.pool, &entry(actor, action, outcome, from)).await {
         tracing::warn!(error = %e, "cannot write the audit row");
     }
 }
@@ -199,7 +209,7 @@ pub async fn callback(
     let sso = sso_of(&state)?;
     let from = source(peer);
     match finish(&state, sso, &headers, &q).await {
-        Ok(who) => {
+        Ok((who, id_token)) => {
             let value = random();
             let session = Session {
                 subject: who.subject.clone(),
@@ -209,9 +219,12 @@ pub async fn callback(
                 expires_at: chrono::Utc::now()
                     + chrono::Duration::from_std(sso.session_ttl).unwrap_or_default(),
             };
-            sessions::create(&state.pool, &sha256_hex(&value), &session).await?;
             let actor = principal_of(&session).actor();
-            audit(&state, &actor, "sign-in", "303", from.as_deref()).await;
+            // The session and its audit row commit together.
+            let mut tx = state.pool.begin().await?;
+            sessions::create(&mut *tx, &sha256_hex(&value), &session, Some(&id_token)).await?;
+            trail::record(&mut *tx, &entry(&actor, "sign-in", "303", from.as_deref())).await?;
+            tx.commit().await?;
             tracing::info!(%actor, "signed in");
             Ok(redirect(
                 "/",
@@ -239,15 +252,12 @@ async fn finish(
     sso: &Sso,
     headers: &HeaderMap,
     q: &CallbackParams,
-) -> Result<Identity, String> {
+) -> Result<(Identity, crate::secret::Secret), SignInError> {
     if let Some(e) = &q.error {
-        return Err(format!(
-            "the provider answered {:?}",
-            e.chars().take(100).collect::<String>()
-        ));
+        return Err(SignInError::Provider(e.chars().take(100).collect()));
     }
     let (Some(code), Some(given)) = (&q.code, &q.state) else {
-        return Err("no code or state".into());
+        return Err(SignInError::NoCode);
     };
     let bound = cookie(headers, LOGIN_COOKIE).unwrap_or("");
     let same: bool = sha256_hex(bound)
@@ -255,28 +265,49 @@ async fn finish(
         .ct_eq(sha256_hex(given).as_bytes())
         .into();
     if bound.is_empty() || !same {
-        return Err("the state is not this browser's sign-in".into());
+        return Err(SignInError::NotThisBrowser);
     }
-    let Some((nonce, verifier)) = sessions::take_login(&state.pool, &sha256_hex(given))
-        .await
-        .map_err(|e| e.to_string())?
+    let Some((nonce, verifier)) = sessions::take_login(&state.pool, &sha256_hex(given)).await?
     else {
-        return Err("the sign-in is unknown or has expired".into());
+        return Err(SignInError::Unknown);
     };
-    sso.oidc
-        .finish(code, &nonce, &verifier)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(sso.oidc.finish(code, &nonce, &verifier).await?)
+}
+
+/// Why a sign-in's callback was refused (said in the 401's message; never
+/// a code, a state or a token).
+#[derive(Debug, thiserror::Error)]
+enum SignInError {
+    /// The provider sent the browser back with an error (its first 100 characters).
+    #[error("the provider answered {0:?}")]
+    Provider(String),
+    /// The callback lacks the code or the state.
+    #[error("no code or state")]
+    NoCode,
+    /// The state is not the one this browser's login cookie is bound to.
+    #[error("the state is not this browser's sign-in")]
+    NotThisBrowser,
+    /// No pending sign-in has this state (taken already, or expired).
+    #[error("the sign-in is unknown or has expired")]
+    Unknown,
+    /// The pending sign-in could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The code exchange or the ID token failed.
+    #[error(transparent)]
+    Oidc(#[from] super::oidc::OidcError),
 }
 
 #[utoipa::path(
     post, path = "/auth/logout", operation_id = "sso_logout", tag = "auth",
     responses(
-        (status = 204, description = "Signed out: the session ended and its cookie removed"),
+        (status = 200, description = "Signed out here (the session ended, its cookie removed); the provider signs users out too: send the browser to `end_session_url` (RP-initiated logout, with `id_token_hint` and `post_logout_redirect_uri` back to the console)", body = LoggedOut),
+        (status = 204, description = "Signed out: the session ended and its cookie removed (no session, or a provider without `end_session_endpoint`)"),
         (status = 403, description = "No X-CSRF-Token, or not the session's", body = super::error::ErrorBody),
     )
 )]
-/// Ends the session (CSRF token required) and removes its cookie.
+/// Ends the session (CSRF token required) and removes its cookie; says
+/// where to sign out at the provider too, when it advertises where.
 pub async fn logout(
     State(state): State<AppState>,
     peer: Option<axum::Extension<super::server::Peer>>,
@@ -292,14 +323,50 @@ pub async fn logout(
             audit(&state, &actor, "sign-out", "403", from.as_deref()).await;
             return Err(ApiError::Forbidden(r.to_string()));
         }
-        sessions::delete(&state.pool, &key).await?;
-        audit(&state, &actor, "sign-out", "204", from.as_deref()).await;
+        // The session's end and its audit row commit together.
+        let mut tx = state.pool.begin().await?;
+        let id_token = sessions::delete(&mut *tx, &key).await?.flatten();
+        let back = format!("{}/", sso.origin);
+        let end = match sso
+            .oidc
+            .logout_url(id_token.as_ref().map(|t| t.expose()), &back)
+            .await
+        {
+            Ok(end) => end,
+            // Signed out here all the same; the provider's session stays.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sign out at the provider");
+                None
+            }
+        };
+        let outcome = if end.is_some() { "200" } else { "204" };
+        trail::record(
+            &mut *tx,
+            &entry(&actor, "sign-out", outcome, from.as_deref()),
+        )
+        .await?;
+        tx.commit().await?;
+        if let Some(url) = end {
+            resp = Json(LoggedOut {
+                end_session_url: url,
+            })
+            .into_response();
+        }
     }
     let clear = set_cookie(SESSION_COOKIE, "", "/", Duration::ZERO, sso.secure);
     if let Ok(v) = HeaderValue::from_str(&clear) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+/// `POST /auth/logout` when the provider signs users out too.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoggedOut {
+    /// The provider's `end_session_endpoint` with `id_token_hint`,
+    /// `client_id` and `post_logout_redirect_uri` (the console): where the
+    /// console sends the browser next.
+    pub end_session_url: String,
 }
 
 /// `GET /auth/me`.
@@ -315,7 +382,8 @@ pub struct Me {
     pub groups: Vec<String>,
     /// The session's anti-CSRF token, to send as `X-CSRF-Token` (signed in only).
     pub csrf_token: Option<String>,
-    /// The permissions the caller holds on at least one project.
+    /// The permissions the caller holds on at least one project (`audit`:
+    /// on every project, the only place it is asked).
     pub permissions: Vec<String>,
     /// The grants that apply to the caller.
     pub grants: Vec<Grant>,
@@ -343,9 +411,17 @@ pub struct Grant {
 pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me>, ApiError> {
     let (principal, session) = caller(&state, &headers).await?;
     let policy = state.policy();
+    // `audit` is only ever asked on every project (`GET /audit`): said
+    // only to whom holds it there, so the console shows its page to them.
     let permissions = Permission::ALL
         .iter()
-        .filter(|p| crate::access::allows(&policy, &principal, **p, &Target::Any).is_allowed())
+        .filter(|p| {
+            let on = match p {
+                Permission::Audit => Target::Everything,
+                _ => Target::Any,
+            };
+            crate::access::allows(&policy, &principal, **p, &on).is_allowed()
+        })
         .map(|p| p.as_str().to_string())
         .collect();
     let grants = policy

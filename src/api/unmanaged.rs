@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::guard::ActionAudit;
 use crate::store::{self, ConnectionRow, ProjectRow, StoreError};
 
 /// What the write handlers of `/connections` and `/projects` share about
@@ -87,13 +88,20 @@ pub(super) async fn lock_unmanaged<R: Resource>(
     Ok(row)
 }
 
-/// `DELETE` of an unmanaged row in one transaction; the deleted row back.
-pub(super) async fn delete_unmanaged<R: Resource>(pool: &PgPool, id: Uuid) -> Result<R, ApiError> {
+/// `DELETE` of an unmanaged row and its audit row in one transaction; the
+/// deleted row back.
+pub(super) async fn delete_unmanaged<R: Resource>(
+    pool: &PgPool,
+    id: Uuid,
+    audit: &ActionAudit,
+) -> Result<R, ApiError> {
     let mut tx = pool.begin().await?;
     let current = lock_unmanaged::<R>(&mut tx, id).await?;
     if !R::delete(&mut tx, id).await? {
         return Err(ApiError::NotFound { kind: R::KIND, id });
     }
-    tx.commit().await?;
+    audit
+        .commit(tx, axum::http::StatusCode::NO_CONTENT, None)
+        .await?;
     Ok(current)
 }

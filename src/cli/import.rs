@@ -303,6 +303,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             let by = crate::store::queue::Actor {
                 who: &who,
                 reason: reason.as_deref(),
+                audit: None,
             };
             let filter = crate::store::queue::FailedFilter {
                 project: project.clone(),
@@ -352,6 +353,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             let by = crate::store::queue::Actor {
                 who: &who,
                 reason: reason.as_deref(),
+                audit: None,
             };
             let retried = crate::controls::retry(&pool, *id, *force, &by).await?;
             run_again(&pool, retried, *output).await
@@ -362,6 +364,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             let by = crate::store::queue::Actor {
                 who: &who,
                 reason: reason.as_deref(),
+                audit: None,
             };
             let cancel = crate::controls::cancel(&pool, id, &by).await?;
             // A running job's worker stops it at its next lease renewal.
@@ -397,6 +400,7 @@ pub async fn jobs_command(g: &Global, cmd: &JobsCommand) -> Result<ExitCode> {
             let by = crate::store::queue::Actor {
                 who: &who,
                 reason: Some(reason),
+                audit: None,
             };
             let replay = crate::controls::replay(&pool, id, &by).await?;
             if !output.structured() {

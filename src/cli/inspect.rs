@@ -154,6 +154,7 @@ pub async fn projects(g: &Global, cmd: &ProjectsCommand) -> Result<ExitCode> {
             let by = store::queue::Actor {
                 who: &who,
                 reason: reason.as_deref(),
+                audit: None,
             };
             let done = if pausing {
                 store::pauses::pause(&pool, name, &by).await?

@@ -174,7 +174,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let pool = management_pool(g).await?;
             store::migrate_if_empty(&pool).await?;
-            let rows = store::audit::list(&pool, i64::from(*limit), 0).await?;
+            let rows = store::audit::list(&pool, &Default::default(), i64::from(*limit), 0).await?;
             if output.structured() {
                 context::print_value(&rows, *output)?;
             } else {

@@ -50,6 +50,11 @@ static ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("charts.js", JS),
     asset!("pages.js", JS),
+    asset!("common.js", JS),
+    asset!("connections.js", JS),
+    asset!("projects.js", JS),
+    asset!("jobs.js", JS),
+    asset!("trail.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::config::ProjectConfig;
@@ -65,7 +65,7 @@ pub async fn retry(
     };
     let (file, report, back) = match found {
         Located::InPlace(path) => {
-            let job = queue::requeue(db, &job, &path.to_string_lossy(), by).await?;
+            let job = write_alone(db, Write::Requeue, &job, &path.to_string_lossy(), by).await?;
             return Ok(Retried {
                 job,
                 returned: false,
@@ -83,7 +83,7 @@ pub async fn retry(
     // index entry, so a scan that sees the file come back cannot queue it
     // a second time; it waits for this transaction and finds the job.
     let mut tx = db.begin().await.map_err(JobError::Db)?;
-    let requeued = queue::requeue(&mut *tx, &job, &back.to_string_lossy(), by).await?;
+    let requeued = write(&mut tx, Write::Requeue, &job, &back.to_string_lossy(), by).await?;
     let moved = |e: std::io::Error, from: &Path, to: &Path| ControlError::Move {
         id,
         from: from.display().to_string(),
@@ -159,7 +159,7 @@ pub async fn replay(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Retried, Co
     };
     let (file, back) = match found {
         Located::InPlace(path) => {
-            let job = queue::create_replay(db, &job, &path.to_string_lossy(), by).await?;
+            let job = write_alone(db, Write::Replay, &job, &path.to_string_lossy(), by).await?;
             return Ok(Retried {
                 job,
                 returned: false,
@@ -176,7 +176,7 @@ pub async fn replay(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Retried, Co
     // The row first, as for a retry: it holds the file's path in the
     // one-active-job-per-file index before the file is back.
     let mut tx = db.begin().await.map_err(JobError::Db)?;
-    let created = queue::create_replay(&mut *tx, &job, &back.to_string_lossy(), by).await?;
+    let created = write(&mut tx, Write::Replay, &job, &back.to_string_lossy(), by).await?;
     move_back(&file, &back, &short(created.id)).map_err(|e| ControlError::Move {
         id,
         from: file.display().to_string(),
@@ -205,7 +205,10 @@ pub async fn cancel(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Cancel, Con
         None => format!("cancelled by {}", by.who),
     };
     if job.status != JobStatus::Queued {
-        let cancelled = queue::cancel(db, &job, &why, by).await?;
+        let mut tx = db.begin().await.map_err(JobError::Db)?;
+        let cancelled = queue::cancel(&mut *tx, &job, &why, by).await?;
+        audited(&mut tx, by).await?;
+        tx.commit().await.map_err(JobError::Db)?;
         return Ok(Cancel {
             job,
             cancelled,
@@ -230,6 +233,7 @@ pub async fn cancel(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Cancel, Con
     // again before it is in `failed/`.
     let mut tx = db.begin().await.map_err(JobError::Db)?;
     let cancelled = queue::cancel(&mut *tx, &job, &why, by).await?;
+    audited(&mut tx, by).await?;
     let path = PathBuf::from(&job.file_path);
     let dir = match (&config, FileRef::parse(&job.file_path)) {
         (Some(config), Ok(file @ FileRef::Local(_))) if path.is_file() => {
@@ -271,6 +275,55 @@ pub async fn cancel(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Cancel, Con
         cancelled,
         moved,
     })
+}
+
+/// The job row a retry or a replay writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// The job queued again ([`queue::requeue`]).
+    Requeue,
+    /// Its replay queued ([`queue::create_replay`]).
+    Replay,
+}
+
+/// Writes the job row (with its event) and the API action's audit row in
+/// `tx`, the action's transaction.
+pub(crate) async fn write(
+    tx: &mut PgConnection,
+    how: Write,
+    job: &Job,
+    path: &str,
+    by: &Actor<'_>,
+) -> Result<Job, JobError> {
+    let written = match how {
+        Write::Requeue => queue::requeue(&mut *tx, job, path, by).await?,
+        Write::Replay => queue::create_replay(&mut *tx, job, path, by).await?,
+    };
+    audited(tx, by).await?;
+    Ok(written)
+}
+
+/// [`write`] in a transaction of its own.
+pub(crate) async fn write_alone(
+    db: &PgPool,
+    how: Write,
+    job: &Job,
+    path: &str,
+    by: &Actor<'_>,
+) -> Result<Job, JobError> {
+    let mut tx = db.begin().await?;
+    let written = write(&mut tx, how, job, path, by).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// The API action's audit row, if any, in `tx`: it commits with the
+/// change or not at all.
+pub(crate) async fn audited(tx: &mut PgConnection, by: &Actor<'_>) -> Result<(), JobError> {
+    match by.audit {
+        Some(row) => Ok(row.record(tx).await?),
+        None => Ok(()),
+    }
 }
 
 /// Where a finished job's file is: where the job says (a file given to

@@ -18,6 +18,7 @@ use sqlx::PgPool;
 
 use super::outcome::{report_of, short, ControlError, Retried};
 use crate::config::ProjectConfig;
+use crate::controls::{audited, write_alone, Write};
 use crate::location::{Destination, FileRef};
 use crate::object_storage::{self, ObjectMove, ObjectRef, S3Location, StorageError};
 use crate::store::jobs::{Job, JobError};
@@ -197,12 +198,6 @@ fn gone(job: &Job) -> ControlError {
 
 /// What brings an object back: a retry (from `failed/`, the job queued
 /// again) or a replay (from `processed/`, a new job).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Back {
-    Retry,
-    Replay,
-}
-
 /// The controls' retry of a failed object job.
 pub(super) async fn retry(
     db: &PgPool,
@@ -211,7 +206,7 @@ pub(super) async fn retry(
     config: &ProjectConfig,
     by: &Actor<'_>,
 ) -> Result<Retried, ControlError> {
-    bring_back(db, job, o, config, by, Back::Retry).await
+    bring_back(db, job, o, config, by, Write::Requeue).await
 }
 
 /// The controls' replay of a processed object job.
@@ -222,7 +217,7 @@ pub(super) async fn replay(
     config: &ProjectConfig,
     by: &Actor<'_>,
 ) -> Result<Retried, ControlError> {
-    bring_back(db, job, o, config, by, Back::Replay).await
+    bring_back(db, job, o, config, by, Write::Replay).await
 }
 
 /// The job's object back in its inbox and the job row saying so: found
@@ -235,21 +230,16 @@ async fn bring_back(
     o: &ObjectRef,
     config: &ProjectConfig,
     by: &Actor<'_>,
-    how: Back,
+    how: Write,
 ) -> Result<Retried, ControlError> {
     let (failed, tell) = match how {
-        Back::Retry => (true, Tell::ByReport),
-        Back::Replay => (false, Tell::ByContent),
+        Write::Requeue => (true, Tell::ByReport),
+        Write::Replay => (false, Tell::ByContent),
     };
     let Some((inbox, dir)) = places(o, config, failed) else {
         return Err(gone(job));
     };
-    let row = |path: String| async move {
-        match how {
-            Back::Retry => queue::requeue(db, job, &path, by).await,
-            Back::Replay => queue::create_replay(db, job, &path, by).await,
-        }
-    };
+    let row = |path: String| async move { write_alone(db, how, job, &path, by).await };
     let client = object_storage::client(config.storage.as_ref()).await;
     let (file, report) = match locate(&client, o, &dir, job, tell).await? {
         Found::InPlace => {
@@ -294,6 +284,7 @@ pub(super) async fn cancel_queued(
 ) -> Result<(Cancelled, Option<PathBuf>), ControlError> {
     let mut tx = db.begin().await.map_err(JobError::Db)?;
     let cancelled = queue::cancel(&mut *tx, job, why, by).await?;
+    audited(&mut tx, by).await?;
     let mut moved = None;
     if let Some((_, dir)) = places(o, config, true) {
         let client = object_storage::client(config.storage.as_ref()).await;

@@ -1,10 +1,13 @@
 //! A batch of one table's files in one target transaction (issue 30):
-//! each file is made ready as it would be alone ([`super::ready`]), loads
-//! inside a savepoint of its own with its own ledger row
-//! (`load::Within::Batch`), and the batch commits once. A bad
-//! file rolls back to its savepoint alone and gets its verdict (failed);
-//! a duplicate inside the batch finds the first copy's ledger row in the
-//! same transaction. Exactly once and all or nothing hold per file: a
+//! each file is made ready as it would be alone ([`super::ready`]), then
+//! the batch loads its files in one transaction, in two passes at most
+//! (see [`load_in_one`]): first straight into the transaction
+//! (`load::Within::Shared`), and when a file's verdict is not a clean
+//! success, again from the start with a savepoint and its own ledger row
+//! per file (`load::Within::Batch`), where a bad file rolls back to its
+//! savepoint alone and gets its verdict (failed); a duplicate inside the
+//! batch finds the first copy's ledger row in the same transaction. The
+//! batch commits once. Exactly once and all or nothing hold per file: a
 //! file's rows and its ledger row commit together or not at all.
 //!
 //! Files follow each other in the batch's order; consecutive files with
@@ -20,11 +23,12 @@ use super::error::ImportError;
 use super::failure::Failure;
 use super::job::{outcome_details, record_unfinished, Unfinished};
 use super::load::{self, Within};
+use super::prepare::Catalog;
 use super::ready::{conclude, prepare, Claim, JobOutcome, Known, Prepared};
 use super::{target, targets};
 use crate::location::FileRef;
 use crate::store;
-use crate::store::jobs::{self, JobError};
+use crate::store::jobs::{self, JobError, JobStatus};
 
 /// One claimed job of a batch, with what its claim read along.
 pub struct BatchJob<'a> {
@@ -168,18 +172,40 @@ async fn load_run(run: Vec<(usize, Prepared)>) -> Vec<(usize, Result<JobOutcome,
     out
 }
 
-/// The run's loads, each in its savepoint, then the commit: each file's
-/// result, and whether the batch committed. A transient failure of one
-/// file ends the run (the transaction is then rolled back and every file
-/// after it is not tried: each gets that failure). `Err`: the
-/// transaction could not begin.
+/// The run's loads, then the commit: each file's result, and whether the
+/// batch committed. `Err`: the transaction could not begin.
+///
+/// The first pass loads every file in the batch's transaction itself, no
+/// savepoint (`Within::Shared`): per file only its COPY and its ledger
+/// row. The first file whose verdict is not a clean success ends it; the
+/// transaction is rolled back and the second pass loads every file again,
+/// each in its savepoint (`Within::Batch`), so that file's verdict stands
+/// alone and the others commit. A bad file thus costs its batch one
+/// more pass, and a batch of good files three round trips a file less.
 async fn load_in_one(
     conn: &mut PgConnection,
     run: &[(usize, Prepared)],
 ) -> Result<(Vec<Result<Loaded, Failure>>, bool), sqlx::Error> {
     let first = &run[0].1.ctx;
     target::ensure_ledger(conn).await?;
-    let mut tx = load::begin(conn, &first.opts.table.quoted(), first.opts.date_order).await?;
+    let table = first.opts.table.quoted();
+    let mut tx = load::begin(conn, &table, first.opts.date_order).await?;
+    let mut loads = Vec::with_capacity(run.len());
+    let mut catalog = Catalog::default();
+    for (_, p) in run {
+        let r = load::load(&mut tx, &p.ctx, None, Within::Shared(&mut catalog)).await;
+        let clean = matches!(&r, Ok(l) if l.status == JobStatus::Succeeded);
+        loads.push(r);
+        if !clean {
+            break;
+        }
+    }
+    if loads.len() == run.len() && loads.iter().all(Result::is_ok) {
+        let committed = tx.commit().await.is_ok();
+        return Ok((loads, committed));
+    }
+    tx.rollback().await?;
+    let mut tx = load::begin(conn, &table, first.opts.date_order).await?;
     let mut loads = Vec::with_capacity(run.len());
     let mut broken = None;
     for (_, p) in run {

@@ -18,14 +18,14 @@ use crate::config::checks::Outcome;
 use crate::config::{DateOrder, Mode, OnError};
 use crate::import::checks::{self, CheckResult};
 use crate::import::context::{Ctx, Loaded, ProgressFn};
-use crate::import::copy::{copy, prepare_copy, Pass};
+use crate::import::copy::{copy, prepare_copy, Pass, STAGE};
 use crate::import::encode::CopyFormat;
 use crate::import::failure::db_failure;
 use crate::import::gate::{run_checks, CheckBroken};
 use crate::import::ledger::{duplicate, record};
 use crate::import::merge::{is_constraint_error, locate_merge_failure, merge, merge_failure};
 use crate::import::open::{auto_options, changed, file_sha256, new_stream, open};
-use crate::import::prepare::prepare_target;
+use crate::import::prepare::{prepare_target, Catalog};
 use crate::import::target;
 use crate::store::jobs::{Counts, JobStatus};
 
@@ -33,8 +33,7 @@ use crate::store::jobs::{Counts, JobStatus};
 pub(super) use crate::import::failure::Failure;
 
 /// Where a load's transaction lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Within {
+pub(super) enum Within<'a> {
     /// Its own: begun, the table locked, committed here.
     Own,
     /// A savepoint inside a batch's transaction, which has ensured the
@@ -42,6 +41,69 @@ pub(super) enum Within {
     /// and locked the file's table: "commit" releases the savepoint, a
     /// failure rolls back to it alone, and the batch commits.
     Batch,
+    /// The batch's transaction itself, no savepoint at all (the batch's
+    /// first, optimistic pass): "commit" does nothing, and nothing can be
+    /// rolled back alone, so every verdict but a clean success (and every
+    /// step that needs a savepoint of its own: a binary COPY going again
+    /// as text, a row the server refused, a merge failure to locate) ends
+    /// the pass. The batch then rolls back and loads its files again, each
+    /// `Batch`. The table's columns are read once for the pass: its lock
+    /// keeps other sessions from changing them, and a change of the pass's
+    /// own (a `CREATE`, an added column) updates what it keeps.
+    Shared(&'a mut Catalog),
+}
+
+/// The load's transaction, as [`Within`] says.
+enum Scope<'c> {
+    /// A transaction or a savepoint of sqlx's.
+    Own(sqlx::Transaction<'c, sqlx::Postgres>),
+    /// The batch's transaction: [`Within::Shared`].
+    Shared(&'c mut PgConnection),
+}
+
+impl Scope<'_> {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Scope::Own(tx) => tx.commit().await,
+            Scope::Shared(_) => Ok(()),
+        }
+    }
+
+    /// Rolls back a transaction or savepoint; leaves a shared one to the
+    /// batch, which rolls it back whole on this file's verdict.
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Scope::Own(tx) => tx.rollback().await,
+            Scope::Shared(_) => Ok(()),
+        }
+    }
+}
+
+impl std::ops::Deref for Scope<'_> {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Scope::Own(tx) => tx,
+            Scope::Shared(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Scope<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Scope::Own(tx) => &mut *tx,
+            Scope::Shared(c) => c,
+        }
+    }
+}
+
+/// What a [`Within::Shared`] load returns where it would need a savepoint
+/// of its own: the batch goes again with savepoints.
+fn needs_savepoint(file: &str, why: &str) -> Failure {
+    Failure::Transient(sqlx::Error::Protocol(format!(
+        "{file}: {why}: the batch loads again with a savepoint per file"
+    )))
 }
 
 /// Loads the file: see the module documentation.
@@ -49,7 +111,7 @@ pub(super) async fn load(
     conn: &mut PgConnection,
     ctx: &Ctx,
     progress: ProgressFn<'_>,
-    within: Within,
+    within: Within<'_>,
 ) -> Result<Loaded, Failure> {
     let r = load_once(conn, ctx, progress, within).await;
     if let Err(Failure::Bad { .. }) = &r {
@@ -64,7 +126,7 @@ async fn load_once(
     conn: &mut PgConnection,
     ctx: &Ctx,
     progress: ProgressFn<'_>,
-    within: Within,
+    within: Within<'_>,
 ) -> Result<Loaded, Failure> {
     let mut notes = Vec::new();
     let sniffed;
@@ -90,25 +152,34 @@ async fn load_once(
 
     let started = Instant::now();
     let dry_run = ctx.dry_run;
+    let in_batch = !matches!(within, Within::Own);
     let keep_rejects = o.rejects == crate::config::Rejects::Table;
     if !dry_run {
-        if within == Within::Own {
+        if matches!(within, Within::Own) {
             target::ensure_ledger(conn).await.map_err(db)?;
         }
         if keep_rejects {
             crate::import::rejects::ensure(conn).await.map_err(db)?;
         }
     }
-    let mut tx = match within {
-        Within::Own => begin(conn, &table, o.date_order).await,
-        Within::Batch => conn.begin().await,
-    }
-    .map_err(db)?;
+    let (tx, catalog) = match within {
+        Within::Own => (
+            begin(conn, &table, o.date_order).await.map(Scope::Own),
+            None,
+        ),
+        Within::Batch => (conn.begin().await.map(Scope::Own), None),
+        Within::Shared(c) => (Ok(Scope::Shared(conn)), Some(c)),
+    };
+    let shared = catalog.is_some();
+    let mut tx = tx.map_err(db)?;
     if dry_run {
         // Inside the transaction, so that a check leaves no ledger behind.
         target::ensure_ledger(&mut tx).await.map_err(db)?;
     }
-    if let Some(sha) = ctx.sha256.as_ref().filter(|_| !ctx.replay) {
+    // A shared pass asks the ledger only when it writes the file's row: a
+    // duplicate found then (or rows of one breaking a key first) ends the
+    // pass, and the pass with savepoints asks before loading.
+    if let Some(sha) = ctx.sha256.as_ref().filter(|_| !ctx.replay && !shared) {
         if let Some(prev) = target::ledger_lookup(&mut tx, &ctx.project, &table, sha)
             .await
             .map_err(db)?
@@ -129,6 +200,7 @@ async fn load_once(
         ctx,
         opened.header.as_deref(),
         opened.width,
+        catalog,
         &mut notes,
     )
     .await?;
@@ -156,7 +228,8 @@ async fn load_once(
     // A pass may end early: a binary COPY met a value only the server
     // reads (go again as text), or, with skip_rows, the server refused a
     // row (go again without it). Each pass starts from this savepoint.
-    let savepoint = plan.format == CopyFormat::Binary || o.on_error == OnError::SkipRows;
+    let savepoint =
+        !shared && (plan.format == CopyFormat::Binary || o.on_error == OnError::SkipRows);
     if savepoint {
         sqlx::query("SAVEPOINT cpi_copy")
             .execute(&mut *tx)
@@ -179,6 +252,9 @@ async fn load_once(
         };
         match pass {
             Ok(Pass::Done(s, n)) => break (s, n),
+            Ok(Pass::NeedsText(_) | Pass::Refused(_)) if shared => {
+                return Err(needs_savepoint(file, "the COPY must go again"));
+            }
             Ok(Pass::NeedsText(why)) => {
                 tracing::info!(file, decision = %why, "binary COPY → text COPY");
                 notes.push(why);
@@ -235,7 +311,7 @@ async fn load_once(
     }
 
     let copy_done = started.elapsed();
-    if plan.staged {
+    if plan.staged && !shared {
         // Keeps the staging rows if the merge fails, to find the row that
         // made it fail (one round trip on the success path).
         sqlx::query("SAVEPOINT cpi_merge")
@@ -244,6 +320,9 @@ async fn load_once(
             .map_err(db)?;
     }
     if let Err(e) = merge(&mut tx, o, &plan, &summary, copied, &mut counts).await {
+        if shared {
+            return Err(needs_savepoint(file, "the merge failed"));
+        }
         let row = if plan.staged && is_constraint_error(&e) {
             locate_merge_failure(&mut tx, o, &plan, &summary, copied)
                 .await
@@ -255,6 +334,14 @@ async fn load_once(
         let _ = tx.rollback().await;
         let line = row.and_then(|r| summary.lines.line_of(r));
         return Err(merge_failure(file, e, line, &summary));
+    }
+    if plan.staged && in_batch {
+        // The staging table goes at commit (`ON COMMIT DROP`): in a batch
+        // the next file's must not meet this one's.
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {STAGE}")))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
     }
 
     if keep_rejects && !summary.rejects.is_empty() && dry_run {

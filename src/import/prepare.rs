@@ -12,6 +12,26 @@ use crate::import::encode::ColumnSpec;
 use crate::import::failure::{db_failure, Failure};
 use crate::import::{infer, ragged, target};
 
+/// The target table's columns as a batch's shared pass (`load::Within::Shared`) last
+/// read or made them.
+#[derive(Debug, Default)]
+pub(super) struct Catalog {
+    columns: Option<(String, Vec<ColumnSpec>)>,
+}
+
+impl Catalog {
+    /// The columns of `table` (quoted), when this pass has read them.
+    pub(super) fn get(&self, table: &str) -> Option<Vec<ColumnSpec>> {
+        let (t, c) = self.columns.as_ref()?;
+        (t == table).then(|| c.clone())
+    }
+
+    /// Keeps `table`'s columns as the load left them.
+    pub(super) fn keep(&mut self, table: &str, columns: &[ColumnSpec]) {
+        self.columns = Some((table.to_string(), columns.to_vec()));
+    }
+}
+
 /// Creates the table when planned, then plans the columns against the
 /// table as the catalog now describes it; returns the `CREATE TABLE` it
 /// ran, if any. Takes the header, not the opened
@@ -22,13 +42,17 @@ pub(super) async fn prepare_target(
     ctx: &Ctx,
     header: Option<&[String]>,
     width: usize,
+    catalog: Option<&mut Catalog>,
     notes: &mut Vec<String>,
 ) -> Result<(ColumnPlan, Option<String>), Failure> {
     let (file, o) = (ctx.file.as_str(), &ctx.opts);
     let table = o.table.quoted();
     let db = |e: sqlx::Error| db_failure(file, e, None);
     let bad = |e: columns::PlanError| Failure::bad(e.to_string());
-    let existing = target::columns(tx, &table).await.map_err(db)?;
+    let existing = match catalog.as_deref().and_then(|c| c.get(&table)) {
+        Some(known) => Some(known),
+        None => target::columns(tx, &table).await.map_err(db)?,
+    };
     let mut planned =
         columns::plan_table(file, o, header, width, existing.is_some()).map_err(bad)?;
     if matches!(planned, TablePlan::Create(_)) && o.infer_types {
@@ -60,6 +84,9 @@ pub(super) async fn prepare_target(
         }
     };
     let columns = rescue_column(tx, ctx, columns, notes).await?;
+    if let Some(c) = catalog {
+        c.keep(&table, &columns);
+    }
     // `_rescued` is cpi's, not the file's: it is planned apart, last.
     let (rescued, columns): (Vec<ColumnSpec>, Vec<ColumnSpec>) = columns
         .into_iter()

@@ -364,6 +364,9 @@ pub struct Actor<'a> {
     pub who: &'a str,
     /// The operator's `--reason`, if given.
     pub reason: Option<&'a str>,
+    /// The audit row of the API action, written by the control in the
+    /// transaction of its change (`None` from the command line).
+    pub audit: Option<&'a super::audit::Pending>,
 }
 
 /// Whether `job` may be retried: a failed job, a queued one waiting for its

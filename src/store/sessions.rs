@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
 use super::error::Result;
+use crate::secret::Secret;
 
 /// A signed-in user's session.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -24,11 +25,17 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Stores a new session under `id_sha256`.
-pub async fn create(db: impl PgExecutor<'_>, id_sha256: &str, s: &Session) -> Result<()> {
+/// Stores a new session under `id_sha256`, with the ID token it signed in
+/// with (never logged: only sent back to the provider at sign-out).
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    id_sha256: &str,
+    s: &Session,
+    id_token: Option<&Secret>,
+) -> Result<()> {
     sqlx::query(
-        "INSERT INTO cpi_sessions (id_sha256, subject, name, groups, csrf, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO cpi_sessions (id_sha256, subject, name, groups, csrf, expires_at, id_token)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id_sha256)
     .bind(&s.subject)
@@ -36,6 +43,7 @@ pub async fn create(db: impl PgExecutor<'_>, id_sha256: &str, s: &Session) -> Re
     .bind(&s.groups)
     .bind(&s.csrf)
     .bind(s.expires_at)
+    .bind(id_token.map(Secret::expose))
     .execute(db)
     .await?;
     Ok(())
@@ -52,13 +60,15 @@ pub async fn get(db: impl PgExecutor<'_>, id_sha256: &str) -> Result<Option<Sess
     .await?)
 }
 
-/// Ends the session of `id_sha256`; whether there was one.
-pub async fn delete(db: impl PgExecutor<'_>, id_sha256: &str) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM cpi_sessions WHERE id_sha256 = $1")
-        .bind(id_sha256)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() > 0)
+/// Ends the session of `id_sha256`: `None` when there was none, else the
+/// ID token it signed in with (if kept), for the sign-out at the provider.
+pub async fn delete(db: impl PgExecutor<'_>, id_sha256: &str) -> Result<Option<Option<Secret>>> {
+    let done: Option<(Option<String>,)> =
+        sqlx::query_as("DELETE FROM cpi_sessions WHERE id_sha256 = $1 RETURNING id_token")
+            .bind(id_sha256)
+            .fetch_optional(db)
+            .await?;
+    Ok(done.map(|(t,)| t.map(Secret::new)))
 }
 
 /// Removes expired sessions and sign-ins (called at each sign-in).

@@ -42,8 +42,24 @@ async fn totals_disagree(pool: &sqlx::PgPool) -> i64 {
     .await
 }
 
+/// Starts the daemon once every file of the inbox is a minute old, so that
+/// its first scan finds them all ready together (a file whose mtime is
+/// `--settle` old is ready at first sight; one written a moment before the
+/// scan would wait and come in a later batch).
+fn start_on_aged_files(db: &TestDb, s: &Setup, log: &str) -> Daemon {
+    let then = std::time::SystemTime::now() - Duration::from_secs(60);
+    for e in std::fs::read_dir(s.inbox("p")).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_file() {
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(then).unwrap();
+        }
+    }
+    Daemon::start(db, &s.manifests(), &s.log(log), &[])
+}
+
 /// Files `f01.csv`… of 10 rows each (ids 100·i …), written before the
-/// daemon starts so that its first scan finds them ready together.
+/// daemon starts (see [`start_on_aged_files`]).
 fn drop_files(s: &Setup, n: u64) {
     for i in 1..=n {
         std::fs::write(
@@ -65,7 +81,7 @@ async fn a_bad_file_in_the_middle_of_a_batch_fails_alone_and_the_rest_commit_tog
         "id,tag,n\n500,f05,1\n501,f05,2\n502,f05,many\n",
     )
     .unwrap();
-    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    let _d = start_on_aged_files(&db, &s, "log");
     wait_i64(
         &pool,
         60,
@@ -148,7 +164,7 @@ async fn a_duplicate_inside_a_batch_loads_once() {
     drop_files(&s, 4);
     // f03 is f02 again, byte for byte.
     std::fs::copy(s.inbox("p").join("f02.csv"), s.inbox("p").join("f03.csv")).unwrap();
-    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    let _d = start_on_aged_files(&db, &s, "log");
     wait_i64(
         &pool,
         60,
@@ -188,7 +204,7 @@ async fn kill_9_mid_batch_then_restart_loads_every_file_exactly_once() {
             i % 1000
         )
     });
-    let mut d = Daemon::start(&db, &s.manifests(), &s.log("log1"), &[]);
+    let mut d = start_on_aged_files(&db, &s, "log1");
     copy_running(&pool, Duration::from_secs(60)).await.unwrap();
     d.signal("-KILL");
     d.wait(Duration::from_secs(10));
@@ -211,7 +227,7 @@ async fn kill_9_mid_batch_then_restart_loads_every_file_exactly_once() {
         "the batch was claimed whole"
     );
 
-    let _d2 = Daemon::start(&db, &s.manifests(), &s.log("log2"), &[]);
+    let _d2 = start_on_aged_files(&db, &s, "log2");
     wait_i64(
         &pool,
         180,
@@ -253,7 +269,7 @@ async fn a_cancel_of_one_job_mid_batch_fails_it_alone_and_the_rest_load_once() {
             i % 1000
         )
     });
-    let _d = Daemon::start(&db, &s.manifests(), &s.log("log"), &[]);
+    let _d = start_on_aged_files(&db, &s, "log");
     copy_running(&pool, Duration::from_secs(60)).await.unwrap();
     let id: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM cpi_import_jobs WHERE file_name = 'f06.csv'")
@@ -302,4 +318,142 @@ async fn a_cancel_of_one_job_mid_batch_fails_it_alone_and_the_rest_load_once() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_table_created_and_widened_inside_a_batch_takes_every_file() {
+    // The batch reads the table's columns once and keeps them across its
+    // files: the first file creates the table, the second adds a column,
+    // the third fills it, the fourth has it no more.
+    let db = TestDb::new().await;
+    let s = Setup::new(
+        &db,
+        &[(
+            "p",
+            "{table: grown, mode: append, create_table: infer, extra_columns: add, missing_columns: ignore}",
+        )],
+    );
+    let pool = db.pool().await;
+    let inbox = s.inbox("p");
+    std::fs::write(inbox.join("f1.csv"), "id,tag\n1,a\n2,b\n").unwrap();
+    std::fs::write(inbox.join("f2.csv"), "id,tag,score\n3,c,30\n4,d,40\n").unwrap();
+    std::fs::write(inbox.join("f3.csv"), "id,tag,score\n5,e,50\n").unwrap();
+    std::fs::write(inbox.join("f4.csv"), "id,tag\n6,f\n").unwrap();
+    let _d = start_on_aged_files(&db, &s, "log");
+    wait_i64(
+        &pool,
+        60,
+        "every job finished",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
+        4,
+    )
+    .await
+    .unwrap();
+    let failed: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status <> 'succeeded'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(failed.is_empty(), "every file loads: {failed:?}");
+    assert_eq!(claims(&pool).await, 1, "one batch");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM grown").await, 6);
+    assert_eq!(
+        scalar_i64(&pool, "SELECT coalesce(sum(score), 0)::int8 FROM grown").await,
+        120
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM grown WHERE score IS NULL").await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn an_upsert_batch_with_a_merge_failure_fails_that_file_alone_at_its_line() {
+    // The merge of f2 breaks a CHECK of the table: the batch's first pass
+    // (no savepoints) ends there, and the second names f2's row and loads
+    // the others, f3 updating f1's row.
+    let db = TestDb::new().await;
+    let s = Setup::new(
+        &db,
+        &[("p", "{table: events, mode: upsert, primary_key: id}")],
+    );
+    let pool = db.pool().await;
+    crate::support::daemon::events_table(&pool).await;
+    sqlx::query("ALTER TABLE events ADD CHECK (n < 1000)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let inbox = s.inbox("p");
+    std::fs::write(inbox.join("f1.csv"), "id,tag,n\n1,a,1\n2,b,2\n").unwrap();
+    std::fs::write(inbox.join("f2.csv"), "id,tag,n\n3,c,3\n4,d,4000\n").unwrap();
+    std::fs::write(inbox.join("f3.csv"), "id,tag,n\n1,a2,10\n5,e,5\n").unwrap();
+    let _d = start_on_aged_files(&db, &s, "log");
+    wait_i64(
+        &pool,
+        60,
+        "every job finished",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
+        3,
+    )
+    .await
+    .unwrap();
+    assert_eq!(claims(&pool).await, 1, "one batch");
+    let failed: Vec<(String, String)> =
+        sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "f2.csv");
+    assert!(
+        failed[0].1.starts_with("f2.csv:3: ") && failed[0].1.contains("events_n_check"),
+        "names the row and the constraint: {}",
+        failed[0].1
+    );
+    assert_eq!(
+        crate::support::db::scalar_text(
+            &pool,
+            "SELECT string_agg(id || ':' || tag || ':' || n, ',' ORDER BY id) FROM events"
+        )
+        .await
+        .as_deref(),
+        Some("1:a2:10,2:b:2,5:e:5")
+    );
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM cpi.imported_files").await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn regression_every_upsert_file_of_a_batch_merges_not_only_the_first() {
+    // Seen on main: each file's staging table lived on to the batch's
+    // commit, so every file after the first failed with `relation
+    // "cpi_stage" already exists`.
+    let db = TestDb::new().await;
+    let s = Setup::new(
+        &db,
+        &[("p", "{table: events, mode: upsert, primary_key: id}")],
+    );
+    let pool = db.pool().await;
+    crate::support::daemon::events_table(&pool).await;
+    drop_files(&s, 5);
+    let _d = start_on_aged_files(&db, &s, "log");
+    wait_i64(
+        &pool,
+        60,
+        "every job finished",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(claims(&pool).await, 1, "one batch");
+    let failed: Vec<(String, String)> =
+        sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 50);
 }

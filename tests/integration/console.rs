@@ -932,24 +932,10 @@ async fn a_job_page_lists_the_rows_it_kept_in_rejected_rows() {
     let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
     let db = TestDb::new().await;
     let pool = db.pool().await;
-    let m = tmp.path().join("manifests");
-    let inbox = tmp.path().join("inbox");
-    std::fs::create_dir_all(&inbox).unwrap();
-    write(
-        &m,
-        "connections/w.yaml",
-        &connection_doc("w", &db, "target"),
-    );
-    write(&m, "w.pass", "pw\n");
-    write(
-        &m,
-        "projects/k.yaml",
-        &project_doc(
-            "k",
-            "w",
-            &inbox,
-            "{table: kept, create_table: true, on_error: skip_rows, rejects: table}",
-        ),
+    let (m, inbox) = one_project(
+        &db,
+        tmp.path(),
+        "{table: kept, create_table: true, on_error: skip_rows, rejects: table}",
     );
     let d = Daemon::start(&db, &m).await;
     std::fs::write(inbox.join("k.csv"), "id,v\n1,a\n2,b,kept-value-7\n3,c\n").unwrap();
@@ -982,6 +968,22 @@ async fn a_job_page_lists_the_rows_it_kept_in_rejected_rows() {
     d.stop().await;
 }
 
+/// Manifests below `tmp` for connection `w` (its password file holding
+/// [`PLANTED`]) and project `k` on `tables`, with its inbox: both paths.
+fn one_project(db: &TestDb, tmp: &Path, tables: &str) -> (PathBuf, PathBuf) {
+    let m = tmp.join("manifests");
+    let inbox = tmp.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write(&m, "connections/w.yaml", &connection_doc("w", db, "target"));
+    write(&m, "w.pass", &format!("{PLANTED}\n"));
+    write(
+        &m,
+        "projects/k.yaml",
+        &project_doc("k", "w", &inbox, tables),
+    );
+    (m, inbox)
+}
+
 /// A browser that cannot start fails the test with the reason: CI never
 /// passes a console test by skipping it.
 #[tokio::test]
@@ -995,4 +997,159 @@ async fn a_browser_that_cannot_start_fails_the_test() {
         &tmp.path().join("profile"),
     )
     .await;
+}
+
+/// The audit page (issue 26): a reader without the audit permission sees
+/// no link to it and is told `#/audit` is not allowed; the admin (the
+/// API token) sees the link and the rows of the actions just done, newest
+/// first, with no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_shows_the_admin_the_actions_just_done_and_hides_from_a_viewer() {
+    let driver = start_driver().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
+    let db = TestDb::new().await;
+    let (m, _) = one_project(&db, tmp.path(), "{table: kept, create_table: true}");
+    let d = Daemon::start(&db, &m).await;
+    let pool = db.pool().await;
+    wait_i64(
+        &pool,
+        30,
+        "reconciled",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    for action in ["pause", "resume"] {
+        let r = http
+            .post(format!("{}/projects/k/{action}?reason=audit-page", d.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let mut ui = Ui::new(c, &d.base, tmp.path());
+    // The anonymous viewer: no link, and the page says no.
+    ui.open("#/").await;
+    ui.wait_text("h1", "Overview", 15).await;
+    assert!(!ui.find("#nav-audit").await.is_displayed().await.unwrap());
+    ui.open("#/audit").await;
+    let t = ui.wait_text("main", "Not allowed", 15).await;
+    assert!(!t.contains("POST /projects"), "{t}");
+    ui.check_page(true).await;
+    // The admin: the link, then the rows.
+    ui.type_in("#token", TOKEN).await;
+    ui.click("#token-use").await;
+    ui.wait_text("#nav-audit", "Audit", 15).await;
+    ui.click("#nav-audit a").await;
+    let t = ui
+        .wait_text("main", "POST /projects/{name}/resume", 15)
+        .await;
+    assert!(t.contains("POST /projects/{name}/pause"), "{t}");
+    assert!(t.contains("token:--api-token-file"), "{t}");
+    assert!(t.contains("project:k"), "{t}");
+    let resume = t.find("POST /projects/{name}/resume").unwrap();
+    let pause = t.find("POST /projects/{name}/pause").unwrap();
+    assert!(resume < pause, "newest first: {t}");
+    let caption = ui.find("main table caption").await.text().await.unwrap();
+    assert_eq!(caption, "Audit trail");
+    ui.check_page(false).await;
+    // Filtered by action: the pause only.
+    ui.type_in("#f-action", "POST /projects/{name}/pause").await;
+    ui.click("#audit-filters button").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ui
+        .c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("action=")
+    {
+        assert!(Instant::now() < deadline, "the filter never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = ui
+        .wait_text("main", "POST /projects/{name}/pause", 15)
+        .await;
+    assert!(!t.contains("POST /projects/{name}/resume"), "{t}");
+    let src = ui.c.source().await.unwrap();
+    assert!(
+        !src.contains(PLANTED) && !src.contains(TOKEN),
+        "a secret on the audit page"
+    );
+    ui.c.close().await.unwrap();
+    d.stop().await;
+}
+
+/// The events page (issue 25): a failed import's event with the delivery
+/// of its Alert to a real loopback webhook: failed attempts while the
+/// receiver is down (with the last error), then sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_page_shows_a_failed_imports_event_with_its_delivery_attempts() {
+    use crate::support::fs::manifest;
+    use crate::support::receiver::Recorder;
+    let driver = start_driver().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
+    let db = TestDb::new().await;
+    let (m, inbox) = one_project(&db, tmp.path(), "{table: kept, create_table: true}");
+    let r = Recorder::start().await;
+    r.set_up(false);
+    write(
+        &m,
+        "notify/hook.yaml",
+        &manifest("Provider", "hook", "type: webhook\nurl_file: ../hook.url\n"),
+    );
+    write(&m, "../hook.url", &format!("{}\n", r.url("in")));
+    write(
+        &m,
+        "notify/ops.yaml",
+        &manifest(
+            "Alert",
+            "ops",
+            "provider: hook\nprojects: ['*']\nevents: [import.failed]\n",
+        ),
+    );
+    let d = Daemon::start(&db, &m).await;
+    let pool = db.pool().await;
+    wait_i64(
+        &pool,
+        30,
+        "reconciled",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
+    .await
+    .unwrap();
+    std::fs::write(inbox.join("bad.csv"), "id,v\n1,a,extra\n").unwrap();
+    crate::support::wait::wait_at_least(
+        &pool,
+        30,
+        "a failed attempt",
+        "SELECT count(*) FROM cpi_delivery_attempts WHERE NOT ok",
+        1,
+    )
+    .await
+    .unwrap();
+    let mut ui = Ui::new(c, &d.base, tmp.path());
+    ui.open("#/events").await;
+    let t = ui.wait_text("main", "import.failed", 15).await;
+    assert!(t.contains("Events"), "{t}");
+    let row = ui.wait_text("main li.delivery", "last error", 15).await;
+    assert!(row.contains("ops"), "{row}");
+    assert!(row.contains("attempt"), "{row}");
+    let caption = ui.find("main table caption").await.text().await.unwrap();
+    assert_eq!(caption, "Events");
+    ui.check_page(true).await;
+    r.set_up(true);
+    r.wait(1, Duration::from_secs(60)).await;
+    // The page polls: the delivery turns sent.
+    let row = ui.wait_text("main li.delivery", "sent", 30).await;
+    assert!(row.contains("ops"), "{row}");
+    ui.c.close().await.unwrap();
+    d.stop().await;
 }

@@ -832,6 +832,7 @@ async fn a_finished_job_keeps_its_result_and_a_moved_failed_file_is_found() {
     let by = cpi::store::queue::Actor {
         who: "test",
         reason: Some("fixed"),
+        audit: None,
     };
     let retried = cpi::controls::retry(&env.pool, bad.job_id, false, &by)
         .await

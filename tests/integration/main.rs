@@ -4,6 +4,7 @@ mod access;
 mod access_git;
 mod access_lists;
 mod api;
+mod audit;
 mod batch;
 mod ci;
 mod console;

@@ -153,6 +153,7 @@ async fn retry_makes_a_waiting_job_due_now() {
     let by = cpi::store::queue::Actor {
         who: "test",
         reason: None,
+        audit: None,
     };
     let job = cpi::controls::retry(&pool, c.job.id, false, &by)
         .await

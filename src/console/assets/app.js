@@ -1,7 +1,7 @@
 // The router (hash routes: #/jobs/ID, shareable, no server round trip),
 // the token form and live updates by polling.
 
-import { token, setToken, get, post, loadMe, whoami } from './api.js';
+import { token, setToken, get, post, loadMe, whoami, can } from './api.js';
 import { h, fill, note } from './dom.js';
 import * as pages from './pages.js';
 
@@ -19,6 +19,8 @@ const ROUTES = [
   [/^\/jobs\/(?<id>[0-9a-f-]{36})$/, pages.job, 'jobs'],
   [/^\/reconcile$/, pages.reconcile, 'reconcile'],
   [/^\/reconcile\/(?<id>[0-9a-f-]{36})$/, pages.run, 'reconcile'],
+  [/^\/events$/, pages.events, 'events'],
+  [/^\/audit$/, pages.audit, 'audit'],
 ];
 
 const main = document.getElementById('main');
@@ -113,6 +115,8 @@ function showSso() {
 
 function showAuth() {
   showSso();
+  // The audit trail's link only for whom GET /audit answers.
+  document.getElementById('nav-audit').hidden = !can('audit');
   const has = Boolean(token());
   const state = document.getElementById('auth-state');
   document.getElementById('token').hidden = has;
@@ -149,7 +153,13 @@ document.getElementById('auth').addEventListener('submit', async (ev) => {
 
 document.getElementById('sso-logout').addEventListener('click', async () => {
   try {
-    await post('/auth/logout');
+    // Signed out here; a provider that signs out too comes back to the
+    // console afterwards (post_logout_redirect_uri).
+    const out = await post('/auth/logout');
+    if (out && out.end_session_url) {
+      location.assign(out.end_session_url);
+      return;
+    }
   } finally {
     await loadMe();
     showAuth();

@@ -19,6 +19,8 @@ const configuration = {
     client_id: clientId,
     client_secret: clientSecret,
     redirect_uris: [redirectUri],
+    // RP-initiated logout comes back to the console's root.
+    post_logout_redirect_uris: [new URL('/', redirectUri).href],
     response_types: ['code'],
     grant_types: ['authorization_code'],
     token_endpoint_auth_method: 'client_secret_basic',
