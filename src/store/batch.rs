@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::jobs::{self, Counts, JobError, JobStatus};
+use super::jobs::{self, verdict_events, Counts, JobError, JobStatus};
 use super::queue::Claimed;
 
 /// Files per batch at most.
@@ -121,7 +121,7 @@ pub async fn finish(pool: &PgPool, verdicts: &[Verdict<'_>]) -> Result<(), JobEr
         .await?;
     // Every part of one statement sees the same snapshot: `was` reads the
     // cancel requests and the counted columns before the update changes them.
-    sqlx::query(
+    sqlx::query(concat!(
         "WITH v AS (
              SELECT * FROM jsonb_to_recordset($1) AS v(id uuid, status text, rows_read int8,
                     rows_inserted int8, rows_updated int8, rows_deleted int8, rows_rejected int8,
@@ -172,26 +172,9 @@ pub async fn finish(pool: &PgPool, verdicts: &[Verdict<'_>]) -> Result<(), JobEr
                  rows_inserted = t.rows_inserted + EXCLUDED.rows_inserted,
                  rows_updated = t.rows_updated + EXCLUDED.rows_updated,
                  rows_deleted = t.rows_deleted + EXCLUDED.rows_deleted,
-                 rows_rejected = t.rows_rejected + EXCLUDED.rows_rejected),
-         checked AS (
-             INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
-             SELECT CASE WHEN k->>'outcome' = 'error' THEN 'check.failed' ELSE 'check.warned' END,
-                    CASE WHEN k->>'outcome' = 'error' THEN 'error' ELSE 'warn' END,
-                    j.project_name, j.target_table, j.id,
-                    jsonb_build_object('file', j.file_name, 'check', k->>'check',
-                                       'failing', (k->>'failing')::int8, 'rows', (k->>'rows')::int8)
-               FROM j, jsonb_array_elements(COALESCE(j.error_details->'checks', '[]'::jsonb)) k
-              WHERE k->>'outcome' IN ('error', 'warn'))
-         INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
-         SELECT CASE WHEN j.status = 'failed' THEN 'import.failed' ELSE 'import.rejected_rows' END,
-                CASE WHEN j.status = 'failed' THEN 'error' ELSE 'warn' END,
-                j.project_name, j.target_table, j.id,
-                jsonb_build_object('file', j.file_name, 'rows_read', j.rows_read,
-                                   'rows_rejected', j.rows_rejected)
-           FROM j LEFT JOIN was ON was.id = j.id
-          WHERE (j.status = 'failed' AND NOT COALESCE(was.cancelled, false))
-             OR (j.status = 'succeeded' AND j.rows_rejected > 0)",
-    )
+                 rows_rejected = t.rows_rejected + EXCLUDED.rows_rejected),",
+        verdict_events!()
+    ))
     .bind(serde_json::Value::Array(rows))
     .execute(&mut *tx)
     .await?;

@@ -451,6 +451,36 @@ pub(super) fn storable_json(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// The tail of a verdicts statement (`finish`, `batch::finish`): after
+/// CTEs `was` (id, cancelled: as the job was before) and `j` (the updated
+/// rows), the events of each verdict: `check.failed`/`check.warned` per
+/// check, `import.failed` (unless an operator cancelled the job: it has
+/// its `job.cancelled` already) or `import.rejected_rows`.
+macro_rules! verdict_events {
+    () => {
+        "
+         checked AS (
+             INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
+             SELECT CASE WHEN k->>'outcome' = 'error' THEN 'check.failed' ELSE 'check.warned' END,
+                    CASE WHEN k->>'outcome' = 'error' THEN 'error' ELSE 'warn' END,
+                    j.project_name, j.target_table, j.id,
+                    jsonb_build_object('file', j.file_name, 'check', k->>'check',
+                                       'failing', (k->>'failing')::int8, 'rows', (k->>'rows')::int8)
+               FROM j, jsonb_array_elements(COALESCE(j.error_details->'checks', '[]'::jsonb)) k
+              WHERE k->>'outcome' IN ('error', 'warn'))
+         INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
+         SELECT CASE WHEN j.status = 'failed' THEN 'import.failed' ELSE 'import.rejected_rows' END,
+                CASE WHEN j.status = 'failed' THEN 'error' ELSE 'warn' END,
+                j.project_name, j.target_table, j.id,
+                jsonb_build_object('file', j.file_name, 'rows_read', j.rows_read,
+                                   'rows_rejected', j.rows_rejected)
+           FROM j LEFT JOIN was ON was.id = j.id
+          WHERE (j.status = 'failed' AND NOT COALESCE(was.cancelled, false))
+             OR (j.status = 'succeeded' AND j.rows_rejected > 0)"
+    };
+}
+pub(super) use verdict_events;
+
 /// Records the job's verdict, counts and errors (and the file's sha256
 /// when it was computed while loading).
 pub async fn finish(
@@ -469,9 +499,9 @@ pub async fn finish(
     // A job an operator cancelled (`cancel_requested`, read before the
     // update: every part of one statement sees the same snapshot) already
     // has its `job.cancelled` event; it is not an `import.failed` too.
-    sqlx::query(
+    sqlx::query(concat!(
         "WITH was AS (
-             SELECT cancel_requested IS NOT NULL AS cancelled FROM cpi_import_jobs WHERE id = $1),
+             SELECT id, cancel_requested IS NOT NULL AS cancelled FROM cpi_import_jobs WHERE id = $1),
          j AS (
              UPDATE cpi_import_jobs SET status = $2, rows_read = $3, rows_inserted = $4, rows_updated = $5,
                     rows_deleted = $6, rows_rejected = $7, error = $8, error_details = $9, finished_at = now(),
@@ -479,26 +509,9 @@ pub async fn finish(
                     cancel_requested = NULL
               WHERE id = $1
           RETURNING id, status, project_name, target_table, file_name, rows_read, rows_rejected,
-                    error_details),
-         checked AS (
-             INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
-             SELECT CASE WHEN k->>'outcome' = 'error' THEN 'check.failed' ELSE 'check.warned' END,
-                    CASE WHEN k->>'outcome' = 'error' THEN 'error' ELSE 'warn' END,
-                    j.project_name, j.target_table, j.id,
-                    jsonb_build_object('file', j.file_name, 'check', k->>'check',
-                                       'failing', (k->>'failing')::int8, 'rows', (k->>'rows')::int8)
-               FROM j, jsonb_array_elements(COALESCE(j.error_details->'checks', '[]'::jsonb)) k
-              WHERE k->>'outcome' IN ('error', 'warn'))
-         INSERT INTO cpi_events (kind, severity, project, target_table, job_id, payload)
-         SELECT CASE WHEN j.status = 'failed' THEN 'import.failed' ELSE 'import.rejected_rows' END,
-                CASE WHEN j.status = 'failed' THEN 'error' ELSE 'warn' END,
-                j.project_name, j.target_table, j.id,
-                jsonb_build_object('file', j.file_name, 'rows_read', j.rows_read,
-                                   'rows_rejected', j.rows_rejected)
-           FROM j
-          WHERE (j.status = 'failed' AND NOT COALESCE((SELECT cancelled FROM was), false))
-             OR (j.status = 'succeeded' AND j.rows_rejected > 0)",
-    )
+                    error_details),",
+        verdict_events!()
+    ))
     .bind(id)
     .bind(status)
     .bind(counts.rows_read as i64)
