@@ -63,10 +63,27 @@ pub fn object_view(s: &ObjState) -> Value {
     let mut m = Map::new();
     m.insert("kind".into(), s.kind.as_str().into());
     m.insert("name".into(), s.name.clone().into());
-    m.insert("spec".into(), crate::plan::canonical(&s.spec));
+    let mut spec = crate::plan::canonical(&s.spec);
+    if s.kind == Kind::ApiToken {
+        shorten_hash(&mut spec);
+    }
+    m.insert("spec".into(), spec);
     m.insert("managed_by".into(), opt(&s.managed_by));
     m.insert("source".into(), opt(&s.source));
     Value::Object(m)
+}
+
+/// How much of an ApiToken's hash a diff shows: enough to tell a replaced
+/// token from the old one, too little to search for (the hash is no secret,
+/// but an operator reads the name, the expiry and whether it changed).
+const HASH_SHOWN: usize = 12;
+
+fn shorten_hash(spec: &mut Value) {
+    if let Some(Value::String(h)) = spec.get_mut("sha256") {
+        if h.len() > HASH_SHOWN {
+            *h = format!("{}…", &h[..HASH_SHOWN]);
+        }
+    }
 }
 
 fn yaml(v: &Value) -> String {

@@ -79,6 +79,28 @@ impl Authorization {
             .collect()
     }
 
+    /// Whether the caller may read `target` (one row of a filtered list).
+    pub fn reads(&self, target: &Target) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|c| c.may(Permission::Read, target))
+    }
+
+    /// The projects a list is filtered to: `None` (no filter) for a caller
+    /// who reads everything, else the existing projects they may read. The
+    /// names are read only for a caller bound to some projects.
+    pub async fn readable_projects(
+        &self,
+        pool: &sqlx::PgPool,
+    ) -> Result<Option<Vec<String>>, crate::store::StoreError> {
+        if self.reads_everything() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.readable_among(crate::store::project_names(pool).await?),
+        ))
+    }
+
     /// Whether the caller may see secrets and row values of `project`.
     pub fn sees_secrets_of(&self, project: &str) -> bool {
         self.0.as_ref().is_some_and(|c| {

@@ -144,10 +144,28 @@ fn check_url(url: &str) -> Result<Secret, UrlProblem> {
     )
 )]
 pub async fn list(
+    auth: super::auth::Authorization,
     State(state): State<AppState>,
     QueryParams(page): QueryParams<Page>,
 ) -> Result<Json<Vec<Connection>>, ApiError> {
-    let rows = page.slice(store::list_connections(&state.pool).await?)?;
+    let mut all = store::list_connections(&state.pool).await?;
+    // A caller bound to some projects sees the connections those projects
+    // use and the ones their bindings name, before the page is cut.
+    if !auth.reads_everything() {
+        let used = store::scopes::connection_projects(&state.pool).await?;
+        all.retain(|c| {
+            let projects = used
+                .iter()
+                .find(|(id, _)| *id == c.id)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            auth.reads(&crate::access::Target::Connection {
+                name: c.name.clone(),
+                projects,
+            })
+        });
+    }
+    let rows = page.slice(all)?;
     Ok(Json(rows.iter().map(Connection::from).collect()))
 }
 

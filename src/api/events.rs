@@ -41,6 +41,7 @@ pub struct EventWithDeliveries {
     )
 )]
 pub async fn list(
+    auth: super::auth::Authorization,
     State(state): State<AppState>,
     QueryParams(q): QueryParams<EventsQuery>,
 ) -> Result<Json<Vec<EventWithDeliveries>>, ApiError> {
@@ -48,9 +49,13 @@ pub async fn list(
     if limit > 500 {
         return Err(ApiError::invalid("limit: at most 500"));
     }
+    // A caller bound to some projects sees their events only (not those
+    // of no project, which are about the whole installation).
+    let among = auth.readable_projects(&state.pool).await?;
     let filter = EventFilter {
         project: q.project,
         kind: None,
+        among,
         limit: i64::from(limit),
     };
     let list = events::list(&state.pool, &filter).await?;

@@ -28,8 +28,14 @@ pub struct FreshnessQuery {
     )
 )]
 pub async fn list(
+    auth: super::auth::Authorization,
     State(state): State<AppState>,
     QueryParams(q): QueryParams<FreshnessQuery>,
 ) -> Result<Json<Vec<TableFreshness>>, ApiError> {
-    Ok(Json(current(&state.pool, q.project.as_deref()).await?))
+    let mut tables = current(&state.pool, q.project.as_deref()).await?;
+    // A caller bound to some projects sees their tables only.
+    if !auth.reads_everything() {
+        tables.retain(|t| auth.reads(&crate::access::Target::Project(t.project.clone())));
+    }
+    Ok(Json(tables))
 }

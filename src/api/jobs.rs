@@ -115,11 +115,7 @@ pub async fn list(
         ));
     }
     // A caller bound to some projects lists their jobs only.
-    // The project names are read only when the caller is bound to some.
-    let among = match auth.reads_everything() {
-        true => None,
-        false => Some(auth.readable_among(crate::store::project_names(&state.pool).await?)),
-    };
+    let among = auth.readable_projects(&state.pool).await?;
     let filter = ListFilter {
         project: q.project,
         status: q.status,

@@ -11,6 +11,7 @@
 //! manifest. A bearer token guards writes, connection tests and every
 //! response carrying a `database_url`.
 
+pub mod access_sync;
 mod audit;
 pub mod auth;
 mod check;

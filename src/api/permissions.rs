@@ -101,10 +101,12 @@ pub const TABLE: &[(&str, &str, Need)] = &[
     ("post", "/jobs/{id}/cancel", need(Operate, JobId)),
     ("post", "/jobs/retry", need(Operate, ProjectQuery)),
     ("get", "/reconcile/runs", need(Read, Any)),
-    ("get", "/reconcile/runs/{id}", need(Read, Any)),
+    // A run spans every project's manifests.
+    ("get", "/reconcile/runs/{id}", need(Read, Everything)),
     ("get", "/stats/imports", need(Read, Any)),
     ("get", "/audit", need(Audit, Everything)),
-    ("get", "/events", need(Read, ProjectQuery)),
+    // Filtered to the caller's projects by the handler, as /jobs is.
+    ("get", "/events", need(Read, Any)),
     // Authenticated by the body's HMAC signature, checked by the handler.
     ("post", "/hooks/{receiver}", Public),
     ("get", "/healthz", Public),

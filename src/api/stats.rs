@@ -61,12 +61,15 @@ fn days(asked: Option<u32>) -> Result<u32, ApiError> {
     )
 )]
 pub async fn imports(
+    auth: super::auth::Authorization,
     State(state): State<AppState>,
     QueryParams(q): QueryParams<StatsQuery>,
 ) -> Result<Json<ImportStats>, ApiError> {
     let days = days(q.days)?;
-    let buckets = store::hourly_imports(&state.pool, days).await?;
-    let now = store::queue_now(&state.pool).await?;
+    // A caller bound to some projects counts their jobs only.
+    let among = auth.readable_projects(&state.pool).await?;
+    let buckets = store::hourly_imports(&state.pool, days, among.as_deref()).await?;
+    let now = store::queue_now(&state.pool, among.as_deref()).await?;
     Ok(Json(ImportStats {
         days,
         bucket_seconds: 3600,

@@ -34,6 +34,7 @@ pub async fn events(g: &Global, command: &EventsCommand) -> Result<ExitCode> {
     let filter = events::EventFilter {
         project: project.clone(),
         kind: None,
+        among: None,
         limit: i64::from(*limit),
     };
     let list = events::list(&pool, &filter).await?;

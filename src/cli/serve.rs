@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use super::args::{ApiArgs, Global};
 use super::context::{management_pool, signal};
+use crate::api::access_sync::AccessSync;
 use crate::api::{self, auth, AppState};
 use crate::metrics::Health;
 use crate::store;
@@ -32,9 +33,17 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
     let presence = tokio::spawn(store::processes::keep(
         pool.clone(),
         store::processes::Me::this("serve"),
-        leave,
+        leave.clone(),
     ));
-    let mut state = AppState::new(pool, token, Arc::new(Health::new()));
+    let mut state = AppState::new(pool.clone(), token, Arc::new(Health::new()));
+    // The tokens and bindings the manifests declared, as applied: loaded
+    // before the first request, then followed.
+    let access = AccessSync::new(pool, state.access.clone());
+    access
+        .refresh()
+        .await
+        .context("cannot read the access rules (ApiToken, RoleBinding)")?;
+    tokio::spawn(access.run(leave));
     state.inbox_roots = Arc::new(a.roots.inbox_roots.clone());
     state.http = a.http.settings();
     state.sso = sso;

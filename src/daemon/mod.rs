@@ -97,6 +97,17 @@ pub async fn run(
             }
         })
     });
+    // The API's rules follow the stored ApiTokens and RoleBindings (those
+    // of every owner), this daemon's own declarations laid over them.
+    let access = api_state
+        .as_ref()
+        .map(|s| crate::api::access_sync::AccessSync::new(pool.clone(), s.access.clone()));
+    if let Some(sync) = access.clone() {
+        if let Err(e) = sync.refresh().await {
+            tracing::warn!(error = %e, "cannot read the access rules yet; polling");
+        }
+        tokio::spawn(sync.run(stop.clone()));
+    }
     let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     let reconcile_settings = reconcile::Settings {
         // Absolute: watcher events carry absolute paths.
@@ -109,7 +120,7 @@ pub async fn run(
         interval: settings.interval,
         backend: settings.backend,
         inbox_roots: settings.inbox_roots.clone(),
-        access: api_state.as_ref().map(|s| s.access.clone()),
+        access: access.clone(),
         wake: wake.reconcile.clone(),
     };
     let reconciler = tokio::spawn(reconcile::run_loop(

@@ -40,8 +40,8 @@ pub struct Settings {
     pub backend: Backend,
     /// `--inbox-root`: where a manifest's inbox may be (none: anywhere).
     pub inbox_roots: Vec<PathBuf>,
-    /// The API's state, whose tokens and role bindings each good load replaces.
-    pub access: Option<crate::api::AccessCell>,
+    /// The API's access rules, in which each good load replaces this owner's tokens and bindings.
+    pub access: Option<crate::api::access_sync::AccessSync>,
     /// Notified by a signed push to a Receiver: reconcile now.
     pub wake: Arc<Notify>,
 }
@@ -209,7 +209,8 @@ async fn reconcile_once(
     // Access follows the manifests as soon as they load, before the apply:
     // a revoked token stops working even if the apply is refused.
     if let Some(access) = &s.access {
-        access.set(
+        access.declare(
+            &s.owner,
             loaded.desired.known_tokens(),
             loaded.desired.bindings.values().cloned().collect(),
         );

@@ -119,6 +119,43 @@ pub fn check_binding(
     })
 }
 
+/// An ApiToken's spec as `cpi_objects` keeps it: the hash in lower-case
+/// hex (so a change of case in git is no change), the expiry, the description.
+pub fn token_row(spec: &ApiTokenSpec, sha256: &[u8; 32]) -> serde_json::Value {
+    let stored = ApiTokenSpec {
+        sha256: hex::encode(sha256),
+        ..spec.clone()
+    };
+    serde_json::to_value(stored).expect("a spec always serializes")
+}
+
+/// A RoleBinding's spec as `cpi_objects` keeps it.
+pub fn binding_row(spec: &RoleBindingSpec) -> serde_json::Value {
+    serde_json::to_value(spec).expect("a spec always serializes")
+}
+
+/// A stored ApiToken row read back for the API; `None` (and the reason)
+/// for a row that no longer reads (edited by hand, or by a newer cpi).
+pub fn token_from_row(
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<crate::access::token::KnownToken, String> {
+    let spec: ApiTokenSpec = serde_json::from_value(spec).map_err(|e| e.to_string())?;
+    let sha256 = check_token(&spec).map_err(|p| p[0].1.clone())?;
+    Ok(crate::access::token::KnownToken {
+        name: name.to_string(),
+        sha256,
+        expires: spec.expires,
+    })
+}
+
+/// A stored RoleBinding row read back for the API (see [`token_from_row`]).
+pub fn binding_from_row(name: &str, spec: serde_json::Value) -> Result<Binding, String> {
+    let spec: RoleBindingSpec = serde_json::from_value(spec).map_err(|e| e.to_string())?;
+    check_binding(name, &spec)
+        .map_err(|p| p.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; "))
+}
+
 fn subject_name(s: &Subject) -> &str {
     match s {
         Subject::Token(n) | Subject::User(n) | Subject::Group(n) => n,
@@ -148,6 +185,31 @@ mod tests {
         let e = check_token(&bad).unwrap_err();
         assert_eq!(e[0].0, "sha256");
         assert!(!e[0].1.contains("cpi_0123"), "the value is not echoed");
+    }
+
+    #[test]
+    fn stored_rows_read_back_as_the_rules_they_came_from() {
+        let hash = token::sha256_hex("t");
+        let spec = ApiTokenSpec {
+            description: Some("ci".into()),
+            sha256: hash.to_uppercase(),
+            expires: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+        };
+        let row = token_row(&spec, &check_token(&spec).unwrap());
+        assert_eq!(row["sha256"], hash, "stored lower-case");
+        let known = token_from_row("ci", row).unwrap();
+        assert_eq!(known.sha256, token::parse_sha256(&hash).unwrap());
+        assert_eq!(known.expires, spec.expires);
+        assert!(token_from_row("x", serde_json::json!({"sha256": "nope"})).is_err());
+        let b =
+            binding("role: operator\nprojects: [a]\nconnections: [c]\nsubjects: [{token: ci}]\n");
+        let back = binding_from_row("ops", binding_row(&b)).unwrap();
+        assert_eq!(back, check_binding("ops", &b).unwrap());
+        assert!(binding_from_row(
+            "x",
+            serde_json::json!({"role": "viewer", "projects": [], "subjects": []})
+        )
+        .is_err());
     }
 
     #[test]

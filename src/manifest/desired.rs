@@ -67,11 +67,12 @@ pub struct Desired {
     pub tokens: BTreeMap<String, DesiredToken>,
     /// Role bindings by name.
     pub bindings: BTreeMap<String, crate::access::Binding>,
-    /// The simple kinds' objects (Provider, Alert, Receiver), by kind and name.
+    /// The `cpi_objects` rows the manifests declare (Provider, Alert,
+    /// Receiver, and the ApiTokens and RoleBindings also held above), by kind and name.
     pub objects: BTreeMap<(super::model::Kind, String), DesiredObject>,
 }
 
-/// An object of a simple kind ([`super::model::Kind::SIMPLE`]): its spec is plain
+/// An object stored in `cpi_objects` ([`super::model::Kind::STORED`]): its spec is plain
 /// data, stored as JSON. Secret files are named by their resolved path;
 /// their content is never part of it.
 #[derive(Debug, Clone, PartialEq)]

@@ -90,8 +90,8 @@ pub fn load_confined(
             let (kind, name) = match &obj {
                 Object::Connection(c) => (Kind::Connection, c.name.clone()),
                 Object::Project(p, _) => (Kind::Project, p.name.clone()),
-                Object::ApiToken(t) => (Kind::ApiToken, t.name.clone()),
-                Object::RoleBinding(b, _) => (Kind::RoleBinding, b.name.clone()),
+                Object::ApiToken(t, _) => (Kind::ApiToken, t.name.clone()),
+                Object::RoleBinding(b, _, _) => (Kind::RoleBinding, b.name.clone()),
                 Object::Simple((o, _)) => (o.kind, o.name.clone()),
             };
             let key = (kind, name.clone());
@@ -111,12 +111,17 @@ pub fn load_confined(
                     references.push((p.name.clone(), p.connection.clone(), reference_error));
                     loaded.desired.projects.insert(name, p);
                 }
-                Object::ApiToken(t) => {
-                    loaded.desired.tokens.insert(name, t);
+                Object::ApiToken(t, row) => {
+                    loaded.desired.tokens.insert(name.clone(), t);
+                    loaded.desired.objects.insert((Kind::ApiToken, name), row);
                 }
-                Object::RoleBinding(b, at) => {
+                Object::RoleBinding(b, at, row) => {
                     bindings.push((b.clone(), at));
-                    loaded.desired.bindings.insert(name, b);
+                    loaded.desired.bindings.insert(name.clone(), b);
+                    loaded
+                        .desired
+                        .objects
+                        .insert((Kind::RoleBinding, name), row);
                 }
                 Object::Simple((o, reference)) => {
                     if let Some((provider, at)) = reference {

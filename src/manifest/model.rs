@@ -45,6 +45,16 @@ impl Kind {
     /// (`cpi_objects`) and planned by one generic path.
     pub const SIMPLE: [Kind; 3] = [Kind::Provider, Kind::Alert, Kind::Receiver];
 
+    /// The kinds whose rows are in `cpi_objects` (their specs are plain
+    /// JSON): the simple kinds and the access kinds.
+    pub const STORED: [Kind; 5] = [
+        Kind::ApiToken,
+        Kind::RoleBinding,
+        Kind::Provider,
+        Kind::Alert,
+        Kind::Receiver,
+    ];
+
     /// The name written in `kind:`.
     pub fn as_str(self) -> &'static str {
         match self {

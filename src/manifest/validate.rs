@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use super::access::{self, ApiTokenSpec, RoleBindingSpec};
-use super::desired::{DesiredConnection, DesiredProject, DesiredToken, Loaded, Secrets, UrlState};
+use super::desired::{
+    DesiredConnection, DesiredObject, DesiredProject, DesiredToken, Loaded, Secrets, UrlState,
+};
 use super::envelope::{parse_envelope, read_secret, secret_path};
 use super::error::ManifestError;
 use super::model::{ConnectionSpec, Kind, ProjectSpec};
@@ -17,9 +19,11 @@ pub(super) enum Object {
     Connection(DesiredConnection),
     /// With the error to report if its connection reference is dangling.
     Project(DesiredProject, ManifestError),
-    ApiToken(DesiredToken),
-    /// With the location of its subjects, for a token no manifest declares.
-    RoleBinding(crate::access::Binding, ManifestError),
+    /// With its row for `cpi_objects`.
+    ApiToken(DesiredToken, DesiredObject),
+    /// With the location of its subjects, for a token no manifest declares,
+    /// and its row for `cpi_objects`.
+    RoleBinding(crate::access::Binding, ManifestError, DesiredObject),
     /// A Provider, Alert or Receiver, with an Alert's provider reference.
     Simple(super::simple::Parsed),
 }
@@ -84,12 +88,23 @@ pub(super) fn parse_document(
         Some(Kind::ApiToken) => {
             let (mut errors, env) = parse_envelope::<ApiTokenSpec>(ctx)?;
             match access::check_token(&env.spec) {
-                Ok(sha256) if errors.is_empty() => Ok(Some(Object::ApiToken(DesiredToken {
-                    name: env.metadata.name,
-                    sha256,
-                    expires: env.spec.expires,
-                    source: ctx.file.to_string(),
-                }))),
+                Ok(sha256) if errors.is_empty() => {
+                    let row = stored(
+                        ctx,
+                        Kind::ApiToken,
+                        &env.metadata.name,
+                        access::token_row(&env.spec, &sha256),
+                    );
+                    Ok(Some(Object::ApiToken(
+                        DesiredToken {
+                            name: env.metadata.name,
+                            sha256,
+                            expires: env.spec.expires,
+                            source: ctx.file.to_string(),
+                        },
+                        row,
+                    )))
+                }
                 Ok(_) => Err(errors),
                 Err(more) => {
                     errors.extend(more.into_iter().map(|(k, m)| ctx.err_at_key(k, m)));
@@ -103,6 +118,12 @@ pub(super) fn parse_document(
                 Ok(b) if errors.is_empty() => Ok(Some(Object::RoleBinding(
                     b,
                     ctx.err_at_key("subjects", String::new()),
+                    stored(
+                        ctx,
+                        Kind::RoleBinding,
+                        &env.metadata.name,
+                        access::binding_row(&env.spec),
+                    ),
                 ))),
                 Ok(_) => Err(errors),
                 Err(more) => {
@@ -123,6 +144,15 @@ pub(super) fn parse_document(
             "kind",
             format!("unknown kind {kind:?} (expected {})", kind_names()),
         )]),
+    }
+}
+
+fn stored(ctx: &DocCtx, kind: Kind, name: &str, spec: serde_json::Value) -> DesiredObject {
+    DesiredObject {
+        kind,
+        name: name.to_string(),
+        spec,
+        source: ctx.file.to_string(),
     }
 }
 

@@ -102,7 +102,7 @@ pub fn plan(desired: &Desired, observed: &Observed, owner: &str, adopt: bool) ->
     p.connections = kinds.plan(want_conns, &observed.connections);
     p.projects = kinds.plan(want_projs, &observed.projects);
     let want_objects = desired_objects(desired, owner);
-    for kind in Kind::SIMPLE {
+    for kind in Kind::STORED {
         let want = want_objects.iter().filter(|o| o.kind == kind).cloned();
         let rows: Vec<Row<ObjState>> = observed
             .objects
@@ -333,6 +333,53 @@ mod tests {
         assert_eq!(p.projects[0].fields, vec!["description"]);
         let text = crate::render::text(&p, false);
         assert!(!text.contains("+  settle_seconds"), "{text}");
+    }
+
+    #[test]
+    fn access_kinds_are_planned_owned_and_pruned_like_the_others() {
+        use crate::manifest::DesiredObject;
+        let mut d = Desired::default();
+        for (kind, spec) in [
+            (Kind::ApiToken, json!({"sha256": "ab".repeat(32)})),
+            (
+                Kind::RoleBinding,
+                json!({"role": "viewer", "projects": ["*"], "subjects": [{"token": "ci"}]}),
+            ),
+        ] {
+            d.objects.insert(
+                (kind, "ci".into()),
+                DesiredObject {
+                    kind,
+                    name: "ci".into(),
+                    spec,
+                    source: "access.yaml".into(),
+                },
+            );
+        }
+        assert_eq!(
+            plan(&d, &Observed::default(), "cpi", false).counts().create,
+            2
+        );
+        // Another owner's token of that name is a conflict, not overwritten.
+        let mut o = observed_from_manifests(&d, "team-b");
+        for r in &mut o.objects {
+            r.id = Some(Uuid::new_v4());
+            r.stored_digest = Some(object_digest(&r.state));
+            r.applied_digest = r.stored_digest.clone();
+        }
+        let p = plan(&d, &o, "cpi", false);
+        assert_eq!(p.conflicts.len(), 2, "{:?}", p.conflicts);
+        // Our own rows, edited by hand, are drift; undeclared, they are pruned.
+        for r in &mut o.objects {
+            r.state.managed_by = Some("cpi".into());
+            r.applied_digest = Some(object_digest(&r.state));
+        }
+        o.objects[0].state.spec = json!({"sha256": "cd".repeat(32)});
+        o.objects[0].stored_digest = Some(object_digest(&o.objects[0].state));
+        let p = plan(&d, &o, "cpi", false);
+        assert_eq!(p.counts().drift, 1);
+        let p = plan(&Desired::default(), &o, "cpi", false);
+        assert_eq!(p.counts().delete, 2);
     }
 
     #[test]

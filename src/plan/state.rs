@@ -41,7 +41,7 @@ pub struct ProjState {
 /// compared as a whole, as JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjState {
-    /// Its kind (one of [`Kind::SIMPLE`]).
+    /// Its kind (one of [`Kind::STORED`]).
     pub kind: Kind,
     /// `name`, unique per kind.
     pub name: String,

@@ -210,6 +210,8 @@ pub struct EventFilter {
     pub project: Option<String>,
     /// Only this kind.
     pub kind: Option<EventKind>,
+    /// Only these projects' (`None`: every event, of no project too).
+    pub among: Option<Vec<String>>,
     /// How many at most.
     pub limit: i64,
 }
@@ -220,11 +222,13 @@ pub async fn list(db: impl PgExecutor<'_>, f: &EventFilter) -> Result<Vec<Event>
         "SELECT id, seq, at, kind, severity, project, target_table, job_id, run_id, payload
            FROM cpi_events
           WHERE ($1::text IS NULL OR project = $1) AND ($2::text IS NULL OR kind = $2)
+            AND ($4::text[] IS NULL OR project = ANY($4))
           ORDER BY seq DESC LIMIT $3",
     )
     .bind(f.project.as_deref())
     .bind(f.kind)
     .bind(f.limit)
+    .bind(&f.among)
     .fetch_all(db)
     .await?)
 }

@@ -33,6 +33,17 @@ pub async fn connection_scope(
     Ok(row)
 }
 
+/// Every connection's id with the names of the projects that use it (a
+/// connection no project uses is absent), for filtering the list.
+pub async fn connection_projects(db: impl PgExecutor<'_>) -> Result<Vec<(Uuid, Vec<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT connection_id, array_agg(name ORDER BY name) FROM cpi_projects
+          WHERE connection_id IS NOT NULL GROUP BY connection_id",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
 /// The project name of job `id` (kept on the job when its project is gone).
 pub async fn job_project(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<String>> {
     Ok(

@@ -1,4 +1,4 @@
-//! `cpi_objects`: the simple kinds' rows (Provider, Alert, Receiver), one
+//! `cpi_objects`: the rows of Provider, Alert, Receiver, ApiToken and RoleBinding, one
 //! table for all of them, read for the plan and written by the apply, each
 //! one statement over arrays.
 
@@ -114,4 +114,35 @@ pub async fn delete_objects(tx: &mut PgConnection, ids: &[Uuid]) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// The kinds the API's access rules are made of.
+const ACCESS_KINDS: [&str; 2] = ["ApiToken", "RoleBinding"];
+
+/// One access row: kind, name, spec, owner.
+pub type AccessRow = (String, String, serde_json::Value, Option<String>);
+
+/// Every ApiToken and RoleBinding row.
+pub async fn access_rows(db: impl PgExecutor<'_>) -> Result<Vec<AccessRow>> {
+    Ok(sqlx::query_as(
+        "SELECT kind, name, spec, managed_by FROM cpi_objects WHERE kind = ANY($1) ORDER BY kind, name",
+    )
+    .bind(&ACCESS_KINDS[..])
+    .fetch_all(db)
+    .await?)
+}
+
+/// A digest of every ApiToken and RoleBinding row, computed by the
+/// database: it changes whenever one is added, changed or removed, and a
+/// poll that finds it unchanged moves a few bytes.
+pub async fn access_fingerprint(db: impl PgExecutor<'_>) -> Result<String> {
+    let (d,): (Option<String>,) = sqlx::query_as(
+        "SELECT md5(string_agg(kind || '/' || name || '/' || spec::text || '/' || coalesce(managed_by, ''),
+                               ',' ORDER BY kind, name))
+         FROM cpi_objects WHERE kind = ANY($1)",
+    )
+    .bind(&ACCESS_KINDS[..])
+    .fetch_one(db)
+    .await?;
+    Ok(d.unwrap_or_default())
 }

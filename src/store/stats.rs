@@ -32,8 +32,12 @@ pub struct HourBucket {
 }
 
 /// One bucket per hour of the last `days` days, oldest first, the current
-/// hour last.
-pub async fn hourly_imports(db: impl PgExecutor<'_>, days: u32) -> Result<Vec<HourBucket>> {
+/// hour last; of the jobs of `among`'s projects only, when given.
+pub async fn hourly_imports(
+    db: impl PgExecutor<'_>,
+    days: u32,
+    among: Option<&[String]>,
+) -> Result<Vec<HourBucket>> {
     // Hours with no job are kept (generate_series), so a chart's x axis is
     // time, not "hours that had work".
     Ok(sqlx::query_as(
@@ -46,6 +50,7 @@ pub async fn hourly_imports(db: impl PgExecutor<'_>, days: u32) -> Result<Vec<Ho
                     extract(epoch FROM finished_at - coalesce(started_at, finished_at))::float8 AS secs
                FROM cpi_import_jobs
               WHERE finished_at >= date_trunc('hour', now()) - make_interval(hours => $1 * 24 - 1)
+                AND ($2::text[] IS NULL OR project_name = ANY($2))
          )
          SELECT h.hour,
                 count(d.status) AS files,
@@ -59,6 +64,7 @@ pub async fn hourly_imports(db: impl PgExecutor<'_>, days: u32) -> Result<Vec<Ho
           GROUP BY h.hour ORDER BY h.hour",
     )
     .bind(days as i32)
+    .bind(among)
     .fetch_all(db)
     .await?)
 }
@@ -74,15 +80,19 @@ pub struct QueueNow {
     pub failed_last_24h: i64,
 }
 
-/// The queue now.
-pub async fn queue_now(db: impl PgExecutor<'_>) -> Result<QueueNow> {
+/// The queue now; of `among`'s projects only, when given.
+pub async fn queue_now(db: impl PgExecutor<'_>, among: Option<&[String]>) -> Result<QueueNow> {
     Ok(sqlx::query_as(
         // Three indexed counts, not one pass over the whole history.
-        "SELECT (SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued') AS queued,
-                (SELECT count(*) FROM cpi_import_jobs WHERE status = 'running') AS running,
+        "SELECT (SELECT count(*) FROM cpi_import_jobs WHERE status = 'queued'
+                    AND ($1::text[] IS NULL OR project_name = ANY($1))) AS queued,
+                (SELECT count(*) FROM cpi_import_jobs WHERE status = 'running'
+                    AND ($1::text[] IS NULL OR project_name = ANY($1))) AS running,
                 (SELECT count(*) FROM cpi_import_jobs
-                  WHERE status = 'failed' AND finished_at >= now() - interval '24 hours') AS failed_last_24h",
+                  WHERE status = 'failed' AND finished_at >= now() - interval '24 hours'
+                    AND ($1::text[] IS NULL OR project_name = ANY($1))) AS failed_last_24h",
     )
+    .bind(among)
     .fetch_one(db)
     .await?)
 }

@@ -1,6 +1,8 @@
 //! One integration-test binary; modules by intent.
 
 mod access;
+mod access_git;
+mod access_lists;
 mod api;
 mod audit;
 mod batch;
