@@ -367,18 +367,47 @@ async fn a_table_created_and_widened_inside_a_batch_takes_every_file() {
     );
 }
 
+/// Waits until `n` jobs have a verdict (succeeded, duplicate or failed).
+async fn finished(pool: &sqlx::PgPool, n: i64) {
+    wait_i64(
+        pool,
+        60,
+        "every job finished",
+        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'duplicate', 'failed')",
+        n,
+    )
+    .await
+    .unwrap();
+}
+
+/// The failed jobs: file and error, by file name.
+async fn failed(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed' ORDER BY file_name",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// A setup whose project upserts into `events` by `id`, and a pool.
+async fn upsert_setup(db: &TestDb) -> (Setup, sqlx::PgPool) {
+    let s = Setup::new(
+        db,
+        &[("p", "{table: events, mode: upsert, primary_key: id}")],
+    );
+    let pool = db.pool().await;
+    crate::support::daemon::events_table(&pool).await;
+    (s, pool)
+}
+
 #[tokio::test]
 async fn an_upsert_batch_with_a_merge_failure_fails_that_file_alone_at_its_line() {
     // The merge of f2 breaks a CHECK of the table: the batch's first pass
     // (no savepoints) ends there, and the second names f2's row and loads
     // the others, f3 updating f1's row.
     let db = TestDb::new().await;
-    let s = Setup::new(
-        &db,
-        &[("p", "{table: events, mode: upsert, primary_key: id}")],
-    );
-    let pool = db.pool().await;
-    crate::support::daemon::events_table(&pool).await;
+    let (s, pool) = upsert_setup(&db).await;
     sqlx::query("ALTER TABLE events ADD CHECK (n < 1000)")
         .execute(&pool)
         .await
@@ -388,21 +417,9 @@ async fn an_upsert_batch_with_a_merge_failure_fails_that_file_alone_at_its_line(
     std::fs::write(inbox.join("f2.csv"), "id,tag,n\n3,c,3\n4,d,4000\n").unwrap();
     std::fs::write(inbox.join("f3.csv"), "id,tag,n\n1,a2,10\n5,e,5\n").unwrap();
     let _d = start_on_aged_files(&db, &s, "log");
-    wait_i64(
-        &pool,
-        60,
-        "every job finished",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
-        3,
-    )
-    .await
-    .unwrap();
+    finished(&pool, 3).await;
     assert_eq!(claims(&pool).await, 1, "one batch");
-    let failed: Vec<(String, String)> =
-        sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let failed = failed(&pool).await;
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].0, "f2.csv");
     assert!(
@@ -431,29 +448,12 @@ async fn regression_every_upsert_file_of_a_batch_merges_not_only_the_first() {
     // commit, so every file after the first failed with `relation
     // "cpi_stage" already exists`.
     let db = TestDb::new().await;
-    let s = Setup::new(
-        &db,
-        &[("p", "{table: events, mode: upsert, primary_key: id}")],
-    );
-    let pool = db.pool().await;
-    crate::support::daemon::events_table(&pool).await;
+    let (s, pool) = upsert_setup(&db).await;
     drop_files(&s, 5);
     let _d = start_on_aged_files(&db, &s, "log");
-    wait_i64(
-        &pool,
-        60,
-        "every job finished",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
-        5,
-    )
-    .await
-    .unwrap();
+    finished(&pool, 5).await;
     assert_eq!(claims(&pool).await, 1, "one batch");
-    let failed: Vec<(String, String)> =
-        sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'failed'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let failed = failed(&pool).await;
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 50);
 }
