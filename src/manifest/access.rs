@@ -134,14 +134,30 @@ pub fn binding_row(spec: &RoleBindingSpec) -> serde_json::Value {
     serde_json::to_value(spec).expect("a spec always serializes")
 }
 
-/// A stored ApiToken row read back for the API; `None` (and the reason)
-/// for a row that no longer reads (edited by hand, or by a newer cpi).
+/// Why a stored access row does not read back as a rule.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredRuleError {
+    /// Its spec is not of its kind's shape (edited by hand, or by a newer cpi).
+    #[error("not a spec of its kind: {0}")]
+    Shape(#[from] serde_json::Error),
+    /// Its spec reads but breaks the kind's rules: each problem.
+    #[error("{}", .0.join("; "))]
+    Rules(Vec<String>),
+}
+
+/// The problems of a spec, as an error.
+fn broken(problems: Vec<(&'static str, String)>) -> StoredRuleError {
+    StoredRuleError::Rules(problems.into_iter().map(|(_, m)| m).collect())
+}
+
+/// A stored ApiToken row read back for the API; the reason for a row that
+/// no longer reads (edited by hand, or by a newer cpi).
 pub fn token_from_row(
     name: &str,
     spec: serde_json::Value,
-) -> Result<crate::access::token::KnownToken, String> {
-    let spec: ApiTokenSpec = serde_json::from_value(spec).map_err(|e| e.to_string())?;
-    let sha256 = check_token(&spec).map_err(|p| p[0].1.clone())?;
+) -> Result<crate::access::token::KnownToken, StoredRuleError> {
+    let spec: ApiTokenSpec = serde_json::from_value(spec)?;
+    let sha256 = check_token(&spec).map_err(broken)?;
     Ok(crate::access::token::KnownToken {
         name: name.to_string(),
         sha256,
@@ -150,10 +166,9 @@ pub fn token_from_row(
 }
 
 /// A stored RoleBinding row read back for the API (see [`token_from_row`]).
-pub fn binding_from_row(name: &str, spec: serde_json::Value) -> Result<Binding, String> {
-    let spec: RoleBindingSpec = serde_json::from_value(spec).map_err(|e| e.to_string())?;
-    check_binding(name, &spec)
-        .map_err(|p| p.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; "))
+pub fn binding_from_row(name: &str, spec: serde_json::Value) -> Result<Binding, StoredRuleError> {
+    let spec: RoleBindingSpec = serde_json::from_value(spec)?;
+    check_binding(name, &spec).map_err(broken)
 }
 
 fn subject_name(s: &Subject) -> &str {
