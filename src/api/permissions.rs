@@ -176,6 +176,39 @@ mod tests {
         }
     }
 
+    /// Every route of the table has its row in docs/security.md's
+    /// route × role table, and the docs name no route the table lacks.
+    #[test]
+    fn the_security_docs_list_every_route() {
+        let doc = include_str!("../../docs/security.md");
+        let mut documented = std::collections::BTreeSet::new();
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let cell = line.split('|').nth(1).unwrap_or_default();
+            let mut method = "";
+            for word in cell.split(['`', ',', ' ']).filter(|w| !w.is_empty()) {
+                if word.chars().all(|c| c.is_ascii_uppercase()) {
+                    method = word;
+                } else if word.starts_with('/') && !method.is_empty() {
+                    documented.insert((method.to_ascii_lowercase(), word.to_string()));
+                }
+            }
+        }
+        let routes: std::collections::BTreeSet<(String, String)> = TABLE
+            .iter()
+            .map(|(m, p, _)| (m.to_ascii_lowercase(), p.to_string()))
+            .collect();
+        let missing: Vec<_> = routes.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&routes).collect();
+        assert!(
+            missing.is_empty(),
+            "routes missing from docs/security.md: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "docs/security.md names routes the table lacks: {extra:?}"
+        );
+    }
+
     #[test]
     fn labels_name_permission_and_scope() {
         assert_eq!(need_of("GET", "/jobs"), Some(need(Read, Any)));
