@@ -94,6 +94,7 @@ fn ours(w: &Watched, created: Vec<events::Created>) -> Vec<QueuedFile> {
                 file,
                 target,
                 written: Some(c.at),
+                seen: Some(c.at),
             })
         })
         .collect()

@@ -88,13 +88,15 @@ fn ours(listing: Vec<Listed>, dir: &str, patterns: &Patterns) -> Vec<Listed> {
 /// What a listing's ready files become in the queue (pure): each with its
 /// table and mode when the config's options resolve (the queue orders and
 /// serializes jobs per table), and an object's last write (the enqueue
-/// skips an object imported since).
+/// skips an object imported since), and `seen` (when the listing began:
+/// objects only, as `written`).
 fn to_queue(
     ready: Vec<FileRef>,
     dir: &str,
     config: &ProjectConfig,
     patterns: &Patterns,
     written: &HashMap<FileRef, SystemTime>,
+    seen: Option<SystemTime>,
 ) -> Vec<QueuedFile> {
     ready
         .into_iter()
@@ -106,6 +108,7 @@ fn to_queue(
                 file,
                 target,
                 written,
+                seen,
             }
         })
         .collect()
@@ -216,6 +219,7 @@ pub(super) async fn scan(
             // A listing is new work: shutdown does not wait for it (an
             // object store that stopped answering holds it for the
             // client's read timeout, a minute).
+            let listed_at = SystemTime::now();
             let listing = tokio::select! {
                 l = list(ib) => l,
                 _ = shutdown.changed() => return,
@@ -241,7 +245,15 @@ pub(super) async fn scan(
             } else {
                 HashMap::new()
             };
-            let files = to_queue(ready, &dir, &ib.config, &ib.patterns, &written);
+            let seen = ib.prefix.is_some().then_some(listed_at);
+            let mut files = to_queue(ready, &dir, &ib.config, &ib.patterns, &written, seen);
+            if ib.prefix.is_some() {
+                // Moved by this process while the listing ran: the listing
+                // may have seen it before the move. Forgotten at the next
+                // pass (`moved` above), so an upload since is listed then.
+                let moved = s.moved_objects.lock().unwrap();
+                files.retain(|f| !moved.contains(&f.file));
+            }
             match queue::enqueue(&s.pool, name, &files, &queued_by).await {
                 Ok(queued) => {
                     for (id, file) in &queued {
@@ -361,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn ready_files_are_queued_with_their_table_and_an_objects_write_time() {
+    fn ready_files_are_queued_with_their_table_and_an_objects_write_and_sighting_times() {
         let c = config("inbox: s3://bucket/in/\ntables:\n  - file_pattern: \"orders_*.csv\"\n    table: orders\n    mode: append\n");
         let matched = FileRef::parse("s3://bucket/in/orders_1.csv#aa").unwrap();
         let written = HashMap::from([(matched.clone(), at(7))]);
@@ -371,11 +383,13 @@ mod tests {
             &c,
             &c.patterns(),
             &written,
+            Some(at(9)),
         );
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].file, matched);
         assert_eq!(queued[0].target, Some(("orders".to_string(), Mode::Append)));
         assert_eq!(queued[0].written, Some(at(7)));
+        assert_eq!(queued[0].seen, Some(at(9)));
     }
 
     #[test]
@@ -383,7 +397,7 @@ mod tests {
         let c =
             config("inbox: /in\ntables:\n  - file_pattern: \"orders_*.csv\"\n    table: orders\n");
         let f = FileRef::parse("/in/other.txt").unwrap();
-        let queued = to_queue(vec![f], "/in", &c, &c.patterns(), &HashMap::new());
+        let queued = to_queue(vec![f], "/in", &c, &c.patterns(), &HashMap::new(), None);
         assert_eq!(queued[0].target, None);
         assert_eq!(queued[0].written, None);
     }

@@ -285,6 +285,12 @@ pub struct QueuedFile {
     /// An object's last write (its job path carries the ETag, the same for
     /// the same content uploaded again): see [`enqueue`].
     pub written: Option<std::time::SystemTime>,
+    /// When this sighting of an object was made: the start of the listing
+    /// that found it, or its event's time. An import of the same path that
+    /// finished since took this very object in (the path carries its
+    /// content's ETag; the move that follows removes the key): see
+    /// [`enqueue`].
+    pub seen: Option<std::time::SystemTime>,
 }
 
 /// Inserts `queued` jobs for `files` in one statement (a listing's ready
@@ -307,16 +313,24 @@ pub struct QueuedFile {
 /// of it does not count, so an upload of the same content right after an
 /// import is never mistaken for the one imported (at worst, an object is
 /// judged twice: the second time a duplicate).
+///
+/// Nor is an object queued again by a sighting older than an import of it
+/// (`seen`): a listing that began before the import finished, or an event
+/// sent again (SQS delivers at least once). Both come within the second
+/// when an event queued the object at once; the second job used to end a
+/// duplicate.
 async fn create_queued(
     mgmt: &PgPool,
     project_name: &str,
     files: &[QueuedFile],
     worker: &str,
 ) -> Result<Vec<(Uuid, String)>, JobError> {
-    let (mut names, mut paths, mut sizes, mut tables, mut modes, mut written) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut names, mut paths, mut sizes, mut tables, mut modes, mut written, mut seen) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let utc = chrono::DateTime::<chrono::Utc>::from;
     for f in files {
-        written.push(f.written.map(chrono::DateTime::<chrono::Utc>::from));
+        written.push(f.written.map(utc));
+        seen.push(f.seen.map(utc));
         names.push(f.file.name());
         paths.push(f.file.job_path());
         sizes.push(local_size(&f.file));
@@ -327,8 +341,8 @@ async fn create_queued(
         "INSERT INTO cpi_import_jobs (project_id, project_name, connection_id, file_name, file_path, file_size, status, worker, target_table, mode)
          SELECT p.id, p.name, p.connection_id, f.file_name, f.file_path, f.file_size, $7, $8, f.target_table, f.mode
            FROM cpi_projects p,
-                unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $9::timestamptz[])
-                    AS f(file_name, file_path, file_size, target_table, mode, written)
+                unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $9::timestamptz[], $10::timestamptz[])
+                    AS f(file_name, file_path, file_size, target_table, mode, written, seen)
           WHERE p.name = $1
             AND NOT EXISTS (
                 SELECT 1 FROM cpi_import_jobs d
@@ -338,7 +352,7 @@ async fn create_queued(
             -- job, 0.7-1.3 s per scan with 1,000,000 of them.
             AND NOT coalesce((SELECT max(d.finished_at) FROM cpi_import_jobs d
                                WHERE d.file_path = f.file_path AND d.status IN ('succeeded', 'duplicate'))
-                             >= f.written + interval '1 second', false)
+                             >= least(f.written + interval '1 second', f.seen), false)
           ORDER BY f.file_path
          ON CONFLICT DO NOTHING
          RETURNING id, file_path",
@@ -352,6 +366,7 @@ async fn create_queued(
     .bind(JobStatus::Queued)
     .bind(worker)
     .bind(written)
+    .bind(seen)
     .fetch_all(mgmt)
     .await?)
 }

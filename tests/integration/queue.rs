@@ -40,6 +40,7 @@ fn files_in(dir: &tempfile::TempDir, names: &[&str]) -> Vec<cpi::store::queue::Q
                 file: cpi::location::FileRef::local(&path),
                 target: Some(("t".into(), cpi::config::Mode::Append)),
                 written: None,
+                seen: None,
             }
         })
         .collect()
@@ -240,6 +241,7 @@ async fn an_object_imported_after_its_last_write_is_not_queued_again() {
         file: cpi::location::FileRef::parse("s3://bucket/in/o.csv#etag1").unwrap(),
         target: Some(("t".into(), cpi::config::Mode::Append)),
         written: Some(written),
+        seen: None,
     };
     let queued = queue::enqueue(&pool, "p", &[object(t)], "test")
         .await
@@ -277,6 +279,54 @@ async fn an_object_imported_after_its_last_write_is_not_queued_again() {
     );
 }
 
+/// CI saw 1,041 jobs for 1,040 objects (`s3_events::bucket_events_...`):
+/// an event queued an object at once, its import finished within the
+/// second of the upload, and a listing that had begun before the import
+/// finished queued it again (the second job ended a duplicate). An SQS
+/// message given again does the same.
+#[tokio::test]
+async fn regression_an_object_listed_before_its_import_finished_is_not_queued_again() {
+    let db = TestDb::new().await;
+    let (pool, _dir) = queue_of(&db, &[]).await;
+    let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let ms = Duration::from_millis;
+    let object = move |seen| cpi::store::queue::QueuedFile {
+        file: cpi::location::FileRef::parse("s3://bucket/in/o.csv#etag1").unwrap(),
+        target: Some(("t".into(), cpi::config::Mode::Append)),
+        written: Some(t),
+        seen: Some(seen),
+    };
+    let enqueue = |seen| {
+        let pool = pool.clone();
+        async move {
+            queue::enqueue(&pool, "p", &[object(seen)], "test")
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(enqueue(t).await, 1, "the event");
+    // Imported 300 ms after the upload.
+    sqlx::query("UPDATE cpi_import_jobs SET status = 'succeeded', finished_at = $1")
+        .bind(chrono::DateTime::<chrono::Utc>::from(t + ms(300)))
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        enqueue(t + ms(100)).await,
+        0,
+        "a listing begun before the import finished"
+    );
+    assert_eq!(enqueue(t).await, 0, "the event given again");
+    // A sighting after the import finished: the same content uploaded
+    // again once the move was done, queued (it ends a duplicate).
+    assert_eq!(
+        enqueue(t + ms(400)).await,
+        1,
+        "a listing begun after the import"
+    );
+}
+
 /// CI saw replica B queue an object again (it ended a duplicate) because
 /// replica A's import committed while B's enqueue ran: B's snapshot saw A's
 /// job still running, the running job's index entry was gone by the time B
@@ -290,6 +340,7 @@ async fn an_object_whose_import_commits_during_the_enqueue_is_not_queued_again()
         file: cpi::location::FileRef::parse("s3://bucket/in/o.csv#etag1").unwrap(),
         target: Some(("t".into(), cpi::config::Mode::Append)),
         written: Some(t),
+        seen: None,
     };
     assert_eq!(
         queue::enqueue(&pool, "p", &[object()], "a")
