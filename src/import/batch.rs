@@ -123,7 +123,7 @@ fn stands(result: &Result<Loaded, Failure>, committed: bool) -> bool {
     match result {
         Ok(_) => committed,
         Err(Failure::Bad { .. } | Failure::Checks { .. } | Failure::Changed(_)) => true,
-        Err(Failure::Transient(_)) => false,
+        Err(Failure::Transient(_) | Failure::NeedsSavepoint(_)) => false,
     }
 }
 

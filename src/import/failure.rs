@@ -25,6 +25,11 @@ pub(super) enum Failure {
     /// The file changed while it was loaded (the message says how): all
     /// rolled back, and tried again later, as a producer is still writing.
     Changed(String),
+    /// Not a verdict: a [`Within::Shared`](super::load::Within::Shared)
+    /// load reached a step that needs a savepoint of its own (a second
+    /// COPY, a failed merge), so the batch loads again with a savepoint per
+    /// file. The second pass replaces every result of the first.
+    NeedsSavepoint(String),
 }
 
 /// A load the file's content stopped, as its job or its report records it.
@@ -76,6 +81,12 @@ impl Failure {
             Failure::Transient(source) => Err(ImportError::TargetTransient {
                 project: project.to_string(),
                 source,
+            }),
+            // The batch never concludes a first-pass result; should one
+            // come here, the job is tried again, as after a lost connection.
+            Failure::NeedsSavepoint(why) => Err(ImportError::TargetTransient {
+                project: project.to_string(),
+                source: sqlx::Error::Protocol(why),
             }),
         }
     }

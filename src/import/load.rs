@@ -101,9 +101,9 @@ impl std::ops::DerefMut for Scope<'_> {
 /// What a [`Within::Shared`] load returns where it would need a savepoint
 /// of its own: the batch goes again with savepoints.
 fn needs_savepoint(file: &str, why: &str) -> Failure {
-    Failure::Transient(sqlx::Error::Protocol(format!(
+    Failure::NeedsSavepoint(format!(
         "{file}: {why}: the batch loads again with a savepoint per file"
-    )))
+    ))
 }
 
 /// Loads the file: see the module documentation.
