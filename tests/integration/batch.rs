@@ -82,15 +82,7 @@ async fn a_bad_file_in_the_middle_of_a_batch_fails_alone_and_the_rest_commit_tog
     )
     .unwrap();
     let _d = start_on_aged_files(&db, &s, "log");
-    wait_i64(
-        &pool,
-        60,
-        "every job finished",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
-        9,
-    )
-    .await
-    .unwrap();
+    finished(&pool, 9).await;
     assert_eq!(claims(&pool).await, 1, "one batch");
     assert_eq!(
         scalar_i64(
@@ -111,13 +103,10 @@ async fn a_bad_file_in_the_middle_of_a_batch_fails_alone_and_the_rest_commit_tog
         8
     );
     // The failed job names the bad value; its event is there, once.
-    let error: String = sqlx::query_scalar(
-        "SELECT error FROM cpi_import_jobs WHERE file_name = 'f05.csv' AND status = 'failed'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert!(error.contains("many"), "{error}");
+    let failed = failed(&pool).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "f05.csv");
+    assert!(failed[0].1.contains("many"), "{failed:?}");
     assert_eq!(
         scalar_i64(
             &pool,
@@ -165,15 +154,7 @@ async fn a_duplicate_inside_a_batch_loads_once() {
     // f03 is f02 again, byte for byte.
     std::fs::copy(s.inbox("p").join("f02.csv"), s.inbox("p").join("f03.csv")).unwrap();
     let _d = start_on_aged_files(&db, &s, "log");
-    wait_i64(
-        &pool,
-        60,
-        "every job finished",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'duplicate')",
-        4,
-    )
-    .await
-    .unwrap();
+    finished(&pool, 4).await;
     assert_eq!(claims(&pool).await, 1, "one batch");
     let dup: (String, String) =
         sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status = 'duplicate'")
@@ -340,15 +321,7 @@ async fn a_table_created_and_widened_inside_a_batch_takes_every_file() {
     std::fs::write(inbox.join("f3.csv"), "id,tag,score\n5,e,50\n").unwrap();
     std::fs::write(inbox.join("f4.csv"), "id,tag\n6,f\n").unwrap();
     let _d = start_on_aged_files(&db, &s, "log");
-    wait_i64(
-        &pool,
-        60,
-        "every job finished",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'failed')",
-        4,
-    )
-    .await
-    .unwrap();
+    finished(&pool, 4).await;
     let failed: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT file_name, error FROM cpi_import_jobs WHERE status <> 'succeeded'")
             .fetch_all(&pool)
@@ -473,26 +446,10 @@ async fn duplicates_into_a_table_without_a_key_are_found_by_the_ledger_of_the_ba
     let inbox = s.inbox("p");
     std::fs::copy(inbox.join("f02.csv"), inbox.join("f03.csv")).unwrap();
     let _d = start_on_aged_files(&db, &s, "log");
-    wait_i64(
-        &pool,
-        60,
-        "the first batch finished",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'duplicate', 'failed')",
-        4,
-    )
-    .await
-    .unwrap();
+    finished(&pool, 4).await;
     std::fs::write(inbox.join("f05.csv"), csv_rows(100, 10, "f01")).unwrap();
     std::fs::write(inbox.join("f06.csv"), csv_rows(600, 10, "f06")).unwrap();
-    wait_i64(
-        &pool,
-        60,
-        "the second batch finished",
-        "SELECT count(*) FROM cpi_import_jobs WHERE status IN ('succeeded', 'duplicate', 'failed')",
-        6,
-    )
-    .await
-    .unwrap();
+    finished(&pool, 6).await;
     let dups: Vec<(String, String)> = sqlx::query_as(
         "SELECT file_name, error FROM cpi_import_jobs WHERE status = 'duplicate' ORDER BY file_name",
     )
