@@ -284,6 +284,20 @@ impl SmallFileError {
     }
 }
 
+/// An error with its sources, `: `-joined, for a message. Not scrubbed:
+/// a caller whose error may name a secret scrubs the text (or leaves the
+/// secret out of the error first).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Opens `path` for reading without ever blocking (a FIFO with no writer
 /// would block a plain open) and refuses anything but a regular file of at
 /// most `limit` bytes, judged on the opened file itself so that no swap

@@ -1,7 +1,7 @@
 //! `/connections`: the connection API of the decision record (DESIGN §1).
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{check_fields, present, IdPath, JsonBody, Page, QueryParams};
 use super::guard::ActionAudit;
 use super::state::AppState;
-use super::unmanaged::{delete_unmanaged, lock_unmanaged};
+use super::unmanaged::{created, delete_unmanaged, lock_unmanaged};
 use crate::secret::{self, Secret};
 use crate::store::{self, ConnectionRow};
 
@@ -204,14 +204,9 @@ pub async fn create(
     let row = store::insert_connection(&mut *tx, &body.name, body.description.as_deref(), &url)
         .await
         .map_err(|e| ApiError::from_write(e, KIND, &body.name))?;
-    let target = format!("connection:{}", row.name);
-    audit.commit(tx, StatusCode::CREATED, Some(target)).await?;
+    let answer = created(tx, &audit, KIND, &row.name, row.id, Connection::from(&row)).await?;
     tracing::info!(connection = %row.name, id = %row.id, "connection created");
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/connections/{}", row.id))],
-        Json(Connection::from(&row)),
-    ))
+    Ok(answer)
 }
 
 #[utoipa::path(

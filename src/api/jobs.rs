@@ -181,17 +181,7 @@ pub async fn retry(
     IdPath(id): IdPath,
     QueryParams(q): QueryParams<ReasonQuery>,
 ) -> Result<Json<Job>, ApiError> {
-    let row = audit.row(StatusCode::OK, None);
-    let by = queue::Actor {
-        who: API_ACTOR,
-        reason: q.reason.as_deref(),
-        audit: Some(&row),
-    };
-    let done = controls::retry(&state.pool, id, false, &by)
-        .await
-        .map_err(control_error)?;
-    audit.committed();
-    Ok(Json(scrubbed(done.job)))
+    control(&state, audit, id, q.reason.as_deref(), Control::Retry).await
 }
 
 #[utoipa::path(
@@ -218,17 +208,7 @@ pub async fn replay(
             "a replay needs a reason: POST /jobs/{id}/replay?reason=…".to_string(),
         ));
     };
-    let row = audit.row(StatusCode::OK, None);
-    let by = queue::Actor {
-        who: API_ACTOR,
-        reason: Some(reason),
-        audit: Some(&row),
-    };
-    let done = controls::replay(&state.pool, id, &by)
-        .await
-        .map_err(control_error)?;
-    audit.committed();
-    Ok(Json(scrubbed(done.job)))
+    control(&state, audit, id, Some(reason), Control::Replay).await
 }
 
 #[utoipa::path(
@@ -249,17 +229,42 @@ pub async fn cancel(
     IdPath(id): IdPath,
     QueryParams(q): QueryParams<ReasonQuery>,
 ) -> Result<Json<Job>, ApiError> {
+    control(&state, audit, id, q.reason.as_deref(), Control::Cancel).await
+}
+
+/// The control of one job `POST /jobs/{id}/retry`, `/replay` or `/cancel`
+/// runs.
+enum Control {
+    Retry,
+    Replay,
+    Cancel,
+}
+
+/// Runs a control on job `id`, its audit row written with the job's change
+/// (by the control's own transaction), and answers with the job.
+async fn control(
+    state: &AppState,
+    audit: ActionAudit,
+    id: uuid::Uuid,
+    reason: Option<&str>,
+    which: Control,
+) -> Result<Json<Job>, ApiError> {
     let row = audit.row(StatusCode::OK, None);
     let by = queue::Actor {
         who: API_ACTOR,
-        reason: q.reason.as_deref(),
+        reason,
         audit: Some(&row),
     };
-    let done = controls::cancel(&state.pool, id, &by)
-        .await
-        .map_err(control_error)?;
+    let job = match which {
+        Control::Retry => controls::retry(&state.pool, id, false, &by)
+            .await
+            .map(|d| d.job),
+        Control::Replay => controls::replay(&state.pool, id, &by).await.map(|d| d.job),
+        Control::Cancel => controls::cancel(&state.pool, id, &by).await.map(|d| d.job),
+    }
+    .map_err(control_error)?;
     audit.committed();
-    Ok(Json(scrubbed(done.job)))
+    Ok(Json(scrubbed(job)))
 }
 
 /// Which failed jobs `POST /jobs/retry` takes, and why.

@@ -27,7 +27,7 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+use crate::secret::{self, Secret};
 
 /// How long the provider's metadata and keys are kept.
 pub const METADATA_MAX_AGE: Duration = Duration::from_secs(600);
@@ -230,7 +230,7 @@ impl Oidc {
             .await
             .map_err(|e| OidcError::Discovery {
                 issuer: self.settings.issuer.clone(),
-                message: error_chain(&e),
+                message: secret::error_chain(&e),
             })?;
         let end_session = metadata.additional_metadata().end_session_endpoint.clone();
         let client = Client::from_provider_metadata(
@@ -319,7 +319,7 @@ impl Oidc {
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
+            .map_err(|e| OidcError::Exchange(secret::error_chain(&e)))?;
         let id_token = tokens.id_token().ok_or(OidcError::NoIdToken)?;
         let verifier = client.id_token_verifier();
         let who = verify(&verifier, id_token, nonce, &self.settings.groups_claim);
@@ -371,19 +371,6 @@ pub fn identity(claims: &IdTokenClaims, groups_claim: &str) -> Identity {
 
 fn clip(s: &str) -> String {
     s.chars().take(MAX_NAME).collect()
-}
-
-/// An error with its sources, for a message (the crate's errors hold no
-/// secret: a URL, a status, a reason).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

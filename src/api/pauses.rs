@@ -82,11 +82,7 @@ async fn toggle(
         audit: None,
     };
     let mut tx = state.pool.begin().await?;
-    let done = if pausing {
-        pauses::pause(&mut *tx, &name, &by).await?
-    } else {
-        pauses::resume(&mut *tx, &name, &by).await?
-    };
+    let done = pauses::set(&mut *tx, &name, pausing, &by).await?;
     if done != Toggled::NoProject {
         audit.commit(tx, StatusCode::OK, None).await?;
     }

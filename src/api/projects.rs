@@ -2,7 +2,7 @@
 //! Project manifest's.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -18,7 +18,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{check_fields, present, IdPath, JsonBody, Page, QueryParams};
 use super::guard::ActionAudit;
 use super::state::AppState;
-use super::unmanaged::{delete_unmanaged, lock_unmanaged};
+use super::unmanaged::{created, delete_unmanaged, lock_unmanaged};
 use crate::access::{Permission, Target};
 use crate::config::ProjectConfig;
 use crate::rules;
@@ -323,14 +323,10 @@ pub async fn create(
     let row = store::project_by_id(&mut *tx, id)
         .await?
         .ok_or(ApiError::NotFound { kind: KIND, id })?;
-    let target = format!("project:{}", row.name);
-    audit.commit(tx, StatusCode::CREATED, Some(target)).await?;
-    tracing::info!(project = %row.name, %id, "project created");
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/projects/{id}"))],
-        Json(Project::from(row)),
-    ))
+    let name = row.name.clone();
+    let answer = created(tx, &audit, KIND, &name, id, Project::from(row)).await?;
+    tracing::info!(project = %name, %id, "project created");
+    Ok(answer)
 }
 
 #[utoipa::path(

@@ -1,9 +1,11 @@
 //! Writes to rows no reconciler owns: lock one (404 when it is missing,
-//! 409 when a manifest owns it) and delete one, for connections and
-//! projects alike.
+//! 409 when a manifest owns it), answer a create and delete one, for
+//! connections and projects alike.
 
 use std::future::Future;
 
+use axum::http::{header, HeaderName, StatusCode};
+use axum::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -88,6 +90,26 @@ pub(super) async fn lock_unmanaged<R: Resource>(
     Ok(row)
 }
 
+/// The answer to a `POST` that inserted row `id` (named `name`) in `tx`:
+/// its audit row, on `kind:name`, committed with it, then 201 with the
+/// row's `Location`.
+pub(super) async fn created<B>(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    audit: &ActionAudit,
+    kind: &str,
+    name: &str,
+    id: Uuid,
+    body: B,
+) -> Result<(StatusCode, [(HeaderName, String); 1], Json<B>), ApiError> {
+    let target = format!("{kind}:{name}");
+    audit.commit(tx, StatusCode::CREATED, Some(target)).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/{kind}s/{id}"))],
+        Json(body),
+    ))
+}
+
 /// `DELETE` of an unmanaged row and its audit row in one transaction; the
 /// deleted row back.
 pub(super) async fn delete_unmanaged<R: Resource>(
@@ -100,8 +122,6 @@ pub(super) async fn delete_unmanaged<R: Resource>(
     if !R::delete(&mut tx, id).await? {
         return Err(ApiError::NotFound { kind: R::KIND, id });
     }
-    audit
-        .commit(tx, axum::http::StatusCode::NO_CONTENT, None)
-        .await?;
+    audit.commit(tx, StatusCode::NO_CONTENT, None).await?;
     Ok(current)
 }

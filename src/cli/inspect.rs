@@ -156,11 +156,7 @@ pub async fn projects(g: &Global, cmd: &ProjectsCommand) -> Result<ExitCode> {
                 reason: reason.as_deref(),
                 audit: None,
             };
-            let done = if pausing {
-                store::pauses::pause(&pool, name, &by).await?
-            } else {
-                store::pauses::resume(&pool, name, &by).await?
-            };
+            let done = store::pauses::set(&pool, name, pausing, &by).await?;
             let (verb, state) = if pausing {
                 (
                     "paused",

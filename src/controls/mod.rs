@@ -54,7 +54,7 @@ pub async fn retry(
     queue::check_retryable(&job, force)?;
     let config = project_config(db, &job.project_name).await?;
     if let (Some(config), Ok(FileRef::Object(o))) = (&config, FileRef::parse(&job.file_path)) {
-        return objects::retry(db, &job, &o, config, by).await;
+        return objects::bring_back(db, &job, &o, config, by, Write::Requeue).await;
     }
     let gone = || JobError::FileGone {
         id,
@@ -141,7 +141,7 @@ pub async fn replay(db: &PgPool, id: Uuid, by: &Actor<'_>) -> Result<Retried, Co
     queue::check_replayable(&job)?;
     let config = project_config(db, &job.project_name).await?;
     if let (Some(config), Ok(FileRef::Object(o))) = (&config, FileRef::parse(&job.file_path)) {
-        return objects::replay(db, &job, &o, config, by).await;
+        return objects::bring_back(db, &job, &o, config, by, Write::Replay).await;
     }
     let found = {
         let (job, config) = (job.clone(), config.clone());

@@ -196,35 +196,13 @@ fn gone(job: &Job) -> ControlError {
     .into()
 }
 
-/// What brings an object back: a retry (from `failed/`, the job queued
-/// again) or a replay (from `processed/`, a new job).
-/// The controls' retry of a failed object job.
-pub(super) async fn retry(
-    db: &PgPool,
-    job: &Job,
-    o: &ObjectRef,
-    config: &ProjectConfig,
-    by: &Actor<'_>,
-) -> Result<Retried, ControlError> {
-    bring_back(db, job, o, config, by, Write::Requeue).await
-}
-
-/// The controls' replay of a processed object job.
-pub(super) async fn replay(
-    db: &PgPool,
-    job: &Job,
-    o: &ObjectRef,
-    config: &ProjectConfig,
-    by: &Actor<'_>,
-) -> Result<Retried, ControlError> {
-    bring_back(db, job, o, config, by, Write::Replay).await
-}
-
 /// The job's object back in its inbox and the job row saying so: found
 /// where it was set aside, copied back, the row written (the job queued
 /// again, or its replay), then the copy set aside (and its report) deleted.
-/// An object still in the inbox is queued where it is.
-async fn bring_back(
+/// An object still in the inbox is queued where it is. The controls'
+/// retry of a failed object job (`Write::Requeue`) and replay of a
+/// processed one (`Write::Replay`).
+pub(super) async fn bring_back(
     db: &PgPool,
     job: &Job,
     o: &ObjectRef,

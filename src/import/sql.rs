@@ -241,33 +241,43 @@ pub fn create_table(target: &str, cols: &[String], key: &[String]) -> String {
     format!("CREATE TABLE {target} ({})", defs.join(", "))
 }
 
+/// The columns of a ledger entry, the same in `cpi.imported_files` and in
+/// `cpi.superseded_files`, where a replay moves an entry whole.
+macro_rules! ledger_entry_columns {
+    () => {
+        "
+    project TEXT NOT NULL,
+    target_table TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    job_id UUID NOT NULL,
+    file_name TEXT NOT NULL,
+    rows BIGINT NOT NULL,"
+    };
+}
+
 /// The statements that create `cpi.imported_files`, the ledger.
 pub const CREATE_LEDGER: &[&str] = &[
     "CREATE SCHEMA IF NOT EXISTS cpi",
-    "CREATE TABLE IF NOT EXISTS cpi.imported_files (
-    project TEXT NOT NULL,
-    target_table TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    job_id UUID NOT NULL,
-    file_name TEXT NOT NULL,
-    rows BIGINT NOT NULL,
+    concat!(
+        "CREATE TABLE IF NOT EXISTS cpi.imported_files (",
+        ledger_entry_columns!(),
+        "
     imported_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW(),
     PRIMARY KEY (project, target_table, sha256)
-)",
+)"
+    ),
 ];
 
 /// The ledger entries that replays superseded (`cpi jobs replay`).
-pub const CREATE_SUPERSEDED: &str = "CREATE TABLE IF NOT EXISTS cpi.superseded_files (
-    project TEXT NOT NULL,
-    target_table TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    job_id UUID NOT NULL,
-    file_name TEXT NOT NULL,
-    rows BIGINT NOT NULL,
+pub const CREATE_SUPERSEDED: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS cpi.superseded_files (",
+    ledger_entry_columns!(),
+    "
     imported_at TIMESTAMP WITH TIME ZONE NOT NULL,
     superseded_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW(),
     superseded_by UUID NOT NULL
-)";
+)"
+);
 
 #[cfg(test)]
 mod tests {

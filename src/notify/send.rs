@@ -140,21 +140,10 @@ async fn post(req: reqwest::RequestBuilder, url: &Secret) -> Result<(), SendErro
         Ok(resp) => Err(SendError::Status(resp.status().as_u16())),
         // The error names the URL, which is the secret: left out, scrubbed.
         Err(e) => Err(SendError::Unreachable(secret::scrub(
-            &error_chain(&e.without_url()),
+            &secret::error_chain(&e.without_url()),
             &[url],
         ))),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// `X-Cpi-Event-Id` on a mail.
@@ -174,7 +163,8 @@ impl Header for EventId {
 }
 
 async fn mail(smtp: &SmtpSpec, msg: &Outgoing) -> Result<(), SendError> {
-    let bad = |e: &dyn std::error::Error| SendError::Mail(secret::scrub_known(&error_chain(e)));
+    let bad =
+        |e: &dyn std::error::Error| SendError::Mail(secret::scrub_known(&secret::error_chain(e)));
     let mut m = lettre::Message::builder()
         .from(smtp.from.parse().map_err(|e| bad(&e))?)
         .subject(msg.subject.clone())
@@ -191,8 +181,9 @@ async fn mail(smtp: &SmtpSpec, msg: &Outgoing) -> Result<(), SendError> {
     if let Some(path) = &smtp.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| SendError::Mail(format!("smtp.ca_file: cannot read {path}: {e}")))?;
-        let cert = Certificate::from_pem(&pem)
-            .map_err(|e| SendError::Mail(format!("smtp.ca_file {path}: {}", error_chain(&e))))?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| {
+            SendError::Mail(format!("smtp.ca_file {path}: {}", secret::error_chain(&e)))
+        })?;
         tls = tls.add_root_certificate(cert);
     }
     let tls = tls.build().map_err(|e| bad(&e))?;

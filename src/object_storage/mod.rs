@@ -92,10 +92,11 @@ pub async fn client(config: Option<&StorageConfig>) -> Client {
     c
 }
 
-async fn new_client(config: &StorageConfig) -> Client {
-    use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+/// The SDK settings both clients (S3, SQS) start from: the default
+/// credentials chain, the store's region, and rustls with ring as the rest
+/// of cpi (no OpenSSL, no aws-lc build).
+async fn sdk_config(config: &StorageConfig, read_timeout: Duration) -> aws_config::SdkConfig {
     use aws_smithy_http_client::tls;
-    // rustls with ring, as the rest of cpi (no OpenSSL, no aws-lc build).
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
@@ -106,13 +107,18 @@ async fn new_client(config: &StorageConfig) -> Client {
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(10))
-                .read_timeout(Duration::from_secs(60))
+                .read_timeout(read_timeout)
                 .build(),
         );
     if let Some(r) = &config.region {
-        loader = loader.region(Region::new(r.clone()));
+        loader = loader.region(aws_config::Region::new(r.clone()));
     }
-    let shared = loader.load().await;
+    loader.load().await
+}
+
+async fn new_client(config: &StorageConfig) -> Client {
+    use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+    let shared = sdk_config(config, Duration::from_secs(60)).await;
     let mut b = aws_sdk_s3::config::Builder::from(&shared)
         .force_path_style(config.path_style.unwrap_or(false))
         // S3-compatible stores differ in the newer checksum headers; the
@@ -501,23 +507,7 @@ impl ObjectMove {
 /// credentials chain and TLS as the object store's.
 pub async fn queue_client(config: &StorageConfig, queue_url: &str) -> aws_sdk_sqs::Client {
     use aws_sdk_sqs::config::Region;
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .read_timeout(Duration::from_secs(30))
-                .build(),
-        );
-    if let Some(r) = &config.region {
-        loader = loader.region(Region::new(r.clone()));
-    }
-    let shared = loader.load().await;
+    let shared = sdk_config(config, Duration::from_secs(30)).await;
     let mut b = aws_sdk_sqs::config::Builder::from(&shared);
     if shared.region().is_none() {
         b = b.region(Region::new("us-east-1"));

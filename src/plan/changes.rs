@@ -57,22 +57,34 @@ pub(super) trait State: Clone {
     fn kind(&self) -> Kind;
     fn name(&self) -> &str;
     fn managed_by(&self) -> &Option<String>;
-    /// What a create can say of the secret.
-    fn secret_note(&self) -> SecretNote;
+    /// What a create can say of the secret: nothing, but for a connection
+    /// (a project's config holds no secret; an object's secrets are files,
+    /// named by path, not in its spec).
+    fn secret_note(&self) -> SecretNote {
+        SecretNote::None
+    }
     /// The fields that differ from `have`, and what to say of the secret.
     fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote);
+}
+
+/// `State::name` and `State::managed_by`, which every state keeps in
+/// fields of those names.
+macro_rules! name_and_owner {
+    () => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn managed_by(&self) -> &Option<String> {
+            &self.managed_by
+        }
+    };
 }
 
 impl State for ConnState {
     fn kind(&self) -> Kind {
         Kind::Connection
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn managed_by(&self) -> &Option<String> {
-        &self.managed_by
-    }
+    name_and_owner!();
     fn secret_note(&self) -> SecretNote {
         match self.url {
             UrlState::Known(_) => SecretNote::None,
@@ -95,15 +107,7 @@ impl State for ProjState {
     fn kind(&self) -> Kind {
         Kind::Project
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn managed_by(&self) -> &Option<String> {
-        &self.managed_by
-    }
-    fn secret_note(&self) -> SecretNote {
-        SecretNote::None
-    }
+    name_and_owner!();
     fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote) {
         let fields = [
             ("description", self.description != have.description),
@@ -120,16 +124,7 @@ impl State for ObjState {
     fn kind(&self) -> Kind {
         self.kind
     }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn managed_by(&self) -> &Option<String> {
-        &self.managed_by
-    }
-    fn secret_note(&self) -> SecretNote {
-        // Secrets are files, named by path: the spec holds none.
-        SecretNote::None
-    }
+    name_and_owner!();
     fn changed_fields(&self, have: &Self) -> (Vec<&'static str>, SecretNote) {
         let fields = [
             ("spec", self.spec != have.spec),

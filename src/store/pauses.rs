@@ -33,39 +33,28 @@ pub struct Pause {
     pub reason: Option<String>,
 }
 
-/// Pauses project `name`, with its `project.paused` event (who, why) in
-/// the same statement.
-pub async fn pause(
+/// Pauses project `name` (`paused`) or resumes it, with its
+/// `project.paused` or `project.resumed` event (who, why) in the same
+/// statement. A resumed project's waiting jobs are claimed again at once.
+pub async fn set(
     db: impl PgExecutor<'_>,
     name: &str,
+    paused: bool,
     by: &Actor<'_>,
 ) -> Result<Toggled, sqlx::Error> {
-    toggle(
-        db,
-        "INSERT INTO cpi_project_pauses (project_id, paused_by, reason)
+    let (change, kind) = if paused {
+        (
+            "INSERT INTO cpi_project_pauses (project_id, paused_by, reason)
          SELECT id, $2, $3 FROM p ON CONFLICT DO NOTHING RETURNING project_id",
-        EventKind::ProjectPaused,
-        name,
-        by,
-    )
-    .await
-}
-
-/// Resumes project `name`, with its `project.resumed` event (who, why) in
-/// the same statement. Its waiting jobs are claimed again at once.
-pub async fn resume(
-    db: impl PgExecutor<'_>,
-    name: &str,
-    by: &Actor<'_>,
-) -> Result<Toggled, sqlx::Error> {
-    toggle(
-        db,
-        "DELETE FROM cpi_project_pauses z USING p WHERE z.project_id = p.id RETURNING z.project_id",
-        EventKind::ProjectResumed,
-        name,
-        by,
-    )
-    .await
+            EventKind::ProjectPaused,
+        )
+    } else {
+        (
+            "DELETE FROM cpi_project_pauses z USING p WHERE z.project_id = p.id RETURNING z.project_id",
+            EventKind::ProjectResumed,
+        )
+    };
+    toggle(db, change, kind, name, by).await
 }
 
 /// One statement: find the project (`p`), change its pause (`change`,
