@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::support::daemon::{events_table, Daemon, Setup};
 use crate::support::fs::manifest;
+use crate::support::manifests::alert;
 use crate::support::receiver::{Recorded, Recorder, Smtp};
 use crate::support::wait::wait_at_least;
 use crate::support::{write, Cpi, TestDb};
@@ -271,14 +272,7 @@ async fn slack_and_mail_tell_a_failed_import_a_failed_check_freshness_and_a_fail
         write(
             &m,
             &format!("notify/{name}.yaml"),
-            &manifest(
-                "Alert",
-                name,
-                &format!(
-                    "provider: {provider}\nprojects: ['sales*']\nevents: [{}]\n",
-                    KINDS.join(", ")
-                ),
-            ),
+            &alert(name, provider, "['sales*']", &KINDS.join(", ")),
         );
     }
     let mut d = Daemon::start(&db, &m, &s.log("d.log"), &["--freshness-interval", "300ms"]);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::support::daemon::{events_table, Daemon, Setup};
 use crate::support::fs::manifest;
+use crate::support::manifests::alert;
 use crate::support::receiver::Smtp;
 use crate::support::wait::{wait_at_least, wait_for};
 use crate::support::{write, Cpi, TestDb};
@@ -49,11 +50,7 @@ async fn mail_goes_out_authenticated_over_starttls_and_a_wrong_password_is_a_fai
     write(
         &m,
         "notify/ops.yaml",
-        &manifest(
-            "Alert",
-            "ops",
-            "provider: mail\nprojects: [sales]\nevents: [import.failed]\n",
-        ),
+        &alert("ops", "mail", "[sales]", "import.failed"),
     );
     let mut d = Daemon::start(&db, &m, &s.log("d.log"), &[]);
     std::fs::write(s.inbox("sales").join("bad.csv"), "id,tag,n\nx,a,1\n").unwrap();
@@ -149,11 +146,7 @@ async fn credentials_are_never_sent_without_starttls() {
     write(
         &m,
         "ops.yaml",
-        &manifest(
-            "Alert",
-            "ops",
-            "provider: mail\nprojects: ['*']\nevents: [import.failed]\n",
-        ),
+        &alert("ops", "mail", "['*']", "import.failed"),
     );
     let out = Cpi::new(["notify", "test", "ops"]).manifests(&m).run();
     assert_ne!(out.code, 0, "{}", out.all());
