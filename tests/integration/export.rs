@@ -290,14 +290,7 @@ async fn notification_objects_export_with_their_file_paths_and_diff_clean() {
 async fn access_objects_export_without_their_token_and_diff_clean() {
     let db = TestDb::new().await;
     let src = tempfile::tempdir().unwrap();
-    let created = Cpi::new(["token", "create", "ci", "--expires", "2030-01-01T00:00:00Z"]).run();
-    created.assert_code(0);
-    let token = created
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("cpi_"))
-        .expect("the token on stderr")
-        .to_string();
+    let (created, token) = crate::access::create_ci_token();
     let hash = cpi::access::token::sha256_hex(&token);
     write(src.path(), "access/ci.yaml", &created.stdout);
     write(src.path(), "ci.token", &format!("{token}\n"));

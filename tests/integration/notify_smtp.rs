@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::support::daemon::{events_table, Daemon, Setup};
+use crate::support::daemon::{events_list, events_table, Daemon, Setup};
 use crate::support::fs::manifest;
 use crate::support::manifests::alert;
 use crate::support::receiver::Smtp;
@@ -113,10 +113,7 @@ async fn mail_goes_out_authenticated_over_starttls_and_a_wrong_password_is_a_fai
     .unwrap();
     d.stop(10);
     assert_hides("the daemon's log", &d.log());
-    let list = Cpi::new(["events", "list", "-o", "json"])
-        .db(&db)
-        .manifests(&m)
-        .run();
+    let list = events_list(&db, &m);
     list.assert_code(0);
     assert_hides("cpi events list", &list.all());
 }
