@@ -1,12 +1,11 @@
 //! Access (issue #26): API tokens made by `cpi token create`, declared as
 //! manifests, and checked like every other kind.
 
-use crate::support::bin::cpi;
+use crate::support::bin::{cpi, Run};
 
-/// The token appears once, on stderr; the manifest on stdout holds its
-/// SHA-256 and validates as an ApiToken, alongside a RoleBinding naming it.
-#[test]
-fn token_create_prints_the_token_once_and_a_manifest_of_its_hash() {
+/// `cpi token create ci` with an expiry: the run (its stdout the manifest)
+/// and the token it printed on stderr.
+pub fn create_ci_token() -> (Run, String) {
     let run = cpi(&["token", "create", "ci", "--expires", "2030-01-01T00:00:00Z"]);
     run.assert_code(0);
     let token = run
@@ -15,6 +14,14 @@ fn token_create_prints_the_token_once_and_a_manifest_of_its_hash() {
         .find(|l| l.starts_with("cpi_"))
         .expect("the token on stderr")
         .to_string();
+    (run, token)
+}
+
+/// The token appears once, on stderr; the manifest on stdout holds its
+/// SHA-256 and validates as an ApiToken, alongside a RoleBinding naming it.
+#[test]
+fn token_create_prints_the_token_once_and_a_manifest_of_its_hash() {
+    let (run, token) = create_ci_token();
     assert!(
         !run.stdout.contains(&token),
         "the token is never in the manifest"

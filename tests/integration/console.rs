@@ -8,20 +8,19 @@
 //! (otherwise into a temp folder, so a test run leaves the checkout clean).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cpi::daemon::{self, Settings};
 use cpi::secret::Secret;
 use fantoccini::elements::Element;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::support::console::{browser, start_driver, world};
 use crate::support::daemon::{csv_rows, events_table};
-use crate::support::free_port;
 use crate::support::fs::tree;
-use crate::support::manifests::{connection_to as connection_doc, project as project_doc};
+use crate::support::manifests::{alert, connection_to as connection_doc, project as project_doc};
 use crate::support::wait::wait_i64;
 use crate::support::{write, TestDb};
 
@@ -29,79 +28,6 @@ pub(crate) const TOKEN: &str = "console-token-7d1e55a0";
 /// A real password in every connection URL: it must never reach a page,
 /// a response or a request URL without the token.
 const PLANTED: &str = "Planted-Pw-c0ns0le-91f3";
-
-/// chromedriver on a free port, killed on drop.
-pub(crate) struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chromedriver() -> PathBuf {
-    std::env::var_os("CHROMEDRIVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("chromedriver"))
-}
-
-pub(crate) async fn start_driver() -> Driver {
-    let port = free_port();
-    let child = Command::new(chromedriver())
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start chromedriver (install Debian's chromium-driver; .ci/run does): {e}"
-            )
-        });
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{url}/status")).await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not answer on {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Driver { child, url }
-}
-
-pub(crate) fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
-}
-
-pub(crate) async fn browser(driver: &Driver, binary: &str, profile: &Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": binary,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1280,1000", "--lang=en-US",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .unwrap_or_else(|e| panic!("headless Chromium did not start through chromedriver: {e}"))
-}
 
 /// The daemon as a task of the test, with the API and console on `base`.
 pub(crate) struct Daemon {
@@ -227,6 +153,18 @@ impl Ui {
                 Err(e) => panic!("clicking {css}: {e}"),
             }
         }
+    }
+
+    /// Enters the API token in the box at the top and uses it.
+    async fn use_token(&self) {
+        self.type_in("#token", TOKEN).await;
+        self.click("#token-use").await;
+    }
+
+    /// Closes the browser, then stops the daemon.
+    async fn close(self, d: Daemon) {
+        self.c.close().await.unwrap();
+        d.stop().await;
     }
 
     /// Clicks "Test connection" and waits for its success.
@@ -396,6 +334,19 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
     }
 }
 
+/// Waits for the daemon's first apply: project `k` of [`one_project`].
+async fn reconciled(pool: &sqlx::PgPool) {
+    wait_i64(
+        pool,
+        30,
+        "reconciled",
+        "SELECT count(*) FROM cpi_projects",
+        1,
+    )
+    .await
+    .unwrap();
+}
+
 async fn job_id(pool: &sqlx::PgPool, file: &str) -> String {
     let (id,): (uuid::Uuid,) = sqlx::query_as(
         "SELECT id FROM cpi_import_jobs WHERE file_name = $1 ORDER BY created_at DESC LIMIT 1",
@@ -420,13 +371,11 @@ async fn row_id(pool: &sqlx::PgPool, table: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_clicks_through_every_page() {
-    let driver = start_driver().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
+    let (b, db) = world().await;
+    let tmp = &b.tmp;
 
     // A daemon with a managed connection and project, whose URL carries
     // the planted password (the server trusts loopback, so it also works).
-    let db = TestDb::new().await;
     let pool = db.pool().await;
     events_table(&pool).await;
     let m = tmp.path().join("manifests");
@@ -503,7 +452,7 @@ async fn an_operator_clicks_through_every_page() {
     let bad = job_id(&pool, "bad.csv").await;
     let started = Instant::now();
 
-    let mut ui = Ui::new(c, &d.base, tmp.path());
+    let mut ui = Ui::new(b.c, &d.base, tmp.path());
     // ---- Without the token: what the API shows anonymously. ----
     ui.open("").await;
     ui.find("#card-reconcile").await;
@@ -603,8 +552,7 @@ async fn an_operator_clicks_through_every_page() {
         json!(0),
         "a wrong token is not kept"
     );
-    ui.type_in("#token", TOKEN).await;
-    ui.click("#token-use").await;
+    ui.use_token().await;
     ui.wait_text("#auth-state", "Token set", 10).await;
     let stored = ui
         .js("return sessionStorage.getItem('cpi.api-token')")
@@ -892,8 +840,7 @@ async fn an_operator_clicks_through_every_page() {
     assert!(ui.anonymous_sources.len() >= 7);
     eprintln!("first page interactive after {first_paint:?}");
 
-    ui.c.close().await.unwrap();
-    d.stop().await;
+    ui.close(d).await;
 }
 
 /// With a token configured and no anonymous reading (the default), a
@@ -901,25 +848,21 @@ async fn an_operator_clicks_through_every_page() {
 /// refusal; once the token is entered the page loads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_console_without_a_token_says_how_to_give_one() {
-    let driver = start_driver().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
-    let db = TestDb::new().await;
+    let (b, db) = world().await;
+    let tmp = &b.tmp;
     let m = tmp.path().join("manifests");
     std::fs::create_dir_all(&m).unwrap();
     let d = Daemon::start_with(&db, &m, cpi::access::Anonymous::None).await;
-    let ui = Ui::new(c, &d.base, tmp.path());
+    let ui = Ui::new(b.c, &d.base, tmp.path());
     ui.c.goto(&format!("{}/#/projects", d.base)).await.unwrap();
     let t = ui.wait_text("main", "Sign in to see this page", 15).await;
     assert!(t.contains("Enter your token in the box at the top"), "{t}");
     assert!(!t.contains("Cannot load"), "{t}");
-    ui.type_in("#token", TOKEN).await;
-    ui.click("#token-use").await;
+    ui.use_token().await;
     ui.wait_text("h1", "Projects", 15).await;
     let t = ui.main_text().await;
     assert!(!t.contains("Sign in to see this page"), "{t}");
-    ui.c.close().await.unwrap();
-    d.stop().await;
+    ui.close(d).await;
 }
 
 /// A job that skipped rows with `rejects: table` lists them on its page
@@ -927,10 +870,8 @@ async fn a_console_without_a_token_says_how_to_give_one() {
 /// them all in the target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_page_lists_the_rows_it_kept_in_rejected_rows() {
-    let driver = start_driver().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
-    let db = TestDb::new().await;
+    let (b, db) = world().await;
+    let tmp = &b.tmp;
     let pool = db.pool().await;
     let (m, inbox) = one_project(
         &db,
@@ -949,7 +890,7 @@ async fn a_job_page_lists_the_rows_it_kept_in_rejected_rows() {
     .await
     .unwrap();
     let id = job_id(&pool, "k.csv").await;
-    let mut ui = Ui::new(c, &d.base, tmp.path());
+    let mut ui = Ui::new(b.c, &d.base, tmp.path());
     ui.open(&format!("#/jobs/{id}")).await;
     ui.wait_text("#job-status", "succeeded", 15).await;
     let t = ui.main_text().await;
@@ -957,15 +898,13 @@ async fn a_job_page_lists_the_rows_it_kept_in_rejected_rows() {
         !t.contains("kept-value-7"),
         "no row value without the token: {t}"
     );
-    ui.type_in("#token", TOKEN).await;
-    ui.click("#token-use").await;
+    ui.use_token().await;
     let t = ui.wait_text("main", "Rejected rows", 15).await;
     assert!(t.contains("2,b,kept-value-7"), "{t}");
     assert!(t.contains("expected 2 fields, found 3"), "{t}");
     let count = ui.wait_text("#kept-count", "1 row kept", 10).await;
     assert!(count.contains(&format!("job_id = '{id}'")), "{count}");
-    ui.c.close().await.unwrap();
-    d.stop().await;
+    ui.close(d).await;
 }
 
 /// Manifests below `tmp` for connection `w` (its password file holding
@@ -1005,22 +944,12 @@ async fn a_browser_that_cannot_start_fails_the_test() {
 /// first, with no secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_page_shows_the_admin_the_actions_just_done_and_hides_from_a_viewer() {
-    let driver = start_driver().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
-    let db = TestDb::new().await;
+    let (b, db) = world().await;
+    let tmp = &b.tmp;
     let (m, _) = one_project(&db, tmp.path(), "{table: kept, create_table: true}");
     let d = Daemon::start(&db, &m).await;
     let pool = db.pool().await;
-    wait_i64(
-        &pool,
-        30,
-        "reconciled",
-        "SELECT count(*) FROM cpi_projects",
-        1,
-    )
-    .await
-    .unwrap();
+    reconciled(&pool).await;
     let http = reqwest::Client::new();
     for action in ["pause", "resume"] {
         let r = http
@@ -1031,7 +960,7 @@ async fn the_audit_page_shows_the_admin_the_actions_just_done_and_hides_from_a_v
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let mut ui = Ui::new(c, &d.base, tmp.path());
+    let mut ui = Ui::new(b.c, &d.base, tmp.path());
     // The anonymous viewer: no link, and the page says no.
     ui.open("#/").await;
     ui.wait_text("h1", "Overview", 15).await;
@@ -1041,8 +970,7 @@ async fn the_audit_page_shows_the_admin_the_actions_just_done_and_hides_from_a_v
     assert!(!t.contains("POST /projects"), "{t}");
     ui.check_page(true).await;
     // The admin: the link, then the rows.
-    ui.type_in("#token", TOKEN).await;
-    ui.click("#token-use").await;
+    ui.use_token().await;
     ui.wait_text("#nav-audit", "Audit", 15).await;
     ui.click("#nav-audit a").await;
     let t = ui
@@ -1081,8 +1009,7 @@ async fn the_audit_page_shows_the_admin_the_actions_just_done_and_hides_from_a_v
         !src.contains(PLANTED) && !src.contains(TOKEN),
         "a secret on the audit page"
     );
-    ui.c.close().await.unwrap();
-    d.stop().await;
+    ui.close(d).await;
 }
 
 /// The events page (issue 25): a failed import's event with the delivery
@@ -1092,10 +1019,8 @@ async fn the_audit_page_shows_the_admin_the_actions_just_done_and_hides_from_a_v
 async fn the_events_page_shows_a_failed_imports_event_with_its_delivery_attempts() {
     use crate::support::fs::manifest;
     use crate::support::receiver::Recorder;
-    let driver = start_driver().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
-    let db = TestDb::new().await;
+    let (b, db) = world().await;
+    let tmp = &b.tmp;
     let (m, inbox) = one_project(&db, tmp.path(), "{table: kept, create_table: true}");
     let r = Recorder::start().await;
     r.set_up(false);
@@ -1108,23 +1033,11 @@ async fn the_events_page_shows_a_failed_imports_event_with_its_delivery_attempts
     write(
         &m,
         "notify/ops.yaml",
-        &manifest(
-            "Alert",
-            "ops",
-            "provider: hook\nprojects: ['*']\nevents: [import.failed]\n",
-        ),
+        &alert("ops", "hook", "['*']", "import.failed"),
     );
     let d = Daemon::start(&db, &m).await;
     let pool = db.pool().await;
-    wait_i64(
-        &pool,
-        30,
-        "reconciled",
-        "SELECT count(*) FROM cpi_projects",
-        1,
-    )
-    .await
-    .unwrap();
+    reconciled(&pool).await;
     std::fs::write(inbox.join("bad.csv"), "id,v\n1,a,extra\n").unwrap();
     crate::support::wait::wait_at_least(
         &pool,
@@ -1135,7 +1048,7 @@ async fn the_events_page_shows_a_failed_imports_event_with_its_delivery_attempts
     )
     .await
     .unwrap();
-    let mut ui = Ui::new(c, &d.base, tmp.path());
+    let mut ui = Ui::new(b.c, &d.base, tmp.path());
     ui.open("#/events").await;
     let t = ui.wait_text("main", "import.failed", 15).await;
     assert!(t.contains("Events"), "{t}");
@@ -1150,6 +1063,5 @@ async fn the_events_page_shows_a_failed_imports_event_with_its_delivery_attempts
     // The page polls: the delivery turns sent.
     let row = ui.wait_text("main li.delivery", "sent", 30).await;
     assert!(row.contains("ops"), "{row}");
-    ui.c.close().await.unwrap();
-    d.stop().await;
+    ui.close(d).await;
 }

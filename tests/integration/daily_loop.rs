@@ -3,7 +3,7 @@
 //! pipe and the error in `cpi jobs list`, the dashboard across replicas.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,23 @@ use crate::support::{Cpi, Run, TestDb};
 /// `cpi ARGS --database-url <the test database>`, off the runtime.
 async fn cpi_on(env: &Env, args: &[&str]) -> Run {
     Cpi::new(args).db(&env.db).run_async().await
+}
+
+/// Project `p` appending into `t (id int, v text)`.
+async fn appending_to_t() -> Env {
+    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
+    env.exec("CREATE TABLE t (id int, v text)").await;
+    env
+}
+
+/// Writes `csv` as `name` and runs `cpi import --project p` on it, which
+/// must exit `code`; the file's path.
+async fn import(env: &Env, name: &str, csv: &[u8], code: i32) -> PathBuf {
+    let file = env.file(name, csv);
+    cpi_on(env, &["import", "--project", "p", path(&file)])
+        .await
+        .assert_code(code);
+    file
 }
 
 fn path(p: &Path) -> &str {
@@ -60,8 +77,7 @@ async fn regression_crlf_files_report_the_same_line_as_lf_files() {
 
 #[tokio::test]
 async fn regression_a_truncated_or_corrupt_gzip_reports_only_the_decompression_error() {
-    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
-    env.exec("CREATE TABLE t (id int, v text)").await;
+    let env = appending_to_t().await;
     // Stored (uncompressed) deflate blocks: the decoder hands out the bytes
     // as they come, so damage reaches the CSV parser before the checksum
     // or the missing end is noticed.
@@ -138,8 +154,7 @@ fn counters(text: &str) -> std::collections::BTreeMap<String, f64> {
 
 #[tokio::test]
 async fn regression_counters_never_go_down_when_history_is_pruned() {
-    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
-    env.exec("CREATE TABLE t (id int, v text)").await;
+    let env = appending_to_t().await;
     for i in 0..3 {
         let rows: String = (0..100).map(|n| format!("{},x\n", i * 100 + n)).collect();
         let f = env.file(&format!("ok{i}.csv"), format!("id,v\n{rows}").as_bytes());
@@ -147,10 +162,7 @@ async fn regression_counters_never_go_down_when_history_is_pruned() {
             .await
             .assert_code(0);
     }
-    let bad = env.file("bad.csv", b"id,v\nx,1\n");
-    cpi_on(&env, &["import", "--project", "p", path(&bad)])
-        .await
-        .assert_code(1);
+    import(&env, "bad.csv", b"id,v\nx,1\n", 1).await;
     env.exec(
         "INSERT INTO cpi_reconcile_runs (owner, trigger, status, drifted, finished_at)
          SELECT 'cpi', 'test', s, 2, now() - interval '1 hour'
@@ -191,10 +203,7 @@ async fn regression_counters_never_go_down_when_history_is_pruned() {
         assert!(now >= *was, "{series} went from {was} to {now}");
     }
     // And a counter keeps counting after the prune.
-    let f = env.file("ok3.csv", b"id,v\n1000,x\n1001,x\n");
-    cpi_on(&env, &["import", "--project", "p", path(&f)])
-        .await
-        .assert_code(0);
+    import(&env, "ok3.csv", b"id,v\n1000,x\n1001,x\n", 0).await;
     let later = scrape().await;
     assert_eq!(later["cpi_import_rows_total{outcome=\"inserted\"}"], 302.0);
     let _ = stop.send(());
@@ -232,12 +241,8 @@ fn regression_printing_into_a_closed_pipe_ends_quietly_with_success() {
 
 #[tokio::test]
 async fn regression_jobs_list_shows_the_first_line_of_the_error() {
-    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
-    env.exec("CREATE TABLE t (id int, v text)").await;
-    let bad = env.file("bad.csv", b"id,v\n1,a\nx,b\n");
-    cpi_on(&env, &["import", "--project", "p", path(&bad)])
-        .await
-        .assert_code(1);
+    let env = appending_to_t().await;
+    import(&env, "bad.csv", b"id,v\n1,a\nx,b\n", 1).await;
     let r = cpi_on(&env, &["jobs", "list"]).await;
     r.assert_code(0).assert_stdout("ERROR");
     let row = r
@@ -279,8 +284,7 @@ async fn regression_the_cli_shows_global_options_once_and_takes_o_yaml_and_file_
         );
     }
     // Still taken after the command, as before.
-    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
-    env.exec("CREATE TABLE t (id int, v text)").await;
+    let env = appending_to_t().await;
     let good = env.file("good.csv", b"id,v\n1,a\n");
     let r = cpi_on(
         &env,
@@ -321,12 +325,8 @@ async fn regression_the_cli_shows_global_options_once_and_takes_o_yaml_and_file_
 /// job kept the lease of its last run.
 #[tokio::test]
 async fn regression_jobs_take_a_unique_id_prefix_and_finished_jobs_hold_no_lease() {
-    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
-    env.exec("CREATE TABLE t (id int, v text)").await;
-    let good = env.file("good.csv", b"id,v\n1,a\n");
-    cpi_on(&env, &["import", "--project", "p", path(&good)])
-        .await
-        .assert_code(0);
+    let env = appending_to_t().await;
+    import(&env, "good.csv", b"id,v\n1,a\n", 0).await;
     let pool = env.db.pool().await;
     let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM cpi_import_jobs")
         .fetch_one(&pool)
@@ -478,6 +478,24 @@ async fn finished(pool: &sqlx::PgPool, name: &str, status: &str) {
         .unwrap();
 }
 
+/// Waits until the failure report of `name` is in `inbox/failed/`.
+async fn reported(inbox: &std::path::Path, name: &str) {
+    exists(
+        &inbox.join(format!("failed/{name}.error.json")),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+}
+
+/// Drops `csv` into `inbox` as `name` and waits until its job failed and
+/// the file and its report are in `failed/`.
+async fn fails(pool: &sqlx::PgPool, inbox: &std::path::Path, name: &str, csv: &str) {
+    std::fs::write(inbox.join(name), csv).unwrap();
+    finished(pool, name, "failed").await;
+    reported(inbox, name).await;
+}
+
 /// The daemon on project `p` (appending into `events`), reconciled.
 async fn daemon_on_p(db: &TestDb) -> (Setup, sqlx::PgPool, Daemon) {
     let (s, pool) = Setup::events(db).await;
@@ -499,14 +517,7 @@ async fn daemon_on_p(db: &TestDb) -> (Setup, sqlx::PgPool, Daemon) {
 async fn failed_in_the_daemon(db: &TestDb) -> (Setup, sqlx::PgPool, Daemon, uuid::Uuid) {
     let (s, pool, d) = daemon_on_p(db).await;
     let inbox = s.inbox("p");
-    std::fs::write(inbox.join("orders.csv"), "id,tag,n\n1,a,1\n2,b,x\n").unwrap();
-    finished(&pool, "orders.csv", "failed").await;
-    exists(
-        &inbox.join("failed/orders.csv.error.json"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    fails(&pool, &inbox, "orders.csv", "id,tag,n\n1,a,1\n2,b,x\n").await;
     let (id, ..) = job_of(&pool, "orders.csv").await;
     (s, pool, d, id)
 }
@@ -533,12 +544,7 @@ async fn regression_retry_leaves_files_in_the_wrong_place_through_the_daemon() {
     )
     .await
     .unwrap();
-    exists(
-        &inbox.join("failed/orders.csv.error.json"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    reported(&inbox, "orders.csv").await;
     assert_eq!(
         tree(&inbox),
         ["failed/orders.csv", "failed/orders.csv.error.json"]
@@ -778,12 +784,8 @@ fn regression_validate_has_output_json_with_every_problem() {
 /// `DELETE FROM cpi.imported_files`.
 #[tokio::test]
 async fn regression_a_dropped_table_can_be_loaded_again_by_replay() {
-    let env = Env::new(json!({"table": "t", "mode": "append"})).await;
-    env.exec("CREATE TABLE t (id int, v text)").await;
-    let good = env.file("good.csv", b"id,v\n1,a\n2,b\n");
-    cpi_on(&env, &["import", "--project", "p", path(&good)])
-        .await
-        .assert_code(0);
+    let env = appending_to_t().await;
+    let good = import(&env, "good.csv", b"id,v\n1,a\n2,b\n", 0).await;
     let first: uuid::Uuid = sqlx::query_scalar("SELECT id FROM cpi_import_jobs")
         .fetch_one(&env.pool)
         .await
@@ -846,10 +848,7 @@ async fn regression_a_dropped_table_can_be_loaded_again_by_replay() {
     );
 
     // A failed job is retried, not replayed; nothing changes.
-    let bad = env.file("bad.csv", b"id,v\nx,a\n");
-    cpi_on(&env, &["import", "--project", "p", path(&bad)])
-        .await
-        .assert_code(1);
+    import(&env, "bad.csv", b"id,v\nx,a\n", 1).await;
     let failed: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM cpi_import_jobs WHERE file_name = 'bad.csv'")
             .fetch_one(&env.pool)
@@ -1079,12 +1078,7 @@ async fn a_cancelled_job_fails_rolls_back_and_sets_its_file_aside() {
         .await
         .unwrap();
     assert_eq!(error, "cancelled by api: too big");
-    exists(
-        &inbox.join("failed/big.csv.error.json"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    reported(&inbox, "big.csv").await;
     assert_eq!(scalar_i64(&pool, "SELECT count(*) FROM events").await, 0);
     // Cancelled is final: a finished job is not cancelled again, and
     // nothing queues the files again.
@@ -1121,14 +1115,7 @@ async fn failed_jobs_are_retried_in_bulk_by_filter() {
     let (s, pool, d, id) = failed_in_the_daemon(&db).await;
     let inbox = s.inbox("p");
     // A second failure whose file is then removed: it cannot be retried.
-    std::fs::write(inbox.join("gone.csv"), "id,tag,n\n3,c,x\n").unwrap();
-    finished(&pool, "gone.csv", "failed").await;
-    exists(
-        &inbox.join("failed/gone.csv.error.json"),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    fails(&pool, &inbox, "gone.csv", "id,tag,n\n3,c,x\n").await;
     std::fs::remove_file(inbox.join("failed/gone.csv")).unwrap();
     std::fs::write(inbox.join("failed/orders.csv"), FIXED).unwrap();
 

@@ -1,8 +1,10 @@
 //! `cpi export` round trip: rows created behind cpi's back become manifests
 //! that `cpi diff --adopt` finds equal but for ownership.
 
-use crate::support::fs::mode;
-use crate::support::{Cpi, TestDb};
+use std::path::{Path, PathBuf};
+
+use crate::support::fs::{manifest, mode, tree};
+use crate::support::{write, Cpi, Run, TestDb};
 
 const PASSWORD: &str = "Exp0rt-s3cret!pw";
 
@@ -19,6 +21,91 @@ const EVERY_KEY: &str = r#"{"name": "p3", "inbox": "/srv/in/p3", "processed_dir"
     "quote": "\"", "escape": "\"", "null": "-", "trim": true, "encoding": "windows-1252",
     "on_error": "skip_rows", "max_errors": 0, "extra_columns": "error", "missing_columns": "ignore"},
     {"file_pattern": "slow_*.csv", "mode": "append", "on_error": "abort"}]}"#;
+
+/// One `cpi export` into an empty folder; the folder lives as long as this.
+struct Export {
+    _dir: tempfile::TempDir,
+    out: PathBuf,
+    secrets: PathBuf,
+    run: Run,
+}
+
+impl Export {
+    fn of(db: &TestDb) -> Export {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let secrets = dir.path().join("secrets");
+        let run = Cpi::new([
+            "export",
+            "--dir",
+            path(&out),
+            "--secrets-out",
+            path(&secrets),
+        ])
+        .db(db)
+        .run();
+        Export {
+            _dir: dir,
+            out,
+            secrets,
+            run,
+        }
+    }
+
+    /// The exported folder as `--manifests` with its `--secrets-dir`.
+    fn manifests(&self) -> [&str; 4] {
+        [
+            "--manifests",
+            path(&self.out),
+            "--secrets-dir",
+            path(&self.secrets),
+        ]
+    }
+
+    /// The exported folder validates, `cpi diff --adopt` finds `changes`
+    /// rows that differ in ownership only, and once adopted `cpi diff` is
+    /// clean; no output holds any of `hidden`.
+    fn adopts_clean(&self, db: &TestDb, changes: usize, hidden: &[&str]) {
+        let m = self.manifests();
+        Cpi::new(["validate"]).args(m).run().assert_code(0);
+        let d = Cpi::new(["diff", "--adopt", "--output", "json"])
+            .args(m)
+            .db(db)
+            .run();
+        assert_eq!(d.code, 2, "{}", d.all());
+        d.assert_hides("cpi diff --adopt", hidden);
+        let plan: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+        let found = plan["changes"].as_array().unwrap();
+        assert_eq!(found.len(), changes, "{}", d.stdout);
+        for c in found {
+            assert_eq!(
+                c["fields"],
+                serde_json::json!(["managed_by", "source"]),
+                "only ownership changes: {c}"
+            );
+        }
+        Cpi::new(["apply", "--adopt"])
+            .args(m)
+            .db(db)
+            .run()
+            .assert_code(0);
+        let d = Cpi::new(["diff"]).args(m).db(db).run();
+        assert_eq!(d.code, 0, "{}", d.all());
+        d.assert_hides("cpi diff", hidden);
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// As if the `cpi_objects` rows came from another install: nobody's yet.
+async fn disown_objects(db: &TestDb) {
+    sqlx::query("UPDATE cpi_objects SET managed_by = NULL, source = NULL, applied_digest = NULL")
+        .execute(&db.pool().await)
+        .await
+        .unwrap();
+}
 
 #[tokio::test]
 async fn export_then_adopt_then_diff_is_clean() {
@@ -43,13 +130,8 @@ async fn export_then_adopt_then_diff_is_clean() {
     .await
     .unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let secrets = dir.path().join("secrets");
-    let (o, s) = (out.to_str().unwrap(), secrets.to_str().unwrap());
-    let e = Cpi::new(["export", "--dir", o, "--secrets-out", s])
-        .db(&db)
-        .run();
+    let export = Export::of(&db);
+    let (e, out, secrets) = (&export.run, &export.out, &export.secrets);
     assert_eq!(e.code, 0, "{}", e.all());
     assert!(!e.all().contains(PASSWORD) && !e.all().contains("qp-secret"));
     assert!(
@@ -72,9 +154,9 @@ async fn export_then_adopt_then_diff_is_clean() {
     for f in ["abc.pass", "tokened.url"] {
         assert_eq!(mode(&secrets.join(f)), 0o600, "{f}");
     }
-    assert_eq!(mode(&secrets), 0o700);
+    assert_eq!(mode(secrets), 0o700);
 
-    let m = ["--manifests", o, "--secrets-dir", s];
+    let m = export.manifests();
     let d = Cpi::new(["diff"]).args(m).db(&db).run();
     assert_eq!(d.code, 1, "unmanaged rows are conflicts: {}", d.all());
 
@@ -122,9 +204,15 @@ async fn export_then_adopt_then_diff_is_clean() {
 
     // A second export does not overwrite what the first wrote (given by
     // `--output`, the old name of `--dir`, kept as an alias for one release).
-    let again = Cpi::new(["export", "--output", o, "--secrets-out", s])
-        .db(&db)
-        .run();
+    let again = Cpi::new([
+        "export",
+        "--output",
+        path(out),
+        "--secrets-out",
+        path(secrets),
+    ])
+    .db(&db)
+    .run();
     again.assert_code(1).assert_stderr("--force");
 }
 
@@ -159,20 +247,10 @@ async fn notification_objects_export_with_their_file_paths_and_diff_clean() {
         .db(&db)
         .run()
         .assert_code(0);
-    // As if the rows came from another install: nobody's yet.
-    let pool = db.pool().await;
-    sqlx::query("UPDATE cpi_objects SET managed_by = NULL, source = NULL, applied_digest = NULL")
-        .execute(&pool)
-        .await
-        .unwrap();
+    disown_objects(&db).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let secrets = dir.path().join("secrets");
-    let (o, s) = (out.to_str().unwrap(), secrets.to_str().unwrap());
-    let e = Cpi::new(["export", "--dir", o, "--secrets-out", s])
-        .db(&db)
-        .run();
+    let export = Export::of(&db);
+    let (e, out, secrets) = (&export.run, &export.out, &export.secrets);
     e.assert_code(0)
         .assert_hides("cpi export", &[URL_SECRET, KEY_SECRET, SMTP_SECRET]);
     let mut written = Vec::new();
@@ -199,31 +277,68 @@ async fn notification_objects_export_with_their_file_paths_and_diff_clean() {
     );
     assert!(written[1].contains("password_file: "), "{}", written[1]);
     // Nothing is written beside them: the rows held no secret to write.
-    assert!(std::fs::read_dir(&secrets).map_or(true, |d| d.count() == 0));
+    assert!(std::fs::read_dir(secrets).map_or(true, |d| d.count() == 0));
 
-    let m = ["--manifests", o, "--secrets-dir", s];
-    Cpi::new(["validate"]).args(m).run().assert_code(0);
-    let d = Cpi::new(["diff", "--adopt", "--output", "json"])
-        .args(m)
+    export.adopts_clean(&db, 4, &[URL_SECRET, KEY_SECRET, SMTP_SECRET]);
+}
+
+/// ApiToken and RoleBinding rows export as the generic `cpi_objects` kinds
+/// do: the token's SHA-256 as the manifest gave it and nothing more. The
+/// token itself, planted in a file beside the manifests the way a client
+/// keeps it, is in no exported file and no output.
+#[tokio::test]
+async fn access_objects_export_without_their_token_and_diff_clean() {
+    let db = TestDb::new().await;
+    let src = tempfile::tempdir().unwrap();
+    let (created, token) = crate::access::create_ci_token();
+    let hash = cpi::access::token::sha256_hex(&token);
+    write(src.path(), "access/ci.yaml", &created.stdout);
+    write(src.path(), "ci.token", &format!("{token}\n"));
+    write(
+        src.path(),
+        "access/ops.yaml",
+        &manifest(
+            "RoleBinding",
+            "ops",
+            "role: operator\nprojects: ['sales-*', billing]\nsubjects: [{token: ci}, {group: team-ops}, {user: ann@example.com}]\n",
+        ),
+    );
+    Cpi::new(["apply"])
         .db(&db)
-        .run();
-    assert_eq!(d.code, 2, "{}", d.all());
-    let plan: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
-    let changes = plan["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 4, "{}", d.stdout);
-    for c in changes {
-        assert_eq!(
-            c["fields"],
-            serde_json::json!(["managed_by", "source"]),
-            "only ownership changes: {c}"
-        );
-    }
-    Cpi::new(["apply", "--adopt"])
-        .args(m)
-        .db(&db)
+        .manifests(src.path())
         .run()
         .assert_code(0);
-    let d = Cpi::new(["diff"]).args(m).db(&db).run();
-    assert_eq!(d.code, 0, "{}", d.all());
-    d.assert_hides("cpi diff", &[URL_SECRET, KEY_SECRET, SMTP_SECRET]);
+    disown_objects(&db).await;
+
+    let export = Export::of(&db);
+    export
+        .run
+        .assert_code(0)
+        .assert_hides("cpi export", &[&token]);
+    assert_eq!(
+        tree(&export.out),
+        ["apitokens/ci.yaml", "rolebindings/ops.yaml"],
+        "{}",
+        export.run.all()
+    );
+    assert!(std::fs::read_dir(&export.secrets).map_or(true, |d| d.count() == 0));
+    let ci = std::fs::read_to_string(export.out.join("apitokens/ci.yaml")).unwrap();
+    let ops = std::fs::read_to_string(export.out.join("rolebindings/ops.yaml")).unwrap();
+    for text in [&ci, &ops] {
+        assert!(!text.contains(&token), "the token exported: {text}");
+        // The only 64-hex-digit word anywhere is the hash the manifest had.
+        let hex: Vec<&str> = text
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .filter(|w| w.len() >= 64)
+            .collect();
+        let expected: &[&str] = if text == &ci { &[&hash] } else { &[] };
+        assert_eq!(hex, expected, "{text}");
+    }
+    assert!(ci.contains(&format!("sha256: {hash}")), "{ci}");
+    assert!(
+        ops.contains("team-ops") && ops.contains("ann@example.com"),
+        "{ops}"
+    );
+
+    export.adopts_clean(&db, 2, &[&token]);
 }

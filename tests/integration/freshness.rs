@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 use serde_json::Value;
 
-use crate::console::{browser, chromium, start_driver, Daemon};
+use crate::console::Daemon;
 use crate::support::bin::{Cpi, Run};
+use crate::support::console::world;
 use crate::support::daemon::{csv_rows, events_table};
 use crate::support::manifests::{connection_to, project};
 use crate::support::wait::wait_i64;
@@ -60,10 +61,8 @@ async fn event_kinds(pool: &sqlx::PgPool) -> Vec<String> {
 
 #[tokio::test]
 async fn a_table_goes_fresh_warn_error_and_fresh_again_everywhere() {
-    let driver = start_driver().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let c = browser(&driver, &chromium(), &tmp.path().join("profile")).await;
-    let db = TestDb::new().await;
+    let (b, db) = world().await;
+    let tmp = &b.tmp;
     let pool = db.pool().await;
     events_table(&pool).await;
     let m = tmp.path().join("manifests");
@@ -104,7 +103,7 @@ async fn a_table_goes_fresh_warn_error_and_fresh_again_everywhere() {
             .await
             .unwrap();
     let badge = |want: &'static str| {
-        let (c, base, id) = (c.clone(), d.base.clone(), project_id.clone());
+        let (c, base, id) = (b.c.clone(), d.base.clone(), project_id.clone());
         async move {
             // Same URL as before: only a reload renders the page anew.
             c.goto(&format!("{base}/#/projects/{id}")).await.unwrap();
@@ -182,6 +181,6 @@ async fn a_table_goes_fresh_warn_error_and_fresh_again_everywhere() {
         "{payload}"
     );
 
-    c.close().await.unwrap();
+    b.c.close().await.unwrap();
     d.stop().await;
 }

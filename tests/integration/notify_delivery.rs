@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::daemon::{events_table, Daemon, Setup};
+use crate::support::daemon::{events_list, events_table, Daemon, Setup};
 use crate::support::fs::manifest;
+use crate::support::manifests::alert;
 use crate::support::receiver::{Recorded, Recorder, Smtp};
 use crate::support::wait::wait_at_least;
-use crate::support::{write, Cpi, TestDb};
+use crate::support::{write, TestDb};
 
 const URL_SECRET: &str = "planted-url-secret-5521";
 const KEY_SECRET: &str = "planted-hmac-secret-8830";
@@ -234,10 +235,7 @@ async fn webhook_tells_a_failed_import_a_failed_check_freshness_and_a_failed_rec
     );
     d.stop(10);
     assert_no_planted_secret("the daemon's log", &d.log());
-    let list = Cpi::new(["events", "list", "-o", "json"])
-        .db(&db)
-        .manifests(&m)
-        .run();
+    let list = events_list(&db, &m);
     list.assert_code(0).assert_stdout("\"state\": \"sent\"");
     assert_no_secret("cpi events list", &list.all());
 }
@@ -271,14 +269,7 @@ async fn slack_and_mail_tell_a_failed_import_a_failed_check_freshness_and_a_fail
         write(
             &m,
             &format!("notify/{name}.yaml"),
-            &manifest(
-                "Alert",
-                name,
-                &format!(
-                    "provider: {provider}\nprojects: ['sales*']\nevents: [{}]\n",
-                    KINDS.join(", ")
-                ),
-            ),
+            &alert(name, provider, "['sales*']", &KINDS.join(", ")),
         );
     }
     let mut d = Daemon::start(&db, &m, &s.log("d.log"), &["--freshness-interval", "300ms"]);

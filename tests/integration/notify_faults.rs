@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::support::daemon::{events_table, Daemon, Setup};
 use crate::support::db::scalar_i64;
 use crate::support::fs::manifest;
+use crate::support::manifests;
 use crate::support::receiver::Recorder;
 use crate::support::wait::wait_i64;
 use crate::support::{write, TestDb};
@@ -187,10 +188,11 @@ async fn two_replicas_deliver_each_event_once() {
         write(
             &s.manifests(),
             &format!("notify/ops-{p}.yaml"),
-            &manifest(
-                "Alert",
+            &manifests::alert(
                 &format!("ops-{p}"),
-                &format!("provider: hook\nprojects: [{p}]\nevents: [import.failed]\n"),
+                "hook",
+                &format!("[{p}]"),
+                "import.failed",
             ),
         );
     }

@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use crate::support::daemon::{events_table, Daemon, Setup};
+use crate::support::daemon::{events_list, events_table, Daemon, Setup};
 use crate::support::fs::manifest;
+use crate::support::manifests::alert;
 use crate::support::receiver::Smtp;
 use crate::support::wait::{wait_at_least, wait_for};
 use crate::support::{write, Cpi, TestDb};
@@ -49,11 +50,7 @@ async fn mail_goes_out_authenticated_over_starttls_and_a_wrong_password_is_a_fai
     write(
         &m,
         "notify/ops.yaml",
-        &manifest(
-            "Alert",
-            "ops",
-            "provider: mail\nprojects: [sales]\nevents: [import.failed]\n",
-        ),
+        &alert("ops", "mail", "[sales]", "import.failed"),
     );
     let mut d = Daemon::start(&db, &m, &s.log("d.log"), &[]);
     std::fs::write(s.inbox("sales").join("bad.csv"), "id,tag,n\nx,a,1\n").unwrap();
@@ -116,10 +113,7 @@ async fn mail_goes_out_authenticated_over_starttls_and_a_wrong_password_is_a_fai
     .unwrap();
     d.stop(10);
     assert_hides("the daemon's log", &d.log());
-    let list = Cpi::new(["events", "list", "-o", "json"])
-        .db(&db)
-        .manifests(&m)
-        .run();
+    let list = events_list(&db, &m);
     list.assert_code(0);
     assert_hides("cpi events list", &list.all());
 }
@@ -149,11 +143,7 @@ async fn credentials_are_never_sent_without_starttls() {
     write(
         &m,
         "ops.yaml",
-        &manifest(
-            "Alert",
-            "ops",
-            "provider: mail\nprojects: ['*']\nevents: [import.failed]\n",
-        ),
+        &alert("ops", "mail", "['*']", "import.failed"),
     );
     let out = Cpi::new(["notify", "test", "ops"]).manifests(&m).run();
     assert_ne!(out.code, 0, "{}", out.all());

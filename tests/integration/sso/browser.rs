@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use super::{setup, CLIENT_SECRET, PLANTED_PW};
-use crate::console::{browser, chromium, start_driver};
 use crate::support::api::TOKEN;
+use crate::support::console::{browser, chromium, Browser};
 
 async fn wait_css_text(c: &Client, css: &str, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -137,9 +137,8 @@ async fn session_cookie(c: &Client) -> String {
 #[tokio::test]
 async fn sign_in_with_a_real_provider_in_a_real_browser() {
     let s = setup().await;
-    let driver = start_driver().await;
-    let profile = tempfile::tempdir().unwrap();
-    let c = browser(&driver, &chromium(), profile.path()).await;
+    let b = Browser::start().await;
+    let c = b.c;
 
     // Anonymous: nothing but the sign-in (no anonymous access once SSO is on).
     c.goto(&format!("{}/", s.base)).await.unwrap();
@@ -280,8 +279,7 @@ async fn sign_in_with_a_real_provider_in_a_real_browser() {
     // Bob, viewer of alpha-one by name, in another browser: sees it, may
     // not read its connection's details, sees no Retry.
     c.close().await.unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let c = browser(&driver, &chromium(), profile.path()).await;
+    let c = browser(&b.driver, &chromium(), &b.tmp.path().join("bob")).await;
     sign_in(&c, &s.base, "bob").await;
     let bob_cookie = session_cookie(&c).await;
     c.goto(&format!("{}/#/projects", s.base)).await.unwrap();

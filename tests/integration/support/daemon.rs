@@ -230,3 +230,12 @@ pub async fn events_table_named(pool: &PgPool, name: &str) {
     .await
     .unwrap();
 }
+
+/// `cpi events list -o json` on `db` with `manifests`, after a daemon's run
+/// (the notification tests check it holds no secret).
+pub fn events_list(db: &TestDb, manifests: &Path) -> super::Run {
+    Cpi::new(["events", "list", "-o", "json"])
+        .db(db)
+        .manifests(manifests)
+        .run()
+}

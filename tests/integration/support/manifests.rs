@@ -1,5 +1,5 @@
 //! Manifests the daemon and reconcile tests write: one shape each for a
-//! Connection and a Project, built on [`super::fs::manifest`].
+//! Connection, a Project and an Alert, built on [`super::fs::manifest`].
 
 use std::path::Path;
 
@@ -39,5 +39,15 @@ pub fn project(name: &str, connection: &str, inbox: &Path, defaults: &str) -> St
             "connection: {connection}\nconfig:\n  inbox: {}\n  defaults: {defaults}\n",
             inbox.display()
         ),
+    )
+}
+
+/// An Alert sending `events` (comma-separated) of `projects` (a YAML
+/// list) through `provider`.
+pub fn alert(name: &str, provider: &str, projects: &str, events: &str) -> String {
+    manifest(
+        "Alert",
+        name,
+        &format!("provider: {provider}\nprojects: {projects}\nevents: [{events}]\n"),
     )
 }

@@ -2,12 +2,13 @@
 //! test ([`db`]), the real `cpi` binary ([`bin`]), waits that fail with what
 //! they waited for ([`wait`]), temp folders and files ([`fs`]), a project
 //! ready for imports ([`import`]), manifests ([`manifests`]), a local S3
-//! server ([`s3`]), the daemon as a process ([`daemon`]) and the API served
-//! in-process ([`api`]).
+//! server ([`s3`]), the daemon as a process ([`daemon`]), the API served
+//! in-process ([`api`]) and a headless browser ([`console`]).
 #![allow(dead_code)] // not every test module uses every helper
 
 pub mod api;
 pub mod bin;
+pub mod console;
 pub mod daemon;
 pub mod db;
 pub mod fs;

@@ -3,6 +3,7 @@
 //! and an SMTP server (`aiosmtpd`, from PyPI) that keeps each mail in a
 //! Maildir.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -163,22 +164,17 @@ impl Smtp {
         std::fs::create_dir_all(&certs).unwrap();
         super::tls::ca(&certs, "ca");
         super::tls::leaf(&certs, "ca", "mx", "127.0.0.1", Some("IP:127.0.0.1"), "2");
-        let port = super::free_port();
-        let maildir = dir.join("maildir");
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/support/smtp_auth.py");
-        let mut cmd = Command::new("python3");
-        cmd.arg(script)
-            .arg(port.to_string())
-            .arg(&maildir)
-            .arg(certs.join("mx.crt"))
-            .arg(certs.join("mx.key"))
-            .args([user, password]);
-        Self::spawn(cmd, port, maildir).await
+        let tls = [certs.join("mx.crt"), certs.join("mx.key")];
+        Self::start_script(dir, tls.map(PathBuf::into_os_string), user, password).await
     }
 
     /// One without TLS that offers AUTH in the clear, as `user` with `password`.
     pub async fn start_auth_plain(dir: &Path, user: &str, password: &str) -> Smtp {
+        Self::start_script(dir, ["-".into(), "-".into()], user, password).await
+    }
+
+    /// `smtp_auth.py` with its certificate and key (`-` for no TLS).
+    async fn start_script(dir: &Path, tls: [OsString; 2], user: &str, password: &str) -> Smtp {
         let port = super::free_port();
         let maildir = dir.join("maildir");
         let script =
@@ -187,7 +183,8 @@ impl Smtp {
         cmd.arg(script)
             .arg(port.to_string())
             .arg(&maildir)
-            .args(["-", "-", user, password]);
+            .args(tls)
+            .args([user, password]);
         Self::spawn(cmd, port, maildir).await
     }
 
