@@ -94,8 +94,15 @@ impl Env {
 /// 127.0.0.1, so the planted password is carried, never checked), a
 /// project importing into table `t`.
 async fn env() -> Env {
-    let (db, dir, url) = url_and_project(PASSWORD).await;
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = db
+        .url()
+        .replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
     let m = dir.path().join("m");
+    write(&m, "a.url", &format!("{url}\n"));
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
     write(
         &m,
         "c.yaml",
@@ -109,34 +116,17 @@ async fn env() -> Env {
             )
         ),
     );
-    Env { db, dir, url }
-}
-
-/// The start of the sealed-URL tests: a test database, a temp folder and
-/// the database's URL with `password` in it (the local server trusts
-/// 127.0.0.1, so it is carried, never checked). Manifests in `m/` hold it
-/// in `a.url` and declare project `p` on connection `a` appending into `t`
-/// (created), with its inbox; the Connection manifests are the caller's.
-pub(crate) async fn url_and_project(password: &str) -> (TestDb, tempfile::TempDir, String) {
-    let db = TestDb::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = db
-        .url()
-        .replacen("postgres@", &format!("postgres:{password}@"), 1);
-    let m = dir.path().join("m");
-    write(&m, "a.url", &format!("{url}\n"));
-    let inbox = dir.path().join("inbox");
-    std::fs::create_dir_all(&inbox).unwrap();
     write(
         &m,
         "p.yaml",
         &crate::support::manifests::project("p", "a", &inbox, "{table: t, mode: append}"),
     );
+    let pool = db.pool().await;
     sqlx::query("CREATE TABLE t (id int)")
-        .execute(&db.pool().await)
+        .execute(&pool)
         .await
         .unwrap();
-    (db, dir, url)
+    Env { db, dir, url }
 }
 
 fn pg_dump(url: &str) -> String {

@@ -107,13 +107,30 @@ impl World {
 }
 
 async fn world() -> World {
-    let (db, dir, url) = crate::encryption::url_and_project(PASSWORD).await;
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = db
+        .url()
+        .replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
+    let m = dir.path().join("m");
+    write(&m, "a.url", &format!("{url}\n"));
     write(
-        &dir.path().join("m"),
+        &m,
         "c.yaml",
         &manifest("Connection", "a", "database_url_file: a.url"),
     );
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write(
+        &m,
+        "p.yaml",
+        &crate::support::manifests::project("p", "a", &inbox, "{table: t, mode: append}"),
+    );
     let pool = db.pool().await;
+    sqlx::query("CREATE TABLE t (id int)")
+        .execute(&pool)
+        .await
+        .unwrap();
     World { db, dir, url, pool }
 }
 
