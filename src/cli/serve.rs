@@ -26,6 +26,11 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
     let sso = a.http.sso()?;
     let pool = management_pool(g).await?;
     store::migrate(&pool).await?;
+    // Before the port is bound and the process row written: a SIGTERM as
+    // soon as the port answers stops it cleanly, its row deleted (the
+    // default action killed it, and the row held back key rotations for
+    // 30 s; CI saw `cpi rekey` refused so).
+    let signal = signal();
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
@@ -47,7 +52,6 @@ pub async fn serve(g: &Global, a: &ApiArgs) -> Result<ExitCode> {
     state.inbox_roots = Arc::new(a.roots.inbox_roots.clone());
     state.http = a.http.settings();
     state.sso = sso;
-    let signal = signal();
     let shutdown = async move {
         signal.await;
         tracing::info!("shutting down: finishing the requests in flight");
